@@ -1,0 +1,27 @@
+"""User-facing errors: one line that names the file (or spec) and says what to do."""
+
+from __future__ import annotations
+
+
+class VitprobeError(Exception):
+    """Base of every error caused by the user's input; the CLI prints it and exits 2."""
+
+
+class CheckpointError(VitprobeError):
+    """A checkpoint file cannot be read, is unsafe, or does not fit the architecture."""
+
+
+class DataError(VitprobeError):
+    """A dataset spec or a data folder cannot be used."""
+
+
+class ConfigError(VitprobeError):
+    """A command-line option, recipe or training config is invalid."""
+
+
+class CaptureError(VitprobeError):
+    """A requested capture site did not fire during the forward pass."""
+
+
+class OutputExistsError(VitprobeError):
+    """The output directory already holds a run and --overwrite was not given."""

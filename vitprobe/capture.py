@@ -1,0 +1,230 @@
+"""The hook engine: one forward pass hands out the sites that analyzers asked for.
+
+Sites (numbered as in the papers, blocks 1..L):
+
+- ``Site("attn", l)``   post-softmax attention probabilities of block l, (B, H, N, N).
+- ``Site("tokens", l)`` residual stream after block l, (B, N, C); ``tokens 0`` is the input of
+  block 1 (patch embedding + position embedding). The final norm is not applied.
+
+Attention: timm's attention modules use fused scaled-dot-product attention, which never
+materialises the probabilities. Inside :func:`capture`, ``fused_attn`` is switched off on the
+blocks whose attention was asked for (and only those), the probabilities are read where timm's
+own eager path computes them (the input of ``attn_drop``, an identity in eval mode), and the
+previous setting is restored on exit. The forward pass stops right after the deepest block any
+site needs, so later blocks are never computed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterable, Iterator, NamedTuple
+
+import torch
+import torch.nn as nn
+
+from vitprobe.errors import CaptureError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Site(NamedTuple):
+    """A named place in the forward pass: ``kind`` is "attn" or "tokens", ``layer`` 1-based."""
+
+    kind: str
+    layer: int
+
+    def __str__(self) -> str:
+        return f"{self.kind}.{self.layer}"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What analyzers need to know about the encoder they observe."""
+
+    depth: int
+    num_heads: int
+    num_prefix_tokens: int
+    patch_size: int
+    grid: tuple[int, int]
+    embed_dim: int
+    img_size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    final_norm: nn.Module | None = None
+
+    @property
+    def num_tokens(self) -> int:
+        """N = prefix tokens + h * w patch tokens."""
+        return self.num_prefix_tokens + self.grid[0] * self.grid[1]
+
+
+def _blocks(model: nn.Module) -> nn.ModuleList:
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, (nn.ModuleList, nn.Sequential)) or len(blocks) == 0:
+        raise CaptureError(
+            f"{type(model).__name__} has no transformer `blocks`; vitprobe observes timm "
+            "VisionTransformer, DeiT and Beit models (load one with vitprobe.load_model)")
+    return blocks
+
+
+def model_info(model: nn.Module) -> ModelInfo:
+    """Read depth, heads, prefix tokens, patch grid, width and normalisation off a timm ViT."""
+    blocks = _blocks(model)
+    patch_embed = model.patch_embed
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    norm = getattr(model, "norm", None)
+    if norm is None or isinstance(norm, nn.Identity):
+        norm = getattr(model, "fc_norm", None)
+    if isinstance(norm, nn.Identity):
+        norm = None
+    return ModelInfo(
+        depth=len(blocks),
+        num_heads=int(blocks[0].attn.num_heads),
+        num_prefix_tokens=int(getattr(model, "num_prefix_tokens", 1)),
+        patch_size=int(patch_embed.patch_size[0]),
+        grid=tuple(int(g) for g in patch_embed.grid_size),
+        embed_dim=int(getattr(model, "embed_dim", getattr(model, "num_features", 0))),
+        img_size=int(patch_embed.img_size[0]),
+        mean=tuple(cfg.get("mean", IMAGENET_MEAN)),
+        std=tuple(cfg.get("std", IMAGENET_STD)),
+        final_norm=norm,
+    )
+
+
+class _StopForward(Exception):
+    """Raised by the last needed hook so that deeper blocks are not computed."""
+
+
+def _check_sites(sites: Iterable[Site], depth: int) -> frozenset[Site]:
+    checked = set()
+    for site in sites:
+        site = Site(*site)
+        lowest = 1 if site.kind == "attn" else 0
+        if site.kind not in ("attn", "tokens"):
+            raise CaptureError(f"unknown site kind {site.kind!r}; use 'attn' or 'tokens'")
+        if not lowest <= site.layer <= depth:
+            raise CaptureError(
+                f"site {site} is outside this model: {site.kind} layers run {lowest}..{depth}")
+        checked.add(site)
+    return frozenset(checked)
+
+
+class Capture:
+    """Hooks installed on a model; :meth:`run` does one forward pass and returns the sites."""
+
+    def __init__(self, model: nn.Module, sites: Iterable[Site]) -> None:
+        self.model = model
+        self.blocks = _blocks(model)
+        self.sites = _check_sites(sites, len(self.blocks))
+        self._store: dict[Site, torch.Tensor] = {}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._fused: list[tuple[nn.Module, bool]] = []
+        # 0 means "stop before block 1"; otherwise the deepest block whose output/attention is needed.
+        self.last_block = max((s.layer for s in self.sites), default=0)
+
+    # -- installing and removing ---------------------------------------------------------
+    def install(self) -> None:
+        """Register the hooks and switch fused attention off where attention is needed."""
+        try:
+            for site in sorted(self.sites):
+                if site.kind == "attn":
+                    self._hook_attention(site)
+                elif site.layer == 0:
+                    self._handles.append(
+                        self.blocks[0].register_forward_pre_hook(self._keep_input(site)))
+                else:
+                    self._handles.append(
+                        self.blocks[site.layer - 1].register_forward_hook(self._keep_output(site)))
+            if self.sites:
+                self._install_stop()
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self) -> None:
+        """Remove every hook and restore the attention modules; safe to call twice."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for attn, fused in self._fused:
+            attn.fused_attn = fused
+        self._fused.clear()
+        self._store = {}
+
+    def _hook_attention(self, site: Site) -> None:
+        attn = self.blocks[site.layer - 1].attn
+        if not (hasattr(attn, "fused_attn") and isinstance(getattr(attn, "attn_drop", None), nn.Module)):
+            raise CaptureError(
+                f"block {site.layer} uses {type(attn).__name__}, whose attention probabilities "
+                "vitprobe cannot read; supported: timm Attention (ViT, DeiT) and Beit attention")
+        self._fused.append((attn, bool(attn.fused_attn)))
+        attn.fused_attn = False
+
+        def keep(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            self._store[site] = inputs[0].detach().float()
+
+        self._handles.append(attn.attn_drop.register_forward_pre_hook(keep))
+
+    def _keep_input(self, site: Site):
+        def keep(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            self._store[site] = inputs[0].detach().float()
+        return keep
+
+    def _keep_output(self, site: Site):
+        def keep(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            self._store[site] = output.detach().float()
+        return keep
+
+    def _install_stop(self) -> None:
+        def stop(*_args) -> None:
+            raise _StopForward
+
+        if self.last_block == 0:
+            # Registered after the tokens-0 pre-hook, so it runs after it.
+            self._handles.append(self.blocks[0].register_forward_pre_hook(stop))
+        else:
+            self._handles.append(self.blocks[self.last_block - 1].register_forward_hook(stop))
+
+    # -- running ---------------------------------------------------------------------------
+    def run(self, images: torch.Tensor) -> dict[Site, torch.Tensor]:
+        """One forward pass over ``images``; returns every requested site (nothing is kept)."""
+        self._store = {}
+        try:
+            self.model.forward_features(images)
+        except _StopForward:
+            pass
+        found, self._store = self._store, {}
+        missing = self.sites - found.keys()
+        if missing:
+            names = ", ".join(str(s) for s in sorted(missing))
+            raise CaptureError(
+                f"capture sites did not fire: {names}; the model's forward does not pass "
+                "through its timm blocks/attention as expected")
+        return found
+
+
+@contextlib.contextmanager
+def capture(model: nn.Module, sites: Iterable[Site]) -> Iterator[Capture]:
+    """Install hooks for ``sites`` on ``model``; always removed on exit, even on error.
+
+    >>> with capture(model, [Site("attn", 12), Site("tokens", 0)]) as cap:
+    ...     out = cap.run(images)   # {Site("attn", 12): (B,H,N,N), Site("tokens", 0): (B,N,C)}
+    """
+    cap = Capture(model, sites)
+    cap.install()
+    try:
+        yield cap
+    finally:
+        cap.remove()
+
+
+def attention_sites(depth: int) -> list[Site]:
+    """``attn 1..L``."""
+    return [Site("attn", layer) for layer in range(1, depth + 1)]
+
+
+def token_sites(depth: int) -> list[Site]:
+    """``tokens 0..L``."""
+    return [Site("tokens", layer) for layer in range(0, depth + 1)]

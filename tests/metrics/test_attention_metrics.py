@@ -1,0 +1,114 @@
+"""Known answers for attention distance, NMI and head diversity."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from vitprobe.metrics import ShapeError, attention_distance, attention_nmi, head_diversity
+
+
+def _with_prefix(block: torch.Tensor, prefix: int = 1) -> torch.Tensor:
+    """Embed a patch block (B, H, n, n) into (B, H, n+P, n+P) with some mass on the prefix."""
+    b, h, n, _ = block.shape
+    full = torch.zeros(b, h, n + prefix, n + prefix)
+    full[..., prefix:, prefix:] = block * 0.5
+    full[..., prefix:, :prefix] = 0.5 / prefix
+    full[..., :prefix, :] = 1.0 / (n + prefix)
+    return full
+
+
+def _mean_pairwise_distance(h: int, w: int, p: int) -> float:
+    cells = list(itertools.product(range(h), range(w)))
+    total = sum(math.dist(a, b) for a in cells for b in cells)
+    return p * total / len(cells) ** 2
+
+
+def test_uniform_attention_distance_is_mean_pairwise_pixel_distance():
+    n = 14 * 14
+    attn = _with_prefix(torch.full((2, 3, n, n), 1.0 / n))
+    got = attention_distance(attn, patch_size=16)
+    expected = _mean_pairwise_distance(14, 14, 16)
+    assert expected == pytest.approx(116.5, abs=0.1)
+    torch.testing.assert_close(got, torch.full((2, 3), expected), rtol=1e-5, atol=0)
+
+
+def test_identity_attention_has_zero_distance_and_unit_nmi():
+    attn = _with_prefix(torch.eye(16).expand(2, 4, 16, 16))
+    torch.testing.assert_close(attention_distance(attn, 8), torch.zeros(2, 4))
+    torch.testing.assert_close(attention_nmi(attn), torch.ones(2, 4))
+
+
+def test_distance_on_rectangular_grid_and_neighbour_attention():
+    # every query attends its right-hand neighbour (wrapping within the row): distance 1 or w-1 cells
+    h, w, p = 2, 3, 4
+    n = h * w
+    block = torch.zeros(1, 1, n, n)
+    for i in range(n):
+        r, c = divmod(i, w)
+        block[0, 0, i, r * w + (c + 1) % w] = 1.0
+    expected = p * (h * ((w - 1) * 1 + 1 * (w - 1))) / n
+    got = attention_distance(_with_prefix(block), p, grid=(h, w))
+    torch.testing.assert_close(got, torch.tensor([[expected]]))
+
+
+def test_collapsed_attention_has_zero_nmi():
+    n = 25
+    uniform = torch.full((1, 2, n, n), 1.0 / n)
+    same_key = torch.zeros(1, 2, n, n)
+    same_key[..., 3] = 1.0
+    for block in (uniform, same_key):
+        torch.testing.assert_close(attention_nmi(_with_prefix(block)), torch.zeros(1, 2), atol=1e-6, rtol=0)
+
+
+def test_nmi_matches_direct_formula():
+    torch.manual_seed(0)
+    attn = torch.randn(3, 2, 10, 10, dtype=torch.float64).softmax(-1)
+    a = attn[:, :, 1:, 1:]
+    a = a / a.sum(-1, keepdim=True)
+    n = a.shape[-1]
+    pk = a.mean(-2, keepdim=True)
+    mi = (a * torch.log(a / pk)).sum((-2, -1)) / n
+    hk = -(pk * pk.log()).sum((-2, -1))
+    expected = mi / torch.sqrt(math.log(n) * hk)
+    torch.testing.assert_close(attention_nmi(attn), expected)
+
+
+def test_identical_heads_have_zero_diversity():
+    torch.manual_seed(1)
+    one = torch.randn(2, 1, 17, 17).softmax(-1)
+    torch.testing.assert_close(head_diversity(one.expand(2, 5, 17, 17)), torch.zeros(2), atol=1e-6, rtol=0)
+
+
+def test_disjoint_one_hot_heads_reach_log_two():
+    n = 16
+    first = torch.eye(n)
+    second = torch.roll(torch.eye(n), 1, dims=1)
+    attn = _with_prefix(torch.stack([first, second])[None])
+    torch.testing.assert_close(head_diversity(attn), torch.tensor([math.log(2.0)]))
+
+
+def test_diversity_matches_pairwise_definition_and_chunking(monkeypatch):
+    torch.manual_seed(2)
+    attn = torch.randn(2, 4, 10, 10, dtype=torch.float64).softmax(-1)
+    a = attn[:, :, 1:, 1:] / attn[:, :, 1:, 1:].sum(-1, keepdim=True)
+
+    def entropy(p):
+        return -(p * p.log()).sum(-1)
+
+    pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
+    jsd = [entropy((a[:, i] + a[:, j]) / 2) - (entropy(a[:, i]) + entropy(a[:, j])) / 2 for i, j in pairs]
+    expected = torch.stack(jsd, 1).mean((1, 2))
+    torch.testing.assert_close(head_diversity(attn), expected)
+    monkeypatch.setattr("vitprobe.metrics.attention._PAIR_CHUNK_ELEMENTS", 1)
+    torch.testing.assert_close(head_diversity(attn), expected)
+
+
+def test_bad_shapes_raise_one_line_errors():
+    with pytest.raises(ShapeError, match="square grid"):
+        attention_distance(torch.full((1, 1, 8, 8), 1 / 8), 16)
+    with pytest.raises(ShapeError, match="4 dimensions"):
+        attention_nmi(torch.ones(3, 3))

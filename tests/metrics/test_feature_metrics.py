@@ -1,0 +1,143 @@
+"""Known answers for Fourier profiles, token cosine, spectra, masks, Jaccard and k-NN."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vitprobe.metrics import (
+    attention_mask,
+    covariance_from_sums,
+    fourier_delta_log_amplitude,
+    fourier_frequencies,
+    jaccard,
+    knn_predict,
+    moment_sums,
+    token_cosine_similarity,
+    token_covariance_log_spectrum,
+    upsample_patch_mask,
+)
+
+
+def _tokens_from_maps(maps: torch.Tensor, prefix: int = 1) -> torch.Tensor:
+    """(B, C, h, w) maps -> (B, P + h*w, C) tokens with random prefix tokens."""
+    b, c, h, w = maps.shape
+    patches = maps.reshape(b, c, h * w).transpose(1, 2)
+    return torch.cat([torch.randn(b, prefix, c), patches], dim=1)
+
+
+@pytest.mark.parametrize("side,f", [(14, 3), (14, 5), (9, 2), (8, 1)])
+def test_diagonal_cosine_wave_peaks_at_its_frequency(side, f):
+    y, x = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    wave = torch.cos(2 * math.pi * f * (x + y).double() / side).float()
+    maps = wave.expand(2, 6, side, side)
+    delta = fourier_delta_log_amplitude(_tokens_from_maps(maps))
+    assert delta.shape == (2, (side + 1) // 2)
+    assert torch.all(delta[:, 0] == 0)
+    assert int(delta[0].argmax()) == f
+    assert delta[0, f] > delta[0, 0] + 10  # the other diagonal bins sit at log(1e-6)
+
+
+def test_fourier_frequencies_are_two_k_over_h():
+    torch.testing.assert_close(fourier_frequencies(14), torch.arange(7) * 2 / 14)
+    assert fourier_frequencies(14)[-1] == pytest.approx(6 / 7)
+    assert len(fourier_frequencies(7)) == 4
+
+
+def test_fourier_log_is_taken_before_channel_mean():
+    torch.manual_seed(0)
+    maps = torch.randn(1, 3, 6, 6)
+    log_amp = torch.log(torch.fft.fft2(maps).abs() + 1e-6)
+    shifted = torch.roll(log_amp, shifts=(3, 3), dims=(2, 3)).mean(1)[0]
+    diag = torch.diagonal(shifted)[3:]
+    torch.testing.assert_close(fourier_delta_log_amplitude(_tokens_from_maps(maps))[0], diag - diag[0])
+
+
+def test_token_cosine_matches_pairwise_mean():
+    torch.manual_seed(0)
+    tokens = torch.randn(3, 10, 5, dtype=torch.float64)
+    units = torch.nn.functional.normalize(tokens[:, 1:], dim=-1)
+    sim = units @ units.transpose(1, 2)
+    n = sim.shape[1]
+    expected = (sim.sum((1, 2)) - sim.diagonal(dim1=1, dim2=2).sum(1)) / (n * (n - 1))
+    torch.testing.assert_close(token_cosine_similarity(tokens), expected)
+    same = torch.randn(1, 1, 4).expand(2, 9, 4)
+    torch.testing.assert_close(token_cosine_similarity(same), torch.ones(2))
+
+
+def test_token_cosine_survives_huge_scales():
+    tokens = torch.randn(2, 17, 8) * 1e30
+    assert torch.isfinite(token_cosine_similarity(tokens)).all()
+
+
+def test_streamed_covariance_equals_numpy():
+    torch.manual_seed(0)
+    x = torch.randn(40, 6, dtype=torch.float64) * 3 + 1
+    sums = [moment_sums(part) for part in x.split([7, 20, 13])]
+    total = sum(s[0] for s in sums)
+    outer = sum(s[1] for s in sums)
+    torch.testing.assert_close(covariance_from_sums(total, outer, 40), torch.cov(x.T))
+
+
+def test_token_spectrum_matches_covariance_eigenvalues():
+    torch.manual_seed(0)
+    tokens = torch.randn(2, 1 + 30, 5, dtype=torch.float64)
+    got = token_covariance_log_spectrum(tokens)
+    for b in range(2):
+        eig = torch.linalg.eigvalsh(torch.cov(tokens[b, 1:].T)).flip(0)
+        torch.testing.assert_close(got[b], eig.log())
+    wide = token_covariance_log_spectrum(torch.randn(1, 1 + 4, 8))
+    assert wide.shape == (1, 8) and torch.all(wide[0, 3:] == math.log(1e-12))
+
+
+def test_attention_mask_is_minimal_and_keeps_sixty_percent():
+    torch.manual_seed(0)
+    attn = torch.randn(4, 3, 49).mul(2).softmax(-1)
+    keep = attention_mask(attn, 0.6)
+    kept_mass = (attn * keep).sum(-1)
+    assert torch.all(kept_mass >= 0.6 - 1e-6)
+    smallest_kept = torch.where(keep, attn, torch.inf).amin(-1)
+    assert torch.all(kept_mass - smallest_kept < 0.6)
+    # kept patches are the largest ones
+    assert torch.all(torch.where(keep, attn, torch.inf).amin(-1) >= torch.where(keep, -torch.inf, attn).amax(-1))
+
+
+def test_attention_mask_known_case():
+    attn = torch.tensor([0.05, 0.5, 0.05, 0.2, 0.2])
+    assert attention_mask(attn, 0.6).tolist() == [False, True, False, True, False] or \
+        attention_mask(attn, 0.6).tolist() == [False, True, False, False, True]
+    assert attention_mask(torch.tensor([0.1, 0.7, 0.2]), 0.6).tolist() == [False, True, False]
+
+
+def test_jaccard_of_known_masks_with_ignore():
+    pred = torch.zeros(4, 4, dtype=torch.bool)
+    pred[:2, :2] = True
+    target = torch.zeros(4, 4, dtype=torch.bool)
+    target[:2, 1:3] = True
+    assert float(jaccard(pred, target)) == pytest.approx(2 / 6)
+    ignore = torch.zeros(4, 4, dtype=torch.bool)
+    ignore[:, 0] = True
+    assert float(jaccard(pred, target, ignore)) == pytest.approx(2 / 4)
+    assert torch.isnan(jaccard(torch.zeros(2, 2), torch.zeros(2, 2)))
+    stacked = jaccard(torch.stack([pred, target]), target)
+    torch.testing.assert_close(stacked, torch.tensor([2 / 6, 1.0]))
+
+
+def test_upsample_patch_mask_is_nearest_block_repeat():
+    mask = torch.tensor([[[True, False], [False, True]]])
+    up = upsample_patch_mask(mask, (8, 8))
+    expected = mask.repeat_interleave(4, -2).repeat_interleave(4, -1)
+    assert torch.equal(up, expected)
+
+
+def test_knn_weighted_vote():
+    train = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.2, 0.8]])
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    test = torch.tensor([[1.0, 0.05], [0.05, 1.0]])
+    assert knn_predict(train, labels, test, k=2).tolist() == [0, 1]
+    # with k = all, the nearest pair outweighs three far votes at low temperature
+    assert knn_predict(train, labels, test[:1], k=5, T=0.07).tolist() == [0]
+    # at a very high temperature every vote counts alike: the majority class wins
+    assert knn_predict(train, labels, test[:1], k=5, T=1e6).tolist() == [1]

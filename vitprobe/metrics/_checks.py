@@ -1,0 +1,65 @@
+"""Shape checks shared by the metrics: patch grids and the patch-to-patch attention block."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vitprobe.errors import VitprobeError
+
+
+class ShapeError(VitprobeError, ValueError):
+    """A tensor handed to a metric does not have the shape the metric documents."""
+
+
+def patch_grid(num_patches: int, grid: tuple[int, int] | None) -> tuple[int, int]:
+    """Return the (h, w) patch grid; without ``grid`` the patches must form a square."""
+    if grid is not None:
+        h, w = int(grid[0]), int(grid[1])
+        if h * w != num_patches:
+            raise ShapeError(
+                f"grid {h}x{w} holds {h * w} patches but the tensor has {num_patches}; "
+                "pass the model's patch grid and the right num_prefix_tokens")
+        return h, w
+    side = math.isqrt(num_patches)
+    if side * side != num_patches:
+        raise ShapeError(
+            f"{num_patches} patch tokens do not form a square grid; pass grid=(h, w) "
+            "or the right num_prefix_tokens")
+    return side, side
+
+
+def check_rank(tensor: torch.Tensor, rank: int, what: str) -> None:
+    """Raise ShapeError unless ``tensor`` has ``rank`` dimensions."""
+    if tensor.dim() != rank:
+        raise ShapeError(f"{what} must have {rank} dimensions, got shape {tuple(tensor.shape)}")
+
+
+def patch_attention(attn: torch.Tensor, num_prefix_tokens: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    """Patch-to-patch block of ``attn`` (B, H, N, N) with rows renormalised to sum to 1.
+
+    ``A = attn[:, :, P:, P:];  A[i, :] /= max(sum_j A[i, j], eps)`` (an all-zero row stays zero).
+    """
+    check_rank(attn, 4, "attention (B, H, N, N)")
+    if attn.shape[-1] != attn.shape[-2]:
+        raise ShapeError(f"attention must be square over tokens, got shape {tuple(attn.shape)}")
+    if not 0 <= num_prefix_tokens < attn.shape[-1] - 1:
+        raise ShapeError(
+            f"num_prefix_tokens={num_prefix_tokens} leaves fewer than 2 patch tokens "
+            f"out of {attn.shape[-1]}; pass the model's num_prefix_tokens")
+    block = attn[:, :, num_prefix_tokens:, num_prefix_tokens:]
+    if not block.is_floating_point():
+        block = block.float()
+    return block / block.sum(dim=-1, keepdim=True).clamp_min(eps)
+
+
+def patch_tokens(tokens: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Patch tokens of ``tokens`` (B, N, C): ``tokens[:, P:]`` as floating point."""
+    check_rank(tokens, 3, "tokens (B, N, C)")
+    if not 0 <= num_prefix_tokens < tokens.shape[1] - 1:
+        raise ShapeError(
+            f"num_prefix_tokens={num_prefix_tokens} leaves fewer than 2 patch tokens "
+            f"out of {tokens.shape[1]}; pass the model's num_prefix_tokens")
+    patches = tokens[:, num_prefix_tokens:]
+    return patches if patches.is_floating_point() else patches.float()

@@ -1,0 +1,90 @@
+"""Attention statistics per head: distance in pixels, NMI, and diversity between heads."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+
+from vitprobe.metrics._checks import patch_attention, patch_grid
+
+NMI_EPS = 1e-8
+# Largest number of float elements a chunk of head pairs may hold in head_diversity.
+_PAIR_CHUNK_ELEMENTS = 1 << 25
+
+
+@lru_cache(maxsize=32)
+def distance_matrix(grid: tuple[int, int], patch_size: int,
+                    device: torch.device = torch.device("cpu")) -> torch.Tensor:
+    """Pixel distances between patch centres, (h*w, h*w), float32, cached per (grid, p, device).
+
+    ``D[i, j] = p * sqrt((r_i - r_j)^2 + (c_i - c_j)^2)`` with row-major grid cells (r, c).
+    """
+    h, w = grid
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float64),
+                                torch.arange(w, dtype=torch.float64), indexing="ij")
+    cells = torch.stack([rows.reshape(-1), cols.reshape(-1)], dim=1)
+    dist = torch.cdist(cells, cells) * patch_size
+    return dist.to(device=device, dtype=torch.float32)
+
+
+def attention_distance(attn: torch.Tensor, patch_size: int, num_prefix_tokens: int = 1,
+                       grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """Mean attention distance in pixels per image and head, (B, H).
+
+    With A the patch-to-patch attention (prefix dropped, rows renormalised) and D the pixel
+    distance matrix: ``distance[b, h] = mean_i sum_j A[b, h, i, j] * D[i, j]``.
+    """
+    block = patch_attention(attn, num_prefix_tokens)
+    n = block.shape[-1]
+    dist = distance_matrix(patch_grid(n, grid), int(patch_size), block.device).to(block.dtype)
+    per_query = torch.einsum("bhij,ij->bhi", block, dist)
+    return per_query.mean(dim=-1)
+
+
+def _entropy(p: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy (natural log) over the last dimension, with 0 log 0 = 0."""
+    return -torch.special.xlogy(p, p).sum(dim=-1)
+
+
+def attention_nmi(attn: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Normalised mutual information between query and key per image and head, (B, H).
+
+    With A the patch-to-patch attention (rows renormalised, eps 1e-8), uniform p(q) = 1/N',
+    ``p(k) = mean_q A[q, k]``, ``I = sum_{q,k} p(q) A[q, k] log(A[q, k] / p(k))``
+    (which equals ``H(k) - mean_q H(A[q, :])``), ``NMI = I / sqrt(H(q) H(k))`` with
+    ``H(q) = log N'``. A head whose every query attends one same key (H(k) = 0) gets 0.
+    """
+    block = patch_attention(attn, num_prefix_tokens, eps=NMI_EPS)
+    n = block.shape[-1]
+    p_key = block.mean(dim=-2)
+    h_key = _entropy(p_key)
+    mutual = (h_key - _entropy(block).mean(dim=-1)).clamp_min(0.0)  # I >= 0; drop rounding
+    denom = torch.sqrt(math.log(n) * h_key)
+    return torch.where(denom > 0, mutual / denom.clamp_min(torch.finfo(block.dtype).tiny),
+                       torch.zeros_like(mutual))
+
+
+def head_diversity(attn: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Mean pairwise Jensen-Shannon divergence (natural log) between heads, per image, (B,).
+
+    Rows renormalised as for NMI. For heads a < b and query i, with M = (A_a[i] + A_b[i]) / 2,
+    ``JSD = H(M) - (H(A_a[i]) + H(A_b[i])) / 2``; averaged over the H(H-1)/2 pairs and the
+    queries. Averaged over pairs the second term is the mean row entropy over heads, so
+    ``diversity = mean_{pairs, i} H(M) - mean_{heads, i} H(A[i])``. 0: all heads attend
+    alike; at most log 2. A single head gives 0.
+    """
+    block = patch_attention(attn, num_prefix_tokens, eps=NMI_EPS)
+    batch, heads, n, _ = block.shape
+    if heads < 2:
+        return block.new_zeros(batch)
+    first, second = torch.triu_indices(heads, heads, offset=1, device=block.device)
+    per_pair = max(1, _PAIR_CHUNK_ELEMENTS // max(1, batch * n * n))
+    mixed_entropy = block.new_zeros(batch)
+    for start in range(0, first.numel(), per_pair):
+        a, b = first[start:start + per_pair], second[start:start + per_pair]
+        mixture = (block[:, a] + block[:, b]) * 0.5
+        mixed_entropy += _entropy(mixture).sum(dim=(1, 2))
+    mixed_entropy /= first.numel() * n
+    return mixed_entropy - _entropy(block).mean(dim=(1, 2))

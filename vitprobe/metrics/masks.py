@@ -1,0 +1,46 @@
+"""DINO attention masks and their overlap (Jaccard) with ground-truth masks."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vitprobe.metrics._checks import ShapeError
+
+
+def attention_mask(cls_attn: torch.Tensor, keep_mass: float = 0.6) -> torch.Tensor:
+    """Smallest set of patches holding ``keep_mass`` of each head's attention, Bool (..., n).
+
+    Per row: sort ascending, ``share = cumsum(sorted) / sum``; keep the patches where
+    ``share > 1 - keep_mass`` (DINO's rule); the kept mass is >= keep_mass and dropping the
+    smallest kept patch would fall below it.
+    """
+    if not 0.0 < keep_mass <= 1.0:
+        raise ShapeError(f"keep_mass={keep_mass} must lie in (0, 1]; DINO uses 0.6")
+    values, order = torch.sort(cls_attn.float(), dim=-1)
+    share = values.cumsum(dim=-1) / values.sum(dim=-1, keepdim=True).clamp_min(
+        torch.finfo(torch.float32).tiny)
+    keep_sorted = share > (1.0 - keep_mass)
+    return torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+
+
+def jaccard(pred: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor | None = None) -> torch.Tensor:
+    """Intersection over union over the last two dims, float32, broadcasting the leading dims.
+
+    ``IoU = |pred & target & ~ignore| / |(pred | target) & ~ignore|``; NaN when that union is empty.
+    """
+    pred, target = pred.bool(), target.bool()
+    valid = ~ignore.bool() if ignore is not None else torch.ones_like(target)
+    inter = (pred & target & valid).sum(dim=(-2, -1)).float()
+    union = ((pred | target) & valid).sum(dim=(-2, -1)).float()
+    return torch.where(union > 0, inter / union.clamp_min(1.0), torch.full_like(union, float("nan")))
+
+
+def upsample_patch_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest-neighbour upsampling of a patch mask (..., h, w) to pixels (..., H, W), Bool."""
+    if mask.dim() < 2:
+        raise ShapeError(f"a patch mask needs at least 2 dimensions, got shape {tuple(mask.shape)}")
+    lead = mask.shape[:-2]
+    flat = mask.reshape(-1, 1, *mask.shape[-2:]).to(torch.uint8)
+    up = F.interpolate(flat, size=tuple(int(s) for s in size), mode="nearest")
+    return up.reshape(*lead, *up.shape[-2:]).bool()

@@ -1,0 +1,47 @@
+"""Covariance spectra: streamed sums, covariance, and log singular values."""
+
+from __future__ import annotations
+
+import torch
+
+from vitprobe.metrics._checks import check_rank, patch_tokens
+
+SPECTRUM_EPS = 1e-12
+
+
+def moment_sums(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sums over the rows of ``x`` (n, C) in float64: ``(sum_i x_i, sum_i x_i x_i^T)``."""
+    check_rank(x, 2, "features (n, C)")
+    x64 = x.to(torch.float64)
+    return x64.sum(dim=0), x64.T @ x64
+
+
+def covariance_from_sums(total: torch.Tensor, outer: torch.Tensor, count: int | float) -> torch.Tensor:
+    """Sample covariance from streamed sums: ``(S_xx - S_x S_x^T / n) / (n - 1)``, (C, C)."""
+    count = float(count)
+    if count < 2:
+        return torch.full_like(outer, float("nan"))
+    return (outer - torch.outer(total, total) / count) / (count - 1.0)
+
+
+def log_singular_values(matrix: torch.Tensor) -> torch.Tensor:
+    """``log(max(s_r, 1e-12))`` of the singular values s_1 >= s_2 >= ... over the last two dims."""
+    values = torch.linalg.svdvals(matrix)
+    return torch.log(values.clamp_min(SPECTRUM_EPS))
+
+
+def token_covariance_log_spectrum(tokens: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Log singular values of each image's patch-token covariance, (B, C), largest first.
+
+    For the n patch tokens X (n, C) of one image, ``cov = X_c^T X_c / (n - 1)`` with X_c the
+    column-centred tokens; its singular values are ``sigma(X_c)^2 / (n - 1)`` (padded with 0
+    beyond rank min(n, C)); reported as ``log(max(s, 1e-12))``. Computed in float64.
+    """
+    patches = patch_tokens(tokens, num_prefix_tokens).to(torch.float64)
+    batch, n, channels = patches.shape
+    centred = patches - patches.mean(dim=1, keepdim=True)
+    sigma = torch.linalg.svdvals(centred)
+    values = sigma.square() / (n - 1)
+    if values.shape[-1] < channels:
+        values = torch.cat([values, values.new_zeros(batch, channels - values.shape[-1])], dim=-1)
+    return torch.log(values.clamp_min(SPECTRUM_EPS))

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 from typing import Sequence
 
 from vitprobe.errors import VitprobeError
 
-# Each module defines ``register(subparsers)``, which adds its parser and sets ``func``.
-COMMANDS = ("analyze", "compare", "inspect", "models", "analyses", "train", "export", "reproduce")
+# Each module of vitprobe.commands defines ``register(subparsers)``, which adds its parser and
+# sets ``func``; this order is the order of ``vitprobe --help``.
+ORDER = ("analyze", "compare", "reproduce", "train", "export", "inspect", "models", "analyses")
+
+
+def command_modules() -> list[str]:
+    """Names of the sub-command modules, in help order."""
+    import vitprobe.commands
+
+    found = {m.name for m in pkgutil.iter_modules(vitprobe.commands.__path__)}
+    return sorted(found, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    for name in command_modules():
         importlib.import_module(f"vitprobe.commands.{name}").register(sub)
     return parser
 

@@ -1,0 +1,212 @@
+"""Run recipes: train or load the models, analyse them, draw the figures, judge the claims.
+
+Output of one recipe, under ``OUT/<recipe>/``::
+
+    models/<key>/checkpoint.safetensors   trained (reused when its config is unchanged) or random
+    runs/<key>/                           one analysis run per model (tables, figures, report)
+    figures/                              the side-by-side figures of all models
+    report.html                           each figure beside the claim it tests, with a verdict
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from vitprobe.claims import Verdict, evaluate
+from vitprobe.errors import ConfigError
+from vitprobe.recipes import ModelEntry, Recipe
+
+RANDOM_SEED = 0
+_RUN_KEYS = ("out", "device", "num_workers")  # options that do not change what is trained
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        print(f"[vitprobe reproduce] {message}", flush=True)
+
+
+def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers: int,
+                      progress: bool) -> Path:
+    """Train ``entry`` into ``folder``, reusing a finished run of the same config and resuming
+    an unfinished one; ``started.json``/``finished.json`` record the config of each."""
+    from vitprobe.train import TrainConfig, train
+
+    config = TrainConfig.from_overrides({**(entry.train or {}), "out": str(folder), "device": device,
+                                         "num_workers": num_workers})
+    wanted = json.dumps({k: v for k, v in config.to_dict().items() if k not in _RUN_KEYS},
+                        sort_keys=True)
+    started, finished = folder / "started.json", folder / "finished.json"
+    final = folder / "checkpoint.safetensors"
+    if final.is_file() and finished.is_file() and finished.read_text() == wanted:
+        _say(progress, f"{entry.key}: reusing {final}")
+        return final
+    resume = started.is_file() and started.read_text() == wanted and final.is_file()
+    _say(progress, f"{entry.key}: {'resuming' if resume else 'training'} {config.method} for "
+                   f"{config.total_epochs()} epochs on {config.data}")
+    folder.mkdir(parents=True, exist_ok=True)
+    finished.unlink(missing_ok=True)
+    started.write_text(wanted)
+    path = Path(train(config, resume=resume))
+    finished.write_text(wanted)
+    return path
+
+
+def _random_checkpoint(reference: Path, folder: Path) -> Path:
+    """A randomly initialised encoder (seeded) of the same architecture as ``reference``."""
+    from vitprobe.models import inspect_checkpoint
+    from vitprobe.models.architecture import ArchSpec, build_model
+    from vitprobe.models.own_format import save_encoder
+
+    arch = ArchSpec.from_dict(inspect_checkpoint(reference)["arch"])
+    torch.manual_seed(RANDOM_SEED)
+    model = build_model(arch)
+    return save_encoder(folder / "checkpoint.safetensors", model, arch,
+                        {"objective": "random_init", "config": {"seed": RANDOM_SEED}})
+
+
+def prepare_checkpoints(recipe: Recipe, out: Path, device: str = "cpu", num_workers: int = 0,
+                        progress: bool = True) -> dict[str, Path]:
+    """The checkpoint of every model of ``recipe``: given, trained (or reused) or random."""
+    paths: dict[str, Path] = {}
+    for entry in recipe.models:
+        if entry.checkpoint is not None:
+            paths[entry.key] = entry.checkpoint
+        elif entry.train is not None:
+            paths[entry.key] = _train_checkpoint(entry, out / "models" / entry.key, device,
+                                                 num_workers, progress)
+    for entry in recipe.models:
+        if entry.random_like is not None:
+            paths[entry.key] = _random_checkpoint(paths[entry.random_like], out / "models" / entry.key)
+    return paths
+
+
+def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers: int = 0,
+               progress: bool = True) -> Path:
+    """Regenerate one study into ``out/<recipe name>``; returns the path of its report page."""
+    from vitprobe.analysis import analyze
+    from vitprobe.results import compare
+
+    root = Path(out) / recipe.name
+    root.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    paths = prepare_checkpoints(recipe, root, device, num_workers, progress)
+    runs = {}
+    for entry in recipe.models:
+        _say(progress, f"{entry.key}: analysing on {recipe.data} ({', '.join(recipe.analyses)})")
+        run = analyze(str(paths[entry.key]), recipe.data, analyses=recipe.analyses,
+                      batch_size=recipe.batch_size, device=device, progress=progress,
+                      analyzer_params=None, num_heads=entry.num_heads)
+        run.label = entry.label
+        run.save(root / "runs" / entry.key, overwrite=True)
+        runs[entry.key] = run
+    compare(list(runs.values()), root / "figures", overwrite=True)
+    extra = _extra_figures(recipe, runs, paths, root / "figures", device)
+    tables = {key: {name: res.table for name, res in run.items()} for key, run in runs.items()}
+    labels = {entry.key: entry.label for entry in recipe.models}
+    verdicts = [evaluate(claim.check, tables, labels) for claim in recipe.claims]
+    report = root / "report.html"
+    report.write_text(_report_html(recipe, runs, verdicts, extra, time.monotonic() - started),
+                      encoding="utf-8")
+    (root / "verdicts.json").write_text(json.dumps(
+        [{"figure": c.figure, "claim": c.text, "agrees": v.agrees, "detail": v.detail}
+         for c, v in zip(recipe.claims, verdicts)], indent=2), encoding="utf-8")
+    _say(progress, f"{recipe.name}: report at {report}")
+    return report
+
+
+def _extra_figures(recipe: Recipe, runs: dict, paths: dict[str, Path], folder: Path,
+                   device: str) -> list[str]:
+    """Recipe-specific figures beyond the per-analysis ones; returns their file stems."""
+    from vitprobe.plots import figure_bytes
+
+    drawn: dict[str, Callable[[], Any]] = {}
+    if recipe.sweep is not None:
+        from vitprobe.plots.sweep import draw_sweep
+
+        values = [float(v) for v in recipe.sweep["values"]]
+        for name in ("linear_probe", "knn"):
+            if name in recipe.analyses:
+                results = [runs[entry.key][name] for entry in recipe.models]
+                drawn[f"sweep_{name}"] = lambda results=results: draw_sweep(values, results, "lambda")
+    if "reconstructions" in recipe.figures:
+        from vitprobe.plots.reconstructions import draw_reconstructions
+        from vitprobe.train.reconstruct import reconstruct_examples
+
+        for entry in recipe.models:
+            if entry.train is not None:
+                examples = reconstruct_examples(paths[entry.key], recipe.data, count=6, device=device)
+                drawn[f"reconstructions_{entry.key}"] = lambda ex=examples, lab=entry.label: \
+                    draw_reconstructions(ex, lab)
+    for stem, make in drawn.items():
+        figure = make()
+        for fmt in ("png", "svg"):
+            (folder / f"{stem}.{fmt}").write_bytes(figure_bytes(figure, fmt))
+    return list(drawn)
+
+
+def _verdict_badge(verdict: Verdict) -> str:
+    if verdict.agrees is None:
+        return '<b style="color:#777">undecided</b>'
+    return ('<b style="color:#1a7f37">agrees</b>' if verdict.agrees
+            else '<b style="color:#b42318">does not agree</b>')
+
+
+def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: list[str],
+                 seconds: float) -> str:
+    """One page: the claims with their figures and verdicts, then every other figure."""
+    esc = html.escape
+    models = "".join(
+        f"<li><b>{esc(e.label)}</b>: {esc(str(runs[e.key].checkpoint.get('path', '')))} "
+        f"(sha256 {esc(str(runs[e.key].checkpoint.get('sha256', ''))[:12])})</li>"
+        for e in recipe.models)
+    parts = [
+        "<!doctype html><meta charset='utf-8'>",
+        f"<title>{esc(recipe.title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "img{max-width:100%;border:1px solid #ddd}.claim{margin:2em 0}</style>",
+        f"<h1>{esc(recipe.title)}</h1><p>{esc(recipe.paper)}</p>",
+        f"<p>Data: <code>{esc(recipe.data)}</code>; analyses: {esc(', '.join(recipe.analyses))}; "
+        f"{seconds:.0f} s.</p><ul>{models}</ul>",
+    ]
+    shown = set()
+    for claim, verdict in zip(recipe.claims, verdicts):
+        shown.add(claim.figure)
+        parts.append(
+            f"<div class='claim'><h2>{esc(claim.figure)}</h2><p><i>Paper:</i> {esc(claim.text)}</p>"
+            f"<p><i>Here:</i> {_verdict_badge(verdict)} ({esc(verdict.detail)})</p>"
+            f"<img src='figures/{esc(claim.figure)}.png' alt='{esc(claim.figure)}'></div>")
+    others = [name for name in dict.fromkeys([*(n for r in runs.values() for n in r), *extra])
+              if name not in shown]
+    for name in others:
+        parts.append(f"<div class='claim'><h2>{esc(name)}</h2>"
+                     f"<img src='figures/{esc(name)}.png' alt='{esc(name)}'></div>")
+    parts.append("<p>Per-model tables, protocols and figures: "
+                 + ", ".join(f"<a href='runs/{esc(k)}/report.html'>{esc(runs[k].label)}</a>" for k in runs)
+                 + ".</p>")
+    return "\n".join(parts)
+
+
+def reproduce(recipes: list[str], out: str | Path, quick: bool = False, data: str | None = None,
+              checkpoints: dict[str, str] | None = None, device: str = "cpu", num_workers: int = 0,
+              train_overrides: dict[str, Any] | None = None, progress: bool = True) -> list[Path]:
+    """Validate every recipe first (one-line errors), then run them; returns the report paths."""
+    from vitprobe.recipes import load_recipe
+
+    if not recipes:
+        raise ConfigError("reproduce: name a recipe (cl_vs_mim, hybrid_sweep, dino_attention, sit_gmml) or use --quick")
+    loaded = [load_recipe(r, quick=quick, data=data, checkpoints=checkpoints,
+                          train_overrides=train_overrides) for r in recipes]
+    reports = [run_recipe(r, out, device=device, num_workers=num_workers, progress=progress) for r in loaded]
+    if len(reports) > 1:
+        index = Path(out) / "index.html"
+        index.write_text("<!doctype html><meta charset='utf-8'><title>vitprobe reproduce</title><ul>"
+                         + "".join(f"<li><a href='{html.escape(str(p.relative_to(out)))}'>"
+                                   f"{html.escape(p.parent.name)}</a></li>" for p in reports)
+                         + "</ul>", encoding="utf-8")
+    return reports

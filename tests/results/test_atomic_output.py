@@ -1,0 +1,79 @@
+"""Output folders are refused when taken, replaced only when complete, never left half-written."""
+
+from __future__ import annotations
+
+import pytest
+from tables import make_results
+
+import vitprobe.results as results_module
+from vitprobe.errors import OutputExistsError
+from vitprobe.results import Run
+
+
+@pytest.fixture
+def run():
+    results = make_results()
+    return Run({k: results[k] for k in ("attention_distance", "fourier", "knn")}, label="r")
+
+
+def _siblings(path):
+    return sorted(p.name for p in path.parent.iterdir() if p.name != path.name)
+
+
+def test_existing_non_empty_folder_is_refused(tmp_path, run):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="--overwrite") as info:
+        run.save(out)
+    assert "\n" not in str(info.value)
+    assert (out / "keep.txt").read_text() == "mine"
+    assert _siblings(out) == []
+
+
+def test_empty_folder_is_used(tmp_path, run):
+    out = tmp_path / "out"
+    out.mkdir()
+    run.save(out)
+    assert (out / "run.json").is_file()
+
+
+def test_overwrite_replaces_the_old_folder(tmp_path, run):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.csv").write_text("old")
+    run.save(out, overwrite=True)
+    assert not (out / "stale.csv").exists()
+    assert (out / "fourier.csv").is_file()
+    assert _siblings(out) == []
+
+
+def test_failure_mid_save_keeps_old_folder_and_leaves_no_partial(tmp_path, run, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.csv").write_text("old")
+    calls = []
+    original = results_module.Result.save
+
+    def failing_save(self, folder, label=None):
+        calls.append(self.name)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return original(self, folder, label)
+
+    monkeypatch.setattr(results_module.Result, "save", failing_save)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run.save(out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["stale.csv"]
+    assert _siblings(out) == []
+    calls.clear()
+    with pytest.raises(RuntimeError):
+        run.save(tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists()
+    assert _siblings(out) == []
+
+
+def test_a_file_in_the_way_is_refused(tmp_path, run):
+    (tmp_path / "out").write_text("x")
+    with pytest.raises(OutputExistsError, match="not a folder"):
+        run.save(tmp_path / "out", overwrite=True)

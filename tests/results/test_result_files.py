@@ -1,0 +1,129 @@
+"""Result and Run: files written, exact round-trip, figures for every table shape, report."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from tables import DEPTH, make_results
+
+from vitprobe.errors import ConfigError
+from vitprobe.plots import draw
+from vitprobe.results import Result, Run, compare
+
+
+@pytest.fixture(scope="module")
+def results():
+    return make_results()
+
+
+def test_table_columns_get_contract_dtypes(results):
+    table = results["attention_nmi"].table
+    assert str(table["head"].dtype) == "Int64" and str(table["layer"].dtype) == "Int64"
+    assert table.loc[table["metric"] == "head_diversity_jsd", "head"].isna().all()
+    assert table["value"].dtype == np.float64
+
+
+def test_table_without_value_is_rejected():
+    with pytest.raises(ValueError, match="value"):
+        Result("x", pd.DataFrame({"metric": ["a"]}), {})
+
+
+def test_result_save_load_round_trip(tmp_path, results):
+    original = results["attention_jaccard"]
+    original.save(tmp_path)
+    for ext in ("csv", "json", "png", "svg", "npz"):
+        assert (tmp_path / f"attention_jaccard.{ext}").is_file(), ext
+    loaded = Result.load(tmp_path, "attention_jaccard")
+    pd.testing.assert_frame_equal(loaded.table, original.table)
+    assert loaded.protocol == original.protocol
+    for key, array in original.artifacts.items():
+        np.testing.assert_array_equal(loaded.artifacts[key], array)
+        assert loaded.artifacts[key].dtype == array.dtype
+    again = tmp_path / "again"
+    loaded.save(again)
+    assert (again / "attention_jaccard.csv").read_bytes() == (tmp_path / "attention_jaccard.csv").read_bytes()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def test_no_npz_without_artifacts(tmp_path, results):
+    results["fourier"].save(tmp_path)
+    assert not (tmp_path / "fourier.npz").exists()
+
+
+def test_load_missing_result_is_one_line_error(tmp_path):
+    with pytest.raises(ConfigError, match="no such result") as info:
+        Result.load(tmp_path, "fourier")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", list(make_results()))
+def test_every_table_shape_draws_for_one_and_two_runs(name, results):
+    other = make_results(seed=1)[name]
+    for items in ([("run-a", results[name])], [("run-a", results[name]), ("run-b", other)]):
+        fig = draw(name, items)
+        assert isinstance(fig, Figure)
+        assert "synthetic:8 (n=8)" in fig._suptitle.get_text()
+        legends = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+        for label, _ in items:
+            assert any(label in text for text in legends), (name, legends)
+
+
+def test_figure_carries_analysis_protocol(results):
+    title = draw("attention_jaccard", [("a", results["attention_jaccard"])])._suptitle.get_text()
+    assert "threshold 0.6" in title and f"layer {DEPTH}" in title
+    assert "pooling cls" in draw("linear_probe", [("a", results["linear_probe"])])._suptitle.get_text()
+
+
+def test_fourier_axis_is_in_units_of_pi_up_to_the_last_frequency(results):
+    fig = draw("fourier", [("a", results["fourier"])])
+    curves = fig.axes[1]
+    assert curves.get_xlim()[1] == pytest.approx(results["fourier"].table["frequency"].max())
+    assert "π" in curves.get_xlabel()
+
+
+def test_unknown_name_is_drawn_by_metric_or_generic(results):
+    renamed = Result("probe_v2", results["linear_probe"].table, results["linear_probe"].protocol)
+    assert "Linear probe" in draw("probe_v2", [("a", renamed)])._suptitle.get_text()
+    novel = Result("novel", pd.DataFrame({"metric": ["m", "m"], "layer": [1, 2], "value": [0.1, 0.2]}), {})
+    assert isinstance(draw("novel", [("a", novel)]), Figure)
+
+
+def test_run_save_load_and_report(tmp_path, results):
+    run = Run(results, checkpoint={"path": "/x/dino.pth", "format": "dino", "sha256": "cd" * 32}, label="dino")
+    run.save(tmp_path / "run")
+    loaded = Run.load(tmp_path / "run")
+    assert loaded.label == "dino" and loaded.checkpoint == run.checkpoint and list(loaded) == list(run)
+    for name in run:
+        pd.testing.assert_frame_equal(loaded[name].table, run[name].table)
+        for ext in ("csv", "json", "png", "svg"):
+            assert (tmp_path / "run" / f"{name}.{ext}").is_file()
+    html = (tmp_path / "run" / "report.html").read_text()
+    for name in run:
+        assert f'id="figure-{name}"' in html and f"{name}.csv" in html
+    assert html.count("data:image/svg+xml;base64,") == len(run)
+    assert "cd" * 32 in html and "synthetic:8" in html
+
+
+def test_summary_reads_deepest_layer(results):
+    summary = Run(results, label="r").summary()
+    row = summary[summary["metric"] == "token_cosine"].iloc[0]
+    table = results["token_similarity"].table
+    expected = table[(table["metric"] == "token_cosine") & (table["layer"] == DEPTH)]["value"].iloc[0]
+    assert row["layer"] == DEPTH and row["value"] == pytest.approx(expected)
+    assert set(summary[summary["metric"] == "linear_probe_top1"]["label"]) == {"shape", "texture"}
+
+
+def test_compare_two_runs(tmp_path, results):
+    a = Run(results, label="mae")
+    b = Run(make_results(seed=2), label="mae")
+    compare([a, b], tmp_path / "cmp")
+    html = (tmp_path / "cmp" / "report.html").read_text()
+    stacked = pd.read_csv(tmp_path / "cmp" / "fourier.csv")
+    assert set(stacked["run"]) == {"mae", "mae-2"}
+    assert len(stacked) == 2 * len(results["fourier"].table)
+    for name in results:
+        assert (tmp_path / "cmp" / f"{name}.png").is_file() and f'id="figure-{name}"' in html

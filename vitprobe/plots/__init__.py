@@ -1,0 +1,47 @@
+"""Figures of vitprobe results: one module per analysis, each with ``draw(items) -> Figure``
+where ``items`` is a list of ``(run label, Result)`` pairs drawn into the same figure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import matplotlib
+from matplotlib.figure import Figure
+
+from vitprobe.plots import accuracy, attention_distance, attention_jaccard, attention_nmi, fourier, generic
+from vitprobe.plots import token_similarity
+from vitprobe.plots.style import RC, figure_bytes
+
+if TYPE_CHECKING:
+    from vitprobe.results import Result
+
+__all__ = ["PLOTTERS", "draw", "figure_bytes"]
+
+_MODULES = (attention_distance, attention_nmi, fourier, token_similarity, accuracy, attention_jaccard)
+# Analysis name -> drawing function; results with other names are matched by their metrics.
+PLOTTERS: dict[str, Callable[..., Figure]] = {
+    "attention_distance": attention_distance.draw,
+    "attention_nmi": attention_nmi.draw,
+    "fourier": fourier.draw,
+    "token_similarity": token_similarity.draw,
+    "linear_probe": accuracy.draw,
+    "knn": accuracy.draw,
+    "attention_jaccard": attention_jaccard.draw,
+}
+
+
+def plotter_for(name: str, metrics: set[str]) -> Callable[..., Figure] | None:
+    """The drawing function for an analysis name, else for the first module whose metrics match."""
+    if name in PLOTTERS:
+        return PLOTTERS[name]
+    return next((m.draw for m in _MODULES if metrics & set(m.METRICS)), None)
+
+
+def draw(name: str, items: Sequence[tuple[str, "Result"]]) -> Figure:
+    """Draw the results of one analysis from several runs into one figure (legend: run labels)."""
+    items = list(items)
+    metrics = {str(m) for _, r in items for m in r.table["metric"].unique()}
+    with matplotlib.rc_context(RC):
+        function = plotter_for(name, metrics)
+        return function(items) if function is not None else generic.draw(items, title=name)

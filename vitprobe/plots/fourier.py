@@ -1,0 +1,49 @@
+"""Relative log amplitude of feature maps (Park et al. 2023, Fig. 5; Park & Kim 2022)."""
+
+from __future__ import annotations
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from vitprobe.plots.panels import depth_colormap, depth_curve_panel, rows_of
+from vitprobe.plots.style import Items, finish, new_figure
+
+METRICS = ("delta_log_amplitude",)
+METRIC = "delta_log_amplitude"
+
+
+def _highest_frequency(rows):
+    return rows[rows["frequency"] == rows["frequency"].max()]
+
+
+def _pi_ticks(value: float, _pos: int) -> str:
+    return "0" if abs(value) < 1e-9 else f"{value:.2g}π"
+
+
+def draw(items: Items) -> Figure:
+    """Left: delta log amplitude at the highest frequency against depth (0 = embedding);
+    then, per run, the whole delta curve of every layer coloured by depth.
+
+    The frequency axis is in units of pi and ends where the data ends (e.g. 6/7 pi for a
+    14 x 14 grid), not at a relabelled 1 pi.
+    """
+    fig = new_figure(ncols=1 + len(items))
+    axes = fig.subplots(1, 1 + len(items), squeeze=False)[0]
+    depth_curve_panel(axes[0], items, METRIC, "Δ log amplitude at highest freq.", select=_highest_frequency)
+    axes[0].set_xlabel("depth (0 = embedding)")
+    for ax, (label, result) in zip(axes[1:], items):
+        rows = rows_of(result, METRIC).dropna(subset=["layer", "frequency"])
+        if rows.empty:
+            continue
+        layers = rows["layer"].unique()
+        color_of, mappable = depth_colormap(layers)
+        for layer, curve in rows.groupby("layer", sort=True):
+            curve = curve.sort_values("frequency")
+            ax.plot(curve["frequency"], curve["value"], color=color_of(float(layer)), lw=1)
+        ax.xaxis.set_major_formatter(FuncFormatter(_pi_ticks))
+        ax.set_xlim(0, float(rows["frequency"].max()))
+        ax.set_xlabel("frequency (units of π)")
+        ax.set_ylabel("Δ log amplitude")
+        ax.set_title(label)
+        fig.colorbar(mappable, ax=ax, label="depth")
+    return finish(fig, "Fourier analysis of feature maps", items)

@@ -1,0 +1,68 @@
+"""Panels shared by several analyses: per-head dots against depth, a curve against depth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+
+from vitprobe.plots.style import Items, depth_axis, run_colors
+
+
+def rows_of(result, metric: str) -> pd.DataFrame:
+    """The rows of ``metric`` in a result's table (empty if absent)."""
+    table = result.table
+    return table[table["metric"] == metric]
+
+
+def has_metric(items: Items, metric: str) -> bool:
+    """Whether any run's table holds ``metric``."""
+    return any(len(rows_of(result, metric)) for _, result in items)
+
+
+def per_head_panel(ax: Axes, items: Items, metric: str, ylabel: str) -> None:
+    """Every head a dot and the mean over heads a line, against depth; one colour per run.
+
+    Runs are shifted sideways by a small offset so that their dots do not hide each other.
+    """
+    colors = run_colors(len(items))
+    offsets = np.linspace(-0.15, 0.15, len(items)) if len(items) > 1 else [0.0]
+    for (label, result), color, dx in zip(items, colors, offsets):
+        rows = rows_of(result, metric).dropna(subset=["layer"])
+        if rows.empty:
+            continue
+        layer = rows["layer"].to_numpy(dtype=float)
+        ax.scatter(layer + dx, rows["value"], s=7, color=color, alpha=0.45, linewidths=0)
+        mean = rows.groupby("layer", sort=True)["value"].mean()
+        ax.plot(mean.index.to_numpy(dtype=float), mean.to_numpy(), "-o", ms=3, color=color, label=label)
+    depth_axis(ax)
+    ax.set_ylabel(ylabel)
+    ax.legend(frameon=False)
+
+
+def depth_curve_panel(ax: Axes, items: Items, metric: str, ylabel: str, select=None) -> None:
+    """One line per run: ``metric`` (mean over the remaining columns) against depth.
+
+    ``select``, if given, filters each run's rows first (e.g. the highest frequency).
+    """
+    colors = run_colors(len(items))
+    for (label, result), color in zip(items, colors):
+        rows = rows_of(result, metric).dropna(subset=["layer"])
+        if select is not None:
+            rows = select(rows)
+        if rows.empty:
+            continue
+        curve = rows.groupby("layer", sort=True)["value"].mean()
+        ax.plot(curve.index.to_numpy(dtype=float), curve.to_numpy(), "-o", ms=3, color=color, label=label)
+    depth_axis(ax)
+    ax.set_ylabel(ylabel)
+    ax.legend(frameon=False)
+
+
+def depth_colormap(layers: np.ndarray):
+    """A colour per layer (viridis, shallow dark to deep bright) and its ScalarMappable."""
+    import matplotlib as mpl
+
+    norm = mpl.colors.Normalize(vmin=float(np.min(layers)), vmax=float(max(np.max(layers), np.min(layers) + 1)))
+    mappable = mpl.cm.ScalarMappable(norm=norm, cmap="viridis")
+    return mappable.to_rgba, mappable

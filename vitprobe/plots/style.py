@@ -1,0 +1,114 @@
+"""Shared look of vitprobe figures: small Agg figures, one colour per run, protocol captions."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+from matplotlib.figure import Figure  # noqa: E402
+
+if TYPE_CHECKING:
+    from vitprobe.results import Result
+
+Items = Sequence[tuple[str, "Result"]]
+
+DPI = 110
+PANEL = (3.6, 2.8)  # inches per panel
+RC = {
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "svg.hashsalt": "vitprobe",
+}
+# Protocol keys shown in captions, in this order; other scalar keys follow alphabetically.
+_FIRST = ("dataset", "split", "image_size", "pooling", "final_norm", "layer", "threshold", "k", "temperature")
+# Keys that describe the machine or the checkpoint rather than the measurement.
+_HIDDEN = {"checkpoint", "sha256", "path", "device", "batch_size", "seed", "format", "arch", "world_size", "num_workers"}
+
+
+def run_colors(n: int) -> list[tuple[float, float, float]]:
+    """A colour-blind-safe colour per run."""
+    import seaborn as sns
+
+    return list(sns.color_palette("colorblind", max(n, 1)))[:n]
+
+
+def new_figure(ncols: int = 1, nrows: int = 1, width: float | None = None, height: float | None = None) -> Figure:
+    """A figure sized for ``ncols`` x ``nrows`` panels (draw inside ``matplotlib.rc_context(RC)``)."""
+    return Figure(
+        figsize=(width or PANEL[0] * ncols, height or PANEL[1] * nrows), dpi=DPI, layout="constrained"
+    )
+
+
+def _value_text(value: Any) -> str | None:
+    if isinstance(value, dict):
+        spec = value.get("spec") or value.get("name")
+        if spec is None:
+            return None
+        size = value.get("n") or value.get("size") or value.get("num_images")
+        return f"{spec} (n={size})" if size is not None else str(spec)
+    if isinstance(value, (list, tuple)):
+        return "x".join(str(v) for v in value) if len(value) <= 4 else None
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (str, int, bool)):
+        return str(value)
+    return None
+
+
+def protocol_caption(protocols: Sequence[dict[str, Any]]) -> str:
+    """``key value · key value`` of the protocol entries that define the measurement;
+    where runs differ, their values are joined with ``|``."""
+    return " · ".join(_caption_parts(protocols))
+
+
+def _caption_parts(protocols: Sequence[dict[str, Any]]) -> list[str]:
+    keys = [k for k in _FIRST if any(k in p for p in protocols)]
+    keys += sorted({k for p in protocols for k in p} - set(keys) - _HIDDEN)
+    parts = []
+    for key in keys:
+        values = [_value_text(p[key]) for p in protocols if key in p]
+        values = list(dict.fromkeys(v for v in values if v is not None))
+        if values:
+            parts.append(f"{key.replace('_', ' ')} {' | '.join(values)}")
+    return parts
+
+
+def finish(fig: Figure, title: str, items: Items) -> Figure:
+    """Title the figure with the analysis and its protocol (wrapped to the figure width)."""
+    width_chars = int(fig.get_figwidth() * 15)
+    lines = [title]
+    for part in _caption_parts([result.protocol for _, result in items]):
+        if len(lines) > 1 and len(lines[-1]) + 3 + len(part) <= width_chars:
+            lines[-1] += " · " + part
+        else:
+            lines.append(part)
+    fig.suptitle("\n".join(lines), fontsize=8)
+    return fig
+
+
+def figure_bytes(fig: Figure, fmt: str) -> bytes:
+    """The figure encoded as PNG or SVG, without a timestamp."""
+    buffer = io.BytesIO()
+    with matplotlib.rc_context(RC):
+        fig.savefig(buffer, format=fmt, dpi=DPI, metadata={"Date": None} if fmt == "svg" else None)
+    return buffer.getvalue()
+
+
+def depth_axis(ax, label: str = "depth (block)") -> None:
+    """Integer ticks on a depth axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(label)

@@ -1,0 +1,37 @@
+"""Token cosine similarity and singular value spectra (Park et al. 2023, Figs. 6-7)."""
+
+from __future__ import annotations
+
+from matplotlib.figure import Figure
+
+from vitprobe.plots.panels import depth_colormap, depth_curve_panel, has_metric, rows_of
+from vitprobe.plots.style import PANEL, Items, finish, new_figure
+
+METRICS = ("token_cosine", "log_singular_value_image", "log_singular_value_token")
+SPECTRA = {"log_singular_value_image": "image level", "log_singular_value_token": "token level"}
+
+
+def draw(items: Items) -> Figure:
+    """Left: mean pairwise cosine of an image's patch tokens against depth (all runs); right:
+    per run (one row each), log singular values against rank, one curve per layer coloured
+    by depth, for the image-level and the token-level covariance."""
+    spectra = [m for m in SPECTRA if has_metric(items, m)]
+    rows_n = len(items) if spectra else 1
+    fig = new_figure(width=PANEL[0] * (1 + len(spectra)), height=PANEL[1] * max(1, 0.75 * rows_n))
+    grid = fig.add_gridspec(rows_n, 1 + len(spectra))
+    depth_curve_panel(fig.add_subplot(grid[:, 0]), items, "token_cosine", "token cosine similarity")
+    for row, (label, result) in enumerate(items if spectra else []):
+        for col, metric in enumerate(spectra, start=1):
+            ax = fig.add_subplot(grid[row, col])
+            rows = rows_of(result, metric).dropna(subset=["layer", "rank"])
+            if rows.empty:
+                continue
+            color_of, mappable = depth_colormap(rows["layer"].unique())
+            for layer, curve in rows.groupby("layer", sort=True):
+                curve = curve.sort_values("rank")
+                ax.plot(curve["rank"], curve["value"], color=color_of(float(layer)), lw=1)
+            ax.set_xlabel("singular value rank")
+            ax.set_ylabel("log singular value")
+            ax.set_title(f"{label}: {SPECTRA[metric]}")
+            fig.colorbar(mappable, ax=ax, label="depth")
+    return finish(fig, "Token similarity and singular value spectra", items)

@@ -1,0 +1,339 @@
+"""Results of analyses: tidy tables with their protocol, saved as CSV/JSON/PNG/SVG, gathered
+into runs with an HTML report, and compared across checkpoints.
+
+On-disk layout of a run folder::
+
+    run.json             label, checkpoint info, result names
+    report.html          self-contained page: every figure (inline) and every table
+    <name>.csv           the tidy table (byte-identical for identical numbers)
+    <name>.json          the protocol (dataset, pooling, threshold, checkpoint, ...)
+    <name>.png / .svg    the figure
+    <name>.npz           array artifacts, when the analyzer keeps any
+
+Every folder is written atomically: into a hidden temporary sibling that is renamed into
+place once complete, so an interrupted save never leaves a folder that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vitprobe.errors import ConfigError, OutputExistsError
+
+RUN_FORMAT_VERSION = 1
+INT_COLUMNS = ("layer", "head", "rank", "n")
+FLOAT_COLUMNS = ("frequency", "value", "std")
+# pandas < 3 parses floats exactly only when asked to; pandas 3 always does (and warns if asked).
+_EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _check_name(name: str, what: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(f"{what} {name!r} is not a usable file name; use letters, digits, '_', '.' or '-'")
+    return name
+
+
+def _normalise_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Index columns as nullable Int64, measurements as float64, a fresh RangeIndex."""
+    table = table.reset_index(drop=True).copy()
+    for col in INT_COLUMNS:
+        if col in table.columns:
+            table[col] = table[col].astype("Int64")
+    for col in FLOAT_COLUMNS:
+        if col in table.columns:
+            table[col] = table[col].astype("float64")
+    return table
+
+
+def jsonable(obj: Any) -> Any:
+    """A JSON-safe copy: numpy scalars to Python numbers, tuples to lists, paths to str."""
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return str(obj)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write a file through a temporary name, so it is either absent or complete."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text, encoding="utf-8", newline="\n")
+    os.replace(tmp, path)
+
+
+def _dump_json(obj: Any) -> str:
+    return json.dumps(jsonable(obj), indent=2, sort_keys=True) + "\n"
+
+
+def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
+    """Refuse an output folder that already holds something, unless ``overwrite``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out}: exists and is not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{out}: folder exists and is not empty; pass --overwrite or choose another --out")
+    return out
+
+
+@contextmanager
+def atomic_output(out: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``out`` in one rename.
+
+    On an exception the temporary folder is removed and ``out`` is left as it was. An old
+    ``out`` (only with ``overwrite``) is moved aside and deleted after the new one is in place.
+    """
+    out = check_output(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield tmp
+        check_output(out, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+class Result:
+    """One analysis: a tidy table (columns among metric, layer, head, frequency, rank, label,
+    value, std, n), the protocol that produced it, and optional array artifacts."""
+
+    def __init__(
+        self,
+        name: str,
+        table: pd.DataFrame,
+        protocol: dict[str, Any],
+        artifacts: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        self.name = _check_name(name, "result name")
+        missing = {"metric", "value"} - set(table.columns)
+        if missing:
+            raise ValueError(f"result {name!r}: table lacks columns {sorted(missing)}")
+        self.table = _normalise_table(table)
+        self.protocol = dict(protocol)
+        self.artifacts = {k: np.asarray(v) for k, v in (artifacts or {}).items()}
+
+    def __repr__(self) -> str:
+        metrics = ", ".join(sorted(self.table["metric"].unique()))
+        return f"Result({self.name!r}, {len(self.table)} rows, metrics: {metrics})"
+
+    def metric(self, metric: str) -> pd.DataFrame:
+        """The rows of one metric."""
+        return self.table[self.table["metric"] == metric].reset_index(drop=True)
+
+    def plot(self, label: str | None = None):  # -> matplotlib.figure.Figure
+        """Draw this result's figure (see ``vitprobe.plots``)."""
+        from vitprobe.plots import draw
+
+        return draw(self.name, [(label or self.name, self)])
+
+    def save(self, folder: str | os.PathLike[str], label: str | None = None) -> str:
+        """Write ``<name>.csv/.json/.png/.svg`` (+ ``.npz``) into ``folder``; return the SVG text.
+
+        Each file appears complete or not at all; the CSV is written last, so its presence
+        means the whole result was saved.
+        """
+        from vitprobe.plots import figure_bytes
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_text(folder / f"{self.name}.json", _dump_json(self.protocol))
+        if self.artifacts:
+            tmp = folder / f".{self.name}.{uuid.uuid4().hex[:8]}.npz"
+            np.savez_compressed(tmp, **self.artifacts)
+            os.replace(tmp, folder / f"{self.name}.npz")
+        figure = self.plot(label)
+        svg = ""
+        for fmt in ("png", "svg"):
+            data = figure_bytes(figure, fmt)
+            tmp = folder / f".{self.name}.{uuid.uuid4().hex[:8]}.{fmt}"
+            tmp.write_bytes(data)
+            os.replace(tmp, folder / f"{self.name}.{fmt}")
+            if fmt == "svg":
+                svg = data.decode("utf-8")
+        _write_text(folder / f"{self.name}.csv", self.table.to_csv(index=False, lineterminator="\n"))
+        return svg
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str], name: str) -> "Result":
+        """Read a result written by :meth:`save`."""
+        folder = Path(folder)
+        csv = folder / f"{name}.csv"
+        if not csv.is_file():
+            raise ConfigError(f"{csv}: no such result table; pass a folder written by `vitprobe analyze`")
+        table = pd.read_csv(csv, **_EXACT_FLOATS)
+        protocol_path = folder / f"{name}.json"
+        protocol = json.loads(protocol_path.read_text(encoding="utf-8")) if protocol_path.is_file() else {}
+        artifacts = None
+        npz = folder / f"{name}.npz"
+        if npz.is_file():
+            with np.load(npz, allow_pickle=False) as arrays:
+                artifacts = {k: arrays[k] for k in arrays.files}
+        return cls(name, table, protocol, artifacts)
+
+
+class Run(Mapping[str, Result]):
+    """The results of one checkpoint on one dataset: a mapping name -> Result, plus the
+    checkpoint's info (format, arch, sha256, path) and a short ``label`` used in legends."""
+
+    def __init__(
+        self,
+        results: Mapping[str, Result] | list[Result],
+        checkpoint: dict[str, Any] | None = None,
+        label: str = "run",
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        items = results.values() if isinstance(results, Mapping) else results
+        self._results = {r.name: r for r in items}
+        self.checkpoint = dict(checkpoint or {})
+        self.label = _check_name(label, "run label")
+        self.meta = dict(meta or {})
+
+    def __getitem__(self, name: str) -> Result:
+        return self._results[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._results)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def __repr__(self) -> str:
+        return f"Run({self.label!r}, results: {', '.join(self._results)})"
+
+    def summary(self) -> pd.DataFrame:
+        """One row per metric (and label): its value at the deepest layer, with the protocol."""
+        from vitprobe.plots.style import protocol_caption
+
+        rows = []
+        for result in self.values():
+            caption = protocol_caption([result.protocol])
+            for metric, rows_m in result.table.groupby("metric", sort=False):
+                rows.extend(_summary_rows(self.label, result.name, str(metric), rows_m, caption))
+        return pd.DataFrame(rows, columns=["run", "analysis", "metric", "label", "layer", "value", "protocol"])
+
+    def write_into(self, folder: Path) -> dict[str, str]:
+        """Write every result, ``run.json`` and ``report.html`` into an existing folder.
+
+        Returns the SVG text of each figure, by result name.
+        """
+        from vitprobe.plots.report import run_report
+
+        svgs = {name: result.save(folder, label=self.label) for name, result in self.items()}
+        info = {
+            "format_version": RUN_FORMAT_VERSION,
+            "label": self.label,
+            "checkpoint": self.checkpoint,
+            "meta": self.meta,
+            "results": list(self),
+        }
+        _write_text(folder / "report.html", run_report(self, svgs))
+        _write_text(folder / "run.json", _dump_json(info))
+        return svgs
+
+    def save(self, folder: str | os.PathLike[str], overwrite: bool = False) -> Path:
+        """Write the run atomically into ``folder`` (refused if it holds something, unless
+        ``overwrite``, in which case the old folder is replaced only once the new one is whole)."""
+        with atomic_output(folder, overwrite) as tmp:
+            self.write_into(tmp)
+        return Path(folder)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> "Run":
+        """Read a run folder written by :meth:`save`."""
+        folder = Path(folder)
+        info_path = folder / "run.json"
+        if not info_path.is_file():
+            raise ConfigError(f"{folder}: not a vitprobe run folder (no run.json); pass a folder written by `vitprobe analyze`")
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        results = [Result.load(folder, name) for name in info["results"]]
+        return cls(results, info.get("checkpoint"), info.get("label", folder.name), info.get("meta"))
+
+
+def _summary_rows(run: str, analysis: str, metric: str, rows: pd.DataFrame, caption: str) -> list[dict]:
+    """Reduce one metric to its deepest layer (highest frequency for Fourier curves)."""
+    if "frequency" in rows and rows["frequency"].notna().any():
+        rows = rows[rows["frequency"] == rows["frequency"].max()]
+    layer = pd.NA
+    if "layer" in rows and rows["layer"].notna().any():
+        layer = rows["layer"].max()
+        rows = rows[rows["layer"] == layer]
+    if "rank" in rows and rows["rank"].notna().any():
+        rows = rows[rows["rank"] == rows["rank"].min()]
+    labels = rows["label"] if "label" in rows else pd.Series([pd.NA] * len(rows), index=rows.index)
+    out = []
+    for label, group in rows.groupby(labels.fillna(""), sort=False):
+        out.append(
+            {"run": run, "analysis": analysis, "metric": metric, "label": label or "",
+             "layer": layer, "value": float(group["value"].mean()), "protocol": caption}
+        )
+    return out
+
+
+def unique_labels(labels: list[str]) -> list[str]:
+    """Make labels distinct by suffixing repeats with -2, -3, ..."""
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label}-{seen[label]}")
+    return out
+
+
+def write_comparison(runs: list[Run], folder: Path, links: Mapping[str, str] | None = None) -> list[str]:
+    """Into an existing folder, draw every analysis of several runs into one figure each (a
+    legend names each checkpoint), write the stacked tables (with a ``run`` column),
+    ``runs.json`` and ``report.html``. Returns the run labels, made distinct."""
+    from vitprobe.plots import draw, figure_bytes
+    from vitprobe.plots.report import compare_report
+
+    labels = unique_labels([run.label for run in runs])
+    names = list(dict.fromkeys(name for run in runs for name in run))
+    svgs = {}
+    for name in names:
+        items = [(label, run[name]) for label, run in zip(labels, runs) if name in run]
+        figure = draw(name, items)
+        for fmt in ("png", "svg"):
+            (folder / f"{name}.{fmt}").write_bytes(figure_bytes(figure, fmt))
+        svgs[name] = (folder / f"{name}.svg").read_text(encoding="utf-8")
+        stacked = pd.concat([r.table.assign(run=label) for label, r in items], ignore_index=True)
+        stacked.to_csv(folder / f"{name}.csv", index=False, lineterminator="\n")
+    _write_text(folder / "report.html", compare_report(runs, labels, names, svgs, links))
+    _write_text(folder / "runs.json", _dump_json([{"label": l, "checkpoint": r.checkpoint} for l, r in zip(labels, runs)]))
+    return labels
+
+
+def compare(runs: list[Run], out: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Write a comparison of ``runs`` atomically into ``out`` (see :func:`write_comparison`)."""
+    if not runs:
+        raise ConfigError("compare: no runs given; pass at least one run folder")
+    with atomic_output(out, overwrite) as tmp:
+        write_comparison(runs, tmp)
+    return Path(out)

@@ -1,0 +1,109 @@
+"""Writing the encoder of a vitprobe checkpoint in an official training-code layout.
+
+The nesting follows the published code, so their loaders (and vitprobe's) read the file:
+- dino: ``{"teacher": {"backbone." + k}, "student": {"module.backbone." + k}, "epoch",
+  "args": Namespace(arch, patch_size)}`` (DINO ``main_dino.py``; no head: only the encoder exists)
+- mocov3: ``{"epoch", "arch", "state_dict": {"module.base_encoder." + k}}`` (``main_moco.py``)
+- mae: ``{"model": {k}}`` (the encoder-only MAE release)
+- simmim: ``{"model": {"encoder." + k, plus the relative_position_index buffers SimMIM's
+  modules persist}, "epoch"}`` (SimMIM ``utils.save_checkpoint``); BEiT-family encoders only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from vitprobe.errors import CheckpointError, OutputExistsError
+from vitprobe.models.architecture import ArchSpec
+from vitprobe.models.formats.dino import DINO_ARCHS
+from vitprobe.models.formats.mocov3 import MOCO_ARCHS
+from vitprobe.models.loading import interpret
+from vitprobe.models.reading import read_checkpoint
+
+Tensors = dict[str, torch.Tensor]
+
+
+def _arch_name(table: dict[str, tuple[int, int]], spec: ArchSpec) -> str:
+    """The published name of ``spec`` (width and heads), else ``vit_d<width>_h<heads>``."""
+    for name, size in table.items():
+        if size == (spec.embed_dim, spec.num_heads):
+            return name
+    return f"vit_d{spec.embed_dim}_h{spec.num_heads}"
+
+
+def _prefixed(prefix: str, sd: Tensors) -> Tensors:
+    return {prefix + k: v for k, v in sd.items()}
+
+
+def _index_buffers(spec: ArchSpec) -> Tensors:
+    """The relative-position index buffers that BEiT/SimMIM modules keep in their state dict."""
+    from timm.models.beit import gen_relative_position_index
+
+    index = gen_relative_position_index(spec.grid)
+    if spec.rel_pos_bias == "shared":
+        return {"rel_pos_bias.relative_position_index": index}
+    if spec.rel_pos_bias == "per_block":
+        return {f"blocks.{i}.attn.relative_position_index": index.clone() for i in range(spec.depth)}
+    return {}
+
+
+def _dino(sd: Tensors, spec: ArchSpec, meta: dict[str, Any]) -> dict[str, Any]:
+    args = argparse.Namespace(arch=_arch_name(DINO_ARCHS, spec), patch_size=spec.patch_size)
+    return {"student": _prefixed("module.backbone.", sd), "teacher": _prefixed("backbone.", sd),
+            "epoch": meta["epoch"], "args": args}
+
+
+def _mocov3(sd: Tensors, spec: ArchSpec, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"epoch": meta["epoch"], "arch": _arch_name(MOCO_ARCHS, spec),
+            "state_dict": _prefixed("module.base_encoder.", sd)}
+
+
+def _mae(sd: Tensors, spec: ArchSpec, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"model": dict(sd)}
+
+
+def _simmim(sd: Tensors, spec: ArchSpec, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"model": _prefixed("encoder.", {**sd, **_index_buffers(spec)}), "epoch": meta["epoch"]}
+
+
+EXPORTERS: dict[str, tuple[str, Callable[[Tensors, ArchSpec, dict[str, Any]], dict[str, Any]]]] = {
+    "dino": ("vit", _dino), "mocov3": ("vit", _mocov3), "mae": ("vit", _mae), "simmim": ("beit", _simmim),
+}
+"""Export format -> (encoder family it needs, builder of the checkpoint object)."""
+
+
+def export_checkpoint(src: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str],
+                      overwrite: bool = False) -> Path:
+    """Write the encoder of vitprobe checkpoint ``src`` to ``out`` in layout ``fmt`` (atomically)."""
+    src, out = Path(src), Path(out)
+    if fmt not in EXPORTERS:
+        raise CheckpointError(f"cannot export {src} as {fmt!r}; choose one of {', '.join(EXPORTERS)}")
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} already exists; pass --overwrite or choose another --out")
+    raw = read_checkpoint(src)
+    it = interpret(raw)
+    if it.format != "vitprobe":
+        raise CheckpointError(f"{src} is a {it.format} checkpoint; export needs a vitprobe "
+                              "checkpoint (.safetensors written by `vitprobe train`)")
+    family, build = EXPORTERS[fmt]
+    if it.spec.family != family:
+        raise CheckpointError(f"{src} holds a {it.spec.family} encoder but {fmt} checkpoints hold "
+                              f"a {family} encoder; export it as one of "
+                              f"{', '.join(n for n, (f, _) in EXPORTERS.items() if f == it.spec.family)}")
+    obj = build(it.state_dict, it.spec, it.report["training"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out

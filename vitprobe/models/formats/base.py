@@ -1,0 +1,138 @@
+"""The checkpoint-format contract: detect a layout, pull out the encoder's timm state dict."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+import torch
+
+from vitprobe.errors import CheckpointError
+from vitprobe.models.architecture import ArchSpec
+from vitprobe.models.reading import RawCheckpoint
+
+BUFFER_DROPS: dict[str, str] = {
+    "*relative_position_index": "relative position index buffer (timm recomputes it)",
+}
+"""Drops applied to every format: buffers that hold no learned weights."""
+
+
+@dataclass(frozen=True)
+class ArchHints:
+    """What a checkpoint says about its architecture beyond the weight shapes."""
+
+    num_heads: int | None = None
+    heads_source: str | None = None
+    width: int | None = None  # the width the named architecture has; heads apply only then
+    patch_size: int | None = None
+    spec: ArchSpec | None = None  # exact architecture (vitprobe's own format)
+    info: dict[str, Any] = field(default_factory=dict)  # extra facts for the report
+
+
+@dataclass
+class Extracted:
+    """The encoder's weights under timm names, what was dropped (reason -> keys), and hints."""
+
+    state_dict: dict[str, torch.Tensor]
+    dropped: dict[str, list[str]]
+    hints: ArchHints
+    key: str | None = None
+    ignored_entries: list[str] = field(default_factory=list)
+
+
+class CheckpointFormat:
+    """One published checkpoint layout.
+
+    Subclasses set ``name``, ``summary``, ``drops`` (glob pattern on the remapped key ->
+    reason) and ``keys`` (selectable sub-checkpoints, default first), and implement
+    :meth:`detect` and :meth:`extract`.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    drops: ClassVar[dict[str, str]] = {}
+    keys: ClassVar[tuple[str, ...]] = ()
+
+    def detect(self, raw: RawCheckpoint) -> bool:
+        """Whether ``raw`` has this format's layout."""
+        raise NotImplementedError
+
+    def extract(self, raw: RawCheckpoint, key: str | None) -> Extracted:
+        """The encoder weights of ``raw`` under timm names."""
+        raise NotImplementedError
+
+    def choose_key(self, raw: RawCheckpoint, key: str | None) -> str | None:
+        """``key`` checked against :attr:`keys`, or the default."""
+        if key is None:
+            return self.keys[0] if self.keys else None
+        if key not in self.keys:
+            options = ", ".join(self.keys) if self.keys else "none: omit --key"
+            raise CheckpointError(f"checkpoint {raw.path}: format {self.name} has no sub-checkpoint "
+                                  f"{key!r}; --key choices: {options}")
+        return key
+
+
+_REGISTRY: dict[str, CheckpointFormat] = {}
+
+
+def register_format(cls: type[CheckpointFormat]) -> type[CheckpointFormat]:
+    """Class decorator: add a format to the registry (detection tries them in this order)."""
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def formats() -> dict[str, CheckpointFormat]:
+    """Every registered format, by name, in detection order."""
+    return dict(_REGISTRY)
+
+
+def tensor_dict(raw: RawCheckpoint, obj: Any, where: str) -> dict[str, torch.Tensor]:
+    """``obj`` as a str -> Tensor dict, or a CheckpointError saying what ``where`` holds instead."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"checkpoint {raw.path}: {where} is a {type(obj).__name__}, "
+                              "expected a dict of tensors (a state dict)")
+    bad = [str(k) for k, v in obj.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
+    if bad:
+        raise CheckpointError(f"checkpoint {raw.path}: {where} holds entries that are not "
+                              f"named tensors ({abbreviate(bad)}); expected a state dict")
+    return dict(obj)
+
+
+def entry(raw: RawCheckpoint, name: str) -> Any:
+    """``raw.obj[name]``, or a CheckpointError naming the missing entry."""
+    if not isinstance(raw.obj, Mapping) or name not in raw.obj:
+        raise CheckpointError(f"checkpoint {raw.path} has no {name!r} entry; pass --format to "
+                              "pick the layout that matches the file")
+    return raw.obj[name]
+
+
+def has_prefixed_keys(obj: Any, *prefixes: str) -> bool:
+    """Whether ``obj`` is a dict with at least one string key starting with one of ``prefixes``."""
+    return isinstance(obj, Mapping) and any(
+        isinstance(k, str) and k.startswith(prefixes) for k in obj)
+
+
+def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Remove ``prefix`` from every key that has it; other keys stay as they are."""
+    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in sd.items()}
+
+
+def split_drops(sd: Mapping[str, torch.Tensor], rules: Mapping[str, str]
+                ) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]]:
+    """Keys matching a glob in ``rules`` (pattern -> reason) are dropped and listed by reason."""
+    kept: dict[str, torch.Tensor] = {}
+    dropped: dict[str, list[str]] = {}
+    for k, v in sd.items():
+        reason = next((r for p, r in rules.items() if fnmatch.fnmatchcase(k, p)), None)
+        if reason is None:
+            kept[k] = v
+        else:
+            dropped.setdefault(reason, []).append(k)
+    return kept, dropped
+
+
+def abbreviate(items: list[str], limit: int = 6) -> str:
+    """``a, b, c, ... (+N more)``: a readable one-line list."""
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")

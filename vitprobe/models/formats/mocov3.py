@@ -1,0 +1,46 @@
+"""MoCo v3 checkpoints (facebookresearch/moco-v3 ``main_moco.py``).
+
+The file holds ``epoch``, ``arch`` (e.g. ``vit_small``), ``state_dict`` of the DDP-wrapped
+MoCo model, ``optimizer`` and ``scaler``. ``state_dict`` keys: ``module.base_encoder.*``
+(whose ``head.*`` is the 3-layer BN projector), ``module.momentum_encoder.*`` (same layout)
+and ``module.predictor.*``. MoCo v3's ViT-S has 12 heads, not 6.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, entry,
+                                          has_prefixed_keys, register_format, split_drops,
+                                          strip_prefix, tensor_dict)
+from vitprobe.models.reading import RawCheckpoint
+
+MOCO_ARCHS: dict[str, tuple[int, int]] = {"vit_small": (384, 12), "vit_base": (768, 12)}
+"""MoCo v3's ``arch`` -> (width, heads) of its vits.py."""
+
+
+@register_format
+class MocoV3(CheckpointFormat):
+    name = "mocov3"
+    summary = "MoCo v3 checkpoint: state_dict with module.base_encoder.* (default) or momentum_encoder"
+    drops = {
+        "head.*": "MoCo v3 projector MLP (training only)",
+        "predictor.*": "MoCo v3 predictor MLP (training only)",
+        "momentum_encoder.*": "the other encoder (momentum or base), not the one asked for",
+        "base_encoder.*": "the other encoder (momentum or base), not the one asked for",
+    }
+    keys = ("base_encoder", "momentum_encoder")
+
+    def detect(self, raw: RawCheckpoint) -> bool:
+        return isinstance(raw.obj, Mapping) and has_prefixed_keys(
+            raw.obj.get("state_dict"), "module.base_encoder.", "base_encoder.")
+
+    def extract(self, raw: RawCheckpoint, key: str | None) -> Extracted:
+        key = self.choose_key(raw, key)
+        sd = strip_prefix(tensor_dict(raw, entry(raw, "state_dict"), "entry 'state_dict'"), "module.")
+        kept, dropped = split_drops(strip_prefix(sd, f"{key}."), self.drops)
+        arch = raw.obj.get("arch")
+        width, heads = MOCO_ARCHS.get(arch, (None, None)) if isinstance(arch, str) else (None, None)
+        hints = ArchHints(num_heads=heads, width=width, heads_source=f"MoCo v3 arch {arch!r}",
+                          info={"arch": arch} if isinstance(arch, str) else {})
+        return Extracted(kept, dropped, hints, key, sorted(str(k) for k in raw.obj if k != "state_dict"))

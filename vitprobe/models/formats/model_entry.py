@@ -1,0 +1,77 @@
+"""Formats that keep the weights under a top-level ``model`` entry: MAE, SimMIM and BEiT.
+
+- MAE (facebookresearch/mae ``main_pretrain.py``): ``model`` (encoder keys as timm, plus the
+  decoder ``decoder_*`` and ``mask_token`` in training checkpoints), ``optimizer``, ``epoch``,
+  ``scaler``, ``args``. The encoder-only release holds ``model`` alone; fine-tuned releases
+  use ``fc_norm`` + ``head`` (kept: a classifier).
+- SimMIM (microsoft/SimMIM ``utils.save_checkpoint``): ``model`` with ``encoder.*`` (a BEiT
+  layout: q/v biases, ``gamma_1/2`` layer scale, shared or per-block relative position bias,
+  ``encoder.mask_token``) and the pixel decoder ``decoder.*``.
+- BEiT (microsoft/unilm ``beit``): ``model`` in BEiT layout with ``mask_token`` and the
+  visual-token head ``lm_head.*`` of pre-training.
+The BEiT layout already uses timm's Beit names; only the relative-position index buffers are
+dropped (timm recomputes them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, entry,
+                                          has_prefixed_keys, register_format, split_drops,
+                                          strip_prefix, tensor_dict)
+from vitprobe.models.inference import is_beit_layout
+from vitprobe.models.reading import RawCheckpoint
+
+
+class ModelEntryFormat(CheckpointFormat):
+    """Weights under ``model``, optionally below ``encoder_prefix``, minus :attr:`drops`."""
+
+    encoder_prefix = ""
+
+    def model_dict(self, raw: RawCheckpoint) -> object:
+        return raw.obj.get("model") if isinstance(raw.obj, Mapping) else None
+
+    def extract(self, raw: RawCheckpoint, key: str | None) -> Extracted:
+        self.choose_key(raw, key)
+        sd = tensor_dict(raw, entry(raw, "model"), "entry 'model'")
+        if self.encoder_prefix:
+            sd = strip_prefix(sd, self.encoder_prefix)
+        kept, dropped = split_drops(sd, self.drops)
+        return Extracted(kept, dropped, ArchHints(), None, sorted(str(k) for k in raw.obj if k != "model"))
+
+
+@register_format
+class SimMIM(ModelEntryFormat):
+    name = "simmim"
+    summary = "SimMIM checkpoint: model with encoder.* (BEiT layout) and the pixel decoder"
+    encoder_prefix = "encoder."
+    drops = {"decoder.*": "SimMIM pixel decoder (training only)",
+             "mask_token": "SimMIM mask token (training only)"}
+
+    def detect(self, raw: RawCheckpoint) -> bool:
+        return has_prefixed_keys(self.model_dict(raw), "encoder.")
+
+
+@register_format
+class Beit(ModelEntryFormat):
+    name = "beit"
+    summary = "BEiT checkpoint: model in BEiT layout (relative position bias, gamma layer scale)"
+    drops = {"mask_token": "BEiT mask token (pre-training only)",
+             "lm_head.*": "BEiT visual-token prediction head (pre-training only)"}
+
+    def detect(self, raw: RawCheckpoint) -> bool:
+        model = self.model_dict(raw)
+        return isinstance(model, Mapping) and is_beit_layout(model)
+
+
+@register_format
+class MAE(ModelEntryFormat):
+    name = "mae"
+    summary = "MAE checkpoint: model with the ViT encoder (decoder in training checkpoints)"
+    drops = {"decoder_*": "MAE decoder (pre-training only)",
+             "mask_token": "MAE mask token (pre-training only)"}
+
+    def detect(self, raw: RawCheckpoint) -> bool:
+        model = self.model_dict(raw)
+        return isinstance(model, Mapping) and "patch_embed.proj.weight" in model

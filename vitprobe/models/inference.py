@@ -1,0 +1,132 @@
+"""Architecture inference: an ArchSpec read off the shapes of a timm-named state dict.
+
+What the weights show: patch size (patch-embed kernel), width, depth (block count), the
+position-embedding grid (so the image size = grid * patch), register tokens, layer scale,
+relative position bias (shared / per block / none), qkv bias, MLP ratio, classifier size.
+What they do not show is the number of heads (except through a relative position bias
+table, whose columns are heads). Heads then come from, in this order: ``num_heads`` given by
+the user; the checkpoint's own metadata (DINO ``args.arch``, MoCo v3 ``arch``) when its width
+matches; the published value for the width (ViT-T 192: 3, ViT-S 384: 6, ViT-B 768: 12,
+ViT-L 1024: 16, ViT-H 1280: 16); otherwise ``max(1, width // 64)`` (64-wide heads).
+Layer scale is a flag in effect: trained gammas overwrite the init, which is reported as
+0.1 (the BEiT/SimMIM init value) because the weights cannot reveal it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from vitprobe.errors import CheckpointError
+from vitprobe.models.architecture import ArchSpec
+from vitprobe.models.formats.base import ArchHints
+
+PUBLISHED_HEADS: dict[int, int] = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}
+INFERRED_LAYER_SCALE = 0.1
+_BLOCK = re.compile(r"^blocks\.(\d+)\.")
+_BEIT_MARKERS = ("attn.q_bias", "relative_position_bias_table", ".gamma_1")
+
+
+def is_beit_layout(keys: object) -> bool:
+    """BEiT-style keys: separate q/v biases, relative position bias tables or gamma layer scale."""
+    return any(isinstance(k, str) and k.endswith(_BEIT_MARKERS) for k in keys)  # type: ignore[attr-defined]
+
+
+def _shape(sd: Mapping[str, torch.Tensor], key: str, ndim: int, path: Path) -> tuple[int, ...]:
+    shape = tuple(sd[key].shape)
+    if len(shape) != ndim:
+        raise CheckpointError(f"checkpoint {path}: {key} has shape {list(shape)}, expected "
+                              f"{ndim} dimensions; this is not a timm-style ViT encoder")
+    return shape
+
+
+def _grid(sd: Mapping[str, torch.Tensor], prefix_tokens: int, path: Path) -> int | None:
+    """Side of the square patch grid that the position embedding or rel-pos table was made for."""
+    if "pos_embed" in sd:
+        tokens = _shape(sd, "pos_embed", 3, path)[1] - prefix_tokens
+        side = math.isqrt(max(tokens, 0))
+        if side * side != tokens or side == 0:
+            raise CheckpointError(f"checkpoint {path}: pos_embed holds {tokens + prefix_tokens} "
+                                  f"tokens, not {prefix_tokens} prefix tokens + a square grid")
+        return side
+    tables = [k for k in sd if k.endswith("relative_position_bias_table")]
+    if tables:
+        rows = _shape(sd, tables[0], 2, path)[0] - 3  # (2g-1)^2 offsets + 3 class-token entries
+        span = math.isqrt(max(rows, 0))
+        if span * span != rows or span % 2 == 0:
+            raise CheckpointError(f"checkpoint {path}: {tables[0]} has {rows + 3} rows, not "
+                                  "(2*grid-1)^2 + 3; this is not a BEiT-style bias table")
+        return (span + 1) // 2
+    return None
+
+
+def _heads(width: int, sd: Mapping[str, torch.Tensor], hints: ArchHints,
+           num_heads: int | None, path: Path) -> tuple[int, str]:
+    """Head count and where it came from (see the module docstring for the order)."""
+    tables = sorted(k for k in sd if k.endswith("relative_position_bias_table"))
+    if num_heads is not None:
+        heads, source = num_heads, "given (--num-heads)"
+    elif tables:
+        heads, source = _shape(sd, tables[0], 2, path)[1], f"columns of {tables[0]}"
+    elif hints.num_heads is not None and hints.width in (None, width):
+        heads, source = hints.num_heads, hints.heads_source or "checkpoint metadata"
+    elif width in PUBLISHED_HEADS:
+        heads, source = PUBLISHED_HEADS[width], f"published value for width {width}"
+    else:
+        heads, source = max(1, width // 64), f"no published value for width {width}: width // 64"
+    if heads < 1 or width % heads:
+        raise CheckpointError(f"checkpoint {path}: {heads} heads do not divide width {width}; "
+                              "pass --num-heads with a divisor of the width")
+    return heads, source
+
+
+def infer_arch(sd: Mapping[str, torch.Tensor], hints: ArchHints, path: Path,
+               num_heads: int | None = None) -> tuple[ArchSpec, str]:
+    """The ArchSpec that ``sd`` (timm key names) was saved from, and the source of its heads."""
+    if hints.spec is not None:
+        if num_heads is None:
+            return hints.spec, "stored in the checkpoint"
+        return hints.spec.replace(num_heads=num_heads), "given (--num-heads)"
+    if "patch_embed.proj.weight" not in sd:
+        raise CheckpointError(f"checkpoint {path}: no patch embedding (patch_embed.proj.weight), so "
+                              "these are not ViT/BEiT encoder weights (a CNN state dict?); pass a "
+                              "ViT checkpoint, or --format/--key to pick the encoder inside it")
+    width, chans, ph, pw = _shape(sd, "patch_embed.proj.weight", 4, path)
+    if chans != 3 or ph != pw or ph < 1:
+        raise CheckpointError(f"checkpoint {path}: patch embedding kernel {[width, chans, ph, pw]} "
+                              "is not a square patch over 3 colour channels; not supported")
+    blocks = {int(m.group(1)) for k in sd if (m := _BLOCK.match(k))}
+    if not blocks:
+        raise CheckpointError(f"checkpoint {path}: no transformer blocks (blocks.N.*) found; "
+                              "pass --format/--key to pick the encoder weights inside the file")
+    beit = is_beit_layout(sd)
+    reg_tokens = _shape(sd, "reg_token", 3, path)[1] if "reg_token" in sd else 0
+    grid = _grid(sd, 1 + reg_tokens, path)
+    if hints.patch_size is not None and hints.patch_size != ph:
+        raise CheckpointError(f"checkpoint {path}: metadata says patch size {hints.patch_size} but "
+                              f"the patch embedding kernel is {ph}; the file is inconsistent")
+    if "rel_pos_bias.relative_position_bias_table" in sd:
+        rel_pos = "shared"
+    elif any(k.endswith("attn.relative_position_bias_table") for k in sd):
+        rel_pos = "per_block"
+    else:
+        rel_pos = "none"
+    fc1 = "blocks.0.mlp.fc1.weight"
+    mlp_ratio = _shape(sd, fc1, 2, path)[0] / width if fc1 in sd else 4.0
+    has_scale = any(k.endswith((".gamma_1", ".ls1.gamma")) for k in sd)
+    heads, source = _heads(width, sd, hints, num_heads, path)
+    fc_norm = "fc_norm.weight" in sd
+    spec = ArchSpec(
+        family="beit" if beit else "vit", patch_size=ph, embed_dim=width, depth=max(blocks) + 1,
+        num_heads=heads, img_size=(grid or 224 // ph) * ph, reg_tokens=reg_tokens,
+        qkv_bias=("blocks.0.attn.q_bias" if beit else "blocks.0.attn.qkv.bias") in sd,
+        mlp_ratio=mlp_ratio, layer_scale=INFERRED_LAYER_SCALE if has_scale else None,
+        rel_pos_bias=rel_pos, abs_pos_emb="pos_embed" in sd,
+        global_pool="avg" if fc_norm else "token", fc_norm=fc_norm,
+        num_classes=_shape(sd, "head.weight", 2, path)[0] if "head.weight" in sd else 0,
+    )
+    return spec, source

@@ -1,0 +1,191 @@
+"""``load_model`` and ``inspect_checkpoint``: detect the format, infer the architecture, load strictly."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from vitprobe.errors import CheckpointError, ConfigError
+from vitprobe.models.architecture import ArchSpec, build_model
+from vitprobe.models.formats import BUFFER_DROPS, CheckpointFormat, formats
+from vitprobe.models.formats.base import ArchHints, abbreviate, split_drops
+from vitprobe.models.inference import infer_arch
+from vitprobe.models.reading import RawCheckpoint, file_sha256, read_checkpoint
+
+_FIX = "pass --arch, --format, --key or --num-heads to describe the weights"
+
+
+@dataclass
+class Interpreted:
+    """A checkpoint understood: its format, timm-named weights, architecture and load report."""
+
+    format: str
+    state_dict: dict[str, torch.Tensor]
+    spec: ArchSpec
+    report: dict[str, Any]
+
+
+def _pick_format(raw: RawCheckpoint, name: str | None) -> CheckpointFormat:
+    registry = formats()
+    if name is not None:
+        if name not in registry:
+            raise CheckpointError(f"unknown checkpoint format {name!r} for {raw.path}; "
+                                  f"--format choices: {', '.join(registry)}")
+        return registry[name]
+    for fmt in registry.values():
+        if fmt.detect(raw):
+            return fmt
+    if isinstance(raw.obj, Mapping):
+        held = "top-level keys " + abbreviate(sorted(str(k) for k in raw.obj)) if raw.obj else "an empty dict"
+    else:
+        held = f"a {type(raw.obj).__name__}"
+    raise CheckpointError(f"checkpoint {raw.path}: unknown layout (it holds {held}); expected one of "
+                          f"{', '.join(registry)} (see `vitprobe models`); pass --format to choose")
+
+
+def _as_spec(arch: ArchSpec | Mapping[str, Any], path: Path) -> ArchSpec:
+    if isinstance(arch, ArchSpec):
+        return arch
+    try:
+        return ArchSpec.from_dict(dict(arch))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"architecture for {path} is invalid ({err}); give ArchSpec fields") from None
+
+
+def interpret(raw: RawCheckpoint, format: str | None = None, key: str | None = None,
+              num_heads: int | None = None,
+              arch: ArchSpec | Mapping[str, Any] | None = None) -> Interpreted:
+    """Apply a format (given or detected) to ``raw`` and infer (or take) its architecture."""
+    fmt = _pick_format(raw, format)
+    extracted = fmt.extract(raw, key)
+    sd, buffers = split_drops(extracted.state_dict, BUFFER_DROPS)
+    dropped = {**extracted.dropped, **buffers}
+    if arch is None:
+        spec, heads_from = infer_arch(sd, extracted.hints, raw.path, num_heads)
+    else:
+        spec, heads_from = _as_spec(arch, raw.path), "given (--arch)"
+        if num_heads is not None:
+            spec, heads_from = spec.replace(num_heads=num_heads), "given (--num-heads)"
+    report = {"key": extracted.key, "tensors": len(sd), "num_heads_from": heads_from,
+              "dropped": dropped, "ignored_entries": extracted.ignored_entries,
+              **extracted.hints.info}
+    return Interpreted(fmt.name, sd, spec, report)
+
+
+def _build(spec: ArchSpec, path: Path, device: str | None = None) -> nn.Module:
+    try:
+        with torch.device(device or "cpu"):
+            return build_model(spec)
+    except (ValueError, TypeError, AssertionError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {path}: cannot build {spec.describe()} ({err}); "
+                              f"{_FIX}") from None
+
+
+def _fit_problems(sd: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> list[str]:
+    """Missing keys, unexpected keys and shape mismatches, each as one phrase."""
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    shapes = [f"{k} {list(sd[k].shape)} vs model {list(expected[k].shape)}"
+              for k in sorted(set(sd) & set(expected)) if sd[k].shape != expected[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} keys ({abbreviate(missing)})")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} keys ({abbreviate(unexpected)})")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatches ({abbreviate(shapes, 4)})")
+    return problems
+
+
+def check_fit(path: Path, it: Interpreted, spec: ArchSpec, sd: Mapping[str, torch.Tensor]) -> None:
+    """Raise one CheckpointError unless ``sd`` fills a ``spec`` model exactly (built on 'meta')."""
+    expected = _build(spec, path, "meta").state_dict()
+    problems = _fit_problems(sd, expected)
+    if not problems:
+        return
+    try:
+        fits = "the weights fit " + infer_arch(sd, ArchHints(), path)[0].describe()
+    except CheckpointError:
+        fits = "the weights are not a ViT/BEiT encoder"
+    raise CheckpointError(f"checkpoint {path} ({it.format}) does not fit {spec.describe()}: "
+                          f"{'; '.join(problems)}; {fits}; {_FIX}")
+
+
+def _resampled(sd: dict[str, torch.Tensor], spec: ArchSpec, report: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Position embedding and relative-position tables resampled to ``spec``'s patch grid."""
+    from timm.layers import resample_abs_pos_embed, resize_rel_pos_bias_table
+
+    grid = spec.grid
+    out = dict(sd)
+    changed = {}
+    pos = sd.get("pos_embed")
+    if pos is not None and pos.ndim == 3:
+        old = math.isqrt(pos.shape[1] - spec.num_prefix_tokens)
+        if (old, old) != grid:
+            out["pos_embed"] = resample_abs_pos_embed(pos, list(grid), [old, old],
+                                                      num_prefix_tokens=spec.num_prefix_tokens)
+    for k, table in sd.items():
+        if k.endswith("relative_position_bias_table") and table.ndim == 2:
+            rows = (2 * grid[0] - 1) * (2 * grid[1] - 1) + 3
+            if table.shape[0] != rows:
+                out[k] = resize_rel_pos_bias_table(table, grid, (rows, table.shape[1]))
+    for k in out:
+        if out[k] is not sd[k]:
+            changed[k] = [list(sd[k].shape), list(out[k].shape)]
+    if changed:
+        report["resampled"] = changed
+    return out
+
+
+def load_model(path: str | os.PathLike[str], arch: ArchSpec | Mapping[str, Any] | None = None,
+               format: str | None = None, key: str | None = None, num_heads: int | None = None,
+               img_size: int | None = None) -> nn.Module:
+    """Load a checkpoint of any supported format into a timm ViT/Beit in eval mode, strictly.
+
+    With ``img_size`` the model is built for that image size and the absolute position
+    embedding (and any relative-position tables) are resampled from the checkpoint's grid.
+    The model carries ``vitprobe_info`` = {format, arch, report, sha256, path}.
+    """
+    path = Path(path)
+    it = interpret(read_checkpoint(path), format, key, num_heads, arch)
+    spec = it.spec
+    sd = it.state_dict
+    if img_size is not None and img_size != spec.img_size:
+        if img_size <= 0 or img_size % spec.patch_size:
+            raise ConfigError(f"image size {img_size} for {path} is not a positive multiple of "
+                              f"the patch size {spec.patch_size}; choose another --image-size")
+        spec = spec.replace(img_size=img_size)
+        sd = _resampled(sd, spec, it.report)
+    check_fit(path, it, spec, sd)
+    model = _build(spec, path)
+    model.load_state_dict(sd, strict=True)
+    model.eval()
+    model.vitprobe_info = {"format": it.format, "arch": spec.to_dict(), "report": it.report,
+                           "sha256": file_sha256(path), "path": str(path.resolve())}
+    return model
+
+
+def inspect_checkpoint(path: str | os.PathLike[str], format: str | None = None,
+                       key: str | None = None, num_heads: int | None = None,
+                       arch: ArchSpec | Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Detected format, inferred architecture and load report of ``path``, without a real model.
+
+    ``report["fits"]`` is True when a strict load would succeed, else the error it would give.
+    """
+    path = Path(path)
+    it = interpret(read_checkpoint(path), format, key, num_heads, arch)
+    try:
+        check_fit(path, it, it.spec, it.state_dict)
+        it.report["fits"] = True
+    except CheckpointError as err:
+        it.report["fits"] = str(err)
+    return {"path": str(path.resolve()), "sha256": file_sha256(path), "format": it.format,
+            "arch": it.spec.to_dict(), "num_prefix_tokens": it.spec.num_prefix_tokens,
+            "summary": it.spec.describe(), "report": it.report}

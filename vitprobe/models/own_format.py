@@ -1,0 +1,65 @@
+"""vitprobe's own checkpoint: one ``.safetensors`` file of timm encoder weights plus metadata.
+
+The header metadata key ``"vitprobe"`` holds JSON
+``{"format_version": 1, "arch": ArchSpec dict, "objective": str, "config": dict,
+"epoch": int, "step": int}``; the tensors are the encoder's state dict with plain timm keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch.nn as nn
+
+from vitprobe.errors import CheckpointError
+from vitprobe.models.architecture import ArchSpec
+
+FORMAT_VERSION = 1
+METADATA_KEY = "vitprobe"
+_META_DEFAULTS: dict[str, Any] = {"objective": "none", "config": {}, "epoch": 0, "step": 0}
+
+
+def save_encoder(path: str | os.PathLike[str], model: nn.Module, arch: ArchSpec,
+                 meta: Mapping[str, Any]) -> Path:
+    """Write ``model``'s weights and metadata to ``path`` atomically (temp file + os.replace).
+
+    ``meta`` may hold ``objective``, ``config``, ``epoch`` and ``step`` (missing ones default
+    to "none", {}, 0, 0); other keys are a programming error.
+    """
+    from safetensors.torch import save_file
+
+    unknown = set(meta) - set(_META_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown checkpoint metadata keys: {sorted(unknown)}")
+    header = {"format_version": FORMAT_VERSION, "arch": arch.to_dict(), **_META_DEFAULTS, **meta}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(header, sort_keys=True)})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def parse_header(path: Path, header: Any) -> tuple[ArchSpec, dict[str, Any]]:
+    """The architecture and the remaining metadata of a parsed ``"vitprobe"`` header."""
+    if not isinstance(header, dict) or header.get("format_version") != FORMAT_VERSION:
+        version = header.get("format_version") if isinstance(header, dict) else None
+        raise CheckpointError(f"checkpoint {path}: vitprobe format_version {version!r} is not "
+                              f"{FORMAT_VERSION}; re-export it with this vitprobe version")
+    try:
+        arch = ArchSpec.from_dict(header["arch"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path}: its vitprobe architecture metadata is invalid "
+                              f"({err}); the file is damaged or from another vitprobe") from None
+    meta = {k: header.get(k, default) for k, default in _META_DEFAULTS.items()}
+    return arch, meta

@@ -1,0 +1,63 @@
+"""``vitprobe inspect``: what a checkpoint holds, without building the model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from vitprobe.models.formats.base import abbreviate
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``inspect`` sub-command."""
+    p = subparsers.add_parser(
+        "inspect", help="show a checkpoint's format, architecture and load report",
+        description="Detect the checkpoint format, infer the architecture from the weights and "
+                    "metadata, and report which keys are dropped and whether a strict load "
+                    "succeeds (exit status 1 if it would not). Nothing in the file is executed.")
+    p.add_argument("--checkpoint", required=True, help="a .pth/.pt/.pth.tar or .safetensors file")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--format", default=None, help="force a format (see `vitprobe models`)")
+    p.add_argument("--key", default=None,
+                   help="sub-checkpoint: teacher/student (dino), base_encoder/momentum_encoder (mocov3)")
+    p.add_argument("--num-heads", type=int, default=None, help="attention heads (not in the weights)")
+    p.set_defaults(func=run)
+
+
+def describe(info: dict[str, Any]) -> str:
+    """Readable multi-line text of an ``inspect_checkpoint`` result."""
+    arch, report = info["arch"], info["report"]
+    key = f" (key {report['key']})" if report.get("key") else ""
+    lines = [
+        f"checkpoint   {info['path']}",
+        f"sha256       {info['sha256']}",
+        f"format       {info['format']}{key}",
+        f"architecture {info['summary']}  (heads: {report['num_heads_from']})",
+        f"  patch size {arch['patch_size']}, width {arch['embed_dim']}, depth {arch['depth']}, "
+        f"heads {arch['num_heads']}, image size {arch['img_size']}, prefix tokens "
+        f"{info['num_prefix_tokens']} (registers {arch['reg_tokens']})",
+        f"  layer scale {'yes' if arch['layer_scale'] is not None else 'no'}, relative position "
+        f"bias {arch['rel_pos_bias']}, absolute position embedding "
+        f"{'yes' if arch['abs_pos_emb'] else 'no'}, qkv bias {'yes' if arch['qkv_bias'] else 'no'}, "
+        f"mlp ratio {arch['mlp_ratio']:g}, classifier outputs {arch['num_classes']}",
+        f"tensors      {report['tensors']} loaded",
+    ]
+    for reason, keys in report["dropped"].items():
+        lines.append(f"dropped      {len(keys)} keys: {reason} ({abbreviate(keys, 3)})")
+    if report.get("ignored_entries"):
+        lines.append(f"not weights  {abbreviate(report['ignored_entries'])}")
+    if "training" in report:
+        lines.append(f"trained      {json.dumps(report['training'], sort_keys=True)}")
+    fits = report["fits"]
+    lines.append("strict load  ok" if fits is True else f"strict load  FAILS: {fits}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vitprobe.models import inspect_checkpoint
+
+    info = inspect_checkpoint(args.checkpoint, format=args.format, key=args.key,
+                              num_heads=args.num_heads)
+    print(json.dumps(info, indent=2, sort_keys=True) if args.json else describe(info))
+    return 0 if info["report"]["fits"] is True else 1

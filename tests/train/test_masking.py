@@ -1,0 +1,76 @@
+"""Masks: exact counts, block alignment, connected groups, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from vitprobe.errors import ConfigError
+from vitprobe.train.masking import block_mask, group_mask, random_mask, upsample_mask
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("n,ratio", [(64, 0.75), (49, 0.75), (196, 0.75), (10, 0.33), (16, 0.0)])
+def test_random_mask_exact_count(n: int, ratio: float) -> None:
+    for seed in range(5):
+        m = random_mask(n, ratio, gen(seed))
+        assert m.shape == (n,) and m.dtype == torch.bool
+        assert int(m.sum()) == round(n * ratio)
+
+
+def test_random_mask_deterministic_and_seed_dependent() -> None:
+    assert torch.equal(random_mask(64, 0.75, gen(3)), random_mask(64, 0.75, gen(3)))
+    assert not torch.equal(random_mask(64, 0.75, gen(3)), random_mask(64, 0.75, gen(4)))
+
+
+@pytest.mark.parametrize("img,patch,mps,ratio", [(32, 4, 8, 0.6), (224, 16, 32, 0.6), (32, 4, 4, 0.5)])
+def test_block_mask_counts_and_alignment(img: int, patch: int, mps: int, ratio: float) -> None:
+    m = block_mask(img, patch, mps, ratio, gen(0))
+    side, scale, cells = img // patch, mps // patch, (img // mps) ** 2
+    assert m.shape == (side, side)
+    assert int(m.sum()) == round(cells * ratio) * scale * scale
+    # every mask-patch cell is either wholly masked or wholly visible
+    blocks = m.view(side // scale, scale, side // scale, scale).permute(0, 2, 1, 3).flatten(2)
+    assert bool((blocks.all(-1) | ~blocks.any(-1)).all())
+
+
+def test_block_mask_rejects_bad_geometry() -> None:
+    with pytest.raises(ConfigError, match="multiple of the model patch"):
+        block_mask(32, 4, 6, 0.6, gen(0))
+    with pytest.raises(ConfigError, match="multiple of mask_patch_size"):
+        block_mask(40, 4, 16, 0.6, gen(0))
+    with pytest.raises(ConfigError, match="outside"):
+        random_mask(10, 1.5, gen(0))
+
+
+def _component_sizes(mask: torch.Tensor) -> list[int]:
+    labels, n = ndimage.label(mask.numpy())
+    return [int((labels == i).sum()) for i in range(1, n + 1)]
+
+
+@pytest.mark.parametrize("grid,ratio", [((8, 8), 0.5), ((14, 14), 0.4), ((8, 8), 0.7)])
+def test_group_mask_is_connected_groups(grid: tuple[int, int], ratio: float) -> None:
+    target = round(grid[0] * grid[1] * ratio)
+    for seed in range(10):
+        m = group_mask(grid, ratio, gen(seed), min_patches=4)
+        assert m.shape == grid
+        assert target <= int(m.sum()) <= target + grid[0] * grid[1] // 2
+        assert min(_component_sizes(m)) >= 4
+
+
+def test_group_size_check_can_fail_on_scattered_masks() -> None:
+    """The connectivity check above rejects per-patch random masks: they contain lone patches."""
+    sizes = [min(_component_sizes(random_mask(64, 0.5, gen(s)).view(8, 8))) for s in range(10)]
+    assert min(sizes) < 4
+
+
+def test_upsample_mask() -> None:
+    m = torch.tensor([[True, False], [False, True]])
+    up = upsample_mask(m, 3)
+    assert up.shape == (6, 6)
+    assert np.array_equal(up.numpy(), np.kron(m.numpy(), np.ones((3, 3), dtype=bool)))

@@ -1,0 +1,234 @@
+"""The training engine on a toy masked-reconstruction objective (no registry, no data module).
+
+``ToyMIM`` and the helpers below are imported by test_resume.py and test_distributed.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file
+
+from vitprobe.errors import ConfigError, OutputExistsError
+from vitprobe.models.architecture import ArchSpec, build_model
+from vitprobe.train import TrainConfig, train
+from vitprobe.train.config import resolve_optim
+from vitprobe.train.engine import EpochShard, arch_from_timm, clip_per_tensor, param_groups
+from vitprobe.train.monitor import TrainingDivergedError
+from vitprobe.train.objectives.base import Objective, StepInfo, frozen_copy
+from vitprobe.train.schedules import cosine_schedule
+
+
+class ToyMIM(Objective):
+    """Zero half of the patches (chosen in ``views``), reconstruct them with a linear decoder:
+    loss = mean over images of the per-image MSE on masked patches (so a batch of 2b is the
+    mean of two batches of b). An EMA copy of the decoder exercises the momentum path."""
+
+    name = "toy_mim"
+    defaults = {"base_lr": 1e-3, "min_lr": 1e-5, "warmup_epochs": 1, "weight_decay": 0.05,
+                "weight_decay_end": 0.1, "momentum": 0.9, "betas": (0.9, 0.95),
+                "clip_grad": None, "nan_at_step": -1, "collapse_dim": None}
+
+    def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
+        super().__init__(encoder, arch, **hparams)
+        p = arch.patch_size
+        self.decoder = nn.Linear(arch.embed_dim, 3 * p * p)
+        self.decoder_ema = frozen_copy(self.decoder)
+        self.collapse_dim = self.hparams["collapse_dim"]
+
+    def momentum_pairs(self):
+        return [(self.decoder, self.decoder_ema)]
+
+    def views(self, image, g):
+        n = self.arch.grid[0] * self.arch.grid[1]
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[torch.randperm(n, generator=g)[: n // 2]] = True
+        return {"image": image, "mask": mask}
+
+    def forward(self, views, step: StepInfo):
+        x, mask = views["image"], views["mask"]
+        p, (h, w) = self.arch.patch_size, self.arch.grid
+        target = x.unfold(2, p, p).unfold(3, p, p).permute(0, 2, 3, 1, 4, 5).reshape(len(x), h * w, -1)
+        keep = (~mask).float().reshape(-1, 1, h, w).repeat_interleave(p, 2).repeat_interleave(p, 3)
+        tokens = self.encoder.forward_features(x * keep)[:, self.arch.num_prefix_tokens:]
+        err = (self.decoder(tokens) - target).pow(2).mean(-1)
+        loss = ((err * mask).sum(1) / mask.sum(1)).mean()
+        if step.step == self.hparams["nan_at_step"]:
+            loss = loss * float("nan")
+        return loss, {"loss": loss.item(), "emb_std": 1e-6, "masked": mask.float().mean().item()}
+
+
+def toy_dataset(n: int = 16, size: int = 32, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` random 'normalised images' as data items."""
+    g = torch.Generator().manual_seed(seed)
+    return [{"image": torch.randn(3, size, size, generator=g), "index": i} for i in range(n)]
+
+
+def toy_config(out: Path, **changes: Any) -> TrainConfig:
+    """Tiny preset, 16 images, batch 4, 2 epochs: 8 steps."""
+    values = dict(method="mae", preset="tiny", epochs=2, batch_size=4, out=str(out), seed=3)
+    return TrainConfig.from_overrides(values, **changes)
+
+
+def run_toy(out: Path, resume: bool = False, **changes: Any) -> Path:
+    """Train ToyMIM on the toy data."""
+    return train(toy_config(out, **changes), resume=resume, dataset=toy_dataset(),
+                 objective_factory=ToyMIM)
+
+
+# ---------------------------------------------------------------- schedules and config
+def test_cosine_schedule_known_values():
+    s = cosine_schedule(1.0, 0.1, total_steps=10, warmup_steps=4, warmup_start=0.0)
+    assert np.allclose(s[:4], [0.0, 0.25, 0.5, 0.75])
+    assert s[4] == pytest.approx(1.0)
+    half = 4 + 3  # cos(pi * 3 / 6) = 0: the midpoint of the decay
+    assert s[half] == pytest.approx(0.55)
+    assert np.all(np.diff(s[4:]) < 0) and s[-1] > 0.1
+    m = cosine_schedule(0.996, 1.0, total_steps=5)
+    assert m[0] == pytest.approx(0.996) and np.all(np.diff(m) > 0) and m[-1] < 1.0
+    with pytest.raises(ValueError):
+        cosine_schedule(1.0, 0.0, total_steps=4, warmup_steps=4)
+
+
+def test_config_rejects_unknown_and_round_trips():
+    with pytest.raises(ConfigError, match="unknown training option"):
+        TrainConfig.from_overrides({"method": "mae", "learning_rate": 1.0})
+    cfg = TrainConfig(method="hybrid", lam=0.4, preset="small", hparams={"mask_ratio": 0.6})
+    assert TrainConfig.from_json(cfg.to_json()) == cfg
+    for bad in (dict(method="byol"), dict(method="hybrid"), dict(method="mae", lam=0.5),
+                dict(arch="vit_small_patch16_224", preset="tiny"), dict(batch_size=0),
+                dict(preset="huge")):
+        with pytest.raises(ConfigError) as err:
+            TrainConfig(**bad)
+        assert "\n" not in str(err.value)
+
+
+def test_presets_and_published_lengths():
+    assert TrainConfig(method="mocov3", preset="vit_s16").arch_spec().num_heads == 12
+    assert TrainConfig(method="dino", preset="vit_s16").arch_spec().num_heads == 6
+    assert TrainConfig(method="mae", preset="vit_b16").total_epochs() == 800
+    assert TrainConfig(method="dino", preset="vit_s16").total_epochs() == 100
+    assert TrainConfig(method="dino").total_epochs() == 10  # tiny by default
+    hp = {**ToyMIM.defaults, "warmup_epochs": 40}
+    assert resolve_optim(TrainConfig(method="mae", epochs=30), hp)["warmup_epochs"] == 3
+    assert resolve_optim(TrainConfig(method="mae", preset="vit_b16"), hp)["warmup_epochs"] == 40
+    with pytest.raises(ConfigError, match="warmup_epochs"):
+        resolve_optim(TrainConfig(method="mae", preset="vit_b16", epochs=20), hp)
+
+
+def test_arch_from_timm_rebuilds_the_same_encoder():
+    spec = arch_from_timm("vit_small_patch16_224")
+    assert (spec.patch_size, spec.embed_dim, spec.depth, spec.num_heads, spec.img_size) == \
+        (16, 384, 12, 6, 224)
+    with pytest.raises(ConfigError, match="not a timm model"):
+        arch_from_timm("no_such_model")
+
+
+# ---------------------------------------------------------------- optimiser pieces
+def test_param_groups_exclude_norms_biases_and_tokens():
+    arch = ArchSpec(patch_size=8, embed_dim=32, depth=2, num_heads=2, img_size=32)
+    obj = ToyMIM(build_model(arch), arch)
+    names = {id(p): n for n, p in obj.named_parameters()}
+    decay, plain = ({names[id(p)] for p in g["params"]} for g in param_groups(obj))
+    assert {"encoder.pos_embed", "encoder.cls_token", "encoder.norm.weight",
+            "encoder.blocks.0.attn.qkv.bias", "decoder.bias"} <= plain
+    assert {"encoder.blocks.0.attn.qkv.weight", "encoder.patch_embed.proj.weight",
+            "decoder.weight"} <= decay
+    assert not any(n.startswith("decoder_ema") for n in decay | plain)
+
+
+def test_clip_per_tensor_scales_each_gradient_separately():
+    a, b = nn.Parameter(torch.zeros(4)), nn.Parameter(torch.zeros(3))
+    a.grad, b.grad = torch.tensor([3.0, 4.0, 0.0, 0.0]), torch.tensor([0.1, 0.0, 0.0])
+    clip_per_tensor([a, b], 1.0)
+    assert a.grad.norm().item() == pytest.approx(1.0, abs=1e-5)
+    assert torch.allclose(a.grad, torch.tensor([0.6, 0.8, 0.0, 0.0]), atol=1e-5)
+    assert torch.equal(b.grad, torch.tensor([0.1, 0.0, 0.0]))
+
+
+def test_shards_of_two_ranks_form_the_single_process_batches():
+    one = list(EpochShard(22, 4, rank=0, world_size=1, seed=5, epoch=1))
+    r0 = list(EpochShard(22, 2, rank=0, world_size=2, seed=5, epoch=1))
+    r1 = list(EpochShard(22, 2, rank=1, world_size=2, seed=5, epoch=1))
+    assert len(one) == 20 and len(set(one)) == 20
+    for s in range(5):
+        assert one[4 * s: 4 * s + 4] == r0[2 * s: 2 * s + 2] + r1[2 * s: 2 * s + 2]
+    other_epoch = [i for _, i in EpochShard(22, 4, rank=0, world_size=1, seed=5, epoch=2)]
+    assert other_epoch != [i for _, i in one]
+
+
+# ---------------------------------------------------------------- end to end
+def test_train_writes_loadable_checkpoint_and_log(tmp_path):
+    from vitprobe.models import load_model
+
+    final = run_toy(tmp_path / "run")
+    assert final == tmp_path / "run" / "final.safetensors"
+    model = load_model(final)
+    saved = load_file(final)
+    assert saved.keys() == model.state_dict().keys()
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    state = torch.load(tmp_path / "run" / "checkpoint.train_state.pt", weights_only=True)
+    assert state["epoch"] == 2 and state["step"] == 8
+    enc = {k[len("encoder."):]: v for k, v in state["objective"].items() if k.startswith("encoder.")}
+    assert all(torch.equal(saved[k], enc[k]) for k in saved)
+    init = build_model(toy_config(tmp_path).arch_spec()).state_dict()
+    assert not torch.equal(init["blocks.0.attn.qkv.weight"], saved["blocks.0.attn.qkv.weight"])
+
+    import pandas as pd
+
+    log = pd.read_csv(tmp_path / "run" / "log.csv")
+    assert list(log.columns[:6]) == ["epoch", "step", "loss", "lr", "wd", "momentum"]
+    assert list(log["step"]) == list(range(8)) and {"emb_std", "masked"} <= set(log.columns)
+    peak = 1e-3 * 4 / 256
+    expected_lr = cosine_schedule(peak, 1e-5, 8, warmup_steps=0)  # tiny, 2 epochs: no warm-up
+    assert np.allclose(log["lr"], expected_lr)
+    assert np.allclose(log["momentum"], cosine_schedule(0.9, 1.0, 8))
+    assert log["loss"].iloc[-4:].mean() < log["loss"].iloc[:4].mean()
+
+
+def test_views_do_not_depend_on_worker_count(tmp_path):
+    run_toy(tmp_path / "a", epochs=1)
+    run_toy(tmp_path / "b", epochs=1, num_workers=2)
+    a, b = load_file(tmp_path / "a" / "final.safetensors"), load_file(tmp_path / "b" / "final.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    run_toy(tmp_path / "run", epochs=1)
+    with pytest.raises(OutputExistsError, match="--resume"):
+        run_toy(tmp_path / "run", epochs=1)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError) as err:
+        run_toy(out, hparams={"nan_at_step": 5})
+    msg = str(err.value)
+    assert "\n" not in msg and "step 5" in msg and "--lr" in msg
+    assert str(out / "checkpoint.safetensors") in msg
+    state = torch.load(out / "checkpoint.train_state.pt", weights_only=True)
+    assert state["step"] == 4 and not (out / "final.safetensors").exists()
+
+
+def test_collapse_warning_printed_once_per_epoch(tmp_path, capsys):
+    run_toy(tmp_path / "run", hparams={"collapse_dim": 64})
+    printed = capsys.readouterr()
+    text = printed.out + printed.err
+    assert text.count("contrastive collapse") == 2
+    assert "epoch 0" in text and "epoch 1" in text
+
+
+def test_cli_bad_options_fail_in_one_line_before_work(tmp_path, capsys):
+    from vitprobe.cli import main
+
+    for argv in (["--method", "mae", "--lambda", "0.5"], ["--method", "nope"],
+                 ["--method", "mae", "--set", "oops"], ["--method", "mae", "--amp", "fp8"]):
+        code = main(["train", "--data", "synthetic:8", "--out", str(tmp_path / "x"), *argv])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.startswith("vitprobe: error:") and "\n" not in err
+    assert not (tmp_path / "x").exists()

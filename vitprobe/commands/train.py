@@ -1,0 +1,73 @@
+"""``vitprobe train``: pre-train a ViT with a CL, MIM or hybrid objective (torchrun-ready)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from vitprobe.errors import ConfigError
+
+
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """``["key=value", ...]`` -> dict; values are read as JSON where they parse (numbers,
+    true/false/null, lists), else kept as strings."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} is not key=value; e.g. --set mask_ratio=0.75")
+        try:
+            out[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key.strip()] = text
+    return out
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` sub-command."""
+    p = subparsers.add_parser(
+        "train", help="pre-train a ViT with DINO, MoCo v3, MAE, SimMIM, GMML or a CL+MIM hybrid",
+        description="Pre-train a ViT. Several GPUs: torchrun --nproc_per_node K -m vitprobe "
+                    "train ... (--batch-size is per process). Writes <out>/checkpoint.safetensors "
+                    "(+ .train_state.pt) every --save-every epochs, <out>/final.safetensors and "
+                    "<out>/log.csv.")
+    p.add_argument("--method", required=True, help="dino, mocov3, mae, simmim, gmml or hybrid")
+    p.add_argument("--lambda", dest="lam", type=float, default=None,
+                   help="hybrid only: L = (1 - lambda) L_MIM + lambda L_CL")
+    p.add_argument("--arch", default=None, help="a timm ViT name, e.g. vit_small_patch16_224")
+    p.add_argument("--preset", default=None, help="tiny (default), small, vit_s16 or vit_b16")
+    p.add_argument("--data", required=True, help="dataset spec, e.g. synthetic:2048 or folder:PATH")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="default: 10 (tiny), 30 (small), the published length (full presets)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per process and step")
+    p.add_argument("--lr", type=float, default=None, help="peak lr; default base_lr * batch / 256")
+    p.add_argument("--out", default="runs/train", help="run folder (default runs/train)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="objective hyper-parameter, e.g. --set clip_grad=3.0 (repeatable)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--num-workers", type=int, default=0, help="data-loading processes")
+    p.add_argument("--amp", default="auto", help="auto (bf16/fp16 on CUDA, fp32 on CPU), bf16, "
+                                                 "fp16 or fp32")
+    p.add_argument("--save-every", type=int, default=1, help="checkpoint every N epochs")
+    p.add_argument("--log-every", type=int, default=1, help="log.csv row every N steps")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the TrainConfig (one-line ConfigError on bad options), then train."""
+    from vitprobe.train import TrainConfig, train
+
+    config = TrainConfig(
+        method=args.method, lam=args.lam, arch=args.arch, preset=args.preset, data=args.data,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, out=args.out,
+        seed=args.seed, hparams=parse_sets(args.set), device=args.device,
+        num_workers=args.num_workers, amp=args.amp, save_every=args.save_every,
+        log_every=args.log_every)
+    final = train(config, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(final)
+    return 0

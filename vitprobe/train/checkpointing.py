@@ -1,0 +1,161 @@
+"""Checkpoints of a training run: an encoder ``.safetensors`` and its ``.train_state.pt``.
+
+The pair ``<out>/checkpoint.safetensors`` + ``<out>/checkpoint.train_state.pt`` is replaced
+as one unit: both files are first written and fsync'd into ``<out>/.checkpoint.staging/``,
+then a ``COMPLETE`` marker is written there, then both are moved into place with
+``os.replace``. A run killed before the marker leaves the old pair untouched (the staging
+folder is discarded); a run killed after it is rolled forward by :func:`recover`. So a
+reader always finds two files of the same step.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from vitprobe.errors import CheckpointError
+from vitprobe.models.architecture import ArchSpec
+from vitprobe.models.own_format import METADATA_KEY, save_encoder
+
+STEM = "checkpoint"
+ENCODER_FILE = f"{STEM}.safetensors"
+STATE_FILE = f"{STEM}.train_state.pt"
+FINAL_FILE = "final.safetensors"
+STAGING_DIR = f".{STEM}.staging"
+MARKER = "COMPLETE"
+
+
+def _fsync_path(path: Path) -> None:
+    """Flush a file's (or a folder's) contents to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    """Write ``path`` through ``write(file)`` into a temp file, fsync, then ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_path(path.parent)
+
+
+def save_checkpoint(out: Path, encoder: nn.Module, arch: ArchSpec, meta: Mapping[str, Any],
+                    train_state: Mapping[str, Any]) -> Path:
+    """Replace the checkpoint pair in ``out`` as one unit; returns the encoder path.
+
+    On an OSError (disk full, permissions) the previous pair is kept and a one-line
+    CheckpointError is raised.
+    """
+    staging = out / STAGING_DIR
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        save_encoder(staging / ENCODER_FILE, encoder, arch, meta)
+        _fsync_path(staging / ENCODER_FILE)
+        atomic_write(staging / STATE_FILE, lambda f: torch.save(dict(train_state), f))
+        atomic_write(staging / MARKER, lambda f: f.write(b"ok\n"))
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        hint = "free some space" if err.errno == errno.ENOSPC else "check the folder"
+        raise CheckpointError(f"could not write the checkpoint in {out} ({reason}); the previous "
+                              f"checkpoint there is kept: {hint}, then rerun with --resume"
+                              ) from None
+    recover(out)
+    return out / ENCODER_FILE
+
+
+def recover(out: Path) -> None:
+    """Finish a swap that a killed run started, or discard an incomplete staging folder."""
+    staging = out / STAGING_DIR
+    if not staging.is_dir():
+        return
+    if (staging / MARKER).exists():
+        for name in (ENCODER_FILE, STATE_FILE):
+            if (staging / name).exists():
+                os.replace(staging / name, out / name)
+        _fsync_path(out)
+    shutil.rmtree(staging)
+
+
+def save_final(out: Path, encoder: nn.Module, arch: ArchSpec, meta: Mapping[str, Any]) -> Path:
+    """``<out>/final.safetensors``: the encoder at the end of training (atomic, fsync'd)."""
+    path = save_encoder(out / FINAL_FILE, encoder, arch, meta)
+    _fsync_path(path)
+    return path
+
+
+def has_checkpoint(out: Path) -> bool:
+    """Whether ``out`` holds a checkpoint pair (or a swap to finish)."""
+    return (out / STATE_FILE).exists() or (out / STAGING_DIR / MARKER).exists()
+
+
+def load_train_state(out: Path) -> dict[str, Any]:
+    """The training state of the last complete checkpoint in ``out`` (tensors on CPU).
+
+    Read with ``weights_only=True``; the pair must agree on the step.
+    """
+    recover(out)
+    state_path, encoder_path = out / STATE_FILE, out / ENCODER_FILE
+    if not state_path.exists() or not encoder_path.exists():
+        raise CheckpointError(f"--resume: no complete checkpoint in {out}; start without "
+                              f"--resume or point --out at the run to continue")
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
+        raise CheckpointError(f"--resume: {state_path} cannot be read ({type(err).__name__}); "
+                              f"the run folder is damaged, start a new --out") from None
+    from safetensors import safe_open
+
+    with safe_open(str(encoder_path), framework="pt") as f:
+        header = json.loads((f.metadata() or {}).get(METADATA_KEY, "{}"))
+    if header.get("step") != state.get("step"):
+        raise CheckpointError(f"--resume: {encoder_path} (step {header.get('step')}) and "
+                              f"{state_path} (step {state.get('step')}) do not belong together; "
+                              f"start a new --out")
+    return state
+
+
+def capture_rng() -> dict[str, Any]:
+    """The torch, CUDA, numpy and python RNG states as tensors and plain containers."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                  "has_gauss": has_gauss, "cached_gaussian": cached},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

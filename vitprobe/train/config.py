@@ -1,0 +1,185 @@
+"""TrainConfig: every option of a training run as plain data, plus the architecture presets.
+
+A config is built from overrides that must name existing fields
+(:meth:`TrainConfig.from_overrides`), round-trips through JSON, and is stored inside every
+checkpoint. ``None`` means "the default of the method / preset", resolved by
+:func:`resolve_schedule` and by the objective's ``defaults``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from vitprobe.errors import ConfigError
+from vitprobe.models.architecture import ArchSpec
+
+METHODS = ("dino", "mocov3", "mae", "simmim", "gmml", "hybrid")
+AMP_MODES = ("auto", "bf16", "fp16", "fp32")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+
+@dataclass(frozen=True)
+class Preset:
+    """An encoder size and its default length of training (None: the published schedule)."""
+
+    img_size: int
+    patch_size: int
+    embed_dim: int
+    depth: int
+    num_heads: int
+    epochs: int | None
+
+
+PRESETS: dict[str, Preset] = {
+    # Trains in a few minutes on two CPU cores.
+    "tiny": Preset(img_size=32, patch_size=4, embed_dim=64, depth=4, num_heads=4, epochs=10),
+    "small": Preset(img_size=64, patch_size=8, embed_dim=192, depth=6, num_heads=3, epochs=30),
+    # Full sizes train as long as the papers did (PUBLISHED_EPOCHS).
+    "vit_s16": Preset(img_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6,
+                      epochs=None),
+    "vit_b16": Preset(img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12,
+                      epochs=None),
+}
+
+# Pre-training epochs of the published recipes (DINO ViT-S/16 100-epoch run, MoCo v3 ViT-S
+# 300, MAE 800, SimMIM ViT-B 800, SiT/GMML 800, the cl-vs-mim hybrid's short schedule 100).
+# Warm-up lengths, learning rates, weight decays and momenta come from each objective's
+# ``defaults``, which carry the published values.
+PUBLISHED_EPOCHS = {"dino": 100, "mocov3": 300, "mae": 800, "simmim": 800, "gmml": 800,
+                    "hybrid": 100}
+
+
+@dataclass
+class TrainConfig:
+    """One training run. ``batch_size`` is per process: the global batch is K x batch_size.
+
+    ``hparams`` go to the objective unchanged; they include the optimisation settings of its
+    ``defaults`` (base_lr, min_lr, warmup_epochs, weight_decay, weight_decay_end, momentum,
+    clip_grad: 0 or None switches clipping off). ``lr=None`` means
+    ``base_lr * global_batch / 256``.
+    """
+
+    method: str = "mae"
+    lam: float | None = None
+    arch: str | None = None
+    preset: str | None = None
+    data: str = "synthetic:512"
+    epochs: int | None = None
+    batch_size: int = 64
+    lr: float | None = None
+    seed: int = 0
+    out: str = "runs/train"
+    num_workers: int = 0
+    amp: str = "auto"
+    device: str = "auto"
+    hparams: dict[str, Any] = field(default_factory=dict)
+    save_every: int = 1
+    log_every: int = 1
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any] | None = None, **kwargs: Any) -> "TrainConfig":
+        """A config from ``{field: value}``; an unknown field is a ConfigError."""
+        values = {**(overrides or {}), **kwargs}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown training option(s) {unknown}; known: {sorted(names)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """The config as a JSON string (inverse of :meth:`from_json`)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        """Parse :meth:`to_json` output (unknown fields are a ConfigError)."""
+        return cls.from_overrides(json.loads(text))
+
+    def validate(self) -> None:
+        """Raise ConfigError (one line) for an impossible combination of options."""
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}; choose one of {list(METHODS)}")
+        if self.method == "hybrid":
+            if self.lam is None or not 0.0 <= self.lam <= 1.0:
+                raise ConfigError(f"--method hybrid needs --lambda in [0, 1], got {self.lam}")
+        elif self.lam is not None:
+            raise ConfigError(f"--lambda applies to --method hybrid only, not {self.method!r}")
+        if self.arch is not None and self.preset is not None:
+            raise ConfigError("give either --arch (a timm name) or --preset, not both")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ConfigError(f"unknown preset {self.preset!r}; choose one of {list(PRESETS)}")
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"unknown --amp {self.amp!r}; choose one of {list(AMP_MODES)}")
+        positive = {"batch_size": self.batch_size, "save_every": self.save_every,
+                    "log_every": self.log_every, "epochs": self.epochs}
+        for name, value in positive.items():
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if not isinstance(self.hparams, dict):
+            raise ConfigError(f"hparams must be a dict, got {type(self.hparams).__name__}")
+
+    @property
+    def preset_name(self) -> str | None:
+        """The preset in use: the given one, else 'tiny' when no --arch is given."""
+        if self.arch is not None:
+            return None
+        return self.preset or "tiny"
+
+    def arch_spec(self) -> ArchSpec | None:
+        """The preset's ArchSpec (MoCo v3's ViT-S has 12 heads); None for a timm --arch."""
+        name = self.preset_name
+        if name is None:
+            return None
+        p = PRESETS[name]
+        heads = 12 if (name == "vit_s16" and self.method == "mocov3") else p.num_heads
+        return ArchSpec(family="vit", patch_size=p.patch_size, embed_dim=p.embed_dim,
+                        depth=p.depth, num_heads=heads, img_size=p.img_size)
+
+    def total_epochs(self) -> int:
+        """--epochs, else the preset's short default, else the published length."""
+        if self.epochs is not None:
+            return self.epochs
+        name = self.preset_name
+        if name is not None and PRESETS[name].epochs is not None:
+            return PRESETS[name].epochs  # type: ignore[return-value]
+        return PUBLISHED_EPOCHS[self.method]
+
+
+def resolve_optim(config: TrainConfig, hparams: dict[str, Any]) -> dict[str, Any]:
+    """The optimisation settings in force, from the objective's resolved ``hparams``.
+
+    A short preset warms up for ``epochs // 10`` epochs unless ``hparams`` were given a
+    ``warmup_epochs``; a published recipe keeps its own warm-up, which must be shorter than
+    the run. ``weight_decay_end`` None means constant weight decay.
+    """
+    epochs = config.total_epochs()
+    warmup = hparams.get("warmup_epochs") or 0
+    name = config.preset_name
+    if "warmup_epochs" not in config.hparams and name and PRESETS[name].epochs is not None:
+        warmup = epochs // 10
+    if not 0 <= int(warmup) < epochs:
+        raise ConfigError(f"warm-up of {warmup} epochs does not fit in {epochs} epochs; "
+                          f"pass --set warmup_epochs=N with 0 <= N < {epochs}")
+    wd = float(hparams.get("weight_decay") or 0.0)
+    wd_end = hparams.get("weight_decay_end")
+    return {"base_lr": float(hparams["base_lr"]), "min_lr": float(hparams.get("min_lr") or 0.0),
+            "warmup_epochs": int(warmup), "weight_decay": wd,
+            "weight_decay_end": wd if wd_end is None else float(wd_end),
+            "momentum": hparams.get("momentum"), "clip_grad": hparams.get("clip_grad") or None,
+            "betas": tuple(hparams.get("betas") or (0.9, 0.999))}

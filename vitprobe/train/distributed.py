@@ -1,0 +1,81 @@
+"""Process groups for ``torchrun``: rank, world size and device from the environment.
+
+``torchrun --nproc_per_node K -m vitprobe train ...`` sets RANK, WORLD_SIZE, LOCAL_RANK,
+MASTER_ADDR and MASTER_PORT; one process without them is a world of one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from vitprobe.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits: ``rank`` of ``world_size`` processes, on ``device``."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes checkpoints, logs and the progress bar."""
+        return self.rank == 0
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' is CUDA (one GPU per local rank) when available, else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown --device {name!r}; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name} asked for CUDA but none is available; use --device cpu")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+def setup(device_name: str) -> DistEnv:
+    """Join the process group that torchrun describes (nccl on CUDA, gloo on CPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if world_size == 1:
+        return DistEnv(rank=0, world_size=1, device=device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                init_method="env://")
+    return DistEnv(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device)
+
+
+def teardown(env: DistEnv) -> None:
+    """Leave the process group that :func:`setup` joined."""
+    if env.world_size > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def global_mean(value: torch.Tensor, env: DistEnv) -> float:
+    """The mean of a scalar over all processes (a NaN anywhere gives NaN everywhere)."""
+    value = value.detach().float().reshape(1)
+    if env.world_size > 1:
+        dist.all_reduce(value)
+        value /= env.world_size
+    return float(value.item())
+
+
+def barrier(env: DistEnv) -> None:
+    """Wait for every process (no-op in a world of one)."""
+    if env.world_size > 1:
+        dist.barrier()

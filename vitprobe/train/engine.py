@@ -1,0 +1,317 @@
+"""The training loop: one function, readable in one sitting.
+
+Per optimiser step ``t`` (global, 0-based): set lr[t] and wd[t]; reseed torch with
+(seed, t, rank); forward under autocast; stop on a non-finite loss (mean over processes);
+backward (GradScaler for fp16); clip (per tensor for DINO, else global norm); let the
+objective act on the gradients (DINO freezes its last layer in epoch 0); optimiser step;
+EMA with momentum m[t]. Views are drawn in the data workers from a generator seeded by
+(seed, epoch, image index) and batches by a shuffle seeded by (seed, epoch), so a run is the
+same whatever the number of workers, and a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from vitprobe.errors import ConfigError, OutputExistsError
+from vitprobe.models.architecture import ArchSpec, build_model
+from vitprobe.train import checkpointing as ckpt
+from vitprobe.train import distributed
+from vitprobe.train.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, resolve_optim
+from vitprobe.train.monitor import Monitor, TrainingDivergedError, check_finite
+from vitprobe.train.objectives.base import Objective, StepInfo, collapse_warnings
+from vitprobe.train.schedules import cosine_schedule
+
+ObjectiveFactory = Callable[..., Objective]
+NO_DECAY_NAMES = {"pos_embed", "cls_token", "reg_token", "mask_token"}
+# Options that may differ between a run and its --resume; all others must match.
+RESUME_MAY_CHANGE = {"out", "num_workers", "device", "log_every", "save_every"}
+_SHUFFLE, _VIEWS, _STEP = 1, 2, 3  # domains of derived seeds
+
+__all__ = ["train", "TrainingDivergedError", "arch_from_timm", "derive_seed"]
+
+
+def derive_seed(*keys: int) -> int:
+    """A 63-bit seed mixed from integer keys (numpy SeedSequence)."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0] >> 1)
+
+
+class EpochShard(Sampler):
+    """Keys ``(epoch, index)`` of this rank: a permutation seeded by (seed, epoch), cut into
+    global batches of ``world_size * batch_size``; rank r takes slice r of each. The last
+    incomplete global batch is dropped, so every rank makes the same number of steps."""
+
+    def __init__(self, n: int, batch_size: int, rank: int, world_size: int, seed: int, epoch: int):
+        self.n, self.b, self.rank, self.world = n, batch_size, rank, world_size
+        self.seed, self.epoch = seed, epoch
+        self.steps = n // (batch_size * world_size)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        g = torch.Generator().manual_seed(derive_seed(self.seed, _SHUFFLE, self.epoch))
+        perm = torch.randperm(self.n, generator=g).tolist()
+        glob = self.b * self.world
+        for s in range(self.steps):
+            start = s * glob + self.rank * self.b
+            yield from ((self.epoch, i) for i in perm[start:start + self.b])
+
+    def __len__(self) -> int:
+        return self.steps * self.b
+
+
+class ViewsDataset(Dataset):
+    """Item ``(epoch, index)`` -> ``views(image, generator seeded by (seed, epoch, index))``."""
+
+    def __init__(self, base: Dataset, views: Callable[[torch.Tensor, torch.Generator], Any],
+                 seed: int):
+        self.base, self.views, self.seed = base, views, seed
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        g = torch.Generator().manual_seed(derive_seed(self.seed, _VIEWS, epoch, index))
+        return self.views(self.base[index]["image"], g)
+
+
+def arch_from_timm(name: str) -> ArchSpec:
+    """The ArchSpec of timm's ``name`` (a plain VisionTransformer that build_model rebuilds
+    with identical parameter names and shapes), so the checkpoint loads without flags."""
+    import timm
+    from timm.layers import LayerScale
+    from timm.models.vision_transformer import VisionTransformer
+
+    try:
+        model = timm.create_model(name, pretrained=False, num_classes=0)
+    except RuntimeError:
+        raise ConfigError(f"--arch {name!r} is not a timm model; see timm.list_models('vit_*') "
+                          f"or use --preset") from None
+    if type(model) is not VisionTransformer:
+        raise ConfigError(f"--arch {name!r} is a {type(model).__name__}, not a timm "
+                          f"VisionTransformer; pick a vit_* model or use --preset")
+    block = model.blocks[0]
+    spec = ArchSpec(
+        family="vit", patch_size=model.patch_embed.patch_size[0], embed_dim=model.embed_dim,
+        depth=len(model.blocks), num_heads=block.attn.num_heads,
+        img_size=model.patch_embed.img_size[0], reg_tokens=model.num_reg_tokens,
+        qkv_bias=block.attn.qkv.bias is not None,
+        mlp_ratio=block.mlp.fc1.out_features / model.embed_dim,
+        layer_scale=float(block.ls1.gamma.flatten()[0]) if isinstance(block.ls1, LayerScale) else None,
+        global_pool=model.global_pool, fc_norm=not isinstance(model.fc_norm, nn.Identity))
+    want = {k: v.shape for k, v in model.state_dict().items()}
+    got = {k: v.shape for k, v in build_model(spec).state_dict().items()}
+    if want != got:
+        raise ConfigError(f"--arch {name!r} has layers vitprobe's ViT builder cannot rebuild "
+                          f"({sorted(set(want) ^ set(got))[:3]}...); use a plain vit_* model")
+    return spec
+
+
+def param_groups(module: nn.Module) -> list[dict[str, Any]]:
+    """Trainable parameters in two AdamW groups: with weight decay, and without it (biases,
+    norms and other 1-d tensors, position embeddings, class/register/mask tokens)."""
+    decay, plain = [], []
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            skip = p.ndim <= 1 or name.rsplit(".", 1)[-1] in NO_DECAY_NAMES
+            (plain if skip else decay).append(p)
+    return [{"params": decay, "decay": True}, {"params": plain, "decay": False}]
+
+
+def clip_per_tensor(params: list[nn.Parameter], max_norm: float) -> None:
+    """DINO's clipping: scale each gradient g by min(1, max_norm / (||g|| + 1e-6)) separately."""
+    for p in params:
+        if p.grad is not None:
+            p.grad.mul_((max_norm / (p.grad.norm() + 1e-6)).clamp(max=1.0))
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor of a nested list/tuple/dict to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype: 'auto' is bf16 on CUDA if supported, else fp16; fp32 (None) on CPU."""
+    if mode == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if mode == "fp16" and device.type != "cuda":
+        raise ConfigError("--amp fp16 needs a CUDA device; use --amp bf16 or fp32 on CPU")
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[mode]
+
+
+def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int) -> None:
+    saved = state["config"]
+    changed = sorted(k for k, v in config.to_dict().items()
+                     if k not in RESUME_MAY_CHANGE and json.dumps(saved.get(k)) != json.dumps(v))
+    if changed:
+        raise ConfigError(f"--resume: options {changed} differ from the run in {config.out}; "
+                          f"repeat the original options or start a new --out")
+    if state["world_size"] != world_size:
+        raise ConfigError(f"--resume: the run in {config.out} used {state['world_size']} "
+                          f"processes, not {world_size}; resume with the same process count")
+
+
+@contextlib.contextmanager
+def _deterministic(device: torch.device) -> Iterator[None]:
+    """Deterministic kernels on CPU for the duration of a run (restored afterwards)."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(device.type == "cpu" or before, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def train(config: TrainConfig, *, resume: bool = False, dataset: Dataset | None = None,
+          objective_factory: ObjectiveFactory | None = None) -> Path:
+    """Train ``config`` and return ``<out>/final.safetensors`` (loadable by load_model).
+
+    ``dataset`` (items with an ``"image"``) replaces ``config.data``, and
+    ``objective_factory(encoder, arch, **hparams)`` replaces the registry, for training on
+    in-memory data or with an objective of one's own.
+    """
+    env = distributed.setup(config.device)
+    try:
+        with _deterministic(env.device):
+            return _run(config, env, resume, dataset, objective_factory)
+    finally:
+        distributed.teardown(env)
+
+
+def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: Dataset | None,
+         objective_factory: ObjectiveFactory | None) -> Path:
+    out = Path(config.out)
+    if not resume and (ckpt.has_checkpoint(out) or (out / ckpt.FINAL_FILE).exists()):
+        raise OutputExistsError(f"{out} already holds a training run; pass --resume to continue "
+                                f"it or choose another --out")
+    arch = config.arch_spec() or arch_from_timm(config.arch)  # type: ignore[arg-type]
+    hparams = dict(config.hparams, **({"lam": config.lam} if config.method == "hybrid" else {}))
+    if objective_factory is None:
+        from vitprobe.train.objectives import get_objective
+
+        def objective_factory(encoder: nn.Module, arch: ArchSpec, **hp: Any) -> Objective:
+            return get_objective(config.method, encoder, arch, **hp)
+    torch.manual_seed(config.seed)
+    objective = objective_factory(build_model(arch), arch, **hparams).to(env.device).train()
+    optim = resolve_optim(config, objective.hparams)
+    if dataset is None:
+        from vitprobe.data import resolve_dataset
+
+        dataset = resolve_dataset(config.data, arch.img_size, IMAGENET_MEAN, IMAGENET_STD)
+
+    global_batch = config.batch_size * env.world_size
+    steps_per_epoch = len(dataset) // global_batch  # type: ignore[arg-type]
+    if steps_per_epoch == 0:
+        raise ConfigError(f"dataset {config.data!r} has {len(dataset)} images, fewer than one "  # type: ignore[arg-type]
+                          f"global batch of {global_batch}; lower --batch-size")
+    epochs = config.total_epochs()
+    total = epochs * steps_per_epoch
+    peak_lr = config.lr if config.lr is not None else optim["base_lr"] * global_batch / 256
+    lr_at = cosine_schedule(peak_lr, optim["min_lr"], total, optim["warmup_epochs"] * steps_per_epoch)
+    wd_at = cosine_schedule(optim["weight_decay"], optim["weight_decay_end"], total)
+    m_at = (cosine_schedule(optim["momentum"], 1.0, total) if optim["momentum"] is not None
+            else None)
+
+    groups = param_groups(objective)
+    trainable = [p for g in groups for p in g["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=peak_lr, betas=optim["betas"])
+    dtype = amp_dtype(config.amp, env.device)
+    scaler = torch.amp.GradScaler(env.device.type, enabled=dtype == torch.float16)
+
+    start_epoch, last_ckpt = 0, None
+    if resume:
+        state = ckpt.load_train_state(out)
+        _check_resume(config, state, env.world_size)
+        objective.load_state_dict(state["objective"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        ckpt.restore_rng(state["rng"])
+        start_epoch, last_ckpt = state["epoch"], out / ckpt.ENCODER_FILE
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.atomic_write(out / "config.json", lambda f: f.write(config.to_json().encode()))
+
+    model: nn.Module = objective
+    if env.world_size > 1:
+        model = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[env.device.index] if env.device.type == "cuda" else None,
+            find_unused_parameters=True)
+    views = ViewsDataset(dataset, objective.views, config.seed)
+    K = objective.collapse_dim
+    monitor = Monitor(out, env.is_main, total, start_epoch * steps_per_epoch, config.log_every,
+                      lambda means: collapse_warnings(means, K))
+
+    def meta(epoch: int) -> dict[str, Any]:
+        return {"objective": config.method, "config": config.to_dict(), "epoch": epoch,
+                "step": epoch * steps_per_epoch}
+
+    try:
+        for epoch in range(start_epoch, epochs):
+            loader = DataLoader(
+                views, batch_size=config.batch_size, num_workers=config.num_workers,
+                sampler=EpochShard(len(dataset), config.batch_size, env.rank,  # type: ignore[arg-type]
+                                   env.world_size, config.seed, epoch),
+                generator=torch.Generator().manual_seed(derive_seed(config.seed, epoch)),
+                pin_memory=env.device.type == "cuda")
+            for i, batch in enumerate(loader):
+                t = epoch * steps_per_epoch + i
+                info = StepInfo(epoch=epoch, step=t, steps_per_epoch=steps_per_epoch,
+                                total_steps=total, progress=t / total)
+                for group in optimizer.param_groups:
+                    group["lr"] = float(lr_at[t])
+                    group["weight_decay"] = float(wd_at[t]) if group["decay"] else 0.0
+                torch.manual_seed(derive_seed(config.seed, _STEP, t, env.rank))
+                with torch.autocast(env.device.type, dtype=dtype or torch.float32,
+                                    enabled=dtype is not None):
+                    loss, metrics = model(to_device(batch, env.device), info)
+                loss_value = distributed.global_mean(loss, env)
+                check_finite(loss_value, epoch, t, last_ckpt)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if optim["clip_grad"]:
+                    scaler.unscale_(optimizer)
+                    if config.method == "dino":
+                        clip_per_tensor(trainable, optim["clip_grad"])
+                    else:
+                        nn.utils.clip_grad_norm_(trainable, optim["clip_grad"])
+                objective.after_backward(info)
+                scaler.step(optimizer)
+                scaler.update()
+                momentum = float(m_at[t]) if m_at is not None else None
+                if momentum is not None:
+                    objective.update_momentum(momentum)
+                monitor.step(epoch, t, loss_value, float(lr_at[t]), float(wd_at[t]), momentum,
+                             metrics)
+            monitor.end_epoch(epoch)
+            if (epoch + 1) % config.save_every == 0 or epoch + 1 == epochs:
+                if env.is_main:
+                    last_ckpt = ckpt.save_checkpoint(
+                        out, objective.export_encoder(), arch, meta(epoch + 1),
+                        {"objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scaler": scaler.state_dict(), "epoch": epoch + 1,
+                         "step": (epoch + 1) * steps_per_epoch, "rng": ckpt.capture_rng(),
+                         "config": config.to_dict(), "world_size": env.world_size})
+                distributed.barrier(env)
+    finally:
+        monitor.close()
+    final = out / ckpt.FINAL_FILE
+    if env.is_main:
+        ckpt.save_final(out, objective.export_encoder(), arch, meta(epochs))
+    distributed.barrier(env)
+    return final

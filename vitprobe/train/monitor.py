@@ -1,0 +1,106 @@
+"""What a training run tells its user: a progress bar, ``log.csv``, divergence and collapse.
+
+``log.csv`` has one row per logged optimiser step: epoch, step (global, 0-based), loss
+(mean over processes), lr, wd, momentum, then the objective's other health metrics (of
+rank 0);
+the columns are fixed by the first row written.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm.auto import tqdm
+
+from vitprobe.errors import VitprobeError
+
+BASE_COLUMNS = ["epoch", "step", "loss", "lr", "wd", "momentum"]
+LOG_FILE = "log.csv"
+
+
+class TrainingDivergedError(VitprobeError):
+    """The loss became NaN or infinite; the run stopped before touching its checkpoint."""
+
+
+def check_finite(loss: float, epoch: int, step: int, last_checkpoint: Path | None) -> None:
+    """Raise TrainingDivergedError (one line) when ``loss`` is NaN or infinite."""
+    if math.isfinite(loss):
+        return
+    kept = (f"the last good checkpoint {last_checkpoint} is kept (continue with --resume)"
+            if last_checkpoint is not None else "no checkpoint was written yet")
+    raise TrainingDivergedError(f"loss became {loss} at epoch {epoch} step {step}; {kept}; "
+                                f"lower --lr or enable gradient clipping (--set clip_grad=1.0)")
+
+
+class Monitor:
+    """Progress bar, CSV log and per-epoch collapse warnings; silent where ``enabled`` is False.
+
+    ``start_step`` > 0 (a resumed run) drops the rows of steps at or after it from an
+    existing log, so the log of a resumed run equals that of an uninterrupted one.
+    """
+
+    def __init__(self, out: Path, enabled: bool, total_steps: int, start_step: int,
+                 log_every: int, warn: Callable[[dict[str, float]], list[str]]):
+        self.enabled, self.log_every, self.warn = enabled, log_every, warn
+        self.path = out / LOG_FILE
+        self.columns: list[str] | None = None
+        self.epoch_sums: dict[str, float] = defaultdict(float)
+        self.epoch_count = 0
+        self.bar = tqdm(total=total_steps, initial=start_step, disable=not enabled,
+                        unit="step", dynamic_ncols=True)
+        if enabled:
+            self._keep_rows_before(start_step)
+
+    def _keep_rows_before(self, start_step: int) -> None:
+        if not self.path.exists():
+            return
+        with open(self.path, newline="") as f:
+            reader = csv.DictReader(f)
+            self.columns = list(reader.fieldnames or [])
+            rows = [r for r in reader if int(r["step"]) < start_step]
+        with open(self.path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def step(self, epoch: int, step: int, loss: float, lr: float, wd: float,
+             momentum: float | None, metrics: dict[str, float]) -> None:
+        """Record one optimiser step."""
+        for key, value in metrics.items():
+            self.epoch_sums[key] += float(value)
+        self.epoch_count += 1
+        if not self.enabled:
+            return
+        self.bar.update(1)
+        self.bar.set_postfix(epoch=epoch, loss=f"{loss:.4g}", lr=f"{lr:.3g}", refresh=False)
+        if step % self.log_every:
+            return
+        row: dict[str, Any] = {**metrics, "epoch": epoch, "step": step, "loss": loss, "lr": lr,
+                               "wd": wd, "momentum": "" if momentum is None else momentum}
+        new_file = self.columns is None
+        if new_file:
+            self.columns = BASE_COLUMNS + sorted(set(metrics) - set(BASE_COLUMNS))
+        with open(self.path, "a" if not new_file else "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def end_epoch(self, epoch: int) -> list[str]:
+        """Print (once) and return the collapse warnings of the epoch's mean metrics."""
+        means = {k: v / max(self.epoch_count, 1) for k, v in self.epoch_sums.items()}
+        self.epoch_sums.clear()
+        self.epoch_count = 0
+        warnings = self.warn(means)
+        if self.enabled:
+            for text in warnings:
+                tqdm.write(f"vitprobe: warning: epoch {epoch}: {text}")
+        return warnings
+
+    def close(self) -> None:
+        """Close the progress bar."""
+        self.bar.close()

@@ -14,7 +14,7 @@ from vitprobe.metrics.attention import (
 )
 from vitprobe.metrics.fourier import fourier_delta_log_amplitude, fourier_frequencies
 from vitprobe.metrics.knn import knn_predict
-from vitprobe.metrics.masks import attention_mask, jaccard, upsample_patch_mask
+from vitprobe.metrics.masks import attention_mask, jaccard, jaccard_matrix, upsample_patch_mask
 from vitprobe.metrics.spectrum import (
     covariance_from_sums,
     log_singular_values,
@@ -34,6 +34,7 @@ __all__ = [
     "fourier_frequencies",
     "head_diversity",
     "jaccard",
+    "jaccard_matrix",
     "knn_predict",
     "log_singular_values",
     "moment_sums",

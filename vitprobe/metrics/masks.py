@@ -44,3 +44,23 @@ def upsample_patch_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tens
     flat = mask.reshape(-1, 1, *mask.shape[-2:]).to(torch.uint8)
     up = F.interpolate(flat, size=tuple(int(s) for s in size), mode="nearest")
     return up.reshape(*lead, *up.shape[-2:]).bool()
+
+
+def jaccard_matrix(pred: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor | None = None) -> torch.Tensor:
+    """IoU of every predicted mask with every target mask of the same image, (B, H, K).
+
+    ``pred`` (B, H, ...) and ``target`` (B, K, ...) are masks over the same pixels, ``ignore``
+    (B, ...) marks pixels to leave out. Counted with one matrix product per image:
+    ``IoU[b, h, k] = |p_h & t_k| / (|p_h| + |t_k| - |p_h & t_k|)`` over valid pixels; NaN on an
+    empty union.
+    """
+    if pred.shape[0] != target.shape[0] or pred.shape[2:] != target.shape[2:]:
+        raise ShapeError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must share "
+                         "the batch size and the pixel grid")
+    batch = pred.shape[0]
+    valid = (~ignore.bool()).reshape(batch, 1, -1) if ignore is not None else True
+    p = (pred.bool().reshape(batch, pred.shape[1], -1) & valid).float()
+    t = (target.bool().reshape(batch, target.shape[1], -1) & valid).float()
+    inter = p @ t.transpose(1, 2)
+    union = p.sum(-1)[:, :, None] + t.sum(-1)[:, None, :] - inter
+    return torch.where(union > 0, inter / union.clamp_min(1.0), torch.full_like(union, float("nan")))

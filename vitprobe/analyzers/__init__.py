@@ -1,0 +1,15 @@
+"""Streaming analyzers: each one reads capture sites batch by batch, keeps fixed-size state
+and computes a tidy :class:`vitprobe.results.Result`. The maths lives in
+:mod:`vitprobe.metrics`.
+
+    analyzer = get_analyzer("attention_distance", layers=[1, 6, 12])
+    analyzer.bind(model_info(model), protocol)
+    for batch in batches: analyzer.update({**batch, "sites": capture.run(batch["image"])})
+    result = analyzer.compute()
+"""
+
+from vitprobe.analyzers import attention_jaccard, attention_stats, probes, token_stats  # noqa: F401  (registers)
+from vitprobe.analyzers._registry import analyzer_class, get_analyzer, list_analyzers, register_analyzer
+from vitprobe.analyzers.base import Analyzer
+
+__all__ = ["Analyzer", "analyzer_class", "get_analyzer", "list_analyzers", "register_analyzer"]

@@ -1,0 +1,48 @@
+"""The analyzer registry: ``@register_analyzer`` on a class, ``get_analyzer(name, **params)``."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, TypeVar
+
+from vitprobe.errors import ConfigError
+
+_ANALYZERS: dict[str, type] = {}
+
+A = TypeVar("A", bound=type)
+
+
+def register_analyzer(cls: A) -> A:
+    """Class decorator: register ``cls`` under ``cls.name`` (names are unique)."""
+    name = getattr(cls, "name", "")
+    if not name:
+        raise TypeError(f"{cls.__name__} needs a class attribute `name` to be registered")
+    if name in _ANALYZERS and _ANALYZERS[name] is not cls:
+        raise TypeError(f"analysis name {name!r} is already taken by {_ANALYZERS[name].__name__}")
+    _ANALYZERS[name] = cls
+    return cls
+
+
+def list_analyzers() -> list[str]:
+    """Names of every registered analysis, sorted."""
+    return sorted(_ANALYZERS)
+
+
+def analyzer_class(name: str) -> type:
+    """The class registered under ``name``; ConfigError naming the choices otherwise."""
+    try:
+        return _ANALYZERS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown analysis {name!r}; choose from {', '.join(list_analyzers())}") from None
+
+
+def get_analyzer(name: str, **params: Any) -> Any:
+    """A fresh analyzer ``name`` built with ``params``; unknown parameters raise ConfigError."""
+    cls = analyzer_class(name)
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(f"analysis {name!r} has no parameter {', '.join(unknown)}; "
+                          f"it takes {', '.join(accepted) or 'no parameters'}")
+    return cls(**params)

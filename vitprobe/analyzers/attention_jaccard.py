@@ -1,0 +1,130 @@
+"""DINO's attention-mask Jaccard: last-block CLS attention against ground-truth object masks."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vitprobe.analyzers._registry import register_analyzer
+from vitprobe.analyzers.base import Analyzer, tidy
+from vitprobe.capture import ModelInfo, Site
+from vitprobe.errors import ConfigError, DataError
+from vitprobe.metrics import attention_mask, jaccard_matrix, upsample_patch_mask
+
+IGNORE_LABEL = 255
+
+
+@register_analyzer
+class AttentionJaccard(Analyzer):
+    """Per head, the smallest patch set holding ``keep_mass`` of the last block's CLS attention,
+    upsampled (nearest) to the image; IoU with each annotated object (255 ignored), averaged
+    over the image's objects; reported per head, for each image's best head, and for the
+    union of the heads' masks, averaged over images that have at least one object."""
+
+    name = "attention_jaccard"
+    requires_masks = True
+    value_units = "IoU, fraction 0..1"
+
+    def __init__(self, keep_mass: float = 0.6, num_artifacts: int = 8) -> None:
+        super().__init__()
+        if not 0.0 < keep_mass <= 1.0:
+            raise ConfigError(f"keep_mass={keep_mass} must lie in (0, 1]; DINO uses 0.6")
+        self.keep_mass = keep_mass
+        self.num_artifacts = num_artifacts
+
+    def _bind(self, info: ModelInfo) -> None:
+        if info.num_prefix_tokens < 1:
+            raise ConfigError("analysis 'attention_jaccard' reads CLS attention and this model has "
+                              "no class token; leave it out")
+
+    def _learned_protocol(self) -> dict[str, Any]:
+        return {"layer": self.info_.depth, "attention": "CLS to patches, last block",
+                "upsampling": "nearest", "ignore_label": IGNORE_LABEL,
+                "averaging": "IoU averaged over objects per image, then over images with objects",
+                "best_head": "per image, the head with the highest object-averaged IoU"}
+
+    def sites(self) -> set[Site]:
+        return {Site("attn", self.info_.depth)}
+
+    def _moment_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"jaccard": (self.info_.num_heads,), "jaccard_best_head": (), "jaccard_union": ()}
+
+    def update(self, batch: Mapping[str, Any]) -> None:
+        if batch.get("mask") is None:
+            raise DataError("analysis 'attention_jaccard' needs object masks and this dataset has "
+                            "none; use a dataset with masks (e.g. voc:PATH)")
+        info = self.info_
+        attn = self._site(batch, Site("attn", info.depth))
+        cls_attn = attn[:, :, 0, info.num_prefix_tokens:]
+        batch_size, heads = cls_attn.shape[:2]
+        patch_masks = attention_mask(cls_attn, self.keep_mass).reshape(batch_size, heads, *info.grid)
+        gt = torch.as_tensor(batch["mask"]).to(attn.device).long()
+        pixel_masks = upsample_patch_mask(patch_masks, tuple(gt.shape[-2:]))
+        per_head, union = self._object_iou(pixel_masks, gt)
+        has_objects = ~torch.isnan(union)
+        if has_objects.any():
+            self._add_moments("jaccard", per_head[has_objects])
+            self._add_moments("jaccard_best_head", per_head[has_objects].amax(dim=1))
+            self._add_moments("jaccard_union", union[has_objects])
+        self._keep_artifacts(batch, cls_attn, gt)
+
+    @staticmethod
+    def _object_iou(pixel_masks: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Object-averaged IoU per (image, head) and of the union of heads per image; NaN
+        for images without objects."""
+        ids = torch.unique(gt)
+        ids = ids[(ids != 0) & (ids != IGNORE_LABEL)]
+        batch_size, heads = pixel_masks.shape[:2]
+        if ids.numel() == 0:
+            nan = torch.full((batch_size,), float("nan"), device=gt.device)
+            return nan[:, None].expand(batch_size, heads), nan
+        objects = gt[:, None] == ids[None, :, None, None]
+        present = objects.flatten(2).any(dim=2)
+        ignore = gt == IGNORE_LABEL
+        candidates = torch.cat([pixel_masks, pixel_masks.any(dim=1, keepdim=True)], dim=1)
+        iou = jaccard_matrix(candidates, objects, ignore)
+        iou = torch.where(present[:, None, :], iou.nan_to_num(0.0), torch.zeros_like(iou))
+        per_image = iou.sum(dim=2) / present.sum(dim=1, keepdim=True)
+        return per_image[:, :heads], per_image[:, heads]
+
+    def _keep_artifacts(self, batch: Mapping[str, Any], cls_attn: torch.Tensor, gt: torch.Tensor) -> None:
+        if self.num_artifacts <= 0:
+            return
+        info = self.info_
+        index = torch.as_tensor(batch["index"]).long().reshape(-1).cpu()
+        pick = torch.argsort(index, stable=True)[: self.num_artifacts]
+        image = batch["image"].detach().float().cpu()[pick]
+        mean = torch.tensor(info.mean).view(1, 3, 1, 1)
+        std = torch.tensor(info.std).view(1, 3, 1, 1)
+        pixels = ((image * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
+        self._add_rows("artifact.index", index[pick])
+        self._add_rows("artifact.image", pixels.permute(0, 2, 3, 1))
+        self._add_rows("artifact.mask", gt.cpu()[pick].to(torch.uint8))
+        attention = cls_attn.detach().float().cpu()[pick]
+        self._add_rows("artifact.attention", attention.reshape(len(pick), attention.shape[1], *info.grid))
+        self._after_rows_changed()
+
+    def _after_rows_changed(self) -> None:
+        """Keep only the ``num_artifacts`` images with the smallest sample index."""
+        if "artifact.index" not in self._rows:
+            return
+        index = self._row_tensor("artifact.index")
+        keep = torch.argsort(index, stable=True)[: self.num_artifacts]
+        for key in [k for k in self._rows if k.startswith("artifact.")]:
+            self._rows[key] = [self._row_tensor(key)[keep]]
+
+    def _artifacts(self) -> dict[str, np.ndarray]:
+        if "artifact.index" not in self._rows:
+            return {}
+        return {key[len("artifact."):]: self._row_tensor(key).numpy()
+                for key in sorted(self._rows) if key.startswith("artifact.")}
+
+    def _table(self) -> pd.DataFrame:
+        per_head = tidy("jaccard", {"head": range(self.info_.num_heads)}, *self._moments("jaccard"))
+        summary = [tidy(key, {}, *self._moments(key)) for key in ("jaccard_best_head", "jaccard_union")]
+        frame = pd.concat([per_head, *summary], ignore_index=True)
+        frame.insert(1, "layer", self.info_.depth)
+        return frame

@@ -1,0 +1,82 @@
+"""Per-head attention analyses: mean attention distance, NMI and head diversity."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+import torch
+
+from vitprobe.analyzers._registry import register_analyzer
+from vitprobe.analyzers.base import Analyzer, tidy
+from vitprobe.capture import ModelInfo, Site
+from vitprobe.metrics import attention_distance, attention_nmi, head_diversity
+
+
+class _AttentionAnalyzer(Analyzer):
+    """Reads ``attn`` sites of the chosen blocks (all, 1..L, by default)."""
+
+    def __init__(self, layers: Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.layers = layers
+
+    def _bind(self, info: ModelInfo) -> None:
+        self.layers_ = self._resolve_layers(self.layers, 1, info.depth)
+
+    def _learned_protocol(self) -> dict[str, Any]:
+        return {"layers": list(self.layers_), "num_prefix_tokens_dropped": self.info_.num_prefix_tokens}
+
+    def sites(self) -> set[Site]:
+        return {Site("attn", layer) for layer in self.layers_}
+
+    def _per_layer(self, batch: Mapping[str, Any], metric) -> torch.Tensor:
+        """``metric`` applied to every chosen layer's attention, stacked on dim 1."""
+        return torch.stack([metric(self._site(batch, Site("attn", layer)))
+                            for layer in self.layers_], dim=1)
+
+
+@register_analyzer
+class AttentionDistance(_AttentionAnalyzer):
+    """Mean attention distance in pixels per (layer, head), averaged over all images."""
+
+    name = "attention_distance"
+    value_units = "pixels"
+
+    def _moment_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"attention_distance_px": (len(self.layers_), self.info_.num_heads)}
+
+    def update(self, batch: Mapping[str, Any]) -> None:
+        info = self.info_
+        values = self._per_layer(batch, lambda attn: attention_distance(
+            attn, info.patch_size, info.num_prefix_tokens, info.grid))
+        self._add_moments("attention_distance_px", values)
+
+    def _table(self) -> pd.DataFrame:
+        mean, std, count = self._moments("attention_distance_px")
+        axes = {"layer": self.layers_, "head": range(self.info_.num_heads)}
+        return tidy("attention_distance_px", axes, mean, std, count)
+
+
+@register_analyzer
+class AttentionNMI(_AttentionAnalyzer):
+    """Query-key NMI per (layer, head) and mean pairwise Jensen-Shannon divergence of the
+    heads per layer, averaged over all images."""
+
+    name = "attention_nmi"
+    value_units = "nmi: 0..1; head_diversity_jsd: nats, 0..log 2"
+
+    def _moment_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"nmi": (len(self.layers_), self.info_.num_heads),
+                "head_diversity_jsd": (len(self.layers_),)}
+
+    def update(self, batch: Mapping[str, Any]) -> None:
+        prefix = self.info_.num_prefix_tokens
+        self._add_moments("nmi", self._per_layer(batch, lambda a: attention_nmi(a, prefix)))
+        self._add_moments("head_diversity_jsd",
+                          self._per_layer(batch, lambda a: head_diversity(a, prefix)))
+
+    def _table(self) -> pd.DataFrame:
+        nmi = tidy("nmi", {"layer": self.layers_, "head": range(self.info_.num_heads)},
+                   *self._moments("nmi"))
+        jsd = tidy("head_diversity_jsd", {"layer": self.layers_}, *self._moments("head_diversity_jsd"))
+        return pd.concat([nmi, jsd], ignore_index=True)

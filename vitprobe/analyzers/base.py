@@ -1,0 +1,229 @@
+"""The streaming analyzer base: declared fixed-size state, update / compute / merge.
+
+State lives on the CPU in two kinds, visible in :meth:`Analyzer.state_dict` keys:
+
+- ``sum/<name>``  float64 tensors that combine across shards by addition (all-reduce SUM);
+- ``rows/<name>`` tensors that combine by concatenation along dim 0 (all-gather), for the
+  pooled features a probe needs and the few images kept as artifacts.
+
+Per-image statistics are kept as moments ``<key>.sum``, ``<key>.sumsq`` and ``<key>.count``
+so that mean and standard deviation over ALL images come out of the sums.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vitprobe.capture import ModelInfo, Site
+from vitprobe.errors import CaptureError, ConfigError
+
+STD_PROTOCOL = "sample standard deviation over images (ddof=1)"
+
+
+class Analyzer:
+    """Base class of every analysis. Parameters are set in ``__init__`` only; attributes
+    learned from the model end in ``_``. Call :meth:`bind` before the first :meth:`update`."""
+
+    name: ClassVar[str] = ""
+    requires_masks: ClassVar[bool] = False
+    requires_labels: ClassVar[bool] = False
+    value_units: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        self.info_: ModelInfo | None = None
+        self.protocol_: dict[str, Any] = {}
+        self._sums: dict[str, torch.Tensor] = {}
+        self._rows: dict[str, list[torch.Tensor]] = {}
+
+    # ----------------------------------------------------------------- parameters
+    def params(self) -> dict[str, Any]:
+        """The ``__init__`` parameters of this analyzer and their values."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    # ----------------------------------------------------------------- lifecycle
+    def bind(self, info: ModelInfo, protocol: Mapping[str, Any] | None = None) -> "Analyzer":
+        """Attach the model description and the run's protocol; resets the state."""
+        self.info_ = info
+        self.protocol_ = dict(protocol or {})
+        self._bind(info)
+        self.reset()
+        return self
+
+    def _bind(self, info: ModelInfo) -> None:
+        """Validate parameters against the model and set learned attributes."""
+
+    def reset(self) -> None:
+        """Forget every update since :meth:`bind`."""
+        self._check_bound()
+        self._sums = {}
+        for key, shape in self._moment_shapes().items():
+            self._sums[f"{key}.sum"] = torch.zeros(shape, dtype=torch.float64)
+            self._sums[f"{key}.sumsq"] = torch.zeros(shape, dtype=torch.float64)
+            self._sums[f"{key}.count"] = torch.zeros((), dtype=torch.float64)
+        for key, shape in self._sum_shapes().items():
+            self._sums[key] = torch.zeros(shape, dtype=torch.float64)
+        self._rows = {}
+
+    def _moment_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-image statistics kept as moments: key -> shape of one image's value."""
+        return {}
+
+    def _sum_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Other additive float64 state: key -> shape."""
+        return {}
+
+    def sites(self) -> set[Site]:
+        """The capture sites this analyzer reads in :meth:`update`."""
+        raise NotImplementedError
+
+    def update(self, batch: Mapping[str, Any]) -> None:
+        """Accumulate one batch: the data batch dict plus ``"sites": {Site: Tensor}``."""
+        raise NotImplementedError
+
+    def compute(self):  # -> vitprobe.results.Result
+        """The table over every image seen so far, with its protocol and artifacts."""
+        from vitprobe.results import Result
+
+        self._check_bound()
+        return Result(self.name, self._table(), self.protocol(), self._artifacts() or None)
+
+    def _table(self) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def _artifacts(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def protocol(self) -> dict[str, Any]:
+        """The runner's protocol merged with this analysis's own parameters."""
+        own = {"analysis": self.name, **self.params(), **self._learned_protocol(),
+               "std": STD_PROTOCOL}
+        if self.value_units:
+            own["value_units"] = self.value_units
+        return {**self.protocol_, **own}
+
+    def _learned_protocol(self) -> dict[str, Any]:
+        return {}
+
+    # ----------------------------------------------------------------- combining shards
+    def merge(self, other: "Analyzer") -> "Analyzer":
+        """Fold ``other`` (same analysis, same parameters, same model) into this one."""
+        self._check_bound()
+        if type(other) is not type(self) or other.params() != self.params():
+            raise ConfigError(f"cannot merge {other.name!r} with parameters {other.params()} "
+                              f"into {self.name!r} with {self.params()}; merge like with like")
+        self.load_state_dict(_combine(self.state_dict(), other.state_dict()))
+        return self
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every state tensor: ``sum/<name>`` add across shards, ``rows/<name>`` concatenate."""
+        state = {f"sum/{k}": v.clone() for k, v in self._sums.items()}
+        for key, parts in self._rows.items():
+            state[f"rows/{key}"] = torch.cat(parts) if parts else torch.empty(0)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Replace the state by ``state`` (as produced by :meth:`state_dict`)."""
+        self._check_bound()
+        sums = {k[4:]: v for k, v in state.items() if k.startswith("sum/")}
+        rows = {k[5:]: v for k, v in state.items() if k.startswith("rows/")}
+        if set(sums) != set(self._sums) or len(sums) + len(rows) != len(state):
+            raise ConfigError(f"state for {self.name!r} has keys {sorted(state)}, expected "
+                              f"sum/ keys {sorted(self._sums)} and rows/ keys; save and load "
+                              "with the same analysis and model")
+        for key, value in sums.items():
+            if value.shape != self._sums[key].shape:
+                raise ConfigError(f"state {key!r} of {self.name!r} has shape {tuple(value.shape)},"
+                                  f" expected {tuple(self._sums[key].shape)}; same model please")
+        self._sums = {k: v.detach().to("cpu", torch.float64).clone() for k, v in sums.items()}
+        self._rows = {k: [v.detach().cpu().clone()] for k, v in rows.items()}
+        self._after_rows_changed()
+
+    def _after_rows_changed(self) -> None:
+        """Hook run after rows were appended, merged or loaded (e.g. to trim them)."""
+
+    # ----------------------------------------------------------------- helpers
+    def _check_bound(self) -> None:
+        if self.info_ is None:
+            raise ConfigError(f"analysis {self.name!r} is not bound; call "
+                              "bind(model_info(model), protocol) before update or compute")
+
+    def _site(self, batch: Mapping[str, Any], site: Site) -> torch.Tensor:
+        sites = batch.get("sites", {})
+        if site not in sites:
+            raise CaptureError(f"analysis {self.name!r} needs site {site}, which the batch lacks;"
+                               " capture every site in analyzer.sites()")
+        return sites[site]
+
+    def _add_moments(self, key: str, values: torch.Tensor) -> None:
+        """Add per-image values (B, *shape) to the moments of ``key``."""
+        values = values.detach().to("cpu", torch.float64)
+        self._sums[f"{key}.sum"] += values.sum(dim=0)
+        self._sums[f"{key}.sumsq"] += values.square().sum(dim=0)
+        self._sums[f"{key}.count"] += values.shape[0]
+
+    def _moments(self, key: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """Mean, sample std (NaN below 2 images) and image count of ``key``."""
+        total, sq = self._sums[f"{key}.sum"], self._sums[f"{key}.sumsq"]
+        count = float(self._sums[f"{key}.count"])
+        mean = total / count if count > 0 else torch.full_like(total, float("nan"))
+        if count > 1:
+            var = ((sq - total.square() / count) / (count - 1.0)).clamp_min(0.0)
+            std = var.sqrt()
+        else:
+            std = torch.full_like(total, float("nan"))
+        return mean.numpy(), std.numpy(), int(count)
+
+    def _add_rows(self, key: str, values: torch.Tensor) -> None:
+        self._rows.setdefault(key, []).append(values.detach().cpu())
+
+    def _row_tensor(self, key: str) -> torch.Tensor | None:
+        parts = self._rows.get(key)
+        return torch.cat(parts) if parts else None
+
+    def _resolve_layers(self, layers: Iterable[int] | None, lowest: int, depth: int) -> tuple[int, ...]:
+        if layers is None:
+            return tuple(range(lowest, depth + 1))
+        chosen = tuple(sorted({int(layer) for layer in layers}))
+        bad = [layer for layer in chosen if not lowest <= layer <= depth]
+        if bad or not chosen:
+            raise ConfigError(f"analysis {self.name!r}: layers {list(layers)} must be a non-empty "
+                              f"subset of {lowest}..{depth} for this model")
+        return chosen
+
+
+def tidy(metric: str, axes: Mapping[str, Iterable[Any]], mean: np.ndarray, std: np.ndarray | None,
+         count: int) -> pd.DataFrame:
+    """Tidy rows for ``mean``/``std`` laid out over the product of ``axes`` (C order)."""
+    names = list(axes)
+    grids = np.meshgrid(*[np.asarray(list(axes[name])) for name in names], indexing="ij")
+    frame: dict[str, Any] = {"metric": metric}
+    for name, grid in zip(names, grids):
+        frame[name] = grid.reshape(-1)
+    values = np.asarray(mean, dtype=np.float64).reshape(-1)
+    frame["value"] = values
+    frame["std"] = (np.asarray(std, dtype=np.float64).reshape(-1) if std is not None
+                    else np.full(values.shape, np.nan))
+    frame["n"] = np.full(values.shape, count, dtype=np.int64)
+    return pd.DataFrame(frame)
+
+
+def _combine(mine: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = dict(mine)
+    for key, value in theirs.items():
+        if key not in out:
+            out[key] = value
+        elif key.startswith("sum/"):
+            if out[key].shape != value.shape:
+                raise ConfigError(f"cannot merge state {key!r} of shapes {tuple(out[key].shape)} "
+                                  f"and {tuple(value.shape)}; both shards must observe one model")
+            out[key] = out[key] + value
+        else:
+            if value.numel():
+                out[key] = torch.cat([out[key], value]) if out[key].numel() else value
+    return out

@@ -1,0 +1,177 @@
+"""Per-layer probes on pooled features: multinomial logistic regression and DINO's k-NN."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vitprobe.analyzers._registry import register_analyzer
+from vitprobe.analyzers._split import heldout_mask
+from vitprobe.analyzers.base import Analyzer, tidy
+from vitprobe.capture import ModelInfo, Site
+from vitprobe.errors import ConfigError, DataError
+from vitprobe.metrics import knn_predict
+
+POOLINGS = ("cls", "mean")
+
+
+class _PooledFeatureProbe(Analyzer):
+    """Keeps one pooled vector per image and layer; scores a classifier per (layer, label)
+    trained on the samples whose index hashes outside the held-out fraction."""
+
+    requires_labels = True
+    value_units = "top-1 accuracy on the held-out split, percent"
+    metric = ""
+
+    def __init__(self, layers: Sequence[int] | None = None, pooling: str = "cls",
+                 final_norm: bool = False, heldout_fraction: float = 0.2, split_seed: int = 0) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
+        if not 0.0 < heldout_fraction < 1.0:
+            raise ConfigError(f"heldout_fraction={heldout_fraction} must lie strictly between 0 and 1")
+        self.layers = layers
+        self.pooling = pooling
+        self.final_norm = final_norm
+        self.heldout_fraction = heldout_fraction
+        self.split_seed = split_seed
+
+    def _bind(self, info: ModelInfo) -> None:
+        # default: blocks 1..L; the embedding (layer 0) only when asked for
+        self.layers_ = self._resolve_layers(self.layers, 1 if self.layers is None else 0, info.depth)
+        if self.pooling == "cls" and info.num_prefix_tokens < 1:
+            raise ConfigError(f"analysis {self.name!r}: pooling 'cls' needs a class token and this "
+                              "model has none; use pooling='mean'")
+        if self.final_norm and info.final_norm is None:
+            raise ConfigError(f"analysis {self.name!r}: final_norm=True but this model has no final "
+                              "norm; use final_norm=False")
+
+    def _learned_protocol(self) -> dict[str, Any]:
+        return {"layers": list(self.layers_), "split": "held out where hash(index, split_seed) < "
+                "heldout_fraction", "labels_below_zero": "ignored"}
+
+    def sites(self) -> set[Site]:
+        return {Site("tokens", layer) for layer in self.layers_}
+
+    def _pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N, C) -> (B, C): final norm (if asked) on every token, then CLS or patch mean."""
+        with torch.no_grad():
+            if self.final_norm:
+                tokens = self.info_.final_norm(tokens)
+            prefix = self.info_.num_prefix_tokens
+            pooled = tokens[:, 0] if self.pooling == "cls" else tokens[:, prefix:].mean(dim=1)
+        return pooled.float()
+
+    def update(self, batch: Mapping[str, Any]) -> None:
+        labels = batch.get("labels") or {}
+        if not labels:
+            raise DataError(f"analysis {self.name!r} needs labels and this dataset gives none; "
+                            "drop the probe or use a labelled dataset")
+        known = {k[6:] for k in self._rows if k.startswith("label/")}
+        if known and known != set(labels):
+            raise DataError(f"labels changed between batches: {sorted(known)} then {sorted(labels)}")
+        features = torch.stack([self._pool(self._site(batch, Site("tokens", layer)))
+                                for layer in self.layers_], dim=1)
+        self._add_rows("features", features)
+        self._add_rows("index", torch.as_tensor(batch["index"]).long().reshape(-1))
+        for name, values in labels.items():
+            self._add_rows(f"label/{name}", torch.as_tensor(values).long().reshape(-1))
+
+    def _score(self, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> np.ndarray:
+        """Predicted labels of ``test_x``."""
+        raise NotImplementedError
+
+    def _table(self) -> pd.DataFrame:
+        features = self._row_tensor("features")
+        if features is None:
+            return pd.DataFrame({"metric": [], "layer": [], "label": [], "value": [], "std": [], "n": []})
+        index = self._row_tensor("index")
+        order = torch.argsort(index, stable=True)
+        features, index = features[order], index[order]
+        held = heldout_mask(index, self.heldout_fraction, self.split_seed).numpy()
+        frames = []
+        for key in sorted(k for k in self._rows if k.startswith("label/")):
+            labels = self._row_tensor(key)[order].numpy()
+            train, test = (~held) & (labels >= 0), held & (labels >= 0)
+            accuracy = []
+            for i in range(len(self.layers_)):
+                x = features[:, i].double().numpy()
+                if not test.any() or not train.any():
+                    accuracy.append(np.nan)
+                    continue
+                predicted = self._score(x[train], labels[train], x[test])
+                accuracy.append(100.0 * float(np.mean(predicted == labels[test])))
+            frame = tidy(self.metric, {"layer": self.layers_}, np.array(accuracy), None, int(test.sum()))
+            frame.insert(2, "label", key[6:])
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+
+@register_analyzer
+class LinearProbe(_PooledFeatureProbe):
+    """Multinomial logistic regression on standardised frozen features, per (layer, label)."""
+
+    name = "linear_probe"
+    metric = "linear_probe_top1"
+
+    def __init__(self, layers: Sequence[int] | None = None, pooling: str = "cls",
+                 final_norm: bool = False, heldout_fraction: float = 0.2, split_seed: int = 0,
+                 C: float = 1.0, max_iter: int = 1000) -> None:
+        super().__init__(layers, pooling, final_norm, heldout_fraction, split_seed)
+        self.C = C
+        self.max_iter = max_iter
+
+    def _score(self, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> np.ndarray:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        classes = np.unique(train_y)
+        if len(classes) == 1:
+            return np.full(len(test_x), classes[0])
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=self.max_iter))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            model.fit(train_x, train_y)
+        if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+            self.unconverged_fits_ += 1
+        return model.predict(test_x)
+
+    def _table(self) -> pd.DataFrame:
+        self.unconverged_fits_ = 0
+        return super()._table()
+
+    def _learned_protocol(self) -> dict[str, Any]:
+        return {**super()._learned_protocol(), "classifier": "StandardScaler + multinomial "
+                "LogisticRegression (lbfgs)", "unconverged_fits": getattr(self, "unconverged_fits_", 0)}
+
+
+@register_analyzer
+class KNN(_PooledFeatureProbe):
+    """DINO's weighted k-NN (cosine similarity, top k vote with weight exp(sim / T))."""
+
+    name = "knn"
+    metric = "knn_top1"
+
+    def __init__(self, layers: Sequence[int] | None = None, pooling: str = "cls",
+                 final_norm: bool = False, heldout_fraction: float = 0.2, split_seed: int = 0,
+                 k: int = 20, T: float = 0.07) -> None:
+        super().__init__(layers, pooling, final_norm, heldout_fraction, split_seed)
+        if k < 1 or T <= 0:
+            raise ConfigError(f"knn needs k >= 1 and T > 0, got k={k}, T={T}")
+        self.k = k
+        self.T = T
+
+    def _learned_protocol(self) -> dict[str, Any]:
+        return {**super()._learned_protocol(), "classifier": "weighted k-NN on L2-normalised features"}
+
+    def _score(self, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> np.ndarray:
+        predicted = knn_predict(torch.from_numpy(train_x), torch.from_numpy(train_y),
+                                torch.from_numpy(test_x), k=self.k, T=self.T,
+                                num_classes=int(train_y.max()) + 1)
+        return predicted.numpy()

@@ -1,0 +1,122 @@
+"""Analyses of the residual stream: Fourier profile, token similarity and covariance spectra."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vitprobe.analyzers._registry import register_analyzer
+from vitprobe.analyzers.base import Analyzer, tidy
+from vitprobe.capture import ModelInfo, Site
+from vitprobe.errors import ConfigError
+from vitprobe.metrics import (
+    covariance_from_sums,
+    fourier_delta_log_amplitude,
+    fourier_frequencies,
+    log_singular_values,
+    moment_sums,
+    patch_tokens,
+    token_cosine_similarity,
+    token_covariance_log_spectrum,
+)
+
+
+class _TokenAnalyzer(Analyzer):
+    """Reads ``tokens`` sites of the chosen depths (all, 0..L, by default)."""
+
+    def __init__(self, layers: Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.layers = layers
+
+    def _bind(self, info: ModelInfo) -> None:
+        self.layers_ = self._resolve_layers(self.layers, 0, info.depth)
+
+    def _learned_protocol(self) -> dict[str, Any]:
+        return {"layers": list(self.layers_), "num_prefix_tokens_dropped": self.info_.num_prefix_tokens,
+                "final_norm": False}
+
+    def sites(self) -> set[Site]:
+        return {Site("tokens", layer) for layer in self.layers_}
+
+    def _tokens(self, batch: Mapping[str, Any]) -> list[torch.Tensor]:
+        return [self._site(batch, Site("tokens", layer)) for layer in self.layers_]
+
+
+@register_analyzer
+class Fourier(_TokenAnalyzer):
+    """Relative log amplitude ``delta(f)`` of the token maps per (layer, frequency)."""
+
+    name = "fourier"
+    value_units = "log amplitude relative to frequency 0 (natural log); frequency in units of pi"
+
+    def _bind(self, info: ModelInfo) -> None:
+        super()._bind(info)
+        h, w = info.grid
+        if h != w:
+            raise ConfigError(f"analysis 'fourier' needs a square patch grid, this model has {h}x{w};"
+                              " analyse it at a square image size")
+        self.frequencies_ = fourier_frequencies(h).double().numpy()
+
+    def _moment_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"delta_log_amplitude": (len(self.layers_), len(self.frequencies_))}
+
+    def update(self, batch: Mapping[str, Any]) -> None:
+        info = self.info_
+        values = [fourier_delta_log_amplitude(t, info.num_prefix_tokens, info.grid)
+                  for t in self._tokens(batch)]
+        self._add_moments("delta_log_amplitude", torch.stack(values, dim=1))
+
+    def _table(self) -> pd.DataFrame:
+        axes = {"layer": self.layers_, "frequency": self.frequencies_}
+        return tidy("delta_log_amplitude", axes, *self._moments("delta_log_amplitude"))
+
+
+@register_analyzer
+class TokenSimilarity(_TokenAnalyzer):
+    """Mean pairwise cosine of an image's patch tokens per layer, and log singular value
+    spectra per (layer, rank): image level (covariance over images of the mean-pooled patch
+    tokens, streamed) and token level (each image's token covariance, averaged over images)."""
+
+    name = "token_similarity"
+    value_units = "token_cosine: cosine; log_singular_value_*: natural log of covariance singular values"
+
+    def _moment_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"token_cosine": (len(self.layers_),),
+                "log_singular_value_token": (len(self.layers_), self.info_.embed_dim)}
+
+    def _sum_shapes(self) -> dict[str, tuple[int, ...]]:
+        layers, width = len(self.layers_), self.info_.embed_dim
+        return {"pooled.sum": (layers, width), "pooled.outer": (layers, width, width),
+                "pooled.count": ()}
+
+    def update(self, batch: Mapping[str, Any]) -> None:
+        prefix = self.info_.num_prefix_tokens
+        tokens = self._tokens(batch)
+        self._add_moments("token_cosine",
+                          torch.stack([token_cosine_similarity(t, prefix) for t in tokens], dim=1))
+        self._add_moments("log_singular_value_token", torch.stack(
+            [token_covariance_log_spectrum(t, prefix) for t in tokens], dim=1))
+        for i, t in enumerate(tokens):
+            total, outer = moment_sums(patch_tokens(t, prefix).mean(dim=1))
+            self._sums["pooled.sum"][i] += total.cpu()
+            self._sums["pooled.outer"][i] += outer.cpu()
+        self._sums["pooled.count"] += tokens[0].shape[0]
+
+    def _table(self) -> pd.DataFrame:
+        ranks = np.arange(1, self.info_.embed_dim + 1)
+        count = int(self._sums["pooled.count"])
+        image_spectrum = torch.stack([
+            log_singular_values(covariance_from_sums(self._sums["pooled.sum"][i],
+                                                     self._sums["pooled.outer"][i], count))
+            if count > 1 else torch.full((len(ranks),), float("nan"), dtype=torch.float64)
+            for i in range(len(self.layers_))]).numpy()
+        return pd.concat([
+            tidy("token_cosine", {"layer": self.layers_}, *self._moments("token_cosine")),
+            tidy("log_singular_value_image", {"layer": self.layers_, "rank": ranks},
+                 image_spectrum, None, count),
+            tidy("log_singular_value_token", {"layer": self.layers_, "rank": ranks},
+                 *self._moments("log_singular_value_token")),
+        ], ignore_index=True)

@@ -1,0 +1,147 @@
+"""--resume reaches exactly the weights of an uninterrupted run; checkpoints survive crashes."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_engine import run_toy, toy_config  # noqa: E402
+
+from vitprobe.errors import CheckpointError, ConfigError  # noqa: E402
+from vitprobe.models import load_model  # noqa: E402
+from vitprobe.train import checkpointing as ckpt  # noqa: E402
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Bit-identical final encoders, training states (objective, optimiser) and logs."""
+    fa, fb = load_file(a / "final.safetensors"), load_file(b / "final.safetensors")
+    assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa)
+    sa = torch.load(a / ckpt.STATE_FILE, weights_only=True)
+    sb = torch.load(b / ckpt.STATE_FILE, weights_only=True)
+    assert all(torch.equal(v, sb["objective"][k]) for k, v in sa["objective"].items())
+    for k, v in sa["optimizer"]["state"].items():
+        assert all(torch.equal(t, sb["optimizer"]["state"][k][n]) for n, t in v.items())
+    assert (a / "log.csv").read_text() == (b / "log.csv").read_text()
+
+
+class StopAfterFirstSave(Exception):
+    pass
+
+
+def test_one_epoch_then_resume_equals_two_epochs(tmp_path, monkeypatch):
+    run_toy(tmp_path / "full")
+    save = ckpt.save_checkpoint
+
+    def save_then_stop(*args, **kwargs):
+        save(*args, **kwargs)
+        raise StopAfterFirstSave
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", save_then_stop)
+    with pytest.raises(StopAfterFirstSave):
+        run_toy(tmp_path / "split")
+    monkeypatch.setattr(ckpt, "save_checkpoint", save)
+    assert torch.load(tmp_path / "split" / ckpt.STATE_FILE, weights_only=True)["epoch"] == 1
+    run_toy(tmp_path / "split", resume=True)
+    assert_same_run(tmp_path / "full", tmp_path / "split")
+
+
+def test_resume_with_other_options_is_refused(tmp_path):
+    run_toy(tmp_path / "run", epochs=1)
+    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+        run_toy(tmp_path / "empty", resume=True)
+    with pytest.raises(ConfigError, match="batch_size"):
+        run_toy(tmp_path / "run", resume=True, epochs=1, batch_size=2)
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    real_save, calls = torch.save, []
+
+    def save_until_disk_full(obj, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second checkpoint: half a file, then ENOSPC
+            f.write(b"\0" * 1000)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_disk_full)
+    with pytest.raises(CheckpointError) as err:
+        run_toy(out, epochs=3)
+    msg = str(err.value)
+    assert "\n" not in msg and "No space left on device" in msg and "--resume" in msg
+    assert not (out / ckpt.STAGING_DIR).exists()
+    assert ckpt.load_train_state(out)["epoch"] == 1
+    monkeypatch.setattr(torch, "save", real_save)
+    run_toy(out, resume=True, epochs=3)
+    run_toy(tmp_path / "full", epochs=3)
+    assert_same_run(tmp_path / "full", out)
+
+
+def test_kill_between_the_two_renames_is_rolled_forward(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run_toy(out, epochs=1)
+    old_step = ckpt.load_train_state(out)["step"]
+    real_replace, moves = os.replace, []
+
+    def replace_then_die(src, dst):
+        if Path(src).parent.name == ckpt.STAGING_DIR and Path(dst).parent == out:
+            moves.append(dst)
+            if len(moves) == 2:
+                raise KeyboardInterrupt  # killed after the encoder moved, before the state did
+        return real_replace(src, dst)
+
+    arch = toy_config(out).arch_spec()
+    state = torch.load(out / ckpt.STATE_FILE, weights_only=True)
+    state["step"] = old_step + 100
+    encoder = load_model(out / "final.safetensors")
+    monkeypatch.setattr(ckpt.os, "replace", replace_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(out, encoder, arch, {"step": old_step + 100}, state)
+    monkeypatch.setattr(ckpt.os, "replace", real_replace)
+    assert torch.load(out / ckpt.STATE_FILE, weights_only=True)["step"] == old_step  # mismatched
+    assert ckpt.load_train_state(out)["step"] == old_step + 100  # rolled forward, consistent
+    assert not (out / ckpt.STAGING_DIR).exists()
+
+
+CHILD = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_engine import run_toy
+run_toy(__import__("pathlib").Path({out!r}), resume={resume}, epochs=4)
+"""
+
+
+def _child(out: Path, resume: bool) -> subprocess.Popen:
+    code = CHILD.format(tests=str(Path(__file__).parent), out=str(out), resume=resume)
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_step_then_resume_is_exact(tmp_path):
+    full = _child(tmp_path / "full", resume=False)
+    assert full.wait(timeout=300) == 0, full.stderr.read().decode()
+    kill_at = random.Random().randrange(5, 15)  # of 16 steps; checkpoints after 4, 8, 12
+    run = _child(tmp_path / "killed", resume=False)
+    log = tmp_path / "killed" / "log.csv"
+    deadline = time.time() + 300
+    while run.poll() is None and time.time() < deadline:
+        if log.exists() and log.read_text().count("\n") > kill_at:  # header + kill_at rows
+            os.kill(run.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert run.wait(timeout=60) == -signal.SIGKILL, f"run ended before step {kill_at}"
+    resumed = _child(tmp_path / "killed", resume=True)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
+    assert_same_run(tmp_path / "full", tmp_path / "killed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,9 @@ def _resampled(sd: dict[str, torch.Tensor], spec: ArchSpec, report: dict[str, An
         if k.endswith("relative_position_bias_table") and table.ndim == 2:
             rows = (2 * grid[0] - 1) * (2 * grid[1] - 1) + 3
             if table.shape[0] != rows:
-                out[k] = resize_rel_pos_bias_table(table, grid, (rows, table.shape[1]))
+                with warnings.catch_warnings():  # timm's interpolation warns about its own indexing
+                    warnings.simplefilter("ignore", UserWarning)
+                    out[k] = resize_rel_pos_bias_table(table, grid, (rows, table.shape[1]))
     for k in out:
         if out[k] is not sd[k]:
             changed[k] = [list(sd[k].shape), list(out[k].shape)]

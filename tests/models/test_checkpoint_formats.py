@@ -1,0 +1,109 @@
+"""Every registered format: detect -> load -> bit-identical weights and forward output."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+from official_layouts import CASES, VIT, Case, make_case
+from timm.layers import resample_abs_pos_embed
+
+from vitprobe.errors import CheckpointError, ConfigError
+from vitprobe.models import inspect_checkpoint, load_model
+from vitprobe.models.formats import formats
+from vitprobe.models.loading import interpret
+from vitprobe.models.reading import read_checkpoint
+
+IDS = [c.id for c in CASES]
+
+
+def test_every_registered_format_has_an_official_layout():
+    assert set(formats()) == {c.format for c in CASES}
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_detected_format(case: Case, tmp_path):
+    made = make_case(case, tmp_path)
+    assert interpret(read_checkpoint(made.path), key=case.load_kwargs.get("key")).format == case.format
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_load_is_bit_identical(case: Case, tmp_path):
+    made = make_case(case, tmp_path)
+    model = load_model(made.path, **case.load_kwargs)
+    want = made.encoder.state_dict()
+    got = model.state_dict()
+    assert set(got) == set(want)
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
+    images = torch.randn(2, 3, case.spec.img_size, case.spec.img_size)
+    with torch.no_grad():
+        assert torch.equal(model(images), made.encoder(images))
+    assert not model.training
+    info = model.vitprobe_info
+    assert info["format"] == case.format
+    assert info["arch"] == case.spec.to_dict()
+    assert info["sha256"] == hashlib.sha256(made.path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_inspect_reports_arch_and_drops(case: Case, tmp_path):
+    made = make_case(case, tmp_path)
+    info = inspect_checkpoint(made.path, key=case.load_kwargs.get("key"))
+    assert info["format"] == case.format
+    assert info["arch"] == case.spec.to_dict()
+    assert info["num_prefix_tokens"] == 1 + case.spec.reg_tokens
+    assert {k for keys in info["report"]["dropped"].values() for k in keys} == made.dropped
+    assert info["report"]["fits"] is True
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_extra_key_is_refused(case: Case, tmp_path):
+    made = make_case(case, tmp_path, mutate=lambda sd: {**sd, "blocks.0.attn.extra": torch.ones(3)})
+    with pytest.raises(CheckpointError, match=r"unexpected 1 keys \(blocks\.0\.attn\.extra\)"):
+        load_model(made.path, **case.load_kwargs)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_missing_key_is_refused(case: Case, tmp_path):
+    made = make_case(case, tmp_path, mutate=lambda sd: {k: v for k, v in sd.items()
+                                                         if k != "blocks.1.norm2.bias"})
+    with pytest.raises(CheckpointError, match=r"missing 1 keys \(blocks\.1\.norm2\.bias\).*--arch"):
+        load_model(made.path, **case.load_kwargs)
+
+
+def test_dino_student_is_selectable(tmp_path):
+    made = make_case(next(c for c in CASES if c.format == "dino"), tmp_path)
+    student = load_model(made.path, key="student")
+    teacher = load_model(made.path)
+    # the factory stores the student as teacher + 1
+    assert torch.equal(student.pos_embed, teacher.pos_embed + 1)
+    assert student.vitprobe_info["report"]["key"] == "student"
+    with pytest.raises(CheckpointError, match="--key choices: teacher, student"):
+        load_model(made.path, key="model")
+
+
+@pytest.mark.parametrize("case_id", ["timm-pth", "beit-per-block", "simmim"])
+def test_other_image_size_resamples_position_tables(case_id, tmp_path):
+    case = next(c for c in CASES if c.id == case_id)
+    made = make_case(case, tmp_path)
+    model = load_model(made.path, img_size=48)
+    assert model.patch_embed.grid_size == (6, 6)
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 48, 48))
+    assert out.shape == (2, case.spec.embed_dim) and torch.isfinite(out).all()
+    resampled = model.vitprobe_info["report"]["resampled"]
+    if case.spec.abs_pos_emb:
+        want = resample_abs_pos_embed(made.encoder.pos_embed.detach(), [6, 6], [4, 4], num_prefix_tokens=1)
+        assert torch.equal(model.pos_embed, want)
+        assert resampled["pos_embed"] == [[1, 17, 128], [1, 37, 128]]
+    if case.spec.rel_pos_bias != "none":
+        assert any(k.endswith("relative_position_bias_table") for k in resampled)
+    assert model.vitprobe_info["arch"]["img_size"] == 48
+
+
+def test_img_size_must_be_a_multiple_of_the_patch(tmp_path):
+    made = make_case(CASES[0], tmp_path)
+    with pytest.raises(ConfigError, match=f"not a positive multiple of the patch size {VIT.patch_size}"):
+        load_model(made.path, img_size=36)

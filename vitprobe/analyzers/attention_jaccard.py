@@ -46,13 +46,13 @@ class AttentionJaccard(Analyzer):
                 "averaging": "IoU averaged over objects per image, then over images with objects",
                 "best_head": "per image, the head with the highest object-averaged IoU"}
 
-    def sites(self) -> set[Site]:
+    def _sites(self) -> set[Site]:
         return {Site("attn", self.info_.depth)}
 
     def _moment_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"jaccard": (self.info_.num_heads,), "jaccard_best_head": (), "jaccard_union": ()}
 
-    def update(self, batch: Mapping[str, Any]) -> None:
+    def _update(self, batch: Mapping[str, Any]) -> None:
         if batch.get("mask") is None:
             raise DataError("analysis 'attention_jaccard' needs object masks and this dataset has "
                             "none; use a dataset with masks (e.g. voc:PATH)")

@@ -26,7 +26,7 @@ class _AttentionAnalyzer(Analyzer):
     def _learned_protocol(self) -> dict[str, Any]:
         return {"layers": list(self.layers_), "num_prefix_tokens_dropped": self.info_.num_prefix_tokens}
 
-    def sites(self) -> set[Site]:
+    def _sites(self) -> set[Site]:
         return {Site("attn", layer) for layer in self.layers_}
 
     def _per_layer(self, batch: Mapping[str, Any], metric) -> torch.Tensor:
@@ -45,7 +45,7 @@ class AttentionDistance(_AttentionAnalyzer):
     def _moment_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"attention_distance_px": (len(self.layers_), self.info_.num_heads)}
 
-    def update(self, batch: Mapping[str, Any]) -> None:
+    def _update(self, batch: Mapping[str, Any]) -> None:
         info = self.info_
         values = self._per_layer(batch, lambda attn: attention_distance(
             attn, info.patch_size, info.num_prefix_tokens, info.grid))
@@ -69,7 +69,7 @@ class AttentionNMI(_AttentionAnalyzer):
         return {"nmi": (len(self.layers_), self.info_.num_heads),
                 "head_diversity_jsd": (len(self.layers_),)}
 
-    def update(self, batch: Mapping[str, Any]) -> None:
+    def _update(self, batch: Mapping[str, Any]) -> None:
         prefix = self.info_.num_prefix_tokens
         self._add_moments("nmi", self._per_layer(batch, lambda a: attention_nmi(a, prefix)))
         self._add_moments("head_diversity_jsd",

@@ -80,10 +80,18 @@ class Analyzer:
 
     def sites(self) -> set[Site]:
         """The capture sites this analyzer reads in :meth:`update`."""
+        self._check_bound()
+        return self._sites()
+
+    def _sites(self) -> set[Site]:
         raise NotImplementedError
 
     def update(self, batch: Mapping[str, Any]) -> None:
         """Accumulate one batch: the data batch dict plus ``"sites": {Site: Tensor}``."""
+        self._check_bound()
+        self._update(batch)
+
+    def _update(self, batch: Mapping[str, Any]) -> None:
         raise NotImplementedError
 
     def compute(self):  # -> vitprobe.results.Result

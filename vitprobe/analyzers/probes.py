@@ -54,7 +54,7 @@ class _PooledFeatureProbe(Analyzer):
         return {"layers": list(self.layers_), "split": "held out where hash(index, split_seed) < "
                 "heldout_fraction", "labels_below_zero": "ignored"}
 
-    def sites(self) -> set[Site]:
+    def _sites(self) -> set[Site]:
         return {Site("tokens", layer) for layer in self.layers_}
 
     def _pool(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -66,7 +66,7 @@ class _PooledFeatureProbe(Analyzer):
             pooled = tokens[:, 0] if self.pooling == "cls" else tokens[:, prefix:].mean(dim=1)
         return pooled.float()
 
-    def update(self, batch: Mapping[str, Any]) -> None:
+    def _update(self, batch: Mapping[str, Any]) -> None:
         labels = batch.get("labels") or {}
         if not labels:
             raise DataError(f"analysis {self.name!r} needs labels and this dataset gives none; "

@@ -38,7 +38,7 @@ class _TokenAnalyzer(Analyzer):
         return {"layers": list(self.layers_), "num_prefix_tokens_dropped": self.info_.num_prefix_tokens,
                 "final_norm": False}
 
-    def sites(self) -> set[Site]:
+    def _sites(self) -> set[Site]:
         return {Site("tokens", layer) for layer in self.layers_}
 
     def _tokens(self, batch: Mapping[str, Any]) -> list[torch.Tensor]:
@@ -63,7 +63,7 @@ class Fourier(_TokenAnalyzer):
     def _moment_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"delta_log_amplitude": (len(self.layers_), len(self.frequencies_))}
 
-    def update(self, batch: Mapping[str, Any]) -> None:
+    def _update(self, batch: Mapping[str, Any]) -> None:
         info = self.info_
         values = [fourier_delta_log_amplitude(t, info.num_prefix_tokens, info.grid)
                   for t in self._tokens(batch)]
@@ -92,7 +92,7 @@ class TokenSimilarity(_TokenAnalyzer):
         return {"pooled.sum": (layers, width), "pooled.outer": (layers, width, width),
                 "pooled.count": ()}
 
-    def update(self, batch: Mapping[str, Any]) -> None:
+    def _update(self, batch: Mapping[str, Any]) -> None:
         prefix = self.info_.num_prefix_tokens
         tokens = self._tokens(batch)
         self._add_moments("token_cosine",

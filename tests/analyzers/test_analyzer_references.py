@@ -1,0 +1,171 @@
+"""Each analyzer's table against an independent computation on the concatenated data, plus
+probe accuracy on separable data, split independence and user-facing errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from analyzer_inputs import DEPTH, HEADS, PREFIX, concat_batches, make_batch
+
+from vitprobe.analyzers import get_analyzer
+from vitprobe.analyzers._split import heldout_mask
+from vitprobe.capture import Site
+from vitprobe.errors import CaptureError, ConfigError, DataError
+from vitprobe.metrics import (
+    attention_distance,
+    attention_mask,
+    attention_nmi,
+    fourier_delta_log_amplitude,
+    head_diversity,
+    jaccard,
+    token_cosine_similarity,
+    token_covariance_log_spectrum,
+)
+
+
+def _table(name, info, data, **params):
+    analyzer = get_analyzer(name, **params).bind(info, {})
+    analyzer.update(data)
+    return analyzer.compute().table
+
+
+def _check(table, metric, per_image: torch.Tensor) -> None:
+    """Rows of ``metric`` (in table order) hold mean and sample std of ``per_image`` (n, ...)."""
+    rows = table[table["metric"] == metric]
+    values = per_image.double().reshape(per_image.shape[0], -1)
+    np.testing.assert_allclose(rows["value"].to_numpy(float), values.mean(0).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rows["std"].to_numpy(float), values.std(0).numpy(), rtol=1e-4, atol=1e-6)
+    assert (rows["n"] == per_image.shape[0]).all()
+
+
+def test_attention_tables_match_metrics(info, batches):
+    data = concat_batches(batches)
+    attn = [data["sites"][Site("attn", layer)] for layer in range(1, DEPTH + 1)]
+    dist = torch.stack([attention_distance(a, info.patch_size, PREFIX, info.grid) for a in attn], 1)
+    _check(_table("attention_distance", info, data), "attention_distance_px", dist)
+    table = _table("attention_nmi", info, data)
+    _check(table, "nmi", torch.stack([attention_nmi(a) for a in attn], 1))
+    _check(table, "head_diversity_jsd", torch.stack([head_diversity(a) for a in attn], 1))
+    assert table[table["metric"] == "head_diversity_jsd"]["head"].isna().all()
+
+
+def test_token_tables_match_metrics(info, batches):
+    data = concat_batches(batches)
+    tokens = [data["sites"][Site("tokens", layer)] for layer in range(DEPTH + 1)]
+    _check(_table("fourier", info, data), "delta_log_amplitude",
+           torch.stack([fourier_delta_log_amplitude(t) for t in tokens], 1))
+    table = _table("token_similarity", info, data)
+    _check(table, "token_cosine", torch.stack([token_cosine_similarity(t) for t in tokens], 1))
+    _check(table, "log_singular_value_token",
+           torch.stack([token_covariance_log_spectrum(t) for t in tokens], 1))
+    image = table[table["metric"] == "log_singular_value_image"]
+    expected = [torch.linalg.eigvalsh(torch.cov(t[:, PREFIX:].mean(1).double().T)).flip(0).log()
+                for t in tokens]
+    np.testing.assert_allclose(image["value"].to_numpy(float), torch.cat(expected).numpy(), rtol=1e-6)
+    assert list(image["rank"][: info.embed_dim]) == list(range(1, info.embed_dim + 1))
+
+
+def test_fourier_layers_subset_and_frequencies(info, batches):
+    table = _table("fourier", info, batches[0], layers=[2])
+    assert set(table["layer"]) == {2}
+    np.testing.assert_allclose(sorted(set(table["frequency"])), [0.0, 0.5])
+
+
+def test_jaccard_matches_per_image_loop(info, batches):
+    data = concat_batches(batches)
+    table = _table("attention_jaccard", info, data)
+    cls_attn = data["sites"][Site("attn", DEPTH)][:, :, 0, PREFIX:]
+    keep = attention_mask(cls_attn, 0.6).reshape(-1, HEADS, *info.grid)
+    per_head, best, union = [], [], []
+    for b in range(keep.shape[0]):
+        gt = data["mask"][b]
+        pixels = keep[b].repeat_interleave(info.patch_size, -2).repeat_interleave(info.patch_size, -1)
+        objects = [k for k in gt.unique().tolist() if k not in (0, 255)]
+        if not objects:
+            continue
+        scores = torch.stack([torch.stack([jaccard(pixels[h], gt == k, gt == 255) for k in objects]).mean()
+                              for h in range(HEADS)])
+        per_head.append(scores)
+        best.append(scores.max())
+        union.append(torch.stack([jaccard(pixels.any(0), gt == k, gt == 255) for k in objects]).mean())
+    assert len(per_head) < data["index"].numel()  # images without objects are left out
+    _check(table, "jaccard", torch.stack(per_head))
+    _check(table, "jaccard_best_head", torch.stack(best))
+    _check(table, "jaccard_union", torch.stack(union))
+
+
+def test_jaccard_artifacts_are_the_lowest_indices_denormalised(info, batches):
+    analyzer = get_analyzer("attention_jaccard", num_artifacts=4).bind(info, {})
+    for batch in batches:
+        analyzer.update(batch)
+    art = analyzer.compute().artifacts
+    assert art["index"].tolist() == [0, 1, 2, 3]
+    data = concat_batches(batches)
+    row = int((data["index"] == 2).nonzero())
+    mean, std = torch.tensor(info.mean).view(3, 1, 1), torch.tensor(info.std).view(3, 1, 1)
+    expected = ((data["image"][row] * std + mean) * 255).round().clamp(0, 255).byte().permute(1, 2, 0)
+    np.testing.assert_array_equal(art["image"][2], expected.numpy())
+    np.testing.assert_array_equal(art["mask"][2], data["mask"][row].numpy())
+    assert art["attention"].shape == (4, HEADS, *info.grid)
+
+
+def _separable_batch(info, n=60):
+    batch = make_batch(list(range(n)), seed=5)
+    cls = batch["labels"]["cls"]
+    for layer in range(DEPTH + 1):
+        tokens = torch.randn(n, PREFIX + 16, info.embed_dim) * 0.1
+        tokens[torch.arange(n), :, cls] += 5.0
+        batch["sites"][Site("tokens", layer)] = tokens
+    return batch
+
+
+@pytest.mark.parametrize("name", ["linear_probe", "knn"])
+@pytest.mark.parametrize("pooling,final_norm", [("cls", False), ("mean", True)])
+def test_probes_solve_separable_labels(name, pooling, final_norm, info):
+    table = _table(name, info, _separable_batch(info), pooling=pooling, final_norm=final_norm)
+    cls_rows = table[table["label"] == "cls"]
+    assert (cls_rows["value"] == 100.0).all()
+    assert set(table["label"]) == {"cls", "half"}
+    held = int(heldout_mask(torch.arange(60), 0.2).sum())
+    assert (table["n"] == held).all() and 0 < held < 60
+
+
+def test_heldout_split_depends_on_index_only():
+    index = torch.arange(5000)
+    held = heldout_mask(index, 0.2, seed=3)
+    assert abs(held.float().mean().item() - 0.2) < 0.02
+    perm = torch.randperm(5000)
+    assert torch.equal(heldout_mask(index[perm], 0.2, seed=3), held[perm])
+    assert not torch.equal(heldout_mask(index, 0.2, seed=4), held)
+
+
+def test_unlabelled_negative_labels_are_ignored(info):
+    batch = _separable_batch(info)
+    batch["labels"]["cls"] = torch.where(batch["index"] % 2 == 0, batch["labels"]["cls"], -1)
+    table = _table("knn", info, batch)
+    held = heldout_mask(batch["index"], 0.2)
+    expected_n = int((held & (batch["index"] % 2 == 0)).sum())
+    assert (table[table["label"] == "cls"]["n"] == expected_n).all()
+
+
+def test_user_errors_are_one_line_vitprobe_errors(info, batches):
+    with pytest.raises(ConfigError, match="unknown analysis 'nope'; choose from"):
+        get_analyzer("nope")
+    with pytest.raises(ConfigError, match="has no parameter colour"):
+        get_analyzer("fourier", colour="red")
+    with pytest.raises(ConfigError, match="layers"):
+        get_analyzer("attention_distance", layers=[0]).bind(info, {})
+    with pytest.raises(ConfigError, match="pooling"):
+        get_analyzer("linear_probe", pooling="max")
+    with pytest.raises(ConfigError, match="not bound"):
+        get_analyzer("fourier").update(batches[0])
+    analyzer = get_analyzer("attention_nmi", layers=[2]).bind(info, {})
+    with pytest.raises(CaptureError, match="attn.2"):
+        analyzer.update({**batches[0], "sites": {}})
+    with pytest.raises(DataError, match="needs object masks"):
+        get_analyzer("attention_jaccard").bind(info, {}).update({**batches[0], "mask": None})
+    with pytest.raises(DataError, match="needs labels"):
+        get_analyzer("knn").bind(info, {}).update({**batches[0], "labels": {}})
+    with pytest.raises(ConfigError, match="cannot merge"):
+        get_analyzer("fourier").bind(info, {}).merge(get_analyzer("fourier", layers=[1]).bind(info, {}))

@@ -1,0 +1,92 @@
+"""Dataset spec strings: ``synthetic[:N[:seed]]``, ``digits``, ``folder:PATH``, ``voc:PATH[:split]``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from vitprobe.errors import DataError
+
+ACCEPTED_FORMS = "synthetic[:N[:seed]], digits, folder:PATH, voc:PATH[:split]"
+DEFAULT_SYNTHETIC_SIZE = 512
+MAX_SYNTHETIC_SIZE = 10**9
+MAX_SEED = 2**63 - 1
+
+_DIGITS = re.compile(r"[0-9]+")
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A parsed dataset spec; ``text`` is the string the user gave."""
+
+    kind: str
+    text: str
+    n: int | None = None
+    seed: int = 0
+    path: Path | None = None
+    split: str | None = None
+
+
+def spec_error(spec: str, problem: str) -> DataError:
+    """A one-line DataError that names the spec, the problem and the accepted forms."""
+    return DataError(f"dataset spec {spec!r}: {problem}; accepted forms: {ACCEPTED_FORMS}")
+
+
+def _parse_int(spec: str, text: str, what: str, low: int, high: int) -> int:
+    if not _DIGITS.fullmatch(text):
+        raise spec_error(spec, f"{what} must be a whole number, got {text!r}")
+    value = int(text)
+    if not low <= value <= high:
+        raise spec_error(spec, f"{what} must lie in {low}..{high}, got {value}")
+    return value
+
+
+def _parse_synthetic(spec: str, args: list[str]) -> DataSpec:
+    if len(args) > 2:
+        raise spec_error(spec, "synthetic takes at most N and a seed")
+    n = DEFAULT_SYNTHETIC_SIZE
+    seed = 0
+    if args:
+        n = _parse_int(spec, args[0], "N (number of images)", 1, MAX_SYNTHETIC_SIZE)
+    if len(args) == 2:
+        seed = _parse_int(spec, args[1], "seed", 0, MAX_SEED)
+    return DataSpec("synthetic", spec, n=n, seed=seed)
+
+
+def _parse_path(spec: str, text: str) -> Path:
+    if not text.strip():
+        raise spec_error(spec, "the path is empty")
+    if "\x00" in text:
+        raise spec_error(spec, "the path contains a NUL character")
+    return Path(text).expanduser()
+
+
+def parse_spec(spec: str) -> DataSpec:
+    """Parse a dataset spec string; raise DataError (one line) for anything else.
+
+    ``synthetic`` alone means ``synthetic:512:0``. In ``voc:PATH:split`` the part after the
+    last colon is taken as the split when it is a plain name (letters, digits, ``_``, ``-``);
+    otherwise the whole rest is the path and the split defaults to ``val`` when resolved.
+    """
+    if not isinstance(spec, str):
+        raise DataError(f"dataset spec must be a string, got {type(spec).__name__}; "
+                        f"accepted forms: {ACCEPTED_FORMS}")
+    text = spec.strip()
+    kind, sep, rest = text.partition(":")
+    kind = kind.lower()
+    if kind == "synthetic":
+        return _parse_synthetic(spec, rest.split(":") if sep else [])
+    if kind == "digits":
+        if sep:
+            raise spec_error(spec, "digits takes no arguments")
+        return DataSpec("digits", spec)
+    if kind == "folder":
+        return DataSpec("folder", spec, path=_parse_path(spec, rest))
+    if kind == "voc":
+        head, colon, tail = rest.rpartition(":")
+        if colon and head and _SPLIT_NAME.fullmatch(tail):
+            return DataSpec("voc", spec, path=_parse_path(spec, head), split=tail)
+        return DataSpec("voc", spec, path=_parse_path(spec, rest))
+    raise spec_error(spec, f"unknown dataset kind {kind!r}")

@@ -105,9 +105,12 @@ def test_jaccard_artifacts_are_the_lowest_indices_denormalised(info, batches):
     row = int((data["index"] == 2).nonzero())
     mean, std = torch.tensor(info.mean).view(3, 1, 1), torch.tensor(info.std).view(3, 1, 1)
     expected = ((data["image"][row] * std + mean) * 255).round().clamp(0, 255).byte().permute(1, 2, 0)
-    np.testing.assert_array_equal(art["image"][2], expected.numpy())
-    np.testing.assert_array_equal(art["mask"][2], data["mask"][row].numpy())
-    assert art["attention"].shape == (4, HEADS, *info.grid)
+    np.testing.assert_array_equal(art["images"][2], expected.numpy())
+    np.testing.assert_array_equal(art["masks"][2], data["mask"][row].numpy())
+    assert art["head_attn"].shape == art["head_masks"].shape == (4, HEADS, *info.grid)
+    # Each head's kept patches hold at least 60% of its CLS attention mass.
+    kept_mass = (art["head_attn"] * art["head_masks"]).sum(axis=(2, 3))
+    assert (kept_mass >= 0.6 * art["head_attn"].sum(axis=(2, 3)) - 1e-6).all()
 
 
 def _separable_batch(info, n=60):

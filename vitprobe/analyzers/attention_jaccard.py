@@ -117,10 +117,17 @@ class AttentionJaccard(Analyzer):
             self._rows[key] = [self._row_tensor(key)[keep]]
 
     def _artifacts(self) -> dict[str, np.ndarray]:
+        """``index`` (k,), ``images`` (k, S, S, 3) uint8, ``masks`` (k, S, S), ``head_attn``
+        (k, H, h, w) CLS attention and ``head_masks`` (k, H, h, w) the kept patches of each head."""
         if "artifact.index" not in self._rows:
             return {}
-        return {key[len("artifact."):]: self._row_tensor(key).numpy()
-                for key in sorted(self._rows) if key.startswith("artifact.")}
+        attention = self._row_tensor("artifact.attention")
+        kept = attention_mask(attention.flatten(2), self.keep_mass).reshape(attention.shape)
+        return {"index": self._row_tensor("artifact.index").numpy(),
+                "images": self._row_tensor("artifact.image").numpy(),
+                "masks": self._row_tensor("artifact.mask").numpy(),
+                "head_attn": attention.numpy(),
+                "head_masks": kept.numpy()}
 
     def _table(self) -> pd.DataFrame:
         per_head = tidy("jaccard", {"head": range(self.info_.num_heads)}, *self._moments("jaccard"))

@@ -1,0 +1,78 @@
+"""make_loader and torch's default collate over every dataset kind; describe() protocols."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import SequentialSampler
+
+from vitprobe.data import make_loader, resolve_dataset
+from vitprobe.errors import ConfigError
+
+
+def _datasets(image_folder: Path, voc_root: Path) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the trees hold unreadable files on purpose
+        return {
+            "synthetic": resolve_dataset("synthetic:10", 32),
+            "digits": resolve_dataset("digits", 32),
+            "folder": resolve_dataset(f"folder:{image_folder}", 32),
+            "voc": resolve_dataset(f"voc:{voc_root}", 32),
+        }
+
+
+def test_every_kind_collates_into_batches(image_folder: Path, voc_root: Path) -> None:
+    for kind, dataset in _datasets(image_folder, voc_root).items():
+        batches = list(make_loader(dataset, batch_size=3))
+        sizes = [len(batch["index"]) for batch in batches]
+        assert sum(sizes) == min(len(dataset), sum(sizes)) and max(sizes) <= 3
+        batch = batches[0]
+        assert batch["image"].shape == (sizes[0], 3, 32, 32), kind
+        assert batch["index"].tolist() == list(range(sizes[0]))
+        assert set(batch["labels"]) == set(dataset.label_names)
+        for name, values in batch["labels"].items():
+            assert values.dtype == torch.int64 and values.shape == (sizes[0],)
+            assert values.max() < dataset.num_classes[name]
+        assert ("mask" in batch) == dataset.has_masks
+        if dataset.has_masks:
+            assert batch["mask"].shape == (sizes[0], 32, 32) and batch["mask"].dtype == torch.uint8
+        protocol = dataset.describe()
+        assert json.loads(json.dumps(protocol)) == protocol
+        assert protocol["kind"] == kind and protocol["size"] == len(dataset)
+        assert protocol["image_size"] == 32 and "mean" in protocol["normalisation"]
+
+
+def test_shuffle_is_seeded_and_covers_everything() -> None:
+    dataset = resolve_dataset("synthetic:20", 16)
+
+    def order(seed: int) -> list[int]:
+        loader = make_loader(dataset, batch_size=6, shuffle=True, seed=seed)
+        return torch.cat([batch["index"] for batch in loader]).tolist()
+
+    assert order(1) == order(1)
+    assert order(1) != order(2)
+    assert sorted(order(1)) == list(range(20))
+    plain = make_loader(dataset, batch_size=6)
+    assert torch.cat([b["index"] for b in plain]).tolist() == list(range(20))
+
+
+def test_worker_processes_give_the_same_batches() -> None:
+    dataset = resolve_dataset("synthetic:6", 16)
+    in_process = list(make_loader(dataset, batch_size=4))
+    in_worker = list(make_loader(dataset, batch_size=4, num_workers=1))
+    for a, b in zip(in_process, in_worker, strict=True):
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+
+
+def test_loader_arguments_are_checked() -> None:
+    dataset = resolve_dataset("synthetic:4", 16)
+    sampled = make_loader(dataset, batch_size=2, sampler=SequentialSampler(dataset))
+    assert len(sampled) == 2
+    for kwargs in ({"batch_size": 0}, {"batch_size": 2.5}, {"batch_size": 2, "num_workers": -1},
+                   {"batch_size": 2, "shuffle": True, "sampler": SequentialSampler(dataset)}):
+        with pytest.raises(ConfigError):
+            make_loader(dataset, **kwargs)

@@ -1,0 +1,95 @@
+"""voc:PATH[:split] — layouts, masks with 255 borders, NEAREST crop, missing files skipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data_trees import VOC_ID_CLASS, voc_masks
+from vitprobe.data import resolve_dataset
+from vitprobe.data.voc import VOC_CLASSES
+from vitprobe.errors import DataError
+
+
+def _val(root: Path, size: int = 32, spec_tail: str = ""):
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"):
+        return resolve_dataset(f"voc:{root}{spec_tail}", size)
+
+
+def test_val_split_skips_ids_with_missing_files(voc_root: Path) -> None:
+    dataset = _val(voc_root)
+    assert dataset.ids == ["a", "b"] and dataset.skipped == 2 and dataset.split == "val"
+    assert dataset.has_masks and dataset.label_names == ["class"]
+    assert dataset.num_classes == {"class": len(VOC_CLASSES)}
+    person = VOC_CLASSES.index("person")
+    assert VOC_ID_CLASS[1] == person  # object 1 covers the most pixels
+    assert [dataset[i]["labels"] for i in range(2)] == [{"class": person}] * 2
+    counts = dataset.describe()["class_counts"]["class"]
+    assert counts["person"] == 2 and sum(counts.values()) == 2
+
+
+def test_square_mask_is_kept_exactly(voc_root: Path) -> None:
+    item = _val(voc_root)[0]
+    objects, _ = voc_masks(32, 32)
+    assert item["mask"].dtype == torch.uint8
+    assert torch.equal(item["mask"], torch.from_numpy(objects))
+    assert set(item["mask"].unique().tolist()) == {0, 1, 2, 255}
+
+
+def test_wide_mask_gets_the_image_centre_crop(voc_root: Path) -> None:
+    dataset = _val(voc_root, size=32)
+    objects, _ = voc_masks(32, 48)
+    assert torch.equal(dataset[1]["mask"], torch.from_numpy(objects[:, 8:40]))
+    upscaled = _val(voc_root, size=64)[1]["mask"]  # NEAREST: ids are never blended
+    assert set(upscaled.unique().tolist()) <= {0, 1, 2, 255}
+    assert torch.equal(upscaled[::2, ::2], torch.from_numpy(objects[:, 8:40]))
+    assert upscaled.shape == (64, 64) and dataset[1]["image"].shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize("where", ["parent", "devkit", "voc2012"])
+def test_layouts_and_splits(voc_root: Path, where: str) -> None:
+    path = {"parent": voc_root, "devkit": voc_root / "VOCdevkit",
+            "voc2012": voc_root / "VOCdevkit" / "VOC2012"}[where]
+    assert len(_val(path)) == 2
+    train = resolve_dataset(f"voc:{path}:train", 32)
+    assert train.ids == ["a"] and train.skipped == 0 and train.split == "train"
+    assert resolve_dataset(f"voc:{path}", 32, split="train").ids == ["a"]
+
+
+def test_bad_voc_inputs_raise_one_line(voc_root: Path, tmp_path: Path) -> None:
+    cases = {
+        f"voc:{voc_root}:test": "available splits: train, val",
+        f"voc:{tmp_path / 'nowhere'}": "does not exist",
+        f"voc:{voc_root / 'VOCdevkit' / 'VOC2012' / 'JPEGImages'}": "no VOC2012 layout",
+    }
+    for spec, message in cases.items():
+        with pytest.raises(DataError, match=message) as info:
+            resolve_dataset(spec, 32)
+        assert "\n" not in str(info.value)
+    with pytest.raises(DataError, match="give the split once"):
+        resolve_dataset(f"voc:{voc_root}:train", 32, split="val")
+    with pytest.raises(DataError, match="not a plain name"):
+        resolve_dataset(f"voc:{voc_root}", 32, split="../../etc")
+
+
+def test_mask_of_other_size_fails_with_one_line(voc_root: Path) -> None:
+    from PIL import Image
+
+    dataset = _val(voc_root)
+    mask = dataset.root / "SegmentationObject" / "a.png"
+    Image.fromarray(np.zeros((10, 10), dtype=np.uint8), "P").save(mask)
+    with pytest.raises(DataError, match="masks of a are 10x10, image is 32x32"):
+        dataset[0]
+
+
+def test_split_with_only_missing_files(voc_root: Path) -> None:
+    sets = voc_root / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
+    (sets / "broken.txt").write_text("c\nd\n")
+    (sets / "blank.txt").write_text("\n")
+    with pytest.raises(DataError, match="none of the 2 images"):
+        resolve_dataset(f"voc:{voc_root}:broken", 32)
+    with pytest.raises(DataError, match="lists no images"):
+        resolve_dataset(f"voc:{voc_root}:blank", 32)

@@ -1,0 +1,49 @@
+"""Heads and sizes inferred from shapes (on 'meta' tensors) and checkpoint metadata."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from official_layouts import dino_args
+
+from vitprobe.models import ArchSpec, build_model
+from vitprobe.models.loading import interpret
+from vitprobe.models.reading import RawCheckpoint
+
+
+def _meta_state(spec: ArchSpec) -> dict[str, torch.Tensor]:
+    with torch.device("meta"):
+        return build_model(spec).state_dict()
+
+
+def _infer(obj, **kwargs):
+    return interpret(RawCheckpoint(__import__("pathlib").Path("x.pth"), "torch", obj), **kwargs)
+
+
+@pytest.mark.parametrize("width,heads", [(192, 3), (384, 6), (768, 12), (1024, 16), (1280, 16), (256, 4)])
+def test_heads_by_width(width, heads):
+    spec = ArchSpec(patch_size=16, embed_dim=width, depth=1, num_heads=heads, img_size=224)
+    assert _infer(_meta_state(spec)).spec == spec
+
+
+def test_moco_v3_vit_small_has_12_heads():
+    spec = ArchSpec(patch_size=16, embed_dim=384, depth=1, num_heads=12, img_size=224)
+    sd = {f"module.base_encoder.{k}": v for k, v in _meta_state(spec).items()}
+    it = _infer({"arch": "vit_small", "state_dict": sd})
+    assert it.format == "mocov3" and it.spec == spec
+    assert it.report["num_heads_from"] == "MoCo v3 arch 'vit_small'"
+
+
+def test_dino_args_give_heads_and_patch():
+    spec = ArchSpec(patch_size=8, embed_dim=384, depth=1, num_heads=6, img_size=224)
+    sd = {f"backbone.{k}": v for k, v in _meta_state(spec).items()}
+    it = _infer({"teacher": sd, "args": dino_args("vit_small", 8)})
+    assert it.spec == spec and it.report["num_heads_from"] == "DINO args.arch 'vit_small'"
+    with pytest.raises(Exception, match="metadata says patch size 16 but the patch embedding kernel is 8"):
+        _infer({"teacher": sd, "args": dino_args("vit_small", 16)})
+
+
+def test_num_heads_overrides_and_image_size_from_grid():
+    spec = ArchSpec(patch_size=14, embed_dim=384, depth=2, num_heads=12, img_size=518, reg_tokens=4)
+    it = _infer(_meta_state(spec), num_heads=12)
+    assert it.spec == spec and it.report["num_heads_from"] == "given (--num-heads)"

@@ -1,0 +1,64 @@
+"""``vitprobe inspect``, ``models`` and ``export`` through vitprobe.cli.main."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from official_layouts import CASES, VIT, make_case
+
+import vitprobe.cli
+from vitprobe.models import load_model
+from vitprobe.models.formats import formats
+
+
+@pytest.fixture(autouse=True)
+def only_checkpoint_commands(monkeypatch):
+    """Register just this package's sub-commands, so other commands' imports cannot interfere."""
+    monkeypatch.setattr(vitprobe.cli, "command_modules", lambda: ["inspect", "models", "export"])
+
+
+def test_inspect_json(tmp_path, capsys):
+    made = make_case(next(c for c in CASES if c.id == "dino-teacher"), tmp_path)
+    assert vitprobe.cli.main(["inspect", "--checkpoint", str(made.path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == "dino" and info["arch"] == VIT.to_dict()
+    assert info["report"]["key"] == "teacher" and info["report"]["fits"] is True
+
+
+def test_inspect_text_and_a_checkpoint_that_would_not_load(tmp_path, capsys):
+    made = make_case(CASES[0], tmp_path)
+    assert vitprobe.cli.main(["inspect", "--checkpoint", str(made.path)]) == 0
+    assert "strict load  ok" in capsys.readouterr().out
+    assert vitprobe.cli.main(["inspect", "--checkpoint", str(made.path), "--num-heads", "1"]) == 0
+    odd = make_case(CASES[0], tmp_path, mutate=lambda sd: {**sd, "extra": torch.ones(1)})
+    assert vitprobe.cli.main(["inspect", "--checkpoint", str(odd.path)]) == 1
+    assert "strict load  FAILS" in capsys.readouterr().out
+
+
+def test_bad_file_exits_2_with_one_line(tmp_path, capsys):
+    path = tmp_path / "photo.pth"
+    path.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    assert vitprobe.cli.main(["inspect", "--checkpoint", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vitprobe: error: ") and "\n" not in err and str(path) in err
+
+
+def test_models_lists_every_format(capsys):
+    assert vitprobe.cli.main(["models", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert list(listing["formats"]) == list(formats())
+    assert listing["formats"]["mae"]["drops"]["decoder_*"].startswith("MAE decoder")
+    assert vitprobe.cli.main(["models"]) == 0
+    assert "MoCo v3 names set heads: vit_small 12" in capsys.readouterr().out
+
+
+def test_export_command(tmp_path, capsys):
+    made = make_case(next(c for c in CASES if c.id == "vitprobe"), tmp_path)
+    out = tmp_path / "mocov3.pth.tar"
+    argv = ["export", "--checkpoint", str(made.path), "--format", "mocov3", "--out", str(out)]
+    assert vitprobe.cli.main(argv) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert torch.equal(load_model(out).blocks[1].mlp.fc2.weight, made.encoder.blocks[1].mlp.fc2.weight)
+    assert vitprobe.cli.main(argv) == 2  # exists, no --overwrite

@@ -1,0 +1,170 @@
+"""Wrong architectures, unsafe pickles and broken files: one-line CheckpointErrors, no partial loads."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+import pytest
+import timm
+import torch
+from official_layouts import CASES, VIT, make_case
+from PIL import Image
+
+from vitprobe.errors import CheckpointError
+from vitprobe.models import inspect_checkpoint, load_model
+
+TIMM = next(c for c in CASES if c.id == "timm-pth")
+
+
+def _one_line_naming(err: pytest.ExceptionInfo, path) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg
+    return msg
+
+
+def test_wrong_width_lists_shapes_and_the_fitting_arch(tmp_path):
+    made = make_case(TIMM, tmp_path)
+    with pytest.raises(CheckpointError) as err:
+        load_model(made.path, arch=VIT.replace(embed_dim=64))
+    msg = _one_line_naming(err, made.path)
+    assert "30 shape mismatches (blocks.0.attn.proj.bias [128] vs model [64], blocks.0.attn.proj.weight [128, 128] vs model [64, 64]" in msg
+    assert "the weights fit vit p8 d128 L2 H2 @32" in msg
+
+
+def test_wrong_depth_lists_missing_blocks(tmp_path):
+    made = make_case(TIMM, tmp_path)
+    with pytest.raises(CheckpointError, match=r"missing 12 keys \(blocks\.2\.") as err:
+        load_model(made.path, arch=VIT.replace(depth=3))
+    assert "fit vit p8 d128 L2" in _one_line_naming(err, made.path)
+
+
+def test_wrong_heads_for_a_relative_position_table(tmp_path):
+    made = make_case(next(c for c in CASES if c.id == "beit-shared"), tmp_path)
+    with pytest.raises(CheckpointError, match=r"relative_position_bias_table \[52, 4\] vs model \[52, 2\]"):
+        load_model(made.path, arch=made.case.spec.replace(num_heads=2))
+
+
+def test_heads_must_divide_width(tmp_path):
+    made = make_case(TIMM, tmp_path)
+    with pytest.raises(CheckpointError, match="3 heads do not divide width 128"):
+        load_model(made.path, num_heads=3)
+
+
+def test_resnet_state_dict_is_refused(tmp_path):
+    path = tmp_path / "resnet18.pth"
+    resnet = timm.create_model("resnet18", pretrained=False).state_dict()
+    torch.save(resnet, path)
+    with pytest.raises(CheckpointError, match="unknown layout") as err:
+        load_model(path)
+    _one_line_naming(err, path)
+    with pytest.raises(CheckpointError, match="no patch embedding.*a CNN state dict"):
+        load_model(path, format="timm")
+    with pytest.raises(CheckpointError, match=f"missing 30 keys.*unexpected {len(resnet)} keys .*not a ViT/BEiT encoder"):
+        load_model(path, format="timm", arch=VIT)
+
+
+def test_forced_wrong_format_is_refused(tmp_path):
+    made = make_case(TIMM, tmp_path)
+    with pytest.raises(CheckpointError, match="has no 'state_dict' entry"):
+        load_model(made.path, format="mocov3")
+    with pytest.raises(CheckpointError, match="unknown checkpoint format 'deit'"):
+        load_model(made.path, format="deit")
+
+
+class _Payload:
+    """Unpickling this creates ``marker`` (stands for arbitrary code)."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_malicious_pickle_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    made = make_case(TIMM, tmp_path)
+    path = tmp_path / "evil.pth"
+    torch.save({"teacher": {f"backbone.{k}": v for k, v in made.encoder.state_dict().items()},
+                "args": _Payload(marker)}, path)
+    with pytest.raises(CheckpointError, match="refused to unpickle.*re-save") as err:
+        load_model(path)
+    _one_line_naming(err, path)
+    with pytest.raises(CheckpointError, match="refused to unpickle"):
+        inspect_checkpoint(path)
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the file is armed: an unsafe load runs the payload
+    assert marker.exists()
+
+
+def test_harmless_pickled_values_are_accepted(tmp_path):
+    made = make_case(TIMM, tmp_path)
+    path = tmp_path / "mae_numpy.pth"
+    torch.save({"model": made.encoder.state_dict(), "max_accuracy": np.float64(81.5),
+                "seen": np.arange(4, dtype=np.int32), "args": argparse.Namespace(seed=np.int64(0))}, path)
+    assert load_model(path).vitprobe_info["format"] == "mae"
+
+
+def _jpeg(path):
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(path, format="JPEG")
+
+
+def _truncated(path, tmp_path):
+    made = make_case(TIMM, tmp_path)
+    data = made.path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _truncated_safetensors(path, tmp_path):
+    made = make_case(next(c for c in CASES if c.id == "vitprobe"), tmp_path)
+    data = made.path.read_bytes()
+    path.write_bytes(data[: len(data) - 100])
+
+
+BAD_FILES = {
+    "missing": (lambda p, t: None, "not found"),
+    "directory": (lambda p, t: p.mkdir(), "is a directory"),
+    "empty": (lambda p, t: p.write_bytes(b""), r"is empty \(0 bytes\)"),
+    "truncated": (_truncated, "truncated or corrupt"),
+    "truncated-safetensors": (_truncated_safetensors, "corrupt or truncated safetensors"),
+    "corrupt-zip": (lambda p, t: p.write_bytes(b"PK\x03\x04" + os.urandom(300)), "truncated or corrupt"),
+    "garbage": (lambda p, t: p.write_bytes(b"hello, not a checkpoint"), "neither a torch.save file"),
+    "jpeg": (lambda p, t: _jpeg(p), "is a JPEG image, not a checkpoint"),
+    "unknown-layout": (lambda p, t: torch.save({"weights": [1, 2], "epoch": 3}, p),
+                       r"unknown layout \(it holds top-level keys epoch, weights\)"),
+    "list": (lambda p, t: torch.save([torch.ones(2)], p), r"unknown layout \(it holds a list\)"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_bad_file_gives_one_line_error(kind, tmp_path):
+    write, pattern = BAD_FILES[kind]
+    path = tmp_path / "model.pth"
+    write(path, tmp_path)
+    for call in (load_model, inspect_checkpoint):
+        with pytest.raises(CheckpointError, match=pattern) as err:
+            call(path)
+        _one_line_naming(err, path)
+
+
+def test_unreadable_file(tmp_path):
+    made = make_case(TIMM, tmp_path)
+    made.path.chmod(0)
+    try:
+        if os.access(made.path, os.R_OK):
+            pytest.skip("running as root: chmod 0 does not stop reading")
+        with pytest.raises(CheckpointError, match="permission denied") as err:
+            load_model(made.path)
+        _one_line_naming(err, made.path)
+    finally:
+        made.path.chmod(0o644)
+
+
+def test_unreadable_file_message_when_access_is_denied(tmp_path, monkeypatch):
+    made = make_case(TIMM, tmp_path)
+    monkeypatch.setattr("vitprobe.models.reading.os.access", lambda path, mode: False)
+    with pytest.raises(CheckpointError, match="cannot be read: permission denied") as err:
+        inspect_checkpoint(made.path)
+    _one_line_naming(err, made.path)

@@ -1,0 +1,81 @@
+"""vitprobe checkpoints exported to official layouts load back bit-identically."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from official_layouts import BEIT_SHARED, VIT, random_encoder
+from safetensors import safe_open
+
+from vitprobe.errors import CheckpointError, OutputExistsError
+from vitprobe.models import load_model, save_encoder
+from vitprobe.models.export import export_checkpoint
+from vitprobe.models.safe_unpickle import torch_load_safely
+
+
+@pytest.fixture
+def own_vit(tmp_path):
+    encoder = random_encoder(VIT, seed=1)
+    return encoder, save_encoder(tmp_path / "own.safetensors", encoder, VIT,
+                                 {"objective": "dino", "epoch": 7, "step": 70})
+
+
+@pytest.mark.parametrize("fmt,top_keys,prefix", [
+    ("dino", {"teacher", "student", "epoch", "args"}, ("teacher", "backbone.")),
+    ("mocov3", {"epoch", "arch", "state_dict"}, ("state_dict", "module.base_encoder.")),
+    ("mae", {"model"}, ("model", "")),
+])
+def test_vit_export_round_trip(own_vit, tmp_path, fmt, top_keys, prefix):
+    encoder, src = own_vit
+    out = export_checkpoint(src, fmt, tmp_path / f"{fmt}.pth")
+    obj = torch_load_safely(out)
+    assert set(obj) == top_keys
+    entry, key_prefix = prefix
+    assert set(obj[entry]) == {key_prefix + k for k in encoder.state_dict()}
+    model = load_model(out, num_heads=VIT.num_heads)
+    assert model.vitprobe_info["format"] == fmt
+    for k, v in encoder.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    if fmt == "dino":
+        assert obj["args"].patch_size == VIT.patch_size and obj["epoch"] == 7
+        assert torch.equal(load_model(out, key="student").pos_embed, encoder.pos_embed)
+
+
+def test_simmim_export_round_trip(tmp_path):
+    encoder = random_encoder(BEIT_SHARED, seed=2)
+    src = save_encoder(tmp_path / "beit.safetensors", encoder, BEIT_SHARED, {"objective": "simmim"})
+    out = export_checkpoint(src, "simmim", tmp_path / "simmim.pth")
+    model_keys = set(torch_load_safely(out)["model"])
+    assert "encoder.rel_pos_bias.relative_position_index" in model_keys
+    model = load_model(out)
+    assert model.vitprobe_info["format"] == "simmim"
+    assert model.vitprobe_info["arch"] == BEIT_SHARED.to_dict()
+    for k, v in encoder.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+def test_export_refusals(own_vit, tmp_path):
+    _, src = own_vit
+    with pytest.raises(CheckpointError, match="holds a vit encoder but simmim.*dino, mocov3, mae"):
+        export_checkpoint(src, "simmim", tmp_path / "x.pth")
+    mae = export_checkpoint(src, "mae", tmp_path / "mae.pth")
+    with pytest.raises(CheckpointError, match="is a mae checkpoint; export needs a vitprobe checkpoint"):
+        export_checkpoint(mae, "dino", tmp_path / "y.pth")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        export_checkpoint(src, "mae", mae)
+    assert export_checkpoint(src, "mae", mae, overwrite=True) == mae
+
+
+def test_save_encoder_writes_header_atomically(tmp_path):
+    encoder = random_encoder(VIT)
+    path = save_encoder(tmp_path / "run" / "final.safetensors", encoder, VIT,
+                        {"objective": "mae", "config": {"mask_ratio": 0.75}, "epoch": 2, "step": 9})
+    with safe_open(str(path), framework="pt") as fh:
+        header = json.loads(fh.metadata()["vitprobe"])
+    assert header == {"format_version": 1, "arch": VIT.to_dict(), "objective": "mae",
+                      "config": {"mask_ratio": 0.75}, "epoch": 2, "step": 9}
+    with pytest.raises(TypeError):
+        save_encoder(tmp_path / "run" / "bad.safetensors", encoder, VIT, {"config": {"x": object()}})
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["final.safetensors"]

@@ -1,0 +1,145 @@
+"""Heads that sit on top of the encoder during pre-training (never saved with the encoder).
+
+* :class:`DINOHead` -- MLP -> bottleneck -> L2 norm -> weight-normalised prototypes.
+* :func:`bn_mlp` -- MoCo v3 projector / predictor (Linear-BN-ReLU stacks).
+* :class:`MAEDecoder` -- transformer decoder with mask tokens and fixed 2-D sin-cos positions.
+* :class:`PixelDecoder` -- per-patch 1x1 convolutions + pixel shuffle back to the image.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import trunc_normal_
+from timm.models.vision_transformer import Block
+from torch import Tensor
+
+
+def _init_linear(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+class PrototypeLinear(nn.Module):
+    """Weight-normalised linear map without bias: y = (g / ||v_k||) v_k . x for every prototype k.
+
+    With ``learn_scale=False`` (DINO's ``norm_last_layer``) g is fixed to 1.
+    """
+
+    def __init__(self, in_dim: int, num_prototypes: int, learn_scale: bool = False):
+        super().__init__()
+        self.weight_v = nn.Parameter(torch.empty(num_prototypes, in_dim))
+        trunc_normal_(self.weight_v, std=0.02)
+        self.weight_g = nn.Parameter(torch.ones(num_prototypes, 1), requires_grad=learn_scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight_g * F.normalize(self.weight_v, dim=1))
+
+
+class DINOHead(nn.Module):
+    """x -> MLP (``layers`` linears, hidden width, GELU) -> bottleneck -> L2 norm -> K prototypes."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256,
+                 layers: int = 3, norm_last_layer: bool = True):
+        super().__init__()
+        dims = [in_dim] + [hidden_dim] * (layers - 1) + [bottleneck_dim]
+        mods: list[nn.Module] = []
+        for i in range(layers):
+            mods.append(nn.Linear(dims[i], dims[i + 1]))
+            if i < layers - 1:
+                mods.append(nn.GELU())
+        self.mlp = nn.Sequential(*mods)
+        self.mlp.apply(_init_linear)
+        self.last_layer = PrototypeLinear(bottleneck_dim, out_dim, learn_scale=not norm_last_layer)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.last_layer(F.normalize(self.mlp(x), dim=-1))
+
+
+def bn_mlp(layers: int, in_dim: int, hidden_dim: int, out_dim: int, last_bn: bool = True) -> nn.Sequential:
+    """MoCo v3 MLP: (Linear no bias, BN, ReLU) x (layers - 1), Linear, optional affine-free BN."""
+    mods: list[nn.Module] = []
+    for i in range(layers):
+        d_in = in_dim if i == 0 else hidden_dim
+        d_out = out_dim if i == layers - 1 else hidden_dim
+        mods.append(nn.Linear(d_in, d_out, bias=False))
+        if i < layers - 1:
+            mods += [nn.BatchNorm1d(d_out), nn.ReLU(inplace=True)]
+        elif last_bn:
+            mods.append(nn.BatchNorm1d(d_out, affine=False))
+    return nn.Sequential(*mods)
+
+
+def sincos_pos_embed_2d(dim: int, grid: tuple[int, int]) -> Tensor:
+    """Fixed 2-D sin-cos positions (h * w, dim): half the channels encode the row, half the column.
+
+    For one axis with coordinate t and d = dim / 2 channels: [sin(t w_i), cos(t w_i)] with
+    w_i = 10000^(-i / (d / 2)), i = 0 .. d/2 - 1.
+    """
+    if dim % 4:
+        raise ValueError(f"sin-cos position embedding needs a width divisible by 4, got {dim}")
+    h, w = grid
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float64),
+                                torch.arange(w, dtype=torch.float64), indexing="ij")
+
+    def axis(t: Tensor) -> Tensor:
+        angles = t.reshape(-1, 1) * omega
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([axis(cols), axis(rows)], dim=1).float()
+
+
+class MAEDecoder(nn.Module):
+    """MAE decoder: embed visible tokens, fill mask tokens, add fixed positions, blocks, predict pixels.
+
+    Input: encoder tokens (B, P + n_visible, C) and ``restore`` (B, N) indices that put the
+    concatenation [visible, masked] back into raster order. Output: (B, N, p * p * 3).
+    """
+
+    def __init__(self, embed_dim: int, grid: tuple[int, int], patch_size: int, num_prefix: int,
+                 dim: int = 512, depth: int = 8, num_heads: int = 16, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.num_prefix = num_prefix
+        self.embed = nn.Linear(embed_dim, dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        pos = torch.cat([torch.zeros(num_prefix, dim), sincos_pos_embed_2d(dim, grid)])
+        self.register_buffer("pos_embed", pos.unsqueeze(0), persistent=False)
+        self.blocks = nn.Sequential(*[Block(dim, num_heads, mlp_ratio, qkv_bias=True) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.pred = nn.Linear(dim, patch_size * patch_size * 3)
+        self.apply(_init_linear)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def forward(self, tokens: Tensor, restore: Tensor) -> Tensor:
+        x = self.embed(tokens)
+        prefix, visible = x[:, :self.num_prefix], x[:, self.num_prefix:]
+        n_masked = restore.shape[1] - visible.shape[1]
+        patches = torch.cat([visible, self.mask_token.expand(x.shape[0], n_masked, -1)], dim=1)
+        patches = torch.gather(patches, 1, restore.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        x = torch.cat([prefix, patches], dim=1) + self.pos_embed
+        x = self.norm(self.blocks(x))
+        return self.pred(x[:, self.num_prefix:])
+
+
+class PixelDecoder(nn.Module):
+    """Patch tokens (B, C, h, w) -> image (B, 3, h p, w p): 1x1 conv(s) to 3 p^2 channels, pixel shuffle.
+
+    ``hidden_dim = 0`` is SimMIM's single linear layer; otherwise conv-GELU-conv.
+    """
+
+    def __init__(self, embed_dim: int, patch_size: int, hidden_dim: int = 0):
+        super().__init__()
+        out = 3 * patch_size * patch_size
+        if hidden_dim:
+            self.proj = nn.Sequential(nn.Conv2d(embed_dim, hidden_dim, 1), nn.GELU(),
+                                      nn.Conv2d(hidden_dim, out, 1))
+        else:
+            self.proj = nn.Conv2d(embed_dim, out, 1)
+        self.shuffle = nn.PixelShuffle(patch_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.shuffle(self.proj(x))

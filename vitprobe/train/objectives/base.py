@@ -1,0 +1,195 @@
+"""The Objective base class, the step record it receives, cross-process helpers and the registry."""
+
+from __future__ import annotations
+
+import abc
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch import Tensor
+
+from vitprobe.errors import ConfigError
+from vitprobe.models.architecture import ArchSpec
+
+# Optimiser keys every objective's ``defaults`` carries for the engine (lr per 256 images).
+ENGINE_KEYS = ("base_lr", "min_lr", "warmup_epochs", "weight_decay", "weight_decay_end",
+               "momentum", "betas", "clip_grad")
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Where training stands: ``progress`` = step / total_steps in [0, 1]."""
+
+    epoch: int
+    step: int
+    steps_per_epoch: int
+    total_steps: int
+    progress: float
+
+    @property
+    def total_epochs(self) -> int:
+        """Length of the run in whole epochs (at least 1)."""
+        return max(1, math.ceil(self.total_steps / max(1, self.steps_per_epoch)))
+
+
+class Objective(nn.Module, abc.ABC):
+    """A self-supervised loss around one timm ViT encoder.
+
+    ``defaults`` holds the published hyper-parameters: the engine's optimiser keys
+    (:data:`ENGINE_KEYS`) and the objective's own; ``hparams`` is ``defaults`` updated with
+    the keyword arguments, and any keyword not in ``defaults`` is a :class:`ConfigError`.
+    ``collapse_dim`` is the K that :func:`collapse_warnings` needs (prototypes or embedding
+    width), or None.
+    """
+
+    name: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]]
+
+    def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
+        super().__init__()
+        self.hparams = self.resolve_hparams(hparams)
+        self.encoder = encoder
+        self.arch = arch
+        self.collapse_dim: int | None = None
+
+    @classmethod
+    def resolve_hparams(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """``defaults`` updated with ``given``; lists become tuples where the default is a tuple."""
+        unknown = sorted(set(given) - set(cls.defaults))
+        if unknown:
+            raise ConfigError(f"objective {cls.name!r}: unknown hyper-parameter(s) {unknown}; "
+                              f"known: {sorted(cls.defaults)}")
+        out = dict(cls.defaults)
+        for key, value in given.items():
+            out[key] = tuple(value) if isinstance(cls.defaults[key], tuple) and value is not None else value
+        return out
+
+    @abc.abstractmethod
+    def views(self, image: Tensor, g: torch.Generator) -> dict[str, Tensor]:
+        """The views of ONE normalised (3, S, S) image; a pure function of (image, g)."""
+
+    @abc.abstractmethod
+    def forward(self, views: dict[str, Tensor], step: StepInfo) -> tuple[Tensor, dict[str, float]]:
+        """Collated views -> (scalar loss, health metrics as floats, always with ``loss``)."""
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online module, its EMA copy) pairs; empty when the objective has no momentum encoder."""
+        return []
+
+    def momentum_modules(self) -> list[nn.Module]:
+        """The EMA copies (frozen: requires_grad False)."""
+        return [ema for _, ema in self.momentum_pairs()]
+
+    @torch.no_grad()
+    def update_momentum(self, m: float) -> None:
+        """theta_ema <- m * theta_ema + (1 - m) * theta_online for every parameter pair."""
+        for online, ema in self.momentum_pairs():
+            for p, q in zip(online.parameters(), ema.parameters(), strict=True):
+                q.mul_(m).add_(p.detach(), alpha=1 - m)
+
+    def after_backward(self, step: StepInfo) -> None:
+        """Hook between backward and the optimiser step; nothing by default."""
+
+    def export_encoder(self) -> nn.Module:
+        """The timm ViT to save as the checkpoint."""
+        return self.encoder
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy with every parameter's requires_grad False (an EMA target)."""
+    twin = copy.deepcopy(module)
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return twin
+
+
+def distributed() -> bool:
+    """True when torch.distributed is initialised with more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    """This process's rank, 0 when not distributed."""
+    return dist.get_rank() if distributed() else 0
+
+
+def concat_all_gather(x: Tensor) -> Tensor:
+    """Concatenate ``x`` (B, ...) of every process along dim 0; gradient flows into the local part only."""
+    if not distributed():
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.detach().contiguous())
+    parts[dist.get_rank()] = x
+    return torch.cat(parts, dim=0)
+
+
+def all_reduce_mean(x: Tensor) -> Tensor:
+    """Mean of ``x`` over processes (no gradient); ``x`` itself when not distributed."""
+    if not distributed():
+        return x
+    y = x.detach().clone()
+    dist.all_reduce(y)
+    return y / dist.get_world_size()
+
+
+def collapse_warnings(metrics: dict[str, float], K: int | None) -> list[str]:
+    """The papers' advice when the health metrics show a collapse.
+
+    DINO (K prototypes): teacher_batch_entropy < 0.1 log K means one prototype takes all
+    images; teacher_entropy > 0.9 log K means the teacher is near uniform. Contrastive
+    (K = embedding width): emb_std * sqrt(K) < 0.1 means the embeddings collapsed to a point
+    (healthy is about 1).
+    """
+    out: list[str] = []
+    if K and "teacher_batch_entropy" in metrics:
+        log_k = math.log(K)
+        if metrics["teacher_batch_entropy"] < 0.1 * log_k:
+            out.append(f"DINO collapse to one prototype (teacher batch entropy "
+                       f"{metrics['teacher_batch_entropy']:.3g} of log K = {log_k:.3g}): centring is "
+                       f"too weak; lower center_momentum or raise teacher_temp")
+        elif metrics.get("teacher_entropy", 0.0) > 0.9 * log_k:
+            out.append(f"DINO collapse to the uniform distribution (teacher entropy "
+                       f"{metrics['teacher_entropy']:.3g} of log K = {log_k:.3g}): sharpening is too "
+                       f"weak; lower teacher_temp / warmup_teacher_temp")
+    if K and "emb_std" in metrics and metrics["emb_std"] * math.sqrt(K) < 0.1:
+        out.append(f"contrastive collapse (embedding std {metrics['emb_std']:.3g}, healthy about "
+                   f"{1 / math.sqrt(K):.3g}): lower the learning rate, keep the predictor and BN "
+                   f"in the projector, check the momentum schedule")
+    return out
+
+
+_REGISTRY: dict[str, type[Objective]] = {}
+_O = TypeVar("_O", bound=type[Objective])
+
+
+def register_objective(cls: _O) -> _O:
+    """Class decorator: make ``cls`` available under ``cls.name``."""
+    missing = [k for k in ENGINE_KEYS if k not in cls.defaults]
+    if missing:
+        raise TypeError(f"objective {cls.name!r} defaults lack engine keys {missing}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def list_objectives() -> list[str]:
+    """Names of the registered objectives, sorted."""
+    return sorted(_REGISTRY)
+
+
+def objective_class(name: str) -> type[Objective]:
+    """The class registered under ``name``; ConfigError names the choices."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown objective {name!r}; choose one of {list_objectives()}") from None
+
+
+def get_objective(name: str, encoder: nn.Module, arch: ArchSpec, **hparams: Any) -> Objective:
+    """Build the objective ``name`` around ``encoder`` with ``hparams`` over its defaults."""
+    return objective_class(name)(encoder, arch, **hparams)
+

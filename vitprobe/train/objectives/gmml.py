@@ -1,0 +1,88 @@
+"""GMML / SiT: reconstruct the clean image from groups of corrupted patches, plus a contrastive loss
+on class tokens against a momentum encoder of the clean views (Atito et al. 2021, 2022)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from vitprobe.models.architecture import ArchSpec
+from vitprobe.train.heads import PixelDecoder, bn_mlp
+from vitprobe.train.masking import group_mask, upsample_mask
+from vitprobe.train.objectives._infonce import embedding_std, info_nce
+from vitprobe.train.objectives._vit import check_encoder, cls_features, encode
+from vitprobe.train.objectives.base import Objective, StepInfo, frozen_copy, register_objective
+from vitprobe.train.objectives.mocov3 import byol_view_specs
+from vitprobe.train.objectives.simmim import masked_l1, tokens_to_map
+from vitprobe.train.views import IMAGENET_MEAN, IMAGENET_STD, make_views
+
+
+def corrupt(clean: Tensor, pixel_mask: Tensor, noise: Tensor, from_other: Tensor) -> Tensor:
+    """Masked pixels take, per image, either ``noise`` or the pixels of the next image of the batch (cyclic).
+
+    ``pixel_mask`` (B, 1, H, W) bool, ``from_other`` (B,) bool.
+    """
+    source = torch.where(from_other.view(-1, 1, 1, 1), clean.roll(1, dims=0), noise)
+    return torch.where(pixel_mask, source, clean)
+
+
+@register_objective
+class GMML(Objective):
+    """L = alpha * L1(recon, clean | corrupted pixels) + ctr(s1, t2) + ctr(s2, t1) (InfoNCE, 2T scaled)."""
+
+    name = "gmml"
+    defaults = dict(
+        base_lr=5e-4, min_lr=1e-6, warmup_epochs=10, weight_decay=0.04, weight_decay_end=0.4,
+        momentum=0.996, betas=(0.9, 0.999), clip_grad=3.0,
+        mask_ratio=0.5, min_group_patches=4, replace_prob=0.5, alpha=1.0, temperature=0.2,
+        proj_hidden_dim=4096, out_dim=256, decoder_hidden_dim=None, crop_scale=(0.08, 1.0),
+        mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    )
+
+    def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
+        super().__init__(encoder, arch, **hparams)
+        check_encoder(encoder, self.name)
+        h = self.hparams
+        self.projector = bn_mlp(3, encoder.embed_dim, h["proj_hidden_dim"], h["out_dim"])
+        self.decoder = PixelDecoder(encoder.embed_dim, arch.patch_size,
+                                    h["decoder_hidden_dim"] or encoder.embed_dim)
+        self.momentum_encoder = frozen_copy(encoder)
+        self.momentum_projector = frozen_copy(self.projector)
+        self.collapse_dim = h["out_dim"]
+        self.view_specs = byol_view_specs(arch.img_size, h["crop_scale"])
+
+    def views(self, image: Tensor, g: torch.Generator) -> dict[str, Tensor]:
+        """{"clean": (2, 3, S, S), "mask": bool (2, h, w) group masks, "noise": (2, 3, S, S) N(0, 1),
+        "from_other": bool (2,) corrupt with another image instead of noise}."""
+        h, a = self.hparams, self.arch
+        clean = make_views(image, self.view_specs, g, h["mean"], h["std"])
+        masks = torch.stack([group_mask(a.grid, h["mask_ratio"], g, h["min_group_patches"]) for _ in range(2)])
+        noise = torch.randn(clean.shape, generator=g)
+        return {"clean": clean, "mask": masks, "noise": noise,
+                "from_other": torch.rand(2, generator=g) < h["replace_prob"]}
+
+    def forward(self, views: dict[str, Tensor], step: StepInfo) -> tuple[Tensor, dict[str, float]]:
+        recon, student, teacher = [], [], []
+        for v in range(2):
+            clean = views["clean"][:, v]
+            pixel_mask = upsample_mask(views["mask"][:, v], self.arch.patch_size).unsqueeze(1)
+            x = corrupt(clean, pixel_mask, views["noise"][:, v], views["from_other"][:, v])
+            tokens = encode(self.encoder, x)
+            p = self.encoder.num_prefix_tokens
+            rec = self.decoder(tokens_to_map(tokens[:, p:], self.arch.grid))
+            recon.append(masked_l1(rec, clean, pixel_mask))
+            student.append(self.projector(tokens[:, 0]))
+            with torch.no_grad():
+                teacher.append(self.momentum_projector(cls_features(self.momentum_encoder, clean)))
+        t = self.hparams["temperature"]
+        recon_loss = (recon[0] + recon[1]) / 2
+        contrastive = info_nce(student[0], teacher[1], t) + info_nce(student[1], teacher[0], t)
+        loss = self.hparams["alpha"] * recon_loss + contrastive
+        return loss, {"loss": loss.item(), "recon_loss": recon_loss.item(),
+                      "contrastive_loss": contrastive.item(), "emb_std": embedding_std(student[0])}
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.encoder, self.momentum_encoder), (self.projector, self.momentum_projector)]

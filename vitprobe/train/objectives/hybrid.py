@@ -1,0 +1,80 @@
+"""Hybrid CL + MIM on one shared encoder: L = (1 - lam) L_MIM + lam L_CL (Park et al. 2023)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from vitprobe.errors import ConfigError
+from vitprobe.models.architecture import ArchSpec
+from vitprobe.train.objectives.base import Objective, StepInfo, get_objective, register_objective
+
+MIM_CHOICES = ("mae", "simmim")
+CL_CHOICES = ("mocov3", "dino")
+
+
+@register_objective
+class Hybrid(Objective):
+    """A MIM objective and a CL objective built around the SAME encoder; a branch of weight 0 is not run.
+
+    ``mim_hparams`` / ``cl_hparams`` go to the two objectives. With cl = mocov3 the patch
+    embedding is trained (``stop_grad_patch_embed`` False) unless ``cl_hparams`` says
+    otherwise, since the MIM branch needs it. The optimiser defaults are MoCo v3's (the
+    default CL branch) with MIM's weight decay 0.05.
+    """
+
+    name = "hybrid"
+    defaults = dict(
+        base_lr=1.5e-4, min_lr=0.0, warmup_epochs=40, weight_decay=0.05, weight_decay_end=0.05,
+        momentum=0.99, betas=(0.9, 0.999), clip_grad=None,
+        mim="simmim", cl="mocov3", lam=0.5, mim_hparams={}, cl_hparams={},
+    )
+
+    def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
+        super().__init__(encoder, arch, **hparams)
+        h = self.hparams
+        if h["mim"] not in MIM_CHOICES or h["cl"] not in CL_CHOICES:
+            raise ConfigError(f"hybrid: mim must be one of {MIM_CHOICES} and cl one of {CL_CHOICES}, "
+                              f"got mim={h['mim']!r} cl={h['cl']!r}")
+        lam = h["lam"]
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0.0 <= lam <= 1.0:
+            raise ConfigError(f"hybrid: lam {lam!r} must be a number in [0, 1] (0 pure MIM, 1 pure CL)")
+        cl_hparams = dict(h["cl_hparams"])
+        if h["cl"] == "mocov3":
+            cl_hparams.setdefault("stop_grad_patch_embed", False)
+        self.lam = float(lam)
+        self.mim = get_objective(h["mim"], encoder, arch, **h["mim_hparams"])
+        self.cl = get_objective(h["cl"], encoder, arch, **cl_hparams)
+        self.collapse_dim = self.cl.collapse_dim
+
+    def views(self, image: Tensor, g: torch.Generator) -> dict[str, Tensor]:
+        """The MIM views under "mim.<key>", then the CL views under "cl.<key>" (drawn in that order from g)."""
+        out = {f"mim.{k}": v for k, v in self.mim.views(image, g).items()}
+        out.update({f"cl.{k}": v for k, v in self.cl.views(image, g).items()})
+        return out
+
+    def forward(self, views: dict[str, Tensor], step: StepInfo) -> tuple[Tensor, dict[str, float]]:
+        metrics: dict[str, float] = {}
+        loss: Tensor | None = None
+        for branch, weight in ((self.mim, 1.0 - self.lam), (self.cl, self.lam)):
+            if weight == 0.0:
+                continue
+            prefix = "mim." if branch is self.mim else "cl."
+            part, part_metrics = branch({k[len(prefix):]: v for k, v in views.items() if k.startswith(prefix)},
+                                        step)
+            metrics.update(part_metrics)
+            metrics[f"{prefix[:-1]}_loss"] = part.item()
+            loss = weight * part if loss is None else loss + weight * part
+        assert loss is not None
+        metrics["loss"] = loss.item()
+        return loss, metrics
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return self.cl.momentum_pairs()
+
+    def after_backward(self, step: StepInfo) -> None:
+        self.mim.after_backward(step)
+        self.cl.after_backward(step)

@@ -1,0 +1,68 @@
+"""MoCo v3: symmetric InfoNCE between an online ViT + projector + predictor and a momentum copy (Chen et al. 2021)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from vitprobe.models.architecture import ArchSpec
+from vitprobe.train.heads import bn_mlp
+from vitprobe.train.objectives._infonce import embedding_std, info_nce
+from vitprobe.train.objectives._vit import check_encoder, cls_features
+from vitprobe.train.objectives.base import Objective, StepInfo, frozen_copy, register_objective
+from vitprobe.train.views import IMAGENET_MEAN, IMAGENET_STD, ViewSpec, make_views
+
+
+def byol_view_specs(size: int, scale: tuple[float, float]) -> list[ViewSpec]:
+    """The two asymmetric views of BYOL / MoCo v3: blur always on the first; blur 0.1 and solarise 0.2 on the second."""
+    return [ViewSpec(size, scale=scale, blur_p=1.0), ViewSpec(size, scale=scale, blur_p=0.1, solarize_p=0.2)]
+
+
+@register_objective
+class MoCoV3(Objective):
+    """L = ctr(q1, k2) + ctr(q2, k1), q = predictor(projector(cls)), k from the momentum encoder + projector.
+
+    ``stop_grad_patch_embed`` freezes the random patch projection (the paper's stability trick).
+    """
+
+    name = "mocov3"
+    defaults = dict(
+        base_lr=1.5e-4, min_lr=0.0, warmup_epochs=40, weight_decay=0.1, weight_decay_end=0.1,
+        momentum=0.99, betas=(0.9, 0.999), clip_grad=None,
+        proj_hidden_dim=4096, pred_hidden_dim=4096, out_dim=256, temperature=0.2,
+        stop_grad_patch_embed=True, crop_scale=(0.08, 1.0), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    )
+
+    def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
+        super().__init__(encoder, arch, **hparams)
+        check_encoder(encoder, self.name)
+        h = self.hparams
+        if h["stop_grad_patch_embed"]:
+            encoder.patch_embed.proj.requires_grad_(False)
+        self.projector = bn_mlp(3, encoder.embed_dim, h["proj_hidden_dim"], h["out_dim"])
+        self.predictor = bn_mlp(2, h["out_dim"], h["pred_hidden_dim"], h["out_dim"], last_bn=False)
+        self.momentum_encoder = frozen_copy(encoder)
+        self.momentum_projector = frozen_copy(self.projector)
+        self.collapse_dim = h["out_dim"]
+        self.view_specs = byol_view_specs(arch.img_size, h["crop_scale"])
+
+    def views(self, image: Tensor, g: torch.Generator) -> dict[str, Tensor]:
+        """{"views": (2, 3, S, S)}."""
+        return {"views": make_views(image, self.view_specs, g, self.hparams["mean"], self.hparams["std"])}
+
+    def forward(self, views: dict[str, Tensor], step: StepInfo) -> tuple[Tensor, dict[str, float]]:
+        x1, x2 = views["views"].unbind(1)
+        q1 = self.predictor(self.projector(cls_features(self.encoder, x1)))
+        q2 = self.predictor(self.projector(cls_features(self.encoder, x2)))
+        with torch.no_grad():
+            k1 = self.momentum_projector(cls_features(self.momentum_encoder, x1))
+            k2 = self.momentum_projector(cls_features(self.momentum_encoder, x2))
+        t = self.hparams["temperature"]
+        loss = info_nce(q1, k2, t) + info_nce(q2, k1, t)
+        return loss, {"loss": loss.item(), "emb_std": embedding_std(q1)}
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.encoder, self.momentum_encoder), (self.projector, self.momentum_projector)]

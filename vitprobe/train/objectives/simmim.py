@@ -1,0 +1,76 @@
+"""SimMIM: masked patch embeddings replaced by a learned token; a linear decoder predicts the pixels (Xie et al. 2022)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+from timm.layers import trunc_normal_
+from torch import Tensor
+
+from vitprobe.models.architecture import ArchSpec
+from vitprobe.train.heads import PixelDecoder
+from vitprobe.train.masking import block_mask, upsample_mask
+from vitprobe.train.objectives._vit import (check_encoder, embed_patches, patch_positions, prefix_tokens,
+                                            run_blocks)
+from vitprobe.train.objectives.base import Objective, StepInfo, register_objective
+from vitprobe.train.views import IMAGENET_MEAN, IMAGENET_STD, ViewSpec, make_view
+
+
+def masked_l1(pred: Tensor, target: Tensor, pixel_mask: Tensor) -> Tensor:
+    """sum |pred - target| over masked pixels and channels / (#masked pixels x channels).
+
+    ``pixel_mask`` is (B, 1, H, W), 1 where the pixel was masked.
+    """
+    m = pixel_mask.to(pred.dtype)
+    return ((pred - target).abs() * m).sum() / (m.sum() * pred.shape[1]).clamp_min(1e-5)
+
+
+def tokens_to_map(tokens: Tensor, grid: tuple[int, int]) -> Tensor:
+    """Patch tokens (B, h w, C) -> feature map (B, C, h, w)."""
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *grid)
+
+
+@register_objective
+class SimMIM(Objective):
+    """Block-masked image modelling with a 1x1-conv + pixel-shuffle decoder and L1 on masked pixels."""
+
+    name = "simmim"
+    defaults = dict(
+        base_lr=5e-5, min_lr=2.5e-6, warmup_epochs=10, weight_decay=0.05, weight_decay_end=0.05,
+        momentum=None, betas=(0.9, 0.999), clip_grad=5.0,
+        mask_ratio=0.6, mask_patch_size=32, crop_scale=(0.67, 1.0), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    )
+
+    def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
+        super().__init__(encoder, arch, **hparams)
+        check_encoder(encoder, self.name)
+        h = self.hparams
+        block_mask(arch.img_size, arch.patch_size, h["mask_patch_size"], h["mask_ratio"],
+                   torch.Generator().manual_seed(0))  # rejects a bad mask geometry now, not in a worker
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, encoder.embed_dim))
+        trunc_normal_(self.mask_token, std=0.02)
+        self.decoder = PixelDecoder(encoder.embed_dim, arch.patch_size)
+        self.view_spec = ViewSpec(arch.img_size, scale=h["crop_scale"], jitter_p=0.0, grey_p=0.0)
+
+    def views(self, image: Tensor, g: torch.Generator) -> dict[str, Tensor]:
+        """{"image": (3, S, S) crop + flip, "mask": bool (h, w) block mask over model patches}."""
+        h, a = self.hparams, self.arch
+        return {"image": make_view(image, self.view_spec, g, h["mean"], h["std"]),
+                "mask": block_mask(a.img_size, a.patch_size, h["mask_patch_size"], h["mask_ratio"], g)}
+
+    def reconstruct(self, images: Tensor, mask: Tensor) -> Tensor:
+        """Predicted image (B, 3, S, S) from the encoder run with masked embeddings replaced by the mask token."""
+        tokens, grid = embed_patches(self.encoder, images)
+        w = mask.flatten(1).unsqueeze(-1).to(tokens.dtype)
+        tokens = tokens * (1 - w) + self.mask_token * w + patch_positions(self.encoder, grid)
+        prefix = prefix_tokens(self.encoder, len(images))
+        out = run_blocks(self.encoder, torch.cat([prefix, tokens], dim=1))[:, prefix.shape[1]:]
+        return self.decoder(tokens_to_map(out, grid))
+
+    def forward(self, views: dict[str, Tensor], step: StepInfo) -> tuple[Tensor, dict[str, float]]:
+        images, mask = views["image"], views["mask"]
+        pred = self.reconstruct(images, mask)
+        loss = masked_l1(pred, images, upsample_mask(mask, self.arch.patch_size).unsqueeze(1))
+        return loss, {"loss": loss.item(), "recon_loss": loss.item()}

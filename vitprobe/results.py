@@ -213,7 +213,9 @@ class Run(Mapping[str, Result]):
         items = results.values() if isinstance(results, Mapping) else results
         self._results = {r.name: r for r in items}
         self.checkpoint = dict(checkpoint or {})
-        self.label = _check_name(label, "run label")
+        if not isinstance(label, str) or not label.strip():
+            raise ConfigError(f"run label {label!r} must be a non-empty string")
+        self.label = label
         self.meta = dict(meta or {})
 
     def __getitem__(self, name: str) -> Result:
@@ -229,12 +231,14 @@ class Run(Mapping[str, Result]):
         return f"Run({self.label!r}, results: {', '.join(self._results)})"
 
     def summary(self) -> pd.DataFrame:
-        """One row per metric (and label): its value at the deepest layer, with the protocol."""
+        """One row per metric (and label): its value at the deepest layer (at the highest
+        frequency, the largest singular value), with the analysis's own protocol (the dataset
+        and image size, shared by the run, are left out)."""
         from vitprobe.plots.style import protocol_caption
 
         rows = []
         for result in self.values():
-            caption = protocol_caption([result.protocol])
+            caption = protocol_caption([result.protocol], exclude=("dataset", "image_size"))
             for metric, rows_m in result.table.groupby("metric", sort=False):
                 rows.extend(_summary_rows(self.label, result.name, str(metric), rows_m, caption))
         return pd.DataFrame(rows, columns=["run", "analysis", "metric", "label", "layer", "value", "protocol"])

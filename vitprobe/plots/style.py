@@ -31,10 +31,10 @@ RC = {
     "grid.alpha": 0.3,
     "svg.hashsalt": "vitprobe",
 }
-# Protocol keys shown in captions, in this order; other scalar keys follow alphabetically.
-_FIRST = ("dataset", "split", "image_size", "pooling", "final_norm", "layer", "threshold", "k", "temperature")
-# Keys that describe the machine or the checkpoint rather than the measurement.
-_HIDDEN = {"checkpoint", "sha256", "path", "device", "batch_size", "seed", "format", "arch", "world_size", "num_workers"}
+# Protocol keys shown in figure captions, in this order; the whole protocol is in <name>.json
+# and in the report page.
+CAPTION_KEYS = ("dataset", "split", "image_size", "pooling", "final_norm", "layer", "keep_mass",
+                "threshold", "k", "T", "heldout_fraction")
 
 
 def run_colors(n: int) -> list[tuple[float, float, float]]:
@@ -59,7 +59,7 @@ def _value_text(value: Any) -> str | None:
         size = value.get("n") or value.get("size") or value.get("num_images")
         return f"{spec} (n={size})" if size is not None else str(spec)
     if isinstance(value, (list, tuple)):
-        return "x".join(str(v) for v in value) if len(value) <= 4 else None
+        return ",".join(str(v) for v in value) if len(value) <= 4 else None
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (str, int, bool)):
@@ -67,15 +67,14 @@ def _value_text(value: Any) -> str | None:
     return None
 
 
-def protocol_caption(protocols: Sequence[dict[str, Any]]) -> str:
+def protocol_caption(protocols: Sequence[dict[str, Any]], exclude: Sequence[str] = ()) -> str:
     """``key value · key value`` of the protocol entries that define the measurement;
     where runs differ, their values are joined with ``|``."""
-    return " · ".join(_caption_parts(protocols))
+    return " · ".join(_caption_parts(protocols, exclude))
 
 
-def _caption_parts(protocols: Sequence[dict[str, Any]]) -> list[str]:
-    keys = [k for k in _FIRST if any(k in p for p in protocols)]
-    keys += sorted({k for p in protocols for k in p} - set(keys) - _HIDDEN)
+def _caption_parts(protocols: Sequence[dict[str, Any]], exclude: Sequence[str] = ()) -> list[str]:
+    keys = [k for k in CAPTION_KEYS if any(k in p for p in protocols) and k not in exclude]
     parts = []
     for key in keys:
         values = [_value_text(p[key]) for p in protocols if key in p]

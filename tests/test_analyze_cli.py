@@ -1,0 +1,172 @@
+"""End to end: `vitprobe analyze` / `compare` / `analyses` and `vitprobe.analyze` on tiny ViTs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+from torch.utils.data import DataLoader, Dataset
+
+from vitprobe.analysis import ShardSampler, analyze, prepare_analysis, run_analysis
+from vitprobe.analyzers import list_analyzers
+from vitprobe.cli import main
+from vitprobe.errors import ConfigError, DataError, OutputExistsError
+
+
+def tiny_vit(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return timm.models.vision_transformer.VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0).eval()
+
+
+class DictImages(Dataset):
+    """Random images as vitprobe item dicts, with or without labels."""
+
+    def __init__(self, n: int = 10, labels: bool = True) -> None:
+        generator = torch.Generator().manual_seed(1)
+        self.images = torch.randn(n, 3, 32, 32, generator=generator)
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict:
+        item = {"image": self.images[index], "index": index}
+        if self.labels:
+            item["labels"] = {"parity": index % 2}
+        return item
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in tiny_vit().state_dict().items()}, str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def two_runs(checkpoint, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    codes = [main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:24", "--analyses", "all",
+                   "--out", str(root / name), "--batch-size", "8", "--no-progress"]) for name in ("a", "b")]
+    return root, codes
+
+
+@pytest.mark.slow
+def test_analyze_writes_every_file_and_a_report_naming_every_figure(two_runs, capsys):
+    root, codes = two_runs
+    assert codes == [0, 0]
+    run_dir = root / "a" / "tiny"
+    names = list_analyzers()
+    for name in names:
+        for ext in ("csv", "json", "png", "svg"):
+            assert (run_dir / f"{name}.{ext}").stat().st_size > 0, (name, ext)
+        assert (root / "a" / f"{name}.png").is_file()
+    assert (run_dir / "attention_jaccard.npz").is_file()
+    for report in (run_dir / "report.html", root / "a" / "report.html"):
+        html = report.read_text()
+        for name in names:
+            assert f'id="figure-{name}"' in html, (report, name)
+    assert "tiny/report.html" in (root / "a" / "report.html").read_text()
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.slow
+def test_same_inputs_give_byte_identical_tables(two_runs):
+    root, _ = two_runs
+    for name in list_analyzers():
+        assert (root / "a" / "tiny" / f"{name}.csv").read_bytes() == (root / "b" / "tiny" / f"{name}.csv").read_bytes()
+
+
+@pytest.mark.slow
+def test_compare_two_runs(two_runs, tmp_path, capsys):
+    root, _ = two_runs
+    assert main(["compare", str(root / "a" / "tiny"), str(root / "b"), "--out", str(tmp_path / "c")]) == 0
+    stacked = pd.read_csv(tmp_path / "c" / "fourier.csv")
+    assert set(stacked["run"]) == {"tiny", "tiny-2"}
+    html = (tmp_path / "c" / "report.html").read_text()
+    assert all(f'id="figure-{name}"' in html for name in list_analyzers())
+    assert "report.html" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--analyses", "attention_distance,telepathy"], "unknown analysis 'telepathy'; choose from"),
+        (["--data", "synthetc:4"], "dataset spec 'synthetc:4'"),
+        (["--data", "digits", "--analyses", "attention_jaccard"], "needs foreground masks"),
+    ],
+)
+def test_user_mistakes_fail_in_one_line_before_any_work(checkpoint, tmp_path, capsys, argv, message):
+    base = ["analyze", "--checkpoint", checkpoint, "--data", "synthetic:4", "--out", str(tmp_path / "o"), "--no-progress"]
+    assert main(base + argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not (tmp_path / "o").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_is_refused_before_loading(tmp_path, capsys):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "x").write_text("keep")
+    argv = ["analyze", "--checkpoint", str(tmp_path / "missing.pth"), "--data", "synthetic:4", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_analyses_lists_needs_and_parameters(capsys):
+    assert main(["analyses"]) == 0
+    out = capsys.readouterr().out
+    for name in list_analyzers():
+        assert f"\n{name}\n" in f"\n{out}"
+    assert "needs: masks" in out and "keep_mass=" in out
+
+
+def test_probes_without_labels_and_unknown_names_are_config_errors():
+    with pytest.raises(ConfigError, match="needs labels"):
+        analyze(tiny_vit(), DictImages(labels=False), analyses="knn", progress=False)
+    with pytest.raises(ConfigError, match="choose from attention_distance"):
+        analyze(tiny_vit(), DictImages(), analyses=["nope"], progress=False)
+    with pytest.raises(DataError):
+        analyze(tiny_vit(), "nonsense:1", progress=False)
+
+
+def test_all_skips_what_the_data_cannot_feed():
+    run = analyze(tiny_vit(), DictImages(n=4, labels=False), analyses="all", batch_size=4, progress=False)
+    assert "attention_jaccard" not in run and "knn" not in run and "attention_distance" in run
+    assert set(run.meta["skipped_analyses"]) == {"attention_jaccard", "knn", "linear_probe"}
+
+
+def assert_same_tables(left: pd.DataFrame, right: pd.DataFrame) -> None:
+    """Means agree to float precision; the std (from running sums of squares, which cancel
+    when the spread is small against the mean) to 1e-3 relative."""
+    pd.testing.assert_frame_equal(left.drop(columns="std"), right.drop(columns="std"), rtol=1e-6, atol=1e-7)
+    pd.testing.assert_series_equal(left["std"], right["std"], rtol=1e-3, atol=1e-7)
+
+
+def test_batching_and_loader_do_not_change_the_tables(tmp_path):
+    names = "attention_distance,attention_nmi,fourier"
+    one = analyze(tiny_vit(), DictImages(), analyses=names, batch_size=10, progress=False)
+    loader = DataLoader(DictImages(), batch_size=3)
+    three = analyze(tiny_vit(), loader, analyses=names, progress=False, out=tmp_path / "r")
+    for name in names.split(","):
+        assert_same_tables(one[name].table, three[name].table)
+    assert one["fourier"].protocol["dataset"]["spec"] == "DictImages"
+    with pytest.raises(OutputExistsError):
+        analyze(tiny_vit(), loader, analyses=names, progress=False, out=tmp_path / "r")
+
+
+def test_shards_cover_every_index_once_and_merge_to_the_whole():
+    assert [list(ShardSampler(10, r, 3)) for r in range(3)] == [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9]]
+    names = ["attention_distance", "token_similarity"]
+    whole = run_analysis(prepare_analysis(tiny_vit(), DictImages(), names, batch_size=4), progress=False)
+    plans = []
+    for rank in range(2):
+        plan = prepare_analysis(tiny_vit(), DictImages(), names, batch_size=4)
+        plan.loader = DataLoader(plan.loader.dataset, batch_size=4, sampler=ShardSampler(10, rank, 2))
+        run_analysis(plan, progress=False)
+        plans.append(plan)
+    for mine, theirs in zip(plans[0].analyzers, plans[1].analyzers):
+        mine.merge(theirs)
+        assert_same_tables(mine.compute().table, whole[mine.name].table)

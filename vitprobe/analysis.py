@@ -1,0 +1,318 @@
+"""``analyze``: stream a dataset once through a ViT and feed every requested analysis.
+
+Two phases, so that every user mistake surfaces before any image is processed:
+:func:`prepare_analysis` loads the model, resolves the data and builds and checks the
+analyzers; :func:`run_analysis` does the single streaming pass and computes the results.
+
+Under ``torch.distributed`` (torchrun) each rank streams its own contiguous slice of the
+dataset (no padded duplicates), then the analyzers' states are gathered to rank 0 and merged
+in rank order, so rank 0 computes the same tables as a single process would; every rank
+returns that Run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from vitprobe.errors import ConfigError, VitprobeError
+from vitprobe.results import Run, check_output
+
+PROGRESS_DESC = "analysing"
+
+
+@dataclass
+class AnalysisPlan:
+    """Everything one streaming pass needs, checked: model, loader, bound analyzers."""
+
+    model: nn.Module
+    info: Any  # vitprobe.capture.ModelInfo
+    loader: DataLoader
+    analyzers: list[Any]  # bound vitprobe.analyzers.Analyzer instances
+    params: dict[str, dict[str, Any]]
+    protocol: dict[str, Any]
+    checkpoint: dict[str, Any]
+    label: str
+    device: torch.device
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside torch.distributed."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _device(device: str | torch.device) -> torch.device:
+    """The torch device; plain "cuda" under torchrun means this rank's LOCAL_RANK GPU."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: CUDA is not available here; use --device cpu")
+        if dev.index is None and _distributed()[1] > 1:
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return dev
+
+
+class ShardSampler(Sampler[int]):
+    """Rank r of w reads the contiguous indices [r*n//w, (r+1)*n//w): every index exactly
+    once over all ranks, no padding, and concatenating the shards in rank order restores
+    the single-process order."""
+
+    def __init__(self, size: int, rank: int, world_size: int) -> None:
+        self.start = rank * size // world_size
+        self.stop = (rank + 1) * size // world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def _load(model_or_path: nn.Module | str | os.PathLike[str], num_heads: int | None) -> tuple[nn.Module, dict, str]:
+    """The model, its checkpoint info (format, arch, sha256, path) and a short label."""
+    if isinstance(model_or_path, nn.Module):
+        info = dict(getattr(model_or_path, "vitprobe_info", {}) or {})
+        info.setdefault("format", "module")
+        info.setdefault("arch", type(model_or_path).__name__)
+        label = Path(info["path"]).stem if info.get("path") else type(model_or_path).__name__
+        return model_or_path.eval(), info, label
+    from vitprobe.models import load_model
+
+    model = load_model(model_or_path, num_heads=num_heads)
+    info = dict(getattr(model, "vitprobe_info", {}) or {})
+    info.setdefault("path", str(model_or_path))
+    return model, info, Path(model_or_path).stem
+
+
+def _dataset_facts(dataset: Dataset) -> tuple[dict[str, Any], bool, list[str]]:
+    """Protocol description, whether items carry masks, and label names, of any dataset of
+    item dicts (vitprobe datasets say so; for others the first item is read)."""
+    has_masks = getattr(dataset, "has_masks", None)
+    label_names = getattr(dataset, "label_names", None)
+    if has_masks is None or label_names is None:
+        first = dataset[0]
+        if not isinstance(first, Mapping) or "image" not in first:
+            raise ConfigError(f"dataset {type(dataset).__name__}: items must be dicts with an 'image' "
+                              "tensor (and 'labels', 'mask'); use a vitprobe dataset spec")
+        has_masks = "mask" in first if has_masks is None else has_masks
+        label_names = list(first.get("labels", {})) if label_names is None else label_names
+    describe = getattr(dataset, "describe", None)
+    facts = describe() if callable(describe) else {"spec": type(dataset).__name__, "size": len(dataset)}
+    return facts, bool(has_masks), list(label_names)
+
+
+def _build_loader(data: Any, info: Any, batch_size: int, num_workers: int, seed: int) -> DataLoader:
+    """A loader over ``data`` (spec string, Dataset or DataLoader), sharded under torchrun."""
+    from vitprobe.data import make_loader, resolve_dataset
+
+    rank, world = _distributed()
+    if isinstance(data, (str, os.PathLike)):
+        data = resolve_dataset(str(data), info.img_size, info.mean, info.std)
+    if isinstance(data, DataLoader):
+        if world == 1:
+            return data
+        loader = data
+        return DataLoader(loader.dataset, batch_size=loader.batch_size, collate_fn=loader.collate_fn,
+                          num_workers=loader.num_workers,
+                          sampler=ShardSampler(len(loader.dataset), rank, world))
+    if not isinstance(data, Dataset):
+        raise ConfigError(f"data must be a dataset spec, a Dataset or a DataLoader, got {type(data).__name__}")
+    sampler = ShardSampler(len(data), rank, world) if world > 1 else None
+    return make_loader(data, batch_size, num_workers=num_workers, seed=seed, sampler=sampler)
+
+
+def _analysis_names(analyses: str | Sequence[str], has_masks: bool, label_names: list[str],
+                    spec: str) -> tuple[list[str], dict[str, str]]:
+    """The analyses to run and, for "all", those skipped because the data cannot feed them.
+
+    Asked for by name, an analysis the data cannot feed is an error."""
+    from vitprobe.analyzers import analyzer_class, list_analyzers
+
+    known = list_analyzers()
+    if isinstance(analyses, str):
+        every = analyses.strip() == "all"
+        names = known if every else [a.strip() for a in analyses.split(",") if a.strip()]
+    else:
+        every, names = False, list(analyses)
+    if not names:
+        raise ConfigError(f"no analyses given; choose 'all' or some of {', '.join(known)}")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"unknown analysis {', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
+    chosen, skipped = [], {}
+    for name in dict.fromkeys(names):
+        cls = analyzer_class(name)
+        problem = None
+        if getattr(cls, "requires_masks", False) and not has_masks:
+            problem = f"needs foreground masks, which {spec} lacks; use a dataset with masks (voc:PATH, synthetic)"
+        elif getattr(cls, "requires_labels", False) and not label_names:
+            problem = f"needs labels, which {spec} lacks; use a labelled dataset (folder:PATH with class folders)"
+        if problem is None:
+            chosen.append(name)
+        elif every:
+            skipped[name] = problem
+        else:
+            raise ConfigError(f"analysis {name!r} {problem}")
+    if not chosen:
+        raise ConfigError(f"none of the analyses can run on {spec}: " + "; ".join(f"{k} {v}" for k, v in skipped.items()))
+    return chosen, skipped
+
+
+def prepare_analysis(
+    model_or_path: nn.Module | str | os.PathLike[str],
+    data: str | Dataset | DataLoader,
+    analyses: str | Sequence[str] = "all",
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    num_workers: int = 0,
+    analyzer_params: Mapping[str, Mapping[str, Any]] | None = None,
+    num_heads: int | None = None,
+) -> AnalysisPlan:
+    """Load, resolve and check everything; no image is processed yet."""
+    from vitprobe.analyzers import get_analyzer
+    from vitprobe.capture import model_info
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch size must be a whole number >= 1, got {batch_size!r}")
+    dev = _device(device)
+    _seed_everything(seed)
+    model, checkpoint, label = _load(model_or_path, num_heads)
+    info = model_info(model)
+    loader = _build_loader(data, info, batch_size, num_workers, seed)
+    facts, has_masks, label_names = _dataset_facts(loader.dataset)
+    spec = str(facts.get("spec", "the dataset"))
+    names, skipped = _analysis_names(analyses, has_masks, label_names, spec)
+    params = {name: dict((analyzer_params or {}).get(name, {})) for name in names}
+    extra = sorted(set(analyzer_params or {}) - set(names))
+    if extra:
+        raise ConfigError(f"parameters given for {', '.join(extra)}, which will not run; run them or drop the parameters")
+    protocol = {
+        "dataset": facts,
+        "image_size": info.img_size,
+        "checkpoint": {k: checkpoint[k] for k in ("path", "format", "arch", "sha256") if k in checkpoint},
+        "batch_size": batch_size,
+        "seed": seed,
+        "device": dev.type,
+        "world_size": _distributed()[1],
+    }
+    analyzers = [get_analyzer(name, **params[name]).bind(info, protocol) for name in names]
+    return AnalysisPlan(model.to(dev).eval(), info, loader, analyzers, params, protocol, checkpoint,
+                        label, dev, skipped)
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, Mapping):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value
+
+
+def _gather_states(plan: AnalysisPlan) -> None:
+    """Fold every rank's analyzer state into rank 0's analyzers, in rank order."""
+    from vitprobe.analyzers import get_analyzer
+
+    rank, world = _distributed()
+    states = [{k: v.cpu() for k, v in a.state_dict().items()} for a in plan.analyzers]
+    gathered: list[Any] = [None] * world if rank == 0 else None
+    torch.distributed.gather_object(states, gathered, dst=0)
+    if rank != 0:
+        return
+    for index, analyzer in enumerate(plan.analyzers):
+        for other_rank in range(1, world):
+            shard = get_analyzer(analyzer.name, **plan.params[analyzer.name]).bind(plan.info, plan.protocol)
+            shard.load_state_dict(gathered[other_rank][index])
+            analyzer.merge(shard)
+
+
+def _compute(plan: AnalysisPlan) -> Run:
+    results = [analyzer.compute() for analyzer in plan.analyzers]
+    meta = {"skipped_analyses": plan.skipped, "analyzer_params": plan.params}
+    return Run(results, checkpoint=plan.checkpoint, label=plan.label, meta=meta)
+
+
+def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
+    """One pass over the data: capture the union of the analyzers' sites per batch, update
+    every analyzer, then compute (merging the shards of every rank under torch.distributed)."""
+    from tqdm.auto import tqdm
+
+    from vitprobe.capture import capture
+
+    rank, world = _distributed()
+    sites = set().union(*(analyzer.sites() for analyzer in plan.analyzers))
+    bar = tqdm(plan.loader, desc=f"{PROGRESS_DESC} {plan.label}", unit="batch",
+               disable=not progress or rank != 0, leave=False)
+    with torch.inference_mode(), capture(plan.model, sites) as cap:
+        for batch in bar:
+            batch = _to_device(batch, plan.device)
+            batch["sites"] = cap.run(batch["image"])
+            for analyzer in plan.analyzers:
+                analyzer.update(batch)
+    if world == 1:
+        return _compute(plan)
+    _gather_states(plan)
+    outcome: list[Any] = [None]
+    if rank == 0:
+        try:
+            outcome[0] = ("ok", _compute(plan))
+        except VitprobeError as err:
+            outcome[0] = ("error", f"{type(err).__name__}: {err}")
+    torch.distributed.broadcast_object_list(outcome, src=0)
+    status, value = outcome[0]
+    if status == "error":
+        raise ConfigError(f"rank 0 failed: {value}")
+    return value
+
+
+def analyze(
+    model_or_path: nn.Module | str | os.PathLike[str],
+    data: str | Dataset | DataLoader,
+    analyses: str | Sequence[str] = "all",
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    seed: int = 0,
+    num_workers: int = 0,
+    progress: bool = True,
+    analyzer_params: Mapping[str, Mapping[str, Any]] | None = None,
+    num_heads: int | None = None,
+) -> Run:
+    """Analyse a model (or a checkpoint path) on a dataset (spec string, Dataset of item
+    dicts, or DataLoader) in one streaming pass; return the Run and, with ``out``, save it
+    there atomically (rank 0 only under torch.distributed).
+
+    ``analyses`` is "all" (every registered analysis the data can feed), "a,b" or a list;
+    ``analyzer_params`` maps an analysis name to its parameters. The model is moved to
+    ``device`` and put in eval mode. Same inputs and seed give byte-identical CSV tables.
+    """
+    if out is not None:
+        check_output(out, overwrite)
+    plan = prepare_analysis(model_or_path, data, analyses, batch_size, device, seed, num_workers,
+                            analyzer_params, num_heads)
+    run = run_analysis(plan, progress)
+    if out is not None and _distributed()[0] == 0:
+        run.save(out, overwrite=overwrite)
+    return run

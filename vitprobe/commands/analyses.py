@@ -1,0 +1,39 @@
+"""``vitprobe analyses``: list the registered analyses, what they need and their parameters."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``analyses`` sub-command."""
+    p = sub.add_parser("analyses", help="list the available analyses and their parameters",
+                       description="Every registered analysis: what it needs from the data "
+                                   "and the parameters it takes (set from Python with "
+                                   "analyze(..., analyzer_params={name: {...}})).")
+    p.set_defaults(func=run)
+
+
+def describe_analyzer(cls: type) -> dict[str, str]:
+    """Name, needs, parameters (with defaults) and the first docstring line of an analyzer class."""
+    needs = [what for what, flag in (("labels", "requires_labels"), ("masks", "requires_masks"))
+             if getattr(cls, flag, False)]
+    params = []
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        params.append(name if param.default is param.empty else f"{name}={param.default!r}")
+    doc = " ".join((inspect.getdoc(cls) or "").split("\n\n")[0].split())
+    return {"name": cls.name, "needs": ", ".join(needs) or "images", "parameters": ", ".join(params) or "-",
+            "about": doc}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print one block per analysis."""
+    from vitprobe.analyzers import analyzer_class, list_analyzers
+
+    for name in list_analyzers():
+        info = describe_analyzer(analyzer_class(name))
+        print(f"{info['name']}\n  {info['about']}\n  needs: {info['needs']}\n  parameters: {info['parameters']}")
+    return 0

@@ -1,0 +1,83 @@
+"""``vitprobe analyze``: analyse one or more checkpoints on a dataset in one streaming pass each."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+import pandas as pd
+
+from vitprobe.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``analyze`` sub-command."""
+    p = sub.add_parser(
+        "analyze", help="analyse checkpoints: tables, figures and a report page",
+        description="Stream a dataset once through each checkpoint and run the chosen analyses. "
+                    "With --out, writes one sub-folder per checkpoint (CSV, JSON protocol, PNG/SVG, "
+                    "report.html) and a combined report.html comparing them. Everything is checked "
+                    "before any image is processed.")
+    p.add_argument("--checkpoint", action="append", required=True, metavar="PATH",
+                   help="checkpoint file (repeat to compare several)")
+    p.add_argument("--data", required=True, metavar="SPEC",
+                   help="dataset spec: synthetic[:N[:seed]], digits, folder:PATH, voc:PATH[:split]")
+    p.add_argument("--analyses", default="all", metavar="all|a,b,c",
+                   help="analyses to run (see `vitprobe analyses`); 'all' skips those the data cannot feed")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--out", metavar="DIR", help="output folder (refused if not empty, unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out once the new results are complete")
+    p.add_argument("--num-heads", type=int, metavar="N",
+                   help="heads per block where the checkpoint cannot tell (e.g. MoCo v3 ViT-S: 12)")
+    p.add_argument("--seed", type=int, default=0, metavar="S")
+    p.add_argument("--num-workers", type=int, default=0, metavar="N", help="data-loading worker processes")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def folder_name(label: str) -> str:
+    """A file-system-safe folder name for a run label."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("._") or "run"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prepare every checkpoint (all checks), analyse each, write the outputs, print a summary."""
+    from vitprobe.analysis import prepare_analysis, run_analysis
+    from vitprobe.results import atomic_output, check_output, unique_labels, write_comparison
+
+    if args.out is not None:
+        check_output(args.out, args.overwrite)
+    if args.num_heads is not None and args.num_heads < 1:
+        raise ConfigError(f"--num-heads must be >= 1, got {args.num_heads}")
+    plans = [prepare_analysis(path, args.data, args.analyses, args.batch_size, args.device, args.seed,
+                              args.num_workers, num_heads=args.num_heads) for path in args.checkpoint]
+    for plan, label in zip(plans, unique_labels([folder_name(p.label) for p in plans])):
+        plan.label = label
+    for name, reason in plans[0].skipped.items():
+        print(f"vitprobe: skipping {name}: it {reason}", file=sys.stderr)
+    runs = [run_analysis(plan, progress=not args.no_progress) for plan in plans]
+    if args.out is not None:
+        with atomic_output(args.out, args.overwrite) as tmp:
+            for run_ in runs:
+                (tmp / run_.label).mkdir()
+                run_.write_into(tmp / run_.label)
+            write_comparison(runs, tmp, links={r.label: f"{r.label}/report.html" for r in runs})
+    print_summary(runs, args.out)
+    return 0
+
+
+def print_summary(runs: list, out: str | None) -> None:
+    """The dataset once, then one line per metric at the deepest layer with its protocol."""
+    from vitprobe.plots.style import protocol_caption
+
+    first = next(iter(runs[0].values())).protocol
+    print(protocol_caption([{k: first[k] for k in ("dataset", "image_size") if k in first}]))
+    table = pd.concat([r.summary() for r in runs], ignore_index=True)
+    with pd.option_context("display.max_colwidth", 60, "display.width", 200, "display.float_format", "{:.4g}".format):
+        print(table.to_string(index=False))
+    if out is not None:
+        print(f"report: {out}/report.html")
+    else:
+        print("(pass --out DIR to save tables, figures and a report)")

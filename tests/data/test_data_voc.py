@@ -15,7 +15,7 @@ from vitprobe.errors import DataError
 
 
 def _val(root: Path, size: int = 32, spec_tail: str = ""):
-    with pytest.warns(UserWarning, match="skipped 2 unreadable"):
+    with pytest.warns(UserWarning, match="skipped 2 image.s. with a missing or unreadable file: .*c.png .missing.; .*d.jpg .missing."):
         return resolve_dataset(f"voc:{root}{spec_tail}", size)
 
 

@@ -41,13 +41,13 @@ def image_files(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def warn_skipped(spec: str, bad: list[tuple[Path, str]]) -> None:
-    """One warning naming how many files were left out and the first few of them."""
+def warn_skipped(spec: str, bad: list[tuple[Path, str]], what: str = "unreadable file(s)") -> None:
+    """One warning naming how many items were left out and the first few files to blame."""
     if not bad:
         return
     shown = "; ".join(f"{path} ({reason})" for path, reason in bad[:SHOWN_BAD_FILES])
     more = f"; and {len(bad) - SHOWN_BAD_FILES} more" if len(bad) > SHOWN_BAD_FILES else ""
-    warnings.warn(f"dataset {spec!r}: skipped {len(bad)} unreadable file(s): {shown}{more}",
+    warnings.warn(f"dataset {spec!r}: skipped {len(bad)} {what}: {shown}{more}",
                   stacklevel=3)
 
 

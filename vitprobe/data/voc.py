@@ -102,7 +102,7 @@ class VocDataset(VitprobeDataset):
         if not self.ids:
             raise DataError(f"dataset {spec!r}: none of the {len(bad)} images of split {split!r} "
                             f"has its JPEG and both segmentation PNGs; check {self.root}")
-        warn_skipped(spec, bad)
+        warn_skipped(spec, bad, "image(s) with a missing or unreadable file")
 
     def _file(self, part: str, index: int) -> Path:
         folder, suffix = _PARTS[part]

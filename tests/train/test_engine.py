@@ -227,8 +227,23 @@ def test_cli_bad_options_fail_in_one_line_before_work(tmp_path, capsys):
     from vitprobe.cli import main
 
     for argv in (["--method", "mae", "--lambda", "0.5"], ["--method", "nope"],
-                 ["--method", "mae", "--set", "oops"], ["--method", "mae", "--amp", "fp8"]):
+                 ["--method", "mae", "--set", "oops"], ["--method", "mae", "--amp", "fp8"],
+                 ["--method", "mae", "--amp", "fp16", "--device", "cpu"]):
         code = main(["train", "--data", "synthetic:8", "--out", str(tmp_path / "x"), *argv])
         err = capsys.readouterr().err.strip()
         assert code == 2 and err.startswith("vitprobe: error:") and "\n" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_trains_a_registered_objective_on_a_dataset_spec(tmp_path, capsys):
+    from vitprobe.cli import main
+    from vitprobe.models import load_model
+
+    out = tmp_path / "run"
+    code = main(["train", "--method", "simmim", "--data", "synthetic:16", "--epochs", "1",
+                 "--batch-size", "8", "--out", str(out), "--set", "clip_grad=1.0"])
+    assert code == 0 and capsys.readouterr().out.strip().endswith("final.safetensors")
+    model = load_model(out / "final.safetensors")
+    assert model.vitprobe_info["format"] == "vitprobe"
+    saved = TrainConfig.from_json((out / "config.json").read_text())
+    assert saved.hparams == {"clip_grad": 1.0} and saved.method == "simmim"

@@ -16,11 +16,12 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_engine import run_toy, toy_config  # noqa: E402
+from test_engine import run_toy, toy_config, toy_dataset  # noqa: E402
 
 from vitprobe.errors import CheckpointError, ConfigError  # noqa: E402
 from vitprobe.models import load_model  # noqa: E402
 from vitprobe.train import checkpointing as ckpt  # noqa: E402
+from vitprobe.train import train  # noqa: E402
 
 
 def assert_same_run(a: Path, b: Path) -> None:
@@ -39,8 +40,10 @@ class StopAfterFirstSave(Exception):
     pass
 
 
-def test_one_epoch_then_resume_equals_two_epochs(tmp_path, monkeypatch):
-    run_toy(tmp_path / "full")
+def split_then_resume(run, tmp_path: Path, monkeypatch) -> None:
+    """``run(out, resume)`` uninterrupted, and stopped after its first checkpoint then
+    resumed: the two must be bit-identical."""
+    run(tmp_path / "full", False)
     save = ckpt.save_checkpoint
 
     def save_then_stop(*args, **kwargs):
@@ -49,11 +52,15 @@ def test_one_epoch_then_resume_equals_two_epochs(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ckpt, "save_checkpoint", save_then_stop)
     with pytest.raises(StopAfterFirstSave):
-        run_toy(tmp_path / "split")
+        run(tmp_path / "split", False)
     monkeypatch.setattr(ckpt, "save_checkpoint", save)
     assert torch.load(tmp_path / "split" / ckpt.STATE_FILE, weights_only=True)["epoch"] == 1
-    run_toy(tmp_path / "split", resume=True)
+    run(tmp_path / "split", True)
     assert_same_run(tmp_path / "full", tmp_path / "split")
+
+
+def test_one_epoch_then_resume_equals_two_epochs(tmp_path, monkeypatch):
+    split_then_resume(lambda out, resume: run_toy(out, resume), tmp_path, monkeypatch)
 
 
 def test_resume_with_other_options_is_refused(tmp_path):
@@ -145,3 +152,16 @@ def test_sigkill_at_a_random_step_then_resume_is_exact(tmp_path):
     resumed = _child(tmp_path / "killed", resume=True)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
     assert_same_run(tmp_path / "full", tmp_path / "killed")
+
+
+DINO_SMALL = {"out_dim": 128, "n_local": 2, "head_hidden_dim": 64, "head_bottleneck_dim": 32}
+
+
+def test_registered_dino_resumes_exactly(tmp_path, monkeypatch):
+    """The real DINO objective: teacher, centre, frozen last layer and per-tensor clipping
+    all live in the training state, so a split run equals an uninterrupted one."""
+    def dino(out: Path, resume: bool) -> Path:
+        config = toy_config(out, method="dino", batch_size=8, hparams=DINO_SMALL)
+        return train(config, resume=resume, dataset=toy_dataset())
+
+    split_then_resume(dino, tmp_path, monkeypatch)

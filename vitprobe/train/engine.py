@@ -201,6 +201,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
         raise OutputExistsError(f"{out} already holds a training run; pass --resume to continue "
                                 f"it or choose another --out")
     arch = config.arch_spec() or arch_from_timm(config.arch)  # type: ignore[arg-type]
+    dtype = amp_dtype(config.amp, env.device)
     hparams = dict(config.hparams, **({"lam": config.lam} if config.method == "hybrid" else {}))
     if objective_factory is None:
         from vitprobe.train.objectives import get_objective
@@ -231,7 +232,6 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     groups = param_groups(objective)
     trainable = [p for g in groups for p in g["params"]]
     optimizer = torch.optim.AdamW(groups, lr=peak_lr, betas=optim["betas"])
-    dtype = amp_dtype(config.amp, env.device)
     scaler = torch.amp.GradScaler(env.device.type, enabled=dtype == torch.float16)
 
     start_epoch, last_ckpt = 0, None

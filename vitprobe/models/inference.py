@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import torch
 
@@ -31,9 +31,9 @@ _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 _BEIT_MARKERS = ("attn.q_bias", "relative_position_bias_table", ".gamma_1")
 
 
-def is_beit_layout(keys: object) -> bool:
+def is_beit_layout(keys: Iterable[object]) -> bool:
     """BEiT-style keys: separate q/v biases, relative position bias tables or gamma layer scale."""
-    return any(isinstance(k, str) and k.endswith(_BEIT_MARKERS) for k in keys)  # type: ignore[attr-defined]
+    return any(isinstance(k, str) and k.endswith(_BEIT_MARKERS) for k in keys)
 
 
 def _shape(sd: Mapping[str, torch.Tensor], key: str, ndim: int, path: Path) -> tuple[int, ...]:

@@ -1,10 +1,10 @@
 """The registry of checkpoint formats; importing this package registers every format.
 
-Detection tries the formats in the order they are imported below (most specific first).
+Detection tries the formats in ascending ``priority`` (most specific layouts first).
 """
 
-from vitprobe.models.formats import vitprobe_own, dino, mocov3, model_entry, timm_state  # noqa: F401
-from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, formats,
-                                          BUFFER_DROPS)
+from vitprobe.models.formats import dino, model_entry, mocov3, timm_state, vitprobe_own  # noqa: F401
+from vitprobe.models.formats.base import (BUFFER_DROPS, ArchHints, CheckpointFormat, Extracted,
+                                          formats)
 
 __all__ = ["ArchHints", "BUFFER_DROPS", "CheckpointFormat", "Extracted", "formats"]

@@ -44,13 +44,15 @@ class Extracted:
 class CheckpointFormat:
     """One published checkpoint layout.
 
-    Subclasses set ``name``, ``summary``, ``drops`` (glob pattern on the remapped key ->
-    reason) and ``keys`` (selectable sub-checkpoints, default first), and implement
-    :meth:`detect` and :meth:`extract`.
+    Subclasses set ``name``, ``summary``, ``priority`` (detection tries lower first, so the
+    most specific layouts come first), ``drops`` (glob pattern on the remapped key -> reason)
+    and ``keys`` (selectable sub-checkpoints, default first), and implement :meth:`detect`
+    and :meth:`extract`.
     """
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    priority: ClassVar[int]
     drops: ClassVar[dict[str, str]] = {}
     keys: ClassVar[tuple[str, ...]] = ()
 
@@ -77,14 +79,14 @@ _REGISTRY: dict[str, CheckpointFormat] = {}
 
 
 def register_format(cls: type[CheckpointFormat]) -> type[CheckpointFormat]:
-    """Class decorator: add a format to the registry (detection tries them in this order)."""
+    """Class decorator: add a format to the registry."""
     _REGISTRY[cls.name] = cls()
     return cls
 
 
 def formats() -> dict[str, CheckpointFormat]:
-    """Every registered format, by name, in detection order."""
-    return dict(_REGISTRY)
+    """Every registered format, by name, in detection order (ascending ``priority``)."""
+    return {f.name: f for f in sorted(_REGISTRY.values(), key=lambda f: f.priority)}
 
 
 def tensor_dict(raw: RawCheckpoint, obj: Any, where: str) -> dict[str, torch.Tensor]:

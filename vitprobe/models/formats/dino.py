@@ -34,6 +34,7 @@ def dino_hints(args: Any) -> ArchHints:
 @register_format
 class DinoTraining(CheckpointFormat):
     name = "dino"
+    priority = 10
     summary = "DINO training checkpoint: teacher (default) or student, args Namespace"
     drops = {"head.*": "DINO projection head and prototypes (training only)"}
     keys = ("teacher", "student")

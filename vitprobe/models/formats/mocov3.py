@@ -22,6 +22,7 @@ MOCO_ARCHS: dict[str, tuple[int, int]] = {"vit_small": (384, 12), "vit_base": (7
 @register_format
 class MocoV3(CheckpointFormat):
     name = "mocov3"
+    priority = 20
     summary = "MoCo v3 checkpoint: state_dict with module.base_encoder.* (default) or momentum_encoder"
     drops = {
         "head.*": "MoCo v3 projector MLP (training only)",

@@ -44,6 +44,7 @@ class ModelEntryFormat(CheckpointFormat):
 @register_format
 class SimMIM(ModelEntryFormat):
     name = "simmim"
+    priority = 30
     summary = "SimMIM checkpoint: model with encoder.* (BEiT layout) and the pixel decoder"
     encoder_prefix = "encoder."
     drops = {"decoder.*": "SimMIM pixel decoder (training only)",
@@ -56,6 +57,7 @@ class SimMIM(ModelEntryFormat):
 @register_format
 class Beit(ModelEntryFormat):
     name = "beit"
+    priority = 40
     summary = "BEiT checkpoint: model in BEiT layout (relative position bias, gamma layer scale)"
     drops = {"mask_token": "BEiT mask token (pre-training only)",
              "lm_head.*": "BEiT visual-token prediction head (pre-training only)"}
@@ -68,6 +70,7 @@ class Beit(ModelEntryFormat):
 @register_format
 class MAE(ModelEntryFormat):
     name = "mae"
+    priority = 50
     summary = "MAE checkpoint: model with the ViT encoder (decoder in training checkpoints)"
     drops = {"decoder_*": "MAE decoder (pre-training only)",
              "mask_token": "MAE mask token (pre-training only)"}

@@ -12,6 +12,7 @@ from vitprobe.models.reading import RawCheckpoint
 @register_format
 class TimmStateDict(CheckpointFormat):
     name = "timm"
+    priority = 90
     summary = ("plain state dict with timm keys (DINO backbone release, timm .pth or "
                ".safetensors, ViT or BEiT layout)")
 

@@ -12,6 +12,7 @@ from vitprobe.models.reading import RawCheckpoint, parse_json_metadata
 @register_format
 class VitprobeFormat(CheckpointFormat):
     name = "vitprobe"
+    priority = 0
     summary = "vitprobe's own .safetensors: timm encoder keys, exact architecture in the header"
 
     def detect(self, raw: RawCheckpoint) -> bool:

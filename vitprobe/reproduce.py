@@ -2,7 +2,7 @@
 
 Output of one recipe, under ``OUT/<recipe>/``::
 
-    models/<key>/checkpoint.safetensors   trained (reused when its config is unchanged) or random
+    models/<key>/final.safetensors        trained (reused when its config is unchanged) or random
     runs/<key>/                           one analysis run per model (tables, figures, report)
     figures/                              the side-by-side figures of all models
     report.html                           each figure beside the claim it tests, with a verdict
@@ -42,11 +42,12 @@ def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers:
     wanted = json.dumps({k: v for k, v in config.to_dict().items() if k not in _RUN_KEYS},
                         sort_keys=True)
     started, finished = folder / "started.json", folder / "finished.json"
-    final = folder / "checkpoint.safetensors"
+    final = folder / "final.safetensors"
     if final.is_file() and finished.is_file() and finished.read_text() == wanted:
         _say(progress, f"{entry.key}: reusing {final}")
         return final
-    resume = started.is_file() and started.read_text() == wanted and final.is_file()
+    resume = (started.is_file() and started.read_text() == wanted
+              and (folder / "checkpoint.safetensors").is_file())
     _say(progress, f"{entry.key}: {'resuming' if resume else 'training'} {config.method} for "
                    f"{config.total_epochs()} epochs on {config.data}")
     folder.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,7 @@ def _random_checkpoint(reference: Path, folder: Path) -> Path:
     arch = ArchSpec.from_dict(inspect_checkpoint(reference)["arch"])
     torch.manual_seed(RANDOM_SEED)
     model = build_model(arch)
-    return save_encoder(folder / "checkpoint.safetensors", model, arch,
+    return save_encoder(folder / "final.safetensors", model, arch,
                         {"objective": "random_init", "config": {"seed": RANDOM_SEED}})
 
 

@@ -1,0 +1,111 @@
+"""Recipes are validated before any work, and claims are judged from the tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from vitprobe.claims import evaluate, select_rows
+from vitprobe.cli import main
+from vitprobe.errors import ConfigError
+from vitprobe.recipes import RECIPE_DIR, RECIPES, load_recipe
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_builtin_recipes_validate(name: str) -> None:
+    recipe = load_recipe(name, quick=True)
+    assert recipe.name == name and recipe.models and recipe.analyses
+    for claim in recipe.claims:
+        for side in ("greater", "than"):
+            if side in claim.check:
+                assert claim.check[side] in {m.key for m in recipe.models}
+
+
+def _write(tmp_path: Path, **changes) -> Path:
+    raw = yaml.safe_load((RECIPE_DIR / "cl_vs_mim.yaml").read_text())
+    raw.update(changes)
+    for model in raw.get("models", {}).values():
+        if isinstance(model.get("train"), str):
+            model["train"] = str(RECIPE_DIR / model["train"])
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"analyses": ["attention_distance", "atention_nmi"]}, "unknown analysis 'atention_nmi'"),
+    ({"models": {"a": {"checkpoint": "/nonexistent/model.pth"}}}, "does not exist"),
+    ({"models": {"a": {"train": {"method": "hybrid", "lam": 1.5}}}}, "lambda"),
+    ({"models": {"a": {"train": {"method": "mae", "epoch": 3}}}}, "unknown training option"),
+    ({"data": "synthtic:10"}, "synthtic"),
+    ({"bogus": 1}, "unknown recipe keys"),
+])
+def test_typos_fail_in_one_line_before_work(tmp_path: Path, changes: dict, message: str) -> None:
+    path = _write(tmp_path, **changes)
+    if "models" in changes:
+        path.write_text(path.read_text().replace("claims:", "claims_removed:"))
+        raw = yaml.safe_load(path.read_text())
+        raw.pop("claims_removed")
+        path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message) as err:
+        load_recipe(path)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_sweep_lambda(tmp_path: Path) -> None:
+    raw = yaml.safe_load((RECIPE_DIR / "hybrid_sweep.yaml").read_text())
+    raw["sweep"]["values"] = [0.0, 2.0]
+    raw["sweep"]["train"] = str(RECIPE_DIR / raw["sweep"]["train"])
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="not a lambda in"):
+        load_recipe(path)
+
+
+def test_cli_reports_bad_recipe_with_exit_2(tmp_path: Path, capsys) -> None:
+    assert main(["reproduce", "no_such_recipe", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vitprobe: error:") and "no_such_recipe" in err and "\n" not in err
+    assert not any(tmp_path.iterdir())  # nothing was started
+
+
+def test_checkpoint_override_replaces_training(tmp_path: Path) -> None:
+    ckpt = tmp_path / "dino.pth"
+    ckpt.write_bytes(b"x")
+    recipe = load_recipe("dino_attention", checkpoints={"dino": str(ckpt)})
+    dino = next(m for m in recipe.models if m.key == "dino")
+    assert dino.checkpoint == ckpt and dino.train is None
+    with pytest.raises(ConfigError, match="no model 'dnio'"):
+        load_recipe("dino_attention", checkpoints={"dnio": str(ckpt)})
+
+
+def _table(metric: str, values: dict[int, float], **extra) -> pd.DataFrame:
+    return pd.DataFrame([{"metric": metric, "layer": layer, "value": v, **extra}
+                         for layer, v in values.items()])
+
+
+def test_select_rows_layers() -> None:
+    table = _table("nmi", {1: 0.1, 2: 0.2, 3: 0.3, 4: 0.4})
+    assert list(select_rows(table, {"metric": "nmi", "layers": "last_half"})["layer"]) == [3, 4]
+    assert list(select_rows(table, {"metric": "nmi", "layers": "last"})["layer"]) == [4]
+    assert list(select_rows(table, {"metric": "nmi", "layers": [1, 3]})["layer"]) == [1, 3]
+
+
+def test_greater_than_verdicts() -> None:
+    tables = {"cl": {"a": _table("nmi", {1: 0.5, 2: 0.1})}, "mim": {"a": _table("nmi", {1: 0.1, 2: 0.4})}}
+    check = {"metric": "nmi", "layers": "last", "greater": "mim", "than": "cl"}
+    assert evaluate(check, tables, {}).agrees is True
+    assert evaluate({**check, "layers": [1]}, tables, {}).agrees is False
+    assert evaluate({**check, "metric": "knn_top1"}, tables, {}).agrees is None
+
+
+def test_peak_inside_verdict() -> None:
+    def run(v: float) -> dict:
+        return {"p": _table("linear_probe_top1", {4: v}, label="shape")}
+
+    check = {"metric": "linear_probe_top1", "label": "shape", "layers": "last", "peak_inside": True}
+    assert evaluate(check, {"0": run(20), "0.5": run(60), "1": run(50)}, {}).agrees is True
+    assert evaluate(check, {"0": run(20), "0.5": run(40), "1": run(50)}, {}).agrees is False

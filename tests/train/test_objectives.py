@@ -13,6 +13,7 @@ from torch.utils.data import default_collate
 from vitprobe.errors import ConfigError
 from vitprobe.models.architecture import ArchSpec, build_model
 from vitprobe.train.objectives import StepInfo, collapse_warnings, get_objective, list_objectives
+from vitprobe.train.objectives.base import all_reduce_mean, concat_all_gather
 from vitprobe.train.objectives._vit import cls_features
 from vitprobe.train.objectives._infonce import embedding_std, info_nce
 from vitprobe.train.objectives.dino import dino_loss, entropy
@@ -214,6 +215,9 @@ def test_hybrid_mixes_with_lam_and_shares_one_encoder() -> None:
     assert hybrid.encoder.patch_embed.proj.weight.requires_grad  # MIM needs the patch embedding
     loss, m = hybrid(batch_of_views(hybrid), STEP)
     assert math.isclose(loss.item(), 0.7 * m["mim_loss"] + 0.3 * m["cl_loss"], rel_tol=1e-6)
+    assert hybrid.hparams["momentum"] == 0.99
+    assert build("hybrid", cl="dino", cl_hparams=SMALL["dino"]).hparams["momentum"] == 0.996
+    assert build("hybrid", cl="dino", cl_hparams=SMALL["dino"], momentum=0.9).hparams["momentum"] == 0.9
 
 
 def test_dino_teacher_temperature_schedule() -> None:
@@ -330,3 +334,45 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name: str) -> None:
         obj.update_momentum(0.996)
         losses.append(loss.item())
     assert sum(losses[-3:]) / 3 < 0.92 * losses[0], losses
+
+
+def _gather_worker(rank: int, world: int, init: str, q: torch.Tensor, k: torch.Tensor, out: dict) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        b = q.shape[0] // world
+        local_q = q[rank * b:(rank + 1) * b].clone().requires_grad_(True)
+        local_k = k[rank * b:(rank + 1) * b]
+        gathered = concat_all_gather(local_q)
+        gathered.sum().backward()
+        loss = info_nce(local_q.detach(), local_k, 0.2)
+        center = all_reduce_mean(local_k.mean(0))
+        out[rank] = (gathered.detach(), local_q.grad, loss, center)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_cross_process_gather_and_mean(tmp_path) -> None:
+    """Two gloo processes: gather = concatenation with gradient into the local slice only;
+    InfoNCE against gathered keys equals the single-process loss of the same queries
+    against the whole batch; the all-reduced centre is the global mean."""
+    import torch.multiprocessing as mp
+
+    q = torch.randn(8, 6, generator=torch.Generator().manual_seed(0))
+    k = torch.randn(8, 6, generator=torch.Generator().manual_seed(1))
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_gather_worker, args=(2, f"file://{tmp_path}/rdv", q, k, out), nprocs=2)
+        results = dict(out)
+    qn, kn = F.normalize(q, dim=1), F.normalize(k, dim=1)
+    for rank in range(2):
+        gathered, grad, loss, center = results[rank]
+        assert torch.allclose(gathered, q)
+        assert torch.equal(grad, torch.ones(4, 6))
+        logits = qn[rank * 4:(rank + 1) * 4] @ kn.t() / 0.2
+        expected = F.cross_entropy(logits, torch.arange(4) + rank * 4) * 0.4
+        assert torch.allclose(loss, expected, atol=1e-6)
+        assert torch.allclose(center, k.mean(0), atol=1e-6)

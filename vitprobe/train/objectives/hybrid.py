@@ -23,7 +23,8 @@ class Hybrid(Objective):
     ``mim_hparams`` / ``cl_hparams`` go to the two objectives. With cl = mocov3 the patch
     embedding is trained (``stop_grad_patch_embed`` False) unless ``cl_hparams`` says
     otherwise, since the MIM branch needs it. The optimiser defaults are MoCo v3's (the
-    default CL branch) with MIM's weight decay 0.05.
+    default CL branch) with MIM's weight decay 0.05; unless given, ``momentum`` is the CL
+    branch's own (0.99 MoCo v3, 0.996 DINO).
     """
 
     name = "hybrid"
@@ -49,6 +50,8 @@ class Hybrid(Objective):
         self.mim = get_objective(h["mim"], encoder, arch, **h["mim_hparams"])
         self.cl = get_objective(h["cl"], encoder, arch, **cl_hparams)
         self.collapse_dim = self.cl.collapse_dim
+        if "momentum" not in hparams:
+            self.hparams["momentum"] = self.cl.hparams["momentum"]
 
     def views(self, image: Tensor, g: torch.Generator) -> dict[str, Tensor]:
         """The MIM views under "mim.<key>", then the CL views under "cl.<key>" (drawn in that order from g)."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from official_layouts import dino_args
 
+from vitprobe.errors import CheckpointError
 from vitprobe.models import ArchSpec, build_model
 from vitprobe.models.loading import interpret
 from vitprobe.models.reading import RawCheckpoint
@@ -17,7 +20,7 @@ def _meta_state(spec: ArchSpec) -> dict[str, torch.Tensor]:
 
 
 def _infer(obj, **kwargs):
-    return interpret(RawCheckpoint(__import__("pathlib").Path("x.pth"), "torch", obj), **kwargs)
+    return interpret(RawCheckpoint(Path("x.pth"), "torch", obj), **kwargs)
 
 
 @pytest.mark.parametrize("width,heads", [(192, 3), (384, 6), (768, 12), (1024, 16), (1280, 16), (256, 4)])
@@ -39,11 +42,12 @@ def test_dino_args_give_heads_and_patch():
     sd = {f"backbone.{k}": v for k, v in _meta_state(spec).items()}
     it = _infer({"teacher": sd, "args": dino_args("vit_small", 8)})
     assert it.spec == spec and it.report["num_heads_from"] == "DINO args.arch 'vit_small'"
-    with pytest.raises(Exception, match="metadata says patch size 16 but the patch embedding kernel is 8"):
+    with pytest.raises(CheckpointError, match="metadata says patch size 16 but the patch embedding kernel is 8"):
         _infer({"teacher": sd, "args": dino_args("vit_small", 16)})
 
 
 def test_num_heads_overrides_and_image_size_from_grid():
-    spec = ArchSpec(patch_size=14, embed_dim=384, depth=2, num_heads=12, img_size=518, reg_tokens=4)
+    spec = ArchSpec(patch_size=14, embed_dim=384, depth=2, num_heads=12, img_size=518, reg_tokens=4,
+                    qkv_bias=False, layer_scale=0.1, mlp_ratio=2.0)
     it = _infer(_meta_state(spec), num_heads=12)
     assert it.spec == spec and it.report["num_heads_from"] == "given (--num-heads)"

@@ -79,7 +79,7 @@ def torch_load_safely(path: Path) -> Any:
         name = _refusal_name(str(err)) if "Weights only load failed" in str(err) else None
         if name is not None:
             raise CheckpointError(
-                f"{path}: refused to unpickle {name}, which is not a plain tensor, container, "
+                f"checkpoint {path}: refused to unpickle {name}, which is not a plain tensor, container, "
                 "argparse.Namespace or numpy value (unpickling it could run code); if you trust "
                 "the file, load it yourself with torch.load(..., weights_only=False) and re-save "
                 "only the weights with torch.save(state_dict, 'clean.pth') or "
@@ -87,6 +87,6 @@ def torch_load_safely(path: Path) -> Any:
             ) from None
         detail = " ".join(str(err).split())[:160] or type(err).__name__
         raise CheckpointError(
-            f"{path}: cannot be read as a PyTorch checkpoint ({detail}); the file is truncated "
+            f"checkpoint {path} cannot be read as a PyTorch checkpoint ({detail}); the file is truncated "
             "or corrupt: download or save it again"
         ) from None

@@ -170,3 +170,32 @@ def test_shards_cover_every_index_once_and_merge_to_the_whole():
     for mine, theirs in zip(plans[0].analyzers, plans[1].analyzers):
         mine.merge(theirs)
         assert_same_tables(mine.compute().table, whole[mine.name].table)
+
+
+def test_two_checkpoints_with_one_stem_get_distinct_folders(checkpoint, tmp_path, capsys):
+    argv = ["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, "--data", "synthetic:4",
+            "--analyses", "attention_distance", "--out", str(tmp_path / "o"), "--no-progress"]
+    assert main(argv) == 0
+    assert (tmp_path / "o" / "tiny" / "run.json").is_file() and (tmp_path / "o" / "tiny-2" / "run.json").is_file()
+    out = capsys.readouterr().out
+    assert "synthetic:4 (n=4)" in out and "attention_distance_px" in out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_a_config_error():
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        analyze(tiny_vit(), DictImages(), device="cuda", progress=False)
+
+
+def test_parameters_for_an_analysis_that_does_not_run_are_refused():
+    with pytest.raises(ConfigError, match="will not run"):
+        analyze(tiny_vit(), DictImages(), analyses="fourier", analyzer_params={"knn": {"k": 5}}, progress=False)
+    with pytest.raises(ConfigError, match="no parameter"):
+        analyze(tiny_vit(), DictImages(), analyses="fourier", analyzer_params={"fourier": {"bogus": 1}}, progress=False)
+
+
+def test_compare_refuses_a_folder_without_runs(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["compare", str(tmp_path / "empty"), "--out", str(tmp_path / "c")]) == 2
+    assert "no run.json" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

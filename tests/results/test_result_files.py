@@ -117,6 +117,7 @@ def test_summary_reads_deepest_layer(results):
     assert set(summary[summary["metric"] == "linear_probe_top1"]["label"]) == {"shape", "texture"}
 
 
+@pytest.mark.slow
 def test_compare_two_runs(tmp_path, results):
     a = Run(results, label="mae")
     b = Run(make_results(seed=2), label="mae")

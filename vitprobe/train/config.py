@@ -46,6 +46,28 @@ PRESETS: dict[str, Preset] = {
                       epochs=None),
 }
 
+# Head and mask sizes for the CPU presets. The published sizes (DINO's 65536 prototypes,
+# MAE's 8 x 512 decoder, SimMIM's 32 px mask blocks, 4096-wide MoCo MLPs) would dwarf a
+# 64-wide encoder on 32 px images; full presets keep the published values. --set overrides.
+_TINY_CL = {"proj_hidden_dim": 512, "out_dim": 128}
+PRESET_HPARAMS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {
+        "dino": {"out_dim": 1024, "head_hidden_dim": 256, "head_bottleneck_dim": 64, "n_local": 4},
+        "mocov3": {**_TINY_CL, "pred_hidden_dim": 512},
+        "mae": {"decoder_dim": 64, "decoder_depth": 2, "decoder_heads": 4},
+        "simmim": {"mask_patch_size": 8},
+        "gmml": dict(_TINY_CL),
+    },
+    "small": {
+        "dino": {"out_dim": 4096, "head_hidden_dim": 1024, "head_bottleneck_dim": 128, "n_local": 6},
+        "mocov3": {"proj_hidden_dim": 1024, "pred_hidden_dim": 1024, "out_dim": 256},
+        "mae": {"decoder_dim": 128, "decoder_depth": 4, "decoder_heads": 4},
+        "simmim": {"mask_patch_size": 16},
+        "gmml": {"proj_hidden_dim": 1024, "out_dim": 256},
+    },
+}
+
+
 # Pre-training epochs of the published recipes (DINO ViT-S/16 100-epoch run, MoCo v3 ViT-S
 # 300, MAE 800, SimMIM ViT-B 800, SiT/GMML 800, the cl-vs-mim hybrid's short schedule 100).
 # Warm-up lengths, learning rates, weight decays and momenta come from each objective's
@@ -150,6 +172,17 @@ class TrainConfig:
         heads = 12 if (name == "vit_s16" and self.method == "mocov3") else p.num_heads
         return ArchSpec(family="vit", patch_size=p.patch_size, embed_dim=p.embed_dim,
                         depth=p.depth, num_heads=heads, img_size=p.img_size)
+
+    def objective_hparams(self) -> dict[str, Any]:
+        """The objective's hyper-parameters: the preset's sizes, then ``hparams`` on top
+        (a hybrid gets the sizes of its MIM and CL parts in ``mim_hparams``/``cl_hparams``)."""
+        sizes = PRESET_HPARAMS.get(self.preset_name or "", {})
+        if self.method != "hybrid":
+            return {**sizes.get(self.method, {}), **self.hparams}
+        mim, cl = self.hparams.get("mim", "simmim"), self.hparams.get("cl", "mocov3")
+        return {**self.hparams, "lam": self.lam,
+                "mim_hparams": {**sizes.get(mim, {}), **self.hparams.get("mim_hparams", {})},
+                "cl_hparams": {**sizes.get(cl, {}), **self.hparams.get("cl_hparams", {})}}
 
     def total_epochs(self) -> int:
         """--epochs, else the preset's short default, else the published length."""

@@ -202,9 +202,12 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
                                 f"it or choose another --out")
     arch = config.arch_spec() or arch_from_timm(config.arch)  # type: ignore[arg-type]
     dtype = amp_dtype(config.amp, env.device)
-    hparams = dict(config.hparams, **({"lam": config.lam} if config.method == "hybrid" else {}))
-    if objective_factory is None:
+    if objective_factory is not None:  # a custom objective gets exactly the given hparams
+        hparams = dict(config.hparams, **({"lam": config.lam} if config.method == "hybrid" else {}))
+    else:
         from vitprobe.train.objectives import get_objective
+
+        hparams = config.objective_hparams()
 
         def objective_factory(encoder: nn.Module, arch: ArchSpec, **hp: Any) -> Objective:
             return get_objective(config.method, encoder, arch, **hp)

@@ -1,0 +1,32 @@
+"""The CPU presets size the objectives' heads and masks for small images."""
+
+from __future__ import annotations
+
+from vitprobe.models.architecture import build_model
+from vitprobe.train import TrainConfig
+from vitprobe.train.objectives import get_objective
+
+
+def test_tiny_preset_sizes_heads_and_user_values_win() -> None:
+    cfg = TrainConfig(method="mae", preset="tiny", hparams={"decoder_depth": 3})
+    hp = cfg.objective_hparams()
+    assert hp["decoder_dim"] == 64 and hp["decoder_depth"] == 3
+    assert "decoder_dim" not in TrainConfig(method="mae", preset="vit_b16").objective_hparams()
+
+
+def test_tiny_simmim_masks_blocks_smaller_than_the_image() -> None:
+    cfg = TrainConfig(method="simmim", preset="tiny")
+    arch = cfg.arch_spec()
+    objective = get_objective("simmim", build_model(arch), arch, **cfg.objective_hparams())
+    assert objective.hparams["mask_patch_size"] < arch.img_size
+
+
+def test_hybrid_gets_the_sizes_of_its_parts() -> None:
+    cfg = TrainConfig(method="hybrid", lam=0.25, preset="tiny",
+                      hparams={"cl_hparams": {"out_dim": 64}})
+    hp = cfg.objective_hparams()
+    assert hp["lam"] == 0.25
+    assert hp["mim_hparams"] == {"mask_patch_size": 8}
+    assert hp["cl_hparams"]["out_dim"] == 64 and hp["cl_hparams"]["proj_hidden_dim"] == 512
+    arch = cfg.arch_spec()
+    get_objective("hybrid", build_model(arch), arch, **hp)  # accepted as a whole

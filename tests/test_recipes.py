@@ -10,7 +10,7 @@ import yaml
 
 from vitprobe.claims import evaluate, select_rows
 from vitprobe.cli import main
-from vitprobe.errors import ConfigError
+from vitprobe.errors import ConfigError, VitprobeError
 from vitprobe.recipes import RECIPE_DIR, RECIPES, load_recipe
 
 
@@ -50,7 +50,7 @@ def test_typos_fail_in_one_line_before_work(tmp_path: Path, changes: dict, messa
         raw = yaml.safe_load(path.read_text())
         raw.pop("claims_removed")
         path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError, match=message) as err:
+    with pytest.raises(VitprobeError, match=message) as err:
         load_recipe(path)
     assert "\n" not in str(err.value)
 

@@ -64,17 +64,23 @@ class GMML(Objective):
         return {"clean": clean, "mask": masks, "noise": noise,
                 "from_other": torch.rand(2, generator=g) < h["replace_prob"]}
 
+    def reconstruct(self, views: dict[str, Tensor], v: int = 0) -> dict[str, Tensor]:
+        """View ``v`` of a batch: the corrupted input, the encoder tokens, the reconstruction
+        and the pixel mask of the corrupted groups (B, 1, S, S)."""
+        clean = views["clean"][:, v]
+        pixel_mask = upsample_mask(views["mask"][:, v], self.arch.patch_size).unsqueeze(1)
+        x = corrupt(clean, pixel_mask, views["noise"][:, v], views["from_other"][:, v])
+        tokens = encode(self.encoder, x)
+        rec = self.decoder(tokens_to_map(tokens[:, self.encoder.num_prefix_tokens:], self.arch.grid))
+        return {"corrupted": x, "tokens": tokens, "reconstruction": rec, "pixel_mask": pixel_mask}
+
     def forward(self, views: dict[str, Tensor], step: StepInfo) -> tuple[Tensor, dict[str, float]]:
         recon, student, teacher = [], [], []
         for v in range(2):
             clean = views["clean"][:, v]
-            pixel_mask = upsample_mask(views["mask"][:, v], self.arch.patch_size).unsqueeze(1)
-            x = corrupt(clean, pixel_mask, views["noise"][:, v], views["from_other"][:, v])
-            tokens = encode(self.encoder, x)
-            p = self.encoder.num_prefix_tokens
-            rec = self.decoder(tokens_to_map(tokens[:, p:], self.arch.grid))
-            recon.append(masked_l1(rec, clean, pixel_mask))
-            student.append(self.projector(tokens[:, 0]))
+            out = self.reconstruct(views, v)
+            recon.append(masked_l1(out["reconstruction"], clean, out["pixel_mask"]))
+            student.append(self.projector(out["tokens"][:, 0]))
             with torch.no_grad():
                 teacher.append(self.momentum_projector(cls_features(self.momentum_encoder, clean)))
         t = self.hparams["temperature"]

@@ -1,0 +1,50 @@
+"""Every recipe runs end to end in a reduced form and writes every figure it names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vitprobe.recipes import RECIPES, load_recipe
+from vitprobe.reproduce import reproduce
+
+# One epoch of 2 steps on 32 images, analysed on 24: enough to exercise every path.
+SHRINK = {"data": "synthetic:32", "epochs": 1, "batch_size": 16}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_end_to_end(tmp_path: Path, name: str) -> None:
+    [report] = reproduce([name], tmp_path, quick=True, data="synthetic:24",
+                         train_overrides=SHRINK, progress=False)
+    root = tmp_path / name
+    assert report == root / "report.html"
+    page = report.read_text()
+    recipe = load_recipe(name, quick=True)
+    figures = root / "figures"
+    for analysis in recipe.analyses:
+        assert (figures / f"{analysis}.png").stat().st_size > 0
+        assert (figures / f"{analysis}.csv").stat().st_size > 0
+    for claim in recipe.claims:
+        assert (figures / f"{claim.figure}.png").is_file(), claim.figure
+        assert claim.text.split(" (")[0][:40].replace("&", "&amp;") in page.replace("&#x27;", "'")
+    verdicts = json.loads((root / "verdicts.json").read_text())
+    assert len(verdicts) == len(recipe.claims)
+    assert all(v["agrees"] in (True, False, None) and v["detail"] for v in verdicts)
+    for entry in recipe.models:
+        assert (root / "runs" / entry.key / "report.html").is_file()
+    if "reconstructions" in recipe.figures:
+        assert list(figures.glob("reconstructions_*.png"))
+
+
+@pytest.mark.slow
+def test_trained_models_are_reused(tmp_path: Path) -> None:
+    reproduce(["dino_attention"], tmp_path, quick=True, data="synthetic:16",
+              train_overrides=SHRINK, progress=False)
+    final = tmp_path / "dino_attention" / "models" / "dino" / "final.safetensors"
+    stamp = final.stat().st_mtime_ns
+    reproduce(["dino_attention"], tmp_path, quick=True, data="synthetic:16",
+              train_overrides=SHRINK, progress=False)
+    assert final.stat().st_mtime_ns == stamp

@@ -89,8 +89,10 @@ class ShardSampler(Sampler[int]):
         return self.stop - self.start
 
 
-def _load(model_or_path: nn.Module | str | os.PathLike[str], num_heads: int | None) -> tuple[nn.Module, dict, str]:
-    """The model, its checkpoint info (format, arch, sha256, path) and a short label."""
+def _load(model_or_path: nn.Module | str | os.PathLike[str],
+          load_options: Mapping[str, Any] | None) -> tuple[nn.Module, dict, str]:
+    """The model, its checkpoint info (format, arch, sha256, path) and a short label;
+    ``load_options`` (format, key, num_heads, img_size, arch) go to ``load_model``."""
     if isinstance(model_or_path, nn.Module):
         info = dict(getattr(model_or_path, "vitprobe_info", {}) or {})
         info.setdefault("format", "module")
@@ -99,7 +101,7 @@ def _load(model_or_path: nn.Module | str | os.PathLike[str], num_heads: int | No
         return model_or_path.eval(), info, label
     from vitprobe.models import load_model
 
-    model = load_model(model_or_path, num_heads=num_heads)
+    model = load_model(model_or_path, **(load_options or {}))
     info = dict(getattr(model, "vitprobe_info", {}) or {})
     info.setdefault("path", str(model_or_path))
     return model, info, Path(model_or_path).stem
@@ -188,7 +190,7 @@ def prepare_analysis(
     seed: int = 0,
     num_workers: int = 0,
     analyzer_params: Mapping[str, Mapping[str, Any]] | None = None,
-    num_heads: int | None = None,
+    load_options: Mapping[str, Any] | None = None,
 ) -> AnalysisPlan:
     """Load, resolve and check everything; no image is processed yet."""
     from vitprobe.analyzers import get_analyzer
@@ -198,7 +200,7 @@ def prepare_analysis(
         raise ConfigError(f"batch size must be a whole number >= 1, got {batch_size!r}")
     dev = _device(device)
     _seed_everything(seed)
-    model, checkpoint, label = _load(model_or_path, num_heads)
+    model, checkpoint, label = _load(model_or_path, load_options)
     info = model_info(model)
     loader = _build_loader(data, info, batch_size, num_workers, seed)
     facts, has_masks, label_names = _dataset_facts(loader.dataset)
@@ -298,20 +300,21 @@ def analyze(
     num_workers: int = 0,
     progress: bool = True,
     analyzer_params: Mapping[str, Mapping[str, Any]] | None = None,
-    num_heads: int | None = None,
+    load_options: Mapping[str, Any] | None = None,
 ) -> Run:
     """Analyse a model (or a checkpoint path) on a dataset (spec string, Dataset of item
     dicts, or DataLoader) in one streaming pass; return the Run and, with ``out``, save it
     there atomically (rank 0 only under torch.distributed).
 
     ``analyses`` is "all" (every registered analysis the data can feed), "a,b" or a list;
-    ``analyzer_params`` maps an analysis name to its parameters. The model is moved to
+    ``analyzer_params`` maps an analysis name to its parameters; ``load_options`` (format,
+    key, num_heads, img_size) are passed to :func:`vitprobe.load_model`. The model is moved to
     ``device`` and put in eval mode. Same inputs and seed give byte-identical CSV tables.
     """
     if out is not None:
         check_output(out, overwrite)
     plan = prepare_analysis(model_or_path, data, analyses, batch_size, device, seed, num_workers,
-                            analyzer_params, num_heads)
+                            analyzer_params, load_options)
     run = run_analysis(plan, progress)
     if out is not None and _distributed()[0] == 0:
         run.save(out, overwrite=overwrite)

@@ -102,7 +102,7 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
         _say(progress, f"{entry.key}: analysing on {recipe.data} ({', '.join(recipe.analyses)})")
         run = analyze(str(paths[entry.key]), recipe.data, analyses=recipe.analyses,
                       batch_size=recipe.batch_size, device=device, progress=progress,
-                      analyzer_params=None, num_heads=entry.num_heads)
+                      load_options={"num_heads": entry.num_heads} if entry.num_heads else None)
         run.label = entry.label
         run.save(root / "runs" / entry.key, overwrite=True)
         runs[entry.key] = run

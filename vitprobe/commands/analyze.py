@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out once the new results are complete")
     p.add_argument("--num-heads", type=int, metavar="N",
                    help="heads per block where the checkpoint cannot tell (e.g. MoCo v3 ViT-S: 12)")
+    p.add_argument("--format", help="checkpoint format, when detection needs help (see `vitprobe models`)")
+    p.add_argument("--key", help="which weights of a training checkpoint: DINO teacher|student, "
+                                 "MoCo v3 base_encoder|momentum_encoder")
+    p.add_argument("--img-size", type=int, metavar="PX",
+                   help="analyse at this image size (position embeddings are resampled)")
     p.add_argument("--seed", type=int, default=0, metavar="S")
     p.add_argument("--num-workers", type=int, default=0, metavar="N", help="data-loading worker processes")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -51,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.out, args.overwrite)
     if args.num_heads is not None and args.num_heads < 1:
         raise ConfigError(f"--num-heads must be >= 1, got {args.num_heads}")
+    load_options = {k: v for k, v in (("num_heads", args.num_heads), ("format", args.format),
+                                      ("key", args.key), ("img_size", args.img_size)) if v is not None}
     plans = [prepare_analysis(path, args.data, args.analyses, args.batch_size, args.device, args.seed,
-                              args.num_workers, num_heads=args.num_heads) for path in args.checkpoint]
+                              args.num_workers, load_options=load_options) for path in args.checkpoint]
     for plan, label in zip(plans, unique_labels([folder_name(p.label) for p in plans])):
         plan.label = label
     for name, reason in plans[0].skipped.items():

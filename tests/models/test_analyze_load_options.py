@@ -1,0 +1,36 @@
+"""`vitprobe analyze` passes --key/--format/--num-heads/--img-size through to the loader."""
+
+from __future__ import annotations
+
+import pandas as pd
+from official_layouts import CASES, make_case
+
+import vitprobe.cli
+
+
+def _analyze(tmp_path, made, out: str, *extra: str) -> int:
+    return vitprobe.cli.main(["analyze", "--checkpoint", str(made.path), "--data", "synthetic:8",
+                              "--analyses", "attention_distance", "--batch-size", "4",
+                              "--no-progress", "--out", str(tmp_path / out), *extra])
+
+
+def test_key_selects_student_or_teacher(tmp_path, capsys):
+    made = make_case(next(c for c in CASES if c.id == "dino-teacher"), tmp_path)
+    assert _analyze(tmp_path, made, "teacher") == 0
+    assert _analyze(tmp_path, made, "student", "--key", "student") == 0
+    [teacher] = (tmp_path / "teacher").glob("*/attention_distance.csv")
+    [student] = (tmp_path / "student").glob("*/attention_distance.csv")
+    # The factory's student weights are the teacher's plus one: the tables must differ.
+    assert not pd.read_csv(teacher)["value"].equals(pd.read_csv(student)["value"])
+
+
+def test_img_size_and_wrong_format(tmp_path, capsys):
+    made = make_case(next(c for c in CASES if c.id == "dino-teacher"), tmp_path)
+    assert _analyze(tmp_path, made, "big", "--img-size", "48") == 0
+    [table] = (tmp_path / "big").glob("*/attention_distance.csv")
+    assert pd.read_csv(table)["value"].max() > 0
+    capsys.readouterr()
+    assert _analyze(tmp_path, made, "wrong", "--format", "mae") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vitprobe: error:") and str(made.path) in err and "\n" not in err
+    assert not (tmp_path / "wrong").exists()

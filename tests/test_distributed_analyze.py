@@ -105,9 +105,6 @@ def test_sharded_api_run_equals_single_process(tmp_path):
     assert_same_tables(tables(tmp_path / "single"), tables(tmp_path / "sharded"))
 
 
-@pytest.mark.xfail(strict=True, reason="`vitprobe analyze` never joins the torchrun process group "
-                   "(vitprobe/commands/analyze.py): every rank analyses the whole dataset and every "
-                   "rank writes --out, so rank 1 finds it taken")
 def test_torchrun_cli_shards_and_equals_single_process(tmp_path):
     ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
     common = ["--checkpoint", str(ckpt), "--data", DATA, "--batch-size", str(BATCH), "--no-progress"]

@@ -49,6 +49,16 @@ def folder_name(label: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Prepare every checkpoint (all checks), analyse each, write the outputs, print a summary."""
+    from vitprobe import distributed
+
+    env = distributed.setup(args.device)  # under torchrun: join the group, shard the data
+    try:
+        return _analyze(args, is_main=env.is_main)
+    finally:
+        distributed.teardown(env)
+
+
+def _analyze(args: argparse.Namespace, is_main: bool) -> int:
     from vitprobe.analysis import prepare_analysis, run_analysis
     from vitprobe.results import atomic_output, check_output, unique_labels, write_comparison
 
@@ -64,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
         plan.label = label
     for name, reason in plans[0].skipped.items():
         print(f"vitprobe: skipping {name}: it {reason}", file=sys.stderr)
-    runs = [run_analysis(plan, progress=not args.no_progress) for plan in plans]
+    runs = [run_analysis(plan, progress=is_main and not args.no_progress) for plan in plans]
+    if not is_main:  # rank 0 holds the merged results and writes them
+        return 0
     if args.out is not None:
         with atomic_output(args.out, args.overwrite) as tmp:
             for run_ in runs:

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from vitprobe.errors import ConfigError, OutputExistsError
 from vitprobe.models.architecture import ArchSpec, build_model
 from vitprobe.train import checkpointing as ckpt
-from vitprobe.train import distributed
+from vitprobe import distributed
 from vitprobe.train.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, resolve_optim
 from vitprobe.train.monitor import Monitor, TrainingDivergedError, check_finite
 from vitprobe.train.objectives.base import Objective, StepInfo, collapse_warnings

@@ -1,6 +1,6 @@
-"""Process groups for ``torchrun``: rank, world size and device from the environment.
+"""Process groups for ``torchrun`` (training and sharded analysis): rank, world size, device.
 
-``torchrun --nproc_per_node K -m vitprobe train ...`` sets RANK, WORLD_SIZE, LOCAL_RANK,
+``torchrun --nproc_per_node K -m vitprobe train|analyze ...`` sets RANK, WORLD_SIZE, LOCAL_RANK,
 MASTER_ADDR and MASTER_PORT; one process without them is a world of one.
 """
 

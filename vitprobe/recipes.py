@@ -104,7 +104,8 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
                 train_overrides: dict[str, Any] | None = None) -> Recipe:
     """Read, override and validate a recipe; every error is raised here, before any work.
 
-    ``quick`` applies the recipe's ``quick:`` block; ``data`` replaces the analysis data;
+    ``quick`` applies the recipe's ``quick:`` block (its ``train:`` mapping goes into every
+    training config); ``data`` replaces the analysis data;
     ``checkpoints`` maps model keys to checkpoint files that replace their training;
     ``train_overrides`` is merged into every training config (tests use it to shrink runs).
     """
@@ -115,7 +116,9 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     if unknown:
         raise ConfigError(f"{where}: unknown recipe keys {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
     if quick and raw.get("quick"):
-        raw = _merge(raw, raw["quick"])
+        quick_block = dict(raw["quick"])
+        train_overrides = _merge(quick_block.pop("train", {}), train_overrides or {})
+        raw = _merge(raw, quick_block)
     if data:
         raw["data"] = data
     for key in ("name", "data", "analyses"):

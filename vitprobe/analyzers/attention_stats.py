@@ -10,7 +10,7 @@ import torch
 from vitprobe.analyzers._registry import register_analyzer
 from vitprobe.analyzers.base import Analyzer, tidy
 from vitprobe.capture import ModelInfo, Site
-from vitprobe.metrics import attention_distance, attention_nmi, head_diversity
+from vitprobe.metrics import attention_distance, attention_nmi_and_diversity
 
 
 class _AttentionAnalyzer(Analyzer):
@@ -71,9 +71,10 @@ class AttentionNMI(_AttentionAnalyzer):
 
     def _update(self, batch: Mapping[str, Any]) -> None:
         prefix = self.info_.num_prefix_tokens
-        self._add_moments("nmi", self._per_layer(batch, lambda a: attention_nmi(a, prefix)))
-        self._add_moments("head_diversity_jsd",
-                          self._per_layer(batch, lambda a: head_diversity(a, prefix)))
+        pairs = [attention_nmi_and_diversity(self._site(batch, Site("attn", layer)), prefix)
+                 for layer in self.layers_]
+        self._add_moments("nmi", torch.stack([nmi for nmi, _ in pairs], dim=1))
+        self._add_moments("head_diversity_jsd", torch.stack([div for _, div in pairs], dim=1))
 
     def _table(self) -> pd.DataFrame:
         nmi = tidy("nmi", {"layer": self.layers_, "head": range(self.info_.num_heads)},

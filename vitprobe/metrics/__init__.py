@@ -9,6 +9,7 @@ from vitprobe.metrics._checks import ShapeError, patch_attention, patch_grid, pa
 from vitprobe.metrics.attention import (
     attention_distance,
     attention_nmi,
+    attention_nmi_and_diversity,
     distance_matrix,
     head_diversity,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "attention_distance",
     "attention_mask",
     "attention_nmi",
+    "attention_nmi_and_diversity",
     "covariance_from_sums",
     "distance_matrix",
     "fourier_delta_log_amplitude",

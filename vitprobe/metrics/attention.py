@@ -45,7 +45,42 @@ def attention_distance(attn: torch.Tensor, patch_size: int, num_prefix_tokens: i
 
 def _entropy(p: torch.Tensor) -> torch.Tensor:
     """Shannon entropy (natural log) over the last dimension, with 0 log 0 = 0."""
-    return -torch.special.xlogy(p, p).sum(dim=-1)
+    return torch.special.entr(p).sum(dim=-1)
+
+
+def _nmi(block: torch.Tensor, row_entropy: torch.Tensor) -> torch.Tensor:
+    """NMI per (image, head) of a renormalised patch block and its row entropies (B, H, n)."""
+    n = block.shape[-1]
+    h_key = _entropy(block.mean(dim=-2))
+    mutual = (h_key - row_entropy.mean(dim=-1)).clamp_min(0.0)  # I >= 0; drop rounding
+    denom = torch.sqrt(math.log(n) * h_key)
+    return torch.where(denom > 0, mutual / denom.clamp_min(torch.finfo(block.dtype).tiny),
+                       torch.zeros_like(mutual))
+
+
+def _diversity(block: torch.Tensor, row_entropy: torch.Tensor) -> torch.Tensor:
+    """Mean pairwise JSD per image of a renormalised patch block and its row entropies.
+
+    Pairs are formed head by head against the later heads by broadcasting (no gathered
+    copies), ``_PAIR_CHUNK_ELEMENTS`` floats at a time; with s = A_a[i] + A_b[i] and M = s / 2,
+    ``H(M) = (entr(s) summed) / 2 + log 2 * (sum of s) / 2``, where the sum of s comes from
+    the row sums.
+    """
+    batch, heads, n, _ = block.shape
+    if heads < 2:
+        return block.new_zeros(batch)
+    row_sums = block.sum(dim=-1)
+    per_chunk = max(1, _PAIR_CHUNK_ELEMENTS // max(1, batch * n * n))
+    mixed_entropy = block.new_zeros(batch)
+    for a in range(heads - 1):
+        for start in range(a + 1, heads, per_chunk):
+            stop = min(heads, start + per_chunk)
+            pair_sum = block[:, a:a + 1] + block[:, start:stop]
+            mass = (row_sums[:, a:a + 1] + row_sums[:, start:stop]).sum(dim=(1, 2))
+            mixed_entropy += 0.5 * (torch.special.entr(pair_sum).sum(dim=(1, 2, 3))
+                                    + math.log(2.0) * mass)
+    mixed_entropy /= heads * (heads - 1) // 2 * n
+    return mixed_entropy - row_entropy.mean(dim=(1, 2))
 
 
 def attention_nmi(attn: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tensor:
@@ -57,13 +92,7 @@ def attention_nmi(attn: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tenso
     ``H(q) = log N'``. A head whose every query attends one same key (H(k) = 0) gets 0.
     """
     block = patch_attention(attn, num_prefix_tokens, eps=NMI_EPS)
-    n = block.shape[-1]
-    p_key = block.mean(dim=-2)
-    h_key = _entropy(p_key)
-    mutual = (h_key - _entropy(block).mean(dim=-1)).clamp_min(0.0)  # I >= 0; drop rounding
-    denom = torch.sqrt(math.log(n) * h_key)
-    return torch.where(denom > 0, mutual / denom.clamp_min(torch.finfo(block.dtype).tiny),
-                       torch.zeros_like(mutual))
+    return _nmi(block, _entropy(block))
 
 
 def head_diversity(attn: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tensor:
@@ -76,15 +105,13 @@ def head_diversity(attn: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tens
     alike; at most log 2. A single head gives 0.
     """
     block = patch_attention(attn, num_prefix_tokens, eps=NMI_EPS)
-    batch, heads, n, _ = block.shape
-    if heads < 2:
-        return block.new_zeros(batch)
-    first, second = torch.triu_indices(heads, heads, offset=1, device=block.device)
-    per_pair = max(1, _PAIR_CHUNK_ELEMENTS // max(1, batch * n * n))
-    mixed_entropy = block.new_zeros(batch)
-    for start in range(0, first.numel(), per_pair):
-        a, b = first[start:start + per_pair], second[start:start + per_pair]
-        mixture = (block[:, a] + block[:, b]) * 0.5
-        mixed_entropy += _entropy(mixture).sum(dim=(1, 2))
-    mixed_entropy /= first.numel() * n
-    return mixed_entropy - _entropy(block).mean(dim=(1, 2))
+    return _diversity(block, _entropy(block))
+
+
+def attention_nmi_and_diversity(attn: torch.Tensor,
+                                num_prefix_tokens: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(attention_nmi(attn), head_diversity(attn))``, (B, H) and (B,), sharing the
+    renormalised patch block and its row entropies (one pass fewer over the attention)."""
+    block = patch_attention(attn, num_prefix_tokens, eps=NMI_EPS)
+    row_entropy = _entropy(block)
+    return _nmi(block, row_entropy), _diversity(block, row_entropy)

@@ -71,7 +71,7 @@ def scene_for(index: int, seed: int, stream: int = 0) -> Scene:
     rng = np.random.default_rng([seed, stream, _SCENE, index])
     others = [t for t in range(len(TEXTURE_NAMES)) if t != texture]
     background_texture = int(rng.choice(others))
-    radius = rng.uniform(0.2, 0.34)
+    radius = rng.uniform(0.3, 0.45)  # large enough that shape and fill dominate a 32 px image
     center = tuple(rng.uniform(radius + 0.02, 1 - radius - 0.02, size=2))
     hue = rng.random()
     background_hue = (hue + rng.uniform(0.3, 0.7)) % 1.0

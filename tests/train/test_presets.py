@@ -26,7 +26,7 @@ def test_hybrid_gets_the_sizes_of_its_parts() -> None:
                       hparams={"cl_hparams": {"out_dim": 64}})
     hp = cfg.objective_hparams()
     assert hp["lam"] == 0.25
-    assert hp["mim_hparams"] == {"mask_patch_size": 8}
+    assert hp["mim_hparams"]["mask_patch_size"] == 8 and hp["base_lr"] == hp["mim_hparams"]["base_lr"]
     assert hp["cl_hparams"]["out_dim"] == 64 and hp["cl_hparams"]["proj_hidden_dim"] == 512
     arch = cfg.arch_spec()
     get_objective("hybrid", build_model(arch), arch, **hp)  # accepted as a whole

@@ -59,20 +59,6 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
-def _device(device: str | torch.device) -> torch.device:
-    """The torch device; plain "cuda" under torchrun means this rank's LOCAL_RANK GPU."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r}: CUDA is not available here; use --device cpu")
-        if dev.index is None and _distributed()[1] > 1:
-            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return dev
-
-
 class ShardSampler(Sampler[int]):
     """Rank r of w reads the contiguous indices [r*n//w, (r+1)*n//w): every index exactly
     once over all ranks, no padding, and concatenating the shards in rank order restores
@@ -198,7 +184,9 @@ def prepare_analysis(
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch size must be a whole number >= 1, got {batch_size!r}")
-    dev = _device(device)
+    from vitprobe.distributed import resolve_device
+
+    dev = resolve_device(str(device), int(os.environ.get("LOCAL_RANK", "0")))
     _seed_everything(seed)
     model, checkpoint, label = _load(model_or_path, load_options)
     info = model_info(model)

@@ -43,9 +43,15 @@ def attention_distance(attn: torch.Tensor, patch_size: int, num_prefix_tokens: i
     return per_query.mean(dim=-1)
 
 
+def _neg_xlogx(p: torch.Tensor) -> torch.Tensor:
+    """``-p log p`` elementwise with 0 log 0 = 0 (as ``torch.special.entr``, about twice as
+    fast on CPU, where it dominates head diversity's pairwise mixtures)."""
+    return (p * torch.log(p)).nan_to_num_(nan=0.0).neg_()
+
+
 def _entropy(p: torch.Tensor) -> torch.Tensor:
     """Shannon entropy (natural log) over the last dimension, with 0 log 0 = 0."""
-    return torch.special.entr(p).sum(dim=-1)
+    return _neg_xlogx(p).sum(dim=-1)
 
 
 def _nmi(block: torch.Tensor, row_entropy: torch.Tensor) -> torch.Tensor:
@@ -77,7 +83,7 @@ def _diversity(block: torch.Tensor, row_entropy: torch.Tensor) -> torch.Tensor:
             stop = min(heads, start + per_chunk)
             pair_sum = block[:, a:a + 1] + block[:, start:stop]
             mass = (row_sums[:, a:a + 1] + row_sums[:, start:stop]).sum(dim=(1, 2))
-            mixed_entropy += 0.5 * (torch.special.entr(pair_sum).sum(dim=(1, 2, 3))
+            mixed_entropy += 0.5 * (_neg_xlogx(pair_sum).sum(dim=(1, 2, 3))
                                     + math.log(2.0) * mass)
     mixed_entropy /= heads * (heads - 1) // 2 * n
     return mixed_entropy - row_entropy.mean(dim=(1, 2))

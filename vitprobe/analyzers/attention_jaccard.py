@@ -11,6 +11,7 @@ import torch
 from vitprobe.analyzers._registry import register_analyzer
 from vitprobe.analyzers.base import Analyzer, tidy
 from vitprobe.capture import ModelInfo, Site
+from vitprobe.data.base import to_uint8_images
 from vitprobe.errors import ConfigError, DataError
 from vitprobe.metrics import attention_mask, jaccard_matrix, upsample_patch_mask
 
@@ -96,12 +97,9 @@ class AttentionJaccard(Analyzer):
         info = self.info_
         index = torch.as_tensor(batch["index"]).long().reshape(-1).cpu()
         pick = torch.argsort(index, stable=True)[: self.num_artifacts]
-        image = batch["image"].detach().float().cpu()[pick]
-        mean = torch.tensor(info.mean).view(1, 3, 1, 1)
-        std = torch.tensor(info.std).view(1, 3, 1, 1)
-        pixels = ((image * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
+        pixels = to_uint8_images(batch["image"][pick.to(batch["image"].device)], info.mean, info.std)
         self._add_rows("artifact.index", index[pick])
-        self._add_rows("artifact.image", pixels.permute(0, 2, 3, 1))
+        self._add_rows("artifact.image", pixels)
         self._add_rows("artifact.mask", gt.cpu()[pick].to(torch.uint8))
         attention = cls_attn.detach().float().cpu()[pick]
         self._add_rows("artifact.attention", attention.reshape(len(pick), attention.shape[1], *info.grid))

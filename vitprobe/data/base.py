@@ -32,6 +32,15 @@ def check_normalisation(spec: str, mean: Sequence[float], std: Sequence[float]) 
             raise DataError(f"dataset {spec!r}: std must be positive, got {values!r}")
 
 
+def to_uint8_images(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Inverse of the item normalisation: (B, 3, S, S) ``(x - mean) / std`` -> (B, S, S, 3)
+    uint8 pixels ``round(255 * (image * std + mean))``, clamped to [0, 255], on the CPU."""
+    images = images.detach().float().cpu()
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return ((images * s + m) * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
 def check_image_size(spec: str, image_size: int) -> None:
     """The image side must be a whole number of at least MIN_IMAGE_SIZE pixels."""
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE:

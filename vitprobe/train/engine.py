@@ -37,7 +37,7 @@ NO_DECAY_NAMES = {"pos_embed", "cls_token", "reg_token", "mask_token"}
 RESUME_MAY_CHANGE = {"out", "num_workers", "device", "log_every", "save_every"}
 _SHUFFLE, _VIEWS, _STEP = 1, 2, 3  # domains of derived seeds
 
-__all__ = ["train", "TrainingDivergedError", "arch_from_timm", "derive_seed"]
+__all__ = ["train", "TrainingDivergedError", "arch_from_timm", "resolve_arch", "derive_seed"]
 
 
 def derive_seed(*keys: int) -> int:
@@ -113,6 +113,11 @@ def arch_from_timm(name: str) -> ArchSpec:
         raise ConfigError(f"--arch {name!r} has layers vitprobe's ViT builder cannot rebuild "
                           f"({sorted(set(want) ^ set(got))[:3]}...); use a plain vit_* model")
     return spec
+
+
+def resolve_arch(config: TrainConfig) -> ArchSpec:
+    """The encoder architecture of a run: the preset's, else the timm ``--arch``'s."""
+    return config.arch_spec() or arch_from_timm(config.arch)  # type: ignore[arg-type]
 
 
 def param_groups(module: nn.Module) -> list[dict[str, Any]]:
@@ -200,7 +205,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     if not resume and (ckpt.has_checkpoint(out) or (out / ckpt.FINAL_FILE).exists()):
         raise OutputExistsError(f"{out} already holds a training run; pass --resume to continue "
                                 f"it or choose another --out")
-    arch = config.arch_spec() or arch_from_timm(config.arch)  # type: ignore[arg-type]
+    arch = resolve_arch(config)
     dtype = amp_dtype(config.amp, env.device)
     if objective_factory is not None:  # a custom objective gets exactly the given hparams
         hparams = dict(config.hparams, **({"lam": config.lam} if config.method == "hybrid" else {}))

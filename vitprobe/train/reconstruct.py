@@ -11,6 +11,7 @@ from vitprobe.errors import CheckpointError
 from vitprobe.models.architecture import build_model
 from vitprobe.train.checkpointing import load_train_state
 from vitprobe.train.config import TrainConfig
+from vitprobe.train.engine import resolve_arch
 from vitprobe.train.objectives import get_objective
 from vitprobe.train.objectives.base import Objective
 
@@ -20,21 +21,10 @@ def load_objective(run_dir: str | Path) -> Objective:
     run_dir = Path(run_dir)
     state = load_train_state(run_dir)
     config = TrainConfig.from_overrides(state["config"])
-    arch = config.arch_spec()
-    if arch is None:
-        from vitprobe.train.engine import arch_from_timm
-
-        arch = arch_from_timm(config.arch)
+    arch = resolve_arch(config)
     objective = get_objective(config.method, build_model(arch), arch, **config.objective_hparams())
     objective.load_state_dict(state["objective"])
     return objective.eval()
-
-
-def _to_uint8(images: torch.Tensor, mean: tuple, std: tuple) -> np.ndarray:
-    """(B, 3, S, S) normalised -> (B, S, S, 3) uint8."""
-    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
-    pixels = ((images.float().cpu() * s + m) * 255).round().clamp(0, 255).to(torch.uint8)
-    return pixels.permute(0, 2, 3, 1).numpy()
 
 
 def reconstruct_examples(checkpoint: str | Path, data: str, count: int = 6, device: str = "cpu",
@@ -42,6 +32,7 @@ def reconstruct_examples(checkpoint: str | Path, data: str, count: int = 6, devi
     """``count`` images of ``data`` through a trained GMML objective: ``clean``, ``corrupted``
     and ``reconstruction`` as (count, S, S, 3) uint8, ``pixel_mask`` as (count, S, S) bool."""
     from vitprobe.data import resolve_dataset
+    from vitprobe.data.base import to_uint8_images
 
     objective = load_objective(Path(checkpoint).parent).to(device)
     if not hasattr(objective, "reconstruct"):
@@ -55,7 +46,7 @@ def reconstruct_examples(checkpoint: str | Path, data: str, count: int = 6, devi
     views = {k: v.to(device) for k, v in views.items()}
     with torch.inference_mode():
         out = objective.reconstruct(views, 0)
-    return {"clean": _to_uint8(views["clean"][:, 0], mean, std),
-            "corrupted": _to_uint8(out["corrupted"], mean, std),
-            "reconstruction": _to_uint8(out["reconstruction"], mean, std),
+    return {"clean": to_uint8_images(views["clean"][:, 0], mean, std).numpy(),
+            "corrupted": to_uint8_images(out["corrupted"], mean, std).numpy(),
+            "reconstruction": to_uint8_images(out["reconstruction"], mean, std).numpy(),
             "pixel_mask": out["pixel_mask"][:, 0].cpu().numpy()}

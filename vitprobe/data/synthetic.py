@@ -1,11 +1,17 @@
 """vitprobe's shapes-and-textures set, rendered on the fly from (seed, split stream, index).
 
 Each image holds ONE object: one of 8 shapes filled with one of 8 textures, on a background
-of another texture. Shape is a low-frequency cue (the object and the background have hues at
-least 0.3 apart on the colour wheel, so a blurred image still shows the silhouette); texture is
-a high-frequency cue (periods of 1/9 to 1/6 of the image side: 3.6-5.3 px at 32 px, 25-37 px at
-224 px). Labels are exactly balanced and independent: indices come in blocks of 64, and each
+of another texture. Shape is a low-frequency cue: a light object lies on a dark background or a
+dark object on a light one, in opposite hues, so a blurred image still shows the silhouette.
+Texture is a high-frequency cue (periods of 1/9 to 1/6 of the image side: 3.6-5.3 px at 32 px,
+25-37 px at 224 px), drawn at full contrast inside the object and at low contrast (0.1) on the
+background. Labels are exactly balanced and independent: indices come in blocks of 64, and each
 block holds every (shape, texture) pair once, in a seeded random order.
+
+What is NOT labelled varies little on purpose: the object's hue is one of 3, the background's is
+its opposite, and the colours are otherwise fixed. With freely drawn colours and full-contrast
+backgrounds, self-supervised instance discrimination is solved by those unlabelled cues and a
+k-NN on the shape label stays at chance (README, "Evidence that it learns").
 """
 
 from __future__ import annotations
@@ -58,11 +64,14 @@ def labels_for(index: int, seed: int, stream: int = 0) -> tuple[int, int]:
     return divmod(pair, len(TEXTURE_NAMES))
 
 
-def _two_colors(rng: np.random.Generator, hue: float) -> tuple[tuple[float, float, float], ...]:
-    saturation = rng.uniform(0.55, 1.0)
-    dark = colorsys.hsv_to_rgb(hue, saturation, rng.uniform(0.15, 0.35))
-    light = colorsys.hsv_to_rgb(hue, saturation, rng.uniform(0.75, 1.0))
-    return (dark, light) if rng.random() < 0.5 else (light, dark)
+OBJECT_HUES = (0.0, 1 / 3, 2 / 3)
+SATURATION = 0.8
+LIGHT_FILL, DARK_FILL = (0.55, 1.0), (0.1, 0.5)  # HSV values of the object's two colours
+LIGHT_GROUND, DARK_GROUND, GROUND_CONTRAST = 0.8, 0.25, 0.1  # background value: centre, spread
+
+
+def _colors(hue: float, values: tuple[float, float]) -> tuple[tuple[float, float, float], ...]:
+    return tuple(colorsys.hsv_to_rgb(hue, SATURATION, value) for value in values)
 
 
 def scene_for(index: int, seed: int, stream: int = 0) -> Scene:
@@ -73,13 +82,16 @@ def scene_for(index: int, seed: int, stream: int = 0) -> Scene:
     background_texture = int(rng.choice(others))
     radius = rng.uniform(0.3, 0.45)  # large enough that shape and fill dominate a 32 px image
     center = tuple(rng.uniform(radius + 0.02, 1 - radius - 0.02, size=2))
-    hue = rng.random()
-    background_hue = (hue + rng.uniform(0.3, 0.7)) % 1.0
+    hue = OBJECT_HUES[int(rng.integers(len(OBJECT_HUES)))]
+    light_object = bool(rng.random() < 0.5)
+    ground = DARK_GROUND if light_object else LIGHT_GROUND
     return Scene(
         shape=shape, texture=texture, background_texture=background_texture,
         center=(float(center[0]), float(center[1])), radius=float(radius),
         angle=float(rng.uniform(0, 2 * np.pi)),
-        object_colors=_two_colors(rng, hue), background_colors=_two_colors(rng, background_hue),
+        object_colors=_colors(hue, LIGHT_FILL if light_object else DARK_FILL),
+        background_colors=_colors((hue + 0.5) % 1.0, (ground - GROUND_CONTRAST / 2,
+                                                      ground + GROUND_CONTRAST / 2)),
         object_period=float(rng.uniform(1 / 9, 1 / 6)),
         background_period=float(rng.uniform(1 / 9, 1 / 6)),
         texture_seeds=([seed, stream, _TEXTURE, index, 0], [seed, stream, _TEXTURE, index, 1]),

@@ -135,13 +135,19 @@ def test_gmml_corruption() -> None:
 
 
 def test_gmml_follows_sit_defaults_and_mask_ratios() -> None:
-    """SiT: wd 0.04 -> 0.1, crops of scale 0.2-1, CLSHead's second activation GELU; a view pasted
-    from another image has 30% of its patches replaced, a noised view 50% (8 x 8 grid: the
-    overshoot is below one 2 x 2 rectangle)."""
+    """SiT: wd 0.04 -> 0.1, crops of scale 0.2-1, CLSHead's second activation GELU, RECHead's
+    three hidden layers; a view pasted from another image has 30% of its patches replaced, a
+    noised view 50% (8 x 8 grid: the overshoot is below one 2 x 2 rectangle)."""
     obj = build("gmml")
     assert obj.hparams["weight_decay_end"] == 0.1 and obj.hparams["crop_scale"] == (0.2, 1.0)
     assert isinstance(obj.projector[2], torch.nn.ReLU) and isinstance(obj.projector[5], torch.nn.GELU)
     assert obj.per_tensor_clip and build("dino").per_tensor_clip and not build("mocov3").per_tensor_clip
+    # RECHead: three (width -> width, GELU), then width -> 3 p^2 per patch; SimMIM: one linear map
+    convs = [m for m in obj.decoder.proj if isinstance(m, torch.nn.Conv2d)]
+    width = obj.encoder.embed_dim
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(width, width)] * 3 + [(width, 3 * 4 * 4)]
+    assert sum(isinstance(m, torch.nn.GELU) for m in obj.decoder.proj) == 3
+    assert isinstance(build("simmim").decoder.proj, torch.nn.Conv2d)
     g = torch.Generator().manual_seed(0)
     seen = set()
     for _ in range(20):

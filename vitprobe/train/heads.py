@@ -130,17 +130,20 @@ class MAEDecoder(nn.Module):
 class PixelDecoder(nn.Module):
     """Patch tokens (B, C, h, w) -> image (B, 3, h p, w p): 1x1 conv(s) to 3 p^2 channels, pixel shuffle.
 
-    ``hidden_dim = 0`` is SimMIM's single linear layer; otherwise conv-GELU-conv.
+    ``hidden_dim = 0`` is SimMIM's single linear layer; otherwise ``hidden_layers`` times
+    (1x1 conv to ``hidden_dim``, GELU), then the 1x1 conv to pixels (SiT's RECHead: three
+    Linear-GELU of the width, then a p x p stride-p transposed convolution, the same map).
     """
 
-    def __init__(self, embed_dim: int, patch_size: int, hidden_dim: int = 0):
+    def __init__(self, embed_dim: int, patch_size: int, hidden_dim: int = 0, hidden_layers: int = 1):
         super().__init__()
         out = 3 * patch_size * patch_size
-        if hidden_dim:
-            self.proj = nn.Sequential(nn.Conv2d(embed_dim, hidden_dim, 1), nn.GELU(),
-                                      nn.Conv2d(hidden_dim, out, 1))
-        else:
-            self.proj = nn.Conv2d(embed_dim, out, 1)
+        layers: list[nn.Module] = []
+        width = embed_dim
+        for _ in range(hidden_layers if hidden_dim else 0):
+            layers += [nn.Conv2d(width, hidden_dim, 1), nn.GELU()]
+            width = hidden_dim
+        self.proj = nn.Sequential(*layers, nn.Conv2d(width, out, 1)) if layers else nn.Conv2d(width, out, 1)
         self.shuffle = nn.PixelShuffle(patch_size)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -49,7 +49,7 @@ class GMML(Objective):
         base_lr=5e-4, min_lr=1e-6, warmup_epochs=10, weight_decay=0.04, weight_decay_end=0.1,
         momentum=0.996, betas=(0.9, 0.999), clip_grad=3.0,
         mask_ratio=0.5, replace_ratio=0.3, max_block=0.3, replace_prob=0.5, alpha=1.0, temperature=0.2,
-        proj_hidden_dim=4096, out_dim=256, decoder_hidden_dim=None, crop_scale=(0.2, 1.0),
+        proj_hidden_dim=4096, out_dim=256, decoder_hidden_dim=None, decoder_hidden_layers=3, crop_scale=(0.2, 1.0),
         mean=IMAGENET_MEAN, std=IMAGENET_STD,
     )
 
@@ -61,7 +61,7 @@ class GMML(Objective):
         self.projector = bn_mlp(3, encoder.embed_dim, h["proj_hidden_dim"], h["out_dim"],
                                 activations=(nn.ReLU, nn.GELU))
         self.decoder = PixelDecoder(encoder.embed_dim, arch.patch_size,
-                                    h["decoder_hidden_dim"] or encoder.embed_dim)
+                                    h["decoder_hidden_dim"] or encoder.embed_dim, h["decoder_hidden_layers"])
         self.momentum_encoder = frozen_copy(encoder)
         self.momentum_projector = frozen_copy(self.projector)
         self.collapse_dim = h["out_dim"]

@@ -11,7 +11,7 @@ block holds every (shape, texture) pair once, in a seeded random order.
 What is NOT labelled varies little on purpose: the object's hue is one of 3, the background's is
 its opposite, and the colours are otherwise fixed. With freely drawn colours and full-contrast
 backgrounds, self-supervised instance discrimination is solved by those unlabelled cues and a
-k-NN on the shape label stays at chance (README, "Evidence that it learns").
+k-NN on the shape label stays at a random encoder's level (README, "Evidence that it learns").
 """
 
 from __future__ import annotations

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from vitprobe.metrics import ShapeError, attention_distance, attention_nmi, head_diversity
+from vitprobe.metrics import (
+    ShapeError,
+    attention_distance,
+    attention_nmi,
+    attention_nmi_and_diversity,
+    head_diversity,
+)
 
 
 def _with_prefix(block: torch.Tensor, prefix: int = 1) -> torch.Tensor:
@@ -104,8 +110,24 @@ def test_diversity_matches_pairwise_definition_and_chunking(monkeypatch):
     jsd = [entropy((a[:, i] + a[:, j]) / 2) - (entropy(a[:, i]) + entropy(a[:, j])) / 2 for i, j in pairs]
     expected = torch.stack(jsd, 1).mean((1, 2))
     torch.testing.assert_close(head_diversity(attn), expected)
-    monkeypatch.setattr("vitprobe.metrics.attention._PAIR_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr("vitprobe.metrics.attention._CHUNK_ELEMENTS", 1)
     torch.testing.assert_close(head_diversity(attn), expected)
+
+
+@pytest.mark.parametrize("images_per_chunk", [1, 2, 7])
+def test_chunks_of_images_give_the_whole_batch_result(monkeypatch, images_per_chunk):
+    torch.manual_seed(3)
+    attn = (torch.randn(7, 3, 17, 17) * 2).softmax(-1)
+    metrics = {"distance": lambda a: attention_distance(a, 4),
+               "nmi": attention_nmi, "diversity": head_diversity,
+               "both": lambda a: torch.column_stack(attention_nmi_and_diversity(a))}
+    monkeypatch.setattr("vitprobe.metrics.attention._CHUNK_ELEMENTS", 1 << 30)
+    whole = {name: metric(attn) for name, metric in metrics.items()}
+    monkeypatch.setattr("vitprobe.metrics.attention._CHUNK_ELEMENTS", images_per_chunk * attn[0].numel())
+    for name, metric in metrics.items():
+        torch.testing.assert_close(metric(attn), whole[name], msg=name)
+    torch.testing.assert_close(whole["both"][:, :3], whole["nmi"])
+    torch.testing.assert_close(whole["both"][:, 3], whole["diversity"])
 
 
 def test_bad_shapes_raise_one_line_errors():

@@ -141,21 +141,3 @@ def test_knn_weighted_vote():
     assert knn_predict(train, labels, test[:1], k=5, T=0.07).tolist() == [0]
     # at a very high temperature every vote counts alike: the majority class wins
     assert knn_predict(train, labels, test[:1], k=5, T=1e6).tolist() == [1]
-
-
-def test_batched_eigvalsh_over_threads_equals_one_call():
-    """Splitting the batch over threads changes nothing: each matrix is solved alone."""
-    from vitprobe.metrics.spectrum import batched_eigvalsh
-
-    x = torch.randn(7, 5, 9, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    gram = x @ x.transpose(-1, -2)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(3)
-    try:
-        values = batched_eigvalsh(gram)
-        assert torch.get_num_threads() == 3  # restored
-    finally:
-        torch.set_num_threads(threads)
-    assert values.shape == (7, 5, 9)
-    torch.testing.assert_close(values, torch.stack([torch.linalg.eigvalsh(g) for g in gram.reshape(-1, 9, 9)]
-                                                   ).reshape(7, 5, 9), rtol=0, atol=0)

@@ -74,6 +74,16 @@ def test_cli_reports_bad_recipe_with_exit_2(tmp_path: Path, capsys) -> None:
     assert not any(tmp_path.iterdir())  # nothing was started
 
 
+def test_data_that_cannot_feed_the_recipe_fails_before_training(tmp_path: Path, capsys) -> None:
+    with pytest.raises(ConfigError, match="attention_jaccard.*needs foreground masks, which digits lacks"):
+        load_recipe("dino_attention", data="digits")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    assert main(["reproduce", "dino_attention", "--quick", "--out", str(a_file / "sub")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_checkpoint_override_replaces_training(tmp_path: Path) -> None:
     ckpt = tmp_path / "dino.pth"
     ckpt.write_bytes(b"x")

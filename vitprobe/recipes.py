@@ -147,9 +147,9 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
         if fig not in EXTRA_FIGURES:
             raise ConfigError(f"{where}: unknown figure {fig!r}; recipe figures: {list(EXTRA_FIGURES)}")
     claims = [_claim(c, keys, where) for c in raw.get("claims", [])]
-    from vitprobe.data import parse_spec
+    from vitprobe.analysis import check_data_feeds
 
-    parse_spec(str(raw["data"]))
+    check_data_feeds(str(raw["data"]), analyses)
     return Recipe(name=str(raw["name"]), title=str(raw.get("title", raw["name"])),
                   paper=str(raw.get("paper", "")), data=str(raw["data"]),
                   batch_size=int(raw.get("batch_size", 32)), models=models, analyses=analyses,

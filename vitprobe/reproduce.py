@@ -20,6 +20,7 @@ import torch
 
 from vitprobe.claims import Verdict, evaluate
 from vitprobe.errors import ConfigError
+from vitprobe.output_paths import check_output_folder
 from vitprobe.recipes import ModelEntry, Recipe
 
 RANDOM_SEED = 0
@@ -203,6 +204,7 @@ def reproduce(recipes: list[str], out: str | Path, quick: bool = False, data: st
         raise ConfigError("reproduce: name a recipe (cl_vs_mim, hybrid_sweep, dino_attention, sit_gmml) or use --quick")
     loaded = [load_recipe(r, quick=quick, data=data, checkpoints=checkpoints,
                           train_overrides=train_overrides) for r in recipes]
+    check_output_folder(out)
     reports = [run_recipe(r, out, device=device, num_workers=num_workers, progress=progress) for r in loaded]
     if len(reports) > 1:
         index = Path(out) / "index.html"

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from vitprobe.errors import ConfigError, OutputExistsError
+from vitprobe.output_paths import check_output_folder, temp_folder_beside
 
 RUN_FORMAT_VERSION = 1
 INT_COLUMNS = ("layer", "head", "rank", "n")
@@ -86,13 +86,22 @@ def _dump_json(obj: Any) -> str:
     return json.dumps(jsonable(obj), indent=2, sort_keys=True) + "\n"
 
 
+# Files that mark a folder as written by vitprobe's analysis side (a run, a comparison).
+_OUTPUT_MARKERS = ("run.json", "runs.json")
+
+
 def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Refuse an output folder that already holds something, unless ``overwrite``."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"{out}: exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{out}: folder exists and is not empty; pass --overwrite or choose another --out")
+    """Refuse an output folder that already holds something, unless ``overwrite`` and it is an
+    analysis output (a run or comparison folder: ``--overwrite`` never replaces anything else,
+    such as a training run or a folder of images)."""
+    out = check_output_folder(out)
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise OutputExistsError(f"{out}: folder exists and is not empty; pass --overwrite or choose another --out")
+        if not any((out / marker).is_file() for marker in _OUTPUT_MARKERS):
+            raise OutputExistsError(
+                f"{out}: not an analysis output (no {' or '.join(_OUTPUT_MARKERS)}), so --overwrite "
+                "will not replace it; choose another --out")
     return out
 
 
@@ -104,8 +113,7 @@ def atomic_output(out: str | os.PathLike[str], overwrite: bool = False) -> Itera
     ``out`` (only with ``overwrite``) is moved aside and deleted after the new one is in place.
     """
     out = check_output(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp = temp_folder_beside(out)
     try:
         yield tmp
         check_output(out, overwrite)

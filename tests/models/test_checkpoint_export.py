@@ -79,3 +79,30 @@ def test_save_encoder_writes_header_atomically(tmp_path):
     with pytest.raises(TypeError):
         save_encoder(tmp_path / "run" / "bad.safetensors", encoder, VIT, {"config": {"x": object()}})
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["final.safetensors"]
+
+
+def test_export_refuses_bad_out_paths_before_writing(own_vit, tmp_path):
+    _, src = own_vit
+    with pytest.raises(OutputExistsError, match=r"torch pickles; name --out with \.pth"):
+        export_checkpoint(src, "mae", tmp_path / "mae.safetensors")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    with pytest.raises(OutputExistsError, match="is a file, not a folder"):
+        export_checkpoint(src, "mae", a_file / "mae.pth")
+    with pytest.raises(OutputExistsError, match="is a folder"):
+        export_checkpoint(src, "mae", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "own.safetensors"]
+
+
+def test_written_checkpoints_get_the_umask_permissions_not_private_ones(own_vit, tmp_path):
+    import os
+
+    _, src = own_vit
+    previous = os.umask(0o022)
+    try:
+        exported = export_checkpoint(src, "dino", tmp_path / "dino.pth")
+        saved = save_encoder(tmp_path / "again.safetensors", random_encoder(VIT, seed=1), VIT, {})
+    finally:
+        os.umask(previous)
+    assert exported.stat().st_mode & 0o777 == 0o644
+    assert saved.stat().st_mode & 0o777 == 0o644

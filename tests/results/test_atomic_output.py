@@ -7,7 +7,7 @@ from tables import make_results
 
 import vitprobe.results as results_module
 from vitprobe.errors import OutputExistsError
-from vitprobe.results import Run
+from vitprobe.results import Run, check_output
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_empty_folder_is_used(tmp_path, run):
 
 def test_overwrite_replaces_the_old_folder(tmp_path, run):
     out = tmp_path / "out"
-    out.mkdir()
+    run.save(out)
     (out / "stale.csv").write_text("old")
     run.save(out, overwrite=True)
     assert not (out / "stale.csv").exists()
@@ -48,10 +48,30 @@ def test_overwrite_replaces_the_old_folder(tmp_path, run):
     assert _siblings(out) == []
 
 
+def test_overwrite_never_replaces_what_is_not_an_analysis_output(tmp_path, run):
+    training_run = tmp_path / "train"
+    training_run.mkdir()
+    (training_run / "final.safetensors").write_bytes(b"weights")
+    with pytest.raises(OutputExistsError, match="not an analysis output"):
+        run.save(training_run, overwrite=True)
+    assert [p.name for p in training_run.iterdir()] == ["final.safetensors"]
+    assert _siblings(training_run) == []
+
+
+def test_an_output_under_a_file_is_refused_before_any_work(tmp_path, run):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    with pytest.raises(OutputExistsError, match="is a file, not a folder"):
+        check_output(a_file / "sub", overwrite=False)
+    with pytest.raises(OutputExistsError, match="is a file, not a folder"):
+        run.save(a_file / "sub" / "deeper")
+
+
 def test_failure_mid_save_keeps_old_folder_and_leaves_no_partial(tmp_path, run, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.csv").write_text("old")
+    (out / "run.json").write_text("{}")
     calls = []
     original = results_module.Result.save
 
@@ -64,7 +84,7 @@ def test_failure_mid_save_keeps_old_folder_and_leaves_no_partial(tmp_path, run, 
     monkeypatch.setattr(results_module.Result, "save", failing_save)
     with pytest.raises(RuntimeError, match="disk full"):
         run.save(out, overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == ["stale.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["run.json", "stale.csv"]
     assert _siblings(out) == []
     calls.clear()
     with pytest.raises(RuntimeError):
@@ -77,3 +97,14 @@ def test_a_file_in_the_way_is_refused(tmp_path, run):
     (tmp_path / "out").write_text("x")
     with pytest.raises(OutputExistsError, match="not a folder"):
         run.save(tmp_path / "out", overwrite=True)
+
+
+def test_a_saved_run_folder_gets_the_umask_permissions(tmp_path, run):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        out = run.save(tmp_path / "out")
+    finally:
+        os.umask(previous)
+    assert out.stat().st_mode & 0o777 == 0o755

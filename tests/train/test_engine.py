@@ -239,6 +239,16 @@ def test_existing_run_is_not_overwritten(tmp_path):
         run_toy(tmp_path / "run", epochs=1)
 
 
+def test_an_out_that_is_or_lies_under_a_file_is_refused(tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    with pytest.raises(OutputExistsError, match="exists and is not a folder"):
+        run_toy(a_file, epochs=1)
+    with pytest.raises(OutputExistsError, match="is a file, not a folder"):
+        run_toy(a_file / "run", epochs=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(TrainingDivergedError) as err:

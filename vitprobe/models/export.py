@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +24,7 @@ from vitprobe.models.formats.dino import DINO_ARCHS
 from vitprobe.models.formats.mocov3 import MOCO_ARCHS
 from vitprobe.models.loading import interpret
 from vitprobe.models.reading import read_checkpoint
+from vitprobe.output_paths import check_parent_folders, publish_file, temp_file_beside
 
 Tensors = dict[str, torch.Tensor]
 
@@ -84,6 +84,12 @@ def export_checkpoint(src: str | os.PathLike[str], fmt: str, out: str | os.PathL
     src, out = Path(src), Path(out)
     if fmt not in EXPORTERS:
         raise CheckpointError(f"cannot export {src} as {fmt!r}; choose one of {', '.join(EXPORTERS)}")
+    if out.suffix == ".safetensors":
+        raise OutputExistsError(f"{out}: official {fmt} checkpoints are torch pickles; name --out "
+                                f"with .pth, e.g. {out.with_suffix('.pth')}")
+    check_parent_folders(out)
+    if out.is_dir():
+        raise OutputExistsError(f"{out} is a folder; name the checkpoint file, e.g. {out / (fmt + '.pth')}")
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists; pass --overwrite or choose another --out")
     raw = read_checkpoint(src)
@@ -97,12 +103,10 @@ def export_checkpoint(src: str | os.PathLike[str], fmt: str, out: str | os.PathL
                               f"a {family} encoder; export it as one of "
                               f"{', '.join(n for n, (f, _) in EXPORTERS.items() if f == it.spec.family)}")
     obj = build(it.state_dict, it.spec, it.report["training"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = temp_file_beside(out)
     try:
         torch.save(obj, tmp)
-        os.replace(tmp, out)
+        publish_file(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,6 +16,7 @@ import torch.nn as nn
 
 from vitprobe.errors import CheckpointError
 from vitprobe.models.architecture import ArchSpec
+from vitprobe.output_paths import publish_file, temp_file_beside
 
 FORMAT_VERSION = 1
 METADATA_KEY = "vitprobe"
@@ -38,12 +38,10 @@ def save_encoder(path: str | os.PathLike[str], model: nn.Module, arch: ArchSpec,
     header = {"format_version": FORMAT_VERSION, "arch": arch.to_dict(), **_META_DEFAULTS, **meta}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = temp_file_beside(path)
     try:
         save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(header, sort_keys=True)})
-        os.replace(tmp, path)
+        publish_file(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vitprobe.errors import ConfigError, OutputExistsError
 from vitprobe.models.architecture import ArchSpec, build_model
+from vitprobe.output_paths import check_output_folder
 from vitprobe.train import checkpointing as ckpt
 from vitprobe import distributed
 from vitprobe.train.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, resolve_optim
@@ -211,7 +212,7 @@ def train(config: TrainConfig, *, resume: bool = False, dataset: Dataset | None 
 
 def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: Dataset | None,
          objective_factory: ObjectiveFactory | None) -> Path:
-    out = Path(config.out)
+    out = check_output_folder(config.out)
     if not resume and (ckpt.has_checkpoint(out) or (out / ckpt.FINAL_FILE).exists()):
         raise OutputExistsError(f"{out} already holds a training run; pass --resume to continue "
                                 f"it or choose another --out")

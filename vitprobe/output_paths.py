@@ -1,0 +1,63 @@
+"""Where vitprobe writes: checks on an output path before any work, and temp files beside it.
+
+Outputs are written to a temp file or folder next to their final path and renamed into place.
+``tempfile`` makes those private (mode 600 / 700); they are given the permissions a plainly
+created file or folder would get under the process umask, so that colleagues on shared
+storage can read checkpoints and reports.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from vitprobe.errors import OutputExistsError
+
+
+def check_parent_folders(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """Refuse ``path`` when its nearest existing ancestor is not a folder (it could never be made)."""
+    path = Path(path)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputExistsError(f"{path}: {parent} is a file, not a folder; choose another {flag}")
+            break
+    return path
+
+
+def check_output_folder(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """Refuse a folder path that names an existing file or lies under one."""
+    path = check_parent_folders(path, flag)
+    if path.exists() and not path.is_dir():
+        raise OutputExistsError(f"{path}: exists and is not a folder; choose another {flag}")
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temp_file_beside(path: Path) -> Path:
+    """An empty temp file in ``path``'s folder (created if missing); see :func:`publish_file`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(tmp)
+
+
+def publish_file(tmp: Path, path: Path) -> None:
+    """Give the written ``tmp`` mode ``0o666 & ~umask`` (writers may have recreated it) and
+    rename it to ``path`` in one step."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
+def temp_folder_beside(path: Path) -> Path:
+    """An empty temp folder in ``path``'s folder (created if missing), mode ``0o777 & ~umask``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp

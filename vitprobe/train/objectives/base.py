@@ -15,6 +15,7 @@ from torch import Tensor
 
 from vitprobe.errors import ConfigError
 from vitprobe.models.architecture import ArchSpec
+from vitprobe.train.objectives.hparam_checks import check_hparam
 
 # Optimiser keys every objective's ``defaults`` carries for the engine (lr per 256 images).
 ENGINE_KEYS = ("base_lr", "min_lr", "warmup_epochs", "weight_decay", "weight_decay_end",
@@ -61,13 +62,15 @@ class Objective(nn.Module, abc.ABC):
 
     @classmethod
     def resolve_hparams(cls, given: dict[str, Any]) -> dict[str, Any]:
-        """``defaults`` updated with ``given``; lists become tuples where the default is a tuple."""
+        """``defaults`` updated with ``given`` (each type- and range-checked, ``check_hparam``);
+        lists become tuples where the default is a tuple."""
         unknown = sorted(set(given) - set(cls.defaults))
         if unknown:
             raise ConfigError(f"objective {cls.name!r}: unknown hyper-parameter(s) {unknown}; "
                               f"known: {sorted(cls.defaults)}")
         out = dict(cls.defaults)
         for key, value in given.items():
+            check_hparam(cls.name, key, value, cls.defaults[key])
             out[key] = tuple(value) if isinstance(cls.defaults[key], tuple) and value is not None else value
         return out
 

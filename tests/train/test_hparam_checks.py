@@ -1,0 +1,54 @@
+"""User-given hyper-parameters are type- and range-checked in one line, before any work."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from vitprobe.cli import main
+from vitprobe.errors import ConfigError
+from vitprobe.train.objectives.base import objective_class
+
+
+@pytest.mark.parametrize("method,key,value,problem", [
+    ("mae", "clip_grad", -1.0, "in [0, inf)"),
+    ("mae", "weight_decay", -1, "in [0, inf)"),
+    ("mae", "mask_ratio", "abc", "a finite number"),
+    ("mae", "mask_ratio", 1.0, "in [0, 1)"),
+    ("mae", "base_lr", 0.0, "in (0, inf)"),
+    ("mae", "betas", 0.9, "a list of 2"),
+    ("mae", "betas", [0.9, 1.0], "in [0, 1)"),
+    ("mae", "decoder_depth", 1.5, "an integer"),
+    ("mae", "norm_pix_loss", "maybe", "true or false"),
+    ("dino", "out_dim", "abc", "an integer"),
+    ("dino", "global_scale", [0.9, 0.4], "an ordered [low, high] pair"),
+    ("dino", "local_size", "big", "a number"),
+    ("mocov3", "momentum", 1.5, "in [0, 1]"),
+    ("gmml", "replace_prob", True, "a finite number"),
+])
+def test_bad_values_are_refused_with_the_key_and_an_example(method, key, value, problem):
+    with pytest.raises(ConfigError, match=rf"{key} must be {re.escape(problem)}.*e\.g\. --set {key}=") as err:
+        objective_class(method).resolve_hparams({key: value})
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("method,values", [
+    ("mae", {"clip_grad": 0, "weight_decay": 0.0, "mask_ratio": 0.0, "betas": [0.9, 0.95],
+             "decoder_depth": 1, "norm_pix_loss": False}),
+    ("dino", {"out_dim": 64, "global_scale": [0.4, 1.0], "local_size": 16, "clip_grad": None}),
+    ("mocov3", {"momentum": 1.0, "clip_grad": 3}),
+])
+def test_good_values_pass_unchanged(method, values):
+    resolved = objective_class(method).resolve_hparams(values)
+    for key, value in values.items():
+        assert resolved[key] == (tuple(value) if isinstance(value, list) else value)
+
+
+def test_cli_refuses_a_negative_clip_before_writing_anything(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--method", "mae", "--preset", "tiny", "--data", "synthetic:64",
+                 "--epochs", "1", "--out", str(out), "--set", "clip_grad=-1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("vitprobe: error:") and "clip_grad" in err and "\n" not in err
+    assert not out.exists()

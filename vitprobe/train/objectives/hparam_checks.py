@@ -1,0 +1,82 @@
+"""Type and range checks of objective hyper-parameters given by a user (``--set key=value``).
+
+A value must have its default's type (bool, int, float, str, a tuple of the same length; a
+default of None takes a number or None; ``clip_grad`` may always be None) and lie in the
+range its meaning allows, so that a typo fails in one line before any work instead of deep
+inside torch, or worse, silently (a negative ``clip_grad`` scales every gradient by a
+negative factor: training ascends).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from vitprobe.errors import ConfigError
+
+# key -> (low, high, low inclusive, high inclusive); tuples are checked element by element.
+_RANGES: dict[str, tuple[float, float, bool, bool]] = {key: bounds for keys, bounds in (
+    (("base_lr", "temperature", "student_temp", "teacher_temp", "warmup_teacher_temp", "std"),
+     (0.0, math.inf, False, True)),
+    (("out_dim", "decoder_dim", "decoder_depth", "decoder_heads", "head_hidden_dim",
+      "head_bottleneck_dim", "proj_hidden_dim", "pred_hidden_dim", "mask_patch_size",
+      "decoder_hidden_dim", "local_size"), (1, math.inf, True, True)),
+    (("min_lr", "weight_decay", "weight_decay_end", "warmup_epochs", "warmup_teacher_temp_epochs",
+      "freeze_last_layer", "alpha", "clip_grad", "n_local", "decoder_hidden_layers"),
+     (0.0, math.inf, True, True)),
+    (("momentum", "center_momentum", "lam", "replace_prob"), (0.0, 1.0, True, True)),
+    (("betas", "drop_path", "mask_ratio", "replace_ratio"), (0.0, 1.0, True, False)),
+    (("max_block", "crop_scale", "global_scale", "local_scale"), (0.0, 1.0, False, True)),
+) for key in keys}
+_ORDERED_PAIRS = ("crop_scale", "global_scale", "local_scale")  # (low, high) of a random range
+_NULLABLE = ("clip_grad",)  # None (no clipping) is valid whatever the default
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _type_problem(value: Any, default: Any) -> str | None:
+    """What is wrong with the type of ``value`` given the ``default``, or None."""
+    if default is None:
+        return None if value is None or _is_number(value) else "a number"
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if isinstance(default, float):
+        return None if _is_number(value) and math.isfinite(value) else "a finite number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "a name"
+    if isinstance(default, tuple):
+        if (isinstance(value, (list, tuple)) and len(value) == len(default)
+                and all(_type_problem(v, d) is None for v, d in zip(value, default))):
+            return None
+        return f"a list of {len(default)} like {list(default)}"
+    return None  # dicts (a hybrid's part hyper-parameters) are checked by that part
+
+
+def _range_problem(key: str, value: Any) -> str | None:
+    """What is wrong with the range of a well-typed ``value``, or None."""
+    if key not in _RANGES or value is None:
+        return None
+    low, high, low_in, high_in = _RANGES[key]
+    for v in value if isinstance(value, (list, tuple)) else (value,):
+        if not ((v >= low if low_in else v > low) and (v <= high if high_in else v < high)):
+            return (f"in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+                    .replace("inf]", "inf)"))
+    if key in _ORDERED_PAIRS and value[0] > value[1]:
+        return "an ordered [low, high] pair"
+    return None
+
+
+def check_hparam(objective: str, key: str, value: Any, default: Any) -> None:
+    """Raise a one-line ConfigError when ``value`` is the wrong type or out of range for ``key``."""
+    if value is None and key in _NULLABLE:
+        return
+    problem = _type_problem(value, default) or _range_problem(key, value)
+    if problem is not None:
+        example = json.dumps(list(default) if isinstance(default, tuple) else default)
+        raise ConfigError(f"objective {objective!r}: {key} must be {problem}, got {json.dumps(value)}; "
+                          f"e.g. --set {key}={example.replace(' ', '')}")

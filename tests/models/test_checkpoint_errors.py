@@ -168,3 +168,16 @@ def test_unreadable_file_message_when_access_is_denied(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="cannot be read: permission denied") as err:
         inspect_checkpoint(made.path)
     _one_line_naming(err, made.path)
+
+
+def test_errors_name_only_flags_that_exist(tmp_path):
+    from official_layouts import random_encoder
+
+    from vitprobe.errors import ConfigError
+    from vitprobe.models import save_encoder
+
+    path = save_encoder(tmp_path / "own.safetensors", random_encoder(VIT, seed=1), VIT, {})
+    with pytest.raises(CheckpointError, match="has no 'model' entry.*drop --format to detect"):
+        load_model(path, format="mae")
+    with pytest.raises(ConfigError, match="choose another --img-size"):
+        load_model(path, img_size=VIT.patch_size + 1)

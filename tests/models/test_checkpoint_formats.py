@@ -69,7 +69,7 @@ def test_extra_key_is_refused(case: Case, tmp_path):
 def test_missing_key_is_refused(case: Case, tmp_path):
     made = make_case(case, tmp_path, mutate=lambda sd: {k: v for k, v in sd.items()
                                                          if k != "blocks.1.norm2.bias"})
-    with pytest.raises(CheckpointError, match=r"missing 1 keys \(blocks\.1\.norm2\.bias\).*--arch"):
+    with pytest.raises(CheckpointError, match=r"missing 1 keys \(blocks\.1\.norm2\.bias\).*--format, --key or --num-heads"):
         load_model(made.path, **case.load_kwargs)
 
 

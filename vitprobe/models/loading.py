@@ -20,7 +20,7 @@ from vitprobe.models.formats.base import ArchHints, abbreviate, split_drops
 from vitprobe.models.inference import infer_arch
 from vitprobe.models.reading import RawCheckpoint, file_sha256, read_checkpoint
 
-_FIX = "pass --arch, --format, --key or --num-heads to describe the weights"
+_FIX = "pass --format, --key or --num-heads (in Python also arch=) to describe the weights"
 
 
 @dataclass
@@ -163,7 +163,7 @@ def load_model(path: str | os.PathLike[str], arch: ArchSpec | Mapping[str, Any] 
     if img_size is not None and img_size != spec.img_size:
         if img_size <= 0 or img_size % spec.patch_size:
             raise ConfigError(f"image size {img_size} for {path} is not a positive multiple of "
-                              f"the patch size {spec.patch_size}; choose another --image-size")
+                              f"the patch size {spec.patch_size}; choose another --img-size")
         spec = spec.replace(img_size=img_size)
         sd = _resampled(sd, spec, it.report)
     check_fit(path, it, spec, sd)

@@ -104,8 +104,9 @@ def tensor_dict(raw: RawCheckpoint, obj: Any, where: str) -> dict[str, torch.Ten
 def entry(raw: RawCheckpoint, name: str) -> Any:
     """``raw.obj[name]``, or a CheckpointError naming the missing entry."""
     if not isinstance(raw.obj, Mapping) or name not in raw.obj:
-        raise CheckpointError(f"checkpoint {raw.path} has no {name!r} entry; pass --format to "
-                              "pick the layout that matches the file")
+        raise CheckpointError(f"checkpoint {raw.path} has no {name!r} entry, so it is not in the "
+                              "chosen layout; drop --format to detect the layout, or choose the "
+                              "one that matches the file (see `vitprobe models`)")
     return raw.obj[name]
 
 

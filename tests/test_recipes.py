@@ -121,3 +121,33 @@ def test_peak_inside_verdict() -> None:
     check = {"metric": "linear_probe_top1", "label": "shape", "layers": "last", "peak_inside": True}
     assert evaluate(check, {"0": run(20), "0.5": run(60), "1": run(50)}, {}).agrees is True
     assert evaluate(check, {"0": run(20), "0.5": run(40), "1": run(50)}, {}).agrees is False
+
+
+def test_differences_within_two_standard_errors_leave_the_claim_undecided() -> None:
+    def accuracy(v: float, n: int) -> dict:
+        return {"k": _table("knn_top1", {4: v}, label="shape", n=n, std=float("nan"))}
+
+    check = {"metric": "knn_top1", "label": "shape", "layers": "last", "greater": "cl", "than": "mim"}
+    # 23.2 vs 21.2 on 99 images: binomial SEs 4.2 and 4.1, the gap is 0.3 of 2 combined SEs
+    close = evaluate(check, {"cl": accuracy(23.2, 99), "mim": accuracy(21.2, 99)}, {})
+    assert close.agrees is None
+    assert "knn_top1, label shape, layers last" in close.detail and "+- 4.2" in close.detail
+    # the same gap on 100000 images is decided
+    assert evaluate(check, {"cl": accuracy(23.2, 100000), "mim": accuracy(21.2, 100000)}, {}).agrees is True
+    assert evaluate(check, {"cl": accuracy(21.2, 100000), "mim": accuracy(23.2, 100000)}, {}).agrees is False
+
+    def per_image(v: float, std: float) -> dict:
+        return {"d": _table("attention_distance_px", {4: v}, std=std, n=400)}
+
+    check = {"metric": "attention_distance_px", "layers": "last", "greater": "cl", "than": "mim"}
+    assert evaluate(check, {"cl": per_image(17.0, 2.0), "mim": per_image(16.8, 2.0)}, {}).agrees is None
+    assert evaluate(check, {"cl": per_image(17.0, 0.1), "mim": per_image(16.8, 0.1)}, {}).agrees is True
+
+
+def test_an_inner_peak_within_noise_of_an_end_is_undecided() -> None:
+    def run(v: float) -> dict:
+        return {"p": _table("linear_probe_top1", {4: v}, label="shape", n=99, std=float("nan"))}
+
+    check = {"metric": "linear_probe_top1", "label": "shape", "layers": "last", "peak_inside": True}
+    assert evaluate(check, {"0": run(22.2), "0.5": run(23.2), "1": run(20.2)}, {}).agrees is None
+    assert evaluate(check, {"0": run(20.0), "0.5": run(60.0), "1": run(30.0)}, {}).agrees is True

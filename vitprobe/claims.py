@@ -43,33 +43,94 @@ def select_rows(table: pd.DataFrame, check: Mapping[str, Any]) -> pd.DataFrame:
     return rows
 
 
-def summary_value(tables: Mapping[str, pd.DataFrame], check: Mapping[str, Any]) -> float | None:
-    """Mean ``value`` over the selected rows of the first table that has the metric."""
+# A difference decides a claim only when it exceeds this many standard errors.
+DECISIVE_SE = 2.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A selected mean and its standard error (None when the table gives no spread)."""
+
+    value: float
+    se: float | None
+
+    def __str__(self) -> str:
+        return f"{self.value:.4g}" + ("" if self.se is None else f" +- {self.se:.2g}")
+
+
+def _row_se(row: pd.Series) -> float | None:
+    """Standard error of one row: ``std / sqrt(n)`` over images, or for an accuracy in percent
+    (no std) the binomial ``sqrt(p (100 - p) / n)``; None without ``n``."""
+    n = row.get("n")
+    if n is None or pd.isna(n) or n < 1:
+        return None
+    std = row.get("std")
+    if std is not None and not pd.isna(std):
+        return float(std) / float(n) ** 0.5
+    p = float(row["value"])
+    return (p * (100.0 - p) / float(n)) ** 0.5 if 0.0 <= p <= 100.0 else None
+
+
+def summary_value(tables: Mapping[str, pd.DataFrame], check: Mapping[str, Any]) -> Estimate | None:
+    """Mean ``value`` over the selected rows of the first table that has the metric, with the
+    mean of the rows' standard errors (rows share their images, so their errors are taken as
+    fully correlated: no shrinking with the number of rows)."""
     for table in tables.values():
         rows = select_rows(table, check)
         if len(rows):
-            return float(rows["value"].mean())
+            errors = [_row_se(row) for _, row in rows.iterrows()]
+            se = None if any(e is None for e in errors) else sum(errors) / len(errors)
+            return Estimate(float(rows["value"].mean()), se)
     return None
+
+
+def _decide(a: Estimate, b: Estimate) -> bool | None:
+    """True when a exceeds b by more than ``DECISIVE_SE`` combined standard errors, False when
+    b exceeds a so, None in between; without errors, the sign of the difference."""
+    if a.se is None or b.se is None:
+        return a.value > b.value
+    margin = DECISIVE_SE * (a.se ** 2 + b.se ** 2) ** 0.5
+    if abs(a.value - b.value) <= margin:
+        return None
+    return a.value > b.value
+
+
+def _protocol(check: Mapping[str, Any]) -> str:
+    parts = [str(check["metric"])]
+    if "label" in check:
+        parts.append(f"label {check['label']}")
+    layers = check.get("layers", "all")
+    parts.append(f"layers {layers if isinstance(layers, str) else ', '.join(map(str, layers))}")
+    if "frequency" in check:
+        parts.append(f"frequency {check['frequency']}")
+    return ", ".join(parts)
 
 
 def evaluate(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.DataFrame]],
              labels: Mapping[str, str]) -> Verdict:
     """Evaluate ``check`` on ``tables[model_key][analysis_name]``.
 
-    ``greater: A, than: B`` agrees when the selected mean of A exceeds that of B.
-    ``peak_inside: true`` agrees when the best model of a sweep is neither the first nor the last.
+    ``greater: A, than: B`` agrees when the selected mean of A exceeds that of B by more than
+    ``DECISIVE_SE`` standard errors, disagrees when B exceeds A so, and is undecided (None)
+    in between. ``peak_inside: true`` agrees when the best model of a sweep is neither the
+    first nor the last and beats both of them so; undecided when it is inside but does not.
     """
+    where = f" ({_protocol(check)}; +- 1 standard error, decided beyond {DECISIVE_SE:g})"
     if check.get("peak_inside"):
         values = {key: summary_value(t, check) for key, t in tables.items()}
         known = {k: v for k, v in values.items() if v is not None}
         if len(known) < 3:
             return Verdict(None, "not enough models with this metric to find an inner peak")
         order = list(known)
-        best = max(order, key=lambda k: known[k])
-        listing = ", ".join(f"{labels.get(k, k)}: {known[k]:.3g}" for k in order)
-        return Verdict(best not in (order[0], order[-1]), f"best {labels.get(best, best)} ({listing})")
+        best = max(order, key=lambda k: known[k].value)
+        listing = ", ".join(f"{labels.get(k, k)}: {known[k]}" for k in order)
+        detail = f"best {labels.get(best, best)} ({listing}){where}"
+        if best in (order[0], order[-1]):
+            return Verdict(False, detail)
+        beats_ends = [_decide(known[best], known[end]) for end in (order[0], order[-1])]
+        return Verdict(True if all(beats_ends) else None, detail)
     a, b = check["greater"], check["than"]
     va, vb = summary_value(tables.get(a, {}), check), summary_value(tables.get(b, {}), check)
     if va is None or vb is None:
         return Verdict(None, f"metric {check['metric']} missing from the results")
-    return Verdict(va > vb, f"{labels.get(a, a)} {va:.4g} vs {labels.get(b, b)} {vb:.4g}")
+    return Verdict(_decide(va, vb), f"{labels.get(a, a)} {va} vs {labels.get(b, b)} {vb}{where}")

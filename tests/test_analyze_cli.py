@@ -199,3 +199,44 @@ def test_compare_refuses_a_folder_without_runs(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "empty"), "--out", str(tmp_path / "c")]) == 2
     assert "no run.json" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_training_files_are_named_after_their_run_folder_and_labels_can_be_given(checkpoint, tmp_path, capsys):
+    import shutil
+
+    from vitprobe.analysis import checkpoint_label
+
+    assert checkpoint_label("runs/mae/final.safetensors") == "mae"
+    assert checkpoint_label("runs/mae/checkpoint.safetensors") == "mae"
+    assert checkpoint_label("runs/mae/dino_vitbase16.pth") == "dino_vitbase16"
+    for name in ("mae", "dino"):
+        (tmp_path / name).mkdir()
+        shutil.copy(checkpoint, tmp_path / name / "final.safetensors")
+    common = ["--data", "synthetic:16", "--analyses", "knn", "--batch-size", "8", "--no-progress"]
+    assert main(["analyze", "--checkpoint", str(tmp_path / "mae" / "final.safetensors"),
+                 "--checkpoint", str(tmp_path / "dino" / "final.safetensors"), *common,
+                 "--out", str(tmp_path / "auto")]) == 0
+    assert sorted(p.name for p in (tmp_path / "auto").iterdir() if p.is_dir()) == ["dino", "mae"]
+    assert main(["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, *common,
+                 "--label", "before", "--label", "after", "--out", str(tmp_path / "named")]) == 0
+    assert sorted(p.name for p in (tmp_path / "named").iterdir() if p.is_dir()) == ["after", "before"]
+    capsys.readouterr()
+    assert main(["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, *common,
+                 "--label", "only-one"]) == 2
+    assert "one --label per --checkpoint" in capsys.readouterr().err
+
+
+def test_meaningless_probe_splits_are_warned_in_one_line(checkpoint, capsys):
+    assert main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:16", "--analyses", "knn",
+                 "--batch-size", "8", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "vitprobe: warning: knn on label 'shape': only" in err and "held-out images" in err
+    assert "vitprobe: warning: knn on label 'shape': k = 20 neighbours of only" in err
+    assert "UserWarning" not in err
+
+    class OneClass(DictImages):
+        def __getitem__(self, index: int) -> dict:
+            return {**super().__getitem__(index), "labels": {"parity": 0}}
+
+    with pytest.warns(UserWarning, match="linear_probe on label 'parity': the training split holds 1 class"):
+        analyze(tiny_vit(), OneClass(n=10), analyses=["linear_probe"], batch_size=5)

@@ -90,7 +90,20 @@ def _load(model_or_path: nn.Module | str | os.PathLike[str],
     model = load_model(model_or_path, **(load_options or {}))
     info = dict(getattr(model, "vitprobe_info", {}) or {})
     info.setdefault("path", str(model_or_path))
-    return model, info, Path(model_or_path).stem
+    return model, info, checkpoint_label(model_or_path)
+
+
+# File names `vitprobe train` gives every run; such a file is named after its run folder.
+_TRAINING_FILE_STEMS = ("final", "checkpoint")
+
+
+def checkpoint_label(path: str | os.PathLike[str]) -> str:
+    """A run label for a checkpoint file: its stem, or for vitprobe's own training files
+    (``<run>/final.safetensors``, ``<run>/checkpoint.safetensors``) the run folder's name."""
+    path = Path(path)
+    if path.stem in _TRAINING_FILE_STEMS:
+        return path.resolve().parent.name or path.stem
+    return path.stem
 
 
 def _dataset_facts(dataset: Dataset) -> tuple[dict[str, Any], bool, list[str]]:

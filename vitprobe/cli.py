@@ -6,7 +6,9 @@ import argparse
 import importlib
 import pkgutil
 import sys
-from typing import Sequence
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
 
 from vitprobe.errors import VitprobeError
 
@@ -36,12 +38,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None, *, _default=warnings.showwarning) -> None:
+    """vitprobe's own warnings as one line, ``vitprobe: warning: ...``; others as Python shows them."""
+    if _PACKAGE in Path(filename).resolve().parents:
+        print(f"vitprobe: warning: {message}", file=file or sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; user errors print one line and return 2."""
+    """Run the command line; user errors print one line and return 2, warnings one line each."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            if not args.debug:
+                warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except VitprobeError as err:
         if args.debug:
             raise

@@ -240,8 +240,9 @@ class Run(Mapping[str, Result]):
 
     def summary(self) -> pd.DataFrame:
         """One row per metric (and label): its value at the deepest layer (at the highest
-        frequency, the largest singular value), with the analysis's own protocol (the dataset
-        and image size, shared by the run, are left out)."""
+        frequency, the largest singular value) and the images n behind it (held-out ones for a
+        probe), with the analysis's own protocol (the dataset and image size, shared by the
+        run, are left out)."""
         from vitprobe.plots.style import protocol_caption
 
         rows = []
@@ -249,7 +250,7 @@ class Run(Mapping[str, Result]):
             caption = protocol_caption([result.protocol], exclude=("dataset", "image_size"))
             for metric, rows_m in result.table.groupby("metric", sort=False):
                 rows.extend(_summary_rows(self.label, result.name, str(metric), rows_m, caption))
-        return pd.DataFrame(rows, columns=["run", "analysis", "metric", "label", "layer", "value", "protocol"])
+        return pd.DataFrame(rows, columns=["run", "analysis", "metric", "label", "layer", "value", "n", "protocol"])
 
     def write_into(self, folder: Path) -> dict[str, str]:
         """Write every result, ``run.json`` and ``report.html`` into an existing folder.
@@ -302,9 +303,10 @@ def _summary_rows(run: str, analysis: str, metric: str, rows: pd.DataFrame, capt
     labels = rows["label"] if "label" in rows else pd.Series([pd.NA] * len(rows), index=rows.index)
     out = []
     for label, group in rows.groupby(labels.fillna(""), sort=False):
+        n = group["n"].max() if "n" in group and group["n"].notna().any() else pd.NA
         out.append(
             {"run": run, "analysis": analysis, "metric": metric, "label": label or "",
-             "layer": layer, "value": float(group["value"].mean()), "protocol": caption}
+             "layer": layer, "value": float(group["value"].mean()), "n": n, "protocol": caption}
         )
     return out
 

@@ -114,6 +114,7 @@ def test_summary_reads_deepest_layer(results):
     table = results["token_similarity"].table
     expected = table[(table["metric"] == "token_cosine") & (table["layer"] == DEPTH)]["value"].iloc[0]
     assert row["layer"] == DEPTH and row["value"] == pytest.approx(expected)
+    assert row["n"] == table[table["metric"] == "token_cosine"]["n"].max()
     assert set(summary[summary["metric"] == "linear_probe_top1"]["label"]) == {"shape", "texture"}
 
 

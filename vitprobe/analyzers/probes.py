@@ -16,6 +16,9 @@ from vitprobe.capture import ModelInfo, Site
 from vitprobe.errors import ConfigError, DataError
 from vitprobe.metrics import knn_predict
 
+# Fewer held-out images than this make a probe accuracy too coarse to read (warned).
+_FEW_HELD_OUT = 50
+
 POOLINGS = ("cls", "mean")
 
 
@@ -97,6 +100,7 @@ class _PooledFeatureProbe(Analyzer):
         for key in sorted(k for k in self._rows if k.startswith("label/")):
             labels = self._row_tensor(key)[order].numpy()
             train, test = (~held) & (labels >= 0), held & (labels >= 0)
+            self._warn_if_meaningless(key[6:], labels[train], int(test.sum()))
             accuracy = []
             for i in range(len(self.layers_)):
                 x = features[:, i].double().numpy()
@@ -109,6 +113,17 @@ class _PooledFeatureProbe(Analyzer):
             frame.insert(2, "label", key[6:])
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
+
+
+    def _warn_if_meaningless(self, label: str, train_labels: np.ndarray, n_test: int) -> None:
+        """Warn (one line) where the split cannot give a meaningful accuracy."""
+        where = f"{self.name} on label {label!r}"
+        if len(np.unique(train_labels)) < 2:
+            warnings.warn(f"{where}: the training split holds {len(np.unique(train_labels))} class(es); "
+                          "the accuracy is meaningless; use data with several classes", stacklevel=2)
+        elif 0 < n_test < _FEW_HELD_OUT:
+            warnings.warn(f"{where}: only {n_test} held-out images, so one image moves the accuracy "
+                          f"by {100 / n_test:.1f} points; use more images", stacklevel=2)
 
 
 @register_analyzer
@@ -169,6 +184,13 @@ class KNN(_PooledFeatureProbe):
 
     def _learned_protocol(self) -> dict[str, Any]:
         return {**super()._learned_protocol(), "classifier": "weighted k-NN on L2-normalised features"}
+
+    def _warn_if_meaningless(self, label: str, train_labels: np.ndarray, n_test: int) -> None:
+        super()._warn_if_meaningless(label, train_labels, n_test)
+        if len(train_labels) <= self.k:
+            warnings.warn(f"knn on label {label!r}: k = {self.k} neighbours of only {len(train_labels)} "
+                          "training images: every image votes; use more images or a smaller k",
+                          stacklevel=2)
 
     def _score(self, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> np.ndarray:
         predicted = knn_predict(torch.from_numpy(train_x), torch.from_numpy(train_y),

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "before any image is processed.")
     p.add_argument("--checkpoint", action="append", required=True, metavar="PATH",
                    help="checkpoint file (repeat to compare several)")
+    p.add_argument("--label", action="append", metavar="NAME",
+                   help="name of the run in folders, legends and tables (repeat once per --checkpoint; "
+                        "default: the file's stem, or the run folder of a vitprobe training file)")
     p.add_argument("--data", required=True, metavar="SPEC",
                    help="dataset spec: synthetic[:N[:seed]], digits, folder:PATH, voc:PATH[:split]")
     p.add_argument("--analyses", default="all", metavar="all|a,b,c",
@@ -64,13 +67,17 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
 
     if args.out is not None:
         check_output(args.out, args.overwrite)
+    if args.label is not None and len(args.label) != len(args.checkpoint):
+        raise ConfigError(f"--label given {len(args.label)} times for {len(args.checkpoint)} "
+                          "--checkpoint; give one --label per --checkpoint, or none")
     if args.num_heads is not None and args.num_heads < 1:
         raise ConfigError(f"--num-heads must be >= 1, got {args.num_heads}")
     load_options = {k: v for k, v in (("num_heads", args.num_heads), ("format", args.format),
                                       ("key", args.key), ("img_size", args.img_size)) if v is not None}
     plans = [prepare_analysis(path, args.data, args.analyses, args.batch_size, args.device, args.seed,
                               args.num_workers, load_options=load_options) for path in args.checkpoint]
-    for plan, label in zip(plans, unique_labels([folder_name(p.label) for p in plans])):
+    names = args.label or [p.label for p in plans]
+    for plan, label in zip(plans, unique_labels([folder_name(name) for name in names])):
         plan.label = label
     for name, reason in plans[0].skipped.items():
         print(f"vitprobe: skipping {name}: it {reason}", file=sys.stderr)

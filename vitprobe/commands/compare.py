@@ -37,10 +37,10 @@ def load_runs(folder: str | Path) -> list:
 
 def run(args: argparse.Namespace) -> int:
     """Load every run (checked first), then write the comparison."""
-    from vitprobe.results import check_output, compare
+    from vitprobe.results import check_output, compare, unique_labels
 
     check_output(args.out, args.overwrite)
     runs = [r for folder in args.runs for r in load_runs(folder)]
     out = compare(runs, args.out, overwrite=args.overwrite)
-    print(f"compared {', '.join(r.label for r in runs)}: {out}/report.html")
+    print(f"compared {', '.join(unique_labels([r.label for r in runs]))}: {out}/report.html")
     return 0

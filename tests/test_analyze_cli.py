@@ -240,3 +240,23 @@ def test_meaningless_probe_splits_are_warned_in_one_line(checkpoint, capsys):
 
     with pytest.warns(UserWarning, match="linear_probe on label 'parity': the training split holds 1 class"):
         analyze(tiny_vit(), OneClass(n=10), analyses=["linear_probe"], batch_size=5)
+
+
+def test_analysis_parameters_from_the_command_line_reach_the_protocol(checkpoint, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "out"
+    assert main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:16", "--analyses", "knn",
+                 "--param", "knn.pooling=mean", "--param", "knn.k=3", "--batch-size", "8",
+                 "--no-progress", "--out", str(out)]) == 0
+    protocol = json.loads((out / "tiny" / "knn.json").read_text())
+    assert json.dumps(protocol).count('"pooling": "mean"') >= 1 and '"k": 3' in json.dumps(protocol)
+    capsys.readouterr()
+    for bad, message in ((["--param", "pooling=mean"], "name the analysis and its parameter"),
+                         (["--param", "knn.kk=3"], "has no parameter kk"),
+                         (["--param", "knn.k=abc"], "wrong type"),
+                         (["--param", "knn.pooling=max"], "pooling")):
+        assert main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:16", "--analyses", "knn",
+                     "--no-progress", *bad]) == 2, bad
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("vitprobe: error:") and message in err and "\n" not in err, (bad, err)

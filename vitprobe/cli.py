@@ -21,7 +21,7 @@ def command_modules() -> list[str]:
     """Names of the sub-command modules, in help order."""
     import vitprobe.commands
 
-    found = {m.name for m in pkgutil.iter_modules(vitprobe.commands.__path__)}
+    found = {m.name for m in pkgutil.iter_modules(vitprobe.commands.__path__) if not m.name.startswith("_")}
     return sorted(found, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
 
 

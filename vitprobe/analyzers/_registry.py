@@ -45,4 +45,8 @@ def get_analyzer(name: str, **params: Any) -> Any:
     if unknown:
         raise ConfigError(f"analysis {name!r} has no parameter {', '.join(unknown)}; "
                           f"it takes {', '.join(accepted) or 'no parameters'}")
-    return cls(**params)
+    try:
+        return cls(**params)
+    except TypeError as err:  # a value of the wrong type met a comparison or a conversion
+        raise ConfigError(f"analysis {name!r}: a parameter has a value of the wrong type ({err}); "
+                          f"given {params}") from None

@@ -8,6 +8,7 @@ import sys
 
 import pandas as pd
 
+from vitprobe.commands._key_values import parse_key_values
 from vitprobe.errors import ConfigError
 
 
@@ -28,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dataset spec: synthetic[:N[:seed]], digits, folder:PATH, voc:PATH[:split]")
     p.add_argument("--analyses", default="all", metavar="all|a,b,c",
                    help="analyses to run (see `vitprobe analyses`); 'all' skips those the data cannot feed")
+    p.add_argument("--param", action="append", metavar="ANALYSIS.KEY=VALUE",
+                   help="an analysis parameter (see `vitprobe analyses`), e.g. knn.pooling=mean, "
+                        "knn.k=10, linear_probe.final_norm=true; repeat for several")
     p.add_argument("--batch-size", type=int, default=32, metavar="N")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--out", metavar="DIR", help="output folder (refused if not empty, unless --overwrite)")
@@ -74,8 +78,16 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
         raise ConfigError(f"--num-heads must be >= 1, got {args.num_heads}")
     load_options = {k: v for k, v in (("num_heads", args.num_heads), ("format", args.format),
                                       ("key", args.key), ("img_size", args.img_size)) if v is not None}
+    params: dict[str, dict] = {}
+    for dotted, value in parse_key_values(args.param, "--param", "knn.pooling=mean").items():
+        analysis, dot, key = dotted.partition(".")
+        if not dot or not analysis or not key:
+            raise ConfigError(f"--param {dotted}={value}: name the analysis and its parameter, "
+                              "e.g. --param knn.pooling=mean")
+        params.setdefault(analysis, {})[key] = value
     plans = [prepare_analysis(path, args.data, args.analyses, args.batch_size, args.device, args.seed,
-                              args.num_workers, load_options=load_options) for path in args.checkpoint]
+                              args.num_workers, analyzer_params=params, load_options=load_options)
+             for path in args.checkpoint]
     names = args.label or [p.label for p in plans]
     for plan, label in zip(plans, unique_labels([folder_name(name) for name in names])):
         plan.label = label

@@ -3,26 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-from typing import Any
 
+from vitprobe.commands._key_values import parse_key_values
 from vitprobe.errors import ConfigError
-
-
-def parse_sets(items: list[str] | None) -> dict[str, Any]:
-    """``["key=value", ...]`` -> dict; values are read as JSON where they parse (numbers,
-    true/false/null, lists), else kept as strings."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r} is not key=value; e.g. --set mask_ratio=0.75")
-        try:
-            out[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            out[key.strip()] = text
-    return out
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         method=args.method, lam=args.lam, arch=args.arch, preset=args.preset, data=args.data,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, out=args.out,
-        seed=args.seed, hparams=parse_sets(args.set), device=args.device,
+        seed=args.seed, hparams=parse_key_values(args.set, "--set", "mask_ratio=0.75"), device=args.device,
         num_workers=args.num_workers, amp=args.amp, save_every=args.save_every,
         log_every=args.log_every)
     final = train(config, resume=args.resume)

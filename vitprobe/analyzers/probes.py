@@ -114,7 +114,6 @@ class _PooledFeatureProbe(Analyzer):
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
-
     def _warn_if_meaningless(self, label: str, train_labels: np.ndarray, n_test: int) -> None:
         """Warn (one line) where the split cannot give a meaningful accuracy."""
         where = f"{self.name} on label {label!r}"

@@ -22,7 +22,8 @@ import torch
 
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
-_Out = TypeVar("_Out", torch.Tensor, tuple[torch.Tensor, ...])
+# What a per-image metric returns: one tensor, or a tuple of them, each with the images on dim 0.
+ChunkOutput = TypeVar("ChunkOutput", torch.Tensor, tuple[torch.Tensor, ...])
 
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
@@ -47,8 +48,8 @@ def map_per_core(fn: Callable[[_Item], _Result], items: Sequence[_Item]) -> list
     return list(_pool(workers).map(fn, items))
 
 
-def map_image_chunks(fn: Callable[[torch.Tensor], _Out], batch: torch.Tensor,
-                     elements_per_chunk: int) -> _Out:
+def map_image_chunks(fn: Callable[[torch.Tensor], ChunkOutput], batch: torch.Tensor,
+                     elements_per_chunk: int) -> ChunkOutput:
     """``fn(batch)`` for a per-image ``fn``, computed on chunks of images along dim 0 and
     concatenated. On the CPU a chunk holds about ``elements_per_chunk`` elements of ``batch``
     (at least one image; the chunk count rounded up to a multiple of the workers so that

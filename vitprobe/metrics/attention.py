@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Callable, TypeVar
+from typing import Callable
 
 import torch
 
 from vitprobe.metrics._checks import check_rank, patch_attention, patch_grid
-from vitprobe.metrics._per_core import map_image_chunks
+from vitprobe.metrics._per_core import ChunkOutput, map_image_chunks
 
 NMI_EPS = 1e-8
 # Attention weights per chunk of images on the CPU (8 MiB of float32: 8 images at ViT-S/16,
 # 4 at ViT-B/16); measured on 2 cores, 2-4x smaller chunks were up to 1.5x slower.
 _CHUNK_ELEMENTS = 1 << 21
 
-_Out = TypeVar("_Out", torch.Tensor, tuple[torch.Tensor, torch.Tensor])
 
-
-def _over_image_chunks(per_image: Callable[[torch.Tensor], _Out], attn: torch.Tensor) -> _Out:
+def _over_image_chunks(per_image: Callable[[torch.Tensor], ChunkOutput], attn: torch.Tensor) -> ChunkOutput:
     """A per-image metric of ``attn`` (B, H, N, N), computed chunk by chunk (``map_image_chunks``)."""
     check_rank(attn, 4, "attention (B, H, N, N)")
     return map_image_chunks(per_image, attn, _CHUNK_ELEMENTS)

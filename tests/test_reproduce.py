@@ -48,3 +48,24 @@ def test_trained_models_are_reused(tmp_path: Path) -> None:
     reproduce(["dino_attention"], tmp_path, quick=True, data="synthetic:16",
               train_overrides=SHRINK, progress=False)
     assert final.stat().st_mtime_ns == stamp
+
+
+def test_the_command_prints_each_report_with_its_tally_of_verdicts(tmp_path: Path, monkeypatch, capsys) -> None:
+    import vitprobe.reproduce as reproduce_module
+    from vitprobe.cli import main
+
+    def fake_reproduce(recipes, out, **_):
+        reports = []
+        for name, agrees in (("a", [True, None, False, None]), ("b", [True])):
+            (Path(out) / name).mkdir(parents=True)
+            (Path(out) / name / "verdicts.json").write_text(json.dumps([{"agrees": v} for v in agrees]))
+            reports.append(Path(out) / name / "report.html")
+        (Path(out) / "index.html").write_text("<ul></ul>")
+        return reports
+
+    monkeypatch.setattr(reproduce_module, "reproduce", fake_reproduce)
+    assert main(["reproduce", "cl_vs_mim", "dino_attention", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'a' / 'report.html'}  (1 / 1 / 2)" in out
+    assert f"{tmp_path / 'b' / 'report.html'}  (1 / 0 / 0)" in out
+    assert f"index: {tmp_path / 'index.html'}" in out

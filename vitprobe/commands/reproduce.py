@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from vitprobe.errors import ConfigError
 
@@ -29,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="small-scale run (all recipes when none is named); about 20 min on 2 CPU cores")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (training and analysis)")
     p.add_argument("--data", help="replace every recipe's analysis data (e.g. folder:/data/imagenette/val)")
     p.add_argument("--model", action="append", type=_model_override, default=[], metavar="KEY=PATH",
                    help="use this checkpoint for model KEY instead of training it")
@@ -48,7 +50,12 @@ def run(args: argparse.Namespace) -> int:
     reports = reproduce(recipes, args.out, quick=args.quick, data=args.data,
                         checkpoints=dict(args.model), device=args.device,
                         num_workers=args.num_workers)
-    print("reports:")
+    print("reports (claims: agree / do not agree / undecided within 2 standard errors):")
     for report in reports:
-        print(f"  {report}")
+        verdicts = [v["agrees"] for v in json.loads((report.parent / "verdicts.json").read_text())]
+        tally = f"{verdicts.count(True)} / {verdicts.count(False)} / {verdicts.count(None)}"
+        print(f"  {report}  ({tally})")
+    index = Path(args.out) / "index.html"
+    if len(reports) > 1 and index.is_file():
+        print(f"index: {index}")
     return 0

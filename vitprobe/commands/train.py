@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="objective hyper-parameter, e.g. --set clip_grad=3.0 (repeatable)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N")
     p.add_argument("--num-workers", type=int, default=0, help="data-loading processes")
     p.add_argument("--amp", default="auto", help="auto (bf16/fp16 on CUDA, fp32 on CPU), bf16, "
                                                  "fp16 or fp32")

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -345,9 +346,15 @@ def write_comparison(runs: list[Run], folder: Path, links: Mapping[str, str] | N
 
 
 def compare(runs: list[Run], out: str | os.PathLike[str], overwrite: bool = False) -> Path:
-    """Write a comparison of ``runs`` atomically into ``out`` (see :func:`write_comparison`)."""
+    """Write a comparison of ``runs`` atomically into ``out`` (see :func:`write_comparison`);
+    warns when the runs were analysed on different data."""
     if not runs:
         raise ConfigError("compare: no runs given; pass at least one run folder")
+    datasets = {json.dumps(jsonable(r[name].protocol.get("dataset")), sort_keys=True)
+                for r in runs for name in list(r)[:1]}
+    if len(datasets) > 1:
+        warnings.warn(f"compare: the runs were analysed on different data ({'; '.join(sorted(datasets))}); "
+                      "their numbers are not comparable, only their shapes", stacklevel=2)
     with atomic_output(out, overwrite) as tmp:
         write_comparison(runs, tmp)
     return Path(out)

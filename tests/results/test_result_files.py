@@ -118,11 +118,22 @@ def test_summary_reads_deepest_layer(results):
     assert set(summary[summary["metric"] == "linear_probe_top1"]["label"]) == {"shape", "texture"}
 
 
+def test_compare_warns_when_the_runs_saw_different_data(tmp_path, results):
+    other = {name: Result(r.name, r.table, {**r.protocol, "dataset": {"spec": "digits", "n": 1797}})
+             for name, r in make_results(seed=2).items()}
+    with pytest.warns(UserWarning, match="different data .*digits.*synthetic:8.*not comparable"):
+        compare([Run(results, label="a"), Run(other, label="b")], tmp_path / "cmp")
+
+
 @pytest.mark.slow
 def test_compare_two_runs(tmp_path, results):
+    import warnings
+
     a = Run(results, label="mae")
     b = Run(make_results(seed=2), label="mae")
-    compare([a, b], tmp_path / "cmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same data: no warning
+        compare([a, b], tmp_path / "cmp")
     html = (tmp_path / "cmp" / "report.html").read_text()
     stacked = pd.read_csv(tmp_path / "cmp" / "fourier.csv")
     assert set(stacked["run"]) == {"mae", "mae-2"}

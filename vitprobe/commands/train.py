@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from vitprobe.commands._key_values import parse_key_values
 from vitprobe.errors import ConfigError
@@ -53,5 +54,15 @@ def run(args: argparse.Namespace) -> int:
         log_every=args.log_every)
     final = train(config, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
+        print(_loss_summary(final.parent / "log.csv"))
         print(final)
     return 0
+
+
+def _loss_summary(log: Path) -> str:
+    """``loss by epoch (mean of logged steps): first -> last over E epochs; log: PATH``."""
+    import pandas as pd
+
+    by_epoch = pd.read_csv(log).groupby("epoch")["loss"].mean()
+    return (f"loss by epoch (mean of logged steps): {by_epoch.iloc[0]:.4g} -> {by_epoch.iloc[-1]:.4g} "
+            f"over {len(by_epoch)} epochs; log: {log}")

@@ -64,5 +64,7 @@ def _loss_summary(log: Path) -> str:
     import pandas as pd
 
     by_epoch = pd.read_csv(log).groupby("epoch")["loss"].mean()
+    if by_epoch.empty:
+        return f"no step was logged; log: {log}"
     return (f"loss by epoch (mean of logged steps): {by_epoch.iloc[0]:.4g} -> {by_epoch.iloc[-1]:.4g} "
             f"over {len(by_epoch)} epochs; log: {log}")

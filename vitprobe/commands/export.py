@@ -14,9 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write the encoder of a vitprobe .safetensors checkpoint nested as the "
                     "official training code saves it, so that their loaders read it. ViT "
                     "encoders export to dino, mae, mocov3; BEiT-layout encoders to simmim.")
-    p.add_argument("--checkpoint", required=True, help="vitprobe .safetensors checkpoint")
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="vitprobe .safetensors checkpoint")
     p.add_argument("--format", required=True, choices=sorted(EXPORTERS), help="target layout")
-    p.add_argument("--out", required=True, help="output .pth file")
+    p.add_argument("--out", required=True, metavar="PATH", help="output .pth file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=run)
 

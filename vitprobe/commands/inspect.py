@@ -16,12 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Detect the checkpoint format, infer the architecture from the weights and "
                     "metadata, and report which keys are dropped and whether a strict load "
                     "succeeds (exit status 1 if it would not). Nothing in the file is executed.")
-    p.add_argument("--checkpoint", required=True, help="a .pth/.pt/.pth.tar or .safetensors file")
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a .pth/.pt/.pth.tar or .safetensors file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--format", default=None, help="force a format (see `vitprobe models`)")
     p.add_argument("--key", default=None,
                    help="sub-checkpoint: teacher/student (dino), base_encoder/momentum_encoder (mocov3)")
-    p.add_argument("--num-heads", type=int, default=None, help="attention heads (not in the weights)")
+    p.add_argument("--num-heads", type=int, default=None, metavar="N", help="attention heads (not in the weights)")
     p.set_defaults(func=run)
 
 

@@ -9,28 +9,28 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# Functions and classes, each read from the module that defines it on first use.
 _LAZY = {
     "load_model": "vitprobe.models",
     "inspect_checkpoint": "vitprobe.models",
     "analyze": "vitprobe.analysis",
-    "capture": "vitprobe.capture",
     "Run": "vitprobe.results",
     "Result": "vitprobe.results",
     "compare": "vitprobe.results",
     "resolve_dataset": "vitprobe.data",
-    "train": "vitprobe.train",
 }
+# Sub-packages and modules reachable as attributes without an import: ``vitprobe.train`` is
+# always the package (its ``train`` function is ``vitprobe.train.train``), never the function.
+_SUBMODULES = ("capture", "metrics", "train")
 
-__all__ = sorted(_LAZY) + ["__version__", "metrics"]
+__all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "metrics":
-        import importlib
+    import importlib
 
-        return importlib.import_module("vitprobe.metrics")
+    if name in _SUBMODULES:
+        return importlib.import_module(f"vitprobe.{name}")
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'vitprobe' has no attribute {name!r}")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
 import sys
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 from vitprobe.errors import VitprobeError
+from vitprobe.plugins import public_modules
 
 # Each module of vitprobe.commands defines ``register(subparsers)``, which adds its parser and
 # sets ``func``; this order is the order of ``vitprobe --help``.
@@ -21,7 +21,7 @@ def command_modules() -> list[str]:
     """Names of the sub-command modules, in help order."""
     import vitprobe.commands
 
-    found = {m.name for m in pkgutil.iter_modules(vitprobe.commands.__path__) if not m.name.startswith("_")}
+    found = public_modules(vitprobe.commands.__path__)
     return sorted(found, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
 
 

@@ -8,8 +8,10 @@ and computes a tidy :class:`vitprobe.results.Result`. The maths lives in
     result = analyzer.compute()
 """
 
-from vitprobe.analyzers import attention_jaccard, attention_stats, probes, token_stats  # noqa: F401  (registers)
+from vitprobe.plugins import import_all
 from vitprobe.analyzers._registry import analyzer_class, get_analyzer, list_analyzers, register_analyzer
 from vitprobe.analyzers.base import Analyzer
+
+import_all(__name__, __path__)  # each analyzer module registers its classes
 
 __all__ = ["Analyzer", "analyzer_class", "get_analyzer", "list_analyzers", "register_analyzer"]

@@ -15,12 +15,11 @@ from typing import Any
 
 from vitprobe.errors import ConfigError
 from vitprobe.models.architecture import ArchSpec
+from vitprobe.train.objectives import list_objectives, objective_class
 
-METHODS = ("dino", "mocov3", "mae", "simmim", "gmml", "hybrid")
 AMP_MODES = ("auto", "bf16", "fp16", "fp32")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ PRESETS: dict[str, Preset] = {
     # Trains in a few minutes on two CPU cores.
     "tiny": Preset(img_size=32, patch_size=4, embed_dim=64, depth=4, num_heads=4, epochs=10),
     "small": Preset(img_size=64, patch_size=8, embed_dim=192, depth=6, num_heads=3, epochs=30),
-    # Full sizes train as long as the papers did (PUBLISHED_EPOCHS).
+    # Full sizes train as long as the papers did (each objective's ``published_epochs``).
     "vit_s16": Preset(img_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6,
                       epochs=None),
     "vit_b16": Preset(img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12,
@@ -85,14 +84,6 @@ PRESET_HPARAMS: dict[str, dict[str, dict[str, Any]]] = {
         "gmml": {"proj_hidden_dim": 1024, "out_dim": 256},
     },
 }
-
-
-# Pre-training epochs of the published recipes (DINO ViT-S/16 100-epoch run, MoCo v3 ViT-S
-# 300, MAE 800, SimMIM ViT-B 800, SiT/GMML 800, the cl-vs-mim hybrid's short schedule 100).
-# Warm-up lengths, learning rates, weight decays and momenta come from each objective's
-# ``defaults``, which carry the published values.
-PUBLISHED_EPOCHS = {"dino": 100, "mocov3": 300, "mae": 800, "simmim": 800, "gmml": 800,
-                    "hybrid": 100}
 
 
 @dataclass
@@ -150,8 +141,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError (one line) for an impossible combination of options."""
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown method {self.method!r}; choose one of {list(METHODS)}")
+        if self.method not in list_objectives():
+            raise ConfigError(f"unknown method {self.method!r}; choose one of {list_objectives()}")
         if self.method == "hybrid":
             if self.lam is None or not 0.0 <= self.lam <= 1.0:
                 raise ConfigError(f"--method hybrid needs --lambda in [0, 1], got {self.lam}")
@@ -210,7 +201,7 @@ class TrainConfig:
         name = self.preset_name
         if name is not None and PRESETS[name].epochs is not None:
             return PRESETS[name].epochs  # type: ignore[return-value]
-        return PUBLISHED_EPOCHS[self.method]
+        return objective_class(self.method).published_epochs
 
 
 def resolve_optim(config: TrainConfig, hparams: dict[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,10 @@
 Detection tries the formats in ascending ``priority`` (most specific layouts first).
 """
 
-from vitprobe.models.formats import dino, model_entry, mocov3, timm_state, vitprobe_own  # noqa: F401
 from vitprobe.models.formats.base import (BUFFER_DROPS, ArchHints, CheckpointFormat, Extracted,
-                                          formats)
+                                          formats, register_format)
+from vitprobe.plugins import import_all
 
-__all__ = ["ArchHints", "BUFFER_DROPS", "CheckpointFormat", "Extracted", "formats"]
+import_all(__name__, __path__)  # each format module registers its classes
+
+__all__ = ["ArchHints", "BUFFER_DROPS", "CheckpointFormat", "Extracted", "formats", "register_format"]

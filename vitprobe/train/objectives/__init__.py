@@ -1,7 +1,9 @@
 """Self-supervised objectives, registered by name: dino, mocov3, mae, simmim, gmml, hybrid."""
 
-from vitprobe.train.objectives import dino, gmml, hybrid, mae, mocov3, simmim  # noqa: F401  (registration)
 from vitprobe.train.objectives.base import (Objective, StepInfo, collapse_warnings, get_objective,
-                                            list_objectives)
+                                            list_objectives, objective_class)
+from vitprobe.plugins import import_all
 
-__all__ = ["Objective", "StepInfo", "collapse_warnings", "get_objective", "list_objectives"]
+import_all(__name__, __path__)  # each objective module registers itself
+
+__all__ = ["Objective", "StepInfo", "collapse_warnings", "get_objective", "list_objectives", "objective_class"]

@@ -46,10 +46,12 @@ class Objective(nn.Module, abc.ABC):
     the keyword arguments, and any keyword not in ``defaults`` is a :class:`ConfigError`.
     ``collapse_dim`` is the K that :func:`collapse_warnings` needs (prototypes or embedding
     width), or None. ``per_tensor_clip``: the engine clips each gradient tensor to
-    ``clip_grad`` separately (DINO, SiT) instead of the global norm.
+    ``clip_grad`` separately (DINO, SiT) instead of the global norm. ``published_epochs`` is
+    the length of the published pre-training, the default of the full presets and ``--arch``.
     """
 
     name: ClassVar[str]
+    published_epochs: ClassVar[int]
     defaults: ClassVar[dict[str, Any]]
     per_tensor_clip: ClassVar[bool] = False
 
@@ -187,6 +189,8 @@ def register_objective(cls: _O) -> _O:
     missing = [k for k in ENGINE_KEYS if k not in cls.defaults]
     if missing:
         raise TypeError(f"objective {cls.name!r} defaults lack engine keys {missing}")
+    if not isinstance(getattr(cls, "published_epochs", None), int):
+        raise TypeError(f"objective {cls.name!r} lacks an int `published_epochs`")
     _REGISTRY[cls.name] = cls
     return cls
 

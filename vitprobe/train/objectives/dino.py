@@ -41,6 +41,7 @@ class DINO(Objective):
     """Student = encoder + DINO head; teacher = EMA copies; released backbone = teacher."""
 
     name = "dino"
+    published_epochs = 100  # DINO's ViT-S/16 100-epoch run
     per_tensor_clip = True  # DINO clips each gradient tensor separately
     defaults = dict(
         base_lr=5e-4, min_lr=1e-6, warmup_epochs=10, weight_decay=0.04, weight_decay_end=0.4,

@@ -28,6 +28,7 @@ class Hybrid(Objective):
     """
 
     name = "hybrid"
+    published_epochs = 100  # the cl-vs-mim hybrid's short schedule
     defaults = dict(
         base_lr=1.5e-4, min_lr=0.0, warmup_epochs=40, weight_decay=0.05, weight_decay_end=0.05,
         momentum=0.99, betas=(0.9, 0.999), clip_grad=None, drop_path=None,

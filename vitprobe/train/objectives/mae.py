@@ -43,6 +43,7 @@ class MAE(Objective):
     """Masked autoencoder with a transformer decoder and fixed sin-cos decoder positions."""
 
     name = "mae"
+    published_epochs = 800  # MAE's 800-epoch pre-training
     defaults = dict(
         base_lr=1.5e-4, min_lr=0.0, warmup_epochs=40, weight_decay=0.05, weight_decay_end=0.05,
         momentum=None, betas=(0.9, 0.95), clip_grad=None, drop_path=0.0,

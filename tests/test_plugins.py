@@ -1,0 +1,84 @@
+"""Plugin packages register every public module; the package's attributes stay what they are."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+import vitprobe
+from vitprobe.plugins import import_all, public_modules
+
+
+def test_import_all_imports_public_modules_and_skips_helpers(tmp_path: Path, monkeypatch) -> None:
+    pkg = tmp_path / "plugpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "alpha.py").write_text("import plugpkg\nplugpkg.seen = getattr(plugpkg, 'seen', []) + ['alpha']\n")
+    (pkg / "_helper.py").write_text("raise RuntimeError('helpers are not plugins')\n")
+    (pkg / "beta").mkdir()
+    (pkg / "beta" / "__init__.py").write_text("import plugpkg\nplugpkg.seen = getattr(plugpkg, 'seen', []) + ['beta']\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("plugpkg")
+    try:
+        assert import_all("plugpkg", module.__path__) == ["alpha", "beta"]
+        assert module.seen == ["alpha", "beta"] and "plugpkg._helper" not in sys.modules
+    finally:
+        for name in [n for n in sys.modules if n == "plugpkg" or n.startswith("plugpkg.")]:
+            del sys.modules[name]
+
+
+@pytest.mark.parametrize("package", ["vitprobe.analyzers", "vitprobe.models.formats",
+                                     "vitprobe.train.objectives", "vitprobe.commands"])
+def test_every_public_module_of_a_plugin_package_is_loaded(package: str) -> None:
+    if package == "vitprobe.commands":
+        from vitprobe.cli import build_parser
+
+        build_parser()
+    module = importlib.import_module(package)
+    for name in public_modules(module.__path__):
+        assert f"{package}.{name}" in sys.modules
+
+
+def test_new_objective_is_a_method_with_its_published_length() -> None:
+    from vitprobe.train import TrainConfig
+    from vitprobe.train.objectives import base
+    from vitprobe.train.objectives.mae import MAE
+
+    class Longer(MAE):
+        name = "longer_mae"
+        published_epochs = 1600
+
+    base.register_objective(Longer)
+    try:
+        config = TrainConfig(method="longer_mae", preset="vit_b16")
+        config.validate()
+        assert config.total_epochs() == 1600
+        assert TrainConfig(method="longer_mae", preset="tiny").total_epochs() == 10
+    finally:
+        del base._REGISTRY["longer_mae"]
+
+
+def test_register_objective_requires_a_published_length() -> None:
+    from vitprobe.train.objectives import base
+    from vitprobe.train.objectives.mae import MAE
+
+    class NoLength(MAE):
+        name = "no_length"
+        published_epochs = None  # type: ignore[assignment]
+
+    with pytest.raises(TypeError, match="published_epochs"):
+        base.register_objective(NoLength)
+    assert "no_length" not in base.list_objectives()
+
+
+def test_submodule_attributes_are_modules_on_every_access() -> None:
+    for name in ("train", "capture", "metrics"):
+        first, second = getattr(vitprobe, name), getattr(vitprobe, name)
+        assert first is second is sys.modules[f"vitprobe.{name}"]
+    assert callable(vitprobe.train.train) and callable(vitprobe.capture.capture)
+    assert callable(vitprobe.load_model) and callable(vitprobe.analyze)
+    with pytest.raises(AttributeError):
+        vitprobe.no_such_thing  # noqa: B018

@@ -44,6 +44,9 @@ def _write(tmp_path: Path, **changes) -> Path:
     ({"models": {"a": {"train": {"method": "mae", "epoch": 3}}}}, "unknown training option"),
     ({"data": "synthtic:10"}, "synthtic"),
     ({"bogus": 1}, "unknown recipe keys"),
+    ({"claims": [{"figure": "knn", "text": "t", "check": {"metric": "knn_top1", "label": [],
+                                                          "greater": "mocov3", "than": "simmim"}}]},
+     "label must be a label name or a list"),
 ])
 def test_typos_fail_in_one_line_before_work(tmp_path: Path, changes: dict, message: str) -> None:
     path = _write(tmp_path, **changes)
@@ -151,3 +154,20 @@ def test_an_inner_peak_within_noise_of_an_end_is_undecided() -> None:
     check = {"metric": "linear_probe_top1", "label": "shape", "layers": "last", "peak_inside": True}
     assert evaluate(check, {"0": run(22.2), "0.5": run(23.2), "1": run(20.2)}, {}).agrees is None
     assert evaluate(check, {"0": run(20.0), "0.5": run(60.0), "1": run(30.0)}, {}).agrees is True
+
+
+def test_a_list_label_reads_the_first_label_the_data_has() -> None:
+    def accuracy(v: float, label: str) -> dict:
+        return {"k": _table("knn_top1", {4: v}, label=label)}
+
+    check = {"metric": "knn_top1", "label": ["shape", "class"], "layers": "last", "greater": "cl", "than": "mim"}
+    folder = evaluate(check, {"cl": accuracy(70, "class"), "mim": accuracy(40, "class")}, {})
+    assert folder.agrees is True and "label class" in folder.detail
+    both = {"cl": {"k": pd.concat([_table("knn_top1", {4: 30}, label="shape"),
+                                   _table("knn_top1", {4: 90}, label="class")])},
+            "mim": {"k": pd.concat([_table("knn_top1", {4: 50}, label="shape"),
+                                    _table("knn_top1", {4: 10}, label="class")])}}
+    shape_first = evaluate(check, both, {})
+    assert shape_first.agrees is False and "label shape" in shape_first.detail
+    missing = evaluate(check, {"cl": accuracy(70, "digit"), "mim": accuracy(40, "digit")}, {})
+    assert missing.agrees is None and "no results for knn_top1, label shape" in missing.detail

@@ -95,6 +95,22 @@ def _decide(a: Estimate, b: Estimate) -> bool | None:
     return a.value > b.value
 
 
+def resolve_label(check: Mapping[str, Any],
+                  tables: Mapping[str, Mapping[str, pd.DataFrame]]) -> dict[str, Any]:
+    """``check`` with a list ``label`` replaced by the first of its labels that any table has
+    rows for (``[shape, class]`` reads the synthetic set's shape, or an image folder's class),
+    or by its first label when no table has any of them."""
+    labels = check.get("label")
+    if not isinstance(labels, list):
+        return dict(check)
+    for label in labels:
+        for model_tables in tables.values():
+            for table in model_tables.values():
+                if len(select_rows(table, {**check, "label": label, "layers": "all"})):
+                    return {**check, "label": label}
+    return {**check, "label": labels[0]}
+
+
 def _protocol(check: Mapping[str, Any]) -> str:
     parts = [str(check["metric"])]
     if "label" in check:
@@ -114,7 +130,9 @@ def evaluate(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.Data
     ``DECISIVE_SE`` standard errors, disagrees when B exceeds A so, and is undecided (None)
     in between. ``peak_inside: true`` agrees when the best model of a sweep is neither the
     first nor the last and beats both of them so; undecided when it is inside but does not.
+    A list ``label`` uses the first of its labels the tables have (:func:`resolve_label`).
     """
+    check = resolve_label(check, tables)
     where = f" ({_protocol(check)}; +- 1 standard error, decided beyond {DECISIVE_SE:g})"
     if check.get("peak_inside"):
         values = {key: summary_value(t, check) for key, t in tables.items()}
@@ -132,5 +150,5 @@ def evaluate(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.Data
     a, b = check["greater"], check["than"]
     va, vb = summary_value(tables.get(a, {}), check), summary_value(tables.get(b, {}), check)
     if va is None or vb is None:
-        return Verdict(None, f"metric {check['metric']} missing from the results")
+        return Verdict(None, f"no results for {_protocol(check)}")
     return Verdict(_decide(va, vb), f"{labels.get(a, a)} {va} vs {labels.get(b, b)} {vb}{where}")

@@ -240,4 +240,9 @@ def _claim(raw: Any, keys: set[str], where: str) -> Claim:
             raise ConfigError(f"{where}: claim check names unknown model {check[side]!r}; models: {sorted(keys)}")
     if "metric" not in check:
         raise ConfigError(f"{where}: claim check needs a metric")
+    label = check.get("label", "")
+    if not (isinstance(label, str) or (isinstance(label, list) and label
+                                       and all(isinstance(x, str) for x in label))):
+        raise ConfigError(f"{where}: claim check label must be a label name or a list of them "
+                          f"(the first one the data has is used), got {label!r}")
     return Claim(figure=str(raw["figure"]), text=str(raw["text"]), check=check)

@@ -129,6 +129,10 @@ def test_arch_from_timm_rebuilds_the_same_encoder():
         (16, 384, 12, 6, 224)
     with pytest.raises(ConfigError, match="not a timm model"):
         arch_from_timm("no_such_model")
+    with pytest.raises(ConfigError, match="is a VisionTransformerDistilled, not a timm VisionTransformer"):
+        arch_from_timm("deit_tiny_distilled_patch16_224")
+    with pytest.raises(ConfigError, match="cannot rebuild .*norm_pre"):
+        arch_from_timm("vit_base_patch32_clip_224")  # CLIP's pre-norm
 
 
 # ---------------------------------------------------------------- optimiser pieces
@@ -231,6 +235,15 @@ def test_views_do_not_depend_on_worker_count(tmp_path):
     run_toy(tmp_path / "b", epochs=1, num_workers=2)
     a, b = load_file(tmp_path / "a" / "final.safetensors"), load_file(tmp_path / "b" / "final.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_too_few_images_or_a_missing_gpu_fail_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="global batch of 32; lower --batch-size"):
+        run_toy(tmp_path / "few", batch_size=32)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA"):
+            run_toy(tmp_path / "gpu", device="cuda")
+    assert not (tmp_path / "few").exists() and not (tmp_path / "gpu").exists()
 
 
 def test_existing_run_is_not_overwritten(tmp_path):

@@ -71,6 +71,22 @@ def test_resume_with_other_options_is_refused(tmp_path):
         run_toy(tmp_path / "run", resume=True, epochs=1, batch_size=2)
 
 
+def test_resume_from_an_unreadable_state_or_another_process_count_is_refused(tmp_path):
+    from vitprobe.train.engine import _check_resume
+
+    out = tmp_path / "run"
+    run_toy(out, epochs=1)
+    state = torch.load(out / ckpt.STATE_FILE, weights_only=True)
+    config = toy_config(out, epochs=1)
+    _check_resume(config, state, 1)  # the same run resumes
+    with pytest.raises(ConfigError, match="used 1 processes, not 2; resume with the same process count"):
+        _check_resume(config, state, 2)
+    (out / ckpt.STATE_FILE).write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError, match="cannot be read") as err:
+        run_toy(out, resume=True, epochs=1)
+    assert str(out / ckpt.STATE_FILE) in str(err.value) and "\n" not in str(err.value)
+
+
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "run"
     real_save, calls = torch.save, []

@@ -2,7 +2,7 @@
 
 Attention tensors are post-softmax probabilities (B, H, N, N); token tensors are the residual
 stream (B, N, C); the first ``num_prefix_tokens`` tokens (CLS, registers) are dropped where a
-metric is about patches. See REFERENCE.md for the definitions.
+metric is about patches. See each function's docstring for the definitions.
 """
 
 from vitprobe.metrics._checks import ShapeError, patch_attention, patch_grid, patch_tokens

@@ -120,7 +120,7 @@ def test_analyses_lists_needs_and_parameters(capsys):
     out = capsys.readouterr().out
     for name in list_analyzers():
         assert f"\n{name}\n" in f"\n{out}"
-    assert "needs: masks" in out and "keep_mass=" in out
+    assert "needs: masks" in out and "keep_mass = 0.6 (number)" in out
 
 
 def test_probes_without_labels_and_unknown_names_are_config_errors():
@@ -254,7 +254,9 @@ def test_analysis_parameters_from_the_command_line_reach_the_protocol(checkpoint
     capsys.readouterr()
     for bad, message in ((["--param", "pooling=mean"], "name the analysis and its parameter"),
                          (["--param", "knn.kk=3"], "has no parameter kk"),
-                         (["--param", "knn.k=abc"], "wrong type"),
+                         (["--param", "knn.k=abc"], "k takes integer, got 'abc'"),
+                         (["--param", "knn.final_norm=no"], "final_norm takes true|false, got 'no'"),
+                         (["--param", "knn.layers=1.5"], "layers takes block numbers"),
                          (["--param", "knn.pooling=max"], "pooling")):
         assert main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:16", "--analyses", "knn",
                      "--no-progress", *bad]) == 2, bad

@@ -45,6 +45,9 @@ def get_analyzer(name: str, **params: Any) -> Any:
     if unknown:
         raise ConfigError(f"analysis {name!r} has no parameter {', '.join(unknown)}; "
                           f"it takes {', '.join(accepted) or 'no parameters'}")
+    from vitprobe.analyzers._params import check_params
+
+    params = check_params(cls, params)
     try:
         return cls(**params)
     except TypeError as err:  # a value of the wrong type met a comparison or a conversion

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import typing
 import warnings
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,8 @@ from vitprobe.metrics import knn_predict
 # Fewer held-out images than this make a probe accuracy too coarse to read (warned).
 _FEW_HELD_OUT = 50
 
-POOLINGS = ("cls", "mean")
+Pooling = Literal["cls", "mean"]
+POOLINGS: tuple[str, ...] = typing.get_args(Pooling)
 
 
 class _PooledFeatureProbe(Analyzer):
@@ -30,7 +32,7 @@ class _PooledFeatureProbe(Analyzer):
     value_units = "top-1 accuracy on the held-out split, percent"
     metric = ""
 
-    def __init__(self, layers: Sequence[int] | None = None, pooling: str = "cls",
+    def __init__(self, layers: Sequence[int] | None = None, pooling: Pooling = "cls",
                  final_norm: bool = False, heldout_fraction: float = 0.2, split_seed: int = 0) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -132,7 +134,7 @@ class LinearProbe(_PooledFeatureProbe):
     name = "linear_probe"
     metric = "linear_probe_top1"
 
-    def __init__(self, layers: Sequence[int] | None = None, pooling: str = "cls",
+    def __init__(self, layers: Sequence[int] | None = None, pooling: Pooling = "cls",
                  final_norm: bool = False, heldout_fraction: float = 0.2, split_seed: int = 0,
                  C: float = 1.0, max_iter: int = 1000) -> None:
         super().__init__(layers, pooling, final_norm, heldout_fraction, split_seed)
@@ -172,7 +174,7 @@ class KNN(_PooledFeatureProbe):
     name = "knn"
     metric = "knn_top1"
 
-    def __init__(self, layers: Sequence[int] | None = None, pooling: str = "cls",
+    def __init__(self, layers: Sequence[int] | None = None, pooling: Pooling = "cls",
                  final_norm: bool = False, heldout_fraction: float = 0.2, split_seed: int = 0,
                  k: int = 20, T: float = 0.07) -> None:
         super().__init__(layers, pooling, final_norm, heldout_fraction, split_seed)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
+
+from vitprobe.analyzers._params import describe_kind
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,6 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _default_text(value: object) -> str:
+    """A default as it would be typed after --param (JSON: true, null, 0.6, "cls")."""
+    return json.dumps(value) if value is None or isinstance(value, (bool, int, float, str)) else repr(value)
+
+
 def describe_analyzer(cls: type) -> dict[str, str]:
     """Name, needs, parameters (with defaults) and the first docstring line of an analyzer class."""
     needs = [what for what, flag in (("labels", "requires_labels"), ("masks", "requires_masks"))
@@ -23,7 +31,8 @@ def describe_analyzer(cls: type) -> dict[str, str]:
     for name, param in inspect.signature(cls.__init__).parameters.items():
         if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
-        params.append(name if param.default is param.empty else f"{name}={param.default!r}")
+        default = "" if param.default is param.empty else f" = {_default_text(param.default)}"
+        params.append(f"{name}{default} ({describe_kind(cls, name)})")
     doc = " ".join((inspect.getdoc(cls) or "").split("\n\n")[0].split())
     return {"name": cls.name, "needs": ", ".join(needs) or "images", "parameters": ", ".join(params) or "-",
             "about": doc}
@@ -35,5 +44,6 @@ def run(args: argparse.Namespace) -> int:
 
     for name in list_analyzers():
         info = describe_analyzer(analyzer_class(name))
-        print(f"{info['name']}\n  {info['about']}\n  needs: {info['needs']}\n  parameters: {info['parameters']}")
+        print(f"{info['name']}\n  {info['about']}\n  needs: {info['needs']}\n  parameters (--param "
+              f"{name}.KEY=VALUE): {info['parameters']}")
     return 0

@@ -1,0 +1,47 @@
+"""Analysis parameters are checked against their annotations, from Python and from --param."""
+
+from __future__ import annotations
+
+import pytest
+
+from vitprobe.analyzers import get_analyzer
+from vitprobe.errors import ConfigError
+
+
+@pytest.mark.parametrize("name, params, attribute, expected", [
+    ("attention_distance", {"layers": 3}, "layers", [3]),
+    ("attention_distance", {"layers": "1, 2"}, "layers", [1, 2]),
+    ("attention_distance", {"layers": (2, 4)}, "layers", [2, 4]),
+    ("attention_distance", {"layers": None}, "layers", None),
+    ("knn", {"T": 1}, "T", 1.0),
+    ("knn", {"pooling": "mean", "final_norm": True}, "pooling", "mean"),
+])
+def test_values_that_fit_are_brought_to_one_form(name, params, attribute, expected) -> None:
+    value = getattr(get_analyzer(name, **params), attribute)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("linear_probe", {"final_norm": "no"}, "final_norm takes true|false, got 'no'"),
+    ("linear_probe", {"final_norm": 0}, "final_norm takes true|false, got 0"),
+    ("attention_distance", {"layers": [1.5]}, "layers takes block numbers"),
+    ("attention_distance", {"layers": True}, "layers takes block numbers"),
+    ("attention_distance", {"layers": "1,two"}, "layers takes block numbers"),
+    ("knn", {"k": 2.5}, "k takes integer, got 2.5"),
+    ("knn", {"pooling": "avg"}, "pooling takes cls|mean, got 'avg'"),
+    ("attention_jaccard", {"keep_mass": "0.6"}, "keep_mass takes number"),
+])
+def test_values_of_the_wrong_kind_are_one_line_errors(name, params, message) -> None:
+    with pytest.raises(ConfigError, match=message) as err:
+        get_analyzer(name, **params)
+    assert "\n" not in str(err.value) and f"--param {name}." in str(err.value)
+
+
+def test_the_listing_says_what_each_parameter_takes(capsys) -> None:
+    from vitprobe.cli import main
+
+    assert main(["analyses"]) == 0
+    listing = capsys.readouterr().out
+    assert 'pooling = "cls" (cls|mean)' in listing and "final_norm = false (true|false)" in listing
+    assert "layers = null (block numbers" in listing and "k = 20 (integer)" in listing
+

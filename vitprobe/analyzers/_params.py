@@ -1,0 +1,108 @@
+"""Analysis parameters read by their annotations: the same checks for ``--param`` and Python.
+
+``--param`` values arrive parsed as JSON where they parse, else as text; Python passes any
+object. Each value is checked against the annotation of the analyzer's ``__init__`` and
+brought to one form (a list of block numbers, a float); a value of the wrong kind is a
+one-line ConfigError instead of a TypeError deep inside the analysis, and never silently
+reinterpreted (``"no"`` is not a boolean, ``1.5`` is not a block).
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from vitprobe.errors import ConfigError
+
+_BLOCKS_HELP = "block numbers, e.g. [1,6,12], 1,6,12 or 12; default every block"
+_KIND_HELP = {bool: "true|false", int: "integer", float: "number", str: "text", "blocks": _BLOCKS_HELP}
+
+
+def _kind(annotation: Any) -> Any:
+    """bool, int, float, str, "blocks" (a sequence of ints, or None), the tuple of a Literal's
+    choices, or None (unchecked)."""
+    if annotation in (bool, int, float, str):
+        return annotation
+    if typing.get_origin(annotation) is typing.Literal:
+        return typing.get_args(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if args and all(typing.get_origin(a) in (Sequence, list, tuple) and typing.get_args(a)[:1] == (int,)
+                    for a in args):
+        return "blocks"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _blocks(value: Any) -> list[int] | None:
+    if value is None:
+        return None
+    if _is_int(value):
+        return [value]
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.strip("[]").split(",")]
+        if all(p.lstrip("-").isdigit() for p in parts):
+            return [int(p) for p in parts]
+    elif isinstance(value, (list, tuple)) and value and all(_is_int(v) for v in value):
+        return list(value)
+    raise ValueError
+
+
+def check_value(kind: Any, value: Any) -> Any:
+    """``value`` in the form ``kind`` asks for; ValueError when it does not fit."""
+    if kind is bool and not isinstance(value, bool):
+        raise ValueError
+    if kind is int and not _is_int(value):
+        raise ValueError
+    if kind is float:
+        if not (_is_int(value) or isinstance(value, float)):
+            raise ValueError
+        return float(value)
+    if kind is str and not isinstance(value, str):
+        raise ValueError
+    if kind == "blocks":
+        return _blocks(value)
+    if isinstance(kind, tuple) and value not in kind:
+        raise ValueError
+    return value
+
+
+def param_kinds(cls: type) -> dict[str, Any]:
+    """Parameter name -> kind for every keyword of ``cls.__init__``."""
+    hints = typing.get_type_hints(cls.__init__)
+    return {name: _kind(hint) for name, hint in hints.items() if name != "return"}
+
+
+def check_params(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` checked and normalised for analyzer class ``cls`` (ConfigError on a misfit)."""
+    kinds = param_kinds(cls)
+    out = {}
+    for name, value in params.items():
+        kind = kinds.get(name)
+        try:
+            out[name] = check_value(kind, value)
+        except ValueError:
+            raise ConfigError(f"analysis {cls.name!r}: {name} takes {describe(kind)}, got {value!r}; "
+                              f"e.g. --param {cls.name}.{name}={_example(kind)}") from None
+    return out
+
+
+def _example(kind: Any) -> str:
+    if isinstance(kind, tuple):
+        return str(kind[0])
+    return {bool: "true", int: "10", float: "0.5", str: "text", "blocks": "[1,6,12]"}[kind]
+
+
+def describe(kind: Any) -> str:
+    """What a parameter of ``kind`` takes, in words."""
+    if isinstance(kind, tuple):
+        return "|".join(map(str, kind))
+    return _KIND_HELP.get(kind, "any value")
+
+
+def describe_kind(cls: type, name: str) -> str:
+    """What parameter ``name`` of ``cls`` takes, for listings."""
+    return describe(param_kinds(cls).get(name))

@@ -8,6 +8,8 @@ not images). Steps are interleaved with the plain passes; the median ratio is pr
 
     OMP_NUM_THREADS=2 python benchmarks/bench_train.py --preset tiny --batch-size 32 --rounds 5 \
         [--heads scaled]
+    OMP_NUM_THREADS=2 python benchmarks/bench_train.py --preset vit_s16 --batch-size 8 --rounds 3 \
+        --loader-steps 0     # the papers' encoder and heads, on a CPU
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from vitprobe.train.objectives import StepInfo, get_objective, list_objectives  
 from vitprobe.train.objectives._vit import encode  # noqa: E402
 
 TARGET = 1.5
-LOADER_STEPS = 12  # batches the loader-fed check runs; the first one (worker start-up) is not timed
 NOT_IMAGES = ("noise",)  # float views that are not fed to the encoder (GMML's corruption)
 # ``--heads scaled``: heads sized to a tiny/small encoder instead of the published ViT-B sizes
 # (65536 DINO prototypes, 4096-wide MoCo projectors, an 8 x 512 MAE decoder), which dwarf it.
@@ -60,7 +61,7 @@ def image_views(views: dict[str, torch.Tensor]) -> list[torch.Tensor]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="tiny", choices=("tiny", "small"))
+    parser.add_argument("--preset", default="tiny", choices=("tiny", "small", "vit_s16", "vit_b16"))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--objectives", nargs="*", default=None)
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="objective heads at their published sizes or scaled to the preset")
     parser.add_argument("--workers", type=int, default=1,
                         help="data-loader workers for the fed-by-loader check")
+    parser.add_argument("--loader-steps", type=int, default=12,
+                        help="batches of the fed-by-loader check, the first (worker start-up) "
+                             "not timed; 0 skips the check")
     args = parser.parse_args(argv)
     names = args.objectives or list_objectives()
     print(f"# bench_train: preset {args.preset}, batch {args.batch_size}, {args.rounds} rounds, "
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         hparams = SCALED_HEADS.get(name, {}) if args.heads == "scaled" else {}
         objective = get_objective(name, build_model(arch), arch, **hparams).train()
-        dataset = resolve_dataset(f"synthetic:{args.batch_size * LOADER_STEPS}", arch.img_size,
+        dataset = resolve_dataset(f"synthetic:{args.batch_size * max(1, args.loader_steps)}", arch.img_size,
                                   IMAGENET_MEAN, IMAGENET_STD)
         views = ViewsDataset(dataset, objective.views, seed=0)
         sampler = EpochShard(len(dataset), args.batch_size, 0, 1, seed=0, epoch=0)
@@ -115,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         shapes = ", ".join("x".join(map(str, x.shape)) for x in inputs)
         print(f"{name:8s} RATIO step / plain forward+backward = {ratio:.2f}  "
               f"(step {step_median * 1e3:.0f} ms, views {shapes})")
+        if args.loader_steps < 2:
+            continue
 
         loader = DataLoader(views, batch_size=args.batch_size, num_workers=args.workers,
                             sampler=EpochShard(len(dataset), args.batch_size, 0, 1, 0, 0))

@@ -15,7 +15,7 @@ from vitprobe.errors import ConfigError
 from vitprobe.models.architecture import ArchSpec, build_model
 from vitprobe.train.objectives import StepInfo, collapse_warnings, get_objective, list_objectives
 from vitprobe.train.objectives.base import all_reduce_mean, concat_all_gather
-from vitprobe.train.objectives._vit import cls_features, set_drop_path
+from vitprobe.train.objectives._vit import cls_features, encode, set_drop_path
 from vitprobe.train.objectives._infonce import embedding_std, info_nce
 from vitprobe.train.objectives.dino import dino_loss, entropy
 from vitprobe.train.objectives.gmml import corrupt
@@ -135,6 +135,21 @@ def test_gmml_corruption() -> None:
     assert torch.equal(out[1][:, 1:3, 1:3], noise[1][:, 1:3, 1:3])
 
 
+def test_pixel_decoder_is_simmims_1x1_convolution_and_pixel_shuffle() -> None:
+    from vitprobe.train.heads import PixelDecoder
+
+    decoder = PixelDecoder(32, 4)
+    conv = torch.nn.Conv2d(32, 3 * 4 * 4, 1)
+    with torch.no_grad():
+        conv.weight.copy_(decoder.proj[0].weight[:, :, None, None])
+        conv.bias.copy_(decoder.proj[0].bias)
+    tokens = torch.randn(2, 6 * 8, 32)
+    feature_map = tokens.transpose(1, 2).reshape(2, 32, 6, 8)  # row-major patch grid 6 x 8
+    expected = torch.nn.functional.pixel_shuffle(conv(feature_map), 4)
+    assert decoder(tokens, (6, 8)).shape == (2, 3, 24, 32)
+    assert torch.allclose(decoder(tokens, (6, 8)), expected, atol=1e-6)
+
+
 def test_gmml_follows_sit_defaults_and_mask_ratios() -> None:
     """SiT: wd 0.04 -> 0.1, crops of scale 0.2-1, CLSHead's second activation GELU, RECHead's
     three hidden layers; a view pasted from another image has 30% of its patches replaced, a
@@ -144,11 +159,11 @@ def test_gmml_follows_sit_defaults_and_mask_ratios() -> None:
     assert isinstance(obj.projector[2], torch.nn.ReLU) and isinstance(obj.projector[5], torch.nn.GELU)
     assert obj.per_tensor_clip and build("dino").per_tensor_clip and not build("mocov3").per_tensor_clip
     # RECHead: three (width -> width, GELU), then width -> 3 p^2 per patch; SimMIM: one linear map
-    convs = [m for m in obj.decoder.proj if isinstance(m, torch.nn.Conv2d)]
+    linears = [m for m in obj.decoder.proj if isinstance(m, torch.nn.Linear)]
     width = obj.encoder.embed_dim
-    assert [(c.in_channels, c.out_channels) for c in convs] == [(width, width)] * 3 + [(width, 3 * 4 * 4)]
+    assert [(c.in_features, c.out_features) for c in linears] == [(width, width)] * 3 + [(width, 3 * 4 * 4)]
     assert sum(isinstance(m, torch.nn.GELU) for m in obj.decoder.proj) == 3
-    assert isinstance(build("simmim").decoder.proj, torch.nn.Conv2d)
+    assert [type(m) for m in build("simmim").decoder.proj] == [torch.nn.Linear]
     g = torch.Generator().manual_seed(0)
     seen = set()
     for _ in range(20):
@@ -318,6 +333,53 @@ def test_dino_teacher_temperature_schedule() -> None:
     assert temp(29, 100) == pytest.approx(0.07) and temp(80, 100) == pytest.approx(0.07)
     assert temp(9, 10) == pytest.approx(0.07)  # warm-up clipped to the run length
     assert temp(3, 7) == pytest.approx(0.04 + 0.03 * 3 / 6)
+
+
+@pytest.mark.parametrize("layer_scale, qkv_bias", [(None, True), (1e-2, False)])
+def test_class_token_features_equal_the_full_forward(layer_scale, qkv_bias) -> None:
+    """cls_features skips the last block's other tokens: same values, same drop-path masks,
+    same gradients as the class token of the full forward."""
+    spec = ArchSpec(img_size=32, patch_size=4, embed_dim=32, depth=3, num_heads=2,
+                    layer_scale=layer_scale, qkv_bias=qkv_bias)
+    torch.manual_seed(0)
+    encoder = build_model(spec).train()
+    set_drop_path(encoder, 0.5)
+    images = torch.randn(16, 3, 32, 32)
+    results = []
+    for features in (lambda e, x: encode(e, x)[:, 0], cls_features):
+        encoder.zero_grad()
+        torch.manual_seed(7)
+        out = features(encoder, images)
+        (out * torch.linspace(-1, 1, out.shape[1])).sum().backward()
+        results.append((out.detach(), {k: p.grad.clone() for k, p in encoder.named_parameters()}))
+    (full, full_grads), (cls, cls_grads) = results
+    assert torch.allclose(full, cls, atol=1e-5)
+    assert not torch.allclose(full[0], full[1])  # the drop-path masks differ per image
+    for name, grad in full_grads.items():
+        assert torch.allclose(grad, cls_grads[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_dino_runs_the_head_once_over_every_crop() -> None:
+    dino = build("dino", norm_last_layer=False)
+    views = batch_of_views(dino)
+    with torch.no_grad():
+        together = torch.stack(dino._student(views["global"], views["local"]))
+        parts = [dino.head(cls_features(dino.encoder, c.transpose(0, 1).flatten(0, 1))).view(c.shape[1], len(c), -1)
+                 for c in (views["global"], views["local"])]
+    assert together.shape[:2] == (2 + dino.hparams["n_local"], 8)
+    assert torch.allclose(together, torch.cat(parts), atol=1e-6)
+
+
+def test_prototypes_are_scaled_only_when_the_scale_is_learned() -> None:
+    from vitprobe.train.heads import PrototypeLinear
+
+    x = torch.randn(4, 8)
+    for learn, g in ((False, 1.0), (True, 2.0)):
+        layer = PrototypeLinear(8, 5, learn_scale=learn)
+        with torch.no_grad():
+            layer.weight_g.fill_(g)
+        assert layer.weight_g.requires_grad is learn
+        assert torch.allclose(layer(x), g * x @ F.normalize(layer.weight_v, dim=1).T, atol=1e-6)
 
 
 def test_dino_center_update_and_metrics() -> None:

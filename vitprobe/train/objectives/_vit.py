@@ -2,15 +2,17 @@
 
 The encoder's own pieces are used in timm's order: patch_embed (conv + norm), position
 embedding (resampled bicubically when the patch grid differs from the trained one), prefix
-tokens, pos_drop, norm_pre, blocks, norm.
+tokens, pos_drop, norm_pre, blocks, norm. When only the class token is needed
+(:func:`cls_features`), the last block computes the class token's output alone.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from timm.layers import DropPath, resample_abs_pos_embed
-from timm.models.vision_transformer import VisionTransformer
+import torch.nn.functional as F
+from timm.layers import Attention, DropPath, resample_abs_pos_embed
+from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor
 
 from vitprobe.errors import ConfigError
@@ -72,13 +74,46 @@ def run_blocks(encoder: VisionTransformer, tokens: Tensor) -> Tensor:
     return encoder.norm(encoder.blocks(x))
 
 
-def encode(encoder: VisionTransformer, images: Tensor) -> Tensor:
-    """All output tokens (B, P + h * w, C) for images of any patch-multiple size."""
+def input_tokens(encoder: VisionTransformer, images: Tensor) -> Tensor:
+    """Prefix and patch tokens with their positions (B, P + h * w, C), before the blocks."""
     x, grid = embed_patches(encoder, images)
     x = x + patch_positions(encoder, grid)
-    return run_blocks(encoder, torch.cat([prefix_tokens(encoder, x.shape[0]), x], dim=1))
+    return torch.cat([prefix_tokens(encoder, x.shape[0]), x], dim=1)
+
+
+def encode(encoder: VisionTransformer, images: Tensor) -> Tensor:
+    """All output tokens (B, P + h * w, C) for images of any patch-multiple size."""
+    return run_blocks(encoder, input_tokens(encoder, images))
+
+
+def class_token_block(block: nn.Module, x: Tensor) -> Tensor:
+    """``block(x)[:, :1]``, computing the class token alone: its query attends to the keys
+    and values of every token, and the MLP runs on that one token. Stochastic depth draws the
+    same per-sample masks as the full block. Blocks other than timm's plain ``Block`` with
+    ``Attention`` run in full."""
+    attn = block.attn
+    if type(block) is not Block or type(attn) is not Attention or attn.gate is not None:
+        return block(x)[:, :1]
+    y = block.norm1(x)
+    b, n, _ = y.shape
+    heads, dim, width = attn.num_heads, attn.head_dim, attn.attn_dim
+    weight, bias = attn.qkv.weight, attn.qkv.bias
+    q = F.linear(y[:, :1], weight[:width], None if bias is None else bias[:width])
+    kv = F.linear(y, weight[width:], None if bias is None else bias[width:])
+    q = attn.q_norm(q.view(b, 1, heads, dim).transpose(1, 2))
+    k, v = kv.view(b, n, 2, heads, dim).permute(2, 0, 3, 1, 4).unbind(0)
+    out = F.scaled_dot_product_attention(q, attn.k_norm(k), v,
+                                         dropout_p=attn.attn_drop.p if attn.training else 0.0)
+    out = attn.proj_drop(attn.proj(attn.norm(out.transpose(1, 2).reshape(b, 1, width))))
+    cls = x[:, :1] + block.drop_path1(block.ls1(out))
+    return cls + block.drop_path2(block.ls2(block.mlp(block.norm2(cls))))
 
 
 def cls_features(encoder: VisionTransformer, images: Tensor) -> Tensor:
-    """The normed class token (B, C)."""
-    return encode(encoder, images)[:, 0]
+    """The normed class token (B, C) = ``encode(encoder, images)[:, 0]``, without the other
+    tokens' outputs of the last block (its MLP and attention queries for h * w tokens)."""
+    x = encoder.norm_pre(encoder.pos_drop(input_tokens(encoder, images)))
+    *body, last = encoder.blocks
+    for block in body:
+        x = block(x)
+    return encoder.norm(class_token_block(last, x))[:, 0]

@@ -86,15 +86,19 @@ class DINO(Objective):
         frac = step.epoch / (warm_epochs - 1) if warm_epochs > 1 else 0.0
         return h["warmup_teacher_temp"] + (h["teacher_temp"] - h["warmup_teacher_temp"]) * frac
 
-    def _student(self, crops: Tensor) -> list[Tensor]:
-        """(B, V, 3, s, s) -> V logit tensors (B, K), the V crops run as one batch."""
-        b, v = crops.shape[:2]
-        out = self.head(cls_features(self.encoder, crops.transpose(0, 1).flatten(0, 1)))
-        return list(out.view(v, b, -1).unbind(0))
+    def _student(self, glob: Tensor, local: Tensor) -> list[Tensor]:
+        """(B, 2, 3, S, S) and (B, V, 3, s, s) -> 2 + V logit tensors (B, K), global crops
+        first: the encoder runs once per crop size, the head once over every crop (as DINO's
+        MultiCropWrapper, so the prototypes are normalised once per step)."""
+        b = glob.shape[0]
+        features = [cls_features(self.encoder, crops.transpose(0, 1).flatten(0, 1))
+                    for crops in (glob, local) if crops.shape[1]]
+        out = self.head(torch.cat(features))
+        return list(out.view(-1, b, out.shape[-1]).unbind(0))
 
     def forward(self, views: dict[str, Tensor], step: StepInfo) -> tuple[Tensor, dict[str, float]]:
         glob, local = views["global"], views["local"]
-        student = self._student(glob) + (self._student(local) if local.shape[1] else [])
+        student = self._student(glob, local)
         with torch.no_grad():
             b, v = glob.shape[:2]
             t = self.teacher_head(cls_features(self.teacher, glob.transpose(0, 1).flatten(0, 1)))

@@ -16,7 +16,7 @@ from vitprobe.train.objectives._infonce import embedding_std, info_nce
 from vitprobe.train.objectives._vit import check_encoder, cls_features, encode
 from vitprobe.train.objectives.base import Objective, StepInfo, frozen_copy, register_objective
 from vitprobe.train.objectives.mocov3 import byol_view_specs
-from vitprobe.train.objectives.simmim import masked_l1, tokens_to_map
+from vitprobe.train.objectives.simmim import masked_l1
 from vitprobe.train.views import IMAGENET_MEAN, IMAGENET_STD, make_views
 
 
@@ -93,7 +93,7 @@ class GMML(Objective):
         inputs, masks = zip(*(self._corrupted(views, i) for i in ((v,) if isinstance(v, int) else v)))
         x = torch.cat(inputs)
         tokens = encode(self.encoder, x)
-        rec = self.decoder(tokens_to_map(tokens[:, self.encoder.num_prefix_tokens:], self.arch.grid))
+        rec = self.decoder(tokens[:, self.encoder.num_prefix_tokens:], self.arch.grid)
         return {"corrupted": x, "tokens": tokens, "reconstruction": rec, "pixel_mask": torch.cat(masks)}
 
     def forward(self, views: dict[str, Tensor], step: StepInfo) -> tuple[Tensor, dict[str, float]]:

@@ -27,14 +27,9 @@ def masked_l1(pred: Tensor, target: Tensor, pixel_mask: Tensor) -> Tensor:
     return ((pred - target).abs() * m).sum() / (m.sum() * pred.shape[1]).clamp_min(1e-5)
 
 
-def tokens_to_map(tokens: Tensor, grid: tuple[int, int]) -> Tensor:
-    """Patch tokens (B, h w, C) -> feature map (B, C, h, w)."""
-    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *grid)
-
-
 @register_objective
 class SimMIM(Objective):
-    """Block-masked image modelling with a 1x1-conv + pixel-shuffle decoder and L1 on masked pixels."""
+    """Block-masked image modelling with a linear (1x1-conv) + pixel-shuffle decoder and L1 on masked pixels."""
 
     name = "simmim"
     published_epochs = 800  # SimMIM ViT-B, 800 epochs
@@ -68,7 +63,7 @@ class SimMIM(Objective):
         tokens = tokens * (1 - w) + self.mask_token * w + patch_positions(self.encoder, grid)
         prefix = prefix_tokens(self.encoder, len(images))
         out = run_blocks(self.encoder, torch.cat([prefix, tokens], dim=1))[:, prefix.shape[1]:]
-        return self.decoder(tokens_to_map(out, grid))
+        return self.decoder(out, grid)
 
     def forward(self, views: dict[str, Tensor], step: StepInfo) -> tuple[Tensor, dict[str, float]]:
         images, mask = views["image"], views["mask"]

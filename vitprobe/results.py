@@ -89,12 +89,33 @@ def _dump_json(obj: Any) -> str:
 
 # Files that mark a folder as written by vitprobe's analysis side (a run, a comparison).
 _OUTPUT_MARKERS = ("run.json", "runs.json")
+_RESULT_SUFFIXES = (".csv", ".json", ".png", ".svg", ".npz")
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """Paths under an analysis output ``folder`` that vitprobe's analysis side does not write:
+    anything but ``run.json``, ``runs.json``, ``report.html``, ``<analysis>.csv/.json/.png/
+    .svg/.npz`` and sub-folders that are analysis outputs themselves (checked the same way)."""
+    from vitprobe.analyzers import list_analyzers
+
+    analyses = set(list_analyzers())
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir() and not entry.is_symlink():
+            if any((entry / marker).is_file() for marker in _OUTPUT_MARKERS):
+                found += [f"{entry.name}/{inner}" for inner in foreign_entries(entry)]
+            else:
+                found.append(f"{entry.name}/")
+        elif not (entry.name in (*_OUTPUT_MARKERS, "report.html")
+                  or (entry.suffix in _RESULT_SUFFIXES and entry.stem in analyses)):
+            found.append(entry.name)
+    return found
 
 
 def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
     """Refuse an output folder that already holds something, unless ``overwrite`` and it is an
-    analysis output (a run or comparison folder: ``--overwrite`` never replaces anything else,
-    such as a training run or a folder of images)."""
+    analysis output holding nothing else (``--overwrite`` never replaces anything else, such as
+    a training run, a folder of images, or notes a user put beside the results)."""
     out = check_output_folder(out)
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
@@ -103,6 +124,12 @@ def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
             raise OutputExistsError(
                 f"{out}: not an analysis output (no {' or '.join(_OUTPUT_MARKERS)}), so --overwrite "
                 "will not replace it; choose another --out")
+        foreign = foreign_entries(out)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise OutputExistsError(
+                f"{out}: holds files vitprobe did not write ({shown}), which --overwrite would "
+                "delete; move them out or choose another --out")
     return out
 
 

@@ -41,10 +41,28 @@ def test_empty_folder_is_used(tmp_path, run):
 def test_overwrite_replaces_the_old_folder(tmp_path, run):
     out = tmp_path / "out"
     run.save(out)
-    (out / "stale.csv").write_text("old")
+    (out / "token_similarity.csv").write_text("old")  # an analysis the new run does not have
     run.save(out, overwrite=True)
-    assert not (out / "stale.csv").exists()
+    assert not (out / "token_similarity.csv").exists()
     assert (out / "fourier.csv").is_file()
+    assert _siblings(out) == []
+
+
+def test_overwrite_never_deletes_what_a_user_put_beside_the_results(tmp_path, run):
+    out = tmp_path / "out"
+    run.save(out / "a")
+    run.save(out / "b")
+    (out / "runs.json").write_text("[]")
+    (out / "a" / "NOTES.txt").write_text("mine")
+    (out / "mydata").mkdir()
+    with pytest.raises(OutputExistsError, match=r"did not write \(a/NOTES.txt, mydata/\)") as info:
+        run.save(out, overwrite=True)
+    assert "\n" not in str(info.value)
+    assert (out / "a" / "NOTES.txt").read_text() == "mine" and (out / "mydata").is_dir()
+    (out / "a" / "NOTES.txt").unlink()
+    (out / "mydata").rmdir()
+    run.save(out, overwrite=True)  # only vitprobe's files left: replaced
+    assert (out / "run.json").is_file() and not (out / "a").exists()
     assert _siblings(out) == []
 
 
@@ -70,7 +88,7 @@ def test_an_output_under_a_file_is_refused_before_any_work(tmp_path, run):
 def test_failure_mid_save_keeps_old_folder_and_leaves_no_partial(tmp_path, run, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "stale.csv").write_text("old")
+    (out / "token_similarity.csv").write_text("old")
     (out / "run.json").write_text("{}")
     calls = []
     original = results_module.Result.save
@@ -84,7 +102,7 @@ def test_failure_mid_save_keeps_old_folder_and_leaves_no_partial(tmp_path, run, 
     monkeypatch.setattr(results_module.Result, "save", failing_save)
     with pytest.raises(RuntimeError, match="disk full"):
         run.save(out, overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == ["run.json", "stale.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["run.json", "token_similarity.csv"]
     assert _siblings(out) == []
     calls.clear()
     with pytest.raises(RuntimeError):

@@ -15,17 +15,21 @@ from vitprobe.models.export import export_checkpoint
 from vitprobe.models.safe_unpickle import torch_load_safely
 
 
+# 4 heads of width 32: not what a layout without an architecture name would imply (128 // 64 = 2)
+VIT4 = VIT.replace(num_heads=4)
+
+
 @pytest.fixture
 def own_vit(tmp_path):
-    encoder = random_encoder(VIT, seed=1)
-    return encoder, save_encoder(tmp_path / "own.safetensors", encoder, VIT,
+    encoder = random_encoder(VIT4, seed=1)
+    return encoder, save_encoder(tmp_path / "own.safetensors", encoder, VIT4,
                                  {"objective": "dino", "epoch": 7, "step": 70})
 
 
 @pytest.mark.parametrize("fmt,top_keys,prefix", [
     ("dino", {"teacher", "student", "epoch", "args"}, ("teacher", "backbone.")),
     ("mocov3", {"epoch", "arch", "state_dict"}, ("state_dict", "module.base_encoder.")),
-    ("mae", {"model"}, ("model", "")),
+    ("mae", {"model", "epoch", "args"}, ("model", "")),
 ])
 def test_vit_export_round_trip(own_vit, tmp_path, fmt, top_keys, prefix):
     encoder, src = own_vit
@@ -34,13 +38,33 @@ def test_vit_export_round_trip(own_vit, tmp_path, fmt, top_keys, prefix):
     assert set(obj) == top_keys
     entry, key_prefix = prefix
     assert set(obj[entry]) == {key_prefix + k for k in encoder.state_dict()}
-    model = load_model(out, num_heads=VIT.num_heads)
-    assert model.vitprobe_info["format"] == fmt
+    model = load_model(out)  # the layout's architecture name carries the heads
+    assert model.vitprobe_info["format"] == fmt and model.vitprobe_info["arch"] == VIT4.to_dict()
     for k, v in encoder.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
     if fmt == "dino":
-        assert obj["args"].patch_size == VIT.patch_size and obj["epoch"] == 7
+        assert obj["args"].patch_size == VIT.patch_size and obj["epoch"] == 7 and obj["args"].arch == "vit_d128_h4"
         assert torch.equal(load_model(out, key="student").pos_embed, encoder.pos_embed)
+
+
+def test_published_sizes_export_under_their_published_names(tmp_path):
+    from vitprobe.models.architecture import ArchSpec
+
+    base = ArchSpec(patch_size=16, embed_dim=768, depth=1, num_heads=12, img_size=32)
+    src = save_encoder(tmp_path / "base.safetensors", random_encoder(base, seed=3), base, {"epoch": 1})
+    names = {"dino": ("args", "arch", "vit_base"), "mocov3": (None, "arch", "vit_base"),
+             "mae": ("args", "model", "mae_vit_base_patch16")}
+    for fmt, (holder, field, name) in names.items():
+        obj = torch_load_safely(export_checkpoint(src, fmt, tmp_path / f"{fmt}.pth"))
+        assert (getattr(obj[holder], field) if holder else obj[field]) == name
+        assert load_model(tmp_path / f"{fmt}.pth").vitprobe_info["arch"]["num_heads"] == 12
+
+
+def test_asking_an_export_for_an_encoder_it_does_not_hold_says_so(own_vit, tmp_path):
+    _, src = own_vit
+    out = export_checkpoint(src, "mocov3", tmp_path / "moco.pth")
+    with pytest.raises(CheckpointError, match="holds no momentum_encoder weights .* try --key base_encoder"):
+        load_model(out, key="momentum_encoder")
 
 
 def test_simmim_export_round_trip(tmp_path):

@@ -4,7 +4,8 @@ The nesting follows the published code, so their loaders (and vitprobe's) read t
 - dino: ``{"teacher": {"backbone." + k}, "student": {"module.backbone." + k}, "epoch",
   "args": Namespace(arch, patch_size)}`` (DINO ``main_dino.py``; no head: only the encoder exists)
 - mocov3: ``{"epoch", "arch", "state_dict": {"module.base_encoder." + k}}`` (``main_moco.py``)
-- mae: ``{"model": {k}}`` (the encoder-only MAE release)
+- mae: ``{"model": {k}, "epoch", "args": Namespace(model)}`` (MAE ``misc.save_model``, without
+  the optimiser; its loaders read ``model``)
 - simmim: ``{"model": {"encoder." + k, plus the relative_position_index buffers SimMIM's
   modules persist}, "epoch"}`` (SimMIM ``utils.save_checkpoint``); BEiT-family encoders only.
 """
@@ -20,7 +21,9 @@ import torch
 
 from vitprobe.errors import CheckpointError, OutputExistsError
 from vitprobe.models.architecture import ArchSpec
+from vitprobe.models.formats.base import custom_arch_name
 from vitprobe.models.formats.dino import DINO_ARCHS
+from vitprobe.models.formats.model_entry import MAE_MODELS
 from vitprobe.models.formats.mocov3 import MOCO_ARCHS
 from vitprobe.models.loading import interpret
 from vitprobe.models.reading import read_checkpoint
@@ -34,7 +37,7 @@ def _arch_name(table: dict[str, tuple[int, int]], spec: ArchSpec) -> str:
     for name, size in table.items():
         if size == (spec.embed_dim, spec.num_heads):
             return name
-    return f"vit_d{spec.embed_dim}_h{spec.num_heads}"
+    return custom_arch_name(spec.embed_dim, spec.num_heads)
 
 
 def _prefixed(prefix: str, sd: Tensors) -> Tensors:
@@ -65,7 +68,10 @@ def _mocov3(sd: Tensors, spec: ArchSpec, meta: dict[str, Any]) -> dict[str, Any]
 
 
 def _mae(sd: Tensors, spec: ArchSpec, meta: dict[str, Any]) -> dict[str, Any]:
-    return {"model": dict(sd)}
+    published = (n for n, size in MAE_MODELS.items() if n.startswith("mae_") and
+                 n.endswith(f"_patch{spec.patch_size}") and size == (spec.embed_dim, spec.num_heads))
+    name = next(published, custom_arch_name(spec.embed_dim, spec.num_heads))
+    return {"model": dict(sd), "epoch": meta["epoch"], "args": argparse.Namespace(model=name)}
 
 
 def _simmim(sd: Tensors, spec: ArchSpec, meta: dict[str, Any]) -> dict[str, Any]:

@@ -66,6 +66,10 @@ def interpret(raw: RawCheckpoint, format: str | None = None, key: str | None = N
     """Apply a format (given or detected) to ``raw`` and infer (or take) its architecture."""
     fmt = _pick_format(raw, format)
     extracted = fmt.extract(raw, key)
+    if extracted.key is not None and not extracted.state_dict:
+        others = [k for k in fmt.keys if k != extracted.key]
+        raise CheckpointError(f"checkpoint {raw.path} holds no {extracted.key} weights (the {fmt.name} "
+                              f"layout allows them, this file omits them); try --key {' or '.join(others)}")
     sd, buffers = split_drops(extracted.state_dict, BUFFER_DROPS)
     dropped = {**extracted.dropped, **buffers}
     if arch is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
@@ -16,6 +17,26 @@ BUFFER_DROPS: dict[str, str] = {
     "*relative_position_index": "relative position index buffer (timm recomputes it)",
 }
 """Drops applied to every format: buffers that hold no learned weights."""
+
+
+_CUSTOM_ARCH = re.compile(r"vit_d(\d+)_h(\d+)")
+
+
+def custom_arch_name(width: int, heads: int) -> str:
+    """The architecture name ``vitprobe export`` writes where no published name fits:
+    ``vit_d<width>_h<heads>``, read back by :func:`named_arch`."""
+    return f"vit_d{width}_h{heads}"
+
+
+def named_arch(name: Any, published: Mapping[str, tuple[int, int]]) -> tuple[int | None, int | None]:
+    """(width, heads) of an architecture name: a published one from ``published``, or
+    ``vit_d<width>_h<heads>`` (:func:`custom_arch_name`); (None, None) otherwise."""
+    if not isinstance(name, str):
+        return None, None
+    if name in published:
+        return published[name]
+    custom = _CUSTOM_ARCH.fullmatch(name)
+    return (int(custom[1]), int(custom[2])) if custom else (None, None)
 
 
 @dataclass(frozen=True)

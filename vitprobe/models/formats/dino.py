@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, entry,
-                                          has_prefixed_keys, register_format, split_drops,
+                                          has_prefixed_keys, named_arch, register_format, split_drops,
                                           strip_prefix, tensor_dict)
 from vitprobe.models.reading import RawCheckpoint
 
@@ -25,7 +25,7 @@ def dino_hints(args: Any) -> ArchHints:
     """Heads and patch size from DINO's pickled ``args`` Namespace (absent fields give none)."""
     arch = getattr(args, "arch", None)
     patch = getattr(args, "patch_size", None)
-    width, heads = DINO_ARCHS.get(arch, (None, None)) if isinstance(arch, str) else (None, None)
+    width, heads = named_arch(arch, DINO_ARCHS)
     return ArchHints(num_heads=heads, width=width, heads_source=f"DINO args.arch {arch!r}",
                      patch_size=patch if isinstance(patch, int) else None,
                      info={"args.arch": arch} if isinstance(arch, str) else {})

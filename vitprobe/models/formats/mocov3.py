@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, entry,
-                                          has_prefixed_keys, register_format, split_drops,
+                                          has_prefixed_keys, named_arch, register_format, split_drops,
                                           strip_prefix, tensor_dict)
 from vitprobe.models.reading import RawCheckpoint
 
@@ -41,7 +41,7 @@ class MocoV3(CheckpointFormat):
         sd = strip_prefix(tensor_dict(raw, entry(raw, "state_dict"), "entry 'state_dict'"), "module.")
         kept, dropped = split_drops(strip_prefix(sd, f"{key}."), self.drops)
         arch = raw.obj.get("arch")
-        width, heads = MOCO_ARCHS.get(arch, (None, None)) if isinstance(arch, str) else (None, None)
+        width, heads = named_arch(arch, MOCO_ARCHS)
         hints = ArchHints(num_heads=heads, width=width, heads_source=f"MoCo v3 arch {arch!r}",
                           info={"arch": arch} if isinstance(arch, str) else {})
         return Extracted(kept, dropped, hints, key, sorted(str(k) for k in raw.obj if k != "state_dict"))

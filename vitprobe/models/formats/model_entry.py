@@ -18,16 +18,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, entry,
-                                          has_prefixed_keys, register_format, split_drops,
-                                          strip_prefix, tensor_dict)
+                                          has_prefixed_keys, named_arch, register_format,
+                                          split_drops, strip_prefix, tensor_dict)
 from vitprobe.models.inference import is_beit_layout
 from vitprobe.models.reading import RawCheckpoint
+
+
+MAE_MODELS: dict[str, tuple[int, int]] = {
+    "mae_vit_base_patch16": (768, 12), "mae_vit_large_patch16": (1024, 16),
+    "mae_vit_huge_patch14": (1280, 16), "vit_base_patch16": (768, 12),
+    "vit_large_patch16": (1024, 16), "vit_huge_patch14": (1280, 16)}
+"""MAE's ``args.model`` (pre-training and fine-tuning) -> (width, heads) of its models_*.py."""
 
 
 class ModelEntryFormat(CheckpointFormat):
     """Weights under ``model``, optionally below ``encoder_prefix``, minus :attr:`drops`."""
 
     encoder_prefix = ""
+
+    def hints(self, raw: RawCheckpoint) -> ArchHints:
+        """What the checkpoint says beyond its weights (nothing, unless a format knows more)."""
+        return ArchHints()
 
     def model_dict(self, raw: RawCheckpoint) -> object:
         return raw.obj.get("model") if isinstance(raw.obj, Mapping) else None
@@ -38,7 +49,7 @@ class ModelEntryFormat(CheckpointFormat):
         if self.encoder_prefix:
             sd = strip_prefix(sd, self.encoder_prefix)
         kept, dropped = split_drops(sd, self.drops)
-        return Extracted(kept, dropped, ArchHints(), None, sorted(str(k) for k in raw.obj if k != "model"))
+        return Extracted(kept, dropped, self.hints(raw), None, sorted(str(k) for k in raw.obj if k != "model"))
 
 
 @register_format
@@ -78,3 +89,10 @@ class MAE(ModelEntryFormat):
     def detect(self, raw: RawCheckpoint) -> bool:
         model = self.model_dict(raw)
         return isinstance(model, Mapping) and "patch_embed.proj.weight" in model
+
+    def hints(self, raw: RawCheckpoint) -> ArchHints:
+        """Heads from ``args.model`` of MAE's training checkpoints (the release has no args)."""
+        name = getattr(raw.obj.get("args"), "model", None)
+        width, heads = named_arch(name, MAE_MODELS)
+        return ArchHints(num_heads=heads, width=width, heads_source=f"MAE args.model {name!r}",
+                         info={"args.model": name} if isinstance(name, str) else {})

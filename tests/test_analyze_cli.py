@@ -24,9 +24,9 @@ def tiny_vit(seed: int = 0) -> torch.nn.Module:
 class DictImages(Dataset):
     """Random images as vitprobe item dicts, with or without labels."""
 
-    def __init__(self, n: int = 10, labels: bool = True) -> None:
+    def __init__(self, n: int = 10, labels: bool = True, size: int = 32) -> None:
         generator = torch.Generator().manual_seed(1)
-        self.images = torch.randn(n, 3, 32, 32, generator=generator)
+        self.images = torch.randn(n, 3, size, size, generator=generator)
         self.labels = labels
 
     def __len__(self) -> int:
@@ -121,6 +121,11 @@ def test_analyses_lists_needs_and_parameters(capsys):
     for name in list_analyzers():
         assert f"\n{name}\n" in f"\n{out}"
     assert "needs: masks" in out and "keep_mass = 0.6 (number)" in out
+
+
+def test_images_of_another_size_than_the_model_takes_are_refused_before_the_pass():
+    with pytest.raises(ConfigError, match="images are 64x64 px but the model takes 32x32; resize them"):
+        analyze(tiny_vit(), DictImages(size=64), analyses="attention_distance", progress=False)
 
 
 def test_probes_without_labels_and_unknown_names_are_config_errors():

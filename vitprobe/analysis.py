@@ -123,6 +123,19 @@ def _dataset_facts(dataset: Dataset) -> tuple[dict[str, Any], bool, list[str]]:
     return facts, bool(has_masks), list(label_names)
 
 
+def _check_image_size(dataset: Dataset, info: Any) -> None:
+    """The first image must have the model's input size (the analyses read its patch grid)."""
+    if not hasattr(dataset, "__getitem__") or len(dataset) == 0:
+        return
+    image = dataset[0]["image"]
+    want = (info.grid[0] * info.patch_size, info.grid[1] * info.patch_size)
+    if tuple(image.shape[-2:]) != want:
+        name = getattr(dataset, "describe", lambda: {})().get("spec") or type(dataset).__name__
+        raise ConfigError(f"dataset {name}: images are {image.shape[-2]}x{image.shape[-1]} px but the "
+                          f"model takes {want[0]}x{want[1]}; resize them to {want[0]} px, or load the "
+                          f"model at their size (--img-size {image.shape[-1]}, load_model(img_size=...))")
+
+
 def _build_loader(data: Any, info: Any, batch_size: int, num_workers: int, seed: int) -> DataLoader:
     """A loader over ``data`` (spec string, Dataset or DataLoader), sharded under torchrun."""
     from vitprobe.data import make_loader, resolve_dataset
@@ -214,6 +227,7 @@ def prepare_analysis(
     info = model_info(model)
     loader = _build_loader(data, info, batch_size, num_workers, seed)
     facts, has_masks, label_names = _dataset_facts(loader.dataset)
+    _check_image_size(loader.dataset, info)
     spec = str(facts.get("spec", "the dataset"))
     names, skipped = _analysis_names(analyses, has_masks, label_names, spec)
     params = {name: dict((analyzer_params or {}).get(name, {})) for name in names}

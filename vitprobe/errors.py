@@ -25,3 +25,13 @@ class CaptureError(VitprobeError):
 
 class OutputExistsError(VitprobeError):
     """The output directory already holds a run and --overwrite was not given."""
+
+
+def brief_reason(err: BaseException, limit: int = 160) -> str:
+    """A library's error message for a one-line error: whitespace collapsed, its first
+    sentence only, and cut at a word boundary (with "...") if longer than ``limit``."""
+    text = " ".join(str(err).split())
+    first = text.split(". ", 1)[0].rstrip(".")
+    if len(first) > limit:
+        first = first[:limit].rsplit(" ", 1)[0] + "..."
+    return first or type(err).__name__

@@ -15,7 +15,7 @@ from vitprobe.errors import DataError
 
 
 def _val(root: Path, size: int = 32, spec_tail: str = ""):
-    with pytest.warns(UserWarning, match="skipped 2 image.s. with a missing or unreadable file: .*c.png .missing.; .*d.jpg .missing."):
+    with pytest.warns(UserWarning, match="skipped 2 image.s. with a missing or unreadable file, or masks of another size: .*c.png .missing.; .*d.jpg .missing."):
         return resolve_dataset(f"voc:{root}{spec_tail}", size)
 
 
@@ -83,6 +83,16 @@ def test_mask_of_other_size_fails_with_one_line(voc_root: Path) -> None:
     Image.fromarray(np.zeros((10, 10), dtype=np.uint8), "P").save(mask)
     with pytest.raises(DataError, match="masks of a are 10x10, image is 32x32"):
         dataset[0]
+
+
+def test_an_id_whose_mask_has_another_size_is_skipped_up_front(voc_root: Path) -> None:
+    from PIL import Image
+
+    mask = voc_root / "VOCdevkit" / "VOC2012" / "SegmentationClass" / "b.png"
+    Image.fromarray(np.zeros((10, 12), dtype=np.uint8), "P").save(mask)
+    with pytest.warns(UserWarning, match="skipped 3 image.s. .*b.png .12x10 mask for a 48x32 image."):
+        dataset = resolve_dataset(f"voc:{voc_root}", 32)
+    assert dataset.ids == ["a"] and dataset.skipped == 3
 
 
 def test_split_with_only_missing_files(voc_root: Path) -> None:

@@ -127,7 +127,9 @@ BAD_FILES = {
     "missing": (lambda p, t: None, "not found"),
     "directory": (lambda p, t: p.mkdir(), "is a directory"),
     "empty": (lambda p, t: p.write_bytes(b""), r"is empty \(0 bytes\)"),
-    "truncated": (_truncated, "truncated or corrupt"),
+    # the library's reason ends with its first sentence, not mid-way through a second
+    "truncated": (_truncated, r"\(PytorchStreamReader failed reading zip archive: failed finding central "
+                              r"directory\); the file is truncated or corrupt"),
     "truncated-safetensors": (_truncated_safetensors, "corrupt or truncated safetensors"),
     "corrupt-zip": (lambda p, t: p.write_bytes(b"PK\x03\x04" + os.urandom(300)), "truncated or corrupt"),
     "garbage": (lambda p, t: p.write_bytes(b"hello, not a checkpoint"), "neither a torch.save file"),
@@ -147,6 +149,22 @@ def test_bad_file_gives_one_line_error(kind, tmp_path):
         with pytest.raises(CheckpointError, match=pattern) as err:
             call(path)
         _one_line_naming(err, path)
+
+
+def test_the_first_bytes_not_the_name_decide_how_a_file_is_read(tmp_path):
+    encoder = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, depth=1)
+    torch.save(encoder.state_dict(), tmp_path / "really_a_pickle.safetensors")
+    model = load_model(tmp_path / "really_a_pickle.safetensors")
+    assert torch.equal(model.state_dict()["pos_embed"], encoder.state_dict()["pos_embed"])
+
+
+def test_brief_reason_keeps_the_first_sentence_and_whole_words():
+    from vitprobe.errors import brief_reason
+
+    assert brief_reason(RuntimeError("failed finding central directory. This is an internal  error.")) == \
+        "failed finding central directory"
+    long = brief_reason(ValueError("word " * 60), limit=20)
+    assert long == "word word word word..." and brief_reason(KeyError()) == "KeyError"
 
 
 def test_unreadable_file(tmp_path):

@@ -95,6 +95,8 @@ class VocDataset(VitprobeDataset):
                     problem = (file, reason)
                     break
             if problem is None:
+                problem = self._size_mismatch(image_id)
+            if problem is None:
                 self.ids.append(image_id)
             else:
                 bad.append(problem)
@@ -102,7 +104,20 @@ class VocDataset(VitprobeDataset):
         if not self.ids:
             raise DataError(f"dataset {spec!r}: none of the {len(bad)} images of split {split!r} "
                             f"has its JPEG and both segmentation PNGs; check {self.root}")
-        warn_skipped(spec, bad, "image(s) with a missing or unreadable file")
+        warn_skipped(spec, bad, "image(s) with a missing or unreadable file, or masks of another size")
+
+    def _size_mismatch(self, image_id: str) -> tuple[Path, str] | None:
+        """(mask file, why) when a mask's size differs from its image's (headers only)."""
+        sizes = {}
+        for part, (folder, suffix) in _PARTS.items():
+            with Image.open(self.root / folder / f"{image_id}{suffix}") as header:
+                sizes[part] = header.size
+        for part in ("objects", "classes"):
+            if sizes[part] != sizes["image"]:
+                folder, suffix = _PARTS[part]
+                return (self.root / folder / f"{image_id}{suffix}",
+                        "{}x{} mask for a {}x{} image".format(*sizes[part], *sizes["image"]))
+        return None
 
     def _file(self, part: str, index: int) -> Path:
         folder, suffix = _PARTS[part]

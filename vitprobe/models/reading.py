@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vitprobe.errors import CheckpointError
+from vitprobe.errors import CheckpointError, brief_reason
 from vitprobe.models.safe_unpickle import torch_load_safely
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -72,7 +72,7 @@ def _read_safetensors(path: Path) -> RawCheckpoint:
             metadata = dict(fh.metadata() or {})
             tensors = {name: fh.get_tensor(name) for name in fh.keys()}
     except Exception as err:  # safetensors raises its own and OS errors for broken files
-        detail = " ".join(str(err).split())[:160] or type(err).__name__
+        detail = brief_reason(err)
         raise CheckpointError(f"checkpoint {path} is a corrupt or truncated safetensors file "
                               f"({detail}); save or download it again") from None
     return RawCheckpoint(path, "safetensors", tensors, metadata)

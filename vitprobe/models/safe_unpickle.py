@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from vitprobe.errors import CheckpointError
+from vitprobe.errors import CheckpointError, brief_reason
 
 
 def _numpy_globals() -> list[tuple[Callable[..., Any], str]]:
@@ -73,8 +73,9 @@ def _refusal_name(message: str) -> str | None:
 def torch_load_safely(path: Path) -> Any:
     """``torch.load`` on CPU with weights only and vitprobe's allow-list; errors as CheckpointError."""
     try:
-        with torch.serialization.safe_globals(ALLOWED_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=False)
+        # An open file, not the path: torch.load would read a path named .safetensors as safetensors.
+        with open(path, "rb") as fh, torch.serialization.safe_globals(ALLOWED_GLOBALS):
+            return torch.load(fh, map_location="cpu", weights_only=True, mmap=False)
     except Exception as err:  # torch raises many types for corrupt input; all mean the same here
         name = _refusal_name(str(err)) if "Weights only load failed" in str(err) else None
         if name is not None:
@@ -85,7 +86,7 @@ def torch_load_safely(path: Path) -> Any:
                 "only the weights with torch.save(state_dict, 'clean.pth') or "
                 "safetensors.torch.save_file(state_dict, 'clean.safetensors')"
             ) from None
-        detail = " ".join(str(err).split())[:160] or type(err).__name__
+        detail = brief_reason(err)
         raise CheckpointError(
             f"checkpoint {path} cannot be read as a PyTorch checkpoint ({detail}); the file is truncated "
             "or corrupt: download or save it again"

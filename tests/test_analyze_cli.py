@@ -222,6 +222,10 @@ def test_training_files_are_named_after_their_run_folder_and_labels_can_be_given
                  "--checkpoint", str(tmp_path / "dino" / "final.safetensors"), *common,
                  "--out", str(tmp_path / "auto")]) == 0
     assert sorted(p.name for p in (tmp_path / "auto").iterdir() if p.is_dir()) == ["dino", "mae"]
+    from vitprobe.models import load_model  # Python names a loaded model the same way
+
+    loaded = load_model(tmp_path / "mae" / "final.safetensors")
+    assert analyze(loaded, "synthetic:16", analyses="knn", batch_size=8, progress=False).label == "mae"
     assert main(["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, *common,
                  "--label", "before", "--label", "after", "--out", str(tmp_path / "named")]) == 0
     assert sorted(p.name for p in (tmp_path / "named").iterdir() if p.is_dir()) == ["after", "before"]

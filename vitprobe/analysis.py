@@ -83,7 +83,7 @@ def _load(model_or_path: nn.Module | str | os.PathLike[str],
         info = dict(getattr(model_or_path, "vitprobe_info", {}) or {})
         info.setdefault("format", "module")
         info.setdefault("arch", type(model_or_path).__name__)
-        label = Path(info["path"]).stem if info.get("path") else type(model_or_path).__name__
+        label = checkpoint_label(info["path"]) if info.get("path") else type(model_or_path).__name__
         return model_or_path.eval(), info, label
     from vitprobe.models import load_model
 

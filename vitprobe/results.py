@@ -377,10 +377,12 @@ def compare(runs: list[Run], out: str | os.PathLike[str], overwrite: bool = Fals
     warns when the runs were analysed on different data."""
     if not runs:
         raise ConfigError("compare: no runs given; pass at least one run folder")
-    datasets = {json.dumps(jsonable(r[name].protocol.get("dataset")), sort_keys=True)
+    datasets = {json.dumps(jsonable(r[name].protocol.get("dataset")), sort_keys=True): r[name].protocol.get("dataset")
                 for r in runs for name in list(r)[:1]}
     if len(datasets) > 1:
-        warnings.warn(f"compare: the runs were analysed on different data ({'; '.join(sorted(datasets))}); "
+        named = sorted({str(d.get("spec", d)) if isinstance(d, Mapping) else str(d) for d in datasets.values()})
+        shown = "; ".join(named) if len(named) > 1 else f"{named[0]}, with different contents"
+        warnings.warn(f"compare: the runs were analysed on different data ({shown}); "
                       "their numbers are not comparable, only their shapes", stacklevel=2)
     with atomic_output(out, overwrite) as tmp:
         write_comparison(runs, tmp)

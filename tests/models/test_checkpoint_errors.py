@@ -151,6 +151,15 @@ def test_bad_file_gives_one_line_error(kind, tmp_path):
         _one_line_naming(err, path)
 
 
+def test_a_training_state_file_points_to_its_encoder(tmp_path):
+    state = tmp_path / "run" / "checkpoint.train_state.pt"
+    state.parent.mkdir()
+    torch.save({"objective": {"w": torch.ones(2)}, "epoch": 1}, state)
+    with pytest.raises(CheckpointError, match=r"training state of a vitprobe run .* the encoder is "
+                                              r".*run/checkpoint\.safetensors$"):
+        inspect_checkpoint(state)
+
+
 def test_the_first_bytes_not_the_name_decide_how_a_file_is_read(tmp_path):
     encoder = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, depth=1)
     torch.save(encoder.state_dict(), tmp_path / "really_a_pickle.safetensors")

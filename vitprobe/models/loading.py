@@ -43,6 +43,10 @@ def _pick_format(raw: RawCheckpoint, name: str | None) -> CheckpointFormat:
     for fmt in registry.values():
         if fmt.detect(raw):
             return fmt
+    if raw.path.name.endswith(".train_state.pt"):
+        encoder = raw.path.with_name(raw.path.name.replace(".train_state.pt", ".safetensors"))
+        raise CheckpointError(f"checkpoint {raw.path} is the training state of a vitprobe run (optimiser, "
+                              f"heads, RNG), read by --resume; the encoder is {encoder}")
     if isinstance(raw.obj, Mapping):
         held = "top-level keys " + abbreviate(sorted(str(k) for k in raw.obj)) if raw.obj else "an empty dict"
     else:

@@ -306,7 +306,7 @@ def test_cli_trains_a_registered_objective_on_a_dataset_spec(tmp_path, capsys):
     assert code == 0 and printed[-1].endswith("final.safetensors")
     first_loss = pd.read_csv(out / "log.csv").query("epoch == 0")["loss"].mean()
     assert printed[-2].startswith(f"loss by epoch (mean of logged steps): {first_loss:.4g} -> ")
-    assert printed[-2].endswith(f"over 1 epochs; log: {out / 'log.csv'}")
+    assert printed[-2].endswith(f"over 1 epoch; log: {out / 'log.csv'}")
     model = load_model(out / "final.safetensors")
     assert model.vitprobe_info["format"] == "vitprobe"
     saved = TrainConfig.from_json((out / "config.json").read_text())

@@ -44,7 +44,7 @@ def describe(info: dict[str, Any]) -> str:
         f"tensors      {report['tensors']} loaded",
     ]
     for reason, keys in report["dropped"].items():
-        lines.append(f"dropped      {len(keys)} keys: {reason} ({abbreviate(keys, 3)})")
+        lines.append(f"dropped      {len(keys)} key{'s' if len(keys) != 1 else ''}: {reason} ({abbreviate(keys, 3)})")
     if report.get("ignored_entries"):
         lines.append(f"not weights  {abbreviate(report['ignored_entries'])}")
     if "training" in report:

@@ -67,4 +67,4 @@ def _loss_summary(log: Path) -> str:
     if by_epoch.empty:
         return f"no step was logged; log: {log}"
     return (f"loss by epoch (mean of logged steps): {by_epoch.iloc[0]:.4g} -> {by_epoch.iloc[-1]:.4g} "
-            f"over {len(by_epoch)} epochs; log: {log}")
+            f"over {len(by_epoch)} epoch{'s' if len(by_epoch) != 1 else ''}; log: {log}")

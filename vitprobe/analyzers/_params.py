@@ -15,7 +15,7 @@ from typing import Any
 
 from vitprobe.errors import ConfigError
 
-_BLOCKS_HELP = "block numbers, e.g. [1,6,12], 1,6,12 or 12; default every block"
+_BLOCKS_HELP = "block numbers: [1,6,12], 1,6,12 or 12 (null: every block)"
 _KIND_HELP = {bool: "true|false", int: "integer", float: "number", str: "text", "blocks": _BLOCKS_HELP}
 
 

@@ -299,10 +299,12 @@ def test_cli_trains_a_registered_objective_on_a_dataset_spec(tmp_path, capsys):
 
     out = tmp_path / "run"
     code = main(["train", "--method", "simmim", "--data", "synthetic:16", "--epochs", "1",
-                 "--batch-size", "8", "--out", str(out), "--set", "clip_grad=1.0"])
+                 "--batch-size", "8", "--out", str(out), "--set", "clip_grad=1.0", "--no-progress"])
     import pandas as pd
 
-    printed = capsys.readouterr().out.strip().splitlines()
+    captured = capsys.readouterr()
+    assert "step" not in captured.err  # no progress bar
+    printed = captured.out.strip().splitlines()
     assert code == 0 and printed[-1].endswith("final.safetensors")
     first_loss = pd.read_csv(out / "log.csv").query("epoch == 0")["loss"].mean()
     assert printed[-2].startswith(f"loss by epoch (mean of logged steps): {first_loss:.4g} -> ")

@@ -46,7 +46,7 @@ def describe(info: dict[str, Any]) -> str:
     for reason, keys in report["dropped"].items():
         lines.append(f"dropped      {len(keys)} key{'s' if len(keys) != 1 else ''}: {reason} ({abbreviate(keys, 3)})")
     if report.get("ignored_entries"):
-        lines.append(f"not weights  {abbreviate(report['ignored_entries'])}")
+        lines.append(f"not read     {abbreviate(report['ignored_entries'])} (other entries of the file)")
     if "training" in report:
         lines.append(f"trained      {json.dumps(report['training'], sort_keys=True)}")
     fits = report["fits"]

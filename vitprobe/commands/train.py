@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", default="auto", metavar="MODE", help="auto (bf16/fp16 on CUDA, fp32 on CPU), bf16, "
                                                  "fp16 or fp32")
     p.add_argument("--save-every", type=int, default=1, metavar="N", help="checkpoint every N epochs")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--log-every", type=int, default=1, metavar="N", help="log.csv row every N steps")
     p.set_defaults(func=run)
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, hparams=parse_key_values(args.set, "--set", "mask_ratio=0.75"), device=args.device,
         num_workers=args.num_workers, amp=args.amp, save_every=args.save_every,
         log_every=args.log_every)
-    final = train(config, resume=args.resume)
+    final = train(config, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(_loss_summary(final.parent / "log.csv"))
         print(final)

@@ -195,8 +195,9 @@ def _deterministic(device: torch.device) -> Iterator[None]:
 
 
 def train(config: TrainConfig, *, resume: bool = False, dataset: Dataset | None = None,
-          objective_factory: ObjectiveFactory | None = None) -> Path:
-    """Train ``config`` and return ``<out>/final.safetensors`` (loadable by load_model).
+          objective_factory: ObjectiveFactory | None = None, progress: bool = True) -> Path:
+    """Train ``config`` and return ``<out>/final.safetensors`` (loadable by load_model);
+    ``progress=False`` hides the progress bar (log.csv and warnings are unchanged).
 
     ``dataset`` (items with an ``"image"``) replaces ``config.data``, and
     ``objective_factory(encoder, arch, **hparams)`` replaces the registry, for training on
@@ -205,13 +206,13 @@ def train(config: TrainConfig, *, resume: bool = False, dataset: Dataset | None 
     env = distributed.setup(config.device)
     try:
         with _deterministic(env.device):
-            return _run(config, env, resume, dataset, objective_factory)
+            return _run(config, env, resume, dataset, objective_factory, progress)
     finally:
         distributed.teardown(env)
 
 
 def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: Dataset | None,
-         objective_factory: ObjectiveFactory | None) -> Path:
+         objective_factory: ObjectiveFactory | None, progress: bool) -> Path:
     out = check_output_folder(config.out)
     if not resume and (ckpt.has_checkpoint(out) or (out / ckpt.FINAL_FILE).exists()):
         raise OutputExistsError(f"{out} already holds a training run; pass --resume to continue "
@@ -277,7 +278,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     views = ViewsDataset(dataset, objective.views, config.seed)
     K = objective.collapse_dim
     monitor = Monitor(out, env.is_main, total, start_epoch * steps_per_epoch, config.log_every,
-                      lambda means: collapse_warnings(means, K))
+                      lambda means: collapse_warnings(means, K), progress)
 
     def meta(epoch: int) -> dict[str, Any]:
         return {"objective": config.method, "config": config.to_dict(), "epoch": epoch,

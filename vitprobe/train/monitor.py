@@ -37,20 +37,21 @@ def check_finite(loss: float, epoch: int, step: int, last_checkpoint: Path | Non
 
 
 class Monitor:
-    """Progress bar, CSV log and per-epoch collapse warnings; silent where ``enabled`` is False.
+    """Progress bar, CSV log and per-epoch collapse warnings; silent where ``enabled`` is False
+    (ranks other than 0), without the bar where ``progress`` is False.
 
     ``start_step`` > 0 (a resumed run) drops the rows of steps at or after it from an
     existing log, so the log of a resumed run equals that of an uninterrupted one.
     """
 
     def __init__(self, out: Path, enabled: bool, total_steps: int, start_step: int,
-                 log_every: int, warn: Callable[[dict[str, float]], list[str]]):
+                 log_every: int, warn: Callable[[dict[str, float]], list[str]], progress: bool = True):
         self.enabled, self.log_every, self.warn = enabled, log_every, warn
         self.path = out / LOG_FILE
         self.columns: list[str] | None = None
         self.epoch_sums: dict[str, float] = defaultdict(float)
         self.epoch_count = 0
-        self.bar = tqdm(total=total_steps, initial=start_step, disable=not enabled,
+        self.bar = tqdm(total=total_steps, initial=start_step, disable=not (enabled and progress),
                         unit="step", dynamic_ncols=True)
         if enabled:
             self._keep_rows_before(start_step)

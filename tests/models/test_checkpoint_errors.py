@@ -33,6 +33,14 @@ def test_wrong_width_lists_shapes_and_the_fitting_arch(tmp_path):
     assert "the weights fit vit p8 d128 L2 H2 @32" in msg
 
 
+def test_a_mismatch_the_short_name_cannot_show_is_spelled_out(tmp_path):
+    made = make_case(TIMM, tmp_path)
+    with pytest.raises(CheckpointError, match=r"unexpected 2 keys .*; the weights fit vit p8 d128 L2 H2 @32 "
+                                              r"\(qkv_bias=True\)") as err:
+        load_model(made.path, arch=VIT.replace(qkv_bias=False))
+    _one_line_naming(err, made.path)
+
+
 def test_wrong_depth_lists_missing_blocks(tmp_path):
     made = make_case(TIMM, tmp_path)
     with pytest.raises(CheckpointError, match=r"missing 12 keys \(blocks\.2\.") as err:

@@ -6,7 +6,7 @@ import math
 import os
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,10 @@ def check_fit(path: Path, it: Interpreted, spec: ArchSpec, sd: Mapping[str, torc
     if not problems:
         return
     try:
-        fits = "the weights fit " + infer_arch(sd, ArchHints(), path)[0].describe()
+        inferred = infer_arch(sd, ArchHints(), path)[0]
+        differ = [f"{f.name}={getattr(inferred, f.name)!r}" for f in fields(ArchSpec)
+                  if getattr(inferred, f.name) != getattr(spec, f.name)]
+        fits = f"the weights fit {inferred.describe()}" + (f" ({', '.join(differ)})" if differ else "")
     except CheckpointError:
         fits = "the weights are not a ViT/BEiT encoder"
     raise CheckpointError(f"checkpoint {path} ({it.format}) does not fit {spec.describe()}: "

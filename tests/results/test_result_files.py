@@ -140,3 +140,14 @@ def test_compare_two_runs(tmp_path, results):
     assert len(stacked) == 2 * len(results["fourier"].table)
     for name in results:
         assert (tmp_path / "cmp" / f"{name}.png").is_file() and f'id="figure-{name}"' in html
+
+
+def test_compare_reads_a_multi_run_folder_in_the_order_of_its_checkpoints(tmp_path, results):
+    import json
+
+    from vitprobe.commands.compare import load_runs
+
+    for label in ("zeta", "alpha", "mid"):
+        Run(results, label=label).save(tmp_path / "both" / label)
+    (tmp_path / "both" / "runs.json").write_text(json.dumps([{"label": "zeta"}, {"label": "alpha"}]))
+    assert [run.label for run in load_runs(tmp_path / "both")] == ["zeta", "alpha", "mid"]

@@ -22,14 +22,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_runs(folder: str | Path) -> list:
-    """The run in ``folder``, or the runs in its sub-folders (an `analyze --out` folder)."""
+    """The run in ``folder``, or the runs in its sub-folders (an `analyze --out` folder), in the
+    order its ``runs.json`` lists them (the order of the checkpoints), others after by name."""
+    import json
+
     from vitprobe.results import Run
 
     folder = Path(folder)
     if (folder / "run.json").is_file():
         return [Run.load(folder)]
     if folder.is_dir():
-        subs = sorted(p for p in folder.iterdir() if (p / "run.json").is_file())
+        listed = folder / "runs.json"
+        order = [str(e.get("label")) for e in json.loads(listed.read_text())] if listed.is_file() else []
+        subs = sorted((p for p in folder.iterdir() if (p / "run.json").is_file()),
+                      key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
         if subs:
             return [Run.load(p) for p in subs]
     raise ConfigError(f"{folder}: no run.json here or in its sub-folders; pass folders written by `vitprobe analyze --out`")

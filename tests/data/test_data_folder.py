@@ -87,6 +87,16 @@ def test_truncated_jpeg_is_skipped(tmp_path: Path) -> None:
     assert [f.name for f in dataset.files] == ["full.jpg"] and dataset.skipped == 1
 
 
+def test_a_class_folder_without_images_is_warned_about(tmp_path: Path) -> None:
+    for name in ("cat", "dog", "empty"):
+        (tmp_path / name).mkdir()
+    for name in ("cat", "dog"):
+        Image.new("RGB", (16, 16), (1, 2, 3)).save(tmp_path / name / "a.png")
+    with pytest.warns(UserWarning, match=r"class folder\(s\) empty hold no readable image"):
+        dataset = resolve_dataset(f"folder:{tmp_path}", 32)
+    assert len(dataset) == 2 and dataset.class_names["class"] == ["cat", "dog", "empty"]
+
+
 def test_file_damaged_after_indexing_fails_with_one_line(tmp_path: Path) -> None:
     folder = tmp_path / "cls"
     folder.mkdir()

@@ -62,3 +62,14 @@ def test_export_command(tmp_path, capsys):
     assert f"wrote {out}" in capsys.readouterr().out
     assert torch.equal(load_model(out).blocks[1].mlp.fc2.weight, made.encoder.blocks[1].mlp.fc2.weight)
     assert vitprobe.cli.main(argv) == 2  # exists, no --overwrite
+
+
+def test_debug_shows_the_traceback_before_or_after_the_command(tmp_path):
+    from vitprobe.cli import main
+    from vitprobe.errors import CheckpointError
+
+    missing = str(tmp_path / "missing.pth")
+    assert main(["inspect", "--checkpoint", missing]) == 2
+    for argv in (["--debug", "inspect", "--checkpoint", missing], ["inspect", "--checkpoint", missing, "--debug"]):
+        with pytest.raises(CheckpointError, match="not found"):
+            main(argv)

@@ -97,6 +97,11 @@ class FolderDataset(VitprobeDataset):
                             f"({len(bad)} unreadable); add .jpg/.png files to the class folders")
         warn_skipped(spec, bad)
         self.targets = np.asarray(targets, dtype=np.int64)
+        empty = [name for label, name in enumerate(classes) if not np.any(self.targets == label)]
+        if empty:
+            warnings.warn(f"dataset {spec!r}: class folder(s) {', '.join(empty)} hold no readable image; "
+                          "the class is counted but never seen (remove the folder or add images)",
+                          UserWarning, stacklevel=2)
 
     def __len__(self) -> int:
         return len(self.files)

@@ -39,3 +39,13 @@ def test_hybrid_gets_the_sizes_of_its_parts() -> None:
     assert hp["cl_hparams"]["out_dim"] == 64 and hp["cl_hparams"]["proj_hidden_dim"] == 512
     arch = cfg.arch_spec()
     get_objective("hybrid", build_model(arch), arch, **hp)  # accepted as a whole
+
+
+def test_cpu_presets_give_dino_a_teacher_that_follows_a_short_run() -> None:
+    from vitprobe.train.objectives.dino import DINO
+
+    for preset in ("tiny", "small"):
+        hp = TrainConfig(method="dino", preset=preset).objective_hparams()
+        assert (hp["momentum"], hp["teacher_temp"], hp["warmup_teacher_temp_epochs"]) == (0.95, 0.04, 0)
+    assert "momentum" not in TrainConfig(method="dino", preset="vit_s16").objective_hparams()
+    assert DINO.defaults["momentum"] == 0.996  # the published teacher for the full presets

@@ -92,6 +92,11 @@ _OUTPUT_MARKERS = ("run.json", "runs.json")
 _RESULT_SUFFIXES = (".csv", ".json", ".png", ".svg", ".npz")
 
 
+def _is_analysis_output(folder: Path) -> bool:
+    """Whether ``folder`` holds a run or comparison marker (``run.json``, ``runs.json``)."""
+    return any((folder / marker).is_file() for marker in _OUTPUT_MARKERS)
+
+
 def foreign_entries(folder: Path) -> list[str]:
     """Paths under an analysis output ``folder`` that vitprobe's analysis side does not write:
     anything but ``run.json``, ``runs.json``, ``report.html``, ``<analysis>.csv/.json/.png/
@@ -102,7 +107,7 @@ def foreign_entries(folder: Path) -> list[str]:
     found = []
     for entry in sorted(folder.iterdir()):
         if entry.is_dir() and not entry.is_symlink():
-            if any((entry / marker).is_file() for marker in _OUTPUT_MARKERS):
+            if _is_analysis_output(entry):
                 found += [f"{entry.name}/{inner}" for inner in foreign_entries(entry)]
             else:
                 found.append(f"{entry.name}/")
@@ -120,7 +125,7 @@ def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise OutputExistsError(f"{out}: folder exists and is not empty; pass --overwrite or choose another --out")
-        if not any((out / marker).is_file() for marker in _OUTPUT_MARKERS):
+        if not _is_analysis_output(out):
             raise OutputExistsError(
                 f"{out}: not an analysis output (no {' or '.join(_OUTPUT_MARKERS)}), so --overwrite "
                 "will not replace it; choose another --out")

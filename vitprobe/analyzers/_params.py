@@ -102,7 +102,3 @@ def describe(kind: Any) -> str:
         return "|".join(map(str, kind))
     return _KIND_HELP.get(kind, "any value")
 
-
-def describe_kind(cls: type, name: str) -> str:
-    """What parameter ``name`` of ``cls`` takes, for listings."""
-    return describe(param_kinds(cls).get(name))

@@ -6,7 +6,7 @@ import argparse
 import inspect
 import json
 
-from vitprobe.analyzers._params import describe_kind
+from vitprobe.analyzers._params import describe, param_kinds
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,11 +28,12 @@ def describe_analyzer(cls: type) -> dict[str, str]:
     needs = [what for what, flag in (("labels", "requires_labels"), ("masks", "requires_masks"))
              if getattr(cls, flag, False)]
     params = []
+    kinds = param_kinds(cls)
     for name, param in inspect.signature(cls.__init__).parameters.items():
         if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         default = "" if param.default is param.empty else f" = {_default_text(param.default)}"
-        params.append(f"{name}{default} ({describe_kind(cls, name)})")
+        params.append(f"{name}{default} ({describe(kinds.get(name))})")
     doc = " ".join((inspect.getdoc(cls) or "").split("\n\n")[0].split())
     return {"name": cls.name, "needs": ", ".join(needs) or "images", "parameters": ", ".join(params) or "-",
             "about": doc}

@@ -18,22 +18,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "train ... (--batch-size is per process). Writes <out>/checkpoint.safetensors "
                     "(+ .train_state.pt) every --save-every epochs, <out>/final.safetensors and "
                     "<out>/log.csv.")
-    p.add_argument("--method", required=True, metavar="METHOD", help="dino, mocov3, mae, simmim, gmml or hybrid")
+    p.add_argument("--method", required=True, help="dino, mocov3, mae, simmim, gmml or hybrid")
     p.add_argument("--lambda", dest="lam", type=float, default=None, metavar="LAMBDA",
                    help="hybrid only: L = (1 - lambda) L_MIM + lambda L_CL")
     p.add_argument("--arch", default=None, metavar="NAME", help="a timm ViT name, e.g. vit_small_patch16_224")
-    p.add_argument("--preset", default=None, metavar="PRESET", help="tiny (default), small, vit_s16 or vit_b16")
+    p.add_argument("--preset", default=None, help="tiny (default), small, vit_s16 or vit_b16")
     p.add_argument("--data", required=True, metavar="SPEC", help="dataset spec, e.g. synthetic:2048 or folder:PATH")
     p.add_argument("--epochs", type=int, default=None, metavar="N",
                    help="default: 10 (tiny), 30 (small), the published length (full presets)")
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per process and step")
-    p.add_argument("--lr", type=float, default=None, metavar="LR", help="peak lr; default base_lr * batch / 256")
+    p.add_argument("--lr", type=float, default=None, help="peak lr; default base_lr * batch / 256")
     p.add_argument("--out", default="runs/train", metavar="DIR", help="run folder (default runs/train)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--seed", type=int, default=0, metavar="S")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="objective hyper-parameter, e.g. --set clip_grad=3.0 (repeatable)")
-    p.add_argument("--device", default="auto", metavar="DEVICE", help="auto (cuda when available), cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N")
     p.add_argument("--num-workers", type=int, default=0, metavar="N", help="data-loading processes")
     p.add_argument("--amp", default="auto", metavar="MODE", help="auto (bf16/fp16 on CUDA, fp32 on CPU), bf16, "
                                                  "fp16 or fp32")

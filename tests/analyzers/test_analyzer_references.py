@@ -22,6 +22,7 @@ from vitprobe.metrics import (
     token_cosine_similarity,
     token_covariance_log_spectrum,
 )
+from vitprobe.plots.style import protocol_caption
 
 
 def _table(name, info, data, **params):
@@ -74,7 +75,10 @@ def test_fourier_layers_subset_and_frequencies(info, batches):
 
 def test_jaccard_matches_per_image_loop(info, batches):
     data = concat_batches(batches)
-    table = _table("attention_jaccard", info, data)
+    analyzer = get_analyzer("attention_jaccard").bind(info, {})
+    analyzer.update(data)
+    result = analyzer.compute()
+    table = result.table
     cls_attn = data["sites"][Site("attn", DEPTH)][:, :, 0, PREFIX:]
     keep = attention_mask(cls_attn, 0.6).reshape(-1, HEADS, *info.grid)
     per_head, best, union = [], [], []
@@ -93,6 +97,8 @@ def test_jaccard_matches_per_image_loop(info, batches):
     _check(table, "jaccard", torch.stack(per_head))
     _check(table, "jaccard_best_head", torch.stack(best))
     _check(table, "jaccard_union", torch.stack(union))
+    assert result.protocol["images_scored"] == len(per_head)
+    assert f"images scored {len(per_head)}" in protocol_caption([result.protocol])
 
 
 def test_jaccard_artifacts_are_the_lowest_indices_denormalised(info, batches):

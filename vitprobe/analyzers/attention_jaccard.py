@@ -45,7 +45,8 @@ class AttentionJaccard(Analyzer):
         return {"layer": self.info_.depth, "attention": "CLS to patches, last block",
                 "upsampling": "nearest", "ignore_label": IGNORE_LABEL,
                 "averaging": "IoU averaged over objects per image, then over images with objects",
-                "best_head": "per image, the head with the highest object-averaged IoU"}
+                "best_head": "per image, the head with the highest object-averaged IoU",
+                "images_scored": int(self._sums["jaccard_union.count"])}
 
     def _sites(self) -> set[Site]:
         return {Site("attn", self.info_.depth)}

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,14 @@ from vitprobe.errors import ConfigError, OutputExistsError
 from vitprobe.models.architecture import ArchSpec, build_model
 from vitprobe.train import TrainConfig, train
 from vitprobe.train.config import resolve_optim
-from vitprobe.train.engine import EpochShard, arch_from_timm, clip_per_tensor, param_groups, sync_batchnorm
+from vitprobe.train.engine import (
+    EpochShard,
+    _check_resume,
+    arch_from_timm,
+    clip_per_tensor,
+    param_groups,
+    sync_batchnorm,
+)
 from vitprobe.train.monitor import TrainingDivergedError
 from vitprobe.train.objectives import get_objective
 from vitprobe.train.objectives.base import Objective, StepInfo, frozen_copy
@@ -313,6 +321,18 @@ def test_cli_trains_a_registered_objective_on_a_dataset_spec(tmp_path, capsys):
     assert model.vitprobe_info["format"] == "vitprobe"
     saved = TrainConfig.from_json((out / "config.json").read_text())
     assert saved.hparams == {"clip_grad": 1.0} and saved.method == "simmim"
+    assert json.loads((out / "config.json").read_text())["preset"] == "tiny"  # the default, named
+
+
+def test_resume_accepts_a_saved_config_that_left_defaults_unnamed():
+    """A run saved before the default preset was recorded (preset null) resumes with the
+    same options; a changed option is still refused."""
+
+    config = TrainConfig(method="mae", epochs=2)
+    saved = {**config.to_dict(), "preset": None}
+    _check_resume(config, {"config": saved, "world_size": 1}, world_size=1)
+    with pytest.raises(ConfigError, match="epochs"):
+        _check_resume(config, {"config": {**saved, "epochs": 3}, "world_size": 1}, world_size=1)
 
 
 def test_mocov3_heads_sync_batchnorm_only_when_data_parallel_on_gpus():

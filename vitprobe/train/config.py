@@ -98,7 +98,7 @@ class TrainConfig:
     ``hparams`` go to the objective unchanged; they include the optimisation settings of its
     ``defaults`` (base_lr, min_lr, warmup_epochs, weight_decay, weight_decay_end, momentum,
     clip_grad: 0 or None switches clipping off). ``lr=None`` means
-    ``base_lr * global_batch / 256``.
+    ``base_lr * global_batch / 256``. With neither ``arch`` nor ``preset`` the preset is "tiny".
     """
 
     method: str = "mae"
@@ -120,6 +120,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.validate()
+        if self.arch is None and self.preset is None:
+            self.preset = "tiny"
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any] | None = None, **kwargs: Any) -> "TrainConfig":
@@ -171,16 +173,9 @@ class TrainConfig:
         if not isinstance(self.hparams, dict):
             raise ConfigError(f"hparams must be a dict, got {type(self.hparams).__name__}")
 
-    @property
-    def preset_name(self) -> str | None:
-        """The preset in use: the given one, else 'tiny' when no --arch is given."""
-        if self.arch is not None:
-            return None
-        return self.preset or "tiny"
-
     def arch_spec(self) -> ArchSpec | None:
         """The preset's ArchSpec (MoCo v3's ViT-S has 12 heads); None for a timm --arch."""
-        name = self.preset_name
+        name = self.preset
         if name is None:
             return None
         p = PRESETS[name]
@@ -191,7 +186,7 @@ class TrainConfig:
     def objective_hparams(self) -> dict[str, Any]:
         """The objective's hyper-parameters: the preset's sizes, then ``hparams`` on top
         (a hybrid gets the sizes of its MIM and CL parts in ``mim_hparams``/``cl_hparams``)."""
-        sizes = PRESET_HPARAMS.get(self.preset_name or "", {})
+        sizes = PRESET_HPARAMS.get(self.preset or "", {})
         if self.method != "hybrid":
             return {**sizes.get(self.method, {}), **self.hparams}
         mim, cl = self.hparams.get("mim", "simmim"), self.hparams.get("cl", "mocov3")
@@ -203,7 +198,7 @@ class TrainConfig:
         """--epochs, else the preset's short default, else the published length."""
         if self.epochs is not None:
             return self.epochs
-        name = self.preset_name
+        name = self.preset
         if name is not None and PRESETS[name].epochs is not None:
             return PRESETS[name].epochs  # type: ignore[return-value]
         return objective_class(self.method).published_epochs
@@ -218,7 +213,7 @@ def resolve_optim(config: TrainConfig, hparams: dict[str, Any]) -> dict[str, Any
     """
     epochs = config.total_epochs()
     warmup = hparams.get("warmup_epochs") or 0
-    name = config.preset_name
+    name = config.preset
     if "warmup_epochs" not in config.hparams and name and PRESETS[name].epochs is not None:
         warmup = epochs // 10
     if not 0 <= int(warmup) < epochs:

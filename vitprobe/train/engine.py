@@ -172,7 +172,7 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
 
 
 def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int) -> None:
-    saved = state["config"]
+    saved = TrainConfig.from_overrides(state["config"]).to_dict()  # defaults filled in as now
     changed = sorted(k for k, v in config.to_dict().items()
                      if k not in RESUME_MAY_CHANGE and json.dumps(saved.get(k)) != json.dumps(v))
     if changed:

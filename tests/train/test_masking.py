@@ -15,12 +15,14 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.mark.parametrize("n,ratio", [(64, 0.75), (49, 0.75), (196, 0.75), (10, 0.33), (16, 0.0)])
-def test_random_mask_exact_count(n: int, ratio: float) -> None:
+@pytest.mark.parametrize("n,ratio,masked", [(64, 0.75, 48), (49, 0.75, 37), (196, 0.75, 147),
+                                            (10, 0.33, 4), (4, 0.6, 3), (16, 0.0, 0)])
+def test_random_mask_exact_count(n: int, ratio: float, masked: int) -> None:
+    """MAE keeps int(N * (1 - ratio)) patches: 10 at 0.33 masks 4 (not round(3.3) = 3)."""
     for seed in range(5):
         m = random_mask(n, ratio, gen(seed))
         assert m.shape == (n,) and m.dtype == torch.bool
-        assert int(m.sum()) == round(n * ratio)
+        assert int(m.sum()) == masked
 
 
 def test_random_mask_deterministic_and_seed_dependent() -> None:
@@ -28,12 +30,15 @@ def test_random_mask_deterministic_and_seed_dependent() -> None:
     assert not torch.equal(random_mask(64, 0.75, gen(3)), random_mask(64, 0.75, gen(4)))
 
 
-@pytest.mark.parametrize("img,patch,mps,ratio", [(32, 4, 8, 0.6), (224, 16, 32, 0.6), (32, 4, 4, 0.5)])
-def test_block_mask_counts_and_alignment(img: int, patch: int, mps: int, ratio: float) -> None:
+@pytest.mark.parametrize("img,patch,mps,ratio,cells_masked",
+                         [(32, 4, 8, 0.6, 10), (224, 16, 32, 0.6, 30), (32, 4, 4, 0.5, 32)])
+def test_block_mask_counts_and_alignment(img: int, patch: int, mps: int, ratio: float,
+                                         cells_masked: int) -> None:
+    """SimMIM masks ceil(M * ratio) cells: 30 of the 49 at 224 px (round would give 29)."""
     m = block_mask(img, patch, mps, ratio, gen(0))
-    side, scale, cells = img // patch, mps // patch, (img // mps) ** 2
+    side, scale = img // patch, mps // patch
     assert m.shape == (side, side)
-    assert int(m.sum()) == round(cells * ratio) * scale * scale
+    assert int(m.sum()) == cells_masked * scale * scale
     # every mask-patch cell is either wholly masked or wholly visible
     blocks = m.view(side // scale, scale, side // scale, scale).permute(0, 2, 1, 3).flatten(2)
     assert bool((blocks.all(-1) | ~blocks.any(-1)).all())
@@ -53,11 +58,12 @@ def _component_sizes(mask: torch.Tensor) -> list[int]:
     return [int((labels == i).sum()) for i in range(1, n + 1)]
 
 
-@pytest.mark.parametrize("grid,ratio", [((8, 8), 0.5), ((14, 14), 0.4), ((8, 8), 0.7), ((14, 14), 0.3)])
-def test_group_mask_stops_at_the_target(grid: tuple[int, int], ratio: float) -> None:
-    """SiT draws rectangles (sides <= 30% of the grid) until the target is met, so the
-    overshoot is below one largest rectangle: 2 x 2 on an 8-grid, 4 x 4 on a 14-grid."""
-    target = round(grid[0] * grid[1] * ratio)
+@pytest.mark.parametrize("grid,ratio,target", [((8, 8), 0.5, 32), ((14, 14), 0.4, 79),
+                                               ((8, 8), 0.7, 45), ((14, 14), 0.3, 59)])
+def test_group_mask_stops_at_the_target(grid: tuple[int, int], ratio: float, target: int) -> None:
+    """SiT draws rectangles (sides <= 30% of the grid) until at least h w ratio patches are
+    masked (79 for 78.4), so the overshoot is below one largest rectangle: 2 x 2 on an 8-grid,
+    4 x 4 on a 14-grid."""
     largest = int(0.3 * grid[0]) * int(0.3 * grid[1])
     for seed in range(10):
         m = group_mask(grid, ratio, gen(seed))
@@ -70,7 +76,7 @@ def test_group_mask_single_rectangle_sizes() -> None:
     to 30% of the side, 1-patch blocks allowed), clipped at the border."""
     sides = set()
     for seed in range(200):
-        m = group_mask((14, 14), 0.004, gen(seed))  # target round(0.78) = 1
+        m = group_mask((14, 14), 0.004, gen(seed))  # target 0.78: one rectangle
         rows, cols = m.any(1).nonzero().flatten(), m.any(0).nonzero().flatten()
         box = m[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
         assert bool(box.all())  # a single filled rectangle

@@ -62,7 +62,7 @@ class MAE(Objective):
         self.view_spec = ViewSpec(arch.img_size, scale=h["crop_scale"], jitter_p=0.0, grey_p=0.0)
 
     def views(self, image: Tensor, g: torch.Generator) -> dict[str, Tensor]:
-        """{"image": (3, S, S) crop + flip, "mask": bool (N,) with round(N * mask_ratio) True}."""
+        """{"image": (3, S, S) crop + flip, "mask": bool (N,) with N - int(N * (1 - mask_ratio)) True}."""
         h = self.hparams
         n = self.arch.grid[0] * self.arch.grid[1]
         return {"image": make_view(image, self.view_spec, g, h["mean"], h["std"]),

@@ -141,7 +141,7 @@ def dino(encoder_sd: Tensors, spec: ArchSpec, path: Path) -> set[str]:
 
 # ---- MoCo v3 (facebookresearch/moco-v3 main_moco.py, moco/builder.py MoCo_ViT)
 
-def _moco_mlp(layers: int, dim_in: int, hidden: int, dim_out: int, last_bn: bool) -> nn.Sequential:
+def _moco_mlp(layers: int, dim_in: int, hidden: int, dim_out: int) -> nn.Sequential:
     mods: list[nn.Module] = []
     for i in range(layers):
         d1 = dim_in if i == 0 else hidden
@@ -149,7 +149,7 @@ def _moco_mlp(layers: int, dim_in: int, hidden: int, dim_out: int, last_bn: bool
         mods.append(nn.Linear(d1, d2, bias=False))
         if i < layers - 1:
             mods += [nn.BatchNorm1d(d2), nn.ReLU(inplace=True)]
-        elif last_bn:
+        else:
             mods.append(nn.BatchNorm1d(d2, affine=False))
     return nn.Sequential(*mods)
 
@@ -161,8 +161,8 @@ def mocov3(encoder_sd: Tensors, spec: ArchSpec, path: Path, key: str = "base_enc
     (2 layers) sits beside them. ``key`` says which of the two encoders holds ``encoder_sd``.
     """
     other = "base_encoder" if key == "momentum_encoder" else "momentum_encoder"
-    projector = _randomised(_moco_mlp(3, spec.embed_dim, 32, 16, last_bn=True), 7)
-    predictor = _randomised(_moco_mlp(2, 16, 32, 16, last_bn=False), 3)
+    projector = _randomised(_moco_mlp(3, spec.embed_dim, 32, 16), 7)
+    predictor = _randomised(_moco_mlp(2, 16, 32, 16), 3)
     head = _prefixed("head.", projector.state_dict())
     sd = {**_prefixed(f"module.{key}.", {**encoder_sd, **head}),
           **_prefixed(f"module.{other}.", {**{k: v * 0.5 for k, v in encoder_sd.items()}, **head}),

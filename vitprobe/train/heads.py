@@ -62,10 +62,11 @@ class DINOHead(nn.Module):
         return self.last_layer(F.normalize(self.mlp(x), dim=-1))
 
 
-def bn_mlp(layers: int, in_dim: int, hidden_dim: int, out_dim: int, last_bn: bool = True,
+def bn_mlp(layers: int, in_dim: int, hidden_dim: int, out_dim: int,
            activations: tuple[type[nn.Module], ...] = (nn.ReLU,)) -> nn.Sequential:
-    """MoCo v3 MLP: (Linear no bias, BN, act_i) x (layers - 1), Linear, optional affine-free BN;
-    act_i = ``activations[min(i, len - 1)]`` (ReLU throughout by default)."""
+    """MoCo v3 ViT MLP: (Linear no bias, BN, act_i) x (layers - 1), Linear, affine-free BN;
+    act_i = ``activations[min(i, len - 1)]`` (ReLU throughout by default). MoCo_ViT ends
+    both its projector and its predictor with the BN (only its ResNet predictor drops it)."""
     mods: list[nn.Module] = []
     for i in range(layers):
         d_in = in_dim if i == 0 else hidden_dim
@@ -73,7 +74,7 @@ def bn_mlp(layers: int, in_dim: int, hidden_dim: int, out_dim: int, last_bn: boo
         mods.append(nn.Linear(d_in, d_out, bias=False))
         if i < layers - 1:
             mods += [nn.BatchNorm1d(d_out), activations[min(i, len(activations) - 1)]()]
-        elif last_bn:
+        else:
             mods.append(nn.BatchNorm1d(d_out, affine=False))
     return nn.Sequential(*mods)
 

@@ -44,7 +44,7 @@ class MoCoV3(Objective):
         if h["stop_grad_patch_embed"]:
             encoder.patch_embed.proj.requires_grad_(False)
         self.projector = bn_mlp(3, encoder.embed_dim, h["proj_hidden_dim"], h["out_dim"])
-        self.predictor = bn_mlp(2, h["out_dim"], h["pred_hidden_dim"], h["out_dim"], last_bn=False)
+        self.predictor = bn_mlp(2, h["out_dim"], h["pred_hidden_dim"], h["out_dim"])
         self.momentum_encoder = frozen_copy(encoder)
         self.momentum_projector = frozen_copy(self.projector)
         self.collapse_dim = h["out_dim"]

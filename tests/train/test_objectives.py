@@ -169,7 +169,7 @@ def test_gmml_follows_sit_defaults_and_mask_ratios() -> None:
     for _ in range(20):
         v = obj.views(torch.randn(3, 32, 32), g)
         for other, mask in zip(v["from_other"].tolist(), v["mask"]):
-            low = 19 if other else 32  # round(64 * 0.3), round(64 * 0.5)
+            low = 20 if other else 32  # ceil(64 * 0.3), 64 * 0.5
             assert low <= int(mask.sum()) <= low + 3
             seen.add(other)
     assert seen == {True, False}
@@ -370,6 +370,15 @@ def test_dino_runs_the_head_once_over_every_crop() -> None:
     assert torch.allclose(together, torch.cat(parts), atol=1e-6)
 
 
+def test_dino_views_follow_main_dino_at_224() -> None:
+    """main_dino.py: 2 global crops of 224 and --local_crops_number 8 crops of 96 px."""
+    arch = ArchSpec(img_size=224, patch_size=16, embed_dim=32, depth=1, num_heads=2)
+    dino = get_objective("dino", build_model(arch), arch, out_dim=64, head_hidden_dim=64,
+                         head_bottleneck_dim=16)
+    views = dino.views(torch.rand(3, 256, 256), torch.Generator().manual_seed(0))
+    assert views["global"].shape == (2, 3, 224, 224) and views["local"].shape == (8, 3, 96, 96)
+
+
 def test_prototypes_are_scaled_only_when_the_scale_is_learned() -> None:
     from vitprobe.train.heads import PrototypeLinear
 
@@ -464,6 +473,22 @@ def test_mocov3_stop_grad_patch_embed_and_dino_frozen_last_layer() -> None:
     dino.after_backward(first)
     assert dino.head.last_layer.weight_v.grad is None
     assert dino.head.mlp[0].weight.grad is not None
+
+
+def test_mocov3_heads_have_moco_vits_layout_and_standardised_queries() -> None:
+    """MoCo_ViT: projector 3 layers and predictor 2 layers, each ending in an affine-free BN,
+    so every query dimension has mean 0 and variance 1 over the batch in training."""
+    moco = build("mocov3")
+    bn = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    free_bn = ["running_mean", "running_var", "num_batches_tracked"]
+    predictor = {"0.weight", *(f"1.{k}" for k in bn), "3.weight", *(f"4.{k}" for k in free_bn)}
+    assert set(moco.predictor.state_dict()) == predictor
+    assert set(moco.projector.state_dict()) == (
+        {"0.weight", *(f"1.{k}" for k in bn), "3.weight", *(f"4.{k}" for k in bn), "6.weight",
+         *(f"7.{k}" for k in free_bn)})
+    q = moco.predictor(moco.projector(torch.randn(64, ARCH.embed_dim)))
+    torch.testing.assert_close(q.mean(0), torch.zeros(16), atol=1e-5, rtol=0)
+    torch.testing.assert_close(q.var(0, unbiased=False), torch.ones(16), atol=1e-3, rtol=0)
 
 
 @pytest.mark.parametrize("name", list_objectives())

@@ -48,7 +48,7 @@ class DINO(Objective):
         momentum=0.996, betas=(0.9, 0.999), clip_grad=3.0,
         out_dim=65536, head_hidden_dim=2048, head_bottleneck_dim=256, norm_last_layer=True,
         student_temp=0.1, teacher_temp=0.07, warmup_teacher_temp=0.04, warmup_teacher_temp_epochs=30,
-        center_momentum=0.9, drop_path=0.1, n_local=6, global_scale=(0.4, 1.0), local_scale=(0.05, 0.4),
+        center_momentum=0.9, drop_path=0.1, n_local=8, global_scale=(0.4, 1.0), local_scale=(0.05, 0.4),
         local_size=None, freeze_last_layer=1, mean=IMAGENET_MEAN, std=IMAGENET_STD,
     )
 

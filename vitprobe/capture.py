@@ -53,6 +53,7 @@ class ModelInfo:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     final_norm: nn.Module | None = None
+    final_norm_after_pooling: bool = False  # timm's ``fc_norm``: applied to the pooled vector
 
     @property
     def num_tokens(self) -> int:
@@ -70,15 +71,17 @@ def _blocks(model: nn.Module) -> nn.ModuleList:
 
 
 def model_info(model: nn.Module) -> ModelInfo:
-    """Read depth, heads, prefix tokens, patch grid, width and normalisation off a timm ViT."""
+    """Read depth, heads, prefix tokens, patch grid, width and normalisation off a timm ViT.
+
+    The final norm is ``norm`` (on every token, before pooling) or, where that is an identity,
+    ``fc_norm`` (on the pooled vector, as timm's head applies it).
+    """
     blocks = _blocks(model)
     patch_embed = model.patch_embed
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    norm = getattr(model, "norm", None)
-    if norm is None or isinstance(norm, nn.Identity):
-        norm = getattr(model, "fc_norm", None)
-    if isinstance(norm, nn.Identity):
-        norm = None
+    norms = [getattr(model, name, None) for name in ("norm", "fc_norm")]
+    norm, fc_norm = [n if isinstance(n, nn.Module) and not isinstance(n, nn.Identity) else None
+                     for n in norms]
     return ModelInfo(
         depth=len(blocks),
         num_heads=int(blocks[0].attn.num_heads),
@@ -89,7 +92,8 @@ def model_info(model: nn.Module) -> ModelInfo:
         img_size=int(patch_embed.img_size[0]),
         mean=tuple(cfg.get("mean", IMAGENET_MEAN)),
         std=tuple(cfg.get("std", IMAGENET_STD)),
-        final_norm=norm,
+        final_norm=norm or fc_norm,
+        final_norm_after_pooling=norm is None and fc_norm is not None,
     )
 
 

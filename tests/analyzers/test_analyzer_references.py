@@ -140,6 +140,31 @@ def test_probes_solve_separable_labels(name, pooling, final_norm, info):
     assert (table["n"] == held).all() and 0 < held < 60
 
 
+@pytest.mark.parametrize("global_pool,pooling", [("token", "cls"), ("avg", "mean")])
+def test_probe_features_through_the_final_norm_are_the_models_own(global_pool, pooling):
+    """With final_norm, last-block features equal timm's pre-logits: ``norm`` on every token
+    then pooling for a CLS model; mean of patch tokens then ``fc_norm`` for an avg-pool model."""
+    import timm
+
+    from vitprobe.capture import capture, model_info
+
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, depth=2,
+                              global_pool=global_pool).eval()
+    for p in model.parameters():  # non-trivial norm weights, so the order of norm and pooling shows
+        p.data.add_(torch.randn_like(p) * 0.1)
+    info = model_info(model)
+    assert info.final_norm_after_pooling == (global_pool == "avg")
+    images = torch.randn(6, 3, 32, 32)
+    analyzer = get_analyzer("knn", layers=[2], pooling=pooling, final_norm=True).bind(info, {})
+    with capture(model, analyzer.sites()) as cap:
+        sites = cap.run(images)
+    analyzer.update({"sites": sites, "index": torch.arange(6), "labels": {"c": torch.zeros(6)}})
+    with torch.no_grad():
+        expected = model.forward_head(model.forward_features(images), pre_logits=True)
+    torch.testing.assert_close(analyzer._row_tensor("features")[:, 0], expected, rtol=1e-5, atol=1e-5)
+
+
 def test_heldout_split_depends_on_index_only():
     index = torch.arange(5000)
     held = heldout_mask(index, 0.2, seed=3)

@@ -63,12 +63,17 @@ class _PooledFeatureProbe(Analyzer):
         return {Site("tokens", layer) for layer in self.layers_}
 
     def _pool(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, N, C) -> (B, C): final norm (if asked) on every token, then CLS or patch mean."""
+        """(B, N, C) -> (B, C): CLS or patch mean, with the final norm (if asked) where the
+        model applies it: ``norm`` on every token before pooling, ``fc_norm`` after."""
+        info = self.info_
+        norm = info.final_norm if self.final_norm else None
         with torch.no_grad():
-            if self.final_norm:
-                tokens = self.info_.final_norm(tokens)
-            prefix = self.info_.num_prefix_tokens
+            if norm is not None and not info.final_norm_after_pooling:
+                tokens = norm(tokens)
+            prefix = info.num_prefix_tokens
             pooled = tokens[:, 0] if self.pooling == "cls" else tokens[:, prefix:].mean(dim=1)
+            if norm is not None and info.final_norm_after_pooling:
+                pooled = norm(pooled)
         return pooled.float()
 
     def _update(self, batch: Mapping[str, Any]) -> None:

@@ -83,6 +83,13 @@ class TokenSimilarity(_TokenAnalyzer):
     name = "token_similarity"
     value_units = "token_cosine: cosine; log_singular_value_*: natural log of covariance singular values"
 
+    def _learned_protocol(self) -> dict[str, Any]:
+        return {**super()._learned_protocol(),
+                "token_cosine": "mean over off-diagonal pairs of an image's patch tokens, then over images",
+                "spectrum_image": "log singular values of the covariance over images of mean-pooled patch tokens",
+                "spectrum_token": "per rank, the mean over images of the log singular values of each "
+                                  "image's patch-token covariance (values floored at 1e-12)"}
+
     def _moment_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"token_cosine": (len(self.layers_),),
                 "log_singular_value_token": (len(self.layers_), self.info_.embed_dim)}

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vitprobe.metrics import (
+    MetricInputError,
     ShapeError,
     attention_distance,
     attention_nmi,
@@ -135,3 +136,24 @@ def test_bad_shapes_raise_one_line_errors():
         attention_distance(torch.full((1, 1, 8, 8), 1 / 8), 16)
     with pytest.raises(ShapeError, match="4 dimensions"):
         attention_nmi(torch.ones(3, 3))
+
+
+@pytest.mark.parametrize("metric", [attention_nmi, head_diversity, lambda a: attention_distance(a, 16)])
+def test_logits_or_nan_instead_of_probabilities_are_refused(metric):
+    """Pre-softmax logits (negative entries) and NaN used to give silent numbers (NMI 0,
+    distances of -2e9 px); a softmax of the same logits is accepted."""
+    logits = torch.randn(2, 3, 17, 17, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(MetricInputError, match="post-softmax"):
+        metric(logits)
+    with pytest.raises(MetricInputError, match="post-softmax"):
+        metric(torch.full((1, 1, 17, 17), float("nan")))
+    assert torch.isfinite(metric(logits.softmax(-1))).all()
+
+
+def test_bad_values_and_types_raise_one_line_errors():
+    attn = torch.full((1, 1, 17, 17), 1 / 17)
+    for patch_size in (0, -4):
+        with pytest.raises(MetricInputError, match="patch_size must be > 0"):
+            attention_distance(attn, patch_size)
+    with pytest.raises(MetricInputError, match="torch.as_tensor"):
+        attention_nmi(attn.numpy())

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from vitprobe.metrics import (
+    MetricInputError,
+    ShapeError,
     attention_mask,
     covariance_from_sums,
     fourier_delta_log_amplitude,
@@ -141,3 +143,28 @@ def test_knn_weighted_vote():
     assert knn_predict(train, labels, test[:1], k=5, T=0.07).tolist() == [0]
     # at a very high temperature every vote counts alike: the majority class wins
     assert knn_predict(train, labels, test[:1], k=5, T=1e6).tolist() == [1]
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(k=0), "k must be a whole number >= 1"),
+    (dict(T=0.0), "T must be > 0"),
+    (dict(labels=torch.tensor([0.0, 1.0, 1.0])), "integers >= 0"),
+    (dict(labels=torch.tensor([0, -1, 1])), "integers >= 0"),
+    (dict(num_classes=2, labels=torch.tensor([0, 2, 1])), "outside num_classes=2"),
+    (dict(test=torch.ones(2, 3)), "channels"),
+])
+def test_knn_refuses_bad_inputs_in_one_line(change, message):
+    args = dict(train=torch.eye(3, 2), labels=torch.tensor([0, 1, 1]), test=torch.ones(2, 2))
+    args.update(change)
+    extra = {k: args.pop(k) for k in ("k", "T", "num_classes") if k in args}
+    with pytest.raises(MetricInputError, match=message):
+        knn_predict(args["train"], args["labels"], args["test"], **extra)
+
+
+def test_mask_helpers_refuse_bad_inputs_in_one_line():
+    with pytest.raises(MetricInputError, match="keep_mass"):
+        attention_mask(torch.rand(2, 16), keep_mass=1.5)
+    with pytest.raises(ShapeError, match="do not broadcast"):
+        jaccard(torch.ones(4, 4), torch.ones(8, 8))
+    with pytest.raises(MetricInputError, match="side must be"):
+        fourier_frequencies(0)

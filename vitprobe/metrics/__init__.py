@@ -5,7 +5,7 @@ stream (B, N, C); the first ``num_prefix_tokens`` tokens (CLS, registers) are dr
 metric is about patches. See each function's docstring for the definitions.
 """
 
-from vitprobe.metrics._checks import ShapeError, patch_attention, patch_grid, patch_tokens
+from vitprobe.metrics._checks import MetricInputError, ShapeError, patch_attention, patch_grid, patch_tokens
 from vitprobe.metrics.attention import (
     attention_distance,
     attention_nmi,
@@ -25,6 +25,7 @@ from vitprobe.metrics.spectrum import (
 from vitprobe.metrics.tokens import token_cosine_similarity, unit_rows
 
 __all__ = [
+    "MetricInputError",
     "ShapeError",
     "attention_distance",
     "attention_mask",

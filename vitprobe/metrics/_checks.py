@@ -9,8 +9,25 @@ import torch
 from vitprobe.errors import VitprobeError
 
 
-class ShapeError(VitprobeError, ValueError):
+class MetricInputError(VitprobeError, ValueError):
+    """A value handed to a metric is outside what the metric documents."""
+
+
+class ShapeError(MetricInputError):
     """A tensor handed to a metric does not have the shape the metric documents."""
+
+
+def check_tensor(value: object, what: str) -> None:
+    """Raise MetricInputError unless ``value`` is a torch.Tensor."""
+    if not isinstance(value, torch.Tensor):
+        raise MetricInputError(f"{what} must be a torch.Tensor, got {type(value).__name__}; "
+                               "wrap it with torch.as_tensor(...)")
+
+
+def check_positive(value: float, what: str, hint: str) -> None:
+    """Raise MetricInputError unless ``value`` is a number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise MetricInputError(f"{what} must be > 0, got {value!r}; {hint}")
 
 
 def patch_grid(num_patches: int, grid: tuple[int, int] | None) -> tuple[int, int]:
@@ -31,7 +48,8 @@ def patch_grid(num_patches: int, grid: tuple[int, int] | None) -> tuple[int, int
 
 
 def check_rank(tensor: torch.Tensor, rank: int, what: str) -> None:
-    """Raise ShapeError unless ``tensor`` has ``rank`` dimensions."""
+    """Raise ShapeError unless ``tensor`` is a tensor with ``rank`` dimensions."""
+    check_tensor(tensor, what)
     if tensor.dim() != rank:
         raise ShapeError(f"{what} must have {rank} dimensions, got shape {tuple(tensor.shape)}")
 
@@ -40,6 +58,7 @@ def patch_attention(attn: torch.Tensor, num_prefix_tokens: int = 1, eps: float =
     """Patch-to-patch block of ``attn`` (B, H, N, N) with rows renormalised to sum to 1.
 
     ``A = attn[:, :, P:, P:];  A[i, :] /= max(sum_j A[i, j], eps)`` (an all-zero row stays zero).
+    Negative or NaN entries (logits rather than post-softmax probabilities) are an error.
     """
     check_rank(attn, 4, "attention (B, H, N, N)")
     if attn.shape[-1] != attn.shape[-2]:
@@ -51,6 +70,9 @@ def patch_attention(attn: torch.Tensor, num_prefix_tokens: int = 1, eps: float =
     block = attn[:, :, num_prefix_tokens:, num_prefix_tokens:]
     if not block.is_floating_point():
         block = block.float()
+    if block.numel() and not bool(block.amin() >= 0):  # amin propagates NaN
+        raise MetricInputError("attention has negative or NaN entries; metrics take post-softmax "
+                               "probabilities (apply softmax over the last dimension first)")
     return block / block.sum(dim=-1, keepdim=True).clamp_min(eps)
 
 

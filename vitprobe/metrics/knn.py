@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vitprobe.metrics._checks import ShapeError, check_rank
+from vitprobe.metrics._checks import MetricInputError, ShapeError, check_positive, check_rank
 from vitprobe.metrics.tokens import unit_rows
 
 _TEST_CHUNK = 1024
@@ -20,11 +20,24 @@ def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feat
     """
     check_rank(train_feats, 2, "train features (n, C)")
     check_rank(test_feats, 2, "test features (m, C)")
+    check_rank(train_labels, 1, "train labels (n,)")
     if train_feats.shape[0] == 0 or train_labels.shape[0] != train_feats.shape[0]:
         raise ShapeError(f"k-NN needs train features and one label per row, got "
                          f"{train_feats.shape[0]} rows and {train_labels.shape[0]} labels")
+    if test_feats.shape[1] != train_feats.shape[1]:
+        raise ShapeError(f"test features have {test_feats.shape[1]} channels and train features "
+                         f"{train_feats.shape[1]}; take both from the same layer and pooling")
+    if train_labels.is_floating_point() or train_labels.is_complex() or int(train_labels.min()) < 0:
+        raise MetricInputError("k-NN labels must be integers >= 0 (class indices); map them with "
+                               "torch.unique(labels, return_inverse=True)")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise MetricInputError(f"k must be a whole number >= 1, got {k!r}; DINO uses 20")
+    check_positive(T, "T", "DINO uses 0.07")
     if num_classes is None:
         num_classes = int(train_labels.max()) + 1
+    elif int(train_labels.max()) >= num_classes:
+        raise MetricInputError(f"label {int(train_labels.max())} is outside num_classes={num_classes}; "
+                               "pass a larger num_classes or leave it None")
     train = unit_rows(train_feats.float())
     test = unit_rows(test_feats.float())
     k = min(int(k), train.shape[0])

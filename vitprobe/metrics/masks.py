@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vitprobe.metrics._checks import ShapeError
+from vitprobe.metrics._checks import MetricInputError, ShapeError, check_tensor
 
 
 def attention_mask(cls_attn: torch.Tensor, keep_mass: float = 0.6) -> torch.Tensor:
@@ -15,8 +15,9 @@ def attention_mask(cls_attn: torch.Tensor, keep_mass: float = 0.6) -> torch.Tens
     ``share > 1 - keep_mass`` (DINO's rule); the kept mass is >= keep_mass and dropping the
     smallest kept patch would fall below it.
     """
+    check_tensor(cls_attn, "CLS attention (..., n)")
     if not 0.0 < keep_mass <= 1.0:
-        raise ShapeError(f"keep_mass={keep_mass} must lie in (0, 1]; DINO uses 0.6")
+        raise MetricInputError(f"keep_mass={keep_mass} must lie in (0, 1]; DINO uses 0.6")
     values, order = torch.sort(cls_attn.float(), dim=-1)
     share = values.cumsum(dim=-1) / values.sum(dim=-1, keepdim=True).clamp_min(
         torch.finfo(torch.float32).tiny)
@@ -29,6 +30,17 @@ def jaccard(pred: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor | Non
 
     ``IoU = |pred & target & ~ignore| / |(pred | target) & ~ignore|``; NaN when that union is empty.
     """
+    for name, mask in (("pred", pred), ("target", target), ("ignore", ignore)):
+        if mask is not None:
+            check_tensor(mask, name)
+    try:
+        shape = torch.broadcast_shapes(*(m.shape for m in (pred, target, ignore) if m is not None))
+    except RuntimeError:
+        raise ShapeError(f"masks of shapes {[tuple(m.shape) for m in (pred, target, ignore) if m is not None]} "
+                         "do not broadcast; upsample the patch mask to the image first "
+                         "(upsample_patch_mask)") from None
+    if len(shape) < 2:
+        raise ShapeError(f"masks need at least 2 dimensions (H, W), got shape {tuple(shape)}")
     pred, target = pred.bool(), target.bool()
     valid = ~ignore.bool() if ignore is not None else torch.ones_like(target)
     inter = (pred & target & valid).sum(dim=(-2, -1)).float()

@@ -158,6 +158,7 @@ def test_batching_and_loader_do_not_change_the_tables(tmp_path):
     for name in names.split(","):
         assert_same_tables(one[name].table, three[name].table)
     assert one["fourier"].protocol["dataset"]["spec"] == "DictImages"
+    assert three["fourier"].protocol["batch_size"] == 3  # the loader's, not the unused argument
     with pytest.raises(OutputExistsError):
         analyze(tiny_vit(), loader, analyses=names, progress=False, out=tmp_path / "r")
 
@@ -197,6 +198,21 @@ def test_parameters_for_an_analysis_that_does_not_run_are_refused():
         analyze(tiny_vit(), DictImages(), analyses="fourier", analyzer_params={"knn": {"k": 5}}, progress=False)
     with pytest.raises(ConfigError, match="no parameter"):
         analyze(tiny_vit(), DictImages(), analyses="fourier", analyzer_params={"fourier": {"bogus": 1}}, progress=False)
+    with pytest.raises(ConfigError, match=r"'k' is not an analysis; .*\{'knn': \{'k': 10\}\}"):
+        analyze(tiny_vit(), DictImages(), analyses="knn", analyzer_params={"k": 3}, progress=False)
+
+
+@pytest.mark.parametrize("model,kwargs,message", [
+    ("module", dict(load_options={"img_size": 64}), r"load_options \['img_size'\] apply when a checkpoint path"),
+    (None, {}, "an nn.Module or a checkpoint path, got NoneType"),
+    ("path", dict(load_options={"imgsize": 64}), r"unknown load option\(s\) \['imgsize'\]; known: "),
+    ("path", dict(load_options={"img_size": "64"}), "img_size must be a whole number, got '64'"),
+    ("module", dict(seed="a"), "seed must be a whole number, got 'a'"),
+])
+def test_python_misuse_is_one_config_error(checkpoint, model, kwargs, message):
+    model = {"module": tiny_vit(), "path": checkpoint, None: None}[model]
+    with pytest.raises(ConfigError, match=message):
+        analyze(model, DictImages(), analyses="fourier", progress=False, **kwargs)
 
 
 def test_compare_refuses_a_folder_without_runs(tmp_path, capsys):
@@ -249,6 +265,9 @@ def test_meaningless_probe_splits_are_warned_in_one_line(checkpoint, capsys):
 
     with pytest.warns(UserWarning, match="linear_probe on label 'parity': the training split holds 1 class"):
         analyze(tiny_vit(), OneClass(n=10), analyses=["linear_probe"], batch_size=5)
+    with pytest.warns(UserWarning, match="knn on label 'shape': no image fell in the held-out split"):
+        table = analyze(tiny_vit(), "synthetic:3", analyses=["knn"], progress=False)["knn"].table
+    assert (table["n"] == 0).all() and table["value"].isna().all()
 
 
 def test_analysis_parameters_from_the_command_line_reach_the_protocol(checkpoint, tmp_path, capsys):

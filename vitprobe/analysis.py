@@ -12,6 +12,7 @@ returns that Run.
 
 from __future__ import annotations
 
+import inspect
 import os
 import random
 from collections.abc import Iterator, Mapping, Sequence
@@ -80,6 +81,9 @@ def _load(model_or_path: nn.Module | str | os.PathLike[str],
     """The model, its checkpoint info (format, arch, sha256, path) and a short label;
     ``load_options`` (format, key, num_heads, img_size, arch) go to ``load_model``."""
     if isinstance(model_or_path, nn.Module):
+        if load_options:
+            raise ConfigError(f"load_options {sorted(load_options)} apply when a checkpoint path is "
+                              "loaded, and this model is already built; pass the path instead")
         info = dict(getattr(model_or_path, "vitprobe_info", {}) or {})
         info.setdefault("format", "module")
         info.setdefault("arch", type(model_or_path).__name__)
@@ -87,6 +91,13 @@ def _load(model_or_path: nn.Module | str | os.PathLike[str],
         return model_or_path.eval(), info, label
     from vitprobe.models import load_model
 
+    if not isinstance(model_or_path, (str, os.PathLike)):
+        raise ConfigError(f"the model must be an nn.Module or a checkpoint path, got "
+                          f"{type(model_or_path).__name__}")
+    known = set(inspect.signature(load_model).parameters) - {"path"}
+    unknown = sorted(set(load_options or {}) - known)
+    if unknown:
+        raise ConfigError(f"unknown load option(s) {unknown}; known: {sorted(known)}")
     model = load_model(model_or_path, **(load_options or {}))
     info = dict(getattr(model, "vitprobe_info", {}) or {})
     info.setdefault("path", str(model_or_path))
@@ -214,11 +225,13 @@ def prepare_analysis(
     load_options: Mapping[str, Any] | None = None,
 ) -> AnalysisPlan:
     """Load, resolve and check everything; no image is processed yet."""
-    from vitprobe.analyzers import get_analyzer
+    from vitprobe.analyzers import get_analyzer, list_analyzers
     from vitprobe.capture import model_info
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch size must be a whole number >= 1, got {batch_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed must be a whole number, got {seed!r}")
     from vitprobe.distributed import resolve_device
 
     dev = resolve_device(str(device), int(os.environ.get("LOCAL_RANK", "0")))
@@ -232,13 +245,17 @@ def prepare_analysis(
     names, skipped = _analysis_names(analyses, has_masks, label_names, spec)
     params = {name: dict((analyzer_params or {}).get(name, {})) for name in names}
     extra = sorted(set(analyzer_params or {}) - set(names))
+    unknown = [name for name in extra if name not in list_analyzers()]
+    if unknown:
+        raise ConfigError(f"analyzer_params: {', '.join(map(repr, unknown))} is not an analysis; it maps "
+                          "an analysis to its parameters, e.g. {'knn': {'k': 10}}")
     if extra:
         raise ConfigError(f"parameters given for {', '.join(extra)}, which will not run; run them or drop the parameters")
     protocol = {
         "dataset": facts,
         "image_size": info.img_size,
         "checkpoint": {k: checkpoint[k] for k in ("path", "format", "arch", "sha256") if k in checkpoint},
-        "batch_size": batch_size,
+        "batch_size": loader.batch_size,
         "seed": seed,
         "device": dev.type,
         "world_size": _distributed()[1],
@@ -282,13 +299,12 @@ def _compute(plan: AnalysisPlan) -> Run:
 def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
     """One pass over the data: capture the union of the analyzers' sites per batch, update
     every analyzer, then compute (merging the shards of every rank under torch.distributed)."""
-    from tqdm.auto import tqdm
-
     from vitprobe.capture import capture
+    from vitprobe.progress import progress_bar_class
 
     rank, world = _distributed()
     sites = set().union(*(analyzer.sites() for analyzer in plan.analyzers))
-    bar = tqdm(plan.loader, desc=f"{PROGRESS_DESC} {plan.label}", unit="batch",
+    bar = progress_bar_class()(plan.loader, desc=f"{PROGRESS_DESC} {plan.label}", unit="batch",
                disable=not progress or rank != 0, leave=False)
     with torch.inference_mode(), capture(plan.model, sites) as cap:
         for batch in bar:

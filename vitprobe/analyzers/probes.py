@@ -127,7 +127,11 @@ class _PooledFeatureProbe(Analyzer):
         if len(np.unique(train_labels)) < 2:
             warnings.warn(f"{where}: the training split holds {len(np.unique(train_labels))} class(es); "
                           "the accuracy is meaningless; use data with several classes", stacklevel=2)
-        elif 0 < n_test < _FEW_HELD_OUT:
+        elif n_test == 0:
+            warnings.warn(f"{where}: no image fell in the held-out split ({self.heldout_fraction:g} "
+                          "of the images, chosen by index), so there is no accuracy (NaN); use more "
+                          "images or a larger heldout_fraction", stacklevel=2)
+        elif n_test < _FEW_HELD_OUT:
             warnings.warn(f"{where}: only {n_test} held-out images, so one image moves the accuracy "
                           f"by {100 / n_test:.1f} points; use more images", stacklevel=2)
 

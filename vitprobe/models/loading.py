@@ -167,6 +167,11 @@ def load_model(path: str | os.PathLike[str], arch: ArchSpec | Mapping[str, Any] 
     embedding (and any relative-position tables) are resampled from the checkpoint's grid.
     The model carries ``vitprobe_info`` = {format, arch, report, sha256, path}.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"load_model takes a checkpoint path, got {type(path).__name__}")
+    for name, value in (("img_size", img_size), ("num_heads", num_heads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{name} must be a whole number, got {value!r}")
     path = Path(path)
     it = interpret(read_checkpoint(path), format, key, num_heads, arch)
     spec = it.spec

@@ -82,3 +82,13 @@ def test_submodule_attributes_are_modules_on_every_access() -> None:
     assert callable(vitprobe.load_model) and callable(vitprobe.analyze)
     with pytest.raises(AttributeError):
         vitprobe.no_such_thing  # noqa: B018
+
+
+def test_tab_completion_lists_the_lazy_public_names() -> None:
+    """dir(vitprobe) (what IPython completes from) holds every name of __all__, each of which
+    resolves."""
+    names = dir(vitprobe)
+    assert set(vitprobe.__all__) <= set(names)
+    assert {"analyze", "load_model", "compare", "train", "metrics"} <= set(names)
+    for name in vitprobe.__all__:
+        getattr(vitprobe, name)

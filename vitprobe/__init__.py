@@ -34,3 +34,8 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'vitprobe' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names, so that tab completion offers the lazily imported ones."""
+    return sorted(set(globals()) | set(__all__))

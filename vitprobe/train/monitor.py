@@ -14,9 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
-from tqdm.auto import tqdm
-
 from vitprobe.errors import VitprobeError
+from vitprobe.progress import progress_bar_class
 
 BASE_COLUMNS = ["epoch", "step", "loss", "lr", "wd", "momentum"]
 LOG_FILE = "log.csv"
@@ -51,7 +50,7 @@ class Monitor:
         self.columns: list[str] | None = None
         self.epoch_sums: dict[str, float] = defaultdict(float)
         self.epoch_count = 0
-        self.bar = tqdm(total=total_steps, initial=start_step, disable=not (enabled and progress),
+        self.bar = progress_bar_class()(total=total_steps, initial=start_step, disable=not (enabled and progress),
                         unit="step", dynamic_ncols=True)
         if enabled:
             self._keep_rows_before(start_step)
@@ -99,7 +98,7 @@ class Monitor:
         warnings = self.warn(means)
         if self.enabled:
             for text in warnings:
-                tqdm.write(f"vitprobe: warning: epoch {epoch}: {text}")
+                self.bar.write(f"vitprobe: warning: epoch {epoch}: {text}")
         return warnings
 
     def close(self) -> None:

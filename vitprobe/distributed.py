@@ -39,7 +39,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         raise ConfigError(f"unknown --device {name!r}; use cpu, cuda, cuda:N or auto") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu")
+            raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu (Python: device='cpu')")
         if device.index is None:
             device = torch.device("cuda", local_rank)
     return device

@@ -22,7 +22,7 @@ import re
 import shutil
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,7 @@ def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
     out = check_output_folder(out)
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise OutputExistsError(f"{out}: folder exists and is not empty; pass --overwrite or choose another --out")
+            raise OutputExistsError(f"{out}: folder exists and is not empty; pass --overwrite (Python: overwrite=True) or choose another --out")
         if not _is_analysis_output(out):
             raise OutputExistsError(
                 f"{out}: not an analysis output (no {' or '.join(_OUTPUT_MARKERS)}), so --overwrite "
@@ -186,8 +186,12 @@ class Result:
         return f"Result({self.name!r}, {len(self.table)} rows, metrics: {metrics})"
 
     def metric(self, metric: str) -> pd.DataFrame:
-        """The rows of one metric."""
-        return self.table[self.table["metric"] == metric].reset_index(drop=True)
+        """The rows of one metric (KeyError naming the metrics there if it has none)."""
+        rows = self.table[self.table["metric"] == metric]
+        if rows.empty:
+            raise KeyError(f"{self.name} has no metric {metric!r}; its metrics: "
+                           f"{', '.join(map(str, self.table['metric'].unique()))}")
+        return rows.reset_index(drop=True)
 
     def plot(self, label: str | None = None):  # -> matplotlib.figure.Figure
         """Draw this result's figure (see ``vitprobe.plots``)."""
@@ -195,15 +199,24 @@ class Result:
 
         return draw(self.name, [(label or self.name, self)])
 
-    def save(self, folder: str | os.PathLike[str], label: str | None = None) -> str:
-        """Write ``<name>.csv/.json/.png/.svg`` (+ ``.npz``) into ``folder``; return the SVG text.
+    def save(self, folder: str | os.PathLike[str], label: str | None = None,
+             overwrite: bool = False) -> Path:
+        """Write ``<name>.csv/.json/.png/.svg`` (+ ``.npz``) into ``folder``; return the CSV's path.
 
-        Each file appears complete or not at all; the CSV is written last, so its presence
-        means the whole result was saved.
+        A result of the same name already there is refused unless ``overwrite``. Each file
+        appears complete or not at all; the CSV is written last, so its presence means the
+        whole result was saved.
         """
+        csv = Path(folder) / f"{self.name}.csv"
+        if csv.exists() and not overwrite:
+            raise OutputExistsError(f"{csv} already exists; pass overwrite=True or another folder")
+        self._write_files(Path(folder), label)
+        return csv
+
+    def _write_files(self, folder: Path, label: str | None) -> str:
+        """Write the result's files (see :meth:`save`); return the SVG text of its figure."""
         from vitprobe.plots import figure_bytes
 
-        folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         _write_text(folder / f"{self.name}.json", _dump_json(self.protocol))
         if self.artifacts:
@@ -260,6 +273,8 @@ class Run(Mapping[str, Result]):
         self.meta = dict(meta or {})
 
     def __getitem__(self, name: str) -> Result:
+        if name not in self._results:
+            raise KeyError(f"run {self.label!r} has no analysis {name!r}; it has: {', '.join(self._results)}")
         return self._results[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -292,7 +307,7 @@ class Run(Mapping[str, Result]):
         """
         from vitprobe.plots.report import run_report
 
-        svgs = {name: result.save(folder, label=self.label) for name, result in self.items()}
+        svgs = {name: result._write_files(folder, self.label) for name, result in self.items()}
         info = {
             "format_version": RUN_FORMAT_VERSION,
             "label": self.label,
@@ -377,11 +392,15 @@ def write_comparison(runs: list[Run], folder: Path, links: Mapping[str, str] | N
     return labels
 
 
-def compare(runs: list[Run], out: str | os.PathLike[str], overwrite: bool = False) -> Path:
-    """Write a comparison of ``runs`` atomically into ``out`` (see :func:`write_comparison`);
-    warns when the runs were analysed on different data."""
+def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike[str],
+            overwrite: bool = False) -> Path:
+    """Write a comparison of ``runs`` (Run objects or run folders) atomically into ``out``
+    (see :func:`write_comparison`); warns when the runs were analysed on different data."""
+    if isinstance(runs, (Run, str, os.PathLike)):
+        raise ConfigError("compare takes a list of runs or run folders, e.g. compare([run_a, run_b], out)")
     if not runs:
         raise ConfigError("compare: no runs given; pass at least one run folder")
+    runs = [r if isinstance(r, Run) else Run.load(r) for r in runs]
     datasets = {json.dumps(jsonable(r[name].protocol.get("dataset")), sort_keys=True): r[name].protocol.get("dataset")
                 for r in runs for name in list(r)[:1]}
     if len(datasets) > 1:

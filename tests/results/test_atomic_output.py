@@ -91,15 +91,15 @@ def test_failure_mid_save_keeps_old_folder_and_leaves_no_partial(tmp_path, run, 
     (out / "token_similarity.csv").write_text("old")
     (out / "run.json").write_text("{}")
     calls = []
-    original = results_module.Result.save
+    original = results_module.Result._write_files
 
-    def failing_save(self, folder, label=None):
+    def failing_save(self, folder, label):
         calls.append(self.name)
         if len(calls) == 2:
             raise RuntimeError("disk full")
         return original(self, folder, label)
 
-    monkeypatch.setattr(results_module.Result, "save", failing_save)
+    monkeypatch.setattr(results_module.Result, "_write_files", failing_save)
     with pytest.raises(RuntimeError, match="disk full"):
         run.save(out, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["run.json", "token_similarity.csv"]

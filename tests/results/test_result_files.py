@@ -10,7 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 from tables import DEPTH, make_results
 
-from vitprobe.errors import ConfigError
+from vitprobe.errors import ConfigError, OutputExistsError
 from vitprobe.plots import draw
 from vitprobe.results import Result, Run, compare
 
@@ -34,7 +34,10 @@ def test_table_without_value_is_rejected():
 
 def test_result_save_load_round_trip(tmp_path, results):
     original = results["attention_jaccard"]
-    original.save(tmp_path)
+    assert original.save(tmp_path) == tmp_path / "attention_jaccard.csv"
+    with pytest.raises(OutputExistsError, match="pass overwrite=True"):
+        original.save(tmp_path)
+    original.save(tmp_path, overwrite=True)
     for ext in ("csv", "json", "png", "svg", "npz"):
         assert (tmp_path / f"attention_jaccard.{ext}").is_file(), ext
     loaded = Result.load(tmp_path, "attention_jaccard")
@@ -140,6 +143,13 @@ def test_compare_two_runs(tmp_path, results):
     assert len(stacked) == 2 * len(results["fourier"].table)
     for name in results:
         assert (tmp_path / "cmp" / f"{name}.png").is_file() and f'id="figure-{name}"' in html
+    # run folders work as well as Run objects; a lone run is a one-line error
+    a.save(tmp_path / "a")
+    b.save(tmp_path / "b")
+    compare([tmp_path / "a", str(tmp_path / "b")], tmp_path / "from_folders")
+    assert (tmp_path / "from_folders" / "fourier.csv").read_bytes() == (tmp_path / "cmp" / "fourier.csv").read_bytes()
+    with pytest.raises(ConfigError, match="takes a list of runs"):
+        compare(a, tmp_path / "lone")
 
 
 def test_compare_reads_a_multi_run_folder_in_the_order_of_its_checkpoints(tmp_path, results):
@@ -151,3 +161,25 @@ def test_compare_reads_a_multi_run_folder_in_the_order_of_its_checkpoints(tmp_pa
         Run(results, label=label).save(tmp_path / "both" / label)
     (tmp_path / "both" / "runs.json").write_text(json.dumps([{"label": "zeta"}, {"label": "alpha"}]))
     assert [run.label for run in load_runs(tmp_path / "both")] == ["zeta", "alpha", "mid"]
+
+
+def test_a_mistyped_metric_or_analysis_names_what_is_there(results):
+    fourier = results["fourier"]
+    assert len(fourier.metric("delta_log_amplitude")) > 0
+    with pytest.raises(KeyError, match="fourier has no metric 'typo'; its metrics: delta_log_amplitude"):
+        fourier.metric("typo")
+    run = Run(results, label="r")
+    with pytest.raises(KeyError, match="run 'r' has no analysis 'typo'; it has: .*fourier"):
+        run["typo"]
+    assert "typo" not in run and "fourier" in run
+
+
+@pytest.mark.parametrize("name", ["fourier", "token_similarity"])
+def test_depth_colour_bars_tick_whole_blocks_only(results, name):
+    fig = draw(name, [("a", results[name])])
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert bars
+    fig.canvas.draw()
+    for bar in bars:
+        ticks = [t for t in bar.get_yticks() if bar.get_ylim()[0] <= t <= bar.get_ylim()[1]]
+        assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)

@@ -97,7 +97,7 @@ def export_checkpoint(src: str | os.PathLike[str], fmt: str, out: str | os.PathL
     if out.is_dir():
         raise OutputExistsError(f"{out} is a folder; name the checkpoint file, e.g. {out / (fmt + '.pth')}")
     if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} already exists; pass --overwrite or choose another --out")
+        raise OutputExistsError(f"{out} already exists; pass --overwrite (Python: overwrite=True) or choose another --out")
     raw = read_checkpoint(src)
     it = interpret(raw)
     if it.format != "vitprobe":

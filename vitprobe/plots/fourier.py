@@ -5,7 +5,7 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from vitprobe.plots.panels import depth_colormap, depth_curve_panel, rows_of
+from vitprobe.plots.panels import depth_colorbar, depth_colormap, depth_curve_panel, rows_of
 from vitprobe.plots.style import Items, finish, new_figure
 
 METRICS = ("delta_log_amplitude",)
@@ -45,5 +45,5 @@ def draw(items: Items) -> Figure:
         ax.set_xlabel("frequency (units of π)")
         ax.set_ylabel("Δ log amplitude")
         ax.set_title(label)
-        fig.colorbar(mappable, ax=ax, label="depth")
+        depth_colorbar(fig, mappable, ax)
     return finish(fig, "Fourier analysis of feature maps", items)

@@ -66,3 +66,10 @@ def depth_colormap(layers: np.ndarray):
     norm = mpl.colors.Normalize(vmin=float(np.min(layers)), vmax=float(max(np.max(layers), np.min(layers) + 1)))
     mappable = mpl.cm.ScalarMappable(norm=norm, cmap="viridis")
     return mappable.to_rgba, mappable
+
+
+def depth_colorbar(fig, mappable, ax) -> None:
+    """The colour bar of :func:`depth_colormap`, labelled "depth", ticks at whole blocks only."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig.colorbar(mappable, ax=ax, label="depth", ticks=MaxNLocator(integer=True))

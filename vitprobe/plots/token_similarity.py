@@ -7,7 +7,7 @@ import math
 from matplotlib.figure import Figure
 
 from vitprobe.metrics.spectrum import SPECTRUM_EPS
-from vitprobe.plots.panels import depth_colormap, depth_curve_panel, has_metric, rows_of
+from vitprobe.plots.panels import depth_colorbar, depth_colormap, depth_curve_panel, has_metric, rows_of
 from vitprobe.plots.style import PANEL, Items, finish, new_figure
 
 METRICS = ("token_cosine", "log_singular_value_image", "log_singular_value_token")
@@ -40,5 +40,5 @@ def draw(items: Items) -> Figure:
             ax.set_xlabel("singular value rank")
             ax.set_ylabel("log singular value")
             ax.set_title(f"{label}: {SPECTRA[metric]}")
-            fig.colorbar(mappable, ax=ax, label="depth")
+            depth_colorbar(fig, mappable, ax)
     return finish(fig, "Token similarity and singular value spectra", items)

@@ -178,6 +178,16 @@ def test_bad_sites_are_rejected() -> None:
     assert _hook_count(model) == 0
 
 
+def test_one_site_alone_and_images_of_another_size() -> None:
+    model = _model("vit")
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad(), capture(model, Site("attn", 2)) as cap:
+        assert set(cap.run(images)) == {Site("attn", 2)}
+        with pytest.raises(CaptureError, match="images are 48x48 px but the model takes 32x32"):
+            cap.run(torch.randn(2, 3, 48, 48))
+    assert _hook_count(model) == 0
+
+
 def test_nothing_is_retained_between_batches() -> None:
     model = _model("vit")
     refs = []

@@ -101,9 +101,9 @@ class _StopForward(Exception):
     """Raised by the last needed hook so that deeper blocks are not computed."""
 
 
-def _check_sites(sites: Iterable[Site], depth: int) -> frozenset[Site]:
+def _check_sites(sites: Site | Iterable[Site], depth: int) -> frozenset[Site]:
     checked = set()
-    for site in sites:
+    for site in [sites] if isinstance(sites, Site) else sites:
         site = Site(*site)
         lowest = 1 if site.kind == "attn" else 0
         if site.kind not in ("attn", "tokens"):
@@ -118,7 +118,7 @@ def _check_sites(sites: Iterable[Site], depth: int) -> frozenset[Site]:
 class Capture:
     """Hooks installed on a model; :meth:`run` does one forward pass and returns the sites."""
 
-    def __init__(self, model: nn.Module, sites: Iterable[Site]) -> None:
+    def __init__(self, model: nn.Module, sites: Site | Iterable[Site]) -> None:
         self.model = model
         self.blocks = _blocks(model)
         self.sites = _check_sites(sites, len(self.blocks))
@@ -194,6 +194,12 @@ class Capture:
     # -- running ---------------------------------------------------------------------------
     def run(self, images: torch.Tensor) -> dict[Site, torch.Tensor]:
         """One forward pass over ``images``; returns every requested site (nothing is kept)."""
+        embed = self.model.patch_embed
+        size = tuple(int(v) for v in getattr(embed, "img_size", ()) or ())
+        if (getattr(embed, "strict_img_size", False) and not getattr(embed, "dynamic_img_size", False)
+                and size and tuple(images.shape[-2:]) != size):
+            raise CaptureError(f"images are {images.shape[-2]}x{images.shape[-1]} px but the model "
+                               f"takes {size[0]}x{size[1]}; resize them (or load the model with img_size)")
         self._store = {}
         try:
             self.model.forward_features(images)
@@ -210,8 +216,9 @@ class Capture:
 
 
 @contextlib.contextmanager
-def capture(model: nn.Module, sites: Iterable[Site]) -> Iterator[Capture]:
-    """Install hooks for ``sites`` on ``model``; always removed on exit, even on error.
+def capture(model: nn.Module, sites: Site | Iterable[Site]) -> Iterator[Capture]:
+    """Install hooks for ``sites`` (one Site or several) on ``model``; always removed on exit,
+    even on error.
 
     >>> with capture(model, [Site("attn", 12), Site("tokens", 0)]) as cap:
     ...     out = cap.run(images)   # {Site("attn", 12): (B,H,N,N), Site("tokens", 0): (B,N,C)}

@@ -324,6 +324,18 @@ def test_cli_trains_a_registered_objective_on_a_dataset_spec(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["preset"] == "tiny"  # the default, named
 
 
+def test_train_takes_a_dict_and_refuses_other_inputs_in_one_line(tmp_path):
+    out = train({"method": "simmim", "data": "synthetic:16", "epochs": 1, "batch_size": 8,
+                 "out": str(tmp_path / "run")}, progress=False)
+    assert out.is_file()
+    with pytest.raises(ConfigError, match="unknown training option"):
+        train({"methd": "mae"})
+    with pytest.raises(ConfigError, match="train takes a TrainConfig"):
+        train("mae")
+    with pytest.raises(ConfigError, match="dataset must be a sized Dataset whose items are dicts"):
+        train(TrainConfig(method="mae", out=str(tmp_path / "t")), dataset=torch.randn(64, 3, 32, 32))
+
+
 def test_resume_accepts_a_saved_config_that_left_defaults_unnamed():
     """A run saved before the default preset was recorded (preset null) resumes with the
     same options; a changed option is still refused."""
@@ -331,8 +343,11 @@ def test_resume_accepts_a_saved_config_that_left_defaults_unnamed():
     config = TrainConfig(method="mae", epochs=2)
     saved = {**config.to_dict(), "preset": None}
     _check_resume(config, {"config": saved, "world_size": 1}, world_size=1)
-    with pytest.raises(ConfigError, match="epochs"):
+    with pytest.raises(ConfigError, match="to its own 3 epochs .* cannot be extended; train longer in a new"):
         _check_resume(config, {"config": {**saved, "epochs": 3}, "world_size": 1}, world_size=1)
+    with pytest.raises(ConfigError, match=r"options \['batch_size', 'epochs'\] differ"):
+        _check_resume(config, {"config": {**saved, "epochs": 3, "batch_size": 2}, "world_size": 1},
+                      world_size=1)
 
 
 def test_mocov3_heads_sync_batchnorm_only_when_data_parallel_on_gpus():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -175,6 +176,10 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int) -
     saved = TrainConfig.from_overrides(state["config"]).to_dict()  # defaults filled in as now
     changed = sorted(k for k, v in config.to_dict().items()
                      if k not in RESUME_MAY_CHANGE and json.dumps(saved.get(k)) != json.dumps(v))
+    if changed == ["epochs"]:
+        raise ConfigError(f"--resume continues the run in {config.out} to its own {saved['epochs']} "
+                          "epochs (its schedules are laid out over them), so it cannot be extended; "
+                          "train longer in a new --out with more --epochs")
     if changed:
         raise ConfigError(f"--resume: options {changed} differ from the run in {config.out}; "
                           f"repeat the original options or start a new --out")
@@ -194,15 +199,34 @@ def _deterministic(device: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(before)
 
 
-def train(config: TrainConfig, *, resume: bool = False, dataset: Dataset | None = None,
+def _check_dataset(dataset: Any) -> None:
+    """Raise ConfigError unless ``dataset`` is sized and indexable with dict items holding an "image"."""
+    try:
+        first = dataset[0] if len(dataset) else None
+    except (TypeError, KeyError, IndexError):
+        first = None
+    if not (isinstance(first, Mapping) and "image" in first):
+        raise ConfigError(f"dataset must be a sized Dataset whose items are dicts with an 'image', "
+                          f"got {type(dataset).__name__}")
+
+
+def train(config: TrainConfig | Mapping[str, Any], *, resume: bool = False, dataset: Dataset | None = None,
           objective_factory: ObjectiveFactory | None = None, progress: bool = True) -> Path:
-    """Train ``config`` and return ``<out>/final.safetensors`` (loadable by load_model);
+    """Train ``config`` (a TrainConfig or a dict of its fields) and return
+    ``<out>/final.safetensors`` (loadable by load_model);
     ``progress=False`` hides the progress bar (log.csv and warnings are unchanged).
 
     ``dataset`` (items with an ``"image"``) replaces ``config.data``, and
     ``objective_factory(encoder, arch, **hparams)`` replaces the registry, for training on
     in-memory data or with an objective of one's own.
     """
+    if isinstance(config, Mapping):
+        config = TrainConfig.from_overrides(dict(config))
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"train takes a TrainConfig (or a dict of its fields), got "
+                          f"{type(config).__name__}; e.g. train(TrainConfig(method='mae'))")
+    if dataset is not None:
+        _check_dataset(dataset)
     env = distributed.setup(config.device)
     try:
         with _deterministic(env.device):

@@ -265,8 +265,9 @@ def test_meaningless_probe_splits_are_warned_in_one_line(checkpoint, capsys):
 
     with pytest.warns(UserWarning, match="linear_probe on label 'parity': the training split holds 1 class"):
         analyze(tiny_vit(), OneClass(n=10), analyses=["linear_probe"], batch_size=5)
-    with pytest.warns(UserWarning, match="knn on label 'shape': no image fell in the held-out split"):
+    with pytest.warns(UserWarning, match="knn on label 'shape': no image fell in the held-out split") as caught:
         table = analyze(tiny_vit(), "synthetic:3", analyses=["knn"], progress=False)["knn"].table
+    assert {w.filename for w in caught} == {__file__}  # the user's line, not vitprobe's
     assert (table["n"] == 0).all() and table["value"].isna().all()
 
 

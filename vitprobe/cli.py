@@ -7,10 +7,9 @@ import importlib
 import os
 import sys
 import warnings
-from pathlib import Path
 from typing import Any, Sequence
 
-from vitprobe.errors import VitprobeError
+from vitprobe.errors import VitprobeError, VitprobeWarning
 from vitprobe.plugins import public_modules
 
 # Each module of vitprobe.commands defines ``register(subparsers)``, which adds its parser and
@@ -42,13 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_PACKAGE = Path(__file__).resolve().parent
-
-
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: Any = None, line: str | None = None, *, _default=warnings.showwarning) -> None:
     """vitprobe's own warnings as one line, ``vitprobe: warning: ...``; others as Python shows them."""
-    if _PACKAGE in Path(filename).resolve().parents:
+    if issubclass(category, VitprobeWarning):
         print(f"vitprobe: warning: {message}", file=file or sys.stderr)
     else:
         _default(message, category, filename, lineno, file, line)

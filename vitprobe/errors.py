@@ -1,6 +1,12 @@
-"""User-facing errors: one line that names the file (or spec) and says what to do."""
+"""User-facing errors and warnings: one line that names the file (or spec) and says what to do."""
 
 from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+_PACKAGE = str(Path(__file__).resolve().parent)
 
 
 class VitprobeError(Exception):
@@ -35,3 +41,18 @@ def brief_reason(err: BaseException, limit: int = 160) -> str:
     if len(first) > limit:
         first = first[:limit].rsplit(" ", 1)[0] + "..."
     return first or type(err).__name__
+
+
+class VitprobeWarning(UserWarning):
+    """A warning about the user's input or results (the CLI prints it as one line)."""
+
+
+def warn_user(message: str) -> None:
+    """``warnings.warn(message, VitprobeWarning)`` attributed to the caller of vitprobe's outermost
+    frame (the user's notebook cell or script), not to the line of vitprobe that noticed."""
+    frame, level, outermost = sys._getframe(1), 2, 2  # level 2 is warn_user's caller
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(_PACKAGE):
+            outermost = level
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, VitprobeWarning, stacklevel=outermost + 1)

@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import uuid
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vitprobe.errors import ConfigError, OutputExistsError
+from vitprobe.errors import ConfigError, OutputExistsError, warn_user
 from vitprobe.output_paths import check_output_folder, temp_folder_beside
 
 RUN_FORMAT_VERSION = 1
@@ -406,8 +405,8 @@ def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike
     if len(datasets) > 1:
         named = sorted({str(d.get("spec", d)) if isinstance(d, Mapping) else str(d) for d in datasets.values()})
         shown = "; ".join(named) if len(named) > 1 else f"{named[0]}, with different contents"
-        warnings.warn(f"compare: the runs were analysed on different data ({shown}); "
-                      "their numbers are not comparable, only their shapes", stacklevel=2)
+        warn_user(f"compare: the runs were analysed on different data ({shown}); "
+                  "their numbers are not comparable, only their shapes")
     with atomic_output(out, overwrite) as tmp:
         write_comparison(runs, tmp)
     return Path(out)

@@ -14,7 +14,7 @@ from vitprobe.analyzers._registry import register_analyzer
 from vitprobe.analyzers._split import heldout_mask
 from vitprobe.analyzers.base import Analyzer, tidy
 from vitprobe.capture import ModelInfo, Site
-from vitprobe.errors import ConfigError, DataError
+from vitprobe.errors import ConfigError, DataError, warn_user
 from vitprobe.metrics import knn_predict
 
 # Fewer held-out images than this make a probe accuracy too coarse to read (warned).
@@ -125,15 +125,15 @@ class _PooledFeatureProbe(Analyzer):
         """Warn (one line) where the split cannot give a meaningful accuracy."""
         where = f"{self.name} on label {label!r}"
         if len(np.unique(train_labels)) < 2:
-            warnings.warn(f"{where}: the training split holds {len(np.unique(train_labels))} class(es); "
-                          "the accuracy is meaningless; use data with several classes", stacklevel=2)
+            warn_user(f"{where}: the training split holds {len(np.unique(train_labels))} class(es); "
+                          "the accuracy is meaningless; use data with several classes")
         elif n_test == 0:
-            warnings.warn(f"{where}: no image fell in the held-out split ({self.heldout_fraction:g} "
+            warn_user(f"{where}: no image fell in the held-out split ({self.heldout_fraction:g} "
                           "of the images, chosen by index), so there is no accuracy (NaN); use more "
-                          "images or a larger heldout_fraction", stacklevel=2)
+                          "images or a larger heldout_fraction")
         elif n_test < _FEW_HELD_OUT:
-            warnings.warn(f"{where}: only {n_test} held-out images, so one image moves the accuracy "
-                          f"by {100 / n_test:.1f} points; use more images", stacklevel=2)
+            warn_user(f"{where}: only {n_test} held-out images, so one image moves the accuracy "
+                          f"by {100 / n_test:.1f} points; use more images")
 
 
 @register_analyzer
@@ -198,9 +198,8 @@ class KNN(_PooledFeatureProbe):
     def _warn_if_meaningless(self, label: str, train_labels: np.ndarray, n_test: int) -> None:
         super()._warn_if_meaningless(label, train_labels, n_test)
         if len(train_labels) <= self.k:
-            warnings.warn(f"knn on label {label!r}: k = {self.k} neighbours of only {len(train_labels)} "
-                          "training images: every image votes; use more images or a smaller k",
-                          stacklevel=2)
+            warn_user(f"knn on label {label!r}: k = {self.k} neighbours of only {len(train_labels)} "
+                      "training images: every image votes; use more images or a smaller k")
 
     def _score(self, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> np.ndarray:
         predicted = knn_predict(torch.from_numpy(train_x), torch.from_numpy(train_y),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD, RawItem, VitprobeDataset
 from vitprobe.data.images import IMAGE_EXTENSIONS, load_rgb, verify_image
-from vitprobe.errors import DataError
+from vitprobe.errors import DataError, warn_user
 
 SHOWN_BAD_FILES = 3
 
@@ -47,8 +46,7 @@ def warn_skipped(spec: str, bad: list[tuple[Path, str]], what: str = "unreadable
         return
     shown = "; ".join(f"{path} ({reason})" for path, reason in bad[:SHOWN_BAD_FILES])
     more = f"; and {len(bad) - SHOWN_BAD_FILES} more" if len(bad) > SHOWN_BAD_FILES else ""
-    warnings.warn(f"dataset {spec!r}: skipped {len(bad)} {what}: {shown}{more}",
-                  stacklevel=3)
+    warn_user(f"dataset {spec!r}: skipped {len(bad)} {what}: {shown}{more}")
 
 
 class FolderDataset(VitprobeDataset):
@@ -99,9 +97,8 @@ class FolderDataset(VitprobeDataset):
         self.targets = np.asarray(targets, dtype=np.int64)
         empty = [name for label, name in enumerate(classes) if not np.any(self.targets == label)]
         if empty:
-            warnings.warn(f"dataset {spec!r}: class folder(s) {', '.join(empty)} hold no readable image; "
-                          "the class is counted but never seen (remove the folder or add images)",
-                          UserWarning, stacklevel=2)
+            warn_user(f"dataset {spec!r}: class folder(s) {', '.join(empty)} hold no readable image; "
+                      "the class is counted but never seen (remove the folder or add images)")
 
     def __len__(self) -> int:
         return len(self.files)

@@ -154,6 +154,10 @@ def test_an_inner_peak_within_noise_of_an_end_is_undecided() -> None:
     check = {"metric": "linear_probe_top1", "label": "shape", "layers": "last", "peak_inside": True}
     assert evaluate(check, {"0": run(22.2), "0.5": run(23.2), "1": run(20.2)}, {}).agrees is None
     assert evaluate(check, {"0": run(20.0), "0.5": run(60.0), "1": run(30.0)}, {}).agrees is True
+    # an end that is best only within noise leaves it undecided too; one clearly best refutes it
+    assert evaluate(check, {"0": run(24.2), "0.25": run(18.2), "0.5": run(22.2), "1": run(22.2)},
+                    {}).agrees is None
+    assert evaluate(check, {"0": run(60.0), "0.5": run(30.0), "1": run(20.0)}, {}).agrees is False
 
 
 def test_a_list_label_reads_the_first_label_the_data_has() -> None:

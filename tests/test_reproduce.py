@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from vitprobe.errors import OutputExistsError
 from vitprobe.recipes import RECIPES, load_recipe
 from vitprobe.reproduce import reproduce
 
@@ -40,14 +41,25 @@ def test_recipe_end_to_end(tmp_path: Path, name: str) -> None:
 
 
 @pytest.mark.slow
-def test_trained_models_are_reused(tmp_path: Path) -> None:
-    reproduce(["dino_attention"], tmp_path, quick=True, data="synthetic:16",
-              train_overrides=SHRINK, progress=False)
-    final = tmp_path / "dino_attention" / "models" / "dino" / "final.safetensors"
-    stamp = final.stat().st_mtime_ns
-    reproduce(["dino_attention"], tmp_path, quick=True, data="synthetic:16",
-              train_overrides=SHRINK, progress=False)
+def test_a_rerun_reuses_the_models_and_replaces_the_recipes_own_figures(tmp_path: Path) -> None:
+    """sit_gmml draws figures beyond the comparison (reconstructions): a second run over the
+    first reuses the trained model and replaces them (they once counted as foreign files);
+    a file of the user's own in figures/ is still never deleted."""
+    def run() -> None:
+        reproduce(["sit_gmml"], tmp_path, quick=True, data="synthetic:16",
+                  train_overrides=SHRINK, progress=False)
+
+    run()
+    final = tmp_path / "sit_gmml" / "models" / "gmml" / "final.safetensors"
+    figures = tmp_path / "sit_gmml" / "figures"
+    stamp, drawn = final.stat().st_mtime_ns, (figures / "reconstructions_gmml.png").stat().st_mtime_ns
+    run()
     assert final.stat().st_mtime_ns == stamp
+    assert (figures / "reconstructions_gmml.png").stat().st_mtime_ns > drawn
+    (figures / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="notes.txt"):
+        run()
+    assert (figures / "notes.txt").read_text() == "mine" and (figures / "reconstructions_gmml.png").is_file()
 
 
 def test_the_command_prints_each_report_with_its_tally_of_verdicts(tmp_path: Path, monkeypatch, capsys) -> None:

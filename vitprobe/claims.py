@@ -129,7 +129,8 @@ def evaluate(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.Data
     ``greater: A, than: B`` agrees when the selected mean of A exceeds that of B by more than
     ``DECISIVE_SE`` standard errors, disagrees when B exceeds A so, and is undecided (None)
     in between. ``peak_inside: true`` agrees when the best model of a sweep is neither the
-    first nor the last and beats both of them so; undecided when it is inside but does not.
+    first nor the last and beats both of them so, disagrees when an end is best and beats
+    every inner model so, and is undecided otherwise.
     A list ``label`` uses the first of its labels the tables have (:func:`resolve_label`).
     """
     check = resolve_label(check, tables)
@@ -144,7 +145,8 @@ def evaluate(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.Data
         listing = ", ".join(f"{labels.get(k, k)}: {known[k]}" for k in order)
         detail = f"best {labels.get(best, best)} ({listing}){where}"
         if best in (order[0], order[-1]):
-            return Verdict(False, detail)
+            inner = max(order[1:-1], key=lambda k: known[k].value)
+            return Verdict(False if _decide(known[best], known[inner]) else None, detail)
         beats_ends = [_decide(known[best], known[end]) for end in (order[0], order[-1])]
         return Verdict(True if all(beats_ends) else None, detail)
     a, b = check["greater"], check["than"]

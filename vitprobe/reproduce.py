@@ -92,7 +92,7 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
                progress: bool = True) -> Path:
     """Regenerate one study into ``out/<recipe name>``; returns the path of its report page."""
     from vitprobe.analysis import analyze
-    from vitprobe.results import compare
+    from vitprobe.results import atomic_output, write_comparison
 
     root = Path(out) / recipe.name
     root.mkdir(parents=True, exist_ok=True)
@@ -107,8 +107,11 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
         run.label = entry.label
         run.save(root / "runs" / entry.key, overwrite=True)
         runs[entry.key] = run
-    compare(list(runs.values()), root / "figures", overwrite=True)
-    extra = _extra_figures(recipe, runs, paths, root / "figures", device)
+    makers = _extra_figure_makers(recipe, runs, paths, device)
+    own = [f"{stem}.{fmt}" for stem in makers for fmt in ("png", "svg")]  # from a previous run
+    with atomic_output(root / "figures", overwrite=True, own=own) as tmp:
+        write_comparison(list(runs.values()), tmp)
+        extra = _draw_figures(makers, tmp)
     tables = {key: {name: res.table for name, res in run.items()} for key, run in runs.items()}
     labels = {entry.key: entry.label for entry in recipe.models}
     verdicts = [evaluate(claim.check, tables, labels) for claim in recipe.claims]
@@ -122,11 +125,9 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
     return report
 
 
-def _extra_figures(recipe: Recipe, runs: dict, paths: dict[str, Path], folder: Path,
-                   device: str) -> list[str]:
-    """Recipe-specific figures beyond the per-analysis ones; returns their file stems."""
-    from vitprobe.plots import figure_bytes
-
+def _extra_figure_makers(recipe: Recipe, runs: dict, paths: dict[str, Path],
+                         device: str) -> dict[str, Callable[[], Any]]:
+    """Recipe-specific figures beyond the per-analysis ones: file stem -> drawing function."""
     drawn: dict[str, Callable[[], Any]] = {}
     if recipe.sweep is not None:
         from vitprobe.plots.sweep import draw_sweep
@@ -142,14 +143,20 @@ def _extra_figures(recipe: Recipe, runs: dict, paths: dict[str, Path], folder: P
 
         for entry in recipe.models:
             if entry.train is not None:
-                examples = reconstruct_examples(paths[entry.key], recipe.data, count=6, device=device)
-                drawn[f"reconstructions_{entry.key}"] = lambda ex=examples, lab=entry.label: \
-                    draw_reconstructions(ex, lab)
-    for stem, make in drawn.items():
+                drawn[f"reconstructions_{entry.key}"] = lambda path=paths[entry.key], lab=entry.label: \
+                    draw_reconstructions(reconstruct_examples(path, recipe.data, count=6, device=device), lab)
+    return drawn
+
+
+def _draw_figures(makers: dict[str, Callable[[], Any]], folder: Path) -> list[str]:
+    """Draw each figure into ``folder`` as PNG and SVG; returns their file stems."""
+    from vitprobe.plots import figure_bytes
+
+    for stem, make in makers.items():
         figure = make()
         for fmt in ("png", "svg"):
             (folder / f"{stem}.{fmt}").write_bytes(figure_bytes(figure, fmt))
-    return list(drawn)
+    return list(makers)
 
 
 def _verdict_badge(verdict: Verdict) -> str:

@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -96,10 +96,11 @@ def _is_analysis_output(folder: Path) -> bool:
     return any((folder / marker).is_file() for marker in _OUTPUT_MARKERS)
 
 
-def foreign_entries(folder: Path) -> list[str]:
+def foreign_entries(folder: Path, own: Collection[str] = ()) -> list[str]:
     """Paths under an analysis output ``folder`` that vitprobe's analysis side does not write:
     anything but ``run.json``, ``runs.json``, ``report.html``, ``<analysis>.csv/.json/.png/
-    .svg/.npz`` and sub-folders that are analysis outputs themselves (checked the same way)."""
+    .svg/.npz``, the file names in ``own`` (a caller's extra files, top level only) and
+    sub-folders that are analysis outputs themselves (checked the same way)."""
     from vitprobe.analyzers import list_analyzers
 
     analyses = set(list_analyzers())
@@ -110,13 +111,13 @@ def foreign_entries(folder: Path) -> list[str]:
                 found += [f"{entry.name}/{inner}" for inner in foreign_entries(entry)]
             else:
                 found.append(f"{entry.name}/")
-        elif not (entry.name in (*_OUTPUT_MARKERS, "report.html")
+        elif not (entry.name in (*_OUTPUT_MARKERS, "report.html", *own)
                   or (entry.suffix in _RESULT_SUFFIXES and entry.stem in analyses)):
             found.append(entry.name)
     return found
 
 
-def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
+def check_output(out: str | os.PathLike[str], overwrite: bool, own: Collection[str] = ()) -> Path:
     """Refuse an output folder that already holds something, unless ``overwrite`` and it is an
     analysis output holding nothing else (``--overwrite`` never replaces anything else, such as
     a training run, a folder of images, or notes a user put beside the results)."""
@@ -128,7 +129,7 @@ def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
             raise OutputExistsError(
                 f"{out}: not an analysis output (no {' or '.join(_OUTPUT_MARKERS)}), so --overwrite "
                 "will not replace it; choose another --out")
-        foreign = foreign_entries(out)
+        foreign = foreign_entries(out, own)
         if foreign:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise OutputExistsError(
@@ -138,17 +139,19 @@ def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
 
 
 @contextmanager
-def atomic_output(out: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces ``out`` in one rename.
+def atomic_output(out: str | os.PathLike[str], overwrite: bool = False,
+                  own: Collection[str] = ()) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``out`` in one rename
+    (``own``: file names besides the analysis outputs that ``out`` may hold and lose).
 
     On an exception the temporary folder is removed and ``out`` is left as it was. An old
     ``out`` (only with ``overwrite``) is moved aside and deleted after the new one is in place.
     """
-    out = check_output(out, overwrite)
+    out = check_output(out, overwrite, own)
     tmp = temp_folder_beside(out)
     try:
         yield tmp
-        check_output(out, overwrite)
+        check_output(out, overwrite, own)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

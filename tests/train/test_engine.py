@@ -325,9 +325,20 @@ def test_cli_trains_a_registered_objective_on_a_dataset_spec(tmp_path, capsys):
 
 
 def test_train_takes_a_dict_and_refuses_other_inputs_in_one_line(tmp_path):
-    out = train({"method": "simmim", "data": "synthetic:16", "epochs": 1, "batch_size": 8,
-                 "out": str(tmp_path / "run")}, progress=False)
+    options = {"method": "simmim", "data": "synthetic:16", "epochs": 1, "batch_size": 8,
+               "out": str(tmp_path / "run")}
+    out = train(options, progress=False)
     assert out.is_file()
+    # a train state saved by another version of the objective (a head gained a layer)
+    from vitprobe.errors import CheckpointError
+    from vitprobe.train.checkpointing import STATE_FILE
+
+    state_path = tmp_path / "run" / STATE_FILE
+    state = torch.load(state_path, weights_only=False)
+    state["objective"] = {k: v for k, v in state["objective"].items() if not k.startswith("decoder.")}
+    torch.save(state, state_path)
+    with pytest.raises(CheckpointError, match="does not fit this version's simmim objective"):
+        train(options, resume=True, progress=False)
     with pytest.raises(ConfigError, match="unknown training option"):
         train({"methd": "mae"})
     with pytest.raises(ConfigError, match="train takes a TrainConfig"):
@@ -337,17 +348,31 @@ def test_train_takes_a_dict_and_refuses_other_inputs_in_one_line(tmp_path):
 
 
 def test_resume_accepts_a_saved_config_that_left_defaults_unnamed():
-    """A run saved before the default preset was recorded (preset null) resumes with the
-    same options; a changed option is still refused."""
-
+    """Saved and given options are compared with their defaults filled in: a run saved with
+    preset and epochs null resumes with them named; only a larger --epochs is told that a run
+    cannot be extended."""
     config = TrainConfig(method="mae", epochs=2)
+    default_epochs = TrainConfig(method="mae").resolved()["epochs"]  # the tiny preset's
     saved = {**config.to_dict(), "preset": None}
     _check_resume(config, {"config": saved, "world_size": 1}, world_size=1)
-    with pytest.raises(ConfigError, match="to its own 3 epochs .* cannot be extended; train longer in a new"):
-        _check_resume(config, {"config": {**saved, "epochs": 3}, "world_size": 1}, world_size=1)
+    unnamed = {**saved, "epochs": None}
+    _check_resume(TrainConfig(method="mae", epochs=default_epochs),
+                  {"config": unnamed, "world_size": 1}, world_size=1)
+    assert TrainConfig(method="mae").preset is None and TrainConfig(method="mae").resolved()["preset"] == "tiny"
+    with pytest.raises(ConfigError, match="to its own 2 epochs .* cannot be extended; train longer in a new"):
+        _check_resume(TrainConfig(method="mae", epochs=3), {"config": saved, "world_size": 1}, world_size=1)
+    with pytest.raises(ConfigError, match=r"options \['epochs'\] differ"):
+        _check_resume(TrainConfig(method="mae", epochs=1), {"config": saved, "world_size": 1}, world_size=1)
     with pytest.raises(ConfigError, match=r"options \['batch_size', 'epochs'\] differ"):
-        _check_resume(config, {"config": {**saved, "epochs": 3, "batch_size": 2}, "world_size": 1},
-                      world_size=1)
+        _check_resume(TrainConfig(method="mae", epochs=3, batch_size=2),
+                      {"config": saved, "world_size": 1}, world_size=1)
+
+
+def test_a_default_config_can_switch_to_an_arch():
+    """The default preset is not written into the fields, so replacing arch stays valid."""
+    import dataclasses
+
+    assert dataclasses.replace(TrainConfig(method="mae"), arch="vit_tiny_patch16_224").preset_name is None
 
 
 def test_mocov3_heads_sync_batchnorm_only_when_data_parallel_on_gpus():

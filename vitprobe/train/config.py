@@ -100,6 +100,7 @@ class TrainConfig:
     ``defaults`` (base_lr, min_lr, warmup_epochs, weight_decay, weight_decay_end, momentum,
     clip_grad: 0 or None switches clipping off). ``lr=None`` means
     ``base_lr * global_batch / 256``. With neither ``arch`` nor ``preset`` the preset is "tiny".
+    ``preset`` and ``epochs`` keep what was given (None for a default); :meth:`resolved` fills them.
     """
 
     method: str = "mae"
@@ -121,8 +122,6 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.validate()
-        if self.arch is None and self.preset is None:
-            self.preset = "tiny"
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any] | None = None, **kwargs: Any) -> "TrainConfig":
@@ -137,6 +136,11 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field."""
         return dataclasses.asdict(self)
+
+    def resolved(self) -> dict[str, Any]:
+        """:meth:`to_dict` with the preset and the number of epochs in force where the fields
+        leave them to defaults (what config.json and the checkpoints record)."""
+        return {**self.to_dict(), "preset": self.preset_name, "epochs": self.total_epochs()}
 
     def to_json(self) -> str:
         """The config as a JSON string (inverse of :meth:`from_json`)."""
@@ -174,9 +178,16 @@ class TrainConfig:
         if not isinstance(self.hparams, dict):
             raise ConfigError(f"hparams must be a dict, got {type(self.hparams).__name__}")
 
+    @property
+    def preset_name(self) -> str | None:
+        """The preset in use: the given one, else "tiny" when no --arch is given; None for --arch."""
+        if self.arch is not None:
+            return None
+        return self.preset or "tiny"
+
     def arch_spec(self) -> ArchSpec | None:
         """The preset's ArchSpec (MoCo v3's ViT-S has 12 heads); None for a timm --arch."""
-        name = self.preset
+        name = self.preset_name
         if name is None:
             return None
         p = PRESETS[name]
@@ -187,7 +198,7 @@ class TrainConfig:
     def objective_hparams(self) -> dict[str, Any]:
         """The objective's hyper-parameters: the preset's sizes, then ``hparams`` on top
         (a hybrid gets the sizes of its MIM and CL parts in ``mim_hparams``/``cl_hparams``)."""
-        sizes = PRESET_HPARAMS.get(self.preset or "", {})
+        sizes = PRESET_HPARAMS.get(self.preset_name or "", {})
         if self.method != "hybrid":
             return {**sizes.get(self.method, {}), **self.hparams}
         mim, cl = self.hparams.get("mim", "simmim"), self.hparams.get("cl", "mocov3")
@@ -199,7 +210,7 @@ class TrainConfig:
         """--epochs, else the preset's short default, else the published length."""
         if self.epochs is not None:
             return self.epochs
-        name = self.preset
+        name = self.preset_name
         if name is not None and PRESETS[name].epochs is not None:
             return PRESETS[name].epochs  # type: ignore[return-value]
         return objective_class(self.method).published_epochs
@@ -214,7 +225,7 @@ def resolve_optim(config: TrainConfig, hparams: dict[str, Any]) -> dict[str, Any
     """
     epochs = config.total_epochs()
     warmup = hparams.get("warmup_epochs") or 0
-    name = config.preset
+    name = config.preset_name
     if "warmup_epochs" not in config.hparams and name and PRESETS[name].epochs is not None:
         warmup = epochs // 10
     if not 0 <= int(warmup) < epochs:

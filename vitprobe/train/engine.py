@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vitprobe.errors import ConfigError, OutputExistsError
+from vitprobe.errors import CheckpointError, ConfigError, OutputExistsError, brief_reason
 from vitprobe.models.architecture import ArchSpec, build_model
 from vitprobe.output_paths import check_output_folder
 from vitprobe.train import checkpointing as ckpt
@@ -173,10 +173,13 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
 
 
 def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int) -> None:
-    saved = TrainConfig.from_overrides(state["config"]).to_dict()  # defaults filled in as now
-    changed = sorted(k for k, v in config.to_dict().items()
+    """Refuse to resume with options other than the saved run's (defaults filled in on both
+    sides, so an omitted --epochs equals the default it stood for)."""
+    saved = TrainConfig.from_overrides(state["config"]).resolved()
+    now = config.resolved()
+    changed = sorted(k for k, v in now.items()
                      if k not in RESUME_MAY_CHANGE and json.dumps(saved.get(k)) != json.dumps(v))
-    if changed == ["epochs"]:
+    if changed == ["epochs"] and now["epochs"] > saved["epochs"]:
         raise ConfigError(f"--resume continues the run in {config.out} to its own {saved['epochs']} "
                           "epochs (its schedules are laid out over them), so it cannot be extended; "
                           "train longer in a new --out with more --epochs")
@@ -285,14 +288,20 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     if resume:
         state = ckpt.load_train_state(out)
         _check_resume(config, state, env.world_size)
-        objective.load_state_dict(state["objective"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            objective.load_state_dict(state["objective"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:  # saved by another objective version
+            raise CheckpointError(f"{out}: the saved train state does not fit this version's "
+                                  f"{config.method} objective ({brief_reason(err)}); start a new "
+                                  "--out") from None
         scaler.load_state_dict(state["scaler"])
         ckpt.restore_rng(state["rng"])
         start_epoch, last_ckpt = state["epoch"], out / ckpt.ENCODER_FILE
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        ckpt.atomic_write(out / "config.json", lambda f: f.write(config.to_json().encode()))
+        ckpt.atomic_write(out / "config.json",
+                          lambda f: f.write(json.dumps(config.resolved(), sort_keys=True).encode()))
 
     model: nn.Module = objective
     if env.world_size > 1:
@@ -305,7 +314,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
                       lambda means: collapse_warnings(means, K), progress)
 
     def meta(epoch: int) -> dict[str, Any]:
-        return {"objective": config.method, "config": config.to_dict(), "epoch": epoch,
+        return {"objective": config.method, "config": config.resolved(), "epoch": epoch,
                 "step": epoch * steps_per_epoch}
 
     try:
@@ -353,7 +362,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
                         {"objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
                          "scaler": scaler.state_dict(), "epoch": epoch + 1,
                          "step": (epoch + 1) * steps_per_epoch, "rng": ckpt.capture_rng(),
-                         "config": config.to_dict(), "world_size": env.world_size})
+                         "config": config.resolved(), "world_size": env.world_size})
                 distributed.barrier(env)
     finally:
         monitor.close()

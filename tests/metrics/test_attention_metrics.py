@@ -157,3 +157,4 @@ def test_bad_values_and_types_raise_one_line_errors():
             attention_distance(attn, patch_size)
     with pytest.raises(MetricInputError, match="torch.as_tensor"):
         attention_nmi(attn.numpy())
+    assert attention_distance(attn, np.int64(16)).shape == (1, 1)

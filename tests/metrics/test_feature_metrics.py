@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -159,6 +160,11 @@ def test_knn_refuses_bad_inputs_in_one_line(change, message):
     extra = {k: args.pop(k) for k in ("k", "T", "num_classes") if k in args}
     with pytest.raises(MetricInputError, match=message):
         knn_predict(args["train"], args["labels"], args["test"], **extra)
+
+
+def test_knn_and_distance_take_numpy_integers():
+    train, labels = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.2, 1.0]]), torch.tensor([0, 1, 1])
+    assert knn_predict(train, labels, train, k=np.int64(1)).tolist() == [0, 1, 1]
 
 
 def test_mask_helpers_refuse_bad_inputs_in_one_line():

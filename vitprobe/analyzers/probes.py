@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import typing
 import warnings
 from typing import Any, Literal, Mapping, Sequence
@@ -187,8 +188,8 @@ class KNN(_PooledFeatureProbe):
                  final_norm: bool = False, heldout_fraction: float = 0.2, split_seed: int = 0,
                  k: int = 20, T: float = 0.07) -> None:
         super().__init__(layers, pooling, final_norm, heldout_fraction, split_seed)
-        if k < 1 or T <= 0:
-            raise ConfigError(f"knn needs k >= 1 and T > 0, got k={k}, T={T}")
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1 or not T > 0:
+            raise ConfigError(f"knn needs a whole number k >= 1 and T > 0, got k={k!r}, T={T!r}")
         self.k = k
         self.T = T
 

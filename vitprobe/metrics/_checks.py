@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -26,7 +27,7 @@ def check_tensor(value: object, what: str) -> None:
 
 def check_positive(value: float, what: str, hint: str) -> None:
     """Raise MetricInputError unless ``value`` is a number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
         raise MetricInputError(f"{what} must be > 0, got {value!r}; {hint}")
 
 

@@ -56,6 +56,11 @@ def test_a_rerun_reuses_the_models_and_replaces_the_recipes_own_figures(tmp_path
     run()
     assert final.stat().st_mtime_ns == stamp
     assert (figures / "reconstructions_gmml.png").stat().st_mtime_ns > drawn
+    # given the trained model as a checkpoint, the recipe draws no reconstruction: the old one goes
+    reproduce(["sit_gmml"], tmp_path, quick=True, data="synthetic:16", train_overrides=SHRINK,
+              checkpoints={"gmml": str(final)}, progress=False)
+    assert not (figures / "reconstructions_gmml.png").exists()
+    run()
     (figures / "notes.txt").write_text("mine")
     with pytest.raises(OutputExistsError, match="notes.txt"):
         run()

@@ -145,8 +145,8 @@ def evaluate(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.Data
         listing = ", ".join(f"{labels.get(k, k)}: {known[k]}" for k in order)
         detail = f"best {labels.get(best, best)} ({listing}){where}"
         if best in (order[0], order[-1]):
-            inner = max(order[1:-1], key=lambda k: known[k].value)
-            return Verdict(False if _decide(known[best], known[inner]) else None, detail)
+            beats_inner = [_decide(known[best], known[k]) for k in order[1:-1]]
+            return Verdict(False if all(beats_inner) else None, detail)
         beats_ends = [_decide(known[best], known[end]) for end in (order[0], order[-1])]
         return Verdict(True if all(beats_ends) else None, detail)
     a, b = check["greater"], check["than"]

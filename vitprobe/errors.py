@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
 
-_PACKAGE = str(Path(__file__).resolve().parent)
+_PACKAGE = os.path.join(str(Path(__file__).resolve().parent), "")  # with the trailing separator
 
 
 class VitprobeError(Exception):
@@ -52,7 +53,7 @@ def warn_user(message: str) -> None:
     frame (the user's notebook cell or script), not to the line of vitprobe that noticed."""
     frame, level, outermost = sys._getframe(1), 2, 2  # level 2 is warn_user's caller
     while frame is not None:
-        if frame.f_code.co_filename.startswith(_PACKAGE):
+        if os.path.realpath(frame.f_code.co_filename).startswith(_PACKAGE):
             outermost = level
         frame, level = frame.f_back, level + 1
     warnings.warn(message, VitprobeWarning, stacklevel=outermost + 1)

@@ -108,7 +108,7 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
         run.save(root / "runs" / entry.key, overwrite=True)
         runs[entry.key] = run
     makers = _extra_figure_makers(recipe, runs, paths, device)
-    own = [f"{stem}.{fmt}" for stem in makers for fmt in ("png", "svg")]  # from a previous run
+    own = [f"{stem}.{fmt}" for stem in _possible_extra_stems(recipe) for fmt in ("png", "svg")]
     with atomic_output(root / "figures", overwrite=True, own=own) as tmp:
         write_comparison(list(runs.values()), tmp)
         extra = _draw_figures(makers, tmp)
@@ -123,6 +123,15 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
          for c, v in zip(recipe.claims, verdicts)], indent=2), encoding="utf-8")
     _say(progress, f"{recipe.name}: report at {report}")
     return report
+
+
+def _possible_extra_stems(recipe: Recipe) -> list[str]:
+    """Every extra figure this recipe can draw, whichever of its models were trained this time
+    (the ones a previous run drew are replaced, not counted as a user's files)."""
+    sweeps = [f"sweep_{name}" for name in ("linear_probe", "knn")] if recipe.sweep is not None else []
+    reconstructions = ([f"reconstructions_{entry.key}" for entry in recipe.models]
+                       if "reconstructions" in recipe.figures else [])
+    return sweeps + reconstructions
 
 
 def _extra_figure_makers(recipe: Recipe, runs: dict, paths: dict[str, Path],

@@ -41,10 +41,11 @@ def test_recipe_end_to_end(tmp_path: Path, name: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_rerun_reuses_the_models_and_replaces_the_recipes_own_figures(tmp_path: Path) -> None:
+def test_a_rerun_reuses_the_models_and_replaces_the_recipes_own_figures(tmp_path: Path, monkeypatch) -> None:
     """sit_gmml draws figures beyond the comparison (reconstructions): a second run over the
-    first reuses the trained model and replaces them (they once counted as foreign files);
-    a file of the user's own in figures/ is still never deleted."""
+    first reuses the trained model (unless its objective's revision went up) and replaces them
+    (they once counted as foreign files); a file of the user's own in figures/ is still never
+    deleted."""
     def run() -> None:
         reproduce(["sit_gmml"], tmp_path, quick=True, data="synthetic:16",
                   train_overrides=SHRINK, progress=False)
@@ -56,6 +57,12 @@ def test_a_rerun_reuses_the_models_and_replaces_the_recipes_own_figures(tmp_path
     run()
     assert final.stat().st_mtime_ns == stamp
     assert (figures / "reconstructions_gmml.png").stat().st_mtime_ns > drawn
+    # a new revision of the objective's maths is retrained, not reused
+    from vitprobe.train.objectives import objective_class
+
+    monkeypatch.setattr(objective_class("gmml"), "revision", objective_class("gmml").revision + 1)
+    run()
+    assert final.stat().st_mtime_ns > stamp
     # given the trained model as a checkpoint, the recipe draws no reconstruction: the old one goes
     reproduce(["sit_gmml"], tmp_path, quick=True, data="synthetic:16", train_overrides=SHRINK,
               checkpoints={"gmml": str(final)}, progress=False)

@@ -2,7 +2,8 @@
 
 Output of one recipe, under ``OUT/<recipe>/``::
 
-    models/<key>/final.safetensors        trained (reused when its config is unchanged) or random
+    models/<key>/final.safetensors        trained (reused while its config and objective revision are
+                                          unchanged, else trained afresh) or random
     runs/<key>/                           one analysis run per model (tables, figures, report)
     figures/                              the side-by-side figures of all models
     report.html                           each figure beside the claim it tests, with a verdict
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -19,7 +21,7 @@ from typing import Any, Callable
 import torch
 
 from vitprobe.claims import Verdict, evaluate
-from vitprobe.errors import ConfigError
+from vitprobe.errors import ConfigError, OutputExistsError
 from vitprobe.output_paths import check_output_folder
 from vitprobe.recipes import ModelEntry, Recipe
 
@@ -32,6 +34,17 @@ def _say(progress: bool, message: str) -> None:
         print(f"[vitprobe reproduce] {message}", flush=True)
 
 
+def _objective_revisions(config: Any) -> dict[str, int]:
+    """The ``revision`` of each objective the run trains with (a hybrid's parts as well)."""
+    from vitprobe.train.objectives import objective_class
+
+    names = [config.method]
+    if config.method == "hybrid":
+        hybrid = objective_class("hybrid").defaults
+        names += [config.hparams.get(part, hybrid[part]) for part in ("mim", "cl")]
+    return {name: objective_class(name).revision for name in names}
+
+
 def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers: int,
                       progress: bool) -> Path:
     """Train ``entry`` into ``folder``, reusing a finished run of the same config and resuming
@@ -40,8 +53,8 @@ def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers:
 
     config = TrainConfig.from_overrides({**(entry.train or {}), "out": str(folder), "device": device,
                                          "num_workers": num_workers})
-    wanted = json.dumps({k: v for k, v in config.to_dict().items() if k not in _RUN_KEYS},
-                        sort_keys=True)
+    wanted = json.dumps({**{k: v for k, v in config.to_dict().items() if k not in _RUN_KEYS},
+                         "objective_revisions": _objective_revisions(config)}, sort_keys=True)
     started, finished = folder / "started.json", folder / "finished.json"
     final = folder / "final.safetensors"
     if final.is_file() and finished.is_file() and finished.read_text() == wanted:
@@ -51,6 +64,11 @@ def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers:
               and (folder / "checkpoint.safetensors").is_file())
     _say(progress, f"{entry.key}: {'resuming' if resume else 'training'} {config.method} for "
                    f"{config.total_epochs()} epochs on {config.data}")
+    if not resume and folder.is_dir() and any(folder.iterdir()):
+        if not started.is_file():
+            raise OutputExistsError(f"{folder}: holds files that reproduce did not train; move them "
+                                    "or choose another --out")
+        shutil.rmtree(folder)  # a run of another config or objective revision: train afresh
     folder.mkdir(parents=True, exist_ok=True)
     finished.unlink(missing_ok=True)
     started.write_text(wanted)

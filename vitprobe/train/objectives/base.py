@@ -48,12 +48,15 @@ class Objective(nn.Module, abc.ABC):
     width), or None. ``per_tensor_clip``: the engine clips each gradient tensor to
     ``clip_grad`` separately (DINO, SiT) instead of the global norm. ``published_epochs`` is
     the length of the published pre-training, the default of the full presets and ``--arch``.
+    ``revision`` goes up whenever a change makes the objective train differently from the
+    same config, so that ``vitprobe reproduce`` retrains instead of reusing an older model.
     """
 
     name: ClassVar[str]
     published_epochs: ClassVar[int]
     defaults: ClassVar[dict[str, Any]]
     per_tensor_clip: ClassVar[bool] = False
+    revision: ClassVar[int] = 1
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__()

@@ -42,6 +42,7 @@ class DINO(Objective):
 
     name = "dino"
     published_epochs = 100  # DINO's ViT-S/16 100-epoch run
+    revision = 2  # 2: main_dino.py's 8 local crops by default
     per_tensor_clip = True  # DINO clips each gradient tensor separately
     defaults = dict(
         base_lr=5e-4, min_lr=1e-6, warmup_epochs=10, weight_decay=0.04, weight_decay_end=0.4,

@@ -45,6 +45,7 @@ class GMML(Objective):
 
     name = "gmml"
     published_epochs = 800  # SiT, 800 epochs
+    revision = 2  # 2: rectangles drawn until at least h w ratio patches are masked
     per_tensor_clip = True  # SiT clips each gradient tensor separately, as DINO does
     defaults = dict(
         base_lr=5e-4, min_lr=1e-6, warmup_epochs=10, weight_decay=0.04, weight_decay_end=0.1,

@@ -44,6 +44,7 @@ class MAE(Objective):
 
     name = "mae"
     published_epochs = 800  # MAE's 800-epoch pre-training
+    revision = 2  # 2: N - int(N (1 - ratio)) masked patches
     defaults = dict(
         base_lr=1.5e-4, min_lr=0.0, warmup_epochs=40, weight_decay=0.05, weight_decay_end=0.05,
         momentum=None, betas=(0.9, 0.95), clip_grad=None, drop_path=0.0,

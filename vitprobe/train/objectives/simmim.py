@@ -33,6 +33,7 @@ class SimMIM(Objective):
 
     name = "simmim"
     published_epochs = 800  # SimMIM ViT-B, 800 epochs
+    revision = 2  # 2: ceil(M ratio) masked cells
     defaults = dict(
         base_lr=5e-5, min_lr=2.5e-6, warmup_epochs=10, weight_decay=0.05, weight_decay_end=0.05,
         momentum=None, betas=(0.9, 0.999), clip_grad=5.0,

@@ -93,3 +93,13 @@ def test_the_command_prints_each_report_with_its_tally_of_verdicts(tmp_path: Pat
     assert f"{tmp_path / 'a' / 'report.html'}  (1 / 1 / 2)" in out
     assert f"{tmp_path / 'b' / 'report.html'}  (1 / 0 / 0)" in out
     assert f"index: {tmp_path / 'index.html'}" in out
+
+
+def test_a_model_folder_reproduce_did_not_train_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "sit_gmml" / "models" / "gmml"
+    folder.mkdir(parents=True)
+    (folder / "mine.txt").write_text("keep")
+    with pytest.raises(OutputExistsError, match="holds files that reproduce did not train"):
+        reproduce(["sit_gmml"], tmp_path, quick=True, data="synthetic:16", train_overrides=SHRINK,
+                  progress=False)
+    assert (folder / "mine.txt").read_text() == "keep"

@@ -373,8 +373,9 @@ def unique_labels(labels: list[str]) -> list[str]:
 
 def write_comparison(runs: list[Run], folder: Path, links: Mapping[str, str] | None = None) -> list[str]:
     """Into an existing folder, draw every analysis of several runs into one figure each (a
-    legend names each checkpoint), write the stacked tables (with a ``run`` column),
-    ``runs.json`` and ``report.html``. Returns the run labels, made distinct."""
+    legend names each checkpoint), write the stacked tables (with a ``run`` column), each
+    run's protocol per analysis (``<analysis>.json``: run label -> protocol), ``runs.json``
+    and ``report.html``. Returns the run labels, made distinct."""
     from vitprobe.plots import draw, figure_bytes
     from vitprobe.plots.report import compare_report
 
@@ -389,15 +390,35 @@ def write_comparison(runs: list[Run], folder: Path, links: Mapping[str, str] | N
         svgs[name] = (folder / f"{name}.svg").read_text(encoding="utf-8")
         stacked = pd.concat([r.table.assign(run=label) for label, r in items], ignore_index=True)
         stacked.to_csv(folder / f"{name}.csv", index=False, lineterminator="\n")
+        _write_text(folder / f"{name}.json", _dump_json({label: r.protocol for label, r in items}))
     _write_text(folder / "report.html", compare_report(runs, labels, names, svgs, links))
     _write_text(folder / "runs.json", _dump_json([{"label": l, "checkpoint": r.checkpoint} for l, r in zip(labels, runs)]))
     return labels
 
 
+# Protocol entries that say how a run was executed, not what was measured (the dataset is
+# checked on its own).
+_EXECUTION_KEYS = ("checkpoint", "dataset", "batch_size", "device", "world_size")
+
+
+def _differing_settings(runs: Sequence[Run]) -> dict[str, list[str]]:
+    """Per analysis, ``key a | b`` for each measurement setting that differs between runs."""
+    found = {}
+    for name in dict.fromkeys(n for run in runs for n in run):
+        protocols = [run[name].protocol for run in runs if name in run]
+        keys = sorted({k for p in protocols for k in p} - set(_EXECUTION_KEYS))
+        differ = [f"{k} " + " | ".join(json.dumps(jsonable(p.get(k))) for p in protocols) for k in keys
+                  if len({json.dumps(jsonable(p.get(k)), sort_keys=True) for p in protocols}) > 1]
+        if differ:
+            found[name] = differ
+    return found
+
+
 def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike[str],
             overwrite: bool = False) -> Path:
     """Write a comparison of ``runs`` (Run objects or run folders) atomically into ``out``
-    (see :func:`write_comparison`); warns when the runs were analysed on different data."""
+    (see :func:`write_comparison`); warns when the runs were analysed on different data or
+    an analysis with different settings."""
     if isinstance(runs, (Run, str, os.PathLike)):
         raise ConfigError("compare takes a list of runs or run folders, e.g. compare([run_a, run_b], out)")
     if not runs:
@@ -410,6 +431,9 @@ def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike
         shown = "; ".join(named) if len(named) > 1 else f"{named[0]}, with different contents"
         warn_user(f"compare: the runs were analysed on different data ({shown}); "
                   "their numbers are not comparable, only their shapes")
+    for name, keys in _differing_settings(runs).items():
+        warn_user(f"compare: {name} was run with different settings ({'; '.join(keys)}); "
+                  f"{name}.json beside the tables gives each run's protocol")
     with atomic_output(out, overwrite) as tmp:
         write_comparison(runs, tmp)
     return Path(out)

@@ -37,6 +37,16 @@ def test_values_of_the_wrong_kind_are_one_line_errors(name, params, message) -> 
     assert "\n" not in str(err.value) and f"--param {name}." in str(err.value)
 
 
+@pytest.mark.parametrize("name, params, message", [
+    ("knn", {"heldout_fraction": 1.5}, "analysis 'knn': heldout_fraction=1.5 must lie strictly between"),
+    ("linear_probe", {"heldout_fraction": 0.0}, "analysis 'linear_probe': heldout_fraction=0.0"),
+])
+def test_values_out_of_range_name_their_analysis(name, params, message) -> None:
+    with pytest.raises(ConfigError, match=message) as err:
+        get_analyzer(name, **params)
+    assert "\n" not in str(err.value)
+
+
 def test_the_listing_says_what_each_parameter_takes(capsys) -> None:
     from vitprobe.cli import main
 

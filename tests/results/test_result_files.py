@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -126,6 +127,19 @@ def test_compare_warns_when_the_runs_saw_different_data(tmp_path, results):
              for name, r in make_results(seed=2).items()}
     with pytest.warns(UserWarning, match="different data .*digits.*synthetic:8.*not comparable"):
         compare([Run(results, label="a"), Run(other, label="b")], tmp_path / "cmp")
+
+
+def test_compare_warns_when_an_analysis_ran_with_other_settings(tmp_path, results):
+    """Same data, knn with another k and device: the k is named (the device is how, not what,
+    was measured), and knn.json keeps each run's protocol."""
+    other = dict(make_results(seed=2))
+    knn = other["knn"]
+    other["knn"] = Result("knn", knn.table, {**knn.protocol, "k": 10, "device": "cuda"})
+    with pytest.warns(UserWarning, match=r"knn was run with different settings \(k 20 \| 10\)") as caught:
+        compare([Run(results, label="a"), Run(other, label="b")], tmp_path / "cmp")
+    assert len(caught) == 1
+    saved = json.loads((tmp_path / "cmp" / "knn.json").read_text())
+    assert saved["a"]["k"] == 20 and saved["b"]["k"] == 10
 
 
 @pytest.mark.slow

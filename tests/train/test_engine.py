@@ -361,10 +361,10 @@ def test_resume_accepts_a_saved_config_that_left_defaults_unnamed():
     assert TrainConfig(method="mae").preset is None and TrainConfig(method="mae").resolved()["preset"] == "tiny"
     with pytest.raises(ConfigError, match="to its own 2 epochs .* cannot be extended; train longer in a new"):
         _check_resume(TrainConfig(method="mae", epochs=3), {"config": saved, "world_size": 1}, world_size=1)
-    with pytest.raises(ConfigError, match=r"options \['epochs'\] differ"):
+    with pytest.raises(ConfigError, match=r"--resume: --epochs differ"):
         _check_resume(TrainConfig(method="mae", epochs=1), {"config": saved, "world_size": 1}, world_size=1)
-    with pytest.raises(ConfigError, match=r"options \['batch_size', 'epochs'\] differ"):
-        _check_resume(TrainConfig(method="mae", epochs=3, batch_size=2),
+    with pytest.raises(ConfigError, match=r"--resume: --batch-size, --epochs, --set differ"):
+        _check_resume(TrainConfig(method="mae", epochs=3, batch_size=2, hparams={"mask_ratio": 0.5}),
                       {"config": saved, "world_size": 1}, world_size=1)
 
 

@@ -37,9 +37,10 @@ class _PooledFeatureProbe(Analyzer):
                  final_norm: bool = False, heldout_fraction: float = 0.2, split_seed: int = 0) -> None:
         super().__init__()
         if pooling not in POOLINGS:
-            raise ConfigError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
+            raise ConfigError(f"analysis {self.name!r}: pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
         if not 0.0 < heldout_fraction < 1.0:
-            raise ConfigError(f"heldout_fraction={heldout_fraction} must lie strictly between 0 and 1")
+            raise ConfigError(f"analysis {self.name!r}: heldout_fraction={heldout_fraction} must lie "
+                              "strictly between 0 and 1; 0.2 holds out a fifth")
         self.layers = layers
         self.pooling = pooling
         self.final_norm = final_norm

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--param", action="append", metavar="ANALYSIS.KEY=VALUE",
                    help="an analysis parameter (see `vitprobe analyses`), e.g. knn.pooling=mean, "
                         "knn.k=10, linear_probe.final_norm=true; repeat for several")
-    p.add_argument("--batch-size", type=int, default=32, metavar="N")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per forward pass (default 32); changes the tables only by rounding")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--out", metavar="DIR", help="output folder (refused if not empty, unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace --out once the new results are complete")
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                  "MoCo v3 base_encoder|momentum_encoder")
     p.add_argument("--img-size", type=int, metavar="PX",
                    help="analyse at this image size (position embeddings are resampled)")
-    p.add_argument("--seed", type=int, default=0, metavar="S")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seeds Python, NumPy and torch before the pass (default 0)")
     p.add_argument("--num-workers", type=int, default=0, metavar="N", help="data-loading worker processes")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)

@@ -26,11 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, metavar="SPEC", help="dataset spec, e.g. synthetic:2048 or folder:PATH")
     p.add_argument("--epochs", type=int, default=None, metavar="N",
                    help="default: 10 (tiny), 30 (small), the published length (full presets)")
-    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per process and step")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per process and step (default 64)")
     p.add_argument("--lr", type=float, default=None, help="peak lr; default base_lr * batch / 256")
     p.add_argument("--out", default="runs/train", metavar="DIR", help="run folder (default runs/train)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--seed", type=int, default=0, metavar="S")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the weights, the views and the data order (default 0)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="objective hyper-parameter, e.g. --set clip_grad=3.0 (repeatable)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N")

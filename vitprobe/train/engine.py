@@ -172,6 +172,10 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[mode]
 
 
+# The command-line flag of each TrainConfig field whose name differs from it.
+_OPTION_FLAGS = {"lam": "--lambda", "hparams": "--set"}
+
+
 def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int) -> None:
     """Refuse to resume with options other than the saved run's (defaults filled in on both
     sides, so an omitted --epochs equals the default it stood for)."""
@@ -184,7 +188,8 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int) -
                           "epochs (its schedules are laid out over them), so it cannot be extended; "
                           "train longer in a new --out with more --epochs")
     if changed:
-        raise ConfigError(f"--resume: options {changed} differ from the run in {config.out}; "
+        flags = ", ".join(_OPTION_FLAGS.get(k, "--" + k.replace("_", "-")) for k in changed)
+        raise ConfigError(f"--resume: {flags} differ from the run in {config.out}; "
                           f"repeat the original options or start a new --out")
     if state["world_size"] != world_size:
         raise ConfigError(f"--resume: the run in {config.out} used {state['world_size']} "

@@ -41,7 +41,8 @@ def test_recipe_end_to_end(tmp_path: Path, name: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_rerun_reuses_the_models_and_replaces_the_recipes_own_figures(tmp_path: Path, monkeypatch) -> None:
+def test_a_rerun_reuses_the_models_and_replaces_the_recipes_own_figures(tmp_path: Path, monkeypatch,
+                                                                       capsys) -> None:
     """sit_gmml draws figures beyond the comparison (reconstructions): a second run over the
     first reuses the trained model (unless its objective's revision went up) and replaces them
     (they once counted as foreign files); a file of the user's own in figures/ is still never
@@ -51,6 +52,7 @@ def test_a_rerun_reuses_the_models_and_replaces_the_recipes_own_figures(tmp_path
                   train_overrides=SHRINK, progress=False)
 
     run()
+    assert capsys.readouterr().err == ""  # progress=False: no training or analysis bars either
     final = tmp_path / "sit_gmml" / "models" / "gmml" / "final.safetensors"
     figures = tmp_path / "sit_gmml" / "figures"
     stamp, drawn = final.stat().st_mtime_ns, (figures / "reconstructions_gmml.png").stat().st_mtime_ns
@@ -78,7 +80,10 @@ def test_the_command_prints_each_report_with_its_tally_of_verdicts(tmp_path: Pat
     import vitprobe.reproduce as reproduce_module
     from vitprobe.cli import main
 
-    def fake_reproduce(recipes, out, **_):
+    seen = []
+
+    def fake_reproduce(recipes, out, **options):
+        seen.append(options["progress"])
         reports = []
         for name, agrees in (("a", [True, None, False, None]), ("b", [True])):
             (Path(out) / name).mkdir(parents=True)
@@ -93,6 +98,8 @@ def test_the_command_prints_each_report_with_its_tally_of_verdicts(tmp_path: Pat
     assert f"{tmp_path / 'a' / 'report.html'}  (1 / 1 / 2)" in out
     assert f"{tmp_path / 'b' / 'report.html'}  (1 / 0 / 0)" in out
     assert f"index: {tmp_path / 'index.html'}" in out
+    assert main(["reproduce", "cl_vs_mim", "--out", str(tmp_path / "quiet"), "--no-progress"]) == 0
+    assert seen == [True, False]
 
 
 def test_a_model_folder_reproduce_did_not_train_is_refused(tmp_path: Path) -> None:

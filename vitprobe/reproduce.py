@@ -72,7 +72,7 @@ def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers:
     folder.mkdir(parents=True, exist_ok=True)
     finished.unlink(missing_ok=True)
     started.write_text(wanted)
-    path = Path(train(config, resume=resume))
+    path = Path(train(config, resume=resume, progress=progress))
     finished.write_text(wanted)
     return path
 

@@ -29,13 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                     f"on the CPU. Built-in recipes: {', '.join(RECIPES)}.")
     p.add_argument("recipes", nargs="*", metavar="RECIPE", help="recipe name or YAML path")
     p.add_argument("--quick", action="store_true",
-                   help="small-scale run (all recipes when none is named); about 15 min on 2 CPU cores")
+                   help="small-scale run (all recipes when none is named); 12-15 min on 2 CPU cores")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (training and analysis)")
     p.add_argument("--data", metavar="SPEC", help="replace every recipe's analysis data (e.g. folder:/data/imagenette/val)")
     p.add_argument("--model", action="append", type=_model_override, default=[], metavar="KEY=PATH",
                    help="use this checkpoint for model KEY instead of training it")
     p.add_argument("--num-workers", type=int, default=0, metavar="N", help="data-loading worker processes")
+    p.add_argument("--no-progress", action="store_true",
+                   help="hide the progress bars and stage lines (the reports are still printed)")
     p.set_defaults(func=run)
 
 
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("reproduce: name a recipe (" + ", ".join(RECIPES) + ") or pass --quick for all")
     reports = reproduce(recipes, args.out, quick=args.quick, data=args.data,
                         checkpoints=dict(args.model), device=args.device,
-                        num_workers=args.num_workers)
+                        num_workers=args.num_workers, progress=not args.no_progress)
     print("reports (claims: agree / do not agree / undecided within 2 standard errors):")
     for report in reports:
         verdicts = [v["agrees"] for v in json.loads((report.parent / "verdicts.json").read_text())]

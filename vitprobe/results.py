@@ -298,9 +298,12 @@ class Run(Mapping[str, Result]):
         rows = []
         for result in self.values():
             caption = protocol_caption([result.protocol], exclude=("dataset", "image_size"))
+            units = str(result.protocol.get("value_units", ""))
             for metric, rows_m in result.table.groupby("metric", sort=False):
-                rows.extend(_summary_rows(self.label, result.name, str(metric), rows_m, caption))
-        return pd.DataFrame(rows, columns=["run", "analysis", "metric", "label", "layer", "value", "n", "protocol"])
+                rows.extend(_summary_rows(self.label, result.name, str(metric), rows_m, caption,
+                                          _metric_units(units, str(metric))))
+        return pd.DataFrame(rows, columns=["run", "analysis", "metric", "label", "layer", "value", "units",
+                                           "n", "protocol"])
 
     def write_into(self, folder: Path) -> dict[str, str]:
         """Write every result, ``run.json`` and ``report.html`` into an existing folder.
@@ -340,23 +343,40 @@ class Run(Mapping[str, Result]):
         return cls(results, info.get("checkpoint"), info.get("label", folder.name), info.get("meta"))
 
 
-def _summary_rows(run: str, analysis: str, metric: str, rows: pd.DataFrame, caption: str) -> list[dict]:
-    """Reduce one metric to its deepest layer (highest frequency for Fourier curves)."""
+def _metric_units(units: str, metric: str) -> str:
+    """The part of an analysis's ``value_units`` ("a: x; b_*: y") that names ``metric``, else all of it."""
+    for part in units.split(";"):
+        name, sep, unit = part.partition(":")
+        name = name.strip()
+        if sep and (name == metric or (name.endswith("*") and metric.startswith(name[:-1]))):
+            return unit.strip()
+    return units
+
+
+def _summary_rows(run: str, analysis: str, metric: str, rows: pd.DataFrame, caption: str,
+                  units: str) -> list[dict]:
+    """Reduce one metric to its deepest layer (highest frequency for Fourier curves, the
+    largest singular value for spectra); the protocol says which frequency or rank."""
+    at = []
     if "frequency" in rows and rows["frequency"].notna().any():
         rows = rows[rows["frequency"] == rows["frequency"].max()]
+        at.append(f"frequency {float(rows['frequency'].iloc[0]):.3g} pi (the highest)")
     layer = pd.NA
     if "layer" in rows and rows["layer"].notna().any():
         layer = rows["layer"].max()
         rows = rows[rows["layer"] == layer]
     if "rank" in rows and rows["rank"].notna().any():
         rows = rows[rows["rank"] == rows["rank"].min()]
+        at.append("rank 1 (the largest)")
+    caption = " · ".join([*at, caption] if caption else at)
     labels = rows["label"] if "label" in rows else pd.Series([pd.NA] * len(rows), index=rows.index)
     out = []
     for label, group in rows.groupby(labels.fillna(""), sort=False):
         n = group["n"].max() if "n" in group and group["n"].notna().any() else pd.NA
         out.append(
             {"run": run, "analysis": analysis, "metric": metric, "label": label or "",
-             "layer": layer, "value": float(group["value"].mean()), "n": n, "protocol": caption}
+             "layer": layer, "value": float(group["value"].mean()), "units": units, "n": n,
+             "protocol": caption}
         )
     return out
 

@@ -27,6 +27,9 @@ def test_val_split_skips_ids_with_missing_files(voc_root: Path) -> None:
     person = VOC_CLASSES.index("person")
     assert VOC_ID_CLASS[1] == person  # object 1 covers the most pixels
     assert [dataset[i]["labels"] for i in range(2)] == [{"class": person}] * 2
+    from vitprobe.plots.style import protocol_caption
+
+    assert protocol_caption([{"dataset": dataset.describe()}]) == f"dataset voc:{voc_root} split val (n=2)"
     counts = dataset.describe()["class_counts"]["class"]
     assert counts["person"] == 2 and sum(counts.values()) == 2
 

@@ -122,6 +122,19 @@ def test_summary_reads_deepest_layer(results):
     assert set(summary[summary["metric"] == "linear_probe_top1"]["label"]) == {"shape", "texture"}
 
 
+def test_summary_names_units_frequency_and_rank(results):
+    units = "token_cosine: cosine; log_singular_value_*: natural log of covariance singular values"
+    token = results["token_similarity"]
+    fourier = results["fourier"]
+    run = Run([Result(token.name, token.table, {**token.protocol, "value_units": units}), fourier])
+    summary = run.summary().set_index("metric")
+    assert summary.loc["token_cosine", "units"] == "cosine"
+    assert summary.loc["log_singular_value_image", "units"] == "natural log of covariance singular values"
+    assert summary.loc["log_singular_value_image", "protocol"].startswith("rank 1 (the largest)")
+    highest = fourier.table["frequency"].max()
+    assert summary.loc["delta_log_amplitude", "protocol"].startswith(f"frequency {highest:.3g} pi (the highest)")
+
+
 def test_compare_warns_when_the_runs_saw_different_data(tmp_path, results):
     other = {name: Result(r.name, r.table, {**r.protocol, "dataset": {"spec": "digits", "n": 1797}})
              for name, r in make_results(seed=2).items()}

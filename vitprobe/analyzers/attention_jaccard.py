@@ -27,7 +27,7 @@ class AttentionJaccard(Analyzer):
 
     name = "attention_jaccard"
     requires_masks = True
-    value_units = "IoU, fraction 0..1"
+    value_units = "IoU, 0..1"
 
     def __init__(self, keep_mass: float = 0.6, num_artifacts: int = 8) -> None:
         super().__init__()

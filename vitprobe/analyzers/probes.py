@@ -30,7 +30,7 @@ class _PooledFeatureProbe(Analyzer):
     trained on the samples whose index hashes outside the held-out fraction."""
 
     requires_labels = True
-    value_units = "top-1 accuracy on the held-out split, percent"
+    value_units = "% top-1, held out"
     metric = ""
 
     def __init__(self, layers: Sequence[int] | None = None, pooling: Pooling = "cls",
@@ -58,8 +58,8 @@ class _PooledFeatureProbe(Analyzer):
                               "norm; use final_norm=False")
 
     def _learned_protocol(self) -> dict[str, Any]:
-        return {"layers": list(self.layers_), "split": "held out where hash(index, split_seed) < "
-                "heldout_fraction", "labels_below_zero": "ignored"}
+        return {"layers": list(self.layers_), "split": "hash(index, split_seed) < heldout_fraction",
+                "labels_below_zero": "ignored"}
 
     def _sites(self) -> set[Site]:
         return {Site("tokens", layer) for layer in self.layers_}

@@ -50,7 +50,7 @@ class Fourier(_TokenAnalyzer):
     """Relative log amplitude ``delta(f)`` of the token maps per (layer, frequency)."""
 
     name = "fourier"
-    value_units = "log amplitude relative to frequency 0 (natural log); frequency in units of pi"
+    value_units = "delta_log_amplitude: natural log, relative to frequency 0; frequency: units of pi"
 
     def _bind(self, info: ModelInfo) -> None:
         super()._bind(info)
@@ -81,7 +81,7 @@ class TokenSimilarity(_TokenAnalyzer):
     tokens, streamed) and token level (each image's token covariance, averaged over images)."""
 
     name = "token_similarity"
-    value_units = "token_cosine: cosine; log_singular_value_*: natural log of covariance singular values"
+    value_units = "token_cosine: cosine; log_singular_value_*: natural log"
 
     def _learned_protocol(self) -> dict[str, Any]:
         return {**super()._learned_protocol(),

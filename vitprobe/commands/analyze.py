@@ -107,11 +107,12 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
 
 
 def print_summary(runs: list, out: str | None) -> None:
-    """The dataset once, then one line per metric at the deepest layer with its protocol."""
+    """The dataset once, then one line per metric at the deepest layer with its units and protocol."""
     from vitprobe.plots.style import protocol_caption
 
     first = next(iter(runs[0].values())).protocol
-    print(protocol_caption([{k: first[k] for k in ("dataset", "image_size") if k in first}]))
+    print(protocol_caption([{k: first[k] for k in ("dataset", "image_size") if k in first}])
+          + " · each value at the analysis's deepest layer")
     table = pd.concat([r.summary() for r in runs], ignore_index=True)
     with pd.option_context("display.max_colwidth", 60, "display.width", 200, "display.float_format", "{:.4g}".format):
         print(table.to_string(index=False))

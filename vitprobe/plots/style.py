@@ -33,7 +33,7 @@ RC = {
 }
 # Protocol keys shown in figure captions, in this order; the whole protocol is in <name>.json
 # and in the report page.
-CAPTION_KEYS = ("dataset", "split", "image_size", "pooling", "final_norm", "layer", "keep_mass",
+CAPTION_KEYS = ("dataset", "image_size", "pooling", "final_norm", "layer", "keep_mass",
                 "images_scored", "threshold", "k", "T", "heldout_fraction")
 
 
@@ -56,6 +56,9 @@ def _value_text(value: Any) -> str | None:
         spec = value.get("spec") or value.get("name")
         if spec is None:
             return None
+        split = value.get("split")
+        if split and not str(spec).endswith(f":{split}"):  # a default split the spec did not name
+            spec = f"{spec} split {split}"
         size = value.get("n") or value.get("size") or value.get("num_images")
         return f"{spec} (n={size})" if size is not None else str(spec)
     if isinstance(value, (list, tuple)):

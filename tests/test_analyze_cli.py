@@ -150,6 +150,22 @@ def assert_same_tables(left: pd.DataFrame, right: pd.DataFrame) -> None:
     pd.testing.assert_series_equal(left["std"], right["std"], rtol=1e-3, atol=1e-7)
 
 
+def test_a_custom_datasets_first_item_is_read_once_before_the_pass():
+    """The checks before the pass (labels, masks, image size) share one read of item 0; the
+    pass reads it once more. An empty custom dataset is a one-line error."""
+    class Counting(DictImages):
+        reads = 0
+
+        def __getitem__(self, index: int) -> dict:
+            Counting.reads += index == 0
+            return super().__getitem__(index)
+
+    analyze(tiny_vit(), Counting(), analyses="fourier", progress=False)
+    assert Counting.reads == 2
+    with pytest.raises(ConfigError, match="dataset Counting is empty"):
+        analyze(tiny_vit(), Counting(n=0), analyses="fourier", progress=False)
+
+
 def test_batching_and_loader_do_not_change_the_tables(tmp_path):
     names = "attention_distance,attention_nmi,fourier"
     one = analyze(tiny_vit(), DictImages(), analyses=names, batch_size=10, progress=False)

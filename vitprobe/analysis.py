@@ -117,14 +117,19 @@ def checkpoint_label(path: str | os.PathLike[str]) -> str:
     return path.stem
 
 
-def _dataset_facts(dataset: Dataset) -> tuple[dict[str, Any], bool, list[str]]:
+def _dataset_facts(dataset: Dataset, first: Mapping[str, Any] | None = None
+                   ) -> tuple[dict[str, Any], bool, list[str]]:
     """Protocol description, whether items carry masks, and label names, of any dataset of
-    item dicts (vitprobe datasets say so; for others the first item is read)."""
+    item dicts (vitprobe datasets say so; for others ``first``, else the first item read now)."""
+    from vitprobe.data.base import first_image_item
+
     has_masks = getattr(dataset, "has_masks", None)
     label_names = getattr(dataset, "label_names", None)
     if has_masks is None or label_names is None:
-        first = dataset[0]
-        if not isinstance(first, Mapping) or "image" not in first:
+        first = first if first is not None else first_image_item(dataset)
+        if first is None and hasattr(dataset, "__len__") and len(dataset) == 0:
+            raise ConfigError(f"dataset {type(dataset).__name__} is empty; give it images")
+        if first is None:
             raise ConfigError(f"dataset {type(dataset).__name__}: items must be dicts with an 'image' "
                               "tensor (and 'labels', 'mask'); use a vitprobe dataset spec")
         has_masks = "mask" in first if has_masks is None else has_masks
@@ -134,11 +139,12 @@ def _dataset_facts(dataset: Dataset) -> tuple[dict[str, Any], bool, list[str]]:
     return facts, bool(has_masks), list(label_names)
 
 
-def _check_image_size(dataset: Dataset, info: Any) -> None:
-    """The first image must have the model's input size (the analyses read its patch grid)."""
-    if not hasattr(dataset, "__getitem__") or len(dataset) == 0:
+def _check_image_size(dataset: Dataset, first: Mapping[str, Any] | None, info: Any) -> None:
+    """The first image (``first``, the dataset's first item) must have the model's input size
+    (the analyses read its patch grid); nothing to check without one."""
+    if first is None:
         return
-    image = dataset[0]["image"]
+    image = first["image"]
     want = (info.grid[0] * info.patch_size, info.grid[1] * info.patch_size)
     if tuple(image.shape[-2:]) != want:
         name = getattr(dataset, "describe", lambda: {})().get("spec") or type(dataset).__name__
@@ -227,6 +233,7 @@ def prepare_analysis(
     """Load, resolve and check everything; no image is processed yet."""
     from vitprobe.analyzers import get_analyzer, list_analyzers
     from vitprobe.capture import model_info
+    from vitprobe.data.base import first_image_item
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch size must be a whole number >= 1, got {batch_size!r}")
@@ -239,8 +246,9 @@ def prepare_analysis(
     model, checkpoint, label = _load(model_or_path, load_options)
     info = model_info(model)
     loader = _build_loader(data, info, batch_size, num_workers, seed)
-    facts, has_masks, label_names = _dataset_facts(loader.dataset)
-    _check_image_size(loader.dataset, info)
+    first = first_image_item(loader.dataset)  # read once, for both checks
+    facts, has_masks, label_names = _dataset_facts(loader.dataset, first)
+    _check_image_size(loader.dataset, first, info)
     spec = str(facts.get("spec", "the dataset"))
     names, skipped = _analysis_names(analyses, has_masks, label_names, spec)
     params = {name: dict((analyzer_params or {}).get(name, {})) for name in names}

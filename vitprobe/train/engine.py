@@ -209,11 +209,9 @@ def _deterministic(device: torch.device) -> Iterator[None]:
 
 def _check_dataset(dataset: Any) -> None:
     """Raise ConfigError unless ``dataset`` is sized and indexable with dict items holding an "image"."""
-    try:
-        first = dataset[0] if len(dataset) else None
-    except (TypeError, KeyError, IndexError):
-        first = None
-    if not (isinstance(first, Mapping) and "image" in first):
+    from vitprobe.data.base import first_image_item
+
+    if first_image_item(dataset) is None:
         raise ConfigError(f"dataset must be a sized Dataset whose items are dicts with an 'image', "
                           f"got {type(dataset).__name__}")
 

@@ -25,6 +25,12 @@ def check_tensor(value: object, what: str) -> None:
                                "wrap it with torch.as_tensor(...)")
 
 
+def check_count(value: int, what: str, hint: str) -> None:
+    """Raise MetricInputError unless ``value`` is a whole number >= 1 (NumPy integers too)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise MetricInputError(f"{what} must be a whole number >= 1, got {value!r}; {hint}")
+
+
 def check_positive(value: float, what: str, hint: str) -> None:
     """Raise MetricInputError unless ``value`` is a number > 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import torch
 
-from vitprobe.metrics._checks import MetricInputError, ShapeError, patch_grid, patch_tokens
+from vitprobe.metrics._checks import ShapeError, check_count, patch_grid, patch_tokens
 
 AMPLITUDE_EPS = 1e-6
 
@@ -17,8 +17,7 @@ def fourier_frequencies(side: int) -> torch.Tensor:
 
     ``f[k] = 2k / h`` for ``k = 0 .. ceil(h/2) - 1``.
     """
-    if isinstance(side, bool) or not isinstance(side, int) or side < 1:
-        raise MetricInputError(f"side must be a whole number of patches >= 1, got {side!r}")
+    check_count(side, "side", "pass the number of patches along one side of the grid")
     count = (side + 1) // 2
     return torch.arange(count, dtype=torch.float32) * (2.0 / side)
 

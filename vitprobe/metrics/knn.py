@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
-from vitprobe.metrics._checks import MetricInputError, ShapeError, check_positive, check_rank
+from vitprobe.metrics._checks import MetricInputError, ShapeError, check_count, check_positive, check_rank
 from vitprobe.metrics.tokens import unit_rows
 
 _TEST_CHUNK = 1024
@@ -32,8 +30,7 @@ def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feat
     if train_labels.is_floating_point() or train_labels.is_complex() or int(train_labels.min()) < 0:
         raise MetricInputError("k-NN labels must be integers >= 0 (class indices); map them with "
                                "torch.unique(labels, return_inverse=True)")
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise MetricInputError(f"k must be a whole number >= 1, got {k!r}; DINO uses 20")
+    check_count(k, "k", "DINO uses 20")
     check_positive(T, "T", "DINO uses 0.07")
     if num_classes is None:
         num_classes = int(train_labels.max()) + 1

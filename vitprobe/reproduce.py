@@ -126,7 +126,7 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
         run.save(root / "runs" / entry.key, overwrite=True)
         runs[entry.key] = run
     makers = _extra_figure_makers(recipe, runs, paths, device)
-    own = [f"{stem}.{fmt}" for stem in _possible_extra_stems(recipe) for fmt in ("png", "svg")]
+    own = [f"{stem}.{fmt}" for stem in makers for fmt in ("png", "svg")]  # from a previous run too
     with atomic_output(root / "figures", overwrite=True, own=own) as tmp:
         write_comparison(list(runs.values()), tmp)
         extra = _draw_figures(makers, tmp)
@@ -143,24 +143,18 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
     return report
 
 
-def _possible_extra_stems(recipe: Recipe) -> list[str]:
-    """Every extra figure this recipe can draw, whichever of its models were trained this time
-    (the ones a previous run drew are replaced, not counted as a user's files)."""
-    sweeps = [f"sweep_{name}" for name in ("linear_probe", "knn")] if recipe.sweep is not None else []
-    reconstructions = ([f"reconstructions_{entry.key}" for entry in recipe.models]
-                       if "reconstructions" in recipe.figures else [])
-    return sweeps + reconstructions
-
-
 def _extra_figure_makers(recipe: Recipe, runs: dict, paths: dict[str, Path],
-                         device: str) -> dict[str, Callable[[], Any]]:
-    """Recipe-specific figures beyond the per-analysis ones: file stem -> drawing function."""
-    drawn: dict[str, Callable[[], Any]] = {}
+                         device: str) -> dict[str, Callable[[], Any] | None]:
+    """Recipe-specific figures beyond the per-analysis ones: file stem -> drawing function, for
+    every figure the recipe can draw; None for one it does not draw this time (a previous run's
+    file of that name is the recipe's own, replaced rather than kept as a user's file)."""
+    drawn: dict[str, Callable[[], Any] | None] = {}
     if recipe.sweep is not None:
         from vitprobe.plots.sweep import draw_sweep
 
         values = [float(v) for v in recipe.sweep["values"]]
         for name in ("linear_probe", "knn"):
+            drawn[f"sweep_{name}"] = None
             if name in recipe.analyses:
                 results = [runs[entry.key][name] for entry in recipe.models]
                 drawn[f"sweep_{name}"] = lambda results=results: draw_sweep(values, results, "lambda")
@@ -169,21 +163,24 @@ def _extra_figure_makers(recipe: Recipe, runs: dict, paths: dict[str, Path],
         from vitprobe.train.reconstruct import reconstruct_examples
 
         for entry in recipe.models:
+            drawn[f"reconstructions_{entry.key}"] = None
             if entry.train is not None:
                 drawn[f"reconstructions_{entry.key}"] = lambda path=paths[entry.key], lab=entry.label: \
                     draw_reconstructions(reconstruct_examples(path, recipe.data, count=6, device=device), lab)
     return drawn
 
 
-def _draw_figures(makers: dict[str, Callable[[], Any]], folder: Path) -> list[str]:
-    """Draw each figure into ``folder`` as PNG and SVG; returns their file stems."""
+def _draw_figures(makers: dict[str, Callable[[], Any] | None], folder: Path) -> list[str]:
+    """Draw each figure that has a drawing function into ``folder`` as PNG and SVG; returns
+    their file stems."""
     from vitprobe.plots import figure_bytes
 
-    for stem, make in makers.items():
+    drawn = {stem: make for stem, make in makers.items() if make is not None}
+    for stem, make in drawn.items():
         figure = make()
         for fmt in ("png", "svg"):
             (folder / f"{stem}.{fmt}").write_bytes(figure_bytes(figure, fmt))
-    return list(makers)
+    return list(drawn)
 
 
 def _verdict_badge(verdict: Verdict) -> str:

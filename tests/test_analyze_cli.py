@@ -107,6 +107,15 @@ def test_user_mistakes_fail_in_one_line_before_any_work(checkpoint, tmp_path, ca
     assert not (tmp_path / "o").exists() and list(tmp_path.iterdir()) == []
 
 
+def test_a_misspelt_option_is_named_by_its_command_with_the_closest_option(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["analyze", "--checkpoint", "x.pth", "--data", "synthetic:4", "--bach-size", "3"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: vitprobe analyze")
+    assert "unrecognized arguments: --bach-size 3 (did you mean --batch-size?)" in err
+
+
 def test_existing_output_is_refused_before_loading(tmp_path, capsys):
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "x").write_text("keep")
@@ -231,6 +240,13 @@ def test_python_misuse_is_one_config_error(checkpoint, model, kwargs, message):
         analyze(model, DictImages(), analyses="fourier", progress=False, **kwargs)
 
 
+def test_compare_refuses_one_run_given_twice(two_runs, tmp_path, capsys):
+    root, _ = two_runs
+    assert main(["compare", str(root / "a"), str(root / "a" / "tiny"), str(root / "b"), "--out", str(tmp_path / "c")]) == 2
+    assert "tiny is given twice" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
 def test_compare_refuses_a_folder_without_runs(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["compare", str(tmp_path / "empty"), "--out", str(tmp_path / "c")]) == 2
@@ -267,11 +283,12 @@ def test_training_files_are_named_after_their_run_folder_and_labels_can_be_given
     assert "one --label per --checkpoint" in capsys.readouterr().err
 
 
-def test_meaningless_probe_splits_are_warned_in_one_line(checkpoint, capsys):
-    assert main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:16", "--analyses", "knn",
-                 "--batch-size", "8", "--no-progress"]) == 0
+def test_meaningless_probe_splits_are_warned_in_one_line(checkpoint, tmp_path, capsys):
+    assert main(["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, "--data", "synthetic:16",
+                 "--analyses", "knn", "--batch-size", "8", "--no-progress", "--out", str(tmp_path / "o")]) == 0
     err = capsys.readouterr().err
-    assert "vitprobe: warning: knn on label 'shape': only" in err and "held-out images" in err
+    assert err.count("vitprobe: warning: knn on label 'shape': only") == 1  # once, not per checkpoint
+    assert "held-out images" in err
     assert "vitprobe: warning: knn on label 'shape': k = 20 neighbours of only" in err
     assert "UserWarning" not in err
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
 import warnings
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from vitprobe.errors import VitprobeError, VitprobeWarning
 from vitprobe.plugins import public_modules
@@ -38,26 +39,49 @@ def build_parser() -> argparse.ArgumentParser:
     for command in sub.choices.values():  # `vitprobe analyze ... --debug` works as well
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show full tracebacks on errors")
+        command.set_defaults(command_parser=command)
     return parser
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: Any = None, line: str | None = None, *, _default=warnings.showwarning) -> None:
-    """vitprobe's own warnings as one line, ``vitprobe: warning: ...``; others as Python shows them."""
-    if issubclass(category, VitprobeWarning):
-        print(f"vitprobe: warning: {message}", file=file or sys.stderr)
-    else:
-        _default(message, category, filename, lineno, file, line)
+def _warning_printer() -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints vitprobe's own warnings as one line,
+    ``vitprobe: warning: ...``, each text once per command (a probe-split warning is not
+    repeated for every checkpoint); other warnings as Python shows them."""
+    shown: set[str] = set()
+    default = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if not issubclass(category, VitprobeWarning):
+            default(message, category, filename, lineno, file, line)
+        elif str(message) not in shown:
+            shown.add(str(message))
+            print(f"vitprobe: warning: {message}", file=file or sys.stderr)
+
+    return show
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; an unknown option is reported by its sub-command's parser (its usage,
+    not the top level's), with the closest option it has when one is close."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = args.command_parser
+        message = f"unrecognized arguments: {' '.join(unknown)}"
+        options = [o for action in command._actions for o in action.option_strings]
+        close = difflib.get_close_matches(unknown[0].split("=")[0], options, n=1)
+        command.error(message + (f" (did you mean {close[0]}?)" if close else ""))
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; user errors print one line and return 2, warnings one line each."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     try:
         with warnings.catch_warnings():
             if not args.debug:
-                warnings.showwarning = _show_warning
+                warnings.showwarning = _warning_printer()
             return int(args.func(args) or 0)
     except VitprobeError as err:
         if args.debug:

@@ -273,6 +273,7 @@ class Run(Mapping[str, Result]):
             raise ConfigError(f"run label {label!r} must be a non-empty string")
         self.label = label
         self.meta = dict(meta or {})
+        self.folder: Path | None = None  # where it was read from, by :meth:`load`
 
     def __getitem__(self, name: str) -> Result:
         if name not in self._results:
@@ -340,7 +341,9 @@ class Run(Mapping[str, Result]):
             raise ConfigError(f"{folder}: not a vitprobe run folder (no run.json); pass a folder written by `vitprobe analyze`")
         info = json.loads(info_path.read_text(encoding="utf-8"))
         results = [Result.load(folder, name) for name in info["results"]]
-        return cls(results, info.get("checkpoint"), info.get("label", folder.name), info.get("meta"))
+        run = cls(results, info.get("checkpoint"), info.get("label", folder.name), info.get("meta"))
+        run.folder = folder
+        return run
 
 
 def _metric_units(units: str, metric: str) -> str:
@@ -434,6 +437,17 @@ def _differing_settings(runs: Sequence[Run]) -> dict[str, list[str]]:
     return found
 
 
+def _refuse_repeats(runs: Sequence[Run]) -> None:
+    """One run given twice (the same object, or the same folder by two paths) is a user error."""
+    seen: dict[object, Run] = {}
+    for r in runs:
+        key = r.folder.resolve() if r.folder is not None else id(r)
+        if key in seen:
+            where = f"run folder {r.folder}" if r.folder is not None else f"run {r.label!r}"
+            raise ConfigError(f"compare: {where} is given twice (directly or inside a folder given); pass each run once")
+        seen[key] = r
+
+
 def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike[str],
             overwrite: bool = False) -> Path:
     """Write a comparison of ``runs`` (Run objects or run folders) atomically into ``out``
@@ -444,6 +458,7 @@ def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike
     if not runs:
         raise ConfigError("compare: no runs given; pass at least one run folder")
     runs = [r if isinstance(r, Run) else Run.load(r) for r in runs]
+    _refuse_repeats(runs)
     datasets = {json.dumps(jsonable(r[name].protocol.get("dataset")), sort_keys=True): r[name].protocol.get("dataset")
                 for r in runs for name in list(r)[:1]}
     if len(datasets) > 1:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
-from tables import DEPTH, make_results
+from tables import DEPTH, HEADS, make_results
 
 from vitprobe.errors import ConfigError, OutputExistsError
 from vitprobe.plots import draw
@@ -80,6 +80,25 @@ def test_figure_carries_analysis_protocol(results):
     title = draw("attention_jaccard", [("a", results["attention_jaccard"])])._suptitle.get_text()
     assert "threshold 0.6" in title and f"layer {DEPTH}" in title
     assert "pooling cls" in draw("linear_probe", [("a", results["linear_probe"])])._suptitle.get_text()
+
+
+def test_jaccard_bars_of_runs_with_different_head_counts_sit_over_their_own_names(results):
+    two = results["attention_jaccard"]
+    three_rows = pd.concat([two.table, pd.DataFrame([{"metric": "jaccard", "head": HEADS, "value": 0.5, "std": 0.1, "n": 4}])])
+    three = Result("attention_jaccard", three_rows, two.protocol)
+    bars_ax = draw("attention_jaccard", [("two", two), ("three", three)]).axes[0]
+    names = [t.get_text() for t in bars_ax.get_xticklabels()]
+    assert names == [f"h{h}" for h in range(HEADS + 1)] + ["best", "union"]
+    for container, result in zip(bars_ax.containers, (two, three)):
+        for bar in container:  # the bar's centre, shifted by its run, rounds to its name's tick
+            name = names[round(bar.get_x() + bar.get_width() / 2)]
+            table = result.table
+            if name.startswith("h"):
+                rows = table[(table["metric"] == "jaccard") & (table["head"] == int(name[1:]))]
+            else:
+                rows = table[table["metric"] == {"best": "jaccard_best_head", "union": "jaccard_union"}[name]]
+            assert bar.get_height() == pytest.approx(float(rows["value"].iloc[0]))
+    assert len(bars_ax.containers[0]) == HEADS + 2 and len(bars_ax.containers[1]) == HEADS + 3
 
 
 def test_fourier_axis_is_in_units_of_pi_up_to_the_last_frequency(results):

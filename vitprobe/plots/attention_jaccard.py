@@ -21,23 +21,29 @@ def _upsample(mask: np.ndarray, size: int) -> np.ndarray:
     return mask[rows][:, cols]
 
 
+def _bar_values(result) -> dict[str, float]:
+    """One run's bars by name: ``h0``, ``h1``, ... per head, then ``best`` and ``union``."""
+    heads = rows_of(result, "jaccard").dropna(subset=["head"])
+    values = {f"h{int(h)}": float(v) for h, v in zip(heads["head"], heads["value"])}
+    for metric, name in (("jaccard_best_head", "best"), ("jaccard_union", "union")):
+        rows = rows_of(result, metric)
+        if len(rows):
+            values[name] = float(rows["value"].iloc[0])
+    return values
+
+
 def _bars(ax, items: Items) -> None:
-    """Grouped bars: Jaccard of each head, then the best head per image and the union."""
-    width = 0.8 / max(len(items), 1)
-    ticks: list[str] = []
-    for index, ((label, result), color) in enumerate(zip(items, run_colors(len(items)))):
-        heads = rows_of(result, "jaccard").dropna(subset=["head"]).sort_values("head")
-        names = [f"h{int(h)}" for h in heads["head"]]
-        values = list(heads["value"])
-        for metric, name in (("jaccard_best_head", "best"), ("jaccard_union", "union")):
-            rows = rows_of(result, metric)
-            if len(rows):
-                names.append(name)
-                values.append(float(rows["value"].iloc[0]))
-        ticks = names if len(names) > len(ticks) else ticks
-        ax.bar(np.arange(len(values)) + (index - (len(items) - 1) / 2) * width, values, width,
+    """Grouped bars: Jaccard of each head, then the best head per image and the union; each
+    bar sits over its own name, so runs with different head counts line up."""
+    runs = [(label, _bar_values(result)) for label, result in items]
+    heads = sorted({n for _, v in runs for n in v if n.startswith("h")}, key=lambda n: int(n[1:]))
+    names = heads + [n for n in ("best", "union") if any(n in v for _, v in runs)]
+    width = 0.8 / max(len(runs), 1)
+    for index, ((label, values), color) in enumerate(zip(runs, run_colors(len(runs)))):
+        at = [i for i, n in enumerate(names) if n in values]
+        ax.bar(np.array(at) + (index - (len(runs) - 1) / 2) * width, [values[names[i]] for i in at], width,
                color=color, label=label)
-    ax.set_xticks(np.arange(len(ticks)), ticks)
+    ax.set_xticks(np.arange(len(names)), names)
     ax.set_ylabel("Jaccard with ground truth")
     ax.legend(frameon=False)
 
@@ -62,7 +68,7 @@ def _image_row(fig, grid, row: int, label: str, artifacts: dict, index: int) -> 
             ax.imshow(_upsample(attn[index, head], size), cmap="inferno", alpha=0.6, interpolation="nearest")
         if heads is not None:
             ax.contour(_upsample(heads[index, head].astype(float), size), levels=[0.5], colors="c", linewidths=0.8)
-        if row == 1:
+        if index == 0:  # each run's first image names its heads
             ax.set_title(f"head {head}", fontsize=7)
     for ax in fig.axes[-(count + 1):]:
         ax.set_xticks([])

@@ -78,7 +78,8 @@ class ShardSampler(Sampler[int]):
 
 def _load(model_or_path: nn.Module | str | os.PathLike[str],
           load_options: Mapping[str, Any] | None) -> tuple[nn.Module, dict, str]:
-    """The model, its checkpoint info (format, arch, sha256, path) and a short label;
+    """The model, its checkpoint info (format, arch, sha256, path) and a short label (the file's,
+    plus ``-<key>`` when a key was chosen);
     ``load_options`` (format, key, num_heads, img_size, arch) go to ``load_model``."""
     if isinstance(model_or_path, nn.Module):
         if load_options:
@@ -101,7 +102,8 @@ def _load(model_or_path: nn.Module | str | os.PathLike[str],
     model = load_model(model_or_path, **(load_options or {}))
     info = dict(getattr(model, "vitprobe_info", {}) or {})
     info.setdefault("path", str(model_or_path))
-    return model, info, checkpoint_label(model_or_path)
+    key = (load_options or {}).get("key")  # a chosen encoder (e.g. DINO's student) is named in the label
+    return model, info, checkpoint_label(model_or_path) + (f"-{key}" if key else "")
 
 
 # File names `vitprobe train` gives every run; such a file is named after its run folder.
@@ -262,7 +264,8 @@ def prepare_analysis(
     protocol = {
         "dataset": facts,
         "image_size": info.img_size,
-        "checkpoint": {k: checkpoint[k] for k in ("path", "format", "arch", "sha256") if k in checkpoint},
+        "checkpoint": {**{k: checkpoint[k] for k in ("path", "format", "arch", "sha256") if k in checkpoint},
+                       **{k: checkpoint["report"][k] for k in ("key", "num_heads_from") if k in checkpoint.get("report", {})}},
         "batch_size": loader.batch_size,
         "seed": seed,
         "device": dev.type,

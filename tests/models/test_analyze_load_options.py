@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 from official_layouts import CASES, make_case
 
@@ -20,6 +22,10 @@ def test_key_selects_student_or_teacher(tmp_path, capsys):
     assert _analyze(tmp_path, made, "student", "--key", "student") == 0
     [teacher] = (tmp_path / "teacher").glob("*/attention_distance.csv")
     [student] = (tmp_path / "student").glob("*/attention_distance.csv")
+    assert student.parent.name.endswith("-student")  # the run's label names the chosen encoder
+    protocols = [json.loads(t.with_suffix(".json").read_text())["checkpoint"] for t in (teacher, student)]
+    assert [p["key"] for p in protocols] == ["teacher", "student"]
+    assert all(p["num_heads_from"] and p["sha256"] == protocols[0]["sha256"] for p in protocols)
     # The factory's student weights are the teacher's plus one: the tables must differ.
     assert not pd.read_csv(teacher)["value"].equals(pd.read_csv(student)["value"])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 
 import pytest
 import torch
@@ -69,8 +70,19 @@ def test_extra_key_is_refused(case: Case, tmp_path):
 def test_missing_key_is_refused(case: Case, tmp_path):
     made = make_case(case, tmp_path, mutate=lambda sd: {k: v for k, v in sd.items()
                                                          if k != "blocks.1.norm2.bias"})
-    with pytest.raises(CheckpointError, match=r"missing 1 keys \(blocks\.1\.norm2\.bias\).*--format, --key or --num-heads"):
+    with pytest.raises(CheckpointError, match=r"missing 1 keys \(blocks\.1\.norm2\.bias\); no other architecture "
+                                              r"explains these keys.*pass --format or --key") as err:
         load_model(made.path, **case.load_kwargs)
+    assert "weights fit" not in str(err.value)  # not the architecture it has just refused
+
+
+def test_a_guessed_head_count_is_warned_and_a_given_one_is_not(tmp_path):
+    made = make_case(next(c for c in CASES if c.id == "timm-pth"), tmp_path)  # width 128: no published heads
+    with pytest.warns(UserWarning, match=r"does not give the head count, so it was guessed: width 128 // 64.*2 heads.*--num-heads"):
+        load_model(made.path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_model(made.path, num_heads=2).vitprobe_info["report"]["num_heads_from"] == "given (--num-heads)"
 
 
 def test_dino_student_is_selectable(tmp_path):

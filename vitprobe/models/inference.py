@@ -64,6 +64,9 @@ def _grid(sd: Mapping[str, torch.Tensor], prefix_tokens: int, path: Path) -> int
     return None
 
 
+GUESSED = "guessed:"  # how a head count that no file, table or paper gives is reported
+
+
 def _heads(width: int, sd: Mapping[str, torch.Tensor], hints: ArchHints,
            num_heads: int | None, path: Path) -> tuple[int, str]:
     """Head count and where it came from (see the module docstring for the order)."""
@@ -77,7 +80,7 @@ def _heads(width: int, sd: Mapping[str, torch.Tensor], hints: ArchHints,
     elif width in PUBLISHED_HEADS:
         heads, source = PUBLISHED_HEADS[width], f"published value for width {width}"
     else:
-        heads, source = max(1, width // 64), f"no published value for width {width}: width // 64"
+        heads, source = max(1, width // 64), f"{GUESSED} width {width} // 64 (no published value for this width)"
     if heads < 1 or width % heads:
         raise CheckpointError(f"checkpoint {path}: {heads} heads do not divide width {width}; "
                               "pass --num-heads with a divisor of the width")

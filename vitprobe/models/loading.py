@@ -13,11 +13,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from vitprobe.errors import CheckpointError, ConfigError
+from vitprobe.errors import CheckpointError, ConfigError, warn_user
 from vitprobe.models.architecture import ArchSpec, build_model
 from vitprobe.models.formats import BUFFER_DROPS, CheckpointFormat, formats
 from vitprobe.models.formats.base import ArchHints, abbreviate, split_drops
-from vitprobe.models.inference import infer_arch
+from vitprobe.models.inference import GUESSED, infer_arch
 from vitprobe.models.reading import RawCheckpoint, file_sha256, read_checkpoint
 
 _FIX = "pass --format, --key or --num-heads (in Python also arch=) to describe the weights"
@@ -123,11 +123,13 @@ def check_fit(path: Path, it: Interpreted, spec: ArchSpec, sd: Mapping[str, torc
         inferred = infer_arch(sd, ArchHints(), path)[0]
         differ = [f"{f.name}={getattr(inferred, f.name)!r}" for f in fields(ArchSpec)
                   if getattr(inferred, f.name) != getattr(spec, f.name)]
-        fits = f"the weights fit {inferred.describe()}" + (f" ({', '.join(differ)})" if differ else "")
+        fix = (f"the weights fit {inferred.describe()} ({', '.join(differ)}); {_FIX}" if differ else
+               "no other architecture explains these keys: the file comes from a modified model or is "
+               "damaged, or the encoder is elsewhere in it (pass --format or --key to pick it)")
     except CheckpointError:
-        fits = "the weights are not a ViT/BEiT encoder"
+        fix = f"the weights are not a ViT/BEiT encoder; {_FIX}"
     raise CheckpointError(f"checkpoint {path} ({it.format}) does not fit {spec.describe()}: "
-                          f"{'; '.join(problems)}; {fits}; {_FIX}")
+                          f"{'; '.join(problems)}; {fix}")
 
 
 def _resampled(sd: dict[str, torch.Tensor], spec: ArchSpec, report: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -188,6 +190,10 @@ def load_model(path: str | os.PathLike[str], arch: ArchSpec | Mapping[str, Any] 
     model.eval()
     model.vitprobe_info = {"format": it.format, "arch": spec.to_dict(), "report": it.report,
                            "sha256": file_sha256(path), "path": str(path.resolve())}
+    if str(it.report["num_heads_from"]).startswith(GUESSED):
+        warn_user(f"{path}: the file does not give the head count, so it was {it.report['num_heads_from']}: "
+                  f"{spec.num_heads} heads; per-head results assume it; pass --num-heads (Python num_heads=) "
+                  "if the model was trained with another")
     return model
 
 

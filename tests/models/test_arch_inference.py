@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 from official_layouts import dino_args
+from safetensors.torch import save_file
 
-from vitprobe.errors import CheckpointError
-from vitprobe.models import ArchSpec, build_model
+from vitprobe.errors import CheckpointError, ConfigError
+from vitprobe.models import ArchSpec, build_model, load_model
+from vitprobe.models.architecture import arch_from_timm
 from vitprobe.models.loading import interpret
 from vitprobe.models.reading import RawCheckpoint
 
@@ -51,3 +54,25 @@ def test_num_heads_overrides_and_image_size_from_grid():
                     qkv_bias=False, layer_scale=0.1, mlp_ratio=2.0)
     it = _infer(_meta_state(spec), num_heads=12)
     assert it.spec == spec and it.report["num_heads_from"] == "given (--num-heads)"
+
+
+def test_arch_from_timm_rebuilds_the_same_encoder():
+    spec = arch_from_timm("vit_small_patch16_224")
+    assert (spec.patch_size, spec.embed_dim, spec.depth, spec.num_heads, spec.img_size) == \
+        (16, 384, 12, 6, 224)
+    with pytest.raises(ConfigError, match="not a timm model"):
+        arch_from_timm("no_such_model")
+    with pytest.raises(ConfigError, match="is a VisionTransformerDistilled, not a timm VisionTransformer"):
+        arch_from_timm("deit_tiny_distilled_patch16_224")
+    with pytest.raises(ConfigError, match="cannot rebuild .*norm_pre"):
+        arch_from_timm("vit_base_patch32_clip_224")  # CLIP's pre-norm
+
+
+def test_load_model_takes_a_timm_name_for_arch(tmp_path):
+    encoder = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
+    save_file(encoder.state_dict(), str(tmp_path / "tiny.safetensors"))
+    model = load_model(tmp_path / "tiny.safetensors", arch="vit_tiny_patch16_224")
+    assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in model.state_dict().items())
+    assert model.vitprobe_info["report"]["num_heads_from"] == "given (arch=)"
+    with pytest.raises(ConfigError, match="'resnet18' is a ResNet, not a timm VisionTransformer"):
+        load_model(tmp_path / "tiny.safetensors", arch="resnet18")

@@ -23,7 +23,6 @@ from vitprobe.train.config import resolve_optim
 from vitprobe.train.engine import (
     EpochShard,
     _check_resume,
-    arch_from_timm,
     clip_per_tensor,
     param_groups,
     sync_batchnorm,
@@ -129,18 +128,6 @@ def test_presets_and_published_lengths():
     assert resolve_optim(TrainConfig(method="mae", preset="vit_b16"), hp)["warmup_epochs"] == 40
     with pytest.raises(ConfigError, match="warmup_epochs"):
         resolve_optim(TrainConfig(method="mae", preset="vit_b16", epochs=20), hp)
-
-
-def test_arch_from_timm_rebuilds_the_same_encoder():
-    spec = arch_from_timm("vit_small_patch16_224")
-    assert (spec.patch_size, spec.embed_dim, spec.depth, spec.num_heads, spec.img_size) == \
-        (16, 384, 12, 6, 224)
-    with pytest.raises(ConfigError, match="not a timm model"):
-        arch_from_timm("no_such_model")
-    with pytest.raises(ConfigError, match="is a VisionTransformerDistilled, not a timm VisionTransformer"):
-        arch_from_timm("deit_tiny_distilled_patch16_224")
-    with pytest.raises(ConfigError, match="cannot rebuild .*norm_pre"):
-        arch_from_timm("vit_base_patch32_clip_224")  # CLIP's pre-norm
 
 
 # ---------------------------------------------------------------- optimiser pieces

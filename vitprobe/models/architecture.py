@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import torch.nn as nn
 
+from vitprobe.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class ArchSpec:
@@ -94,3 +96,34 @@ def build_model(spec: ArchSpec) -> nn.Module:
     else:
         raise ValueError(f"unknown architecture family {spec.family!r}")
     return model.eval()
+
+
+def arch_from_timm(name: str) -> ArchSpec:
+    """The ArchSpec of timm's ``name`` (a plain VisionTransformer that build_model rebuilds
+    with identical parameter names and shapes); for ``train --arch`` and ``load_model(arch=)``."""
+    import timm
+    from timm.layers import LayerScale
+    from timm.models.vision_transformer import VisionTransformer
+
+    try:
+        model = timm.create_model(name, pretrained=False, num_classes=0)
+    except RuntimeError:
+        raise ConfigError(f"architecture {name!r} is not a timm model; see timm.list_models('vit_*')") from None
+    if type(model) is not VisionTransformer:
+        raise ConfigError(f"architecture {name!r} is a {type(model).__name__}, not a timm "
+                          "VisionTransformer; pick a vit_* model")
+    block = model.blocks[0]
+    spec = ArchSpec(
+        family="vit", patch_size=model.patch_embed.patch_size[0], embed_dim=model.embed_dim,
+        depth=len(model.blocks), num_heads=block.attn.num_heads,
+        img_size=model.patch_embed.img_size[0], reg_tokens=model.num_reg_tokens,
+        qkv_bias=block.attn.qkv.bias is not None,
+        mlp_ratio=block.mlp.fc1.out_features / model.embed_dim,
+        layer_scale=float(block.ls1.gamma.flatten()[0]) if isinstance(block.ls1, LayerScale) else None,
+        global_pool=model.global_pool, fc_norm=not isinstance(model.fc_norm, nn.Identity))
+    want = {k: v.shape for k, v in model.state_dict().items()}
+    got = {k: v.shape for k, v in build_model(spec).state_dict().items()}
+    if want != got:
+        raise ConfigError(f"architecture {name!r} has layers vitprobe's ViT builder cannot rebuild "
+                          f"({sorted(set(want) ^ set(got))[:3]}...); use a plain vit_* model")
+    return spec

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from vitprobe.errors import CheckpointError, ConfigError, warn_user
-from vitprobe.models.architecture import ArchSpec, build_model
+from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
 from vitprobe.models.formats import BUFFER_DROPS, CheckpointFormat, formats
 from vitprobe.models.formats.base import ArchHints, abbreviate, split_drops
 from vitprobe.models.inference import GUESSED, infer_arch
@@ -55,18 +55,22 @@ def _pick_format(raw: RawCheckpoint, name: str | None) -> CheckpointFormat:
                           f"{', '.join(registry)} (see `vitprobe models`); pass --format to choose")
 
 
-def _as_spec(arch: ArchSpec | Mapping[str, Any], path: Path) -> ArchSpec:
+def _as_spec(arch: ArchSpec | Mapping[str, Any] | str, path: Path) -> ArchSpec:
+    """``arch`` as an ArchSpec: one already, a dict of its fields, or a timm ViT name."""
     if isinstance(arch, ArchSpec):
         return arch
+    if isinstance(arch, str):
+        return arch_from_timm(arch)
     try:
         return ArchSpec.from_dict(dict(arch))
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"architecture for {path} is invalid ({err}); give ArchSpec fields") from None
+        raise ConfigError(f"architecture for {path} is invalid ({err}); give an ArchSpec, a dict of "
+                          "its fields or a timm ViT name") from None
 
 
 def interpret(raw: RawCheckpoint, format: str | None = None, key: str | None = None,
               num_heads: int | None = None,
-              arch: ArchSpec | Mapping[str, Any] | None = None) -> Interpreted:
+              arch: ArchSpec | Mapping[str, Any] | str | None = None) -> Interpreted:
     """Apply a format (given or detected) to ``raw`` and infer (or take) its architecture."""
     fmt = _pick_format(raw, format)
     extracted = fmt.extract(raw, key)
@@ -79,7 +83,7 @@ def interpret(raw: RawCheckpoint, format: str | None = None, key: str | None = N
     if arch is None:
         spec, heads_from = infer_arch(sd, extracted.hints, raw.path, num_heads)
     else:
-        spec, heads_from = _as_spec(arch, raw.path), "given (--arch)"
+        spec, heads_from = _as_spec(arch, raw.path), "given (arch=)"
         if num_heads is not None:
             spec, heads_from = spec.replace(num_heads=num_heads), "given (--num-heads)"
     report = {"key": extracted.key, "tensors": len(sd), "num_heads_from": heads_from,
@@ -160,7 +164,7 @@ def _resampled(sd: dict[str, torch.Tensor], spec: ArchSpec, report: dict[str, An
     return out
 
 
-def load_model(path: str | os.PathLike[str], arch: ArchSpec | Mapping[str, Any] | None = None,
+def load_model(path: str | os.PathLike[str], arch: ArchSpec | Mapping[str, Any] | str | None = None,
                format: str | None = None, key: str | None = None, num_heads: int | None = None,
                img_size: int | None = None) -> nn.Module:
     """Load a checkpoint of any supported format into a timm ViT/Beit in eval mode, strictly.
@@ -199,7 +203,7 @@ def load_model(path: str | os.PathLike[str], arch: ArchSpec | Mapping[str, Any] 
 
 def inspect_checkpoint(path: str | os.PathLike[str], format: str | None = None,
                        key: str | None = None, num_heads: int | None = None,
-                       arch: ArchSpec | Mapping[str, Any] | None = None) -> dict[str, Any]:
+                       arch: ArchSpec | Mapping[str, Any] | str | None = None) -> dict[str, Any]:
     """Detected format, inferred architecture and load report of ``path``, without a real model.
 
     ``report["fits"]`` is True when a strict load would succeed, else the error it would give.

@@ -24,7 +24,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vitprobe.errors import CheckpointError, ConfigError, OutputExistsError, brief_reason
-from vitprobe.models.architecture import ArchSpec, build_model
+from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
 from vitprobe.output_paths import check_output_folder
 from vitprobe.train import checkpointing as ckpt
 from vitprobe import distributed
@@ -40,7 +40,7 @@ NO_DECAY_NAMES = {"pos_embed", "cls_token", "reg_token", "mask_token"}
 RESUME_MAY_CHANGE = {"out", "num_workers", "device", "log_every", "save_every"}
 _SHUFFLE, _VIEWS, _STEP = 1, 2, 3  # domains of derived seeds
 
-__all__ = ["train", "TrainingDivergedError", "arch_from_timm", "resolve_arch", "derive_seed"]
+__all__ = ["train", "TrainingDivergedError", "resolve_arch", "derive_seed"]
 
 
 def derive_seed(*keys: int) -> int:
@@ -84,38 +84,6 @@ class ViewsDataset(Dataset):
         epoch, index = key
         g = torch.Generator().manual_seed(derive_seed(self.seed, _VIEWS, epoch, index))
         return self.views(self.base[index]["image"], g)
-
-
-def arch_from_timm(name: str) -> ArchSpec:
-    """The ArchSpec of timm's ``name`` (a plain VisionTransformer that build_model rebuilds
-    with identical parameter names and shapes), so the checkpoint loads without flags."""
-    import timm
-    from timm.layers import LayerScale
-    from timm.models.vision_transformer import VisionTransformer
-
-    try:
-        model = timm.create_model(name, pretrained=False, num_classes=0)
-    except RuntimeError:
-        raise ConfigError(f"--arch {name!r} is not a timm model; see timm.list_models('vit_*') "
-                          f"or use --preset") from None
-    if type(model) is not VisionTransformer:
-        raise ConfigError(f"--arch {name!r} is a {type(model).__name__}, not a timm "
-                          f"VisionTransformer; pick a vit_* model or use --preset")
-    block = model.blocks[0]
-    spec = ArchSpec(
-        family="vit", patch_size=model.patch_embed.patch_size[0], embed_dim=model.embed_dim,
-        depth=len(model.blocks), num_heads=block.attn.num_heads,
-        img_size=model.patch_embed.img_size[0], reg_tokens=model.num_reg_tokens,
-        qkv_bias=block.attn.qkv.bias is not None,
-        mlp_ratio=block.mlp.fc1.out_features / model.embed_dim,
-        layer_scale=float(block.ls1.gamma.flatten()[0]) if isinstance(block.ls1, LayerScale) else None,
-        global_pool=model.global_pool, fc_norm=not isinstance(model.fc_norm, nn.Identity))
-    want = {k: v.shape for k, v in model.state_dict().items()}
-    got = {k: v.shape for k, v in build_model(spec).state_dict().items()}
-    if want != got:
-        raise ConfigError(f"--arch {name!r} has layers vitprobe's ViT builder cannot rebuild "
-                          f"({sorted(set(want) ^ set(got))[:3]}...); use a plain vit_* model")
-    return spec
 
 
 def resolve_arch(config: TrainConfig) -> ArchSpec:

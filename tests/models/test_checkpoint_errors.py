@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -104,6 +106,22 @@ def test_malicious_pickle_never_runs(tmp_path):
         inspect_checkpoint(path)
     assert not marker.exists()
     torch.load(path, weights_only=False)  # the file is armed: an unsafe load runs the payload
+    assert marker.exists()
+
+
+def test_a_plain_python_pickle_is_named_as_one_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl.pth"
+    with open(path, "wb") as fh:
+        pickle.dump({"model": _Payload(marker)}, fh, protocol=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's own pickle-protocol warning does not leak
+        with pytest.raises(CheckpointError, match=r"is a plain Python pickle \(pickle.dump\).*re-save") as err:
+            load_model(path)
+    _one_line_naming(err, path)
+    assert not marker.exists()
+    with open(path, "rb") as fh:
+        pickle.load(fh)  # the file is armed
     assert marker.exists()
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import collections
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -74,9 +75,18 @@ def torch_load_safely(path: Path) -> Any:
     """``torch.load`` on CPU with weights only and vitprobe's allow-list; errors as CheckpointError."""
     try:
         # An open file, not the path: torch.load would read a path named .safetensors as safetensors.
-        with open(path, "rb") as fh, torch.serialization.safe_globals(ALLOWED_GLOBALS):
+        with open(path, "rb") as fh, torch.serialization.safe_globals(ALLOWED_GLOBALS), \
+                warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)  # said below instead
             return torch.load(fh, map_location="cpu", weights_only=True, mmap=False)
     except Exception as err:  # torch raises many types for corrupt input; all mean the same here
+        if "Unsupported operand" in str(err):  # an opcode of pickle protocol 3+, which torch.save never writes
+            raise CheckpointError(
+                f"checkpoint {path} is a plain Python pickle (pickle.dump), not a torch.save or safetensors "
+                "file, and was not unpickled (that could run code); if you trust the file, load it with "
+                "pickle and re-save only the weights with torch.save(state_dict, 'clean.pth') or "
+                "safetensors.torch.save_file(state_dict, 'clean.safetensors')"
+            ) from None
         name = _refusal_name(str(err)) if "Weights only load failed" in str(err) else None
         if name is not None:
             raise CheckpointError(

@@ -177,6 +177,16 @@ def mocov3_momentum(encoder_sd: Tensors, spec: ArchSpec, path: Path) -> set[str]
     return mocov3(encoder_sd, spec, path, key="momentum_encoder")
 
 
+def mocov3_lincls(encoder_sd: Tensors, spec: ArchSpec, path: Path) -> set[str]:
+    """main_lincls.py: ``{"epoch", "arch", "state_dict": DDP(vit).state_dict(), "best_acc1",
+    "optimizer"}``, the frozen encoder with its ``head`` the trained linear classifier."""
+    classifier = _randomised(nn.Linear(spec.embed_dim, 10), 8)
+    head = _prefixed("head.", classifier.state_dict())
+    torch.save({"epoch": 90, "arch": "vit_small", "state_dict": _prefixed("module.", {**encoder_sd, **head}),
+                "best_acc1": 76.5, "optimizer": _adamw_state(classifier)}, path)
+    return set(head)
+
+
 # ---- MAE (facebookresearch/mae models_mae.MaskedAutoencoderViT, util/misc.save_model)
 
 class _MaeDecoder(nn.Module):
@@ -314,6 +324,7 @@ CASES = [
     Case("mocov3", "mocov3", mocov3, VIT, ".pth.tar"),
     Case("mocov3-momentum", "mocov3", mocov3_momentum, VIT, ".pth.tar",
          {"key": "momentum_encoder"}),
+    Case("mocov3-lincls", "mocov3", mocov3_lincls, VIT, ".pth.tar"),
     Case("mae-training", "mae", mae, VIT),
     Case("mae-finetuned", "mae", mae_release, VIT_FINETUNED),
     Case("simmim", "simmim", simmim, BEIT_SHARED),

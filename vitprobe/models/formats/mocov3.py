@@ -3,12 +3,16 @@
 The file holds ``epoch``, ``arch`` (e.g. ``vit_small``), ``state_dict`` of the DDP-wrapped
 MoCo model, ``optimizer`` and ``scaler``. ``state_dict`` keys: ``module.base_encoder.*``
 (whose ``head.*`` is the 3-layer BN projector), ``module.momentum_encoder.*`` (same layout)
-and ``module.predictor.*``. MoCo v3's ViT-S has 12 heads, not 6.
+and ``module.predictor.*``. MoCo v3's ViT-S has 12 heads, not 6. A linear-classification
+checkpoint (``main_lincls.py``: ``epoch``, ``arch``, ``state_dict``, ``best_acc1``,
+``optimizer``) holds the one frozen encoder under ``module.``, its ``head`` the classifier.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+from vitprobe.errors import CheckpointError
 
 from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, entry,
                                           has_prefixed_keys, named_arch, register_format, split_drops,
@@ -17,13 +21,15 @@ from vitprobe.models.reading import RawCheckpoint
 
 MOCO_ARCHS: dict[str, tuple[int, int]] = {"vit_small": (384, 12), "vit_base": (768, 12)}
 """MoCo v3's ``arch`` -> (width, heads) of its vits.py."""
+LINCLS_HEAD = "linear classifier of main_lincls.py (trained on the frozen encoder)"
 
 
 @register_format
 class MocoV3(CheckpointFormat):
     name = "mocov3"
     priority = 20
-    summary = "MoCo v3 checkpoint: state_dict with module.base_encoder.* (default) or momentum_encoder"
+    summary = ("MoCo v3 checkpoint: state_dict with module.base_encoder.* (default) or momentum_encoder; "
+               "or main_lincls.py's frozen encoder with its classifier")
     drops = {
         "head.*": "MoCo v3 projector MLP (training only)",
         "predictor.*": "MoCo v3 predictor MLP (training only)",
@@ -33,13 +39,23 @@ class MocoV3(CheckpointFormat):
     keys = ("base_encoder", "momentum_encoder")
 
     def detect(self, raw: RawCheckpoint) -> bool:
-        return isinstance(raw.obj, Mapping) and has_prefixed_keys(
-            raw.obj.get("state_dict"), "module.base_encoder.", "base_encoder.")
+        if not isinstance(raw.obj, Mapping):
+            return False
+        sd = raw.obj.get("state_dict")
+        return has_prefixed_keys(sd, "module.base_encoder.", "base_encoder.") or (
+            str(raw.obj.get("arch")) in MOCO_ARCHS and has_prefixed_keys(sd, "module.patch_embed."))
 
     def extract(self, raw: RawCheckpoint, key: str | None) -> Extracted:
-        key = self.choose_key(raw, key)
         sd = strip_prefix(tensor_dict(raw, entry(raw, "state_dict"), "entry 'state_dict'"), "module.")
-        kept, dropped = split_drops(strip_prefix(sd, f"{key}."), self.drops)
+        if has_prefixed_keys(sd, *(f"{k}." for k in self.keys)):
+            key = self.choose_key(raw, key)
+            kept, dropped = split_drops(strip_prefix(sd, f"{key}."), self.drops)
+        elif key is not None:
+            raise CheckpointError(f"checkpoint {raw.path} is a MoCo v3 linear-classification checkpoint "
+                                  "(main_lincls.py): it holds one encoder and no base_encoder or "
+                                  "momentum_encoder; omit --key")
+        else:
+            kept, dropped = split_drops(sd, {"head.*": LINCLS_HEAD})
         arch = raw.obj.get("arch")
         width, heads = named_arch(arch, MOCO_ARCHS)
         hints = ArchHints(num_heads=heads, width=width, heads_source=f"MoCo v3 arch {arch!r}",

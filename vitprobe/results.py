@@ -422,14 +422,20 @@ def write_comparison(runs: list[Run], folder: Path, links: Mapping[str, str] | N
 # Protocol entries that say how a run was executed, not what was measured (the dataset is
 # checked on its own).
 _EXECUTION_KEYS = ("checkpoint", "dataset", "batch_size", "device", "world_size")
+# Settings that follow from the model's depth and prefix tokens: they differ between models of
+# different architectures without anyone having set them.
+_ARCHITECTURE_KEYS = ("layers", "layer", "num_prefix_tokens_dropped")
 
 
 def _differing_settings(runs: Sequence[Run]) -> dict[str, list[str]]:
-    """Per analysis, ``key a | b`` for each measurement setting that differs between runs."""
+    """Per analysis, ``key a | b`` for each measurement setting that differs between runs
+    (between models of different architectures, not the ones their shape decides)."""
     found = {}
     for name in dict.fromkeys(n for run in runs for n in run):
         protocols = [run[name].protocol for run in runs if name in run]
-        keys = sorted({k for p in protocols for k in p} - set(_EXECUTION_KEYS))
+        archs = {json.dumps(jsonable((p.get("checkpoint") or {}).get("arch")), sort_keys=True) for p in protocols}
+        skip = set(_EXECUTION_KEYS) | (set(_ARCHITECTURE_KEYS) if len(archs) > 1 else set())
+        keys = sorted({k for p in protocols for k in p} - skip)
         differ = [f"{k} " + " | ".join(json.dumps(jsonable(p.get(k))) for p in protocols) for k in keys
                   if len({json.dumps(jsonable(p.get(k)), sort_keys=True) for p in protocols}) > 1]
         if differ:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -174,10 +175,22 @@ def test_compare_warns_when_an_analysis_ran_with_other_settings(tmp_path, result
     assert saved["a"]["k"] == 20 and saved["b"]["k"] == 10
 
 
+def test_layers_that_follow_from_another_depth_are_not_a_different_setting(tmp_path, results):
+    def with_arch(run: dict, depth: int, layers: list[int]) -> dict:
+        return {name: Result(r.name, r.table, {**r.protocol, "layers": layers,
+                                               "checkpoint": {"arch": {"depth": depth}}}) for name, r in run.items()}
+
+    deep, shallow = with_arch(results, 3, [1, 2, 3]), with_arch(make_results(seed=2), 2, [1, 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compare([Run(deep, label="a"), Run(shallow, label="b")], tmp_path / "cmp")
+    chosen = with_arch(make_results(seed=2), 3, [1, 2])  # same model, fewer layers chosen: a real difference
+    with pytest.warns(UserWarning, match=r"was run with different settings \(layers \[1, 2, 3\] \| \[1, 2\]\)"):
+        compare([Run(deep, label="a"), Run(chosen, label="b")], tmp_path / "cmp2")
+
+
 @pytest.mark.slow
 def test_compare_two_runs(tmp_path, results):
-    import warnings
-
     a = Run(results, label="mae")
     b = Run(make_results(seed=2), label="mae")
     with warnings.catch_warnings():

@@ -3,12 +3,16 @@
 Outputs are written to a temp file or folder next to their final path and renamed into place.
 ``tempfile`` makes those private (mode 600 / 700); they are given the permissions a plainly
 created file or folder would get under the process umask, so that colleagues on shared
-storage can read checkpoints and reports.
+storage can read checkpoints and reports. Temp names carry the host and process id
+(``.<name>.partial-<host>+<pid>+<random>``): what a killed process left behind is removed the
+next time the same output is written from that host, and never what a live process is writing.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -40,10 +44,41 @@ def _umask() -> int:
     return mask
 
 
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+_TEMP_KINDS = ("partial", "old", "tmp")  # a folder being written, one being replaced, a file
+
+
+def temp_prefix(path: Path, kind: str) -> str:
+    """``.<name>.<kind>-<host>+<pid>+`` for a temp sibling of ``path``, after removing the temp
+    siblings of ``path`` that a process of this host, no longer running, left behind."""
+    host = socket.gethostname()
+    prefixes = tuple(f".{path.name}.{k}-{host}+" for k in _TEMP_KINDS)
+    if os.name == "posix" and path.parent.is_dir():
+        for stale in path.parent.iterdir():
+            mine = next((p for p in prefixes if stale.name.startswith(p)), None)
+            pid = stale.name[len(mine):].split("+", 1)[0] if mine else ""
+            if not pid.isdigit() or _is_running(int(pid)):
+                continue
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+    return f".{path.name}.{kind}-{host}+{os.getpid()}+"
+
+
 def temp_file_beside(path: Path) -> Path:
     """An empty temp file in ``path``'s folder (created if missing); see :func:`publish_file`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path, "tmp"))
     os.close(fd)
     return Path(tmp)
 
@@ -58,6 +93,6 @@ def publish_file(tmp: Path, path: Path) -> None:
 def temp_folder_beside(path: Path) -> Path:
     """An empty temp folder in ``path``'s folder (created if missing), mode ``0o777 & ~umask``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path, "partial"), dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     return tmp

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from vitprobe.errors import ConfigError, OutputExistsError, warn_user
-from vitprobe.output_paths import check_output_folder, temp_folder_beside
+from vitprobe.output_paths import check_output_folder, temp_folder_beside, temp_prefix
 
 RUN_FORMAT_VERSION = 1
 INT_COLUMNS = ("layer", "head", "rank", "n")
@@ -156,7 +156,7 @@ def atomic_output(out: str | os.PathLike[str], overwrite: bool = False,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if out.exists():
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+        old = out.with_name(f"{temp_prefix(out, 'old')}{uuid.uuid4().hex[:8]}")
         os.replace(out, old)
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+
 import pytest
 from tables import make_results
 
@@ -126,3 +130,21 @@ def test_a_saved_run_folder_gets_the_umask_permissions(tmp_path, run):
     finally:
         os.umask(previous)
     assert out.stat().st_mode & 0o777 == 0o755
+
+
+def test_what_a_killed_process_left_is_removed_and_a_live_ones_kept(tmp_path, run):
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # its pid names a process that no longer runs
+    host = socket.gethostname()
+    out = tmp_path / "out"
+    dead_folder = tmp_path / f".out.partial-{host}+{finished.pid}+abc"
+    dead_file = tmp_path / f".out.old-{host}+{finished.pid}+def"
+    live = tmp_path / f".out.partial-{host}+{os.getpid()}+ghi"
+    elsewhere = tmp_path / f".out.partial-otherhost+{finished.pid}+jkl"  # another machine's, on shared storage
+    for folder in (dead_folder, live, elsewhere):
+        folder.mkdir()
+        (folder / "half.csv").write_text("x")
+    dead_file.write_text("x")
+    run.save(out)
+    assert _siblings(out) == sorted(p.name for p in (live, elsewhere))
+    assert (out / "run.json").is_file()

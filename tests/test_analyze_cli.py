@@ -147,7 +147,9 @@ def test_probes_without_labels_and_unknown_names_are_config_errors():
 
 
 def test_all_skips_what_the_data_cannot_feed():
-    run = analyze(tiny_vit(), DictImages(n=4, labels=False), analyses="all", batch_size=4, progress=False)
+    with pytest.warns(UserWarning, match="skipping attention_jaccard: it needs foreground masks") as caught:
+        run = analyze(tiny_vit(), DictImages(n=4, labels=False), analyses="all", batch_size=4, progress=False)
+    assert {str(w.message).split(":")[0] for w in caught} >= {"skipping knn", "skipping linear_probe"}
     assert "attention_jaccard" not in run and "knn" not in run and "attention_distance" in run
     assert set(run.meta["skipped_analyses"]) == {"attention_jaccard", "knn", "linear_probe"}
 
@@ -252,6 +254,8 @@ def test_compare_refuses_a_folder_without_runs(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "empty"), "--out", str(tmp_path / "c")]) == 2
     assert "no run.json" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+    assert main(["compare", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 2
+    assert "missing: no such folder" in capsys.readouterr().err
 
 
 def test_training_files_are_named_after_their_run_folder_and_labels_can_be_given(checkpoint, tmp_path, capsys):

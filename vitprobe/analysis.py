@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vitprobe.errors import ConfigError, VitprobeError
+from vitprobe.errors import ConfigError, VitprobeError, warn_user
 from vitprobe.results import Run, check_output
 
 PROGRESS_DESC = "analysing"
@@ -253,6 +253,8 @@ def prepare_analysis(
     _check_image_size(loader.dataset, first, info)
     spec = str(facts.get("spec", "the dataset"))
     names, skipped = _analysis_names(analyses, has_masks, label_names, spec)
+    for name, reason in skipped.items():
+        warn_user(f"skipping {name}: it {reason}")
     params = {name: dict((analyzer_params or {}).get(name, {})) for name in names}
     extra = sorted(set(analyzer_params or {}) - set(names))
     unknown = [name for name in extra if name not in list_analyzers()]

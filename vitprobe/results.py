@@ -359,7 +359,8 @@ def _metric_units(units: str, metric: str) -> str:
 def _summary_rows(run: str, analysis: str, metric: str, rows: pd.DataFrame, caption: str,
                   units: str) -> list[dict]:
     """Reduce one metric to its deepest layer (highest frequency for Fourier curves, the
-    largest singular value for spectra); the protocol says which frequency or rank."""
+    largest singular value for spectra, the mean over heads for per-head metrics); the
+    protocol column says which frequency or rank, and over how many heads."""
     at = []
     if "frequency" in rows and rows["frequency"].notna().any():
         rows = rows[rows["frequency"] == rows["frequency"].max()]
@@ -371,6 +372,8 @@ def _summary_rows(run: str, analysis: str, metric: str, rows: pd.DataFrame, capt
     if "rank" in rows and rows["rank"].notna().any():
         rows = rows[rows["rank"] == rows["rank"].min()]
         at.append("rank 1 (the largest)")
+    if "head" in rows and rows["head"].notna().sum() > 1:
+        at.append(f"mean over {rows['head'].nunique()} heads")
     caption = " · ".join([*at, caption] if caption else at)
     labels = rows["label"] if "label" in rows else pd.Series([pd.NA] * len(rows), index=rows.index)
     out = []

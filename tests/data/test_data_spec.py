@@ -56,6 +56,15 @@ def test_bad_specs_name_the_spec_and_the_forms(spec: str, problem: str) -> None:
         assert "synthetic[:N[:seed]], digits, folder:PATH, voc:PATH[:split]" in message
 
 
+def test_a_bare_folder_path_is_told_which_spec_names_it(tmp_path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "VOCdevkit" / "VOC2012" / "JPEGImages").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"this is a folder; name its kind, e\.g\. folder:.*images'?;"):
+        resolve_dataset(str(tmp_path / "images"), 32)
+    with pytest.raises(DataError, match=r"e\.g\. voc:.*VOC2012"):
+        resolve_dataset(str(tmp_path / "VOCdevkit" / "VOC2012"), 32)
+
+
 @pytest.mark.parametrize("kwargs", [
     {"image_size": 8}, {"image_size": 32.0}, {"image_size": True}, {"image_size": "32"},
     {"image_size": 32, "mean": (0.5, 0.5)}, {"image_size": 32, "std": (1.0, 0.0, 1.0)},

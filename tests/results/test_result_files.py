@@ -102,6 +102,16 @@ def test_jaccard_bars_of_runs_with_different_head_counts_sit_over_their_own_name
     assert len(bars_ax.containers[0]) == HEADS + 2 and len(bars_ax.containers[1]) == HEADS + 3
 
 
+def test_accuracy_curves_name_their_held_out_count_and_draw_one_standard_error(results):
+    ax = draw("knn", [("a", results["knn"])]).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a · shape (n=8 held out)"]
+    [band] = ax.collections
+    table = results["knn"].table.sort_values("layer")
+    p = table["value"].to_numpy() / 100
+    upper = band.get_paths()[0].vertices[:, 1].max()
+    assert upper == pytest.approx(max(table["value"] + 100 * np.sqrt(p * (1 - p) / 8)))
+
+
 def test_fourier_axis_is_in_units_of_pi_up_to_the_last_frequency(results):
     fig = draw("fourier", [("a", results["fourier"])])
     curves = fig.axes[1]
@@ -153,6 +163,10 @@ def test_summary_names_units_frequency_and_rank(results):
     assert summary.loc["log_singular_value_image", "protocol"].startswith("rank 1 (the largest)")
     highest = fourier.table["frequency"].max()
     assert summary.loc["delta_log_amplitude", "protocol"].startswith(f"frequency {highest:.3g} pi (the highest)")
+    per_head = Run([results["attention_distance"]]).summary().set_index("metric").loc["attention_distance_px"]
+    assert per_head["protocol"].startswith(f"mean over {HEADS} heads")
+    deepest = results["attention_distance"].table.query(f"layer == {DEPTH}")["value"]
+    assert per_head["value"] == pytest.approx(deepest.mean())
 
 
 def test_compare_warns_when_the_runs_saw_different_data(tmp_path, results):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 
 import pandas as pd
 
@@ -91,8 +90,6 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
     names = args.label or [p.label for p in plans]
     for plan, label in zip(plans, unique_labels([folder_name(name) for name in names])):
         plan.label = label
-    for name, reason in plans[0].skipped.items():
-        print(f"vitprobe: skipping {name}: it {reason}", file=sys.stderr)
     runs = [run_analysis(plan, progress=is_main and not args.no_progress) for plan in plans]
     if not is_main:  # rank 0 holds the merged results and writes them
         return 0

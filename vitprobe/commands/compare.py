@@ -29,6 +29,8 @@ def load_runs(folder: str | Path) -> list:
     from vitprobe.results import Run
 
     folder = Path(folder)
+    if not folder.exists():
+        raise ConfigError(f"{folder}: no such folder; pass folders written by `vitprobe analyze --out`")
     if (folder / "run.json").is_file():
         return [Run.load(folder)]
     if folder.is_dir():

@@ -89,4 +89,8 @@ def parse_spec(spec: str) -> DataSpec:
         if colon and head and _SPLIT_NAME.fullmatch(tail):
             return DataSpec("voc", spec, path=_parse_path(spec, head), split=tail)
         return DataSpec("voc", spec, path=_parse_path(spec, rest))
+    folder = Path(text).expanduser()
+    if text and folder.is_dir():  # a bare path: say which spec names it
+        voc = any(folder.glob("JPEGImages")) or any(folder.glob("*/JPEGImages"))
+        raise spec_error(spec, f"this is a folder; name its kind, e.g. {'voc' if voc else 'folder'}:{text}")
     raise spec_error(spec, f"unknown dataset kind {kind!r}")

@@ -6,13 +6,14 @@ import pandas as pd
 import pytest
 import timm
 import torch
-from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
 from vitprobe.analysis import ShardSampler, analyze, prepare_analysis, run_analysis
 from vitprobe.analyzers import list_analyzers
 from vitprobe.cli import main
 from vitprobe.errors import ConfigError, DataError, OutputExistsError
+from vitprobe.models import ArchSpec
+from vitprobe.models.own_format import save_encoder
 
 
 def tiny_vit(seed: int = 0) -> torch.nn.Module:
@@ -41,8 +42,10 @@ class DictImages(Dataset):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
+    """tiny_vit in vitprobe's own format, which records its 2 heads (a bare state dict of
+    width 32 says nothing of them, and would load with the guess width // 64 = 1)."""
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    save_file({k: v.contiguous() for k, v in tiny_vit().state_dict().items()}, str(path))
+    save_encoder(path, tiny_vit(), ArchSpec(patch_size=8, embed_dim=32, depth=2, num_heads=2, img_size=32), {})
     return str(path)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -15,7 +16,9 @@ from vitprobe.train.objectives.base import objective_class
     ("mae", "clip_grad", -1.0, "in [0, inf)"),
     ("mae", "weight_decay", -1, "in [0, inf)"),
     ("mae", "mask_ratio", "abc", "a finite number"),
-    ("mae", "mask_ratio", 1.0, "in [0, 1)"),
+    ("mae", "mask_ratio", 1.0, "in (0, 1)"),
+    ("simmim", "mask_ratio", 0.0, "in (0, 1)"),
+    ("gmml", "replace_ratio", 1.5, "in (0, 1)"),
     ("mae", "base_lr", 0.0, "in (0, inf)"),
     ("mae", "betas", 0.9, "a list of 2"),
     ("mae", "betas", [0.9, 1.0], "in [0, 1)"),
@@ -34,7 +37,7 @@ def test_bad_values_are_refused_with_the_key_and_an_example(method, key, value, 
 
 
 @pytest.mark.parametrize("method,values", [
-    ("mae", {"clip_grad": 0, "weight_decay": 0.0, "mask_ratio": 0.0, "betas": [0.9, 0.95],
+    ("mae", {"clip_grad": 0, "weight_decay": 0.0, "mask_ratio": 0.9, "betas": [0.9, 0.95],
              "decoder_depth": 1, "norm_pix_loss": False}),
     ("dino", {"out_dim": 64, "global_scale": [0.4, 1.0], "local_size": 16, "clip_grad": None}),
     ("mocov3", {"momentum": 1.0, "clip_grad": 3}),
@@ -52,3 +55,37 @@ def test_cli_refuses_a_negative_clip_before_writing_anything(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("vitprobe: error:") and "clip_grad" in err and "\n" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--seed", "-5"], "--seed must be a whole number in [0, 2**63)"),
+    (["--seed", "99999999999999999999"], "--seed must be a whole number in [0, 2**63)"),
+    (["--lr", "inf"], "--lr must be a positive finite number"),
+    (["--set", "mean=[0.5,0.5,0.5]"], "unknown hyper-parameter(s) ['mean']"),  # the data's normalisation, not a knob
+    (["--method", "hybrid", "--lambda", "0.5", "--set", "lam=0.9"], "set by --lambda (Python lam=), not --set lam"),
+])
+def test_impossible_training_options_are_one_line_before_anything_is_written(tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    argv = ["train", "--method", "mae", "--data", "synthetic:64", "--epochs", "1", "--out", str(out)]
+    assert main(argv + extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vitprobe: error:") and message in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_train_refuses_an_out_folder_that_holds_other_files_or_cannot_be_made(tmp_path, capsys):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.txt").write_text("mine")
+    argv = ["train", "--method", "mae", "--data", "synthetic:64", "--epochs", "1", "--batch-size", "32"]
+    assert main(argv + ["--out", str(notes)]) == 2
+    assert "holds files that are not a training run's (a.txt)" in capsys.readouterr().err
+    assert sorted(p.name for p in notes.iterdir()) == ["a.txt"]
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    assert main(argv + ["--out", str(blocked / "run")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    if os.path.isdir("/proc/self"):  # Linux: no folder can be made under /proc, not even by root
+        assert main(argv + ["--out", "/proc/vitprobe-test/run"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "cannot create the output folder" in err and "\n" not in err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,10 +174,14 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
-        if self.lr is not None and not self.lr > 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if self.lr is not None and not 0 < self.lr < math.inf:
+            raise ConfigError(f"--lr must be a positive finite number, got {self.lr}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ConfigError(f"--seed must be a whole number in [0, 2**63), got {self.seed!r}")
         if not isinstance(self.hparams, dict):
             raise ConfigError(f"hparams must be a dict, got {type(self.hparams).__name__}")
+        if self.method == "hybrid" and "lam" in self.hparams:
+            raise ConfigError("the hybrid's lambda is set by --lambda (Python lam=), not --set lam")
 
     @property
     def preset_name(self) -> str | None:

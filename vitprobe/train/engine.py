@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vitprobe.errors import CheckpointError, ConfigError, OutputExistsError, brief_reason
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
+from vitprobe.models.formats.base import abbreviate
 from vitprobe.output_paths import check_output_folder
 from vitprobe.train import checkpointing as ckpt
 from vitprobe import distributed
@@ -60,11 +61,11 @@ class EpochShard(Sampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         g = torch.Generator().manual_seed(derive_seed(self.seed, _SHUFFLE, self.epoch))
-        perm = torch.randperm(self.n, generator=g).tolist()
+        perm = torch.randperm(self.n, generator=g)  # 8 bytes an image; a list would take 36
         glob = self.b * self.world
         for s in range(self.steps):
             start = s * glob + self.rank * self.b
-            yield from ((self.epoch, i) for i in perm[start:start + self.b])
+            yield from ((self.epoch, i) for i in perm[start:start + self.b].tolist())
 
     def __len__(self) -> int:
         return self.steps * self.b
@@ -156,9 +157,10 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int) -
                           "epochs (its schedules are laid out over them), so it cannot be extended; "
                           "train longer in a new --out with more --epochs")
     if changed:
-        flags = ", ".join(_OPTION_FLAGS.get(k, "--" + k.replace("_", "-")) for k in changed)
-        raise ConfigError(f"--resume: {flags} differ from the run in {config.out}; "
-                          f"repeat the original options or start a new --out")
+        flags = "; ".join(f"{_OPTION_FLAGS.get(k, '--' + k.replace('_', '-'))} was {json.dumps(saved.get(k))}, "
+                          f"now {json.dumps(now[k])}" for k in changed)
+        raise ConfigError(f"--resume: options differ from the run in {config.out} ({flags}); "
+                          f"repeat the run's options (its config.json lists them) or start a new --out")
     if state["world_size"] != world_size:
         raise ConfigError(f"--resume: the run in {config.out} used {state['world_size']} "
                           f"processes, not {world_size}; resume with the same process count")
@@ -215,6 +217,11 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     if not resume and (ckpt.has_checkpoint(out) or (out / ckpt.FINAL_FILE).exists()):
         raise OutputExistsError(f"{out} already holds a training run; pass --resume to continue "
                                 f"it or choose another --out")
+    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
+                     and p.name not in ckpt.RUN_FILES) if out.is_dir() else []
+    if foreign:
+        raise OutputExistsError(f"{out} holds files that are not a training run's ({abbreviate(foreign)}); "
+                                "choose an empty or new --out")
     arch = resolve_arch(config)
     dtype = amp_dtype(config.amp, env.device)
     if objective_factory is not None:  # a custom objective gets exactly the given hparams
@@ -270,7 +277,11 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
         ckpt.restore_rng(state["rng"])
         start_epoch, last_ckpt = state["epoch"], out / ckpt.ENCODER_FILE
     if env.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputExistsError(f"{out}: cannot create the output folder ({brief_reason(err)}); "
+                                    "choose another --out") from None
         ckpt.atomic_write(out / "config.json",
                           lambda f: f.write(json.dumps(config.resolved(), sort_keys=True).encode()))
 
@@ -278,7 +289,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     if env.world_size > 1:
         model = nn.parallel.DistributedDataParallel(
             objective, device_ids=[env.device.index] if env.device.type == "cuda" else None,
-            find_unused_parameters=True)
+            find_unused_parameters=objective.skips_parameters)
     views = ViewsDataset(dataset, objective.views, config.seed)
     K = objective.collapse_dim
     monitor = Monitor(out, env.is_main, total, start_epoch * steps_per_epoch, config.log_every,

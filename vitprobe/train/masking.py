@@ -18,9 +18,10 @@ from torch import Tensor
 from vitprobe.errors import ConfigError
 
 
-def _check_ratio(ratio: float, what: str) -> None:
-    if not 0.0 <= ratio < 1.0:
-        raise ConfigError(f"{what}: mask ratio {ratio} is outside [0, 1); pick e.g. 0.75")
+def check_mask_ratio(ratio: float, what: str) -> None:
+    """Refuse a ratio outside (0, 1): no patch masked leaves the masked-patch loss empty."""
+    if not 0.0 < ratio < 1.0:
+        raise ConfigError(f"{what}: mask ratio {ratio} must lie in (0, 1); e.g. 0.75")
 
 
 def _random_subset(num_patches: int, count: int, g: torch.Generator) -> Tensor:
@@ -33,7 +34,7 @@ def _random_subset(num_patches: int, count: int, g: torch.Generator) -> Tensor:
 
 def random_mask(num_patches: int, ratio: float, g: torch.Generator) -> Tensor:
     """Bool (N,) with N - int(N * (1 - ratio)) True entries at uniformly random positions."""
-    _check_ratio(ratio, "random mask")
+    check_mask_ratio(ratio, "random mask")
     return _random_subset(num_patches, num_patches - int(num_patches * (1 - ratio)), g)
 
 
@@ -44,7 +45,7 @@ def block_mask(img_size: int, patch_size: int, mask_patch_size: int, ratio: floa
     Each masked cell covers (mask_patch_size / patch_size)^2 model patches, so the masked
     fraction of patches equals ceil(M * ratio) / M (SimMIM: 30 of 49 cells at 224 px, 0.6).
     """
-    _check_ratio(ratio, "block mask")
+    check_mask_ratio(ratio, "block mask")
     if mask_patch_size % patch_size:
         raise ConfigError(f"mask_patch_size {mask_patch_size} must be a multiple of the model patch "
                           f"size {patch_size}; use e.g. {patch_size * max(1, mask_patch_size // patch_size)}")
@@ -68,7 +69,7 @@ def group_mask(grid: tuple[int, int], ratio: float, g: torch.Generator,
     h w ratio is reached (SiT compares the masked count with that real number), so the masked
     count lies in [ceil(h w ratio), ceil(h w ratio) + bh_max * bw_max - 1].
     """
-    _check_ratio(ratio, "group mask")
+    check_mask_ratio(ratio, "group mask")
     if not 0.0 < max_block <= 1.0:
         raise ConfigError(f"group mask: max_block {max_block} is outside (0, 1]; SiT uses 0.3")
     h, w = grid

@@ -29,10 +29,10 @@ def check_finite(loss: float, epoch: int, step: int, last_checkpoint: Path | Non
     """Raise TrainingDivergedError (one line) when ``loss`` is NaN or infinite."""
     if math.isfinite(loss):
         return
-    kept = (f"the last good checkpoint {last_checkpoint} is kept (continue with --resume)"
-            if last_checkpoint is not None else "no checkpoint was written yet")
-    raise TrainingDivergedError(f"loss became {loss} at epoch {epoch} step {step}; {kept}; "
-                                f"lower --lr or enable gradient clipping (--set clip_grad=1.0)")
+    kept = (f"the last checkpoint with a finite loss, {last_checkpoint}, is kept for inspection (--resume "
+            "would repeat the same steps)" if last_checkpoint is not None else "no checkpoint was written yet")
+    raise TrainingDivergedError(f"loss became {loss} at epoch {epoch} step {step}; {kept}; start a new "
+                                "--out with a lower --lr or gradient clipping (--set clip_grad=1.0)")
 
 
 class Monitor:

@@ -32,13 +32,13 @@ def reconstruct_examples(checkpoint: str | Path, data: str, count: int = 6, devi
     """``count`` images of ``data`` through a trained GMML objective: ``clean``, ``corrupted``
     and ``reconstruction`` as (count, S, S, 3) uint8, ``pixel_mask`` as (count, S, S) bool."""
     from vitprobe.data import resolve_dataset
-    from vitprobe.data.base import to_uint8_images
+    from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD, to_uint8_images
 
     objective = load_objective(Path(checkpoint).parent).to(device)
     if not hasattr(objective, "reconstruct"):
         raise CheckpointError(f"{checkpoint}: a {objective.name} run has no reconstruction "
                               "decoder; reconstructions need a gmml checkpoint")
-    mean, std = objective.hparams["mean"], objective.hparams["std"]
+    mean, std = IMAGENET_MEAN, IMAGENET_STD  # what the views and the analyses assume
     dataset = resolve_dataset(data, objective.arch.img_size, mean, std)
     g = torch.Generator().manual_seed(seed)
     views = torch.utils.data.default_collate(

@@ -144,11 +144,11 @@ def solarize(x: Tensor, threshold: float = 0.5) -> Tensor:
     return torch.where(x >= threshold, 1 - x, x)
 
 
-def make_view(image: Tensor, spec: ViewSpec, g: torch.Generator,
-              mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> Tensor:
-    """One augmented, normalised (3, size, size) view of a normalised (3, H, W) image."""
-    m = torch.tensor(mean, dtype=image.dtype).view(3, 1, 1)
-    s = torch.tensor(std, dtype=image.dtype).view(3, 1, 1)
+def make_view(image: Tensor, spec: ViewSpec, g: torch.Generator) -> Tensor:
+    """One augmented, normalised (3, size, size) view of a (3, H, W) image normalised with
+    ImageNet's mean and std, as every vitprobe dataset delivers it and analyses read it."""
+    m = torch.tensor(IMAGENET_MEAN, dtype=image.dtype).view(3, 1, 1)
+    s = torch.tensor(IMAGENET_STD, dtype=image.dtype).view(3, 1, 1)
     box = crop_box(image.shape[-2], image.shape[-1], spec.scale, spec.ratio, g)
     x = resized_crop((image * s + m).clamp(0, 1), box, spec.size)
     if _coin(g, spec.flip_p):
@@ -164,10 +164,9 @@ def make_view(image: Tensor, spec: ViewSpec, g: torch.Generator,
     return ((x - m) / s).contiguous()
 
 
-def make_views(image: Tensor, specs: list[ViewSpec], g: torch.Generator,
-               mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> Tensor:
+def make_views(image: Tensor, specs: list[ViewSpec], g: torch.Generator) -> Tensor:
     """Views of one image for a non-empty list of specs of equal size, stacked to (V, 3, size, size)."""
-    return torch.stack([make_view(image, s, g, mean, std) for s in specs])
+    return torch.stack([make_view(image, s, g) for s in specs])
 
 
 def patch_multiple(size: float, patch: int) -> int:

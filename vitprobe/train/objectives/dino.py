@@ -14,7 +14,7 @@ from vitprobe.train.heads import DINOHead
 from vitprobe.train.objectives._vit import check_encoder, cls_features
 from vitprobe.train.objectives.base import (Objective, StepInfo, all_reduce_mean, frozen_copy,
                                             register_objective)
-from vitprobe.train.views import IMAGENET_MEAN, IMAGENET_STD, ViewSpec, make_views, patch_multiple
+from vitprobe.train.views import ViewSpec, make_views, patch_multiple
 
 
 def dino_loss(student: list[Tensor], teacher: list[Tensor], center: Tensor, student_temp: float,
@@ -50,7 +50,7 @@ class DINO(Objective):
         out_dim=65536, head_hidden_dim=2048, head_bottleneck_dim=256, norm_last_layer=True,
         student_temp=0.1, teacher_temp=0.07, warmup_teacher_temp=0.04, warmup_teacher_temp_epochs=30,
         center_momentum=0.9, drop_path=0.1, n_local=8, global_scale=(0.4, 1.0), local_scale=(0.05, 0.4),
-        local_size=None, freeze_last_layer=1, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        local_size=None, freeze_last_layer=1,
     )
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
@@ -72,9 +72,9 @@ class DINO(Objective):
     def views(self, image: Tensor, g: torch.Generator) -> dict[str, Tensor]:
         """{"global": (2, 3, S, S), "local": (n_local, 3, s, s)}."""
         h = self.hparams
-        out = {"global": make_views(image, self.global_specs, g, h["mean"], h["std"])}
+        out = {"global": make_views(image, self.global_specs, g)}
         n = h["n_local"]
-        out["local"] = (make_views(image, [self.local_spec] * n, g, h["mean"], h["std"]) if n
+        out["local"] = (make_views(image, [self.local_spec] * n, g) if n
                         else image.new_zeros(0, 3, self.local_spec.size, self.local_spec.size))
         return out
 

@@ -11,13 +11,13 @@ from torch import Tensor
 
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.heads import PixelDecoder, bn_mlp
-from vitprobe.train.masking import group_mask, upsample_mask
+from vitprobe.train.masking import check_mask_ratio, group_mask, upsample_mask
 from vitprobe.train.objectives._infonce import embedding_std, info_nce
 from vitprobe.train.objectives._vit import check_encoder, cls_features, encode
 from vitprobe.train.objectives.base import Objective, StepInfo, frozen_copy, register_objective
 from vitprobe.train.objectives.mocov3 import byol_view_specs
 from vitprobe.train.objectives.simmim import masked_l1
-from vitprobe.train.views import IMAGENET_MEAN, IMAGENET_STD, make_views
+from vitprobe.train.views import make_views
 
 
 def corrupt(clean: Tensor, pixel_mask: Tensor, noise: Tensor, from_other: Tensor) -> Tensor:
@@ -52,13 +52,14 @@ class GMML(Objective):
         momentum=0.996, betas=(0.9, 0.999), clip_grad=3.0, drop_path=0.1,
         mask_ratio=0.5, replace_ratio=0.3, max_block=0.3, replace_prob=0.5, alpha=1.0, temperature=0.2,
         proj_hidden_dim=4096, out_dim=256, decoder_hidden_dim=None, decoder_hidden_layers=3, crop_scale=(0.2, 1.0),
-        mean=IMAGENET_MEAN, std=IMAGENET_STD,
     )
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__(encoder, arch, **hparams)
         check_encoder(encoder, self.name)
         h = self.hparams
+        check_mask_ratio(h["mask_ratio"], "gmml")
+        check_mask_ratio(h["replace_ratio"], "gmml replace")
         # SiT's CLSHead: Linear-BN-ReLU, Linear-BN-GELU, Linear-BN
         self.projector = bn_mlp(3, encoder.embed_dim, h["proj_hidden_dim"], h["out_dim"],
                                 activations=(nn.ReLU, nn.GELU))
@@ -74,7 +75,7 @@ class GMML(Objective):
         "from_other": bool (2,) corrupt with another image instead of noise}; a view's mask
         covers ``replace_ratio`` of the patches when ``from_other``, else ``mask_ratio``."""
         h, a = self.hparams, self.arch
-        clean = make_views(image, self.view_specs, g, h["mean"], h["std"])
+        clean = make_views(image, self.view_specs, g)
         from_other = torch.rand(2, generator=g) < h["replace_prob"]
         masks = torch.stack([group_mask(a.grid, h["replace_ratio"] if other else h["mask_ratio"], g,
                                         h["max_block"]) for other in from_other.tolist()])

@@ -17,7 +17,7 @@ from vitprobe.errors import ConfigError
 
 # key -> (low, high, low inclusive, high inclusive); tuples are checked element by element.
 _RANGES: dict[str, tuple[float, float, bool, bool]] = {key: bounds for keys, bounds in (
-    (("base_lr", "temperature", "student_temp", "teacher_temp", "warmup_teacher_temp", "std"),
+    (("base_lr", "temperature", "student_temp", "teacher_temp", "warmup_teacher_temp"),
      (0.0, math.inf, False, True)),
     (("out_dim", "decoder_dim", "decoder_depth", "decoder_heads", "head_hidden_dim",
       "head_bottleneck_dim", "proj_hidden_dim", "pred_hidden_dim", "mask_patch_size",
@@ -26,7 +26,8 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {key: bounds for keys, bou
       "freeze_last_layer", "alpha", "clip_grad", "n_local", "decoder_hidden_layers"),
      (0.0, math.inf, True, True)),
     (("momentum", "center_momentum", "lam", "replace_prob"), (0.0, 1.0, True, True)),
-    (("betas", "drop_path", "mask_ratio", "replace_ratio"), (0.0, 1.0, True, False)),
+    (("betas", "drop_path"), (0.0, 1.0, True, False)),
+    (("mask_ratio", "replace_ratio"), (0.0, 1.0, False, False)),  # no patch masked: no MIM loss
     (("max_block", "crop_scale", "global_scale", "local_scale"), (0.0, 1.0, False, True)),
 ) for key in keys}
 _ORDERED_PAIRS = ("crop_scale", "global_scale", "local_scale")  # (low, high) of a random range

@@ -11,11 +11,11 @@ from torch import Tensor
 from vitprobe.errors import ConfigError
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.heads import MAEDecoder
-from vitprobe.train.masking import random_mask
+from vitprobe.train.masking import check_mask_ratio, random_mask
 from vitprobe.train.objectives._vit import (check_encoder, embed_patches, patch_positions, prefix_tokens,
                                             run_blocks)
 from vitprobe.train.objectives.base import Objective, StepInfo, register_objective
-from vitprobe.train.views import IMAGENET_MEAN, IMAGENET_STD, ViewSpec, make_view
+from vitprobe.train.views import ViewSpec, make_view
 
 
 def patchify(images: Tensor, patch: int) -> Tensor:
@@ -49,15 +49,14 @@ class MAE(Objective):
         base_lr=1.5e-4, min_lr=0.0, warmup_epochs=40, weight_decay=0.05, weight_decay_end=0.05,
         momentum=None, betas=(0.9, 0.95), clip_grad=None, drop_path=0.0,
         mask_ratio=0.75, decoder_dim=512, decoder_depth=8, decoder_heads=16, norm_pix_loss=True,
-        crop_scale=(0.2, 1.0), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        crop_scale=(0.2, 1.0),
     )
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__(encoder, arch, **hparams)
         check_encoder(encoder, self.name)
         h = self.hparams
-        if not 0.0 < h["mask_ratio"] < 1.0:
-            raise ConfigError(f"mae: mask_ratio {h['mask_ratio']} must lie in (0, 1); the paper uses 0.75")
+        check_mask_ratio(h["mask_ratio"], "mae")
         self.decoder = MAEDecoder(encoder.embed_dim, arch.grid, arch.patch_size, encoder.num_prefix_tokens,
                                   h["decoder_dim"], h["decoder_depth"], h["decoder_heads"])
         self.view_spec = ViewSpec(arch.img_size, scale=h["crop_scale"], jitter_p=0.0, grey_p=0.0)
@@ -66,7 +65,7 @@ class MAE(Objective):
         """{"image": (3, S, S) crop + flip, "mask": bool (N,) with N - int(N * (1 - mask_ratio)) True}."""
         h = self.hparams
         n = self.arch.grid[0] * self.arch.grid[1]
-        return {"image": make_view(image, self.view_spec, g, h["mean"], h["std"]),
+        return {"image": make_view(image, self.view_spec, g),
                 "mask": random_mask(n, h["mask_ratio"], g)}
 
     def reconstruct(self, images: Tensor, mask: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ from vitprobe.train.heads import bn_mlp
 from vitprobe.train.objectives._infonce import embedding_std, info_nce
 from vitprobe.train.objectives._vit import check_encoder, cls_features
 from vitprobe.train.objectives.base import Objective, StepInfo, frozen_copy, register_objective
-from vitprobe.train.views import IMAGENET_MEAN, IMAGENET_STD, ViewSpec, make_views
+from vitprobe.train.views import ViewSpec, make_views
 
 
 def byol_view_specs(size: int, scale: tuple[float, float]) -> list[ViewSpec]:
@@ -35,7 +35,7 @@ class MoCoV3(Objective):
         base_lr=1.5e-4, min_lr=0.0, warmup_epochs=40, weight_decay=0.1, weight_decay_end=0.1,
         momentum=0.99, betas=(0.9, 0.999), clip_grad=None, drop_path=0.0,
         proj_hidden_dim=4096, pred_hidden_dim=4096, out_dim=256, temperature=0.2,
-        stop_grad_patch_embed=True, crop_scale=(0.08, 1.0), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        stop_grad_patch_embed=True, crop_scale=(0.08, 1.0),
     )
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
@@ -53,7 +53,7 @@ class MoCoV3(Objective):
 
     def views(self, image: Tensor, g: torch.Generator) -> dict[str, Tensor]:
         """{"views": (2, 3, S, S)}."""
-        return {"views": make_views(image, self.view_specs, g, self.hparams["mean"], self.hparams["std"])}
+        return {"views": make_views(image, self.view_specs, g)}
 
     def forward(self, views: dict[str, Tensor], step: StepInfo) -> tuple[Tensor, dict[str, float]]:
         x1, x2 = views["views"].unbind(1)

@@ -15,7 +15,7 @@ from vitprobe.train.masking import block_mask, upsample_mask
 from vitprobe.train.objectives._vit import (check_encoder, embed_patches, patch_positions, prefix_tokens,
                                             run_blocks)
 from vitprobe.train.objectives.base import Objective, StepInfo, register_objective
-from vitprobe.train.views import IMAGENET_MEAN, IMAGENET_STD, ViewSpec, make_view
+from vitprobe.train.views import ViewSpec, make_view
 
 
 def masked_l1(pred: Tensor, target: Tensor, pixel_mask: Tensor) -> Tensor:
@@ -37,7 +37,7 @@ class SimMIM(Objective):
     defaults = dict(
         base_lr=5e-5, min_lr=2.5e-6, warmup_epochs=10, weight_decay=0.05, weight_decay_end=0.05,
         momentum=None, betas=(0.9, 0.999), clip_grad=5.0,
-        drop_path=0.1, mask_ratio=0.6, mask_patch_size=32, crop_scale=(0.67, 1.0), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        drop_path=0.1, mask_ratio=0.6, mask_patch_size=32, crop_scale=(0.67, 1.0),
     )
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
@@ -54,7 +54,7 @@ class SimMIM(Objective):
     def views(self, image: Tensor, g: torch.Generator) -> dict[str, Tensor]:
         """{"image": (3, S, S) crop + flip, "mask": bool (h, w) block mask over model patches}."""
         h, a = self.hparams, self.arch
-        return {"image": make_view(image, self.view_spec, g, h["mean"], h["std"]),
+        return {"image": make_view(image, self.view_spec, g),
                 "mask": block_mask(a.img_size, a.patch_size, h["mask_patch_size"], h["mask_ratio"], g)}
 
     def reconstruct(self, images: Tensor, mask: Tensor) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -64,8 +65,13 @@ def test_arch_from_timm_rebuilds_the_same_encoder():
         arch_from_timm("no_such_model")
     with pytest.raises(ConfigError, match="is a VisionTransformerDistilled, not a timm VisionTransformer"):
         arch_from_timm("deit_tiny_distilled_patch16_224")
-    with pytest.raises(ConfigError, match="cannot rebuild .*norm_pre"):
+    with pytest.raises(ConfigError, match="not what vitprobe's ViT builder makes .*timm's model has norm_pre"):
         arch_from_timm("vit_base_patch32_clip_224")  # CLIP's pre-norm
+    with pytest.raises(ConfigError, match="the builder's has cls_token"):
+        arch_from_timm("vit_medium_patch16_reg4_gap_256")  # no class token
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # reading the layer scale leaks no autograd warning
+        assert arch_from_timm("vit_small_patch14_dinov2").layer_scale is not None
 
 
 def test_load_model_takes_a_timm_name_for_arch(tmp_path):

@@ -119,11 +119,17 @@ def arch_from_timm(name: str) -> ArchSpec:
         img_size=model.patch_embed.img_size[0], reg_tokens=model.num_reg_tokens,
         qkv_bias=block.attn.qkv.bias is not None,
         mlp_ratio=block.mlp.fc1.out_features / model.embed_dim,
-        layer_scale=float(block.ls1.gamma.flatten()[0]) if isinstance(block.ls1, LayerScale) else None,
+        layer_scale=float(block.ls1.gamma.detach().flatten()[0]) if isinstance(block.ls1, LayerScale) else None,
         global_pool=model.global_pool, fc_norm=not isinstance(model.fc_norm, nn.Identity))
     want = {k: v.shape for k, v in model.state_dict().items()}
     got = {k: v.shape for k, v in build_model(spec).state_dict().items()}
     if want != got:
-        raise ConfigError(f"architecture {name!r} has layers vitprobe's ViT builder cannot rebuild "
-                          f"({sorted(set(want) ^ set(got))[:3]}...); use a plain vit_* model")
+        def first(keys: list[str]) -> str:
+            return ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "") or "nothing else"
+
+        timm_only = sorted(k for k in want if got.get(k) != want[k])
+        builder_only = sorted(k for k in got if want.get(k) != got[k])
+        raise ConfigError(f"architecture {name!r} is not what vitprobe's ViT builder makes (timm's model has "
+                          f"{first(timm_only)}; the builder's has {first(builder_only)}: e.g. no class "
+                          "token, or a pre-norm); use a plain vit_* model")
     return spec

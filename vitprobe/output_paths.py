@@ -4,19 +4,18 @@ Outputs are written to a temp file or folder next to their final path and rename
 ``tempfile`` makes those private (mode 600 / 700); they are given the permissions a plainly
 created file or folder would get under the process umask, so that colleagues on shared
 storage can read checkpoints and reports. Temp names carry the host and process id
-(``.<name>.partial-<host>+<pid>+<random>``): what a killed process left behind is removed the
-next time the same output is written from that host, and never what a live process is writing.
+(``.<name>.partial-<host>+<pid>+<random>``), so that what a killed process left behind is
+named in a warning the next time the same output is written from that host.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import tempfile
 from pathlib import Path
 
-from vitprobe.errors import OutputExistsError
+from vitprobe.errors import OutputExistsError, warn_user
 
 
 def check_parent_folders(path: str | os.PathLike[str], flag: str = "--out") -> Path:
@@ -58,20 +57,21 @@ _TEMP_KINDS = ("partial", "old", "tmp")  # a folder being written, one being rep
 
 
 def temp_prefix(path: Path, kind: str) -> str:
-    """``.<name>.<kind>-<host>+<pid>+`` for a temp sibling of ``path``, after removing the temp
-    siblings of ``path`` that a process of this host, no longer running, left behind."""
+    """``.<name>.<kind>-<host>+<pid>+`` for a temp sibling of ``path``; first warns about the
+    temp siblings of ``path`` that a process of this host, no longer running, left behind
+    (deleting them is left to the user: a pid can be reused, and a host name shared)."""
     host = socket.gethostname()
     prefixes = tuple(f".{path.name}.{k}-{host}+" for k in _TEMP_KINDS)
+    left = []
     if os.name == "posix" and path.parent.is_dir():
-        for stale in path.parent.iterdir():
-            mine = next((p for p in prefixes if stale.name.startswith(p)), None)
-            pid = stale.name[len(mine):].split("+", 1)[0] if mine else ""
-            if not pid.isdigit() or _is_running(int(pid)):
-                continue
-            if stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                stale.unlink(missing_ok=True)
+        for entry in path.parent.iterdir():
+            mine = next((p for p in prefixes if entry.name.startswith(p)), None)
+            pid = entry.name[len(mine):].split("+", 1)[0] if mine else ""
+            if pid.isdigit() and not _is_running(int(pid)):
+                left.append(entry.name)
+    if left:
+        warn_user(f"{path.parent}: {', '.join(sorted(left))} left by an interrupted run of {path.name} "
+                  "(an .old one holds the previous output); delete them once nothing in them is needed")
     return f".{path.name}.{kind}-{host}+{os.getpid()}+"
 
 

@@ -87,13 +87,13 @@ def _dump_json(obj: Any) -> str:
 
 
 # Files that mark a folder as written by vitprobe's analysis side (a run, a comparison).
-_OUTPUT_MARKERS = ("run.json", "runs.json")
+ANALYSIS_MARKERS = ("run.json", "runs.json")
 _RESULT_SUFFIXES = (".csv", ".json", ".png", ".svg", ".npz")
 
 
-def _is_analysis_output(folder: Path) -> bool:
+def is_analysis_output(folder: Path) -> bool:
     """Whether ``folder`` holds a run or comparison marker (``run.json``, ``runs.json``)."""
-    return any((folder / marker).is_file() for marker in _OUTPUT_MARKERS)
+    return any((folder / marker).is_file() for marker in ANALYSIS_MARKERS)
 
 
 def foreign_entries(folder: Path, own: Collection[str] = ()) -> list[str]:
@@ -107,11 +107,11 @@ def foreign_entries(folder: Path, own: Collection[str] = ()) -> list[str]:
     found = []
     for entry in sorted(folder.iterdir()):
         if entry.is_dir() and not entry.is_symlink():
-            if _is_analysis_output(entry):
+            if is_analysis_output(entry):
                 found += [f"{entry.name}/{inner}" for inner in foreign_entries(entry)]
             else:
                 found.append(f"{entry.name}/")
-        elif not (entry.name in (*_OUTPUT_MARKERS, "report.html", *own)
+        elif not (entry.name in (*ANALYSIS_MARKERS, "report.html", *own)
                   or (entry.suffix in _RESULT_SUFFIXES and entry.stem in analyses)):
             found.append(entry.name)
     return found
@@ -125,9 +125,9 @@ def check_output(out: str | os.PathLike[str], overwrite: bool, own: Collection[s
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise OutputExistsError(f"{out}: folder exists and is not empty; pass --overwrite (Python: overwrite=True) or choose another --out")
-        if not _is_analysis_output(out):
+        if not is_analysis_output(out):
             raise OutputExistsError(
-                f"{out}: not an analysis output (no {' or '.join(_OUTPUT_MARKERS)}), so --overwrite "
+                f"{out}: not an analysis output (no {' or '.join(ANALYSIS_MARKERS)}), so --overwrite "
                 "will not replace it; choose another --out")
         foreign = foreign_entries(out, own)
         if foreign:
@@ -432,12 +432,13 @@ _ARCHITECTURE_KEYS = ("layers", "layer", "num_prefix_tokens_dropped")
 
 def _differing_settings(runs: Sequence[Run]) -> dict[str, list[str]]:
     """Per analysis, ``key a | b`` for each measurement setting that differs between runs
-    (between models of different architectures, not the ones their shape decides)."""
+    (between models of different depth or register tokens, not the layers that those decide)."""
     found = {}
     for name in dict.fromkeys(n for run in runs for n in run):
         protocols = [run[name].protocol for run in runs if name in run]
-        archs = {json.dumps(jsonable((p.get("checkpoint") or {}).get("arch")), sort_keys=True) for p in protocols}
-        skip = set(_EXECUTION_KEYS) | (set(_ARCHITECTURE_KEYS) if len(archs) > 1 else set())
+        shapes = {json.dumps([((p.get("checkpoint") or {}).get("arch") or {}).get(k) for k in ("depth", "reg_tokens")])
+                  for p in protocols}
+        skip = set(_EXECUTION_KEYS) | (set(_ARCHITECTURE_KEYS) if len(shapes) > 1 else set())
         keys = sorted({k for p in protocols for k in p} - skip)
         differ = [f"{k} " + " | ".join(json.dumps(jsonable(p.get(k))) for p in protocols) for k in keys
                   if len({json.dumps(jsonable(p.get(k)), sort_keys=True) for p in protocols}) > 1]

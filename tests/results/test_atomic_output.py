@@ -132,19 +132,22 @@ def test_a_saved_run_folder_gets_the_umask_permissions(tmp_path, run):
     assert out.stat().st_mode & 0o777 == 0o755
 
 
-def test_what_a_killed_process_left_is_removed_and_a_live_ones_kept(tmp_path, run):
+def test_what_a_killed_process_left_is_named_and_kept(tmp_path, run):
     finished = subprocess.Popen(["true"])
     finished.wait()  # its pid names a process that no longer runs
     host = socket.gethostname()
     out = tmp_path / "out"
-    dead_folder = tmp_path / f".out.partial-{host}+{finished.pid}+abc"
-    dead_file = tmp_path / f".out.old-{host}+{finished.pid}+def"
+    dead = [tmp_path / f".out.partial-{host}+{finished.pid}+abc", tmp_path / f".out.old-{host}+{finished.pid}+def"]
     live = tmp_path / f".out.partial-{host}+{os.getpid()}+ghi"
     elsewhere = tmp_path / f".out.partial-otherhost+{finished.pid}+jkl"  # another machine's, on shared storage
-    for folder in (dead_folder, live, elsewhere):
+    for folder in (*dead, live, elsewhere):
         folder.mkdir()
         (folder / "half.csv").write_text("x")
+    dead_file = tmp_path / f".out.tmp-{host}+{finished.pid}+mno"
     dead_file.write_text("x")
-    run.save(out)
-    assert _siblings(out) == sorted(p.name for p in (live, elsewhere))
+    with pytest.warns(UserWarning, match="left by an interrupted run of out") as caught:
+        run.save(out)
+    named = str(caught[0].message)
+    assert all(p.name in named for p in (*dead, dead_file)) and live.name not in named and elsewhere.name not in named
+    assert _siblings(out) == sorted(p.name for p in (*dead, dead_file, live, elsewhere))  # nothing deleted
     assert (out / "run.json").is_file()

@@ -73,14 +73,14 @@ def test_impossible_training_options_are_one_line_before_anything_is_written(tmp
     assert not out.exists()
 
 
-def test_train_refuses_an_out_folder_that_holds_other_files_or_cannot_be_made(tmp_path, capsys):
-    notes = tmp_path / "notes"
-    notes.mkdir()
-    (notes / "a.txt").write_text("mine")
+def test_train_refuses_an_analysis_folder_or_one_that_cannot_be_made(tmp_path, capsys):
+    analysis = tmp_path / "analysis"
+    analysis.mkdir()
+    (analysis / "run.json").write_text("{}")
     argv = ["train", "--method", "mae", "--data", "synthetic:64", "--epochs", "1", "--batch-size", "32"]
-    assert main(argv + ["--out", str(notes)]) == 2
-    assert "holds files that are not a training run's (a.txt)" in capsys.readouterr().err
-    assert sorted(p.name for p in notes.iterdir()) == ["a.txt"]
+    assert main(argv + ["--out", str(analysis)]) == 2
+    assert "holds an analysis (run.json or runs.json)" in capsys.readouterr().err
+    assert sorted(p.name for p in analysis.iterdir()) == ["run.json"]
     blocked = tmp_path / "file"
     blocked.write_text("x")
     assert main(argv + ["--out", str(blocked / "run")]) == 2

@@ -80,12 +80,13 @@ def torch_load_safely(path: Path) -> Any:
             warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)  # said below instead
             return torch.load(fh, map_location="cpu", weights_only=True, mmap=False)
     except Exception as err:  # torch raises many types for corrupt input; all mean the same here
-        if "Unsupported operand" in str(err):  # an opcode of pickle protocol 3+, which torch.save never writes
+        if "Unsupported operand" in str(err):  # pickle opcodes of protocol 4+, which weights_only does not read
             raise CheckpointError(
-                f"checkpoint {path} is a plain Python pickle (pickle.dump), not a torch.save or safetensors "
-                "file, and was not unpickled (that could run code); if you trust the file, load it with "
-                "pickle and re-save only the weights with torch.save(state_dict, 'clean.pth') or "
-                "safetensors.torch.save_file(state_dict, 'clean.safetensors')"
+                f"checkpoint {path} uses pickle opcodes that the safe loader does not read (a plain "
+                "pickle.dump file, or torch.save with pickle_protocol 4 or 5), or is damaged; it was not "
+                "unpickled (that could run code); if you trust the file, load it with torch.load(..., "
+                "weights_only=False) or pickle.load and re-save only the weights with torch.save(state_dict, "
+                "'clean.pth') or safetensors.torch.save_file(state_dict, 'clean.safetensors')"
             ) from None
         name = _refusal_name(str(err)) if "Weights only load failed" in str(err) else None
         if name is not None:

@@ -32,10 +32,6 @@ STATE_FILE = f"{STEM}.train_state.pt"
 FINAL_FILE = "final.safetensors"
 STAGING_DIR = f".{STEM}.staging"
 MARKER = "COMPLETE"
-RUN_FILES = frozenset({ENCODER_FILE, STATE_FILE, FINAL_FILE, "config.json", "log.csv",
-                       "started.json", "finished.json"})
-"""What a run folder may hold besides hidden temp files: the run's own files and the records
-``vitprobe reproduce`` keeps beside them."""
 
 
 def _fsync_path(path: Path) -> None:

@@ -25,8 +25,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vitprobe.errors import CheckpointError, ConfigError, OutputExistsError, brief_reason
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
-from vitprobe.models.formats.base import abbreviate
 from vitprobe.output_paths import check_output_folder
+from vitprobe.results import is_analysis_output
 from vitprobe.train import checkpointing as ckpt
 from vitprobe import distributed
 from vitprobe.train.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, resolve_optim
@@ -192,7 +192,8 @@ def train(config: TrainConfig | Mapping[str, Any], *, resume: bool = False, data
     ``<out>/final.safetensors`` (loadable by load_model);
     ``progress=False`` hides the progress bar (log.csv and warnings are unchanged).
 
-    ``dataset`` (items with an ``"image"``) replaces ``config.data``, and
+    ``dataset`` (items with an ``"image"`` normalised with ImageNet's mean and std, as
+    vitprobe's datasets deliver it and the views assume) replaces ``config.data``, and
     ``objective_factory(encoder, arch, **hparams)`` replaces the registry, for training on
     in-memory data or with an objective of one's own.
     """
@@ -217,11 +218,9 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     if not resume and (ckpt.has_checkpoint(out) or (out / ckpt.FINAL_FILE).exists()):
         raise OutputExistsError(f"{out} already holds a training run; pass --resume to continue "
                                 f"it or choose another --out")
-    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
-                     and p.name not in ckpt.RUN_FILES) if out.is_dir() else []
-    if foreign:
-        raise OutputExistsError(f"{out} holds files that are not a training run's ({abbreviate(foreign)}); "
-                                "choose an empty or new --out")
+    if not resume and is_analysis_output(out):
+        raise OutputExistsError(f"{out} holds an analysis (run.json or runs.json), which a training run "
+                                "would mix with; choose another --out")
     arch = resolve_arch(config)
     dtype = amp_dtype(config.amp, env.device)
     if objective_factory is not None:  # a custom objective gets exactly the given hparams
@@ -289,7 +288,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     if env.world_size > 1:
         model = nn.parallel.DistributedDataParallel(
             objective, device_ids=[env.device.index] if env.device.type == "cuda" else None,
-            find_unused_parameters=objective.skips_parameters)
+            find_unused_parameters=True)
     views = ViewsDataset(dataset, objective.views, config.seed)
     K = objective.collapse_dim
     monitor = Monitor(out, env.is_main, total, start_epoch * steps_per_epoch, config.log_every,

@@ -87,12 +87,6 @@ class Objective(nn.Module, abc.ABC):
     def forward(self, views: dict[str, Tensor], step: StepInfo) -> tuple[Tensor, dict[str, float]]:
         """Collated views -> (scalar loss, health metrics as floats, always with ``loss``)."""
 
-    @property
-    def skips_parameters(self) -> bool:
-        """Whether a step may leave trainable parameters out of the loss (DDP must then look
-        for them every step); no built-in objective does except a hybrid at lambda 0 or 1."""
-        return False
-
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(online module, its EMA copy) pairs; empty when the objective has no momentum encoder."""
         return []

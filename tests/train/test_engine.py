@@ -41,7 +41,7 @@ class ToyMIM(Objective):
     name = "toy_mim"
     defaults = {"base_lr": 1e-3, "min_lr": 1e-5, "warmup_epochs": 1, "weight_decay": 0.05,
                 "weight_decay_end": 0.1, "momentum": 0.9, "betas": (0.9, 0.95),
-                "clip_grad": None, "nan_at_step": -1, "collapse_dim": None}
+                "clip_grad": None, "nan_at_step": -1, "blow_up_from_step": -1, "collapse_dim": None}
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__(encoder, arch, **hparams)
@@ -69,6 +69,8 @@ class ToyMIM(Objective):
         loss = ((err * mask).sum(1) / mask.sum(1)).mean()
         if step.step == self.hparams["nan_at_step"]:
             loss = loss * float("nan")
+        if 0 <= self.hparams["blow_up_from_step"] <= step.step:
+            loss = loss * 1e4
         return loss, {"loss": loss.item(), "emb_std": 1e-6, "masked": mask.float().mean().item()}
 
 
@@ -268,6 +270,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
     assert state["step"] == 4 and not (out / "final.safetensors").exists()
 
 
+def test_a_loss_a_hundred_times_its_first_value_is_warned_once_before_any_nan(tmp_path, capsys):
+    run_toy(tmp_path / "run", hparams={"blow_up_from_step": 3})
+    text = "".join(capsys.readouterr())
+    assert text.count("the run is diverging") == 1 and "step 3: loss" in text
+    run_toy(tmp_path / "calm")
+    assert "diverging" not in "".join(capsys.readouterr())
+
+
 def test_collapse_warning_printed_once_per_epoch(tmp_path, capsys):
     run_toy(tmp_path / "run", hparams={"collapse_dim": 64})
     printed = capsys.readouterr()
@@ -346,6 +356,9 @@ def test_resume_accepts_a_saved_config_that_left_defaults_unnamed():
     _check_resume(TrainConfig(method="mae", epochs=default_epochs),
                   {"config": unnamed, "world_size": 1}, world_size=1)
     assert TrainConfig(method="mae").preset is None and TrainConfig(method="mae").resolved()["preset"] == "tiny"
+    _check_resume(TrainConfig(method="mae", epochs=2, amp="fp32"), {"config": saved, "world_size": 1}, world_size=1)
+    with pytest.raises(ConfigError, match=r"--amp was \"auto\", now \"bf16\""):  # on a CPU auto is fp32
+        _check_resume(TrainConfig(method="mae", epochs=2, amp="bf16"), {"config": saved, "world_size": 1}, world_size=1)
     with pytest.raises(ConfigError, match="to its own 2 epochs .* cannot be extended; train longer in a new"):
         _check_resume(TrainConfig(method="mae", epochs=3), {"config": saved, "world_size": 1}, world_size=1)
     with pytest.raises(ConfigError, match=r"--resume: options differ from the run in \S+ \(--epochs was 2, now 1\)"):

@@ -145,11 +145,23 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
 _OPTION_FLAGS = {"lam": "--lambda", "hparams": "--set"}
 
 
-def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int) -> None:
+def _same_precision(a: str, b: str, device: torch.device) -> bool:
+    """Whether two --amp modes train in one dtype on ``device`` (auto is fp32 on a CPU)."""
+    try:
+        return amp_dtype(a, device) == amp_dtype(b, device)
+    except ConfigError:
+        return a == b
+
+
+def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int,
+                  device: torch.device = torch.device("cpu")) -> None:
     """Refuse to resume with options other than the saved run's (defaults filled in on both
-    sides, so an omitted --epochs equals the default it stood for)."""
+    sides, so an omitted --epochs equals the default it stood for; --amp modes that mean one
+    dtype on ``device`` are the same)."""
     saved = TrainConfig.from_overrides(state["config"]).resolved()
     now = config.resolved()
+    if _same_precision(str(saved.get("amp")), now["amp"], device):
+        saved["amp"] = now["amp"]
     changed = sorted(k for k, v in now.items()
                      if k not in RESUME_MAY_CHANGE and json.dumps(saved.get(k)) != json.dumps(v))
     if changed == ["epochs"] and now["epochs"] > saved["epochs"]:
@@ -264,7 +276,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     start_epoch, last_ckpt = 0, None
     if resume:
         state = ckpt.load_train_state(out)
-        _check_resume(config, state, env.world_size)
+        _check_resume(config, state, env.world_size, env.device)
         try:
             objective.load_state_dict(state["objective"])
             optimizer.load_state_dict(state["optimizer"])

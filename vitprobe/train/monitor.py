@@ -35,6 +35,9 @@ def check_finite(loss: float, epoch: int, step: int, last_checkpoint: Path | Non
                                 "--out with a lower --lr or gradient clipping (--set clip_grad=1.0)")
 
 
+GROWTH_WARNING = 100.0
+
+
 class Monitor:
     """Progress bar, CSV log and per-epoch collapse warnings; silent where ``enabled`` is False
     (ranks other than 0), without the bar where ``progress`` is False.
@@ -50,6 +53,8 @@ class Monitor:
         self.columns: list[str] | None = None
         self.epoch_sums: dict[str, float] = defaultdict(float)
         self.epoch_count = 0
+        self.first_loss: float | None = None  # of this process's first step; a growth warning is said once
+        self.said_growth = False
         self.bar = progress_bar_class()(total=total_steps, initial=start_step, disable=not (enabled and progress),
                         unit="step", dynamic_ncols=True)
         if enabled:
@@ -73,6 +78,7 @@ class Monitor:
         for key, value in metrics.items():
             self.epoch_sums[key] += float(value)
         self.epoch_count += 1
+        self._check_growth(step, loss)
         if not self.enabled:
             return
         self.bar.update(1)
@@ -89,6 +95,19 @@ class Monitor:
             if new_file:
                 writer.writeheader()
             writer.writerow(row)
+
+    def _check_growth(self, step: int, loss: float) -> None:
+        """Warn once when the loss exceeds GROWTH_WARNING times its first value: every built-in
+        loss starts near its largest (log K, InfoNCE at chance, unfitted pixels), so such growth
+        means divergence long before the loss becomes NaN."""
+        if self.first_loss is None:
+            self.first_loss = loss
+        elif not self.said_growth and self.first_loss > 0 and loss > GROWTH_WARNING * self.first_loss:
+            self.said_growth = True
+            if self.enabled:
+                self.bar.write(f"vitprobe: warning: step {step}: loss {loss:.3g} is over {GROWTH_WARNING:g}x "
+                               f"its first value {self.first_loss:.3g}; the run is diverging: stop it and "
+                               "start a new --out with a lower --lr or --set clip_grad=1.0")
 
     def end_epoch(self, epoch: int) -> list[str]:
         """Print (once) and return the collapse warnings of the epoch's mean metrics."""

@@ -14,6 +14,7 @@ from vitprobe.train.objectives.base import objective_class
 
 @pytest.mark.parametrize("method,key,value,problem", [
     ("mae", "clip_grad", -1.0, "in [0, inf)"),
+    ("mae", "clip_grad", float("inf"), "a finite number or null"),
     ("mae", "weight_decay", -1, "in [0, inf)"),
     ("mae", "mask_ratio", "abc", "a finite number"),
     ("mae", "mask_ratio", 1.0, "in (0, 1)"),
@@ -26,7 +27,7 @@ from vitprobe.train.objectives.base import objective_class
     ("mae", "norm_pix_loss", "maybe", "true or false"),
     ("dino", "out_dim", "abc", "an integer"),
     ("dino", "global_scale", [0.9, 0.4], "an ordered [low, high] pair"),
-    ("dino", "local_size", "big", "a number"),
+    ("dino", "local_size", "big", "a finite number or null"),
     ("mocov3", "momentum", 1.5, "in [0, 1]"),
     ("gmml", "replace_prob", True, "a finite number"),
 ])

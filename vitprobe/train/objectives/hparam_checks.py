@@ -41,7 +41,7 @@ def _is_number(value: Any) -> bool:
 def _type_problem(value: Any, default: Any) -> str | None:
     """What is wrong with the type of ``value`` given the ``default``, or None."""
     if default is None:
-        return None if value is None or _is_number(value) else "a number"
+        return None if value is None or (_is_number(value) and math.isfinite(value)) else "a finite number or null"
     if isinstance(default, bool):
         return None if isinstance(value, bool) else "true or false"
     if isinstance(default, int):

@@ -290,6 +290,13 @@ def test_training_files_are_named_after_their_run_folder_and_labels_can_be_given
     assert "one --label per --checkpoint" in capsys.readouterr().err
 
 
+def test_only_rank_zero_prints_warnings(checkpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RANK", "1")  # what torchrun sets in the second process
+    assert main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:16", "--analyses", "knn",
+                 "--batch-size", "8", "--no-progress", "--out", str(tmp_path / "o")]) == 0
+    assert "warning" not in capsys.readouterr().err  # rank 0 prints the same ones once
+
+
 def test_meaningless_probe_splits_are_warned_in_one_line(checkpoint, tmp_path, capsys):
     assert main(["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, "--data", "synthetic:16",
                  "--analyses", "knn", "--batch-size", "8", "--no-progress", "--out", str(tmp_path / "o")]) == 0

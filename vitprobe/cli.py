@@ -82,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             if not args.debug:
                 warnings.showwarning = _warning_printer()
+            if int(os.environ.get("RANK", "0")) > 0:  # under torchrun every rank reads the same
+                warnings.simplefilter("ignore", VitprobeWarning)  # data and config: rank 0 speaks
             return int(args.func(args) or 0)
     except VitprobeError as err:
         if args.debug:

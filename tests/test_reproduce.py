@@ -47,16 +47,18 @@ def test_a_rerun_reuses_the_models_and_replaces_the_recipes_own_figures(tmp_path
     first reuses the trained model (unless its objective's revision went up) and replaces them
     (they once counted as foreign files); a file of the user's own in figures/ is still never
     deleted."""
-    def run() -> None:
+    def run(progress: bool = False) -> None:
         reproduce(["sit_gmml"], tmp_path, quick=True, data="synthetic:16",
-                  train_overrides=SHRINK, progress=False)
+                  train_overrides=SHRINK, progress=progress)
 
     run()
     assert capsys.readouterr().err == ""  # progress=False: no training or analysis bars either
     final = tmp_path / "sit_gmml" / "models" / "gmml" / "final.safetensors"
     figures = tmp_path / "sit_gmml" / "figures"
     stamp, drawn = final.stat().st_mtime_ns, (figures / "reconstructions_gmml.png").stat().st_mtime_ns
-    run()
+    run(progress=True)
+    said = capsys.readouterr().out
+    assert "gmml: reusing" in said and "sit_gmml: replacing the results of an earlier run" in said
     assert final.stat().st_mtime_ns == stamp
     assert (figures / "reconstructions_gmml.png").stat().st_mtime_ns > drawn
     # a new revision of the objective's maths is retrained, not reused

@@ -113,6 +113,9 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
     from vitprobe.results import atomic_output, write_comparison
 
     root = Path(out) / recipe.name
+    if (root / "report.html").exists():
+        _say(progress, f"{recipe.name}: replacing the results of an earlier run in {root} "
+                       "(its models are reused where their config is unchanged)")
     root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     paths = prepare_checkpoints(recipe, root, device, num_workers, progress)

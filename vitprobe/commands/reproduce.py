@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("recipes", nargs="*", metavar="RECIPE", help="recipe name or YAML path")
     p.add_argument("--quick", action="store_true",
                    help="small-scale run (all recipes when none is named); 12-15 min on 2 CPU cores")
-    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default {DEFAULT_OUT})")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default {DEFAULT_OUT}); a rerun into it reuses the models it trained "
+                        "and replaces the figures and reports")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (training and analysis)")
     p.add_argument("--data", metavar="SPEC", help="replace every recipe's analysis data (e.g. folder:/data/imagenette/val)")
     p.add_argument("--model", action="append", type=_model_override, default=[], metavar="KEY=PATH",

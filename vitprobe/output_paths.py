@@ -18,6 +18,15 @@ from pathlib import Path
 from vitprobe.errors import OutputExistsError, warn_user
 
 
+# Files that mark a folder as written by vitprobe's analysis side (a run, a comparison).
+ANALYSIS_MARKERS = ("run.json", "runs.json")
+
+
+def is_analysis_output(folder: Path) -> bool:
+    """Whether ``folder`` holds a run or comparison marker (``run.json``, ``runs.json``)."""
+    return any((folder / marker).is_file() for marker in ANALYSIS_MARKERS)
+
+
 def check_parent_folders(path: str | os.PathLike[str], flag: str = "--out") -> Path:
     """Refuse ``path`` when its nearest existing ancestor is not a folder (it could never be made)."""
     path = Path(path)

@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from vitprobe.errors import ConfigError, OutputExistsError, warn_user
-from vitprobe.output_paths import check_output_folder, temp_folder_beside, temp_prefix
+from vitprobe.output_paths import (ANALYSIS_MARKERS, check_output_folder, is_analysis_output,
+                                   temp_folder_beside, temp_prefix)
 
 RUN_FORMAT_VERSION = 1
 INT_COLUMNS = ("layer", "head", "rank", "n")
@@ -86,14 +87,7 @@ def _dump_json(obj: Any) -> str:
     return json.dumps(jsonable(obj), indent=2, sort_keys=True) + "\n"
 
 
-# Files that mark a folder as written by vitprobe's analysis side (a run, a comparison).
-ANALYSIS_MARKERS = ("run.json", "runs.json")
 _RESULT_SUFFIXES = (".csv", ".json", ".png", ".svg", ".npz")
-
-
-def is_analysis_output(folder: Path) -> bool:
-    """Whether ``folder`` holds a run or comparison marker (``run.json``, ``runs.json``)."""
-    return any((folder / marker).is_file() for marker in ANALYSIS_MARKERS)
 
 
 def foreign_entries(folder: Path, own: Collection[str] = ()) -> list[str]:

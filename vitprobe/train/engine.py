@@ -25,8 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vitprobe.errors import CheckpointError, ConfigError, OutputExistsError, brief_reason
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
-from vitprobe.output_paths import check_output_folder
-from vitprobe.results import is_analysis_output
+from vitprobe.output_paths import check_output_folder, is_analysis_output
 from vitprobe.train import checkpointing as ckpt
 from vitprobe import distributed
 from vitprobe.train.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, resolve_optim

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.heads import PixelDecoder, bn_mlp
-from vitprobe.train.masking import check_mask_ratio, group_mask, upsample_mask
+from vitprobe.train.masking import group_mask, upsample_mask
 from vitprobe.train.objectives._infonce import embedding_std, info_nce
 from vitprobe.train.objectives._vit import check_encoder, cls_features, encode
 from vitprobe.train.objectives.base import Objective, StepInfo, frozen_copy, register_objective
@@ -58,8 +58,6 @@ class GMML(Objective):
         super().__init__(encoder, arch, **hparams)
         check_encoder(encoder, self.name)
         h = self.hparams
-        check_mask_ratio(h["mask_ratio"], "gmml")
-        check_mask_ratio(h["replace_ratio"], "gmml replace")
         # SiT's CLSHead: Linear-BN-ReLU, Linear-BN-GELU, Linear-BN
         self.projector = bn_mlp(3, encoder.embed_dim, h["proj_hidden_dim"], h["out_dim"],
                                 activations=(nn.ReLU, nn.GELU))

@@ -11,7 +11,7 @@ from torch import Tensor
 from vitprobe.errors import ConfigError
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.heads import MAEDecoder
-from vitprobe.train.masking import check_mask_ratio, random_mask
+from vitprobe.train.masking import random_mask
 from vitprobe.train.objectives._vit import (check_encoder, embed_patches, patch_positions, prefix_tokens,
                                             run_blocks)
 from vitprobe.train.objectives.base import Objective, StepInfo, register_objective
@@ -56,7 +56,6 @@ class MAE(Objective):
         super().__init__(encoder, arch, **hparams)
         check_encoder(encoder, self.name)
         h = self.hparams
-        check_mask_ratio(h["mask_ratio"], "mae")
         self.decoder = MAEDecoder(encoder.embed_dim, arch.grid, arch.patch_size, encoder.num_prefix_tokens,
                                   h["decoder_dim"], h["decoder_depth"], h["decoder_heads"])
         self.view_spec = ViewSpec(arch.img_size, scale=h["crop_scale"], jitter_p=0.0, grey_p=0.0)

@@ -45,6 +45,9 @@ def test_accepted_forms(spec: str, expected: DataSpec) -> None:
     ("folder:", "the path is empty"),
     ("voc:\x00", "NUL"),
     ("voc:bad\nname", "does not exist"),
+    ("folder:~vitprobe-no-such-user/x", "cannot expand '~vitprobe-no-such-user'"),
+    ("voc:~vitprobe-no-such-user:train", "cannot expand '~vitprobe-no-such-user'"),
+    ("~vitprobe-no-such-user", "unknown dataset kind '~vitprobe-no-such-user'"),
 ])
 def test_bad_specs_name_the_spec_and_the_forms(spec: str, problem: str) -> None:
     with pytest.raises(DataError) as info:

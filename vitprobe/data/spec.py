@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,16 @@ def _parse_path(spec: str, text: str) -> Path:
         raise spec_error(spec, "the path is empty")
     if "\x00" in text:
         raise spec_error(spec, "the path contains a NUL character")
-    return Path(text).expanduser()
+    return _expand_home(spec, text)
+
+
+def _expand_home(spec: str, text: str) -> Path:
+    """``Path(text)`` with a leading ``~`` or ``~user`` expanded as the shell would."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # ~user names no user on this machine (or HOME is unset)
+        user = text.split("/", 1)[0]
+        raise spec_error(spec, f"cannot expand {user!r}: no such home directory here; write the full path") from None
 
 
 def parse_spec(spec: str) -> DataSpec:
@@ -89,7 +99,7 @@ def parse_spec(spec: str) -> DataSpec:
         if colon and head and _SPLIT_NAME.fullmatch(tail):
             return DataSpec("voc", spec, path=_parse_path(spec, head), split=tail)
         return DataSpec("voc", spec, path=_parse_path(spec, rest))
-    folder = Path(text).expanduser()
+    folder = Path(os.path.expanduser(text))  # unchanged when ~user names no user
     if text and folder.is_dir():  # a bare path: say which spec names it
         voc = any(folder.glob("JPEGImages")) or any(folder.glob("*/JPEGImages"))
         raise spec_error(spec, f"this is a folder; name its kind, e.g. {'voc' if voc else 'folder'}:{text}")

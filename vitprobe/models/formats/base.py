@@ -157,6 +157,6 @@ def split_drops(sd: Mapping[str, torch.Tensor], rules: Mapping[str, str]
 
 
 def abbreviate(items: list[str], limit: int = 6) -> str:
-    """``a, b, c, ... (+N more)``: a readable one-line list."""
-    shown = ", ".join(items[:limit])
+    """``a, b, c, ... (+N more)``: a readable one-line list (an item with a control character as its repr)."""
+    shown = ", ".join(item if item.isprintable() else repr(item) for item in items[:limit])
     return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")

@@ -46,7 +46,8 @@ def free_port() -> int:
 
 def torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """``torchrun --nproc-per-node 2`` of ``args`` on gloo, one thread per process."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    (cwd / "tmp").mkdir(exist_ok=True)  # torchrun's log folders land here, not in /tmp
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TMPDIR": str(cwd / "tmp")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
            "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *args]
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
@@ -78,7 +79,7 @@ def assert_same_tables(single: dict[str, pd.DataFrame], sharded: dict[str, pd.Da
 
 
 def protocol_world_size(folder: Path) -> int:
-    return json.loads(next(folder.glob("attention_distance.json")).read_text())["world_size"]
+    return json.loads(next(folder.glob("attention_distance.json")).read_text(encoding="utf-8"))["world_size"]
 
 
 def _worker(checkpoint: str, out: str) -> None:

@@ -27,7 +27,7 @@ def test_every_shipped_recipe_validates(name: str) -> None:
 
 
 def _write(tmp_path: Path, **changes) -> Path:
-    raw = yaml.safe_load((RECIPE_DIR / "cl_vs_mim.yaml").read_text())
+    raw = yaml.safe_load((RECIPE_DIR / "cl_vs_mim.yaml").read_text(encoding="utf-8"))
     raw.update(changes)
     for model in raw.get("models", {}).values():
         if isinstance(model.get("train"), str):
@@ -51,8 +51,8 @@ def _write(tmp_path: Path, **changes) -> Path:
 def test_typos_fail_in_one_line_before_work(tmp_path: Path, changes: dict, message: str) -> None:
     path = _write(tmp_path, **changes)
     if "models" in changes:
-        path.write_text(path.read_text().replace("claims:", "claims_removed:"))
-        raw = yaml.safe_load(path.read_text())
+        path.write_text(path.read_text(encoding="utf-8").replace("claims:", "claims_removed:"))
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         raw.pop("claims_removed")
         path.write_text(yaml.safe_dump(raw))
     with pytest.raises(VitprobeError, match=message) as err:
@@ -61,7 +61,7 @@ def test_typos_fail_in_one_line_before_work(tmp_path: Path, changes: dict, messa
 
 
 def test_bad_sweep_lambda(tmp_path: Path) -> None:
-    raw = yaml.safe_load((RECIPE_DIR / "hybrid_sweep.yaml").read_text())
+    raw = yaml.safe_load((RECIPE_DIR / "hybrid_sweep.yaml").read_text(encoding="utf-8"))
     raw["sweep"]["values"] = [0.0, 2.0]
     raw["sweep"]["train"] = str(RECIPE_DIR / raw["sweep"]["train"])
     path = tmp_path / "sweep.yaml"

@@ -22,7 +22,7 @@ def test_recipe_end_to_end(tmp_path: Path, name: str) -> None:
                          train_overrides=SHRINK, progress=False)
     root = tmp_path / name
     assert report == root / "report.html"
-    page = report.read_text()
+    page = report.read_text(encoding="utf-8")
     recipe = load_recipe(name, quick=True)
     figures = root / "figures"
     for analysis in recipe.analyses:
@@ -31,7 +31,7 @@ def test_recipe_end_to_end(tmp_path: Path, name: str) -> None:
     for claim in recipe.claims:
         assert (figures / f"{claim.figure}.png").is_file(), claim.figure
         assert claim.text.split(" (")[0][:40].replace("&", "&amp;") in page.replace("&#x27;", "'")
-    verdicts = json.loads((root / "verdicts.json").read_text())
+    verdicts = json.loads((root / "verdicts.json").read_text(encoding="utf-8"))
     assert len(verdicts) == len(recipe.claims)
     assert all(v["agrees"] in (True, False, None) and v["detail"] for v in verdicts)
     for entry in recipe.models:
@@ -75,7 +75,7 @@ def test_a_rerun_reuses_the_models_and_replaces_the_recipes_own_figures(tmp_path
     (figures / "notes.txt").write_text("mine")
     with pytest.raises(OutputExistsError, match="notes.txt"):
         run()
-    assert (figures / "notes.txt").read_text() == "mine" and (figures / "reconstructions_gmml.png").is_file()
+    assert (figures / "notes.txt").read_text(encoding="utf-8") == "mine" and (figures / "reconstructions_gmml.png").is_file()
 
 
 def test_the_command_prints_each_report_with_its_tally_of_verdicts(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -111,4 +111,4 @@ def test_a_model_folder_reproduce_did_not_train_is_refused(tmp_path: Path) -> No
     with pytest.raises(OutputExistsError, match="holds files that reproduce did not train"):
         reproduce(["sit_gmml"], tmp_path, quick=True, data="synthetic:16", train_overrides=SHRINK,
                   progress=False)
-    assert (folder / "mine.txt").read_text() == "keep"
+    assert (folder / "mine.txt").read_text(encoding="utf-8") == "keep"

@@ -10,7 +10,7 @@ import sys
 import warnings
 from typing import Any, Callable, Sequence
 
-from vitprobe.errors import VitprobeError, VitprobeWarning
+from vitprobe.errors import ConfigError, VitprobeError, VitprobeWarning
 from vitprobe.plugins import public_modules
 
 # Each module of vitprobe.commands defines ``register(subparsers)``, which adds its parser and
@@ -74,11 +74,33 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     return args
 
 
+def _tolerant_streams() -> None:
+    """Print what the terminal's encoding lacks (the `` · `` of captions under ``LC_ALL=C``) as
+    backslash escapes instead of failing after the work is done."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _check_matplotlib_backend() -> None:
+    """A ``MPLBACKEND`` that matplotlib refuses makes importing it fail; say so before any work
+    (vitprobe draws without a backend, so none is needed)."""
+    backend = os.environ.get("MPLBACKEND")
+    if backend:
+        try:
+            import matplotlib  # noqa: F401
+        except ValueError:
+            raise ConfigError(f"the environment variable MPLBACKEND={backend!r} names no matplotlib "
+                              "backend; unset it or set it to agg") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; user errors print one line and return 2, warnings one line each."""
+    _tolerant_streams()
     parser = build_parser()
     args = _parse(parser, argv)
     try:
+        _check_matplotlib_backend()
         with warnings.catch_warnings():
             if not args.debug:
                 warnings.showwarning = _warning_printer()

@@ -27,22 +27,34 @@ def is_analysis_output(folder: Path) -> bool:
     return any((folder / marker).is_file() for marker in ANALYSIS_MARKERS)
 
 
+def _check_writable(path: Path, folder: Path, flag: str) -> None:
+    """Refuse ``path`` when this process may not create entries in the existing ``folder``."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputExistsError(f"{path}: cannot write in {folder} (no permission, or a read-only "
+                                f"file system); choose another {flag}")
+
+
 def check_parent_folders(path: str | os.PathLike[str], flag: str = "--out") -> Path:
-    """Refuse ``path`` when its nearest existing ancestor is not a folder (it could never be made)."""
+    """Refuse ``path`` when its nearest existing ancestor is not a folder this process can
+    write in (``path`` and its temp sibling could never be made)."""
     path = Path(path)
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise OutputExistsError(f"{path}: {parent} is a file, not a folder; choose another {flag}")
+            _check_writable(path, parent, flag)
             break
     return path
 
 
 def check_output_folder(path: str | os.PathLike[str], flag: str = "--out") -> Path:
-    """Refuse a folder path that names an existing file or lies under one."""
+    """Refuse a folder path that names an existing file, lies under one, or where (or inside
+    which, if it exists) this process cannot write."""
     path = check_parent_folders(path, flag)
     if path.exists() and not path.is_dir():
         raise OutputExistsError(f"{path}: exists and is not a folder; choose another {flag}")
+    if path.is_dir():
+        _check_writable(path, path, flag)
     return path
 
 

@@ -48,6 +48,8 @@ def test_accepted_forms(spec: str, expected: DataSpec) -> None:
     ("folder:~vitprobe-no-such-user/x", "cannot expand '~vitprobe-no-such-user'"),
     ("voc:~vitprobe-no-such-user:train", "cannot expand '~vitprobe-no-such-user'"),
     ("~vitprobe-no-such-user", "unknown dataset kind '~vitprobe-no-such-user'"),
+    ("folder:~\ud800/x", "cannot expand"),  # a lone surrogate: no user name the system can encode
+    ("~\ud800", "unknown dataset kind"),
 ])
 def test_bad_specs_name_the_spec_and_the_forms(spec: str, problem: str) -> None:
     with pytest.raises(DataError) as info:

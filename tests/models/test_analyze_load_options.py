@@ -23,7 +23,7 @@ def test_key_selects_student_or_teacher(tmp_path, capsys):
     [teacher] = (tmp_path / "teacher").glob("*/attention_distance.csv")
     [student] = (tmp_path / "student").glob("*/attention_distance.csv")
     assert student.parent.name.endswith("-student")  # the run's label names the chosen encoder
-    protocols = [json.loads(t.with_suffix(".json").read_text())["checkpoint"] for t in (teacher, student)]
+    protocols = [json.loads(t.with_suffix(".json").read_text(encoding="utf-8"))["checkpoint"] for t in (teacher, student)]
     assert [p["key"] for p in protocols] == ["teacher", "student"]
     assert all(p["num_heads_from"] and p["sha256"] == protocols[0]["sha256"] for p in protocols)
     # The factory's student weights are the teacher's plus one: the tables must differ.

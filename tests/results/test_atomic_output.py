@@ -31,7 +31,7 @@ def test_existing_non_empty_folder_is_refused(tmp_path, run):
     with pytest.raises(OutputExistsError, match="--overwrite") as info:
         run.save(out)
     assert "\n" not in str(info.value)
-    assert (out / "keep.txt").read_text() == "mine"
+    assert (out / "keep.txt").read_text(encoding="utf-8") == "mine"
     assert _siblings(out) == []
 
 
@@ -62,7 +62,7 @@ def test_overwrite_never_deletes_what_a_user_put_beside_the_results(tmp_path, ru
     with pytest.raises(OutputExistsError, match=r"did not write \(a/NOTES.txt, mydata/\)") as info:
         run.save(out, overwrite=True)
     assert "\n" not in str(info.value)
-    assert (out / "a" / "NOTES.txt").read_text() == "mine" and (out / "mydata").is_dir()
+    assert (out / "a" / "NOTES.txt").read_text(encoding="utf-8") == "mine" and (out / "mydata").is_dir()
     (out / "a" / "NOTES.txt").unlink()
     (out / "mydata").rmdir()
     run.save(out, overwrite=True)  # only vitprobe's files left: replaced
@@ -151,3 +151,29 @@ def test_what_a_killed_process_left_is_named_and_kept(tmp_path, run):
     assert all(p.name in named for p in (*dead, dead_file)) and live.name not in named and elsewhere.name not in named
     assert _siblings(out) == sorted(p.name for p in (*dead, dead_file, live, elsewhere))  # nothing deleted
     assert (out / "run.json").is_file()
+
+
+def test_a_folder_this_process_cannot_write_in_is_refused_before_any_work(tmp_path, run, monkeypatch, capsys):
+    """(Permissions are simulated: the tests may run as root, whom os.access lets write anywhere.)"""
+    from vitprobe.cli import main
+
+    locked = tmp_path / "locked"
+    (locked / "existing").mkdir(parents=True)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if os.fspath(path).startswith(str(locked))
+                        else real_access(path, mode, **kw))
+    for out in (locked / "new", locked / "existing", locked / "new" / "deeper"):
+        with pytest.raises(OutputExistsError, match=f"cannot write in {locked}"):
+            check_output(out, overwrite=False)
+    assert not (locked / "new").exists()
+    with pytest.raises(OutputExistsError, match="cannot write in"):
+        run.save(locked / "new")
+    missing_checkpoint = tmp_path / "not-read.pth"  # the output is refused before the checkpoint is read
+    for argv in (["analyze", "--checkpoint", str(missing_checkpoint), "--data", "synthetic:4"],
+                 ["export", "--checkpoint", str(missing_checkpoint), "--format", "dino"],
+                 ["compare", str(tmp_path / "run-a"), str(tmp_path / "run-b")],
+                 ["reproduce", "cl_vs_mim", "--quick"],
+                 ["train", "--method", "mae", "--preset", "tiny", "--data", "synthetic:8", "--epochs", "1"]):
+        assert main([*argv, "--out", str(locked / "new")]) == 2, argv
+        err = capsys.readouterr().err
+        assert "cannot write in" in err and err.count("\n") == 1 and "Traceback" not in err, (argv, err)

@@ -37,7 +37,8 @@ def free_port() -> int:
 def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path / "ddp")))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    (tmp_path / "tmp").mkdir()  # torchrun's log folders land here, not in /tmp
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path / "tmp")}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
          "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script)],
@@ -54,6 +55,6 @@ def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
     moved = (ddp["blocks.0.mlp.fc1.weight"] - init.state_dict()["blocks.0.mlp.fc1.weight"]).abs().max()
     assert moved > 1e-4  # the runs trained, so agreement is not trivial
     # Rank 0 alone wrote the log: one row per global step (16 images / (2 x 2) x 2 epochs).
-    assert (tmp_path / "ddp" / "log.csv").read_text().count("\n") == 1 + 8
+    assert (tmp_path / "ddp" / "log.csv").read_text(encoding="utf-8").count("\n") == 1 + 8
     state = torch.load(tmp_path / "ddp" / "checkpoint.train_state.pt", weights_only=True)
     assert state["world_size"] == 2 and state["step"] == 8

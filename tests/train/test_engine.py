@@ -316,9 +316,9 @@ def test_cli_trains_a_registered_objective_on_a_dataset_spec(tmp_path, capsys):
     assert printed[-2].endswith(f"over 1 epoch; log: {out / 'log.csv'}")
     model = load_model(out / "final.safetensors")
     assert model.vitprobe_info["format"] == "vitprobe"
-    saved = TrainConfig.from_json((out / "config.json").read_text())
+    saved = TrainConfig.from_json((out / "config.json").read_text(encoding="utf-8"))
     assert saved.hparams == {"clip_grad": 1.0} and saved.method == "simmim"
-    assert json.loads((out / "config.json").read_text())["preset"] == "tiny"  # the default, named
+    assert json.loads((out / "config.json").read_text(encoding="utf-8"))["preset"] == "tiny"  # the default, named
 
 
 def test_train_takes_a_dict_and_refuses_other_inputs_in_one_line(tmp_path):

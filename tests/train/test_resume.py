@@ -33,7 +33,7 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert all(torch.equal(v, sb["objective"][k]) for k, v in sa["objective"].items())
     for k, v in sa["optimizer"]["state"].items():
         assert all(torch.equal(t, sb["optimizer"]["state"][k][n]) for n, t in v.items())
-    assert (a / "log.csv").read_text() == (b / "log.csv").read_text()
+    assert (a / "log.csv").read_text(encoding="utf-8") == (b / "log.csv").read_text(encoding="utf-8")
 
 
 class StopAfterFirstSave(Exception):
@@ -160,7 +160,7 @@ def test_sigkill_at_a_random_step_then_resume_is_exact(tmp_path):
     log = tmp_path / "killed" / "log.csv"
     deadline = time.time() + 300
     while run.poll() is None and time.time() < deadline:
-        if log.exists() and log.read_text().count("\n") > kill_at:  # header + kill_at rows
+        if log.exists() and log.read_text(encoding="utf-8").count("\n") > kill_at:  # header + kill_at rows
             os.kill(run.pid, signal.SIGKILL)
             break
         time.sleep(0.005)

@@ -49,8 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def folder_name(label: str) -> str:
-    """A file-system-safe folder name for a run label."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("._") or "run"
+    """A file-system-safe folder name for a run label: letters (of any script), digits, ``_ . -``;
+    every other run of characters (spaces, separators, undecodable bytes) becomes ``_``."""
+    return re.sub(r"[^\w.-]+", "_", label).strip("._") or "run"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,6 +112,8 @@ def print_summary(runs: list, out: str | None) -> None:
     print(protocol_caption([{k: first[k] for k in ("dataset", "image_size") if k in first}])
           + " · each value at the analysis's deepest layer")
     table = pd.concat([r.summary() for r in runs], ignore_index=True)
+    if table["dataset"].nunique() <= 1:
+        table = table.drop(columns="dataset")  # said once above
     with pd.option_context("display.max_colwidth", 60, "display.width", 200, "display.float_format", "{:.4g}".format):
         print(table.to_string(index=False))
     if out is not None:

@@ -35,7 +35,7 @@ def load_runs(folder: str | Path) -> list:
         return [Run.load(folder)]
     if folder.is_dir():
         listed = folder / "runs.json"
-        order = [str(e.get("label")) for e in json.loads(listed.read_text())] if listed.is_file() else []
+        order = [str(e.get("label")) for e in json.loads(listed.read_text(encoding="utf-8"))] if listed.is_file() else []
         subs = sorted((p for p in folder.iterdir() if (p / "run.json").is_file()),
                       key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
         if subs:

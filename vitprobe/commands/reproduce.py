@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                         num_workers=args.num_workers, progress=not args.no_progress)
     print("reports (claims: agree / do not agree / undecided within 2 standard errors):")
     for report in reports:
-        verdicts = [v["agrees"] for v in json.loads((report.parent / "verdicts.json").read_text())]
+        verdicts = [v["agrees"] for v in json.loads((report.parent / "verdicts.json").read_text(encoding="utf-8"))]
         tally = f"{verdicts.count(True)} / {verdicts.count(False)} / {verdicts.count(None)}"
         print(f"  {report}  ({tally})")
     index = Path(args.out) / "index.html"

@@ -68,7 +68,7 @@ def _expand_home(spec: str, text: str) -> Path:
     """``Path(text)`` with a leading ``~`` or ``~user`` expanded as the shell would."""
     try:
         return Path(text).expanduser()
-    except RuntimeError:  # ~user names no user on this machine (or HOME is unset)
+    except (RuntimeError, UnicodeError):  # ~user names no user here, or no name the system can encode
         user = text.split("/", 1)[0]
         raise spec_error(spec, f"cannot expand {user!r}: no such home directory here; write the full path") from None
 
@@ -99,8 +99,11 @@ def parse_spec(spec: str) -> DataSpec:
         if colon and head and _SPLIT_NAME.fullmatch(tail):
             return DataSpec("voc", spec, path=_parse_path(spec, head), split=tail)
         return DataSpec("voc", spec, path=_parse_path(spec, rest))
-    folder = Path(os.path.expanduser(text))  # unchanged when ~user names no user
-    if text and folder.is_dir():  # a bare path: say which spec names it
+    try:
+        folder = Path(os.path.expanduser(text))  # unchanged when ~user names no user
+    except UnicodeError:  # a name the system cannot encode is no folder here
+        folder = None
+    if text and folder is not None and folder.is_dir():  # a bare path: say which spec names it
         voc = any(folder.glob("JPEGImages")) or any(folder.glob("*/JPEGImages"))
         raise spec_error(spec, f"this is a folder; name its kind, e.g. {'voc' if voc else 'folder'}:{text}")
     raise spec_error(spec, f"unknown dataset kind {kind!r}")

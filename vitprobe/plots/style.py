@@ -1,4 +1,4 @@
-"""Shared look of vitprobe figures: small Agg figures, one colour per run, protocol captions."""
+"""Shared look of vitprobe figures: small figures made without pyplot, one colour per run, protocol captions."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import matplotlib
-
-matplotlib.use("Agg", force=False)
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure  # drawn without pyplot: no backend is chosen or changed
 
 if TYPE_CHECKING:
     from vitprobe.results import Result

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vitprobe.errors import VitprobeError
-from vitprobe.progress import progress_bar_class
+from vitprobe.progress import progress_bar
 
 BASE_COLUMNS = ["epoch", "step", "loss", "lr", "wd", "momentum"]
 LOG_FILE = "log.csv"
@@ -55,19 +55,19 @@ class Monitor:
         self.epoch_count = 0
         self.first_loss: float | None = None  # of this process's first step; a growth warning is said once
         self.said_growth = False
-        self.bar = progress_bar_class()(total=total_steps, initial=start_step, disable=not (enabled and progress),
-                        unit="step", dynamic_ncols=True)
+        self.bar = progress_bar(total=total_steps, initial=start_step, disable=not (enabled and progress),
+                                unit="step", dynamic_ncols=True)
         if enabled:
             self._keep_rows_before(start_step)
 
     def _keep_rows_before(self, start_step: int) -> None:
         if not self.path.exists():
             return
-        with open(self.path, newline="") as f:
+        with open(self.path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             self.columns = list(reader.fieldnames or [])
             rows = [r for r in reader if int(r["step"]) < start_step]
-        with open(self.path, "w", newline="") as f:
+        with open(self.path, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=self.columns)
             writer.writeheader()
             writer.writerows(rows)
@@ -90,7 +90,7 @@ class Monitor:
         new_file = self.columns is None
         if new_file:
             self.columns = BASE_COLUMNS + sorted(set(metrics) - set(BASE_COLUMNS))
-        with open(self.path, "a" if not new_file else "w", newline="") as f:
+        with open(self.path, "a" if not new_file else "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
             if new_file:
                 writer.writeheader()

@@ -69,10 +69,10 @@ def test_analyze_writes_every_file_and_a_report_naming_every_figure(two_runs, ca
         assert (root / "a" / f"{name}.png").is_file()
     assert (run_dir / "attention_jaccard.npz").is_file()
     for report in (run_dir / "report.html", root / "a" / "report.html"):
-        html = report.read_text()
+        html = report.read_text(encoding="utf-8")
         for name in names:
             assert f'id="figure-{name}"' in html, (report, name)
-    assert "tiny/report.html" in (root / "a" / "report.html").read_text()
+    assert "tiny/report.html" in (root / "a" / "report.html").read_text(encoding="utf-8")
     assert not [p for p in root.iterdir() if p.name.startswith(".")]
 
 
@@ -89,7 +89,7 @@ def test_compare_two_runs(two_runs, tmp_path, capsys):
     assert main(["compare", str(root / "a" / "tiny"), str(root / "b"), "--out", str(tmp_path / "c")]) == 0
     stacked = pd.read_csv(tmp_path / "c" / "fourier.csv")
     assert set(stacked["run"]) == {"tiny", "tiny-2"}
-    html = (tmp_path / "c" / "report.html").read_text()
+    html = (tmp_path / "c" / "report.html").read_text(encoding="utf-8")
     assert all(f'id="figure-{name}"' in html for name in list_analyzers())
     assert "report.html" in capsys.readouterr().out
 
@@ -193,14 +193,24 @@ def test_batching_and_loader_do_not_change_the_tables(tmp_path):
         analyze(tiny_vit(), loader, analyses=names, progress=False, out=tmp_path / "r")
 
 
-def test_shards_cover_every_index_once_and_merge_to_the_whole():
+class Unindexed(DictImages):
+    """Items without an "index": the pass numbers them by their place in it."""
+
+    def __getitem__(self, index: int) -> dict:
+        item = super().__getitem__(index)
+        del item["index"]
+        return item
+
+
+@pytest.mark.parametrize("dataset", [DictImages, Unindexed])
+def test_shards_cover_every_index_once_and_merge_to_the_whole(dataset):
     assert [list(ShardSampler(10, r, 3)) for r in range(3)] == [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9]]
-    names = ["attention_distance", "token_similarity"]
-    whole = run_analysis(prepare_analysis(tiny_vit(), DictImages(), names, batch_size=4), progress=False)
+    names = ["attention_distance", "token_similarity", "knn"]
+    whole = run_analysis(prepare_analysis(tiny_vit(), dataset(n=30), names, batch_size=4), progress=False)
     plans = []
     for rank in range(2):
-        plan = prepare_analysis(tiny_vit(), DictImages(), names, batch_size=4)
-        plan.loader = DataLoader(plan.loader.dataset, batch_size=4, sampler=ShardSampler(10, rank, 2))
+        plan = prepare_analysis(tiny_vit(), dataset(n=30), names, batch_size=4)
+        plan.loader = DataLoader(plan.loader.dataset, batch_size=4, sampler=ShardSampler(30, rank, 2))
         run_analysis(plan, progress=False)
         plans.append(plan)
     for mine, theirs in zip(plans[0].analyzers, plans[1].analyzers):
@@ -269,6 +279,10 @@ def test_training_files_are_named_after_their_run_folder_and_labels_can_be_given
     assert checkpoint_label("runs/mae/final.safetensors") == "mae"
     assert checkpoint_label("runs/mae/checkpoint.safetensors") == "mae"
     assert checkpoint_label("runs/mae/dino_vitbase16.pth") == "dino_vitbase16"
+    assert checkpoint_label("mocov3/vit-b-300ep.pth.tar") == "vit-b-300ep"  # MoCo v3's file names
+    from vitprobe.commands.analyze import folder_name
+
+    assert folder_name("mödel ü") == "mödel_ü" and folder_name("a/../b") == "a_.._b"
     for name in ("mae", "dino"):
         (tmp_path / name).mkdir()
         shutil.copy(checkpoint, tmp_path / name / "final.safetensors")
@@ -325,7 +339,7 @@ def test_analysis_parameters_from_the_command_line_reach_the_protocol(checkpoint
     assert main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:16", "--analyses", "knn",
                  "--param", "knn.pooling=mean", "--param", "knn.k=3", "--batch-size", "8",
                  "--no-progress", "--out", str(out)]) == 0
-    protocol = json.loads((out / "tiny" / "knn.json").read_text())
+    protocol = json.loads((out / "tiny" / "knn.json").read_text(encoding="utf-8"))
     assert json.dumps(protocol).count('"pooling": "mean"') >= 1 and '"k": 3' in json.dumps(protocol)
     capsys.readouterr()
     for bad, message in ((["--param", "pooling=mean"], "name the analysis and its parameter"),
@@ -338,3 +352,62 @@ def test_analysis_parameters_from_the_command_line_reach_the_protocol(checkpoint
                      "--no-progress", *bad]) == 2, bad
         err = capsys.readouterr().err.strip()
         assert err.startswith("vitprobe: error:") and message in err and "\n" not in err, (bad, err)
+
+
+class NoisyImages(DictImages):
+    """Images with fresh noise from torch's global generator at every read (as a random
+    transform would add)."""
+
+    def __getitem__(self, index: int) -> dict:
+        item = super().__getitem__(index)
+        return {**item, "image": item["image"] + torch.rand(item["image"].shape)}
+
+
+def test_the_pass_is_seeded_and_leaves_the_callers_generators_as_they_were():
+    import random
+
+    import numpy as np
+
+    model = tiny_vit()  # (seeds torch itself)
+    torch.manual_seed(7), np.random.seed(7), random.seed(7)
+    before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    first = analyze(model, NoisyImages(), analyses="fourier", progress=False, seed=3)
+    assert torch.equal(torch.get_rng_state(), before[0])
+    assert np.array_equal(np.random.get_state()[1], before[1]) and random.getstate() == before[2]
+    torch.manual_seed(8)
+    again = analyze(model, NoisyImages(), analyses="fourier", progress=False, seed=3)
+    pd.testing.assert_frame_equal(first["fourier"].table, again["fourier"].table)  # the data's noise repeats
+    other = analyze(model, NoisyImages(), analyses="fourier", progress=False, seed=4)
+    assert not first["fourier"].table["value"].equals(other["fourier"].table["value"])
+
+
+def test_items_without_an_index_are_numbered_by_their_place_in_the_pass():
+    names = ["knn", "linear_probe"]
+    given = analyze(tiny_vit(), DictImages(n=40), analyses=names, batch_size=8, progress=False)
+    numbered = analyze(tiny_vit(), Unindexed(n=40), analyses=names, batch_size=8, progress=False)
+    for name in names:
+        pd.testing.assert_frame_equal(given[name].table, numbered[name].table)
+    assert "index" in numbered["knn"].protocol["dataset"] and "index" not in given["knn"].protocol["dataset"]
+
+
+@pytest.mark.slow
+def test_unusual_terminals_and_environments_do_not_lose_the_work(checkpoint, tmp_path):
+    """An ASCII-only terminal, a closed stderr and a matplotlib backend that does not exist."""
+    import os
+    import subprocess
+    import sys
+
+    analyze_ = [sys.executable, "-m", "vitprobe", "analyze", "--checkpoint", checkpoint,
+                "--data", "synthetic:8", "--analyses", "fourier", "--batch-size", "8"]
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
+    ascii_run = subprocess.run(analyze_, env=env, capture_output=True, timeout=300)
+    assert ascii_run.returncode == 0, ascii_run.stderr[-500:]
+    assert b"delta_log_amplitude" in ascii_run.stdout and b"\\xb7" in ascii_run.stdout  # ' · ' escaped
+    closed = subprocess.run([*analyze_, "--out", str(tmp_path / "closed")], stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, capture_output=False, timeout=300,
+                            preexec_fn=lambda: os.close(2))
+    assert closed.returncode == 0 and (tmp_path / "closed" / "report.html").is_file()
+    bad = subprocess.run([*analyze_, "--out", str(tmp_path / "bad")], env={**os.environ, "MPLBACKEND": "nonsense"},
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "MPLBACKEND='nonsense'" in bad.stderr
+    assert not (tmp_path / "bad").exists()

@@ -125,6 +125,26 @@ def test_model_unchanged_after_context_and_after_error() -> None:
     torch.testing.assert_close(before, after, atol=0, rtol=0)
 
 
+def test_the_model_called_inside_a_capture_and_nested_captures_run_whole() -> None:
+    """The hooks act only inside their own run(): model(x) inside the block gives the usual
+    output, and a capture inside another (on the same model) gives what it gives alone."""
+    model = _model("vit")
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        plain = model(images)
+        with capture(model, [Site("attn", 1), Site("tokens", 3)]) as outer:
+            torch.testing.assert_close(model(images), plain)
+            alone = outer.run(images)
+            with capture(model, [Site("tokens", 1)]) as inner:
+                assert set(inner.run(images)) == {Site("tokens", 1)}
+                nested = outer.run(images)
+            torch.testing.assert_close(model(images), plain)
+    assert set(nested) == set(alone)
+    for site in alone:
+        torch.testing.assert_close(nested[site], alone[site], atol=0, rtol=0)
+    assert _hook_count(model) == 0
+
+
 def test_only_requested_attention_is_unfused_and_deeper_blocks_not_run() -> None:
     model = _model("vit")
     calls = []

@@ -37,5 +37,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    """The public names, so that tab completion offers the lazily imported ones."""
-    return sorted(set(globals()) | set(__all__))
+    """The public names (the lazily imported ones too), for tab completion and ``dir()``."""
+    return list(__all__)

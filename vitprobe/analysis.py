@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import inspect
 import os
-import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -45,12 +43,6 @@ class AnalysisPlan:
     label: str
     device: torch.device
     skipped: dict[str, str] = field(default_factory=dict)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _distributed() -> tuple[int, int]:
@@ -108,15 +100,19 @@ def _load(model_or_path: nn.Module | str | os.PathLike[str],
 
 # File names `vitprobe train` gives every run; such a file is named after its run folder.
 _TRAINING_FILE_STEMS = ("final", "checkpoint")
+# Double suffixes of published checkpoints (MoCo v3's `vit-b-300ep.pth.tar`), dropped whole.
+_DOUBLE_SUFFIXES = (".pth.tar", ".pt.tar")
 
 
 def checkpoint_label(path: str | os.PathLike[str]) -> str:
-    """A run label for a checkpoint file: its stem, or for vitprobe's own training files
-    (``<run>/final.safetensors``, ``<run>/checkpoint.safetensors``) the run folder's name."""
+    """A run label for a checkpoint file: its name without its suffix (``.pth.tar`` whole), or
+    for vitprobe's own training files (``<run>/final.safetensors``, ``<run>/checkpoint.safetensors``)
+    the run folder's name."""
     path = Path(path)
     if path.stem in _TRAINING_FILE_STEMS:
         return path.resolve().parent.name or path.stem
-    return path.stem
+    double = next((s for s in _DOUBLE_SUFFIXES if path.name.lower().endswith(s) and len(path.name) > len(s)), None)
+    return path.name[:-len(double)] if double else path.stem
 
 
 def _dataset_facts(dataset: Dataset, first: Mapping[str, Any] | None = None
@@ -133,7 +129,7 @@ def _dataset_facts(dataset: Dataset, first: Mapping[str, Any] | None = None
             raise ConfigError(f"dataset {type(dataset).__name__} is empty; give it images")
         if first is None:
             raise ConfigError(f"dataset {type(dataset).__name__}: items must be dicts with an 'image' "
-                              "tensor (and 'labels', 'mask'); use a vitprobe dataset spec")
+                              "tensor (and 'index', 'labels', 'mask'); use a vitprobe dataset spec")
         has_masks = "mask" in first if has_masks is None else has_masks
         label_names = list(first.get("labels", {})) if label_names is None else label_names
     describe = getattr(dataset, "describe", None)
@@ -232,10 +228,12 @@ def prepare_analysis(
     analyzer_params: Mapping[str, Mapping[str, Any]] | None = None,
     load_options: Mapping[str, Any] | None = None,
 ) -> AnalysisPlan:
-    """Load, resolve and check everything; no image is processed yet."""
+    """Load, resolve and check everything; no image is processed yet. The global generators
+    are seeded by ``seed`` meanwhile and restored afterwards (as in :func:`run_analysis`)."""
     from vitprobe.analyzers import get_analyzer, list_analyzers
     from vitprobe.capture import model_info
     from vitprobe.data.base import first_image_item
+    from vitprobe.seeding import seeded
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch size must be a whole number >= 1, got {batch_size!r}")
@@ -244,38 +242,40 @@ def prepare_analysis(
     from vitprobe.distributed import resolve_device
 
     dev = resolve_device(str(device), int(os.environ.get("LOCAL_RANK", "0")))
-    _seed_everything(seed)
-    model, checkpoint, label = _load(model_or_path, load_options)
-    info = model_info(model)
-    loader = _build_loader(data, info, batch_size, num_workers, seed)
-    first = first_image_item(loader.dataset)  # read once, for both checks
-    facts, has_masks, label_names = _dataset_facts(loader.dataset, first)
-    _check_image_size(loader.dataset, first, info)
-    spec = str(facts.get("spec", "the dataset"))
-    names, skipped = _analysis_names(analyses, has_masks, label_names, spec)
-    for name, reason in skipped.items():
-        warn_user(f"skipping {name}: it {reason}")
-    params = {name: dict((analyzer_params or {}).get(name, {})) for name in names}
-    extra = sorted(set(analyzer_params or {}) - set(names))
-    unknown = [name for name in extra if name not in list_analyzers()]
-    if unknown:
-        raise ConfigError(f"analyzer_params: {', '.join(map(repr, unknown))} is not an analysis; it maps "
-                          "an analysis to its parameters, e.g. {'knn': {'k': 10}}")
-    if extra:
-        raise ConfigError(f"parameters given for {', '.join(extra)}, which will not run; run them or drop the parameters")
-    protocol = {
-        "dataset": facts,
-        "image_size": info.img_size,
-        "checkpoint": {**{k: checkpoint[k] for k in ("path", "format", "arch", "sha256") if k in checkpoint},
-                       **{k: checkpoint["report"][k] for k in ("key", "num_heads_from") if k in checkpoint.get("report", {})}},
-        "batch_size": loader.batch_size,
-        "seed": seed,
-        "device": dev.type,
-        "world_size": _distributed()[1],
-    }
-    analyzers = [get_analyzer(name, **params[name]).bind(info, protocol) for name in names]
-    return AnalysisPlan(model.to(dev).eval(), info, loader, analyzers, params, protocol, checkpoint,
-                        label, dev, skipped)
+    with seeded(seed):  # a model's initialisation and a dataset's first read draw from them
+        model, checkpoint, label = _load(model_or_path, load_options)
+        info = model_info(model)
+        loader = _build_loader(data, info, batch_size, num_workers, seed)
+        first = first_image_item(loader.dataset)  # read once, for both checks
+        facts, has_masks, label_names = _dataset_facts(loader.dataset, first)
+        _check_image_size(loader.dataset, first, info)
+        if first is not None and "index" not in first:
+            facts = {**facts, "index": "place in the pass (the items carry no 'index')"}
+        spec = str(facts.get("spec", "the dataset"))
+        names, skipped = _analysis_names(analyses, has_masks, label_names, spec)
+        for name, reason in skipped.items():
+            warn_user(f"skipping {name}: it {reason}")
+        params = {name: dict((analyzer_params or {}).get(name, {})) for name in names}
+        extra = sorted(set(analyzer_params or {}) - set(names))
+        unknown = [name for name in extra if name not in list_analyzers()]
+        if unknown:
+            raise ConfigError(f"analyzer_params: {', '.join(map(repr, unknown))} is not an analysis; it maps "
+                              "an analysis to its parameters, e.g. {'knn': {'k': 10}}")
+        if extra:
+            raise ConfigError(f"parameters given for {', '.join(extra)}, which will not run; run them or drop the parameters")
+        protocol = {
+            "dataset": facts,
+            "image_size": info.img_size,
+            "checkpoint": {**{k: checkpoint[k] for k in ("path", "format", "arch", "sha256") if k in checkpoint},
+                           **{k: checkpoint["report"][k] for k in ("key", "num_heads_from") if k in checkpoint.get("report", {})}},
+            "batch_size": loader.batch_size,
+            "seed": seed,
+            "device": dev.type,
+            "world_size": _distributed()[1],
+        }
+        analyzers = [get_analyzer(name, **params[name]).bind(info, protocol) for name in names]
+        return AnalysisPlan(model.to(dev).eval(), info, loader, analyzers, params, protocol, checkpoint,
+                            label, dev, skipped)
 
 
 def _to_device(value: Any, device: torch.device) -> Any:
@@ -311,16 +311,25 @@ def _compute(plan: AnalysisPlan) -> Run:
 
 def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
     """One pass over the data: capture the union of the analyzers' sites per batch, update
-    every analyzer, then compute (merging the shards of every rank under torch.distributed)."""
+    every analyzer, then compute (merging the shards of every rank under torch.distributed).
+
+    The pass runs with the global generators seeded by the protocol's seed (a Dataset's own
+    random transforms repeat from run to run) and restored afterwards."""
     from vitprobe.capture import capture
-    from vitprobe.progress import progress_bar_class
+    from vitprobe.progress import progress_bar
+    from vitprobe.seeding import seeded
 
     rank, world = _distributed()
     sites = set().union(*(analyzer.sites() for analyzer in plan.analyzers))
-    bar = progress_bar_class()(plan.loader, desc=f"{PROGRESS_DESC} {plan.label}", unit="batch",
-               disable=not progress or rank != 0, leave=False)
-    with torch.inference_mode(), capture(plan.model, sites) as cap:
+    bar = progress_bar(plan.loader, desc=f"{PROGRESS_DESC} {plan.label}", unit="batch",
+                       disable=not progress or rank != 0, leave=False)
+    sampler = plan.loader.sampler
+    position = sampler.start if isinstance(sampler, ShardSampler) else 0  # this shard's first place
+    with seeded(plan.protocol["seed"]), torch.inference_mode(), capture(plan.model, sites) as cap:
         for batch in bar:
+            if "index" not in batch:  # items without an index are numbered by their place in the pass
+                batch["index"] = torch.arange(position, position + len(batch["image"]))
+            position += len(batch["image"])
             batch = _to_device(batch, plan.device)
             batch["sites"] = cap.run(batch["image"])
             for analyzer in plan.analyzers:
@@ -359,10 +368,15 @@ def analyze(
     dicts, or DataLoader) in one streaming pass; return the Run and, with ``out``, save it
     there atomically (rank 0 only under torch.distributed).
 
+    An item is ``{"image": normalised [3, S, S] tensor, "index": int (optional; the split of
+    the probes hashes it, else the item's place in the pass is used), "labels": {name: int}
+    (for the probes), "mask": [S, S] (for attention_jaccard)}``.
     ``analyses`` is "all" (every registered analysis the data can feed), "a,b" or a list;
-    ``analyzer_params`` maps an analysis name to its parameters; ``load_options`` (format,
-    key, num_heads, img_size) are passed to :func:`vitprobe.load_model`. The model is moved to
-    ``device`` and put in eval mode. Same inputs and seed give byte-identical CSV tables.
+    ``analyzer_params`` maps an analysis name to its parameters (``vitprobe analyses`` lists
+    them; each is an argument of its class in :mod:`vitprobe.analyzers`); ``load_options``
+    (format, key, num_heads, img_size, arch) are passed to :func:`vitprobe.load_model`. The
+    model is moved to ``device`` and put in eval mode. Same inputs and seed give
+    byte-identical CSV tables; the seed seeds the global generators during the pass only.
     """
     if out is not None:
         check_output(out, overwrite)

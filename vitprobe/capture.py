@@ -98,7 +98,8 @@ def model_info(model: nn.Module) -> ModelInfo:
 
 
 class _StopForward(Exception):
-    """Raised by the last needed hook so that deeper blocks are not computed."""
+    """Raised by the last needed hook, inside :meth:`Capture.run` only, so that deeper blocks
+    are not computed."""
 
 
 def _check_sites(sites: Site | Iterable[Site], depth: int) -> frozenset[Site]:
@@ -125,6 +126,9 @@ class Capture:
         self._store: dict[Site, torch.Tensor] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._fused: list[tuple[nn.Module, bool]] = []
+        # The hooks act only inside run(): the model called directly (or by another capture's
+        # run) while they are installed computes its usual output and keeps nothing.
+        self._running = False
         # 0 means "stop before block 1"; otherwise the deepest block whose output/attention is needed.
         self.last_block = max((s.layer for s in self.sites), default=0)
 
@@ -166,24 +170,24 @@ class Capture:
         self._fused.append((attn, bool(attn.fused_attn)))
         attn.fused_attn = False
 
-        def keep(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            self._store[site] = inputs[0].detach().float()
-
-        self._handles.append(attn.attn_drop.register_forward_pre_hook(keep))
+        self._handles.append(attn.attn_drop.register_forward_pre_hook(self._keep_input(site)))
 
     def _keep_input(self, site: Site):
         def keep(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            self._store[site] = inputs[0].detach().float()
+            if self._running:
+                self._store[site] = inputs[0].detach().float()
         return keep
 
     def _keep_output(self, site: Site):
         def keep(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            self._store[site] = output.detach().float()
+            if self._running:
+                self._store[site] = output.detach().float()
         return keep
 
     def _install_stop(self) -> None:
         def stop(*_args) -> None:
-            raise _StopForward
+            if self._running:
+                raise _StopForward
 
         if self.last_block == 0:
             # Registered after the tokens-0 pre-hook, so it runs after it.
@@ -200,11 +204,13 @@ class Capture:
                 and size and tuple(images.shape[-2:]) != size):
             raise CaptureError(f"images are {images.shape[-2]}x{images.shape[-1]} px but the model "
                                f"takes {size[0]}x{size[1]}; resize them (or load the model with img_size)")
-        self._store = {}
+        self._store, self._running = {}, True
         try:
             self.model.forward_features(images)
         except _StopForward:
             pass
+        finally:
+            self._running = False
         found, self._store = self._store, {}
         missing = self.sites - found.keys()
         if missing:

@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from vitprobe.claims import Verdict, evaluate
 from vitprobe.errors import ConfigError, OutputExistsError
 from vitprobe.output_paths import check_output_folder
@@ -57,10 +55,10 @@ def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers:
                          "objective_revisions": _objective_revisions(config)}, sort_keys=True)
     started, finished = folder / "started.json", folder / "finished.json"
     final = folder / "final.safetensors"
-    if final.is_file() and finished.is_file() and finished.read_text() == wanted:
+    if final.is_file() and finished.is_file() and finished.read_text(encoding="utf-8") == wanted:
         _say(progress, f"{entry.key}: reusing {final}")
         return final
-    resume = (started.is_file() and started.read_text() == wanted
+    resume = (started.is_file() and started.read_text(encoding="utf-8") == wanted
               and (folder / "checkpoint.safetensors").is_file())
     _say(progress, f"{entry.key}: {'resuming' if resume else 'training'} {config.method} for "
                    f"{config.total_epochs()} epochs on {config.data}")
@@ -71,9 +69,9 @@ def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers:
         shutil.rmtree(folder)  # a run of another config or objective revision: train afresh
     folder.mkdir(parents=True, exist_ok=True)
     finished.unlink(missing_ok=True)
-    started.write_text(wanted)
+    started.write_text(wanted, encoding="utf-8")
     path = Path(train(config, resume=resume, progress=progress))
-    finished.write_text(wanted)
+    finished.write_text(wanted, encoding="utf-8")
     return path
 
 
@@ -82,10 +80,11 @@ def _random_checkpoint(reference: Path, folder: Path) -> Path:
     from vitprobe.models import inspect_checkpoint
     from vitprobe.models.architecture import ArchSpec, build_model
     from vitprobe.models.own_format import save_encoder
+    from vitprobe.seeding import seeded
 
     arch = ArchSpec.from_dict(inspect_checkpoint(reference)["arch"])
-    torch.manual_seed(RANDOM_SEED)
-    model = build_model(arch)
+    with seeded(RANDOM_SEED):
+        model = build_model(arch)
     return save_encoder(folder / "final.safetensors", model, arch,
                         {"objective": "random_init", "config": {"seed": RANDOM_SEED}})
 

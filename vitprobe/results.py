@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vitprobe.errors import ConfigError, OutputExistsError, warn_user
+from vitprobe.errors import ConfigError, OutputExistsError
 from vitprobe.output_paths import (ANALYSIS_MARKERS, check_output_folder, is_analysis_output,
                                    temp_folder_beside, temp_prefix)
 
@@ -77,9 +77,10 @@ def jsonable(obj: Any) -> Any:
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write a file through a temporary name, so it is either absent or complete."""
+    """Write a file through a temporary name, so it is either absent or complete; UTF-8, with a
+    path that the locale could not decode (a surrogate escape) written back as its own bytes."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text, encoding="utf-8", newline="\n")
+    tmp.write_text(text, encoding="utf-8", errors="surrogateescape", newline="\n")
     os.replace(tmp, path)
 
 
@@ -176,6 +177,7 @@ class Result:
         self.table = _normalise_table(table)
         self.protocol = dict(protocol)
         self.artifacts = {k: np.asarray(v) for k, v in (artifacts or {}).items()}
+        self.run_label: str | None = None  # set by the Run that holds it: the figure's legend
 
     def __repr__(self) -> str:
         metrics = ", ".join(sorted(self.table["metric"].unique()))
@@ -190,10 +192,11 @@ class Result:
         return rows.reset_index(drop=True)
 
     def plot(self, label: str | None = None):  # -> matplotlib.figure.Figure
-        """Draw this result's figure (see ``vitprobe.plots``)."""
+        """Draw this result's figure (see ``vitprobe.plots``); the legend names ``label``, else
+        the run that holds the result."""
         from vitprobe.plots import draw
 
-        return draw(self.name, [(label or self.name, self)])
+        return draw(self.name, [(label or self.run_label or self.name, self)])
 
     def save(self, folder: str | os.PathLike[str], label: str | None = None,
              overwrite: bool = False) -> Path:
@@ -263,11 +266,22 @@ class Run(Mapping[str, Result]):
         items = results.values() if isinstance(results, Mapping) else results
         self._results = {r.name: r for r in items}
         self.checkpoint = dict(checkpoint or {})
-        if not isinstance(label, str) or not label.strip():
-            raise ConfigError(f"run label {label!r} must be a non-empty string")
         self.label = label
         self.meta = dict(meta or {})
         self.folder: Path | None = None  # where it was read from, by :meth:`load`
+
+    @property
+    def label(self) -> str:
+        """The run's name in legends, tables and folder names (its results' figures follow it)."""
+        return self._label
+
+    @label.setter
+    def label(self, label: str) -> None:
+        if not isinstance(label, str) or not label.strip():
+            raise ConfigError(f"run label {label!r} must be a non-empty string")
+        self._label = label
+        for result in self._results.values():
+            result.run_label = label
 
     def __getitem__(self, name: str) -> Result:
         if name not in self._results:
@@ -286,19 +300,20 @@ class Run(Mapping[str, Result]):
     def summary(self) -> pd.DataFrame:
         """One row per metric (and label): its value at the deepest layer (at the highest
         frequency, the largest singular value) and the images n behind it (held-out ones for a
-        probe), with the analysis's own protocol (the dataset and image size, shared by the
-        run, are left out)."""
+        probe), with the dataset's spec and the analysis's own protocol."""
         from vitprobe.plots.style import protocol_caption
 
         rows = []
         for result in self.values():
             caption = protocol_caption([result.protocol], exclude=("dataset", "image_size"))
             units = str(result.protocol.get("value_units", ""))
+            dataset = result.protocol.get("dataset")
+            spec = str(dataset.get("spec", "")) if isinstance(dataset, Mapping) else str(dataset or "")
             for metric, rows_m in result.table.groupby("metric", sort=False):
-                rows.extend(_summary_rows(self.label, result.name, str(metric), rows_m, caption,
-                                          _metric_units(units, str(metric))))
-        return pd.DataFrame(rows, columns=["run", "analysis", "metric", "label", "layer", "value", "units",
-                                           "n", "protocol"])
+                rows.extend({"run": self.label, "dataset": spec, **row} for row in _summary_rows(
+                    result.name, str(metric), rows_m, caption, _metric_units(units, str(metric))))
+        return pd.DataFrame(rows, columns=["run", "dataset", "analysis", "metric", "label", "layer", "value",
+                                           "units", "n", "protocol"])
 
     def write_into(self, folder: Path) -> dict[str, str]:
         """Write every result, ``run.json`` and ``report.html`` into an existing folder.
@@ -350,7 +365,7 @@ def _metric_units(units: str, metric: str) -> str:
     return units
 
 
-def _summary_rows(run: str, analysis: str, metric: str, rows: pd.DataFrame, caption: str,
+def _summary_rows(analysis: str, metric: str, rows: pd.DataFrame, caption: str,
                   units: str) -> list[dict]:
     """Reduce one metric to its deepest layer (highest frequency for Fourier curves, the
     largest singular value for spectra, the mean over heads for per-head metrics); the
@@ -374,7 +389,7 @@ def _summary_rows(run: str, analysis: str, metric: str, rows: pd.DataFrame, capt
     for label, group in rows.groupby(labels.fillna(""), sort=False):
         n = group["n"].max() if "n" in group and group["n"].notna().any() else pd.NA
         out.append(
-            {"run": run, "analysis": analysis, "metric": metric, "label": label or "",
+            {"analysis": analysis, "metric": metric, "label": label or "",
              "layer": layer, "value": float(group["value"].mean()), "units": units, "n": n,
              "protocol": caption}
         )
@@ -416,31 +431,6 @@ def write_comparison(runs: list[Run], folder: Path, links: Mapping[str, str] | N
     return labels
 
 
-# Protocol entries that say how a run was executed, not what was measured (the dataset is
-# checked on its own).
-_EXECUTION_KEYS = ("checkpoint", "dataset", "batch_size", "device", "world_size")
-# Settings that follow from the model's depth and prefix tokens: they differ between models of
-# different architectures without anyone having set them.
-_ARCHITECTURE_KEYS = ("layers", "layer", "num_prefix_tokens_dropped")
-
-
-def _differing_settings(runs: Sequence[Run]) -> dict[str, list[str]]:
-    """Per analysis, ``key a | b`` for each measurement setting that differs between runs
-    (between models of different depth or register tokens, not the layers that those decide)."""
-    found = {}
-    for name in dict.fromkeys(n for run in runs for n in run):
-        protocols = [run[name].protocol for run in runs if name in run]
-        shapes = {json.dumps([((p.get("checkpoint") or {}).get("arch") or {}).get(k) for k in ("depth", "reg_tokens")])
-                  for p in protocols}
-        skip = set(_EXECUTION_KEYS) | (set(_ARCHITECTURE_KEYS) if len(shapes) > 1 else set())
-        keys = sorted({k for p in protocols for k in p} - skip)
-        differ = [f"{k} " + " | ".join(json.dumps(jsonable(p.get(k))) for p in protocols) for k in keys
-                  if len({json.dumps(jsonable(p.get(k)), sort_keys=True) for p in protocols}) > 1]
-        if differ:
-            found[name] = differ
-    return found
-
-
 def _refuse_repeats(runs: Sequence[Run]) -> None:
     """One run given twice (the same object, or the same folder by two paths) is a user error."""
     seen: dict[object, Run] = {}
@@ -455,24 +445,14 @@ def _refuse_repeats(runs: Sequence[Run]) -> None:
 def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike[str],
             overwrite: bool = False) -> Path:
     """Write a comparison of ``runs`` (Run objects or run folders) atomically into ``out``
-    (see :func:`write_comparison`); warns when the runs were analysed on different data or
-    an analysis with different settings."""
+    (see :func:`write_comparison`); its figures warn where the runs were analysed on
+    different data, or an analysis with different settings."""
     if isinstance(runs, (Run, str, os.PathLike)):
         raise ConfigError("compare takes a list of runs or run folders, e.g. compare([run_a, run_b], out)")
     if not runs:
         raise ConfigError("compare: no runs given; pass at least one run folder")
     runs = [r if isinstance(r, Run) else Run.load(r) for r in runs]
     _refuse_repeats(runs)
-    datasets = {json.dumps(jsonable(r[name].protocol.get("dataset")), sort_keys=True): r[name].protocol.get("dataset")
-                for r in runs for name in list(r)[:1]}
-    if len(datasets) > 1:
-        named = sorted({str(d.get("spec", d)) if isinstance(d, Mapping) else str(d) for d in datasets.values()})
-        shown = "; ".join(named) if len(named) > 1 else f"{named[0]}, with different contents"
-        warn_user(f"compare: the runs were analysed on different data ({shown}); "
-                  "their numbers are not comparable, only their shapes")
-    for name, keys in _differing_settings(runs).items():
-        warn_user(f"compare: {name} was run with different settings ({'; '.join(keys)}); "
-                  f"{name}.json beside the tables gives each run's protocol")
     with atomic_output(out, overwrite) as tmp:
         write_comparison(runs, tmp)
     return Path(out)

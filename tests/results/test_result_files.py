@@ -135,15 +135,43 @@ def test_run_save_load_and_report(tmp_path, results):
         pd.testing.assert_frame_equal(loaded[name].table, run[name].table)
         for ext in ("csv", "json", "png", "svg"):
             assert (tmp_path / "run" / f"{name}.{ext}").is_file()
-    html = (tmp_path / "run" / "report.html").read_text()
+    html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
     for name in run:
         assert f'id="figure-{name}"' in html and f"{name}.csv" in html
     assert html.count("data:image/svg+xml;base64,") == len(run)
     assert "cd" * 32 in html and "synthetic:8" in html
 
 
+def test_a_results_figure_names_its_run_and_follows_a_renamed_run():
+    fresh = make_results()
+    run = Run(fresh, label="dino")
+
+    def legend(fig: Figure) -> list[str]:
+        return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+    assert legend(run["knn"].plot()) == ["dino · shape (n=8 held out)"]
+    run.label = "mae"
+    assert legend(run["knn"].plot()) == ["mae · shape (n=8 held out)"]
+    assert legend(run["knn"].plot(label="given")) == ["given · shape (n=8 held out)"]
+    assert legend(Result("knn", fresh["knn"].table, fresh["knn"].protocol).plot()) == ["knn · shape (n=8 held out)"]
+
+
+def test_drawing_runs_side_by_side_warns_where_they_differ(results):
+    other = make_results(seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same data and settings: silent
+        draw("knn", [("a", results["knn"]), ("b", other["knn"])])
+    knn = other["knn"]
+    for protocol, message in [({"dataset": {"spec": "digits"}}, r"different data \(digits; synthetic:8\)"),
+                              ({"k": 5}, r"knn was run with different settings \(k 20 \| 5\)")]:
+        changed = Result("knn", knn.table, {**knn.protocol, **protocol})
+        with pytest.warns(UserWarning, match=message):
+            draw("knn", [("a", results["knn"]), ("b", changed)])
+
+
 def test_summary_reads_deepest_layer(results):
     summary = Run(results, label="r").summary()
+    assert set(summary["dataset"]) == {"synthetic:8"}  # each row says what data it was measured on
     row = summary[summary["metric"] == "token_cosine"].iloc[0]
     table = results["token_similarity"].table
     expected = table[(table["metric"] == "token_cosine") & (table["layer"] == DEPTH)]["value"].iloc[0]
@@ -185,7 +213,7 @@ def test_compare_warns_when_an_analysis_ran_with_other_settings(tmp_path, result
     with pytest.warns(UserWarning, match=r"knn was run with different settings \(k 20 \| 10\)") as caught:
         compare([Run(results, label="a"), Run(other, label="b")], tmp_path / "cmp")
     assert len(caught) == 1
-    saved = json.loads((tmp_path / "cmp" / "knn.json").read_text())
+    saved = json.loads((tmp_path / "cmp" / "knn.json").read_text(encoding="utf-8"))
     assert saved["a"]["k"] == 20 and saved["b"]["k"] == 10
 
 
@@ -210,7 +238,7 @@ def test_compare_two_runs(tmp_path, results):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # same data: no warning
         compare([a, b], tmp_path / "cmp")
-    html = (tmp_path / "cmp" / "report.html").read_text()
+    html = (tmp_path / "cmp" / "report.html").read_text(encoding="utf-8")
     stacked = pd.read_csv(tmp_path / "cmp" / "fourier.csv")
     assert set(stacked["run"]) == {"mae", "mae-2"}
     assert len(stacked) == 2 * len(results["fourier"].table)
@@ -256,3 +284,22 @@ def test_depth_colour_bars_tick_whole_blocks_only(results, name):
     for bar in bars:
         ticks = [t for t in bar.get_yticks() if bar.get_ylim()[0] <= t <= bar.get_ylim()[1]]
         assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+
+
+def test_drawing_leaves_the_users_matplotlib_backend_alone(results):
+    """In a notebook the inline backend must stay: vitprobe draws without pyplot or a backend."""
+    import importlib
+
+    import matplotlib
+
+    import vitprobe.plots.style
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        importlib.reload(vitprobe.plots.style)  # what importing vitprobe.plots does
+        fig = draw("knn", [("a", results["knn"])])
+        assert vitprobe.plots.figure_bytes(fig, "png").startswith(b"\x89PNG")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)

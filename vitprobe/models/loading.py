@@ -167,11 +167,17 @@ def _resampled(sd: dict[str, torch.Tensor], spec: ArchSpec, report: dict[str, An
 def load_model(path: str | os.PathLike[str], arch: ArchSpec | Mapping[str, Any] | str | None = None,
                format: str | None = None, key: str | None = None, num_heads: int | None = None,
                img_size: int | None = None) -> nn.Module:
-    """Load a checkpoint of any supported format into a timm ViT/Beit in eval mode, strictly.
+    """Load a checkpoint of any supported format into a timm ViT/Beit in eval mode, strictly
+    (every missing or unexpected key, every shape mismatch is a CheckpointError); nothing in
+    the file is executed.
 
-    With ``img_size`` the model is built for that image size and the absolute position
-    embedding (and any relative-position tables) are resampled from the checkpoint's grid.
-    The model carries ``vitprobe_info`` = {format, arch, report, sha256, path}.
+    ``format`` names the layout (``vitprobe models`` lists them; detected when None); ``key``
+    picks the encoder inside a file holding several (DINO's ``teacher`` or ``student``);
+    ``arch`` (an ArchSpec, a dict of its fields or a timm ViT name) replaces the architecture
+    inferred from the weights, and ``num_heads`` the head count where the file does not
+    record it. With ``img_size`` the model is built for that image size and the absolute
+    position embedding (and any relative-position tables) are resampled from the
+    checkpoint's grid. The model carries ``vitprobe_info`` = {format, arch, report, sha256, path}.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise ConfigError(f"load_model takes a checkpoint path, got {type(path).__name__}")

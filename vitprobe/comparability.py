@@ -1,0 +1,61 @@
+"""Whether results drawn or tabled side by side were measured alike, and a warning where not."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from vitprobe.errors import warn_user
+from vitprobe.results import jsonable
+
+# Protocol entries that say how a run was executed, not what was measured (the dataset is
+# checked on its own).
+EXECUTION_KEYS = ("checkpoint", "dataset", "batch_size", "device", "world_size")
+# Settings that follow from the model's depth and prefix tokens: they differ between models of
+# different architectures without anyone having set them.
+ARCHITECTURE_KEYS = ("layers", "layer", "num_prefix_tokens_dropped")
+
+
+def _text(value: Any) -> str:
+    return json.dumps(jsonable(value), sort_keys=True)
+
+
+def data_difference(protocols: Sequence[Mapping[str, Any]]) -> str | None:
+    """The datasets' specs, ``a; b``, when the protocols name different data, else None."""
+    datasets = {_text(p.get("dataset")): p.get("dataset") for p in protocols}
+    if len(datasets) < 2:
+        return None
+    named = sorted({str(d.get("spec", d)) if isinstance(d, Mapping) else str(d) for d in datasets.values()})
+    return "; ".join(named) if len(named) > 1 else f"{named[0]}, with different contents"
+
+
+def _depth_and_registers(protocol: Mapping[str, Any]) -> Any:
+    """The checkpoint's depth and register tokens (its arch is a class name for a Module given as such)."""
+    arch = (protocol.get("checkpoint") or {}).get("arch")
+    return [arch.get(k) for k in ("depth", "reg_tokens")] if isinstance(arch, Mapping) else arch
+
+
+def setting_differences(protocols: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``key a | b`` for each measurement setting that differs between the protocols of one
+    analysis (between models of different depth or register tokens, not the layers that those decide)."""
+    shapes = {_text(_depth_and_registers(p)) for p in protocols}
+    skip = set(EXECUTION_KEYS) | (set(ARCHITECTURE_KEYS) if len(shapes) > 1 else set())
+    keys = sorted({k for p in protocols for k in p} - skip)
+    return [f"{k} " + " | ".join(json.dumps(jsonable(p.get(k))) for p in protocols) for k in keys
+            if len({_text(p.get(k)) for p in protocols}) > 1]
+
+
+def warn_if_incomparable(name: str, protocols: Sequence[Mapping[str, Any]]) -> None:
+    """Warn when results of the analysis ``name`` set side by side saw different data, or ran
+    with different settings."""
+    if len(protocols) < 2:
+        return
+    data = data_difference(protocols)
+    if data is not None:
+        warn_user(f"the runs were analysed on different data ({data}); their numbers are not "
+                  "comparable, only their shapes")
+    differ = setting_differences(protocols)
+    if differ:
+        warn_user(f"{name} was run with different settings ({'; '.join(differ)}); the figure's title "
+                  f"(and {name}.json of a comparison) gives each run's values")

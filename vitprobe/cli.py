@@ -78,8 +78,10 @@ def _tolerant_streams() -> None:
     """Print what the terminal's encoding lacks (the `` · `` of captions under ``LC_ALL=C``) as
     backslash escapes instead of failing after the work is done."""
     for stream in (sys.stdout, sys.stderr):
-        if stream is not None and hasattr(stream, "reconfigure"):
+        try:
             stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # None, not a text wrapper, or closed
+            pass
 
 
 def _check_matplotlib_backend() -> None:

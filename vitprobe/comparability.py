@@ -15,6 +15,8 @@ EXECUTION_KEYS = ("checkpoint", "dataset", "batch_size", "device", "world_size")
 # Settings that follow from the model's depth and prefix tokens: they differ between models of
 # different architectures without anyone having set them.
 ARCHITECTURE_KEYS = ("layers", "layer", "num_prefix_tokens_dropped")
+# What a run found rather than how it measured (probe fits that did not converge, images with objects).
+OUTCOME_KEYS = ("unconverged_fits", "images_scored")
 
 
 def _text(value: Any) -> str:
@@ -40,22 +42,21 @@ def setting_differences(protocols: Sequence[Mapping[str, Any]]) -> list[str]:
     """``key a | b`` for each measurement setting that differs between the protocols of one
     analysis (between models of different depth or register tokens, not the layers that those decide)."""
     shapes = {_text(_depth_and_registers(p)) for p in protocols}
-    skip = set(EXECUTION_KEYS) | (set(ARCHITECTURE_KEYS) if len(shapes) > 1 else set())
+    skip = set(EXECUTION_KEYS) | set(OUTCOME_KEYS) | (set(ARCHITECTURE_KEYS) if len(shapes) > 1 else set())
     keys = sorted({k for p in protocols for k in p} - skip)
     return [f"{k} " + " | ".join(json.dumps(jsonable(p.get(k))) for p in protocols) for k in keys
             if len({_text(p.get(k)) for p in protocols}) > 1]
 
 
-def warn_if_incomparable(name: str, protocols: Sequence[Mapping[str, Any]]) -> None:
-    """Warn when results of the analysis ``name`` set side by side saw different data, or ran
-    with different settings."""
-    if len(protocols) < 2:
-        return
-    data = data_difference(protocols)
+def warn_if_incomparable(protocols: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    """Warn once when results set side by side (``protocols``: analysis name -> the protocol of
+    each run) saw different data, and once per analysis run with different settings."""
+    data = data_difference([p for group in protocols.values() for p in group])
     if data is not None:
         warn_user(f"the runs were analysed on different data ({data}); their numbers are not "
                   "comparable, only their shapes")
-    differ = setting_differences(protocols)
-    if differ:
-        warn_user(f"{name} was run with different settings ({'; '.join(differ)}); the figure's title "
-                  f"(and {name}.json of a comparison) gives each run's values")
+    for name, group in protocols.items():
+        differ = setting_differences(group)
+        if differ:
+            warn_user(f"{name} was run with different settings ({'; '.join(differ)}); each run's "
+                      f"protocol is its Result.protocol (and {name}.json of a comparison)")

@@ -16,6 +16,7 @@ place once complete, so an interrupted save never leaves a folder that looks fin
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -264,7 +265,7 @@ class Run(Mapping[str, Result]):
         meta: dict[str, Any] | None = None,
     ) -> None:
         items = results.values() if isinstance(results, Mapping) else results
-        self._results = {r.name: r for r in items}
+        self._results = {r.name: copy.copy(r) for r in items}  # each knows this run's label
         self.checkpoint = dict(checkpoint or {})
         self.label = label
         self.meta = dict(meta or {})
@@ -419,7 +420,7 @@ def write_comparison(runs: list[Run], folder: Path, links: Mapping[str, str] | N
     svgs = {}
     for name in names:
         items = [(label, run[name]) for label, run in zip(labels, runs) if name in run]
-        figure = draw(name, items)
+        figure = draw(name, items, check=False)  # compare() warns, once per difference
         for fmt in ("png", "svg"):
             (folder / f"{name}.{fmt}").write_bytes(figure_bytes(figure, fmt))
         svgs[name] = (folder / f"{name}.svg").read_text(encoding="utf-8")
@@ -445,14 +446,18 @@ def _refuse_repeats(runs: Sequence[Run]) -> None:
 def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike[str],
             overwrite: bool = False) -> Path:
     """Write a comparison of ``runs`` (Run objects or run folders) atomically into ``out``
-    (see :func:`write_comparison`); its figures warn where the runs were analysed on
-    different data, or an analysis with different settings."""
+    (see :func:`write_comparison`); warns when the runs were analysed on different data, or
+    an analysis with different settings."""
     if isinstance(runs, (Run, str, os.PathLike)):
         raise ConfigError("compare takes a list of runs or run folders, e.g. compare([run_a, run_b], out)")
     if not runs:
         raise ConfigError("compare: no runs given; pass at least one run folder")
+    from vitprobe.comparability import warn_if_incomparable
+
     runs = [r if isinstance(r, Run) else Run.load(r) for r in runs]
     _refuse_repeats(runs)
+    warn_if_incomparable({name: [run[name].protocol for run in runs if name in run]
+                          for name in dict.fromkeys(n for run in runs for n in run)})
     with atomic_output(out, overwrite) as tmp:
         write_comparison(runs, tmp)
     return Path(out)

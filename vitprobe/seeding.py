@@ -12,15 +12,19 @@ import torch
 
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
-    """Seed Python's, NumPy's and torch's global generators (CPU, and CUDA once initialised)
-    with ``seed`` inside the block; restore the states they had before it on leaving, so a
-    caller's own random draws (e.g. in a notebook) do not depend on having called vitprobe."""
+    """Seed Python's, NumPy's and torch's global generators (the CPU one, and those of the CUDA
+    devices already initialised) with ``seed`` inside the block; restore the states they had
+    before it on leaving, so a caller's own random draws (e.g. in a notebook) do not depend on
+    having called vitprobe. A device first initialised inside the block keeps its own default
+    seed (``torch.manual_seed`` would queue ``seed`` for it, outliving the block)."""
     python_state, numpy_state = random.getstate(), np.random.get_state()
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=cuda):
         random.seed(seed)
         np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
+        for device in cuda:
+            torch.cuda.default_generators[device].manual_seed(seed)
         try:
             yield
         finally:

@@ -154,6 +154,9 @@ def test_a_results_figure_names_its_run_and_follows_a_renamed_run():
     assert legend(run["knn"].plot()) == ["mae · shape (n=8 held out)"]
     assert legend(run["knn"].plot(label="given")) == ["given · shape (n=8 held out)"]
     assert legend(Result("knn", fresh["knn"].table, fresh["knn"].protocol).plot()) == ["knn · shape (n=8 held out)"]
+    other = Run(fresh, label="other")  # the same results in a second run: each run keeps its name
+    assert legend(run["knn"].plot()) == ["mae · shape (n=8 held out)"]
+    assert legend(other["knn"].plot()) == ["other · shape (n=8 held out)"]
 
 
 def test_drawing_runs_side_by_side_warns_where_they_differ(results):
@@ -198,10 +201,16 @@ def test_summary_names_units_frequency_and_rank(results):
 
 
 def test_compare_warns_when_the_runs_saw_different_data(tmp_path, results):
-    other = {name: Result(r.name, r.table, {**r.protocol, "dataset": {"spec": "digits", "n": 1797}})
+    """Once for the whole comparison (not once per analysis); what a run found (probe fits that
+    did not converge, images scored) is no setting."""
+    other = {name: Result(r.name, r.table, {**r.protocol, "dataset": {"spec": "digits", "n": 1797},
+                                            **({"unconverged_fits": 3} if name == "linear_probe" else {})})
              for name, r in make_results(seed=2).items()}
-    with pytest.warns(UserWarning, match="different data .*digits.*synthetic:8.*not comparable"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         compare([Run(results, label="a"), Run(other, label="b")], tmp_path / "cmp")
+    assert [str(w.message)[:62] for w in caught] == [
+        "the runs were analysed on different data (digits; synthetic:8)"]
 
 
 def test_compare_warns_when_an_analysis_ran_with_other_settings(tmp_path, results):

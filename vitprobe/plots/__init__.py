@@ -38,13 +38,14 @@ def plotter_for(name: str, metrics: set[str]) -> Callable[..., Figure] | None:
     return next((m.draw for m in _MODULES if metrics & set(m.METRICS)), None)
 
 
-def draw(name: str, items: Sequence[tuple[str, "Result"]]) -> Figure:
+def draw(name: str, items: Sequence[tuple[str, "Result"]], check: bool = True) -> Figure:
     """Draw the results of one analysis from several runs into one figure (legend: run labels);
-    warn when they saw different data or ran with different settings."""
+    with ``check``, warn when they saw different data or ran with different settings."""
     from vitprobe.comparability import warn_if_incomparable
 
     items = list(items)
-    warn_if_incomparable(name, [result.protocol for _, result in items])
+    if check:
+        warn_if_incomparable({name: [result.protocol for _, result in items]})
     metrics = {str(m) for _, r in items for m in r.table["metric"].unique()}
     with matplotlib.rc_context(RC):
         function = plotter_for(name, metrics)

@@ -247,35 +247,35 @@ def prepare_analysis(
         info = model_info(model)
         loader = _build_loader(data, info, batch_size, num_workers, seed)
         first = first_image_item(loader.dataset)  # read once, for both checks
-        facts, has_masks, label_names = _dataset_facts(loader.dataset, first)
-        _check_image_size(loader.dataset, first, info)
-        if first is not None and "index" not in first:
-            facts = {**facts, "index": "place in the pass (the items carry no 'index')"}
-        spec = str(facts.get("spec", "the dataset"))
-        names, skipped = _analysis_names(analyses, has_masks, label_names, spec)
-        for name, reason in skipped.items():
-            warn_user(f"skipping {name}: it {reason}")
-        params = {name: dict((analyzer_params or {}).get(name, {})) for name in names}
-        extra = sorted(set(analyzer_params or {}) - set(names))
-        unknown = [name for name in extra if name not in list_analyzers()]
-        if unknown:
-            raise ConfigError(f"analyzer_params: {', '.join(map(repr, unknown))} is not an analysis; it maps "
-                              "an analysis to its parameters, e.g. {'knn': {'k': 10}}")
-        if extra:
-            raise ConfigError(f"parameters given for {', '.join(extra)}, which will not run; run them or drop the parameters")
-        protocol = {
-            "dataset": facts,
-            "image_size": info.img_size,
-            "checkpoint": {**{k: checkpoint[k] for k in ("path", "format", "arch", "sha256") if k in checkpoint},
-                           **{k: checkpoint["report"][k] for k in ("key", "num_heads_from") if k in checkpoint.get("report", {})}},
-            "batch_size": loader.batch_size,
-            "seed": seed,
-            "device": dev.type,
-            "world_size": _distributed()[1],
-        }
-        analyzers = [get_analyzer(name, **params[name]).bind(info, protocol) for name in names]
-        return AnalysisPlan(model.to(dev).eval(), info, loader, analyzers, params, protocol, checkpoint,
-                            label, dev, skipped)
+    facts, has_masks, label_names = _dataset_facts(loader.dataset, first)
+    _check_image_size(loader.dataset, first, info)
+    if first is not None and "index" not in first:
+        facts = {**facts, "index": "place in the pass (the items carry no 'index')"}
+    spec = str(facts.get("spec", "the dataset"))
+    names, skipped = _analysis_names(analyses, has_masks, label_names, spec)
+    for name, reason in skipped.items():
+        warn_user(f"skipping {name}: it {reason}")
+    params = {name: dict((analyzer_params or {}).get(name, {})) for name in names}
+    extra = sorted(set(analyzer_params or {}) - set(names))
+    unknown = [name for name in extra if name not in list_analyzers()]
+    if unknown:
+        raise ConfigError(f"analyzer_params: {', '.join(map(repr, unknown))} is not an analysis; it maps "
+                          "an analysis to its parameters, e.g. {'knn': {'k': 10}}")
+    if extra:
+        raise ConfigError(f"parameters given for {', '.join(extra)}, which will not run; run them or drop the parameters")
+    protocol = {
+        "dataset": facts,
+        "image_size": info.img_size,
+        "checkpoint": {**{k: checkpoint[k] for k in ("path", "format", "arch", "sha256") if k in checkpoint},
+                       **{k: checkpoint["report"][k] for k in ("key", "num_heads_from") if k in checkpoint.get("report", {})}},
+        "batch_size": loader.batch_size,
+        "seed": seed,
+        "device": dev.type,
+        "world_size": _distributed()[1],
+    }
+    analyzers = [get_analyzer(name, **params[name]).bind(info, protocol) for name in names]
+    return AnalysisPlan(model.to(dev).eval(), info, loader, analyzers, params, protocol, checkpoint,
+                        label, dev, skipped)
 
 
 def _to_device(value: Any, device: torch.device) -> Any:

@@ -111,9 +111,8 @@ def print_summary(runs: list, out: str | None) -> None:
     first = next(iter(runs[0].values())).protocol
     print(protocol_caption([{k: first[k] for k in ("dataset", "image_size") if k in first}])
           + " · each value at the analysis's deepest layer")
-    table = pd.concat([r.summary() for r in runs], ignore_index=True)
-    if table["dataset"].nunique() <= 1:
-        table = table.drop(columns="dataset")  # said once above
+    # The dataset is said once above: every run of one command reads the same --data.
+    table = pd.concat([r.summary() for r in runs], ignore_index=True).drop(columns="dataset")
     with pd.option_context("display.max_colwidth", 60, "display.width", 200, "display.float_format", "{:.4g}".format):
         print(table.to_string(index=False))
     if out is not None:

@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
 
 _PACKAGE = os.path.join(str(Path(__file__).resolve().parent), "")  # with the trailing separator
+_WORKER_HEADER = re.compile(r"Caught \w+ in DataLoader worker process \d+\.?$")
 
 
 class VitprobeError(Exception):
-    """Base of every error caused by the user's input; the CLI prints it and exits 2."""
+    """Base of every error caused by the user's input; the CLI prints it and exits 2.
+
+    Re-raised by torch's DataLoader from a worker process, the error arrives with the worker's
+    whole traceback as its message; it keeps only the worker's own one-line message.
+    """
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (_worker_message(args[0]),)
+        super().__init__(*args)
+
+
+def _worker_message(text: str) -> str:
+    """The original message inside torch's ``Caught <Error> in DataLoader worker process N.``
+    text (its traceback's last line is ``<module>.<Error>: <message>``); other text unchanged."""
+    lines = text.strip().splitlines()
+    if len(lines) < 2 or not _WORKER_HEADER.match(lines[0]):
+        return text
+    return lines[-1].split(": ", 1)[-1]
 
 
 class CheckpointError(VitprobeError):

@@ -192,6 +192,14 @@ def _verdict_badge(verdict: Verdict) -> str:
             else '<b style="color:#b42318">does not agree</b>')
 
 
+def _data_text(runs: dict) -> str:
+    """``dataset <spec> (n=...)``: the data the runs read, as figure captions name it."""
+    from vitprobe.plots.style import protocol_caption
+
+    protocols = [result.protocol for run in runs.values() for result in run.values()]
+    return protocol_caption([{"dataset": p.get("dataset")} for p in protocols[:1]])
+
+
 def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: list[str],
                  seconds: float) -> str:
     """One page: the claims with their figures and verdicts, then every other figure."""
@@ -206,7 +214,7 @@ def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: lis
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
         "img{max-width:100%;border:1px solid #ddd}.claim{margin:2em 0}</style>",
         f"<h1>{esc(recipe.title)}</h1><p>{esc(recipe.paper)}</p>",
-        f"<p>Data: <code>{esc(recipe.data)}</code>; analyses: {esc(', '.join(recipe.analyses))}; "
+        f"<p>{esc(_data_text(runs))}; analyses: {esc(', '.join(recipe.analyses))}; "
         f"{seconds:.0f} s.</p><ul>{models}</ul>",
     ]
     shown = set()

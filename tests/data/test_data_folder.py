@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -76,15 +79,72 @@ def test_normalisation_uses_mean_and_std(image_folder: Path) -> None:
     torch.testing.assert_close(normalised[0]["image"], (raw[0]["image"] - mean) / std)
 
 
-def test_truncated_jpeg_is_skipped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", [".jpg", ".bmp", ".tif", ".gif", ".png"])
+def test_file_cut_short_is_skipped_when_built(tmp_path: Path, suffix: str) -> None:
     folder = tmp_path / "cls"
     folder.mkdir()
-    Image.new("RGB", (64, 64), (1, 2, 3)).save(folder / "full.jpg", quality=90)
-    data = (folder / "full.jpg").read_bytes()
-    (folder / "cut.jpg").write_bytes(data[: len(data) // 2])
-    with pytest.warns(UserWarning, match="skipped 1 .*cut.jpg"):
+    pixels = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / f"full{suffix}")
+    data = (folder / f"full{suffix}").read_bytes()
+    (folder / f"cut{suffix}").write_bytes(data[: int(len(data) * 0.9)])  # a download cut short
+    with pytest.warns(UserWarning, match=f"skipped 1 .*cut{re.escape(suffix)}") as record:
         dataset = resolve_dataset(f"folder:{tmp_path}", 32)
-    assert [f.name for f in dataset.files] == ["full.jpg"] and dataset.skipped == 1
+    assert [f.name for f in dataset.files] == [f"full{suffix}"] and dataset.skipped == 1
+    assert "truncated" in str(record[0].message) or suffix == ".png"
+    assert all(dataset[i]["image"].shape == (3, 32, 32) for i in range(len(dataset)))
+
+
+def test_decoding_verdicts_are_remembered_until_the_file_changes(tmp_path: Path) -> None:
+    from vitprobe.data.images import check_image
+
+    path = tmp_path / "a.png"
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(path)
+    assert check_image(path) is None
+    data = path.read_bytes()
+    path.write_bytes(data[:40])
+    os.utime(path, ns=(1, 1))  # a new modification time, whatever the clock's resolution
+    assert check_image(path) is not None
+    path.write_bytes(data)
+    os.utime(path, ns=(2, 2))
+    assert check_image(path) is None
+
+
+def test_flat_folder_has_no_labels_and_loose_images_beside_classes_are_warned_about(tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name in ("a.png", "b.JPG", "c.jfif"):
+        Image.new("RGB", (16, 16), (1, 2, 3)).save(flat / name, format="PNG" if name.endswith("png") else "JPEG")
+    dataset = resolve_dataset(f"folder:{flat}", 32)
+    assert len(dataset) == 3 and dataset.label_names == [] and dataset.class_counts() == {}
+    assert dataset[0]["labels"] == {} and dataset.describe()["class_counts"] == {}
+    (flat / "cls").mkdir()
+    Image.new("RGB", (16, 16)).save(flat / "cls" / "d.png")
+    with pytest.warns(UserWarning, match=r"left out 3 image\(s\) directly in .*flat .e\.g\. a\.png."):
+        labelled = resolve_dataset(f"folder:{flat}", 32)
+    assert [f.name for f in labelled.files] == ["d.png"] and labelled.label_names == ["class"]
+
+
+def test_links_are_followed_once_and_macos_forks_ignored(tmp_path: Path) -> None:
+    root, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    (root / "cat").mkdir(parents=True)
+    (elsewhere / "more").mkdir(parents=True)
+    (root / "__MACOSX" / "cat").mkdir(parents=True)
+    Image.new("RGB", (16, 16)).save(root / "cat" / "a.png")
+    Image.new("RGB", (16, 16)).save(elsewhere / "more" / "b.png")
+    (root / "__MACOSX" / "cat" / "._a.png").write_bytes(b"\x00\x05\x16\x07")
+    (root / "cat" / "linked").symlink_to(elsewhere / "more", target_is_directory=True)
+    (root / "cat" / "loop").symlink_to(root / "cat", target_is_directory=True)
+    (root / "dog").symlink_to(elsewhere, target_is_directory=True)  # a linked class folder
+    dataset = resolve_dataset(f"folder:{root}", 32)
+    assert dataset.class_names == {"class": ["cat", "dog"]}
+    assert sorted(str(f.relative_to(root)) for f in dataset.files) == [
+        "cat/a.png", "cat/linked/b.png", "dog/more/b.png"]
+    assert dataset.describe()["root"] == str(root.resolve())
+
+
+def test_a_voc_folder_read_as_class_folders_is_warned_about(voc_root: Path) -> None:
+    with pytest.warns(UserWarning, match=r"has the PASCAL VOC layout .* use voc:"):
+        resolve_dataset(f"folder:{voc_root / 'VOCdevkit' / 'VOC2012'}", 32)
 
 
 def test_a_class_folder_without_images_is_warned_about(tmp_path: Path) -> None:
@@ -108,6 +168,12 @@ def test_file_damaged_after_indexing_fails_with_one_line(tmp_path: Path) -> None
     with pytest.raises(DataError, match="b.png") as info:
         dataset[1]
     assert "\n" not in str(info.value)
+    from vitprobe.data import make_loader
+
+    with pytest.raises(DataError) as info:  # raised in a loader worker: its one line, no traceback
+        list(make_loader(dataset, batch_size=2, num_workers=1))
+    assert str(info.value).startswith(f"dataset 'folder:{tmp_path}': cannot decode {folder / 'b.png'}")
+    assert "\n" not in str(info.value)
 
 
 def test_split_subfolder(image_folder: Path, tmp_path: Path) -> None:
@@ -118,15 +184,15 @@ def test_split_subfolder(image_folder: Path, tmp_path: Path) -> None:
         resolve_dataset(f"folder:{image_folder}", 32, split="nope")
 
 
-@pytest.mark.parametrize("setup", ["missing", "file", "no_classes", "empty_classes", "only_bad"])
+@pytest.mark.parametrize("setup", ["missing", "file", "nothing", "empty_classes", "only_bad"])
 def test_unusable_folders_raise_one_line(tmp_path: Path, setup: str) -> None:
     root = tmp_path / "data"
     if setup == "file":
         root.write_text("x")
     elif setup != "missing":
         root.mkdir()
-    if setup == "no_classes":
-        Image.new("RGB", (8, 8)).save(root / "loose.png")
+    if setup == "nothing":
+        (root / "notes.txt").write_text("no images here")
     if setup in ("empty_classes", "only_bad"):
         (root / "a").mkdir()
     if setup == "only_bad":

@@ -68,6 +68,8 @@ def test_a_bare_folder_path_is_told_which_spec_names_it(tmp_path) -> None:
         resolve_dataset(str(tmp_path / "images"), 32)
     with pytest.raises(DataError, match=r"e\.g\. voc:.*VOC2012"):
         resolve_dataset(str(tmp_path / "VOCdevkit" / "VOC2012"), 32)
+    with pytest.raises(DataError, match=r"e\.g\. voc:"):  # the folder above VOCdevkit
+        resolve_dataset(str(tmp_path), 32)
 
 
 @pytest.mark.parametrize("kwargs", [

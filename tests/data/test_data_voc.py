@@ -15,7 +15,7 @@ from vitprobe.errors import DataError
 
 
 def _val(root: Path, size: int = 32, spec_tail: str = ""):
-    with pytest.warns(UserWarning, match="skipped 2 image.s. with a missing or unreadable file, or masks of another size: .*c.png .missing.; .*d.jpg .missing."):
+    with pytest.warns(UserWarning, match="skipped 2 image.s. with a missing or unreadable file, or masks of another size or colour mode: .*c.png .missing.; .*d.jpg .missing."):
         return resolve_dataset(f"voc:{root}{spec_tail}", size)
 
 
@@ -29,7 +29,7 @@ def test_val_split_skips_ids_with_missing_files(voc_root: Path) -> None:
     assert [dataset[i]["labels"] for i in range(2)] == [{"class": person}] * 2
     from vitprobe.plots.style import protocol_caption
 
-    assert protocol_caption([{"dataset": dataset.describe()}]) == f"dataset voc:{voc_root} split val (n=2)"
+    assert protocol_caption([{"dataset": dataset.describe()}]) == f"dataset voc:{voc_root} split val (n=2, 2 skipped)"
     counts = dataset.describe()["class_counts"]["class"]
     assert counts["person"] == 2 and sum(counts.values()) == 2
 
@@ -106,3 +106,46 @@ def test_split_with_only_missing_files(voc_root: Path) -> None:
         resolve_dataset(f"voc:{voc_root}:broken", 32)
     with pytest.raises(DataError, match="lists no images"):
         resolve_dataset(f"voc:{voc_root}:blank", 32)
+
+
+def test_an_id_whose_mask_is_not_an_index_png_is_skipped_up_front(voc_root: Path) -> None:
+    from PIL import Image
+
+    mask = voc_root / "VOCdevkit" / "VOC2012" / "SegmentationClass" / "b.png"
+    Image.new("RGB", (48, 32)).save(mask)
+    with pytest.warns(UserWarning, match=r"skipped 3 .*b.png .RGB mask; masks are palette or grey PNGs holding class ids."):
+        dataset = resolve_dataset(f"voc:{voc_root}", 32)
+    assert dataset.ids == ["a"]
+
+
+def test_split_list_with_byte_order_mark_crlf_and_repeats(voc_root: Path) -> None:
+    sets = voc_root / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
+    (sets / "mine.txt").write_bytes("a \r\nb\r\na\r\n".encode("utf-8-sig"))
+    with pytest.warns(UserWarning, match=r"lists 1 id.s. more than once .a.; each image is used once"):
+        dataset = resolve_dataset(f"voc:{voc_root}:mine", 32)
+    assert dataset.ids == ["a", "b"] and dataset.skipped == 0
+
+
+def test_images_are_read_as_stored_beside_their_masks(voc_root: Path) -> None:
+    """A JPEG whose EXIF tag says "rotate" is not turned: its mask covers the stored pixels."""
+    from PIL import Image
+
+    from vitprobe.data.images import load_rgb
+
+    jpeg = voc_root / "VOCdevkit" / "VOC2012" / "JPEGImages" / "b.jpg"
+    with Image.open(jpeg) as image:
+        exif = image.getexif()
+        exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to view
+        image.save(jpeg, exif=exif, quality=95)
+    with pytest.warns(UserWarning, match="skipped 2"):
+        dataset = resolve_dataset(f"voc:{voc_root}", 32, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    stored = load_rgb(jpeg, 32, "x", exif_orientation=False)
+    assert torch.equal(dataset[1]["image"], stored)
+    assert not torch.equal(load_rgb(jpeg, 32, "x"), stored)  # a folder: dataset would turn it
+
+
+def test_a_colon_in_the_folder_name_is_not_a_split(voc_root: Path, tmp_path: Path) -> None:
+    named = tmp_path / "run:v2"
+    (voc_root / "VOCdevkit").rename(named)
+    assert resolve_dataset(f"voc:{named}", 32, split="train").ids == ["a"]
+    assert resolve_dataset(f"voc:{named}:train", 32).ids == ["a"]

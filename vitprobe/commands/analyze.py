@@ -8,6 +8,7 @@ import re
 import pandas as pd
 
 from vitprobe.commands._key_values import parse_key_values
+from vitprobe.commands._data_help import SPEC_HELP
 from vitprobe.errors import ConfigError
 
 
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="name of the run in folders, legends and tables (repeat once per --checkpoint; "
                         "default: the file's stem, or the run folder of a vitprobe training file)")
     p.add_argument("--data", required=True, metavar="SPEC",
-                   help="dataset spec: synthetic[:N[:seed]], digits, folder:PATH, voc:PATH[:split]")
+                   help=SPEC_HELP)
     p.add_argument("--analyses", default="all", metavar="all|a,b,c",
                    help="analyses to run (see `vitprobe analyses`); 'all' skips those the data cannot feed")
     p.add_argument("--param", action="append", metavar="ANALYSIS.KEY=VALUE",

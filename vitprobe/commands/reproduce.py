@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from vitprobe.commands._data_help import SPEC_HELP
 from vitprobe.errors import ConfigError
 
 DEFAULT_OUT = "vitprobe-out/reproduce"
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default {DEFAULT_OUT}); a rerun into it reuses the models it trained "
                         "and replaces the figures and reports")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (training and analysis)")
-    p.add_argument("--data", metavar="SPEC", help="replace every recipe's analysis data (e.g. folder:/data/imagenette/val)")
+    p.add_argument("--data", metavar="SPEC", help="replace every recipe's analysis data; " + SPEC_HELP)
     p.add_argument("--model", action="append", type=_model_override, default=[], metavar="KEY=PATH",
                    help="use this checkpoint for model KEY instead of training it")
     p.add_argument("--num-workers", type=int, default=0, metavar="N", help="data-loading worker processes")

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from vitprobe.commands._key_values import parse_key_values
+from vitprobe.commands._data_help import SPEC_HELP
 from vitprobe.errors import ConfigError
 
 
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="hybrid only: L = (1 - lambda) L_MIM + lambda L_CL")
     p.add_argument("--arch", default=None, metavar="NAME", help="a timm ViT name, e.g. vit_small_patch16_224")
     p.add_argument("--preset", default=None, help="tiny (default), small, vit_s16 or vit_b16")
-    p.add_argument("--data", required=True, metavar="SPEC", help="dataset spec, e.g. synthetic:2048 or folder:PATH")
+    p.add_argument("--data", required=True, metavar="SPEC", help=SPEC_HELP)
     p.add_argument("--epochs", type=int, default=None, metavar="N",
                    help="default: 10 (tiny), 30 (small), the published length (full presets)")
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per process and step (default 64)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -73,6 +74,7 @@ class VitprobeDataset(Dataset, ABC):
         self.has_masks = has_masks
         self.split = split
         self.skipped = skipped
+        self.root: Path | None = None  # the folder read, for datasets read from disk
         self._mean_t = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
         self._std_t = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
 
@@ -104,6 +106,7 @@ class VitprobeDataset(Dataset, ABC):
         return {
             "spec": self.spec,
             "kind": self.kind,
+            **({"root": str(self.root.resolve())} if self.root is not None else {}),
             "split": self.split,
             "size": len(self),
             "image_size": self.image_size,

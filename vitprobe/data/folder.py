@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD, RawItem, VitprobeDataset
-from vitprobe.data.images import IMAGE_EXTENSIONS, load_rgb, verify_image
+from vitprobe.data.images import IMAGE_EXTENSIONS, check_images, load_rgb
 from vitprobe.errors import DataError, warn_user
 
 SHOWN_BAD_FILES = 3
@@ -26,18 +26,35 @@ def existing_dir(spec: str, path: Path, what: str) -> Path:
     raise DataError(f"dataset {spec!r}: {what} {str(path)!r} {problem}; give an existing directory")
 
 
+IGNORED_FOLDERS = frozenset({"__MACOSX"})  # resource forks a macOS zip adds beside the files
+
+
 def _is_visible(name: str) -> bool:
-    return not name.startswith(".")
+    return not name.startswith(".") and name not in IGNORED_FOLDERS
 
 
 def image_files(root: Path) -> list[Path]:
-    """Image files under root (any depth, hidden entries left out), sorted by path."""
+    """Image files under root (any depth, through symbolic links, each real folder once; hidden
+    entries and ``__MACOSX`` left out), sorted by path."""
     found = []
-    for folder, subfolders, files in os.walk(root):
+    seen = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back up the tree, or a second link to one folder
+            subfolders[:] = []
+            continue
+        seen.add(real)
         subfolders[:] = [d for d in subfolders if _is_visible(d)]
         found += [Path(folder, f) for f in files
                   if _is_visible(f) and Path(f).suffix.lower() in IMAGE_EXTENSIONS]
     return sorted(found)
+
+
+def _top_level_images(root: Path) -> list[Path]:
+    """Image files directly in root (not in a sub-folder)."""
+    return sorted(Path(entry.path) for entry in os.scandir(root)
+                  if entry.is_file() and _is_visible(entry.name)
+                  and Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def warn_skipped(spec: str, bad: list[tuple[Path, str]], what: str = "unreadable file(s)") -> None:
@@ -52,10 +69,11 @@ def warn_skipped(spec: str, bad: list[tuple[Path, str]], what: str = "unreadable
 class FolderDataset(VitprobeDataset):
     """Class sub-folders in sorted order give label ids; images are checked once when built.
 
-    Every file with an image extension is opened and ``Image.verify``-ed (header and chunk
-    structure, no decoding); failures are left out, counted in ``skipped`` and warned about
-    once, so indices stay stable. Files with other extensions and hidden files are ignored.
-    With a split, the tree is read from ``PATH/<split>``.
+    A folder with images but no sub-folders is read without labels (analyses that need labels
+    cannot run on it). Every file with an image extension is decoded once (``check_image``);
+    failures are left out, counted in ``skipped`` and warned about once, so indices stay
+    stable. Files with other extensions and hidden files are ignored; symbolic links are
+    followed. With a split, the tree is read from ``PATH/<split>``.
     """
 
     kind = "folder"
@@ -69,21 +87,28 @@ class FolderDataset(VitprobeDataset):
         try:
             classes = sorted(entry.name for entry in os.scandir(root)
                              if entry.is_dir() and _is_visible(entry.name))
+            loose = _top_level_images(root)
         except OSError as error:
             raise DataError(f"dataset {spec!r}: cannot list {root} ({error}); "
                             f"check its permissions") from error
-        if not classes:
-            raise DataError(f"dataset {spec!r}: {root} has no class sub-folders; "
-                            f"put images in {root}/<class name>/")
-        super().__init__(spec, image_size, mean, std, class_names={"class": classes},
+        if not classes and not loose:
+            raise DataError(f"dataset {spec!r}: {root} holds no images; put them in {root}/<class name>/ "
+                            f"(or directly in {root} for data without labels)")
+        super().__init__(spec, image_size, mean, std, class_names={"class": classes} if classes else {},
                          has_masks=False, split=split)
         self.root = root
+        _warn_if_voc(spec, root)
+        if classes and loose:
+            warn_user(f"dataset {spec!r}: left out {len(loose)} image(s) directly in {root} (e.g. "
+                      f"{loose[0].name}): with class folders, every image must be in one")
+        groups = [image_files(root / name) for name in classes] if classes else [loose]
+        verdicts = iter(check_images([file for group in groups for file in group]))
         self.files: list[Path] = []
         targets: list[int] = []
         bad: list[tuple[Path, str]] = []
-        for label, name in enumerate(classes):
-            for file in image_files(root / name):
-                reason = verify_image(file)
+        for label, group in enumerate(groups):
+            for file in group:
+                reason = next(verdicts)
                 if reason is None:
                     self.files.append(file)
                     targets.append(label)
@@ -91,8 +116,9 @@ class FolderDataset(VitprobeDataset):
                     bad.append((file, reason))
         self.skipped = len(bad)
         if not self.files:
-            raise DataError(f"dataset {spec!r}: no readable images under {root}/<class>/ "
-                            f"({len(bad)} unreadable); add .jpg/.png files to the class folders")
+            where = f"{root}/<class>/" if classes else str(root)
+            raise DataError(f"dataset {spec!r}: no readable images under {where} "
+                            f"({len(bad)} unreadable); add .jpg/.png files")
         warn_skipped(spec, bad)
         self.targets = np.asarray(targets, dtype=np.int64)
         empty = [name for label, name in enumerate(classes) if not np.any(self.targets == label)]
@@ -105,7 +131,18 @@ class FolderDataset(VitprobeDataset):
 
     def load(self, index: int) -> RawItem:
         image = load_rgb(self.files[index], self.image_size, self.spec)
-        return image, {"class": int(self.targets[index])}, None
+        labels = {"class": int(self.targets[index])} if self.label_names else {}
+        return image, labels, None
 
     def class_counts(self) -> dict[str, list[int]]:
-        return {"class": np.bincount(self.targets, minlength=self.num_classes["class"]).tolist()}
+        return {name: np.bincount(self.targets, minlength=self.num_classes[name]).tolist()
+                for name in self.label_names}
+
+
+def _warn_if_voc(spec: str, root: Path) -> None:
+    """Warn when ``root`` is a PASCAL VOC folder read as an ImageFolder (masks as images)."""
+    from vitprobe.data.voc import looks_like_voc
+
+    if looks_like_voc(root):
+        warn_user(f"dataset {spec!r}: {root} has the PASCAL VOC layout but is read as class folders "
+                  f"(its mask PNGs as images); for images with masks use voc:{root}")

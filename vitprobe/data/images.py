@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +14,13 @@ from PIL import Image, ImageOps
 
 from vitprobe.errors import DataError
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                               ".ppm", ".pgm", ".pbm"})
 SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
+_CHECKED: dict[tuple[str, int, int], str | None] = {}  # check_image's verdicts
+_CHECKED_LIMIT = 1 << 18  # about 50 MB of remembered verdicts at most
+_PARALLEL_FROM = 64
+_MAX_THREADS = 8
 
 
 def one_line(error: BaseException) -> str:
@@ -22,16 +29,43 @@ def one_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-def verify_image(path: Path) -> str | None:
-    """None when PIL can parse the file's structure (``Image.verify``, no decoding), else why not."""
+def check_image(path: Path) -> str | None:
+    """None when PIL decodes the whole file, else why not (e.g. "image file is truncated").
+
+    JPEGs are decoded at their smallest DCT scale (1/8: every coefficient is still read, the
+    inverse transforms are 64x cheaper), so a file cut short anywhere is caught, which
+    ``Image.verify`` (headers and chunk checksums only) misses. Verdicts are remembered per
+    (path, size, modification time), so a folder read again in one process is not decoded again.
+    """
+    try:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+    except OSError as error:
+        return one_line(error)
+    if key in _CHECKED:
+        return _CHECKED[key]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                image.verify()
-    except Exception as error:  # PIL raises many types (SyntaxError, struct.error, ...) for bad files
-        return one_line(error)
-    return None
+                if image.format == "JPEG":
+                    image.draft(None, (1, 1))
+                image.load()
+        reason = None
+    except Exception as error:  # PIL raises many types (SyntaxError, struct.error, OSError, ...) for bad files
+        reason = one_line(error)
+    if len(_CHECKED) < _CHECKED_LIMIT:
+        _CHECKED[key] = reason
+    return reason
+
+
+def check_images(paths: Sequence[Path]) -> list[str | None]:
+    """``check_image`` of each path, decoded in parallel threads (PIL releases the GIL while it
+    decodes), in the order given."""
+    if len(paths) < _PARALLEL_FROM:
+        return [check_image(path) for path in paths]
+    with ThreadPoolExecutor(max_workers=min(_MAX_THREADS, os.cpu_count() or 1)) as pool:
+        return list(pool.map(check_image, paths, chunksize=16))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -68,13 +102,19 @@ def center_square(width: int, height: int) -> tuple[float, float, float, float]:
     return left, top, left + side, top + side
 
 
-def load_rgb(path: Path, size: int, spec: str) -> torch.Tensor:
-    """Read one image as a float tensor (3, size, size) in [0, 1]; DataError if it cannot be decoded."""
+def load_rgb(path: Path, size: int, spec: str, exif_orientation: bool = True) -> torch.Tensor:
+    """Read one image as a float tensor (3, size, size) in [0, 1]; DataError if it cannot be decoded.
+
+    With ``exif_orientation`` the image is turned upright as its EXIF Orientation tag says (as
+    a photo viewer shows it); without, its pixels are taken as stored (as segmentation masks
+    drawn over the stored pixels expect).
+    """
     try:
         with Image.open(path) as image:
             if image.format == "JPEG":
                 image.draft("RGB", (size, size))
-            image = ImageOps.exif_transpose(image)
+            if exif_orientation:
+                image = ImageOps.exif_transpose(image)
             image = to_rgb(image)
             image = image.resize((size, size), Image.Resampling.BICUBIC,
                                  box=center_square(*image.size))
@@ -84,13 +124,17 @@ def load_rgb(path: Path, size: int, spec: str) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
 
 
-def load_index_png(path: Path, spec: str) -> np.ndarray:
-    """Read a palette or grey PNG as its raw indices (H, W) uint8 (no colour conversion)."""
+INDEX_MODES = ("P", "L")
+
+
+def load_index_png(path: Path, spec: str, holding: str) -> np.ndarray:
+    """Read a palette or grey PNG as its raw indices (H, W) uint8 (no colour conversion);
+    ``holding`` says what the indices are, for the error on any other mode."""
     try:
         with Image.open(path) as image:
-            if image.mode not in ("P", "L"):
+            if image.mode not in INDEX_MODES:
                 raise DataError(f"dataset {spec!r}: {path} is a {image.mode} image; masks must be "
-                                f"palette or grey PNGs holding object ids")
+                                f"palette or grey PNGs holding {holding}")
             return np.asarray(image, dtype=np.uint8).copy()
     except DataError:
         raise

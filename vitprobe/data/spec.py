@@ -73,11 +73,21 @@ def _expand_home(spec: str, text: str) -> Path:
         raise spec_error(spec, f"cannot expand {user!r}: no such home directory here; write the full path") from None
 
 
+def _names_folder(path: str, instead_of: str) -> bool:
+    """Whether ``path`` is an existing folder while ``instead_of`` does not exist (a colon that
+    belongs to a folder's name, not a split)."""
+    try:
+        return Path(path).expanduser().is_dir() and not Path(instead_of).expanduser().exists()
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
 def parse_spec(spec: str) -> DataSpec:
     """Parse a dataset spec string; raise DataError (one line) for anything else.
 
     ``synthetic`` alone means ``synthetic:512:0``. In ``voc:PATH:split`` the part after the
-    last colon is taken as the split when it is a plain name (letters, digits, ``_``, ``-``);
+    last colon is taken as the split when it is a plain name (letters, digits, ``_``, ``-``),
+    unless the whole rest names an existing folder and the part before the colon does not;
     otherwise the whole rest is the path and the split defaults to ``val`` when resolved.
     """
     if not isinstance(spec, str):
@@ -96,7 +106,7 @@ def parse_spec(spec: str) -> DataSpec:
         return DataSpec("folder", spec, path=_parse_path(spec, rest))
     if kind == "voc":
         head, colon, tail = rest.rpartition(":")
-        if colon and head and _SPLIT_NAME.fullmatch(tail):
+        if colon and head and _SPLIT_NAME.fullmatch(tail) and not _names_folder(rest, instead_of=head):
             return DataSpec("voc", spec, path=_parse_path(spec, head), split=tail)
         return DataSpec("voc", spec, path=_parse_path(spec, rest))
     try:
@@ -104,6 +114,8 @@ def parse_spec(spec: str) -> DataSpec:
     except UnicodeError:  # a name the system cannot encode is no folder here
         folder = None
     if text and folder is not None and folder.is_dir():  # a bare path: say which spec names it
-        voc = any(folder.glob("JPEGImages")) or any(folder.glob("*/JPEGImages"))
-        raise spec_error(spec, f"this is a folder; name its kind, e.g. {'voc' if voc else 'folder'}:{text}")
+        from vitprobe.data.voc import looks_like_voc
+
+        raise spec_error(spec, f"this is a folder; name its kind, e.g. "
+                               f"{'voc' if looks_like_voc(folder) else 'folder'}:{text}")
     raise spec_error(spec, f"unknown dataset kind {kind!r}")

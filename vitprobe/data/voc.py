@@ -19,8 +19,8 @@ from PIL import Image
 
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD, RawItem, VitprobeDataset
 from vitprobe.data.folder import existing_dir, warn_skipped
-from vitprobe.data.images import load_index_png, load_rgb, one_line, resize_mask, verify_image
-from vitprobe.errors import DataError
+from vitprobe.data.images import INDEX_MODES, check_images, load_index_png, load_rgb, one_line, resize_mask
+from vitprobe.errors import DataError, warn_user
 
 VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
@@ -30,29 +30,59 @@ DEFAULT_SPLIT = "val"
 SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _PARTS = {"image": ("JPEGImages", ".jpg"), "objects": ("SegmentationObject", ".png"),
           "classes": ("SegmentationClass", ".png")}
+_HOLDING = {"objects": "object ids", "classes": "class ids"}
+
+
+def _candidates(path: Path) -> tuple[Path, Path, Path]:
+    return path, path / "VOC2012", path / "VOCdevkit" / "VOC2012"
+
+
+def _voc_root(path: Path) -> Path | None:
+    """The folder holding JPEGImages and ImageSets/Segmentation: path itself, its VOC2012, or
+    its VOCdevkit/VOC2012; None when there is none."""
+    for candidate in _candidates(path):
+        if (candidate / "JPEGImages").is_dir() and (candidate / "ImageSets" / "Segmentation").is_dir():
+            return candidate
+    return None
+
+
+def looks_like_voc(path: Path) -> bool:
+    """Whether path, its VOC2012 or its VOCdevkit/VOC2012 holds a JPEGImages folder (the VOC
+    layout, perhaps incomplete: ``voc:`` then says what is missing)."""
+    try:
+        return any((candidate / "JPEGImages").is_dir() for candidate in _candidates(path))
+    except OSError:
+        return False
 
 
 def find_voc_root(spec: str, path: Path) -> Path:
-    """The folder that holds JPEGImages and ImageSets/Segmentation."""
+    """The folder that holds JPEGImages and ImageSets/Segmentation (see ``_voc_root``)."""
     existing_dir(spec, path, "VOC folder")
-    for candidate in (path, path / "VOC2012", path / "VOCdevkit" / "VOC2012"):
-        if (candidate / "JPEGImages").is_dir() and (candidate / "ImageSets" / "Segmentation").is_dir():
-            return candidate
+    root = _voc_root(path)
+    if root is not None:
+        return root
     raise DataError(f"dataset {spec!r}: {path} holds no VOC2012 layout; point it at the folder "
                     f"with JPEGImages, SegmentationObject, SegmentationClass, ImageSets/Segmentation")
 
 
 def read_split(spec: str, root: Path, split: str) -> list[str]:
-    """Image ids listed in ImageSets/Segmentation/<split>.txt (blank lines ignored)."""
+    """Image ids listed in ImageSets/Segmentation/<split>.txt, each once in the order first
+    listed (blank lines and a UTF-8 byte-order mark ignored; repeats warned about)."""
     sets = root / "ImageSets" / "Segmentation"
     listing = sets / f"{split}.txt"
     if not listing.is_file():
         names = sorted(p.stem for p in sets.glob("*.txt"))
         raise DataError(f"dataset {spec!r}: no split {split!r} ({listing} missing); "
                         f"available splits: {', '.join(names) or 'none'}")
-    ids = [line.strip() for line in listing.read_text(errors="replace").splitlines() if line.strip()]
-    if not ids:
+    listed = [line.strip() for line in listing.read_text(encoding="utf-8-sig", errors="replace").splitlines()
+              if line.strip()]
+    if not listed:
         raise DataError(f"dataset {spec!r}: {listing} lists no images; give a non-empty split")
+    ids = list(dict.fromkeys(listed))
+    if len(ids) < len(listed):
+        repeated = sorted({i for i in listed if listed.count(i) > 1}) if len(listed) < 10**4 else []
+        warn_user(f"dataset {spec!r}: {listing} lists {len(listed) - len(ids)} id(s) more than once"
+                  f"{' (' + ', '.join(repeated[:3]) + ')' if repeated else ''}; each image is used once")
     return ids
 
 
@@ -65,9 +95,12 @@ def majority_class(classes: np.ndarray) -> int:
 class VocDataset(VitprobeDataset):
     """Images and object masks of one VOC segmentation split.
 
-    Each listed id needs its JPEG, SegmentationObject and SegmentationClass files; an id with
-    one missing or failing ``Image.verify`` is left out and counted in ``skipped``. Labels are
-    read per item; ``class_counts`` reads every class mask once and keeps the result.
+    Each listed id needs its JPEG, SegmentationObject and SegmentationClass files, decoded once
+    when built (``check_image``), and masks of its image's size in palette or grey mode; an id
+    failing any of this is left out, counted in ``skipped`` and warned about. Images are read
+    as stored, without turning them by their EXIF orientation, so that they stay aligned with
+    masks drawn over the stored pixels. Labels are read per item; ``class_counts`` reads every
+    class mask once and keeps the result.
     """
 
     kind = "voc"
@@ -84,18 +117,18 @@ class VocDataset(VitprobeDataset):
         self.root = find_voc_root(spec, path)
         listed = {part: set(os.listdir(self.root / folder)) if (self.root / folder).is_dir() else set()
                   for part, (folder, _) in _PARTS.items()}
+        candidates = read_split(spec, self.root, split)
+        files = {image_id: [(part, self.root / folder / f"{image_id}{suffix}")
+                            for part, (folder, suffix) in _PARTS.items()] for image_id in candidates}
+        present = [file for parts in files.values() for part, file in parts if file.name in listed[part]]
+        verdicts = dict(zip(present, check_images(present)))
         self.ids: list[str] = []
         bad: list[tuple[Path, str]] = []
-        for image_id in read_split(spec, self.root, split):
-            problem = None
-            for part, (folder, suffix) in _PARTS.items():
-                file = self.root / folder / f"{image_id}{suffix}"
-                reason = "missing" if file.name not in listed[part] else verify_image(file)
-                if reason is not None:
-                    problem = (file, reason)
-                    break
+        for image_id, parts in files.items():
+            problem = next(((file, verdicts.get(file, "missing")) for _, file in parts
+                            if verdicts.get(file, "missing") is not None), None)
             if problem is None:
-                problem = self._size_mismatch(image_id)
+                problem = self._layout_problem(parts)
             if problem is None:
                 self.ids.append(image_id)
             else:
@@ -104,19 +137,24 @@ class VocDataset(VitprobeDataset):
         if not self.ids:
             raise DataError(f"dataset {spec!r}: none of the {len(bad)} images of split {split!r} "
                             f"has its JPEG and both segmentation PNGs; check {self.root}")
-        warn_skipped(spec, bad, "image(s) with a missing or unreadable file, or masks of another size")
+        warn_skipped(spec, bad, "image(s) with a missing or unreadable file, or masks of another "
+                                "size or colour mode")
 
-    def _size_mismatch(self, image_id: str) -> tuple[Path, str] | None:
-        """(mask file, why) when a mask's size differs from its image's (headers only)."""
-        sizes = {}
-        for part, (folder, suffix) in _PARTS.items():
-            with Image.open(self.root / folder / f"{image_id}{suffix}") as header:
-                sizes[part] = header.size
+    @staticmethod
+    def _layout_problem(parts: list[tuple[str, Path]]) -> tuple[Path, str] | None:
+        """(mask file, why) when a mask's size differs from its image's, or it is not a palette
+        or grey PNG (headers only); ``parts`` are (part, file) of one id."""
+        headers = {}
+        for part, file in parts:
+            with Image.open(file) as header:
+                headers[part] = (file, header.size, header.mode)
+        image_size = headers["image"][1]
         for part in ("objects", "classes"):
-            if sizes[part] != sizes["image"]:
-                folder, suffix = _PARTS[part]
-                return (self.root / folder / f"{image_id}{suffix}",
-                        "{}x{} mask for a {}x{} image".format(*sizes[part], *sizes["image"]))
+            file, size, mode = headers[part]
+            if size != image_size:
+                return file, "{}x{} mask for a {}x{} image".format(*size, *image_size)
+            if mode not in INDEX_MODES:
+                return file, f"{mode} mask; masks are palette or grey PNGs holding {_HOLDING[part]}"
         return None
 
     def _file(self, part: str, index: int) -> Path:
@@ -128,8 +166,8 @@ class VocDataset(VitprobeDataset):
 
     def load(self, index: int) -> RawItem:
         image_file = self._file("image", index)
-        objects = load_index_png(self._file("objects", index), self.spec)
-        classes = load_index_png(self._file("classes", index), self.spec)
+        objects = load_index_png(self._file("objects", index), self.spec, _HOLDING["objects"])
+        classes = load_index_png(self._file("classes", index), self.spec, _HOLDING["classes"])
         try:
             with Image.open(image_file) as header:
                 width, height = header.size
@@ -140,12 +178,13 @@ class VocDataset(VitprobeDataset):
             raise DataError(f"dataset {self.spec!r}: masks of {self.ids[index]} are "
                             f"{objects.shape[1]}x{objects.shape[0]}, image is {width}x{height}; "
                             f"fix or remove this id from the split list")
-        image = load_rgb(image_file, self.image_size, self.spec)
+        image = load_rgb(image_file, self.image_size, self.spec, exif_orientation=False)
         return image, {"class": majority_class(classes)}, resize_mask(objects, self.image_size)
 
     @cached_property
     def _labels(self) -> np.ndarray:
-        return np.array([majority_class(load_index_png(self._file("classes", i), self.spec))
+        return np.array([majority_class(load_index_png(self._file("classes", i), self.spec,
+                                                                _HOLDING["classes"]))
                          for i in range(len(self))], dtype=np.int64)
 
     def class_counts(self) -> dict[str, list[int]]:

@@ -58,7 +58,8 @@ def _value_text(value: Any) -> str | None:
         if split and not str(spec).endswith(f":{split}"):  # a default split the spec did not name
             spec = f"{spec} split {split}"
         size = value.get("n") or value.get("size") or value.get("num_images")
-        return f"{spec} (n={size})" if size is not None else str(spec)
+        skipped = f", {value['skipped']} skipped" if value.get("skipped") else ""
+        return f"{spec} (n={size}{skipped})" if size is not None else str(spec)
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value) if len(value) <= 4 else None
     if isinstance(value, float):

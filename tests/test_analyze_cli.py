@@ -154,7 +154,11 @@ def test_all_skips_what_the_data_cannot_feed():
         run = analyze(tiny_vit(), DictImages(n=4, labels=False), analyses="all", batch_size=4, progress=False)
     assert {str(w.message).split(":")[0] for w in caught} >= {"skipping knn", "skipping linear_probe"}
     assert "attention_jaccard" not in run and "knn" not in run and "attention_distance" in run
-    assert set(run.meta["skipped_analyses"]) == {"attention_jaccard", "knn", "linear_probe"}
+    from vitprobe.analyzers import analyzer_class, list_analyzers
+
+    needy = {n for n in list_analyzers() if analyzer_class(n).requires_masks or analyzer_class(n).requires_labels}
+    assert {"attention_jaccard", "knn", "linear_probe"} <= needy
+    assert set(run.meta["skipped_analyses"]) == needy and not needy & set(run)
 
 
 def assert_same_tables(left: pd.DataFrame, right: pd.DataFrame) -> None:
@@ -347,8 +351,13 @@ def test_analysis_parameters_from_the_command_line_reach_the_protocol(checkpoint
                          (["--param", "knn.k=abc"], "k takes integer, got 'abc'"),
                          (["--param", "knn.final_norm=no"], "final_norm takes true|false, got 'no'"),
                          (["--param", "knn.layers=1.5"], "layers takes block numbers"),
-                         (["--param", "knn.pooling=max"], "pooling")):
-        assert main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:16", "--analyses", "knn",
+                         (["--param", "knn.pooling=max"], "pooling"),
+                         (["--param", "knn.k=0"], "k >= 1"),
+                         (["--param", "linear_probe.C=-1"], "finite C > 0"),
+                         (["--param", "linear_probe.C=0"], "finite C > 0"),
+                         (["--param", "linear_probe.max_iter=0"], "max_iter >= 1")):
+        analysis = bad[1].split(".")[0] if "." in bad[1] else "knn"
+        assert main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:16", "--analyses", analysis,
                      "--no-progress", *bad]) == 2, bad
         err = capsys.readouterr().err.strip()
         assert err.startswith("vitprobe: error:") and message in err and "\n" not in err, (bad, err)

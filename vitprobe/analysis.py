@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from vitprobe.distributed import rank_and_world
 from vitprobe.errors import ConfigError, VitprobeError, warn_user
 from vitprobe.results import Run, check_output
 
@@ -43,13 +44,6 @@ class AnalysisPlan:
     label: str
     device: torch.device
     skipped: dict[str, str] = field(default_factory=dict)
-
-
-def _distributed() -> tuple[int, int]:
-    """(rank, world size); (0, 1) outside torch.distributed."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 class ShardSampler(Sampler[int]):
@@ -155,7 +149,7 @@ def _build_loader(data: Any, info: Any, batch_size: int, num_workers: int, seed:
     """A loader over ``data`` (spec string, Dataset or DataLoader), sharded under torchrun."""
     from vitprobe.data import make_loader, resolve_dataset
 
-    rank, world = _distributed()
+    rank, world = rank_and_world()
     if isinstance(data, (str, os.PathLike)):
         data = resolve_dataset(str(data), info.img_size, info.mean, info.std)
     if isinstance(data, DataLoader):
@@ -271,7 +265,7 @@ def prepare_analysis(
         "batch_size": loader.batch_size,
         "seed": seed,
         "device": dev.type,
-        "world_size": _distributed()[1],
+        "world_size": rank_and_world()[1],
     }
     analyzers = [get_analyzer(name, **params[name]).bind(info, protocol) for name in names]
     return AnalysisPlan(model.to(dev).eval(), info, loader, analyzers, params, protocol, checkpoint,
@@ -290,7 +284,7 @@ def _gather_states(plan: AnalysisPlan) -> None:
     """Fold every rank's analyzer state into rank 0's analyzers, in rank order."""
     from vitprobe.analyzers import get_analyzer
 
-    rank, world = _distributed()
+    rank, world = rank_and_world()
     states = [{k: v.cpu() for k, v in a.state_dict().items()} for a in plan.analyzers]
     gathered: list[Any] = [None] * world if rank == 0 else None
     torch.distributed.gather_object(states, gathered, dst=0)
@@ -319,7 +313,7 @@ def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
     from vitprobe.progress import progress_bar
     from vitprobe.seeding import seeded
 
-    rank, world = _distributed()
+    rank, world = rank_and_world()
     sites = set().union(*(analyzer.sites() for analyzer in plan.analyzers))
     bar = progress_bar(plan.loader, desc=f"{PROGRESS_DESC} {plan.label}", unit="batch",
                        disable=not progress or rank != 0, leave=False)
@@ -383,6 +377,6 @@ def analyze(
     plan = prepare_analysis(model_or_path, data, analyses, batch_size, device, seed, num_workers,
                             analyzer_params, load_options)
     run = run_analysis(plan, progress)
-    if out is not None and _distributed()[0] == 0:
+    if out is not None and rank_and_world()[0] == 0:
         run.save(out, overwrite=overwrite)
     return run

@@ -29,6 +29,13 @@ class DistEnv:
         return self.rank == 0
 
 
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of the initialised process group; (0, 1) outside torch.distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """'auto' is CUDA (one GPU per local rank) when available, else CPU."""
     if name == "auto":

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,9 @@ import pandas as pd
 from vitprobe.errors import ConfigError, OutputExistsError
 from vitprobe.output_paths import (ANALYSIS_MARKERS, check_output_folder, is_analysis_output,
                                    temp_folder_beside, temp_prefix)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure  # imported lazily: results load without matplotlib
 
 RUN_FORMAT_VERSION = 1
 INT_COLUMNS = ("layer", "head", "rank", "n")
@@ -192,7 +195,7 @@ class Result:
                            f"{', '.join(map(str, self.table['metric'].unique()))}")
         return rows.reset_index(drop=True)
 
-    def plot(self, label: str | None = None):  # -> matplotlib.figure.Figure
+    def plot(self, label: str | None = None) -> Figure:
         """Draw this result's figure (see ``vitprobe.plots``); the legend names ``label``, else
         the run that holds the result."""
         from vitprobe.plots import draw

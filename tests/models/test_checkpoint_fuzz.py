@@ -12,6 +12,7 @@ from official_layouts import CASES, make_case
 
 from vitprobe.errors import CheckpointError
 from vitprobe.models import inspect_checkpoint
+from vitprobe.models.formats import formats
 from vitprobe.models.loading import interpret
 from vitprobe.models.reading import RawCheckpoint
 
@@ -44,7 +45,7 @@ def _only_checkpoint_errors(call) -> None:
 def test_random_nested_objects(obj):
     raw = RawCheckpoint(Path("fuzz.pth"), "torch", obj)
     _only_checkpoint_errors(lambda: interpret(raw))
-    for fmt in ("timm", "dino", "mocov3", "mae", "simmim", "beit", "vitprobe"):
+    for fmt in formats():  # every registered format, forced
         _only_checkpoint_errors(lambda: interpret(raw, format=fmt))
 
 

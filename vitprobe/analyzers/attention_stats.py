@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import pandas as pd
 import torch
 
 from vitprobe.analyzers._registry import register_analyzer
-from vitprobe.analyzers.base import Analyzer, tidy
-from vitprobe.capture import ModelInfo, Site
+from vitprobe.analyzers.base import LayerAnalyzer, tidy
 from vitprobe.metrics import attention_distance, attention_nmi_and_diversity
 
 
-class _AttentionAnalyzer(Analyzer):
-    """Reads ``attn`` sites of the chosen blocks (all, 1..L, by default)."""
-
-    def __init__(self, layers: Sequence[int] | None = None) -> None:
-        super().__init__()
-        self.layers = layers
-
-    def _bind(self, info: ModelInfo) -> None:
-        self.layers_ = self._resolve_layers(self.layers, 1, info.depth)
-
-    def _learned_protocol(self) -> dict[str, Any]:
-        return {"layers": list(self.layers_), "num_prefix_tokens_dropped": self.info_.num_prefix_tokens}
-
-    def _sites(self) -> set[Site]:
-        return {Site("attn", layer) for layer in self.layers_}
-
-    def _per_layer(self, batch: Mapping[str, Any], metric) -> torch.Tensor:
-        """``metric`` applied to every chosen layer's attention, stacked on dim 1."""
-        return torch.stack([metric(self._site(batch, Site("attn", layer)))
-                            for layer in self.layers_], dim=1)
-
-
 @register_analyzer
-class AttentionDistance(_AttentionAnalyzer):
+class AttentionDistance(LayerAnalyzer):
     """Mean attention distance in pixels per (layer, head), averaged over all images."""
 
     name = "attention_distance"
@@ -47,9 +24,9 @@ class AttentionDistance(_AttentionAnalyzer):
 
     def _update(self, batch: Mapping[str, Any]) -> None:
         info = self.info_
-        values = self._per_layer(batch, lambda attn: attention_distance(
-            attn, info.patch_size, info.num_prefix_tokens, info.grid))
-        self._add_moments("attention_distance_px", values)
+        values = [attention_distance(attn, info.patch_size, info.num_prefix_tokens, info.grid)
+                  for attn in self._inputs(batch)]
+        self._add_moments("attention_distance_px", torch.stack(values, dim=1))
 
     def _table(self) -> pd.DataFrame:
         mean, std, count = self._moments("attention_distance_px")
@@ -58,7 +35,7 @@ class AttentionDistance(_AttentionAnalyzer):
 
 
 @register_analyzer
-class AttentionNMI(_AttentionAnalyzer):
+class AttentionNMI(LayerAnalyzer):
     """Query-key NMI per (layer, head) and mean pairwise Jensen-Shannon divergence of the
     heads per layer, averaged over all images."""
 
@@ -71,8 +48,7 @@ class AttentionNMI(_AttentionAnalyzer):
 
     def _update(self, batch: Mapping[str, Any]) -> None:
         prefix = self.info_.num_prefix_tokens
-        pairs = [attention_nmi_and_diversity(self._site(batch, Site("attn", layer)), prefix)
-                 for layer in self.layers_]
+        pairs = [attention_nmi_and_diversity(attn, prefix) for attn in self._inputs(batch)]
         self._add_moments("nmi", torch.stack([nmi for nmi, _ in pairs], dim=1))
         self._add_moments("head_diversity_jsd", torch.stack([div for _, div in pairs], dim=1))
 

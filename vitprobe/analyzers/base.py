@@ -13,7 +13,7 @@ so that mean and standard deviation over ALL images come out of the sums.
 from __future__ import annotations
 
 import inspect
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,9 @@ import torch
 
 from vitprobe.capture import ModelInfo, Site
 from vitprobe.errors import CaptureError, ConfigError
+
+if TYPE_CHECKING:
+    from vitprobe.results import Result
 
 STD_PROTOCOL = "sample standard deviation over images (ddof=1)"
 
@@ -94,7 +97,7 @@ class Analyzer:
     def _update(self, batch: Mapping[str, Any]) -> None:
         raise NotImplementedError
 
-    def compute(self):  # -> vitprobe.results.Result
+    def compute(self) -> Result:
         """The table over every image seen so far, with its protocol and artifacts."""
         from vitprobe.results import Result
 
@@ -195,6 +198,8 @@ class Analyzer:
         return torch.cat(parts) if parts else None
 
     def _resolve_layers(self, layers: Iterable[int] | None, lowest: int, depth: int) -> tuple[int, ...]:
+        """The chosen layers, sorted and each once: ``lowest..depth`` when ``layers`` is None,
+        else ``layers``, which must be a non-empty subset of that range (ConfigError)."""
         if layers is None:
             return tuple(range(lowest, depth + 1))
         chosen = tuple(sorted({int(layer) for layer in layers}))
@@ -203,6 +208,39 @@ class Analyzer:
             raise ConfigError(f"analysis {self.name!r}: layers {list(layers)} must be a non-empty "
                               f"subset of {lowest}..{depth} for this model")
         return chosen
+
+
+# The first layer of each kind of site: attention maps of blocks 1..L; tokens at depth 0
+# (the embedding) .. L.
+FIRST_LAYER = {"attn": 1, "tokens": 0}
+
+
+class LayerAnalyzer(Analyzer):
+    """An analysis of one kind of captured site (``site_kind``: "attn" or "tokens") at the
+    chosen ``layers`` (block numbers; None: every one, see ``FIRST_LAYER``). ``_inputs(batch)``
+    hands it the captured tensor of each chosen layer, in order."""
+
+    site_kind: ClassVar[str] = "attn"
+
+    def __init__(self, layers: Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.layers = layers
+
+    def _bind(self, info: ModelInfo) -> None:
+        self.layers_ = self._resolve_layers(self.layers, FIRST_LAYER[self.site_kind], info.depth)
+
+    def _learned_protocol(self) -> dict[str, Any]:
+        protocol = {"layers": list(self.layers_), "num_prefix_tokens_dropped": self.info_.num_prefix_tokens}
+        if self.site_kind == "tokens":
+            protocol["final_norm"] = False  # block outputs as the residual stream carries them
+        return protocol
+
+    def _sites(self) -> set[Site]:
+        return {Site(self.site_kind, layer) for layer in self.layers_}
+
+    def _inputs(self, batch: Mapping[str, Any]) -> list[torch.Tensor]:
+        """The captured tensor of every chosen layer, in layer order."""
+        return [self._site(batch, Site(self.site_kind, layer)) for layer in self.layers_]
 
 
 def tidy(metric: str, axes: Mapping[str, Iterable[Any]], mean: np.ndarray, std: np.ndarray | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 import typing
 import warnings
@@ -149,6 +150,10 @@ class LinearProbe(_PooledFeatureProbe):
                  final_norm: bool = False, heldout_fraction: float = 0.2, split_seed: int = 0,
                  C: float = 1.0, max_iter: int = 1000) -> None:
         super().__init__(layers, pooling, final_norm, heldout_fraction, split_seed)
+        if not (isinstance(C, numbers.Real) and not isinstance(C, bool) and math.isfinite(C) and C > 0):
+            raise ConfigError(f"linear_probe needs a finite C > 0 (the inverse L2 strength), got C={C!r}")
+        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+            raise ConfigError(f"linear_probe needs a whole number max_iter >= 1, got max_iter={max_iter!r}")
         self.C = C
         self.max_iter = max_iter
 

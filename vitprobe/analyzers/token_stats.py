@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 import torch
 
 from vitprobe.analyzers._registry import register_analyzer
-from vitprobe.analyzers.base import Analyzer, tidy
-from vitprobe.capture import ModelInfo, Site
+from vitprobe.analyzers.base import LayerAnalyzer, tidy
+from vitprobe.capture import ModelInfo
 from vitprobe.errors import ConfigError
 from vitprobe.metrics import (
     covariance_from_sums,
@@ -24,32 +24,12 @@ from vitprobe.metrics import (
 )
 
 
-class _TokenAnalyzer(Analyzer):
-    """Reads ``tokens`` sites of the chosen depths (all, 0..L, by default)."""
-
-    def __init__(self, layers: Sequence[int] | None = None) -> None:
-        super().__init__()
-        self.layers = layers
-
-    def _bind(self, info: ModelInfo) -> None:
-        self.layers_ = self._resolve_layers(self.layers, 0, info.depth)
-
-    def _learned_protocol(self) -> dict[str, Any]:
-        return {"layers": list(self.layers_), "num_prefix_tokens_dropped": self.info_.num_prefix_tokens,
-                "final_norm": False}
-
-    def _sites(self) -> set[Site]:
-        return {Site("tokens", layer) for layer in self.layers_}
-
-    def _tokens(self, batch: Mapping[str, Any]) -> list[torch.Tensor]:
-        return [self._site(batch, Site("tokens", layer)) for layer in self.layers_]
-
-
 @register_analyzer
-class Fourier(_TokenAnalyzer):
+class Fourier(LayerAnalyzer):
     """Relative log amplitude ``delta(f)`` of the token maps per (layer, frequency)."""
 
     name = "fourier"
+    site_kind = "tokens"
     value_units = "delta_log_amplitude: natural log, relative to frequency 0; frequency: units of pi"
 
     def _bind(self, info: ModelInfo) -> None:
@@ -66,7 +46,7 @@ class Fourier(_TokenAnalyzer):
     def _update(self, batch: Mapping[str, Any]) -> None:
         info = self.info_
         values = [fourier_delta_log_amplitude(t, info.num_prefix_tokens, info.grid)
-                  for t in self._tokens(batch)]
+                  for t in self._inputs(batch)]
         self._add_moments("delta_log_amplitude", torch.stack(values, dim=1))
 
     def _table(self) -> pd.DataFrame:
@@ -75,12 +55,13 @@ class Fourier(_TokenAnalyzer):
 
 
 @register_analyzer
-class TokenSimilarity(_TokenAnalyzer):
+class TokenSimilarity(LayerAnalyzer):
     """Mean pairwise cosine of an image's patch tokens per layer, and log singular value
     spectra per (layer, rank): image level (covariance over images of the mean-pooled patch
     tokens, streamed) and token level (each image's token covariance, averaged over images)."""
 
     name = "token_similarity"
+    site_kind = "tokens"
     value_units = "token_cosine: cosine; log_singular_value_*: natural log"
 
     def _learned_protocol(self) -> dict[str, Any]:
@@ -101,7 +82,7 @@ class TokenSimilarity(_TokenAnalyzer):
 
     def _update(self, batch: Mapping[str, Any]) -> None:
         prefix = self.info_.num_prefix_tokens
-        tokens = self._tokens(batch)
+        tokens = self._inputs(batch)
         self._add_moments("token_cosine",
                           torch.stack([token_cosine_similarity(t, prefix) for t in tokens], dim=1))
         self._add_moments("log_singular_value_token", torch.stack(

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.figure import Figure
 
 from vitprobe.plots.style import Items, depth_axis, run_colors
 
+if TYPE_CHECKING:
+    from vitprobe.results import Result
 
-def rows_of(result, metric: str) -> pd.DataFrame:
+
+def rows_of(result: Result, metric: str) -> pd.DataFrame:
     """The rows of ``metric`` in a result's table (empty if absent)."""
     table = result.table
     return table[table["metric"] == metric]
@@ -40,7 +48,8 @@ def per_head_panel(ax: Axes, items: Items, metric: str, ylabel: str) -> None:
     ax.legend(frameon=False)
 
 
-def depth_curve_panel(ax: Axes, items: Items, metric: str, ylabel: str, select=None) -> None:
+def depth_curve_panel(ax: Axes, items: Items, metric: str, ylabel: str,
+                      select: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> None:
     """One line per run: ``metric`` (mean over the remaining columns) against depth.
 
     ``select``, if given, filters each run's rows first (e.g. the highest frequency).
@@ -59,7 +68,7 @@ def depth_curve_panel(ax: Axes, items: Items, metric: str, ylabel: str, select=N
     ax.legend(frameon=False)
 
 
-def depth_colormap(layers: np.ndarray):
+def depth_colormap(layers: np.ndarray) -> tuple[Callable[[float], tuple[float, ...]], ScalarMappable]:
     """A colour per layer (viridis, shallow dark to deep bright) and its ScalarMappable."""
     import matplotlib as mpl
 
@@ -68,7 +77,7 @@ def depth_colormap(layers: np.ndarray):
     return mappable.to_rgba, mappable
 
 
-def depth_colorbar(fig, mappable, ax) -> None:
+def depth_colorbar(fig: Figure, mappable: ScalarMappable, ax: Axes) -> None:
     """The colour bar of :func:`depth_colormap`, labelled "depth", ticks at whole blocks only."""
     from matplotlib.ticker import MaxNLocator
 

@@ -10,6 +10,8 @@ import matplotlib
 from matplotlib.figure import Figure  # drawn without pyplot: no backend is chosen or changed
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
     from vitprobe.results import Result
 
 Items = Sequence[tuple[str, "Result"]]
@@ -107,7 +109,7 @@ def figure_bytes(fig: Figure, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def depth_axis(ax, label: str = "depth (block)") -> None:
+def depth_axis(ax: Axes, label: str = "depth (block)") -> None:
     """Integer ticks on a depth axis."""
     from matplotlib.ticker import MaxNLocator
 

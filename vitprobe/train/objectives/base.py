@@ -13,9 +13,10 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch import Tensor
 
+from vitprobe.distributed import rank_and_world
 from vitprobe.errors import ConfigError
 from vitprobe.models.architecture import ArchSpec
-from vitprobe.train.objectives.hparam_checks import check_hparam
+from vitprobe.train.objectives._hparam_checks import check_hparam
 
 # Optimiser keys every objective's ``defaults`` carries for the engine (lr per 256 images).
 ENGINE_KEYS = ("base_lr", "min_lr", "warmup_epochs", "weight_decay", "weight_decay_end",
@@ -127,12 +128,12 @@ def frozen_copy(module: nn.Module) -> nn.Module:
 
 def distributed() -> bool:
     """True when torch.distributed is initialised with more than one process."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return rank_and_world()[1] > 1
 
 
 def rank() -> int:
     """This process's rank, 0 when not distributed."""
-    return dist.get_rank() if distributed() else 0
+    return rank_and_world()[0]
 
 
 def concat_all_gather(x: Tensor) -> Tensor:

@@ -22,6 +22,7 @@ class DistEnv:
     rank: int
     world_size: int
     device: torch.device
+    owns_group: bool = False  # setup() created the process group (and teardown() ends it)
 
     @property
     def is_main(self) -> bool:
@@ -61,15 +62,17 @@ def setup(device_name: str) -> DistEnv:
         return DistEnv(rank=0, world_size=1, device=device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
                                 init_method="env://")
-    return DistEnv(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device)
+    return DistEnv(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device,
+                   owns_group=owns_group)
 
 
 def teardown(env: DistEnv) -> None:
-    """Leave the process group that :func:`setup` joined."""
-    if env.world_size > 1 and dist.is_initialized():
+    """End the process group that :func:`setup` created (one the caller made is left alone)."""
+    if env.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

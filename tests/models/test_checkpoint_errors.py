@@ -157,6 +157,8 @@ BAD_FILES = {
     "truncated": (_truncated, r"\(PytorchStreamReader failed reading zip archive: failed finding central "
                               r"directory\); the file is truncated or corrupt"),
     "truncated-safetensors": (_truncated_safetensors, "corrupt or truncated safetensors"),
+    "cut-in-its-header": (lambda p, t: _truncated_safetensors(p, t) or p.write_bytes(p.read_bytes()[:1000]),
+                          r"is a truncated safetensors file \(1000 bytes, shorter than its header says\)"),
     "corrupt-zip": (lambda p, t: p.write_bytes(b"PK\x03\x04" + os.urandom(300)), "truncated or corrupt"),
     "garbage": (lambda p, t: p.write_bytes(b"hello, not a checkpoint"), "neither a torch.save file"),
     "jpeg": (lambda p, t: _jpeg(p), "is a JPEG image, not a checkpoint"),

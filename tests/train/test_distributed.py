@@ -19,9 +19,16 @@ from vitprobe.models.architecture import build_model  # noqa: E402
 
 SCRIPT = """
 import sys
+import torch
+import torch.distributed as dist
 sys.path.insert(0, {tests!r})
 from test_engine import run_toy
+dist.init_process_group("gloo")  # the caller's own group: train() must leave it as it was
 run_toy(__import__("pathlib").Path({out!r}), epochs=2, batch_size=2)
+total = torch.ones(1)
+dist.all_reduce(total)
+assert total.item() == 2, total
+dist.destroy_process_group()
 """
 
 

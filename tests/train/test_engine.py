@@ -243,6 +243,53 @@ def test_too_few_images_or_a_missing_gpu_fail_before_training(tmp_path):
     assert not (tmp_path / "few").exists() and not (tmp_path / "gpu").exists()
 
 
+def test_train_leaves_the_callers_generators_grad_mode_and_determinism_as_they_were(tmp_path):
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(11), np.random.seed(11), random.seed(11)
+    before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with torch.no_grad():  # a notebook cell inside no_grad still trains
+            run_toy(tmp_path / "run", epochs=1)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert torch.equal(torch.get_rng_state(), before[0])
+    assert np.array_equal(np.random.get_state()[1], before[1]) and random.getstate() == before[2]
+
+
+def test_a_given_dataset_is_recorded_as_the_runs_data(tmp_path):
+    import json
+
+    from vitprobe.data import resolve_dataset
+
+    run_toy(tmp_path / "list", epochs=1)
+    assert json.loads((tmp_path / "list" / "config.json").read_text())["data"] == "custom:list[16]"
+    digits = resolve_dataset("digits", 32)
+    train(toy_config(tmp_path / "digits", epochs=1, batch_size=256), dataset=digits, objective_factory=ToyMIM)
+    assert json.loads((tmp_path / "digits" / "config.json").read_text())["data"] == "digits"
+
+
+def test_a_fresh_run_starts_its_own_log_and_keeps_a_foreign_one(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "log.csv").write_text("time,msg\n1,x\n", encoding="utf-8")
+    with pytest.raises(OutputExistsError, match=r"log.csv is not a vitprobe training log .* move it"):
+        run_toy(out, epochs=1)
+    assert (out / "log.csv").read_text(encoding="utf-8") == "time,msg\n1,x\n"
+    assert not (out / "config.json").exists()
+    # A log left by a run that stopped before its first checkpoint (another objective's
+    # columns) is replaced: the new run logs its own columns from step 0.
+    (out / "log.csv").write_text("epoch,step,loss,lr,wd,momentum,other\n0,0,9,1,1,,3\n", encoding="utf-8")
+    run_toy(out, epochs=1)
+    header, first = (out / "log.csv").read_text(encoding="utf-8").splitlines()[:2]
+    assert "other" not in header and "masked" in header and first.startswith("0,0,")
+
+
 def test_existing_run_is_not_overwritten(tmp_path):
     run_toy(tmp_path / "run", epochs=1)
     with pytest.raises(OutputExistsError, match="--resume"):
@@ -291,7 +338,8 @@ def test_cli_bad_options_fail_in_one_line_before_work(tmp_path, capsys):
 
     for argv in (["--method", "mae", "--lambda", "0.5"], ["--method", "nope"],
                  ["--method", "mae", "--set", "oops"], ["--method", "mae", "--amp", "fp8"],
-                 ["--method", "mae", "--amp", "fp16", "--device", "cpu"]):
+                 ["--method", "mae", "--amp", "fp16", "--device", "cpu"],
+                 ["--method", "mae", "--set", "mask_ratio=0.5", "--set", "mask_ratio=0.6"]):
         code = main(["train", "--data", "synthetic:8", "--out", str(tmp_path / "x"), *argv])
         err = capsys.readouterr().err.strip()
         assert code == 2 and err.startswith("vitprobe: error:") and "\n" not in err

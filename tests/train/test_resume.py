@@ -67,8 +67,30 @@ def test_resume_with_other_options_is_refused(tmp_path):
     run_toy(tmp_path / "run", epochs=1)
     with pytest.raises(CheckpointError, match="no complete checkpoint"):
         run_toy(tmp_path / "empty", resume=True)
-    with pytest.raises(ConfigError, match=r"--resume: options differ .*\(--batch-size was 4, now 2\)"):
+    with pytest.raises(ConfigError, match=r"--resume: options differ .*\(--batch-size was 4, now 2; the peak "
+                                          r"learning rate .* was 1.5625e-05, now 7.8125e-06\)"):
         run_toy(tmp_path / "run", resume=True, epochs=1, batch_size=2)
+
+
+def test_resume_compares_the_values_in_force_not_how_they_were_given(tmp_path):
+    out = tmp_path / "run"
+    run_toy(out, epochs=2, save_every=1)
+    state = torch.load(out / ckpt.STATE_FILE, weights_only=True)
+    assert state["in_force"]["hparams"]["momentum"] == 0.9 and state["in_force"]["lr"] > 0
+    with pytest.raises(ConfigError, match=r"\(--set momentum was 0.9, now 0.8\)"):
+        run_toy(out, resume=True, epochs=2, save_every=1, hparams={"momentum": 0.8})
+    run_toy(out, resume=True, epochs=2, save_every=1, hparams={"momentum": 0.9},  # the default, named
+            lr=state["in_force"]["lr"])  # the learning rate the default batch scaling gave
+
+
+def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, monkeypatch):
+    def torn(out: Path, resume: bool) -> None:
+        if resume:  # a kill in the middle of writing a row
+            with open(out / "log.csv", "a", encoding="utf-8") as f:
+                f.write("1,")
+        run_toy(out, resume)
+
+    split_then_resume(torn, tmp_path, monkeypatch)
 
 
 def test_resume_from_an_unreadable_state_or_another_process_count_is_refused(tmp_path):
@@ -77,10 +99,18 @@ def test_resume_from_an_unreadable_state_or_another_process_count_is_refused(tmp
     out = tmp_path / "run"
     run_toy(out, epochs=1)
     state = torch.load(out / ckpt.STATE_FILE, weights_only=True)
-    config = toy_config(out, epochs=1)
+    config = toy_config(out, epochs=1, data="custom:list[16]")  # what train(dataset=...) recorded
     _check_resume(config, state, 1)  # the same run resumes
+    with pytest.raises(ConfigError, match=r"--data was \"custom:list\[16\]\", now \"digits\""):
+        _check_resume(toy_config(out, epochs=1, data="digits"), state, 1)
     with pytest.raises(ConfigError, match="used 1 processes, not 2; resume with the same process count"):
         _check_resume(config, state, 2)
+    encoder = (out / ckpt.ENCODER_FILE).read_bytes()
+    (out / ckpt.ENCODER_FILE).write_bytes(encoder[:1000])  # the header says more than the file holds
+    with pytest.raises(CheckpointError, match="cannot be read") as err:
+        run_toy(out, resume=True, epochs=1)
+    assert str(out / ckpt.ENCODER_FILE) in str(err.value) and "\n" not in str(err.value)
+    (out / ckpt.ENCODER_FILE).write_bytes(encoder)
     (out / ckpt.STATE_FILE).write_bytes(b"not a torch file")
     with pytest.raises(CheckpointError, match="cannot be read") as err:
         run_toy(out, resume=True, epochs=1)

@@ -1,8 +1,12 @@
 """vitprobe's own checkpoint: one ``.safetensors`` file of timm encoder weights plus metadata.
 
 The header metadata key ``"vitprobe"`` holds JSON
-``{"format_version": 1, "arch": ArchSpec dict, "objective": str, "config": dict,
-"epoch": int, "step": int}``; the tensors are the encoder's state dict with plain timm keys.
+``{"format_version": 1, "arch": ArchSpec dict, "objective": str, "objective_revision": int,
+"config": dict (the options as given, defaults filled in), "in_force": {"hparams": the
+objective's hyper-parameters after its and the preset's defaults, "lr": the peak learning
+rate}, "epoch": int, "step": int}`` (files written before ``objective_revision`` and
+``in_force`` existed read as None and {}); the tensors are the encoder's state dict with plain
+timm keys.
 """
 
 from __future__ import annotations
@@ -20,15 +24,16 @@ from vitprobe.output_paths import publish_file, temp_file_beside
 
 FORMAT_VERSION = 1
 METADATA_KEY = "vitprobe"
-_META_DEFAULTS: dict[str, Any] = {"objective": "none", "config": {}, "epoch": 0, "step": 0}
+_META_DEFAULTS: dict[str, Any] = {"objective": "none", "objective_revision": None, "config": {},
+                                  "in_force": {}, "epoch": 0, "step": 0}
 
 
 def save_encoder(path: str | os.PathLike[str], model: nn.Module, arch: ArchSpec,
                  meta: Mapping[str, Any]) -> Path:
     """Write ``model``'s weights and metadata to ``path`` atomically (temp file + os.replace).
 
-    ``meta`` may hold ``objective``, ``config``, ``epoch`` and ``step`` (missing ones default
-    to "none", {}, 0, 0); other keys are a programming error.
+    ``meta`` may hold the keys of ``_META_DEFAULTS`` (missing ones take their defaults); other
+    keys are a programming error.
     """
     from safetensors.torch import save_file
 

@@ -85,6 +85,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> RawCheckpoint:
     head = _read_head(path, 16)
     if _looks_like_safetensors(head, size):
         return _read_safetensors(path)
+    if len(head) >= 9 and head[8:9] == b"{":  # a safetensors header longer than the file holds
+        raise CheckpointError(f"checkpoint {path} is a truncated safetensors file ({size} bytes, "
+                              "shorter than its header says); save or download it again")
     if head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_PROTO):
         return RawCheckpoint(path, "torch", torch_load_safely(path))
     for magic, what in _IMAGE_MAGIC.items():

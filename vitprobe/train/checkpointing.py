@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from vitprobe.errors import CheckpointError
+from vitprobe.errors import CheckpointError, brief_reason
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.models.own_format import METADATA_KEY, save_encoder
 
@@ -126,8 +126,12 @@ def load_train_state(out: Path) -> dict[str, Any]:
                               f"the run folder is damaged, start a new --out") from None
     from safetensors import safe_open
 
-    with safe_open(str(encoder_path), framework="pt") as f:
-        header = json.loads((f.metadata() or {}).get(METADATA_KEY, "{}"))
+    try:
+        with safe_open(str(encoder_path), framework="pt") as f:
+            header = json.loads((f.metadata() or {}).get(METADATA_KEY, "{}"))
+    except Exception as err:  # noqa: BLE001 - safetensors, JSON and OS errors alike: a damaged file
+        raise CheckpointError(f"--resume: {encoder_path} cannot be read ({brief_reason(err)}); "
+                              f"the run folder is damaged, start a new --out") from None
     if header.get("step") != state.get("step"):
         raise CheckpointError(f"--resume: {encoder_path} (step {header.get('step')}) and "
                               f"{state_path} (step {state.get('step')}) do not belong together; "

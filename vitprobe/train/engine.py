@@ -12,6 +12,7 @@ same whatever the number of workers, and a resumed run equals an uninterrupted o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
@@ -26,10 +27,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from vitprobe.errors import CheckpointError, ConfigError, OutputExistsError, brief_reason
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
 from vitprobe.output_paths import check_output_folder, is_analysis_output
+from vitprobe.seeding import seeded
 from vitprobe.train import checkpointing as ckpt
 from vitprobe import distributed
 from vitprobe.train.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, resolve_optim
-from vitprobe.train.monitor import Monitor, TrainingDivergedError, check_finite
+from vitprobe.train.monitor import LOG_FILE, Monitor, TrainingDivergedError, check_finite, is_training_log
 from vitprobe.train.objectives._vit import set_drop_path
 from vitprobe.train.objectives.base import Objective, StepInfo, collapse_warnings
 from vitprobe.train.schedules import cosine_schedule
@@ -144,6 +146,18 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
 _OPTION_FLAGS = {"lam": "--lambda", "hparams": "--set"}
 
 
+def _option_difference(key: str, saved: Any, now: Any) -> str:
+    """``--flag was X, now Y`` for one option; for the hyper-parameters in force, one
+    ``--set name was X, now Y`` per differing name."""
+    if key == "hparams in force" and isinstance(saved, Mapping) and isinstance(now, Mapping):
+        names = sorted(n for n in set(saved) | set(now)
+                       if json.dumps(saved.get(n), sort_keys=True) != json.dumps(now.get(n), sort_keys=True))
+        return "; ".join(f"--set {n} was {json.dumps(saved.get(n))}, now {json.dumps(now.get(n))}" for n in names)
+    if key == "lr in force":
+        return f"the peak learning rate (--lr, or base_lr x global batch / 256) was {saved:.6g}, now {now:.6g}"
+    return f"{_OPTION_FLAGS.get(key, '--' + key.replace('_', '-'))} was {json.dumps(saved)}, now {json.dumps(now)}"
+
+
 def _same_precision(a: str, b: str, device: torch.device) -> bool:
     """Whether two --amp modes train in one dtype on ``device`` (auto is fp32 on a CPU)."""
     try:
@@ -153,23 +167,30 @@ def _same_precision(a: str, b: str, device: torch.device) -> bool:
 
 
 def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int,
-                  device: torch.device = torch.device("cpu")) -> None:
+                  device: torch.device = torch.device("cpu"), in_force: Mapping[str, Any] | None = None) -> None:
     """Refuse to resume with options other than the saved run's (defaults filled in on both
     sides, so an omitted --epochs equals the default it stood for; --amp modes that mean one
-    dtype on ``device`` are the same)."""
+    dtype on ``device`` are the same). With ``in_force`` (``{"hparams": the objective's resolved
+    hyper-parameters, "lr": the peak learning rate}``) and a state that saved the same, these
+    are compared by value, so ``--set mask_ratio=0.75`` equals leaving the default of 0.75."""
     saved = TrainConfig.from_overrides(state["config"]).resolved()
     now = config.resolved()
     if _same_precision(str(saved.get("amp")), now["amp"], device):
         saved["amp"] = now["amp"]
+    if in_force is not None and all(key in state.get("in_force", {}) for key in in_force):
+        saved = {**saved, **{f"{k} in force": v for k, v in state["in_force"].items()}}
+        now = {**now, **{f"{k} in force": v for k, v in in_force.items()}}
+        for key in in_force:
+            saved.pop(key), now.pop(key)
     changed = sorted(k for k, v in now.items()
-                     if k not in RESUME_MAY_CHANGE and json.dumps(saved.get(k)) != json.dumps(v))
+                     if k not in RESUME_MAY_CHANGE and json.dumps(saved.get(k), sort_keys=True)
+                     != json.dumps(v, sort_keys=True))
     if changed == ["epochs"] and now["epochs"] > saved["epochs"]:
         raise ConfigError(f"--resume continues the run in {config.out} to its own {saved['epochs']} "
                           "epochs (its schedules are laid out over them), so it cannot be extended; "
                           "train longer in a new --out with more --epochs")
     if changed:
-        flags = "; ".join(f"{_OPTION_FLAGS.get(k, '--' + k.replace('_', '-'))} was {json.dumps(saved.get(k))}, "
-                          f"now {json.dumps(now[k])}" for k in changed)
+        flags = "; ".join(_option_difference(k, saved.get(k), now[k]) for k in changed)
         raise ConfigError(f"--resume: options differ from the run in {config.out} ({flags}); "
                           f"repeat the run's options (its config.json lists them) or start a new --out")
     if state["world_size"] != world_size:
@@ -181,11 +202,25 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int,
 def _deterministic(device: torch.device) -> Iterator[None]:
     """Deterministic kernels on CPU for the duration of a run (restored afterwards)."""
     before = torch.are_deterministic_algorithms_enabled()
+    before_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(device.type == "cpu" or before, warn_only=True)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before)
+        torch.use_deterministic_algorithms(before, warn_only=before_warn_only)
+
+
+def jsonable_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """``hparams`` as JSON reads them back (tuples as lists), so that saved and current values compare equal."""
+    return json.loads(json.dumps(hparams, default=str))
+
+
+def dataset_label(dataset: Any) -> str:
+    """What a run records as its data when given a Dataset: a vitprobe dataset's spec, else
+    ``custom:<class name>[<number of items>]`` (checked again on --resume like any spec)."""
+    describe = getattr(dataset, "describe", None)
+    spec = describe().get("spec") if callable(describe) else None
+    return str(spec) if spec else f"custom:{type(dataset).__name__}[{len(dataset)}]"
 
 
 def _check_dataset(dataset: Any) -> None:
@@ -204,9 +239,12 @@ def train(config: TrainConfig | Mapping[str, Any], *, resume: bool = False, data
     ``progress=False`` hides the progress bar (log.csv and warnings are unchanged).
 
     ``dataset`` (items with an ``"image"`` normalised with ImageNet's mean and std, as
-    vitprobe's datasets deliver it and the views assume) replaces ``config.data``, and
+    vitprobe's datasets deliver it and the views assume) replaces ``config.data`` (the run
+    records ``dataset_label(dataset)`` as its data), and
     ``objective_factory(encoder, arch, **hparams)`` replaces the registry, for training on
-    in-memory data or with an objective of one's own.
+    in-memory data or with an objective of one's own. The caller's random generators
+    (Python, NumPy, torch), gradient mode, determinism setting and process group are left as
+    they were.
     """
     if isinstance(config, Mapping):
         config = TrainConfig.from_overrides(dict(config))
@@ -215,9 +253,12 @@ def train(config: TrainConfig | Mapping[str, Any], *, resume: bool = False, data
                           f"{type(config).__name__}; e.g. train(TrainConfig(method='mae'))")
     if dataset is not None:
         _check_dataset(dataset)
+        config = dataclasses.replace(config, data=dataset_label(dataset))
     env = distributed.setup(config.device)
     try:
-        with _deterministic(env.device):
+        # The caller's generators, gradient mode and determinism setting come back as they were.
+        with _deterministic(env.device), seeded(config.seed), torch.inference_mode(False), \
+                torch.enable_grad():
             return _run(config, env, resume, dataset, objective_factory, progress)
     finally:
         distributed.teardown(env)
@@ -232,6 +273,10 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     if not resume and is_analysis_output(out):
         raise OutputExistsError(f"{out} holds an analysis (run.json or runs.json), which a training run "
                                 "would mix with; choose another --out")
+    log = out / LOG_FILE
+    if not resume and log.exists() and not is_training_log(log):
+        raise OutputExistsError(f"{log} is not a vitprobe training log and a new run would replace it; "
+                                "move it or choose another --out")
     arch = resolve_arch(config)
     dtype = amp_dtype(config.amp, env.device)
     if objective_factory is not None:  # a custom objective gets exactly the given hparams
@@ -272,10 +317,11 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     optimizer = torch.optim.AdamW(groups, lr=peak_lr, betas=optim["betas"])
     scaler = torch.amp.GradScaler(env.device.type, enabled=dtype == torch.float16)
 
+    in_force = {"hparams": jsonable_hparams(objective.hparams), "lr": peak_lr}
     start_epoch, last_ckpt = 0, None
     if resume:
         state = ckpt.load_train_state(out)
-        _check_resume(config, state, env.world_size, env.device)
+        _check_resume(config, state, env.world_size, env.device, in_force)
         try:
             objective.load_state_dict(state["objective"])
             optimizer.load_state_dict(state["optimizer"])
@@ -306,7 +352,8 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
                       lambda means: collapse_warnings(means, K), progress)
 
     def meta(epoch: int) -> dict[str, Any]:
-        return {"objective": config.method, "config": config.resolved(), "epoch": epoch,
+        return {"objective": config.method, "objective_revision": objective.revision,
+                "config": config.resolved(), "in_force": in_force, "epoch": epoch,
                 "step": epoch * steps_per_epoch}
 
     try:
@@ -354,7 +401,8 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
                         {"objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
                          "scaler": scaler.state_dict(), "epoch": epoch + 1,
                          "step": (epoch + 1) * steps_per_epoch, "rng": ckpt.capture_rng(),
-                         "config": config.resolved(), "world_size": env.world_size})
+                         "config": config.resolved(), "in_force": in_force,
+                         "world_size": env.world_size})
                 distributed.barrier(env)
     finally:
         monitor.close()

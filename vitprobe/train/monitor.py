@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
@@ -38,12 +39,33 @@ def check_finite(loss: float, epoch: int, step: int, last_checkpoint: Path | Non
 GROWTH_WARNING = 100.0
 
 
+def is_training_log(path: Path) -> bool:
+    """Whether ``path`` starts with the header a training log has (``epoch,step,...``)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return header[:len(BASE_COLUMNS)] == BASE_COLUMNS
+
+
+def read_log(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The columns and complete rows of a training log; a row with missing or extra fields or
+    a step that is not a whole number (the last line of a killed run) is left out."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.DictReader(f)
+        columns = list(reader.fieldnames or [])
+        rows = [r for r in reader if None not in r and None not in r.values() and str(r.get("step", "")).isdigit()]
+    return columns, rows
+
+
 class Monitor:
     """Progress bar, CSV log and per-epoch collapse warnings; silent where ``enabled`` is False
     (ranks other than 0), without the bar where ``progress`` is False.
 
-    ``start_step`` > 0 (a resumed run) drops the rows of steps at or after it from an
-    existing log, so the log of a resumed run equals that of an uninterrupted one.
+    A fresh run (``start_step`` 0) starts a new log. ``start_step`` > 0 (a resumed run) keeps
+    the rows of the steps before it from the existing log, rewritten atomically (rows torn by a
+    kill are dropped), so the log of a resumed run equals that of an uninterrupted one.
     """
 
     def __init__(self, out: Path, enabled: bool, total_steps: int, start_step: int,
@@ -57,20 +79,21 @@ class Monitor:
         self.said_growth = False
         self.bar = progress_bar(total=total_steps, initial=start_step, disable=not (enabled and progress),
                                 unit="step", dynamic_ncols=True)
-        if enabled:
+        if enabled and start_step > 0:
             self._keep_rows_before(start_step)
 
     def _keep_rows_before(self, start_step: int) -> None:
         if not self.path.exists():
             return
-        with open(self.path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            self.columns = list(reader.fieldnames or [])
-            rows = [r for r in reader if int(r["step"]) < start_step]
-        with open(self.path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns)
+        columns, rows = read_log(self.path)
+        self.columns = columns
+        kept = [r for r in rows if int(r["step"]) < start_step]
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(kept)
+        os.replace(tmp, self.path)
 
     def step(self, epoch: int, step: int, loss: float, lr: float, wd: float,
              momentum: float | None, metrics: dict[str, float]) -> None:

@@ -23,9 +23,16 @@ def _text(value: Any) -> str:
     return json.dumps(jsonable(value), sort_keys=True)
 
 
+def _without_root(dataset: Any) -> Any:
+    """A dataset description without the absolute folder it was read from (the same data
+    mounted elsewhere, or a run saved before ``root`` was recorded, is the same data)."""
+    return {k: v for k, v in dataset.items() if k != "root"} if isinstance(dataset, Mapping) else dataset
+
+
 def data_difference(protocols: Sequence[Mapping[str, Any]]) -> str | None:
-    """The datasets' specs, ``a; b``, when the protocols name different data, else None."""
-    datasets = {_text(p.get("dataset")): p.get("dataset") for p in protocols}
+    """The datasets' specs, ``a; b``, when the protocols name different data (the folder a
+    spec was read from aside), else None."""
+    datasets = {_text(_without_root(p.get("dataset"))): p.get("dataset") for p in protocols}
     if len(datasets) < 2:
         return None
     named = sorted({str(d.get("spec", d)) if isinstance(d, Mapping) else str(d) for d in datasets.values()})

@@ -32,17 +32,6 @@ def _say(progress: bool, message: str) -> None:
         print(f"[vitprobe reproduce] {message}", flush=True)
 
 
-def _objective_revisions(config: Any) -> dict[str, int]:
-    """The ``revision`` of each objective the run trains with (a hybrid's parts as well)."""
-    from vitprobe.train.objectives import objective_class
-
-    names = [config.method]
-    if config.method == "hybrid":
-        hybrid = objective_class("hybrid").defaults
-        names += [config.hparams.get(part, hybrid[part]) for part in ("mim", "cl")]
-    return {name: objective_class(name).revision for name in names}
-
-
 def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers: int,
                       progress: bool) -> Path:
     """Train ``entry`` into ``folder``, reusing a finished run of the same config and resuming
@@ -52,7 +41,7 @@ def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers:
     config = TrainConfig.from_overrides({**(entry.train or {}), "out": str(folder), "device": device,
                                          "num_workers": num_workers})
     wanted = json.dumps({**{k: v for k, v in config.to_dict().items() if k not in _RUN_KEYS},
-                         "objective_revisions": _objective_revisions(config)}, sort_keys=True)
+                         "objective_revisions": config.objective_revisions()}, sort_keys=True)
     started, finished = folder / "started.json", folder / "finished.json"
     final = folder / "final.safetensors"
     if final.is_file() and finished.is_file() and finished.read_text(encoding="utf-8") == wanted:

@@ -78,3 +78,10 @@ def test_sites_are_declared_and_flags_set(name, info):
     assert sites and all(s.kind in ("attn", "tokens") for s in sites)
     if name in BUILT_IN_NEEDS:  # an analyzer added later declares its own needs
         assert (analyzer.requires_masks, analyzer.requires_labels) == BUILT_IN_NEEDS[name]
+
+
+def test_a_layer_analyzer_must_name_a_site_kind_there_is():
+    from vitprobe.analyzers import LayerAnalyzer
+
+    with pytest.raises(TypeError, match=r"site_kind is 'token'; it must be one of \['attn', 'tokens'\]"):
+        type("Misspelt", (LayerAnalyzer,), {"site_kind": "token"})

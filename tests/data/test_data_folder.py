@@ -94,19 +94,35 @@ def test_file_cut_short_is_skipped_when_built(tmp_path: Path, suffix: str) -> No
     assert all(dataset[i]["image"].shape == (3, 32, 32) for i in range(len(dataset)))
 
 
-def test_decoding_verdicts_are_remembered_until_the_file_changes(tmp_path: Path) -> None:
-    from vitprobe.data.images import check_image
+def test_verdicts_are_remembered_until_the_file_changes_but_not_file_system_errors(
+        tmp_path: Path, monkeypatch) -> None:
+    import errno
 
+    from vitprobe.data import images
+
+    opened = []
+    real_open = images.Image.open
+
+    def counting_open(*args, **kwargs):
+        opened.append(args[0])
+        if len(opened) == 1:  # the first attempt meets a full file table
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(images.Image, "open", counting_open)
     path = tmp_path / "a.png"
     Image.new("RGB", (16, 16), (1, 2, 3)).save(path)
-    assert check_image(path) is None
+    assert images.check_image(path) == "[Errno 24] Too many open files"
+    assert images.check_image(path) is None  # the error was not remembered: checked again
+    count = len(opened)
+    assert images.check_image(path) is None and len(opened) == count  # remembered: not opened again
     data = path.read_bytes()
     path.write_bytes(data[:40])
     os.utime(path, ns=(1, 1))  # a new modification time, whatever the clock's resolution
-    assert check_image(path) is not None
+    assert images.check_image(path) is not None and len(opened) > count
     path.write_bytes(data)
     os.utime(path, ns=(2, 2))
-    assert check_image(path) is None
+    assert images.check_image(path) is None
 
 
 def test_flat_folder_has_no_labels_and_loose_images_beside_classes_are_warned_about(tmp_path: Path) -> None:
@@ -122,6 +138,11 @@ def test_flat_folder_has_no_labels_and_loose_images_beside_classes_are_warned_ab
     with pytest.warns(UserWarning, match=r"left out 3 image\(s\) directly in .*flat .e\.g\. a\.png."):
         labelled = resolve_dataset(f"folder:{flat}", 32)
     assert [f.name for f in labelled.files] == ["d.png"] and labelled.label_names == ["class"]
+    (flat / "cls" / "d.png").unlink()  # now a stray empty sub-folder: still a folder without labels
+    (flat / "loop.jpg").symlink_to(flat / "loop.jpg")  # a link to itself: skipped, named
+    with pytest.warns(UserWarning, match=r"skipped 1 .*loop\.jpg"):
+        again = resolve_dataset(f"folder:{flat}", 32)
+    assert len(again) == 3 and again.label_names == [] and again.skipped == 1
 
 
 def test_links_are_followed_once_and_macos_forks_ignored(tmp_path: Path) -> None:
@@ -135,10 +156,13 @@ def test_links_are_followed_once_and_macos_forks_ignored(tmp_path: Path) -> None
     (root / "cat" / "linked").symlink_to(elsewhere / "more", target_is_directory=True)
     (root / "cat" / "loop").symlink_to(root / "cat", target_is_directory=True)
     (root / "dog").symlink_to(elsewhere, target_is_directory=True)  # a linked class folder
-    dataset = resolve_dataset(f"folder:{root}", 32)
+    with pytest.warns(UserWarning) as record:
+        dataset = resolve_dataset(f"folder:{root}", 32)
+    messages = " | ".join(str(w.message) for w in record)
+    assert "2 folder(s) reached again through symbolic links" in messages  # cat/loop and dog/more
+    assert "class folder(s) dog hold no readable image" in messages
     assert dataset.class_names == {"class": ["cat", "dog"]}
-    assert sorted(str(f.relative_to(root)) for f in dataset.files) == [
-        "cat/a.png", "cat/linked/b.png", "dog/more/b.png"]
+    assert sorted(str(f.relative_to(root)) for f in dataset.files) == ["cat/a.png", "cat/linked/b.png"]
     assert dataset.describe()["root"] == str(root.resolve())
 
 

@@ -165,6 +165,10 @@ def test_drawing_runs_side_by_side_warns_where_they_differ(results):
         warnings.simplefilter("error")  # same data and settings: silent
         draw("knn", [("a", results["knn"]), ("b", other["knn"])])
     knn = other["knn"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same data read from another folder (or before roots were kept)
+        elsewhere = {**knn.protocol, "dataset": {**knn.protocol["dataset"], "root": "/mnt/elsewhere"}}
+        draw("knn", [("a", results["knn"]), ("b", Result("knn", knn.table, elsewhere))])
     for protocol, message in [({"dataset": {"spec": "digits"}}, r"different data \(digits; synthetic:8\)"),
                               ({"k": 5}, r"knn was run with different settings \(k 20 \| 5\)")]:
         changed = Result("knn", knn.table, {**knn.protocol, **protocol})

@@ -269,9 +269,9 @@ def test_a_given_dataset_is_recorded_as_the_runs_data(tmp_path):
 
     run_toy(tmp_path / "list", epochs=1)
     assert json.loads((tmp_path / "list" / "config.json").read_text())["data"] == "custom:list[16]"
-    digits = resolve_dataset("digits", 32)
+    digits = resolve_dataset("digits", 32, split="train")
     train(toy_config(tmp_path / "digits", epochs=1, batch_size=256), dataset=digits, objective_factory=ToyMIM)
-    assert json.loads((tmp_path / "digits" / "config.json").read_text())["data"] == "digits"
+    assert json.loads((tmp_path / "digits" / "config.json").read_text())["data"] == "digits [split train]"
 
 
 def test_a_fresh_run_starts_its_own_log_and_keeps_a_foreign_one(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import random
@@ -21,7 +22,7 @@ from test_engine import run_toy, toy_config, toy_dataset  # noqa: E402
 from vitprobe.errors import CheckpointError, ConfigError  # noqa: E402
 from vitprobe.models import load_model  # noqa: E402
 from vitprobe.train import checkpointing as ckpt  # noqa: E402
-from vitprobe.train import train  # noqa: E402
+from vitprobe.train import TrainConfig, train  # noqa: E402
 
 
 def assert_same_run(a: Path, b: Path) -> None:
@@ -81,6 +82,55 @@ def test_resume_compares_the_values_in_force_not_how_they_were_given(tmp_path):
         run_toy(out, resume=True, epochs=2, save_every=1, hparams={"momentum": 0.8})
     run_toy(out, resume=True, epochs=2, save_every=1, hparams={"momentum": 0.9},  # the default, named
             lr=state["in_force"]["lr"])  # the learning rate the default batch scaling gave
+
+
+def test_resume_names_the_process_count_the_lambda_once_and_a_changed_recipe(tmp_path):
+    from vitprobe.train.engine import _check_resume
+
+    out = tmp_path / "hybrid"
+    config = TrainConfig(method="hybrid", lam=0.5, preset="tiny", epochs=1, batch_size=8,
+                         data="synthetic:16", out=str(out))
+    train(config, progress=False)
+    state = torch.load(out / ckpt.STATE_FILE, weights_only=True)
+    assert "lam" not in state["in_force"]["hparams"] and state["in_force"]["revisions"].keys() == {
+        "hybrid", "simmim", "mocov3"}
+    in_force = state["in_force"]
+    with pytest.raises(ConfigError, match="used 1 processes, not 2"):  # not a learning-rate change
+        _check_resume(config, state, 2, in_force={**in_force, "lr": in_force["lr"] * 2})
+    with pytest.raises(ConfigError, match=r"\(--lambda was 0.5, now 0.7\)"):  # once, not also as --set lam
+        _check_resume(dataclasses.replace(config, lam=0.7), state, 1, in_force=in_force)
+    newer = {**in_force, "revisions": {**in_force["revisions"], "simmim": 99}}
+    with pytest.raises(ConfigError, match=r"recipe changed since the run was saved .*resuming would mix two recipes"):
+        _check_resume(config, state, 1, in_force=newer)
+
+
+def test_a_run_saved_before_values_in_force_resumes_with_its_dataset(tmp_path):
+    from vitprobe.train.engine import _check_resume
+
+    old = {"config": {**toy_config(tmp_path).to_dict(), "epochs": 1}, "world_size": 1}  # data: the default spec
+    now = toy_config(tmp_path, epochs=1, data="custom:list[16]")
+    with pytest.raises(ConfigError, match="--data was"):
+        _check_resume(now, old, 1)
+    _check_resume(now, old, 1, given_dataset=True)  # what such a run recorded says nothing of its data
+
+
+def test_a_torn_log_header_starts_the_log_afresh_on_resume(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    save = ckpt.save_checkpoint
+
+    def save_then_stop(*args, **kwargs):
+        save(*args, **kwargs)
+        raise StopAfterFirstSave
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", save_then_stop)
+    with pytest.raises(StopAfterFirstSave):
+        run_toy(out)
+    monkeypatch.setattr(ckpt, "save_checkpoint", save)
+    (out / "log.csv").write_text("epoch,st", encoding="utf-8")
+    run_toy(out, resume=True)
+    lines = (out / "log.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("epoch,step,loss") and len(lines) == 1 + 4  # the second epoch's steps
+    assert lines[1].startswith("1,4,")
 
 
 def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, monkeypatch):

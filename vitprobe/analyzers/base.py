@@ -222,6 +222,11 @@ class LayerAnalyzer(Analyzer):
 
     site_kind: ClassVar[str] = "attn"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.site_kind not in FIRST_LAYER:
+            raise TypeError(f"{cls.__name__}.site_kind is {cls.site_kind!r}; it must be one of {list(FIRST_LAYER)}")
+
     def __init__(self, layers: Sequence[int] | None = None) -> None:
         super().__init__()
         self.layers = layers

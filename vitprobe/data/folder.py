@@ -33,28 +33,44 @@ def _is_visible(name: str) -> bool:
     return not name.startswith(".") and name not in IGNORED_FOLDERS
 
 
-def image_files(root: Path) -> list[Path]:
-    """Image files under root (any depth, through symbolic links, each real folder once; hidden
-    entries and ``__MACOSX`` left out), sorted by path."""
+def _is_image_name(name: str) -> bool:
+    return _is_visible(name) and Path(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def image_files(root: Path, seen: set[str], repeated: list[str]) -> list[Path]:
+    """Image files under root (any depth, through symbolic links; hidden entries and
+    ``__MACOSX`` left out), sorted by path. A folder whose real path is in ``seen`` (reached
+    before through another link, or a link back up the tree) is not read again; its path is
+    added to ``repeated``."""
     found = []
-    seen = set()
     for folder, subfolders, files in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
-        if real in seen:  # a link back up the tree, or a second link to one folder
+        if real in seen:
+            repeated.append(folder)
             subfolders[:] = []
             continue
         seen.add(real)
         subfolders[:] = [d for d in subfolders if _is_visible(d)]
-        found += [Path(folder, f) for f in files
-                  if _is_visible(f) and Path(f).suffix.lower() in IMAGE_EXTENSIONS]
+        found += [Path(folder, f) for f in files if _is_image_name(f)]
     return sorted(found)
 
 
-def _top_level_images(root: Path) -> list[Path]:
-    """Image files directly in root (not in a sub-folder)."""
-    return sorted(Path(entry.path) for entry in os.scandir(root)
-                  if entry.is_file() and _is_visible(entry.name)
-                  and Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS)
+def _entries(root: Path) -> tuple[list[str], list[Path]]:
+    """The visible sub-folders of root (names, sorted) and the image files directly in it; an
+    entry that cannot be examined (a link loop) counts as a file, so that checking it says why
+    it is left out."""
+    folders, files = [], []
+    with os.scandir(root) as entries:
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir and _is_visible(entry.name):
+                folders.append(entry.name)
+            elif not is_dir and _is_image_name(entry.name):
+                files.append(Path(entry.path))
+    return sorted(folders), sorted(files)
 
 
 def warn_skipped(spec: str, bad: list[tuple[Path, str]], what: str = "unreadable file(s)") -> None:
@@ -69,11 +85,12 @@ def warn_skipped(spec: str, bad: list[tuple[Path, str]], what: str = "unreadable
 class FolderDataset(VitprobeDataset):
     """Class sub-folders in sorted order give label ids; images are checked once when built.
 
-    A folder with images but no sub-folders is read without labels (analyses that need labels
-    cannot run on it). Every file with an image extension is decoded once (``check_image``);
-    failures are left out, counted in ``skipped`` and warned about once, so indices stay
-    stable. Files with other extensions and hidden files are ignored; symbolic links are
-    followed. With a split, the tree is read from ``PATH/<split>``.
+    A folder with images but no sub-folders that hold any is read without labels (analyses
+    that need labels cannot run on it). Every file with an image extension is checked once
+    (``check_image``); failures are left out, counted in ``skipped`` and warned about once, so
+    indices stay stable. Files with other extensions and hidden files are ignored; symbolic
+    links are followed, and a folder reached twice is read once. With a split, the tree is
+    read from ``PATH/<split>``.
     """
 
     kind = "folder"
@@ -85,12 +102,15 @@ class FolderDataset(VitprobeDataset):
         if split is not None:
             root = existing_dir(spec, root / split, f"split {split!r}: folder")
         try:
-            classes = sorted(entry.name for entry in os.scandir(root)
-                             if entry.is_dir() and _is_visible(entry.name))
-            loose = _top_level_images(root)
+            folders, loose = _entries(root)
         except OSError as error:
             raise DataError(f"dataset {spec!r}: cannot list {root} ({error}); "
                             f"check its permissions") from error
+        seen: set[str] = set()
+        repeated: list[str] = []
+        in_folders = {name: image_files(root / name, seen, repeated) for name in folders}
+        flat = bool(loose) and not any(in_folders.values())  # sub-folders without images are no classes
+        classes = [] if flat else folders
         if not classes and not loose:
             raise DataError(f"dataset {spec!r}: {root} holds no images; put them in {root}/<class name>/ "
                             f"(or directly in {root} for data without labels)")
@@ -101,7 +121,10 @@ class FolderDataset(VitprobeDataset):
         if classes and loose:
             warn_user(f"dataset {spec!r}: left out {len(loose)} image(s) directly in {root} (e.g. "
                       f"{loose[0].name}): with class folders, every image must be in one")
-        groups = [image_files(root / name) for name in classes] if classes else [loose]
+        if repeated:
+            warn_user(f"dataset {spec!r}: {len(repeated)} folder(s) reached again through symbolic links "
+                      f"(e.g. {repeated[0]}) were read once, under the first class that reaches them")
+        groups = [in_folders[name] for name in classes] if classes else [loose]
         verdicts = iter(check_images([file for group in groups for file in group]))
         self.files: list[Path] = []
         targets: list[int] = []

@@ -17,8 +17,10 @@ from vitprobe.errors import DataError
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                               ".ppm", ".pgm", ".pbm"})
 SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
-_CHECKED: dict[tuple[str, int, int], str | None] = {}  # check_image's verdicts
-_CHECKED_LIMIT = 1 << 18  # about 50 MB of remembered verdicts at most
+_CHECKED: dict[tuple[int, ...], str | None] = {}  # check_image's verdicts
+_CHECKED_LIMIT = 1 << 20  # about 150 MB of remembered verdicts at most
+_WHOLE_WHEN_VERIFIED = frozenset({"PNG"})  # verify() reads every chunk and its CRC
+_TAIL_BYTES = 64
 _PARALLEL_FROM = 64
 _MAX_THREADS = 8
 
@@ -30,41 +32,62 @@ def one_line(error: BaseException) -> str:
 
 
 def check_image(path: Path) -> str | None:
-    """None when PIL decodes the whole file, else why not (e.g. "image file is truncated").
+    """None when the file is a whole image that PIL reads, else why not (e.g. "image file is
+    truncated").
 
-    JPEGs are decoded at their smallest DCT scale (1/8: every coefficient is still read, the
-    inverse transforms are 64x cheaper), so a file cut short anywhere is caught, which
-    ``Image.verify`` (headers and chunk checksums only) misses. Verdicts are remembered per
-    (path, size, modification time), so a folder read again in one process is not decoded again.
+    Whole means not cut short anywhere (a broken download), which ``Image.verify`` alone, reading
+    headers, misses for most formats: a PNG's ``verify`` checks every chunk's CRC up to IEND; a
+    JPEG must end with its end-of-image marker (FF D9, zero padding allowed), or else decode at
+    its smallest DCT scale (1/8: every coefficient is read, the inverse transforms are 64x
+    cheaper; a file with data appended after the marker passes this way); other formats (BMP,
+    GIF, TIFF, WebP, ...) are decoded. Verdicts are remembered per file identity (device, inode,
+    size, modification and change times); errors in reaching the file (permissions, too many
+    open files) are not remembered.
     """
     try:
         stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
     except OSError as error:
         return one_line(error)
+    key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     if key in _CHECKED:
         return _CHECKED[key]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                if image.format == "JPEG":
-                    image.draft(None, (1, 1))
-                image.load()
+                kind = image.format
+                image.verify()
+            if kind not in _WHOLE_WHEN_VERIFIED and not (kind == "JPEG" and _ends_with_jpeg_end(path)):
+                with Image.open(path) as image:
+                    if kind == "JPEG":
+                        image.draft(None, (1, 1))
+                    image.load()
         reason = None
-    except Exception as error:  # PIL raises many types (SyntaxError, struct.error, OSError, ...) for bad files
+    except OSError as error:
+        if error.errno is not None:  # the file system's, not the image's: not remembered
+            return one_line(error)
+        reason = one_line(error)
+    except Exception as error:  # PIL raises many types (SyntaxError, struct.error, ...) for bad files
         reason = one_line(error)
     if len(_CHECKED) < _CHECKED_LIMIT:
         _CHECKED[key] = reason
     return reason
 
 
+def _ends_with_jpeg_end(path: Path) -> bool:
+    """Whether the file's last bytes, zero padding stripped, are JPEG's end-of-image marker."""
+    with open(path, "rb") as file:
+        file.seek(max(file.seek(0, os.SEEK_END) - _TAIL_BYTES, 0))
+        return file.read().rstrip(b"\x00").endswith(b"\xff\xd9")
+
+
 def check_images(paths: Sequence[Path]) -> list[str | None]:
-    """``check_image`` of each path, decoded in parallel threads (PIL releases the GIL while it
-    decodes), in the order given."""
+    """``check_image`` of each path, in parallel threads (PIL releases the GIL while it decodes),
+    in the order given."""
     if len(paths) < _PARALLEL_FROM:
         return [check_image(path) for path in paths]
-    with ThreadPoolExecutor(max_workers=min(_MAX_THREADS, os.cpu_count() or 1)) as pool:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=min(_MAX_THREADS, cores)) as pool:
         return list(pool.map(check_image, paths, chunksize=16))
 
 

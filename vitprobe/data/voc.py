@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -78,12 +79,12 @@ def read_split(spec: str, root: Path, split: str) -> list[str]:
               if line.strip()]
     if not listed:
         raise DataError(f"dataset {spec!r}: {listing} lists no images; give a non-empty split")
-    ids = list(dict.fromkeys(listed))
-    if len(ids) < len(listed):
-        repeated = sorted({i for i in listed if listed.count(i) > 1}) if len(listed) < 10**4 else []
-        warn_user(f"dataset {spec!r}: {listing} lists {len(listed) - len(ids)} id(s) more than once"
-                  f"{' (' + ', '.join(repeated[:3]) + ')' if repeated else ''}; each image is used once")
-    return ids
+    counts = Counter(listed)
+    if len(counts) < len(listed):
+        repeated = sorted(i for i, n in counts.items() if n > 1)
+        warn_user(f"dataset {spec!r}: {listing} lists {len(listed) - len(counts)} id(s) more than once "
+                  f"({', '.join(repeated[:3])}{', ...' if len(repeated) > 3 else ''}); each image is used once")
+    return list(counts)
 
 
 def majority_class(classes: np.ndarray) -> int:
@@ -95,8 +96,8 @@ def majority_class(classes: np.ndarray) -> int:
 class VocDataset(VitprobeDataset):
     """Images and object masks of one VOC segmentation split.
 
-    Each listed id needs its JPEG, SegmentationObject and SegmentationClass files, decoded once
-    when built (``check_image``), and masks of its image's size in palette or grey mode; an id
+    Each listed id needs its JPEG, SegmentationObject and SegmentationClass files, whole when
+    built (``check_image``), and masks of its image's size in palette or grey mode; an id
     failing any of this is left out, counted in ``skipped`` and warned about. Images are read
     as stored, without turning them by their EXIF orientation, so that they stay aligned with
     masks drawn over the stored pixels. Labels are read per item; ``class_counts`` reads every

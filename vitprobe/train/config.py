@@ -211,6 +211,14 @@ class TrainConfig:
                 "mim_hparams": {**sizes.get(mim, {}), **self.hparams.get("mim_hparams", {})},
                 "cl_hparams": {**sizes.get(cl, {}), **self.hparams.get("cl_hparams", {})}}
 
+    def objective_revisions(self) -> dict[str, int]:
+        """The ``revision`` of each objective the run trains with (a hybrid's parts as well)."""
+        names = [self.method]
+        if self.method == "hybrid":
+            hybrid = objective_class("hybrid").defaults
+            names += [self.hparams.get(part, hybrid[part]) for part in ("mim", "cl")]
+        return {name: objective_class(name).revision for name in names}
+
     def total_epochs(self) -> int:
         """--epochs, else the preset's short default, else the published length."""
         if self.epochs is not None:

@@ -153,6 +153,9 @@ def _option_difference(key: str, saved: Any, now: Any) -> str:
         names = sorted(n for n in set(saved) | set(now)
                        if json.dumps(saved.get(n), sort_keys=True) != json.dumps(now.get(n), sort_keys=True))
         return "; ".join(f"--set {n} was {json.dumps(saved.get(n))}, now {json.dumps(now.get(n))}" for n in names)
+    if key == "revisions in force":
+        return (f"the objective's recipe changed since the run was saved (revisions {json.dumps(saved)}, "
+                f"now {json.dumps(now)}), so resuming would mix two recipes")
     if key == "lr in force":
         return f"the peak learning rate (--lr, or base_lr x global batch / 256) was {saved:.6g}, now {now:.6g}"
     return f"{_OPTION_FLAGS.get(key, '--' + key.replace('_', '-'))} was {json.dumps(saved)}, now {json.dumps(now)}"
@@ -167,21 +170,29 @@ def _same_precision(a: str, b: str, device: torch.device) -> bool:
 
 
 def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int,
-                  device: torch.device = torch.device("cpu"), in_force: Mapping[str, Any] | None = None) -> None:
+                  device: torch.device = torch.device("cpu"), in_force: Mapping[str, Any] | None = None,
+                  given_dataset: bool = False) -> None:
     """Refuse to resume with options other than the saved run's (defaults filled in on both
     sides, so an omitted --epochs equals the default it stood for; --amp modes that mean one
     dtype on ``device`` are the same). With ``in_force`` (``{"hparams": the objective's resolved
     hyper-parameters, "lr": the peak learning rate}``) and a state that saved the same, these
-    are compared by value, so ``--set mask_ratio=0.75`` equals leaving the default of 0.75."""
+    are compared by value, so ``--set mask_ratio=0.75`` equals leaving the default of 0.75.
+    A run saved before runs recorded the values in force also recorded the default spec as its
+    data when given a Dataset (``given_dataset``), so its data cannot be checked."""
+    if state["world_size"] != world_size:  # first: the global batch, hence the lr, follows from it
+        raise ConfigError(f"--resume: the run in {config.out} used {state['world_size']} "
+                          f"processes, not {world_size}; resume with the same process count")
     saved = TrainConfig.from_overrides(state["config"]).resolved()
     now = config.resolved()
+    if given_dataset and "in_force" not in state:
+        saved["data"] = now["data"]
     if _same_precision(str(saved.get("amp")), now["amp"], device):
         saved["amp"] = now["amp"]
     if in_force is not None and all(key in state.get("in_force", {}) for key in in_force):
         saved = {**saved, **{f"{k} in force": v for k, v in state["in_force"].items()}}
         now = {**now, **{f"{k} in force": v for k, v in in_force.items()}}
         for key in in_force:
-            saved.pop(key), now.pop(key)
+            saved.pop(key, None), now.pop(key, None)
     changed = sorted(k for k, v in now.items()
                      if k not in RESUME_MAY_CHANGE and json.dumps(saved.get(k), sort_keys=True)
                      != json.dumps(v, sort_keys=True))
@@ -193,9 +204,6 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int,
         flags = "; ".join(_option_difference(k, saved.get(k), now[k]) for k in changed)
         raise ConfigError(f"--resume: options differ from the run in {config.out} ({flags}); "
                           f"repeat the run's options (its config.json lists them) or start a new --out")
-    if state["world_size"] != world_size:
-        raise ConfigError(f"--resume: the run in {config.out} used {state['world_size']} "
-                          f"processes, not {world_size}; resume with the same process count")
 
 
 @contextlib.contextmanager
@@ -216,11 +224,13 @@ def jsonable_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def dataset_label(dataset: Any) -> str:
-    """What a run records as its data when given a Dataset: a vitprobe dataset's spec, else
-    ``custom:<class name>[<number of items>]`` (checked again on --resume like any spec)."""
-    describe = getattr(dataset, "describe", None)
-    spec = describe().get("spec") if callable(describe) else None
-    return str(spec) if spec else f"custom:{type(dataset).__name__}[{len(dataset)}]"
+    """What a run records as its data when given a Dataset (checked again on --resume like any
+    spec): a vitprobe dataset's spec, with ``[split S]`` where the spec does not name its split,
+    else ``custom:<class name>[<number of items>]``."""
+    spec, split = getattr(dataset, "spec", None), getattr(dataset, "split", None)
+    if not isinstance(spec, str) or not spec:
+        return f"custom:{type(dataset).__name__}[{len(dataset)}]"
+    return spec if not split or spec.endswith(f":{split}") else f"{spec} [split {split}]"
 
 
 def _check_dataset(dataset: Any) -> None:
@@ -266,6 +276,7 @@ def train(config: TrainConfig | Mapping[str, Any], *, resume: bool = False, data
 
 def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: Dataset | None,
          objective_factory: ObjectiveFactory | None, progress: bool) -> Path:
+    given_dataset = dataset is not None
     out = check_output_folder(config.out)
     if not resume and (ckpt.has_checkpoint(out) or (out / ckpt.FINAL_FILE).exists()):
         raise OutputExistsError(f"{out} already holds a training run; pass --resume to continue "
@@ -279,6 +290,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
                                 "move it or choose another --out")
     arch = resolve_arch(config)
     dtype = amp_dtype(config.amp, env.device)
+    revisions = config.objective_revisions() if objective_factory is None else {}
     if objective_factory is not None:  # a custom objective gets exactly the given hparams
         hparams = dict(config.hparams, **({"lam": config.lam} if config.method == "hybrid" else {}))
     else:
@@ -317,11 +329,12 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     optimizer = torch.optim.AdamW(groups, lr=peak_lr, betas=optim["betas"])
     scaler = torch.amp.GradScaler(env.device.type, enabled=dtype == torch.float16)
 
-    in_force = {"hparams": jsonable_hparams(objective.hparams), "lr": peak_lr}
+    in_force = {"hparams": jsonable_hparams({k: v for k, v in objective.hparams.items() if k != "lam"}),
+                "lr": peak_lr, "revisions": revisions}
     start_epoch, last_ckpt = 0, None
     if resume:
         state = ckpt.load_train_state(out)
-        _check_resume(config, state, env.world_size, env.device, in_force)
+        _check_resume(config, state, env.world_size, env.device, in_force, given_dataset=given_dataset)
         try:
             objective.load_state_dict(state["objective"])
             optimizer.load_state_dict(state["optimizer"])

@@ -65,7 +65,8 @@ class Monitor:
 
     A fresh run (``start_step`` 0) starts a new log. ``start_step`` > 0 (a resumed run) keeps
     the rows of the steps before it from the existing log, rewritten atomically (rows torn by a
-    kill are dropped), so the log of a resumed run equals that of an uninterrupted one.
+    kill are dropped; a log whose header is torn starts afresh), so the log of a resumed run
+    equals that of an uninterrupted one.
     """
 
     def __init__(self, out: Path, enabled: bool, total_steps: int, start_step: int,
@@ -84,6 +85,9 @@ class Monitor:
 
     def _keep_rows_before(self, start_step: int) -> None:
         if not self.path.exists():
+            return
+        if not is_training_log(self.path):  # a header torn by a kill: the log starts afresh
+            self.path.unlink()
             return
         columns, rows = read_log(self.path)
         self.columns = columns

@@ -41,10 +41,8 @@ class StopAfterFirstSave(Exception):
     pass
 
 
-def split_then_resume(run, tmp_path: Path, monkeypatch) -> None:
-    """``run(out, resume)`` uninterrupted, and stopped after its first checkpoint then
-    resumed: the two must be bit-identical."""
-    run(tmp_path / "full", False)
+def stop_after_first_save(start, monkeypatch) -> None:
+    """Call ``start()`` (a fresh run) and stop it right after its first checkpoint is saved."""
     save = ckpt.save_checkpoint
 
     def save_then_stop(*args, **kwargs):
@@ -53,8 +51,15 @@ def split_then_resume(run, tmp_path: Path, monkeypatch) -> None:
 
     monkeypatch.setattr(ckpt, "save_checkpoint", save_then_stop)
     with pytest.raises(StopAfterFirstSave):
-        run(tmp_path / "split", False)
+        start()
     monkeypatch.setattr(ckpt, "save_checkpoint", save)
+
+
+def split_then_resume(run, tmp_path: Path, monkeypatch) -> None:
+    """``run(out, resume)`` uninterrupted, and stopped after its first checkpoint then
+    resumed: the two must be bit-identical."""
+    run(tmp_path / "full", False)
+    stop_after_first_save(lambda: run(tmp_path / "split", False), monkeypatch)
     assert torch.load(tmp_path / "split" / ckpt.STATE_FILE, weights_only=True)["epoch"] == 1
     run(tmp_path / "split", True)
     assert_same_run(tmp_path / "full", tmp_path / "split")
@@ -116,16 +121,7 @@ def test_a_run_saved_before_values_in_force_resumes_with_its_dataset(tmp_path):
 
 def test_a_torn_log_header_starts_the_log_afresh_on_resume(tmp_path, monkeypatch):
     out = tmp_path / "run"
-    save = ckpt.save_checkpoint
-
-    def save_then_stop(*args, **kwargs):
-        save(*args, **kwargs)
-        raise StopAfterFirstSave
-
-    monkeypatch.setattr(ckpt, "save_checkpoint", save_then_stop)
-    with pytest.raises(StopAfterFirstSave):
-        run_toy(out)
-    monkeypatch.setattr(ckpt, "save_checkpoint", save)
+    stop_after_first_save(lambda: run_toy(out), monkeypatch)
     (out / "log.csv").write_text("epoch,st", encoding="utf-8")
     run_toy(out, resume=True)
     lines = (out / "log.csv").read_text(encoding="utf-8").splitlines()

@@ -94,6 +94,22 @@ def test_file_cut_short_is_skipped_when_built(tmp_path: Path, suffix: str) -> No
     assert all(dataset[i]["image"].shape == (3, 32, 32) for i in range(len(dataset)))
 
 
+def test_a_jpeg_damaged_in_the_middle_is_skipped_when_built(tmp_path: Path) -> None:
+    folder = tmp_path / "cls"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, 128)[None, :, None] * np.ones((96, 1, 3))
+    Image.fromarray((ramp + rng.normal(0, 20, (96, 128, 3))).clip(0, 255).astype(np.uint8)).save(
+        folder / "whole.jpg", quality=90)
+    data = bytearray((folder / "whole.jpg").read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 200] = rng.integers(0, 256, 200, dtype=np.uint8).tobytes()  # ends intact
+    (folder / "damaged.jpg").write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=r"skipped 1 .*damaged\.jpg"):
+        dataset = resolve_dataset(f"folder:{tmp_path}", 32)
+    assert [f.name for f in dataset.files] == ["whole.jpg"]
+
+
 def test_verdicts_are_remembered_until_the_file_changes_but_not_file_system_errors(
         tmp_path: Path, monkeypatch) -> None:
     import errno

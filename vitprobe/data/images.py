@@ -20,7 +20,6 @@ SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 _CHECKED: dict[tuple[int, ...], str | None] = {}  # check_image's verdicts
 _CHECKED_LIMIT = 1 << 20  # about 150 MB of remembered verdicts at most
 _WHOLE_WHEN_VERIFIED = frozenset({"PNG"})  # verify() reads every chunk and its CRC
-_TAIL_BYTES = 64
 _PARALLEL_FROM = 64
 _MAX_THREADS = 8
 
@@ -35,14 +34,13 @@ def check_image(path: Path) -> str | None:
     """None when the file is a whole image that PIL reads, else why not (e.g. "image file is
     truncated").
 
-    Whole means not cut short anywhere (a broken download), which ``Image.verify`` alone, reading
-    headers, misses for most formats: a PNG's ``verify`` checks every chunk's CRC up to IEND; a
-    JPEG must end with its end-of-image marker (FF D9, zero padding allowed), or else decode at
-    its smallest DCT scale (1/8: every coefficient is read, the inverse transforms are 64x
-    cheaper; a file with data appended after the marker passes this way); other formats (BMP,
-    GIF, TIFF, WebP, ...) are decoded. Verdicts are remembered per file identity (device, inode,
-    size, modification and change times); errors in reaching the file (permissions, too many
-    open files) are not remembered.
+    Whole means not cut short or damaged anywhere (a broken download, a flipped block), which
+    ``Image.verify`` alone, reading headers, misses for most formats: a PNG's ``verify`` checks
+    every chunk's CRC up to IEND; a JPEG is decoded at its smallest DCT scale (1/8: every
+    coefficient is still read, the inverse transforms are 64x cheaper); other formats (BMP,
+    GIF, TIFF, WebP, ...) are decoded. Verdicts are remembered per file identity (device,
+    inode, size, modification and change times); errors in reaching the file (permissions, too
+    many open files) are not remembered.
     """
     try:
         stat = path.stat()
@@ -57,7 +55,7 @@ def check_image(path: Path) -> str | None:
             with Image.open(path) as image:
                 kind = image.format
                 image.verify()
-            if kind not in _WHOLE_WHEN_VERIFIED and not (kind == "JPEG" and _ends_with_jpeg_end(path)):
+            if kind not in _WHOLE_WHEN_VERIFIED:
                 with Image.open(path) as image:
                     if kind == "JPEG":
                         image.draft(None, (1, 1))
@@ -72,13 +70,6 @@ def check_image(path: Path) -> str | None:
     if len(_CHECKED) < _CHECKED_LIMIT:
         _CHECKED[key] = reason
     return reason
-
-
-def _ends_with_jpeg_end(path: Path) -> bool:
-    """Whether the file's last bytes, zero padding stripped, are JPEG's end-of-image marker."""
-    with open(path, "rb") as file:
-        file.seek(max(file.seek(0, os.SEEK_END) - _TAIL_BYTES, 0))
-        return file.read().rstrip(b"\x00").endswith(b"\xff\xd9")
 
 
 def check_images(paths: Sequence[Path]) -> list[str | None]:

@@ -175,8 +175,8 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int,
     """Refuse to resume with options other than the saved run's (defaults filled in on both
     sides, so an omitted --epochs equals the default it stood for; --amp modes that mean one
     dtype on ``device`` are the same). With ``in_force`` (``{"hparams": the objective's resolved
-    hyper-parameters, "lr": the peak learning rate}``) and a state that saved the same, these
-    are compared by value, so ``--set mask_ratio=0.75`` equals leaving the default of 0.75.
+    hyper-parameters, "lr": the peak learning rate, "revisions": the objectives'}``), what the
+    state saved of these is compared by value, so ``--set mask_ratio=0.75`` equals leaving the default of 0.75.
     A run saved before runs recorded the values in force also recorded the default spec as its
     data when given a Dataset (``given_dataset``), so its data cannot be checked."""
     if state["world_size"] != world_size:  # first: the global batch, hence the lr, follows from it
@@ -188,11 +188,9 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int,
         saved["data"] = now["data"]
     if _same_precision(str(saved.get("amp")), now["amp"], device):
         saved["amp"] = now["amp"]
-    if in_force is not None and all(key in state.get("in_force", {}) for key in in_force):
-        saved = {**saved, **{f"{k} in force": v for k, v in state["in_force"].items()}}
-        now = {**now, **{f"{k} in force": v for k, v in in_force.items()}}
-        for key in in_force:
-            saved.pop(key, None), now.pop(key, None)
+    for key in [k for k in (in_force or {}) if k in state.get("in_force", {})]:  # what both recorded
+        saved[f"{key} in force"], now[f"{key} in force"] = state["in_force"][key], in_force[key]
+        saved.pop(key, None), now.pop(key, None)
     changed = sorted(k for k, v in now.items()
                      if k not in RESUME_MAY_CHANGE and json.dumps(saved.get(k), sort_keys=True)
                      != json.dumps(v, sort_keys=True))

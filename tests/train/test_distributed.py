@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_engine import run_toy, toy_config  # noqa: E402
 
 from vitprobe.models.architecture import build_model  # noqa: E402
+from vitprobe.train.objectives import list_objectives  # noqa: E402
 
 SCRIPT = """
 import sys
@@ -51,6 +52,7 @@ def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
          "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script)],
         env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "find_unused_parameters" not in proc.stderr  # every parameter is used: DDP does not search
     run_toy(tmp_path / "single", epochs=2, batch_size=4)
 
     ddp, single = load_file(tmp_path / "ddp" / "final.safetensors"), \
@@ -65,3 +67,26 @@ def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
     assert (tmp_path / "ddp" / "log.csv").read_text(encoding="utf-8").count("\n") == 1 + 8
     state = torch.load(tmp_path / "ddp" / "checkpoint.train_state.pt", weights_only=True)
     assert state["world_size"] == 2 and state["step"] == 8
+
+
+DATA_PARALLEL_CASES = [[m] for m in list_objectives() if m != "hybrid"] + [
+    ["hybrid", "--lambda", lam] for lam in ("0", "0.5", "1")]
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+@pytest.mark.parametrize("method", DATA_PARALLEL_CASES, ids=" ".join)
+def test_every_objective_trains_data_parallel(tmp_path, method):
+    """DDP searches for parameters without a gradient only where an objective says it leaves
+    some (a hybrid at lambda 0 or 1 skips a branch); were one left unused elsewhere, the second
+    step would fail ("Expected to have finished reduction ...")."""
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path / "tmp")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", str(free_port()), "-m", "vitprobe", "train", "--method", *method,
+         "--preset", "tiny", "--data", "synthetic:32", "--batch-size", "4", "--epochs", "1",
+         "--out", str(tmp_path / "run"), "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "run" / "final.safetensors").exists()

@@ -356,7 +356,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     if env.world_size > 1:
         model = nn.parallel.DistributedDataParallel(
             objective, device_ids=[env.device.index] if env.device.type == "cuda" else None,
-            find_unused_parameters=True)
+            find_unused_parameters=objective.leaves_parameters_unused())
     views = ViewsDataset(dataset, objective.views, config.seed)
     K = objective.collapse_dim
     monitor = Monitor(out, env.is_main, total, start_epoch * steps_per_epoch, config.log_every,

@@ -106,6 +106,12 @@ class Objective(nn.Module, abc.ABC):
     def after_backward(self, step: StepInfo) -> None:
         """Hook between backward and the optimiser step; nothing by default."""
 
+    def leaves_parameters_unused(self) -> bool:
+        """Whether some trainable parameters get no gradient in a step (e.g. a branch that is
+        skipped); data-parallel training then has DDP search for them every step
+        (``find_unused_parameters``), which costs a graph traversal. False by default."""
+        return False
+
     def stochastic_depth(self) -> float:
         """The drop-path rate of the trained encoder, ``hparams["drop_path"]`` (0 when absent).
         The engine applies it after the EMA copies exist, which never drop."""

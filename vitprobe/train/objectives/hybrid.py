@@ -76,6 +76,10 @@ class Hybrid(Objective):
         metrics["loss"] = loss.item()
         return loss, metrics
 
+    def leaves_parameters_unused(self) -> bool:
+        """At lambda 0 or 1 the other branch is skipped, so its heads get no gradient."""
+        return self.lam in (0.0, 1.0)
+
     def stochastic_depth(self) -> float:
         """``drop_path`` if given, else ``(1 - lam) r_MIM + lam r_CL`` of the two branches' rates:
         the pure objectives' own rates at lam 0 and 1 (no published hybrid recipe states one)."""

@@ -39,14 +39,17 @@ def check_finite(loss: float, epoch: int, step: int, last_checkpoint: Path | Non
 GROWTH_WARNING = 100.0
 
 
+def _is_log_header(columns: list[str]) -> bool:
+    return columns[:len(BASE_COLUMNS)] == BASE_COLUMNS
+
+
 def is_training_log(path: Path) -> bool:
     """Whether ``path`` starts with the header a training log has (``epoch,step,...``)."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            header = next(csv.reader(f), [])
+            return _is_log_header(next(csv.reader(f), []))
     except (OSError, UnicodeDecodeError, csv.Error):
         return False
-    return header[:len(BASE_COLUMNS)] == BASE_COLUMNS
 
 
 def read_log(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -86,10 +89,10 @@ class Monitor:
     def _keep_rows_before(self, start_step: int) -> None:
         if not self.path.exists():
             return
-        if not is_training_log(self.path):  # a header torn by a kill: the log starts afresh
+        columns, rows = read_log(self.path)
+        if not _is_log_header(columns):  # a header torn by a kill: the log starts afresh
             self.path.unlink()
             return
-        columns, rows = read_log(self.path)
         self.columns = columns
         kept = [r for r in rows if int(r["step"]) < start_step]
         tmp = self.path.with_name(f".{self.path.name}.tmp")

@@ -216,11 +216,6 @@ def _deterministic(device: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(before, warn_only=before_warn_only)
 
 
-def jsonable_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
-    """``hparams`` as JSON reads them back (tuples as lists), so that saved and current values compare equal."""
-    return json.loads(json.dumps(hparams, default=str))
-
-
 def dataset_label(dataset: Any) -> str:
     """What a run records as its data when given a Dataset (checked again on --resume like any
     spec): a vitprobe dataset's spec, with ``[split S]`` where the spec does not name its split,
@@ -327,7 +322,9 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     optimizer = torch.optim.AdamW(groups, lr=peak_lr, betas=optim["betas"])
     scaler = torch.amp.GradScaler(env.device.type, enabled=dtype == torch.float16)
 
-    in_force = {"hparams": jsonable_hparams({k: v for k, v in objective.hparams.items() if k != "lam"}),
+    from vitprobe.results import jsonable  # tuples as lists: saved and current values compare equal
+
+    in_force = {"hparams": jsonable({k: v for k, v in objective.hparams.items() if k != "lam"}),
                 "lr": peak_lr, "revisions": revisions}
     start_epoch, last_ckpt = 0, None
     if resume:

@@ -126,8 +126,8 @@ class VocDataset(VitprobeDataset):
         self.ids: list[str] = []
         bad: list[tuple[Path, str]] = []
         for image_id, parts in files.items():
-            problem = next(((file, verdicts.get(file, "missing")) for _, file in parts
-                            if verdicts.get(file, "missing") is not None), None)
+            reasons = [(file, verdicts.get(file, "missing")) for _, file in parts]  # not listed: missing
+            problem = next(((file, reason) for file, reason in reasons if reason is not None), None)
             if problem is None:
                 problem = self._layout_problem(parts)
             if problem is None:

@@ -7,7 +7,9 @@ What they do not show is the number of heads (except through a relative position
 table, whose columns are heads). Heads then come from, in this order: ``num_heads`` given by
 the user; the checkpoint's own metadata (DINO ``args.arch``, MoCo v3 ``arch``) when its width
 matches; the published value for the width (ViT-T 192: 3, ViT-S 384: 6, ViT-B 768: 12,
-ViT-L 1024: 16, ViT-H 1280: 16); otherwise ``max(1, width // 64)`` (64-wide heads).
+ViT-L 1024: 16, ViT-H 1280: 16), reported as guessed where the format says the width is
+ambiguous in its layout (a ViT-S in the ``model`` layout: DeiT-S 6, MoCo v3 12); otherwise
+``max(1, width // 64)`` (64-wide heads).
 Layer scale is a flag in effect: trained gammas overwrite the init, which is reported as
 0.1 (the BEiT/SimMIM init value) because the weights cannot reveal it.
 """
@@ -77,6 +79,9 @@ def _heads(width: int, sd: Mapping[str, torch.Tensor], hints: ArchHints,
         heads, source = _shape(sd, tables[0], 2, path)[1], f"columns of {tables[0]}"
     elif hints.num_heads is not None and hints.width in (None, width):
         heads, source = hints.num_heads, hints.heads_source or "checkpoint metadata"
+    elif width in hints.uncertain_widths and width in PUBLISHED_HEADS:
+        heads = PUBLISHED_HEADS[width]
+        source = f"{GUESSED} published value for width {width} ({hints.uncertain_widths[width]})"
     elif width in PUBLISHED_HEADS:
         heads, source = PUBLISHED_HEADS[width], f"published value for width {width}"
     else:

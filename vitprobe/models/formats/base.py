@@ -48,6 +48,9 @@ class ArchHints:
     width: int | None = None  # the width the named architecture has; heads apply only then
     patch_size: int | None = None
     spec: ArchSpec | None = None  # exact architecture (vitprobe's own format)
+    # widths whose published head count is not certain for this layout -> why (the count is
+    # then reported as guessed, and the load warns)
+    uncertain_widths: dict[int, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)  # extra facts for the report
 
 

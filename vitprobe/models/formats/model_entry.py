@@ -82,7 +82,8 @@ class Beit(ModelEntryFormat):
 class MAE(ModelEntryFormat):
     name = "mae"
     priority = 50
-    summary = "MAE checkpoint: model with the ViT encoder (decoder in training checkpoints)"
+    summary = ("MAE checkpoint: model with the ViT encoder (decoder in training checkpoints); "
+               "also DeiT's layout and MoCo v3's convert_to_deit.py output")
     drops = {"decoder_*": "MAE decoder (pre-training only)",
              "mask_token": "MAE mask token (pre-training only)"}
 
@@ -91,8 +92,12 @@ class MAE(ModelEntryFormat):
         return isinstance(model, Mapping) and "patch_embed.proj.weight" in model
 
     def hints(self, raw: RawCheckpoint) -> ArchHints:
-        """Heads from ``args.model`` of MAE's training checkpoints (the release has no args)."""
+        """Heads from ``args.model`` of MAE's training checkpoints (the release has no args).
+        A ViT-S in this layout is DeiT-S (6 heads) or a MoCo v3 ViT-S (12 heads) that
+        convert_to_deit.py rewrote: its head count is uncertain."""
         name = getattr(raw.obj.get("args"), "model", None)
         width, heads = named_arch(name, MAE_MODELS)
         return ArchHints(num_heads=heads, width=width, heads_source=f"MAE args.model {name!r}",
-                         info={"args.model": name} if isinstance(name, str) else {})
+                         info={"args.model": name} if isinstance(name, str) else {},
+                         uncertain_widths={384: "DeiT-S has 6, a MoCo v3 ViT-S converted by "
+                                                "convert_to_deit.py has 12"})

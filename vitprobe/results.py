@@ -309,7 +309,7 @@ class Run(Mapping[str, Result]):
 
         rows = []
         for result in self.values():
-            caption = protocol_caption([result.protocol], exclude=("dataset", "image_size"))
+            caption = protocol_caption([result.protocol], exclude=("dataset",))
             units = str(result.protocol.get("value_units", ""))
             dataset = result.protocol.get("dataset")
             spec = str(dataset.get("spec", "")) if isinstance(dataset, Mapping) else str(dataset or "")

@@ -204,6 +204,23 @@ def test_summary_names_units_frequency_and_rank(results):
     assert per_head["value"] == pytest.approx(deepest.mean())
 
 
+def test_captions_name_the_image_size_and_every_parameter_moved_from_its_default(results):
+    """Two probes that differ only in C (or image size) must not read alike in the summary."""
+    from vitprobe.plots.style import protocol_caption
+
+    probe = results["linear_probe"]
+    base = {**probe.protocol, "analysis": "linear_probe", "C": 1.0, "split_seed": 0, "max_iter": 1000,
+            "image_size": 32}
+    captions = {}
+    for label, extra in {"default": {}, "C": {"C": 0.01}, "seed": {"split_seed": 3}, "size": {"image_size": 64}}.items():
+        run = Run([Result("linear_probe", probe.table, {**base, **extra})], label=label)
+        captions[label] = set(run.summary()["protocol"])
+    assert len({frozenset(c) for c in captions.values()}) == 4
+    assert all("image size 32" in c and " C " not in f" {c}" for c in captions["default"])
+    assert all("C 0.01" in c for c in captions["C"]) and all("split seed 3" in c for c in captions["seed"])
+    assert protocol_caption([base, {**base, "C": 0.01}]).count("C 1 | 0.01") == 1
+
+
 def test_compare_warns_when_the_runs_saw_different_data(tmp_path, results):
     """Once for the whole comparison (not once per analysis); what a run found (probe fits that
     did not converge, images scored) is no setting."""

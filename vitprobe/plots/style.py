@@ -72,13 +72,30 @@ def _value_text(value: Any) -> str | None:
 
 
 def protocol_caption(protocols: Sequence[dict[str, Any]], exclude: Sequence[str] = ()) -> str:
-    """``key value · key value`` of the protocol entries that define the measurement;
-    where runs differ, their values are joined with ``|``."""
+    """``key value · key value`` of the protocol entries that define the measurement (the
+    keys in CAPTION_KEYS, and any analysis parameter set away from its default); where runs
+    differ, their values are joined with ``|``."""
     return " · ".join(_caption_parts(protocols, exclude))
 
 
+def _changed_params(protocol: dict[str, Any]) -> list[str]:
+    """The analysis parameters (block lists aside) that ``protocol`` records at a value other
+    than their default, so that a caption names every setting that moved the numbers."""
+    import inspect
+
+    from vitprobe.analyzers import list_analyzers, analyzer_class
+
+    name = protocol.get("analysis")
+    if name not in list_analyzers():
+        return []
+    params = inspect.signature(analyzer_class(name).__init__).parameters.values()
+    return [p.name for p in params if p.name not in ("self", "layers") and p.default is not p.empty
+            and p.name in protocol and protocol[p.name] != p.default]
+
+
 def _caption_parts(protocols: Sequence[dict[str, Any]], exclude: Sequence[str] = ()) -> list[str]:
-    keys = [k for k in CAPTION_KEYS if any(k in p for p in protocols) and k not in exclude]
+    changed = [k for p in protocols for k in _changed_params(p) if k not in CAPTION_KEYS]
+    keys = [k for k in (*CAPTION_KEYS, *dict.fromkeys(changed)) if any(k in p for p in protocols) and k not in exclude]
     parts = []
     for key in keys:
         values = [_value_text(p[key]) for p in protocols if key in p]

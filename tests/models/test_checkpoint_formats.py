@@ -32,7 +32,9 @@ def test_detected_format(case: Case, tmp_path):
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_load_is_bit_identical(case: Case, tmp_path):
     made = make_case(case, tmp_path)
+    generator = torch.get_rng_state()
     model = load_model(made.path, **case.load_kwargs)
+    assert torch.equal(torch.get_rng_state(), generator)  # building the model drew nothing from it
     want = made.encoder.state_dict()
     got = model.state_dict()
     assert set(got) == set(want)
@@ -83,6 +85,24 @@ def test_a_guessed_head_count_is_warned_and_a_given_one_is_not(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_model(made.path, num_heads=2).vitprobe_info["report"]["num_heads_from"] == "given (--num-heads)"
+
+
+@pytest.mark.parametrize("case_id, warned", [("mae-finetuned", True), ("timm-pth", False)])
+def test_a_vit_s_in_the_model_layout_warns_that_moco_v3_has_12_heads(case_id, warned, tmp_path):
+    """{"model": ViT-S} is DeiT-S (6 heads) or MoCo v3's convert_to_deit.py output (12 heads);
+    a bare ViT-S state dict (DINO's release, timm) is not ambiguous."""
+    case = next(c for c in CASES if c.id == case_id)
+    made = make_case(Case(case.id, case.format, case.write, case.spec.replace(embed_dim=384, num_heads=6)), tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = load_model(made.path)
+    heads_warnings = [str(w.message) for w in caught if "head count" in str(w.message)]
+    assert model.blocks[0].attn.num_heads == 6
+    if warned:
+        assert len(heads_warnings) == 1 and "MoCo v3 ViT-S" in heads_warnings[0] and "12" in heads_warnings[0]
+        assert load_model(made.path, num_heads=12).blocks[0].attn.num_heads == 12
+    else:
+        assert heads_warnings == []
 
 
 def test_dino_student_is_selectable(tmp_path):

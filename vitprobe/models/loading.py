@@ -93,8 +93,10 @@ def interpret(raw: RawCheckpoint, format: str | None = None, key: str | None = N
 
 
 def _build(spec: ArchSpec, path: Path, device: str | None = None) -> nn.Module:
+    """The model ``spec`` describes; its random initialisation, which the checkpoint then
+    overwrites, leaves torch's global generator as it was."""
     try:
-        with torch.device(device or "cpu"):
+        with torch.device(device or "cpu"), torch.random.fork_rng(devices=[]):
             return build_model(spec)
     except (ValueError, TypeError, AssertionError, RuntimeError) as err:
         raise CheckpointError(f"checkpoint {path}: cannot build {spec.describe()} ({err}); "

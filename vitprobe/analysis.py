@@ -12,6 +12,7 @@ returns that Run.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -112,7 +113,8 @@ def checkpoint_label(path: str | os.PathLike[str]) -> str:
 def _dataset_facts(dataset: Dataset, first: Mapping[str, Any] | None = None
                    ) -> tuple[dict[str, Any], bool, list[str]]:
     """Protocol description, whether items carry masks, and label names, of any dataset of
-    item dicts (vitprobe datasets say so; for others ``first``, else the first item read now)."""
+    item dicts (vitprobe datasets say so; for others ``first``, else the first item read now).
+    Another dataset is described by its class, size and a hash of its first image."""
     from vitprobe.data.base import first_image_item
 
     has_masks = getattr(dataset, "has_masks", None)
@@ -127,22 +129,14 @@ def _dataset_facts(dataset: Dataset, first: Mapping[str, Any] | None = None
         has_masks = "mask" in first if has_masks is None else has_masks
         label_names = list(first.get("labels", {})) if label_names is None else label_names
     describe = getattr(dataset, "describe", None)
-    facts = describe() if callable(describe) else {"spec": type(dataset).__name__, "size": len(dataset)}
+    if callable(describe):
+        facts = describe()
+    else:  # the class and size name a dataset of one's own; its first image tells two apart
+        facts = {"spec": type(dataset).__name__, "size": len(dataset)}
+        if first is not None and isinstance(first.get("image"), torch.Tensor):
+            pixels = first["image"].detach().cpu().contiguous().numpy().tobytes()
+            facts["first_image_sha256"] = hashlib.sha256(pixels).hexdigest()[:16]
     return facts, bool(has_masks), list(label_names)
-
-
-def _check_image_size(dataset: Dataset, first: Mapping[str, Any] | None, info: Any) -> None:
-    """The first image (``first``, the dataset's first item) must have the model's input size
-    (the analyses read its patch grid); nothing to check without one."""
-    if first is None:
-        return
-    image = first["image"]
-    want = (info.grid[0] * info.patch_size, info.grid[1] * info.patch_size)
-    if tuple(image.shape[-2:]) != want:
-        name = getattr(dataset, "describe", lambda: {})().get("spec") or type(dataset).__name__
-        raise ConfigError(f"dataset {name}: images are {image.shape[-2]}x{image.shape[-1]} px but the "
-                          f"model takes {want[0]}x{want[1]}; resize them to {want[0]} px, or load the "
-                          f"model at their size (--img-size {image.shape[-1]}, load_model(img_size=...))")
 
 
 def _build_loader(data: Any, info: Any, batch_size: int, num_workers: int, seed: int) -> DataLoader:
@@ -159,8 +153,9 @@ def _build_loader(data: Any, info: Any, batch_size: int, num_workers: int, seed:
         return DataLoader(loader.dataset, batch_size=loader.batch_size, collate_fn=loader.collate_fn,
                           num_workers=loader.num_workers,
                           sampler=ShardSampler(len(loader.dataset), rank, world))
-    if not isinstance(data, Dataset):
-        raise ConfigError(f"data must be a dataset spec, a Dataset or a DataLoader, got {type(data).__name__}")
+    if not isinstance(data, (Dataset, list, tuple)):
+        raise ConfigError(f"data must be a dataset spec, a Dataset or list of item dicts, or a DataLoader, "
+                          f"got {type(data).__name__}")
     sampler = ShardSampler(len(data), rank, world) if world > 1 else None
     return make_loader(data, batch_size, num_workers=num_workers, seed=seed, sampler=sampler)
 
@@ -213,7 +208,7 @@ def _analysis_names(analyses: str | Sequence[str], has_masks: bool, label_names:
 
 def prepare_analysis(
     model_or_path: nn.Module | str | os.PathLike[str],
-    data: str | Dataset | DataLoader,
+    data: str | Dataset | Sequence[Mapping[str, Any]] | DataLoader,
     analyses: str | Sequence[str] = "all",
     batch_size: int = 32,
     device: str | torch.device = "cpu",
@@ -227,6 +222,7 @@ def prepare_analysis(
     from vitprobe.analyzers import get_analyzer, list_analyzers
     from vitprobe.capture import model_info
     from vitprobe.data.base import first_image_item
+    from vitprobe.data.items import check_item
     from vitprobe.seeding import seeded
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -241,8 +237,10 @@ def prepare_analysis(
         info = model_info(model)
         loader = _build_loader(data, info, batch_size, num_workers, seed)
         first = first_image_item(loader.dataset)  # read once, for both checks
+    if first is not None:
+        check_item(first, str(getattr(loader.dataset, "spec", None) or type(loader.dataset).__name__),
+                   (info.grid[0] * info.patch_size, info.grid[1] * info.patch_size))
     facts, has_masks, label_names = _dataset_facts(loader.dataset, first)
-    _check_image_size(loader.dataset, first, info)
     if first is not None and "index" not in first:
         facts = {**facts, "index": "place in the pass (the items carry no 'index')"}
     spec = str(facts.get("spec", "the dataset"))
@@ -310,10 +308,12 @@ def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
     The pass runs with the global generators seeded by the protocol's seed (a Dataset's own
     random transforms repeat from run to run) and restored afterwards."""
     from vitprobe.capture import capture
+    from vitprobe.data.items import check_finite_images
     from vitprobe.progress import progress_bar
     from vitprobe.seeding import seeded
 
     rank, world = rank_and_world()
+    spec = str(plan.protocol["dataset"].get("spec"))
     sites = set().union(*(analyzer.sites() for analyzer in plan.analyzers))
     bar = progress_bar(plan.loader, desc=f"{PROGRESS_DESC} {plan.label}", unit="batch",
                        disable=not progress or rank != 0, leave=False)
@@ -325,6 +325,7 @@ def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
                 batch["index"] = torch.arange(position, position + len(batch["image"]))
             position += len(batch["image"])
             batch = _to_device(batch, plan.device)
+            check_finite_images(batch["image"], batch["index"], spec)
             batch["sites"] = cap.run(batch["image"])
             for analyzer in plan.analyzers:
                 analyzer.update(batch)
@@ -346,7 +347,7 @@ def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
 
 def analyze(
     model_or_path: nn.Module | str | os.PathLike[str],
-    data: str | Dataset | DataLoader,
+    data: str | Dataset | Sequence[Mapping[str, Any]] | DataLoader,
     analyses: str | Sequence[str] = "all",
     batch_size: int = 32,
     device: str | torch.device = "cpu",
@@ -358,13 +359,14 @@ def analyze(
     analyzer_params: Mapping[str, Mapping[str, Any]] | None = None,
     load_options: Mapping[str, Any] | None = None,
 ) -> Run:
-    """Analyse a model (or a checkpoint path) on a dataset (spec string, Dataset of item
-    dicts, or DataLoader) in one streaming pass; return the Run and, with ``out``, save it
+    """Analyse a model (or a checkpoint path) on a dataset (spec string, Dataset or list of
+    item dicts, or DataLoader) in one streaming pass; return the Run and, with ``out``, save it
     there atomically (rank 0 only under torch.distributed).
 
-    An item is ``{"image": normalised [3, S, S] tensor, "index": int (optional; the split of
-    the probes hashes it, else the item's place in the pass is used), "labels": {name: int}
-    (for the probes), "mask": [S, S] (for attention_jaccard)}``.
+    An item is ``{"image": normalised float32 [3, S, S] tensor, "index": int (optional; the
+    split of the probes hashes it, else the item's place in the pass is used), "labels":
+    {name: int} (for the probes), "mask": integer [S, S], 0 background, 1..254 objects, 255
+    ignored (for attention_jaccard)}``; the first item is checked against this before the pass.
     ``analyses`` is "all" (every registered analysis the data can feed), "a,b" or a list;
     ``analyzer_params`` maps an analysis name to its parameters (``vitprobe analyses`` lists
     them; each is an argument of its class in :mod:`vitprobe.analyzers`); ``load_options``

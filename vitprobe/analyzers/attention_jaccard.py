@@ -12,7 +12,7 @@ from vitprobe.analyzers._registry import register_analyzer
 from vitprobe.analyzers.base import Analyzer, tidy
 from vitprobe.capture import ModelInfo, Site
 from vitprobe.data.base import to_uint8_images
-from vitprobe.errors import ConfigError, DataError
+from vitprobe.errors import ConfigError, DataError, warn_user
 from vitprobe.metrics import attention_mask, jaccard_matrix, upsample_patch_mask
 
 IGNORE_LABEL = 255
@@ -129,6 +129,10 @@ class AttentionJaccard(Analyzer):
                 "head_masks": kept.numpy()}
 
     def _table(self) -> pd.DataFrame:
+        if self._sums.get("jaccard_union.count", 0) == 0:
+            warn_user(f"{self.name}: no image had an object in its mask, so every IoU is NaN; masks "
+                      f"hold 0 for background, 1..254 for objects and {IGNORE_LABEL} for ignored "
+                      f"pixels (a 0/{IGNORE_LABEL} mask marks no object: give objects as 1)")
         per_head = tidy("jaccard", {"head": range(self.info_.num_heads)}, *self._moments("jaccard"))
         summary = [tidy(key, {}, *self._moments(key)) for key in ("jaccard_best_head", "jaccard_union")]
         frame = pd.concat([per_head, *summary], ignore_index=True)

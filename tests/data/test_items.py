@@ -1,0 +1,90 @@
+"""The item contract for user datasets: each misfit is a one-line error naming the fix."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+import vitprobe
+from vitprobe.data.items import check_finite_images, check_item
+from vitprobe.errors import ConfigError, DataError
+
+IMAGE = torch.zeros(3, 32, 32)
+OBJECT = torch.zeros(32, 32, dtype=torch.long)
+OBJECT[8:24, 8:24] = 1
+
+
+@pytest.mark.parametrize("item, message", [
+    ({"image": np.zeros((3, 32, 32), np.float32)}, r"'image' is a ndarray, not a tensor"),
+    ({"image": IMAGE[0]}, r"shape \[32, 32\]; give one image as \(3, H, W\), without a batch"),
+    ({"image": IMAGE[None]}, r"shape \[1, 3, 32, 32\]; give one image as \(3, H, W\)"),
+    ({"image": IMAGE[:1]}, r"greyscale: use image.expand\(3, -1, -1\)"),
+    ({"image": IMAGE.permute(1, 2, 0)}, r"channels-last \(H, W, 3\): use image.permute\(2, 0, 1\)"),
+    ({"image": IMAGE.double()}, r"torch.float64, not torch.float32"),
+    ({"image": IMAGE.to(torch.uint8)}, r"torch.uint8, not torch.float32; .*image.float\(\) / 255"),
+    ({"image": torch.zeros(3, 64, 64)}, r"images are 64x64 px but the model takes 32x32"),
+    ({"image": IMAGE, "labels": 3}, r"'labels' is a int; give a dict of label name -> integer class id"),
+    ({"image": IMAGE, "labels": {"c": "cat"}}, r"label 'c' is 'cat', not an integer class id"),
+    ({"image": IMAGE, "labels": {"c": 0.5}}, r"label 'c' is 0.5, not an integer class id"),
+    ({"image": IMAGE, "labels": {"c": torch.tensor(1.0)}}, r"label 'c' is tensor\(1.\), not an integer"),
+    ({"image": IMAGE, "mask": OBJECT.float()}, r"'mask' is torch.float32; give integer object ids"),
+    ({"image": IMAGE, "mask": OBJECT[:16]}, r"'mask' is \[16, 32\]; give an integer tensor of the image's size \[32, 32\]"),
+    ({"image": IMAGE, "mask": OBJECT.numpy()}, r"'mask' is ndarray; give an integer tensor"),
+])
+def test_a_misfit_item_is_one_line_naming_the_fix(item, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        check_item(item, "mine", (32, 32))
+    assert str(err.value).startswith("dataset mine: ") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("labels", [{"c": 1}, {"c": True}, {"c": np.int64(2)}, {"c": torch.tensor(3)}, {"c": -1}])
+@pytest.mark.parametrize("mask", [OBJECT, OBJECT.to(torch.uint8), OBJECT.bool(), None])
+def test_items_in_the_contract_pass(labels, mask):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_item({"image": IMAGE, "labels": labels, "mask": mask}, "mine", (32, 32))
+
+
+def test_a_mask_of_only_0_and_255_is_warned_about():
+    with pytest.warns(UserWarning, match=r"holds only 0 and 255.*\(mask == 255\).long\(\)"):
+        check_item({"image": IMAGE, "mask": (OBJECT * 255).to(torch.uint8)}, "mine")
+
+
+def test_non_finite_images_are_named_by_index():
+    images = torch.zeros(4, 3, 8, 8)
+    check_finite_images(images, torch.arange(10, 14), "mine")
+    images[1, 0, 0, 0], images[3, 2, 7, 7] = float("nan"), float("inf")
+    with pytest.raises(DataError, match=r"dataset mine: the image of item 11, 13 holds NaN or infinite"):
+        check_finite_images(images, torch.arange(10, 14), "mine")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=0)
+
+
+def test_analyze_takes_a_list_checks_its_first_item_and_each_batch(model, tmp_path):
+    items = [{"image": torch.randn(3, 32, 32), "labels": {"c": i % 2}} for i in range(6)]
+    run = vitprobe.analyze(model, items, analyses=["attention_distance"], batch_size=4, progress=False)
+    dataset = run["attention_distance"].protocol["dataset"]
+    assert dataset["spec"] == "list" and dataset["size"] == 6
+    other = vitprobe.analyze(model, items[1:] + items[:1], analyses=["attention_distance"], batch_size=4, progress=False)
+    assert other["attention_distance"].protocol["dataset"]["first_image_sha256"] != dataset["first_image_sha256"]
+    with pytest.warns(UserWarning, match=r"different data \(list, with different contents\)"):
+        vitprobe.compare([run, other], tmp_path / "cmp")
+    with pytest.raises(ConfigError, match=r"dataset list: 'labels' is a int"):
+        vitprobe.analyze(model, [{**items[0], "labels": 3}], analyses=["attention_distance"], progress=False)
+    items[5]["image"] = items[5]["image"] * float("nan")
+    with pytest.raises(DataError, match=r"dataset list: the image of item 5 holds NaN"):
+        vitprobe.analyze(model, items, analyses=["attention_distance"], batch_size=4, progress=False)
+
+
+def test_jaccard_says_why_no_image_was_scored(model):
+    items = [{"image": torch.randn(3, 32, 32), "mask": torch.zeros(32, 32, dtype=torch.long)} for _ in range(3)]
+    with pytest.warns(UserWarning, match=r"attention_jaccard: no image had an object in its mask"):
+        run = vitprobe.analyze(model, items, analyses=["attention_jaccard"], progress=False)
+    assert run["attention_jaccard"].protocol["images_scored"] == 0

@@ -1,0 +1,97 @@
+"""The item contract for datasets a user brings, checked on the first item before a pass.
+
+An item is ``{"image": float32 (3, H, W) tensor, normalised as the model expects,
+"index": int, "labels": {name: int}, "mask": integer (H, W) tensor}`` (all but ``image``
+optional; mask values: 0 background, 1..254 object ids, 255 ignored). A misfit is a
+one-line ConfigError that names the dataset and the fix, instead of a torch error from
+inside the model or an analysis; a mask of only 0 and 255 (no object) is warned about.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from vitprobe.errors import ConfigError, DataError, warn_user
+
+MASK_IGNORE = 255
+
+
+def check_item(item: Mapping[str, Any], name: str, size: tuple[int, int] | None = None) -> None:
+    """Raise ConfigError unless ``item`` keeps the contract above; with ``size``, the image
+    must be ``size`` = (H, W) pixels (the model's input)."""
+    where = f"dataset {name}"
+    _check_image(item["image"], where, size)
+    if "labels" in item:
+        _check_labels(item["labels"], where)
+    if "mask" in item and item["mask"] is not None:
+        _check_mask(item["mask"], tuple(item["image"].shape[-2:]), where)
+
+
+def _check_image(image: Any, where: str, size: tuple[int, int] | None) -> None:
+    if not isinstance(image, torch.Tensor):
+        raise ConfigError(f"{where}: 'image' is a {type(image).__name__}, not a tensor; give a float32 "
+                          "(3, H, W) tensor normalised like the model's training images "
+                          "(e.g. torchvision's to_tensor, then normalize)")
+    shape = list(image.shape)
+    if image.dim() != 3:
+        raise ConfigError(f"{where}: 'image' has shape {shape}; give one image as (3, H, W), "
+                          "without a batch dimension")
+    if shape[0] != 3:
+        if shape[-1] == 3:
+            fix = "it looks channels-last (H, W, 3): use image.permute(2, 0, 1)"
+        elif shape[0] == 1:
+            fix = "it is greyscale: use image.expand(3, -1, -1)"
+        else:
+            fix = "give RGB images"
+        raise ConfigError(f"{where}: 'image' has shape {shape}, not 3 channels first; {fix}")
+    if image.dtype != torch.float32:
+        raise ConfigError(f"{where}: 'image' is {image.dtype}, not torch.float32; convert it "
+                          "(uint8 pixels: image.float() / 255, then normalise)")
+    if size is not None and tuple(shape[1:]) != size:
+        raise ConfigError(f"{where}: images are {shape[1]}x{shape[2]} px but the model takes "
+                          f"{size[0]}x{size[1]}; resize them to {size[0]} px, or load the model at "
+                          f"their size (--img-size {shape[2]}, load_model(img_size=...))")
+
+
+def _is_class_id(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and not value.is_floating_point() and not value.is_complex()
+    return isinstance(value, numbers.Integral)  # int, bool and NumPy integers
+
+
+def _check_labels(labels: Any, where: str) -> None:
+    if not isinstance(labels, Mapping):
+        raise ConfigError(f"{where}: 'labels' is a {type(labels).__name__}; give a dict of label name "
+                          "-> integer class id, e.g. {'class': 3}")
+    for key, value in labels.items():
+        if not _is_class_id(value):
+            raise ConfigError(f"{where}: label {key!r} is {value!r}, not an integer class id; map the "
+                              "classes to 0..K-1 (negative ids are left out of the probes)")
+
+
+def _check_mask(mask: Any, image_size: tuple[int, ...], where: str) -> None:
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 2 or tuple(mask.shape) != image_size:
+        shape = list(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ConfigError(f"{where}: 'mask' is {shape}; give an integer tensor of the image's size "
+                          f"{list(image_size)} (0 background, 1..254 objects, {MASK_IGNORE} ignored)")
+    if mask.is_floating_point() or mask.is_complex():
+        raise ConfigError(f"{where}: 'mask' is {mask.dtype}; give integer object ids (0 background, "
+                          f"1..254 objects, {MASK_IGNORE} ignored), e.g. (mask > 0.5).long()")
+    if set(torch.unique(mask).tolist()) == {0, MASK_IGNORE}:
+        warn_user(f"{where}: the first item's 'mask' holds only 0 and {MASK_IGNORE}, and {MASK_IGNORE} "
+                  f"means 'ignored', so it marks no object; if {MASK_IGNORE} is your foreground, give "
+                  f"objects as 1, e.g. (mask == {MASK_IGNORE}).long()")
+
+
+def check_finite_images(images: torch.Tensor, index: torch.Tensor, name: str) -> None:
+    """Raise DataError naming the items (by index) whose image holds a NaN or an infinity."""
+    finite = torch.isfinite(images).flatten(1).all(dim=1)
+    if not bool(finite.all()):
+        bad = torch.as_tensor(index).reshape(-1)[~finite.cpu()].tolist()
+        shown = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise DataError(f"dataset {name}: the image of item {shown} holds NaN or infinite values; "
+                        "fix or drop those items (every analysis would turn NaN)")

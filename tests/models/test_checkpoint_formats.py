@@ -78,6 +78,22 @@ def test_missing_key_is_refused(case: Case, tmp_path):
     assert "weights fit" not in str(err.value)  # not the architecture it has just refused
 
 
+def test_a_missing_key_is_not_blamed_on_the_head_count(tmp_path):
+    """The file says 4 heads, the weights alone would give 2: a missing key is no reason to
+    suggest 2 heads, which would fail the same way."""
+    from vitprobe.models.formats.base import custom_arch_name
+
+    case = next(c for c in CASES if c.id == "dino-teacher")
+    made = make_case(Case(case.id, case.format, case.write, case.spec.replace(num_heads=4)), tmp_path,
+                     mutate=lambda sd: {k: v for k, v in sd.items() if k != "blocks.1.mlp.fc2.weight"})
+    saved = torch.load(made.path, weights_only=False)
+    saved["args"].arch = custom_arch_name(case.spec.embed_dim, 4)  # as `vitprobe export --to dino` names it
+    torch.save(saved, made.path)
+    with pytest.raises(CheckpointError, match="no other architecture explains these keys") as err:
+        load_model(made.path)
+    assert "weights fit" not in str(err.value) and "num_heads" not in str(err.value)
+
+
 def test_a_guessed_head_count_is_warned_and_a_given_one_is_not(tmp_path):
     made = make_case(next(c for c in CASES if c.id == "timm-pth"), tmp_path)  # width 128: no published heads
     with pytest.warns(UserWarning, match=r"does not give the head count, so it was guessed: width 128 // 64.*2 heads.*--num-heads"):

@@ -127,11 +127,15 @@ def check_fit(path: Path, it: Interpreted, spec: ArchSpec, sd: Mapping[str, torc
         return
     try:
         inferred = infer_arch(sd, ArchHints(), path)[0]
+        if inferred.embed_dim % spec.num_heads == 0:  # weights do not show heads: keep the ones asked for
+            inferred = inferred.replace(num_heads=spec.num_heads)
         differ = [f"{f.name}={getattr(inferred, f.name)!r}" for f in fields(ArchSpec)
                   if getattr(inferred, f.name) != getattr(spec, f.name)]
-        fix = (f"the weights fit {inferred.describe()} ({', '.join(differ)}); {_FIX}" if differ else
-               "no other architecture explains these keys: the file comes from a modified model or is "
-               "damaged, or the encoder is elsewhere in it (pass --format or --key to pick it)")
+        if differ and not _fit_problems(sd, _build(inferred, path, "meta").state_dict()):
+            fix = f"the weights fit {inferred.describe()} ({', '.join(differ)}); {_FIX}"
+        else:
+            fix = ("no other architecture explains these keys: the file comes from a modified model or is "
+                   "damaged, or the encoder is elsewhere in it (pass --format or --key to pick it)")
     except CheckpointError:
         fix = f"the weights are not a ViT/BEiT encoder; {_FIX}"
     raise CheckpointError(f"checkpoint {path} ({it.format}) does not fit {spec.describe()}: "

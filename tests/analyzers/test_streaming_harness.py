@@ -39,6 +39,7 @@ def test_streamed_equals_all_at_once(name, info, batches):
     for key, value in PROTOCOL.items():
         assert streamed.protocol[key] == value
     assert streamed.protocol["analysis"] == name
+    assert set(table["metric"]) == set(get_analyzer(name).metrics)  # what recipes' claims may name
 
 
 @pytest.mark.parametrize("name", list_analyzers())

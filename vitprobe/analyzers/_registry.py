@@ -13,10 +13,13 @@ A = TypeVar("A", bound=type)
 
 
 def register_analyzer(cls: A) -> A:
-    """Class decorator: register ``cls`` under ``cls.name`` (names are unique)."""
+    """Class decorator: register ``cls`` under ``cls.name`` (names are unique); it must
+    declare the ``metrics`` its table holds."""
     name = getattr(cls, "name", "")
     if not name:
         raise TypeError(f"{cls.__name__} needs a class attribute `name` to be registered")
+    if not getattr(cls, "metrics", ()):
+        raise TypeError(f"{cls.__name__} needs a class attribute `metrics`: the metric names its table holds")
     if name in _ANALYZERS and _ANALYZERS[name] is not cls:
         raise TypeError(f"analysis name {name!r} is already taken by {_ANALYZERS[name].__name__}")
     _ANALYZERS[name] = cls

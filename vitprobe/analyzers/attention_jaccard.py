@@ -28,6 +28,7 @@ class AttentionJaccard(Analyzer):
     name = "attention_jaccard"
     requires_masks = True
     value_units = "IoU, 0..1"
+    metrics = ("jaccard", "jaccard_best_head", "jaccard_union")
 
     def __init__(self, keep_mass: float = 0.6, num_artifacts: int = 8) -> None:
         super().__init__()

@@ -18,6 +18,7 @@ class AttentionDistance(LayerAnalyzer):
 
     name = "attention_distance"
     value_units = "pixels"
+    metrics = ("attention_distance_px",)
 
     def _moment_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"attention_distance_px": (len(self.layers_), self.info_.num_heads)}
@@ -41,6 +42,7 @@ class AttentionNMI(LayerAnalyzer):
 
     name = "attention_nmi"
     value_units = "nmi: 0..1; head_diversity_jsd: nats, 0..log 2"
+    metrics = ("nmi", "head_diversity_jsd")
 
     def _moment_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"nmi": (len(self.layers_), self.info_.num_heads),

@@ -36,6 +36,7 @@ class Analyzer:
     requires_masks: ClassVar[bool] = False
     requires_labels: ClassVar[bool] = False
     value_units: ClassVar[str] = ""
+    metrics: ClassVar[tuple[str, ...]] = ()  # the metric names its table holds (claims name them)
 
     def __init__(self) -> None:
         self.info_: ModelInfo | None = None

@@ -145,6 +145,7 @@ class LinearProbe(_PooledFeatureProbe):
 
     name = "linear_probe"
     metric = "linear_probe_top1"
+    metrics = (metric,)
 
     def __init__(self, layers: Sequence[int] | None = None, pooling: Pooling = "cls",
                  final_norm: bool = False, heldout_fraction: float = 0.2, split_seed: int = 0,
@@ -189,6 +190,7 @@ class KNN(_PooledFeatureProbe):
 
     name = "knn"
     metric = "knn_top1"
+    metrics = (metric,)
 
     def __init__(self, layers: Sequence[int] | None = None, pooling: Pooling = "cls",
                  final_norm: bool = False, heldout_fraction: float = 0.2, split_seed: int = 0,

@@ -31,6 +31,7 @@ class Fourier(LayerAnalyzer):
     name = "fourier"
     site_kind = "tokens"
     value_units = "delta_log_amplitude: natural log, relative to frequency 0; frequency: units of pi"
+    metrics = ("delta_log_amplitude",)
 
     def _bind(self, info: ModelInfo) -> None:
         super()._bind(info)
@@ -63,6 +64,7 @@ class TokenSimilarity(LayerAnalyzer):
     name = "token_similarity"
     site_kind = "tokens"
     value_units = "token_cosine: cosine; log_singular_value_*: natural log"
+    metrics = ("token_cosine", "log_singular_value_image", "log_singular_value_token")
 
     def _learned_protocol(self) -> dict[str, Any]:
         return {**super()._learned_protocol(),

@@ -235,6 +235,23 @@ def _check_dataset(dataset: Any) -> None:
                           f"got {type(dataset).__name__}")
 
 
+def _steps_per_epoch(images: int, data: str, global_batch: int) -> int:
+    """Whole global batches in one epoch; ConfigError when not even one fits."""
+    if images < global_batch:
+        raise ConfigError(f"dataset {data!r} has {images} images, fewer than one global batch of "
+                          f"{global_batch}; lower the batch size (--batch-size)")
+    return images // global_batch
+
+
+def check_training_data(config: TrainConfig, world_size: int = 1) -> None:
+    """Raise the one-line error that training ``config`` on its data would meet (a bad data
+    spec, or fewer images than one global batch), without building or training anything."""
+    from vitprobe.data import resolve_dataset
+
+    dataset = resolve_dataset(config.data, resolve_arch(config).img_size, IMAGENET_MEAN, IMAGENET_STD)
+    _steps_per_epoch(len(dataset), config.data, config.batch_size * world_size)
+
+
 def train(config: TrainConfig | Mapping[str, Any], *, resume: bool = False, dataset: Dataset | None = None,
           objective_factory: ObjectiveFactory | None = None, progress: bool = True) -> Path:
     """Train ``config`` (a TrainConfig or a dict of its fields) and return
@@ -305,10 +322,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
         dataset = resolve_dataset(config.data, arch.img_size, IMAGENET_MEAN, IMAGENET_STD)
 
     global_batch = config.batch_size * env.world_size
-    steps_per_epoch = len(dataset) // global_batch  # type: ignore[arg-type]
-    if steps_per_epoch == 0:
-        raise ConfigError(f"dataset {config.data!r} has {len(dataset)} images, fewer than one "  # type: ignore[arg-type]
-                          f"global batch of {global_batch}; lower --batch-size")
+    steps_per_epoch = _steps_per_epoch(len(dataset), config.data, global_batch)  # type: ignore[arg-type]
     epochs = config.total_epochs()
     total = epochs * steps_per_epoch
     peak_lr = config.lr if config.lr is not None else optim["base_lr"] * global_batch / 256

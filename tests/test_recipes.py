@@ -29,12 +29,17 @@ def test_every_shipped_recipe_validates(name: str) -> None:
 def _write(tmp_path: Path, **changes) -> Path:
     raw = yaml.safe_load((RECIPE_DIR / "cl_vs_mim.yaml").read_text(encoding="utf-8"))
     raw.update(changes)
-    for model in raw.get("models", {}).values():
+    for model in (raw["models"].values() if isinstance(raw.get("models"), dict) else []):
         if isinstance(model.get("train"), str):
             model["train"] = str(RECIPE_DIR / model["train"])
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def _claim(**check) -> dict:
+    return {"figure": "knn", "text": "t", "check": {"metric": "knn_top1", "label": "shape",
+                                                    "greater": "mocov3", "than": "simmim", **check}}
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -47,6 +52,29 @@ def _write(tmp_path: Path, **changes) -> Path:
     ({"claims": [{"figure": "knn", "text": "t", "check": {"metric": "knn_top1", "label": [],
                                                           "greater": "mocov3", "than": "simmim"}}]},
      "label must be a label name or a list"),
+    ({"batch_size": 0}, r"batch_size must be a whole number >= 1, got 0"),
+    ({"batch_size": "big"}, r"batch_size must be a whole number >= 1, got 'big'"),
+    ({"batch_size": 6.5}, r"batch_size must be a whole number >= 1, got 6.5"),
+    ({"name": "my study"}, r"name 'my study' names an output folder"),
+    ({"models": ["mocov3", "simmim"]}, r"`models` must be a mapping"),
+    ({"models": {}}, r"no models; give at least one"),
+    ({"models": {"a": {"train": {"method": "mae"}, "num_heads": "four"}}}, r"model 'a': num_heads must be a whole number"),
+    ({"models": {"a": {"train": {"method": "mae", "data": "synthetic:256x"}}}}, r"model 'a': .*synthetic:256x"),
+    ({"models": {"a": {"train": {"method": "mae", "data": "synthetic:64", "batch_size": 128}}}},
+     r"model 'a': dataset 'synthetic:64' has 64 images, fewer than one global batch of 128"),
+    ({"models": {"a": {"label": "x", "train": {"method": "mae"}}, "b": {"label": "x", "train": {"method": "simmim"}}}},
+     r"models 'a' and 'b' have the same label 'x'"),
+    ({"claims": [_claim(metric="knn_top")]}, r"metric 'knn_top' is none of the analyses' metrics: .*knn_top1"),
+    ({"claims": [_claim(label="shapes")]}, r"label 'shapes': the data has shape, texture; name one of them"),
+    ({"claims": [_claim(layers="lastt")]}, r"layers must be one of all, last, first_half, last_half"),
+    ({"claims": [_claim(than="mocov3")]}, r"compares 'mocov3' with itself"),
+    ({"claims": [_claim(than="simim")]}, r"than names 'simim', not a model"),
+    ({"claims": [_claim(frequency="high")]}, r"frequency must be `highest` or a number"),
+    ({"claims": [{**_claim(), "figure": "knnn"}]}, r"claim figure 'knnn' is not drawn"),
+    ({"claims": "none"}, r"`claims` must be a list"),
+    ({"params": {"attention_jaccard": {"keep_mass": 0.5}}}, r"params given for 'attention_jaccard', which the recipe does not run"),
+    ({"params": {"knn": {"kk": 5}}}, r"params: analysis 'knn' has no parameter kk"),
+    ({"params": {"knn": {"k": "many"}}}, r"params: analysis 'knn': k takes integer, got 'many'"),
 ])
 def test_typos_fail_in_one_line_before_work(tmp_path: Path, changes: dict, message: str) -> None:
     path = _write(tmp_path, **changes)
@@ -87,14 +115,32 @@ def test_data_that_cannot_feed_the_recipe_fails_before_training(tmp_path: Path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
+def _tiny_checkpoint(path: Path) -> Path:
+    from vitprobe.models.architecture import ArchSpec, build_model
+    from vitprobe.models.own_format import save_encoder
+
+    arch = ArchSpec(patch_size=8, embed_dim=32, depth=2, num_heads=2, img_size=32)
+    return save_encoder(path, build_model(arch), arch, {"objective": "random_init"})
+
+
 def test_checkpoint_override_replaces_training(tmp_path: Path) -> None:
-    ckpt = tmp_path / "dino.pth"
-    ckpt.write_bytes(b"x")
+    ckpt = _tiny_checkpoint(tmp_path / "dino.safetensors")
     recipe = load_recipe("dino_attention", checkpoints={"dino": str(ckpt)})
     dino = next(m for m in recipe.models if m.key == "dino")
     assert dino.checkpoint == ckpt and dino.train is None
     with pytest.raises(ConfigError, match="no model 'dnio'"):
         load_recipe("dino_attention", checkpoints={"dnio": str(ckpt)})
+
+
+@pytest.mark.parametrize("write, message", [
+    (lambda p: p.write_bytes(b"not a checkpoint"), r"model 'dino': checkpoint .*junk.pth is neither a torch.save file"),
+    (lambda p: p.mkdir(), r"model 'dino': checkpoint .*junk.pth is a folder; give the checkpoint file in it"),
+])
+def test_a_bad_checkpoint_fails_before_any_training(tmp_path: Path, write, message) -> None:
+    junk = tmp_path / "junk.pth"
+    write(junk)
+    with pytest.raises(ConfigError, match=message):
+        load_recipe("dino_attention", checkpoints={"dino": str(junk)})
 
 
 def _table(metric: str, values: dict[int, float], **extra) -> pd.DataFrame:
@@ -175,3 +221,28 @@ def test_a_list_label_reads_the_first_label_the_data_has() -> None:
     assert shape_first.agrees is False and "label shape" in shape_first.detail
     missing = evaluate(check, {"cl": accuracy(70, "digit"), "mim": accuracy(40, "digit")}, {})
     assert missing.agrees is None and "no results for knn_top1, label shape" in missing.detail
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    text = (RECIPE_DIR / "cl_vs_mim.yaml").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    second = lines.index("  simmim:")
+    lines[second] = "  mocov3:"
+    path = tmp_path / "twice.yaml"
+    path.write_text("\n".join(lines))
+    with pytest.raises(ConfigError, match=rf"twice.yaml \(line {second + 1}\): key 'mocov3' is given twice"):
+        load_recipe(path)
+
+
+def test_all_analyses_and_params_reach_the_recipe(tmp_path: Path) -> None:
+    from vitprobe.analyzers import list_analyzers
+
+    path = _write(tmp_path, analyses="all", claims=[], params={"knn": {"k": 5, "pooling": "mean"}})
+    recipe = load_recipe(path, params={"knn": {"k": 7}})
+    assert recipe.analyses == list_analyzers()  # the synthetic set feeds every analysis
+    assert recipe.params == {"knn": {"k": 7, "pooling": "mean"}}  # the caller's value wins
+
+
+def test_other_data_warns_that_a_claims_label_is_missing_instead_of_failing() -> None:
+    with pytest.warns(UserWarning, match=r"label \['shape', 'class'\]: the data has digit, so the claim will be undecided"):
+        load_recipe("cl_vs_mim", data="digits")

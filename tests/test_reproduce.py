@@ -112,3 +112,70 @@ def test_a_model_folder_reproduce_did_not_train_is_refused(tmp_path: Path) -> No
         reproduce(["sit_gmml"], tmp_path, quick=True, data="synthetic:16", train_overrides=SHRINK,
                   progress=False)
     assert (folder / "mine.txt").read_text(encoding="utf-8") == "keep"
+
+
+def _small_recipe(folder: Path, models: str = "a b") -> Path:
+    """A recipe of a saved random encoder and random copies of it: no training, seconds to run."""
+    from vitprobe.models.architecture import ArchSpec, build_model
+    from vitprobe.models.own_format import save_encoder
+
+    arch = ArchSpec(patch_size=8, embed_dim=32, depth=2, num_heads=2, img_size=32)
+    ckpt = folder / "enc.safetensors"
+    if not ckpt.exists():
+        save_encoder(ckpt, build_model(arch), arch, {"objective": "random_init"})
+    entries = {key: ({"checkpoint": ckpt.name} if i == 0 else {"random_like": models.split()[0]})
+               for i, key in enumerate(models.split())}
+    recipe = {"name": "small", "data": "synthetic:16", "batch_size": 8, "models": entries,
+              "analyses": ["attention_distance", "knn"], "params": {"knn": {"k": 3}}}
+    path = folder / "small.yaml"
+    path.write_text(json.dumps(recipe))  # JSON is YAML
+    return path
+
+
+def test_results_are_replaced_together_or_not_at_all(tmp_path: Path, monkeypatch) -> None:
+    import vitprobe.analysis
+
+    out = tmp_path / "out"
+    recipe = _small_recipe(tmp_path, "a b c")
+    reproduce([str(recipe)], out, progress=False)
+    root = out / "small"
+    assert sorted(p.name for p in (root / "runs").iterdir()) == ["a", "b", "c"]
+    assert json.loads((root / "runs" / "a" / "knn.json").read_text())["k"] == 3  # the recipe's params
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and "models" not in p.parts}
+
+    real, calls = vitprobe.analysis.analyze, []
+
+    def interrupted_on_the_second_model(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(vitprobe.analysis, "analyze", interrupted_on_the_second_model)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce([str(recipe)], out, data="synthetic:24", progress=False)
+    after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and "models" not in p.parts}
+    assert after == before  # not one run on synthetic:24 beside runs on synthetic:16
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no staging left
+    monkeypatch.undo()
+    # a model dropped from the recipe loses its old run; --param (here params=) overrides the recipe's
+    reproduce([str(_small_recipe(tmp_path, "a b"))], out, params={"knn": {"k": 5}}, progress=False)
+    assert sorted(p.name for p in (root / "runs").iterdir()) == ["a", "b"]
+    assert json.loads((root / "runs" / "b" / "knn.json").read_text())["k"] == 5
+
+
+def test_foreign_files_and_repeated_recipes_are_refused_before_work(tmp_path: Path) -> None:
+    from vitprobe.errors import ConfigError
+
+    recipe = _small_recipe(tmp_path)
+    out = tmp_path / "out"
+    (out / "small").mkdir(parents=True)
+    (out / "small" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match=r"small: holds notes.txt, which reproduce did not write"):
+        reproduce([str(recipe)], out, progress=False)
+    assert sorted(p.name for p in (out / "small").iterdir()) == ["notes.txt"]
+    with pytest.raises(ConfigError, match="recipes named small more than once"):
+        reproduce([str(recipe), str(recipe)], tmp_path / "other", progress=False)
+    with pytest.raises(ConfigError, match="parameters given for fourier, which no recipe runs"):
+        reproduce([str(recipe)], tmp_path / "other", params={"fourier": {"layers": [1]}}, progress=False)
+    assert not (tmp_path / "other").exists()

@@ -160,13 +160,15 @@ def _build_loader(data: Any, info: Any, batch_size: int, num_workers: int, seed:
     return make_loader(data, batch_size, num_workers=num_workers, seed=seed, sampler=sampler)
 
 
-def check_data_feeds(spec: str, analyses: str | Sequence[str]) -> None:
+def check_data_feeds(spec: str, analyses: str | Sequence[str]) -> tuple[list[str], dict[str, str], list[str]]:
     """Raise the one-line error now if the dataset ``spec`` cannot feed ``analyses`` (masks,
-    labels), e.g. before a recipe trains the models it would analyse."""
+    labels), e.g. before a recipe trains the models it would analyse. Returns the analyses
+    that will run, those "all" skips (name -> why) and the data's label names."""
     from vitprobe.data import resolve_dataset
 
     _, has_masks, label_names = _dataset_facts(resolve_dataset(spec, 32))
-    _analysis_names(analyses, has_masks, label_names, spec)
+    names, skipped = _analysis_names(analyses, has_masks, label_names, spec)
+    return names, skipped, label_names
 
 
 def _analysis_names(analyses: str | Sequence[str], has_masks: bool, label_names: list[str],

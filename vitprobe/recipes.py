@@ -7,21 +7,27 @@ costs one line of error, not an hour of training.
 from __future__ import annotations
 
 import copy
+import numbers
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from vitprobe.errors import ConfigError
+from vitprobe.errors import ConfigError, VitprobeError, warn_user
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "analyses"
+# the papers' studies, which `reproduce --quick` runs when no recipe is named; every YAML file in
+# RECIPE_DIR is a built-in recipe name (builtin_recipes)
 RECIPES = ("cl_vs_mim", "hybrid_sweep", "dino_attention", "sit_gmml")
 _TOP_KEYS = {"name", "title", "paper", "data", "batch_size", "models", "sweep", "analyses",
-             "figures", "claims", "quick"}
+             "params", "figures", "claims", "quick"}
 _MODEL_KEYS = {"label", "role", "train", "checkpoint", "random_like", "num_heads"}
 _CHECK_KEYS = {"metric", "label", "layers", "frequency", "greater", "than", "peak_inside"}
+_LAYER_WORDS = ("all", "last", "first_half", "last_half")
 EXTRA_FIGURES = ("reconstructions",)
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # recipe names and model keys name folders
 
 
 @dataclass
@@ -57,18 +63,49 @@ class Recipe:
     batch_size: int
     models: list[ModelEntry]
     analyses: list[str]
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
     sweep: dict[str, Any] | None = None
     path: Path | None = None
 
 
+class _RepeatedKey(yaml.YAMLError):
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(f"key {key!r} repeated")
+        self.key, self.line = key, line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+
+def _mapping_without_repeats(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node)
+        if isinstance(key, str | int | float | bool) and key in seen:
+            raise _RepeatedKey(key, key_node.start_mark.line)
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; give a recipe .yaml file")
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            data = yaml.load(fh, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such recipe file; built-in recipes: {', '.join(RECIPES)}")
+        raise ConfigError(f"{path}: no such recipe file; built-in recipes: {', '.join(builtin_recipes())}")
+    except _RepeatedKey as err:
+        raise ConfigError(f"{path} (line {err.line + 1}): key {err.key!r} is given twice (YAML would "
+                          "silently keep the last); give each key once")
     except yaml.YAMLError as err:
         line = getattr(getattr(err, "problem_mark", None), "line", None)
         where = f" (line {line + 1})" if line is not None else ""
@@ -78,15 +115,21 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def builtin_recipes() -> list[str]:
+    """Names of the recipes shipped in RECIPE_DIR: the papers' studies first, then the others."""
+    shipped = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+    return [*(n for n in RECIPES if n in shipped), *(n for n in shipped if n not in RECIPES)]
+
+
 def recipe_path(name_or_path: str | Path) -> Path:
     """A built-in recipe name (``cl_vs_mim``) or a path to a YAML file."""
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") or candidate.exists():
         return candidate
-    if str(name_or_path) in RECIPES:
+    if str(name_or_path) in builtin_recipes():
         return RECIPE_DIR / f"{name_or_path}.yaml"
-    raise ConfigError(
-        f"unknown recipe {name_or_path!r}; use one of {', '.join(RECIPES)} or a path to a .yaml file")
+    raise ConfigError(f"unknown recipe {name_or_path!r}; use one of {', '.join(builtin_recipes())} "
+                      "or a path to a .yaml file")
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -101,13 +144,19 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None = None,
                 checkpoints: dict[str, str] | None = None,
-                train_overrides: dict[str, Any] | None = None) -> Recipe:
+                train_overrides: dict[str, Any] | None = None,
+                params: dict[str, dict[str, Any]] | None = None) -> Recipe:
     """Read, override and validate a recipe; every error is raised here, before any work.
 
     ``quick`` applies the recipe's ``quick:`` block (its ``train:`` mapping goes into every
     training config); ``data`` replaces the analysis data;
     ``checkpoints`` maps model keys to checkpoint files that replace their training;
-    ``train_overrides`` is merged into every training config (tests use it to shrink runs).
+    ``train_overrides`` is merged into every training config (tests use it to shrink runs);
+    ``params`` (analysis -> parameters) is merged over the recipe's ``params`` for the
+    analyses the recipe runs.
+    Checked here: every key and type, each checkpoint (read, and fitted to its architecture),
+    each training config and its data (enough images for a batch), the analysis data, the
+    analysis parameters, and each claim's figure, metric, labels and models.
     """
     path = recipe_path(name_or_path)
     raw = _read_yaml(path)
@@ -116,24 +165,32 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     if unknown:
         raise ConfigError(f"{where}: unknown recipe keys {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
     if quick and raw.get("quick"):
-        quick_block = dict(raw["quick"])
-        train_overrides = _merge(quick_block.pop("train", {}), train_overrides or {})
+        quick_block = _mapping(raw["quick"], "quick", where)
+        train_overrides = _merge(_mapping(quick_block.pop("train", {}), "quick.train", where),
+                                 train_overrides or {})
         raw = _merge(raw, quick_block)
     if data:
         raw["data"] = data
     for key in ("name", "data", "analyses"):
         if key not in raw:
             raise ConfigError(f"{where}: missing required key {key!r}")
+    name = _folder_name(raw["name"], "name", where)
+    if not isinstance(raw["data"], str):
+        raise ConfigError(f"{where}: data must be a dataset spec such as synthetic:1024, got {raw['data']!r}")
+    batch_size = _whole(raw.get("batch_size", 32), "batch_size", where)
     if ("models" in raw) == ("sweep" in raw):
         raise ConfigError(f"{where}: give either `models` or `sweep`, exactly one")
     models = (_sweep_models(raw["sweep"], path, where) if "sweep" in raw
-              else [_model_entry(k, v, path, where) for k, v in raw["models"].items()])
+              else [_model_entry(k, v, path, where) for k, v in _mapping(raw["models"], "models", where).items()])
+    if not models:
+        raise ConfigError(f"{where}: no models; give at least one under `models`")
+    _refuse_repeated_labels(models, where)
     keys = {m.key for m in models}
     for key, ckpt in (checkpoints or {}).items():
         entry = next((m for m in models if m.key == key), None)
         if entry is None:
             raise ConfigError(f"{where}: --model {key}=...: no model {key!r}; models: {sorted(keys)}")
-        entry.train, entry.checkpoint = None, _existing(Path(ckpt), f"--model {key}")
+        entry.train, entry.checkpoint = None, Path(ckpt)
     for entry in models:
         if entry.random_like and entry.random_like not in keys:
             raise ConfigError(f"{where}: model {entry.key!r}: random_like names unknown model {entry.random_like!r}")
@@ -141,25 +198,87 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
             entry.train = _merge(entry.train, train_overrides)
         if entry.train is not None:
             _validate_train(entry.train, f"{where}: model {entry.key!r}")
-    analyses = _analyses(raw["analyses"], where)
-    figures = list(raw.get("figures", []))
+        if entry.checkpoint is not None:
+            _check_checkpoint(entry, f"{where}: model {entry.key!r}")
+    from vitprobe.analysis import check_data_feeds
+
+    analyses, skipped, label_names = check_data_feeds(raw["data"], _analyses(raw["analyses"], where))
+    for skipped_name, reason in skipped.items():
+        warn_user(f"{where}: skipping {skipped_name}: it {reason}")
+    given = {name: values for name, values in (params or {}).items() if name in analyses}
+    analysis_params = _params(_merge(_mapping(raw.get("params", {}), "params", where), given), analyses, where)
+    figures = list(_listed(raw.get("figures", []), "figures", where))
     for fig in figures:
         if fig not in EXTRA_FIGURES:
             raise ConfigError(f"{where}: unknown figure {fig!r}; recipe figures: {list(EXTRA_FIGURES)}")
-    claims = [_claim(c, keys, where) for c in raw.get("claims", [])]
-    from vitprobe.analysis import check_data_feeds
-
-    check_data_feeds(str(raw["data"]), analyses)
-    return Recipe(name=str(raw["name"]), title=str(raw.get("title", raw["name"])),
-                  paper=str(raw.get("paper", "")), data=str(raw["data"]),
-                  batch_size=int(raw.get("batch_size", 32)), models=models, analyses=analyses,
+    drawn = {*analyses, *_extra_figure_stems(models, figures, "sweep" in raw)}
+    claims = [_claim(c, models, analyses, drawn, label_names, where, data_given=bool(data))
+              for c in _listed(raw.get("claims", []), "claims", where)]
+    return Recipe(name=name, title=str(raw.get("title", name)),
+                  paper=str(raw.get("paper", "")), data=raw["data"],
+                  batch_size=batch_size, models=models, analyses=analyses, params=analysis_params,
                   figures=figures, claims=claims, sweep=raw.get("sweep"), path=path)
 
 
-def _existing(path: Path, what: str) -> Path:
+def _mapping(value: Any, what: str, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: `{what}` must be a mapping (key: value lines), got {type(value).__name__}")
+    return value
+
+
+def _listed(value: Any, what: str, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: `{what}` must be a list ([a, b] or '- ' lines), got {value!r}")
+    return value
+
+
+def _whole(value: Any, what: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}: {what} must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def _folder_name(value: Any, what: str, where: str) -> str:
+    text = str(value)
+    if not isinstance(value, (str, int)) or not _FOLDER_NAME.fullmatch(text):
+        raise ConfigError(f"{where}: {what} {value!r} names an output folder; use letters, digits, "
+                          "'_', '.', '+' or '-'")
+    return text
+
+
+def _refuse_repeated_labels(models: list["ModelEntry"], where: str) -> None:
+    seen: dict[str, str] = {}
+    for entry in models:
+        if entry.label in seen:
+            raise ConfigError(f"{where}: models {seen[entry.label]!r} and {entry.key!r} have the same label "
+                              f"{entry.label!r}; figures and verdicts could not tell them apart")
+        seen[entry.label] = entry.key
+
+
+def _check_checkpoint(entry: "ModelEntry", where: str) -> None:
+    """The checkpoint must exist, be readable and fit an architecture (no model is built)."""
+    from vitprobe.models import inspect_checkpoint
+
+    path = entry.checkpoint
+    assert path is not None
+    if path.is_dir():
+        raise ConfigError(f"{where}: checkpoint {path} is a folder; give the checkpoint file in it")
     if not path.is_file():
-        raise ConfigError(f"{what}: checkpoint {path} does not exist; give the path of the file")
-    return path
+        raise ConfigError(f"{where}: checkpoint {path} does not exist; give the path of the file")
+    try:
+        fits = inspect_checkpoint(path, num_heads=entry.num_heads)["report"]["fits"]
+    except VitprobeError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    if fits is not True:
+        raise ConfigError(f"{where}: {fits}")
+
+
+def _extra_figure_stems(models: list["ModelEntry"], figures: list[str], sweep: bool) -> list[str]:
+    """The figures a recipe draws beyond one per analysis (see reproduce)."""
+    stems = ["sweep_linear_probe", "sweep_knn"] if sweep else []
+    if "reconstructions" in figures:
+        stems += [f"reconstructions_{m.key}" for m in models if m.train is not None]
+    return stems
 
 
 def _train_spec(spec: Any, recipe: Path, where: str) -> dict[str, Any]:
@@ -173,7 +292,8 @@ def _train_spec(spec: Any, recipe: Path, where: str) -> dict[str, Any]:
     raise ConfigError(f"{where}: `train` is a path to a training YAML or a mapping")
 
 
-def _model_entry(key: str, spec: Any, recipe: Path, where: str) -> ModelEntry:
+def _model_entry(key: Any, spec: Any, recipe: Path, where: str) -> ModelEntry:
+    key = _folder_name(key, "model key", where)
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: model {key!r} must be a mapping with train, checkpoint or random_like")
     unknown = set(spec) - _MODEL_KEYS
@@ -182,14 +302,15 @@ def _model_entry(key: str, spec: Any, recipe: Path, where: str) -> ModelEntry:
     sources = [s for s in ("train", "checkpoint", "random_like") if s in spec]
     if len(sources) != 1:
         raise ConfigError(f"{where}: model {key!r} needs exactly one of train, checkpoint, random_like")
+    heads = spec.get("num_heads")
     entry = ModelEntry(key=key, label=str(spec.get("label", key)), role=str(spec.get("role", "")),
-                       random_like=spec.get("random_like"), num_heads=spec.get("num_heads"))
+                       random_like=spec.get("random_like"),
+                       num_heads=None if heads is None else _whole(heads, f"model {key!r}: num_heads", where))
     if "train" in spec:
         entry.train = _train_spec(spec["train"], recipe, f"{where}: model {key!r}")
     if "checkpoint" in spec:
-        ckpt = Path(spec["checkpoint"])
-        entry.checkpoint = _existing(ckpt if ckpt.is_absolute() else recipe.parent / ckpt,
-                                     f"{where}: model {key!r}")
+        ckpt = Path(str(spec["checkpoint"]))
+        entry.checkpoint = ckpt if ckpt.is_absolute() else recipe.parent / ckpt
     return entry
 
 
@@ -200,7 +321,7 @@ def _sweep_models(sweep: Any, recipe: Path, where: str) -> list[ModelEntry]:
         raise ConfigError(f"{where}: only the hybrid weight `lam` can be swept")
     base = _train_spec(sweep["train"], recipe, where)
     entries = []
-    for value in sweep["values"]:
+    for value in _listed(sweep["values"], "sweep.values", where):
         if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
             raise ConfigError(f"{where}: sweep value {value!r} is not a lambda in [0, 1]")
         entries.append(ModelEntry(key=f"lam_{float(value):g}", label=f"lambda = {float(value):g}",
@@ -209,40 +330,110 @@ def _sweep_models(sweep: Any, recipe: Path, where: str) -> list[ModelEntry]:
 
 
 def _validate_train(spec: dict[str, Any], where: str) -> None:
+    """The training config must be valid and its data must hold one batch."""
     from vitprobe.train import TrainConfig
+    from vitprobe.train.engine import check_training_data
 
     try:
-        TrainConfig.from_overrides(spec)
-    except ConfigError as err:
+        check_training_data(TrainConfig.from_overrides(spec))
+    except VitprobeError as err:
         raise ConfigError(f"{where}: {err}") from None
 
 
-def _analyses(names: Any, where: str) -> list[str]:
+def _analyses(names: Any, where: str) -> str | list[str]:
+    """``all`` or the list of names, each a registered analysis."""
     from vitprobe.analyzers import list_analyzers
 
+    if names == "all":
+        return names
     known = list_analyzers()
-    names = [names] if isinstance(names, str) else list(names)
+    names = [names] if isinstance(names, str) else _listed(names, "analyses", where)
     for name in names:
         if name not in known:
-            raise ConfigError(f"{where}: unknown analysis {name!r}; known: {', '.join(known)}")
-    return names
+            raise ConfigError(f"{where}: unknown analysis {name!r}; known: {', '.join(known)} (or all)")
+    return list(names)
 
 
-def _claim(raw: Any, keys: set[str], where: str) -> Claim:
+def _params(raw: dict[str, Any], analyses: list[str], where: str) -> dict[str, dict[str, Any]]:
+    """``params:`` (analysis -> {parameter: value}) checked like ``--param`` (names, kinds and
+    ranges; block numbers against the model when it is analysed)."""
+    from vitprobe.analyzers import analyzer_class, get_analyzer
+    from vitprobe.analyzers._params import check_params
+
+    out = {}
+    for name, values in raw.items():
+        if name not in analyses:
+            raise ConfigError(f"{where}: params given for {name!r}, which the recipe does not run; "
+                              f"it runs {', '.join(analyses)}")
+        values = dict(_mapping(values, f"params.{name}", where))
+        try:
+            get_analyzer(name, **values)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: params: {err}") from None
+        out[name] = check_params(analyzer_class(name), values)
+    return out
+
+
+def _layers(value: Any, where: str) -> None:
+    if value in _LAYER_WORDS:
+        return
+    if not (isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool)
+                                                      for v in value)):
+        raise ConfigError(f"{where}: claim check layers must be one of {', '.join(_LAYER_WORDS)} or a "
+                          f"list of layer numbers, got {value!r}")
+
+
+def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], drawn: set[str],
+           label_names: list[str], where: str, data_given: bool) -> Claim:
+    """One claim, checked against the recipe: its figure is drawn, its metric is one the
+    analyses give, its models exist and differ, and (on the recipe's own data) its label is
+    one the data has; with ``data_given`` (--data) a missing label leaves it undecided, with a warning."""
+    from vitprobe.analyzers import analyzer_class
+
     if not isinstance(raw, dict) or not {"figure", "text", "check"} <= set(raw):
         raise ConfigError(f"{where}: each claim needs figure, text and check")
-    check = dict(raw["check"])
+    if raw["figure"] not in drawn:
+        raise ConfigError(f"{where}: claim figure {raw['figure']!r} is not drawn; figures: {', '.join(sorted(drawn))}")
+    check = dict(_mapping(raw["check"], "check", where))
     unknown = set(check) - _CHECK_KEYS
     if unknown:
         raise ConfigError(f"{where}: claim check has unknown keys {sorted(unknown)}; allowed: {sorted(_CHECK_KEYS)}")
-    for side in ("greater", "than"):
-        if side in check and check[side] not in keys:
-            raise ConfigError(f"{where}: claim check names unknown model {check[side]!r}; models: {sorted(keys)}")
-    if "metric" not in check:
-        raise ConfigError(f"{where}: claim check needs a metric")
-    label = check.get("label", "")
+    metrics = [m for name in analyses for m in analyzer_class(name).metrics]
+    if check.get("metric") not in metrics:
+        raise ConfigError(f"{where}: claim check metric {check.get('metric')!r} is none of the analyses' "
+                          f"metrics: {', '.join(metrics)}")
+    keys = [m.key for m in models]
+    if check.get("peak_inside") is not None:
+        if check["peak_inside"] is not True or {"greater", "than"} & set(check):
+            raise ConfigError(f"{where}: claim check peak_inside is `true`, without greater/than")
+        if len(models) < 3:
+            raise ConfigError(f"{where}: claim check peak_inside needs at least 3 models")
+    else:
+        for side in ("greater", "than"):
+            if check.get(side) not in keys:
+                raise ConfigError(f"{where}: claim check {side} names {check.get(side)!r}, not a model; "
+                                  f"models: {', '.join(keys)}")
+        if check["greater"] == check["than"]:
+            raise ConfigError(f"{where}: claim check compares {check['greater']!r} with itself")
+    _layers(check.get("layers", "all"), where)
+    frequency = check.get("frequency", "highest")
+    if frequency != "highest" and (isinstance(frequency, bool) or not isinstance(frequency, numbers.Real)):
+        raise ConfigError(f"{where}: claim check frequency must be `highest` or a number (units of pi), "
+                          f"got {frequency!r}")
+    if "label" in check:
+        _claim_label(check["label"], label_names, where, data_given)
+    return Claim(figure=str(raw["figure"]), text=str(raw["text"]), check=check)
+
+
+def _claim_label(label: Any, label_names: list[str], where: str, data_given: bool) -> None:
     if not (isinstance(label, str) or (isinstance(label, list) and label
                                        and all(isinstance(x, str) for x in label))):
         raise ConfigError(f"{where}: claim check label must be a label name or a list of them "
                           f"(the first one the data has is used), got {label!r}")
-    return Claim(figure=str(raw["figure"]), text=str(raw["text"]), check=check)
+    wanted = [label] if isinstance(label, str) else label
+    if any(name in label_names for name in wanted):
+        return
+    problem = (f"claim check label {label!r}: the data has {', '.join(label_names) or 'no labels'}")
+    if not data_given:
+        raise ConfigError(f"{where}: {problem}; name one of them")
+    warn_user(f"{where}: {problem}, so the claim will be undecided")

@@ -6,25 +6,35 @@ Output of one recipe, under ``OUT/<recipe>/``::
                                           unchanged, else trained afresh) or random
     runs/<key>/                           one analysis run per model (tables, figures, report)
     figures/                              the side-by-side figures of all models
+    verdicts.json                         each claim's verdict
     report.html                           each figure beside the claim it tests, with a verdict
+
+The results (runs, figures, verdicts, report) are written into a temp folder and moved into
+place together once all of them are whole, so an error or Ctrl-C leaves the previous results
+as they were (and never one run on other data beside them).
 """
 
 from __future__ import annotations
 
 import html
 import json
+import os
+import re
 import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
 from vitprobe.claims import Verdict, evaluate
 from vitprobe.errors import ConfigError, OutputExistsError
-from vitprobe.output_paths import check_output_folder
+from vitprobe.output_paths import check_output_folder, is_analysis_output, temp_folder_beside, temp_prefix
 from vitprobe.recipes import ModelEntry, Recipe
 
 RANDOM_SEED = 0
 _RUN_KEYS = ("out", "device", "num_workers")  # options that do not change what is trained
+RESULTS = ("runs", "figures", "verdicts.json", "report.html")  # replaced together by each run
+_OWN_FIGURE = re.compile(r"(reconstructions_.+|sweep_(linear_probe|knn))\.(png|svg)")
 
 
 def _say(progress: bool, message: str) -> None:
@@ -94,58 +104,106 @@ def prepare_checkpoints(recipe: Recipe, out: Path, device: str = "cpu", num_work
     return paths
 
 
+def foreign_results(root: Path) -> list[str]:
+    """Entries of a recipe's output folder ``root`` that reproduce did not write (and that
+    replacing its results would delete): anything beside ``models`` and RESULTS, a run that
+    holds other files, and other files among the figures."""
+    from vitprobe.results import foreign_entries
+
+    if not root.is_dir():
+        return []
+    found = [e.name for e in root.iterdir() if e.name not in ("models", *RESULTS) and not e.name.startswith(".")]
+    runs, figures = root / "runs", root / "figures"
+    if runs.is_dir():
+        for run in runs.iterdir():
+            ours = run.is_dir() and not run.is_symlink() and is_analysis_output(run)
+            found += [f"runs/{run.name}/{e}" for e in foreign_entries(run)] if ours else [f"runs/{run.name}"]
+    if figures.is_dir():
+        own = [e.name for e in figures.iterdir() if _OWN_FIGURE.fullmatch(e.name)]
+        found += ([f"figures/{e}" for e in foreign_entries(figures, own)] if is_analysis_output(figures)
+                  else ["figures/"])
+    return sorted(found)
+
+
+def _check_results_replaceable(root: Path) -> None:
+    foreign = foreign_results(root)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise OutputExistsError(f"{root}: holds {shown}, which reproduce did not write and would "
+                                "delete with the old results; move them out or choose another --out")
+
+
+def _publish_results(staged: Path, root: Path) -> None:
+    """Move the RESULTS in ``staged`` into ``root`` in place of the old ones (renames only)."""
+    _check_results_replaceable(root)
+    old = root / f"{temp_prefix(root / 'results', 'old')}{uuid.uuid4().hex[:8]}"
+    old.mkdir()
+    for name in RESULTS:
+        if (root / name).exists():
+            os.replace(root / name, old / name)
+    for name in RESULTS:
+        if (staged / name).exists():
+            os.replace(staged / name, root / name)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(staged, ignore_errors=True)
+
+
 def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers: int = 0,
                progress: bool = True) -> Path:
     """Regenerate one study into ``out/<recipe name>``; returns the path of its report page."""
     from vitprobe.analysis import analyze
-    from vitprobe.results import atomic_output, write_comparison
+    from vitprobe.results import write_comparison
 
     root = Path(out) / recipe.name
+    _check_results_replaceable(root)
     if (root / "report.html").exists():
         _say(progress, f"{recipe.name}: replacing the results of an earlier run in {root} "
                        "(its models are reused where their config is unchanged)")
     root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     paths = prepare_checkpoints(recipe, root, device, num_workers, progress)
-    runs = {}
-    for entry in recipe.models:
-        _say(progress, f"{entry.key}: analysing on {recipe.data} ({', '.join(recipe.analyses)})")
-        run = analyze(str(paths[entry.key]), recipe.data, analyses=recipe.analyses,
-                      batch_size=recipe.batch_size, device=device, progress=progress,
-                      load_options={"num_heads": entry.num_heads} if entry.num_heads else None)
-        run.label = entry.label
-        run.save(root / "runs" / entry.key, overwrite=True)
-        runs[entry.key] = run
-    makers = _extra_figure_makers(recipe, runs, paths, device)
-    own = [f"{stem}.{fmt}" for stem in makers for fmt in ("png", "svg")]  # from a previous run too
-    with atomic_output(root / "figures", overwrite=True, own=own) as tmp:
-        write_comparison(list(runs.values()), tmp)
-        extra = _draw_figures(makers, tmp)
-    tables = {key: {name: res.table for name, res in run.items()} for key, run in runs.items()}
-    labels = {entry.key: entry.label for entry in recipe.models}
-    verdicts = [evaluate(claim.check, tables, labels) for claim in recipe.claims]
+    staged = temp_folder_beside(root / "results")
+    try:
+        runs = {}
+        for entry in recipe.models:
+            _say(progress, f"{entry.key}: analysing on {recipe.data} ({', '.join(recipe.analyses)})")
+            run = analyze(str(paths[entry.key]), recipe.data, analyses=recipe.analyses,
+                          batch_size=recipe.batch_size, device=device, progress=progress,
+                          analyzer_params=recipe.params,
+                          load_options={"num_heads": entry.num_heads} if entry.num_heads else None)
+            run.label = entry.label
+            run.save(staged / "runs" / entry.key)
+            runs[entry.key] = run
+        (staged / "figures").mkdir()
+        write_comparison(list(runs.values()), staged / "figures")
+        extra = _draw_figures(_extra_figure_makers(recipe, runs, paths, device), staged / "figures")
+        tables = {key: {name: res.table for name, res in run.items()} for key, run in runs.items()}
+        labels = {entry.key: entry.label for entry in recipe.models}
+        verdicts = [evaluate(claim.check, tables, labels) for claim in recipe.claims]
+        (staged / "report.html").write_text(
+            _report_html(recipe, runs, verdicts, extra, time.monotonic() - started), encoding="utf-8")
+        (staged / "verdicts.json").write_text(json.dumps(
+            [{"figure": c.figure, "claim": c.text, "agrees": v.agrees, "detail": v.detail}
+             for c, v in zip(recipe.claims, verdicts)], indent=2), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    _publish_results(staged, root)
     report = root / "report.html"
-    report.write_text(_report_html(recipe, runs, verdicts, extra, time.monotonic() - started),
-                      encoding="utf-8")
-    (root / "verdicts.json").write_text(json.dumps(
-        [{"figure": c.figure, "claim": c.text, "agrees": v.agrees, "detail": v.detail}
-         for c, v in zip(recipe.claims, verdicts)], indent=2), encoding="utf-8")
     _say(progress, f"{recipe.name}: report at {report}")
     return report
 
 
 def _extra_figure_makers(recipe: Recipe, runs: dict, paths: dict[str, Path],
-                         device: str) -> dict[str, Callable[[], Any] | None]:
-    """Recipe-specific figures beyond the per-analysis ones: file stem -> drawing function, for
-    every figure the recipe can draw; None for one it does not draw this time (a previous run's
-    file of that name is the recipe's own, replaced rather than kept as a user's file)."""
-    drawn: dict[str, Callable[[], Any] | None] = {}
+                         device: str) -> dict[str, Callable[[], Any]]:
+    """Recipe-specific figures beyond the per-analysis ones (named as _OWN_FIGURE matches):
+    file stem -> drawing function."""
+    drawn: dict[str, Callable[[], Any]] = {}
     if recipe.sweep is not None:
         from vitprobe.plots.sweep import draw_sweep
 
         values = [float(v) for v in recipe.sweep["values"]]
         for name in ("linear_probe", "knn"):
-            drawn[f"sweep_{name}"] = None
             if name in recipe.analyses:
                 results = [runs[entry.key][name] for entry in recipe.models]
                 drawn[f"sweep_{name}"] = lambda results=results: draw_sweep(values, results, "lambda")
@@ -154,24 +212,21 @@ def _extra_figure_makers(recipe: Recipe, runs: dict, paths: dict[str, Path],
         from vitprobe.train.reconstruct import reconstruct_examples
 
         for entry in recipe.models:
-            drawn[f"reconstructions_{entry.key}"] = None
             if entry.train is not None:
                 drawn[f"reconstructions_{entry.key}"] = lambda path=paths[entry.key], lab=entry.label: \
                     draw_reconstructions(reconstruct_examples(path, recipe.data, count=6, device=device), lab)
     return drawn
 
 
-def _draw_figures(makers: dict[str, Callable[[], Any] | None], folder: Path) -> list[str]:
-    """Draw each figure that has a drawing function into ``folder`` as PNG and SVG; returns
-    their file stems."""
+def _draw_figures(makers: dict[str, Callable[[], Any]], folder: Path) -> list[str]:
+    """Draw each figure into ``folder`` as PNG and SVG; returns their file stems."""
     from vitprobe.plots import figure_bytes
 
-    drawn = {stem: make for stem, make in makers.items() if make is not None}
-    for stem, make in drawn.items():
+    for stem, make in makers.items():
         figure = make()
         for fmt in ("png", "svg"):
             (folder / f"{stem}.{fmt}").write_bytes(figure_bytes(figure, fmt))
-    return list(drawn)
+    return list(makers)
 
 
 def _verdict_badge(verdict: Verdict) -> str:
@@ -226,15 +281,28 @@ def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: lis
 
 def reproduce(recipes: list[str], out: str | Path, quick: bool = False, data: str | None = None,
               checkpoints: dict[str, str] | None = None, device: str = "cpu", num_workers: int = 0,
-              train_overrides: dict[str, Any] | None = None, progress: bool = True) -> list[Path]:
-    """Validate every recipe first (one-line errors), then run them; returns the report paths."""
-    from vitprobe.recipes import load_recipe
+              train_overrides: dict[str, Any] | None = None, progress: bool = True,
+              params: dict[str, dict[str, Any]] | None = None) -> list[Path]:
+    """Validate every recipe and its output folder first (one-line errors), then run them;
+    returns the report paths. ``params`` (analysis -> parameters) apply to every recipe."""
+    from vitprobe.recipes import RECIPES, load_recipe
 
     if not recipes:
-        raise ConfigError("reproduce: name a recipe (cl_vs_mim, hybrid_sweep, dino_attention, sit_gmml) or use --quick")
+        raise ConfigError(f"reproduce: name a recipe ({', '.join(RECIPES)}) or use --quick")
     loaded = [load_recipe(r, quick=quick, data=data, checkpoints=checkpoints,
-                          train_overrides=train_overrides) for r in recipes]
+                          train_overrides=train_overrides, params=params) for r in recipes]
+    unused = sorted(set(params or {}) - {a for r in loaded for a in r.analyses})
+    if unused:
+        raise ConfigError(f"reproduce: parameters given for {', '.join(unused)}, which no recipe runs; "
+                          "drop them or run a recipe that has the analysis")
+    names = [r.name for r in loaded]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"reproduce: recipes named {', '.join(repeated)} more than once would write "
+                          "into one folder; give each recipe once, or give them different names")
     check_output_folder(out)
+    for recipe in loaded:
+        _check_results_replaceable(Path(out) / recipe.name)
     reports = [run_recipe(r, out, device=device, num_workers=num_workers, progress=progress) for r in loaded]
     if len(reports) > 1:
         index = Path(out) / "index.html"

@@ -1,4 +1,4 @@
-"""``key=value`` command-line options (``train --set``, ``analyze --param``)."""
+"""``key=value`` command-line options (``train --set``, ``analyze`` and ``reproduce --param``)."""
 
 from __future__ import annotations
 
@@ -24,3 +24,15 @@ def parse_key_values(items: list[str] | None, flag: str, example: str) -> dict[s
         except json.JSONDecodeError:
             out[key] = text
     return out
+
+
+def parse_analysis_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``--param ANALYSIS.KEY=VALUE`` options -> {analysis: {key: value}}."""
+    params: dict[str, dict[str, Any]] = {}
+    for dotted, value in parse_key_values(items, "--param", "knn.pooling=mean").items():
+        analysis, dot, key = dotted.partition(".")
+        if not dot or not analysis or not key:
+            raise ConfigError(f"--param {dotted}={value}: name the analysis and its parameter, "
+                              "e.g. --param knn.pooling=mean")
+        params.setdefault(analysis, {})[key] = value
+    return params

@@ -7,7 +7,7 @@ import re
 
 import pandas as pd
 
-from vitprobe.commands._key_values import parse_key_values
+from vitprobe.commands._key_values import parse_analysis_params
 from vitprobe.commands._data_help import SPEC_HELP
 from vitprobe.errors import ConfigError
 
@@ -79,13 +79,7 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
         raise ConfigError(f"--num-heads must be >= 1, got {args.num_heads}")
     load_options = {k: v for k, v in (("num_heads", args.num_heads), ("format", args.format),
                                       ("key", args.key), ("img_size", args.img_size)) if v is not None}
-    params: dict[str, dict] = {}
-    for dotted, value in parse_key_values(args.param, "--param", "knn.pooling=mean").items():
-        analysis, dot, key = dotted.partition(".")
-        if not dot or not analysis or not key:
-            raise ConfigError(f"--param {dotted}={value}: name the analysis and its parameter, "
-                              "e.g. --param knn.pooling=mean")
-        params.setdefault(analysis, {})[key] = value
+    params = parse_analysis_params(args.param)
     plans = [prepare_analysis(path, args.data, args.analyses, args.batch_size, args.device, args.seed,
                               args.num_workers, analyzer_params=params, load_options=load_options)
              for path in args.checkpoint]

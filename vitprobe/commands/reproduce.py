@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from vitprobe.commands._data_help import SPEC_HELP
+from vitprobe.commands._key_values import parse_analysis_params
 from vitprobe.errors import ConfigError
 
 DEFAULT_OUT = "vitprobe-out/reproduce"
@@ -21,13 +22,14 @@ def _model_override(text: str) -> tuple[str, str]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``reproduce`` sub-command."""
-    from vitprobe.recipes import RECIPES
+    from vitprobe.recipes import RECIPES, builtin_recipes
 
     p = sub.add_parser(
         "reproduce", help="regenerate the papers' figures from recipes",
         description="Train or load the models of each recipe, analyse them, draw the figures and "
-                    "judge each claim of the paper. --quick runs all four recipes at small scale "
-                    f"on the CPU. Built-in recipes: {', '.join(RECIPES)}.")
+                    f"judge each claim of the paper. --quick runs the papers' {len(RECIPES)} recipes "
+                    f"({', '.join(RECIPES)}) at small scale on the CPU when none is named. Built-in "
+                    f"recipes: {', '.join(builtin_recipes())}; docs/recipes.md describes the YAML.")
     p.add_argument("recipes", nargs="*", metavar="RECIPE", help="recipe name or YAML path")
     p.add_argument("--quick", action="store_true",
                    help="small-scale run (all recipes when none is named); 12-15 min on 2 CPU cores")
@@ -37,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="SPEC", help="replace every recipe's analysis data; " + SPEC_HELP)
     p.add_argument("--model", action="append", type=_model_override, default=[], metavar="KEY=PATH",
                    help="use this checkpoint for model KEY instead of training it")
+    p.add_argument("--param", action="append", metavar="ANALYSIS.KEY=VALUE",
+                   help="an analysis parameter for every recipe that runs the analysis (over the "
+                        "recipe's own `params`), e.g. knn.k=10; repeat for several")
     p.add_argument("--num-workers", type=int, default=0, metavar="N", help="data-loading worker processes")
     p.add_argument("--no-progress", action="store_true",
                    help="hide the progress bars and stage lines (the reports are still printed)")
@@ -53,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("reproduce: name a recipe (" + ", ".join(RECIPES) + ") or pass --quick for all")
     reports = reproduce(recipes, args.out, quick=args.quick, data=args.data,
                         checkpoints=dict(args.model), device=args.device,
-                        num_workers=args.num_workers, progress=not args.no_progress)
+                        num_workers=args.num_workers, progress=not args.no_progress,
+                        params=parse_analysis_params(args.param))
     print("reports (claims: agree / do not agree / undecided within 2 standard errors):")
     for report in reports:
         verdicts = [v["agrees"] for v in json.loads((report.parent / "verdicts.json").read_text(encoding="utf-8"))]

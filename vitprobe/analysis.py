@@ -224,7 +224,7 @@ def prepare_analysis(
     from vitprobe.analyzers import get_analyzer, list_analyzers
     from vitprobe.capture import model_info
     from vitprobe.data.base import first_image_item
-    from vitprobe.data.items import check_item
+    from vitprobe.data.items import check_image_size, check_item
     from vitprobe.seeding import seeded
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -234,14 +234,18 @@ def prepare_analysis(
     from vitprobe.distributed import resolve_device
 
     dev = resolve_device(str(device), int(os.environ.get("LOCAL_RANK", "0")))
-    with seeded(seed):  # a model's initialisation and a dataset's first read draw from them
+    with seeded(seed):  # a dataset's first read (random transforms) draws from them
         model, checkpoint, label = _load(model_or_path, load_options)
         info = model_info(model)
         loader = _build_loader(data, info, batch_size, num_workers, seed)
         first = first_image_item(loader.dataset)  # read once, for both checks
     if first is not None:
-        check_item(first, str(getattr(loader.dataset, "spec", None) or type(loader.dataset).__name__),
-                   (info.grid[0] * info.patch_size, info.grid[1] * info.patch_size))
+        name = str(getattr(loader.dataset, "spec", None) or type(loader.dataset).__name__)
+        size = (info.grid[0] * info.patch_size, info.grid[1] * info.patch_size)
+        if isinstance(data, DataLoader):  # its collate_fn may convert the items: check only their size
+            check_image_size(first["image"], name, size)
+        else:
+            check_item(first, name, size)
     facts, has_masks, label_names = _dataset_facts(loader.dataset, first)
     if first is not None and "index" not in first:
         facts = {**facts, "index": "place in the pass (the items carry no 'index')"}

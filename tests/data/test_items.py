@@ -19,7 +19,8 @@ OBJECT[8:24, 8:24] = 1
 
 
 @pytest.mark.parametrize("item, message", [
-    ({"image": np.zeros((3, 32, 32), np.float32)}, r"'image' is a ndarray, not a tensor"),
+    ({"image": [[0.0] * 32] * 3}, r"'image' is a list, not a tensor"),
+    ({"image": np.zeros((3, 32, 32))}, r"'image' is torch.float64, not torch.float32"),
     ({"image": IMAGE[0]}, r"shape \[32, 32\]; give one image as \(3, H, W\), without a batch"),
     ({"image": IMAGE[None]}, r"shape \[1, 3, 32, 32\]; give one image as \(3, H, W\)"),
     ({"image": IMAGE[:1]}, r"greyscale: use image.expand\(3, -1, -1\)"),
@@ -30,10 +31,10 @@ OBJECT[8:24, 8:24] = 1
     ({"image": IMAGE, "labels": 3}, r"'labels' is a int; give a dict of label name -> integer class id"),
     ({"image": IMAGE, "labels": {"c": "cat"}}, r"label 'c' is 'cat', not an integer class id"),
     ({"image": IMAGE, "labels": {"c": 0.5}}, r"label 'c' is 0.5, not an integer class id"),
-    ({"image": IMAGE, "labels": {"c": torch.tensor(1.0)}}, r"label 'c' is tensor\(1.\), not an integer"),
+    ({"image": IMAGE, "labels": {"c": torch.tensor(1.5)}}, r"label 'c' is tensor\(1.5000\), not an integer"),
     ({"image": IMAGE, "mask": OBJECT.float()}, r"'mask' is torch.float32; give integer object ids"),
     ({"image": IMAGE, "mask": OBJECT[:16]}, r"'mask' is \[16, 32\]; give an integer tensor of the image's size \[32, 32\]"),
-    ({"image": IMAGE, "mask": OBJECT.numpy()}, r"'mask' is ndarray; give an integer tensor"),
+    ({"image": IMAGE, "mask": OBJECT.tolist()}, r"'mask' is list; give an integer tensor"),
 ])
 def test_a_misfit_item_is_one_line_naming_the_fix(item, message):
     with pytest.raises(ConfigError, match=message) as err:
@@ -41,12 +42,14 @@ def test_a_misfit_item_is_one_line_naming_the_fix(item, message):
     assert str(err.value).startswith("dataset mine: ") and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("labels", [{"c": 1}, {"c": True}, {"c": np.int64(2)}, {"c": torch.tensor(3)}, {"c": -1}])
-@pytest.mark.parametrize("mask", [OBJECT, OBJECT.to(torch.uint8), OBJECT.bool(), None])
-def test_items_in_the_contract_pass(labels, mask):
+@pytest.mark.parametrize("labels", [{"c": 1}, {"c": True}, {"c": np.int64(2)}, {"c": torch.tensor(3)}, {"c": -1},
+                                    {"c": np.array(4)}, {"c": np.bool_(True)}, {"c": 1.0}, {"c": torch.tensor([2])}])
+@pytest.mark.parametrize("mask", [OBJECT, OBJECT.to(torch.uint8), OBJECT.bool(), OBJECT.numpy(), None])
+@pytest.mark.parametrize("image", [IMAGE, IMAGE.numpy()])
+def test_items_that_default_collate_makes_valid_pass(image, labels, mask):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        check_item({"image": IMAGE, "labels": labels, "mask": mask}, "mine", (32, 32))
+        check_item({"image": image, "labels": labels, "mask": mask, "extra": "kept"}, "mine", (32, 32))
 
 
 def test_a_mask_of_only_0_and_255_is_warned_about():
@@ -88,3 +91,19 @@ def test_jaccard_says_why_no_image_was_scored(model):
     with pytest.warns(UserWarning, match=r"attention_jaccard: no image had an object in its mask"):
         run = vitprobe.analyze(model, items, analyses=["attention_jaccard"], progress=False)
     assert run["attention_jaccard"].protocol["images_scored"] == 0
+
+
+def test_a_dataloader_whose_collate_converts_the_items_is_only_size_checked(model):
+    raw = [{"image": torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8), "labels": {"c": "ab"[i % 2]}}
+           for i in range(8)]
+
+    def collate(items):
+        return {"image": torch.stack([(i["image"].float() / 255 - 0.5) / 0.5 for i in items]),
+                "labels": {"c": torch.tensor(["ab".index(i["labels"]["c"]) for i in items])}}
+
+    loader = torch.utils.data.DataLoader(raw, batch_size=4, collate_fn=collate)
+    run = vitprobe.analyze(model, loader, analyses=["attention_distance"], progress=False)
+    assert run["attention_distance"].table["n"].max() == 8
+    small = torch.utils.data.DataLoader([{"image": torch.zeros(3, 16, 16)}] * 4, batch_size=4)
+    with pytest.raises(ConfigError, match="images are 16x16 px but the model takes 32x32"):
+        vitprobe.analyze(model, small, analyses=["attention_distance"], progress=False)

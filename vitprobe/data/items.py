@@ -13,6 +13,7 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from vitprobe.errors import ConfigError, DataError, warn_user
@@ -21,17 +22,26 @@ MASK_IGNORE = 255
 
 
 def check_item(item: Mapping[str, Any], name: str, size: tuple[int, int] | None = None) -> None:
-    """Raise ConfigError unless ``item`` keeps the contract above; with ``size``, the image
-    must be ``size`` = (H, W) pixels (the model's input)."""
+    """Raise ConfigError unless ``item`` keeps the contract above, as torch's default collate
+    reads it (NumPy arrays are taken as tensors); with ``size``, the image must be ``size`` =
+    (H, W) pixels (the model's input)."""
     where = f"dataset {name}"
-    _check_image(item["image"], where, size)
+    image = _as_tensor(item["image"])
+    _check_image(image, where)
+    if size is not None:
+        check_image_size(image, name, size)
     if "labels" in item:
         _check_labels(item["labels"], where)
     if "mask" in item and item["mask"] is not None:
-        _check_mask(item["mask"], tuple(item["image"].shape[-2:]), where)
+        _check_mask(_as_tensor(item["mask"]), tuple(image.shape[-2:]), where)
 
 
-def _check_image(image: Any, where: str, size: tuple[int, int] | None) -> None:
+def _as_tensor(value: Any) -> Any:
+    """A NumPy array as the tensor default collate makes of it; anything else unchanged."""
+    return torch.as_tensor(value) if isinstance(value, np.ndarray) and value.dtype != object else value
+
+
+def _check_image(image: Any, where: str) -> None:
     if not isinstance(image, torch.Tensor):
         raise ConfigError(f"{where}: 'image' is a {type(image).__name__}, not a tensor; give a float32 "
                           "(3, H, W) tensor normalised like the model's training images "
@@ -51,16 +61,26 @@ def _check_image(image: Any, where: str, size: tuple[int, int] | None) -> None:
     if image.dtype != torch.float32:
         raise ConfigError(f"{where}: 'image' is {image.dtype}, not torch.float32; convert it "
                           "(uint8 pixels: image.float() / 255, then normalise)")
-    if size is not None and tuple(shape[1:]) != size:
-        raise ConfigError(f"{where}: images are {shape[1]}x{shape[2]} px but the model takes "
+
+
+def check_image_size(image: Any, name: str, size: tuple[int, int]) -> None:
+    """Raise ConfigError unless the last two dimensions of ``image`` are ``size`` = (H, W)."""
+    shape = list(getattr(image, "shape", ()))
+    if len(shape) >= 2 and tuple(shape[-2:]) != size:
+        raise ConfigError(f"dataset {name}: images are {shape[-2]}x{shape[-1]} px but the model takes "
                           f"{size[0]}x{size[1]}; resize them to {size[0]} px, or load the model at "
-                          f"their size (--img-size {shape[2]}, load_model(img_size=...))")
+                          f"their size (--img-size {shape[-1]}, load_model(img_size=...))")
 
 
 def _is_class_id(value: Any) -> bool:
-    if isinstance(value, torch.Tensor):
-        return value.numel() == 1 and not value.is_floating_point() and not value.is_complex()
-    return isinstance(value, numbers.Integral)  # int, bool and NumPy integers
+    """An int or bool, or a whole float, as a Python, NumPy or one-element torch value."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        if value.size != 1 if isinstance(value, np.ndarray) else value.numel() != 1:
+            return False
+        value = value.item()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    return isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
 
 
 def _check_labels(labels: Any, where: str) -> None:
@@ -88,8 +108,9 @@ def _check_mask(mask: Any, image_size: tuple[int, ...], where: str) -> None:
 
 
 def check_finite_images(images: torch.Tensor, index: torch.Tensor, name: str) -> None:
-    """Raise DataError naming the items (by index) whose image holds a NaN or an infinity."""
-    finite = torch.isfinite(images).flatten(1).all(dim=1)
+    """Raise DataError naming the items (by index) whose image holds a NaN or an infinity
+    (read off the per-image sums, one cheap pass: a NaN or inf makes its image's sum one)."""
+    finite = torch.isfinite(images.flatten(1).sum(dim=1, dtype=torch.float32))
     if not bool(finite.all()):
         bad = torch.as_tensor(index).reshape(-1)[~finite.cpu()].tolist()
         shown = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")

@@ -179,3 +179,39 @@ def test_foreign_files_and_repeated_recipes_are_refused_before_work(tmp_path: Pa
     with pytest.raises(ConfigError, match="parameters given for fourier, which no recipe runs"):
         reproduce([str(recipe)], tmp_path / "other", params={"fourier": {"layers": [1]}}, progress=False)
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("train, message", [
+    ({"data": "synthetic:256x"}, r"small.yaml: model 'a': .*synthetic:256x"),
+    ({"data": "synthetic:64", "batch_size": 128}, r"small.yaml: model 'a': dataset 'synthetic:64' has 64 images, "
+                                                  r"fewer than one global batch of 128"),
+])
+def test_training_data_is_checked_before_any_model_trains(tmp_path: Path, train: dict, message: str) -> None:
+    from vitprobe.errors import ConfigError
+
+    recipe = json.loads(_small_recipe(tmp_path).read_text())
+    recipe["models"] = {"b": {"train": {"method": "mae", "preset": "tiny", "epochs": 1, "data": "synthetic:32",
+                                        "batch_size": 16}},
+                        "a": {"train": {"method": "mae", "preset": "tiny", "epochs": 1, **train}}}
+    path = tmp_path / "small.yaml"
+    path.write_text(json.dumps(recipe))
+    with pytest.raises(ConfigError, match=message):
+        reproduce([str(path)], tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "small" / "models").exists()  # b did not train first
+
+
+def test_a_finished_model_is_reused_without_its_training_data(tmp_path: Path) -> None:
+    from PIL import Image
+
+    images = tmp_path / "imgs"
+    for i in range(16):
+        (images / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 32), (16 * i, 0, 0)).save(images / f"c{i % 2}" / f"{i}.png")
+    recipe = json.loads(_small_recipe(tmp_path).read_text())
+    recipe["models"] = {"a": {"train": {"method": "mae", "preset": "tiny", "epochs": 1,
+                                        "data": f"folder:{images}", "batch_size": 8}}}
+    path = tmp_path / "small.yaml"
+    path.write_text(json.dumps(recipe))
+    reproduce([str(path)], tmp_path / "out", progress=False)
+    images.rename(tmp_path / "moved")
+    reproduce([str(path)], tmp_path / "out", progress=False)  # reuses the model: no need for its data

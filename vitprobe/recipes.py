@@ -7,7 +7,6 @@ costs one line of error, not an hour of training.
 from __future__ import annotations
 
 import copy
-import numbers
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +64,7 @@ class Recipe:
     analyses: list[str]
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
+    extra_figures: list[str] = field(default_factory=list)  # file stems drawn beyond one per analysis
     claims: list[Claim] = field(default_factory=list)
     sweep: dict[str, Any] | None = None
     path: Path | None = None
@@ -86,7 +86,9 @@ def _mapping_without_repeats(loader: _StrictLoader, node: yaml.MappingNode) -> d
         if key_node.tag == "tag:yaml.org,2002:merge":
             continue
         key = loader.construct_object(key_node)
-        if isinstance(key, str | int | float | bool) and key in seen:
+        if not isinstance(key, str | int | float | bool):
+            continue  # an unhashable key is construct_mapping's error
+        if key in seen:
             raise _RepeatedKey(key, key_node.start_mark.line)
         seen.add(key)
     return loader.construct_mapping(node)
@@ -155,8 +157,9 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     ``params`` (analysis -> parameters) is merged over the recipe's ``params`` for the
     analyses the recipe runs.
     Checked here: every key and type, each checkpoint (read, and fitted to its architecture),
-    each training config and its data (enough images for a batch), the analysis data, the
-    analysis parameters, and each claim's figure, metric, labels and models.
+    each training config (:func:`vitprobe.reproduce.reproduce` checks the training data of the
+    models it will train), the analysis data, the analysis parameters, and each claim's
+    figure, metric, labels and models.
     """
     path = recipe_path(name_or_path)
     raw = _read_yaml(path)
@@ -205,19 +208,21 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     analyses, skipped, label_names = check_data_feeds(raw["data"], _analyses(raw["analyses"], where))
     for skipped_name, reason in skipped.items():
         warn_user(f"{where}: skipping {skipped_name}: it {reason}")
+    own = {name: values for name, values in _mapping(raw.get("params", {}), "params", where).items()
+           if name not in skipped}  # `all` on data that cannot feed an analysis: its params go with it
     given = {name: values for name, values in (params or {}).items() if name in analyses}
-    analysis_params = _params(_merge(_mapping(raw.get("params", {}), "params", where), given), analyses, where)
+    analysis_params = _params(_merge(own, given), analyses, where)
     figures = list(_listed(raw.get("figures", []), "figures", where))
     for fig in figures:
         if fig not in EXTRA_FIGURES:
             raise ConfigError(f"{where}: unknown figure {fig!r}; recipe figures: {list(EXTRA_FIGURES)}")
-    drawn = {*analyses, *_extra_figure_stems(models, figures, "sweep" in raw)}
-    claims = [_claim(c, models, analyses, drawn, label_names, where, data_given=bool(data))
+    extra = _extra_figure_stems(models, figures, analyses, "sweep" in raw)
+    claims = [_claim(c, models, analyses, skipped, {*analyses, *extra}, label_names, where, data_given=bool(data))
               for c in _listed(raw.get("claims", []), "claims", where)]
     return Recipe(name=name, title=str(raw.get("title", name)),
                   paper=str(raw.get("paper", "")), data=raw["data"],
                   batch_size=batch_size, models=models, analyses=analyses, params=analysis_params,
-                  figures=figures, claims=claims, sweep=raw.get("sweep"), path=path)
+                  figures=figures, extra_figures=extra, claims=claims, sweep=raw.get("sweep"), path=path)
 
 
 def _mapping(value: Any, what: str, where: str) -> dict[str, Any]:
@@ -273,9 +278,11 @@ def _check_checkpoint(entry: "ModelEntry", where: str) -> None:
         raise ConfigError(f"{where}: {fits}")
 
 
-def _extra_figure_stems(models: list["ModelEntry"], figures: list[str], sweep: bool) -> list[str]:
-    """The figures a recipe draws beyond one per analysis (see reproduce)."""
-    stems = ["sweep_linear_probe", "sweep_knn"] if sweep else []
+def _extra_figure_stems(models: list["ModelEntry"], figures: list[str], analyses: list[str],
+                        sweep: bool) -> list[str]:
+    """The figures a recipe draws beyond one per analysis: ``sweep_<probe>`` for each probe a
+    sweep runs, ``reconstructions_<key>`` for each model it trains (reproduce draws them)."""
+    stems = [f"sweep_{name}" for name in ("linear_probe", "knn") if sweep and name in analyses]
     if "reconstructions" in figures:
         stems += [f"reconstructions_{m.key}" for m in models if m.train is not None]
     return stems
@@ -330,13 +337,13 @@ def _sweep_models(sweep: Any, recipe: Path, where: str) -> list[ModelEntry]:
 
 
 def _validate_train(spec: dict[str, Any], where: str) -> None:
-    """The training config must be valid and its data must hold one batch."""
+    """The training config must be valid (its data is checked by reproduce, for the models it
+    will train rather than reuse)."""
     from vitprobe.train import TrainConfig
-    from vitprobe.train.engine import check_training_data
 
     try:
-        check_training_data(TrainConfig.from_overrides(spec))
-    except VitprobeError as err:
+        TrainConfig.from_overrides(spec)
+    except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
 
 
@@ -374,24 +381,45 @@ def _params(raw: dict[str, Any], analyses: list[str], where: str) -> dict[str, d
     return out
 
 
+def _is_number(value: Any) -> bool:
+    """A number, or text that reads as one (claims read ``frequency`` with float())."""
+    if isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _layers(value: Any, where: str) -> None:
     if value in _LAYER_WORDS:
         return
-    if not (isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool)
-                                                      for v in value)):
+    whole = [isinstance(v, int) and not isinstance(v, bool) or (isinstance(v, str) and v.strip().isdigit())
+             for v in value] if isinstance(value, list) else []
+    if not (whole and all(whole)):
         raise ConfigError(f"{where}: claim check layers must be one of {', '.join(_LAYER_WORDS)} or a "
                           f"list of layer numbers, got {value!r}")
 
 
-def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], drawn: set[str],
-           label_names: list[str], where: str, data_given: bool) -> Claim:
+def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dict[str, str],
+           drawn: set[str], label_names: list[str], where: str, data_given: bool) -> Claim:
     """One claim, checked against the recipe: its figure is drawn, its metric is one the
     analyses give, its models exist and differ, and (on the recipe's own data) its label is
-    one the data has; with ``data_given`` (--data) a missing label leaves it undecided, with a warning."""
+    one the data has. With ``data_given`` (--data), a label the data lacks or an analysis
+    that ``all`` skips on it leaves the claim undecided, with a warning."""
     from vitprobe.analyzers import analyzer_class
 
     if not isinstance(raw, dict) or not {"figure", "text", "check"} <= set(raw):
         raise ConfigError(f"{where}: each claim needs figure, text and check")
+    metric = raw["check"].get("metric") if isinstance(raw["check"], dict) else None
+    cut = next((name for name in skipped if metric in analyzer_class(name).metrics), None)
+    if cut is not None:
+        problem = f"claim on {metric}: analysis {cut} is skipped (it {skipped[cut]})"
+        if not data_given:
+            raise ConfigError(f"{where}: {problem}")
+        warn_user(f"{where}: {problem}, so the claim will be undecided")
+        return Claim(figure=str(raw["figure"]), text=str(raw["text"]), check=dict(raw["check"]))
     if raw["figure"] not in drawn:
         raise ConfigError(f"{where}: claim figure {raw['figure']!r} is not drawn; figures: {', '.join(sorted(drawn))}")
     check = dict(_mapping(raw["check"], "check", where))
@@ -403,9 +431,11 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], drawn: set[s
         raise ConfigError(f"{where}: claim check metric {check.get('metric')!r} is none of the analyses' "
                           f"metrics: {', '.join(metrics)}")
     keys = [m.key for m in models]
-    if check.get("peak_inside") is not None:
-        if check["peak_inside"] is not True or {"greater", "than"} & set(check):
-            raise ConfigError(f"{where}: claim check peak_inside is `true`, without greater/than")
+    if check.get("peak_inside") not in (None, True, False):
+        raise ConfigError(f"{where}: claim check peak_inside is true or false, got {check['peak_inside']!r}")
+    if check.get("peak_inside"):
+        if {"greater", "than"} & set(check):
+            raise ConfigError(f"{where}: claim check peak_inside: true takes no greater/than")
         if len(models) < 3:
             raise ConfigError(f"{where}: claim check peak_inside needs at least 3 models")
     else:
@@ -416,10 +446,9 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], drawn: set[s
         if check["greater"] == check["than"]:
             raise ConfigError(f"{where}: claim check compares {check['greater']!r} with itself")
     _layers(check.get("layers", "all"), where)
-    frequency = check.get("frequency", "highest")
-    if frequency != "highest" and (isinstance(frequency, bool) or not isinstance(frequency, numbers.Real)):
+    if check.get("frequency", "highest") != "highest" and not _is_number(check["frequency"]):
         raise ConfigError(f"{where}: claim check frequency must be `highest` or a number (units of pi), "
-                          f"got {frequency!r}")
+                          f"got {check['frequency']!r}")
     if "label" in check:
         _claim_label(check["label"], label_names, where, data_given)
     return Claim(figure=str(raw["figure"]), text=str(raw["text"]), check=check)

@@ -42,19 +42,49 @@ def _say(progress: bool, message: str) -> None:
         print(f"[vitprobe reproduce] {message}", flush=True)
 
 
-def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers: int,
-                      progress: bool) -> Path:
-    """Train ``entry`` into ``folder``, reusing a finished run of the same config and resuming
-    an unfinished one; ``started.json``/``finished.json`` record the config of each."""
-    from vitprobe.train import TrainConfig, train
+def _training(entry: ModelEntry, folder: Path, device: str, num_workers: int) -> tuple[Any, str, bool]:
+    """The TrainConfig of ``entry`` in ``folder``, its identity (the config and the objective's
+    revisions, as ``started.json``/``finished.json`` record it) and whether a finished run of
+    it is there to reuse."""
+    from vitprobe.train import TrainConfig
 
     config = TrainConfig.from_overrides({**(entry.train or {}), "out": str(folder), "device": device,
                                          "num_workers": num_workers})
     wanted = json.dumps({**{k: v for k, v in config.to_dict().items() if k not in _RUN_KEYS},
                          "objective_revisions": config.objective_revisions()}, sort_keys=True)
+    finished = folder / "finished.json"
+    reusable = ((folder / "final.safetensors").is_file() and finished.is_file()
+                and finished.read_text(encoding="utf-8") == wanted)
+    return config, wanted, reusable
+
+
+def _check_training_data(recipe: Recipe, out: Path, device: str, num_workers: int) -> None:
+    """Raise the data error (bad spec, fewer images than a batch) of each model that will be
+    trained, before the first trains; a model reused from an earlier run needs no data."""
+    from vitprobe.errors import VitprobeError
+    from vitprobe.train.engine import check_training_data
+
+    for entry in recipe.models:
+        if entry.train is None:
+            continue
+        config, _, reusable = _training(entry, out / recipe.name / "models" / entry.key, device, num_workers)
+        if not reusable:
+            try:
+                check_training_data(config)
+            except VitprobeError as err:
+                raise ConfigError(f"{recipe.path}: model {entry.key!r}: {err}") from None
+
+
+def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers: int,
+                      progress: bool) -> Path:
+    """Train ``entry`` into ``folder``, reusing a finished run of the same config and resuming
+    an unfinished one; ``started.json``/``finished.json`` record the config of each."""
+    from vitprobe.train import train
+
+    config, wanted, reusable = _training(entry, folder, device, num_workers)
     started, finished = folder / "started.json", folder / "finished.json"
     final = folder / "final.safetensors"
-    if final.is_file() and finished.is_file() and finished.read_text(encoding="utf-8") == wanted:
+    if reusable:
         _say(progress, f"{entry.key}: reusing {final}")
         return final
     resume = (started.is_file() and started.read_text(encoding="utf-8") == wanted
@@ -135,7 +165,10 @@ def _check_results_replaceable(root: Path) -> None:
 
 def _publish_results(staged: Path, root: Path) -> None:
     """Move the RESULTS in ``staged`` into ``root`` in place of the old ones (renames only)."""
-    _check_results_replaceable(root)
+    try:
+        _check_results_replaceable(root)  # again: a file may have been put there during the run
+    except OutputExistsError as err:
+        raise OutputExistsError(f"{err}; the new results are kept in {staged}") from None
     old = root / f"{temp_prefix(root / 'results', 'old')}{uuid.uuid4().hex[:8]}"
     old.mkdir()
     for name in RESULTS:
@@ -196,25 +229,23 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
 
 def _extra_figure_makers(recipe: Recipe, runs: dict, paths: dict[str, Path],
                          device: str) -> dict[str, Callable[[], Any]]:
-    """Recipe-specific figures beyond the per-analysis ones (named as _OWN_FIGURE matches):
-    file stem -> drawing function."""
+    """A drawing function for each of ``recipe.extra_figures`` (``sweep_<probe>``,
+    ``reconstructions_<key>``; names that _OWN_FIGURE matches)."""
+    from vitprobe.plots.reconstructions import draw_reconstructions
+    from vitprobe.plots.sweep import draw_sweep
+    from vitprobe.train.reconstruct import reconstruct_examples
+
+    entries = {entry.key: entry for entry in recipe.models}
     drawn: dict[str, Callable[[], Any]] = {}
-    if recipe.sweep is not None:
-        from vitprobe.plots.sweep import draw_sweep
-
-        values = [float(v) for v in recipe.sweep["values"]]
-        for name in ("linear_probe", "knn"):
-            if name in recipe.analyses:
-                results = [runs[entry.key][name] for entry in recipe.models]
-                drawn[f"sweep_{name}"] = lambda results=results: draw_sweep(values, results, "lambda")
-    if "reconstructions" in recipe.figures:
-        from vitprobe.plots.reconstructions import draw_reconstructions
-        from vitprobe.train.reconstruct import reconstruct_examples
-
-        for entry in recipe.models:
-            if entry.train is not None:
-                drawn[f"reconstructions_{entry.key}"] = lambda path=paths[entry.key], lab=entry.label: \
-                    draw_reconstructions(reconstruct_examples(path, recipe.data, count=6, device=device), lab)
+    for stem in recipe.extra_figures:
+        kind, _, name = stem.partition("_")
+        if kind == "sweep":
+            values = [float(v) for v in (recipe.sweep or {})["values"]]
+            results = [runs[entry.key][name] for entry in recipe.models]
+            drawn[stem] = lambda values=values, results=results: draw_sweep(values, results, "lambda")
+        else:
+            drawn[stem] = lambda path=paths[name], label=entries[name].label: draw_reconstructions(
+                reconstruct_examples(path, recipe.data, count=6, device=device), label)
     return drawn
 
 
@@ -262,14 +293,15 @@ def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: lis
         f"{seconds:.0f} s.</p><ul>{models}</ul>",
     ]
     shown = set()
+    drawn = [*dict.fromkeys(n for r in runs.values() for n in r), *extra]
     for claim, verdict in zip(recipe.claims, verdicts):
         shown.add(claim.figure)
+        figure = (f"<img src='figures/{esc(claim.figure)}.png' alt='{esc(claim.figure)}'>"
+                  if claim.figure in drawn else "<p>(not drawn: its analysis did not run on this data)</p>")
         parts.append(
             f"<div class='claim'><h2>{esc(claim.figure)}</h2><p><i>Paper:</i> {esc(claim.text)}</p>"
-            f"<p><i>Here:</i> {_verdict_badge(verdict)} ({esc(verdict.detail)})</p>"
-            f"<img src='figures/{esc(claim.figure)}.png' alt='{esc(claim.figure)}'></div>")
-    others = [name for name in dict.fromkeys([*(n for r in runs.values() for n in r), *extra])
-              if name not in shown]
+            f"<p><i>Here:</i> {_verdict_badge(verdict)} ({esc(verdict.detail)})</p>{figure}</div>")
+    others = [name for name in drawn if name not in shown]
     for name in others:
         parts.append(f"<div class='claim'><h2>{esc(name)}</h2>"
                      f"<img src='figures/{esc(name)}.png' alt='{esc(name)}'></div>")
@@ -303,6 +335,7 @@ def reproduce(recipes: list[str], out: str | Path, quick: bool = False, data: st
     check_output_folder(out)
     for recipe in loaded:
         _check_results_replaceable(Path(out) / recipe.name)
+        _check_training_data(recipe, Path(out), device, num_workers)
     reports = [run_recipe(r, out, device=device, num_workers=num_workers, progress=progress) for r in loaded]
     if len(reports) > 1:
         index = Path(out) / "index.html"

@@ -86,8 +86,15 @@ def check_params(cls: type, params: dict[str, Any]) -> dict[str, Any]:
             out[name] = check_value(kind, value)
         except ValueError:
             raise ConfigError(f"analysis {cls.name!r}: {name} takes {describe(kind)}, got {value!r}; "
-                              f"e.g. --param {cls.name}.{name}={_example(kind)}") from None
+                              f"e.g. --param {cls.name}.{name}={_example(kind)} (Python: "
+                              f"analyzer_params={{{cls.name!r}: {{{name!r}: {_python_example(kind)}}}}})") from None
     return out
+
+
+def _python_example(kind: Any) -> str:
+    if isinstance(kind, tuple):
+        return repr(kind[0])
+    return {bool: "True", int: "10", float: "0.5", str: "'text'", "blocks": "[1, 6, 12]"}[kind]
 
 
 def _example(kind: Any) -> str:

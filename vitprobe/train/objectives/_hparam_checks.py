@@ -80,4 +80,4 @@ def check_hparam(objective: str, key: str, value: Any, default: Any) -> None:
     if problem is not None:
         example = json.dumps(list(default) if isinstance(default, tuple) else default)
         raise ConfigError(f"objective {objective!r}: {key} must be {problem}, got {json.dumps(value)}; "
-                          f"e.g. --set {key}={example.replace(' ', '')}")
+                          f"e.g. --set {key}={example.replace(' ', '')} (Python: hparams={{{key!r}: {example}}})")

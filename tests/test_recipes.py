@@ -281,3 +281,26 @@ def test_claims_read_what_the_verdicts_read_and_yaml_errors_stay_one_line(tmp_pa
     path.write_text("name: x\n? [a, b]\n: 1\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_recipe(path)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"models": {"a": {"train": {"method": "mae"}}, "b": {"random_like": "c"}, "c": {"random_like": "a"}}},
+     r"model 'b': random_like names 'c', which is not a trained or loaded model"),
+    ({"models": {"a": {"train": {"method": "mae"}}, "b": {"random_like": "b"}}}, r"random_like names 'b', which is not"),
+    ({"models": {"a": {"train": {"method": "mae"}}}, "figures": ["reconstructions"]},
+     r"figures: reconstructions draws what GMML's decoder rebuilds, and no model trains with method gmml"),
+    ({"name": "x" * 101}, r"use up to 100 letters"),
+    ({"models": {"a": {"checkpoint": None}}}, r"model 'a': checkpoint must be the path of a file, got None"),
+    ({"quick": {"dataa": "synthetic:32"}}, r"quick: unknown keys \['dataa'\]"),
+    ({"quick": {"train": {"epochss": 1}}}, r"quick.train: .*epochss"),
+    ({"params": {"knn": {"layers": [9]}}}, r"params: knn.layers \[9\] lie beyond the models' blocks \(the shallowest has 4: 0..4\)"),
+    ({"claims": [_claim(layers=[1, 99])]}, r"claim check layers \[99\] lie beyond the models' blocks \(the deepest has 4\)"),
+    ({"data": "synthetic:64x"}, r"recipe.yaml: dataset spec 'synthetic:64x'"),
+    ({"analyses": []}, r"recipe.yaml: no analyses given"),
+])
+def test_more_mistakes_fail_in_one_line_naming_the_recipe(tmp_path: Path, changes: dict, message: str) -> None:
+    if "models" in changes:
+        changes = {"claims": [], **changes}
+    with pytest.raises(ConfigError, match=message) as err:
+        load_recipe(_write(tmp_path, **changes))
+    assert "\n" not in str(err.value)

@@ -26,7 +26,7 @@ _MODEL_KEYS = {"label", "role", "train", "checkpoint", "random_like", "num_heads
 _CHECK_KEYS = {"metric", "label", "layers", "frequency", "greater", "than", "peak_inside"}
 _LAYER_WORDS = ("all", "last", "first_half", "last_half")
 EXTRA_FIGURES = ("reconstructions",)
-_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # recipe names and model keys name folders
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")  # recipe names and model keys name folders
 
 
 @dataclass
@@ -97,7 +97,7 @@ def _mapping_without_repeats(loader: _StrictLoader, node: yaml.MappingNode) -> d
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path, what: str = "a recipe is a YAML mapping of name, data, models, analyses") -> dict[str, Any]:
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder; give a recipe .yaml file")
     try:
@@ -113,7 +113,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f" (line {line + 1})" if line is not None else ""
         raise ConfigError(f"{path}{where}: not valid YAML; fix the syntax")
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a recipe is a YAML mapping of name, data, models, analyses")
+        raise ConfigError(f"{path}: {what}")
     return data
 
 
@@ -167,6 +167,7 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     unknown = set(raw) - _TOP_KEYS
     if unknown:
         raise ConfigError(f"{where}: unknown recipe keys {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
+    _check_quick(raw.get("quick", {}), where)
     if quick and raw.get("quick"):
         quick_block = _mapping(raw["quick"], "quick", where)
         train_overrides = _merge(_mapping(quick_block.pop("train", {}), "quick.train", where),
@@ -189,33 +190,45 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
         raise ConfigError(f"{where}: no models; give at least one under `models`")
     _refuse_repeated_labels(models, where)
     keys = {m.key for m in models}
+    trains_gmml = any(m.train is not None and m.train.get("method") == "gmml" for m in models)
     for key, ckpt in (checkpoints or {}).items():
         entry = next((m for m in models if m.key == key), None)
         if entry is None:
             raise ConfigError(f"{where}: --model {key}=...: no model {key!r}; models: {sorted(keys)}")
         entry.train, entry.checkpoint = None, Path(ckpt)
+    depths: dict[str, int] = {}  # blocks per model, for the layer numbers in params and claims
     for entry in models:
-        if entry.random_like and entry.random_like not in keys:
-            raise ConfigError(f"{where}: model {entry.key!r}: random_like names unknown model {entry.random_like!r}")
+        if entry.random_like is not None:
+            like = next((m for m in models if m.key == entry.random_like), None)
+            if like is None or like.random_like is not None:
+                raise ConfigError(f"{where}: model {entry.key!r}: random_like names {entry.random_like!r}, which is "
+                                  f"not a trained or loaded model; models: {sorted(keys)}")
         if entry.train is not None and train_overrides:
             entry.train = _merge(entry.train, train_overrides)
         if entry.train is not None:
-            _validate_train(entry.train, f"{where}: model {entry.key!r}")
+            depths[entry.key] = _validate_train(entry.train, f"{where}: model {entry.key!r}")
         if entry.checkpoint is not None:
-            _check_checkpoint(entry, f"{where}: model {entry.key!r}")
+            depths[entry.key] = _check_checkpoint(entry, f"{where}: model {entry.key!r}")
     from vitprobe.analysis import check_data_feeds
 
-    analyses, skipped, label_names = check_data_feeds(raw["data"], _analyses(raw["analyses"], where))
+    try:
+        analyses, skipped, label_names = check_data_feeds(raw["data"], _analyses(raw["analyses"], where))
+    except VitprobeError as err:
+        raise ConfigError(f"{where}: {err}" if not str(err).startswith(where) else str(err)) from None
     for skipped_name, reason in skipped.items():
         warn_user(f"{where}: skipping {skipped_name}: it {reason}")
     own = {name: values for name, values in _mapping(raw.get("params", {}), "params", where).items()
            if name not in skipped}  # `all` on data that cannot feed an analysis: its params go with it
     given = {name: values for name, values in (params or {}).items() if name in analyses}
     analysis_params = _params(_merge(own, given), analyses, where)
+    _check_layer_numbers(analysis_params, raw.get("claims", []), depths, where)
     figures = list(_listed(raw.get("figures", []), "figures", where))
     for fig in figures:
         if fig not in EXTRA_FIGURES:
             raise ConfigError(f"{where}: unknown figure {fig!r}; recipe figures: {list(EXTRA_FIGURES)}")
+    if "reconstructions" in figures and not trains_gmml:
+        raise ConfigError(f"{where}: figures: reconstructions draws what GMML's decoder rebuilds, and no "
+                          "model trains with method gmml; drop it or add a gmml model")
     extra = _extra_figure_stems(models, figures, analyses, "sweep" in raw)
     claims = [_claim(c, models, analyses, skipped, {*analyses, *extra}, label_names, where, data_given=bool(data))
               for c in _listed(raw.get("claims", []), "claims", where)]
@@ -223,6 +236,22 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
                   paper=str(raw.get("paper", "")), data=raw["data"],
                   batch_size=batch_size, models=models, analyses=analyses, params=analysis_params,
                   figures=figures, extra_figures=extra, claims=claims, sweep=raw.get("sweep"), path=path)
+
+
+_QUICK_KEYS = {"data", "batch_size", "analyses", "params", "train"}
+
+
+def _check_quick(block: Any, where: str) -> None:
+    """The ``quick:`` block's keys and the form of its ``train`` (whether or not --quick is given)."""
+    unknown = set(_mapping(block, "quick", where)) - _QUICK_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: quick: unknown keys {sorted(unknown)}; allowed: {sorted(_QUICK_KEYS)}")
+    from vitprobe.train import TrainConfig
+
+    try:
+        TrainConfig.from_overrides({"method": "mae", **_mapping(block.get("train", {}), "quick.train", where)})
+    except ConfigError as err:
+        raise ConfigError(f"{where}: quick.train: {err}") from None
 
 
 def _mapping(value: Any, what: str, where: str) -> dict[str, Any]:
@@ -246,8 +275,8 @@ def _whole(value: Any, what: str, where: str) -> int:
 def _folder_name(value: Any, what: str, where: str) -> str:
     text = str(value)
     if not isinstance(value, (str, int)) or not _FOLDER_NAME.fullmatch(text):
-        raise ConfigError(f"{where}: {what} {value!r} names an output folder; use letters, digits, "
-                          "'_', '.', '+' or '-'")
+        raise ConfigError(f"{where}: {what} {value!r} names an output folder; use up to 100 letters, "
+                          "digits, '_', '.', '+' or '-', starting with a letter or digit")
     return text
 
 
@@ -260,8 +289,9 @@ def _refuse_repeated_labels(models: list["ModelEntry"], where: str) -> None:
         seen[entry.label] = entry.key
 
 
-def _check_checkpoint(entry: "ModelEntry", where: str) -> None:
-    """The checkpoint must exist, be readable and fit an architecture (no model is built)."""
+def _check_checkpoint(entry: "ModelEntry", where: str) -> int:
+    """The checkpoint must exist, be readable and fit an architecture (no model is built);
+    returns its depth."""
     from vitprobe.models import inspect_checkpoint
 
     path = entry.checkpoint
@@ -271,11 +301,33 @@ def _check_checkpoint(entry: "ModelEntry", where: str) -> None:
     if not path.is_file():
         raise ConfigError(f"{where}: checkpoint {path} does not exist; give the path of the file")
     try:
-        fits = inspect_checkpoint(path, num_heads=entry.num_heads)["report"]["fits"]
+        info = inspect_checkpoint(path, num_heads=entry.num_heads)
     except VitprobeError as err:
         raise ConfigError(f"{where}: {err}") from None
-    if fits is not True:
-        raise ConfigError(f"{where}: {fits}")
+    if info["report"]["fits"] is not True:
+        raise ConfigError(f"{where}: {info['report']['fits']}")
+    return int(info["arch"]["depth"])
+
+
+def _check_layer_numbers(params: dict[str, dict[str, Any]], claims: Any, depths: dict[str, int],
+                         where: str) -> None:
+    """Block numbers in ``params`` must exist in every model (0..depth; the analysis checks
+    its own range when it runs) and a claim's layers in at least one."""
+    if not depths:
+        return
+    low, high = min(depths.values()), max(depths.values())
+    for name, values in params.items():
+        beyond = [b for b in values.get("layers") or [] if not 0 <= b <= low]
+        if beyond:
+            raise ConfigError(f"{where}: params: {name}.layers {beyond} lie beyond the models' blocks "
+                              f"(the shallowest has {low}: 0..{low})")
+    for claim in claims if isinstance(claims, list) else []:
+        layers = claim.get("check", {}).get("layers") if isinstance(claim, dict) and isinstance(claim.get("check"), dict) else None
+        if isinstance(layers, list):
+            beyond = [v for v in layers if str(v).strip().isdigit() and int(v) > high]
+            if beyond:
+                raise ConfigError(f"{where}: claim check layers {beyond} lie beyond the models' blocks "
+                                  f"(the deepest has {high})")
 
 
 def _extra_figure_stems(models: list["ModelEntry"], figures: list[str], analyses: list[str],
@@ -283,17 +335,22 @@ def _extra_figure_stems(models: list["ModelEntry"], figures: list[str], analyses
     """The figures a recipe draws beyond one per analysis: ``sweep_<probe>`` for each probe a
     sweep runs, ``reconstructions_<key>`` for each model it trains (reproduce draws them)."""
     stems = [f"sweep_{name}" for name in ("linear_probe", "knn") if sweep and name in analyses]
-    if "reconstructions" in figures:
-        stems += [f"reconstructions_{m.key}" for m in models if m.train is not None]
+    if "reconstructions" in figures:  # GMML's decoder rebuilds whole corrupted images
+        stems += [f"reconstructions_{m.key}" for m in models if m.train is not None
+                  and m.train.get("method") == "gmml"]
     return stems
 
 
 def _train_spec(spec: Any, recipe: Path, where: str) -> dict[str, Any]:
     if isinstance(spec, str):
         file = (recipe.parent / spec) if not Path(spec).is_absolute() else Path(spec)
-        if not file.is_file():
+        try:
+            exists = file.is_file()
+        except OSError as err:  # e.g. a name too long for the file system
+            raise ConfigError(f"{where}: training config {file}: {err.strerror}") from None
+        if not exists:
             raise ConfigError(f"{where}: training config {file} does not exist")
-        return _read_yaml(file)
+        return _read_yaml(file, "a training config is a YAML mapping of training options (vitprobe train --help)")
     if isinstance(spec, dict):
         return dict(spec)
     raise ConfigError(f"{where}: `train` is a path to a training YAML or a mapping")
@@ -316,7 +373,9 @@ def _model_entry(key: Any, spec: Any, recipe: Path, where: str) -> ModelEntry:
     if "train" in spec:
         entry.train = _train_spec(spec["train"], recipe, f"{where}: model {key!r}")
     if "checkpoint" in spec:
-        ckpt = Path(str(spec["checkpoint"]))
+        if not isinstance(spec["checkpoint"], str) or not spec["checkpoint"]:
+            raise ConfigError(f"{where}: model {key!r}: checkpoint must be the path of a file, got {spec['checkpoint']!r}")
+        ckpt = Path(spec["checkpoint"])
         entry.checkpoint = ckpt if ckpt.is_absolute() else recipe.parent / ckpt
     return entry
 
@@ -336,13 +395,14 @@ def _sweep_models(sweep: Any, recipe: Path, where: str) -> list[ModelEntry]:
     return entries
 
 
-def _validate_train(spec: dict[str, Any], where: str) -> None:
+def _validate_train(spec: dict[str, Any], where: str) -> int:
     """The training config must be valid (its data is checked by reproduce, for the models it
-    will train rather than reuse)."""
+    will train rather than reuse); returns the depth of the encoder it trains."""
     from vitprobe.train import TrainConfig
+    from vitprobe.train.engine import resolve_arch
 
     try:
-        TrainConfig.from_overrides(spec)
+        return resolve_arch(TrainConfig.from_overrides(spec)).depth
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vitprobe.claims import Verdict, evaluate
-from vitprobe.errors import ConfigError, OutputExistsError
+from vitprobe.errors import ConfigError, OutputExistsError, VitprobeError
 from vitprobe.output_paths import check_output_folder, is_analysis_output, temp_folder_beside, temp_prefix
 from vitprobe.recipes import ModelEntry, Recipe
 
@@ -61,7 +61,6 @@ def _training(entry: ModelEntry, folder: Path, device: str, num_workers: int) ->
 def _check_training_data(recipe: Recipe, out: Path, device: str, num_workers: int) -> None:
     """Raise the data error (bad spec, fewer images than a batch) of each model that will be
     trained, before the first trains; a model reused from an earlier run needs no data."""
-    from vitprobe.errors import VitprobeError
     from vitprobe.train.engine import check_training_data
 
     for entry in recipe.models:
@@ -200,10 +199,13 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
         runs = {}
         for entry in recipe.models:
             _say(progress, f"{entry.key}: analysing on {recipe.data} ({', '.join(recipe.analyses)})")
-            run = analyze(str(paths[entry.key]), recipe.data, analyses=recipe.analyses,
-                          batch_size=recipe.batch_size, device=device, progress=progress,
-                          analyzer_params=recipe.params,
-                          load_options={"num_heads": entry.num_heads} if entry.num_heads else None)
+            try:
+                run = analyze(str(paths[entry.key]), recipe.data, analyses=recipe.analyses,
+                              batch_size=recipe.batch_size, device=device, progress=progress,
+                              analyzer_params=recipe.params,
+                              load_options={"num_heads": entry.num_heads} if entry.num_heads else None)
+            except VitprobeError as err:
+                raise type(err)(f"{recipe.path}: model {entry.key!r}: {err}") from None
             run.label = entry.label
             run.save(staged / "runs" / entry.key)
             runs[entry.key] = run

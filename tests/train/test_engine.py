@@ -444,3 +444,14 @@ def test_mocov3_heads_sync_batchnorm_only_when_data_parallel_on_gpus():
     assert not any(type(m) is nn.BatchNorm1d for m in synced.modules())
     assert set(synced.state_dict()) == keys
     assert {id(p) for p in synced.parameters()} == params
+
+
+def test_reconstructions_are_refused_in_one_line_for_objectives_without_gmmls_decoder(tmp_path):
+    from vitprobe.errors import CheckpointError
+    from vitprobe.train import TrainConfig
+    from vitprobe.train.reconstruct import reconstruct_examples
+
+    final = train(TrainConfig(method="simmim", preset="tiny", data="synthetic:16", epochs=1, batch_size=16,
+                              out=str(tmp_path / "simmim")), progress=False)
+    with pytest.raises(CheckpointError, match="a simmim run has no reconstruction decoder; reconstructions need a gmml"):
+        reconstruct_examples(final, "synthetic:4")

@@ -35,7 +35,7 @@ def reconstruct_examples(checkpoint: str | Path, data: str, count: int = 6, devi
     from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD, to_uint8_images
 
     objective = load_objective(Path(checkpoint).parent).to(device)
-    if not hasattr(objective, "reconstruct"):
+    if objective.name != "gmml":  # MAE and SimMIM predict masked patches only, with other inputs
         raise CheckpointError(f"{checkpoint}: a {objective.name} run has no reconstruction "
                               "decoder; reconstructions need a gmml checkpoint")
     mean, std = IMAGENET_MEAN, IMAGENET_STD  # what the views and the analyses assume

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -133,8 +134,8 @@ def _dataset_facts(dataset: Dataset, first: Mapping[str, Any] | None = None
         facts = describe()
     else:  # the class and size name a dataset of one's own; its first image tells two apart
         facts = {"spec": type(dataset).__name__, "size": len(dataset)}
-        if first is not None and isinstance(first.get("image"), torch.Tensor):
-            pixels = first["image"].detach().cpu().contiguous().numpy().tobytes()
+        if first is not None and isinstance(first.get("image"), (torch.Tensor, np.ndarray)):
+            pixels = torch.as_tensor(first["image"]).detach().cpu().contiguous().numpy().tobytes()
             facts["first_image_sha256"] = hashlib.sha256(pixels).hexdigest()[:16]
     return facts, bool(has_masks), list(label_names)
 

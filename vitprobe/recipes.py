@@ -211,17 +211,19 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
             depths[entry.key] = _check_checkpoint(entry, f"{where}: model {entry.key!r}")
     from vitprobe.analysis import check_data_feeds
 
+    names = _analyses(raw["analyses"], where)
     try:
-        analyses, skipped, label_names = check_data_feeds(raw["data"], _analyses(raw["analyses"], where))
+        analyses, skipped, label_names = check_data_feeds(raw["data"], names)
     except VitprobeError as err:
-        raise ConfigError(f"{where}: {err}" if not str(err).startswith(where) else str(err)) from None
+        raise ConfigError(f"{where}: {err}") from None
     for skipped_name, reason in skipped.items():
         warn_user(f"{where}: skipping {skipped_name}: it {reason}")
     own = {name: values for name, values in _mapping(raw.get("params", {}), "params", where).items()
            if name not in skipped}  # `all` on data that cannot feed an analysis: its params go with it
     given = {name: values for name, values in (params or {}).items() if name in analyses}
     analysis_params = _params(_merge(own, given), analyses, where)
-    _check_layer_numbers(analysis_params, raw.get("claims", []), depths, where)
+    if depths:
+        _check_param_blocks(analysis_params, min(depths.values()), where)
     figures = list(_listed(raw.get("figures", []), "figures", where))
     for fig in figures:
         if fig not in EXTRA_FIGURES:
@@ -230,8 +232,9 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
         raise ConfigError(f"{where}: figures: reconstructions draws what GMML's decoder rebuilds, and no "
                           "model trains with method gmml; drop it or add a gmml model")
     extra = _extra_figure_stems(models, figures, analyses, "sweep" in raw)
-    claims = [_claim(c, models, analyses, skipped, {*analyses, *extra}, label_names, where, data_given=bool(data))
-              for c in _listed(raw.get("claims", []), "claims", where)]
+    deepest = max(depths.values()) if depths else None
+    claims = [_claim(c, models, analyses, skipped, {*analyses, *extra}, label_names, deepest, where,
+                     data_given=bool(data)) for c in _listed(raw.get("claims", []), "claims", where)]
     return Recipe(name=name, title=str(raw.get("title", name)),
                   paper=str(raw.get("paper", "")), data=raw["data"],
                   batch_size=batch_size, models=models, analyses=analyses, params=analysis_params,
@@ -309,25 +312,14 @@ def _check_checkpoint(entry: "ModelEntry", where: str) -> int:
     return int(info["arch"]["depth"])
 
 
-def _check_layer_numbers(params: dict[str, dict[str, Any]], claims: Any, depths: dict[str, int],
-                         where: str) -> None:
-    """Block numbers in ``params`` must exist in every model (0..depth; the analysis checks
-    its own range when it runs) and a claim's layers in at least one."""
-    if not depths:
-        return
-    low, high = min(depths.values()), max(depths.values())
+def _check_param_blocks(params: dict[str, dict[str, Any]], shallowest: int, where: str) -> None:
+    """Block numbers in ``params`` must exist in every model: 0..depth (the analysis checks its
+    own range when it runs)."""
     for name, values in params.items():
-        beyond = [b for b in values.get("layers") or [] if not 0 <= b <= low]
+        beyond = [b for b in values.get("layers") or [] if not 0 <= b <= shallowest]
         if beyond:
             raise ConfigError(f"{where}: params: {name}.layers {beyond} lie beyond the models' blocks "
-                              f"(the shallowest has {low}: 0..{low})")
-    for claim in claims if isinstance(claims, list) else []:
-        layers = claim.get("check", {}).get("layers") if isinstance(claim, dict) and isinstance(claim.get("check"), dict) else None
-        if isinstance(layers, list):
-            beyond = [v for v in layers if str(v).strip().isdigit() and int(v) > high]
-            if beyond:
-                raise ConfigError(f"{where}: claim check layers {beyond} lie beyond the models' blocks "
-                                  f"(the deepest has {high})")
+                              f"(the shallowest has {shallowest}: 0..{shallowest})")
 
 
 def _extra_figure_stems(models: list["ModelEntry"], figures: list[str], analyses: list[str],
@@ -424,8 +416,7 @@ def _analyses(names: Any, where: str) -> str | list[str]:
 def _params(raw: dict[str, Any], analyses: list[str], where: str) -> dict[str, dict[str, Any]]:
     """``params:`` (analysis -> {parameter: value}) checked like ``--param`` (names, kinds and
     ranges; block numbers against the model when it is analysed)."""
-    from vitprobe.analyzers import analyzer_class, get_analyzer
-    from vitprobe.analyzers._params import check_params
+    from vitprobe.analyzers import get_analyzer
 
     out = {}
     for name, values in raw.items():
@@ -434,10 +425,10 @@ def _params(raw: dict[str, Any], analyses: list[str], where: str) -> dict[str, d
                               f"it runs {', '.join(analyses)}")
         values = dict(_mapping(values, f"params.{name}", where))
         try:
-            get_analyzer(name, **values)
+            checked = get_analyzer(name, **values).params()  # as the analysis reads them
         except ConfigError as err:
             raise ConfigError(f"{where}: params: {err}") from None
-        out[name] = check_params(analyzer_class(name), values)
+        out[name] = {key: checked[key] for key in values}
     return out
 
 
@@ -463,10 +454,11 @@ def _layers(value: Any, where: str) -> None:
 
 
 def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dict[str, str],
-           drawn: set[str], label_names: list[str], where: str, data_given: bool) -> Claim:
+           drawn: set[str], label_names: list[str], deepest: int | None, where: str,
+           data_given: bool) -> Claim:
     """One claim, checked against the recipe: its figure is drawn, its metric is one the
-    analyses give, its models exist and differ, and (on the recipe's own data) its label is
-    one the data has. With ``data_given`` (--data), a label the data lacks or an analysis
+    analyses give, its models exist and differ, its layers exist in the deepest model, and
+    (on the recipe's own data) its label is one the data has. With ``data_given`` (--data), a label the data lacks or an analysis
     that ``all`` skips on it leaves the claim undecided, with a warning."""
     from vitprobe.analyzers import analyzer_class
 
@@ -506,6 +498,11 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
         if check["greater"] == check["than"]:
             raise ConfigError(f"{where}: claim check compares {check['greater']!r} with itself")
     _layers(check.get("layers", "all"), where)
+    listed = check["layers"] if isinstance(check.get("layers"), list) else []
+    beyond = [v for v in listed if deepest is not None and int(v) > deepest]
+    if beyond:
+        raise ConfigError(f"{where}: claim check layers {beyond} lie beyond the models' blocks "
+                          f"(the deepest has {deepest})")
     if check.get("frequency", "highest") != "highest" and not _is_number(check["frequency"]):
         raise ConfigError(f"{where}: claim check frequency must be `highest` or a number (units of pi), "
                           f"got {check['frequency']!r}")

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             sum(encode(objective.encoder, x).float().mean() for x in inputs).backward()
 
         step(), plain()  # warm-up
-        ratio, step_s, plain_s = interleaved_ratio(step, plain, args.rounds)
+        ratio, step_s, _ = interleaved_ratio(step, plain, args.rounds)
         worst = max(worst, ratio)
         step_median = statistics.median(step_s)
         shapes = ", ".join("x".join(map(str, x.shape)) for x in inputs)

@@ -352,10 +352,10 @@ def test_analysis_parameters_from_the_command_line_reach_the_protocol(checkpoint
                          (["--param", "knn.final_norm=no"], "final_norm takes true|false, got 'no'"),
                          (["--param", "knn.layers=1.5"], "layers takes block numbers"),
                          (["--param", "knn.pooling=max"], "pooling"),
-                         (["--param", "knn.k=0"], "k >= 1"),
+                         (["--param", "knn.k=0"], "knn's k must be a whole number >= 1"),
                          (["--param", "linear_probe.C=-1"], "finite C > 0"),
                          (["--param", "linear_probe.C=0"], "finite C > 0"),
-                         (["--param", "linear_probe.max_iter=0"], "max_iter >= 1")):
+                         (["--param", "linear_probe.max_iter=0"], "linear_probe's max_iter must be a whole number >= 1")):
         analysis = bad[1].split(".")[0] if "." in bad[1] else "knn"
         assert main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:16", "--analyses", analysis,
                      "--no-progress", *bad]) == 2, bad

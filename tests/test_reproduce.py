@@ -36,6 +36,7 @@ def test_recipe_end_to_end(tmp_path: Path, name: str) -> None:
     assert all(v["agrees"] in (True, False, None) and v["detail"] for v in verdicts)
     for entry in recipe.models:
         assert (root / "runs" / entry.key / "report.html").is_file()
+        assert f"<b>{entry.label}</b> ({entry.role}):" in page or not entry.role
     if "reconstructions" in recipe.figures:
         assert list(figures.glob("reconstructions_*.png"))
 
@@ -85,7 +86,7 @@ def test_the_command_prints_each_report_with_its_tally_of_verdicts(tmp_path: Pat
     seen = []
 
     def fake_reproduce(recipes, out, **options):
-        seen.append(options["progress"])
+        seen.append((options["progress"], options["checkpoints"]))
         reports = []
         for name, agrees in (("a", [True, None, False, None]), ("b", [True])):
             (Path(out) / name).mkdir(parents=True)
@@ -100,8 +101,15 @@ def test_the_command_prints_each_report_with_its_tally_of_verdicts(tmp_path: Pat
     assert f"{tmp_path / 'a' / 'report.html'}  (1 / 1 / 2)" in out
     assert f"{tmp_path / 'b' / 'report.html'}  (1 / 0 / 0)" in out
     assert f"index: {tmp_path / 'index.html'}" in out
-    assert main(["reproduce", "cl_vs_mim", "--out", str(tmp_path / "quiet"), "--no-progress"]) == 0
-    assert seen == [True, False]
+    assert main(["reproduce", "cl_vs_mim", "--out", str(tmp_path / "quiet"), "--no-progress",
+                 "--model", "dino=runs/1.pth", "--model", "mae=a=b.pth"]) == 0
+    assert seen == [(True, {}), (False, {"dino": "runs/1.pth", "mae": "a=b.pth"})]
+    for models in (["dino=1.pth", "dino=2.pth"], ["dino="], ["dino"]):
+        code = main(["reproduce", "cl_vs_mim", "--out", str(tmp_path / "bad")] +
+                    [a for m in models for a in ("--model", m)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("vitprobe: error: --model") and err.count("\n") == 1, err
+    assert len(seen) == 2 and not (tmp_path / "bad").exists()
 
 
 def test_a_model_folder_reproduce_did_not_train_is_refused(tmp_path: Path) -> None:
@@ -213,5 +221,9 @@ def test_a_finished_model_is_reused_without_its_training_data(tmp_path: Path) ->
     path = tmp_path / "small.yaml"
     path.write_text(json.dumps(recipe))
     reproduce([str(path)], tmp_path / "out", progress=False)
+    models = tmp_path / "out" / "small" / "models"
+    trained = {p: p.read_bytes() for p in models.rglob("*") if p.is_file()}
+    assert any(p.name == "final.safetensors" for p in trained)
     images.rename(tmp_path / "moved")
     reproduce([str(path)], tmp_path / "out", progress=False)  # reuses the model: no need for its data
+    assert {p: p.read_bytes() for p in models.rglob("*") if p.is_file()} == trained

@@ -25,8 +25,8 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vitprobe.distributed import rank_and_world
-from vitprobe.errors import ConfigError, VitprobeError, warn_user
+from vitprobe.distributed import rank_and_world, to_device
+from vitprobe.errors import ConfigError, VitprobeError, check_whole, is_whole, warn_user
 from vitprobe.results import Run, check_output
 
 PROGRESS_DESC = "analysing"
@@ -140,7 +140,7 @@ def _dataset_facts(dataset: Dataset, first: Mapping[str, Any] | None = None
     return facts, bool(has_masks), list(label_names)
 
 
-def _build_loader(data: Any, info: Any, batch_size: int, num_workers: int, seed: int) -> DataLoader:
+def _build_loader(data: Any, info: Any, batch_size: int, num_workers: int) -> DataLoader:
     """A loader over ``data`` (spec string, Dataset or DataLoader), sharded under torchrun."""
     from vitprobe.data import make_loader, resolve_dataset
 
@@ -158,7 +158,7 @@ def _build_loader(data: Any, info: Any, batch_size: int, num_workers: int, seed:
         raise ConfigError(f"data must be a dataset spec, a Dataset or list of item dicts, or a DataLoader, "
                           f"got {type(data).__name__}")
     sampler = ShardSampler(len(data), rank, world) if world > 1 else None
-    return make_loader(data, batch_size, num_workers=num_workers, seed=seed, sampler=sampler)
+    return make_loader(data, batch_size, num_workers=num_workers, sampler=sampler)
 
 
 def check_data_feeds(spec: str, analyses: str | Sequence[str]) -> tuple[list[str], dict[str, str], list[str]]:
@@ -228,9 +228,8 @@ def prepare_analysis(
     from vitprobe.data.items import check_image_size, check_item
     from vitprobe.seeding import seeded
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch size must be a whole number >= 1, got {batch_size!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    batch_size = check_whole(batch_size, "batch size")
+    if not is_whole(seed):
         raise ConfigError(f"seed must be a whole number, got {seed!r}")
     from vitprobe.distributed import resolve_device
 
@@ -238,7 +237,7 @@ def prepare_analysis(
     with seeded(seed):  # a dataset's first read (random transforms) draws from them
         model, checkpoint, label = _load(model_or_path, load_options)
         info = model_info(model)
-        loader = _build_loader(data, info, batch_size, num_workers, seed)
+        loader = _build_loader(data, info, batch_size, num_workers)
         first = first_image_item(loader.dataset)  # read once, for both checks
     if first is not None:
         name = str(getattr(loader.dataset, "spec", None) or type(loader.dataset).__name__)
@@ -275,14 +274,6 @@ def prepare_analysis(
     analyzers = [get_analyzer(name, **params[name]).bind(info, protocol) for name in names]
     return AnalysisPlan(model.to(dev).eval(), info, loader, analyzers, params, protocol, checkpoint,
                         label, dev, skipped)
-
-
-def _to_device(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, Mapping):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    return value
 
 
 def _gather_states(plan: AnalysisPlan) -> None:
@@ -331,7 +322,7 @@ def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
             if "index" not in batch:  # items without an index are numbered by their place in the pass
                 batch["index"] = torch.arange(position, position + len(batch["image"]))
             position += len(batch["image"])
-            batch = _to_device(batch, plan.device)
+            batch = to_device(batch, plan.device)
             check_finite_images(batch["image"], batch["index"], spec)
             batch["sites"] = cap.run(batch["image"])
             for analyzer in plan.analyzers:

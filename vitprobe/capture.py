@@ -23,14 +23,13 @@ from typing import Iterable, Iterator, NamedTuple
 import torch
 import torch.nn as nn
 
+from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD
 from vitprobe.errors import CaptureError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Site(NamedTuple):
-    """A named place in the forward pass: ``kind`` is "attn" or "tokens", ``layer`` 1-based."""
+    """A named place in the forward pass: ``kind`` "attn" (``layer`` 1..L, the block's attention
+    probabilities) or "tokens" (``layer`` 0..L: the embedding, then each block's output)."""
 
     kind: str
     layer: int

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 _PACKAGE = os.path.join(str(Path(__file__).resolve().parent), "")  # with the trailing separator
@@ -52,6 +54,26 @@ class CaptureError(VitprobeError):
 
 class OutputExistsError(VitprobeError):
     """The output directory already holds a run and --overwrite was not given."""
+
+
+def is_whole(value: object) -> bool:
+    """True for an integer, Python's or NumPy's, but not a bool: what a count, size or seed takes."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_whole(value: object, what: str, minimum: int = 1, error: type[VitprobeError] = ConfigError) -> int:
+    """``int(value)`` when ``value`` is a whole number >= ``minimum``; otherwise ``error`` saying
+    "{what} must be a whole number >= {minimum}, got {value!r}"."""
+    if not is_whole(value) or value < minimum:  # type: ignore[operator]
+        raise error(f"{what} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)  # type: ignore[call-overload]
+
+
+def abbreviate(items: Sequence[str], limit: int = 6, sep: str = ", ") -> str:
+    """``a, b, c, ... (+N more)``: a readable one-line list of the first ``limit`` items (an
+    item with a control character as its repr)."""
+    shown = sep.join(item if item.isprintable() else repr(item) for item in items[:limit])
+    return shown + (f"{sep}... (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
 def brief_reason(err: BaseException, limit: int = 160) -> str:

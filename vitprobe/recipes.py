@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from vitprobe.errors import ConfigError, VitprobeError, warn_user
+from vitprobe.errors import ConfigError, VitprobeError, check_whole, is_whole, warn_user
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "analyses"
 # the papers' studies, which `reproduce --quick` runs when no recipe is named; every YAML file in
@@ -181,7 +181,7 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     name = _folder_name(raw["name"], "name", where)
     if not isinstance(raw["data"], str):
         raise ConfigError(f"{where}: data must be a dataset spec such as synthetic:1024, got {raw['data']!r}")
-    batch_size = _whole(raw.get("batch_size", 32), "batch_size", where)
+    batch_size = check_whole(raw.get("batch_size", 32), f"{where}: batch_size")
     if ("models" in raw) == ("sweep" in raw):
         raise ConfigError(f"{where}: give either `models` or `sweep`, exactly one")
     models = (_sweep_models(raw["sweep"], path, where) if "sweep" in raw
@@ -266,12 +266,6 @@ def _mapping(value: Any, what: str, where: str) -> dict[str, Any]:
 def _listed(value: Any, what: str, where: str) -> list[Any]:
     if not isinstance(value, list):
         raise ConfigError(f"{where}: `{what}` must be a list ([a, b] or '- ' lines), got {value!r}")
-    return value
-
-
-def _whole(value: Any, what: str, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{where}: {what} must be a whole number >= 1, got {value!r}")
     return value
 
 
@@ -361,7 +355,7 @@ def _model_entry(key: Any, spec: Any, recipe: Path, where: str) -> ModelEntry:
     heads = spec.get("num_heads")
     entry = ModelEntry(key=key, label=str(spec.get("label", key)), role=str(spec.get("role", "")),
                        random_like=spec.get("random_like"),
-                       num_heads=None if heads is None else _whole(heads, f"model {key!r}: num_heads", where))
+                       num_heads=None if heads is None else check_whole(heads, f"{where}: model {key!r}: num_heads"))
     if "train" in spec:
         entry.train = _train_spec(spec["train"], recipe, f"{where}: model {key!r}")
     if "checkpoint" in spec:
@@ -432,7 +426,7 @@ def _params(raw: dict[str, Any], analyses: list[str], where: str) -> dict[str, d
     return out
 
 
-def _is_number(value: Any) -> bool:
+def _reads_as_number(value: Any) -> bool:
     """A number, or text that reads as one (claims read ``frequency`` with float())."""
     if isinstance(value, bool):
         return False
@@ -446,7 +440,7 @@ def _is_number(value: Any) -> bool:
 def _layers(value: Any, where: str) -> None:
     if value in _LAYER_WORDS:
         return
-    whole = [isinstance(v, int) and not isinstance(v, bool) or (isinstance(v, str) and v.strip().isdigit())
+    whole = [is_whole(v) or (isinstance(v, str) and v.strip().isdigit())
              for v in value] if isinstance(value, list) else []
     if not (whole and all(whole)):
         raise ConfigError(f"{where}: claim check layers must be one of {', '.join(_LAYER_WORDS)} or a "
@@ -503,7 +497,7 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
     if beyond:
         raise ConfigError(f"{where}: claim check layers {beyond} lie beyond the models' blocks "
                           f"(the deepest has {deepest})")
-    if check.get("frequency", "highest") != "highest" and not _is_number(check["frequency"]):
+    if check.get("frequency", "highest") != "highest" and not _reads_as_number(check["frequency"]):
         raise ConfigError(f"{where}: claim check frequency must be `highest` or a number (units of pi), "
                           f"got {check['frequency']!r}")
     if "label" in check:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vitprobe.claims import Verdict, evaluate
-from vitprobe.errors import ConfigError, OutputExistsError, VitprobeError
+from vitprobe.errors import ConfigError, OutputExistsError, VitprobeError, abbreviate
 from vitprobe.output_paths import check_output_folder, is_analysis_output, temp_folder_beside, temp_prefix
 from vitprobe.recipes import ModelEntry, Recipe
 
@@ -157,8 +157,7 @@ def foreign_results(root: Path) -> list[str]:
 def _check_results_replaceable(root: Path) -> None:
     foreign = foreign_results(root)
     if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise OutputExistsError(f"{root}: holds {shown}, which reproduce did not write and would "
+        raise OutputExistsError(f"{root}: holds {abbreviate(foreign, 3)}, which reproduce did not write and would "
                                 "delete with the old results; move them out or choose another --out")
 
 
@@ -282,7 +281,8 @@ def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: lis
     """One page: the claims with their figures and verdicts, then every other figure."""
     esc = html.escape
     models = "".join(
-        f"<li><b>{esc(e.label)}</b>: {esc(str(runs[e.key].checkpoint.get('path', '')))} "
+        f"<li><b>{esc(e.label)}</b>{f' ({esc(e.role)})' if e.role else ''}: "
+        f"{esc(str(runs[e.key].checkpoint.get('path', '')))} "
         f"(sha256 {esc(str(runs[e.key].checkpoint.get('sha256', ''))[:12])})</li>"
         for e in recipe.models)
     parts = [

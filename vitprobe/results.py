@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from vitprobe.errors import ConfigError, OutputExistsError
+from vitprobe.errors import ConfigError, OutputExistsError, abbreviate
 from vitprobe.output_paths import (ANALYSIS_MARKERS, check_output_folder, is_analysis_output,
                                    temp_folder_beside, temp_prefix)
 
@@ -116,7 +116,7 @@ def foreign_entries(folder: Path, own: Collection[str] = ()) -> list[str]:
     return found
 
 
-def check_output(out: str | os.PathLike[str], overwrite: bool, own: Collection[str] = ()) -> Path:
+def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
     """Refuse an output folder that already holds something, unless ``overwrite`` and it is an
     analysis output holding nothing else (``--overwrite`` never replaces anything else, such as
     a training run, a folder of images, or notes a user put beside the results)."""
@@ -128,29 +128,26 @@ def check_output(out: str | os.PathLike[str], overwrite: bool, own: Collection[s
             raise OutputExistsError(
                 f"{out}: not an analysis output (no {' or '.join(ANALYSIS_MARKERS)}), so --overwrite "
                 "will not replace it; choose another --out")
-        foreign = foreign_entries(out, own)
+        foreign = foreign_entries(out)
         if foreign:
-            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise OutputExistsError(
-                f"{out}: holds files vitprobe did not write ({shown}), which --overwrite would "
+                f"{out}: holds files vitprobe did not write ({abbreviate(foreign, 3)}), which --overwrite would "
                 "delete; move them out or choose another --out")
     return out
 
 
 @contextmanager
-def atomic_output(out: str | os.PathLike[str], overwrite: bool = False,
-                  own: Collection[str] = ()) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces ``out`` in one rename
-    (``own``: file names besides the analysis outputs that ``out`` may hold and lose).
+def atomic_output(out: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``out`` in one rename.
 
     On an exception the temporary folder is removed and ``out`` is left as it was. An old
     ``out`` (only with ``overwrite``) is moved aside and deleted after the new one is in place.
     """
-    out = check_output(out, overwrite, own)
+    out = check_output(out, overwrite)
     tmp = temp_folder_beside(out)
     try:
         yield tmp
-        check_output(out, overwrite, own)
+        check_output(out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -446,9 +443,28 @@ def _refuse_repeats(runs: Sequence[Run]) -> None:
         seen[key] = r
 
 
+def load_runs(folder: str | os.PathLike[str]) -> list[Run]:
+    """The run in ``folder``, or the runs in its sub-folders (an `analyze --out` folder), in the
+    order its ``runs.json`` lists them (the order of the checkpoints), others after by name."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise ConfigError(f"{folder}: no such folder; pass folders written by `vitprobe analyze --out`")
+    if (folder / "run.json").is_file():
+        return [Run.load(folder)]
+    if folder.is_dir():
+        listed = folder / "runs.json"
+        order = [str(e.get("label")) for e in json.loads(listed.read_text(encoding="utf-8"))] if listed.is_file() else []
+        subs = sorted((p for p in folder.iterdir() if (p / "run.json").is_file()),
+                      key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
+        if subs:
+            return [Run.load(p) for p in subs]
+    raise ConfigError(f"{folder}: no run.json here or in its sub-folders; pass folders written by `vitprobe analyze --out`")
+
+
 def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike[str],
             overwrite: bool = False) -> Path:
-    """Write a comparison of ``runs`` (Run objects or run folders) atomically into ``out``
+    """Write a comparison of ``runs`` (Run objects, run folders, or `analyze --out` folders,
+    which count as all their runs) atomically into ``out``
     (see :func:`write_comparison`); warns when the runs were analysed on different data, or
     an analysis with different settings."""
     if isinstance(runs, (Run, str, os.PathLike)):
@@ -457,7 +473,7 @@ def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike
         raise ConfigError("compare: no runs given; pass at least one run folder")
     from vitprobe.comparability import warn_if_incomparable
 
-    runs = [r if isinstance(r, Run) else Run.load(r) for r in runs]
+    runs = [r for x in runs for r in ([x] if isinstance(x, Run) else load_runs(x))]
     _refuse_repeats(runs)
     warn_if_incomparable({name: [run[name].protocol for run in runs if name in run]
                           for name in dict.fromkeys(n for run in runs for n in run)})

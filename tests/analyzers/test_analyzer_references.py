@@ -1,5 +1,8 @@
-"""Each analyzer's table against an independent computation on the concatenated data, plus
-probe accuracy on separable data, split independence and user-facing errors."""
+"""Each analyzer's streamed table against its metric applied once to all the data
+concatenated (so the streaming: per-batch updates, mean, sample std, n; the metric formulas
+are checked against their definitions in tests/metrics), the image-level spectrum against
+torch.cov, plus probe accuracy on separable data, split independence and
+user-facing errors."""
 
 from __future__ import annotations
 

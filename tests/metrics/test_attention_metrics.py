@@ -152,8 +152,8 @@ def test_logits_or_nan_instead_of_probabilities_are_refused(metric):
 
 def test_bad_values_and_types_raise_one_line_errors():
     attn = torch.full((1, 1, 17, 17), 1 / 17)
-    for patch_size in (0, -4):
-        with pytest.raises(MetricInputError, match="patch_size must be > 0"):
+    for patch_size in (0, -4, 0.5, 16.9, True):
+        with pytest.raises(MetricInputError, match="patch_size must be a whole number >= 1"):
             attention_distance(attn, patch_size)
     with pytest.raises(MetricInputError, match="torch.as_tensor"):
         attention_nmi(attn.numpy())

@@ -16,6 +16,7 @@ from vitprobe.metrics import (
     fourier_delta_log_amplitude,
     fourier_frequencies,
     jaccard,
+    jaccard_matrix,
     knn_predict,
     moment_sums,
     token_cosine_similarity,
@@ -172,5 +173,9 @@ def test_mask_helpers_refuse_bad_inputs_in_one_line():
         attention_mask(torch.rand(2, 16), keep_mass=1.5)
     with pytest.raises(ShapeError, match="do not broadcast"):
         jaccard(torch.ones(4, 4), torch.ones(8, 8))
+    with pytest.raises(MetricInputError, match="torch.as_tensor"):
+        jaccard_matrix(np.ones((1, 2, 4, 4)), torch.ones(1, 1, 4, 4))
+    with pytest.raises(ShapeError, match="same pixels"):
+        jaccard_matrix(torch.ones(1, 2, 4, 4), torch.ones(1, 1, 4, 4), ignore=torch.zeros(1, 8, 8))
     with pytest.raises(MetricInputError, match="side must be"):
         fourier_frequencies(0)

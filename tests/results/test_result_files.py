@@ -284,14 +284,15 @@ def test_compare_two_runs(tmp_path, results):
 
 
 def test_compare_reads_a_multi_run_folder_in_the_order_of_its_checkpoints(tmp_path, results):
-    import json
-
-    from vitprobe.commands.compare import load_runs
+    from vitprobe.results import load_runs
 
     for label in ("zeta", "alpha", "mid"):
         Run(results, label=label).save(tmp_path / "both" / label)
     (tmp_path / "both" / "runs.json").write_text(json.dumps([{"label": "zeta"}, {"label": "alpha"}]))
     assert [run.label for run in load_runs(tmp_path / "both")] == ["zeta", "alpha", "mid"]
+    # Python's compare reads such a folder as all of its runs, as the command does
+    compare([tmp_path / "both"], tmp_path / "cmp")
+    assert list(dict.fromkeys(pd.read_csv(tmp_path / "cmp" / "fourier.csv")["run"])) == ["zeta", "alpha", "mid"]
 
 
 def test_a_mistyped_metric_or_analysis_names_what_is_there(results):

@@ -328,8 +328,8 @@ def test_stochastic_depth_drops_in_the_student_only(name: str) -> None:
         torch.manual_seed(seed)
         draws.append(cls_features(obj.encoder, x))
     assert not torch.allclose(*draws)  # training-mode student: a different branch dropped per draw
-    assert obj.momentum_modules()
-    for ema in obj.momentum_modules():  # teachers / momentum encoders: never
+    assert obj.momentum_pairs()
+    for _, ema in obj.momentum_pairs():  # teachers / momentum encoders: never
         assert ema.training and not any(isinstance(m, DropPath) for m in ema.modules())
     with pytest.raises(ConfigError, match="drop_path"):
         set_drop_path(obj.encoder, 1.0)
@@ -464,8 +464,8 @@ def test_gradients_reach_only_trainable_parameters(name: str) -> None:
     assert "loss" in metrics and all(isinstance(v, float) for v in metrics.values())
     loss.backward()
     obj.after_backward(STEP)
-    frozen = {id(p) for m in obj.momentum_modules() for p in m.parameters()}
-    assert all(not p.requires_grad for m in obj.momentum_modules() for p in m.parameters())
+    frozen = {id(p) for _, ema in obj.momentum_pairs() for p in ema.parameters()}
+    assert all(not p.requires_grad for _, ema in obj.momentum_pairs() for p in ema.parameters())
     for n, p in obj.named_parameters():
         if id(p) in frozen or not p.requires_grad:
             assert p.grad is None, n

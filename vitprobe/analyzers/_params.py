@@ -13,7 +13,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from vitprobe.errors import ConfigError
+from vitprobe.errors import ConfigError, is_whole
 
 _BLOCKS_HELP = "block numbers: [1,6,12], 1,6,12 or 12 (null: every block)"
 _KIND_HELP = {bool: "true|false", int: "integer", float: "number", str: "text", "blocks": _BLOCKS_HELP}
@@ -33,21 +33,17 @@ def _kind(annotation: Any) -> Any:
     return None
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _blocks(value: Any) -> list[int] | None:
     if value is None:
         return None
-    if _is_int(value):
-        return [value]
+    if is_whole(value):
+        return [int(value)]
     if isinstance(value, str):
         parts = [p.strip() for p in value.strip("[]").split(",")]
         if all(p.lstrip("-").isdigit() for p in parts):
             return [int(p) for p in parts]
-    elif isinstance(value, (list, tuple)) and value and all(_is_int(v) for v in value):
-        return list(value)
+    elif isinstance(value, (list, tuple)) and value and all(is_whole(v) for v in value):
+        return [int(v) for v in value]
     raise ValueError
 
 
@@ -55,10 +51,12 @@ def check_value(kind: Any, value: Any) -> Any:
     """``value`` in the form ``kind`` asks for; ValueError when it does not fit."""
     if kind is bool and not isinstance(value, bool):
         raise ValueError
-    if kind is int and not _is_int(value):
-        raise ValueError
+    if kind is int:
+        if not is_whole(value):
+            raise ValueError
+        return int(value)
     if kind is float:
-        if not (_is_int(value) or isinstance(value, float)):
+        if not (is_whole(value) or isinstance(value, float)):
             raise ValueError
         return float(value)
     if kind is str and not isinstance(value, str):

@@ -13,9 +13,9 @@ from vitprobe.analyzers.base import Analyzer, tidy
 from vitprobe.capture import ModelInfo, Site
 from vitprobe.data.base import to_uint8_images
 from vitprobe.errors import ConfigError, DataError, warn_user
+from vitprobe.data.items import MASK_IGNORE
 from vitprobe.metrics import attention_mask, jaccard_matrix, upsample_patch_mask
-
-IGNORE_LABEL = 255
+from vitprobe.metrics.masks import check_keep_mass
 
 
 @register_analyzer
@@ -32,8 +32,7 @@ class AttentionJaccard(Analyzer):
 
     def __init__(self, keep_mass: float = 0.6, num_artifacts: int = 8) -> None:
         super().__init__()
-        if not 0.0 < keep_mass <= 1.0:
-            raise ConfigError(f"keep_mass={keep_mass} must lie in (0, 1]; DINO uses 0.6")
+        check_keep_mass(keep_mass)
         self.keep_mass = keep_mass
         self.num_artifacts = num_artifacts
 
@@ -44,7 +43,7 @@ class AttentionJaccard(Analyzer):
 
     def _learned_protocol(self) -> dict[str, Any]:
         return {"layer": self.info_.depth, "attention": "CLS to patches, last block",
-                "upsampling": "nearest", "ignore_label": IGNORE_LABEL,
+                "upsampling": "nearest", "ignore_label": MASK_IGNORE,
                 "averaging": "IoU averaged over objects per image, then over images with objects",
                 "best_head": "per image, the head with the highest object-averaged IoU",
                 "images_scored": int(self._sums["jaccard_union.count"])}
@@ -79,14 +78,14 @@ class AttentionJaccard(Analyzer):
         """Object-averaged IoU per (image, head) and of the union of heads per image; NaN
         for images without objects."""
         ids = torch.unique(gt)
-        ids = ids[(ids != 0) & (ids != IGNORE_LABEL)]
+        ids = ids[(ids != 0) & (ids != MASK_IGNORE)]
         batch_size, heads = pixel_masks.shape[:2]
         if ids.numel() == 0:
             nan = torch.full((batch_size,), float("nan"), device=gt.device)
             return nan[:, None].expand(batch_size, heads), nan
         objects = gt[:, None] == ids[None, :, None, None]
         present = objects.flatten(2).any(dim=2)
-        ignore = gt == IGNORE_LABEL
+        ignore = gt == MASK_IGNORE
         candidates = torch.cat([pixel_masks, pixel_masks.any(dim=1, keepdim=True)], dim=1)
         iou = jaccard_matrix(candidates, objects, ignore)
         iou = torch.where(present[:, None, :], iou.nan_to_num(0.0), torch.zeros_like(iou))
@@ -132,8 +131,8 @@ class AttentionJaccard(Analyzer):
     def _table(self) -> pd.DataFrame:
         if self._sums.get("jaccard_union.count", 0) == 0:
             warn_user(f"{self.name}: no image had an object in its mask, so every IoU is NaN; masks "
-                      f"hold 0 for background, 1..254 for objects and {IGNORE_LABEL} for ignored "
-                      f"pixels (a 0/{IGNORE_LABEL} mask marks no object: give objects as 1)")
+                      f"hold 0 for background, 1..254 for objects and {MASK_IGNORE} for ignored "
+                      f"pixels (a 0/{MASK_IGNORE} mask marks no object: give objects as 1)")
         per_head = tidy("jaccard", {"head": range(self.info_.num_heads)}, *self._moments("jaccard"))
         summary = [tidy(key, {}, *self._moments(key)) for key in ("jaccard_best_head", "jaccard_union")]
         frame = pd.concat([per_head, *summary], ignore_index=True)

@@ -16,7 +16,7 @@ from vitprobe.analyzers._registry import register_analyzer
 from vitprobe.analyzers._split import heldout_mask
 from vitprobe.analyzers.base import Analyzer, tidy
 from vitprobe.capture import ModelInfo, Site
-from vitprobe.errors import ConfigError, DataError, warn_user
+from vitprobe.errors import ConfigError, DataError, check_whole, warn_user
 from vitprobe.metrics import knn_predict
 
 # Fewer held-out images than this make a probe accuracy too coarse to read (warned).
@@ -153,10 +153,8 @@ class LinearProbe(_PooledFeatureProbe):
         super().__init__(layers, pooling, final_norm, heldout_fraction, split_seed)
         if not (isinstance(C, numbers.Real) and not isinstance(C, bool) and math.isfinite(C) and C > 0):
             raise ConfigError(f"linear_probe needs a finite C > 0 (the inverse L2 strength), got C={C!r}")
-        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-            raise ConfigError(f"linear_probe needs a whole number max_iter >= 1, got max_iter={max_iter!r}")
         self.C = C
-        self.max_iter = max_iter
+        self.max_iter = check_whole(max_iter, "linear_probe's max_iter")
 
     def _score(self, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> np.ndarray:
         from sklearn.exceptions import ConvergenceWarning
@@ -196,9 +194,9 @@ class KNN(_PooledFeatureProbe):
                  final_norm: bool = False, heldout_fraction: float = 0.2, split_seed: int = 0,
                  k: int = 20, T: float = 0.07) -> None:
         super().__init__(layers, pooling, final_norm, heldout_fraction, split_seed)
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1 or not T > 0:
-            raise ConfigError(f"knn needs a whole number k >= 1 and T > 0, got k={k!r}, T={T!r}")
-        self.k = k
+        self.k = check_whole(k, "knn's k")
+        if not (isinstance(T, numbers.Real) and not isinstance(T, bool) and math.isfinite(T) and T > 0):
+            raise ConfigError(f"knn's T must be a finite number > 0 (DINO uses 0.07), got {T!r}")
         self.T = T
 
     def _learned_protocol(self) -> dict[str, Any]:

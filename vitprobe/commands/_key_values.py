@@ -1,4 +1,5 @@
-"""``key=value`` command-line options (``train --set``, ``analyze`` and ``reproduce --param``)."""
+"""``key=value`` command-line options (``train --set``, ``analyze`` and ``reproduce --param``,
+``reproduce --model``)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,20 @@ from typing import Any
 from vitprobe.errors import ConfigError
 
 
-def parse_key_values(items: list[str] | None, flag: str, example: str) -> dict[str, Any]:
-    """``["key=value", ...]`` -> dict; values are read as JSON where they parse (numbers,
-    true/false/null, lists), else kept as strings; a key given twice is a ConfigError."""
+def parse_key_values(items: list[str] | None, flag: str, example: str, as_json: bool = True) -> dict[str, Any]:
+    """``["key=value", ...]`` -> dict; a key given twice is a ConfigError. With ``as_json``
+    values are read as JSON where they parse (numbers, true/false/null, lists), else kept as
+    strings; without it they are strings (paths), which may not be empty."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, text = item.partition("=")
         key = key.strip()
-        if not sep or not key:
+        if not sep or not key or not (as_json or text):
             raise ConfigError(f"{flag} {item!r} is not key=value; e.g. {flag} {example}")
         if key in out:
             raise ConfigError(f"{flag} {key}= is given twice; give each key once")
         try:
-            out[key] = json.loads(text)
+            out[key] = json.loads(text) if as_json else text
         except json.JSONDecodeError:
             out[key] = text
     return out

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-from vitprobe.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,31 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_runs(folder: str | Path) -> list:
-    """The run in ``folder``, or the runs in its sub-folders (an `analyze --out` folder), in the
-    order its ``runs.json`` lists them (the order of the checkpoints), others after by name."""
-    import json
-
-    from vitprobe.results import Run
-
-    folder = Path(folder)
-    if not folder.exists():
-        raise ConfigError(f"{folder}: no such folder; pass folders written by `vitprobe analyze --out`")
-    if (folder / "run.json").is_file():
-        return [Run.load(folder)]
-    if folder.is_dir():
-        listed = folder / "runs.json"
-        order = [str(e.get("label")) for e in json.loads(listed.read_text(encoding="utf-8"))] if listed.is_file() else []
-        subs = sorted((p for p in folder.iterdir() if (p / "run.json").is_file()),
-                      key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
-        if subs:
-            return [Run.load(p) for p in subs]
-    raise ConfigError(f"{folder}: no run.json here or in its sub-folders; pass folders written by `vitprobe analyze --out`")
-
-
 def run(args: argparse.Namespace) -> int:
     """Load every run (checked first), then write the comparison."""
-    from vitprobe.results import check_output, compare, unique_labels
+    from vitprobe.results import check_output, compare, load_runs, unique_labels
 
     check_output(args.out, args.overwrite)
     runs = [r for folder in args.runs for r in load_runs(folder)]

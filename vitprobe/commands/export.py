@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Write the checkpoint in the chosen official layout; note a head count the layout loses."""
     from vitprobe.models import inspect_checkpoint
     from vitprobe.models.export import export_checkpoint
 

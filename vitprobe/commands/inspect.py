@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from vitprobe.models.formats.base import abbreviate
+from vitprobe.errors import abbreviate
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,6 +55,7 @@ def describe(info: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print what the file holds and how it fits; exit 1 when it does not fit the architecture."""
     from vitprobe.models import inspect_checkpoint
 
     info = inspect_checkpoint(args.checkpoint, format=args.format, key=args.key,

@@ -37,6 +37,7 @@ def listing() -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the checkpoint formats and architectures (as JSON with --json)."""
     info = listing()
     if args.json:
         print(json.dumps(info, indent=2))

@@ -7,17 +7,10 @@ import json
 from pathlib import Path
 
 from vitprobe.commands._data_help import SPEC_HELP
-from vitprobe.commands._key_values import parse_analysis_params
+from vitprobe.commands._key_values import parse_analysis_params, parse_key_values
 from vitprobe.errors import ConfigError
 
 DEFAULT_OUT = "vitprobe-out/reproduce"
-
-
-def _model_override(text: str) -> tuple[str, str]:
-    key, sep, path = text.partition("=")
-    if not sep or not key or not path:
-        raise argparse.ArgumentTypeError(f"--model takes KEY=PATH (e.g. dino=dino_deitsmall16_pretrain.pth), got {text!r}")
-    return key, path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "and replaces the figures and reports")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (training and analysis)")
     p.add_argument("--data", metavar="SPEC", help="replace every recipe's analysis data; " + SPEC_HELP)
-    p.add_argument("--model", action="append", type=_model_override, default=[], metavar="KEY=PATH",
+    p.add_argument("--model", action="append", metavar="KEY=PATH",
                    help="use this checkpoint for model KEY instead of training it")
     p.add_argument("--param", action="append", metavar="ANALYSIS.KEY=VALUE",
                    help="an analysis parameter for every recipe that runs the analysis (over the "
@@ -57,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
     if not recipes:
         raise ConfigError("reproduce: name a recipe (" + ", ".join(RECIPES) + ") or pass --quick for all")
     reports = reproduce(recipes, args.out, quick=args.quick, data=args.data,
-                        checkpoints=dict(args.model), device=args.device,
+                        checkpoints=parse_key_values(args.model, "--model", "dino=dino_deitsmall16_pretrain.pth",
+                                                     as_json=False),
+                        device=args.device,
                         num_workers=args.num_workers, progress=not args.no_progress,
                         params=parse_analysis_params(args.param))
     print("reports (claims: agree / do not agree / undecided within 2 standard errors):")

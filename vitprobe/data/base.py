@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from vitprobe.errors import DataError
+from vitprobe.errors import DataError, check_whole
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -42,11 +42,9 @@ def to_uint8_images(images: torch.Tensor, mean: Sequence[float], std: Sequence[f
     return ((images * s + m) * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
-def check_image_size(spec: str, image_size: int) -> None:
+def check_image_side(spec: str, image_size: int) -> None:
     """The image side must be a whole number of at least MIN_IMAGE_SIZE pixels."""
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE:
-        raise DataError(f"dataset {spec!r}: image size must be a whole number >= {MIN_IMAGE_SIZE}, "
-                        f"got {image_size!r}")
+    check_whole(image_size, f"dataset {spec!r}: image size", MIN_IMAGE_SIZE, DataError)
 
 
 class VitprobeDataset(Dataset, ABC):
@@ -62,7 +60,7 @@ class VitprobeDataset(Dataset, ABC):
     def __init__(self, spec: str, image_size: int, mean: Sequence[float], std: Sequence[float],
                  class_names: dict[str, list[str]], has_masks: bool, split: str | None,
                  skipped: int = 0) -> None:
-        check_image_size(spec, image_size)
+        check_image_side(spec, image_size)
         check_normalisation(spec, mean, std)
         self.spec = spec
         self.image_size = image_size

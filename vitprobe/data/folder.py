@@ -10,7 +10,7 @@ import numpy as np
 
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD, RawItem, VitprobeDataset
 from vitprobe.data.images import IMAGE_EXTENSIONS, check_images, load_rgb
-from vitprobe.errors import DataError, warn_user
+from vitprobe.errors import DataError, abbreviate, warn_user
 
 SHOWN_BAD_FILES = 3
 
@@ -77,9 +77,8 @@ def warn_skipped(spec: str, bad: list[tuple[Path, str]], what: str = "unreadable
     """One warning naming how many items were left out and the first few files to blame."""
     if not bad:
         return
-    shown = "; ".join(f"{path} ({reason})" for path, reason in bad[:SHOWN_BAD_FILES])
-    more = f"; and {len(bad) - SHOWN_BAD_FILES} more" if len(bad) > SHOWN_BAD_FILES else ""
-    warn_user(f"dataset {spec!r}: skipped {len(bad)} {what}: {shown}{more}")
+    shown = abbreviate([f"{path} ({reason})" for path, reason in bad], SHOWN_BAD_FILES, sep="; ")
+    warn_user(f"dataset {spec!r}: skipped {len(bad)} {what}: {shown}")
 
 
 class FolderDataset(VitprobeDataset):

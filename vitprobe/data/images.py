@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from vitprobe.errors import DataError
+from vitprobe.errors import DataError, brief_reason
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                               ".ppm", ".pgm", ".pbm"})
@@ -22,12 +22,6 @@ _CHECKED_LIMIT = 1 << 20  # about 150 MB of remembered verdicts at most
 _WHOLE_WHEN_VERIFIED = frozenset({"PNG"})  # verify() reads every chunk and its CRC
 _PARALLEL_FROM = 64
 _MAX_THREADS = 8
-
-
-def one_line(error: BaseException) -> str:
-    """The first line of an exception message, or its type name when it has none."""
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def check_image(path: Path) -> str | None:
@@ -45,7 +39,7 @@ def check_image(path: Path) -> str | None:
     try:
         stat = path.stat()
     except OSError as error:
-        return one_line(error)
+        return brief_reason(error)
     key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     if key in _CHECKED:
         return _CHECKED[key]
@@ -63,10 +57,10 @@ def check_image(path: Path) -> str | None:
         reason = None
     except OSError as error:
         if error.errno is not None:  # the file system's, not the image's: not remembered
-            return one_line(error)
-        reason = one_line(error)
+            return brief_reason(error)
+        reason = brief_reason(error)
     except Exception as error:  # PIL raises many types (SyntaxError, struct.error, ...) for bad files
-        reason = one_line(error)
+        reason = brief_reason(error)
     if len(_CHECKED) < _CHECKED_LIMIT:
         _CHECKED[key] = reason
     return reason
@@ -133,7 +127,7 @@ def load_rgb(path: Path, size: int, spec: str, exif_orientation: bool = True) ->
             image = image.resize((size, size), Image.Resampling.BICUBIC,
                                  box=center_square(*image.size))
     except Exception as error:  # decoding errors come in many PIL/zlib types
-        raise DataError(f"dataset {spec!r}: cannot decode {path} ({one_line(error)}); "
+        raise DataError(f"dataset {spec!r}: cannot decode {path} ({brief_reason(error)}); "
                         f"remove or replace the file") from error
     return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
 
@@ -153,7 +147,7 @@ def load_index_png(path: Path, spec: str, holding: str) -> np.ndarray:
     except DataError:
         raise
     except Exception as error:
-        raise DataError(f"dataset {spec!r}: cannot decode {path} ({one_line(error)}); "
+        raise DataError(f"dataset {spec!r}: cannot decode {path} ({brief_reason(error)}); "
                         f"remove or replace the file") from error
 
 

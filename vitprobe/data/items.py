@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vitprobe.errors import ConfigError, DataError, warn_user
+from vitprobe.errors import ConfigError, DataError, abbreviate, warn_user
 
 MASK_IGNORE = 255
 
@@ -113,6 +113,5 @@ def check_finite_images(images: torch.Tensor, index: torch.Tensor, name: str) ->
     finite = torch.isfinite(images.flatten(1).sum(dim=1, dtype=torch.float32))
     if not bool(finite.all()):
         bad = torch.as_tensor(index).reshape(-1)[~finite.cpu()].tolist()
-        shown = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise DataError(f"dataset {name}: the image of item {shown} holds NaN or infinite values; "
+        raise DataError(f"dataset {name}: the image of item {abbreviate([str(i) for i in bad], 5)} holds NaN or infinite values; "
                         "fix or drop those items (every analysis would turn NaN)")

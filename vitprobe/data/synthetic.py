@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD, RawItem, VitprobeDataset, check_image_size
+from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD, RawItem, VitprobeDataset, check_image_side
 from vitprobe.data.shapes import SHAPES
 from vitprobe.data.textures import TEXTURES
 from vitprobe.errors import DataError
@@ -127,7 +127,7 @@ def render_synthetic(index: int, seed: int = 0, size: int = 224,
                      split: str | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """One synthetic image for figures: (uint8 H x W x 3, uint8 mask, {"shape", "texture"})."""
     stream = split_stream("render_synthetic", split)
-    check_image_size("render_synthetic", size)
+    check_image_side("render_synthetic", size)
     scene = scene_for(index, seed, stream)
     image, mask = render_scene(scene, size)
     return image.transpose(1, 2, 0).copy(), mask, {"shape": scene.shape, "texture": scene.texture}

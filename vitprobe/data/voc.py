@@ -20,13 +20,12 @@ from PIL import Image
 
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD, RawItem, VitprobeDataset
 from vitprobe.data.folder import existing_dir, warn_skipped
-from vitprobe.data.images import INDEX_MODES, check_images, load_index_png, load_rgb, one_line, resize_mask
-from vitprobe.errors import DataError, warn_user
+from vitprobe.data.images import INDEX_MODES, check_images, load_index_png, load_rgb, resize_mask
+from vitprobe.errors import DataError, brief_reason, warn_user
 
 VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
                "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
-IGNORE = 255
 DEFAULT_SPLIT = "val"
 SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _PARTS = {"image": ("JPEGImages", ".jpg"), "objects": ("SegmentationObject", ".png"),
@@ -174,7 +173,7 @@ class VocDataset(VitprobeDataset):
                 width, height = header.size
         except Exception as error:
             raise DataError(f"dataset {self.spec!r}: cannot decode {image_file} "
-                            f"({one_line(error)}); remove or replace the file") from error
+                            f"({brief_reason(error)}); remove or replace the file") from error
         if objects.shape != (height, width) or classes.shape != (height, width):
             raise DataError(f"dataset {self.spec!r}: masks of {self.ids[index]} are "
                             f"{objects.shape[1]}x{objects.shape[0]}, image is {width}x{height}; "

@@ -7,7 +7,7 @@ import numbers
 
 import torch
 
-from vitprobe.errors import VitprobeError
+from vitprobe.errors import VitprobeError, is_whole
 
 
 class MetricInputError(VitprobeError, ValueError):
@@ -27,7 +27,7 @@ def check_tensor(value: object, what: str) -> None:
 
 def check_count(value: int, what: str, hint: str) -> None:
     """Raise MetricInputError unless ``value`` is a whole number >= 1 (NumPy integers too)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if not is_whole(value) or value < 1:
         raise MetricInputError(f"{what} must be a whole number >= 1, got {value!r}; {hint}")
 
 

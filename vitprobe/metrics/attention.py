@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch
 
-from vitprobe.metrics._checks import check_positive, check_rank, patch_attention, patch_grid
+from vitprobe.metrics._checks import check_count, check_rank, patch_attention, patch_grid
 from vitprobe.metrics._per_core import ChunkOutput, map_image_chunks
 
 NMI_EPS = 1e-8
@@ -45,7 +45,8 @@ def attention_distance(attn: torch.Tensor, patch_size: int, num_prefix_tokens: i
     With A the patch-to-patch attention (prefix dropped, rows renormalised) and D the pixel
     distance matrix: ``distance[b, h] = mean_i sum_j A[b, h, i, j] * D[i, j]``.
     """
-    check_positive(patch_size, "patch_size", "pass the model's patch size in pixels")
+    check_count(patch_size, "patch_size", "pass the model's patch size in pixels")
+
     def per_image(chunk: torch.Tensor) -> torch.Tensor:
         block = patch_attention(chunk, num_prefix_tokens)
         dist = distance_matrix(patch_grid(block.shape[-1], grid), int(patch_size), block.device)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from vitprobe.metrics._checks import MetricInputError, ShapeError, check_tensor
+
+
+def check_keep_mass(keep_mass: float) -> None:
+    """Raise MetricInputError unless ``keep_mass`` lies in (0, 1]."""
+    if isinstance(keep_mass, bool) or not isinstance(keep_mass, (int, float)) or not 0.0 < keep_mass <= 1.0:
+        raise MetricInputError(f"keep_mass={keep_mass!r} must lie in (0, 1]; DINO uses 0.6")
 
 
 def attention_mask(cls_attn: torch.Tensor, keep_mass: float = 0.6) -> torch.Tensor:
@@ -16,8 +24,7 @@ def attention_mask(cls_attn: torch.Tensor, keep_mass: float = 0.6) -> torch.Tens
     smallest kept patch would fall below it.
     """
     check_tensor(cls_attn, "CLS attention (..., n)")
-    if not 0.0 < keep_mass <= 1.0:
-        raise MetricInputError(f"keep_mass={keep_mass} must lie in (0, 1]; DINO uses 0.6")
+    check_keep_mass(keep_mass)
     values, order = torch.sort(cls_attn.float(), dim=-1)
     share = values.cumsum(dim=-1) / values.sum(dim=-1, keepdim=True).clamp_min(
         torch.finfo(torch.float32).tiny)
@@ -66,6 +73,13 @@ def jaccard_matrix(pred: torch.Tensor, target: torch.Tensor, ignore: torch.Tenso
     ``IoU[b, h, k] = |p_h & t_k| / (|p_h| + |t_k| - |p_h & t_k|)`` over valid pixels; NaN on an
     empty union.
     """
+    for name, mask in (("pred", pred), ("target", target), ("ignore", ignore)):
+        if mask is not None:
+            check_tensor(mask, name)
+    if pred.dim() < 3 or target.dim() < 3:
+        raise ShapeError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} need (B, masks, pixels...)")
+    if ignore is not None and ignore.numel() != pred.shape[0] * math.prod(pred.shape[2:]):
+        raise ShapeError(f"ignore {tuple(ignore.shape)} must cover the same pixels as pred {tuple(pred.shape)}")
     if pred.shape[0] != target.shape[0] or pred.shape[2:] != target.shape[2:]:
         raise ShapeError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must share "
                          "the batch size and the pixel grid")

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from vitprobe.errors import CheckpointError, ConfigError, warn_user
+from vitprobe.errors import CheckpointError, ConfigError, abbreviate, is_whole, warn_user
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
 from vitprobe.models.formats import BUFFER_DROPS, CheckpointFormat, formats
-from vitprobe.models.formats.base import ArchHints, abbreviate, split_drops
+from vitprobe.models.formats.base import ArchHints, split_drops
 from vitprobe.models.inference import GUESSED, infer_arch
 from vitprobe.models.reading import RawCheckpoint, file_sha256, read_checkpoint
 
@@ -188,7 +188,7 @@ def load_model(path: str | os.PathLike[str], arch: ArchSpec | Mapping[str, Any] 
     if not isinstance(path, (str, os.PathLike)):
         raise ConfigError(f"load_model takes a checkpoint path, got {type(path).__name__}")
     for name, value in (("img_size", img_size), ("num_heads", num_heads)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        if value is not None and not is_whole(value):
             raise ConfigError(f"{name} must be a whole number, got {value!r}")
     path = Path(path)
     it = interpret(read_checkpoint(path), format, key, num_heads, arch)

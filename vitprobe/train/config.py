@@ -9,18 +9,15 @@ checkpoint. ``None`` means "the default of the method / preset", resolved by
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from vitprobe.errors import ConfigError
+from vitprobe.errors import ConfigError, check_whole, is_whole
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.objectives import list_objectives, objective_class
 
 AMP_MODES = ("auto", "bf16", "fp16", "fp32")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -143,15 +140,6 @@ class TrainConfig:
         leave them to defaults (what config.json and the checkpoints record)."""
         return {**self.to_dict(), "preset": self.preset_name, "epochs": self.total_epochs()}
 
-    def to_json(self) -> str:
-        """The config as a JSON string (inverse of :meth:`from_json`)."""
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "TrainConfig":
-        """Parse :meth:`to_json` output (unknown fields are a ConfigError)."""
-        return cls.from_overrides(json.loads(text))
-
     def validate(self) -> None:
         """Raise ConfigError (one line) for an impossible combination of options."""
         if self.method not in list_objectives():
@@ -167,16 +155,13 @@ class TrainConfig:
             raise ConfigError(f"unknown preset {self.preset!r}; choose one of {list(PRESETS)}")
         if self.amp not in AMP_MODES:
             raise ConfigError(f"unknown --amp {self.amp!r}; choose one of {list(AMP_MODES)}")
-        positive = {"batch_size": self.batch_size, "save_every": self.save_every,
-                    "log_every": self.log_every, "epochs": self.epochs}
-        for name, value in positive.items():
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if self.num_workers < 0:
-            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
+        for name in ("batch_size", "save_every", "log_every", "epochs"):
+            if getattr(self, name) is not None:
+                setattr(self, name, check_whole(getattr(self, name), name))
+        self.num_workers = check_whole(self.num_workers, "num_workers", minimum=0)
         if self.lr is not None and not 0 < self.lr < math.inf:
             raise ConfigError(f"--lr must be a positive finite number, got {self.lr}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+        if not is_whole(self.seed) or not 0 <= self.seed < 2**63:
             raise ConfigError(f"--seed must be a whole number in [0, 2**63), got {self.seed!r}")
         if not isinstance(self.hparams, dict):
             raise ConfigError(f"hparams must be a dict, got {type(self.hparams).__name__}")

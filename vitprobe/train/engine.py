@@ -24,13 +24,14 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD
 from vitprobe.errors import CheckpointError, ConfigError, OutputExistsError, brief_reason
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
 from vitprobe.output_paths import check_output_folder, is_analysis_output
 from vitprobe.seeding import seeded
 from vitprobe.train import checkpointing as ckpt
 from vitprobe import distributed
-from vitprobe.train.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, resolve_optim
+from vitprobe.train.config import TrainConfig, resolve_optim
 from vitprobe.train.monitor import LOG_FILE, Monitor, TrainingDivergedError, check_finite, is_training_log
 from vitprobe.train.objectives._vit import set_drop_path
 from vitprobe.train.objectives.base import Objective, StepInfo, collapse_warnings
@@ -118,17 +119,6 @@ def clip_per_tensor(params: list[nn.Parameter], max_norm: float) -> None:
     for p in params:
         if p.grad is not None:
             p.grad.mul_((max_norm / (p.grad.norm() + 1e-6)).clamp(max=1.0))
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor of a nested list/tuple/dict to ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
@@ -396,7 +386,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
                 torch.manual_seed(derive_seed(config.seed, _STEP, t, env.rank))
                 with torch.autocast(env.device.type, dtype=dtype or torch.float32,
                                     enabled=dtype is not None):
-                    loss, metrics = model(to_device(batch, env.device), info)
+                    loss, metrics = model(distributed.to_device(batch, env.device), info)
                 loss_value = distributed.global_mean(loss, env)
                 check_finite(loss_value, epoch, t, last_ckpt)
                 optimizer.zero_grad(set_to_none=True)

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD
+
 _LUMA = (0.299, 0.587, 0.114)
 
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Mapping
 
 import torch
 
-from vitprobe.errors import CheckpointError
+from vitprobe.errors import CheckpointError, abbreviate
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.models.reading import RawCheckpoint
 
@@ -159,7 +159,3 @@ def split_drops(sd: Mapping[str, torch.Tensor], rules: Mapping[str, str]
     return kept, dropped
 
 
-def abbreviate(items: list[str], limit: int = 6) -> str:
-    """``a, b, c, ... (+N more)``: a readable one-line list (an item with a control character as its repr)."""
-    shown = ", ".join(item if item.isprintable() else repr(item) for item in items[:limit])
-    return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")

@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-from vitprobe.errors import ConfigError
+from vitprobe.errors import ConfigError, is_whole
 
 # key -> (low, high, low inclusive, high inclusive); tuples are checked element by element.
 _RANGES: dict[str, tuple[float, float, bool, bool]] = {key: bounds for keys, bounds in (
@@ -45,7 +45,7 @@ def _type_problem(value: Any, default: Any) -> str | None:
     if isinstance(default, bool):
         return None if isinstance(value, bool) else "true or false"
     if isinstance(default, int):
-        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+        return None if is_whole(value) else "an integer"
     if isinstance(default, float):
         return None if _is_number(value) and math.isfinite(value) else "a finite number"
     if isinstance(default, str):
@@ -79,5 +79,5 @@ def check_hparam(objective: str, key: str, value: Any, default: Any) -> None:
     problem = _type_problem(value, default) or _range_problem(key, value)
     if problem is not None:
         example = json.dumps(list(default) if isinstance(default, tuple) else default)
-        raise ConfigError(f"objective {objective!r}: {key} must be {problem}, got {json.dumps(value)}; "
+        raise ConfigError(f"objective {objective!r}: {key} must be {problem}, got {json.dumps(value, default=repr)}; "
                           f"e.g. --set {key}={example.replace(' ', '')} (Python: hparams={{{key!r}: {example}}})")

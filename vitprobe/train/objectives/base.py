@@ -14,7 +14,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from vitprobe.distributed import rank_and_world
-from vitprobe.errors import ConfigError
+from vitprobe.errors import ConfigError, is_whole
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.objectives._hparam_checks import check_hparam
 
@@ -77,7 +77,9 @@ class Objective(nn.Module, abc.ABC):
         out = dict(cls.defaults)
         for key, value in given.items():
             check_hparam(cls.name, key, value, cls.defaults[key])
-            out[key] = tuple(value) if isinstance(cls.defaults[key], tuple) and value is not None else value
+            if isinstance(cls.defaults[key], tuple) and value is not None:
+                value = tuple(value)
+            out[key] = int(value) if is_whole(value) else value  # a NumPy integer as a Python int
         return out
 
     @abc.abstractmethod
@@ -91,10 +93,6 @@ class Objective(nn.Module, abc.ABC):
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(online module, its EMA copy) pairs; empty when the objective has no momentum encoder."""
         return []
-
-    def momentum_modules(self) -> list[nn.Module]:
-        """The EMA copies (frozen: requires_grad False)."""
-        return [ema for _, ema in self.momentum_pairs()]
 
     @torch.no_grad()
     def update_momentum(self, m: float) -> None:

@@ -246,6 +246,15 @@ def test_parameters_for_an_analysis_that_does_not_run_are_refused():
         analyze(tiny_vit(), DictImages(), analyses="knn", analyzer_params={"k": 3}, progress=False)
 
 
+def test_every_result_says_when_the_position_embedding_was_resampled(checkpoint):
+    native = analyze(checkpoint, DictImages(), analyses="fourier", progress=False)["fourier"].protocol
+    assert "resampled" not in native["checkpoint"]
+    larger = analyze(checkpoint, DictImages(size=48), analyses="fourier", progress=False,
+                     load_options={"img_size": 48})["fourier"].protocol
+    assert larger["checkpoint"]["resampled"] == {"pos_embed": [[1, 17, 32], [1, 37, 32]]}
+    assert larger["image_size"] == 48
+
+
 @pytest.mark.parametrize("model,kwargs,message", [
     ("module", dict(load_options={"img_size": 64}), r"load_options \['img_size'\] apply when a checkpoint path"),
     (None, {}, "an nn.Module or a checkpoint path, got NoneType"),
@@ -352,10 +361,10 @@ def test_analysis_parameters_from_the_command_line_reach_the_protocol(checkpoint
                          (["--param", "knn.final_norm=no"], "final_norm takes true|false, got 'no'"),
                          (["--param", "knn.layers=1.5"], "layers takes block numbers"),
                          (["--param", "knn.pooling=max"], "pooling"),
-                         (["--param", "knn.k=0"], "knn's k must be a whole number >= 1"),
-                         (["--param", "linear_probe.C=-1"], "finite C > 0"),
-                         (["--param", "linear_probe.C=0"], "finite C > 0"),
-                         (["--param", "linear_probe.max_iter=0"], "linear_probe's max_iter must be a whole number >= 1")):
+                         (["--param", "knn.k=0"], "analysis 'knn': k must be a whole number >= 1"),
+                         (["--param", "linear_probe.C=-1"], "C must be a finite number > 0"),
+                         (["--param", "linear_probe.C=0"], "C must be a finite number > 0"),
+                         (["--param", "linear_probe.max_iter=0"], "analysis 'linear_probe': max_iter must be a whole number >= 1")):
         analysis = bad[1].split(".")[0] if "." in bad[1] else "knn"
         assert main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:16", "--analyses", analysis,
                      "--no-progress", *bad]) == 2, bad

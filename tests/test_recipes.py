@@ -51,6 +51,8 @@ def _claim(**check) -> dict:
     ({"models": {"a": {"train": {"method": "hybrid", "lam": 1.5}}}}, "lambda"),
     ({"models": {"a": {"train": {"method": "mae", "epoch": 3}}}}, "unknown training option"),
     ({"data": "synthtic:10"}, "synthtic"),
+    ({"data": "folder:no_such_imgs"}, r"folder 'no_such_imgs' does not exist.* \(relative paths in a data spec are read "
+                                      r"from the folder vitprobe runs in, /"),
     ({"bogus": 1}, "unknown recipe keys"),
     ({"claims": [{"figure": "knn", "text": "t", "check": {"metric": "knn_top1", "label": [],
                                                           "greater": "mocov3", "than": "simmim"}}]},

@@ -12,7 +12,6 @@ returns that Run.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from vitprobe.data.user_data import describe_data, first_item, loader_sampling
 from vitprobe.distributed import rank_and_world, to_device
 from vitprobe.errors import ConfigError, VitprobeError, check_whole, is_whole, warn_user
 from vitprobe.results import Run, check_output
@@ -111,35 +110,6 @@ def checkpoint_label(path: str | os.PathLike[str]) -> str:
     return path.name[:-len(double)] if double else path.stem
 
 
-def _dataset_facts(dataset: Dataset, first: Mapping[str, Any] | None = None
-                   ) -> tuple[dict[str, Any], bool, list[str]]:
-    """Protocol description, whether items carry masks, and label names, of any dataset of
-    item dicts (vitprobe datasets say so; for others ``first``, else the first item read now).
-    Another dataset is described by its class, size and a hash of its first image."""
-    from vitprobe.data.base import first_image_item
-
-    has_masks = getattr(dataset, "has_masks", None)
-    label_names = getattr(dataset, "label_names", None)
-    if has_masks is None or label_names is None:
-        first = first if first is not None else first_image_item(dataset)
-        if first is None and hasattr(dataset, "__len__") and len(dataset) == 0:
-            raise ConfigError(f"dataset {type(dataset).__name__} is empty; give it images")
-        if first is None:
-            raise ConfigError(f"dataset {type(dataset).__name__}: items must be dicts with an 'image' "
-                              "tensor (and 'index', 'labels', 'mask'); use a vitprobe dataset spec")
-        has_masks = "mask" in first if has_masks is None else has_masks
-        label_names = list(first.get("labels", {})) if label_names is None else label_names
-    describe = getattr(dataset, "describe", None)
-    if callable(describe):
-        facts = describe()
-    else:  # the class and size name a dataset of one's own; its first image tells two apart
-        facts = {"spec": type(dataset).__name__, "size": len(dataset)}
-        if first is not None and isinstance(first.get("image"), (torch.Tensor, np.ndarray)):
-            pixels = torch.as_tensor(first["image"]).detach().cpu().contiguous().numpy().tobytes()
-            facts["first_image_sha256"] = hashlib.sha256(pixels).hexdigest()[:16]
-    return facts, bool(has_masks), list(label_names)
-
-
 def _build_loader(data: Any, info: Any, batch_size: int, num_workers: int) -> DataLoader:
     """A loader over ``data`` (spec string, Dataset or DataLoader), sharded under torchrun."""
     from vitprobe.data import make_loader, resolve_dataset
@@ -150,6 +120,11 @@ def _build_loader(data: Any, info: Any, batch_size: int, num_workers: int) -> Da
     if isinstance(data, DataLoader):
         if world == 1:
             return data
+        how = loader_sampling(data)
+        if how is not None:
+            raise ConfigError(f"under torchrun vitprobe shards the data itself, and this DataLoader reads "
+                              f"with {how}: pass its Dataset (a torch Subset for some of the images), or a "
+                              "DataLoader without a sampler, batch_sampler or drop_last")
         loader = data
         return DataLoader(loader.dataset, batch_size=loader.batch_size, collate_fn=loader.collate_fn,
                           num_workers=loader.num_workers,
@@ -167,7 +142,7 @@ def check_data_feeds(spec: str, analyses: str | Sequence[str]) -> tuple[list[str
     that will run, those "all" skips (name -> why) and the data's label names."""
     from vitprobe.data import resolve_dataset
 
-    _, has_masks, label_names = _dataset_facts(resolve_dataset(spec, 32))
+    _, has_masks, label_names = describe_data(resolve_dataset(spec, 32), None)
     names, skipped = _analysis_names(analyses, has_masks, label_names, spec)
     return names, skipped, label_names
 
@@ -224,8 +199,7 @@ def prepare_analysis(
     are seeded by ``seed`` meanwhile and restored afterwards (as in :func:`run_analysis`)."""
     from vitprobe.analyzers import get_analyzer, list_analyzers
     from vitprobe.capture import model_info
-    from vitprobe.data.base import first_image_item
-    from vitprobe.data.items import check_image_size, check_item
+    from vitprobe.data.items import check_item
     from vitprobe.seeding import seeded
 
     batch_size = check_whole(batch_size, "batch size")
@@ -234,19 +208,16 @@ def prepare_analysis(
     from vitprobe.distributed import resolve_device
 
     dev = resolve_device(str(device), int(os.environ.get("LOCAL_RANK", "0")))
-    with seeded(seed):  # a dataset's first read (random transforms) draws from them
+    with seeded(seed):  # a dataset's first read (random transforms) and a sampler draw from them
         model, checkpoint, label = _load(model_or_path, load_options)
         info = model_info(model)
         loader = _build_loader(data, info, batch_size, num_workers)
-        first = first_image_item(loader.dataset)  # read once, for both checks
-    if first is not None:
-        name = str(getattr(loader.dataset, "spec", None) or type(loader.dataset).__name__)
-        size = (info.grid[0] * info.patch_size, info.grid[1] * info.patch_size)
-        if isinstance(data, DataLoader):  # its collate_fn may convert the items: check only their size
-            check_image_size(first["image"], name, size)
-        else:
-            check_item(first, name, size)
-    facts, has_masks, label_names = _dataset_facts(loader.dataset, first)
+        given = data if isinstance(data, DataLoader) else loader.dataset  # not this rank's shard
+        first = first_item(given)  # read once, for the check and the description
+        if first is not None:
+            name = str(getattr(loader.dataset, "spec", None) or type(loader.dataset).__name__)
+            check_item(first, name, (info.grid[0] * info.patch_size, info.grid[1] * info.patch_size))
+        facts, has_masks, label_names = describe_data(given, first)
     if first is not None and "index" not in first:
         facts = {**facts, "index": "place in the pass (the items carry no 'index')"}
     spec = str(facts.get("spec", "the dataset"))
@@ -265,7 +236,8 @@ def prepare_analysis(
         "dataset": facts,
         "image_size": info.img_size,
         "checkpoint": {**{k: checkpoint[k] for k in ("path", "format", "arch", "sha256") if k in checkpoint},
-                       **{k: checkpoint["report"][k] for k in ("key", "num_heads_from") if k in checkpoint.get("report", {})}},
+                       **{k: checkpoint["report"][k] for k in ("key", "num_heads_from", "resampled")
+                          if k in checkpoint.get("report", {})}},
         "batch_size": loader.batch_size,
         "seed": seed,
         "device": dev.type,

@@ -23,20 +23,34 @@ def _text(value: Any) -> str:
     return json.dumps(jsonable(value), sort_keys=True)
 
 
-def _without_root(dataset: Any) -> Any:
-    """A dataset description without the absolute folder it was read from (the same data
-    mounted elsewhere, or a run saved before ``root`` was recorded, is the same data)."""
-    return {k: v for k, v in dataset.items() if k != "root"} if isinstance(dataset, Mapping) else dataset
+_READ_FROM_A_FOLDER = ("folder", "voc")  # kinds whose spec holds a path, which may be written several ways
+
+
+def _as_data(dataset: Any) -> Any:
+    """A dataset description as far as it tells the images apart: without the absolute folder
+    it was read from (the same data mounted elsewhere, or a run saved before ``root`` was
+    recorded, is the same data), without the spec of data read from a folder (``folder:imgs``
+    and ``folder:/home/me/imgs/`` name one folder), and without the image size (a setting of the
+    run, compared as such: two models of different input sizes see the same images)."""
+    if not isinstance(dataset, Mapping):
+        return dataset
+    drop = {"root", "image_size"} | ({"spec"} if dataset.get("kind") in _READ_FROM_A_FOLDER else set())
+    return {k: v for k, v in dataset.items() if k not in drop}
 
 
 def data_difference(protocols: Sequence[Mapping[str, Any]]) -> str | None:
-    """The datasets' specs, ``a; b``, when the protocols name different data (the folder a
-    spec was read from aside), else None."""
-    datasets = {_text(_without_root(p.get("dataset"))): p.get("dataset") for p in protocols}
+    """The datasets' specs, ``a; b``, when the protocols name different data (see
+    :func:`_as_data`), or ``spec, with different key, key`` when one spec read different data;
+    else None."""
+    datasets = {_text(_as_data(p.get("dataset"))): p.get("dataset") for p in protocols}
     if len(datasets) < 2:
         return None
     named = sorted({str(d.get("spec", d)) if isinstance(d, Mapping) else str(d) for d in datasets.values()})
-    return "; ".join(named) if len(named) > 1 else f"{named[0]}, with different contents"
+    if len(named) > 1:
+        return "; ".join(named)
+    described = [_as_data(d) for d in datasets.values() if isinstance(d, Mapping)]
+    keys = sorted({k for d in described for k in d if len({_text(e.get(k)) for e in described}) > 1})
+    return f"{named[0]}, with different {', '.join(keys) or 'contents'}"
 
 
 def _depth_and_registers(protocol: Mapping[str, Any]) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from vitprobe.data.spec import relative_path_note
 from vitprobe.errors import ConfigError, VitprobeError, check_whole, is_whole, warn_user
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "analyses"
@@ -215,7 +216,7 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     try:
         analyses, skipped, label_names = check_data_feeds(raw["data"], names)
     except VitprobeError as err:
-        raise ConfigError(f"{where}: {err}") from None
+        raise ConfigError(f"{where}: {err}{relative_path_note(raw['data'])}") from None
     for skipped_name, reason in skipped.items():
         warn_user(f"{where}: skipping {skipped_name}: it {reason}")
     own = {name: values for name, values in _mapping(raw.get("params", {}), "params", where).items()

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vitprobe.claims import Verdict, evaluate
+from vitprobe.data.spec import relative_path_note
 from vitprobe.errors import ConfigError, OutputExistsError, VitprobeError, abbreviate
 from vitprobe.output_paths import check_output_folder, is_analysis_output, temp_folder_beside, temp_prefix
 from vitprobe.recipes import ModelEntry, Recipe
@@ -71,7 +72,8 @@ def _check_training_data(recipe: Recipe, out: Path, device: str, num_workers: in
             try:
                 check_training_data(config)
             except VitprobeError as err:
-                raise ConfigError(f"{recipe.path}: model {entry.key!r}: {err}") from None
+                raise ConfigError(f"{recipe.path}: model {entry.key!r}: {err}"
+                                  f"{relative_path_note(str(config.data))}") from None
 
 
 def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers: int,

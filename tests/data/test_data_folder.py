@@ -175,11 +175,40 @@ def test_links_are_followed_once_and_macos_forks_ignored(tmp_path: Path) -> None
     with pytest.warns(UserWarning) as record:
         dataset = resolve_dataset(f"folder:{root}", 32)
     messages = " | ".join(str(w.message) for w in record)
-    assert "2 folder(s) reached again through symbolic links" in messages  # cat/loop and dog/more
+    assert "2 folder(s) or file(s) reached again through symbolic links" in messages  # cat/loop and dog/more
     assert "class folder(s) dog hold no readable image" in messages
     assert dataset.class_names == {"class": ["cat", "dog"]}
     assert sorted(str(f.relative_to(root)) for f in dataset.files) == ["cat/a.png", "cat/linked/b.png"]
     assert dataset.describe()["root"] == str(root.resolve())
+
+
+def test_a_linked_file_is_read_once_under_the_first_class(tmp_path: Path) -> None:
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (16, 16)).save(tmp_path / name / "own.png")
+    (tmp_path / "cat" / "z_dog.png").symlink_to(tmp_path / "dog" / "own.png")
+    with pytest.warns(UserWarning, match=r"1 folder\(s\) or file\(s\) reached again .*/dog/own.png"):
+        dataset = resolve_dataset(f"folder:{tmp_path}", 32)
+    assert [(str(f.relative_to(tmp_path)), int(t)) for f, t in zip(dataset.files, dataset.targets)] == [
+        ("cat/own.png", 0), ("cat/z_dog.png", 0)]
+
+
+def test_split_folders_read_as_classes_and_formats_left_out_are_warned_about(tmp_path: Path) -> None:
+    for split in ("train", "val"):
+        for name in ("cat", "dog"):
+            (tmp_path / split / name).mkdir(parents=True)
+            Image.new("RGB", (16, 16)).save(tmp_path / split / name / "a.png")
+    Image.new("RGB", (16, 16)).save(tmp_path / "val" / "dog" / "b.ico")
+    Image.new("RGB", (16, 16)).save(tmp_path / "val" / "dog" / "c.avif")
+    (tmp_path / "val" / "dog" / "notes.txt").write_text("not an image")
+    with pytest.warns(UserWarning) as record:
+        resolve_dataset(f"folder:{tmp_path}", 32)
+    messages = " | ".join(str(w.message) for w in record)
+    assert f"the class folders of {tmp_path} are train, val, which name splits" in messages
+    assert f"folder:{tmp_path / 'val'}" in messages
+    assert "left out 1 file(s) in formats vitprobe does not read (.ico 1); convert them" in messages
+    val = resolve_dataset(f"folder:{tmp_path / 'val'}", 32)
+    assert val.class_names == {"class": ["cat", "dog"]} and len(val) == 3  # the AVIF is read
 
 
 def test_a_voc_folder_read_as_class_folders_is_warned_about(voc_root: Path) -> None:
@@ -242,3 +271,19 @@ def test_unusable_folders_raise_one_line(tmp_path: Path, setup: str) -> None:
         resolve_dataset(f"folder:{root}", 32)
     message = str(info.value)
     assert "\n" not in message and str(root) in message
+
+
+def test_images_over_pils_pixel_limit_are_skipped_with_the_fix_and_large_ones_read_quietly(
+        tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400)  # PIL refuses over 800 pixels, warns over 400
+    (tmp_path / "c").mkdir()
+    Image.new("RGB", (30, 30)).save(tmp_path / "c" / "huge.png")
+    Image.new("RGB", (25, 25)).save(tmp_path / "c" / "large.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = resolve_dataset(f"folder:{tmp_path}", 32)
+        image = dataset[0]["image"]
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "skipped 1 unreadable file(s)" in messages[0], messages
+    assert "huge.png" in messages[0] and "raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file" in messages[0]
+    assert image.shape == (3, 32, 32) and [f.name for f in dataset.files] == ["large.png"]

@@ -74,6 +74,11 @@ def test_bad_voc_inputs_raise_one_line(voc_root: Path, tmp_path: Path) -> None:
         assert "\n" not in str(info.value)
     with pytest.raises(DataError, match="give the split once"):
         resolve_dataset(f"voc:{voc_root}:train", 32, split="val")
+    import shutil
+
+    shutil.rmtree(voc_root / "VOCdevkit" / "VOC2012" / "SegmentationObject")
+    with pytest.raises(DataError, match=r"has no SegmentationObject folder; the attention masks need"):
+        resolve_dataset(f"voc:{voc_root}", 32)
     with pytest.raises(DataError, match="not a plain name"):
         resolve_dataset(f"voc:{voc_root}", 32, split="../../etc")
 

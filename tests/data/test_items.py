@@ -12,6 +12,7 @@ import torch
 import vitprobe
 from vitprobe.data.items import check_finite_images, check_item
 from vitprobe.errors import ConfigError, DataError
+from vitprobe.results import Run
 
 IMAGE = torch.zeros(3, 32, 32)
 OBJECT = torch.zeros(32, 32, dtype=torch.long)
@@ -77,7 +78,7 @@ def test_analyze_takes_a_list_checks_its_first_item_and_each_batch(model, tmp_pa
     assert dataset["spec"] == "list" and dataset["size"] == 6
     other = vitprobe.analyze(model, items[1:] + items[:1], analyses=["attention_distance"], batch_size=4, progress=False)
     assert other["attention_distance"].protocol["dataset"]["first_image_sha256"] != dataset["first_image_sha256"]
-    with pytest.warns(UserWarning, match=r"different data \(list, with different contents\)"):
+    with pytest.warns(UserWarning, match=r"different data \(list, with different first_image_sha256\)"):
         vitprobe.compare([run, other], tmp_path / "cmp")
     with pytest.raises(ConfigError, match=r"dataset list: 'labels' is a int"):
         vitprobe.analyze(model, [{**items[0], "labels": 3}], analyses=["attention_distance"], progress=False)
@@ -93,7 +94,7 @@ def test_jaccard_says_why_no_image_was_scored(model):
     assert run["attention_jaccard"].protocol["images_scored"] == 0
 
 
-def test_a_dataloader_whose_collate_converts_the_items_is_only_size_checked(model):
+def test_a_dataloader_whose_collate_builds_the_items_is_checked_on_its_first_batch(model):
     raw = [{"image": torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8), "labels": {"c": "ab"[i % 2]}}
            for i in range(8)]
 
@@ -107,3 +108,58 @@ def test_a_dataloader_whose_collate_converts_the_items_is_only_size_checked(mode
     small = torch.utils.data.DataLoader([{"image": torch.zeros(3, 16, 16)}] * 4, batch_size=4)
     with pytest.raises(ConfigError, match="images are 16x16 px but the model takes 32x32"):
         vitprobe.analyze(model, small, analyses=["attention_distance"], progress=False)
+
+
+def test_pairs_need_a_collate_that_builds_item_dicts(model):
+    pairs = [(torch.randn(3, 32, 32), i % 2) for i in range(20)]
+    with pytest.raises(ConfigError, match=r"dataset list: items must be dicts .* collate_fn=lambda b"):
+        vitprobe.analyze(model, pairs, analyses=["knn"], progress=False)
+    with pytest.raises(ConfigError, match=r"the DataLoader's batches are lists, not dicts .* collate_fn="):
+        vitprobe.analyze(model, torch.utils.data.DataLoader(pairs, batch_size=4), analyses=["knn"], progress=False)
+
+    def collate(batch):
+        return {"image": torch.stack([x for x, _ in batch]), "labels": {"class": torch.tensor([y for _, y in batch])}}
+
+    run = vitprobe.analyze(model, torch.utils.data.DataLoader(pairs, batch_size=4, collate_fn=collate),
+                           analyses=["knn"], analyzer_params={"knn": {"k": 3}}, progress=False)
+    assert set(run["knn"].table["label"]) == {"class"}
+
+
+def test_the_protocol_counts_the_images_a_subset_or_sampler_chose(model, tmp_path):
+    from torch.utils.data import DataLoader, Subset
+
+    from vitprobe.data import resolve_dataset
+    from vitprobe.plots.style import protocol_caption
+
+    data = resolve_dataset("synthetic:10", 32)
+    whole = vitprobe.analyze(model, data, analyses=["attention_distance"], progress=False)
+    cases = {"sampler list": DataLoader(data, batch_size=4, sampler=[0, 2, 4, 6, 8]),
+             "drop_last": DataLoader(data, batch_size=4, drop_last=True),
+             "Subset": Subset(data, [1, 3, 5])}
+    for how, given in cases.items():
+        result = vitprobe.analyze(model, given, analyses=["attention_distance"], progress=False)["attention_distance"]
+        dataset = result.protocol["dataset"]
+        n = int(result.table["n"].max())
+        assert n == {"sampler list": 5, "drop_last": 8, "Subset": 3}[how]
+        assert dataset["size"] == n and dataset["sampled"]["by"] == how and dataset["sampled"]["of"] == 10
+        assert dataset["spec"] == "synthetic:10" and "class_counts" not in dataset
+        assert f"synthetic:10 (n={n} of 10 by {how})" in protocol_caption([result.protocol])
+        with pytest.warns(UserWarning, match=r"different data \(synthetic:10, with different .*sampled.*size"):
+            vitprobe.compare([whole, Run([result], label="part")], tmp_path / how.replace(" ", "_"))
+    subsets = [vitprobe.analyze(model, Subset(data, idx), analyses=["attention_distance"], progress=False)
+               for idx in ([1, 3, 5], [2, 4, 6])]
+    hashes = {r["attention_distance"].protocol["dataset"]["sampled"]["indices_sha256"] for r in subsets}
+    assert len(hashes) == 2  # the same number of other images is other data
+
+
+def test_under_torchrun_a_sampling_dataloader_is_refused(model, monkeypatch):
+    import vitprobe.analysis as analysis
+
+    monkeypatch.setattr(analysis, "rank_and_world", lambda: (0, 2))
+    data = [{"image": torch.randn(3, 32, 32)} for _ in range(6)]
+    loader = torch.utils.data.DataLoader(data, batch_size=2, sampler=[0, 1, 2])
+    with pytest.raises(ConfigError, match=r"under torchrun vitprobe shards the data itself, and this DataLoader "
+                                          r"reads with sampler list: pass its Dataset"):
+        analysis.prepare_analysis(model, loader, ["attention_distance"])
+    plain = analysis.prepare_analysis(model, torch.utils.data.DataLoader(data, batch_size=2), ["attention_distance"])
+    assert len(plain.loader.sampler) == 3  # rank 0's half

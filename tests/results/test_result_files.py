@@ -234,6 +234,19 @@ def test_compare_warns_when_the_runs_saw_different_data(tmp_path, results):
         "the runs were analysed on different data (digits; synthetic:8)"]
 
 
+def test_one_folder_named_two_ways_or_seen_at_two_image_sizes_is_the_same_data():
+    from vitprobe.comparability import data_difference, setting_differences
+
+    folder = {"spec": "folder:imgs", "kind": "folder", "root": "/home/me/imgs", "size": 20, "image_size": 224}
+    elsewhere = {**folder, "spec": "folder:/home/me/imgs/", "image_size": 64}
+    protocols = [{"dataset": folder, "image_size": 224}, {"dataset": elsewhere, "image_size": 64}]
+    assert data_difference(protocols) is None
+    assert setting_differences(protocols) == ["image_size 224 | 64"]
+    fewer = {**folder, "size": 18, "skipped": 2}
+    assert data_difference([{"dataset": folder}, {"dataset": fewer}]) == "folder:imgs, with different size, skipped"
+    assert data_difference([{"dataset": folder}, {"dataset": {"spec": "digits", "size": 20}}]) == "digits; folder:imgs"
+
+
 def test_compare_warns_when_an_analysis_ran_with_other_settings(tmp_path, results):
     """Same data, knn with another k and device: the k is named (the device is how, not what,
     was measured), and knn.json keeps each run's protocol."""

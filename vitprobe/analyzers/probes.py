@@ -152,9 +152,9 @@ class LinearProbe(_PooledFeatureProbe):
                  C: float = 1.0, max_iter: int = 1000) -> None:
         super().__init__(layers, pooling, final_norm, heldout_fraction, split_seed)
         if not (isinstance(C, numbers.Real) and not isinstance(C, bool) and math.isfinite(C) and C > 0):
-            raise ConfigError(f"linear_probe needs a finite C > 0 (the inverse L2 strength), got C={C!r}")
+            raise ConfigError(f"analysis 'linear_probe': C must be a finite number > 0 (the inverse L2 strength), got {C!r}")
         self.C = C
-        self.max_iter = check_whole(max_iter, "linear_probe's max_iter")
+        self.max_iter = check_whole(max_iter, "analysis 'linear_probe': max_iter")
 
     def _score(self, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> np.ndarray:
         from sklearn.exceptions import ConvergenceWarning
@@ -194,9 +194,9 @@ class KNN(_PooledFeatureProbe):
                  final_norm: bool = False, heldout_fraction: float = 0.2, split_seed: int = 0,
                  k: int = 20, T: float = 0.07) -> None:
         super().__init__(layers, pooling, final_norm, heldout_fraction, split_seed)
-        self.k = check_whole(k, "knn's k")
+        self.k = check_whole(k, "analysis 'knn': k")
         if not (isinstance(T, numbers.Real) and not isinstance(T, bool) and math.isfinite(T) and T > 0):
-            raise ConfigError(f"knn's T must be a finite number > 0 (DINO uses 0.07), got {T!r}")
+            raise ConfigError(f"analysis 'knn': T must be a finite number > 0 (DINO uses 0.07), got {T!r}")
         self.T = T
 
     def _learned_protocol(self) -> dict[str, Any]:

@@ -103,8 +103,8 @@ def print_summary(runs: list, out: str | None) -> None:
     """The dataset once, then one line per metric at the deepest layer with its units and protocol."""
     from vitprobe.plots.style import protocol_caption
 
-    first = next(iter(runs[0].values())).protocol
-    print(protocol_caption([{k: first[k] for k in ("dataset", "image_size") if k in first}])
+    firsts = [next(iter(run.values())).protocol for run in runs]  # values that differ are joined by |
+    print(protocol_caption([{k: p[k] for k in ("dataset", "image_size") if k in p} for p in firsts])
           + " · each value at the analysis's deepest layer")
     # The dataset is said once above: every run of one command reads the same --data.
     table = pd.concat([r.summary() for r in runs], ignore_index=True).drop(columns="dataset")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD, RawItem, VitprobeDataset
-from vitprobe.data.images import IMAGE_EXTENSIONS, check_images, load_rgb
+from vitprobe.data.images import IMAGE_EXTENSIONS, check_images, load_rgb, other_image_suffixes
 from vitprobe.errors import DataError, abbreviate, warn_user
 
 SHOWN_BAD_FILES = 3
@@ -37,21 +39,44 @@ def _is_image_name(name: str) -> bool:
     return _is_visible(name) and Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def image_files(root: Path, seen: set[str], repeated: list[str]) -> list[Path]:
-    """Image files under root (any depth, through symbolic links; hidden entries and
-    ``__MACOSX`` left out), sorted by path. A folder whose real path is in ``seen`` (reached
-    before through another link, or a link back up the tree) is not read again; its path is
-    added to ``repeated``."""
+@dataclass
+class Reached:
+    """What walking the class folders met besides new images: the real paths read so far, the
+    paths reached again through symbolic links, and files in formats PIL opens but vitprobe
+    does not read (by suffix)."""
+
+    seen: set[str] = field(default_factory=set)
+    repeated: list[str] = field(default_factory=list)
+    other_formats: Counter[str] = field(default_factory=Counter)
+
+
+def image_files(root: Path, reached: Reached) -> list[Path]:
+    """Image files under root (any depth, through symbolic links, in sorted order; hidden
+    entries and ``__MACOSX`` left out), sorted by path. A folder or file whose real path was
+    reached before (through another link, or a link back up the tree) is not read again; its
+    path goes to ``reached.repeated``."""
     found = []
     for folder, subfolders, files in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
-        if real in seen:
-            repeated.append(folder)
+        if real in reached.seen:
+            reached.repeated.append(folder)
             subfolders[:] = []
             continue
-        seen.add(real)
-        subfolders[:] = [d for d in subfolders if _is_visible(d)]
-        found += [Path(folder, f) for f in files if _is_image_name(f)]
+        reached.seen.add(real)
+        subfolders[:] = sorted(d for d in subfolders if _is_visible(d))
+        for name in sorted(files):
+            if not _is_image_name(name):
+                suffix = Path(name).suffix.lower()
+                if _is_visible(name) and suffix in other_image_suffixes():
+                    reached.other_formats[suffix] += 1
+                continue
+            path = os.path.join(folder, name)
+            target = os.path.realpath(path) if os.path.islink(path) else os.path.join(real, name)
+            if target in reached.seen:
+                reached.repeated.append(path)
+                continue
+            reached.seen.add(target)
+            found.append(Path(path))
     return sorted(found)
 
 
@@ -87,9 +112,10 @@ class FolderDataset(VitprobeDataset):
     A folder with images but no sub-folders that hold any is read without labels (analyses
     that need labels cannot run on it). Every file with an image extension is checked once
     (``check_image``); failures are left out, counted in ``skipped`` and warned about once, so
-    indices stay stable. Files with other extensions and hidden files are ignored; symbolic
-    links are followed, and a folder reached twice is read once. With a split, the tree is
-    read from ``PATH/<split>``.
+    indices stay stable. Files in other formats that PIL opens (.psd, .ico, ...) are left out
+    with a warning; other files and hidden ones are ignored. Symbolic links are followed, and
+    a folder or file reached twice is read once. Class folders named like splits (train,
+    val) are warned about. With a split, the tree is read from ``PATH/<split>``.
     """
 
     kind = "folder"
@@ -105,9 +131,8 @@ class FolderDataset(VitprobeDataset):
         except OSError as error:
             raise DataError(f"dataset {spec!r}: cannot list {root} ({error}); "
                             f"check its permissions") from error
-        seen: set[str] = set()
-        repeated: list[str] = []
-        in_folders = {name: image_files(root / name, seen, repeated) for name in folders}
+        reached = Reached()
+        in_folders = {name: image_files(root / name, reached) for name in folders}
         flat = bool(loose) and not any(in_folders.values())  # sub-folders without images are no classes
         classes = [] if flat else folders
         if not classes and not loose:
@@ -120,9 +145,15 @@ class FolderDataset(VitprobeDataset):
         if classes and loose:
             warn_user(f"dataset {spec!r}: left out {len(loose)} image(s) directly in {root} (e.g. "
                       f"{loose[0].name}): with class folders, every image must be in one")
-        if repeated:
-            warn_user(f"dataset {spec!r}: {len(repeated)} folder(s) reached again through symbolic links "
-                      f"(e.g. {repeated[0]}) were read once, under the first class that reaches them")
+        _warn_if_splits(spec, root, classes)
+        if reached.repeated:
+            warn_user(f"dataset {spec!r}: {len(reached.repeated)} folder(s) or file(s) reached again through "
+                      f"symbolic links (e.g. {reached.repeated[0]}) were read once, under the first class "
+                      "that reaches them")
+        if reached.other_formats:
+            formats = ", ".join(f"{s} {n}" for s, n in sorted(reached.other_formats.items()))
+            warn_user(f"dataset {spec!r}: left out {sum(reached.other_formats.values())} file(s) in formats "
+                      f"vitprobe does not read ({formats}); convert them to PNG or JPEG to include them")
         groups = [in_folders[name] for name in classes] if classes else [loose]
         verdicts = iter(check_images([file for group in groups for file in group]))
         self.files: list[Path] = []
@@ -159,6 +190,18 @@ class FolderDataset(VitprobeDataset):
     def class_counts(self) -> dict[str, list[int]]:
         return {name: np.bincount(self.targets, minlength=self.num_classes[name]).tolist()
                 for name in self.label_names}
+
+
+SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing"})
+
+
+def _warn_if_splits(spec: str, root: Path, classes: list[str]) -> None:
+    """Warn when the class folders are named like splits (Imagenette's train/ and val/): the
+    split would be read as the label."""
+    if len(classes) > 1 and all(name.lower() in SPLIT_NAMES for name in classes):
+        warn_user(f"dataset {spec!r}: the class folders of {root} are {', '.join(classes)}, which name "
+                  f"splits, so the split is read as the label; read one split with its classes: "
+                  f"folder:{root / classes[-1]}")
 
 
 def _warn_if_voc(spec: str, root: Path) -> None:

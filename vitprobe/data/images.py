@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Sequence
@@ -15,13 +16,20 @@ from PIL import Image, ImageOps
 from vitprobe.errors import DataError, brief_reason
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
-                              ".ppm", ".pgm", ".pbm"})
+                              ".avif", ".ppm", ".pgm", ".pbm"})
 SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 _CHECKED: dict[tuple[int, ...], str | None] = {}  # check_image's verdicts
 _CHECKED_LIMIT = 1 << 20  # about 150 MB of remembered verdicts at most
 _WHOLE_WHEN_VERIFIED = frozenset({"PNG"})  # verify() reads every chunk and its CRC
 _PARALLEL_FROM = 64
 _MAX_THREADS = 8
+
+
+@functools.lru_cache(maxsize=1)
+def other_image_suffixes() -> frozenset[str]:
+    """Suffixes of the formats PIL can open that are not in IMAGE_EXTENSIONS (.psd, .ico,
+    .jp2, ...): files a user may take for images, which a folder dataset leaves out."""
+    return frozenset(s for s, f in Image.registered_extensions().items() if f in Image.OPEN) - IMAGE_EXTENSIONS
 
 
 def check_image(path: Path) -> str | None:
@@ -59,6 +67,8 @@ def check_image(path: Path) -> str | None:
         if error.errno is not None:  # the file system's, not the image's: not remembered
             return brief_reason(error)
         reason = brief_reason(error)
+    except Image.DecompressionBombError as error:
+        reason = f"{brief_reason(error)}; downscale it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
     except Exception as error:  # PIL raises many types (SyntaxError, struct.error, ...) for bad files
         reason = brief_reason(error)
     if len(_CHECKED) < _CHECKED_LIMIT:
@@ -118,14 +128,16 @@ def load_rgb(path: Path, size: int, spec: str, exif_orientation: bool = True) ->
     drawn over the stored pixels expect).
     """
     try:
-        with Image.open(path) as image:
-            if image.format == "JPEG":
-                image.draft("RGB", (size, size))
-            if exif_orientation:
-                image = ImageOps.exif_transpose(image)
-            image = to_rgb(image)
-            image = image.resize((size, size), Image.Resampling.BICUBIC,
-                                 box=center_square(*image.size))
+        with warnings.catch_warnings():  # the file was checked: PIL's size warning says nothing new
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.format == "JPEG":
+                    image.draft("RGB", (size, size))
+                if exif_orientation:
+                    image = ImageOps.exif_transpose(image)
+                image = to_rgb(image)
+                image = image.resize((size, size), Image.Resampling.BICUBIC,
+                                     box=center_square(*image.size))
     except Exception as error:  # decoding errors come in many PIL/zlib types
         raise DataError(f"dataset {spec!r}: cannot decode {path} ({brief_reason(error)}); "
                         f"remove or replace the file") from error

@@ -29,7 +29,7 @@ def check_item(item: Mapping[str, Any], name: str, size: tuple[int, int] | None 
     image = _as_tensor(item["image"])
     _check_image(image, where)
     if size is not None:
-        check_image_size(image, name, size)
+        _check_image_size(image, name, size)
     if "labels" in item:
         _check_labels(item["labels"], where)
     if "mask" in item and item["mask"] is not None:
@@ -63,7 +63,7 @@ def _check_image(image: Any, where: str) -> None:
                           "(uint8 pixels: image.float() / 255, then normalise)")
 
 
-def check_image_size(image: Any, name: str, size: tuple[int, int]) -> None:
+def _check_image_size(image: Any, name: str, size: tuple[int, int]) -> None:
     """Raise ConfigError unless the last two dimensions of ``image`` are ``size`` = (H, W)."""
     shape = list(getattr(image, "shape", ()))
     if len(shape) >= 2 and tuple(shape[-2:]) != size:

@@ -119,3 +119,16 @@ def parse_spec(spec: str) -> DataSpec:
         raise spec_error(spec, f"this is a folder; name its kind, e.g. "
                                f"{'voc' if looks_like_voc(folder) else 'folder'}:{text}")
     raise spec_error(spec, f"unknown dataset kind {kind!r}")
+
+
+def relative_path_note(spec: str) -> str:
+    """``" (relative paths in a data spec are read from <cwd>)"`` when ``spec`` names a relative
+    folder, else ``""``: what a recipe's data error adds, since its other paths are read from
+    the recipe's folder."""
+    try:
+        path = parse_spec(spec).path
+    except DataError:
+        return ""
+    if path is None or path.expanduser().is_absolute():
+        return ""
+    return f" (relative paths in a data spec are read from the folder vitprobe runs in, {os.getcwd()})"

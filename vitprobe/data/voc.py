@@ -115,8 +115,11 @@ class VocDataset(VitprobeDataset):
         super().__init__(spec, image_size, mean, std, class_names={"class": VOC_CLASSES},
                          has_masks=True, split=split)
         self.root = find_voc_root(spec, path)
-        listed = {part: set(os.listdir(self.root / folder)) if (self.root / folder).is_dir() else set()
-                  for part, (folder, _) in _PARTS.items()}
+        absent = [folder for folder, _ in _PARTS.values() if not (self.root / folder).is_dir()]
+        if absent:
+            raise DataError(f"dataset {spec!r}: {self.root} has no {' or '.join(absent)} folder; the "
+                            "attention masks need VOC 2012's object and class segmentation PNGs")
+        listed = {part: set(os.listdir(self.root / folder)) for part, (folder, _) in _PARTS.items()}
         candidates = read_split(spec, self.root, split)
         files = {image_id: [(part, self.root / folder / f"{image_id}{suffix}")
                             for part, (folder, suffix) in _PARTS.items()] for image_id in candidates}

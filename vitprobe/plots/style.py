@@ -60,6 +60,9 @@ def _value_text(value: Any) -> str | None:
         if split and not str(spec).endswith(f":{split}"):  # a default split the spec did not name
             spec = f"{spec} split {split}"
         size = value.get("n") or value.get("size") or value.get("num_images")
+        sampled = value.get("sampled")
+        if isinstance(sampled, dict):  # some of the dataset's images, chosen by a Subset or sampler
+            size = f"{size} of {sampled.get('of')} by {sampled.get('by')}"
         skipped = f", {value['skipped']} skipped" if value.get("skipped") else ""
         return f"{spec} (n={size}{skipped})" if size is not None else str(spec)
     if isinstance(value, (list, tuple)):

@@ -1,0 +1,102 @@
+"""Data a user hands to ``analyze`` as Python objects (a Dataset of their own, a torch Subset, a
+DataLoader with its own sampler or collate_fn): its first item, to check, and the description
+the protocol records, which names the images actually read (``size``) and how they were
+chosen from the dataset (``sampled``)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler, Subset
+
+from vitprobe.data.base import first_image_item
+from vitprobe.errors import ConfigError
+
+ITEM_HELP = ("items must be dicts with an 'image' tensor (and 'index', 'labels', 'mask'), e.g. a "
+             "DataLoader(ds, collate_fn=lambda b: {'image': torch.stack([x for x, _ in b]), "
+             "'labels': {'class': torch.tensor([y for _, y in b])}}) over (image, label) pairs")
+
+
+def loader_sampling(loader: DataLoader) -> str | None:
+    """None when ``loader`` reads its whole dataset once, in order; else how it chooses
+    instead (its sampler's or batch sampler's class, and ``drop_last``)."""
+    batches = loader.batch_sampler
+    if type(batches) is not BatchSampler:
+        return f"batch_sampler {type(batches).__name__}"
+    how = [] if isinstance(batches.sampler, SequentialSampler) else [f"sampler {type(batches.sampler).__name__}"]
+    return ", ".join(how + (["drop_last"] if batches.drop_last else [])) or None
+
+
+def first_item(data: Dataset | DataLoader) -> Mapping[str, Any] | None:
+    """The first item of a Dataset; of a DataLoader (whose ``collate_fn`` may build the item
+    dicts), the first image of its first batch with its labels, mask and index."""
+    if not isinstance(data, DataLoader):
+        return first_image_item(data)
+    if data.batch_sampler is None:
+        raise ConfigError("the DataLoader has batch_size=None and yields single items; give it a batch_size")
+    batch = next(iter(data), None)
+    if batch is None:
+        raise ConfigError(f"the DataLoader over {type(data.dataset).__name__} yields no batch; give it images")
+    if not (isinstance(batch, Mapping) and isinstance(batch.get("image"), torch.Tensor) and batch["image"].dim() == 4):
+        raise ConfigError(f"the DataLoader's batches are {type(batch).__name__}s, not dicts with an 'image' "
+                          f"tensor (B, 3, H, W); {ITEM_HELP}")
+    item: dict[str, Any] = {"image": batch["image"][0]}
+    if isinstance(batch.get("labels"), Mapping):
+        item["labels"] = {k: v[0] for k, v in batch["labels"].items()}
+    elif "labels" in batch:
+        item["labels"] = batch["labels"]
+    for key in ("mask", "index"):
+        if key in batch:
+            item[key] = batch[key][0]
+    return item
+
+
+def describe_data(data: Dataset | DataLoader, first: Mapping[str, Any] | None
+                  ) -> tuple[dict[str, Any], bool, list[str]]:
+    """The protocol's description of ``data``, whether its items carry masks, and its label
+    names (a vitprobe dataset says so; others are read off ``first``). A dataset of one's own
+    is described by its class, size and a hash of its first image; a Subset, or a DataLoader
+    that samples, by the dataset it reads from, with ``size`` the images read and ``sampled``
+    how they were chosen (that dataset's class counts are dropped: they count other images)."""
+    dataset = data.dataset if isinstance(data, DataLoader) else data
+    has_masks = getattr(dataset, "has_masks", None)
+    label_names = getattr(dataset, "label_names", None)
+    if has_masks is None or label_names is None:
+        if first is None:
+            empty = hasattr(dataset, "__len__") and len(dataset) == 0
+            raise ConfigError(f"dataset {type(dataset).__name__} is empty; give it images" if empty
+                              else f"dataset {type(dataset).__name__}: {ITEM_HELP}")
+        has_masks = "mask" in first if has_masks is None else has_masks
+        labels = first.get("labels", {})
+        label_names = (list(labels) if isinstance(labels, Mapping) else []) if label_names is None else label_names
+    facts = _describe(dataset, first)
+    how = loader_sampling(data) if isinstance(data, DataLoader) else None
+    if how is not None:
+        facts = _sampled(facts, sum(len(batch) for batch in data.batch_sampler), how)
+    return facts, bool(has_masks), list(label_names)
+
+
+def _describe(dataset: Any, first: Mapping[str, Any] | None) -> dict[str, Any]:
+    if isinstance(dataset, Subset):
+        indices = np.asarray(list(dataset.indices), dtype=np.int64)
+        facts = _sampled(_describe(dataset.dataset, first_image_item(dataset.dataset)), len(indices), "Subset")
+        return {**facts, "sampled": {**facts["sampled"],
+                                     "indices_sha256": hashlib.sha256(indices.tobytes()).hexdigest()[:16]}}
+    describe = getattr(dataset, "describe", None)
+    if callable(describe):
+        return describe()
+    facts: dict[str, Any] = {"spec": type(dataset).__name__, "size": len(dataset)}
+    if first is not None and isinstance(first.get("image"), (torch.Tensor, np.ndarray)):
+        pixels = torch.as_tensor(first["image"]).detach().cpu().contiguous().numpy().tobytes()
+        facts["first_image_sha256"] = hashlib.sha256(pixels).hexdigest()[:16]
+    return facts
+
+
+def _sampled(facts: dict[str, Any], size: int, how: str) -> dict[str, Any]:
+    """``facts`` of a whole dataset, narrowed to the ``size`` images that ``how`` chose."""
+    kept = {k: v for k, v in facts.items() if k not in ("class_counts", "size")}
+    return {**kept, "size": size, "sampled": {"by": how, "of": facts.get("size")}}

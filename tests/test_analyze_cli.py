@@ -237,6 +237,12 @@ def test_cuda_without_cuda_is_a_config_error():
         analyze(tiny_vit(), DictImages(), device="cuda", progress=False)
 
 
+@pytest.mark.parametrize("device", ["mps", "meta", "xpu", "gpu"])
+def test_devices_other_than_cpu_and_cuda_are_one_config_error(device):
+    with pytest.raises(ConfigError, match=rf"unknown --device '{device}'; use cpu, cuda, cuda:N or auto"):
+        analyze(tiny_vit(), DictImages(), device=device, progress=False)
+
+
 def test_parameters_for_an_analysis_that_does_not_run_are_refused():
     with pytest.raises(ConfigError, match="will not run"):
         analyze(tiny_vit(), DictImages(), analyses="fourier", analyzer_params={"knn": {"k": 5}}, progress=False)

@@ -115,7 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vitprobe: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("vitprobe: interrupted", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank is interrupted: one line
+            hint = ("; --resume with the same options continues from the last checkpoint"
+                    if args.command == "train" else "")
+            print(f"vitprobe: interrupted{hint}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the output went to a reader that stopped early (`| head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit

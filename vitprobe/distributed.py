@@ -40,12 +40,15 @@ def rank_and_world() -> tuple[int, int]:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' is CUDA (one GPU per local rank) when available, else CPU."""
+    """'auto' is CUDA (one GPU per local rank) when available, else CPU; only CPU and CUDA
+    devices are taken (the others: MPS, XPU, meta, ... are not supported)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
         raise ConfigError(f"unknown --device {name!r}; use cpu, cuda, cuda:N or auto") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():

@@ -106,10 +106,18 @@ def test_cosine_schedule_known_values():
         cosine_schedule(1.0, 0.0, total_steps=4, warmup_steps=4)
 
 
+def test_a_relative_data_folder_is_recorded_as_the_folder_it_names(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert TrainConfig(method="mae", data="folder:imgs").data == f"folder:{tmp_path / 'imgs'}"
+    assert TrainConfig(method="mae", data="voc:VOC2012:train").data == f"voc:{tmp_path / 'VOC2012'}:train"
+    for spec in ("synthetic:64", "digits", "folder:/data/x", "folder:~/x"):
+        assert TrainConfig(method="mae", data=spec).data == spec
+
+
 def test_config_rejects_unknown_and_round_trips():
     with pytest.raises(ConfigError, match="unknown training option"):
         TrainConfig.from_overrides({"method": "mae", "learning_rate": 1.0})
-    cfg = TrainConfig(method="hybrid", lam=0.4, preset="small", hparams={"mask_ratio": 0.6})
+    cfg = TrainConfig(method="hybrid", lam=0.4, preset="small", hparams={"mim_hparams": {"mask_ratio": 0.6}})
     assert TrainConfig.from_overrides(json.loads(json.dumps(cfg.to_dict()))) == cfg  # as checkpoints keep it
     for bad in (dict(method="byol"), dict(method="hybrid"), dict(method="mae", lam=0.5),
                 dict(arch="vit_small_patch16_224", preset="tiny"), dict(batch_size=0),
@@ -367,6 +375,19 @@ def test_cli_trains_a_registered_objective_on_a_dataset_spec(tmp_path, capsys):
     saved = TrainConfig.from_overrides(json.loads((out / "config.json").read_text(encoding="utf-8")))
     assert saved.hparams == {"clip_grad": 1.0} and saved.method == "simmim"
     assert json.loads((out / "config.json").read_text(encoding="utf-8"))["preset"] == "tiny"  # the default, named
+    # resuming the finished run changes nothing
+    files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir() if p.is_file()}
+    assert main(["train", "--method", "simmim", "--data", "synthetic:16", "--epochs", "1", "--batch-size", "8",
+                 "--out", str(out), "--set", "clip_grad=1.0", "--no-progress", "--resume"]) == 0
+    assert f"{out}: the run is complete (1 of 1 epochs); nothing to do" in capsys.readouterr().out
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir() if p.is_file()} == files
+    # with the progress bar, the plan comes first: what will run, for how long, at what rate
+    assert main(["train", "--method", "simmim", "--data", "synthetic:16", "--epochs", "2", "--batch-size", "8",
+                 "--out", str(tmp_path / "shown")]) == 0
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith("training simmim (preset tiny: ViT 32 px, patch 4, width 64, 4 blocks) on synthetic:16: "
+                            "2 epochs x 2 steps of 8 images, peak lr ") and first.endswith(
+                            f"after 0 warm-up epochs -> {tmp_path / 'shown'}")
 
 
 def test_train_takes_a_dict_and_refuses_other_inputs_in_one_line(tmp_path):
@@ -409,6 +430,8 @@ def test_resume_accepts_a_saved_config_that_left_defaults_unnamed():
         _check_resume(TrainConfig(method="mae", epochs=2, amp="bf16"), {"config": saved, "world_size": 1}, world_size=1)
     with pytest.raises(ConfigError, match="to its own 2 epochs .* cannot be extended; train longer in a new"):
         _check_resume(TrainConfig(method="mae", epochs=3), {"config": saved, "world_size": 1}, world_size=1)
+    with pytest.raises(ConfigError, match=r"--resume: the run in \S+ trains mae, not simmim; resume with --method mae"):
+        _check_resume(TrainConfig(method="simmim", epochs=2), {"config": saved, "world_size": 1}, world_size=1)
     with pytest.raises(ConfigError, match=r"--resume: options differ from the run in \S+ \(--epochs was 2, now 1\)"):
         _check_resume(TrainConfig(method="mae", epochs=1), {"config": saved, "world_size": 1}, world_size=1)
     with pytest.raises(ConfigError, match=r"\(--batch-size was 64, now 2; --epochs was 2, now 3; "
@@ -455,3 +478,20 @@ def test_reconstructions_are_refused_in_one_line_for_objectives_without_gmmls_de
                               out=str(tmp_path / "simmim")), progress=False)
     with pytest.raises(CheckpointError, match="a simmim run has no reconstruction decoder; reconstructions need a gmml"):
         reconstruct_examples(final, "synthetic:4")
+
+
+def test_an_interrupted_training_says_how_to_continue_once(tmp_path, capsys, monkeypatch):
+    import vitprobe.train as train_module
+    from vitprobe.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train", interrupted)
+    argv = ["train", "--method", "mae", "--data", "synthetic:16", "--out", str(tmp_path / "run")]
+    assert main(argv) == 130
+    assert capsys.readouterr().err == ("vitprobe: interrupted; --resume with the same options continues "
+                                       "from the last checkpoint\n")
+    monkeypatch.setenv("RANK", "1")  # another torchrun process: rank 0 says it
+    assert main(argv) == 130
+    assert capsys.readouterr().err == ""

@@ -62,8 +62,19 @@ def test_cli_refuses_a_negative_clip_before_writing_anything(tmp_path, capsys):
     (["--seed", "-5"], "--seed must be a whole number in [0, 2**63)"),
     (["--seed", "99999999999999999999"], "--seed must be a whole number in [0, 2**63)"),
     (["--lr", "inf"], "--lr must be a positive finite number"),
+    (["--lr", "0.001", "--set", "base_lr=0.5"], "give either --lr (the peak rate) or --set base_lr (per 256 images)"),
     (["--set", "mean=[0.5,0.5,0.5]"], "unknown hyper-parameter(s) ['mean']"),  # the data's normalisation, not a knob
     (["--method", "hybrid", "--lambda", "0.5", "--set", "lam=0.9"], "set by --lambda (Python lam=), not --set lam"),
+    (["--method", "hybrid", "--lambda", "0.5", "--set", "mim_hparams=3"],
+     """mim_hparams must be a mapping of that objective's hyper-parameters, got 3; e.g. --set mim_hparams={"mask_ratio":0.6}"""),
+    (["--method", "hybrid", "--lambda", "0.5", "--set", 'cl_hparams="x"'], "cl_hparams must be a mapping"),
+    (["--method", "hybrid", "--lambda", "0.5", "--set", 'mim=["mae"]'], "mim must be a name"),
+    (["--method", "hybrid", "--lambda", "0.5", "--set", "mim=beit"], 'mim must be one of mae, simmim, got "beit"'),
+    (["--method", "hybrid", "--lambda", "0.5", "--set", 'mim_hparams={"mask_ratio":2}'],
+     """objective 'simmim' (in mim_hparams): mask_ratio must be in (0, 1), got 2; e.g. --set mim_hparams={"mask_ratio":0.6} """
+     """(Python: hparams={'mim_hparams': {'mask_ratio': 0.6}})"""),
+    (["--method", "hybrid", "--lambda", "0.5", "--set", 'cl_hparams={"tau":2}'],
+     "objective 'mocov3' (in cl_hparams): unknown hyper-parameter(s) ['tau']"),
 ])
 def test_impossible_training_options_are_one_line_before_anything_is_written(tmp_path, capsys, extra, message):
     out = tmp_path / "run"
@@ -82,6 +93,12 @@ def test_train_refuses_an_analysis_folder_or_one_that_cannot_be_made(tmp_path, c
     assert main(argv + ["--out", str(analysis)]) == 2
     assert "holds an analysis (run.json or runs.json)" in capsys.readouterr().err
     assert sorted(p.name for p in analysis.iterdir()) == ["run.json"]
+    images = tmp_path / "images"
+    (images / "cat").mkdir(parents=True)
+    (images / "notes.txt").write_text("mine")
+    assert main(argv + ["--out", str(images)]) == 2
+    assert "holds cat, notes.txt, which a training run would mix with; choose an empty or new --out" in capsys.readouterr().err
+    assert sorted(p.name for p in images.iterdir()) == ["cat", "notes.txt"]
     blocked = tmp_path / "file"
     blocked.write_text("x")
     assert main(argv + ["--out", str(blocked / "run")]) == 2

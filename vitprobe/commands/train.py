@@ -35,12 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="objective hyper-parameter, e.g. --set clip_grad=3.0 (repeatable)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N")
-    p.add_argument("--num-workers", type=int, default=0, metavar="N", help="data-loading processes")
+    p.add_argument("--num-workers", type=int, default=0, metavar="N", help="data-loading processes (default 0: in the main process)")
     p.add_argument("--amp", default="auto", metavar="MODE", help="auto (bf16/fp16 on CUDA, fp32 on CPU), bf16, "
                                                  "fp16 or fp32")
-    p.add_argument("--save-every", type=int, default=1, metavar="N", help="checkpoint every N epochs")
+    p.add_argument("--save-every", type=int, default=1, metavar="N", help="checkpoint every N epochs (default 1)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--log-every", type=int, default=1, metavar="N", help="log.csv row every N steps")
+    p.add_argument("--log-every", type=int, default=1, metavar="N", help="log.csv row every N steps (default 1)")
     p.set_defaults(func=run)
 
 
@@ -56,17 +56,21 @@ def run(args: argparse.Namespace) -> int:
         log_every=args.log_every)
     final = train(config, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(_loss_summary(final.parent / "log.csv"))
+        print(_loss_summary(final.parent / "log.csv", config.total_epochs()))
         print(final)
     return 0
 
 
-def _loss_summary(log: Path) -> str:
-    """``loss by epoch (mean of logged steps): first -> last over E epochs; log: PATH``."""
+def _loss_summary(log: Path, epochs: int) -> str:
+    """``loss by epoch (mean of logged steps): first -> last over E epochs; log: PATH``, saying
+    so when fewer than the run's ``epochs`` had a logged step (a large --log-every)."""
     import pandas as pd
 
     by_epoch = pd.read_csv(log).groupby("epoch")["loss"].mean()
     if by_epoch.empty:
         return f"no step was logged; log: {log}"
+    span = f"{len(by_epoch)} epoch{'s' if len(by_epoch) != 1 else ''}"
+    if len(by_epoch) < epochs:
+        span = f"the {span} of {epochs} with a logged step (a smaller --log-every logs more)"
     return (f"loss by epoch (mean of logged steps): {by_epoch.iloc[0]:.4g} -> {by_epoch.iloc[-1]:.4g} "
-            f"over {len(by_epoch)} epoch{'s' if len(by_epoch) != 1 else ''}; log: {log}")
+            f"over {span}; log: {log}")

@@ -132,3 +132,17 @@ def relative_path_note(spec: str) -> str:
     if path is None or path.expanduser().is_absolute():
         return ""
     return f" (relative paths in a data spec are read from the folder vitprobe runs in, {os.getcwd()})"
+
+
+def absolute_spec(spec: str) -> str:
+    """``spec`` with a relative folder made absolute (``folder:imgs`` -> ``folder:/home/me/imgs``),
+    so that a record of it names the same data from any working folder; other specs, and text
+    that is no spec, unchanged."""
+    try:
+        parsed = parse_spec(spec)
+    except DataError:
+        return spec
+    if parsed.path is None or parsed.path.expanduser().is_absolute():
+        return spec
+    path = os.path.abspath(parsed.path)
+    return f"{parsed.kind}:{path}" + (f":{parsed.split}" if parsed.split else "")

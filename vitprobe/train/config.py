@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from vitprobe.data.spec import absolute_spec
 from vitprobe.errors import ConfigError, check_whole, is_whole
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.objectives import list_objectives, objective_class
@@ -155,18 +156,24 @@ class TrainConfig:
             raise ConfigError(f"unknown preset {self.preset!r}; choose one of {list(PRESETS)}")
         if self.amp not in AMP_MODES:
             raise ConfigError(f"unknown --amp {self.amp!r}; choose one of {list(AMP_MODES)}")
+        if isinstance(self.data, str):  # a relative folder, recorded as the folder it names
+            self.data = absolute_spec(self.data)
         for name in ("batch_size", "save_every", "log_every", "epochs"):
             if getattr(self, name) is not None:
                 setattr(self, name, check_whole(getattr(self, name), name))
         self.num_workers = check_whole(self.num_workers, "num_workers", minimum=0)
         if self.lr is not None and not 0 < self.lr < math.inf:
             raise ConfigError(f"--lr must be a positive finite number, got {self.lr}")
+        if self.lr is not None and isinstance(self.hparams, dict) and "base_lr" in self.hparams:
+            raise ConfigError("give either --lr (the peak rate) or --set base_lr (per 256 images), not both")
         if not is_whole(self.seed) or not 0 <= self.seed < 2**63:
             raise ConfigError(f"--seed must be a whole number in [0, 2**63), got {self.seed!r}")
         if not isinstance(self.hparams, dict):
             raise ConfigError(f"hparams must be a dict, got {type(self.hparams).__name__}")
-        if self.method == "hybrid" and "lam" in self.hparams:
-            raise ConfigError("the hybrid's lambda is set by --lambda (Python lam=), not --set lam")
+        if self.method == "hybrid":
+            if "lam" in self.hparams:
+                raise ConfigError("the hybrid's lambda is set by --lambda (Python lam=), not --set lam")
+            objective_class("hybrid").resolve_hparams(self.hparams)  # its parts are read before it is built
 
     @property
     def preset_name(self) -> str | None:

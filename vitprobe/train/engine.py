@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -25,7 +26,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD
-from vitprobe.errors import CheckpointError, ConfigError, OutputExistsError, brief_reason
+from vitprobe.errors import CheckpointError, ConfigError, OutputExistsError, abbreviate, brief_reason
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
 from vitprobe.output_paths import check_output_folder, is_analysis_output
 from vitprobe.seeding import seeded
@@ -40,6 +41,9 @@ from vitprobe.train.schedules import cosine_schedule
 ObjectiveFactory = Callable[..., Objective]
 NO_DECAY_NAMES = {"pos_embed", "cls_token", "reg_token", "mask_token"}
 # Options that may differ between a run and its --resume; all others must match.
+# What a run folder holds: the trainer's files, and the notes `vitprobe reproduce` keeps beside them.
+RUN_ENTRIES = {"config.json", LOG_FILE, ckpt.ENCODER_FILE, ckpt.STATE_FILE, ckpt.FINAL_FILE, ckpt.STAGING_DIR,
+               "started.json", "finished.json"}
 RESUME_MAY_CHANGE = {"out", "num_workers", "device", "log_every", "save_every"}
 _SHUFFLE, _VIEWS, _STEP = 1, 2, 3  # domains of derived seeds
 
@@ -87,6 +91,16 @@ class ViewsDataset(Dataset):
         epoch, index = key
         g = torch.Generator().manual_seed(derive_seed(self.seed, _VIEWS, epoch, index))
         return self.views(self.base[index]["image"], g)
+
+
+def run_plan(config: TrainConfig, arch: ArchSpec, epochs: int, steps_per_epoch: int, global_batch: int,
+             peak_lr: float, warmup_epochs: int) -> str:
+    """One line saying what a run will do, before it starts (a full preset runs for days)."""
+    model = f"preset {config.preset_name}" if config.preset_name else config.arch
+    return (f"training {config.method} ({model}: ViT {arch.img_size} px, patch {arch.patch_size}, width "
+            f"{arch.embed_dim}, {arch.depth} blocks) on {config.data}: {epochs} epochs x {steps_per_epoch} "
+            f"steps of {global_batch} images, peak lr {peak_lr:.3g} after {warmup_epochs} warm-up "
+            f"epoch{'s' if warmup_epochs != 1 else ''} -> {config.out}")
 
 
 def resolve_arch(config: TrainConfig) -> ArchSpec:
@@ -174,6 +188,9 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int,
                           f"processes, not {world_size}; resume with the same process count")
     saved = TrainConfig.from_overrides(state["config"]).resolved()
     now = config.resolved()
+    if saved["method"] != now["method"]:  # first: every hyper-parameter differs with it
+        raise ConfigError(f"--resume: the run in {config.out} trains {saved['method']}, not {now['method']}; "
+                          f"resume with --method {saved['method']} or start a new --out")
     if given_dataset and "in_force" not in state:
         saved["data"] = now["data"]
     if _same_precision(str(saved.get("amp")), now["amp"], device):
@@ -284,6 +301,10 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     if not resume and is_analysis_output(out):
         raise OutputExistsError(f"{out} holds an analysis (run.json or runs.json), which a training run "
                                 "would mix with; choose another --out")
+    others = sorted(p.name for p in out.iterdir() if p.name not in RUN_ENTRIES) if out.is_dir() else []
+    if not resume and others:
+        raise OutputExistsError(f"{out} holds {abbreviate(others, 3)}, which a training run would mix "
+                                "with; choose an empty or new --out")
     log = out / LOG_FILE
     if not resume and log.exists() and not is_training_log(log):
         raise OutputExistsError(f"{log} is not a vitprobe training log and a new run would replace it; "
@@ -328,7 +349,8 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
 
     from vitprobe.results import jsonable  # tuples as lists: saved and current values compare equal
 
-    in_force = {"hparams": jsonable({k: v for k, v in objective.hparams.items() if k != "lam"}),
+    in_force = {"hparams": jsonable({**{k: v for k, v in objective.hparams.items() if k != "lam"},
+                                     **optim}),  # the optimiser's values as used (a preset's warm-up)
                 "lr": peak_lr, "revisions": revisions}
     start_epoch, last_ckpt = 0, None
     if resume:
@@ -344,6 +366,10 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
         scaler.load_state_dict(state["scaler"])
         ckpt.restore_rng(state["rng"])
         start_epoch, last_ckpt = state["epoch"], out / ckpt.ENCODER_FILE
+        if start_epoch >= epochs and (out / ckpt.FINAL_FILE).is_file():
+            if env.is_main:
+                print(f"{out}: the run is complete ({start_epoch} of {epochs} epochs); nothing to do")
+            return out / ckpt.FINAL_FILE
     if env.is_main:
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -352,6 +378,9 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
                                     "choose another --out") from None
         ckpt.atomic_write(out / "config.json",
                           lambda f: f.write(json.dumps(config.resolved(), sort_keys=True).encode()))
+        if progress and not resume:  # what will run, once nothing stands in its way
+            print(run_plan(config, arch, epochs, steps_per_epoch, global_batch, peak_lr, optim["warmup_epochs"]),
+                  file=sys.stderr)
 
     model: nn.Module = objective
     if env.world_size > 1:

@@ -111,8 +111,8 @@ class Monitor:
         self._check_growth(step, loss)
         if not self.enabled:
             return
-        self.bar.update(1)
         self.bar.set_postfix(epoch=epoch, loss=f"{loss:.4g}", lr=f"{lr:.3g}", refresh=False)
+        self.bar.update(1)  # shows this step's postfix
         if step % self.log_every:
             return
         row: dict[str, Any] = {**metrics, "epoch": epoch, "step": step, "loss": loss, "lr": lr,

@@ -32,6 +32,7 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {key: bounds for keys, bou
 ) for key in keys}
 _ORDERED_PAIRS = ("crop_scale", "global_scale", "local_scale")  # (low, high) of a random range
 _NULLABLE = ("clip_grad",)  # None (no clipping) is valid whatever the default
+_PART_EXAMPLES = {"mim_hparams": {"mask_ratio": 0.6}, "cl_hparams": {"momentum": 0.99}}  # the hybrid's parts
 
 
 def _is_number(value: Any) -> bool:
@@ -55,7 +56,9 @@ def _type_problem(value: Any, default: Any) -> str | None:
                 and all(_type_problem(v, d) is None for v, d in zip(value, default))):
             return None
         return f"a list of {len(default)} like {list(default)}"
-    return None  # dicts (a hybrid's part hyper-parameters) are checked by that part
+    if isinstance(default, dict):  # a hybrid's part hyper-parameters: their values are checked by that part
+        return None if isinstance(value, dict) else "a mapping of that objective's hyper-parameters"
+    return None
 
 
 def _range_problem(key: str, value: Any) -> str | None:
@@ -72,12 +75,23 @@ def _range_problem(key: str, value: Any) -> str | None:
     return None
 
 
-def check_hparam(objective: str, key: str, value: Any, default: Any) -> None:
-    """Raise a one-line ConfigError when ``value`` is the wrong type or out of range for ``key``."""
+def check_hparam(objective: str, key: str, value: Any, default: Any,
+                 choices: tuple[str, ...] | None = None, via: str | None = None) -> None:
+    """Raise a one-line ConfigError when ``value`` is the wrong type, out of range, or not
+    one of ``choices`` for ``key``; ``via`` names the mapping that holds it (the hybrid's
+    ``mim_hparams``), so that the example says where the value goes."""
     if value is None and key in _NULLABLE:
         return
     problem = _type_problem(value, default) or _range_problem(key, value)
+    if problem is None and choices is not None and value not in choices:
+        problem = f"one of {', '.join(choices)}"
     if problem is not None:
-        example = json.dumps(list(default) if isinstance(default, tuple) else default)
-        raise ConfigError(f"objective {objective!r}: {key} must be {problem}, got {json.dumps(value, default=repr)}; "
-                          f"e.g. --set {key}={example.replace(' ', '')} (Python: hparams={{{key!r}: {example}}})")
+        shown = list(default) if isinstance(default, tuple) else _PART_EXAMPLES.get(key, default)
+        example, python = json.dumps(shown), repr(shown)
+        if via is not None:
+            example, python = json.dumps({key: shown}), repr({key: shown})
+        option = via or key
+        where = f" (in {via})" if via else ""
+        raise ConfigError(f"objective {objective!r}{where}: {key} must be {problem}, got "
+                          f"{json.dumps(value, default=repr)}; e.g. --set {option}={example.replace(' ', '')} "
+                          f"(Python: hparams={{{option!r}: {python}}})")

@@ -58,6 +58,7 @@ class Objective(nn.Module, abc.ABC):
     defaults: ClassVar[dict[str, Any]]
     per_tensor_clip: ClassVar[bool] = False
     revision: ClassVar[int] = 1
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {}  # hyper-parameters that name one of a few values
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__()
@@ -67,16 +68,18 @@ class Objective(nn.Module, abc.ABC):
         self.collapse_dim: int | None = None
 
     @classmethod
-    def resolve_hparams(cls, given: dict[str, Any]) -> dict[str, Any]:
-        """``defaults`` updated with ``given`` (each type- and range-checked, ``check_hparam``);
+    def resolve_hparams(cls, given: dict[str, Any], via: str | None = None) -> dict[str, Any]:
+        """``defaults`` updated with ``given`` (each type- and range-checked, ``check_hparam``;
+        ``via``: the hybrid's ``mim_hparams``/``cl_hparams`` that hold them, for the errors);
         lists become tuples where the default is a tuple."""
         unknown = sorted(set(given) - set(cls.defaults))
         if unknown:
-            raise ConfigError(f"objective {cls.name!r}: unknown hyper-parameter(s) {unknown}; "
+            where = f" (in {via})" if via else ""
+            raise ConfigError(f"objective {cls.name!r}{where}: unknown hyper-parameter(s) {unknown}; "
                               f"known: {sorted(cls.defaults)}")
         out = dict(cls.defaults)
         for key, value in given.items():
-            check_hparam(cls.name, key, value, cls.defaults[key])
+            check_hparam(cls.name, key, value, cls.defaults[key], cls.choices.get(key), via)
             if isinstance(cls.defaults[key], tuple) and value is not None:
                 value = tuple(value)
             out[key] = int(value) if is_whole(value) else value  # a NumPy integer as a Python int

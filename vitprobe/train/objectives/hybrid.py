@@ -10,7 +10,7 @@ from torch import Tensor
 
 from vitprobe.errors import ConfigError
 from vitprobe.models.architecture import ArchSpec
-from vitprobe.train.objectives.base import Objective, StepInfo, get_objective, register_objective
+from vitprobe.train.objectives.base import Objective, StepInfo, get_objective, objective_class, register_objective
 
 MIM_CHOICES = ("mae", "simmim")
 CL_CHOICES = ("mocov3", "dino")
@@ -34,6 +34,15 @@ class Hybrid(Objective):
         momentum=0.99, betas=(0.9, 0.999), clip_grad=None, drop_path=None,
         mim="simmim", cl="mocov3", lam=0.5, mim_hparams={}, cl_hparams={},
     )
+    choices = {"mim": MIM_CHOICES, "cl": CL_CHOICES}
+
+    @classmethod
+    def resolve_hparams(cls, given: dict[str, Any], via: str | None = None) -> dict[str, Any]:
+        """As every objective's, and the hyper-parameters of each part checked by that part."""
+        out = super().resolve_hparams(given, via)
+        for part in ("mim", "cl"):
+            objective_class(out[part]).resolve_hparams(out[f"{part}_hparams"], via=f"{part}_hparams")
+        return out
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__(encoder, arch, **hparams)

@@ -121,15 +121,21 @@ def parse_spec(spec: str) -> DataSpec:
     raise spec_error(spec, f"unknown dataset kind {kind!r}")
 
 
+
+def _relative(spec: str) -> DataSpec | None:
+    """The parsed ``spec`` when it names a folder by a relative path, else None."""
+    try:
+        parsed = parse_spec(spec)
+    except DataError:
+        return None
+    return None if parsed.path is None or parsed.path.expanduser().is_absolute() else parsed
+
+
 def relative_path_note(spec: str) -> str:
     """``" (relative paths in a data spec are read from <cwd>)"`` when ``spec`` names a relative
     folder, else ``""``: what a recipe's data error adds, since its other paths are read from
     the recipe's folder."""
-    try:
-        path = parse_spec(spec).path
-    except DataError:
-        return ""
-    if path is None or path.expanduser().is_absolute():
+    if _relative(spec) is None:
         return ""
     return f" (relative paths in a data spec are read from the folder vitprobe runs in, {os.getcwd()})"
 
@@ -138,11 +144,7 @@ def absolute_spec(spec: str) -> str:
     """``spec`` with a relative folder made absolute (``folder:imgs`` -> ``folder:/home/me/imgs``),
     so that a record of it names the same data from any working folder; other specs, and text
     that is no spec, unchanged."""
-    try:
-        parsed = parse_spec(spec)
-    except DataError:
+    parsed = _relative(spec)
+    if parsed is None:
         return spec
-    if parsed.path is None or parsed.path.expanduser().is_absolute():
-        return spec
-    path = os.path.abspath(parsed.path)
-    return f"{parsed.kind}:{path}" + (f":{parsed.split}" if parsed.split else "")
+    return f"{parsed.kind}:{os.path.abspath(parsed.path)}" + (f":{parsed.split}" if parsed.split else "")

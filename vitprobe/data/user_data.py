@@ -83,7 +83,9 @@ def describe_data(data: Dataset | DataLoader, first: Mapping[str, Any] | None
 def _describe(dataset: Any, first: Mapping[str, Any] | None) -> dict[str, Any]:
     if isinstance(dataset, Subset):
         indices = np.asarray(list(dataset.indices), dtype=np.int64)
-        facts = _sampled(_describe(dataset.dataset, first_image_item(dataset.dataset)), len(indices), "Subset")
+        inner = dataset.dataset  # its first item is read only to hash a dataset that cannot describe itself
+        inner_first = None if callable(getattr(inner, "describe", None)) else first_image_item(inner)
+        facts = _sampled(_describe(inner, inner_first), len(indices), "Subset")
         return {**facts, "sampled": {**facts["sampled"],
                                      "indices_sha256": hashlib.sha256(indices.tobytes()).hexdigest()[:16]}}
     describe = getattr(dataset, "describe", None)

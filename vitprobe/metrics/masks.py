@@ -32,14 +32,18 @@ def attention_mask(cls_attn: torch.Tensor, keep_mass: float = 0.6) -> torch.Tens
     return torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
 
 
+def _check_tensors(pred: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor | None) -> None:
+    for name, mask in (("pred", pred), ("target", target), ("ignore", ignore)):
+        if mask is not None:
+            check_tensor(mask, name)
+
+
 def jaccard(pred: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor | None = None) -> torch.Tensor:
     """Intersection over union over the last two dims, float32, broadcasting the leading dims.
 
     ``IoU = |pred & target & ~ignore| / |(pred | target) & ~ignore|``; NaN when that union is empty.
     """
-    for name, mask in (("pred", pred), ("target", target), ("ignore", ignore)):
-        if mask is not None:
-            check_tensor(mask, name)
+    _check_tensors(pred, target, ignore)
     try:
         shape = torch.broadcast_shapes(*(m.shape for m in (pred, target, ignore) if m is not None))
     except RuntimeError:
@@ -73,9 +77,7 @@ def jaccard_matrix(pred: torch.Tensor, target: torch.Tensor, ignore: torch.Tenso
     ``IoU[b, h, k] = |p_h & t_k| / (|p_h| + |t_k| - |p_h & t_k|)`` over valid pixels; NaN on an
     empty union.
     """
-    for name, mask in (("pred", pred), ("target", target), ("ignore", ignore)):
-        if mask is not None:
-            check_tensor(mask, name)
+    _check_tensors(pred, target, ignore)
     if pred.dim() < 3 or target.dim() < 3:
         raise ShapeError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} need (B, masks, pixels...)")
     if ignore is not None and ignore.numel() != pred.shape[0] * math.prod(pred.shape[2:]):

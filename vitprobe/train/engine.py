@@ -40,10 +40,10 @@ from vitprobe.train.schedules import cosine_schedule
 
 ObjectiveFactory = Callable[..., Objective]
 NO_DECAY_NAMES = {"pos_embed", "cls_token", "reg_token", "mask_token"}
-# Options that may differ between a run and its --resume; all others must match.
 # What a run folder holds: the trainer's files, and the notes `vitprobe reproduce` keeps beside them.
 RUN_ENTRIES = {"config.json", LOG_FILE, ckpt.ENCODER_FILE, ckpt.STATE_FILE, ckpt.FINAL_FILE, ckpt.STAGING_DIR,
                "started.json", "finished.json"}
+# Options that may differ between a run and its --resume; all others must match.
 RESUME_MAY_CHANGE = {"out", "num_workers", "device", "log_every", "save_every"}
 _SHUFFLE, _VIEWS, _STEP = 1, 2, 3  # domains of derived seeds
 
@@ -301,8 +301,8 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     if not resume and is_analysis_output(out):
         raise OutputExistsError(f"{out} holds an analysis (run.json or runs.json), which a training run "
                                 "would mix with; choose another --out")
-    others = sorted(p.name for p in out.iterdir() if p.name not in RUN_ENTRIES) if out.is_dir() else []
-    if not resume and others:
+    others = sorted(p.name for p in out.iterdir() if p.name not in RUN_ENTRIES) if not resume and out.is_dir() else []
+    if others:
         raise OutputExistsError(f"{out} holds {abbreviate(others, 3)}, which a training run would mix "
                                 "with; choose an empty or new --out")
     log = out / LOG_FILE

@@ -8,7 +8,6 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from vitprobe.errors import ConfigError
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.objectives.base import Objective, StepInfo, get_objective, objective_class, register_objective
 
@@ -46,17 +45,11 @@ class Hybrid(Objective):
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__(encoder, arch, **hparams)
-        h = self.hparams
-        if h["mim"] not in MIM_CHOICES or h["cl"] not in CL_CHOICES:
-            raise ConfigError(f"hybrid: mim must be one of {MIM_CHOICES} and cl one of {CL_CHOICES}, "
-                              f"got mim={h['mim']!r} cl={h['cl']!r}")
-        lam = h["lam"]
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0.0 <= lam <= 1.0:
-            raise ConfigError(f"hybrid: lam {lam!r} must be a number in [0, 1] (0 pure MIM, 1 pure CL)")
+        h = self.hparams  # mim and cl among the choices, lam in [0, 1]: checked by resolve_hparams
         cl_hparams = dict(h["cl_hparams"])
         if h["cl"] == "mocov3":
             cl_hparams.setdefault("stop_grad_patch_embed", False)
-        self.lam = float(lam)
+        self.lam = float(h["lam"])
         self.mim = get_objective(h["mim"], encoder, arch, **h["mim_hparams"])
         self.cl = get_objective(h["cl"], encoder, arch, **cl_hparams)
         self.collapse_dim = self.cl.collapse_dim

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from vitprobe.data.spec import relative_path_note
 from vitprobe.errors import ConfigError, VitprobeError, check_whole, is_whole, warn_user
+from vitprobe.yaml_files import read_yaml_mapping
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "analyses"
 # the papers' studies, which `reproduce --quick` runs when no recipe is named; every YAML file in
@@ -71,51 +70,9 @@ class Recipe:
     path: Path | None = None
 
 
-class _RepeatedKey(yaml.YAMLError):
-    def __init__(self, key: Any, line: int) -> None:
-        super().__init__(f"key {key!r} repeated")
-        self.key, self.line = key, line
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last)."""
-
-
-def _mapping_without_repeats(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node)
-        if not isinstance(key, str | int | float | bool):
-            continue  # an unhashable key is construct_mapping's error
-        if key in seen:
-            raise _RepeatedKey(key, key_node.start_mark.line)
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)
-
-
-def _read_yaml(path: Path, what: str = "a recipe is a YAML mapping of name, data, models, analyses") -> dict[str, Any]:
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a folder; give a recipe .yaml file")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.load(fh, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such recipe file; built-in recipes: {', '.join(builtin_recipes())}")
-    except _RepeatedKey as err:
-        raise ConfigError(f"{path} (line {err.line + 1}): key {err.key!r} is given twice (YAML would "
-                          "silently keep the last); give each key once")
-    except yaml.YAMLError as err:
-        line = getattr(getattr(err, "problem_mark", None), "line", None)
-        where = f" (line {line + 1})" if line is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML; fix the syntax")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: {what}")
-    return data
+def _read_yaml(path: Path) -> dict[str, Any]:
+    return read_yaml_mapping(path, "recipe", "a recipe is a YAML mapping of name, data, models, analyses",
+                             f"; built-in recipes: {', '.join(builtin_recipes())}")
 
 
 def builtin_recipes() -> list[str]:
@@ -337,7 +294,9 @@ def _train_spec(spec: Any, recipe: Path, where: str) -> dict[str, Any]:
             raise ConfigError(f"{where}: training config {file}: {err.strerror}") from None
         if not exists:
             raise ConfigError(f"{where}: training config {file} does not exist")
-        return _read_yaml(file, "a training config is a YAML mapping of training options (vitprobe train --help)")
+        from vitprobe.train.config import read_train_config
+
+        return read_train_config(file)
     if isinstance(spec, dict):
         return dict(spec)
     raise ConfigError(f"{where}: `train` is a path to a training YAML or a mapping")

@@ -490,8 +490,8 @@ def test_an_interrupted_training_says_how_to_continue_once(tmp_path, capsys, mon
     monkeypatch.setattr(train_module, "train", interrupted)
     argv = ["train", "--method", "mae", "--data", "synthetic:16", "--out", str(tmp_path / "run")]
     assert main(argv) == 130
-    assert capsys.readouterr().err == ("vitprobe: interrupted; --resume with the same options continues "
-                                       "from the last checkpoint\n")
+    assert capsys.readouterr().err == (f"vitprobe: interrupted; vitprobe train --resume --out {tmp_path / 'run'} "
+                                       "continues from the last checkpoint\n")
     monkeypatch.setenv("RANK", "1")  # another torchrun process: rank 0 says it
     assert main(argv) == 130
     assert capsys.readouterr().err == ""

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from vitprobe.commands._key_values import parse_key_values
 from vitprobe.commands._data_help import SPEC_HELP
 from vitprobe.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vitprobe.train import TrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,49 +20,124 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="pre-train a ViT with DINO, MoCo v3, MAE, SimMIM, GMML or a CL+MIM hybrid",
         description="Pre-train a ViT. Several GPUs: torchrun --nproc_per_node K -m vitprobe "
-                    "train ... (--batch-size is per process). Writes <out>/checkpoint.safetensors "
+                    "train ... (--batch-size is per process). Options come from the command line, "
+                    "from --config FILE, or (--resume) from the run's config.json. Writes <out>/checkpoint.safetensors "
                     "(+ .train_state.pt) every --save-every epochs, <out>/final.safetensors and "
                     "<out>/log.csv.")
-    p.add_argument("--method", required=True, help="dino, mocov3, mae, simmim, gmml or hybrid")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="a YAML file of training options (TrainConfig's fields, e.g. analyses/train/"
+                        "mae_tiny_synthetic.yaml); options given here override it")
+    p.add_argument("--method", default=None, help="dino, mocov3, mae, simmim, gmml or hybrid")
     p.add_argument("--lambda", dest="lam", type=float, default=None, metavar="LAMBDA",
                    help="hybrid only: L = (1 - lambda) L_MIM + lambda L_CL")
     p.add_argument("--arch", default=None, metavar="NAME", help="a timm ViT name, e.g. vit_small_patch16_224")
     p.add_argument("--preset", default=None, help="tiny (default), small, vit_s16 or vit_b16")
-    p.add_argument("--data", required=True, metavar="SPEC", help=SPEC_HELP)
+    p.add_argument("--data", default=None, metavar="SPEC", help=SPEC_HELP)
     p.add_argument("--epochs", type=int, default=None, metavar="N",
                    help="default: 10 (tiny), 30 (small), the published length (full presets)")
-    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per process and step (default 64)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="images per process and step (default 64)")
     p.add_argument("--lr", type=float, default=None, help="peak lr; default base_lr * batch / 256")
-    p.add_argument("--out", default="runs/train", metavar="DIR", help="run folder (default runs/train)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the weights, the views and the data order (default 0)")
+    p.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/train)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out with the options its config.json records "
+                        "(--device, --num-workers, --save-every and --log-every may change)")
+    p.add_argument("--seed", type=int, default=None, metavar="S",
+                   help="seeds the weights, the views and the data order (default 0)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="objective hyper-parameter, e.g. --set clip_grad=3.0 (repeatable)")
-    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N")
-    p.add_argument("--num-workers", type=int, default=0, metavar="N", help="data-loading processes (default 0: in the main process)")
-    p.add_argument("--amp", default="auto", metavar="MODE", help="auto (bf16/fp16 on CUDA, fp32 on CPU), bf16, "
-                                                 "fp16 or fp32")
-    p.add_argument("--save-every", type=int, default=1, metavar="N", help="checkpoint every N epochs (default 1)")
+    p.add_argument("--device", default=None, help="auto (default: cuda when available), cpu, cuda or cuda:N")
+    p.add_argument("--num-workers", type=int, default=None, metavar="N",
+                   help="data-loading processes (default 0: in the main process)")
+    p.add_argument("--amp", default=None, metavar="MODE", help="auto (default: bf16/fp16 on CUDA, fp32 on CPU), "
+                                                               "bf16, fp16 or fp32")
+    p.add_argument("--save-every", type=int, default=None, metavar="N", help="checkpoint every N epochs (default 1)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--log-every", type=int, default=1, metavar="N", help="log.csv row every N steps (default 1)")
+    p.add_argument("--log-every", type=int, default=None, metavar="N", help="log.csv row every N steps (default 1)")
     p.set_defaults(func=run)
+
+
+# command-line options that are TrainConfig fields of the same name
+_FIELDS = ("method", "lam", "arch", "preset", "data", "epochs", "batch_size", "lr", "out", "seed",
+           "device", "num_workers", "amp", "save_every", "log_every")
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the TrainConfig (one-line ConfigError on bad options), then train."""
-    from vitprobe.train import TrainConfig, train
+    from vitprobe.train import train
 
-    config = TrainConfig(
-        method=args.method, lam=args.lam, arch=args.arch, preset=args.preset, data=args.data,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, out=args.out,
-        seed=args.seed, hparams=parse_key_values(args.set, "--set", "mask_ratio=0.75"), device=args.device,
-        num_workers=args.num_workers, amp=args.amp, save_every=args.save_every,
-        log_every=args.log_every)
+    config = training_config(args)
     final = train(config, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(_loss_summary(final.parent / "log.csv", config.total_epochs()))
         print(final)
     return 0
+
+
+def training_config(args: argparse.Namespace) -> "TrainConfig":
+    """The TrainConfig from, in rising precedence: ``--config FILE`` (else, with --resume, the
+    run's own ``config.json``), then the options given on the command line; ``--set`` values
+    are merged key by key into the file's ``hparams``."""
+    from vitprobe.train import TrainConfig
+    from vitprobe.train.config import read_train_config
+
+    given = {name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None}
+    hparams = parse_key_values(args.set, "--set", "mask_ratio=0.75")
+    base: dict[str, Any] = {}
+    if args.config is not None:
+        base = read_train_config(Path(args.config))
+        try:
+            TrainConfig.check_names(base)
+        except ConfigError as err:
+            raise ConfigError(f"{args.config}: {err}") from None
+    elif args.resume:
+        base = _saved_options(Path(given.get("out", TrainConfig.out)))
+    options = {**base, **given}
+    if hparams:  # merged into the file's hyper-parameters (a non-mapping there is TrainConfig's error)
+        earlier = options.get("hparams") or {}
+        options["hparams"] = {**earlier, **hparams} if isinstance(earlier, dict) else earlier
+    for name in ("method", "data"):
+        if name not in options:
+            raise ConfigError(f"give --{name}, or --config FILE with a {name}: key, or --resume "
+                              "with the --out of a run to continue")
+    try:
+        return TrainConfig.from_overrides(options)
+    except ConfigError as err:
+        if args.config is None:
+            raise
+        raise ConfigError(f"{_culprit(args.config, base, given, err)}: {err}") from None
+
+
+def _culprit(config: str, base: dict[str, Any], given: dict[str, Any], err: ConfigError) -> str:
+    """``config`` where the file with only the method and data it may leave to the command
+    line fails in the same way, else ``config`` with the command line's options."""
+    from vitprobe.train import TrainConfig
+
+    alone = {**{k: given[k] for k in ("method", "data") if k in given}, **base}
+    try:
+        TrainConfig.from_overrides(alone)
+    except ConfigError as own:
+        if str(own) == str(err):
+            return config
+    return f"{config} with the command line's options"
+
+
+def _saved_options(out: Path) -> dict[str, Any]:
+    """The options a training run in ``out`` recorded in its config.json (for --resume)."""
+    import json
+
+    path = out / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"--resume: {out} holds no training run (no config.json); point --out at "
+                          "the folder of the run to continue")
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"--resume: {path} cannot be read ({type(err).__name__}); repeat the run's "
+                          "options (--method, --data, ...) with --config FILE or on the command line") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"--resume: {path} is not a mapping of training options; repeat the run's "
+                          "options with --config FILE or on the command line")
+    return saved
 
 
 def _loss_summary(log: Path, epochs: int) -> str:

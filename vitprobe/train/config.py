@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from vitprobe.data.spec import absolute_spec
 from vitprobe.errors import ConfigError, check_whole, is_whole
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.objectives import list_objectives, objective_class
+from vitprobe.yaml_files import read_yaml_mapping
 
 AMP_MODES = ("auto", "bf16", "fp16", "fp32")
 
@@ -126,11 +128,16 @@ class TrainConfig:
     def from_overrides(cls, overrides: dict[str, Any] | None = None, **kwargs: Any) -> "TrainConfig":
         """A config from ``{field: value}``; an unknown field is a ConfigError."""
         values = {**(overrides or {}), **kwargs}
+        cls.check_names(values)
+        return cls(**values)
+
+    @classmethod
+    def check_names(cls, values: dict[str, Any]) -> None:
+        """Raise ConfigError unless every key of ``values`` names a field."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise ConfigError(f"unknown training option(s) {unknown}; known: {sorted(names)}")
-        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field."""
@@ -142,7 +149,9 @@ class TrainConfig:
         return {**self.to_dict(), "preset": self.preset_name, "epochs": self.total_epochs()}
 
     def validate(self) -> None:
-        """Raise ConfigError (one line) for an impossible combination of options."""
+        """Raise ConfigError (one line) for an option of the wrong type or an impossible
+        combination of options."""
+        self._check_types()
         if self.method not in list_objectives():
             raise ConfigError(f"unknown method {self.method!r}; choose one of {list_objectives()}")
         if self.method == "hybrid":
@@ -174,6 +183,18 @@ class TrainConfig:
             if "lam" in self.hparams:
                 raise ConfigError("the hybrid's lambda is set by --lambda (Python lam=), not --set lam")
             objective_class("hybrid").resolve_hparams(self.hparams)  # its parts are read before it is built
+
+    def _check_types(self) -> None:
+        """Text options are non-empty strings (arch and preset may be None); lr and lam are
+        numbers or None (a YAML config can hold anything)."""
+        for name in ("method", "data", "out", "amp", "device", "arch", "preset"):
+            value = getattr(self, name)
+            if not (isinstance(value, str) and value) and not (value is None and name in ("arch", "preset")):
+                raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
+        for name in ("lr", "lam"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
 
     @property
     def preset_name(self) -> str | None:
@@ -219,6 +240,13 @@ class TrainConfig:
         if name is not None and PRESETS[name].epochs is not None:
             return PRESETS[name].epochs  # type: ignore[return-value]
         return objective_class(self.method).published_epochs
+
+
+def read_train_config(path: Path) -> dict[str, Any]:
+    """The training options a YAML file holds (keys: TrainConfig's fields; checked when the
+    config is built), as ``analyses/train/*.yaml`` and ``vitprobe train --config`` use them."""
+    return read_yaml_mapping(path, "training config",
+                             "a training config is a YAML mapping of training options (vitprobe train --help)")
 
 
 def resolve_optim(config: TrainConfig, hparams: dict[str, Any]) -> dict[str, Any]:

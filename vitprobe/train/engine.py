@@ -208,7 +208,8 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int,
     if changed:
         flags = "; ".join(_option_difference(k, saved.get(k), now[k]) for k in changed)
         raise ConfigError(f"--resume: options differ from the run in {config.out} ({flags}); "
-                          f"repeat the run's options (its config.json lists them) or start a new --out")
+                          "give the run's own values (its config.json; `vitprobe train --resume "
+                          "--out DIR` reads them) or start a new --out")
 
 
 @contextlib.contextmanager

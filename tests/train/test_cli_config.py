@@ -1,0 +1,96 @@
+"""``vitprobe train --config FILE`` and ``--resume --out DIR`` alone: where options come from."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_resume import assert_same_run, stop_after_first_save  # noqa: E402
+
+from vitprobe.cli import main  # noqa: E402
+
+SMALL = ["--epochs", "2", "--batch-size", "8", "--no-progress"]
+
+
+def saved_config(out: Path) -> dict:
+    return json.loads((out / "config.json").read_text(encoding="utf-8"))
+
+
+def test_a_config_file_trains_as_its_options_given_on_the_command_line(tmp_path, capsys):
+    config = tmp_path / "simmim.yaml"
+    config.write_text("method: simmim\ndata: synthetic:16\nepochs: 3\nhparams:\n  clip_grad: 1.0\n  mask_ratio: 0.5\n")
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "file"), "--epochs", "1",
+                 "--set", "mask_ratio=0.6", "--batch-size", "8", "--no-progress"]) == 0
+    assert main(["train", "--method", "simmim", "--data", "synthetic:16", "--epochs", "1", "--batch-size", "8",
+                 "--set", "clip_grad=1.0", "--set", "mask_ratio=0.6", "--out", str(tmp_path / "flags"),
+                 "--no-progress"]) == 0
+    by_file, by_flags = saved_config(tmp_path / "file"), saved_config(tmp_path / "flags")
+    assert by_file["epochs"] == 1  # the command line wins over the file
+    assert by_file["hparams"] == {"clip_grad": 1.0, "mask_ratio": 0.6}  # --set merged key by key
+    assert {**by_file, "out": None} == {**by_flags, "out": None}
+    capsys.readouterr()
+
+
+def test_the_shipped_training_configs_are_valid(tmp_path):
+    from vitprobe.train import TrainConfig
+    from vitprobe.train.config import read_train_config
+
+    files = sorted((Path(__file__).parents[2] / "analyses" / "train").glob("*.yaml"))
+    assert files
+    for file in files:
+        options = read_train_config(file)
+        config = TrainConfig.from_overrides({**options, "lam": 0.5} if options["method"] == "hybrid" else options)
+        assert config.method in file.stem and config.preset == "tiny"
+
+
+def test_resume_with_only_the_out_folder_continues_exactly(tmp_path, monkeypatch, capsys):
+    def run(out: Path, resume: bool) -> None:
+        argv = ["--resume", "--out", str(out), "--no-progress"] if resume else [
+            "--method", "mae", "--data", "synthetic:16", "--set", "mask_ratio=0.5", "--seed", "3",
+            "--out", str(out), *SMALL]
+        assert main(["train", *argv]) == 0
+
+    run(tmp_path / "full", False)
+    stop_after_first_save(lambda: run(tmp_path / "split", False), monkeypatch)
+    run(tmp_path / "split", True)
+    assert_same_run(tmp_path / "full", tmp_path / "split")
+    # options that may change on resume are taken; the others are refused with the saved value named
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(tmp_path / "split"), "--batch-size", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--batch-size was 8, now 4" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("argv,content,message", [
+    (["--data", "synthetic:16"], None,
+     "give --method, or --config FILE with a method: key, or --resume with the --out of a run to continue"),
+    (["--config", "{cfg}"], "method: mae\nlrr: 0.1\n", "{cfg}: unknown training option(s) ['lrr']; known: ['amp'"),
+    (["--config", "{cfg}"], "method: mae\ndata: synthetic:16\nlr: fast\n", "{cfg}: lr must be a number, got 'fast'"),
+    (["--config", "{cfg}", "--epochs", "1"], "method: mae\ndata: 5\n", "{cfg}: data must be a non-empty string, got 5"),
+    (["--config", "{cfg}", "--lambda", "0.5"], "method: mae\ndata: synthetic:16\n",
+     "{cfg} with the command line's options: --lambda applies to --method hybrid only"),
+    (["--config", "{cfg}"], "method: mae\nmethod: dino\n", "{cfg} (line 2): key 'method' is given twice"),
+    (["--config", "{cfg}"], "- method\n", "{cfg}: a training config is a YAML mapping of training options"),
+    (["--config", "{tmp}/missing.yaml"], None, "{tmp}/missing.yaml: no such training config file"),
+    (["--resume"], None, "--resume: {out} holds no training run (no config.json); point --out at the folder"),
+    (["--resume"], "not json", "--resume: {out}/config.json cannot be read (JSONDecodeError); repeat the run's"),
+])
+def test_a_missing_or_bad_source_of_options_is_one_line(tmp_path, capsys, argv, content, message):
+    cfg, out = tmp_path / "cfg.yaml", tmp_path / "run"
+    if content is not None:
+        if "--resume" in argv:
+            out.mkdir()
+            (out / "config.json").write_text(content)
+        else:
+            cfg.write_text(content)
+    names = {"cfg": cfg, "tmp": tmp_path, "out": out}
+    argv = [a.format(**names) for a in argv]
+    assert main(["train", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vitprobe: error: ") and message.format(**names) in err and "\n" not in err
+    written = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    assert written == (["config.json"] if "--resume" in argv and content else [])  # only what the test wrote

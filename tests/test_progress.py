@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import sys
+import time
+
 import tqdm
 import tqdm.auto
 
@@ -17,3 +21,20 @@ def test_text_bar_without_ipywidgets(monkeypatch) -> None:
 def test_auto_bar_where_ipywidgets_is_installed(monkeypatch) -> None:
     monkeypatch.setattr(vitprobe.progress, "find_spec", lambda name: object())
     assert vitprobe.progress.progress_bar_class() is tqdm.auto.tqdm
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_bar_in_a_file_is_redrawn_rarely_and_in_a_terminal_often(monkeypatch) -> None:
+    """Where stderr is a file (a batch job's log) the bar is not redrawn ten times a second."""
+    monkeypatch.setattr(vitprobe.progress, "find_spec", lambda name: None)
+    written = {}
+    for name, stream in (("file", io.StringIO()), ("terminal", _Terminal())):
+        monkeypatch.setattr(sys, "stderr", stream)
+        for _ in vitprobe.progress.progress_bar(range(40)):
+            time.sleep(0.02)
+        written[name] = stream.getvalue().count("\r")
+    assert written["file"] <= 3 < written["terminal"]  # the first draw, the last, and no more

@@ -436,3 +436,18 @@ def test_unusual_terminals_and_environments_do_not_lose_the_work(checkpoint, tmp
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "MPLBACKEND='nonsense'" in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_checkpoints_of_different_image_sizes_are_warned_about(checkpoint, tmp_path, capsys):
+    torch.manual_seed(0)
+    larger = tmp_path / "larger.safetensors"
+    model = timm.models.vision_transformer.VisionTransformer(
+        img_size=48, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0).eval()
+    save_encoder(larger, model, ArchSpec(patch_size=8, embed_dim=32, depth=2, num_heads=2, img_size=48), {})
+    argv = ["analyze", "--checkpoint", checkpoint, "--checkpoint", str(larger), "--data", "synthetic:8",
+            "--analyses", "fourier", "--no-progress"]
+    assert main(argv) == 0
+    assert ("vitprobe: warning: the checkpoints take different image sizes (tiny 32 px, larger 48 px)"
+            in capsys.readouterr().err)
+    assert main(argv + ["--img-size", "48"]) == 0  # one size for both: nothing to warn about
+    assert "different image sizes" not in capsys.readouterr().err

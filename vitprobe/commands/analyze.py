@@ -9,7 +9,7 @@ import pandas as pd
 
 from vitprobe.commands._key_values import parse_analysis_params
 from vitprobe.commands._data_help import SPEC_HELP
-from vitprobe.errors import ConfigError
+from vitprobe.errors import ConfigError, warn_user
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -86,6 +86,7 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
     names = args.label or [p.label for p in plans]
     for plan, label in zip(plans, unique_labels([folder_name(name) for name in names])):
         plan.label = label
+    _warn_if_sizes_differ(plans)
     runs = [run_analysis(plan, progress=is_main and not args.no_progress) for plan in plans]
     if not is_main:  # rank 0 holds the merged results and writes them
         return 0
@@ -97,6 +98,17 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
             write_comparison(runs, tmp, links={r.label: f"{r.label}/report.html" for r in runs})
     print_summary(runs, args.out)
     return 0
+
+
+def _warn_if_sizes_differ(plans: list) -> None:
+    """Checkpoints that take different image sizes see the data at different resolutions:
+    attention distances (pixels at each model's size) and Fourier frequencies do not line up."""
+    sizes = {plan.label: plan.info.img_size for plan in plans}
+    if len(set(sizes.values())) > 1:
+        listed = ", ".join(f"{label} {size} px" for label, size in sizes.items())
+        warn_user(f"the checkpoints take different image sizes ({listed}), so each reads the data at its "
+                  "own resolution and their pixel distances and frequencies do not line up; pass "
+                  "--img-size PX to analyse all at one size")
 
 
 def print_summary(runs: list, out: str | None) -> None:

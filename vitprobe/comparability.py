@@ -59,25 +59,38 @@ def _depth_and_registers(protocol: Mapping[str, Any]) -> Any:
     return [arch.get(k) for k in ("depth", "reg_tokens")] if isinstance(arch, Mapping) else arch
 
 
-def setting_differences(protocols: Sequence[Mapping[str, Any]]) -> list[str]:
-    """``key a | b`` for each measurement setting that differs between the protocols of one
-    analysis (between models of different depth or register tokens, not the layers that those decide)."""
+def join_by_run(values: Sequence[str], labels: Sequence[str] | None = None) -> str:
+    """The distinct ``values`` (one per run) joined by `` | ``; where they differ and the runs
+    have ``labels``, each value names its runs: ``20 (moco) | 5 (mae, random)``."""
+    runs: dict[str, list[str]] = {}
+    for i, value in enumerate(values):
+        runs.setdefault(value, []).extend([labels[i]] if labels is not None else [])
+    if len(runs) < 2 or labels is None:
+        return " | ".join(runs)
+    return " | ".join(f"{value} ({', '.join(named)})" for value, named in runs.items())
+
+
+def setting_differences(protocols: Sequence[Mapping[str, Any]], labels: Sequence[str] | None = None) -> list[str]:
+    """``key a | b`` (with ``labels``, ``key a (run) | b (run)``) for each measurement setting
+    that differs between the protocols of one analysis (between models of different depth or
+    register tokens, not the layers that those decide)."""
     shapes = {_text(_depth_and_registers(p)) for p in protocols}
     skip = set(EXECUTION_KEYS) | set(OUTCOME_KEYS) | (set(ARCHITECTURE_KEYS) if len(shapes) > 1 else set())
     keys = sorted({k for p in protocols for k in p} - skip)
-    return [f"{k} " + " | ".join(json.dumps(jsonable(p.get(k))) for p in protocols) for k in keys
+    return [f"{k} " + join_by_run([json.dumps(jsonable(p.get(k))) for p in protocols], labels) for k in keys
             if len({_text(p.get(k)) for p in protocols}) > 1]
 
 
-def warn_if_incomparable(protocols: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-    """Warn once when results set side by side (``protocols``: analysis name -> the protocol of
-    each run) saw different data, and once per analysis run with different settings."""
-    data = data_difference([p for group in protocols.values() for p in group])
+def warn_if_incomparable(protocols: Mapping[str, Sequence[tuple[str, Mapping[str, Any]]]]) -> None:
+    """Warn once when results set side by side (``protocols``: analysis name -> each run's
+    ``(label, protocol)``) saw different data, and once per analysis run with different
+    settings, naming the runs of each value."""
+    data = data_difference([p for group in protocols.values() for _, p in group])
     if data is not None:
         warn_user(f"the runs were analysed on different data ({data}); their numbers are not "
                   "comparable, only their shapes")
     for name, group in protocols.items():
-        differ = setting_differences(group)
+        differ = setting_differences([p for _, p in group], [label for label, _ in group])
         if differ:
             warn_user(f"{name} was run with different settings ({'; '.join(differ)}); each run's "
                       f"protocol is its Result.protocol (and {name}.json of a comparison)")

@@ -475,7 +475,7 @@ def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike
 
     runs = [r for x in runs for r in ([x] if isinstance(x, Run) else load_runs(x))]
     _refuse_repeats(runs)
-    warn_if_incomparable({name: [run[name].protocol for run in runs if name in run]
+    warn_if_incomparable({name: [(run.label, run[name].protocol) for run in runs if name in run]
                           for name in dict.fromkeys(n for run in runs for n in run)})
     with atomic_output(out, overwrite) as tmp:
         write_comparison(runs, tmp)

@@ -170,10 +170,19 @@ def test_drawing_runs_side_by_side_warns_where_they_differ(results):
         elsewhere = {**knn.protocol, "dataset": {**knn.protocol["dataset"], "root": "/mnt/elsewhere"}}
         draw("knn", [("a", results["knn"]), ("b", Result("knn", knn.table, elsewhere))])
     for protocol, message in [({"dataset": {"spec": "digits"}}, r"different data \(digits; synthetic:8\)"),
-                              ({"k": 5}, r"knn was run with different settings \(k 20 \| 5\)")]:
+                              ({"k": 5}, r"knn was run with different settings \(k 20 \(a\) \| 5 \(b\)\)")]:
         changed = Result("knn", knn.table, {**knn.protocol, **protocol})
         with pytest.warns(UserWarning, match=message):
-            draw("knn", [("a", results["knn"]), ("b", changed)])
+            figure = draw("knn", [("a", results["knn"]), ("b", changed)])
+    assert "k 20 (a) | 5 (b)" in figure._suptitle.get_text()  # the caption names whose k is whose
+
+
+def test_differing_values_name_their_runs():
+    from vitprobe.comparability import join_by_run
+
+    assert join_by_run(["20", "20", "5"], ["moco", "mae", "random"]) == "20 (moco, mae) | 5 (random)"
+    assert join_by_run(["20", "20"], ["moco", "mae"]) == "20"  # one value: no names needed
+    assert join_by_run(["20", "5", "20"]) == "20 | 5"
 
 
 def test_summary_reads_deepest_layer(results):
@@ -253,7 +262,7 @@ def test_compare_warns_when_an_analysis_ran_with_other_settings(tmp_path, result
     other = dict(make_results(seed=2))
     knn = other["knn"]
     other["knn"] = Result("knn", knn.table, {**knn.protocol, "k": 10, "device": "cuda"})
-    with pytest.warns(UserWarning, match=r"knn was run with different settings \(k 20 \| 10\)") as caught:
+    with pytest.warns(UserWarning, match=r"knn was run with different settings \(k 20 \(a\) \| 10 \(b\)\)") as caught:
         compare([Run(results, label="a"), Run(other, label="b")], tmp_path / "cmp")
     assert len(caught) == 1
     saved = json.loads((tmp_path / "cmp" / "knn.json").read_text(encoding="utf-8"))
@@ -270,7 +279,7 @@ def test_layers_that_follow_from_another_depth_are_not_a_different_setting(tmp_p
         warnings.simplefilter("error")
         compare([Run(deep, label="a"), Run(shallow, label="b")], tmp_path / "cmp")
     chosen = with_arch(make_results(seed=2), 3, [1, 2])  # same model, fewer layers chosen: a real difference
-    with pytest.warns(UserWarning, match=r"was run with different settings \(layers \[1, 2, 3\] \| \[1, 2\]\)"):
+    with pytest.warns(UserWarning, match=r"was run with different settings \(layers \[1, 2, 3\] \(a\) \| \[1, 2\] \(b\)\)"):
         compare([Run(deep, label="a"), Run(chosen, label="b")], tmp_path / "cmp2")
 
 

@@ -45,7 +45,7 @@ def draw(name: str, items: Sequence[tuple[str, "Result"]], check: bool = True) -
 
     items = list(items)
     if check:
-        warn_if_incomparable({name: [result.protocol for _, result in items]})
+        warn_if_incomparable({name: [(label, result.protocol) for label, result in items]})
     metrics = {str(m) for _, r in items for m in r.table["metric"].unique()}
     with matplotlib.rc_context(RC):
         function = plotter_for(name, metrics)

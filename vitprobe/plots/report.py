@@ -94,7 +94,8 @@ def compare_report(runs: Sequence["Run"], labels: Sequence[str], names: Sequence
     for name in names:
         present = [(label, run[name]) for label, run in zip(labels, runs) if name in run]
         body.append(f'<section id="{html.escape(name)}"><h2>{html.escape(name)}</h2>')
-        body.append(_figure(name, svgs[name], protocol_caption([r.protocol for _, r in present])))
+        body.append(_figure(name, svgs[name], protocol_caption([r.protocol for _, r in present],
+                                                               labels=[label for label, _ in present])))
         for label, result in present:
             body.append(f"<h4>{html.escape(label)}</h4>" + _table(result))
         body.append("</section>")

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 import matplotlib
 from matplotlib.figure import Figure  # drawn without pyplot: no backend is chosen or changed
 
+from vitprobe.comparability import join_by_run
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -74,11 +76,13 @@ def _value_text(value: Any) -> str | None:
     return None
 
 
-def protocol_caption(protocols: Sequence[dict[str, Any]], exclude: Sequence[str] = ()) -> str:
+def protocol_caption(protocols: Sequence[dict[str, Any]], exclude: Sequence[str] = (),
+                     labels: Sequence[str] | None = None) -> str:
     """``key value · key value`` of the protocol entries that define the measurement (the
     keys in CAPTION_KEYS, and any analysis parameter set away from its default); where runs
-    differ, their values are joined with ``|``."""
-    return " · ".join(_caption_parts(protocols, exclude))
+    differ, their values are joined with ``|``, each naming its runs when ``labels`` are given
+    (``k 20 (moco) | 5 (mae)``)."""
+    return " · ".join(_caption_parts(protocols, exclude, labels))
 
 
 def _changed_params(protocol: dict[str, Any]) -> list[str]:
@@ -96,15 +100,18 @@ def _changed_params(protocol: dict[str, Any]) -> list[str]:
             and p.name in protocol and protocol[p.name] != p.default]
 
 
-def _caption_parts(protocols: Sequence[dict[str, Any]], exclude: Sequence[str] = ()) -> list[str]:
+def _caption_parts(protocols: Sequence[dict[str, Any]], exclude: Sequence[str] = (),
+                   labels: Sequence[str] | None = None) -> list[str]:
     changed = [k for p in protocols for k in _changed_params(p) if k not in CAPTION_KEYS]
     keys = [k for k in (*CAPTION_KEYS, *dict.fromkeys(changed)) if any(k in p for p in protocols) and k not in exclude]
+    named = labels if labels is not None else [""] * len(protocols)
     parts = []
     for key in keys:
-        values = [_value_text(p[key]) for p in protocols if key in p]
-        values = list(dict.fromkeys(v for v in values if v is not None))
-        if values:
-            parts.append(f"{key.replace('_', ' ')} {' | '.join(values)}")
+        pairs = [(label, _value_text(p[key])) for label, p in zip(named, protocols) if key in p]
+        pairs = [(label, v) for label, v in pairs if v is not None]
+        if pairs:
+            values = join_by_run([v for _, v in pairs], [label for label, _ in pairs] if labels is not None else None)
+            parts.append(f"{key.replace('_', ' ')} {values}")
     return parts
 
 
@@ -112,7 +119,7 @@ def finish(fig: Figure, title: str, items: Items) -> Figure:
     """Title the figure with the analysis and its protocol (wrapped to the figure width)."""
     width_chars = int(fig.get_figwidth() * 15)
     lines = [title]
-    for part in _caption_parts([result.protocol for _, result in items]):
+    for part in _caption_parts([result.protocol for _, result in items], labels=[label for label, _ in items]):
         if len(lines) > 1 and len(lines[-1]) + 3 + len(part) <= width_chars:
             lines[-1] += " · " + part
         else:

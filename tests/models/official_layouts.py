@@ -139,6 +139,33 @@ def dino(encoder_sd: Tensors, spec: ArchSpec, path: Path) -> set[str]:
     return set(_prefixed("head.", teacher.head.state_dict()))
 
 
+# ---- SiT (Sara-Ahmed/SiT main.py: FullPipline(backbone, CLSHead, RECHead), both DDP-wrapped)
+
+class _SitPipeline(nn.Module):
+    def __init__(self, backbone: nn.Module, dim: int, patch_size: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Sequential(nn.Linear(dim, 32), nn.GELU(), nn.Linear(32, 16))  # CLSHead.mlp
+        self.head_recons = nn.Module()  # RECHead: an MLP, then a transposed convolution to pixels
+        self.head_recons.mlp = nn.Sequential(nn.Linear(dim, 32), nn.GELU(), nn.Linear(32, dim))
+        self.head_recons.convTrans = nn.ConvTranspose2d(dim, 3, kernel_size=patch_size, stride=patch_size)
+
+
+def sit(encoder_sd: Tensors, spec: ArchSpec, path: Path) -> set[str]:
+    teacher = _Wrap(_randomised(_SitPipeline(_Holder(encoder_sd), spec.embed_dim, spec.patch_size), 3))
+    teacher.module.backbone = _Holder(encoder_sd)  # _randomised left the held weights alone; set them again
+    student = _Wrap(_SitPipeline(_Holder({k: v + 1 for k, v in encoder_sd.items()}), spec.embed_dim,
+                                 spec.patch_size))
+    args = argparse.Namespace(model="vit_small", drop_path_rate=0.1, use_fp16=True, batch_size=32, epochs=800,
+                              lr=0.0005, out_dim=256, simclr_temp=0.2, momentum_teacher=0.996,
+                              output_dir="./out", gpu=0)
+    torch.save({"student": student.state_dict(), "teacher": teacher.state_dict(),
+                "optimizer": _adamw_state(student.module.head), "epoch": 5, "args": args,
+                "fp16_scaler": dict(SCALER_STATE)}, path)
+    heads = teacher.module
+    return set(_prefixed("head.", heads.head.state_dict())) | set(_prefixed("head_recons.", heads.head_recons.state_dict()))
+
+
 # ---- MoCo v3 (facebookresearch/moco-v3 main_moco.py, moco/builder.py MoCo_ViT)
 
 def _moco_mlp(layers: int, dim_in: int, hidden: int, dim_out: int) -> nn.Sequential:
@@ -321,6 +348,7 @@ CASES = [
     Case("timm-pth", "timm", timm_pth, VIT),
     Case("timm-safetensors-registers", "timm", timm_safetensors, VIT_REG, ".safetensors"),
     Case("dino-teacher", "dino", dino, VIT),
+    Case("sit-teacher", "sit", sit, VIT),
     Case("mocov3", "mocov3", mocov3, VIT, ".pth.tar"),
     Case("mocov3-momentum", "mocov3", mocov3_momentum, VIT, ".pth.tar",
          {"key": "momentum_encoder"}),

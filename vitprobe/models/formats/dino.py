@@ -1,4 +1,4 @@
-"""DINO full training checkpoints (facebookresearch/dino ``main_dino.py``).
+"""DINO full training checkpoints (facebookresearch/dino ``main_dino.py``), and SiT's, which nest alike.
 
 The file holds ``student`` (DDP-wrapped: ``module.backbone.*``, ``module.head.*``),
 ``teacher`` (``backbone.*``, ``head.*``), ``optimizer``, ``epoch``, ``args`` (an argparse
@@ -21,14 +21,15 @@ DINO_ARCHS: dict[str, tuple[int, int]] = {"vit_tiny": (192, 3), "vit_small": (38
 """DINO's ``args.arch`` -> (width, heads) of its vision_transformer.py."""
 
 
-def dino_hints(args: Any) -> ArchHints:
-    """Heads and patch size from DINO's pickled ``args`` Namespace (absent fields give none)."""
-    arch = getattr(args, "arch", None)
+def dino_hints(args: Any, field: str = "arch", source: str = "DINO") -> ArchHints:
+    """Heads and patch size from the pickled ``args`` Namespace of DINO (its ``arch``) or SiT
+    (its ``model``, from the same vit_tiny/small/base); absent fields give none."""
+    arch = getattr(args, field, None)
     patch = getattr(args, "patch_size", None)
     width, heads = named_arch(arch, DINO_ARCHS)
-    return ArchHints(num_heads=heads, width=width, heads_source=f"DINO args.arch {arch!r}",
+    return ArchHints(num_heads=heads, width=width, heads_source=f"{source} args.{field} {arch!r}",
                      patch_size=patch if isinstance(patch, int) else None,
-                     info={"args.arch": arch} if isinstance(arch, str) else {})
+                     info={f"args.{field}": arch} if isinstance(arch, str) else {})
 
 
 @register_format
@@ -49,6 +50,28 @@ class DinoTraining(CheckpointFormat):
         sd = tensor_dict(raw, entry(raw, key), f"entry {key!r}")
         sd = strip_prefix(strip_prefix(sd, "module."), "backbone.")
         kept, dropped = split_drops(sd, self.drops)
-        args = raw.obj.get("args")
-        return Extracted(kept, dropped, dino_hints(args), key,
+        return Extracted(kept, dropped, self.hints(raw.obj.get("args")), key,
                          sorted(str(k) for k in raw.obj if k != key))
+
+    def hints(self, args: Any) -> ArchHints:
+        return dino_hints(args)
+
+
+@register_format
+class SitTraining(DinoTraining):
+    """SiT training checkpoints (Sara-Ahmed/SiT ``main.py``): DINO's nesting (both networks
+    DDP-wrapped there), each with a contrastive ``head`` and a reconstruction ``head_recons``;
+    ``args.model`` names the ViT."""
+
+    name = "sit"
+    priority = 9  # before dino, which would leave head_recons.* unexplained
+    summary = "SiT training checkpoint: teacher (default) or student, DINO's nesting plus head_recons"
+    drops = {"head.*": "SiT contrastive head (training only)",
+             "head_recons.*": "SiT reconstruction head (training only)"}
+
+    def detect(self, raw: RawCheckpoint) -> bool:
+        return super().detect(raw) and any(
+            has_prefixed_keys(raw.obj.get(k), "head_recons.", "module.head_recons.") for k in self.keys)
+
+    def hints(self, args: Any) -> ArchHints:
+        return dino_hints(args, field="model", source="SiT")

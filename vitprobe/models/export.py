@@ -2,17 +2,22 @@
 
 The nesting follows the published code, so their loaders (and vitprobe's) read the file:
 - dino: ``{"teacher": {"backbone." + k}, "student": {"module.backbone." + k}, "epoch",
-  "args": Namespace(arch, patch_size)}`` (DINO ``main_dino.py``; no head: only the encoder exists)
+  "args": {arch, patch_size}}`` (DINO ``main_dino.py``; no head: only the encoder exists)
 - mocov3: ``{"epoch", "arch", "state_dict": {"module.base_encoder." + k}}`` (``main_moco.py``)
-- mae: ``{"model": {k}, "epoch", "args": Namespace(model)}`` (MAE ``misc.save_model``, without
+- mae: ``{"model": {k}, "epoch", "args": {model}}`` (MAE ``misc.save_model``, without
   the optimiser; its loaders read ``model``)
 - simmim: ``{"model": {"encoder." + k, plus the relative_position_index buffers SimMIM's
-  modules persist}, "epoch"}`` (SimMIM ``utils.save_checkpoint``); BEiT-family encoders only.
+  modules persist}, "epoch"}`` (SimMIM ``utils.save_checkpoint``); BEiT-family encoders with
+  SimMIM's shared relative position bias only.
+
+The training scripts pickle ``args`` as an argparse Namespace, which ``torch.load`` refuses
+under its default ``weights_only=True`` (torch >= 2.6); exports write it as a dict of the
+fields the loaders read, so a plain ``torch.load`` reads them. Only encoders that the official
+ViT classes can hold are exported: those would silently drop layer scale or register tokens.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -57,7 +62,7 @@ def _index_buffers(spec: ArchSpec) -> Tensors:
 
 
 def _dino(sd: Tensors, spec: ArchSpec, meta: dict[str, Any]) -> dict[str, Any]:
-    args = argparse.Namespace(arch=_arch_name(DINO_ARCHS, spec), patch_size=spec.patch_size)
+    args = {"arch": _arch_name(DINO_ARCHS, spec), "patch_size": spec.patch_size}
     return {"student": _prefixed("module.backbone.", sd), "teacher": _prefixed("backbone.", sd),
             "epoch": meta["epoch"], "args": args}
 
@@ -71,11 +76,26 @@ def _mae(sd: Tensors, spec: ArchSpec, meta: dict[str, Any]) -> dict[str, Any]:
     published = (n for n, size in MAE_MODELS.items() if n.startswith("mae_") and
                  n.endswith(f"_patch{spec.patch_size}") and size == (spec.embed_dim, spec.num_heads))
     name = next(published, custom_arch_name(spec.embed_dim, spec.num_heads))
-    return {"model": dict(sd), "epoch": meta["epoch"], "args": argparse.Namespace(model=name)}
+    return {"model": dict(sd), "epoch": meta["epoch"], "args": {"model": name}}
 
 
 def _simmim(sd: Tensors, spec: ArchSpec, meta: dict[str, Any]) -> dict[str, Any]:
     return {"model": _prefixed("encoder.", {**sd, **_index_buffers(spec)}), "epoch": meta["epoch"]}
+
+
+# What the official ViT classes (DINO's vision_transformer.py, MoCo v3's and MAE's timm-based
+# ViTs) hold: a class token, no registers, no layer scale, qkv bias, MLP ratio 4, no classifier.
+_OFFICIAL_VIT = {"reg_tokens": 0, "layer_scale": None, "qkv_bias": True, "mlp_ratio": 4.0,
+                 "global_pool": "token", "fc_norm": False, "num_classes": 0}
+
+
+def _unexportable(spec: ArchSpec, fmt: str) -> list[str]:
+    """What of ``spec`` the official classes of layout ``fmt`` cannot hold: ``field value`` each."""
+    if EXPORTERS[fmt][0] == "vit":
+        return [f"{k} {getattr(spec, k)}" for k, v in _OFFICIAL_VIT.items() if getattr(spec, k) != v]
+    if spec.rel_pos_bias != "shared":  # SimMIM's loader reads the one shared table
+        return [f"rel_pos_bias {spec.rel_pos_bias}"]
+    return []
 
 
 EXPORTERS: dict[str, tuple[str, Callable[[Tensors, ArchSpec, dict[str, Any]], dict[str, Any]]]] = {
@@ -108,6 +128,11 @@ def export_checkpoint(src: str | os.PathLike[str], fmt: str, out: str | os.PathL
         raise CheckpointError(f"{src} holds a {it.spec.family} encoder but {fmt} checkpoints hold "
                               f"a {family} encoder; export it as one of "
                               f"{', '.join(n for n, (f, _) in EXPORTERS.items() if f == it.spec.family)}")
+    unfit = _unexportable(it.spec, fmt)
+    if unfit:
+        raise CheckpointError(f"{src}: the official {fmt} model cannot hold this encoder ({', '.join(unfit)}; "
+                              f"its loader would drop or misread those weights); load the vitprobe "
+                              f"file itself (vitprobe.load_model, a timm {it.spec.family} encoder) instead")
     obj = build(it.state_dict, it.spec, it.report["training"])
     tmp = temp_file_beside(out)
     try:

@@ -28,6 +28,12 @@ def custom_arch_name(width: int, heads: int) -> str:
     return f"vit_d{width}_h{heads}"
 
 
+def training_arg(args: Any, name: str) -> Any:
+    """Field ``name`` of a checkpoint's ``args``: an argparse Namespace (as the training scripts
+    pickle it) or a mapping (as ``vitprobe export`` writes it, loadable with weights_only)."""
+    return args.get(name) if isinstance(args, Mapping) else getattr(args, name, None)
+
+
 def named_arch(name: Any, published: Mapping[str, tuple[int, int]]) -> tuple[int | None, int | None]:
     """(width, heads) of an architecture name: a published one from ``published``, or
     ``vit_d<width>_h<heads>`` (:func:`custom_arch_name`); (None, None) otherwise."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, entry,
                                           has_prefixed_keys, named_arch, register_format, split_drops,
-                                          strip_prefix, tensor_dict)
+                                          strip_prefix, tensor_dict, training_arg)
 from vitprobe.models.reading import RawCheckpoint
 
 DINO_ARCHS: dict[str, tuple[int, int]] = {"vit_tiny": (192, 3), "vit_small": (384, 6),
@@ -24,8 +24,8 @@ DINO_ARCHS: dict[str, tuple[int, int]] = {"vit_tiny": (192, 3), "vit_small": (38
 def dino_hints(args: Any, field: str = "arch", source: str = "DINO") -> ArchHints:
     """Heads and patch size from the pickled ``args`` Namespace of DINO (its ``arch``) or SiT
     (its ``model``, from the same vit_tiny/small/base); absent fields give none."""
-    arch = getattr(args, field, None)
-    patch = getattr(args, "patch_size", None)
+    arch = training_arg(args, field)
+    patch = training_arg(args, "patch_size")
     width, heads = named_arch(arch, DINO_ARCHS)
     return ArchHints(num_heads=heads, width=width, heads_source=f"{source} args.{field} {arch!r}",
                      patch_size=patch if isinstance(patch, int) else None,

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, entry,
                                           has_prefixed_keys, named_arch, register_format,
-                                          split_drops, strip_prefix, tensor_dict)
+                                          split_drops, strip_prefix, tensor_dict, training_arg)
 from vitprobe.models.inference import is_beit_layout
 from vitprobe.models.reading import RawCheckpoint
 
@@ -95,7 +95,7 @@ class MAE(ModelEntryFormat):
         """Heads from ``args.model`` of MAE's training checkpoints (the release has no args).
         A ViT-S in this layout is DeiT-S (6 heads) or a MoCo v3 ViT-S (12 heads) that
         convert_to_deit.py rewrote: its head count is uncertain."""
-        name = getattr(raw.obj.get("args"), "model", None)
+        name = training_arg(raw.obj.get("args"), "model")
         width, heads = named_arch(name, MAE_MODELS)
         return ArchHints(num_heads=heads, width=width, heads_source=f"MAE args.model {name!r}",
                          info={"args.model": name} if isinstance(name, str) else {},

@@ -83,6 +83,33 @@ def test_forced_wrong_format_is_refused(tmp_path):
         load_model(made.path, format="deit")
 
 
+def test_a_layout_read_with_the_wrong_format_or_key_names_the_fix(tmp_path):
+    simmim = make_case(next(c for c in CASES if c.format == "simmim"), tmp_path)
+    with pytest.raises(CheckpointError, match="the patch embedding is under 'encoder.', which the chosen layout "
+                                              "does not strip; drop --format to detect the layout"):
+        load_model(simmim.path, format="mae")
+    dino = make_case(next(c for c in CASES if c.format == "dino"), tmp_path)
+    student_only = tmp_path / "student.pth"
+    obj = torch.load(dino.path, weights_only=False)
+    torch.save({"student": obj["student"], "epoch": 3}, student_only)
+    with pytest.raises(CheckpointError, match="has no 'teacher' entry; it holds 'student': pass --key student"):
+        load_model(student_only)
+    assert load_model(student_only, key="student").vitprobe_info["report"]["key"] == "student"
+    optimiser = tmp_path / "optimiser.pth"
+    torch.save(torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1).state_dict(), optimiser)
+    with pytest.raises(CheckpointError, match="is an optimiser state .* not model weights"):
+        load_model(optimiser)
+
+
+def test_a_swin_transformer_is_named_as_such(tmp_path):
+    swin = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, depths=(1, 1, 1, 1), embed_dim=32,
+                             num_heads=(1, 1, 1, 1))
+    path = tmp_path / "simmim_swin.pth"
+    torch.save({"model": {f"encoder.{k}": v for k, v in swin.state_dict().items()}, "epoch": 1}, path)
+    with pytest.raises(CheckpointError, match=r"a Swin Transformer \(layers.N.blocks.M.\*\), which vitprobe does not read"):
+        load_model(path)
+
+
 class _Payload:
     """Unpickling this creates ``marker`` (stands for arbitrary code)."""
 

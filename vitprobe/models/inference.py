@@ -30,6 +30,7 @@ from vitprobe.models.formats.base import ArchHints
 PUBLISHED_HEADS: dict[int, int] = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}
 INFERRED_LAYER_SCALE = 0.1
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
+_SWIN_BLOCK = re.compile(r"(^|\.)layers\.\d+\.blocks\.\d+\.")  # Swin stages: layers.N.blocks.M
 _BEIT_MARKERS = ("attn.q_bias", "relative_position_bias_table", ".gamma_1")
 
 
@@ -92,6 +93,17 @@ def _heads(width: int, sd: Mapping[str, torch.Tensor], hints: ArchHints,
     return heads, source
 
 
+def _why_no_patch_embedding(sd: Mapping[str, torch.Tensor]) -> str:
+    """Why weights without ``patch_embed.proj.weight`` are no encoder: a prefix the chosen
+    layout did not strip (``--format`` that does not match the file), or no ViT at all."""
+    nested = sorted(k[: -len("patch_embed.proj.weight")] for k in sd if k.endswith(".patch_embed.proj.weight"))
+    if nested:
+        return (f"the patch embedding is under {nested[0]!r}, which the chosen layout does not "
+                "strip; drop --format to detect the layout (see `vitprobe models`)")
+    return ("no patch embedding (patch_embed.proj.weight), so these are not ViT/BEiT encoder weights "
+            "(a CNN state dict?); pass a ViT checkpoint, or --format/--key to pick the encoder inside it")
+
+
 def infer_arch(sd: Mapping[str, torch.Tensor], hints: ArchHints, path: Path,
                num_heads: int | None = None) -> tuple[ArchSpec, str]:
     """The ArchSpec that ``sd`` (timm key names) was saved from, and the source of its heads."""
@@ -100,14 +112,15 @@ def infer_arch(sd: Mapping[str, torch.Tensor], hints: ArchHints, path: Path,
             return hints.spec, "stored in the checkpoint"
         return hints.spec.replace(num_heads=num_heads), "given (--num-heads)"
     if "patch_embed.proj.weight" not in sd:
-        raise CheckpointError(f"checkpoint {path}: no patch embedding (patch_embed.proj.weight), so "
-                              "these are not ViT/BEiT encoder weights (a CNN state dict?); pass a "
-                              "ViT checkpoint, or --format/--key to pick the encoder inside it")
+        raise CheckpointError(f"checkpoint {path}: {_why_no_patch_embedding(sd)}")
     width, chans, ph, pw = _shape(sd, "patch_embed.proj.weight", 4, path)
     if chans != 3 or ph != pw or ph < 1:
         raise CheckpointError(f"checkpoint {path}: patch embedding kernel {[width, chans, ph, pw]} "
                               "is not a square patch over 3 colour channels; not supported")
     blocks = {int(m.group(1)) for k in sd if (m := _BLOCK.match(k))}
+    if any(_SWIN_BLOCK.search(k) for k in sd):
+        raise CheckpointError(f"checkpoint {path}: a Swin Transformer (layers.N.blocks.M.*), which "
+                              "vitprobe does not read; it reads ViT and BEiT encoders")
     if not blocks:
         raise CheckpointError(f"checkpoint {path}: no transformer blocks (blocks.N.*) found; "
                               "pass --format/--key to pick the encoder weights inside the file")

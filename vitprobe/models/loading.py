@@ -47,6 +47,9 @@ def _pick_format(raw: RawCheckpoint, name: str | None) -> CheckpointFormat:
         encoder = raw.path.with_name(raw.path.name.replace(".train_state.pt", ".safetensors"))
         raise CheckpointError(f"checkpoint {raw.path} is the training state of a vitprobe run (optimiser, "
                               f"heads, RNG), read by --resume; the encoder is {encoder}")
+    if isinstance(raw.obj, Mapping) and set(raw.obj) == {"state", "param_groups"}:
+        raise CheckpointError(f"checkpoint {raw.path} is an optimiser state (state, param_groups), not "
+                              "model weights; pass the file that holds the model")
     if isinstance(raw.obj, Mapping):
         held = "top-level keys " + abbreviate(sorted(str(k) for k in raw.obj)) if raw.obj else "an empty dict"
     else:

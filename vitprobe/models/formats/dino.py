@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from vitprobe.errors import CheckpointError
 from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, entry,
                                           has_prefixed_keys, named_arch, register_format, split_drops,
                                           strip_prefix, tensor_dict, training_arg)
@@ -47,6 +48,10 @@ class DinoTraining(CheckpointFormat):
 
     def extract(self, raw: RawCheckpoint, key: str | None) -> Extracted:
         key = self.choose_key(raw, key)
+        held = [k for k in self.keys if isinstance(raw.obj, Mapping) and k in raw.obj]
+        if held and key not in raw.obj:  # e.g. a file saved with the student alone
+            raise CheckpointError(f"checkpoint {raw.path} has no {key!r} entry; it holds {held[0]!r}: "
+                                  f"pass --key {held[0]} (Python key={held[0]!r})")
         sd = tensor_dict(raw, entry(raw, key), f"entry {key!r}")
         sd = strip_prefix(strip_prefix(sd, "module."), "backbone.")
         kept, dropped = split_drops(sd, self.drops)

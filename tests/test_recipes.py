@@ -71,7 +71,26 @@ def _claim(**check) -> dict:
     ({"claims": [_claim(layers="lastt")]}, r"layers must be one of all, last, first_half, last_half"),
     ({"claims": [_claim(than="mocov3")]}, r"compares 'mocov3' with itself"),
     ({"claims": [_claim(than="simim")]}, r"than names 'simim', not a model"),
-    ({"claims": [_claim(frequency="high")]}, r"frequency must be `highest` or a number"),
+    ({"claims": [{"figure": "fourier", "text": "t", "check": {"metric": "delta_log_amplitude", "frequency": "high",
+                                                              "greater": "simmim", "than": "mocov3"}}]},
+     r"frequency must be `highest` or a number"),
+    ({"claims": [_claim(frequency="highest")]}, r"claim check frequency: metric knn_top1 \(knn\) has no frequency to select"),
+    ({"claims": [{"figure": "attention_nmi", "text": "t", "check": {"metric": "nmi", "label": "shape",
+                                                                    "greater": "simmim", "than": "mocov3"}}]},
+     r"claim check label: metric nmi \(attention_nmi\) has no label to select; drop label:"),
+    ({"claims": [{**_claim(), "text": 5}]}, r"claim text must be the sentence the claim tests, got 5"),
+    ({"params": {"knn": {"layers": [2, 4]}}, "claims": [_claim(layers=[1])]},
+     r"claim check layers \[1\]: params has knn read only layers \[2, 4\]; add them there"),
+    ({"params": {"attention_nmi": {"layers": [0, 4]}}},
+     r"params: attention_nmi.layers \[0\] lie outside the blocks attention_nmi reads in every model \(1..4: "),
+    ({"models": {"a": {"train": {"method": "simmim", "hparams": {"mask_rati": 0.5}}}}},
+     r"model 'a': objective 'simmim': unknown hyper-parameter\(s\) \['mask_rati'\]"),
+    ({"models": {"a": {"train": {"method": "simmim", "hparams": {"mask_ratio": 2.0}}}}},
+     r"model 'a': objective 'simmim': mask_ratio must be in \(0, 1\)"),
+    ({"models": {"a": {"train": {"method": "simmim", "epochs": 2, "hparams": {"warmup_epochs": 5}}}}},
+     r"model 'a': warm-up of 5 epochs does not fit in 2 epochs"),
+    ({"models": {"a": {"train": {"method": "simmim", "device": "tpu", "out": "/tmp/x"}}}},
+     r"model 'a': device, out is set by vitprobe reproduce \(--device, --out\); drop it"),
     ({"claims": [{**_claim(), "figure": "knnn"}]}, r"claim figure 'knnn' is not drawn"),
     ({"claims": "none"}, r"`claims` must be a list"),
     ({"params": {"attention_jaccard": {"keep_mass": 0.5}}}, r"params given for 'attention_jaccard', which the recipe does not run"),
@@ -277,7 +296,9 @@ def test_all_on_data_that_skips_an_analysis_drops_its_params_and_claims(tmp_path
 
 
 def test_claims_read_what_the_verdicts_read_and_yaml_errors_stay_one_line(tmp_path: Path) -> None:
-    lenient = _claim(layers=["3", 4], frequency="0.5", peak_inside=False)
+    lenient = {"figure": "fourier", "text": "t", "check": {"metric": "delta_log_amplitude", "layers": ["3", 4],
+                                                           "frequency": "0.5", "peak_inside": False,
+                                                           "greater": "simmim", "than": "mocov3"}}
     assert load_recipe(_write(tmp_path, claims=[lenient])).claims[0].check["layers"] == ["3", 4]
     path = tmp_path / "complex.yaml"
     path.write_text("name: x\n? [a, b]\n: 1\n")
@@ -295,7 +316,7 @@ def test_claims_read_what_the_verdicts_read_and_yaml_errors_stay_one_line(tmp_pa
     ({"models": {"a": {"checkpoint": None}}}, r"model 'a': checkpoint must be the path of a file, got None"),
     ({"quick": {"dataa": "synthetic:32"}}, r"quick: unknown keys \['dataa'\]"),
     ({"quick": {"train": {"epochss": 1}}}, r"quick.train: .*epochss"),
-    ({"params": {"knn": {"layers": [9]}}}, r"params: knn.layers \[9\] lie beyond the models' blocks \(the shallowest has 4: 0..4\)"),
+    ({"params": {"knn": {"layers": [9]}}}, r"params: knn.layers \[9\] lie outside the blocks knn reads in every model \(0..4: the shallowest has 4\)"),
     ({"claims": [_claim(layers=[1, 99])]}, r"claim check layers \[99\] lie beyond the models' blocks \(the deepest has 4\)"),
     ({"data": "synthetic:64x"}, r"recipe.yaml: dataset spec 'synthetic:64x'"),
     ({"analyses": []}, r"recipe.yaml: no analyses given"),
@@ -306,3 +327,18 @@ def test_more_mistakes_fail_in_one_line_naming_the_recipe(tmp_path: Path, change
     with pytest.raises(ConfigError, match=message) as err:
         load_recipe(_write(tmp_path, **changes))
     assert "\n" not in str(err.value)
+
+
+def test_a_mistake_in_a_training_config_file_names_that_file(tmp_path: Path) -> None:
+    typo = tmp_path / "train" / "typo.yaml"
+    typo.parent.mkdir()
+    typo.write_text("method: simmim\nepochz: 3\n")
+    path = _write(tmp_path, models={"a": {"train": str(typo)}}, claims=[])
+    with pytest.raises(ConfigError, match=rf"recipe.yaml: model 'a' \(training config {typo}\): unknown "
+                                          r"training option\(s\) \['epochz'\]"):
+        load_recipe(path)
+
+
+def test_a_bad_param_from_the_command_line_is_blamed_on_param_not_the_recipe(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^--param: analysis 'knn': k must be a whole number >= 1"):
+        load_recipe(_write(tmp_path), params={"knn": {"k": 0}})

@@ -66,8 +66,10 @@ def test_a_rerun_reuses_the_models_and_replaces_the_recipes_own_figures(tmp_path
     from vitprobe.train.objectives import objective_class
 
     monkeypatch.setattr(objective_class("gmml"), "revision", objective_class("gmml").revision + 1)
-    run()
+    run(progress=True)
     assert final.stat().st_mtime_ns > stamp
+    assert f"(its training config or objective changed since {final.parent} was trained; the earlier model " \
+           "there is replaced)" in capsys.readouterr().out
     # given the trained model as a checkpoint, the recipe draws no reconstruction: the old one goes
     reproduce(["sit_gmml"], tmp_path, quick=True, data="synthetic:16", train_overrides=SHRINK,
               checkpoints={"gmml": str(final)}, progress=False)
@@ -227,3 +229,16 @@ def test_a_finished_model_is_reused_without_its_training_data(tmp_path: Path) ->
     images.rename(tmp_path / "moved")
     reproduce([str(path)], tmp_path / "out", progress=False)  # reuses the model: no need for its data
     assert {p: p.read_bytes() for p in models.rglob("*") if p.is_file()} == trained
+
+
+def test_an_interrupted_reproduce_says_a_rerun_continues(monkeypatch, capsys) -> None:
+    import vitprobe.reproduce as reproduce_module
+    from vitprobe.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reproduce_module, "reproduce", interrupted)
+    assert main(["reproduce", "cl_vs_mim"]) == 130
+    assert capsys.readouterr().err == ("vitprobe: interrupted; the same command again reuses the models trained "
+                                       "and resumes the one in training\n")

@@ -116,8 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank is interrupted: one line
-            hint = (f"; vitprobe train --resume --out {getattr(args, 'out', None) or 'DIR'} continues "
-                    "from the last checkpoint" if args.command == "train" else "")
+            hints = {"train": f"; vitprobe train --resume --out {getattr(args, 'out', None) or 'DIR'} "
+                              "continues from the last checkpoint",
+                     "reproduce": "; the same command again reuses the models trained and resumes "
+                                  "the one in training"}
+            hint = hints.get(args.command, "")
             print(f"vitprobe: interrupted{hint}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the output went to a reader that stopped early (`| head`)

@@ -37,6 +37,7 @@ class ModelEntry:
     label: str
     role: str = ""
     train: dict[str, Any] | None = None
+    train_file: Path | None = None  # the training YAML that ``train`` was read from, if any
     checkpoint: Path | None = None
     random_like: str | None = None
     num_heads: int | None = None
@@ -164,7 +165,8 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
         if entry.train is not None and train_overrides:
             entry.train = _merge(entry.train, train_overrides)
         if entry.train is not None:
-            depths[entry.key] = _validate_train(entry.train, f"{where}: model {entry.key!r}")
+            source = f" (training config {entry.train_file})" if entry.train_file else ""
+            depths[entry.key] = _validate_train(entry.train, f"{where}: model {entry.key!r}{source}")
         if entry.checkpoint is not None:
             depths[entry.key] = _check_checkpoint(entry, f"{where}: model {entry.key!r}")
     from vitprobe.analysis import check_data_feeds
@@ -179,6 +181,7 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     own = {name: values for name, values in _mapping(raw.get("params", {}), "params", where).items()
            if name not in skipped}  # `all` on data that cannot feed an analysis: its params go with it
     given = {name: values for name, values in (params or {}).items() if name in analyses}
+    _params(given, analyses, "--param", within="")  # a bad --param value is blamed on --param
     analysis_params = _params(_merge(own, given), analyses, where)
     if depths:
         _check_param_blocks(analysis_params, min(depths.values()), where)
@@ -192,7 +195,8 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     extra = _extra_figure_stems(models, figures, analyses, "sweep" in raw)
     deepest = max(depths.values()) if depths else None
     claims = [_claim(c, models, analyses, skipped, {*analyses, *extra}, label_names, deepest, where,
-                     data_given=bool(data)) for c in _listed(raw.get("claims", []), "claims", where)]
+                     data_given=bool(data), params=analysis_params)
+              for c in _listed(raw.get("claims", []), "claims", where)]
     return Recipe(name=name, title=str(raw.get("title", name)),
                   paper=str(raw.get("paper", "")), data=raw["data"],
                   batch_size=batch_size, models=models, analyses=analyses, params=analysis_params,
@@ -265,13 +269,16 @@ def _check_checkpoint(entry: "ModelEntry", where: str) -> int:
 
 
 def _check_param_blocks(params: dict[str, dict[str, Any]], shallowest: int, where: str) -> None:
-    """Block numbers in ``params`` must exist in every model: 0..depth (the analysis checks its
-    own range when it runs)."""
+    """Block numbers in ``params`` must exist in every model, in the analysis's own range
+    (attention maps from block 1, tokens from the embedding, 0)."""
+    from vitprobe.analyzers import get_analyzer
+
     for name, values in params.items():
-        beyond = [b for b in values.get("layers") or [] if not 0 <= b <= shallowest]
+        lowest = get_analyzer(name, **values).lowest_layer()
+        beyond = [b for b in values.get("layers") or [] if not lowest <= b <= shallowest]
         if beyond:
-            raise ConfigError(f"{where}: params: {name}.layers {beyond} lie beyond the models' blocks "
-                              f"(the shallowest has {shallowest}: 0..{shallowest})")
+            raise ConfigError(f"{where}: params: {name}.layers {beyond} lie outside the blocks {name} reads "
+                              f"in every model ({lowest}..{shallowest}: the shallowest has {shallowest})")
 
 
 def _extra_figure_stems(models: list["ModelEntry"], figures: list[str], analyses: list[str],
@@ -285,9 +292,16 @@ def _extra_figure_stems(models: list["ModelEntry"], figures: list[str], analyses
     return stems
 
 
+def _train_file(spec: Any, recipe: Path) -> Path | None:
+    """The training YAML a model's ``train:`` names (relative to the recipe), or None for a mapping."""
+    if not isinstance(spec, str):
+        return None
+    return (recipe.parent / spec) if not Path(spec).is_absolute() else Path(spec)
+
+
 def _train_spec(spec: Any, recipe: Path, where: str) -> dict[str, Any]:
-    if isinstance(spec, str):
-        file = (recipe.parent / spec) if not Path(spec).is_absolute() else Path(spec)
+    file = _train_file(spec, recipe)
+    if file is not None:
         try:
             exists = file.is_file()
         except OSError as err:  # e.g. a name too long for the file system
@@ -318,6 +332,7 @@ def _model_entry(key: Any, spec: Any, recipe: Path, where: str) -> ModelEntry:
                        num_heads=None if heads is None else check_whole(heads, f"{where}: model {key!r}: num_heads"))
     if "train" in spec:
         entry.train = _train_spec(spec["train"], recipe, f"{where}: model {key!r}")
+        entry.train_file = _train_file(spec["train"], recipe)
     if "checkpoint" in spec:
         if not isinstance(spec["checkpoint"], str) or not spec["checkpoint"]:
             raise ConfigError(f"{where}: model {key!r}: checkpoint must be the path of a file, got {spec['checkpoint']!r}")
@@ -337,18 +352,32 @@ def _sweep_models(sweep: Any, recipe: Path, where: str) -> list[ModelEntry]:
         if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
             raise ConfigError(f"{where}: sweep value {value!r} is not a lambda in [0, 1]")
         entries.append(ModelEntry(key=f"lam_{float(value):g}", label=f"lambda = {float(value):g}",
-                                  role="hybrid", train={**base, "lam": float(value)}))
+                                  role="hybrid", train={**base, "lam": float(value)},
+                                  train_file=_train_file(sweep["train"], recipe)))
     return entries
 
 
-def _validate_train(spec: dict[str, Any], where: str) -> int:
-    """The training config must be valid (its data is checked by reproduce, for the models it
-    will train rather than reuse); returns the depth of the encoder it trains."""
-    from vitprobe.train import TrainConfig
-    from vitprobe.train.engine import resolve_arch
+# Training options that reproduce sets itself, from its own command line.
+_SET_BY_REPRODUCE = {"out": "--out", "device": "--device", "num_workers": "--num-workers"}
 
+
+def _validate_train(spec: dict[str, Any], where: str) -> int:
+    """The training config must be valid, its objective's hyper-parameters and warm-up
+    included, as training would check them (its data is checked by reproduce, for the
+    models it will train rather than reuse); returns the depth of the encoder it trains."""
+    from vitprobe.train import TrainConfig
+    from vitprobe.train.config import resolve_optim
+    from vitprobe.train.engine import resolve_arch
+    from vitprobe.train.objectives import objective_class
+
+    ignored = sorted(set(spec) & set(_SET_BY_REPRODUCE))
+    if ignored:
+        raise ConfigError(f"{where}: {', '.join(ignored)} is set by vitprobe reproduce "
+                          f"({', '.join(_SET_BY_REPRODUCE[k] for k in ignored)}); drop it from the training config")
     try:
-        return resolve_arch(TrainConfig.from_overrides(spec)).depth
+        config = TrainConfig.from_overrides(spec)
+        resolve_optim(config, objective_class(config.method).resolve_hparams(config.objective_hparams()))
+        return resolve_arch(config).depth
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
 
@@ -367,9 +396,10 @@ def _analyses(names: Any, where: str) -> str | list[str]:
     return list(names)
 
 
-def _params(raw: dict[str, Any], analyses: list[str], where: str) -> dict[str, dict[str, Any]]:
+def _params(raw: dict[str, Any], analyses: list[str], where: str, within: str = "params: ") -> dict[str, dict[str, Any]]:
     """``params:`` (analysis -> {parameter: value}) checked like ``--param`` (names, kinds and
-    ranges; block numbers against the model when it is analysed)."""
+    ranges; block numbers against the model when it is analysed); errors read
+    ``<where>: <within><the analysis's error>``."""
     from vitprobe.analyzers import get_analyzer
 
     out = {}
@@ -381,7 +411,7 @@ def _params(raw: dict[str, Any], analyses: list[str], where: str) -> dict[str, d
         try:
             checked = get_analyzer(name, **values).params()  # as the analysis reads them
         except ConfigError as err:
-            raise ConfigError(f"{where}: params: {err}") from None
+            raise ConfigError(f"{where}: {within}{err}") from None
         out[name] = {key: checked[key] for key in values}
     return out
 
@@ -409,15 +439,19 @@ def _layers(value: Any, where: str) -> None:
 
 def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dict[str, str],
            drawn: set[str], label_names: list[str], deepest: int | None, where: str,
-           data_given: bool) -> Claim:
-    """One claim, checked against the recipe: its figure is drawn, its metric is one the
-    analyses give, its models exist and differ, its layers exist in the deepest model, and
-    (on the recipe's own data) its label is one the data has. With ``data_given`` (--data), a label the data lacks or an analysis
-    that ``all`` skips on it leaves the claim undecided, with a warning."""
+           data_given: bool, params: dict[str, dict[str, Any]] | None = None) -> Claim:
+    """One claim, checked against the recipe: its text is text, its figure is drawn, its
+    metric is one the analyses give, its models exist and differ, its layers exist in the
+    deepest model and among the layers ``params`` has the analysis read, it selects only on
+    axes its metric's table has, and (on the recipe's own data) its label is one the data has.
+    With ``data_given`` (--data), a label the data lacks or an analysis that ``all`` skips on
+    it leaves the claim undecided, with a warning."""
     from vitprobe.analyzers import analyzer_class
 
     if not isinstance(raw, dict) or not {"figure", "text", "check"} <= set(raw):
         raise ConfigError(f"{where}: each claim needs figure, text and check")
+    if not isinstance(raw["text"], str) or not raw["text"].strip():
+        raise ConfigError(f"{where}: claim text must be the sentence the claim tests, got {raw['text']!r}")
     metric = raw["check"].get("metric") if isinstance(raw["check"], dict) else None
     cut = next((name for name in skipped if metric in analyzer_class(name).metrics), None)
     if cut is not None:
@@ -457,6 +491,16 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
     if beyond:
         raise ConfigError(f"{where}: claim check layers {beyond} lie beyond the models' blocks "
                           f"(the deepest has {deepest})")
+    source = next(name for name in analyses if check["metric"] in analyzer_class(name).metrics)
+    for axis in ("frequency", "label"):
+        if axis in check and axis not in analyzer_class(source).claim_axes:
+            raise ConfigError(f"{where}: claim check {axis}: metric {check['metric']} ({source}) has no "
+                              f"{axis} to select; drop {axis}:")
+    read = (params or {}).get(source, {}).get("layers")
+    unread = [v for v in listed if read is not None and int(v) not in read]
+    if unread:
+        raise ConfigError(f"{where}: claim check layers {unread}: params has {source} read only layers "
+                          f"{read}; add them there or claim on those")
     if check.get("frequency", "highest") != "highest" and not _reads_as_number(check["frequency"]):
         raise ConfigError(f"{where}: claim check frequency must be `highest` or a number (units of pi), "
                           f"got {check['frequency']!r}")

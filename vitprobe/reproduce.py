@@ -90,8 +90,12 @@ def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers:
         return final
     resume = (started.is_file() and started.read_text(encoding="utf-8") == wanted
               and (folder / "checkpoint.safetensors").is_file())
+    epochs = config.total_epochs()
+    changed = not resume and started.is_file()
     _say(progress, f"{entry.key}: {'resuming' if resume else 'training'} {config.method} for "
-                   f"{config.total_epochs()} epochs on {config.data}")
+                   f"{epochs} epoch{'s' if epochs != 1 else ''} on {config.data}"
+                   + (f" (its training config or objective changed since {folder} was trained; "
+                      "the earlier model there is replaced)" if changed else ""))
     if not resume and folder.is_dir() and any(folder.iterdir()):
         if not started.is_file():
             raise OutputExistsError(f"{folder}: holds files that reproduce did not train; move them "

@@ -37,6 +37,8 @@ class Analyzer:
     requires_labels: ClassVar[bool] = False
     value_units: ClassVar[str] = ""
     metrics: ClassVar[tuple[str, ...]] = ()  # the metric names its table holds (claims name them)
+    # table columns beyond metric/layer that a claim may select on ("frequency", "label")
+    claim_axes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.info_: ModelInfo | None = None
@@ -198,6 +200,10 @@ class Analyzer:
         parts = self._rows.get(key)
         return torch.cat(parts) if parts else None
 
+    def lowest_layer(self) -> int:
+        """The first block number ``layers`` may name (0: the embedding; 1: the first block)."""
+        return 0
+
     def _resolve_layers(self, layers: Iterable[int] | None, lowest: int, depth: int) -> tuple[int, ...]:
         """The chosen layers, sorted and each once: ``lowest..depth`` when ``layers`` is None,
         else ``layers``, which must be a non-empty subset of that range (ConfigError)."""
@@ -232,8 +238,11 @@ class LayerAnalyzer(Analyzer):
         super().__init__()
         self.layers = layers
 
+    def lowest_layer(self) -> int:
+        return FIRST_LAYER[self.site_kind]
+
     def _bind(self, info: ModelInfo) -> None:
-        self.layers_ = self._resolve_layers(self.layers, FIRST_LAYER[self.site_kind], info.depth)
+        self.layers_ = self._resolve_layers(self.layers, self.lowest_layer(), info.depth)
 
     def _learned_protocol(self) -> dict[str, Any]:
         protocol = {"layers": list(self.layers_), "num_prefix_tokens_dropped": self.info_.num_prefix_tokens}

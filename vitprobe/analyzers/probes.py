@@ -31,6 +31,7 @@ class _PooledFeatureProbe(Analyzer):
     trained on the samples whose index hashes outside the held-out fraction."""
 
     requires_labels = True
+    claim_axes = ("label",)
     value_units = "% top-1, held out"
     metric = ""
 
@@ -50,7 +51,7 @@ class _PooledFeatureProbe(Analyzer):
 
     def _bind(self, info: ModelInfo) -> None:
         # default: blocks 1..L; the embedding (layer 0) only when asked for
-        self.layers_ = self._resolve_layers(self.layers, 1 if self.layers is None else 0, info.depth)
+        self.layers_ = self._resolve_layers(self.layers, 1 if self.layers is None else self.lowest_layer(), info.depth)
         if self.pooling == "cls" and info.num_prefix_tokens < 1:
             raise ConfigError(f"analysis {self.name!r}: pooling 'cls' needs a class token and this "
                               "model has none; use pooling='mean'")

@@ -32,6 +32,7 @@ class Fourier(LayerAnalyzer):
     site_kind = "tokens"
     value_units = "delta_log_amplitude: natural log, relative to frequency 0; frequency: units of pi"
     metrics = ("delta_log_amplitude",)
+    claim_axes = ("frequency",)
 
     def _bind(self, info: ModelInfo) -> None:
         super()._bind(info)

@@ -88,10 +88,10 @@ def test_compare_two_runs(two_runs, tmp_path, capsys):
     root, _ = two_runs
     assert main(["compare", str(root / "a" / "tiny"), str(root / "b"), "--out", str(tmp_path / "c")]) == 0
     stacked = pd.read_csv(tmp_path / "c" / "fourier.csv")
-    assert set(stacked["run"]) == {"tiny", "tiny-2"}
+    assert set(stacked["run"]) == {"tiny (a)", "tiny (b)"}  # one label, told apart by the folder that differs
     html = (tmp_path / "c" / "report.html").read_text(encoding="utf-8")
     assert all(f'id="figure-{name}"' in html for name in list_analyzers())
-    assert "report.html" in capsys.readouterr().out
+    assert f"compared tiny (a), tiny (b): {tmp_path / 'c'}/report.html" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

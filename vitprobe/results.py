@@ -443,14 +443,33 @@ def _refuse_repeats(runs: Sequence[Run]) -> None:
         seen[key] = r
 
 
+def _tell_apart_by_folder(runs: Sequence[Run]) -> None:
+    """Runs (read from folders here) that share a label get the first part of their folder
+    paths that differs: two recipe outputs ``r1/study/runs/simmim`` and ``r2/...`` compare as
+    ``SimMIM (r1)`` and ``SimMIM (r2)``, not ``SimMIM`` and ``SimMIM-2``."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.label, []).append(run)
+    for label, group in groups.items():
+        paths = [r.folder.resolve().parts for r in group if r.folder is not None]
+        if len(group) < 2 or len(paths) < len(group) or len(set(paths)) < len(paths):
+            continue
+        common = len(os.path.commonprefix(paths))
+        for run, parts in zip(group, paths):
+            run.label = f"{label} ({parts[common] if common < len(parts) else run.folder.name})"
+
+
 def load_runs(folder: str | os.PathLike[str]) -> list[Run]:
     """The run in ``folder``, or the runs in its sub-folders (an `analyze --out` folder), in the
-    order its ``runs.json`` lists them (the order of the checkpoints), others after by name."""
+    order its ``runs.json`` lists them (the order of the checkpoints), others after by name; a
+    ``vitprobe reproduce`` recipe folder counts as the runs in its ``runs/``."""
     folder = Path(folder)
     if not folder.exists():
         raise ConfigError(f"{folder}: no such folder; pass folders written by `vitprobe analyze --out`")
     if (folder / "run.json").is_file():
         return [Run.load(folder)]
+    if (folder / "runs").is_dir() and not (folder / "runs.json").is_file():
+        return load_runs(folder / "runs")
     if folder.is_dir():
         listed = folder / "runs.json"
         order = [str(e.get("label")) for e in json.loads(listed.read_text(encoding="utf-8"))] if listed.is_file() else []
@@ -458,7 +477,8 @@ def load_runs(folder: str | os.PathLike[str]) -> list[Run]:
                       key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
         if subs:
             return [Run.load(p) for p in subs]
-    raise ConfigError(f"{folder}: no run.json here or in its sub-folders; pass folders written by `vitprobe analyze --out`")
+    raise ConfigError(f"{folder}: no run.json here or in its sub-folders; pass folders written by "
+                      "`vitprobe analyze --out` or a recipe's folder of `vitprobe reproduce --out`")
 
 
 def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike[str],
@@ -473,7 +493,9 @@ def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike
         raise ConfigError("compare: no runs given; pass at least one run folder")
     from vitprobe.comparability import warn_if_incomparable
 
-    runs = [r for x in runs for r in ([x] if isinstance(x, Run) else load_runs(x))]
+    loaded = [[x] if isinstance(x, Run) else load_runs(x) for x in runs]
+    _tell_apart_by_folder([r for x, group in zip(runs, loaded) if not isinstance(x, Run) for r in group])
+    runs = [r for group in loaded for r in group]
     _refuse_repeats(runs)
     warn_if_incomparable({name: [(run.label, run[name].protocol) for run in runs if name in run]
                           for name in dict.fromkeys(n for run in runs for n in run)})

@@ -300,7 +300,10 @@ def test_compare_two_runs(tmp_path, results):
     a.save(tmp_path / "a")
     b.save(tmp_path / "b")
     compare([tmp_path / "a", str(tmp_path / "b")], tmp_path / "from_folders")
-    assert (tmp_path / "from_folders" / "fourier.csv").read_bytes() == (tmp_path / "cmp" / "fourier.csv").read_bytes()
+    from_folders = pd.read_csv(tmp_path / "from_folders" / "fourier.csv")
+    assert list(dict.fromkeys(from_folders["run"])) == ["mae (a)", "mae (b)"]  # one label: told apart by folder
+    pd.testing.assert_frame_equal(from_folders.drop(columns="run"), stacked.drop(columns="run"))
+    assert [r.label for r in (a, b)] == ["mae", "mae"]  # the caller's Run objects keep their labels
     with pytest.raises(ConfigError, match="takes a list of runs"):
         compare(a, tmp_path / "lone")
 
@@ -315,6 +318,17 @@ def test_compare_reads_a_multi_run_folder_in_the_order_of_its_checkpoints(tmp_pa
     # Python's compare reads such a folder as all of its runs, as the command does
     compare([tmp_path / "both"], tmp_path / "cmp")
     assert list(dict.fromkeys(pd.read_csv(tmp_path / "cmp" / "fourier.csv")["run"])) == ["zeta", "alpha", "mid"]
+
+
+def test_compare_reads_recipe_folders_and_tells_their_runs_apart(tmp_path, results):
+    """Two `vitprobe reproduce --out` folders of one recipe: each recipe folder counts as the
+    runs in its runs/, and runs of one label are named by the folder that differs."""
+    for out in ("r1", "r2"):
+        for key, label in (("simmim", "SimMIM tiny"), ("random", "random init")):
+            Run(results, label=label).save(tmp_path / out / "study" / "runs" / key)
+    compare([tmp_path / "r1" / "study", tmp_path / "r2" / "study"], tmp_path / "cmp")
+    labels = [entry["label"] for entry in json.loads((tmp_path / "cmp" / "runs.json").read_text(encoding="utf-8"))]
+    assert labels == ["random init (r1)", "SimMIM tiny (r1)", "random init (r2)", "SimMIM tiny (r2)"]
 
 
 def test_a_mistyped_metric_or_analysis_names_what_is_there(results):

@@ -20,10 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load every run (checked first), then write the comparison."""
-    from vitprobe.results import check_output, compare, load_runs, unique_labels
+    import json
+
+    from vitprobe.results import check_output, compare
 
     check_output(args.out, args.overwrite)
-    runs = [r for folder in args.runs for r in load_runs(folder)]
-    out = compare(runs, args.out, overwrite=args.overwrite)
-    print(f"compared {', '.join(unique_labels([r.label for r in runs]))}: {out}/report.html")
+    out = compare(args.runs, args.out, overwrite=args.overwrite)
+    labels = [str(entry["label"]) for entry in json.loads((out / "runs.json").read_text(encoding="utf-8"))]
+    print(f"compared {', '.join(labels)}: {out}/report.html")
     return 0

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="an analysis parameter (see `vitprobe analyses`), e.g. knn.pooling=mean, "
                         "knn.k=10, linear_probe.final_norm=true; repeat for several")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per forward pass (default 32); changes the tables only by rounding")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto (cuda when available)")
     p.add_argument("--out", metavar="DIR", help="output folder (refused if not empty, unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace --out once the new results are complete")
     p.add_argument("--num-heads", type=int, metavar="N",

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="small-scale run (all recipes when none is named); 12-15 min on 2 CPU cores")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default {DEFAULT_OUT}); a rerun into it reuses the models it trained "
                         "and replaces the figures and reports")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (training and analysis)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto (cuda when available), for training and analysis")
     p.add_argument("--data", metavar="SPEC", help="replace every recipe's analysis data; " + SPEC_HELP)
     p.add_argument("--model", action="append", metavar="KEY=PATH",
                    help="use this checkpoint for model KEY instead of training it")

@@ -31,7 +31,7 @@ class MocoV3(CheckpointFormat):
     summary = ("MoCo v3 checkpoint: state_dict with module.base_encoder.* (default) or momentum_encoder; "
                "or main_lincls.py's frozen encoder with its classifier")
     drops = {
-        "head.*": "MoCo v3 projector MLP (training only)",
+        "head.*": "MoCo v3 projector MLP (training only); in main_lincls.py files, its linear classifier",
         "predictor.*": "MoCo v3 predictor MLP (training only)",
         "momentum_encoder.*": "the other encoder (momentum or base), not the one asked for",
         "base_encoder.*": "the other encoder (momentum or base), not the one asked for",

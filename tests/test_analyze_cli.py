@@ -451,3 +451,10 @@ def test_checkpoints_of_different_image_sizes_are_warned_about(checkpoint, tmp_p
             in capsys.readouterr().err)
     assert main(argv + ["--img-size", "48"]) == 0  # one size for both: nothing to warn about
     assert "different image sizes" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("params", [["k"], {"knn": 5}, "knn.k=5"])
+def test_analyzer_params_of_the_wrong_shape_are_one_config_error(params):
+    with pytest.raises(ConfigError, match=r"analyzer_params maps an analysis to a dict of its parameters, e.g. "
+                                          r"\{'knn': \{'k': 10\}\}, got "):
+        analyze(tiny_vit(), DictImages(), analyses="knn", analyzer_params=params, progress=False)

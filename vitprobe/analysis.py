@@ -205,6 +205,10 @@ def prepare_analysis(
     batch_size = check_whole(batch_size, "batch size")
     if not is_whole(seed):
         raise ConfigError(f"seed must be a whole number, got {seed!r}")
+    if analyzer_params is not None and not (isinstance(analyzer_params, Mapping) and all(
+            isinstance(values, Mapping) for values in analyzer_params.values())):
+        raise ConfigError("analyzer_params maps an analysis to a dict of its parameters, e.g. "
+                          f"{{'knn': {{'k': 10}}}}, got {analyzer_params!r}")
     from vitprobe.distributed import resolve_device
 
     dev = resolve_device(str(device), int(os.environ.get("LOCAL_RANK", "0")))

@@ -370,3 +370,16 @@ def test_drawing_leaves_the_users_matplotlib_backend_alone(results):
         assert matplotlib.get_backend() == "svg"
     finally:
         matplotlib.use(before)
+
+
+def test_draw_refuses_what_it_cannot_draw_in_one_line(results):
+    nmi, distance = results["attention_nmi"], results["attention_distance"]
+    for name, items, message in [
+            ("attention_nmi", [], r"draw: no results given; e.g. draw\('attention_nmi', \[\('mae', run\['attention_nmi'\]\)\]\)"),
+            ("attention_nmi", [nmi], r"draw takes \(run label, Result\) pairs, got Result"),
+            ("attention_nmi", nmi, r"draw takes a list of \(run label, Result\) pairs, got Result"),
+            ("attention_nmi", [("a", distance)],
+             r"draw\('attention_nmi', ...\): run 'a' holds the attention_distance result; draw it as draw\('attention_distance'"),
+            ("attn", [("a", nmi)], r"run 'a' holds the attention_nmi result")]:
+        with pytest.raises(ConfigError, match=message):
+            draw(name, items)

@@ -43,10 +43,30 @@ def draw(name: str, items: Sequence[tuple[str, "Result"]], check: bool = True) -
     with ``check``, warn when they saw different data or ran with different settings."""
     from vitprobe.comparability import warn_if_incomparable
 
-    items = list(items)
+    items = _checked_items(name, items)
     if check:
         warn_if_incomparable({name: [(label, result.protocol) for label, result in items]})
     metrics = {str(m) for _, r in items for m in r.table["metric"].unique()}
     with matplotlib.rc_context(RC):
         function = plotter_for(name, metrics)
         return function(items) if function is not None else generic.draw(items, title=name)
+
+
+def _checked_items(name: str, items: Sequence[tuple[str, "Result"]]) -> list[tuple[str, "Result"]]:
+    """``items`` as a list of (label, Result of analysis ``name``) pairs, else a one-line ConfigError."""
+    from vitprobe.errors import ConfigError
+    from vitprobe.results import Result
+
+    example = f"e.g. draw({name!r}, [('mae', run[{name!r}])])"
+    if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+        raise ConfigError(f"draw takes a list of (run label, Result) pairs, got {type(items).__name__}; {example}")
+    items = list(items)
+    if not items:
+        raise ConfigError(f"draw: no results given; {example}")
+    for item in items:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], Result)):
+            raise ConfigError(f"draw takes (run label, Result) pairs, got {type(item).__name__}; {example}")
+        if item[1].name != name:
+            raise ConfigError(f"draw({name!r}, ...): run {item[0]!r} holds the {item[1].name} result; "
+                              f"draw it as draw({item[1].name!r}, ...)")
+    return items

@@ -206,7 +206,8 @@ def prepare_analysis(
     if not is_whole(seed):
         raise ConfigError(f"seed must be a whole number, got {seed!r}")
     if analyzer_params is not None and not (isinstance(analyzer_params, Mapping) and all(
-            isinstance(values, Mapping) for values in analyzer_params.values())):
+            isinstance(values, Mapping) for name, values in analyzer_params.items()
+            if name in list_analyzers())):  # a name that is no analysis gets its own error below
         raise ConfigError("analyzer_params maps an analysis to a dict of its parameters, e.g. "
                           f"{{'knn': {{'k': 10}}}}, got {analyzer_params!r}")
     from vitprobe.distributed import resolve_device

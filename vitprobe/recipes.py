@@ -357,8 +357,9 @@ def _sweep_models(sweep: Any, recipe: Path, where: str) -> list[ModelEntry]:
     return entries
 
 
-# Training options that reproduce sets itself, from its own command line.
-_SET_BY_REPRODUCE = {"out": "--out", "device": "--device", "num_workers": "--num-workers"}
+# Training options that reproduce sets itself, from its own command line (they do not change
+# what is trained).
+SET_BY_REPRODUCE = {"out": "--out", "device": "--device", "num_workers": "--num-workers"}
 
 
 def _validate_train(spec: dict[str, Any], where: str) -> int:
@@ -370,10 +371,10 @@ def _validate_train(spec: dict[str, Any], where: str) -> int:
     from vitprobe.train.engine import resolve_arch
     from vitprobe.train.objectives import objective_class
 
-    ignored = sorted(set(spec) & set(_SET_BY_REPRODUCE))
+    ignored = sorted(set(spec) & set(SET_BY_REPRODUCE))
     if ignored:
         raise ConfigError(f"{where}: {', '.join(ignored)} is set by vitprobe reproduce "
-                          f"({', '.join(_SET_BY_REPRODUCE[k] for k in ignored)}); drop it from the training config")
+                          f"({', '.join(SET_BY_REPRODUCE[k] for k in ignored)}); drop it from the training config")
     try:
         config = TrainConfig.from_overrides(spec)
         resolve_optim(config, objective_class(config.method).resolve_hparams(config.objective_hparams()))

@@ -30,10 +30,10 @@ from vitprobe.claims import Verdict, evaluate
 from vitprobe.data.spec import relative_path_note
 from vitprobe.errors import ConfigError, OutputExistsError, VitprobeError, abbreviate
 from vitprobe.output_paths import check_output_folder, is_analysis_output, temp_folder_beside, temp_prefix
-from vitprobe.recipes import ModelEntry, Recipe
+from vitprobe.recipes import SET_BY_REPRODUCE, ModelEntry, Recipe
 
 RANDOM_SEED = 0
-_RUN_KEYS = ("out", "device", "num_workers")  # options that do not change what is trained
+
 RESULTS = ("runs", "figures", "verdicts.json", "report.html")  # replaced together by each run
 _OWN_FIGURE = re.compile(r"(reconstructions_.+|sweep_(linear_probe|knn))\.(png|svg)")
 
@@ -51,7 +51,7 @@ def _training(entry: ModelEntry, folder: Path, device: str, num_workers: int) ->
 
     config = TrainConfig.from_overrides({**(entry.train or {}), "out": str(folder), "device": device,
                                          "num_workers": num_workers})
-    wanted = json.dumps({**{k: v for k, v in config.to_dict().items() if k not in _RUN_KEYS},
+    wanted = json.dumps({**{k: v for k, v in config.to_dict().items() if k not in SET_BY_REPRODUCE},
                          "objective_revisions": config.objective_revisions()}, sort_keys=True)
     finished = folder / "finished.json"
     reusable = ((folder / "final.safetensors").is_file() and finished.is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,11 +57,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-# command-line options that are TrainConfig fields of the same name
-_FIELDS = ("method", "lam", "arch", "preset", "data", "epochs", "batch_size", "lr", "out", "seed",
-           "device", "num_workers", "amp", "save_every", "log_every")
-
-
 def run(args: argparse.Namespace) -> int:
     """Build the TrainConfig (one-line ConfigError on bad options), then train."""
     from vitprobe.train import train
@@ -80,7 +76,8 @@ def training_config(args: argparse.Namespace) -> "TrainConfig":
     from vitprobe.train import TrainConfig
     from vitprobe.train.config import read_train_config
 
-    given = {name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None}
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)  # options named as fields
+             if getattr(args, f.name, None) is not None}
     hparams = parse_key_values(args.set, "--set", "mask_ratio=0.75")
     base: dict[str, Any] = {}
     if args.config is not None:

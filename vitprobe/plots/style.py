@@ -104,14 +104,13 @@ def _caption_parts(protocols: Sequence[dict[str, Any]], exclude: Sequence[str] =
                    labels: Sequence[str] | None = None) -> list[str]:
     changed = [k for p in protocols for k in _changed_params(p) if k not in CAPTION_KEYS]
     keys = [k for k in (*CAPTION_KEYS, *dict.fromkeys(changed)) if any(k in p for p in protocols) and k not in exclude]
-    named = labels if labels is not None else [""] * len(protocols)
     parts = []
     for key in keys:
-        pairs = [(label, _value_text(p[key])) for label, p in zip(named, protocols) if key in p]
-        pairs = [(label, v) for label, v in pairs if v is not None]
-        if pairs:
-            values = join_by_run([v for _, v in pairs], [label for label, _ in pairs] if labels is not None else None)
-            parts.append(f"{key.replace('_', ' ')} {values}")
+        found = [(i, _value_text(p[key])) for i, p in enumerate(protocols) if key in p]
+        found = [(i, v) for i, v in found if v is not None]
+        if found:
+            runs = [labels[i] for i, _ in found] if labels is not None else None
+            parts.append(f"{key.replace('_', ' ')} {join_by_run([v for _, v in found], runs)}")
     return parts
 
 

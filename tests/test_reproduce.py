@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vitprobe.errors import OutputExistsError
-from vitprobe.recipes import RECIPES, load_recipe
+from vitprobe.recipes import RECIPES, Recipe, load_recipe
 from vitprobe.reproduce import reproduce
 
 # One epoch of 2 steps on 32 images, analysed on 24: enough to exercise every path.
@@ -69,7 +69,8 @@ def test_a_rerun_reuses_the_models_and_replaces_the_recipes_own_figures(tmp_path
     run(progress=True)
     assert final.stat().st_mtime_ns > stamp
     assert f"(its training config or objective changed since {final.parent} was trained; the earlier model " \
-           "there is replaced)" in capsys.readouterr().out
+           "is kept in" in capsys.readouterr().out
+    assert not (final.parent.parent / ".gmml.replaced").exists()  # dropped once the retrain finished
     # given the trained model as a checkpoint, the recipe draws no reconstruction: the old one goes
     reproduce(["sit_gmml"], tmp_path, quick=True, data="synthetic:16", train_overrides=SHRINK,
               checkpoints={"gmml": str(final)}, progress=False)
@@ -229,6 +230,51 @@ def test_a_finished_model_is_reused_without_its_training_data(tmp_path: Path) ->
     images.rename(tmp_path / "moved")
     reproduce([str(path)], tmp_path / "out", progress=False)  # reuses the model: no need for its data
     assert {p: p.read_bytes() for p in models.rglob("*") if p.is_file()} == trained
+
+
+def test_a_retrain_keeps_the_earlier_model_until_the_new_one_is_finished(tmp_path: Path, monkeypatch,
+                                                                        capsys) -> None:
+    """A changed training config retrains; the finished model of the old config is moved aside,
+    not deleted, until the new training finishes: an interrupted retrain loses nothing, a rerun
+    resumes it, and going back to the old config reuses the kept model."""
+    import vitprobe.train
+    from vitprobe.recipes import ModelEntry
+    from vitprobe.reproduce import prepare_checkpoints
+
+    calls: list[tuple[int, bool]] = []
+
+    def fake_train(config, resume: bool, progress: bool) -> str:
+        calls.append((config.epochs, resume))
+        (Path(config.out) / "checkpoint.safetensors").write_text("partial")
+        if config.epochs == 2 and not resume:
+            raise KeyboardInterrupt
+        (Path(config.out) / "final.safetensors").write_text(f"epochs {config.epochs}")
+        return str(Path(config.out) / "final.safetensors")
+
+    monkeypatch.setattr(vitprobe.train, "train", fake_train)
+
+    def prepare(epochs: int) -> Path:
+        entry = ModelEntry(key="m", label="M", train={"method": "mae", "preset": "tiny", "epochs": epochs,
+                                                      "data": "synthetic:16", "batch_size": 8})
+        recipe = Recipe(name="r", title="", paper="", path=tmp_path / "r.yaml", data="synthetic:16", batch_size=8,
+                        models=[entry], analyses=[], params={}, claims=[], figures=[])
+        return prepare_checkpoints(recipe, tmp_path / "out", progress=True)["m"]
+
+    folder, kept = tmp_path / "out" / "models" / "m", tmp_path / "out" / "models" / ".m.replaced"
+    assert prepare(1).read_text() == "epochs 1"
+    with pytest.raises(KeyboardInterrupt):
+        prepare(2)  # the retrain is stopped part-way
+    assert f"the earlier model is kept in {kept} until the new one is finished" in capsys.readouterr().out
+    assert (kept / "final.safetensors").read_text() == "epochs 1" and not (folder / "final.safetensors").exists()
+    assert prepare(1).read_text() == "epochs 1"  # back to the old config: the kept model, not a retrain
+    assert not kept.exists() and calls == [(1, False), (2, False)]
+    with pytest.raises(KeyboardInterrupt):
+        prepare(2)
+    capsys.readouterr()
+    assert prepare(2).read_text() == "epochs 2"  # the rerun resumes the retrain, then drops the old model
+    assert calls[-1] == (2, True) and not kept.exists()
+    assert f"m: resuming mae for 2 epochs on synthetic:16 (its training config or objective changed since " \
+           f"{folder} was trained; the earlier model is kept in {kept}" in capsys.readouterr().out
 
 
 def test_an_interrupted_reproduce_says_a_rerun_continues(monkeypatch, capsys) -> None:

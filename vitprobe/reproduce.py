@@ -4,6 +4,8 @@ Output of one recipe, under ``OUT/<recipe>/``::
 
     models/<key>/final.safetensors        trained (reused while its config and objective revision are
                                           unchanged, else trained afresh) or random
+    models/.<key>.replaced/               the finished model of another config, kept while a retrain
+                                          replaces it (reused if the config goes back to it)
     runs/<key>/                           one analysis run per model (tables, figures, report)
     figures/                              the side-by-side figures of all models
     verdicts.json                         each claim's verdict
@@ -53,10 +55,19 @@ def _training(entry: ModelEntry, folder: Path, device: str, num_workers: int) ->
                                          "num_workers": num_workers})
     wanted = json.dumps({**{k: v for k, v in config.to_dict().items() if k not in SET_BY_REPRODUCE},
                          "objective_revisions": config.objective_revisions()}, sort_keys=True)
+    return config, wanted, _finished_as(folder, wanted) or _finished_as(_replaced(folder), wanted)
+
+
+def _finished_as(folder: Path, wanted: str) -> bool:
+    """Whether ``folder`` holds a finished training of the identity ``wanted``."""
     finished = folder / "finished.json"
-    reusable = ((folder / "final.safetensors").is_file() and finished.is_file()
-                and finished.read_text(encoding="utf-8") == wanted)
-    return config, wanted, reusable
+    return ((folder / "final.safetensors").is_file() and finished.is_file()
+            and finished.read_text(encoding="utf-8") == wanted)
+
+
+def _replaced(folder: Path) -> Path:
+    """Where a finished model is kept while a retrain of another config replaces it."""
+    return folder.with_name(f".{folder.name}.replaced")
 
 
 def _check_training_data(recipe: Recipe, out: Path, device: str, num_workers: int) -> None:
@@ -82,30 +93,38 @@ def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers:
     an unfinished one; ``started.json``/``finished.json`` record the config of each."""
     from vitprobe.train import train
 
-    config, wanted, reusable = _training(entry, folder, device, num_workers)
+    config, wanted, _ = _training(entry, folder, device, num_workers)
     started, finished = folder / "started.json", folder / "finished.json"
-    final = folder / "final.safetensors"
-    if reusable:
+    final, kept = folder / "final.safetensors", _replaced(folder)
+    if not _finished_as(folder, wanted) and _finished_as(kept, wanted):
+        shutil.rmtree(folder, ignore_errors=True)  # the config went back to the model kept aside
+        os.replace(kept, folder)
+    if _finished_as(folder, wanted):
         _say(progress, f"{entry.key}: reusing {final}")
         return final
     resume = (started.is_file() and started.read_text(encoding="utf-8") == wanted
               and (folder / "checkpoint.safetensors").is_file())
     epochs = config.total_epochs()
-    changed = not resume and started.is_file()
+    replacing = not resume and finished.is_file()
     _say(progress, f"{entry.key}: {'resuming' if resume else 'training'} {config.method} for "
                    f"{epochs} epoch{'s' if epochs != 1 else ''} on {config.data}"
-                   + (f" (its training config or objective changed since {folder} was trained; "
-                      "the earlier model there is replaced)" if changed else ""))
+                   + (f" (its training config or objective changed since {folder} was trained; the "
+                      f"earlier model is kept in {kept} until the new one is finished)"
+                      if replacing or kept.is_dir() else ""))
     if not resume and folder.is_dir() and any(folder.iterdir()):
         if not started.is_file():
             raise OutputExistsError(f"{folder}: holds files that reproduce did not train; move them "
                                     "or choose another --out")
-        shutil.rmtree(folder)  # a run of another config or objective revision: train afresh
+        if replacing:  # a finished model of another config or objective revision: kept until replaced
+            shutil.rmtree(kept, ignore_errors=True)
+            os.replace(folder, kept)
+        else:  # an unfinished run of another config: nothing finished is lost
+            shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    finished.unlink(missing_ok=True)
     started.write_text(wanted, encoding="utf-8")
     path = Path(train(config, resume=resume, progress=progress))
     finished.write_text(wanted, encoding="utf-8")
+    shutil.rmtree(kept, ignore_errors=True)
     return path
 
 

@@ -34,7 +34,7 @@ def test_heads_by_width(width, heads):
 
 
 def test_moco_v3_vit_small_has_12_heads():
-    spec = ArchSpec(patch_size=16, embed_dim=384, depth=1, num_heads=12, img_size=224)
+    spec = ArchSpec(patch_size=16, embed_dim=384, depth=12, num_heads=12, img_size=224)
     sd = {f"module.base_encoder.{k}": v for k, v in _meta_state(spec).items()}
     it = _infer({"arch": "vit_small", "state_dict": sd})
     assert it.format == "mocov3" and it.spec == spec
@@ -42,12 +42,39 @@ def test_moco_v3_vit_small_has_12_heads():
 
 
 def test_dino_args_give_heads_and_patch():
-    spec = ArchSpec(patch_size=8, embed_dim=384, depth=1, num_heads=6, img_size=224)
+    spec = ArchSpec(patch_size=8, embed_dim=384, depth=12, num_heads=6, img_size=224)
     sd = {f"backbone.{k}": v for k, v in _meta_state(spec).items()}
     it = _infer({"teacher": sd, "args": dino_args("vit_small", 8)})
     assert it.spec == spec and it.report["num_heads_from"] == "DINO args.arch 'vit_small'"
     with pytest.raises(CheckpointError, match="metadata says patch size 16 but the patch embedding kernel is 8"):
         _infer({"teacher": sd, "args": dino_args("vit_small", 16)})
+
+
+@pytest.mark.parametrize("obj, named", [
+    (lambda sd: {"teacher": {f"backbone.{k}": v for k, v in sd.items()}, "args": dino_args("vit_small", 16)},
+     "DINO args.arch 'vit_small' has 12 blocks"),
+    (lambda sd: {"arch": "vit_small", "state_dict": {f"module.base_encoder.{k}": v for k, v in sd.items()}},
+     "MoCo v3 arch 'vit_small' has 12 blocks"),
+    (lambda sd: {"model": sd, "args": {"model": "vit_small"}}, None),  # not an MAE name: depth is open
+])
+def test_a_file_short_of_the_blocks_its_named_architecture_has_is_refused(obj, named):
+    """A published architecture name fixes the depth: a file of a ViT-S with its last block
+    missing is truncated, not a shallower model."""
+    spec = ArchSpec(patch_size=16, embed_dim=384, depth=11, num_heads=6, img_size=224)
+    if named is None:
+        assert _infer(obj(_meta_state(spec))).spec.depth == 11
+        return
+    with pytest.raises(CheckpointError, match=rf"x.pth: {named} but the weights hold 11 \(blocks.0-10\); "
+                                              "the file is truncated or inconsistent"):
+        _infer(obj(_meta_state(spec)))
+
+
+def test_mae_names_set_the_depth_of_their_width():
+    large = ArchSpec(patch_size=16, embed_dim=1024, depth=24, num_heads=16, img_size=224)
+    assert _infer({"model": _meta_state(large), "args": {"model": "mae_vit_large_patch16"}}).spec == large
+    with pytest.raises(CheckpointError, match="MAE args.model 'mae_vit_large_patch16' has 24 blocks but the "
+                                              "weights hold 12"):
+        _infer({"model": _meta_state(large.replace(depth=12)), "args": {"model": "mae_vit_large_patch16"}})
 
 
 def test_num_heads_overrides_and_image_size_from_grid():

@@ -48,15 +48,23 @@ def test_vit_export_round_trip(own_vit, tmp_path, fmt, top_keys, prefix):
 
 
 def test_published_sizes_export_under_their_published_names(tmp_path):
+    """A ViT-B/16 of 12 blocks is named vit_base (mae_vit_base_patch16); one of another depth is
+    named by width and heads (a published name would fix a depth its weights do not have), and
+    loads back with its 12 heads either way."""
     from vitprobe.models.architecture import ArchSpec
+    from vitprobe.models.export import EXPORTERS
 
-    base = ArchSpec(patch_size=16, embed_dim=768, depth=1, num_heads=12, img_size=32)
-    src = save_encoder(tmp_path / "base.safetensors", random_encoder(base, seed=3), base, {"epoch": 1})
+    base = ArchSpec(patch_size=16, embed_dim=768, depth=12, num_heads=12, img_size=32)
     names = {"dino": ("args", "arch", "vit_base"), "mocov3": (None, "arch", "vit_base"),
              "mae": ("args", "model", "mae_vit_base_patch16")}
     for fmt, (holder, field, name) in names.items():
-        obj = torch_load_safely(export_checkpoint(src, fmt, tmp_path / f"{fmt}.pth"))
+        obj = EXPORTERS[fmt][1]({}, base, {"epoch": 1})
         assert (obj[holder] if holder else obj)[field] == name
+    shallow = base.replace(depth=1)
+    src = save_encoder(tmp_path / "base.safetensors", random_encoder(shallow, seed=3), shallow, {"epoch": 1})
+    for fmt, (holder, field, _) in names.items():
+        obj = torch_load_safely(export_checkpoint(src, fmt, tmp_path / f"{fmt}.pth"))
+        assert (obj[holder] if holder else obj)[field] == "vit_d768_h12"
         assert load_model(tmp_path / f"{fmt}.pth").vitprobe_info["arch"]["num_heads"] == 12
 
 

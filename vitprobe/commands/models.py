@@ -31,8 +31,8 @@ def listing() -> dict[str, Any]:
                      "beit": "timm Beit: relative position bias, gamma layer scale (BEiT, SimMIM)"},
         "heads_by_width": {str(w): h for w, h in PUBLISHED_HEADS.items()},
         "heads_otherwise": "width // 64 (at least 1), unless --num-heads is given",
-        "dino_archs": {n: {"width": w, "heads": h} for n, (w, h) in DINO_ARCHS.items()},
-        "mocov3_archs": {n: {"width": w, "heads": h} for n, (w, h) in MOCO_ARCHS.items()},
+        "dino_archs": {n: arch._asdict() for n, arch in DINO_ARCHS.items()},
+        "mocov3_archs": {n: arch._asdict() for n, arch in MOCO_ARCHS.items()},
     }
 
 

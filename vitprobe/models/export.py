@@ -26,7 +26,7 @@ import torch
 
 from vitprobe.errors import CheckpointError, OutputExistsError
 from vitprobe.models.architecture import ArchSpec
-from vitprobe.models.formats.base import custom_arch_name
+from vitprobe.models.formats.base import NamedArch, custom_arch_name
 from vitprobe.models.formats.dino import DINO_ARCHS
 from vitprobe.models.formats.model_entry import MAE_MODELS
 from vitprobe.models.formats.mocov3 import MOCO_ARCHS
@@ -37,12 +37,14 @@ from vitprobe.output_paths import check_parent_folders, publish_file, temp_file_
 Tensors = dict[str, torch.Tensor]
 
 
-def _arch_name(table: dict[str, tuple[int, int]], spec: ArchSpec) -> str:
-    """The published name of ``spec`` (width and heads), else ``vit_d<width>_h<heads>``."""
-    for name, size in table.items():
-        if size == (spec.embed_dim, spec.num_heads):
-            return name
-    return custom_arch_name(spec.embed_dim, spec.num_heads)
+def _is(arch: NamedArch, spec: ArchSpec) -> bool:
+    return arch == (spec.embed_dim, spec.num_heads, spec.depth)
+
+
+def _arch_name(table: dict[str, NamedArch], spec: ArchSpec) -> str:
+    """The published name of ``spec`` (width, heads and depth), else ``vit_d<width>_h<heads>``."""
+    return next((name for name, arch in table.items() if _is(arch, spec)),
+                custom_arch_name(spec.embed_dim, spec.num_heads))
 
 
 def _prefixed(prefix: str, sd: Tensors) -> Tensors:
@@ -73,8 +75,8 @@ def _mocov3(sd: Tensors, spec: ArchSpec, meta: dict[str, Any]) -> dict[str, Any]
 
 
 def _mae(sd: Tensors, spec: ArchSpec, meta: dict[str, Any]) -> dict[str, Any]:
-    published = (n for n, size in MAE_MODELS.items() if n.startswith("mae_") and
-                 n.endswith(f"_patch{spec.patch_size}") and size == (spec.embed_dim, spec.num_heads))
+    published = (n for n, arch in MAE_MODELS.items() if n.startswith("mae_") and
+                 n.endswith(f"_patch{spec.patch_size}") and _is(arch, spec))
     name = next(published, custom_arch_name(spec.embed_dim, spec.num_heads))
     return {"model": dict(sd), "epoch": meta["epoch"], "args": {"model": name}}
 

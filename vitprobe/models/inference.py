@@ -9,7 +9,8 @@ the user; the checkpoint's own metadata (DINO ``args.arch``, MoCo v3 ``arch``) w
 matches; the published value for the width (ViT-T 192: 3, ViT-S 384: 6, ViT-B 768: 12,
 ViT-L 1024: 16, ViT-H 1280: 16), reported as guessed where the format says the width is
 ambiguous in its layout (a ViT-S in the ``model`` layout: DeiT-S 6, MoCo v3 12); otherwise
-``max(1, width // 64)`` (64-wide heads).
+``max(1, width // 64)`` (64-wide heads). Where the metadata names a published architecture of
+the weights' width, a block count other than its depth is an error (a truncated file).
 Layer scale is a flag in effect: trained gammas overwrite the init, which is reported as
 0.1 (the BEiT/SimMIM init value) because the weights cannot reveal it.
 """
@@ -127,6 +128,11 @@ def infer_arch(sd: Mapping[str, torch.Tensor], hints: ArchHints, path: Path,
     beit = is_beit_layout(sd)
     reg_tokens = _shape(sd, "reg_token", 3, path)[1] if "reg_token" in sd else 0
     grid = _grid(sd, 1 + reg_tokens, path)
+    depth = max(blocks) + 1
+    if hints.depth not in (None, depth) and hints.width == width:
+        raise CheckpointError(f"checkpoint {path}: {hints.heads_source} has {hints.depth} blocks but the "
+                              f"weights hold {depth} (blocks.0-{depth - 1}); the file is truncated or "
+                              "inconsistent")
     if hints.patch_size is not None and hints.patch_size != ph:
         raise CheckpointError(f"checkpoint {path}: metadata says patch size {hints.patch_size} but "
                               f"the patch embedding kernel is {ph}; the file is inconsistent")
@@ -142,7 +148,7 @@ def infer_arch(sd: Mapping[str, torch.Tensor], hints: ArchHints, path: Path,
     heads, source = _heads(width, sd, hints, num_heads, path)
     fc_norm = "fc_norm.weight" in sd
     spec = ArchSpec(
-        family="beit" if beit else "vit", patch_size=ph, embed_dim=width, depth=max(blocks) + 1,
+        family="beit" if beit else "vit", patch_size=ph, embed_dim=width, depth=depth,
         num_heads=heads, img_size=(grid or 224 // ph) * ph, reg_tokens=reg_tokens,
         qkv_bias=("blocks.0.attn.q_bias" if beit else "blocks.0.attn.qkv.bias") in sd,
         mlp_ratio=mlp_ratio, layer_scale=INFERRED_LAYER_SCALE if has_scale else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, NamedTuple
 
 import torch
 
@@ -34,15 +34,23 @@ def training_arg(args: Any, name: str) -> Any:
     return args.get(name) if isinstance(args, Mapping) else getattr(args, name, None)
 
 
-def named_arch(name: Any, published: Mapping[str, tuple[int, int]]) -> tuple[int | None, int | None]:
-    """(width, heads) of an architecture name: a published one from ``published``, or
-    ``vit_d<width>_h<heads>`` (:func:`custom_arch_name`); (None, None) otherwise."""
+class NamedArch(NamedTuple):
+    """Width, heads and depth of an architecture name in a training script's metadata."""
+
+    width: int
+    heads: int
+    depth: int | None  # None for ``vit_d<width>_h<heads>``, which leaves the depth open
+
+
+def named_arch(name: Any, published: Mapping[str, NamedArch]) -> NamedArch | None:
+    """The architecture of a name: a published one from ``published``, or
+    ``vit_d<width>_h<heads>`` (:func:`custom_arch_name`); None otherwise."""
     if not isinstance(name, str):
-        return None, None
+        return None
     if name in published:
         return published[name]
     custom = _CUSTOM_ARCH.fullmatch(name)
-    return (int(custom[1]), int(custom[2])) if custom else (None, None)
+    return NamedArch(int(custom[1]), int(custom[2]), None) if custom else None
 
 
 @dataclass(frozen=True)
@@ -51,13 +59,24 @@ class ArchHints:
 
     num_heads: int | None = None
     heads_source: str | None = None
-    width: int | None = None  # the width the named architecture has; heads apply only then
+    width: int | None = None  # the width the named architecture has; heads and depth apply only then
+    depth: int | None = None  # the block count the named architecture has
     patch_size: int | None = None
     spec: ArchSpec | None = None  # exact architecture (vitprobe's own format)
     # widths whose published head count is not certain for this layout -> why (the count is
     # then reported as guessed, and the load warns)
     uncertain_widths: dict[int, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)  # extra facts for the report
+
+
+def arch_name_hints(name: Any, published: Mapping[str, NamedArch], field: str, family: str,
+                    **more: Any) -> ArchHints:
+    """The hints of architecture name ``name``, read from metadata ``field`` of a ``family``
+    checkpoint (heads, width and depth where the name is known, the name itself for the report)."""
+    arch = named_arch(name, published)
+    return ArchHints(num_heads=arch.heads if arch else None, width=arch.width if arch else None,
+                     depth=arch.depth if arch else None, heads_source=f"{family} {field} {name!r}",
+                     info={field: name} if isinstance(name, str) else {}, **more)
 
 
 @dataclass

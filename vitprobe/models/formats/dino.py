@@ -12,25 +12,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from vitprobe.errors import CheckpointError
-from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, entry,
-                                          has_prefixed_keys, named_arch, register_format, split_drops,
-                                          strip_prefix, tensor_dict, training_arg)
+from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, NamedArch,
+                                          arch_name_hints, entry, has_prefixed_keys, register_format,
+                                          split_drops, strip_prefix, tensor_dict, training_arg)
 from vitprobe.models.reading import RawCheckpoint
 
-DINO_ARCHS: dict[str, tuple[int, int]] = {"vit_tiny": (192, 3), "vit_small": (384, 6),
-                                          "vit_base": (768, 12)}
-"""DINO's ``args.arch`` -> (width, heads) of its vision_transformer.py."""
+DINO_ARCHS: dict[str, NamedArch] = {"vit_tiny": NamedArch(192, 3, 12), "vit_small": NamedArch(384, 6, 12),
+                                    "vit_base": NamedArch(768, 12, 12)}
+"""DINO's ``args.arch`` -> (width, heads, depth) of its vision_transformer.py."""
 
 
 def dino_hints(args: Any, field: str = "arch", source: str = "DINO") -> ArchHints:
-    """Heads and patch size from the pickled ``args`` Namespace of DINO (its ``arch``) or SiT
-    (its ``model``, from the same vit_tiny/small/base); absent fields give none."""
-    arch = training_arg(args, field)
+    """Heads, depth and patch size from the pickled ``args`` Namespace of DINO (its ``arch``) or
+    SiT (its ``model``, from the same vit_tiny/small/base); absent fields give none."""
     patch = training_arg(args, "patch_size")
-    width, heads = named_arch(arch, DINO_ARCHS)
-    return ArchHints(num_heads=heads, width=width, heads_source=f"{source} args.{field} {arch!r}",
-                     patch_size=patch if isinstance(patch, int) else None,
-                     info={f"args.{field}": arch} if isinstance(arch, str) else {})
+    return arch_name_hints(training_arg(args, field), DINO_ARCHS, f"args.{field}", source,
+                           patch_size=patch if isinstance(patch, int) else None)
 
 
 @register_format

@@ -14,13 +14,13 @@ from collections.abc import Mapping
 
 from vitprobe.errors import CheckpointError
 
-from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, entry,
-                                          has_prefixed_keys, named_arch, register_format, split_drops,
+from vitprobe.models.formats.base import (CheckpointFormat, Extracted, NamedArch, arch_name_hints, entry,
+                                          has_prefixed_keys, register_format, split_drops,
                                           strip_prefix, tensor_dict)
 from vitprobe.models.reading import RawCheckpoint
 
-MOCO_ARCHS: dict[str, tuple[int, int]] = {"vit_small": (384, 12), "vit_base": (768, 12)}
-"""MoCo v3's ``arch`` -> (width, heads) of its vits.py."""
+MOCO_ARCHS: dict[str, NamedArch] = {"vit_small": NamedArch(384, 12, 12), "vit_base": NamedArch(768, 12, 12)}
+"""MoCo v3's ``arch`` -> (width, heads, depth) of its vits.py."""
 LINCLS_HEAD = "linear classifier of main_lincls.py (trained on the frozen encoder)"
 
 
@@ -56,8 +56,5 @@ class MocoV3(CheckpointFormat):
                                   "momentum_encoder; omit --key")
         else:
             kept, dropped = split_drops(sd, {"head.*": LINCLS_HEAD})
-        arch = raw.obj.get("arch")
-        width, heads = named_arch(arch, MOCO_ARCHS)
-        hints = ArchHints(num_heads=heads, width=width, heads_source=f"MoCo v3 arch {arch!r}",
-                          info={"arch": arch} if isinstance(arch, str) else {})
+        hints = arch_name_hints(raw.obj.get("arch"), MOCO_ARCHS, "arch", "MoCo v3")
         return Extracted(kept, dropped, hints, key, sorted(str(k) for k in raw.obj if k != "state_dict"))

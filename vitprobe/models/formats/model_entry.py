@@ -18,17 +18,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, entry,
-                                          has_prefixed_keys, named_arch, register_format,
+                                          NamedArch, arch_name_hints, has_prefixed_keys, register_format,
                                           split_drops, strip_prefix, tensor_dict, training_arg)
 from vitprobe.models.inference import is_beit_layout
 from vitprobe.models.reading import RawCheckpoint
 
 
-MAE_MODELS: dict[str, tuple[int, int]] = {
-    "mae_vit_base_patch16": (768, 12), "mae_vit_large_patch16": (1024, 16),
-    "mae_vit_huge_patch14": (1280, 16), "vit_base_patch16": (768, 12),
-    "vit_large_patch16": (1024, 16), "vit_huge_patch14": (1280, 16)}
-"""MAE's ``args.model`` (pre-training and fine-tuning) -> (width, heads) of its models_*.py."""
+MAE_MODELS: dict[str, NamedArch] = {
+    "mae_vit_base_patch16": NamedArch(768, 12, 12), "mae_vit_large_patch16": NamedArch(1024, 16, 24),
+    "mae_vit_huge_patch14": NamedArch(1280, 16, 32), "vit_base_patch16": NamedArch(768, 12, 12),
+    "vit_large_patch16": NamedArch(1024, 16, 24), "vit_huge_patch14": NamedArch(1280, 16, 32)}
+"""MAE's ``args.model`` (pre-training and fine-tuning) -> (width, heads, depth) of its models_*.py."""
 
 
 class ModelEntryFormat(CheckpointFormat):
@@ -92,12 +92,9 @@ class MAE(ModelEntryFormat):
         return isinstance(model, Mapping) and "patch_embed.proj.weight" in model
 
     def hints(self, raw: RawCheckpoint) -> ArchHints:
-        """Heads from ``args.model`` of MAE's training checkpoints (the release has no args).
+        """Heads and depth from ``args.model`` of MAE's training checkpoints (the release has no args).
         A ViT-S in this layout is DeiT-S (6 heads) or a MoCo v3 ViT-S (12 heads) that
         convert_to_deit.py rewrote: its head count is uncertain."""
-        name = training_arg(raw.obj.get("args"), "model")
-        width, heads = named_arch(name, MAE_MODELS)
-        return ArchHints(num_heads=heads, width=width, heads_source=f"MAE args.model {name!r}",
-                         info={"args.model": name} if isinstance(name, str) else {},
-                         uncertain_widths={384: "DeiT-S has 6, a MoCo v3 ViT-S converted by "
-                                                "convert_to_deit.py has 12"})
+        return arch_name_hints(training_arg(raw.obj.get("args"), "model"), MAE_MODELS, "args.model", "MAE",
+                               uncertain_widths={384: "DeiT-S has 6, a MoCo v3 ViT-S converted by "
+                                                                      "convert_to_deit.py has 12"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import timm
@@ -317,7 +319,15 @@ def test_training_files_are_named_after_their_run_folder_and_labels_can_be_given
     assert main(["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, *common,
                  "--label", "before", "--label", "after", "--out", str(tmp_path / "named")]) == 0
     assert sorted(p.name for p in (tmp_path / "named").iterdir() if p.is_dir()) == ["after", "before"]
-    capsys.readouterr()
+    # a label that is no folder name keeps its spelling in legends, tables and run.json
+    assert main(["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, *common,
+                 "--label", "SimMIM 800ep", "--label", "SimMIM_800ep", "--out", str(tmp_path / "spaced")]) == 0
+    spaced = tmp_path / "spaced"
+    assert sorted(p.name for p in spaced.iterdir() if p.is_dir()) == ["SimMIM_800ep", "SimMIM_800ep-2"]
+    assert json.loads((spaced / "SimMIM_800ep" / "run.json").read_text())["label"] == "SimMIM 800ep"
+    assert set(pd.read_csv(spaced / "knn.csv")["run"]) == {"SimMIM 800ep", "SimMIM_800ep"}
+    assert 'href="SimMIM_800ep-2/report.html"' in (spaced / "report.html").read_text()
+    assert "SimMIM 800ep" in capsys.readouterr().out
     assert main(["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, *common,
                  "--label", "only-one"]) == 2
     assert "one --label per --checkpoint" in capsys.readouterr().err

@@ -23,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", action="append", required=True, metavar="PATH",
                    help="checkpoint file (repeat to compare several)")
     p.add_argument("--label", action="append", metavar="NAME",
-                   help="name of the run in folders, legends and tables (repeat once per --checkpoint; "
-                        "default: the file's stem, or the run folder of a vitprobe training file)")
+                   help="name of the run in legends and tables, and of its folder with spaces and separators "
+                        "as _ (repeat once per --checkpoint; default: the file's stem, or the run folder of "
+                        "a vitprobe training file)")
     p.add_argument("--data", required=True, metavar="SPEC",
                    help=SPEC_HELP)
     p.add_argument("--analyses", default="all", metavar="all|a,b,c",
@@ -83,19 +84,19 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
     plans = [prepare_analysis(path, args.data, args.analyses, args.batch_size, args.device, args.seed,
                               args.num_workers, analyzer_params=params, load_options=load_options)
              for path in args.checkpoint]
-    names = args.label or [p.label for p in plans]
-    for plan, label in zip(plans, unique_labels([folder_name(name) for name in names])):
-        plan.label = label
+    for plan, label in zip(plans, unique_labels(args.label or [p.label for p in plans])):
+        plan.label = label  # the legend's name, as given
+    folders = unique_labels([folder_name(plan.label) for plan in plans])
     _warn_if_sizes_differ(plans)
     runs = [run_analysis(plan, progress=is_main and not args.no_progress) for plan in plans]
     if not is_main:  # rank 0 holds the merged results and writes them
         return 0
     if args.out is not None:
         with atomic_output(args.out, args.overwrite) as tmp:
-            for run_ in runs:
-                (tmp / run_.label).mkdir()
-                run_.write_into(tmp / run_.label)
-            write_comparison(runs, tmp, links={r.label: f"{r.label}/report.html" for r in runs})
+            for run_, folder in zip(runs, folders):
+                (tmp / folder).mkdir()
+                run_.write_into(tmp / folder)
+            write_comparison(runs, tmp, links={r.label: f"{folder}/report.html" for r, folder in zip(runs, folders)})
     print_summary(runs, args.out)
     return 0
 

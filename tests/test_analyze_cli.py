@@ -333,6 +333,27 @@ def test_training_files_are_named_after_their_run_folder_and_labels_can_be_given
     assert "one --label per --checkpoint" in capsys.readouterr().err
 
 
+def test_sigterm_cleans_up_like_ctrl_c(checkpoint, tmp_path, capsys, monkeypatch):
+    """A batch scheduler's SIGTERM mid-write stops the command through its clean-up: exit 143,
+    one line, and neither the output folder nor its staging folder is left behind."""
+    import os
+    import signal
+    import time
+
+    import vitprobe.results
+
+    def terminated_while_writing(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler raises here
+
+    monkeypatch.setattr(vitprobe.results, "write_comparison", terminated_while_writing)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:16", "--analyses", "knn",
+                 "--batch-size", "8", "--no-progress", "--out", str(tmp_path / "out")]) == 143
+    assert capsys.readouterr().err.endswith("vitprobe: terminated\n")
+    assert list(tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGTERM) is before
+
+
 def test_only_rank_zero_prints_warnings(checkpoint, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("RANK", "1")  # what torchrun sets in the second process
     assert main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:16", "--analyses", "knn",

@@ -6,6 +6,7 @@ import argparse
 import difflib
 import importlib
 import os
+import signal
 import sys
 import warnings
 from typing import Any, Callable, Sequence
@@ -96,11 +97,33 @@ def _check_matplotlib_backend() -> None:
                               "backend; unset it or set it to agg") from None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler's stop, torchrun stopping its workers), raised where the
+    command is so that its clean-up runs as for Ctrl-C: no half-written output is left."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; user errors print one line and return 2, warnings one line each."""
+    """Run the command line; user errors print one line and return 2, warnings one line each;
+    Ctrl-C returns 130 and SIGTERM 143, each after the command's clean-up."""
     _tolerant_streams()
     parser = build_parser()
     args = _parse(parser, argv)
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: the signal stays as it was
+        previous = None
+    try:
+        return _run(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         _check_matplotlib_backend()
         with warnings.catch_warnings():
@@ -114,15 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"vitprobe: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank is interrupted: one line
             hints = {"train": f"; vitprobe train --resume --out {getattr(args, 'out', None) or 'DIR'} "
                               "continues from the last checkpoint",
                      "reproduce": "; the same command again reuses the models trained and resumes "
                                   "the one in training"}
             hint = hints.get(args.command, "")
-            print(f"vitprobe: interrupted{hint}", file=sys.stderr)
-        return 130
+            print(f"vitprobe: {'terminated' if terminated else 'interrupted'}{hint}", file=sys.stderr)
+        return 143 if terminated else 130
     except BrokenPipeError:  # the output went to a reader that stopped early (`| head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 141

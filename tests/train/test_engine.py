@@ -304,6 +304,34 @@ def test_existing_run_is_not_overwritten(tmp_path):
         run_toy(tmp_path / "run", epochs=1)
 
 
+def test_a_second_training_into_a_folder_in_use_is_refused_before_it_touches_it(tmp_path):
+    """While one process trains into --out (holding its lock), a resume or a new run there fails
+    at once, naming the holder; the first run's files are untouched; once it ends, --resume works."""
+    from vitprobe.train.run_lock import RunLock
+
+    out, fresh = tmp_path / "run", tmp_path / "fresh"
+    run_toy(out, epochs=1)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+    (out / ".checkpoint.staging").mkdir()  # the first process is writing a checkpoint
+    fresh.mkdir()
+    held, held_fresh = RunLock(), RunLock()
+    held.acquire(out)
+    held_fresh.acquire(fresh)  # a new run that has not saved anything yet
+    try:
+        for folder, resume in ((out, True), (fresh, False)):
+            with pytest.raises(OutputExistsError, match=rf"{folder}: another process \(pid \d+\) is training "
+                                                        "into this folder; wait for it to end"):
+                run_toy(folder, resume=resume, epochs=1)
+        assert (out / ".checkpoint.staging").is_dir()  # not "recovered" under the writer's feet
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"} == before
+        assert [p.name for p in fresh.iterdir()] == [".lock"]
+    finally:
+        held.release()
+        held_fresh.release()
+    (out / ".checkpoint.staging").rmdir()
+    assert run_toy(out, resume=True, epochs=1) == out / "final.safetensors"  # the lock went with its holder
+
+
 def test_an_out_that_is_or_lies_under_a_file_is_refused(tmp_path):
     a_file = tmp_path / "notes.txt"
     a_file.write_text("x")
@@ -375,12 +403,13 @@ def test_cli_trains_a_registered_objective_on_a_dataset_spec(tmp_path, capsys):
     saved = TrainConfig.from_overrides(json.loads((out / "config.json").read_text(encoding="utf-8")))
     assert saved.hparams == {"clip_grad": 1.0} and saved.method == "simmim"
     assert json.loads((out / "config.json").read_text(encoding="utf-8"))["preset"] == "tiny"  # the default, named
-    # resuming the finished run changes nothing
-    files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir() if p.is_file()}
+    # resuming the finished run changes nothing (but the lock file, which names the last process)
+    files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir() if p.is_file() and p.name != ".lock"}
     assert main(["train", "--method", "simmim", "--data", "synthetic:16", "--epochs", "1", "--batch-size", "8",
                  "--out", str(out), "--set", "clip_grad=1.0", "--no-progress", "--resume"]) == 0
     assert f"{out}: the run is complete (1 of 1 epochs); nothing to do" in capsys.readouterr().out
-    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir() if p.is_file()} == files
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()
+            if p.is_file() and p.name != ".lock"} == files
     # with the progress bar, the plan comes first: what will run, for how long, at what rate
     assert main(["train", "--method", "simmim", "--data", "synthetic:16", "--epochs", "2", "--batch-size", "8",
                  "--out", str(tmp_path / "shown")]) == 0
@@ -492,6 +521,14 @@ def test_an_interrupted_training_says_how_to_continue_once(tmp_path, capsys, mon
     assert main(argv) == 130
     assert capsys.readouterr().err == (f"vitprobe: interrupted; vitprobe train --resume --out {tmp_path / 'run'} "
                                        "continues from the last checkpoint\n")
+    from vitprobe.cli import Terminated
+
+    def terminated(*args, **kwargs):
+        raise Terminated  # what SIGTERM raises
+
+    monkeypatch.setattr(train_module, "train", terminated)
+    assert main(argv) == 143
+    assert capsys.readouterr().err.startswith("vitprobe: terminated; vitprobe train --resume --out")
     monkeypatch.setenv("RANK", "1")  # another torchrun process: rank 0 says it
-    assert main(argv) == 130
+    assert main(argv) == 143
     assert capsys.readouterr().err == ""

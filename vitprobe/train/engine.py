@@ -37,12 +37,13 @@ from vitprobe.train.monitor import LOG_FILE, Monitor, TrainingDivergedError, che
 from vitprobe.train.objectives._vit import set_drop_path
 from vitprobe.train.objectives.base import Objective, StepInfo, collapse_warnings
 from vitprobe.train.schedules import cosine_schedule
+from vitprobe.train.run_lock import LOCK_FILE, RunLock
 
 ObjectiveFactory = Callable[..., Objective]
 NO_DECAY_NAMES = {"pos_embed", "cls_token", "reg_token", "mask_token"}
 # What a run folder holds: the trainer's files, and the notes `vitprobe reproduce` keeps beside them.
 RUN_ENTRIES = {"config.json", LOG_FILE, ckpt.ENCODER_FILE, ckpt.STATE_FILE, ckpt.FINAL_FILE, ckpt.STAGING_DIR,
-               "started.json", "finished.json"}
+               "started.json", "finished.json", LOCK_FILE}
 # Options that may differ between a run and its --resume; all others must match.
 RESUME_MAY_CHANGE = {"out", "num_workers", "device", "log_every", "save_every"}
 _SHUFFLE, _VIEWS, _STEP = 1, 2, 3  # domains of derived seeds
@@ -283,17 +284,19 @@ def train(config: TrainConfig | Mapping[str, Any], *, resume: bool = False, data
         _check_dataset(dataset)
         config = dataclasses.replace(config, data=dataset_label(dataset))
     env = distributed.setup(config.device)
+    lock = RunLock()
     try:
         # The caller's generators, gradient mode and determinism setting come back as they were.
         with _deterministic(env.device), seeded(config.seed), torch.inference_mode(False), \
                 torch.enable_grad():
-            return _run(config, env, resume, dataset, objective_factory, progress)
+            return _run(config, env, resume, dataset, objective_factory, progress, lock)
     finally:
+        lock.release()
         distributed.teardown(env)
 
 
 def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: Dataset | None,
-         objective_factory: ObjectiveFactory | None, progress: bool) -> Path:
+         objective_factory: ObjectiveFactory | None, progress: bool, lock: RunLock) -> Path:
     given_dataset = dataset is not None
     out = check_output_folder(config.out)
     if not resume and (ckpt.has_checkpoint(out) or (out / ckpt.FINAL_FILE).exists()):
@@ -354,6 +357,8 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
                                      **optim}),  # the optimiser's values as used (a preset's warm-up)
                 "lr": peak_lr, "revisions": revisions}
     start_epoch, last_ckpt = 0, None
+    if env.is_main and out.is_dir():  # the checks above only read; from here the folder is changed
+        lock.acquire(out)
     if resume:
         state = ckpt.load_train_state(out)
         _check_resume(config, state, env.world_size, env.device, in_force, given_dataset=given_dataset)
@@ -377,6 +382,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
         except OSError as err:
             raise OutputExistsError(f"{out}: cannot create the output folder ({brief_reason(err)}); "
                                     "choose another --out") from None
+        lock.acquire(out)  # a new folder: locked before the first file is written
         ckpt.atomic_write(out / "config.json",
                           lambda f: f.write(json.dumps(config.resolved(), sort_keys=True).encode()))
         if progress and not resume:  # what will run, once nothing stands in its way

@@ -69,6 +69,11 @@ def check_whole(value: object, what: str, minimum: int = 1, error: type[Vitprobe
     return int(value)  # type: ignore[call-overload]
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``: a count with its noun (plural by a trailing s)."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def abbreviate(items: Sequence[str], limit: int = 6, sep: str = ", ") -> str:
     """``a, b, c, ... (+N more)``: a readable one-line list of the first ``limit`` items (an
     item with a control character as its repr)."""

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from vitprobe.claims import Verdict, evaluate
 from vitprobe.data.spec import relative_path_note
-from vitprobe.errors import ConfigError, OutputExistsError, VitprobeError, abbreviate
+from vitprobe.errors import ConfigError, OutputExistsError, VitprobeError, abbreviate, plural
 from vitprobe.output_paths import check_output_folder, is_analysis_output, temp_folder_beside, temp_prefix
 from vitprobe.recipes import SET_BY_REPRODUCE, ModelEntry, Recipe
 
@@ -107,7 +107,7 @@ def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers:
     epochs = config.total_epochs()
     replacing = not resume and finished.is_file()
     _say(progress, f"{entry.key}: {'resuming' if resume else 'training'} {config.method} for "
-                   f"{epochs} epoch{'s' if epochs != 1 else ''} on {config.data}"
+                   f"{plural(epochs, 'epoch')} on {config.data}"
                    + (f" (its training config or objective changed since {folder} was trained; the "
                       f"earlier model is kept in {kept} until the new one is finished)"
                       if replacing or kept.is_dir() else ""))

@@ -39,7 +39,7 @@ class ToyMIM(Objective):
     mean of two batches of b). An EMA copy of the decoder exercises the momentum path."""
 
     name = "toy_mim"
-    defaults = {"base_lr": 1e-3, "min_lr": 1e-5, "warmup_epochs": 1, "weight_decay": 0.05,
+    defaults = {"base_lr": 1e-3, "min_lr": 1e-5, "warmup_epochs": 3, "weight_decay": 0.05,
                 "weight_decay_end": 0.1, "momentum": 0.9, "betas": (0.9, 0.95),
                 "clip_grad": None, "nan_at_step": -1, "blow_up_from_step": -1, "collapse_dim": None}
 
@@ -135,6 +135,8 @@ def test_presets_and_published_lengths():
     assert TrainConfig(method="dino").total_epochs() == 10  # tiny by default
     hp = {**ToyMIM.defaults, "warmup_epochs": 40}
     assert resolve_optim(TrainConfig(method="mae", epochs=30), hp)["warmup_epochs"] == 3
+    for epochs, warmup in ((1, 0), (2, 1), (9, 1), (19, 1), (20, 2)):  # a tenth, at least one epoch
+        assert resolve_optim(TrainConfig(method="mae", epochs=epochs), hp)["warmup_epochs"] == warmup
     assert resolve_optim(TrainConfig(method="mae", preset="vit_b16"), hp)["warmup_epochs"] == 40
     with pytest.raises(ConfigError, match="warmup_epochs"):
         resolve_optim(TrainConfig(method="mae", preset="vit_b16", epochs=20), hp)
@@ -196,7 +198,7 @@ def test_train_writes_loadable_checkpoint_and_log(tmp_path):
     assert list(log.columns[:6]) == ["epoch", "step", "loss", "lr", "wd", "momentum"]
     assert list(log["step"]) == list(range(8)) and {"emb_std", "masked"} <= set(log.columns)
     peak = 1e-3 * 4 / 256
-    expected_lr = cosine_schedule(peak, 1e-5, 8, warmup_steps=0)  # tiny, 2 epochs: no warm-up
+    expected_lr = cosine_schedule(peak, 1e-5, 8, warmup_steps=4)  # tiny, 2 epochs: one warm-up epoch
     assert np.allclose(log["lr"], expected_lr)
     assert np.allclose(log["momentum"], cosine_schedule(0.9, 1.0, 8))
     assert log["loss"].iloc[-4:].mean() < log["loss"].iloc[:4].mean()
@@ -396,8 +398,7 @@ def test_cli_trains_a_registered_objective_on_a_dataset_spec(tmp_path, capsys):
     printed = captured.out.strip().splitlines()
     assert code == 0 and printed[-1].endswith("final.safetensors")
     first_loss = pd.read_csv(out / "log.csv").query("epoch == 0")["loss"].mean()
-    assert printed[-2].startswith(f"loss by epoch (mean of logged steps): {first_loss:.4g} -> ")
-    assert printed[-2].endswith(f"over 1 epoch; log: {out / 'log.csv'}")
+    assert printed[-2] == f"loss (mean of logged steps): {first_loss:.4g} over 1 epoch; log: {out / 'log.csv'}"
     model = load_model(out / "final.safetensors")
     assert model.vitprobe_info["format"] == "vitprobe"
     saved = TrainConfig.from_overrides(json.loads((out / "config.json").read_text(encoding="utf-8")))
@@ -416,7 +417,7 @@ def test_cli_trains_a_registered_objective_on_a_dataset_spec(tmp_path, capsys):
     first = capsys.readouterr().err.splitlines()[0]
     assert first.startswith("training simmim (preset tiny: ViT 32 px, patch 4, width 64, 4 blocks) on synthetic:16: "
                             "2 epochs x 2 steps of 8 images, peak lr ") and first.endswith(
-                            f"after 0 warm-up epochs -> {tmp_path / 'shown'}")
+                            f"after 1 warm-up epoch -> {tmp_path / 'shown'}")
 
 
 def test_train_takes_a_dict_and_refuses_other_inputs_in_one_line(tmp_path):

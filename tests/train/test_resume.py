@@ -82,7 +82,7 @@ def test_resume_compares_the_values_in_force_not_how_they_were_given(tmp_path):
     run_toy(out, epochs=2, save_every=1)
     state = torch.load(out / ckpt.STATE_FILE, weights_only=True)
     assert state["in_force"]["hparams"]["momentum"] == 0.9 and state["in_force"]["lr"] > 0
-    assert state["in_force"]["hparams"]["warmup_epochs"] == 0  # the tiny preset's 2 // 10, not ToyMIM's 1
+    assert state["in_force"]["hparams"]["warmup_epochs"] == 1  # the tiny preset's max(1, 2 // 10), not ToyMIM's 3
     with pytest.raises(ConfigError, match=r"\(--set momentum was 0.9, now 0.8\)"):
         run_toy(out, resume=True, epochs=2, save_every=1, hparams={"momentum": 0.8})
     run_toy(out, resume=True, epochs=2, save_every=1, hparams={"momentum": 0.9},  # the default, named

@@ -16,7 +16,7 @@ from vitprobe.analyzers._registry import register_analyzer
 from vitprobe.analyzers._split import heldout_mask
 from vitprobe.analyzers.base import Analyzer, tidy
 from vitprobe.capture import ModelInfo, Site
-from vitprobe.errors import ConfigError, DataError, check_whole, warn_user
+from vitprobe.errors import ConfigError, DataError, check_whole, plural, warn_user
 from vitprobe.metrics import knn_predict
 
 # Fewer held-out images than this make a probe accuracy too coarse to read (warned).
@@ -136,7 +136,7 @@ class _PooledFeatureProbe(Analyzer):
                           "of the images, chosen by index), so there is no accuracy (NaN); use more "
                           "images or a larger heldout_fraction")
         elif n_test < _FEW_HELD_OUT:
-            warn_user(f"{where}: only {n_test} held-out images, so one image moves the accuracy "
+            warn_user(f"{where}: only {plural(n_test, 'held-out image')}, so one image moves the accuracy "
                           f"by {100 / n_test:.1f} points; use more images")
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from vitprobe.errors import abbreviate
+from vitprobe.errors import abbreviate, plural
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +44,7 @@ def describe(info: dict[str, Any]) -> str:
         f"tensors      {report['tensors']} loaded",
     ]
     for reason, keys in report["dropped"].items():
-        lines.append(f"dropped      {len(keys)} key{'s' if len(keys) != 1 else ''}: {reason} ({abbreviate(keys, 3)})")
+        lines.append(f"dropped      {plural(len(keys), 'key')}: {reason} ({abbreviate(keys, 3)})")
     if report.get("ignored_entries"):
         lines.append(f"not read     {abbreviate(report['ignored_entries'])} (other entries of the file)")
     if "training" in report:

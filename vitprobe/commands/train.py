@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from vitprobe.commands._key_values import parse_key_values
 from vitprobe.commands._data_help import SPEC_HELP
-from vitprobe.errors import ConfigError
+from vitprobe.errors import ConfigError, plural
 
 if TYPE_CHECKING:
     from vitprobe.train import TrainConfig
@@ -138,15 +138,18 @@ def _saved_options(out: Path) -> dict[str, Any]:
 
 
 def _loss_summary(log: Path, epochs: int) -> str:
-    """``loss by epoch (mean of logged steps): first -> last over E epochs; log: PATH``, saying
+    """``loss by epoch (mean of logged steps): first -> last over E epochs; log: PATH`` (one value
+    where one epoch was logged), saying
     so when fewer than the run's ``epochs`` had a logged step (a large --log-every)."""
     import pandas as pd
 
     by_epoch = pd.read_csv(log).groupby("epoch")["loss"].mean()
     if by_epoch.empty:
         return f"no step was logged; log: {log}"
-    span = f"{len(by_epoch)} epoch{'s' if len(by_epoch) != 1 else ''}"
+    span = plural(len(by_epoch), "epoch")
     if len(by_epoch) < epochs:
         span = f"the {span} of {epochs} with a logged step (a smaller --log-every logs more)"
+    if len(by_epoch) == 1:
+        return f"loss (mean of logged steps): {by_epoch.iloc[0]:.4g} over {span}; log: {log}"
     return (f"loss by epoch (mean of logged steps): {by_epoch.iloc[0]:.4g} -> {by_epoch.iloc[-1]:.4g} "
             f"over {span}; log: {log}")

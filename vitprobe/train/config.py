@@ -252,15 +252,16 @@ def read_train_config(path: Path) -> dict[str, Any]:
 def resolve_optim(config: TrainConfig, hparams: dict[str, Any]) -> dict[str, Any]:
     """The optimisation settings in force, from the objective's resolved ``hparams``.
 
-    A short preset warms up for ``epochs // 10`` epochs unless ``hparams`` were given a
-    ``warmup_epochs``; a published recipe keeps its own warm-up, which must be shorter than
-    the run. ``weight_decay_end`` None means constant weight decay.
+    A short preset warms up for a tenth of the run in whole epochs, at least one (none in a
+    one-epoch run): ``max(1, epochs // 10)``, unless ``hparams`` were given a ``warmup_epochs``;
+    a published recipe keeps its own warm-up, which must be shorter than the run.
+    ``weight_decay_end`` None means constant weight decay.
     """
     epochs = config.total_epochs()
     warmup = hparams.get("warmup_epochs") or 0
     name = config.preset_name
     if "warmup_epochs" not in config.hparams and name and PRESETS[name].epochs is not None:
-        warmup = epochs // 10
+        warmup = max(1, epochs // 10) if epochs > 1 else 0
     if not 0 <= int(warmup) < epochs:
         raise ConfigError(f"warm-up of {warmup} epochs does not fit in {epochs} epochs; "
                           f"pass --set warmup_epochs=N with 0 <= N < {epochs}")

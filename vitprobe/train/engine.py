@@ -26,7 +26,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD
-from vitprobe.errors import CheckpointError, ConfigError, OutputExistsError, abbreviate, brief_reason
+from vitprobe.errors import CheckpointError, ConfigError, OutputExistsError, abbreviate, brief_reason, plural
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
 from vitprobe.output_paths import check_output_folder, is_analysis_output
 from vitprobe.seeding import seeded
@@ -99,9 +99,9 @@ def run_plan(config: TrainConfig, arch: ArchSpec, epochs: int, steps_per_epoch: 
     """One line saying what a run will do, before it starts (a full preset runs for days)."""
     model = f"preset {config.preset_name}" if config.preset_name else config.arch
     return (f"training {config.method} ({model}: ViT {arch.img_size} px, patch {arch.patch_size}, width "
-            f"{arch.embed_dim}, {arch.depth} blocks) on {config.data}: {epochs} epochs x {steps_per_epoch} "
-            f"steps of {global_batch} images, peak lr {peak_lr:.3g} after {warmup_epochs} warm-up "
-            f"epoch{'s' if warmup_epochs != 1 else ''} -> {config.out}")
+            f"{arch.embed_dim}, {arch.depth} blocks) on {config.data}: {plural(epochs, 'epoch')} x "
+            f"{plural(steps_per_epoch, 'step')} of {global_batch} images, peak lr {peak_lr:.3g} after "
+            f"{plural(warmup_epochs, 'warm-up epoch')} -> {config.out}")
 
 
 def resolve_arch(config: TrainConfig) -> ArchSpec:

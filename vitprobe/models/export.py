@@ -1,8 +1,9 @@
 """Writing the encoder of a vitprobe checkpoint in an official training-code layout.
 
 The nesting follows the published code, so their loaders (and vitprobe's) read the file:
-- dino: ``{"teacher": {"backbone." + k}, "student": {"module.backbone." + k}, "epoch",
-  "args": {arch, patch_size}}`` (DINO ``main_dino.py``; no head: only the encoder exists)
+- dino: ``{"teacher": {"backbone." + k}, "epoch", "args": {arch, patch_size}}`` (DINO
+  ``main_dino.py``, whose evaluation scripts read ``teacher``; no head and no ``student``:
+  the file holds one encoder, and a copy of it under ``student`` would pass for a student)
 - mocov3: ``{"epoch", "arch", "state_dict": {"module.base_encoder." + k}}`` (``main_moco.py``)
 - mae: ``{"model": {k}, "epoch", "args": {model}}`` (MAE ``misc.save_model``, without
   the optimiser; its loaders read ``model``)
@@ -65,8 +66,7 @@ def _index_buffers(spec: ArchSpec) -> Tensors:
 
 def _dino(sd: Tensors, spec: ArchSpec, meta: dict[str, Any]) -> dict[str, Any]:
     args = {"arch": _arch_name(DINO_ARCHS, spec), "patch_size": spec.patch_size}
-    return {"student": _prefixed("module.backbone.", sd), "teacher": _prefixed("backbone.", sd),
-            "epoch": meta["epoch"], "args": args}
+    return {"teacher": _prefixed("backbone.", sd), "epoch": meta["epoch"], "args": args}
 
 
 def _mocov3(sd: Tensors, spec: ArchSpec, meta: dict[str, Any]) -> dict[str, Any]:

@@ -83,6 +83,21 @@ def test_figure_carries_analysis_protocol(results):
     assert "pooling cls" in draw("linear_probe", [("a", results["linear_probe"])])._suptitle.get_text()
 
 
+@pytest.mark.parametrize("name", list(make_results()))
+def test_a_long_caption_is_wrapped_inside_the_saved_figure(name, results):
+    """A long data path and runs whose datasets differ: every line of the title lies within
+    the figure's width as saved (a long part was cut at both edges)."""
+    def on(result: Result, data: str) -> Result:
+        return Result(name, result.table, {**result.protocol, "dataset": data}, result.artifacts)
+
+    long_path = "folder:/data/" + "/".join(["a-very-long-folder-name"] * 6) + "/val"
+    fig = draw(name, [("moco", on(results[name], long_path)), ("simmim", on(make_results(seed=1)[name], "synthetic:48:3"))])
+    fig.canvas.draw()
+    box = fig._suptitle.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height, (box, fig.bbox)
+    assert "a-very-long-folder-name" in fig._suptitle.get_text()
+
+
 def test_jaccard_bars_of_runs_with_different_head_counts_sit_over_their_own_names(results):
     two = results["attention_jaccard"]
     three_rows = pd.concat([two.table, pd.DataFrame([{"metric": "jaccard", "head": HEADS, "value": 0.5, "std": 0.1, "n": 4}])])

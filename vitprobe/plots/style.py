@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -115,14 +116,18 @@ def _caption_parts(protocols: Sequence[dict[str, Any]], exclude: Sequence[str] =
 
 
 def finish(fig: Figure, title: str, items: Items) -> Figure:
-    """Title the figure with the analysis and its protocol (wrapped to the figure width)."""
+    """Title the figure with the analysis and its protocol, wrapped to the figure width: parts
+    share a line while they fit, and a part longer than a line (a long data path, runs that
+    differ) is broken over several."""
     width_chars = int(fig.get_figwidth() * 15)
     lines = [title]
     for part in _caption_parts([result.protocol for _, result in items], labels=[label for label, _ in items]):
-        if len(lines) > 1 and len(lines[-1]) + 3 + len(part) <= width_chars:
-            lines[-1] += " · " + part
+        first, *rest = textwrap.wrap(part, width_chars, break_on_hyphens=False) or [part]
+        if len(lines) > 1 and len(lines[-1]) + 3 + len(first) <= width_chars:
+            lines[-1] += " · " + first
         else:
-            lines.append(part)
+            lines.append(first)
+        lines.extend(rest)
     fig.suptitle("\n".join(lines), fontsize=8)
     return fig
 

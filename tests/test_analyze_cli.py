@@ -361,12 +361,34 @@ def test_only_rank_zero_prints_warnings(checkpoint, tmp_path, capsys, monkeypatc
     assert "warning" not in capsys.readouterr().err  # rank 0 prints the same ones once
 
 
+def test_under_torchrun_an_error_of_the_shared_options_is_printed_by_rank_zero_alone(checkpoint, tmp_path,
+                                                                                      capsys, monkeypatch):
+    """Every rank meets a bad option or file: rank 0 says it once. An error in reading one
+    rank's own shard of the data is said by that rank, named."""
+    import vitprobe.analysis
+    from vitprobe.distributed import own_shard
+
+    argv = ["analyze", "--checkpoint", str(tmp_path / "nope.pth"), "--data", "synthetic:16", "--analyses", "knn"]
+    for rank, said in (("0", "vitprobe: error: checkpoint "), ("1", "")):
+        monkeypatch.setenv("RANK", rank)
+        assert main(argv) == 2
+        assert capsys.readouterr().err.startswith(said) if said else capsys.readouterr().err == ""
+
+    def a_file_of_this_shard_is_gone(*args, **kwargs):
+        with own_shard():
+            raise DataError("cannot read /data/b/299.jpg: the file is gone")
+
+    monkeypatch.setattr(vitprobe.analysis, "run_analysis", a_file_of_this_shard_is_gone)
+    assert main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:16", "--analyses", "knn"]) == 2
+    assert capsys.readouterr().err == "vitprobe: error (rank 1): cannot read /data/b/299.jpg: the file is gone\n"
+
+
 def test_meaningless_probe_splits_are_warned_in_one_line(checkpoint, tmp_path, capsys):
     assert main(["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, "--data", "synthetic:16",
                  "--analyses", "knn", "--batch-size", "8", "--no-progress", "--out", str(tmp_path / "o")]) == 0
     err = capsys.readouterr().err
     assert err.count("vitprobe: warning: knn on label 'shape': only") == 1  # once, not per checkpoint
-    assert "held-out images" in err
+    assert "only 1 held-out image," in err
     assert "vitprobe: warning: knn on label 'shape': k = 20 neighbours of only" in err
     assert "UserWarning" not in err
 

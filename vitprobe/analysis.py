@@ -24,7 +24,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vitprobe.data.user_data import describe_data, first_item, loader_sampling
-from vitprobe.distributed import rank_and_world, to_device
+from vitprobe.distributed import own_shard, rank_and_world, to_device
 from vitprobe.errors import ConfigError, VitprobeError, check_whole, is_whole, warn_user
 from vitprobe.results import Run, check_output
 
@@ -294,7 +294,7 @@ def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
                        disable=not progress or rank != 0, leave=False)
     sampler = plan.loader.sampler
     position = sampler.start if isinstance(sampler, ShardSampler) else 0  # this shard's first place
-    with seeded(plan.protocol["seed"]), torch.inference_mode(), capture(plan.model, sites) as cap:
+    with seeded(plan.protocol["seed"]), torch.inference_mode(), capture(plan.model, sites) as cap, own_shard():
         for batch in bar:
             if "index" not in batch:  # items without an index are numbered by their place in the pass
                 batch["index"] = torch.arange(position, position + len(batch["image"]))

@@ -135,7 +135,11 @@ def _run(args: argparse.Namespace) -> int:
     except VitprobeError as err:
         if args.debug:
             raise
-        print(f"vitprobe: error: {err}", file=sys.stderr)
+        rank = int(os.environ.get("RANK", "0"))
+        if rank == 0:  # under torchrun every rank meets an error of the shared options: one line
+            print(f"vitprobe: error: {err}", file=sys.stderr)
+        elif getattr(err, "own_shard", False):  # met in this rank's own shard of the data
+            print(f"vitprobe: error (rank {rank}): {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as stop:
         terminated = isinstance(stop, Terminated)

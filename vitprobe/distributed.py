@@ -7,14 +7,15 @@ MASTER_ADDR and MASTER_PORT; one process without them is a world of one.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from vitprobe.errors import ConfigError
+from vitprobe.errors import ConfigError, VitprobeError
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,24 @@ class DistEnv:
     def is_main(self) -> bool:
         """Rank 0 writes checkpoints, logs and the progress bar."""
         return self.rank == 0
+
+
+@contextmanager
+def own_shard() -> Iterator[None]:
+    """Mark a VitprobeError raised inside (reading this rank's shard of the data) as this rank's
+    own: the command line prints it on every rank that meets it, where an error of the shared
+    options and files is printed by rank 0 alone."""
+    try:
+        yield
+    except VitprobeError as err:
+        err.own_shard = True  # type: ignore[attr-defined]
+        raise
+
+
+def shard_batches(loader: Iterable[Any]) -> Iterator[Any]:
+    """The batches of ``loader``, an error in reading them marked as this rank's own."""
+    with own_shard():
+        yield from loader
 
 
 def rank_and_world() -> tuple[int, int]:

@@ -243,6 +243,10 @@ def test_file_damaged_after_indexing_fails_with_one_line(tmp_path: Path) -> None
         list(make_loader(dataset, batch_size=2, num_workers=1))
     assert str(info.value).startswith(f"dataset 'folder:{tmp_path}': cannot decode {folder / 'b.png'}")
     assert "\n" not in str(info.value)
+    (folder / "b.png").unlink()  # deleted after the dataset was built: gone, not undecodable
+    with pytest.raises(DataError, match=rf"{folder / 'b.png'} is gone \(it was there when the dataset was built\); "
+                                        "restore it, or rerun to leave it out"):
+        dataset[1]
 
 
 def test_split_subfolder(image_folder: Path, tmp_path: Path) -> None:

@@ -139,8 +139,7 @@ def load_rgb(path: Path, size: int, spec: str, exif_orientation: bool = True) ->
                 image = image.resize((size, size), Image.Resampling.BICUBIC,
                                      box=center_square(*image.size))
     except Exception as error:  # decoding errors come in many PIL/zlib types
-        raise DataError(f"dataset {spec!r}: cannot decode {path} ({brief_reason(error)}); "
-                        f"remove or replace the file") from error
+        raise unreadable(spec, path, error) from error
     return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
 
 
@@ -159,8 +158,18 @@ def load_index_png(path: Path, spec: str, holding: str) -> np.ndarray:
     except DataError:
         raise
     except Exception as error:
-        raise DataError(f"dataset {spec!r}: cannot decode {path} ({brief_reason(error)}); "
-                        f"remove or replace the file") from error
+        raise unreadable(spec, path, error) from error
+
+
+def unreadable(spec: str, path: Path, error: BaseException) -> DataError:
+    """The one-line error for a file of the dataset that cannot be read while the data is
+    streamed: gone since the dataset was built, not readable, or not decodable."""
+    if isinstance(error, FileNotFoundError):
+        return DataError(f"dataset {spec!r}: {path} is gone (it was there when the dataset was built); "
+                         "restore it, or rerun to leave it out")
+    if isinstance(error, PermissionError):
+        return DataError(f"dataset {spec!r}: {path} cannot be read (permission denied); make it readable")
+    return DataError(f"dataset {spec!r}: cannot decode {path} ({brief_reason(error)}); remove or replace the file")
 
 
 def resize_mask(mask: np.ndarray, size: int) -> torch.Tensor:

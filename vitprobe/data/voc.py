@@ -20,8 +20,8 @@ from PIL import Image
 
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD, RawItem, VitprobeDataset
 from vitprobe.data.folder import existing_dir, warn_skipped
-from vitprobe.data.images import INDEX_MODES, check_images, load_index_png, load_rgb, resize_mask
-from vitprobe.errors import DataError, brief_reason, warn_user
+from vitprobe.data.images import INDEX_MODES, check_images, load_index_png, load_rgb, resize_mask, unreadable
+from vitprobe.errors import DataError, warn_user
 
 VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
@@ -175,8 +175,7 @@ class VocDataset(VitprobeDataset):
             with Image.open(image_file) as header:
                 width, height = header.size
         except Exception as error:
-            raise DataError(f"dataset {self.spec!r}: cannot decode {image_file} "
-                            f"({brief_reason(error)}); remove or replace the file") from error
+            raise unreadable(self.spec, image_file, error) from error
         if objects.shape != (height, width) or classes.shape != (height, width):
             raise DataError(f"dataset {self.spec!r}: masks of {self.ids[index]} are "
                             f"{objects.shape[1]}x{objects.shape[0]}, image is {width}x{height}; "

@@ -412,7 +412,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
                                    env.world_size, config.seed, epoch),
                 generator=torch.Generator().manual_seed(derive_seed(config.seed, epoch)),
                 pin_memory=env.device.type == "cuda")
-            for i, batch in enumerate(loader):
+            for i, batch in enumerate(distributed.shard_batches(loader)):
                 t = epoch * steps_per_epoch + i
                 info = StepInfo(epoch=epoch, step=t, steps_per_epoch=steps_per_epoch,
                                 total_steps=total, progress=t / total)

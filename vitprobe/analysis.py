@@ -24,8 +24,8 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vitprobe.data.user_data import describe_data, first_item, loader_sampling
-from vitprobe.distributed import own_shard, rank_and_world, to_device
-from vitprobe.errors import ConfigError, VitprobeError, check_whole, is_whole, warn_user
+from vitprobe.distributed import on_rank_zero, own_shard, rank_and_world, to_device
+from vitprobe.errors import ConfigError, check_whole, is_whole, warn_user
 from vitprobe.results import Run, check_output
 
 PROGRESS_DESC = "analysing"
@@ -304,20 +304,9 @@ def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
             batch["sites"] = cap.run(batch["image"])
             for analyzer in plan.analyzers:
                 analyzer.update(batch)
-    if world == 1:
-        return _compute(plan)
-    _gather_states(plan)
-    outcome: list[Any] = [None]
-    if rank == 0:
-        try:
-            outcome[0] = ("ok", _compute(plan))
-        except VitprobeError as err:
-            outcome[0] = ("error", f"{type(err).__name__}: {err}")
-    torch.distributed.broadcast_object_list(outcome, src=0)
-    status, value = outcome[0]
-    if status == "error":
-        raise ConfigError(f"rank 0 failed: {value}")
-    return value
+    if world > 1:
+        _gather_states(plan)
+    return on_rank_zero(lambda: _compute(plan))
 
 
 def analyze(

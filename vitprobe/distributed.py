@@ -10,12 +10,14 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from vitprobe.errors import ConfigError, VitprobeError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,22 @@ def global_mean(value: torch.Tensor, env: DistEnv) -> float:
     return float(value.item())
 
 
-def barrier(env: DistEnv) -> None:
-    """Wait for every process (no-op in a world of one)."""
-    if env.world_size > 1:
-        dist.barrier()
+def on_rank_zero(work: Callable[[], T]) -> T:
+    """``work()`` run by rank 0 alone (writing files, taking a lock), its result handed to every
+    rank, and so is its VitprobeError: every rank raises it (rank 0 alone prints it) instead of
+    failing later in a collective that the stopped rank 0 never joins. Outside torch.distributed
+    it is ``work()``."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return work()
+    outcome: list[Any] = [None]
+    if rank == 0:
+        try:
+            outcome[0] = (True, work())
+        except VitprobeError as err:
+            outcome[0] = (False, err)
+    dist.broadcast_object_list(outcome, src=0)
+    done, value = outcome[0]
+    if not done:
+        raise value
+    return value

@@ -90,3 +90,30 @@ def test_every_objective_trains_data_parallel(tmp_path, method):
         env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "run" / "final.safetensors").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_an_error_rank_zero_alone_meets_stops_every_rank_with_one_line(tmp_path):
+    """Rank 0 alone takes the folder's lock; when another process holds it, every rank stops
+    with exit 2 and one line (rank 1 used to fail in the next collective, with a traceback)."""
+    from vitprobe.train.run_lock import RunLock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    held = RunLock()
+    held.acquire(out)
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path / "tmp")}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+             "--master_port", str(free_port()), "-m", "vitprobe", "train", "--method", "mae", "--data",
+             "synthetic:16", "--epochs", "1", "--batch-size", "4", "--out", str(out), "--no-progress"],
+            env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        held.release()
+    assert proc.returncode != 0
+    assert proc.stderr.count("vitprobe: error:") == 1 and "another process" in proc.stderr, proc.stderr[-3000:]
+    assert "[rank1]" not in proc.stderr and "exitcode  : 2" in proc.stderr, proc.stderr[-3000:]
+    assert [p.name for p in out.iterdir()] == [".lock"]

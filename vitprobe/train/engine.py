@@ -357,8 +357,8 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
                                      **optim}),  # the optimiser's values as used (a preset's warm-up)
                 "lr": peak_lr, "revisions": revisions}
     start_epoch, last_ckpt = 0, None
-    if env.is_main and out.is_dir():  # the checks above only read; from here the folder is changed
-        lock.acquire(out)
+    # The checks above only read; from here the folder is changed.
+    distributed.on_rank_zero(lambda: lock.acquire(out) if out.is_dir() else None)
     if resume:
         state = ckpt.load_train_state(out)
         _check_resume(config, state, env.world_size, env.device, in_force, given_dataset=given_dataset)
@@ -376,7 +376,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
             if env.is_main:
                 print(f"{out}: the run is complete ({start_epoch} of {epochs} epochs); nothing to do")
             return out / ckpt.FINAL_FILE
-    if env.is_main:
+    def start_folder() -> None:
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -388,6 +388,8 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
         if progress and not resume:  # what will run, once nothing stands in its way
             print(run_plan(config, arch, epochs, steps_per_epoch, global_batch, peak_lr, optim["warmup_epochs"]),
                   file=sys.stderr)
+
+    distributed.on_rank_zero(start_folder)
 
     model: nn.Module = objective
     if env.world_size > 1:
@@ -443,19 +445,13 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
                              metrics)
             monitor.end_epoch(epoch)
             if (epoch + 1) % config.save_every == 0 or epoch + 1 == epochs:
-                if env.is_main:
-                    last_ckpt = ckpt.save_checkpoint(
-                        out, objective.export_encoder(), arch, meta(epoch + 1),
-                        {"objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                         "step": (epoch + 1) * steps_per_epoch, "rng": ckpt.capture_rng(),
-                         "config": config.resolved(), "in_force": in_force,
-                         "world_size": env.world_size})
-                distributed.barrier(env)
+                last_ckpt = distributed.on_rank_zero(lambda: ckpt.save_checkpoint(
+                    out, objective.export_encoder(), arch, meta(epoch + 1),
+                    {"objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scaler": scaler.state_dict(), "epoch": epoch + 1,
+                     "step": (epoch + 1) * steps_per_epoch, "rng": ckpt.capture_rng(),
+                     "config": config.resolved(), "in_force": in_force,
+                     "world_size": env.world_size}))
     finally:
         monitor.close()
-    final = out / ckpt.FINAL_FILE
-    if env.is_main:
-        ckpt.save_final(out, objective.export_encoder(), arch, meta(epochs))
-    distributed.barrier(env)
-    return final
+    return distributed.on_rank_zero(lambda: ckpt.save_final(out, objective.export_encoder(), arch, meta(epochs)))

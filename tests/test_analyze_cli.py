@@ -147,13 +147,21 @@ def test_probes_without_labels_and_unknown_names_are_config_errors():
         analyze(tiny_vit(), DictImages(labels=False), analyses="knn", progress=False)
     with pytest.raises(ConfigError, match="choose from attention_distance"):
         analyze(tiny_vit(), DictImages(), analyses=["nope"], progress=False)
+    for model, said in ((tiny_vit().half(), r"the model's .* is float16; vitprobe analyses float32 weights: pass "
+                                             r"model.float\(\)"),
+                        (tiny_vit().double(), "is float64"), (tiny_vit().to("meta"), "is on the meta device")):
+        with pytest.raises(ConfigError, match=said):
+            analyze(model, DictImages(), analyses="knn", progress=False)
+    for wrong in (None, 3, ["knn", None]):
+        with pytest.raises(ConfigError, match=r"analyses must be 'all', a name or a list of names, got "):
+            analyze(tiny_vit(), DictImages(), analyses=wrong, progress=False)
     with pytest.raises(DataError):
         analyze(tiny_vit(), "nonsense:1", progress=False)
 
 
 def test_all_skips_what_the_data_cannot_feed():
     with pytest.warns(UserWarning, match="skipping attention_jaccard: it needs foreground masks") as caught:
-        run = analyze(tiny_vit(), DictImages(n=4, labels=False), analyses="all", batch_size=4, progress=False)
+        run = analyze(tiny_vit(), DictImages(n=4, labels=False), analyses=["all"], batch_size=4, progress=False)
     assert {str(w.message).split(":")[0] for w in caught} >= {"skipping knn", "skipping linear_probe"}
     assert "attention_jaccard" not in run and "knn" not in run and "attention_distance" in run
     from vitprobe.analyzers import analyzer_class, list_analyzers

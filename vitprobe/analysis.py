@@ -76,6 +76,7 @@ def _load(model_or_path: nn.Module | str | os.PathLike[str],
         info.setdefault("format", "module")
         info.setdefault("arch", type(model_or_path).__name__)
         label = checkpoint_label(info["path"]) if info.get("path") else type(model_or_path).__name__
+        _check_weights(model_or_path)
         return model_or_path.eval(), info, label
     from vitprobe.models import load_model
 
@@ -91,6 +92,19 @@ def _load(model_or_path: nn.Module | str | os.PathLike[str],
     info.setdefault("path", str(model_or_path))
     key = (load_options or {}).get("key")  # a chosen encoder (e.g. DINO's student) is named in the label
     return model, info, checkpoint_label(model_or_path) + (f"-{key}" if key else "")
+
+
+def _check_weights(model: nn.Module) -> None:
+    """Refuse weights that the pass cannot use as they are: not materialised (the ``meta``
+    device), or not float32 (the pass feeds float32 images, and its entropies and spectra
+    are defined on float32 features)."""
+    for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+        if tensor.is_meta:
+            raise ConfigError(f"the model's {name} is on the meta device (no values); load real weights, "
+                              "e.g. vitprobe.load_model(path)")
+        if tensor.is_floating_point() and tensor.dtype != torch.float32:
+            raise ConfigError(f"the model's {name} is {str(tensor.dtype).replace('torch.', '')}; vitprobe "
+                              "analyses float32 weights: pass model.float()")
 
 
 # File names `vitprobe train` gives every run; such a file is named after its run folder.
@@ -156,10 +170,12 @@ def _analysis_names(analyses: str | Sequence[str], has_masks: bool, label_names:
 
     known = list_analyzers()
     if isinstance(analyses, str):
-        every = analyses.strip() == "all"
-        names = known if every else [a.strip() for a in analyses.split(",") if a.strip()]
-    else:
-        every, names = False, list(analyses)
+        analyses = [a.strip() for a in analyses.split(",") if a.strip()]
+    if not isinstance(analyses, (list, tuple)) or not all(isinstance(a, str) for a in analyses):
+        raise ConfigError(f"analyses must be 'all', a name or a list of names, got {analyses!r}; choose "
+                          f"from {', '.join(known)}")
+    every = list(analyses) == ["all"]
+    names = known if every else list(analyses)
     if not names:
         raise ConfigError(f"no analyses given; choose 'all' or some of {', '.join(known)}")
     unknown = [n for n in names if n not in known]

@@ -51,8 +51,13 @@ def get_analyzer(name: str, **params: Any) -> Any:
     from vitprobe.analyzers._params import check_params
 
     params = check_params(cls, params)
+    from vitprobe.metrics._checks import MetricInputError
+
     try:
         return cls(**params)
     except TypeError as err:  # a value of the wrong type met a comparison or a conversion
         raise ConfigError(f"analysis {name!r}: a parameter has a value of the wrong type ({err}); "
                           f"given {params}") from None
+    except MetricInputError as err:  # a value outside the range of the metric it feeds
+        raise ConfigError(f"analysis {name!r}: {err} (--param {name}.NAME=VALUE; Python "
+                          f"analyzer_params={{{name!r}: {{...}}}})") from None

@@ -209,6 +209,12 @@ def test_split_folders_read_as_classes_and_formats_left_out_are_warned_about(tmp
     assert "left out 1 file(s) in formats vitprobe does not read (.ico 1); convert them" in messages
     val = resolve_dataset(f"folder:{tmp_path / 'val'}", 32)
     assert val.class_names == {"class": ["cat", "dog"]} and len(val) == 3  # the AVIF is read
+    import shutil
+
+    shutil.rmtree(tmp_path / "train")  # one split alone is read as one class as well
+    with pytest.warns(UserWarning, match=rf"the only class folder of {tmp_path} is val, which names a split, so "
+                                         rf"the split is read as the label; .* folder:{tmp_path / 'val'}"):
+        resolve_dataset(f"folder:{tmp_path}", 32)
 
 
 def test_a_voc_folder_read_as_class_folders_is_warned_about(voc_root: Path) -> None:

@@ -198,10 +198,11 @@ SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "tes
 def _warn_if_splits(spec: str, root: Path, classes: list[str]) -> None:
     """Warn when the class folders are named like splits (Imagenette's train/ and val/): the
     split would be read as the label."""
-    if len(classes) > 1 and all(name.lower() in SPLIT_NAMES for name in classes):
-        warn_user(f"dataset {spec!r}: the class folders of {root} are {', '.join(classes)}, which name "
-                  f"splits, so the split is read as the label; read one split with its classes: "
-                  f"folder:{root / classes[-1]}")
+    if classes and all(name.lower() in SPLIT_NAMES for name in classes):
+        found = (f"the class folders of {root} are {', '.join(classes)}, which name splits" if len(classes) > 1
+                 else f"the only class folder of {root} is {classes[0]}, which names a split")
+        warn_user(f"dataset {spec!r}: {found}, so the split is read as the label; read one split with its "
+                  f"classes: folder:{root / classes[-1]}")
 
 
 def _warn_if_voc(spec: str, root: Path) -> None:

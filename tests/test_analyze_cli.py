@@ -205,6 +205,9 @@ def test_batching_and_loader_do_not_change_the_tables(tmp_path):
     assert three["fourier"].protocol["batch_size"] == 3  # the loader's, not the unused argument
     with pytest.raises(OutputExistsError):
         analyze(tiny_vit(), loader, analyses=names, progress=False, out=tmp_path / "r")
+    with pytest.raises(ConfigError, match=r"yields no batch: drop_last=True drops a last batch smaller than "
+                                          r"batch_size=16, and that is all of it"):
+        analyze(tiny_vit(), DataLoader(DictImages(n=8), batch_size=16, drop_last=True), analyses=names, progress=False)
 
 
 class Unindexed(DictImages):

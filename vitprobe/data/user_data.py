@@ -40,7 +40,12 @@ def first_item(data: Dataset | DataLoader) -> Mapping[str, Any] | None:
         raise ConfigError("the DataLoader has batch_size=None and yields single items; give it a batch_size")
     batch = next(iter(data), None)
     if batch is None:
-        raise ConfigError(f"the DataLoader over {type(data.dataset).__name__} yields no batch; give it images")
+        name = type(data.dataset).__name__
+        if data.drop_last and data.batch_size is not None:
+            raise ConfigError(f"the DataLoader over {name} yields no batch: drop_last=True drops a last batch "
+                              f"smaller than batch_size={data.batch_size}, and that is all of it; use "
+                              "drop_last=False or a smaller batch_size")
+        raise ConfigError(f"the DataLoader over {name} yields no batch; give it images")
     if not (isinstance(batch, Mapping) and isinstance(batch.get("image"), torch.Tensor) and batch["image"].dim() == 4):
         raise ConfigError(f"the DataLoader's batches are {type(batch).__name__}s, not dicts with an 'image' "
                           f"tensor (B, 3, H, W); {ITEM_HELP}")

@@ -98,6 +98,18 @@ def test_a_long_caption_is_wrapped_inside_the_saved_figure(name, results):
     assert "a-very-long-folder-name" in fig._suptitle.get_text()
 
 
+def test_a_run_without_a_finite_value_is_named_on_the_figure(results):
+    """A probe whose held-out split was empty has NaN everywhere: the figure says so."""
+    probe = results["knn"]
+    empty = Result("knn", probe.table.assign(value=np.nan, std=np.nan), probe.protocol)
+
+    def texts(fig: Figure) -> str:
+        return " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
+
+    assert "no finite value" not in texts(draw("knn", [("moco", probe)]))
+    assert "no finite value for mae" in texts(draw("knn", [("moco", probe), ("mae", empty)]))
+
+
 def test_jaccard_bars_of_runs_with_different_head_counts_sit_over_their_own_names(results):
     two = results["attention_jaccard"]
     three_rows = pd.concat([two.table, pd.DataFrame([{"metric": "jaccard", "head": HEADS, "value": 0.5, "std": 0.1, "n": 4}])])

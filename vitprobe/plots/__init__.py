@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import matplotlib
+import numpy as np
 from matplotlib.figure import Figure
 
 from vitprobe.plots import accuracy, attention_distance, attention_jaccard, attention_nmi, fourier, generic
@@ -49,7 +50,18 @@ def draw(name: str, items: Sequence[tuple[str, "Result"]], check: bool = True) -
     metrics = {str(m) for _, r in items for m in r.table["metric"].unique()}
     with matplotlib.rc_context(RC):
         function = plotter_for(name, metrics)
-        return function(items) if function is not None else generic.draw(items, title=name)
+        fig = function(items) if function is not None else generic.draw(items, title=name)
+    _note_runs_without_values(fig, items)
+    return fig
+
+
+def _note_runs_without_values(fig: Figure, items: Sequence[tuple[str, "Result"]]) -> None:
+    """Say on the figure which runs have no finite value (a probe with no held-out image), so
+    that an empty plot is not read as a drawing fault; the warnings say why."""
+    empty = [label for label, result in items if not np.isfinite(result.table["value"].to_numpy(float)).any()]
+    if empty and fig.axes:
+        fig.axes[0].text(0.5, 0.5, f"no finite value for {', '.join(empty)}\n(the analysis's warnings say why)",
+                         transform=fig.axes[0].transAxes, ha="center", va="center", fontsize=8, color="0.35")
 
 
 def _checked_items(name: str, items: Sequence[tuple[str, "Result"]]) -> list[tuple[str, "Result"]]:

@@ -56,4 +56,7 @@ def test_the_listing_says_what_each_parameter_takes(capsys) -> None:
     listing = capsys.readouterr().out
     assert 'pooling = "cls" (cls|mean)' in listing and "final_norm = false (true|false)" in listing
     assert "layers = null (block numbers" in listing and "k = 20 (integer)" in listing
+    per_analysis = listing.split("\nattention_nmi\n")[1].split("\nfourier\n")
+    assert "layers = null (block numbers" in per_analysis[0] and "; from 1, the first block)" in per_analysis[0]
+    assert "; 0 is the patch embedding)" in per_analysis[1].split("\nknn\n")[0]
 

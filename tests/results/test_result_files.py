@@ -98,6 +98,13 @@ def test_a_long_caption_is_wrapped_inside_the_saved_figure(name, results):
     assert "a-very-long-folder-name" in fig._suptitle.get_text()
 
 
+@pytest.mark.parametrize("name, label", [("attention_distance", "depth (block)"), ("attention_nmi", "depth (block)"),
+                                         ("token_similarity", "depth (0 = embedding)"), ("knn", "depth (0 = embedding)")])
+def test_a_depth_axis_says_whether_it_starts_at_the_embedding(results, name, label):
+    labels = {ax.get_xlabel() for ax in draw(name, [("a", results[name])]).axes if "depth" in ax.get_xlabel()}
+    assert labels == {label}
+
+
 def test_a_run_without_a_finite_value_is_named_on_the_figure(results):
     """A probe whose held-out split was empty has NaN everywhere: the figure says so."""
     probe = results["knn"]

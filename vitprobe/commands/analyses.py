@@ -33,7 +33,10 @@ def describe_analyzer(cls: type) -> dict[str, str]:
         if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         default = "" if param.default is param.empty else f" = {_default_text(param.default)}"
-        params.append(f"{name}{default} ({describe(kinds.get(name))})")
+        first = ""
+        if name == "layers":  # where the numbering starts for this analysis
+            first = "; 0 is the patch embedding" if cls().lowest_layer() == 0 else "; from 1, the first block"
+        params.append(f"{name}{default} ({describe(kinds.get(name))}{first})")
     doc = " ".join((inspect.getdoc(cls) or "").split("\n\n")[0].split())
     return {"name": cls.name, "needs": ", ".join(needs) or "images", "parameters": ", ".join(params) or "-",
             "about": doc}

@@ -140,9 +140,14 @@ def figure_bytes(fig: Figure, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def depth_axis(ax: Axes, label: str = "depth (block)") -> None:
-    """Integer ticks on a depth axis."""
+def depth_axis(ax: Axes) -> None:
+    """Integer ticks on a depth axis, labelled ``depth (0 = embedding)`` where layer 0 (the
+    patch embedding) is drawn, else ``depth (block)``."""
+    from matplotlib.collections import PathCollection
     from matplotlib.ticker import MaxNLocator
 
+    drawn = [float(x) for line in ax.get_lines() for x in line.get_xdata()]
+    drawn += [float(point[0]) for points in ax.collections if isinstance(points, PathCollection)
+              for point in points.get_offsets()]
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel(label)
+    ax.set_xlabel("depth (0 = embedding)" if drawn and min(drawn) < 0.5 else "depth (block)")

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 RUN_FORMAT_VERSION = 1
 INT_COLUMNS = ("layer", "head", "rank", "n")
 FLOAT_COLUMNS = ("frequency", "value", "std")
+COLUMN_ORDER = ("metric", "layer", "head", "frequency", "rank", "label", "value", "std", "n")
+"""The documented order of a table's columns; others (an analyzer's own) follow."""
 # pandas < 3 parses floats exactly only when asked to; pandas 3 always does (and warns if asked).
 _EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -52,8 +54,10 @@ def _check_name(name: str, what: str) -> str:
 
 
 def _normalise_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Index columns as nullable Int64, measurements as float64, a fresh RangeIndex."""
-    table = table.reset_index(drop=True).copy()
+    """Index columns as nullable Int64, measurements as float64, columns in COLUMN_ORDER, a
+    fresh RangeIndex."""
+    order = [c for c in COLUMN_ORDER if c in table.columns] + [c for c in table.columns if c not in COLUMN_ORDER]
+    table = table[order].reset_index(drop=True).copy()
     for col in INT_COLUMNS:
         if col in table.columns:
             table[col] = table[col].astype("Int64")
@@ -285,6 +289,7 @@ class Run(Mapping[str, Result]):
             result.run_label = label
 
     def __getitem__(self, name: str) -> Result:
+        """The Result of analysis ``name`` (KeyError naming the analyses this run holds)."""
         if name not in self._results:
             raise KeyError(f"run {self.label!r} has no analysis {name!r}; it has: {', '.join(self._results)}")
         return self._results[name]

@@ -29,6 +29,11 @@ def test_table_columns_get_contract_dtypes(results):
     assert table["value"].dtype == np.float64
 
 
+def test_table_columns_come_in_the_documented_order():
+    shuffled = pd.DataFrame({"n": [3], "rank": [1], "value": [0.5], "layer": [2], "metric": ["m"], "extra": ["x"]})
+    assert list(Result("x", shuffled, {}).table.columns) == ["metric", "layer", "rank", "value", "n", "extra"]
+
+
 def test_table_without_value_is_rejected():
     with pytest.raises(ValueError, match="value"):
         Result("x", pd.DataFrame({"metric": ["a"]}), {})

@@ -88,6 +88,7 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
         plan.label = label  # the legend's name, as given
     folders = unique_labels([folder_name(plan.label) for plan in plans])
     _warn_if_sizes_differ(plans)
+    _warn_if_repeated(plans, args.checkpoint)
     runs = [run_analysis(plan, progress=is_main and not args.no_progress) for plan in plans]
     if not is_main:  # rank 0 holds the merged results and writes them
         return 0
@@ -110,6 +111,18 @@ def _warn_if_sizes_differ(plans: list) -> None:
         warn_user(f"the checkpoints take different image sizes ({listed}), so each reads the data at its "
                   "own resolution and their pixel distances and frequencies do not line up; pass "
                   "--img-size PX to analyse all at one size")
+
+
+def _warn_if_repeated(plans: list, paths: list[str]) -> None:
+    """Checkpoints whose files hold the same bytes (sha256) give the same tables: say so, since
+    two runs of one model read as two models in every comparison."""
+    by_hash: dict[str, list[str]] = {}
+    for plan, path in zip(plans, paths):
+        by_hash.setdefault(str(plan.checkpoint.get("sha256")), []).append(f"{path} ({plan.label})")
+    for digest, same in by_hash.items():
+        if len(same) > 1 and digest != "None":
+            warn_user(f"{' and '.join(same)} are the same file (sha256 {digest[:12]}), so their runs are "
+                      "identical; check the --checkpoint paths")
 
 
 def print_summary(runs: list, out: str | None) -> None:

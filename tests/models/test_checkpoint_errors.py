@@ -110,6 +110,17 @@ def test_a_swin_transformer_is_named_as_such(tmp_path):
         load_model(path)
 
 
+def test_a_position_embedding_without_the_class_token_is_named_as_such(tmp_path):
+    """timm's no_embed_class layout (DINOv2 with registers, SigLIP): pos_embed covers the patch
+    grid alone. The error names that layout, not only the token count."""
+    dinov2_reg = timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=False, img_size=28, depth=1)
+    path = tmp_path / "dinov2_reg.pth"
+    torch.save(dinov2_reg.state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"pos_embed holds 4 tokens, not 5 prefix tokens \+ a square grid; "
+                                              r"a square grid of 4 patches with no position for the 5 prefix token"):
+        load_model(path)
+
+
 class _Payload:
     """Unpickling this creates ``marker`` (stands for arbitrary code)."""
 

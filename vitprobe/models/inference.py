@@ -54,8 +54,14 @@ def _grid(sd: Mapping[str, torch.Tensor], prefix_tokens: int, path: Path) -> int
         tokens = _shape(sd, "pos_embed", 3, path)[1] - prefix_tokens
         side = math.isqrt(max(tokens, 0))
         if side * side != tokens or side == 0:
-            raise CheckpointError(f"checkpoint {path}: pos_embed holds {tokens + prefix_tokens} "
-                                  f"tokens, not {prefix_tokens} prefix tokens + a square grid")
+            total = tokens + prefix_tokens
+            layout = ""
+            if math.isqrt(total) ** 2 == total:  # the grid alone: no position for the class token
+                layout = (f"; a square grid of {total} patches with no position for the {prefix_tokens} prefix "
+                          "token(s), as in DINOv2 with registers, SigLIP or timm's no_embed_class models, "
+                          "which vitprobe does not read")
+            raise CheckpointError(f"checkpoint {path}: pos_embed holds {total} tokens, not {prefix_tokens} "
+                                  f"prefix tokens + a square grid{layout}")
         return side
     tables = [k for k in sd if k.endswith("relative_position_bias_table")]
     if tables:

@@ -253,12 +253,12 @@ def test_a_retrain_keeps_the_earlier_model_until_the_new_one_is_finished(tmp_pat
 
     monkeypatch.setattr(vitprobe.train, "train", fake_train)
 
-    def prepare(epochs: int) -> Path:
-        entry = ModelEntry(key="m", label="M", train={"method": "mae", "preset": "tiny", "epochs": epochs,
+    def prepare(epochs: int, key: str = "m") -> Path:
+        entry = ModelEntry(key=key, label="M", train={"method": "mae", "preset": "tiny", "epochs": epochs,
                                                       "data": "synthetic:16", "batch_size": 8})
         recipe = Recipe(name="r", title="", paper="", path=tmp_path / "r.yaml", data="synthetic:16", batch_size=8,
                         models=[entry], analyses=[], params={}, claims=[], figures=[])
-        return prepare_checkpoints(recipe, tmp_path / "out", progress=True)["m"]
+        return prepare_checkpoints(recipe, tmp_path / "out", progress=True)[key]
 
     folder, kept = tmp_path / "out" / "models" / "m", tmp_path / "out" / "models" / ".m.replaced"
     assert prepare(1).read_text() == "epochs 1"
@@ -275,6 +275,10 @@ def test_a_retrain_keeps_the_earlier_model_until_the_new_one_is_finished(tmp_pat
     assert calls[-1] == (2, True) and not kept.exists()
     assert f"m: resuming mae for 2 epochs on synthetic:16 (its training config or objective changed since " \
            f"{folder} was trained; the earlier model is kept in {kept}" in capsys.readouterr().out
+    with pytest.raises(KeyboardInterrupt):
+        prepare(2, key="n")  # stopped before any model of "n" was finished
+    assert prepare(3, key="n").read_text() == "epochs 3"
+    assert "the unfinished run there is started afresh)" in capsys.readouterr().out
 
 
 def test_an_interrupted_reproduce_says_a_rerun_continues(monkeypatch, capsys) -> None:

@@ -124,18 +124,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    rank = int(os.environ.get("RANK", "0"))  # torchrun's process number; 0 alone without it
     try:
         _check_matplotlib_backend()
         with warnings.catch_warnings():
             if not args.debug:
                 warnings.showwarning = _warning_printer()
-            if int(os.environ.get("RANK", "0")) > 0:  # under torchrun every rank reads the same
+            if rank > 0:  # under torchrun every rank reads the same
                 warnings.simplefilter("ignore", VitprobeWarning)  # data and config: rank 0 speaks
             return int(args.func(args) or 0)
     except VitprobeError as err:
         if args.debug:
             raise
-        rank = int(os.environ.get("RANK", "0"))
         if rank == 0:  # under torchrun every rank meets an error of the shared options: one line
             print(f"vitprobe: error: {err}", file=sys.stderr)
         elif getattr(err, "own_shard", False):  # met in this rank's own shard of the data
@@ -143,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt as stop:
         terminated = isinstance(stop, Terminated)
-        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank is interrupted: one line
+        if rank == 0:  # under torchrun every rank is interrupted: one line
             hints = {"train": f"; vitprobe train --resume --out {getattr(args, 'out', None) or 'DIR'} "
                               "continues from the last checkpoint",
                      "reproduce": "; the same command again reuses the models trained and resumes "

@@ -106,11 +106,15 @@ def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers:
               and (folder / "checkpoint.safetensors").is_file())
     epochs = config.total_epochs()
     replacing = not resume and finished.is_file()
+    why = ""
+    if replacing or kept.is_dir():
+        why = (f" (its training config or objective changed since {folder} was trained; the earlier model "
+               f"is kept in {kept} until the new one is finished)")
+    elif not resume and started.is_file():
+        why = (f" (its training config or objective changed since {folder} was started; the unfinished "
+               "run there is started afresh)")
     _say(progress, f"{entry.key}: {'resuming' if resume else 'training'} {config.method} for "
-                   f"{plural(epochs, 'epoch')} on {config.data}"
-                   + (f" (its training config or objective changed since {folder} was trained; the "
-                      f"earlier model is kept in {kept} until the new one is finished)"
-                      if replacing or kept.is_dir() else ""))
+                   f"{plural(epochs, 'epoch')} on {config.data}{why}")
     if not resume and folder.is_dir() and any(folder.iterdir()):
         if not started.is_file():
             raise OutputExistsError(f"{folder}: holds files that reproduce did not train; move them "

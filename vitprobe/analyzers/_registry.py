@@ -49,10 +49,9 @@ def get_analyzer(name: str, **params: Any) -> Any:
         raise ConfigError(f"analysis {name!r} has no parameter {', '.join(unknown)}; "
                           f"it takes {', '.join(accepted) or 'no parameters'}")
     from vitprobe.analyzers._params import check_params
-
-    params = check_params(cls, params)
     from vitprobe.metrics._checks import MetricInputError
 
+    params = check_params(cls, params)
     try:
         return cls(**params)
     except TypeError as err:  # a value of the wrong type met a comparison or a conversion

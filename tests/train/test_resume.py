@@ -99,6 +99,13 @@ def test_resume_names_the_process_count_the_lambda_once_and_a_changed_recipe(tmp
     state = torch.load(out / ckpt.STATE_FILE, weights_only=True)
     assert "lam" not in state["in_force"]["hparams"] and state["in_force"]["revisions"].keys() == {
         "hybrid", "simmim", "mocov3"}
+    from vitprobe.models.architecture import build_model
+    from vitprobe.train.objectives import get_objective
+
+    mixed = get_objective("hybrid", build_model(config.arch_spec()), config.arch_spec(),
+                          **config.objective_hparams()).stochastic_depth()
+    assert state["in_force"]["hparams"]["drop_path"] is None  # not set: mixed from the branches (0 on tiny)
+    assert state["in_force"]["drop_path"] == mixed  # the rate the encoder trained with
     in_force = state["in_force"]
     with pytest.raises(ConfigError, match="used 1 processes, not 2"):  # not a learning-rate change
         _check_resume(config, state, 2, in_force={**in_force, "lr": in_force["lr"] * 2})

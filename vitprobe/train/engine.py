@@ -355,7 +355,8 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
 
     in_force = {"hparams": jsonable({**{k: v for k, v in objective.hparams.items() if k != "lam"},
                                      **optim}),  # the optimiser's values as used (a preset's warm-up)
-                "lr": peak_lr, "revisions": revisions}
+                "lr": peak_lr, "revisions": revisions,
+                "drop_path": objective.stochastic_depth()}  # the rate applied (the hybrid's hparam is None: mixed)
     start_epoch, last_ckpt = 0, None
     # The checks above only read; from here the folder is changed.
     distributed.on_rank_zero(lambda: lock.acquire(out) if out.is_dir() else None)

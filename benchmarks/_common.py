@@ -113,8 +113,10 @@ def interleaved_ratio(numerator: Callable[[], None], denominator: Callable[[], N
     return statistics.median(ratios), num, den
 
 
-def environment() -> str:
-    """One line: torch / timm versions, threads, processor."""
+def environment(device: torch.device | None = None) -> str:
+    """One line: torch / timm versions, threads, processor, and the GPU where ``device`` is one."""
+    gpu = (f", GPU {torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+           if device is not None and device.type == "cuda" else "")
     return (f"torch {torch.__version__}, timm {timm.__version__}, threads "
             f"{torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}), "
-            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus")
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus{gpu}")

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"# bench_analysis: {args.model} @ {args.img_size}, {args.images} images, batch "
           f"{args.batch_size}, {args.rounds} rounds, device {device}{' AMP bf16' if args.amp else ''}")
-    print(f"# {environment()}")
+    print(f"# {environment(device)}")
     missing = missing_analyses()
     print(f"# analyses: {', '.join(a.name for a in analyzers)}"
           + (f"; NOT REGISTERED (left out): {', '.join(missing)}" if missing else ""))

@@ -10,11 +10,14 @@ not images). Steps are interleaved with the plain passes; the median ratio is pr
         [--heads scaled]
     OMP_NUM_THREADS=2 python benchmarks/bench_train.py --preset vit_s16 --batch-size 8 --rounds 3 \
         --loader-steps 0     # the papers' encoder and heads, on a CPU
+    python benchmarks/bench_train.py --preset vit_b16 --batch-size 64 --device cuda --amp \
+        --workers 12         # on a GPU, in bf16 as `vitprobe train` runs there
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -27,9 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, interleaved_ratio  # noqa: E402
 
 from vitprobe.data import resolve_dataset  # noqa: E402
+from vitprobe.distributed import to_device  # noqa: E402
 from vitprobe.models.architecture import build_model  # noqa: E402
-from vitprobe.train.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig  # noqa: E402
-from vitprobe.train.engine import EpochShard, ViewsDataset, param_groups  # noqa: E402
+from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from vitprobe.train.config import TrainConfig  # noqa: E402
+from vitprobe.train.engine import EpochShard, ViewsDataset, adamw, param_groups  # noqa: E402
 from vitprobe.train.objectives import StepInfo, get_objective, list_objectives  # noqa: E402
 from vitprobe.train.objectives._vit import encode  # noqa: E402
 
@@ -72,11 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loader-steps", type=int, default=12,
                         help="batches of the fed-by-loader check, the first (worker start-up) "
                              "not timed; 0 skips the check")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", action="store_true",
+                        help="autocast bfloat16 for both the step and the plain pass")
     args = parser.parse_args(argv)
     names = args.objectives or list_objectives()
+    device = torch.device(args.device)
     print(f"# bench_train: preset {args.preset}, batch {args.batch_size}, {args.rounds} rounds, "
-          f"objectives {', '.join(names)}, heads {args.heads}")
-    print(f"# {environment()}")
+          f"objectives {', '.join(names)}, heads {args.heads}, device {device}"
+          f"{' AMP bf16' if args.amp else ''}")
+    print(f"# {environment(device)}")
+
+    def autocast() -> contextlib.AbstractContextManager:
+        return (torch.autocast(device.type, dtype=torch.bfloat16) if args.amp
+                else contextlib.nullcontext())
 
     worst = 0.0
     for name in names:
@@ -84,22 +98,23 @@ def main(argv: list[str] | None = None) -> int:
         arch = TrainConfig(method=name, preset=args.preset, lam=lam).arch_spec()
         torch.manual_seed(0)
         hparams = SCALED_HEADS.get(name, {}) if args.heads == "scaled" else {}
-        objective = get_objective(name, build_model(arch), arch, **hparams).train()
+        objective = get_objective(name, build_model(arch), arch, **hparams).to(device).train()
         dataset = resolve_dataset(f"synthetic:{args.batch_size * max(1, args.loader_steps)}", arch.img_size,
                                   IMAGENET_MEAN, IMAGENET_STD)
         views = ViewsDataset(dataset, objective.views, seed=0)
         sampler = EpochShard(len(dataset), args.batch_size, 0, 1, seed=0, epoch=0)
         keys = list(sampler)[:args.batch_size]
         started = time.perf_counter()
-        batch = default_collate([views[key] for key in keys])
+        batch = to_device(default_collate([views[key] for key in keys]), device)
         augment_s = time.perf_counter() - started
-        optimizer = torch.optim.AdamW(param_groups(objective), lr=1e-4)
+        optimizer = adamw(param_groups(objective), 1e-4, (0.9, 0.999), device)
         info = StepInfo(epoch=0, step=0, steps_per_epoch=100, total_steps=100, progress=0.0)
         momentum = objective.hparams.get("momentum")
 
         def step(batch=batch) -> None:
             optimizer.zero_grad(set_to_none=True)
-            loss, _ = objective(batch, info)
+            with autocast():
+                loss, _ = objective(to_device(batch, device), info)
             loss.backward()
             objective.after_backward(info)
             optimizer.step()
@@ -110,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
 
         def plain() -> None:
             objective.encoder.zero_grad(set_to_none=True)
-            sum(encode(objective.encoder, x).float().mean() for x in inputs).backward()
+            with autocast():
+                total = sum(encode(objective.encoder, x).float().mean() for x in inputs)
+            total.backward()
 
         step(), plain()  # warm-up
         ratio, step_s, _ = interleaved_ratio(step, plain, args.rounds)
@@ -123,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
 
         loader = DataLoader(views, batch_size=args.batch_size, num_workers=args.workers,
+                            pin_memory=device.type == "cuda",
                             sampler=EpochShard(len(dataset), args.batch_size, 0, 1, 0, 0))
         batches = iter(loader)
         step(next(batches))  # worker start-up and first batch, not timed
@@ -131,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         for loaded in batches:
             step(loaded)
             steps += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         fed = (time.perf_counter() - started) / steps
         print(f"{'':8s} augmentation of one batch in-process / step = {augment_s / step_median:.2f}; "
               f"loader-fed step ({args.workers} worker(s), {steps} steps after the first) / "

@@ -1,0 +1,28 @@
+"""The benchmark scripts still run against the package (they import its internals), each on a
+toy size: a ratio line is printed. Their figures are measured by hand (benchmarks/README.md)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, args, line", [
+    ("bench_analysis.py", ["--model", "vit_tiny_patch16_224", "--img-size", "32", "--images", "8",
+                           "--batch-size", "4", "--rounds", "1"], r"RATIO analysed/bare = \d+\.\d\d"),
+    ("bench_train.py", ["--preset", "tiny", "--batch-size", "4", "--rounds", "1", "--objectives", "mae",
+                        "--loader-steps", "2", "--workers", "0"], r"mae +RATIO step / plain forward\+backward = \d"),
+    ("bench_memory.py", ["--sizes", "8", "16", "--batch-size", "8"], r"RATIO peak RSS minus rows 16/8 = \d\.\d{3}"),
+])
+def test_each_benchmark_runs_and_prints_its_ratio(script, args, line):
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True,
+                          text=True, timeout=600, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert re.search(line, done.stdout), done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr

@@ -81,8 +81,9 @@ def toy_dataset(n: int = 16, size: int = 32, seed: int = 0) -> list[dict[str, An
 
 
 def toy_config(out: Path, **changes: Any) -> TrainConfig:
-    """Tiny preset, 16 images, batch 4, 2 epochs: 8 steps."""
-    values = dict(method="mae", preset="tiny", epochs=2, batch_size=4, out=str(out), seed=3)
+    """Tiny preset, 16 images, batch 4, 2 epochs: 8 steps, on the CPU (where runs are
+    deterministic) also on a machine with a GPU."""
+    values = dict(method="mae", preset="tiny", epochs=2, batch_size=4, out=str(out), seed=3, device="cpu")
     return TrainConfig.from_overrides(values, **changes)
 
 
@@ -138,8 +139,11 @@ def test_presets_and_published_lengths():
     for epochs, warmup in ((1, 0), (2, 1), (9, 1), (19, 1), (20, 2)):  # a tenth, at least one epoch
         assert resolve_optim(TrainConfig(method="mae", epochs=epochs), hp)["warmup_epochs"] == warmup
     assert resolve_optim(TrainConfig(method="mae", preset="vit_b16"), hp)["warmup_epochs"] == 40
-    with pytest.raises(ConfigError, match="warmup_epochs"):
+    with pytest.raises(ConfigError, match=r"warm-up of 40 epochs does not fit in 20 epochs; pass "
+                                          r"--set warmup_epochs=N with 0 <= N < 20"):
         resolve_optim(TrainConfig(method="mae", preset="vit_b16", epochs=20), hp)
+    with pytest.raises(ConfigError, match=r"does not fit in 1 epoch; pass --set warmup_epochs=0$"):
+        resolve_optim(TrainConfig(method="mae", preset="vit_b16", epochs=1), hp)
 
 
 # ---------------------------------------------------------------- optimiser pieces
@@ -185,7 +189,7 @@ def test_train_writes_loadable_checkpoint_and_log(tmp_path):
     saved = load_file(final)
     assert saved.keys() == model.state_dict().keys()
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
-    state = torch.load(tmp_path / "run" / "checkpoint.train_state.pt", weights_only=True)
+    state = torch.load(tmp_path / "run" / "checkpoint.train_state.pt", map_location="cpu", weights_only=True)
     assert state["epoch"] == 2 and state["step"] == 8
     enc = {k[len("encoder."):]: v for k, v in state["objective"].items() if k.startswith("encoder.")}
     assert all(torch.equal(saved[k], enc[k]) for k in saved)

@@ -99,10 +99,14 @@ class Objective(nn.Module, abc.ABC):
 
     @torch.no_grad()
     def update_momentum(self, m: float) -> None:
-        """theta_ema <- m * theta_ema + (1 - m) * theta_online for every parameter pair."""
-        for online, ema in self.momentum_pairs():
-            for p, q in zip(online.parameters(), ema.parameters(), strict=True):
-                q.mul_(m).add_(p.detach(), alpha=1 - m)
+        """theta_ema <- m * theta_ema + (1 - m) * theta_online for every parameter pair (two
+        multi-tensor kernels for all of them, not two per tensor)."""
+        pairs = [(p.detach(), q) for online, ema in self.momentum_pairs()
+                 for p, q in zip(online.parameters(), ema.parameters(), strict=True)]
+        if pairs:
+            online_params, ema_params = map(list, zip(*pairs))
+            torch._foreach_mul_(ema_params, m)
+            torch._foreach_add_(ema_params, online_params, alpha=1 - m)
 
     def after_backward(self, step: StepInfo) -> None:
         """Hook between backward and the optimiser step; nothing by default."""

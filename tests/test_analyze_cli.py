@@ -244,6 +244,22 @@ def test_two_checkpoints_with_one_stem_get_distinct_folders(checkpoint, tmp_path
     assert "synthetic:4 (n=4)" in out and "attention_distance_px" in out
 
 
+def test_a_gpu_that_is_not_there_is_a_config_error(monkeypatch):
+    """One GPU: cuda:1, or a second torchrun process per node, is refused in one line (torch
+    would fail later with 'invalid device ordinal', NCCL with 'duplicate GPU')."""
+    from vitprobe.distributed import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda", local_rank=0) == torch.device("cuda", 0)
+    assert resolve_device("auto", local_rank=0) == torch.device("cuda", 0)
+    with pytest.raises(ConfigError, match=r"--device cuda:1: there is no GPU 1 here \(1 GPU visible\); use cuda:0$"):
+        resolve_device("cuda:1")
+    with pytest.raises(ConfigError, match=r"--device auto: local process 1 has no GPU of its own \(1 GPU visible "
+                                          r"here\); start at most 1 per node \(torchrun --nproc_per_node 1\)"):
+        resolve_device("auto", local_rank=1)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_a_config_error():
     with pytest.raises(ConfigError, match="CUDA is not available"):

@@ -15,7 +15,7 @@ from typing import Any, Callable, TypeVar
 import torch
 import torch.distributed as dist
 
-from vitprobe.errors import ConfigError, VitprobeError
+from vitprobe.errors import ConfigError, VitprobeError, plural
 
 T = TypeVar("T")
 
@@ -63,6 +63,7 @@ def rank_and_world() -> tuple[int, int]:
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """'auto' is CUDA (one GPU per local rank) when available, else CPU; only CPU and CUDA
     devices are taken (the others: MPS, XPU, meta, ... are not supported)."""
+    given = name
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -74,8 +75,17 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu (Python: device='cpu')")
+        count = torch.cuda.device_count()
         if device.index is None:
+            if local_rank >= count:
+                raise ConfigError(f"--device {given}: local process {local_rank} has no GPU of its own "
+                                  f"({plural(count, 'GPU')} visible here); start at most {count} per "
+                                  f"node (torchrun --nproc_per_node {count})")
             device = torch.device("cuda", local_rank)
+        elif device.index >= count:
+            choices = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+            raise ConfigError(f"--device {name}: there is no GPU {device.index} here ({plural(count, 'GPU')} "
+                              f"visible); use {choices}")
     return device
 
 

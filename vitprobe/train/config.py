@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vitprobe.data.spec import absolute_spec
-from vitprobe.errors import ConfigError, check_whole, is_whole
+from vitprobe.errors import ConfigError, check_whole, is_whole, plural
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.objectives import list_objectives, objective_class
 from vitprobe.yaml_files import read_yaml_mapping
@@ -263,8 +263,9 @@ def resolve_optim(config: TrainConfig, hparams: dict[str, Any]) -> dict[str, Any
     if "warmup_epochs" not in config.hparams and name and PRESETS[name].epochs is not None:
         warmup = max(1, epochs // 10) if epochs > 1 else 0
     if not 0 <= int(warmup) < epochs:
-        raise ConfigError(f"warm-up of {warmup} epochs does not fit in {epochs} epochs; "
-                          f"pass --set warmup_epochs=N with 0 <= N < {epochs}")
+        fix = "--set warmup_epochs=0" if epochs == 1 else f"--set warmup_epochs=N with 0 <= N < {epochs}"
+        raise ConfigError(f"warm-up of {plural(int(warmup), 'epoch')} does not fit in "
+                          f"{plural(epochs, 'epoch')}; pass {fix}")
     wd = float(hparams.get("weight_decay") or 0.0)
     wd_end = hparams.get("weight_decay_end")
     return {"base_lr": float(hparams["base_lr"]), "min_lr": float(hparams.get("min_lr") or 0.0),

@@ -105,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         sampler = EpochShard(len(dataset), args.batch_size, 0, 1, seed=0, epoch=0)
         keys = list(sampler)[:args.batch_size]
         started = time.perf_counter()
-        batch = to_device(default_collate([views[key] for key in keys]), device)
+        batch = default_collate([views[key] for key in keys])
         augment_s = time.perf_counter() - started
+        batch = to_device(batch, device)
         optimizer = adamw(param_groups(objective), 1e-4, (0.9, 0.999), device)
         info = StepInfo(epoch=0, step=0, steps_per_epoch=100, total_steps=100, progress=0.0)
         momentum = objective.hparams.get("momentum")

@@ -122,8 +122,9 @@ def param_groups(module: nn.Module) -> list[dict[str, Any]]:
 
 def adamw(groups: list[dict[str, Any]], lr: float, betas: tuple[float, float],
           device: torch.device) -> torch.optim.AdamW:
-    """AdamW over ``groups``: fused into one kernel per step on a GPU; on a CPU torch's
-    reference implementation (the one the CPU resume and gloo tests pin down)."""
+    """AdamW over ``groups``: torch's fused kernels on a GPU (a few launches per step, not a
+    few per tensor); on a CPU its reference implementation (the one the CPU resume and gloo
+    tests pin down)."""
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device.type == "cuda")
 
 

@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, interleaved_ratio  # noqa: E402
 
 from vitprobe.data import resolve_dataset  # noqa: E402
+from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from vitprobe.distributed import to_device  # noqa: E402
 from vitprobe.models.architecture import build_model  # noqa: E402
-from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from vitprobe.train.config import TrainConfig  # noqa: E402
 from vitprobe.train.engine import EpochShard, ViewsDataset, adamw, param_groups  # noqa: E402
 from vitprobe.train.objectives import StepInfo, get_objective, list_objectives  # noqa: E402

@@ -17,11 +17,11 @@ from torch.utils.data import default_collate
 
 from vitprobe import analyze
 from vitprobe.data import resolve_dataset
+from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD
 from vitprobe.distributed import to_device
 from vitprobe.models.architecture import build_model
 from vitprobe.train import TrainConfig, train
 from vitprobe.train.checkpointing import FINAL_FILE, load_train_state
-from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD
 from vitprobe.train.engine import ViewsDataset
 from vitprobe.train.monitor import LOG_FILE
 from vitprobe.train.objectives import StepInfo, get_objective, list_objectives

@@ -269,6 +269,17 @@ def test_captions_name_the_image_size_and_every_parameter_moved_from_its_default
     assert protocol_caption([base, {**base, "C": 0.01}]).count("C 1 | 0.01") == 1
 
 
+def test_captions_word_switches_as_text_not_python():
+    """A boolean setting reads "final norm" / "no final norm", and "yes"/"no" per run where runs differ."""
+    from vitprobe.plots.style import protocol_caption
+
+    off, on = {"pooling": "cls", "final_norm": False}, {"pooling": "cls", "final_norm": True}
+    assert protocol_caption([off]) == "pooling cls · no final norm"
+    assert protocol_caption([on, on]) == "pooling cls · final norm"
+    assert protocol_caption([on, off], labels=["a", "b"]) == "pooling cls · final norm yes (a) | no (b)"
+    assert "False" not in protocol_caption([off]) and "True" not in protocol_caption([on, off])
+
+
 def test_compare_warns_when_the_runs_saw_different_data(tmp_path, results):
     """Once for the whole comparison (not once per analysis); what a run found (probe fits that
     did not converge, images scored) is no setting."""

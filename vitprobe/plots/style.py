@@ -70,9 +70,11 @@ def _value_text(value: Any) -> str | None:
         return f"{spec} (n={size}{skipped})" if size is not None else str(spec)
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value) if len(value) <= 4 else None
+    if isinstance(value, bool):  # runs that differ: "final norm yes (a) | no (b)"
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.4g}"
-    if isinstance(value, (str, int, bool)):
+    if isinstance(value, (str, int)):
         return str(value)
     return None
 
@@ -107,11 +109,16 @@ def _caption_parts(protocols: Sequence[dict[str, Any]], exclude: Sequence[str] =
     keys = [k for k in (*CAPTION_KEYS, *dict.fromkeys(changed)) if any(k in p for p in protocols) and k not in exclude]
     parts = []
     for key in keys:
+        name = key.replace('_', ' ')
+        values = [p[key] for p in protocols if key in p]
+        if values and all(v is values[0] for v in values) and isinstance(values[0], bool):
+            parts.append(name if values[0] else f"no {name}")  # "final norm" / "no final norm"
+            continue
         found = [(i, _value_text(p[key])) for i, p in enumerate(protocols) if key in p]
         found = [(i, v) for i, v in found if v is not None]
         if found:
             runs = [labels[i] for i, _ in found] if labels is not None else None
-            parts.append(f"{key.replace('_', ' ')} {join_by_run([v for _, v in found], runs)}")
+            parts.append(f"{name} {join_by_run([v for _, v in found], runs)}")
     return parts
 
 

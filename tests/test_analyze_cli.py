@@ -539,3 +539,18 @@ def test_analyzer_params_of_the_wrong_shape_are_one_config_error(params):
     with pytest.raises(ConfigError, match=r"analyzer_params maps an analysis to a dict of its parameters, e.g. "
                                           r"\{'knn': \{'k': 10\}\}, got "):
         analyze(tiny_vit(), DictImages(), analyses="knn", analyzer_params=params, progress=False)
+
+
+@pytest.mark.slow
+def test_one_checkpoints_comparison_figures_are_its_own_figures_as_drawing_them_gives(two_runs, tmp_path):
+    """analyze copies a lone run's figures into the comparison instead of drawing them twice:
+    the copies are byte-identical to drawing that comparison afresh from the saved run."""
+    from vitprobe.results import Run, write_comparison
+
+    root, _ = two_runs
+    write_comparison([Run.load(root / "a" / "tiny")], tmp_path)
+    for name in list_analyzers():
+        for ext in ("png", "svg"):
+            copied = (root / "a" / f"{name}.{ext}").read_bytes()
+            assert copied == (root / "a" / "tiny" / f"{name}.{ext}").read_bytes(), (name, ext)
+            assert copied == (tmp_path / f"{name}.{ext}").read_bytes(), (name, ext)

@@ -97,7 +97,8 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
             for run_, folder in zip(runs, folders):
                 (tmp / folder).mkdir()
                 run_.write_into(tmp / folder)
-            write_comparison(runs, tmp, links={r.label: f"{folder}/report.html" for r, folder in zip(runs, folders)})
+            write_comparison(runs, tmp, links={r.label: f"{folder}/report.html" for r, folder in zip(runs, folders)},
+                             drawn_in=[tmp / folder for folder in folders])
     print_summary(runs, args.out)
     return 0
 

@@ -77,7 +77,7 @@ def test_resnet_state_dict_is_refused(tmp_path):
 
 def test_forced_wrong_format_is_refused(tmp_path):
     made = make_case(TIMM, tmp_path)
-    with pytest.raises(CheckpointError, match="has no 'state_dict' entry"):
+    with pytest.raises(CheckpointError, match="is in the timm layout, not mocov3 .*drop --format to read it as timm"):
         load_model(made.path, format="mocov3")
     with pytest.raises(CheckpointError, match="unknown checkpoint format 'deit'"):
         load_model(made.path, format="deit")
@@ -85,9 +85,13 @@ def test_forced_wrong_format_is_refused(tmp_path):
 
 def test_a_layout_read_with_the_wrong_format_or_key_names_the_fix(tmp_path):
     simmim = make_case(next(c for c in CASES if c.format == "simmim"), tmp_path)
-    with pytest.raises(CheckpointError, match="the patch embedding is under 'encoder.', which the chosen layout "
-                                              "does not strip; drop --format to detect the layout"):
+    with pytest.raises(CheckpointError, match="is in the simmim layout, not mae .*drop --format to read it as simmim"):
         load_model(simmim.path, format="mae")
+    # An MAE encoder release has nothing SimMIM's layout would strip: it would load, recorded as SimMIM.
+    mae = make_case(next(c for c in CASES if c.id == "mae-finetuned"), tmp_path)
+    with pytest.raises(CheckpointError, match="is in the mae layout, not simmim"):
+        load_model(mae.path, format="simmim")
+    assert load_model(mae.path, format="mae").vitprobe_info["format"] == "mae"
     dino = make_case(next(c for c in CASES if c.format == "dino"), tmp_path)
     student_only = tmp_path / "student.pth"
     obj = torch.load(dino.path, weights_only=False)
@@ -270,7 +274,7 @@ def test_errors_name_only_flags_that_exist(tmp_path):
     from vitprobe.models import save_encoder
 
     path = save_encoder(tmp_path / "own.safetensors", random_encoder(VIT, seed=1), VIT, {})
-    with pytest.raises(CheckpointError, match="has no 'model' entry.*drop --format to detect"):
+    with pytest.raises(CheckpointError, match="is in the vitprobe layout, not mae .*drop --format"):
         load_model(path, format="mae")
     with pytest.raises(ConfigError, match="choose another --img-size"):
         load_model(path, img_size=VIT.patch_size + 1)

@@ -34,15 +34,22 @@ class Interpreted:
 
 
 def _pick_format(raw: RawCheckpoint, name: str | None) -> CheckpointFormat:
+    """The format ``name``, else the first that detects ``raw``. A format given by name that
+    does not detect the file while another does is refused: it could read the weights (an MAE
+    encoder release has no keys SimMIM's layout would strip) and record the wrong origin."""
     registry = formats()
+    detected = next((fmt for fmt in registry.values() if fmt.detect(raw)), None)
     if name is not None:
         if name not in registry:
             raise CheckpointError(f"unknown checkpoint format {name!r} for {raw.path}; "
                                   f"--format choices: {', '.join(registry)}")
-        return registry[name]
-    for fmt in registry.values():
-        if fmt.detect(raw):
-            return fmt
+        chosen = registry[name]
+        if detected is not None and detected is not chosen and not chosen.detect(raw):
+            raise CheckpointError(f"checkpoint {raw.path} is in the {detected.name} layout, not {name} "
+                                  f"({chosen.summary}); drop --format to read it as {detected.name}")
+        return chosen
+    if detected is not None:
+        return detected
     if raw.path.name.endswith(".train_state.pt"):
         encoder = raw.path.with_name(raw.path.name.replace(".train_state.pt", ".safetensors"))
         raise CheckpointError(f"checkpoint {raw.path} is the training state of a vitprobe run (optimiser, "

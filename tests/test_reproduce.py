@@ -292,3 +292,23 @@ def test_an_interrupted_reproduce_says_a_rerun_continues(monkeypatch, capsys) ->
     assert main(["reproduce", "cl_vs_mim"]) == 130
     assert capsys.readouterr().err == ("vitprobe: interrupted; the same command again reuses the models trained "
                                        "and resumes the one in training\n")
+
+
+def test_a_model_whose_training_warned_of_a_collapse_is_flagged_in_the_report(tmp_path: Path) -> None:
+    """The warning a vitprobe checkpoint carries reaches the load (a warning), each result's
+    protocol and the recipe's report, beside that model alone (its random copy has none)."""
+    from vitprobe.errors import VitprobeWarning
+    from vitprobe.models.architecture import ArchSpec, build_model
+    from vitprobe.models.own_format import save_encoder
+
+    said = "epoch 0: contrastive collapse (embedding std 0.001, healthy about 0.177)"
+    arch = ArchSpec(patch_size=8, embed_dim=32, depth=2, num_heads=2, img_size=32)
+    save_encoder(tmp_path / "enc.safetensors", build_model(arch), arch, {"objective": "mocov3", "warnings": [said]})
+    with pytest.warns(VitprobeWarning, match="its training warned of a collapse: epoch 0: contrastive collapse"):
+        [report] = reproduce([str(_small_recipe(tmp_path))], tmp_path / "out", progress=False)
+    page = report.read_text(encoding="utf-8")
+    assert page.count("training warned") == 1
+    assert f"<b>training warned</b>: {said}</li><li><b>b</b>" in page
+    runs = tmp_path / "out" / "small" / "runs"
+    assert json.loads((runs / "a" / "knn.json").read_text())["checkpoint"]["training_warnings"] == [said]
+    assert "training_warnings" not in json.loads((runs / "b" / "knn.json").read_text())["checkpoint"]

@@ -253,12 +253,16 @@ def prepare_analysis(
                           "an analysis to its parameters, e.g. {'knn': {'k': 10}}")
     if extra:
         raise ConfigError(f"parameters given for {', '.join(extra)}, which will not run; run them or drop the parameters")
+    from vitprobe.models.loading import training_warnings
+
+    warned = training_warnings(checkpoint.get("report", {}))  # a collapse its training saw
     protocol = {
         "dataset": facts,
         "image_size": info.img_size,
         "checkpoint": {**{k: checkpoint[k] for k in ("path", "format", "arch", "sha256") if k in checkpoint},
                        **{k: checkpoint["report"][k] for k in ("key", "num_heads_from", "resampled")
-                          if k in checkpoint.get("report", {})}},
+                          if k in checkpoint.get("report", {})},
+                       **({"training_warnings": warned} if warned else {})},
         "batch_size": loader.batch_size,
         "seed": seed,
         "device": dev.type,

@@ -307,12 +307,18 @@ def _data_text(runs: dict) -> str:
 
 def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: list[str],
                  seconds: float) -> str:
-    """One page: the claims with their figures and verdicts, then every other figure."""
+    """One page: the models (with any collapse their training warned of), the claims with their
+    figures and verdicts, then every other figure."""
+    from vitprobe.models.loading import training_warnings
+
     esc = html.escape
     models = "".join(
         f"<li><b>{esc(e.label)}</b>{f' ({esc(e.role)})' if e.role else ''}: "
         f"{esc(str(runs[e.key].checkpoint.get('path', '')))} "
-        f"(sha256 {esc(str(runs[e.key].checkpoint.get('sha256', ''))[:12])})</li>"
+        f"(sha256 {esc(str(runs[e.key].checkpoint.get('sha256', ''))[:12])})"
+        + "".join(f"<br><b>training warned</b>: {esc(w)}"
+                  for w in training_warnings(runs[e.key].checkpoint.get("report", {})))
+        + "</li>"
         for e in recipe.models)
     parts = [
         "<!doctype html><meta charset='utf-8'>",

@@ -266,3 +266,23 @@ def test_registered_dino_resumes_exactly(tmp_path, monkeypatch):
         return train(config, resume=resume, dataset=toy_dataset())
 
     split_then_resume(dino, tmp_path, monkeypatch)
+
+
+def test_collapse_warnings_travel_with_the_checkpoint_across_a_resume(tmp_path, monkeypatch):
+    """Every epoch's collapse warning is kept in the encoder's metadata (a resumed run keeps the
+    ones said before it), and loading that encoder says so; a calm run records none."""
+    from vitprobe.models import inspect_checkpoint
+    from vitprobe.errors import VitprobeWarning
+
+    def warned(folder: Path) -> list[str]:
+        return inspect_checkpoint(folder / "final.safetensors")["report"]["training"]["warnings"]
+
+    split_then_resume(lambda out, resume: run_toy(out, resume, hparams={"collapse_dim": 64}), tmp_path, monkeypatch)
+    for folder in ("full", "split"):
+        said = warned(tmp_path / folder)
+        assert [w.split(":")[0] for w in said] == ["epoch 0", "epoch 1"]
+        assert all("contrastive collapse" in w for w in said)
+    with pytest.warns(VitprobeWarning, match=r"training warned of a collapse \(and in 1 later epoch\): epoch 0: "
+                                             "contrastive collapse"):
+        load_model(tmp_path / "split" / "final.safetensors")
+    assert warned(run_toy(tmp_path / "calm").parent) == []

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from vitprobe.errors import CheckpointError, ConfigError, abbreviate, is_whole, warn_user
+from vitprobe.errors import CheckpointError, ConfigError, abbreviate, is_whole, plural, warn_user
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
 from vitprobe.models.formats import BUFFER_DROPS, CheckpointFormat, formats
 from vitprobe.models.formats.base import ArchHints, split_drops
@@ -220,7 +220,19 @@ def load_model(path: str | os.PathLike[str], arch: ArchSpec | Mapping[str, Any] 
         warn_user(f"{path}: the file does not give the head count, so it was {it.report['num_heads_from']}: "
                   f"{spec.num_heads} heads; per-head results assume it; pass --num-heads (Python num_heads=) "
                   "if the model was trained with another")
+    said = training_warnings(it.report)
+    if said:
+        more = f" (and in {plural(len(said) - 1, 'later epoch')})" if len(said) > 1 else ""
+        warn_user(f"{path}: its training warned of a collapse{more}: {said[0]}; its analyses may show "
+                  "that collapse rather than what the method learns")
     return model
+
+
+def training_warnings(report: Mapping[str, Any]) -> list[str]:
+    """The collapse warnings vitprobe's training recorded in a checkpoint, from its load report
+    (``model.vitprobe_info["report"]``), as "epoch N: text"; none for other checkpoints."""
+    training = report.get("training")
+    return [str(w) for w in training.get("warnings") or []] if isinstance(training, Mapping) else []
 
 
 def inspect_checkpoint(path: str | os.PathLike[str], format: str | None = None,

@@ -4,9 +4,10 @@ The header metadata key ``"vitprobe"`` holds JSON
 ``{"format_version": 1, "arch": ArchSpec dict, "objective": str, "objective_revision": int,
 "config": dict (the options as given, defaults filled in), "in_force": {"hparams": the
 objective's hyper-parameters after its and the preset's defaults, "lr": the peak learning
-rate}, "epoch": int, "step": int}`` (files written before ``objective_revision`` and
-``in_force`` existed read as None and {}); the tensors are the encoder's state dict with plain
-timm keys.
+rate}, "epoch": int, "step": int, "warnings": the collapse warnings training printed, as
+"epoch N: text"}`` (files written before ``objective_revision``, ``in_force`` and
+``warnings`` existed read as None, {} and []); the tensors are the encoder's state dict with
+plain timm keys.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from vitprobe.output_paths import publish_file, temp_file_beside
 FORMAT_VERSION = 1
 METADATA_KEY = "vitprobe"
 _META_DEFAULTS: dict[str, Any] = {"objective": "none", "objective_revision": None, "config": {},
-                                  "in_force": {}, "epoch": 0, "step": 0}
+                                  "in_force": {}, "epoch": 0, "step": 0, "warnings": []}
 
 
 def save_encoder(path: str | os.PathLike[str], model: nn.Module, arch: ArchSpec,

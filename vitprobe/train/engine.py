@@ -368,6 +368,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
                 "lr": peak_lr, "revisions": revisions,
                 "drop_path": objective.stochastic_depth()}  # the rate applied (the hybrid's hparam is None: mixed)
     start_epoch, last_ckpt = 0, None
+    warned: list[str] = []  # the collapse warnings of every epoch so far, kept in each checkpoint
     # The checks above only read; from here the folder is changed.
     distributed.on_rank_zero(lambda: lock.acquire(out) if out.is_dir() else None)
     if resume:
@@ -383,6 +384,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
         scaler.load_state_dict(state["scaler"])
         ckpt.restore_rng(state["rng"])
         start_epoch, last_ckpt = state["epoch"], out / ckpt.ENCODER_FILE
+        warned = list(state.get("warnings", []))  # absent from states saved before it was kept
         if start_epoch >= epochs and (out / ckpt.FINAL_FILE).is_file():
             if env.is_main:
                 print(f"{out}: the run is complete ({start_epoch} of {epochs} epochs); nothing to do")
@@ -415,7 +417,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     def meta(epoch: int) -> dict[str, Any]:
         return {"objective": config.method, "objective_revision": objective.revision,
                 "config": config.resolved(), "in_force": in_force, "epoch": epoch,
-                "step": epoch * steps_per_epoch}
+                "step": epoch * steps_per_epoch, "warnings": warned}
 
     try:
         for epoch in range(start_epoch, epochs):
@@ -454,14 +456,14 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
                     objective.update_momentum(momentum)
                 monitor.step(epoch, t, loss_value, float(lr_at[t]), float(wd_at[t]), momentum,
                              metrics)
-            monitor.end_epoch(epoch)
+            warned.extend(f"epoch {epoch}: {text}" for text in monitor.end_epoch(epoch))
             if (epoch + 1) % config.save_every == 0 or epoch + 1 == epochs:
                 last_ckpt = distributed.on_rank_zero(lambda: ckpt.save_checkpoint(
                     out, objective.export_encoder(), arch, meta(epoch + 1),
                     {"objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
                      "scaler": scaler.state_dict(), "epoch": epoch + 1,
                      "step": (epoch + 1) * steps_per_epoch, "rng": ckpt.capture_rng(),
-                     "config": config.resolved(), "in_force": in_force,
+                     "config": config.resolved(), "in_force": in_force, "warnings": warned,
                      "world_size": env.world_size}))
     finally:
         monitor.close()

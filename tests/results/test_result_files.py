@@ -77,9 +77,32 @@ def test_every_table_shape_draws_for_one_and_two_runs(name, results):
         fig = draw(name, items)
         assert isinstance(fig, Figure)
         assert "synthetic:8 (n=8)" in fig._suptitle.get_text()
-        legends = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+        legends = legend_texts(fig)
         for label, _ in items:
             assert any(label in text for text in legends), (name, legends)
+
+
+def legend_texts(fig: Figure) -> list[str]:
+    """The entries of a figure's legends: its own (below the panels) and any of a panel."""
+    boxes = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    return [t.get_text() for box in boxes for t in box.get_texts()]
+
+
+@pytest.mark.parametrize("name", [n for n in make_results() if n != "attention_jaccard"])
+def test_legends_sit_below_the_panels_and_never_on_the_data(name, results):
+    """Curves of several runs are named by one figure legend outside every panel (Jaccard's
+    bars keep theirs in the bar panel, which has room above the bars)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    items = [(f"run-{i}", make_results(seed=i)[name]) for i in range(4)]
+    fig = draw(name, items)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    [legend] = fig.legends
+    assert not any(ax.get_legend() for ax in fig.axes)
+    box = legend.get_window_extent(renderer)
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent(renderer)), (name, ax.get_title())
 
 
 def test_figure_carries_analysis_protocol(results):
@@ -142,8 +165,14 @@ def test_jaccard_bars_of_runs_with_different_head_counts_sit_over_their_own_name
 
 
 def test_accuracy_curves_name_their_held_out_count_and_draw_one_standard_error(results):
-    ax = draw("knn", [("a", results["knn"])]).axes[0]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a · shape (n=8 held out)"]
+    fig = draw("knn", [("a", results["knn"])])
+    ax = fig.axes[0]
+    assert legend_texts(fig) == ["a", "shape"] and ax.get_ylabel().endswith("(n=8 held out)")
+    # runs held out on different data: each curve names its own count
+    other = results["knn"].table.assign(n=5)
+    fig = draw("knn", [("a", results["knn"]), ("b", Result("knn", other, results["knn"].protocol))])
+    assert legend_texts(fig) == ["a · shape (n=8 held out)", "b · shape (n=5 held out)"]
+    assert "held out" not in fig.axes[0].get_ylabel()
     [band] = ax.collections
     table = results["knn"].table.sort_values("layer")
     p = table["value"].to_numpy() / 100
@@ -186,16 +215,16 @@ def test_a_results_figure_names_its_run_and_follows_a_renamed_run():
     run = Run(fresh, label="dino")
 
     def legend(fig: Figure) -> list[str]:
-        return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        return legend_texts(fig)
 
-    assert legend(run["knn"].plot()) == ["dino · shape (n=8 held out)"]
+    assert legend(run["knn"].plot()) == ["dino", "shape"]
     run.label = "mae"
-    assert legend(run["knn"].plot()) == ["mae · shape (n=8 held out)"]
-    assert legend(run["knn"].plot(label="given")) == ["given · shape (n=8 held out)"]
-    assert legend(Result("knn", fresh["knn"].table, fresh["knn"].protocol).plot()) == ["knn · shape (n=8 held out)"]
+    assert legend(run["knn"].plot()) == ["mae", "shape"]
+    assert legend(run["knn"].plot(label="given")) == ["given", "shape"]
+    assert legend(Result("knn", fresh["knn"].table, fresh["knn"].protocol).plot()) == ["knn", "shape"]
     other = Run(fresh, label="other")  # the same results in a second run: each run keeps its name
-    assert legend(run["knn"].plot()) == ["mae · shape (n=8 held out)"]
-    assert legend(other["knn"].plot()) == ["other · shape (n=8 held out)"]
+    assert legend(run["knn"].plot()) == ["mae", "shape"]
+    assert legend(other["knn"].plot()) == ["other", "shape"]
 
 
 def test_drawing_runs_side_by_side_warns_where_they_differ(results):

@@ -32,6 +32,7 @@ def per_head_panel(ax: Axes, items: Items, metric: str, ylabel: str) -> None:
     """Every head a dot and the mean over heads a line, against depth; one colour per run.
 
     Runs are shifted sideways by a small offset so that their dots do not hide each other.
+    The lines carry the run labels for the figure's legend (``finish`` places it below).
     """
     colors = run_colors(len(items))
     offsets = np.linspace(-0.15, 0.15, len(items)) if len(items) > 1 else [0.0]
@@ -45,7 +46,6 @@ def per_head_panel(ax: Axes, items: Items, metric: str, ylabel: str) -> None:
         ax.plot(mean.index.to_numpy(dtype=float), mean.to_numpy(), "-o", ms=3, color=color, label=label)
     depth_axis(ax)
     ax.set_ylabel(ylabel)
-    ax.legend(frameon=False)
 
 
 def depth_curve_panel(ax: Axes, items: Items, metric: str, ylabel: str,
@@ -65,7 +65,6 @@ def depth_curve_panel(ax: Axes, items: Items, metric: str, ylabel: str,
         ax.plot(curve.index.to_numpy(dtype=float), curve.to_numpy(), "-o", ms=3, color=color, label=label)
     depth_axis(ax)
     ax.set_ylabel(ylabel)
-    ax.legend(frameon=False)
 
 
 def depth_colormap(layers: np.ndarray) -> tuple[Callable[[float], tuple[float, ...]], ScalarMappable]:

@@ -122,10 +122,31 @@ def _caption_parts(protocols: Sequence[dict[str, Any]], exclude: Sequence[str] =
     return parts
 
 
+def legend_below(fig: Figure, handles: Sequence[Any] | None = None,
+                 labels: Sequence[str] | None = None) -> None:
+    """One legend for the whole figure, below its panels, so that it never hides data: the
+    labelled lines of its first panel that has any, unless ``handles``/``labels`` are given.
+    As many columns as the widest label allows; the figure grows by the legend's rows."""
+    if handles is None:
+        for ax in fig.axes:
+            handles, labels = ax.get_legend_handles_labels()
+            if handles:
+                break
+    if not handles or labels is None:
+        return
+    columns = max(1, min(len(labels), int(fig.get_figwidth() * 17) // (max(map(len, labels)) + 6)))
+    rows = -(-len(labels) // columns)
+    fig.set_figheight(fig.get_figheight() + 0.05 + 0.15 * rows)
+    fig.legend(handles, labels, loc="outside lower center", ncol=columns, frameon=False)
+
+
 def finish(fig: Figure, title: str, items: Items) -> Figure:
     """Title the figure with the analysis and its protocol, wrapped to the figure width: parts
     share a line while they fit, and a part longer than a line (a long data path, runs that
-    differ) is broken over several."""
+    differ) is broken over several. A figure without a legend yet gets one below its panels
+    (:func:`legend_below`)."""
+    if not fig.legends and not any(ax.get_legend() for ax in fig.axes):
+        legend_below(fig)
     width_chars = int(fig.get_figwidth() * 15)
     lines = [title]
     for part in _caption_parts([result.protocol for _, result in items], labels=[label for label, _ in items]):

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 import matplotlib
 from matplotlib.figure import Figure
 
+from vitprobe.plots.accuracy import LINE_STYLES
 from vitprobe.plots.panels import rows_of
-from vitprobe.plots.style import RC, depth_axis, finish, new_figure
+from vitprobe.plots.style import RC, depth_axis, finish, legend_below, new_figure
 
 if TYPE_CHECKING:
     from vitprobe.results import Result
@@ -18,34 +19,41 @@ if TYPE_CHECKING:
 
 def draw_sweep(values: Sequence[float], results: Sequence["Result"], name: str = "lambda") -> Figure:
     """Left: accuracy at the deepest layer against the swept value, one line per label.
-    Right: accuracy against depth, one line per swept value (colour = value)."""
+    Right: accuracy against depth, one line per swept value and label (colour = value, line
+    style = label, as on the left). One legend below names each label and each value once."""
     from matplotlib import colormaps
+    from matplotlib.lines import Line2D
 
     metric = str(results[0].table["metric"].iloc[0])
     with matplotlib.rc_context(RC):
         fig = new_figure(ncols=2)
         left, right = fig.subplots(1, 2)
         finals: dict[str, list[float]] = {}
+        styles: dict[str, tuple[str, str]] = {}
         cmap = colormaps["viridis"]
-        for index, (value, result) in enumerate(zip(values, results)):
+        colours = [cmap(index / max(len(values) - 1, 1)) for index in range(len(values))]
+        for value, result, colour in zip(values, results, colours):
             rows = rows_of(result, metric).dropna(subset=["layer"])
             last = rows[rows["layer"] == rows["layer"].max()]
             for label, group in last.groupby(last["label"].fillna(""), sort=True):
                 finals.setdefault(str(label), []).append(float(group["value"].mean()))
-            colour = cmap(index / max(len(values) - 1, 1))
             for label, curve in rows.groupby(rows["label"].fillna(""), sort=True):
                 curve = curve.sort_values("layer")
-                style = "-o" if label == sorted(rows["label"].fillna("").unique())[0] else "--s"
-                right.plot(curve["layer"].to_numpy(dtype=float), curve["value"], style, ms=3,
-                           color=colour, label=f"{name} {value:g} · {label}")
+                line, marker = styles.setdefault(str(label), LINE_STYLES[len(styles) % len(LINE_STYLES)])
+                right.plot(curve["layer"].to_numpy(dtype=float), curve["value"], linestyle=line,
+                           marker=marker, ms=3, color=colour)
         for label, accs in finals.items():
-            left.plot(list(values), accs, "-o", ms=4, label=label)
+            line, marker = styles.setdefault(label, LINE_STYLES[len(styles) % len(LINE_STYLES)])
+            left.plot(list(values), accs, linestyle=line, marker=marker, ms=4, color="0.25")
         left.set_xlabel(f"{name} (0 = pure MIM, 1 = pure CL)")
         left.set_ylabel("top-1 accuracy at the last layer (%)")
-        left.legend(frameon=False)
         depth_axis(right)
         right.set_ylabel("top-1 accuracy (%)")
-        right.legend(frameon=False, fontsize=5, ncol=2)
+        handles = [Line2D([], [], linestyle=line, marker=marker, ms=3, color="0.25")
+                   for line, marker in styles.values()]
+        handles += [Line2D([], [], color=colour, lw=2) for colour in colours]
+        legend_below(fig, handles, [*(label or "accuracy" for label in styles),
+                                    *(f"{name} {value:g}" for value in values)])
         title = {"linear_probe_top1": "Linear probe", "knn_top1": "k-NN"}.get(metric, metric)
         return finish(fig, f"{title} against the CL weight {name}",
                       [(f"{value:g}", r) for value, r in zip(values, results)])

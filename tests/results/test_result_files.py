@@ -214,17 +214,14 @@ def test_a_results_figure_names_its_run_and_follows_a_renamed_run():
     fresh = make_results()
     run = Run(fresh, label="dino")
 
-    def legend(fig: Figure) -> list[str]:
-        return legend_texts(fig)
-
-    assert legend(run["knn"].plot()) == ["dino", "shape"]
+    assert legend_texts(run["knn"].plot()) == ["dino", "shape"]
     run.label = "mae"
-    assert legend(run["knn"].plot()) == ["mae", "shape"]
-    assert legend(run["knn"].plot(label="given")) == ["given", "shape"]
-    assert legend(Result("knn", fresh["knn"].table, fresh["knn"].protocol).plot()) == ["knn", "shape"]
+    assert legend_texts(run["knn"].plot()) == ["mae", "shape"]
+    assert legend_texts(run["knn"].plot(label="given")) == ["given", "shape"]
+    assert legend_texts(Result("knn", fresh["knn"].table, fresh["knn"].protocol).plot()) == ["knn", "shape"]
     other = Run(fresh, label="other")  # the same results in a second run: each run keeps its name
-    assert legend(run["knn"].plot()) == ["mae", "shape"]
-    assert legend(other["knn"].plot()) == ["other", "shape"]
+    assert legend_texts(run["knn"].plot()) == ["mae", "shape"]
+    assert legend_texts(other["knn"].plot()) == ["other", "shape"]
 
 
 def test_drawing_runs_side_by_side_warns_where_they_differ(results):

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from PIL import Image, ImageOps
 
+from vitprobe.distributed import rank_and_world
 from vitprobe.errors import DataError, brief_reason
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
@@ -77,8 +81,34 @@ def check_image(path: Path) -> str | None:
 
 
 def check_images(paths: Sequence[Path]) -> list[str | None]:
-    """``check_image`` of each path, in parallel threads (PIL releases the GIL while it decodes),
-    in the order given."""
+    """``check_image`` of each path, in the order given, in parallel threads (PIL releases the
+    GIL while it decodes).
+
+    Under torch.distributed this is a collective that every rank calls with the same paths:
+    rank r checks ``paths[r::world]`` and the verdicts are gathered, so K processes share the
+    work instead of each reading every file; ranks that list different files get a DataError.
+    """
+    rank, world = rank_and_world()
+    if world == 1:
+        return _check_here(paths)
+    own = {index: reason for index, reason in zip(range(rank, len(paths), world), _check_here(paths[rank::world]))
+           if reason is not None}
+    listing = hashlib.sha1("\0".join(map(str, paths)).encode("utf-8", "surrogateescape")).hexdigest()
+    gathered: list[Any] = [None] * world
+    dist.all_gather_object(gathered, (listing, own))
+    if any(other != listing for other, _ in gathered):
+        where = Path(os.path.commonpath(paths)) if paths else Path(".")
+        raise DataError(f"the {world} processes list different image files under {where}; give every "
+                        "rank the same files (one shared folder, or identical copies)")
+    verdicts: list[str | None] = [None] * len(paths)
+    for _, bad in gathered:
+        for index, reason in bad.items():
+            verdicts[index] = reason
+    return verdicts
+
+
+def _check_here(paths: Sequence[Path]) -> list[str | None]:
+    """``check_image`` of each path in this process, on up to 8 threads."""
     if len(paths) < _PARALLEL_FROM:
         return [check_image(path) for path in paths]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

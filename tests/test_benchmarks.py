@@ -20,6 +20,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     ("bench_train.py", ["--preset", "tiny", "--batch-size", "4", "--rounds", "1", "--objectives", "mae",
                         "--loader-steps", "2", "--workers", "0"], r"mae +RATIO step / plain forward\+backward = \d"),
     ("bench_memory.py", ["--sizes", "8", "16", "--batch-size", "8"], r"RATIO peak RSS minus rows 16/8 = \d\.\d{3}"),
+    ("bench_probe.py", ["--images", "200", "--width", "8", "--classes", "3", "--rounds", "1"],
+     r"RATIO vitprobe/scikit-learn = \d+\.\d\d"),
 ])
 def test_each_benchmark_runs_and_prints_its_ratio(script, args, line):
     done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True,

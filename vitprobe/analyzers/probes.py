@@ -17,10 +17,12 @@ from vitprobe.analyzers._split import heldout_mask
 from vitprobe.analyzers.base import Analyzer, tidy
 from vitprobe.capture import ModelInfo, Site
 from vitprobe.errors import ConfigError, DataError, check_whole, plural, warn_user
-from vitprobe.metrics import knn_predict
+from vitprobe.metrics import fit_logistic, knn_predict
 
 # Fewer held-out images than this make a probe accuracy too coarse to read (warned).
 _FEW_HELD_OUT = 50
+# The linear probe stops when max |gradient| <= this (scikit-learn's default tol).
+PROBE_TOL = 1e-4
 
 Pooling = Literal["cls", "mean"]
 POOLINGS: tuple[str, ...] = typing.get_args(Pooling)
@@ -158,29 +160,26 @@ class LinearProbe(_PooledFeatureProbe):
         self.max_iter = check_whole(max_iter, "analysis 'linear_probe': max_iter")
 
     def _score(self, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> np.ndarray:
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
         classes = np.unique(train_y)
         if len(classes) == 1:
             return np.full(len(test_x), classes[0])
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=self.max_iter))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            model.fit(train_x, train_y)
-        if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+        device = "cuda" if self.protocol_.get("device") == "cuda" and torch.cuda.is_available() else "cpu"
+        probe = fit_logistic(torch.from_numpy(train_x).to(device), torch.from_numpy(train_y).to(device),
+                             C=self.C, max_iter=self.max_iter, tol=PROBE_TOL)
+        if not probe.converged:
             self.unconverged_fits_ += 1
-        return model.predict(test_x)
+        return probe.predict(torch.from_numpy(test_x).to(device)).cpu().numpy()
 
     def _table(self) -> pd.DataFrame:
         self.unconverged_fits_ = 0
         return super()._table()
 
     def _learned_protocol(self) -> dict[str, Any]:
-        return {**super()._learned_protocol(), "classifier": "StandardScaler + multinomial "
-                "LogisticRegression (lbfgs)", "unconverged_fits": getattr(self, "unconverged_fits_", 0)}
+        return {**super()._learned_protocol(),
+                "classifier": "multinomial logistic regression on standardised features (scikit-learn's "
+                              "LogisticRegression objective: mean cross-entropy + ||W||^2 / (2 C n)), "
+                              "L-BFGS in float64 on the analysis device (vitprobe.metrics.fit_logistic)",
+                "tol": PROBE_TOL, "unconverged_fits": getattr(self, "unconverged_fits_", 0)}
 
 
 @register_analyzer

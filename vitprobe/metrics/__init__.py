@@ -15,6 +15,7 @@ from vitprobe.metrics.attention import (
 )
 from vitprobe.metrics.fourier import fourier_delta_log_amplitude, fourier_frequencies
 from vitprobe.metrics.knn import knn_predict
+from vitprobe.metrics.logistic import LogisticProbe, fit_logistic
 from vitprobe.metrics.masks import attention_mask, jaccard, jaccard_matrix, upsample_patch_mask
 from vitprobe.metrics.spectrum import (
     covariance_from_sums,
@@ -25,6 +26,7 @@ from vitprobe.metrics.spectrum import (
 from vitprobe.metrics.tokens import token_cosine_similarity, unit_rows
 
 __all__ = [
+    "LogisticProbe",
     "MetricInputError",
     "ShapeError",
     "attention_distance",
@@ -33,6 +35,7 @@ __all__ = [
     "attention_nmi_and_diversity",
     "covariance_from_sums",
     "distance_matrix",
+    "fit_logistic",
     "fourier_delta_log_amplitude",
     "fourier_frequencies",
     "head_diversity",

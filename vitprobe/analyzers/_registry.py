@@ -14,16 +14,23 @@ A = TypeVar("A", bound=type)
 
 def register_analyzer(cls: A) -> A:
     """Class decorator: register ``cls`` under ``cls.name`` (names are unique); it must
-    declare the ``metrics`` its table holds."""
+    declare the ``metrics`` its table holds. A class of the same module and qualified name
+    replaces the one registered (a notebook cell run again, a module reloaded)."""
     name = getattr(cls, "name", "")
     if not name:
         raise TypeError(f"{cls.__name__} needs a class attribute `name` to be registered")
     if not getattr(cls, "metrics", ()):
         raise TypeError(f"{cls.__name__} needs a class attribute `metrics`: the metric names its table holds")
-    if name in _ANALYZERS and _ANALYZERS[name] is not cls:
-        raise TypeError(f"analysis name {name!r} is already taken by {_ANALYZERS[name].__name__}")
+    taken = _ANALYZERS.get(name)
+    if taken is not None and _where(taken) != _where(cls):
+        raise TypeError(f"analysis name {name!r} is already taken by {_where(taken)}; give "
+                        f"{cls.__qualname__} another `name`")
     _ANALYZERS[name] = cls
     return cls
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def list_analyzers() -> list[str]:

@@ -99,14 +99,29 @@ def _dump_json(obj: Any) -> str:
 _RESULT_SUFFIXES = (".csv", ".json", ".png", ".svg", ".npz")
 
 
+def _recorded_results(folder: Path) -> set[str]:
+    """The result names that the ``run.json`` of ``folder`` and of its sub-folders list
+    (unreadable ones list none)."""
+    names: set[str] = set()
+    for info in [folder / "run.json", *folder.glob("*/run.json")]:
+        try:
+            listed = json.loads(info.read_text(encoding="utf-8")).get("results", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        names.update(name for name in listed if isinstance(name, str))
+    return names
+
+
 def foreign_entries(folder: Path, own: Collection[str] = ()) -> list[str]:
     """Paths under an analysis output ``folder`` that vitprobe's analysis side does not write:
     anything but ``run.json``, ``runs.json``, ``report.html``, ``<analysis>.csv/.json/.png/
-    .svg/.npz``, the file names in ``own`` (a caller's extra files, top level only) and
-    sub-folders that are analysis outputs themselves (checked the same way)."""
+    .svg/.npz`` (an analysis registered now, or named in the ``run.json`` of the folder or of
+    its sub-folders: a custom analysis of an earlier session), the file names in ``own`` (a
+    caller's extra files, top level only) and sub-folders that are analysis outputs themselves
+    (checked the same way)."""
     from vitprobe.analyzers import list_analyzers
 
-    analyses = set(list_analyzers())
+    analyses = set(list_analyzers()) | _recorded_results(folder)
     found = []
     for entry in sorted(folder.iterdir()):
         if entry.is_dir() and not entry.is_symlink():

@@ -177,3 +177,25 @@ def test_a_folder_this_process_cannot_write_in_is_refused_before_any_work(tmp_pa
         assert main([*argv, "--out", str(locked / "new")]) == 2, argv
         err = capsys.readouterr().err
         assert "cannot write in" in err and err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+
+
+def test_overwrite_takes_back_a_custom_analysis_that_run_json_lists(tmp_path, run):
+    """A custom analysis of an earlier session (not registered now) is vitprobe's own output
+    where the folder's run.json lists it; a file that no run.json lists is still the user's."""
+    import pandas as pd
+
+    from vitprobe.results import Result
+
+    table = pd.DataFrame({"metric": ["mass"] * 2, "layer": [1, 2], "value": [0.5, 0.25], "std": [0.1, 0.1], "n": [4, 4]})
+    custom = Run({**{name: run[name] for name in run}, "cell_mass": Result("cell_mass", table, {"analysis": "cell_mass"})},
+                 label="r")
+    out = tmp_path / "out"
+    custom.save(out / "a")
+    (out / "runs.json").write_text("[]")
+    (out / "cell_mass.csv").write_text("comparison table")  # named by a sub-folder's run.json
+    run.save(out, overwrite=True)
+    assert not (out / "a").exists() and not (out / "cell_mass.csv").exists()
+    custom.save(out / "b")
+    (out / "b" / "other_mass.csv").write_text("mine")
+    with pytest.raises(OutputExistsError, match=r"did not write \(other_mass.csv\)"):
+        run.save(out / "b", overwrite=True)

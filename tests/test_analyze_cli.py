@@ -487,6 +487,22 @@ def test_the_pass_is_seeded_and_leaves_the_callers_generators_as_they_were():
     assert not first["fourier"].table["value"].equals(other["fourier"].table["value"])
 
 
+def test_a_module_is_analysed_in_eval_mode_and_left_in_its_own_modes():
+    """A model in training mode (dropout on) gives the tables of the same model in eval mode,
+    and afterwards every submodule has the mode it had (one block frozen in eval)."""
+    reference = analyze(tiny_vit(), DictImages(), analyses="fourier", progress=False)
+    torch.manual_seed(0)
+    model = timm.models.vision_transformer.VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0,
+        drop_rate=0.5, proj_drop_rate=0.5).train()
+    model.blocks[0].eval()
+    modes = [m.training for m in model.modules()]
+    run = analyze(model, DictImages(), analyses="fourier", progress=False)
+    pd.testing.assert_frame_equal(run["fourier"].table, reference["fourier"].table)
+    assert [m.training for m in model.modules()] == modes and model.training
+    assert run["fourier"].protocol["device"] == "cpu"  # where the module's parameters are
+
+
 def test_items_without_an_index_are_numbered_by_their_place_in_the_pass():
     names = ["knn", "linear_probe"]
     given = analyze(tiny_vit(), DictImages(n=40), analyses=names, batch_size=8, progress=False)

@@ -12,7 +12,9 @@ returns that Run.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import itertools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -329,12 +331,35 @@ def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
     return on_rank_zero(lambda: _compute(plan))
 
 
+def _parameter_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); the CPU for a model with neither."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _left_as_found(model_or_path: Any) -> Iterator[None]:
+    """For a module: restore every submodule's train/eval mode and the module's device on exit."""
+    if not isinstance(model_or_path, nn.Module):
+        yield
+        return
+    modes = [(module, module.training) for module in model_or_path.modules()]
+    device = _parameter_device(model_or_path)
+    try:
+        yield
+    finally:
+        model_or_path.to(device)
+        for module, training in modes:
+            module.training = training
+
+
 def analyze(
     model_or_path: nn.Module | str | os.PathLike[str],
     data: str | Dataset | Sequence[Mapping[str, Any]] | DataLoader,
     analyses: str | Sequence[str] = "all",
     batch_size: int = 32,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     out: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     seed: int = 0,
@@ -354,15 +379,21 @@ def analyze(
     ``analyses`` is "all" (every registered analysis the data can feed), "a,b" or a list;
     ``analyzer_params`` maps an analysis name to its parameters (``vitprobe analyses`` lists
     them; each is an argument of its class in :mod:`vitprobe.analyzers`); ``load_options``
-    (format, key, num_heads, img_size, arch) are passed to :func:`vitprobe.load_model`. The
-    model is moved to ``device`` and put in eval mode. Same inputs and seed give
-    byte-identical CSV tables; the seed seeds the global generators during the pass only.
+    (format, key, num_heads, img_size, arch) are passed to :func:`vitprobe.load_model`.
+    ``device`` (cpu, cuda, cuda:N, auto) defaults to where a module's parameters are, and to the
+    CPU for a checkpoint path. The pass runs in eval mode on ``device``; a module passed in is
+    then put back as it was (each submodule's train/eval mode, its device). Same inputs and seed
+    give byte-identical CSV tables; the seed seeds the global generators during the pass only.
     """
     if out is not None:
         check_output(out, overwrite)
-    plan = prepare_analysis(model_or_path, data, analyses, batch_size, device, seed, num_workers,
-                            analyzer_params, load_options)
-    run = run_analysis(plan, progress)
+    with _left_as_found(model_or_path):
+        if device is None:  # a module's own device where vitprobe runs there (the load check names others)
+            own = _parameter_device(model_or_path) if isinstance(model_or_path, nn.Module) else None
+            device = own if own is not None and own.type in ("cpu", "cuda") else "cpu"
+        plan = prepare_analysis(model_or_path, data, analyses, batch_size, device, seed, num_workers,
+                                analyzer_params, load_options)
+        run = run_analysis(plan, progress)
     if out is not None and rank_and_world()[0] == 0:
         run.save(out, overwrite=overwrite)
     return run

@@ -123,13 +123,18 @@ def teardown(env: DistEnv) -> None:
         dist.destroy_process_group()
 
 
-def global_mean(value: torch.Tensor, env: DistEnv) -> float:
-    """The mean of a scalar over all processes (a NaN anywhere gives NaN everywhere)."""
-    value = value.detach().float().reshape(1)
+def global_means(loss: torch.Tensor, metrics: Mapping[str, float], env: DistEnv) -> tuple[float, dict[str, float]]:
+    """The loss and each metric averaged over all processes, in one all-reduce (float64; a NaN
+    anywhere gives NaN everywhere). Every process passes the same metric names."""
+    names = sorted(metrics)
+    values = torch.tensor([0.0, *(float(metrics[name]) for name in names)], dtype=torch.float64,
+                          device=loss.device)
+    values[0] = loss.detach().reshape(())
     if env.world_size > 1:
-        dist.all_reduce(value)
-        value /= env.world_size
-    return float(value.item())
+        dist.all_reduce(values)
+        values /= env.world_size
+    means = values.tolist()
+    return means[0], dict(zip(names, means[1:]))
 
 
 def on_rank_zero(work: Callable[[], T]) -> T:

@@ -90,6 +90,12 @@ def test_every_objective_trains_data_parallel(tmp_path, method):
         env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "run" / "final.safetensors").exists()
+    if method[0] in ("mae", "simmim"):  # recon_loss is the loss: both averaged over the processes
+        import csv
+
+        with open(tmp_path / "run" / "log.csv", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        assert rows and all(float(r["recon_loss"]) == pytest.approx(float(r["loss"]), rel=1e-6) for r in rows)
 
 
 @pytest.mark.slow

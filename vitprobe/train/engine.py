@@ -438,7 +438,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
                 with torch.autocast(env.device.type, dtype=dtype or torch.float32,
                                     enabled=dtype is not None):
                     loss, metrics = model(distributed.to_device(batch, env.device), info)
-                loss_value = distributed.global_mean(loss, env)
+                loss_value, metrics = distributed.global_means(loss, metrics, env)
                 check_finite(loss_value, epoch, t, last_ckpt)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()

@@ -1,9 +1,9 @@
 """What a training run tells its user: a progress bar, ``log.csv``, divergence and collapse.
 
 ``log.csv`` has one row per logged optimiser step: epoch, step (global, 0-based), loss
-(mean over processes), lr, wd, momentum, then the objective's other health metrics (of
-rank 0);
-the columns are fixed by the first row written.
+(mean over processes), lr, wd, momentum, then the objective's other health metrics (each
+the mean over processes of every process's value on its own batch); the columns are fixed by
+the first row written.
 """
 
 from __future__ import annotations

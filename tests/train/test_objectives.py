@@ -433,6 +433,17 @@ def test_collapse_warnings() -> None:
     assert collapse_warnings({"emb_std": 1 / 16}, 256) == []
 
 
+def test_collapse_advice_is_worded_from_the_values_in_force() -> None:
+    """Never "lower X to v" where X is v already: below the suggested values, it says how far."""
+    k = 64
+    uniform = {"teacher_batch_entropy": math.log(k), "teacher_entropy": 0.95 * math.log(k)}
+    (published,) = collapse_warnings({**uniform, "teacher_temp": 0.07}, k, momentum=0.996)
+    assert "warmup_teacher_temp from 0.07 to 0.04" in published and "momentum from 0.996 to 0.95" in published
+    (tiny,) = collapse_warnings({**uniform, "teacher_temp": 0.04}, k, momentum=0.95)
+    assert "below its 0.04 (e.g. 0.02)" in tiny and "momentum below its 0.95 (e.g. 0.9)" in tiny
+    assert " to 0.04" not in tiny and " to 0.95" not in tiny
+
+
 @pytest.mark.parametrize("name", ["dino", "mocov3", "gmml"])
 def test_update_momentum_is_an_ema(name: str) -> None:
     obj = build(name)

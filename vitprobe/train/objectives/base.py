@@ -166,9 +166,10 @@ def all_reduce_mean(x: Tensor) -> Tensor:
     return y / dist.get_world_size()
 
 
-def collapse_warnings(metrics: dict[str, float], K: int | None) -> list[str]:
+def collapse_warnings(metrics: dict[str, float], K: int | None, momentum: float | None = None) -> list[str]:
     """The papers' advice when the health metrics show a collapse (for DINO on a short run, also
-    what vitprobe measured on the tiny preset: a lower teacher momentum).
+    what vitprobe measured on the tiny preset: a lower teacher momentum), worded from the values
+    in force: the epoch's mean ``teacher_temp`` metric and the base teacher ``momentum``.
 
     DINO (K prototypes): teacher_batch_entropy < 0.1 log K means one prototype takes all
     images; teacher_entropy > 0.9 log K means the teacher is near uniform. Contrastive
@@ -185,14 +186,29 @@ def collapse_warnings(metrics: dict[str, float], K: int | None) -> list[str]:
         elif metrics.get("teacher_entropy", 0.0) > 0.9 * log_k:
             out.append(f"DINO collapse to the uniform distribution (teacher entropy "
                        f"{metrics['teacher_entropy']:.3g} of log K = {log_k:.3g}): sharpening is too "
-                       f"weak; lower teacher_temp / warmup_teacher_temp (0.04, DINO's code default), "
-                       f"and on a run of a few hundred steps lower the teacher momentum (e.g. 0.95) "
-                       f"so that the teacher leaves its random initialisation")
+                       f"weak; {_lower_advice(metrics.get('teacher_temp'), 'teacher_temp / warmup_teacher_temp', _DINO_TEMP, 'DINO code default')}, "
+                       f"and on a run of a few hundred steps "
+                       f"{_lower_advice(momentum, 'teacher momentum', _SHORT_RUN_MOMENTUM, 'measured on the tiny preset')} "
+                       f"so that the teacher leaves its random initialisation (or train for more steps)")
     if K and "emb_std" in metrics and metrics["emb_std"] * math.sqrt(K) < 0.1:
         out.append(f"contrastive collapse (embedding std {metrics['emb_std']:.3g}, healthy about "
                    f"{1 / math.sqrt(K):.3g}): lower the learning rate, keep the predictor and BN "
                    f"in the projector, check the momentum schedule")
     return out
+
+
+_DINO_TEMP = 0.04  # main_dino.py's teacher_temp and warmup_teacher_temp default
+_SHORT_RUN_MOMENTUM = 0.95  # a teacher that moves within a few hundred steps (tiny preset)
+
+
+def _lower_advice(in_force: float | None, what: str, suggested: float, source: str) -> str:
+    """"lower WHAT to S (source)" where S is below the value in force, else "lower WHAT below
+    its V (e.g. V - (1 - V) for a momentum, V / 2 otherwise)"."""
+    if in_force is None or in_force > suggested + 1e-12:
+        now = "" if in_force is None else f" from {in_force:.3g}"
+        return f"lower {what}{now} to {suggested:g} ({source})"
+    further = 2 * in_force - 1 if "momentum" in what else in_force / 2
+    return f"lower {what} below its {in_force:.3g} (e.g. {further:.3g})"
 
 
 _REGISTRY: dict[str, type[Objective]] = {}

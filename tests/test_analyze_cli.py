@@ -382,6 +382,21 @@ def test_sigterm_cleans_up_like_ctrl_c(checkpoint, tmp_path, capsys, monkeypatch
     assert list(tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGTERM) is before
 
 
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_ctrl_c_while_the_command_line_starts_is_one_line(capsys, monkeypatch, rank):
+    """Ctrl-C during start-up (the parsers import torch; under torchrun every rank is hit) gives
+    one line from rank 0 and exit 130, not a traceback per process."""
+    import vitprobe.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setattr(vitprobe.cli, "build_parser", interrupted)
+    assert main(["analyze", "--help"]) == 130
+    assert capsys.readouterr().err == ("vitprobe: interrupted\n" if rank == "0" else "")
+
+
 def test_only_rank_zero_prints_warnings(checkpoint, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("RANK", "1")  # what torchrun sets in the second process
     assert main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:16", "--analyses", "knn",

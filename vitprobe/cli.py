@@ -6,12 +6,13 @@ import argparse
 import difflib
 import importlib
 import os
+import re
 import signal
 import sys
 import warnings
 from typing import Any, Callable, Sequence
 
-from vitprobe.errors import ConfigError, VitprobeError, VitprobeWarning
+from vitprobe.errors import ConfigError, VitprobeError, VitprobeWarning, brief_reason
 from vitprobe.plugins import public_modules
 
 # Each module of vitprobe.commands defines ``register(subparsers)``, which adds its parser and
@@ -110,17 +111,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; user errors print one line and return 2, warnings one line each;
     Ctrl-C returns 130 and SIGTERM 143, each after the command's clean-up."""
     _tolerant_streams()
-    parser = build_parser()
-    args = _parse(parser, argv)
     try:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     except ValueError:  # not the main thread: the signal stays as it was
         previous = None
     try:
+        try:
+            args = _parse(build_parser(), argv)  # imports torch: seconds in which Ctrl-C may come
+        except KeyboardInterrupt as stop:
+            terminated = isinstance(stop, Terminated)
+            if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one line
+                print(f"vitprobe: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+            return 143 if terminated else 130
         return _run(args)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _is_lost_process(err: RuntimeError) -> bool:
+    """Whether ``err`` is a collective that failed because another process of the group died
+    (gloo or NCCL reports it as a RuntimeError naming itself)."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    return isinstance(err, dist.DistError) or any(name in str(err) for name in ("gloo", "NCCL"))
+
+
+def _without_source_location(text: str) -> str:
+    """``[/path/pair.cc:545] Read error ...`` -> ``Read error ...``."""
+    return re.sub(r"^\[[^\]]*:\d+\]\s*", "", text)
+
+
+def _train_resume_hint(args: argparse.Namespace) -> str:
+    """How to go on after a stopped training: --resume where a checkpoint was written."""
+    from pathlib import Path
+
+    from vitprobe.train.checkpointing import has_checkpoint
+    from vitprobe.train.config import TrainConfig
+
+    out = args.out or TrainConfig.out
+    if has_checkpoint(Path(out)):
+        return f"; vitprobe train --resume --out {out} continues from the last checkpoint"
+    return f"; no checkpoint was written to {out} yet, so the same command again starts the run over"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -141,14 +175,20 @@ def _run(args: argparse.Namespace) -> int:
         elif getattr(err, "own_shard", False):  # met in this rank's own shard of the data
             print(f"vitprobe: error (rank {rank}): {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        if args.debug or not _is_lost_process(err):
+            raise
+        hint = _train_resume_hint(args) if args.command == "train" else ""
+        print(f"vitprobe: error (rank {rank}): another torchrun process stopped or lost its connection "
+              f"({_without_source_location(brief_reason(err))}); its output or torchrun's report of its exit says why{hint}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as stop:
         terminated = isinstance(stop, Terminated)
         if rank == 0:  # under torchrun every rank is interrupted: one line
-            hints = {"train": f"; vitprobe train --resume --out {getattr(args, 'out', None) or 'DIR'} "
-                              "continues from the last checkpoint",
-                     "reproduce": "; the same command again reuses the models trained and resumes "
-                                  "the one in training"}
-            hint = hints.get(args.command, "")
+            hints = {"train": _train_resume_hint,
+                     "reproduce": lambda _: "; the same command again reuses the models trained and "
+                                            "resumes the one in training"}
+            hint = hints[args.command](args) if args.command in hints else ""
             print(f"vitprobe: {'terminated' if terminated else 'interrupted'}{hint}", file=sys.stderr)
         return 143 if terminated else 130
     except BrokenPipeError:  # the output went to a reader that stopped early (`| head`)

@@ -514,6 +514,29 @@ def test_reconstructions_are_refused_in_one_line_for_objectives_without_gmmls_de
         reconstruct_examples(final, "synthetic:4")
 
 
+def test_a_lost_torchrun_process_is_one_line_on_the_survivors(tmp_path, capsys, monkeypatch):
+    """Rank 1 killed mid-training: rank 0's next collective fails in gloo; it says so in one
+    line with what to do next, exit 1. The same RuntimeError outside torchrun is a bug: raised."""
+    import vitprobe.train as train_module
+    from vitprobe.cli import main
+
+    def collective_failed(*args, **kwargs):
+        raise RuntimeError("[/__w/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:545] Read error "
+                           "[127.0.0.1]:1200: Connection reset by peer. This is typically caused by ...")
+
+    monkeypatch.setattr(train_module, "train", collective_failed)
+    argv = ["train", "--method", "mae", "--data", "synthetic:16", "--out", str(tmp_path / "run")]
+    with pytest.raises(RuntimeError, match="Connection reset by peer"):
+        main(argv)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(argv) == 1
+    assert capsys.readouterr().err == (
+        "vitprobe: error (rank 0): another torchrun process stopped or lost its connection (Read error "
+        "[127.0.0.1]:1200: Connection reset by peer); its output or torchrun's report of its exit says why; no checkpoint was written to "
+        f"{tmp_path / 'run'} yet, so the same command again starts the run over\n")
+
+
 def test_an_interrupted_training_says_how_to_continue_once(tmp_path, capsys, monkeypatch):
     import vitprobe.train as train_module
     from vitprobe.cli import main
@@ -523,6 +546,13 @@ def test_an_interrupted_training_says_how_to_continue_once(tmp_path, capsys, mon
 
     monkeypatch.setattr(train_module, "train", interrupted)
     argv = ["train", "--method", "mae", "--data", "synthetic:16", "--out", str(tmp_path / "run")]
+    assert main(argv) == 130
+    assert capsys.readouterr().err == (f"vitprobe: interrupted; no checkpoint was written to {tmp_path / 'run'} "
+                                       "yet, so the same command again starts the run over\n")
+    from vitprobe.train.checkpointing import STATE_FILE
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / STATE_FILE).write_bytes(b"")  # a checkpoint was written before the stop
     assert main(argv) == 130
     assert capsys.readouterr().err == (f"vitprobe: interrupted; vitprobe train --resume --out {tmp_path / 'run'} "
                                        "continues from the last checkpoint\n")

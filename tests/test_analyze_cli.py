@@ -171,6 +171,27 @@ def test_all_skips_what_the_data_cannot_feed():
     assert set(run.meta["skipped_analyses"]) == needy and not needy & set(run)
 
 
+def test_all_skips_what_a_model_without_a_class_token_cannot_feed():
+    """"all" on an avg-pool ViT without a class token: CLS-reading analyses are skipped with
+    their one-line reason; named, or given parameters, they are the user's error to fix."""
+    torch.manual_seed(0)
+    model = timm.models.vision_transformer.VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0,
+        class_token=False, global_pool="avg").eval()
+    with pytest.warns(UserWarning, match=r"skipping knn: it cannot run on this model with its default "
+                                         r"parameters \(.*pooling 'cls' needs a class token.*use pooling='mean'\)"):
+        run = analyze(model, "synthetic:8", batch_size=8, progress=False)
+    assert {"knn", "linear_probe", "attention_jaccard"} <= set(run.meta["skipped_analyses"])
+    assert {"attention_distance", "attention_nmi", "fourier", "token_similarity"} <= set(run)
+    mean_pooled = analyze(model, "synthetic:8", batch_size=8, progress=False,
+                          analyzer_params={"knn": {"pooling": "mean"}})
+    assert "knn" in mean_pooled and "knn" not in mean_pooled.meta["skipped_analyses"]
+    with pytest.raises(ConfigError, match="pooling 'cls' needs a class token"):
+        analyze(model, "synthetic:8", analyses="knn", progress=False)
+    with pytest.raises(ConfigError, match="pooling 'cls' needs a class token"):
+        analyze(model, "synthetic:8", progress=False, analyzer_params={"knn": {"k": 5}})
+
+
 def assert_same_tables(left: pd.DataFrame, right: pd.DataFrame) -> None:
     """Means agree to float precision; the std (from running sums of squares, which cancel
     when the spread is small against the mean) to 1e-3 relative."""

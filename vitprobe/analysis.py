@@ -159,13 +159,14 @@ def check_data_feeds(spec: str, analyses: str | Sequence[str]) -> tuple[list[str
     from vitprobe.data import resolve_dataset
 
     _, has_masks, label_names = describe_data(resolve_dataset(spec, 32), None)
-    names, skipped = _analysis_names(analyses, has_masks, label_names, spec)
+    names, skipped, _ = _analysis_names(analyses, has_masks, label_names, spec)
     return names, skipped, label_names
 
 
 def _analysis_names(analyses: str | Sequence[str], has_masks: bool, label_names: list[str],
-                    spec: str) -> tuple[list[str], dict[str, str]]:
-    """The analyses to run and, for "all", those skipped because the data cannot feed them.
+                    spec: str) -> tuple[list[str], dict[str, str], bool]:
+    """The analyses to run, those "all" skips because the data cannot feed them (name -> why),
+    and whether "all" was asked for.
 
     Asked for by name, an analysis the data cannot feed is an error."""
     from vitprobe.analyzers import analyzer_class, list_analyzers
@@ -199,7 +200,7 @@ def _analysis_names(analyses: str | Sequence[str], has_masks: bool, label_names:
             raise ConfigError(f"analysis {name!r} {problem}")
     if not chosen:
         raise ConfigError(f"none of the analyses can run on {spec}: " + "; ".join(f"{k} {v}" for k, v in skipped.items()))
-    return chosen, skipped
+    return chosen, skipped, every
 
 
 def prepare_analysis(
@@ -244,9 +245,7 @@ def prepare_analysis(
     if first is not None and "index" not in first:
         facts = {**facts, "index": "place in the pass (the items carry no 'index')"}
     spec = str(facts.get("spec", "the dataset"))
-    names, skipped = _analysis_names(analyses, has_masks, label_names, spec)
-    for name, reason in skipped.items():
-        warn_user(f"skipping {name}: it {reason}")
+    names, skipped, every = _analysis_names(analyses, has_masks, label_names, spec)
     params = {name: dict((analyzer_params or {}).get(name, {})) for name in names}
     extra = sorted(set(analyzer_params or {}) - set(names))
     unknown = [name for name in extra if name not in list_analyzers()]
@@ -270,7 +269,21 @@ def prepare_analysis(
         "device": dev.type,
         "world_size": rank_and_world()[1],
     }
-    analyzers = [get_analyzer(name, **params[name]).bind(info, protocol) for name in names]
+    analyzers = []
+    for name in names:
+        analyzer = get_analyzer(name, **params[name])
+        try:
+            analyzers.append(analyzer.bind(info, protocol))
+        except ConfigError as err:  # the model cannot feed it (e.g. no class token)
+            if not every or params[name]:  # asked for by name, or given parameters: the user's to fix
+                raise
+            skipped[name] = f"cannot run on this model with its default parameters ({err})"
+    if not analyzers:
+        raise ConfigError(f"none of the analyses can run on {spec} with this model: "
+                          + "; ".join(f"{k} {v}" for k, v in skipped.items()))
+    for name, reason in skipped.items():
+        warn_user(f"skipping {name}: it {reason}")
+    params = {analyzer.name: params[analyzer.name] for analyzer in analyzers}
     return AnalysisPlan(model.to(dev).eval(), info, loader, analyzers, params, protocol, checkpoint,
                         label, dev, skipped)
 

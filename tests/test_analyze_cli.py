@@ -606,3 +606,26 @@ def test_one_checkpoints_comparison_figures_are_its_own_figures_as_drawing_them_
             copied = (root / "a" / f"{name}.{ext}").read_bytes()
             assert copied == (root / "a" / "tiny" / f"{name}.{ext}").read_bytes(), (name, ext)
             assert copied == (tmp_path / f"{name}.{ext}").read_bytes(), (name, ext)
+
+
+def test_a_dataset_normalised_otherwise_than_the_model_expects_is_warned():
+    """A vitprobe dataset built with ImageNet's mean/std, given (in a Subset) to a model whose
+    pretrained_cfg says 0.5/0.5: one warning naming both; the model's own values: none."""
+    import warnings
+
+    from torch.utils.data import Subset
+
+    from vitprobe.data import resolve_dataset
+
+    model = tiny_vit()
+    model.pretrained_cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+    imagenet = Subset(resolve_dataset("synthetic:8", 32), range(4))
+    with pytest.warns(UserWarning, match=r"dataset 'synthetic:8' is normalised with mean \(0\.485, 0\.456, 0\.406\) "
+                                         r"and std \(0\.229, 0\.224, 0\.225\), but the model expects mean "
+                                         r"\(0\.5, 0\.5, 0\.5\) and std \(0\.5, 0\.5, 0\.5\); pass the spec string"):
+        analyze(model, imagenet, analyses="fourier", progress=False)
+    own = resolve_dataset("synthetic:8", 32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        analyze(model, own, analyses="fourier", progress=False)
+        analyze(model, "synthetic:8", analyses="fourier", progress=False)

@@ -203,6 +203,22 @@ def _analysis_names(analyses: str | Sequence[str], has_masks: bool, label_names:
     return chosen, skipped, every
 
 
+def _warn_if_normalised_otherwise(facts: Mapping[str, Any], info: Any) -> None:
+    """A vitprobe dataset built with other mean/std than the model's (a spec string gets the
+    model's own): the model sees shifted inputs, which no check on the images can catch."""
+    given = facts.get("normalisation")
+    expected = {"mean": info.mean, "std": info.std}
+    if not given or all(abs(a - b) <= 1e-6 for key in expected for a, b in zip(given[key], expected[key])):
+        return
+
+    def listed(values: Sequence[float]) -> str:
+        return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+    warn_user(f"dataset {facts.get('spec')!r} is normalised with mean {listed(given['mean'])} and std "
+              f"{listed(given['std'])}, but the model expects mean {listed(info.mean)} and std {listed(info.std)}; "
+              "pass the spec string, or resolve_dataset(spec, size, mean=..., std=...) with the model's values")
+
+
 def prepare_analysis(
     model_or_path: nn.Module | str | os.PathLike[str],
     data: str | Dataset | Sequence[Mapping[str, Any]] | DataLoader,
@@ -244,6 +260,7 @@ def prepare_analysis(
         facts, has_masks, label_names = describe_data(given, first)
     if first is not None and "index" not in first:
         facts = {**facts, "index": "place in the pass (the items carry no 'index')"}
+    _warn_if_normalised_otherwise(facts, info)
     spec = str(facts.get("spec", "the dataset"))
     names, skipped, every = _analysis_names(analyses, has_masks, label_names, spec)
     params = {name: dict((analyzer_params or {}).get(name, {})) for name in names}

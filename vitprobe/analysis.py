@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vitprobe.data.user_data import describe_data, first_item, loader_sampling
+from vitprobe.data.user_data import as_items, describe_data, first_item, loader_sampling
 from vitprobe.distributed import on_rank_zero, own_shard, rank_and_world, to_device
 from vitprobe.errors import ConfigError, check_whole, is_whole, warn_user
 from vitprobe.results import Run, check_output
@@ -251,9 +251,13 @@ def prepare_analysis(
     with seeded(seed):  # a dataset's first read (random transforms) and a sampler draw from them
         model, checkpoint, label = _load(model_or_path, load_options)
         info = model_info(model)
+        first = None
+        if isinstance(data, (Dataset, list, tuple)):  # (image, label) pairs become item dicts
+            data, first = as_items(data)
         loader = _build_loader(data, info, batch_size, num_workers)
         given = data if isinstance(data, DataLoader) else loader.dataset  # not this rank's shard
-        first = first_item(given)  # read once, for the check and the description
+        if first is None:
+            first = first_item(given)  # read once, for the check and the description
         if first is not None:
             name = str(getattr(loader.dataset, "spec", None) or type(loader.dataset).__name__)
             check_item(first, name, (info.grid[0] * info.patch_size, info.grid[1] * info.patch_size))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import timm
 import torch
@@ -110,11 +111,16 @@ def test_a_dataloader_whose_collate_builds_the_items_is_checked_on_its_first_bat
         vitprobe.analyze(model, small, analyses=["attention_distance"], progress=False)
 
 
-def test_pairs_need_a_collate_that_builds_item_dicts(model):
+def test_image_label_pairs_are_read_as_items(model):
+    """A dataset of (image, label) pairs (torchvision's shape) gives the tables of the same data
+    as item dicts through a collate_fn; a DataLoader over pairs is refused, naming the fix."""
     pairs = [(torch.randn(3, 32, 32), i % 2) for i in range(20)]
-    with pytest.raises(ConfigError, match=r"dataset list: items must be dicts .* collate_fn=lambda b"):
-        vitprobe.analyze(model, pairs, analyses=["knn"], progress=False)
-    with pytest.raises(ConfigError, match=r"the DataLoader's batches are lists, not dicts .* collate_fn="):
+    direct = vitprobe.analyze(model, pairs, analyses=["knn"], analyzer_params={"knn": {"k": 3}}, progress=False)
+    assert direct["knn"].protocol["dataset"]["items"] == "(image, label) pairs, the label named 'class'"
+    tensors = vitprobe.analyze(model, torch.utils.data.TensorDataset(torch.stack([x for x, _ in pairs]),
+                                                                      torch.tensor([y for _, y in pairs])),
+                               analyses=["knn"], analyzer_params={"knn": {"k": 3}}, progress=False)
+    with pytest.raises(ConfigError, match=r"the DataLoader's batches are lists, not dicts .* pass a Dataset of pairs"):
         vitprobe.analyze(model, torch.utils.data.DataLoader(pairs, batch_size=4), analyses=["knn"], progress=False)
 
     def collate(batch):
@@ -122,6 +128,8 @@ def test_pairs_need_a_collate_that_builds_item_dicts(model):
 
     run = vitprobe.analyze(model, torch.utils.data.DataLoader(pairs, batch_size=4, collate_fn=collate),
                            analyses=["knn"], analyzer_params={"knn": {"k": 3}}, progress=False)
+    pd.testing.assert_frame_equal(direct["knn"].table, run["knn"].table)
+    pd.testing.assert_frame_equal(tensors["knn"].table, run["knn"].table)
     assert set(run["knn"].table["label"]) == {"class"}
 
 

@@ -288,6 +288,23 @@ def test_a_given_dataset_is_recorded_as_the_runs_data(tmp_path):
     assert json.loads((tmp_path / "digits" / "config.json").read_text())["data"] == "digits [split train]"
 
 
+def test_a_dataset_of_image_label_pairs_trains_as_its_item_dicts(tmp_path):
+    """A TensorDataset of (image, label) pairs trains the weights of the same images given as
+    item dicts, and the run records the pairs' own dataset."""
+    import json
+
+    items = toy_dataset()
+    images = torch.stack([item["image"] for item in items])
+    pairs = torch.utils.data.TensorDataset(images, torch.zeros(len(items), dtype=torch.long))
+    as_dicts = train(toy_config(tmp_path / "dicts", epochs=1), dataset=items, objective_factory=ToyMIM)
+    as_pairs = train(toy_config(tmp_path / "pairs", epochs=1), dataset=pairs, objective_factory=ToyMIM)
+    assert json.loads((tmp_path / "pairs" / "config.json").read_text())["data"] == "custom:TensorDataset[16]"
+    from safetensors.torch import load_file
+
+    left, right = load_file(as_dicts), load_file(as_pairs)
+    assert left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
+
+
 def test_a_fresh_run_starts_its_own_log_and_keeps_a_foreign_one(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -443,7 +460,7 @@ def test_train_takes_a_dict_and_refuses_other_inputs_in_one_line(tmp_path):
         train({"methd": "mae"})
     with pytest.raises(ConfigError, match="train takes a TrainConfig"):
         train("mae")
-    with pytest.raises(ConfigError, match="dataset must be a sized Dataset whose items are dicts"):
+    with pytest.raises(ConfigError, match="dataset must be a sized Dataset whose items are .image, label. pairs or dicts"):
         train(TrainConfig(method="mae", out=str(tmp_path / "t")), dataset=torch.randn(64, 3, 32, 32))
 
 

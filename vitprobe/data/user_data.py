@@ -6,7 +6,7 @@ chosen from the dataset (``sampled``)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,9 +16,46 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSample
 from vitprobe.data.base import first_image_item
 from vitprobe.errors import ConfigError
 
-ITEM_HELP = ("items must be dicts with an 'image' tensor (and 'index', 'labels', 'mask'), e.g. a "
-             "DataLoader(ds, collate_fn=lambda b: {'image': torch.stack([x for x, _ in b]), "
-             "'labels': {'class': torch.tensor([y for _, y in b])}}) over (image, label) pairs")
+ITEM_HELP = ("items must be (image, label) pairs, as torchvision's datasets give, or dicts with an 'image' "
+             "tensor (and 'index', 'labels': {name: int}, 'mask')")
+PAIR_LABEL = "class"  # the label name of an (image, label) pair
+
+
+class ImagePairs(Dataset):
+    """A dataset of ``(image, label)`` pairs (torchvision's ImageFolder or CIFAR with a tensor
+    transform, a TensorDataset) or of ``(image,)`` tuples, read as vitprobe items:
+    ``{"image": image, "index": i, "labels": {"class": label}}``."""
+
+    def __init__(self, pairs: Dataset) -> None:
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.item(index, self.pairs[index])
+
+    @staticmethod
+    def item(index: int, pair: Sequence[Any]) -> dict[str, Any]:
+        """The item dict of the pair (or 1-tuple) at ``index``."""
+        item: dict[str, Any] = {"image": pair[0], "index": index}
+        if len(pair) == 2:
+            item["labels"] = {PAIR_LABEL: pair[1]}
+        return item
+
+
+def as_items(dataset: Any) -> tuple[Any, Mapping[str, Any] | None]:
+    """``dataset`` itself, or wrapped in :class:`ImagePairs` when its first item is a tuple or
+    list of an image (tensor or array) and at most one label; with that first item as an item
+    dict (None where it is none: an empty dataset, another kind of item), read once."""
+    if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")) or len(dataset) == 0:
+        return dataset, None
+    first = dataset[0]
+    if (isinstance(first, (tuple, list)) and len(first) in (1, 2)
+            and isinstance(first[0], (torch.Tensor, np.ndarray))):
+        pairs = ImagePairs(dataset)
+        return pairs, pairs.item(0, first)
+    return dataset, first if isinstance(first, Mapping) and "image" in first else None
 
 
 def loader_sampling(loader: DataLoader) -> str | None:
@@ -48,7 +85,8 @@ def first_item(data: Dataset | DataLoader) -> Mapping[str, Any] | None:
         raise ConfigError(f"the DataLoader over {name} yields no batch; give it images")
     if not (isinstance(batch, Mapping) and isinstance(batch.get("image"), torch.Tensor) and batch["image"].dim() == 4):
         raise ConfigError(f"the DataLoader's batches are {type(batch).__name__}s, not dicts with an 'image' "
-                          f"tensor (B, 3, H, W); {ITEM_HELP}")
+                          "tensor (B, 3, H, W) (and 'labels': {name: (B,) tensor}, ...); pass a Dataset of pairs "
+                          "itself (vitprobe batches it), or give the DataLoader a collate_fn that builds such dicts")
     item: dict[str, Any] = {"image": batch["image"][0]}
     if isinstance(batch.get("labels"), Mapping):
         item["labels"] = {k: v[0] for k, v in batch["labels"].items()}
@@ -86,10 +124,14 @@ def describe_data(data: Dataset | DataLoader, first: Mapping[str, Any] | None
 
 
 def _describe(dataset: Any, first: Mapping[str, Any] | None) -> dict[str, Any]:
+    if isinstance(dataset, ImagePairs):
+        items = (f"(image, label) pairs, the label named {PAIR_LABEL!r}" if first is not None and "labels" in first
+                 else "(image,) tuples")
+        return {**_describe(dataset.pairs, first), "items": items}
     if isinstance(dataset, Subset):
         indices = np.asarray(list(dataset.indices), dtype=np.int64)
         inner = dataset.dataset  # its first item is read only to hash a dataset that cannot describe itself
-        inner_first = None if callable(getattr(inner, "describe", None)) else first_image_item(inner)
+        inner_first = None if callable(getattr(inner, "describe", None)) else as_items(inner)[1]
         facts = _sampled(_describe(inner, inner_first), len(indices), "Subset")
         return {**facts, "sampled": {**facts["sampled"],
                                      "indices_sha256": hashlib.sha256(indices.tobytes()).hexdigest()[:16]}}

@@ -239,6 +239,10 @@ def dataset_label(dataset: Any) -> str:
     """What a run records as its data when given a Dataset (checked again on --resume like any
     spec): a vitprobe dataset's spec, with ``[split S]`` where the spec does not name its split,
     else ``custom:<class name>[<number of items>]``."""
+    from vitprobe.data.user_data import ImagePairs
+
+    if isinstance(dataset, ImagePairs):
+        dataset = dataset.pairs
     spec, split = getattr(dataset, "spec", None), getattr(dataset, "split", None)
     if not isinstance(spec, str) or not spec:
         return f"custom:{type(dataset).__name__}[{len(dataset)}]"
@@ -246,12 +250,13 @@ def dataset_label(dataset: Any) -> str:
 
 
 def _check_dataset(dataset: Any) -> None:
-    """Raise ConfigError unless ``dataset`` is sized and indexable with dict items holding an "image"."""
+    """Raise ConfigError unless ``dataset`` is sized and indexable with dict items holding an "image"
+    (pairs are wrapped by ``as_items`` before)."""
     from vitprobe.data.base import first_image_item
 
     if first_image_item(dataset) is None:
-        raise ConfigError(f"dataset must be a sized Dataset whose items are dicts with an 'image', "
-                          f"got {type(dataset).__name__}")
+        raise ConfigError(f"dataset must be a sized Dataset whose items are (image, label) pairs or dicts "
+                          f"with an 'image', got {type(dataset).__name__}")
 
 
 def _steps_per_epoch(images: int, data: str, global_batch: int) -> int:
@@ -277,7 +282,7 @@ def train(config: TrainConfig | Mapping[str, Any], *, resume: bool = False, data
     ``<out>/final.safetensors`` (loadable by load_model);
     ``progress=False`` hides the progress bar (log.csv and warnings are unchanged).
 
-    ``dataset`` (items with an ``"image"`` normalised with ImageNet's mean and std, as
+    ``dataset`` ((image, label) pairs or items with an ``"image"``, normalised with ImageNet's mean and std, as
     vitprobe's datasets deliver it and the views assume) replaces ``config.data`` (the run
     records ``dataset_label(dataset)`` as its data), and
     ``objective_factory(encoder, arch, **hparams)`` replaces the registry, for training on
@@ -291,6 +296,9 @@ def train(config: TrainConfig | Mapping[str, Any], *, resume: bool = False, data
         raise ConfigError(f"train takes a TrainConfig (or a dict of its fields), got "
                           f"{type(config).__name__}; e.g. train(TrainConfig(method='mae'))")
     if dataset is not None:
+        from vitprobe.data.user_data import as_items
+
+        dataset = as_items(dataset)[0]  # (image, label) pairs as item dicts
         _check_dataset(dataset)
         config = dataclasses.replace(config, data=dataset_label(dataset))
     env = distributed.setup(config.device)

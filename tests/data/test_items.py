@@ -59,6 +59,17 @@ def test_a_mask_of_only_0_and_255_is_warned_about():
         check_item({"image": IMAGE, "mask": (OBJECT * 255).to(torch.uint8)}, "mine")
 
 
+def test_a_label_under_another_key_is_warned_about_naming_labels():
+    image = torch.zeros(3, 8, 8)
+    with pytest.warns(UserWarning, match=r"dataset d: items have 'label', which vitprobe does not read; the "
+                                         r"probes read 'labels': \{name: int\}, e.g. \{'labels': \{'class': item\['label'\]\}\}"):
+        check_item({"image": image, "label": 3}, "d")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_item({"image": image, "labels": {"class": 3}, "label": 3}, "d")  # 'labels' given: nothing to say
+        check_item({"image": image}, "d")
+
+
 def test_non_finite_images_are_named_by_index():
     images = torch.zeros(4, 3, 8, 8)
     check_finite_images(images, torch.arange(10, 14), "mine")

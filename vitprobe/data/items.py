@@ -19,6 +19,7 @@ import torch
 from vitprobe.errors import ConfigError, DataError, abbreviate, warn_user
 
 MASK_IGNORE = 255
+LABEL_LOOKALIKES = ("label", "target", "targets", "class", "y")  # keys meant as 'labels'
 
 
 def check_item(item: Mapping[str, Any], name: str, size: tuple[int, int] | None = None) -> None:
@@ -32,6 +33,11 @@ def check_item(item: Mapping[str, Any], name: str, size: tuple[int, int] | None 
         _check_image_size(image, name, size)
     if "labels" in item:
         _check_labels(item["labels"], where)
+    else:
+        near = [key for key in LABEL_LOOKALIKES if key in item]
+        if near:
+            warn_user(f"{where}: items have {near[0]!r}, which vitprobe does not read; the probes read "
+                      f"'labels': {{name: int}}, e.g. {{'labels': {{'class': item[{near[0]!r}]}}}}")
     if "mask" in item and item["mask"] is not None:
         _check_mask(_as_tensor(item["mask"]), tuple(image.shape[-2:]), where)
 

@@ -116,9 +116,14 @@ def test_model_unchanged_after_context_and_after_error() -> None:
         with capture(model, attention_sites(3) + token_sites(3)) as cap:
             assert not any(blk.attn.fused_attn for blk in model.blocks)
             cap.run(images)
-        with pytest.raises(RuntimeError):
+        def broken(x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("an error inside the pass")
+
+        model.blocks[0].mlp.forward = broken
+        with pytest.raises(RuntimeError, match="inside the pass"):
             with capture(model, [Site("attn", 2)]) as cap:
-                cap.run(torch.randn(2, 5, 32, 32))  # wrong channel count raises inside the pass
+                cap.run(images)
+        del model.blocks[0].mlp.forward  # the class's own forward again
         after = model(images)
     assert _hook_count(model) == 0
     assert [blk.attn.fused_attn for blk in model.blocks] == fused_before
@@ -206,6 +211,42 @@ def test_one_site_alone_and_images_of_another_size() -> None:
         with pytest.raises(CaptureError, match="images are 48x48 px but the model takes 32x32"):
             cap.run(torch.randn(2, 3, 48, 48))
     assert _hook_count(model) == 0
+
+
+def test_sites_can_be_given_as_they_print_or_as_pairs() -> None:
+    model = _model("vit")
+    images = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        for given in ("attn.2", ("attn", 2), ["attn.2", ("tokens", 1)], [Site("attn", 2)]):
+            with capture(model, given) as cap:
+                assert Site("attn", 2) in cap.run(images)
+        for bad in ("attn", "attn.two", [("attn", "2")], [3]):
+            with pytest.raises(CaptureError, match=r"is not a site; give Site\('attn', 3\), \('attn', 3\) or 'attn.3'"):
+                capture(model, bad).__enter__()
+    assert _hook_count(model) == 0
+
+
+@pytest.mark.parametrize("images, message", [
+    (torch.randn(3, 32, 32), r"one image without a batch dimension; use images.unsqueeze\(0\)"),
+    (torch.randn(2, 32, 32, 3), r"channels last; use images.permute\(0, 3, 1, 2\)"),
+    (torch.randn(2, 1, 32, 32), r"give a batch of RGB images \(B, 3, H, W\)"),
+    (torch.randn(2, 3, 32, 32, dtype=torch.float64), r"images are torch.float64 and the model's weights "
+                                                     r"torch.float32; convert them: images.to\(torch.float32\)"),
+    ([[0.0]], "images must be a torch.Tensor"),
+])
+def test_images_that_do_not_fit_are_one_line_naming_the_fix(images, message) -> None:
+    model = _model("vit")
+    with torch.no_grad(), capture(model, "attn.1") as cap:
+        with pytest.raises(CaptureError, match=message):
+            cap.run(images)
+
+
+def test_running_a_capture_after_its_block_says_so() -> None:
+    model = _model("vit")
+    with capture(model, "attn.1") as cap:
+        pass
+    with pytest.raises(CaptureError, match=r"hooks are not installed: call run inside `with capture"):
+        cap.run(torch.randn(1, 3, 32, 32))
 
 
 def test_nothing_is_retained_between_batches() -> None:

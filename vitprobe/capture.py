@@ -101,10 +101,27 @@ class _StopForward(Exception):
     are not computed."""
 
 
-def _check_sites(sites: Site | Iterable[Site], depth: int) -> frozenset[Site]:
+def _as_site(site: object) -> Site:
+    """A Site from a Site, a ``(kind, layer)`` pair or its printed form ``"kind.layer"``."""
+    if isinstance(site, str) and site.count(".") == 1 and site.split(".")[1].isdigit():
+        kind, layer = site.split(".")
+        return Site(kind, int(layer))
+    if isinstance(site, (tuple, list)) and len(site) == 2 and isinstance(site[0], str) and isinstance(site[1], int):
+        return Site(site[0], site[1])
+    raise CaptureError(f"{site!r} is not a site; give Site('attn', 3), ('attn', 3) or 'attn.3' "
+                       "(kinds 'attn' and 'tokens', blocks numbered from 1)")
+
+
+def _is_one_site(sites: object) -> bool:
+    """A single site given alone (not in a list): a Site, ``"attn.3"`` or ``("attn", 3)``."""
+    return isinstance(sites, (Site, str)) or (isinstance(sites, tuple) and len(sites) == 2
+                                              and isinstance(sites[0], str) and isinstance(sites[1], int))
+
+
+def _check_sites(sites: object, depth: int) -> frozenset[Site]:
     checked = set()
-    for site in [sites] if isinstance(sites, Site) else sites:
-        site = Site(*site)
+    for site in [sites] if _is_one_site(sites) else sites:  # type: ignore[union-attr]
+        site = _as_site(site)
         lowest = 1 if site.kind == "attn" else 0
         if site.kind not in ("attn", "tokens"):
             raise CaptureError(f"unknown site kind {site.kind!r}; use 'attn' or 'tokens'")
@@ -118,7 +135,7 @@ def _check_sites(sites: Site | Iterable[Site], depth: int) -> frozenset[Site]:
 class Capture:
     """Hooks installed on a model; :meth:`run` does one forward pass and returns the sites."""
 
-    def __init__(self, model: nn.Module, sites: Site | Iterable[Site]) -> None:
+    def __init__(self, model: nn.Module, sites: Site | str | Iterable[Site | str | tuple[str, int]]) -> None:
         self.model = model
         self.blocks = _blocks(model)
         self.sites = _check_sites(sites, len(self.blocks))
@@ -196,7 +213,12 @@ class Capture:
 
     # -- running ---------------------------------------------------------------------------
     def run(self, images: torch.Tensor) -> dict[Site, torch.Tensor]:
-        """One forward pass over ``images``; returns every requested site (nothing is kept)."""
+        """One forward pass over ``images`` (B, 3, H, W) of the model's dtype; returns every
+        requested site (nothing is kept)."""
+        if not self._handles and self.sites:
+            raise CaptureError("the capture's hooks are not installed: call run inside `with capture(model, "
+                               "sites) as cap:` (a capture is done when its block ends), or cap.install() first")
+        _check_images(images, self.model)
         embed = self.model.patch_embed
         size = tuple(int(v) for v in getattr(embed, "img_size", ()) or ())
         if (getattr(embed, "strict_img_size", False) and not getattr(embed, "dynamic_img_size", False)
@@ -220,10 +242,27 @@ class Capture:
         return found
 
 
+def _check_images(images: object, model: nn.Module) -> None:
+    """CaptureError naming the fix unless ``images`` is a (B, 3, H, W) tensor of the model's dtype."""
+    if not isinstance(images, torch.Tensor):
+        raise CaptureError(f"images must be a torch.Tensor (B, 3, H, W), got {type(images).__name__}")
+    shape = list(images.shape)
+    if images.dim() == 3 and shape[0] == 3:
+        raise CaptureError(f"images have shape {shape}: one image without a batch dimension; use images.unsqueeze(0)")
+    if images.dim() == 4 and shape[1] != 3 and shape[-1] == 3:
+        raise CaptureError(f"images have shape {shape}, channels last; use images.permute(0, 3, 1, 2)")
+    if images.dim() != 4 or shape[1] != 3:
+        raise CaptureError(f"images have shape {shape}; give a batch of RGB images (B, 3, H, W)")
+    weight = next(model.parameters(), None)
+    if weight is not None and images.dtype != weight.dtype:
+        raise CaptureError(f"images are {images.dtype} and the model's weights {weight.dtype}; "
+                           f"convert them: images.to({weight.dtype})")
+
+
 @contextlib.contextmanager
-def capture(model: nn.Module, sites: Site | Iterable[Site]) -> Iterator[Capture]:
-    """Install hooks for ``sites`` (one Site or several) on ``model``; always removed on exit,
-    even on error.
+def capture(model: nn.Module, sites: Site | str | Iterable[Site | str | tuple[str, int]]) -> Iterator[Capture]:
+    """Install hooks for ``sites`` (one or several, each a Site, ``("attn", 3)`` or ``"attn.3"``)
+    on ``model``; always removed on exit, even on error.
 
     >>> with capture(model, [Site("attn", 12), Site("tokens", 0)]) as cap:
     ...     out = cap.run(images)   # {Site("attn", 12): (B,H,N,N), Site("tokens", 0): (B,N,C)}

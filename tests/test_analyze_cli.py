@@ -629,3 +629,9 @@ def test_a_dataset_normalised_otherwise_than_the_model_expects_is_warned():
         warnings.simplefilter("error")
         analyze(model, own, analyses="fourier", progress=False)
         analyze(model, "synthetic:8", analyses="fourier", progress=False)
+
+
+def test_a_label_given_to_analyze_names_the_run():
+    run = analyze(tiny_vit(), DictImages(), analyses="fourier", progress=False, label="DINO")
+    assert run.label == "DINO"
+    assert analyze(tiny_vit(), DictImages(), analyses="fourier", progress=False).label == "VisionTransformer"

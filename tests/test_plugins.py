@@ -75,7 +75,7 @@ def test_register_objective_requires_a_published_length() -> None:
 
 
 def test_submodule_attributes_are_modules_on_every_access() -> None:
-    for name in ("train", "capture", "metrics"):
+    for name in ("train", "capture", "metrics", "analyzers", "plots"):
         first, second = getattr(vitprobe, name), getattr(vitprobe, name)
         assert first is second is sys.modules[f"vitprobe.{name}"]
     assert callable(vitprobe.train.train) and callable(vitprobe.capture.capture)

@@ -401,6 +401,7 @@ def analyze(
     progress: bool = True,
     analyzer_params: Mapping[str, Mapping[str, Any]] | None = None,
     load_options: Mapping[str, Any] | None = None,
+    label: str | None = None,
 ) -> Run:
     """Analyse a model (or a checkpoint path) on a dataset (spec string, Dataset or list of
     item dicts, or DataLoader) in one streaming pass; return the Run and, with ``out``, save it
@@ -413,8 +414,9 @@ def analyze(
     ``analyses`` is "all" (every registered analysis the data can feed), "a,b" or a list;
     ``analyzer_params`` maps an analysis name to its parameters (``vitprobe analyses`` lists
     them; each is an argument of its class in :mod:`vitprobe.analyzers`); ``load_options``
-    (format, key, num_heads, img_size, arch) are passed to :func:`vitprobe.load_model`.
-    ``device`` (cpu, cuda, cuda:N, auto) defaults to where a module's parameters are, and to the
+    (format, key, num_heads, img_size, arch) are passed to :func:`vitprobe.load_model`;
+    ``label`` names the run in legends (default: the checkpoint's file stem, or the model's
+    class). ``device`` (cpu, cuda, cuda:N, auto) defaults to where a module's parameters are, and to the
     CPU for a checkpoint path. The pass runs in eval mode on ``device``; a module passed in is
     then put back as it was (each submodule's train/eval mode, its device). Same inputs and seed
     give byte-identical CSV tables; the seed seeds the global generators during the pass only.
@@ -427,6 +429,8 @@ def analyze(
             device = own if own is not None and own.type in ("cpu", "cuda") else "cpu"
         plan = prepare_analysis(model_or_path, data, analyses, batch_size, device, seed, num_workers,
                                 analyzer_params, load_options)
+        if label is not None:
+            plan.label = str(label)
         run = run_analysis(plan, progress)
     if out is not None and rank_and_world()[0] == 0:
         run.save(out, overwrite=overwrite)

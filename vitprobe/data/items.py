@@ -75,7 +75,8 @@ def _check_image_size(image: Any, name: str, size: tuple[int, int]) -> None:
     if len(shape) >= 2 and tuple(shape[-2:]) != size:
         raise ConfigError(f"dataset {name}: images are {shape[-2]}x{shape[-1]} px but the model takes "
                           f"{size[0]}x{size[1]}; resize them to {size[0]} px, or load the model at "
-                          f"their size (--img-size {shape[-1]}, load_model(img_size=...))")
+                          f"their size (--img-size {shape[-1]}; Python: load_model(path, img_size={shape[-1]}), or a "
+                          f"timm model built with img_size={shape[-1]})")
 
 
 def _is_class_id(value: Any) -> bool:

@@ -130,7 +130,7 @@ def infer_arch(sd: Mapping[str, torch.Tensor], hints: ArchHints, path: Path,
                               "vitprobe does not read; it reads ViT and BEiT encoders")
     if not blocks:
         raise CheckpointError(f"checkpoint {path}: no transformer blocks (blocks.N.*) found; "
-                              "pass --format/--key to pick the encoder weights inside the file")
+                              "pass --format/--key to pick the encoder weights inside the file (Python: format=, key=)")
     beit = is_beit_layout(sd)
     reg_tokens = _shape(sd, "reg_token", 3, path)[1] if "reg_token" in sd else 0
     grid = _grid(sd, 1 + reg_tokens, path)

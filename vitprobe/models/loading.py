@@ -20,7 +20,7 @@ from vitprobe.models.formats.base import ArchHints, split_drops
 from vitprobe.models.inference import GUESSED, infer_arch
 from vitprobe.models.reading import RawCheckpoint, file_sha256, read_checkpoint
 
-_FIX = "pass --format, --key or --num-heads (in Python also arch=) to describe the weights"
+_FIX = "pass --format, --key or --num-heads to describe the weights (Python: format=, key=, num_heads= or arch=)"
 
 
 @dataclass
@@ -62,7 +62,7 @@ def _pick_format(raw: RawCheckpoint, name: str | None) -> CheckpointFormat:
     else:
         held = f"a {type(raw.obj).__name__}"
     raise CheckpointError(f"checkpoint {raw.path}: unknown layout (it holds {held}); expected one of "
-                          f"{', '.join(registry)} (see `vitprobe models`); pass --format to choose")
+                          f"{', '.join(registry)} (see `vitprobe models`); pass --format to choose (Python: load_model(path, format=...))")
 
 
 def _as_spec(arch: ArchSpec | Mapping[str, Any] | str, path: Path) -> ArchSpec:

@@ -319,7 +319,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     out = check_output_folder(config.out)
     if not resume and (ckpt.has_checkpoint(out) or (out / ckpt.FINAL_FILE).exists()):
         raise OutputExistsError(f"{out} already holds a training run; pass --resume to continue "
-                                f"it or choose another --out")
+                                f"it or choose another --out (Python: resume=True, or another out)")
     if not resume and is_analysis_output(out):
         raise OutputExistsError(f"{out} holds an analysis (run.json or runs.json), which a training run "
                                 "would mix with; choose another --out")

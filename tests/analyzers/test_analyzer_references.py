@@ -206,3 +206,14 @@ def test_user_errors_are_one_line_vitprobe_errors(info, batches):
         get_analyzer("knn").bind(info, {}).update({**batches[0], "labels": {}})
     with pytest.raises(ConfigError, match="cannot merge"):
         get_analyzer("fourier").bind(info, {}).merge(get_analyzer("fourier", layers=[1]).bind(info, {}))
+
+
+def test_an_analyzer_binds_to_the_model_itself_as_to_its_info():
+    import timm
+
+    from vitprobe.capture import model_info
+
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, depth=2)
+    by_model = get_analyzer("attention_distance").bind(model)
+    assert by_model.info_ == model_info(model) and by_model.sites() == get_analyzer(
+        "attention_distance").bind(model_info(model)).sites()

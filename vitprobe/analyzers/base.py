@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn as nn
 
-from vitprobe.capture import ModelInfo, Site
+from vitprobe.capture import ModelInfo, Site, model_info
 from vitprobe.errors import CaptureError, ConfigError
 
 if TYPE_CHECKING:
@@ -53,8 +54,11 @@ class Analyzer:
         return {name: getattr(self, name) for name in names}
 
     # ----------------------------------------------------------------- lifecycle
-    def bind(self, info: ModelInfo, protocol: Mapping[str, Any] | None = None) -> "Analyzer":
-        """Attach the model description and the run's protocol; resets the state."""
+    def bind(self, info: ModelInfo | nn.Module, protocol: Mapping[str, Any] | None = None) -> "Analyzer":
+        """Attach the model description (a ModelInfo, or the model to read it from) and the
+        run's protocol; resets the state."""
+        if isinstance(info, nn.Module):
+            info = model_info(info)
         self.info_ = info
         self.protocol_ = dict(protocol or {})
         self._bind(info)

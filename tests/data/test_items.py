@@ -182,3 +182,11 @@ def test_under_torchrun_a_sampling_dataloader_is_refused(model, monkeypatch):
         analysis.prepare_analysis(model, loader, ["attention_distance"])
     plain = analysis.prepare_analysis(model, torch.utils.data.DataLoader(data, batch_size=2), ["attention_distance"])
     assert len(plain.loader.sampler) == 3  # rank 0's half
+
+
+def test_an_item_of_another_size_later_in_the_data_is_named(model):
+    items = [{"image": torch.zeros(3, 32, 32), "index": i} for i in range(6)]
+    items[4] = {"image": torch.zeros(3, 48, 48), "index": 4}
+    with pytest.raises(DataError, match=r"dataset list: the image of the item at index 4 has shape \[3, 48, 48\] and "
+                                        r"the batch's first \[3, 32, 32\]; give every image the model's size"):
+        vitprobe.analyze(model, items, analyses=["fourier"], batch_size=3, progress=False)

@@ -93,8 +93,7 @@ def fit_logistic(features: torch.Tensor, labels: torch.Tensor, C: float = 1.0, m
         residual = (torch.exp(z - log_norm[:, None])[:, -outputs:] - onehot) / n
         weight.grad = x.T @ residual + penalty * weight
         bias.grad = residual.sum(dim=0)
-        full_onehot = onehot if outputs > 1 else torch.cat([1 - onehot, onehot], dim=1)
-        return (log_norm - (z * full_onehot).sum(dim=1)).mean() + 0.5 * penalty * weight.square().sum()
+        return (log_norm - z.gather(1, target[:, None])[:, 0]).mean() + 0.5 * penalty * weight.square().sum()
 
     optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, max_eval=max(_MAX_EVALS, 2 * max_iter),
                                   tolerance_grad=tol, tolerance_change=64 * torch.finfo(x.dtype).eps,

@@ -199,8 +199,13 @@ def _analysis_names(analyses: str | Sequence[str], has_masks: bool, label_names:
         else:
             raise ConfigError(f"analysis {name!r} {problem}")
     if not chosen:
-        raise ConfigError(f"none of the analyses can run on {spec}: " + "; ".join(f"{k} {v}" for k, v in skipped.items()))
+        raise _none_can_run(spec, skipped)
     return chosen, skipped, every
+
+
+def _none_can_run(where: str, skipped: Mapping[str, str]) -> ConfigError:
+    """The error where every analysis asked for was skipped, each with its reason."""
+    return ConfigError(f"none of the analyses can run on {where}: " + "; ".join(f"{k} {v}" for k, v in skipped.items()))
 
 
 def _warn_if_normalised_otherwise(facts: Mapping[str, Any], info: Any) -> None:
@@ -300,8 +305,7 @@ def prepare_analysis(
                 raise
             skipped[name] = f"cannot run on this model with its default parameters ({err})"
     if not analyzers:
-        raise ConfigError(f"none of the analyses can run on {spec} with this model: "
-                          + "; ".join(f"{k} {v}" for k, v in skipped.items()))
+        raise _none_can_run(f"{spec} with this model", skipped)
     for name, reason in skipped.items():
         warn_user(f"skipping {name}: it {reason}")
     params = {analyzer.name: params[analyzer.name] for analyzer in analyzers}

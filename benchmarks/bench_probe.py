@@ -31,12 +31,14 @@ from vitprobe.metrics import fit_logistic  # noqa: E402
 
 def layer_like_features(images: int, width: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Features ``z A`` with ``A``'s rows scaled by exp(-i / 20) (plus 1% noise) and labels
-    ``argmax(z[:, :32] W + Gumbel noise)`` (the 32 strongest directions decide)."""
+    ``argmax(z[:, :32] W + Gumbel noise)`` (the 32 strongest directions decide; all of a
+    narrower width)."""
     rng = np.random.default_rng(seed)
     latent = rng.normal(size=(images, width))
     mixing = rng.normal(size=(width, width)) * np.exp(-np.arange(width) / 20.0)[:, None]
     features = latent @ mixing + 0.01 * rng.normal(size=(images, width))
-    labels = np.argmax(latent[:, :32] @ rng.normal(size=(32, classes)) + rng.gumbel(size=(images, classes)), axis=1)
+    strong = min(32, width)
+    labels = np.argmax(latent[:, :strong] @ rng.normal(size=(strong, classes)) + rng.gumbel(size=(images, classes)), axis=1)
     return features, labels
 
 

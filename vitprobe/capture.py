@@ -101,21 +101,26 @@ class _StopForward(Exception):
     are not computed."""
 
 
+def _is_pair(value: object) -> bool:
+    """A ``(kind, layer)`` pair: a str and an int."""
+    return (isinstance(value, (tuple, list)) and len(value) == 2 and isinstance(value[0], str)
+            and isinstance(value[1], int))
+
+
 def _as_site(site: object) -> Site:
     """A Site from a Site, a ``(kind, layer)`` pair or its printed form ``"kind.layer"``."""
     if isinstance(site, str) and site.count(".") == 1 and site.split(".")[1].isdigit():
         kind, layer = site.split(".")
         return Site(kind, int(layer))
-    if isinstance(site, (tuple, list)) and len(site) == 2 and isinstance(site[0], str) and isinstance(site[1], int):
-        return Site(site[0], site[1])
+    if _is_pair(site):
+        return Site(site[0], site[1])  # type: ignore[index]
     raise CaptureError(f"{site!r} is not a site; give Site('attn', 3), ('attn', 3) or 'attn.3' "
                        "(kinds 'attn' and 'tokens', blocks numbered from 1)")
 
 
 def _is_one_site(sites: object) -> bool:
     """A single site given alone (not in a list): a Site, ``"attn.3"`` or ``("attn", 3)``."""
-    return isinstance(sites, (Site, str)) or (isinstance(sites, tuple) and len(sites) == 2
-                                              and isinstance(sites[0], str) and isinstance(sites[1], int))
+    return isinstance(sites, (Site, str)) or (isinstance(sites, tuple) and _is_pair(sites))
 
 
 def _check_sites(sites: object, depth: int) -> frozenset[Site]:

@@ -119,14 +119,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             args = _parse(build_parser(), argv)  # imports torch: seconds in which Ctrl-C may come
         except KeyboardInterrupt as stop:
-            terminated = isinstance(stop, Terminated)
-            if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one line
-                print(f"vitprobe: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
-            return 143 if terminated else 130
+            return _stopped(stop)
         return _run(args)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(stop: KeyboardInterrupt, hint: Callable[[], str] = lambda: "") -> int:
+    """Ctrl-C (exit 130) or SIGTERM (143): one line, from rank 0 alone under torchrun (every rank
+    is stopped), with what to do next."""
+    terminated = isinstance(stop, Terminated)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"vitprobe: {'terminated' if terminated else 'interrupted'}{hint()}", file=sys.stderr)
+    return 143 if terminated else 130
 
 
 def _is_lost_process(err: RuntimeError) -> bool:
@@ -183,14 +189,10 @@ def _run(args: argparse.Namespace) -> int:
               f"({_without_source_location(brief_reason(err))}); its output or torchrun's report of its exit says why{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:
-        terminated = isinstance(stop, Terminated)
-        if rank == 0:  # under torchrun every rank is interrupted: one line
-            hints = {"train": _train_resume_hint,
-                     "reproduce": lambda _: "; the same command again reuses the models trained and "
-                                            "resumes the one in training"}
-            hint = hints[args.command](args) if args.command in hints else ""
-            print(f"vitprobe: {'terminated' if terminated else 'interrupted'}{hint}", file=sys.stderr)
-        return 143 if terminated else 130
+        hints = {"train": _train_resume_hint,
+                 "reproduce": lambda _: "; the same command again reuses the models trained and "
+                                        "resumes the one in training"}
+        return _stopped(stop, lambda: hints[args.command](args) if args.command in hints else "")
     except BrokenPipeError:  # the output went to a reader that stopped early (`| head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 141

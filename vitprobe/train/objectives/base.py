@@ -202,8 +202,9 @@ _SHORT_RUN_MOMENTUM = 0.95  # a teacher that moves within a few hundred steps (t
 
 
 def _lower_advice(in_force: float | None, what: str, suggested: float, source: str) -> str:
-    """"lower WHAT to S (source)" where S is below the value in force, else "lower WHAT below
-    its V (e.g. V - (1 - V) for a momentum, V / 2 otherwise)"."""
+    """Advice to lower ``what``: to ``suggested`` where that is below the value in force (or
+    the value is unknown), else below the value in force V (e.g. 2 V - 1 for a momentum, V / 2
+    for anything else)."""
     if in_force is None or in_force > suggested + 1e-12:
         now = "" if in_force is None else f" from {in_force:.3g}"
         return f"lower {what}{now} to {suggested:g} ({source})"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,12 +116,3 @@ class VitprobeDataset(Dataset, ABC):
             "skipped": self.skipped,
         }
 
-
-def first_image_item(dataset: Any) -> Mapping[str, Any] | None:
-    """The first item of a sized, indexable dataset when it is a dict holding an "image";
-    None for an empty or unindexable dataset or any other item (errors the dataset's own
-    ``__getitem__`` raises are not caught)."""
-    if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")) or len(dataset) == 0:
-        return None
-    first = dataset[0]
-    return first if isinstance(first, Mapping) and "image" in first else None

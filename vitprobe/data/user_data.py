@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler, Subset
 
-from vitprobe.data.base import first_image_item
 from vitprobe.errors import ConfigError
 
 ITEM_HELP = ("items must be (image, label) pairs, as torchvision's datasets give, or dicts with an 'image' "
@@ -47,7 +46,8 @@ class ImagePairs(Dataset):
 def as_items(dataset: Any) -> tuple[Any, Mapping[str, Any] | None]:
     """``dataset`` itself, or wrapped in :class:`ImagePairs` when its first item is a tuple or
     list of an image (tensor or array) and at most one label; with that first item as an item
-    dict (None where it is none: an empty dataset, another kind of item), read once."""
+    dict holding an "image", read once (None for an empty or unindexable dataset or any other
+    item; errors the dataset's own ``__getitem__`` raises are not caught)."""
     if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")) or len(dataset) == 0:
         return dataset, None
     first = dataset[0]
@@ -72,7 +72,7 @@ def first_item(data: Dataset | DataLoader) -> Mapping[str, Any] | None:
     """The first item of a Dataset; of a DataLoader (whose ``collate_fn`` may build the item
     dicts), the first image of its first batch with its labels, mask and index."""
     if not isinstance(data, DataLoader):
-        return first_image_item(data)
+        return as_items(data)[1]
     if data.batch_sampler is None:
         raise ConfigError("the DataLoader has batch_size=None and yields single items; give it a batch_size")
     batch = next(iter(data), None)

@@ -249,16 +249,6 @@ def dataset_label(dataset: Any) -> str:
     return spec if not split or spec.endswith(f":{split}") else f"{spec} [split {split}]"
 
 
-def _check_dataset(dataset: Any) -> None:
-    """Raise ConfigError unless ``dataset`` is sized and indexable with dict items holding an "image"
-    (pairs are wrapped by ``as_items`` before)."""
-    from vitprobe.data.base import first_image_item
-
-    if first_image_item(dataset) is None:
-        raise ConfigError(f"dataset must be a sized Dataset whose items are (image, label) pairs or dicts "
-                          f"with an 'image', got {type(dataset).__name__}")
-
-
 def _steps_per_epoch(images: int, data: str, global_batch: int) -> int:
     """Whole global batches in one epoch; ConfigError when not even one fits."""
     if images < global_batch:
@@ -298,8 +288,10 @@ def train(config: TrainConfig | Mapping[str, Any], *, resume: bool = False, data
     if dataset is not None:
         from vitprobe.data.user_data import as_items
 
-        dataset = as_items(dataset)[0]  # (image, label) pairs as item dicts
-        _check_dataset(dataset)
+        dataset, first = as_items(dataset)  # (image, label) pairs as item dicts
+        if first is None:
+            raise ConfigError(f"dataset must be a sized Dataset whose items are (image, label) pairs or dicts "
+                              f"with an 'image', got {type(dataset).__name__}")
         config = dataclasses.replace(config, data=dataset_label(dataset))
     env = distributed.setup(config.device)
     lock = RunLock()

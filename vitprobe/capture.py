@@ -25,6 +25,7 @@ import torch.nn as nn
 
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD
 from vitprobe.errors import CaptureError
+from vitprobe.heap import retain_freed_memory
 
 
 class Site(NamedTuple):
@@ -267,12 +268,14 @@ def _check_images(images: object, model: nn.Module) -> None:
 @contextlib.contextmanager
 def capture(model: nn.Module, sites: Site | str | Iterable[Site | str | tuple[str, int]]) -> Iterator[Capture]:
     """Install hooks for ``sites`` (one or several, each a Site, ``("attn", 3)`` or ``"attn.3"``)
-    on ``model``; always removed on exit, even on error.
+    on ``model``; always removed on exit, even on error. From the first capture on, memory
+    that the process frees is kept for reuse (:func:`vitprobe.heap.retain_freed_memory`).
 
     >>> with capture(model, [Site("attn", 12), Site("tokens", 0)]) as cap:
     ...     out = cap.run(images)   # {Site("attn", 12): (B,H,N,N), Site("tokens", 0): (B,N,C)}
     """
     cap = Capture(model, sites)
+    retain_freed_memory()
     cap.install()
     try:
         yield cap

@@ -32,6 +32,7 @@ from _common import environment, interleaved_ratio  # noqa: E402
 from vitprobe.data import resolve_dataset  # noqa: E402
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from vitprobe.distributed import to_device  # noqa: E402
+from vitprobe.heap import retain_freed_memory  # noqa: E402
 from vitprobe.models.architecture import build_model  # noqa: E402
 from vitprobe.train.config import TrainConfig  # noqa: E402
 from vitprobe.train.engine import EpochShard, ViewsDataset, adamw, param_groups  # noqa: E402
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--amp", action="store_true",
                         help="autocast bfloat16 for both the step and the plain pass")
     args = parser.parse_args(argv)
+    retain_freed_memory()  # as `vitprobe train` does before its first step
     names = args.objectives or list_objectives()
     device = torch.device(args.device)
     print(f"# bench_train: preset {args.preset}, batch {args.batch_size}, {args.rounds} rounds, "

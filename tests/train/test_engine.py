@@ -16,6 +16,7 @@ import torch.nn as nn
 from safetensors.torch import load_file
 from timm.layers import DropPath
 
+from vitprobe import heap
 from vitprobe.errors import ConfigError, OutputExistsError
 from vitprobe.models.architecture import ArchSpec, build_model
 from vitprobe.train import TrainConfig, train
@@ -239,6 +240,11 @@ def test_every_objective_trains_under_bf16_autocast(tmp_path, method, lam):
 
     loss = pd.read_csv(tmp_path / "bf16" / "log.csv")["loss"]
     assert np.isfinite(loss).all() and len(loss) == 6
+
+
+def test_training_keeps_freed_memory_for_reuse(tmp_path, malloc_calls):
+    run_toy(tmp_path / "run", epochs=1)
+    assert ("mallopt", heap.M_TRIM_THRESHOLD, heap.RETAINED_TRIM_THRESHOLD) in malloc_calls
 
 
 def test_views_do_not_depend_on_worker_count(tmp_path):

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD
 from vitprobe.errors import CheckpointError, ConfigError, OutputExistsError, abbreviate, brief_reason, plural
+from vitprobe.heap import retain_freed_memory
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
 from vitprobe.output_paths import check_output_folder, is_analysis_output
 from vitprobe.seeding import seeded
@@ -419,6 +420,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
                 "config": config.resolved(), "in_force": in_force, "epoch": epoch,
                 "step": epoch * steps_per_epoch, "warnings": warned}
 
+    retain_freed_memory()  # each step frees its activations; the next one reuses them
     try:
         for epoch in range(start_epoch, epochs):
             loader = DataLoader(

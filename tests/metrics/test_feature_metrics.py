@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import vitprobe.metrics.knn as knn_module
 from vitprobe.metrics import (
     MetricInputError,
     ShapeError,
@@ -145,6 +146,18 @@ def test_knn_weighted_vote():
     assert knn_predict(train, labels, test[:1], k=5, T=0.07).tolist() == [0]
     # at a very high temperature every vote counts alike: the majority class wins
     assert knn_predict(train, labels, test[:1], k=5, T=1e6).tolist() == [1]
+
+
+def test_knn_in_chunks_of_test_rows_equals_one_block(monkeypatch):
+    """Memory-bounded chunks (a few test rows at a time) predict what one block does."""
+    g = torch.Generator().manual_seed(0)
+    train, test = torch.randn(300, 8, generator=g), torch.randn(50, 8, generator=g)
+    labels = torch.randint(0, 5, (300,), generator=g)
+    one_block = knn_predict(train, labels, test, k=7)
+    monkeypatch.setattr(knn_module, "_SIM_ELEMENTS", 300 * 3 + 1)  # 3 test rows per chunk
+    assert torch.equal(knn_predict(train, labels, test, k=7), one_block)
+    monkeypatch.setattr(knn_module, "_SIM_ELEMENTS", 1)  # fewer than one row's worth: still one row
+    assert torch.equal(knn_predict(train, labels, test, k=7), one_block)
 
 
 @pytest.mark.parametrize("change,message", [

@@ -7,7 +7,9 @@ import torch
 from vitprobe.metrics._checks import MetricInputError, ShapeError, check_count, check_positive, check_rank
 from vitprobe.metrics.tokens import unit_rows
 
-_TEST_CHUNK = 1024
+# Similarities held at once (16 MiB of float32): test rows are taken in chunks of
+# _SIM_ELEMENTS // n_train, so memory does not grow with the number of images.
+_SIM_ELEMENTS = 1 << 22
 
 
 def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
@@ -16,7 +18,7 @@ def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feat
 
     Features are L2-normalised; ``sim = test @ train^T``; the top-k train rows (k capped at
     the train size) vote for their class with weight ``exp(sim / T)``; the class with the
-    largest summed weight wins.
+    largest summed weight wins. Test rows go in chunks of at most 2^22 similarities.
     """
     check_rank(train_feats, 2, "train features (n, C)")
     check_rank(test_feats, 2, "test features (m, C)")
@@ -40,9 +42,10 @@ def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feat
     train = unit_rows(train_feats.float())
     test = unit_rows(test_feats.float())
     k = min(int(k), train.shape[0])
+    rows = max(1, _SIM_ELEMENTS // train.shape[0])
     predictions = []
-    for start in range(0, test.shape[0], _TEST_CHUNK):
-        sim = test[start:start + _TEST_CHUNK] @ train.T
+    for start in range(0, test.shape[0], rows):
+        sim = test[start:start + rows] @ train.T
         top_sim, top_idx = sim.topk(k, dim=1)
         weights = torch.exp(top_sim / T)
         votes = torch.zeros(sim.shape[0], num_classes, dtype=weights.dtype, device=weights.device)

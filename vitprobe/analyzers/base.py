@@ -201,8 +201,14 @@ class Analyzer:
         self._rows.setdefault(key, []).append(values.detach().cpu())
 
     def _row_tensor(self, key: str) -> torch.Tensor | None:
+        """The rows of ``key`` as one tensor, kept as its only part from then on (the batches'
+        parts are not held beside their concatenation); the stored tensor itself, not a copy."""
         parts = self._rows.get(key)
-        return torch.cat(parts) if parts else None
+        if not parts:
+            return None
+        if len(parts) > 1:
+            parts[:] = [torch.cat(parts)]
+        return parts[0]
 
     def lowest_layer(self) -> int:
         """The first block number ``layers`` may name (0: the embedding; 1: the first block)."""

@@ -97,18 +97,16 @@ class _PooledFeatureProbe(Analyzer):
         for name, values in labels.items():
             self._add_rows(f"label/{name}", torch.as_tensor(values).long().reshape(-1))
 
-    def _score(self, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> np.ndarray:
-        """Predicted labels of ``test_x``."""
+    def _score(self, train_x: torch.Tensor, train_y: np.ndarray, test_x: torch.Tensor) -> np.ndarray:
+        """Predicted labels of ``test_x`` (float32 features, one row per image)."""
         raise NotImplementedError
 
     def _table(self) -> pd.DataFrame:
         features = self._row_tensor("features")
         if features is None:
             return pd.DataFrame({"metric": [], "layer": [], "label": [], "value": [], "std": [], "n": []})
-        index = self._row_tensor("index")
-        order = torch.argsort(index, stable=True)
-        features, index = features[order], index[order]
-        held = heldout_mask(index, self.heldout_fraction, self.split_seed).numpy()
+        order = torch.argsort(self._row_tensor("index"), stable=True)
+        held = heldout_mask(self._row_tensor("index")[order], self.heldout_fraction, self.split_seed).numpy()
         frames = []
         for key in sorted(k for k in self._rows if k.startswith("label/")):
             labels = self._row_tensor(key)[order].numpy()
@@ -116,11 +114,12 @@ class _PooledFeatureProbe(Analyzer):
             self._warn_if_meaningless(key[6:], labels[train], int(test.sum()))
             accuracy = []
             for i in range(len(self.layers_)):
-                x = features[:, i].double().numpy()
                 if not test.any() or not train.any():
                     accuracy.append(np.nan)
                     continue
-                predicted = self._score(x[train], labels[train], x[test])
+                # One layer at a time: copies of 1/L of the features, never of all of them.
+                x = features[:, i][order]
+                predicted = self._score(x[torch.from_numpy(train)], labels[train], x[torch.from_numpy(test)])
                 accuracy.append(100.0 * float(np.mean(predicted == labels[test])))
             frame = tidy(self.metric, {"layer": self.layers_}, np.array(accuracy), None, int(test.sum()))
             frame.insert(2, "label", key[6:])
@@ -159,16 +158,16 @@ class LinearProbe(_PooledFeatureProbe):
         self.C = C
         self.max_iter = check_whole(max_iter, "analysis 'linear_probe': max_iter")
 
-    def _score(self, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> np.ndarray:
+    def _score(self, train_x: torch.Tensor, train_y: np.ndarray, test_x: torch.Tensor) -> np.ndarray:
         classes = np.unique(train_y)
         if len(classes) == 1:
             return np.full(len(test_x), classes[0])
         device = "cuda" if self.protocol_.get("device") == "cuda" and torch.cuda.is_available() else "cpu"
-        probe = fit_logistic(torch.from_numpy(train_x).to(device), torch.from_numpy(train_y).to(device),
+        probe = fit_logistic(train_x.to(device, torch.float64), torch.from_numpy(train_y).to(device),
                              C=self.C, max_iter=self.max_iter, tol=PROBE_TOL)
         if not probe.converged:
             self.unconverged_fits_ += 1
-        return probe.predict(torch.from_numpy(test_x).to(device)).cpu().numpy()
+        return probe.predict(test_x.to(device, torch.float64)).cpu().numpy()
 
     def _table(self) -> pd.DataFrame:
         self.unconverged_fits_ = 0
@@ -208,8 +207,7 @@ class KNN(_PooledFeatureProbe):
             warn_user(f"knn on label {label!r}: k = {self.k} neighbours of only {len(train_labels)} "
                       "training images: every image votes; use more images or a smaller k")
 
-    def _score(self, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> np.ndarray:
-        predicted = knn_predict(torch.from_numpy(train_x), torch.from_numpy(train_y),
-                                torch.from_numpy(test_x), k=self.k, T=self.T,
+    def _score(self, train_x: torch.Tensor, train_y: np.ndarray, test_x: torch.Tensor) -> np.ndarray:
+        predicted = knn_predict(train_x, torch.from_numpy(train_y), test_x, k=self.k, T=self.T,
                                 num_classes=int(train_y.max()) + 1)
         return predicted.numpy()

@@ -122,6 +122,21 @@ def test_jaccard_artifacts_are_the_lowest_indices_denormalised(info, batches):
     assert (kept_mass >= 0.6 * art["head_attn"].sum(axis=(2, 3)) - 1e-6).all()
 
 
+def test_jaccard_artifacts_from_data_in_index_order_equal_one_batchs(info):
+    """Batches read in index order (later batches skip the artifacts) keep what one batch of
+    all the images keeps."""
+    streamed = get_analyzer("attention_jaccard", num_artifacts=6).bind(info, {})
+    for start in range(0, 20, 4):
+        streamed.update(make_batch(list(range(start, start + 4)), seed=start))
+    whole = get_analyzer("attention_jaccard", num_artifacts=6).bind(info, {})
+    whole.update(concat_batches([make_batch(list(range(start, start + 4)), seed=start)
+                                 for start in range(0, 20, 4)]))
+    got, expected = streamed.compute().artifacts, whole.compute().artifacts
+    assert got["index"].tolist() == list(range(6))
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+
+
 def _separable_batch(info, n=60):
     batch = make_batch(list(range(n)), seed=5)
     cls = batch["labels"]["cls"]

@@ -97,6 +97,9 @@ class AttentionJaccard(Analyzer):
             return
         info = self.info_
         index = torch.as_tensor(batch["index"]).long().reshape(-1).cpu()
+        kept = self._row_tensor("artifact.index")
+        if kept is not None and len(kept) >= self.num_artifacts and bool((index > kept.max()).all()):
+            return  # every image kept comes before these (the data is read in index order)
         pick = torch.argsort(index, stable=True)[: self.num_artifacts]
         pixels = to_uint8_images(batch["image"][pick.to(batch["image"].device)], info.mean, info.std)
         self._add_rows("artifact.index", index[pick])
@@ -122,10 +125,11 @@ class AttentionJaccard(Analyzer):
             return {}
         attention = self._row_tensor("artifact.attention")
         kept = attention_mask(attention.flatten(2), self.keep_mass).reshape(attention.shape)
-        return {"index": self._row_tensor("artifact.index").numpy(),
-                "images": self._row_tensor("artifact.image").numpy(),
-                "masks": self._row_tensor("artifact.mask").numpy(),
-                "head_attn": attention.numpy(),
+        # Copies: the result's arrays do not share memory with this analyzer's state.
+        return {"index": self._row_tensor("artifact.index").numpy().copy(),
+                "images": self._row_tensor("artifact.image").numpy().copy(),
+                "masks": self._row_tensor("artifact.mask").numpy().copy(),
+                "head_attn": attention.numpy().copy(),
                 "head_masks": kept.numpy()}
 
     def _table(self) -> pd.DataFrame:

@@ -3,18 +3,19 @@
 A capture pass frees hundreds of MB at the end of every batch (each block's attention
 probabilities, kept until the analyzers have read them). glibc's malloc hands such memory
 back to the kernel (``sbrk``/``munmap``) once the free top of its heap passes the trim
-threshold, and the next batch takes it back page by page. On this project's 2-core VM that
-was 100-150 thousand minor page faults per batch of 32 at ViT-S/16, about a second, against a
-bare forward of 1.7 s (benchmarks/README.md). A bare timm forward frees blocks that its next
-layer reuses, and faults on nothing.
+threshold, or maps and unmaps it whole when a block is over the mmap threshold (at most
+32 MiB), and the next batch takes it back page by page. On this project's 2-core VM, at
+ViT-B/16 with batches of 32, that was 0.8-1.1 million minor page faults per batch and a pass
+1.56x a bare forward instead of 1.34x (benchmarks/README.md). A bare timm forward frees
+blocks that its next layer reuses, and faults on nothing.
 
-:func:`retain_freed_memory` (called by :func:`vitprobe.capture.capture`) raises malloc's trim
-and mmap thresholds (``mallopt``) for the rest of the process, as setting the environment
-variables ``MALLOC_TRIM_THRESHOLD_`` and ``MALLOC_MMAP_THRESHOLD_`` would: freed memory stays
-mapped and the next batch reuses it, as PyTorch's CUDA allocator keeps GPU memory. The
-process's resident memory then stays at its high-water mark; :func:`release_freed_memory`
-hands the free part back (``malloc_trim``). Where the user set malloc's thresholds through
-the environment, their choice is left alone.
+:func:`retain_freed_memory` (called by :func:`vitprobe.capture.capture` and by a training
+run) raises malloc's trim and mmap thresholds (``mallopt``) for the rest of the process, as
+setting the environment variables ``MALLOC_TRIM_THRESHOLD_`` and ``MALLOC_MMAP_THRESHOLD_``
+would: freed memory stays mapped and the next batch reuses it, as PyTorch's CUDA allocator
+keeps GPU memory. The process's resident memory then stays at its high-water mark;
+:func:`release_freed_memory` hands the free part back (``malloc_trim``). Where the user set
+malloc's thresholds through the environment, their choice is left alone.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from vitprobe.metrics import (
     attention_nmi_and_diversity,
     head_diversity,
 )
+from vitprobe.metrics.attention import _log
 
 
 def _with_prefix(block: torch.Tensor, prefix: int = 1) -> torch.Tensor:
@@ -158,3 +159,17 @@ def test_bad_values_and_types_raise_one_line_errors():
     with pytest.raises(MetricInputError, match="torch.as_tensor"):
         attention_nmi(attn.numpy())
     assert attention_distance(attn, np.int64(16)).shape == (1, 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_cpu_log_equals_torchs_on_strided_input_with_zeros(dtype):
+    """The entropies' log (NumPy's on the CPU) agrees with torch.log to rounding, keeps
+    log 0 = -inf (which 0 log 0 = 0 relies on), and writes into a strided ``out``."""
+    p = torch.rand(3, 4, 50, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    p[0, 0, :5] = 0.0
+    view = p[:, 1:3]  # not contiguous
+    out = torch.empty(3, 6, 50, dtype=dtype)[:, 2:4]
+    got = _log(view, out)
+    assert got.data_ptr() == out.data_ptr()
+    torch.testing.assert_close(got, torch.log(view), rtol=4 * torch.finfo(dtype).eps, atol=0.0)
+    assert torch.isneginf(_log(p)[0, 0, :5]).all()

@@ -105,8 +105,9 @@ class _PooledFeatureProbe(Analyzer):
         features = self._row_tensor("features")
         if features is None:
             return pd.DataFrame({"metric": [], "layer": [], "label": [], "value": [], "std": [], "n": []})
-        order = torch.argsort(self._row_tensor("index"), stable=True)
-        held = heldout_mask(self._row_tensor("index")[order], self.heldout_fraction, self.split_seed).numpy()
+        index = self._row_tensor("index")
+        order = torch.argsort(index, stable=True)
+        held = heldout_mask(index[order], self.heldout_fraction, self.split_seed).numpy()
         frames = []
         for key in sorted(k for k in self._rows if k.startswith("label/")):
             labels = self._row_tensor(key)[order].numpy()

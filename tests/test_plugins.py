@@ -75,13 +75,23 @@ def test_register_objective_requires_a_published_length() -> None:
 
 
 def test_submodule_attributes_are_modules_on_every_access() -> None:
-    for name in ("train", "capture", "metrics", "analyzers", "plots"):
+    for name in ("train", "capture", "heap", "metrics", "analyzers", "plots"):
         first, second = getattr(vitprobe, name), getattr(vitprobe, name)
         assert first is second is sys.modules[f"vitprobe.{name}"]
     assert callable(vitprobe.train.train) and callable(vitprobe.capture.capture)
+    assert callable(vitprobe.heap.release_freed_memory)
     assert callable(vitprobe.load_model) and callable(vitprobe.analyze)
     with pytest.raises(AttributeError):
         vitprobe.no_such_thing  # noqa: B018
+
+
+def test_submodules_are_reachable_without_a_side_effect_import(monkeypatch) -> None:
+    """Each through vitprobe.__getattr__ alone: the attribute that importing the submodule
+    elsewhere set on the package is taken away first."""
+    for name in ("train", "capture", "heap", "metrics", "analyzers", "plots"):
+        importlib.import_module(f"vitprobe.{name}")
+        monkeypatch.delattr(vitprobe, name, raising=False)
+        assert getattr(vitprobe, name) is sys.modules[f"vitprobe.{name}"]
 
 
 def test_tab_completion_lists_the_lazy_public_names() -> None:

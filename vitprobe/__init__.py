@@ -21,7 +21,7 @@ _LAZY = {
 }
 # Sub-packages and modules reachable as attributes without an import: ``vitprobe.train`` is
 # always the package (its ``train`` function is ``vitprobe.train.train``), never the function.
-_SUBMODULES = ("analyzers", "capture", "metrics", "plots", "train")
+_SUBMODULES = ("analyzers", "capture", "heap", "metrics", "plots", "train")
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
 

@@ -60,7 +60,7 @@ def _log(p: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``log p`` elementwise (into ``out`` if given). On the CPU, float32 and float64 go
     through NumPy's log, which uses the CPU's vector units: measured on this project's AVX-512
     VM, 0.72 ms against torch's 1.51 ms for 1.7 M float32 values on one thread, both within
-    7e-8 of the float64 log. Everything the attention entropies cost is this log."""
+    7e-8 of the float64 log. The log is most of what the attention entropies cost."""
     if p.device.type != "cpu" or p.dtype not in (torch.float32, torch.float64):
         return torch.log(p, out=out)
     out = torch.empty_like(p) if out is None else out

@@ -72,6 +72,26 @@ def test_token_cosine_matches_pairwise_mean():
     torch.testing.assert_close(token_cosine_similarity(same), torch.ones(2))
 
 
+def test_token_cosine_counts_a_zero_token_as_similar_to_nothing():
+    torch.manual_seed(0)
+    tokens = torch.randn(2, 8, 6, dtype=torch.float64)
+    tokens[:, 3] = 0.0
+    units = torch.nn.functional.normalize(tokens[:, 1:], dim=-1)  # the zero row stays 0
+    sim = units @ units.transpose(1, 2)
+    n = sim.shape[1]
+    expected = (sim.sum((1, 2)) - sim.diagonal(dim1=1, dim2=2).sum(1)) / (n * (n - 1))
+    torch.testing.assert_close(token_cosine_similarity(tokens), expected)
+
+
+def test_token_cosine_of_half_precision_tokens_beyond_their_range_of_squares():
+    torch.manual_seed(0)
+    tokens = torch.randn(2, 10, 16) * 1e4  # finite in float16, |x|^2 far beyond float16's largest value, 65504
+    for dtype in (torch.float16, torch.bfloat16):
+        low = tokens.to(dtype)
+        torch.testing.assert_close(token_cosine_similarity(low),
+                                   token_cosine_similarity(low.double()).float(), atol=1e-6, rtol=1e-5)
+
+
 def test_token_cosine_survives_huge_scales():
     tokens = torch.randn(2, 17, 8) * 1e30
     assert torch.isfinite(token_cosine_similarity(tokens)).all()

@@ -322,6 +322,32 @@ def timm_pth(encoder_sd: Tensors, spec: ArchSpec, path: Path) -> set[str]:
     return set()
 
 
+def timm_ddp(encoder_sd: Tensors, spec: ArchSpec, path: Path) -> set[str]:
+    """``torch.save(ddp_model.state_dict())``: the encoder's keys under ``module.``."""
+    torch.save(_Wrap(_Holder(encoder_sd)).state_dict(), path)
+    return set()
+
+
+def timm_train(encoder_sd: Tensors, spec: ArchSpec, path: Path, key: str = "state_dict",
+               arch: str = "hf-hub:someone/tiny-vit") -> set[str]:
+    """timm train.py (``CheckpointSaver._save``): ``epoch``, ``arch`` (= ``args.model``),
+    ``optimizer``, ``version``, ``args``, ``amp_scaler``, ``state_dict`` and ``state_dict_ema``
+    of the unwrapped model (``key`` says which holds ``encoder_sd``), ``metric``, ``saver``."""
+    other = "state_dict_ema" if key == "state_dict" else "state_dict"
+    args = argparse.Namespace(model=arch, lr=5e-4, epochs=300, model_ema=True, amp=True,
+                              device="cuda:0", input_size=None, mean=None, drop_path=0.1)
+    torch.save({"epoch": 3, "arch": arch, "optimizer": _adamw_state(nn.Linear(spec.embed_dim, 10)), "version": 2,
+                "args": args, "amp_scaler": dict(SCALER_STATE), key: dict(encoder_sd),
+                other: {k: v * 0.5 for k, v in encoder_sd.items()}, "metric": 71.5,
+                "saver": {"checkpoint_files": [("checkpoint-2.pth.tar", 70.1)], "best_epoch": 2,
+                          "best_metric": 70.1, "pending": (3, 71.5)}}, path)
+    return set()
+
+
+def timm_train_ema(encoder_sd: Tensors, spec: ArchSpec, path: Path) -> set[str]:
+    return timm_train(encoder_sd, spec, path, key="state_dict_ema")
+
+
 def timm_safetensors(encoder_sd: Tensors, spec: ArchSpec, path: Path) -> set[str]:
     save_file({k: v.contiguous() for k, v in encoder_sd.items()}, str(path))
     return set()
@@ -347,6 +373,9 @@ class Case:
 CASES = [
     Case("timm-pth", "timm", timm_pth, VIT),
     Case("timm-safetensors-registers", "timm", timm_safetensors, VIT_REG, ".safetensors"),
+    Case("timm-ddp", "timm", timm_ddp, VIT),
+    Case("timm-train", "timm", timm_train, VIT, ".pth.tar"),
+    Case("timm-train-ema", "timm", timm_train_ema, VIT, ".pth.tar", {"key": "state_dict_ema"}),
     Case("dino-teacher", "dino", dino, VIT),
     Case("sit-teacher", "sit", sit, VIT),
     Case("mocov3", "mocov3", mocov3, VIT, ".pth.tar"),

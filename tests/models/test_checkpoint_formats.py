@@ -155,3 +155,48 @@ def test_img_size_must_be_a_multiple_of_the_patch(tmp_path):
     made = make_case(CASES[0], tmp_path)
     with pytest.raises(ConfigError, match=f"not a positive multiple of the patch size {VIT.patch_size}"):
         load_model(made.path, img_size=36)
+
+
+def test_timm_model_names_give_the_architecture():
+    from vitprobe.models.formats.timm_state import timm_name_hints
+
+    small = timm_name_hints("vit_small_patch16_224")
+    assert (small.width, small.num_heads, small.depth, small.patch_size) == (384, 6, 12, 16)
+    dinov2 = timm_name_hints("vit_base_patch14_reg4_dinov2")
+    assert (dinov2.width, dinov2.num_heads, dinov2.depth, dinov2.patch_size) == (768, 12, 12, 14)
+    for not_a_vit in ("resnet50", "hf-hub:someone/tiny-vit", None):
+        assert timm_name_hints(not_a_vit).num_heads is None
+
+
+def _timm_train_case(spec, arch: str) -> Case:
+    from official_layouts import timm_train
+
+    return Case("timm-train", "timm", lambda sd, s, path: timm_train(sd, s, path, arch=arch), spec, ".pth.tar")
+
+
+def test_timm_train_checkpoint_takes_heads_from_its_arch(tmp_path):
+    spec = VIT.replace(patch_size=16, embed_dim=192, num_heads=3, depth=12)  # timm's vit_tiny_patch16_224
+    made = make_case(_timm_train_case(spec, "vit_tiny_patch16_224"), tmp_path)
+    model = load_model(made.path)
+    assert model.vitprobe_info["arch"] == spec.to_dict()
+    assert model.vitprobe_info["report"]["num_heads_from"] == "timm model arch 'vit_tiny_patch16_224'"
+    assert torch.equal(model.blocks[11].mlp.fc2.weight, made.encoder.blocks[11].mlp.fc2.weight)
+
+
+def test_timm_train_checkpoint_inconsistent_with_its_arch_is_refused(tmp_path):
+    spec = VIT.replace(patch_size=16, embed_dim=192, num_heads=3)  # 2 blocks, not vit_tiny's 12
+    made = make_case(_timm_train_case(spec, "vit_tiny_patch16_224"), tmp_path)
+    with pytest.raises(CheckpointError, match="'vit_tiny_patch16_224' has 12 blocks but the weights hold 2"):
+        load_model(made.path)
+
+
+def test_timm_keys_that_the_file_lacks_are_named(tmp_path):
+    made = make_case(next(c for c in CASES if c.id == "timm-train"), tmp_path)
+    saved = torch.load(made.path, weights_only=False)
+    del saved["state_dict_ema"]
+    torch.save(saved, made.path)
+    with pytest.raises(CheckpointError, match="no 'state_dict_ema' entry .*--model-ema.*omit --key"):
+        load_model(made.path, key="state_dict_ema")
+    bare = make_case(next(c for c in CASES if c.id == "timm-pth"), tmp_path)
+    with pytest.raises(CheckpointError, match="bare state dict with no sub-checkpoints; omit --key"):
+        load_model(bare.path, key="state_dict")

@@ -142,6 +142,29 @@ def test_images_of_another_size_than_the_model_takes_are_refused_before_the_pass
         analyze(tiny_vit(), DictImages(size=64), analyses="attention_distance", progress=False)
 
 
+def test_a_dynamic_size_model_is_analysed_at_the_images_size_as_if_built_there():
+    """timm's dynamic_img_size resamples the position table each forward, as a model built at
+    the images' size with the table resampled once: same tables, at the images' grid."""
+    from timm.layers import resample_abs_pos_embed
+
+    torch.manual_seed(0)
+    kwargs = dict(patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0)
+    dynamic = timm.models.vision_transformer.VisionTransformer(img_size=32, dynamic_img_size=True, **kwargs).eval()
+    built = timm.models.vision_transformer.VisionTransformer(img_size=64, **kwargs).eval()
+    weights = dict(dynamic.state_dict())
+    weights["pos_embed"] = resample_abs_pos_embed(weights["pos_embed"], (8, 8), (4, 4), num_prefix_tokens=1)
+    built.load_state_dict(weights)
+    analyses = ["attention_distance", "attention_nmi", "fourier", "token_similarity"]
+    runs = [analyze(m, DictImages(n=4, size=64), analyses=analyses, batch_size=4, progress=False)
+            for m in (dynamic, built)]
+    for name in analyses:
+        pd.testing.assert_frame_equal(runs[0][name].table, runs[1][name].table)
+    assert runs[0]["fourier"].protocol["image_size"] == 64
+    assert runs[0]["fourier"].table["frequency"].nunique() == 4  # the 8 x 8 grid's (4 x 4 has 2)
+    with pytest.raises(ConfigError, match="images are 60x60 px, not a multiple of the model's patch size 8"):
+        analyze(dynamic, DictImages(size=60), analyses="attention_distance", progress=False)
+
+
 def test_probes_without_labels_and_unknown_names_are_config_errors():
     with pytest.raises(ConfigError, match="needs labels"):
         analyze(tiny_vit(), DictImages(labels=False), analyses="knn", progress=False)

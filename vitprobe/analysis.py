@@ -238,7 +238,7 @@ def prepare_analysis(
     """Load, resolve and check everything; no image is processed yet. The global generators
     are seeded by ``seed`` meanwhile and restored afterwards (as in :func:`run_analysis`)."""
     from vitprobe.analyzers import get_analyzer, list_analyzers
-    from vitprobe.capture import model_info
+    from vitprobe.capture import at_image_size, model_info
     from vitprobe.data.items import check_item
     from vitprobe.seeding import seeded
 
@@ -265,6 +265,8 @@ def prepare_analysis(
             first = first_item(given)  # read once, for the check and the description
         if first is not None:
             name = str(getattr(loader.dataset, "spec", None) or type(loader.dataset).__name__)
+            height, width = (tuple(getattr(first.get("image"), "shape", ())) or (0, 0))[-2:]
+            info = at_image_size(info, model, int(height), int(width), f"dataset {name}")
             check_item(first, name, (info.grid[0] * info.patch_size, info.grid[1] * info.patch_size))
         facts, has_masks, label_names = describe_data(given, first)
     if first is not None and "index" not in first:

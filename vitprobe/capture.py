@@ -17,14 +17,14 @@ site needs, so later blocks are never computed.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Iterator, NamedTuple
 
 import torch
 import torch.nn as nn
 
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD
-from vitprobe.errors import CaptureError
+from vitprobe.errors import CaptureError, ConfigError
 from vitprobe.heap import retain_freed_memory
 
 
@@ -95,6 +95,21 @@ def model_info(model: nn.Module) -> ModelInfo:
         final_norm=norm or fc_norm,
         final_norm_after_pooling=norm is None and fc_norm is not None,
     )
+
+
+def at_image_size(info: ModelInfo, model: nn.Module, height: int, width: int, where: str) -> ModelInfo:
+    """``info`` for images of ``height`` x ``width`` px. A timm model built with
+    ``dynamic_img_size=True`` runs at any multiple of its patch size p (timm resamples its
+    position table each forward): its grid becomes (height / p, width / p). Any other model
+    keeps its own size."""
+    if not getattr(model, "dynamic_img_size", False) or (height, width) == (
+            info.grid[0] * info.patch_size, info.grid[1] * info.patch_size):
+        return info
+    p = info.patch_size
+    if height % p or width % p:
+        raise ConfigError(f"{where}: images are {height}x{width} px, not a multiple of the model's "
+                          f"patch size {p}; resize or crop them to a multiple of {p} px")
+    return replace(info, grid=(height // p, width // p), img_size=height)
 
 
 class _StopForward(Exception):
@@ -227,8 +242,7 @@ class Capture:
         _check_images(images, self.model)
         embed = self.model.patch_embed
         size = tuple(int(v) for v in getattr(embed, "img_size", ()) or ())
-        if (getattr(embed, "strict_img_size", False) and not getattr(embed, "dynamic_img_size", False)
-                and size and tuple(images.shape[-2:]) != size):
+        if getattr(embed, "strict_img_size", False) and size and tuple(images.shape[-2:]) != size:
             raise CaptureError(f"images are {images.shape[-2]}x{images.shape[-1]} px but the model "
                                f"takes {size[0]}x{size[1]}; resize them (or load the model with img_size)")
         self._store, self._running = {}, True

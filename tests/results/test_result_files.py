@@ -192,6 +192,11 @@ def test_unknown_name_is_drawn_by_metric_or_generic(results):
     assert "Linear probe" in draw("probe_v2", [("a", renamed)])._suptitle.get_text()
     novel = Result("novel", pd.DataFrame({"metric": ["m", "m"], "layer": [1, 2], "value": [0.1, 0.2]}), {})
     assert isinstance(draw("novel", [("a", novel)]), Figure)
+    per_head = Result("per_head", pd.DataFrame({"metric": ["m"] * 4 + ["one"] * 2, "layer": [1, 1, 2, 2, 1, 2],
+                                                "head": [0, 1, 0, 1, 0, 0], "value": [0.1, 0.3, 0.2, 0.4, 1, 2]}), {})
+    fig = draw("per_head", [("a", per_head)])
+    assert fig.axes[0].get_ylabel() == "m\n(mean over head)" and fig.axes[1].get_ylabel() == "one"
+    assert list(fig.axes[0].lines[0].get_ydata()) == pytest.approx([0.2, 0.3])
 
 
 def test_run_save_load_and_report(tmp_path, results):

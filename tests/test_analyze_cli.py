@@ -194,15 +194,18 @@ def test_all_skips_what_the_data_cannot_feed():
     assert set(run.meta["skipped_analyses"]) == needy and not needy & set(run)
 
 
-def test_all_skips_what_a_model_without_a_class_token_cannot_feed():
+@pytest.mark.parametrize("reg_tokens", [0, 4])
+def test_all_skips_what_a_model_without_a_class_token_cannot_feed(reg_tokens):
     """"all" on an avg-pool ViT without a class token: CLS-reading analyses are skipped with
-    their one-line reason; named, or given parameters, they are the user's error to fix."""
+    their one-line reason; named, or given parameters, they are the user's error to fix.
+    Register tokens do not stand in for a class token."""
     torch.manual_seed(0)
     model = timm.models.vision_transformer.VisionTransformer(
         img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0,
-        class_token=False, global_pool="avg").eval()
+        class_token=False, global_pool="avg", reg_tokens=reg_tokens).eval()
+    note = r" \(its 4 prefix tokens are registers\)" if reg_tokens else ""
     with pytest.warns(UserWarning, match=r"skipping knn: it cannot run on this model with its default "
-                                         r"parameters \(.*pooling 'cls' needs a class token.*use pooling='mean'\)"):
+                                         rf"parameters \(.*pooling 'cls' needs a class token and this model has none{note}; use pooling='mean'\)"):
         run = analyze(model, "synthetic:8", batch_size=8, progress=False)
     assert {"knn", "linear_probe", "attention_jaccard"} <= set(run.meta["skipped_analyses"])
     assert {"attention_distance", "attention_nmi", "fourier", "token_similarity"} <= set(run)

@@ -54,11 +54,20 @@ class ModelInfo:
     std: tuple[float, float, float] = IMAGENET_STD
     final_norm: nn.Module | None = None
     final_norm_after_pooling: bool = False  # timm's ``fc_norm``: applied to the pooled vector
+    class_token: bool = True  # token 0 is a class token (else the prefix holds registers only)
 
     @property
     def num_tokens(self) -> int:
         """N = prefix tokens + h * w patch tokens."""
         return self.num_prefix_tokens + self.grid[0] * self.grid[1]
+
+    @property
+    def registers_note(self) -> str:
+        """`` (its K prefix tokens are registers)`` where there is no class token but a prefix,
+        for messages that refuse to read token 0 as a class token; else empty."""
+        if self.class_token or not self.num_prefix_tokens:
+            return ""
+        return f" (its {self.num_prefix_tokens} prefix tokens are registers)"
 
 
 def _blocks(model: nn.Module) -> nn.ModuleList:
@@ -71,7 +80,8 @@ def _blocks(model: nn.Module) -> nn.ModuleList:
 
 
 def model_info(model: nn.Module) -> ModelInfo:
-    """Read depth, heads, prefix tokens, patch grid, width and normalisation off a timm ViT.
+    """Read depth, heads, prefix tokens (and whether the first is a class token), patch grid,
+    width and normalisation off a timm ViT.
 
     The final norm is ``norm`` (on every token, before pooling) or, where that is an identity,
     ``fc_norm`` (on the pooled vector, as timm's head applies it).
@@ -94,6 +104,7 @@ def model_info(model: nn.Module) -> ModelInfo:
         std=tuple(cfg.get("std", IMAGENET_STD)),
         final_norm=norm or fc_norm,
         final_norm_after_pooling=norm is None and fc_norm is not None,
+        class_token=bool(getattr(model, "has_class_token", getattr(model, "cls_token", None) is not None)),
     )
 
 

@@ -37,9 +37,9 @@ class AttentionJaccard(Analyzer):
         self.num_artifacts = num_artifacts
 
     def _bind(self, info: ModelInfo) -> None:
-        if info.num_prefix_tokens < 1:
+        if not info.class_token:
             raise ConfigError("analysis 'attention_jaccard' reads CLS attention and this model has "
-                              "no class token; leave it out")
+                              f"no class token{info.registers_note}; leave it out")
 
     def _learned_protocol(self) -> dict[str, Any]:
         return {"layer": self.info_.depth, "attention": "CLS to patches, last block",

@@ -54,9 +54,9 @@ class _PooledFeatureProbe(Analyzer):
     def _bind(self, info: ModelInfo) -> None:
         # default: blocks 1..L; the embedding (layer 0) only when asked for
         self.layers_ = self._resolve_layers(self.layers, 1 if self.layers is None else self.lowest_layer(), info.depth)
-        if self.pooling == "cls" and info.num_prefix_tokens < 1:
+        if self.pooling == "cls" and not info.class_token:
             raise ConfigError(f"analysis {self.name!r}: pooling 'cls' needs a class token and this "
-                              "model has none; use pooling='mean'")
+                              f"model has none{info.registers_note}; use pooling='mean'")
         if self.final_norm and info.final_norm is None:
             raise ConfigError(f"analysis {self.name!r}: final_norm=True but this model has no final "
                               "norm; use final_norm=False")

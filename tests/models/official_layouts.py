@@ -328,13 +328,19 @@ def timm_ddp(encoder_sd: Tensors, spec: ArchSpec, path: Path) -> set[str]:
     return set()
 
 
+def timm_ddp_compiled(encoder_sd: Tensors, spec: ArchSpec, path: Path) -> set[str]:
+    """``torch.save(ddp(torch.compile(model)).state_dict())``: keys under ``module._orig_mod.``."""
+    torch.save(_prefixed("module._orig_mod.", encoder_sd), path)
+    return set()
+
+
 def timm_train(encoder_sd: Tensors, spec: ArchSpec, path: Path, key: str = "state_dict",
-               arch: str = "hf-hub:someone/tiny-vit") -> set[str]:
+               arch: str = "hf-hub:someone/tiny-vit", model_kwargs: dict | None = None) -> set[str]:
     """timm train.py (``CheckpointSaver._save``): ``epoch``, ``arch`` (= ``args.model``),
     ``optimizer``, ``version``, ``args``, ``amp_scaler``, ``state_dict`` and ``state_dict_ema``
     of the unwrapped model (``key`` says which holds ``encoder_sd``), ``metric``, ``saver``."""
     other = "state_dict_ema" if key == "state_dict" else "state_dict"
-    args = argparse.Namespace(model=arch, lr=5e-4, epochs=300, model_ema=True, amp=True,
+    args = argparse.Namespace(model=arch, model_kwargs=dict(model_kwargs or {}), lr=5e-4, epochs=300, model_ema=True, amp=True,
                               device="cuda:0", input_size=None, mean=None, drop_path=0.1)
     torch.save({"epoch": 3, "arch": arch, "optimizer": _adamw_state(nn.Linear(spec.embed_dim, 10)), "version": 2,
                 "args": args, "amp_scaler": dict(SCALER_STATE), key: dict(encoder_sd),
@@ -374,6 +380,7 @@ CASES = [
     Case("timm-pth", "timm", timm_pth, VIT),
     Case("timm-safetensors-registers", "timm", timm_safetensors, VIT_REG, ".safetensors"),
     Case("timm-ddp", "timm", timm_ddp, VIT),
+    Case("timm-ddp-compiled", "timm", timm_ddp_compiled, VIT),
     Case("timm-train", "timm", timm_train, VIT, ".pth.tar"),
     Case("timm-train-ema", "timm", timm_train_ema, VIT, ".pth.tar", {"key": "state_dict_ema"}),
     Case("dino-teacher", "dino", dino, VIT),

@@ -168,10 +168,11 @@ def test_timm_model_names_give_the_architecture():
         assert timm_name_hints(not_a_vit).num_heads is None
 
 
-def _timm_train_case(spec, arch: str) -> Case:
+def _timm_train_case(spec, arch: str, model_kwargs: dict | None = None) -> Case:
     from official_layouts import timm_train
 
-    return Case("timm-train", "timm", lambda sd, s, path: timm_train(sd, s, path, arch=arch), spec, ".pth.tar")
+    return Case("timm-train", "timm", lambda sd, s, path: timm_train(sd, s, path, arch=arch, model_kwargs=model_kwargs),
+                spec, ".pth.tar")
 
 
 def test_timm_train_checkpoint_takes_heads_from_its_arch(tmp_path):
@@ -181,6 +182,15 @@ def test_timm_train_checkpoint_takes_heads_from_its_arch(tmp_path):
     assert model.vitprobe_info["arch"] == spec.to_dict()
     assert model.vitprobe_info["report"]["num_heads_from"] == "timm model arch 'vit_tiny_patch16_224'"
     assert torch.equal(model.blocks[11].mlp.fc2.weight, made.encoder.blocks[11].mlp.fc2.weight)
+
+
+def test_timm_train_checkpoint_builds_its_arch_with_its_model_kwargs(tmp_path):
+    spec = VIT.replace(patch_size=8, embed_dim=192, num_heads=4, depth=2)  # --model-kwargs depth=2 num_heads=4 patch_size=8
+    kwargs = {"depth": 2, "num_heads": 4, "patch_size": 8, "img_size": 32}
+    made = make_case(_timm_train_case(spec, "vit_tiny_patch16_224", kwargs), tmp_path)
+    model = load_model(made.path)
+    assert model.vitprobe_info["arch"] == spec.to_dict()
+    assert model.vitprobe_info["report"]["num_heads_from"] == f"timm model arch 'vit_tiny_patch16_224' with model_kwargs {kwargs}"
 
 
 def test_timm_train_checkpoint_inconsistent_with_its_arch_is_refused(tmp_path):
@@ -200,3 +210,12 @@ def test_timm_keys_that_the_file_lacks_are_named(tmp_path):
     bare = make_case(next(c for c in CASES if c.id == "timm-pth"), tmp_path)
     with pytest.raises(CheckpointError, match="bare state dict with no sub-checkpoints; omit --key"):
         load_model(bare.path, key="state_dict")
+
+
+def test_an_arch_dict_replaces_only_the_fields_it_names(tmp_path):
+    made = make_case(next(c for c in CASES if c.id == "timm-pth"), tmp_path)  # width 128: heads guessed 2
+    model = load_model(made.path, arch={"num_heads": 4})
+    assert model.vitprobe_info["arch"] == VIT.replace(num_heads=4).to_dict()
+    assert model.vitprobe_info["report"]["num_heads_from"] == "given (arch=)"
+    with pytest.raises(ConfigError, match=r"unknown architecture fields: \['heads'\]"):
+        load_model(made.path, arch={"heads": 4})

@@ -65,14 +65,21 @@ def _pick_format(raw: RawCheckpoint, name: str | None) -> CheckpointFormat:
                           f"{', '.join(registry)} (see `vitprobe models`); pass --format to choose (Python: load_model(path, format=...))")
 
 
-def _as_spec(arch: ArchSpec | Mapping[str, Any] | str, path: Path) -> ArchSpec:
-    """``arch`` as an ArchSpec: one already, a dict of its fields, or a timm ViT name."""
+def _as_spec(arch: ArchSpec | Mapping[str, Any] | str, sd: Mapping[str, torch.Tensor],
+             path: Path) -> tuple[ArchSpec, str]:
+    """``arch`` as an ArchSpec, and where its head count comes from: an ArchSpec, a timm ViT
+    name, or a dict of fields that replace those inferred from the weights alone (the file's
+    metadata ignored), so ``{"depth": 2, "num_heads": 4}`` is enough."""
     if isinstance(arch, ArchSpec):
-        return arch
+        return arch, "given (arch=)"
     if isinstance(arch, str):
-        return arch_from_timm(arch)
+        return arch_from_timm(arch), "given (arch=)"
+    given = dict(arch)
+    heads = given.get("num_heads")
+    inferred, heads_from = infer_arch(sd, ArchHints(), path, heads if is_whole(heads) else None)
     try:
-        return ArchSpec.from_dict(dict(arch))
+        return ArchSpec.from_dict({**inferred.to_dict(), **given}), ("given (arch=)" if "num_heads" in given
+                                                                      else heads_from)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"architecture for {path} is invalid ({err}); give an ArchSpec, a dict of "
                           "its fields or a timm ViT name") from None
@@ -93,7 +100,7 @@ def interpret(raw: RawCheckpoint, format: str | None = None, key: str | None = N
     if arch is None:
         spec, heads_from = infer_arch(sd, extracted.hints, raw.path, num_heads)
     else:
-        spec, heads_from = _as_spec(arch, raw.path), "given (arch=)"
+        spec, heads_from = _as_spec(arch, sd, raw.path)
         if num_heads is not None:
             spec, heads_from = spec.replace(num_heads=num_heads), "given (--num-heads)"
     report = {"key": extracted.key, "tensors": len(sd), "num_heads_from": heads_from,
@@ -189,8 +196,9 @@ def load_model(path: str | os.PathLike[str], arch: ArchSpec | Mapping[str, Any] 
 
     ``format`` names the layout (``vitprobe models`` lists them; detected when None); ``key``
     picks the encoder inside a file holding several (DINO's ``teacher`` or ``student``);
-    ``arch`` (an ArchSpec, a dict of its fields or a timm ViT name) replaces the architecture
-    inferred from the weights, and ``num_heads`` the head count where the file does not
+    ``arch`` (an ArchSpec or a timm ViT name) replaces the architecture inferred from the
+    weights, a dict only the fields it names (the rest inferred from the weights alone, the
+    file's metadata ignored); ``num_heads`` replaces the head count where the file does not
     record it. With ``img_size`` the model is built for that image size and the absolute
     position embedding (and any relative-position tables) are resampled from the
     checkpoint's grid. The model carries ``vitprobe_info`` = {format, arch, report, sha256, path}.

@@ -170,6 +170,23 @@ def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch
     return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in sd.items()}
 
 
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+"""Key prefixes that wrappers add: DistributedDataParallel and DataParallel, torch.compile."""
+
+
+def unwrapped_key(key: str) -> str:
+    """``key`` without its leading :data:`WRAPPER_PREFIXES`, in any order and number
+    (``module._orig_mod.blocks.0.norm1.weight`` -> ``blocks.0.norm1.weight``)."""
+    while key.startswith(WRAPPER_PREFIXES):
+        key = key.split(".", 1)[1]
+    return key
+
+
+def strip_wrappers(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``sd`` with every key unwrapped (:func:`unwrapped_key`)."""
+    return {unwrapped_key(k): v for k, v in sd.items()}
+
+
 def split_drops(sd: Mapping[str, torch.Tensor], rules: Mapping[str, str]
                 ) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]]:
     """Keys matching a glob in ``rules`` (pattern -> reason) are dropped and listed by reason."""

@@ -40,3 +40,26 @@ def test_img_size_and_wrong_format(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("vitprobe: error:") and str(made.path) in err and "\n" not in err
     assert not (tmp_path / "wrong").exists()
+
+
+def test_key_and_format_once_per_checkpoint(tmp_path, capsys, recwarn):
+    """One file read twice, with its two sub-checkpoints, beside a file of another layout: each
+    --key/--format is its checkpoint's (auto: the default), and no 'same file' warning."""
+    train = make_case(next(c for c in CASES if c.id == "timm-train"), tmp_path)
+    ddp = make_case(next(c for c in CASES if c.id == "timm-ddp"), tmp_path)
+    assert vitprobe.cli.main(["analyze", "--data", "synthetic:8", "--analyses", "attention_distance",
+                              "--batch-size", "4", "--no-progress", "--out", str(tmp_path / "three"),
+                              "--checkpoint", str(train.path), "--checkpoint", str(train.path),
+                              "--checkpoint", str(ddp.path), "--key", "auto", "--key", "state_dict_ema",
+                              "--key", "auto", "--format", "timm", "--format", "auto", "--format", "auto",
+                              "--label", "raw", "--label", "ema", "--label", "ddp"]) == 0
+    protocols = {t.parent.name: json.loads(t.with_suffix(".json").read_text(encoding="utf-8"))["checkpoint"]
+                 for t in (tmp_path / "three").glob("*/attention_distance.csv")}
+    assert {name: p["key"] for name, p in protocols.items()} == {"raw": "state_dict", "ema": "state_dict_ema",
+                                                                 "ddp": None}
+    assert not [w for w in recwarn if "same file" in str(w.message)]
+    capsys.readouterr()
+    assert vitprobe.cli.main(["analyze", "--data", "synthetic:8", "--checkpoint", str(train.path),
+                              "--checkpoint", str(ddp.path), "--checkpoint", str(ddp.path),
+                              "--key", "auto", "--key", "auto"]) == 2
+    assert "--key given 2 times for 3 --checkpoint; give it once" in capsys.readouterr().err

@@ -39,9 +39,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out once the new results are complete")
     p.add_argument("--num-heads", type=int, metavar="N",
                    help="heads per block where the checkpoint cannot tell (e.g. MoCo v3 ViT-S: 12)")
-    p.add_argument("--format", help="checkpoint format, when detection needs help (see `vitprobe models`)")
-    p.add_argument("--key", help="which weights of a training checkpoint: DINO teacher|student, "
-                                 "MoCo v3 base_encoder|momentum_encoder")
+    p.add_argument("--format", action="append", metavar="NAME",
+                   help="checkpoint format, when detection needs help (see `vitprobe models`); once for "
+                        "every --checkpoint, or once per --checkpoint (auto: detect)")
+    p.add_argument("--key", action="append", metavar="NAME",
+                   help="which weights of a training checkpoint: DINO teacher|student, MoCo v3 "
+                        "base_encoder|momentum_encoder, timm state_dict|state_dict_ema; once for every "
+                        "--checkpoint, or once per --checkpoint (auto: the format's default), e.g. "
+                        "--checkpoint f --checkpoint f --key auto --key state_dict_ema")
     p.add_argument("--img-size", type=int, metavar="PX",
                    help="analyse at this image size (position embeddings are resampled)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seeds Python, NumPy and torch before the pass (default 0)")
@@ -78,12 +83,14 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
                           "--checkpoint; give one --label per --checkpoint, or none")
     if args.num_heads is not None and args.num_heads < 1:
         raise ConfigError(f"--num-heads must be >= 1, got {args.num_heads}")
-    load_options = {k: v for k, v in (("num_heads", args.num_heads), ("format", args.format),
-                                      ("key", args.key), ("img_size", args.img_size)) if v is not None}
+    count = len(args.checkpoint)
+    per_file = zip(per_checkpoint(args.format, "--format", count), per_checkpoint(args.key, "--key", count))
+    load_options = [{k: v for k, v in (("num_heads", args.num_heads), ("format", fmt), ("key", key),
+                                       ("img_size", args.img_size)) if v is not None} for fmt, key in per_file]
     params = parse_analysis_params(args.param)
     plans = [prepare_analysis(path, args.data, args.analyses, args.batch_size, args.device, args.seed,
-                              args.num_workers, analyzer_params=params, load_options=load_options)
-             for path in args.checkpoint]
+                              args.num_workers, analyzer_params=params, load_options=options)
+             for path, options in zip(args.checkpoint, load_options)]
     for plan, label in zip(plans, unique_labels(args.label or [p.label for p in plans])):
         plan.label = label  # the legend's name, as given
     folders = unique_labels([folder_name(plan.label) for plan in plans])
@@ -114,13 +121,27 @@ def _warn_if_sizes_differ(plans: list) -> None:
                   "--img-size PX to analyse all at one size")
 
 
+def per_checkpoint(values: list[str] | None, option: str, count: int) -> list[str | None]:
+    """One value per --checkpoint of an option given once (for every checkpoint) or once per
+    --checkpoint, in order; ``auto`` (and an option not given) is None."""
+    if values is None:
+        return [None] * count
+    if len(values) not in (1, count):
+        raise ConfigError(f"{option} given {len(values)} times for {count} --checkpoint; give it once "
+                          "(for every checkpoint) or once per --checkpoint (auto where the default fits)")
+    return [None if v == "auto" else v for v in (values * count if len(values) == 1 else values)]
+
+
 def _warn_if_repeated(plans: list, paths: list[str]) -> None:
-    """Checkpoints whose files hold the same bytes (sha256) give the same tables: say so, since
-    two runs of one model read as two models in every comparison."""
-    by_hash: dict[str, list[str]] = {}
+    """Checkpoints whose files hold the same bytes (sha256), read with the same format and key,
+    give the same tables: say so, since two runs of one model read as two models in every
+    comparison."""
+    by_hash: dict[tuple[str, ...], list[str]] = {}
     for plan, path in zip(plans, paths):
-        by_hash.setdefault(str(plan.checkpoint.get("sha256")), []).append(f"{path} ({plan.label})")
-    for digest, same in by_hash.items():
+        read_as = (str(plan.checkpoint.get("sha256")), str(plan.checkpoint.get("format")),
+                   str(plan.checkpoint.get("report", {}).get("key")))
+        by_hash.setdefault(read_as, []).append(f"{path} ({plan.label})")
+    for (digest, *_), same in by_hash.items():
         if len(same) > 1 and digest != "None":
             warn_user(f"{' and '.join(same)} are the same file (sha256 {digest[:12]}), so their runs are "
                       "identical; check the --checkpoint paths")

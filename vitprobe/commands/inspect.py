@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--format", default=None, help="force a format (see `vitprobe models`)")
     p.add_argument("--key", default=None,
-                   help="sub-checkpoint: teacher/student (dino), base_encoder/momentum_encoder (mocov3)")
+                   help="sub-checkpoint: teacher/student (dino), base_encoder/momentum_encoder (mocov3), "
+                        "state_dict/state_dict_ema (timm)")
     p.add_argument("--num-heads", type=int, default=None, metavar="N", help="attention heads (not in the weights)")
     p.set_defaults(func=run)
 

@@ -165,6 +165,16 @@ def test_a_dynamic_size_model_is_analysed_at_the_images_size_as_if_built_there()
         analyze(dynamic, DictImages(size=60), analyses="attention_distance", progress=False)
 
 
+def test_a_module_given_as_such_records_its_architecture():
+    model = timm.models.vision_transformer.VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0, reg_tokens=3).eval()
+    run = analyze(model, DictImages(n=4), analyses="attention_distance", batch_size=4, progress=False)
+    checkpoint = run["attention_distance"].protocol["checkpoint"]
+    assert checkpoint["format"] == "module"
+    assert checkpoint["arch"] == {"class": "VisionTransformer", "depth": 2, "num_heads": 2, "embed_dim": 32,
+                                  "patch_size": 8, "img_size": 32, "class_token": True, "reg_tokens": 3}
+
+
 def test_probes_without_labels_and_unknown_names_are_config_errors():
     with pytest.raises(ConfigError, match="needs labels"):
         analyze(tiny_vit(), DictImages(labels=False), analyses="knn", progress=False)
@@ -249,7 +259,11 @@ def test_batching_and_loader_do_not_change_the_tables(tmp_path):
     for name in names.split(","):
         assert_same_tables(one[name].table, three[name].table)
     assert one["fourier"].protocol["dataset"]["spec"] == "DictImages"
-    assert three["fourier"].protocol["batch_size"] == 3  # the loader's, not the unused argument
+    assert three["fourier"].protocol["batch_size"] == 3  # the loader's
+    with pytest.raises(ConfigError, match="batch_size=10 is for data vitprobe batches itself; this DataLoader "
+                                          "batches by 3: leave batch_size out"):
+        analyze(tiny_vit(), loader, analyses=names, batch_size=10, progress=False)
+    assert analyze(tiny_vit(), loader, analyses="fourier", batch_size=3, progress=False)["fourier"].protocol["batch_size"] == 3
     with pytest.raises(OutputExistsError):
         analyze(tiny_vit(), loader, analyses=names, progress=False, out=tmp_path / "r")
     with pytest.raises(ConfigError, match=r"yields no batch: drop_last=True drops a last batch smaller than "
@@ -661,3 +675,17 @@ def test_a_label_given_to_analyze_names_the_run():
     run = analyze(tiny_vit(), DictImages(), analyses="fourier", progress=False, label="DINO")
     assert run.label == "DINO"
     assert analyze(tiny_vit(), DictImages(), analyses="fourier", progress=False).label == "VisionTransformer"
+
+
+def test_version_names_vitprobe_torch_and_timm_and_matches_pyproject(capsys):
+    import re
+    from pathlib import Path
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    version = re.search(r'^version = "([^"]+)"', pyproject, re.M)[1]
+    out = capsys.readouterr().out
+    assert re.fullmatch(rf"vitprobe {re.escape(version)} \(torch {re.escape(torch.__version__.split('+')[0])}\S*, "
+                        rf"timm {re.escape(timm.__version__)}\)\n", out), out

@@ -33,6 +33,10 @@ from vitprobe.results import Run, check_output
 PROGRESS_DESC = "analysing"
 
 
+DEFAULT_BATCH_SIZE = 32
+"""Images per forward pass where the data is not a DataLoader (which batches itself)."""
+
+
 @dataclass
 class AnalysisPlan:
     """Everything one streaming pass needs, checked: model, loader, bound analyzers."""
@@ -74,11 +78,11 @@ def _load(model_or_path: nn.Module | str | os.PathLike[str],
         if load_options:
             raise ConfigError(f"load_options {sorted(load_options)} apply when a checkpoint path is "
                               "loaded, and this model is already built; pass the path instead")
+        _check_weights(model_or_path)
         info = dict(getattr(model_or_path, "vitprobe_info", {}) or {})
         info.setdefault("format", "module")
-        info.setdefault("arch", type(model_or_path).__name__)
+        info.setdefault("arch", _module_arch(model_or_path))
         label = checkpoint_label(info["path"]) if info.get("path") else type(model_or_path).__name__
-        _check_weights(model_or_path)
         return model_or_path.eval(), info, label
     from vitprobe.models import load_model
 
@@ -94,6 +98,18 @@ def _load(model_or_path: nn.Module | str | os.PathLike[str],
     info.setdefault("path", str(model_or_path))
     key = (load_options or {}).get("key")  # a chosen encoder (e.g. DINO's student) is named in the label
     return model, info, checkpoint_label(model_or_path) + (f"-{key}" if key else "")
+
+
+def _module_arch(model: nn.Module) -> dict[str, Any]:
+    """What the tables of a module given as such depend on, for its protocol: its class, and
+    depth, heads, width, patch size, image size, class token and register tokens."""
+    from vitprobe.capture import model_info
+
+    info = model_info(model)
+    return {"class": type(model).__name__, "depth": info.depth, "num_heads": info.num_heads,
+            "embed_dim": info.embed_dim, "patch_size": info.patch_size, "img_size": info.img_size,
+            "class_token": info.class_token,
+            "reg_tokens": info.num_prefix_tokens - int(info.class_token)}
 
 
 def _check_weights(model: nn.Module) -> None:
@@ -191,7 +207,7 @@ def _analysis_names(analyses: str | Sequence[str], has_masks: bool, label_names:
         if getattr(cls, "requires_masks", False) and not has_masks:
             problem = f"needs foreground masks, which {spec} lacks; use a dataset with masks (voc:PATH, synthetic)"
         elif getattr(cls, "requires_labels", False) and not label_names:
-            problem = f"needs labels, which {spec} lacks; use a labelled dataset (folder:PATH with class folders)"
+            problem = f"needs labels, which {spec} lacks; give its items 'labels': {{name: int}}, or use a labelled dataset (folder:PATH with class folders, digits, synthetic)"
         if problem is None:
             chosen.append(name)
         elif every:
@@ -228,7 +244,7 @@ def prepare_analysis(
     model_or_path: nn.Module | str | os.PathLike[str],
     data: str | Dataset | Sequence[Mapping[str, Any]] | DataLoader,
     analyses: str | Sequence[str] = "all",
-    batch_size: int = 32,
+    batch_size: int | None = None,
     device: str | torch.device = "cpu",
     seed: int = 0,
     num_workers: int = 0,
@@ -242,7 +258,10 @@ def prepare_analysis(
     from vitprobe.data.items import check_item
     from vitprobe.seeding import seeded
 
-    batch_size = check_whole(batch_size, "batch size")
+    if isinstance(data, DataLoader) and batch_size not in (None, data.batch_size):
+        raise ConfigError(f"batch_size={batch_size!r} is for data vitprobe batches itself; this DataLoader "
+                          f"batches by {data.batch_size}: leave batch_size out, or pass the loader's Dataset")
+    batch_size = check_whole(DEFAULT_BATCH_SIZE if batch_size is None else batch_size, "batch size")
     if not is_whole(seed):
         raise ConfigError(f"seed must be a whole number, got {seed!r}")
     if analyzer_params is not None and not (isinstance(analyzer_params, Mapping) and all(
@@ -398,7 +417,7 @@ def analyze(
     model_or_path: nn.Module | str | os.PathLike[str],
     data: str | Dataset | Sequence[Mapping[str, Any]] | DataLoader,
     analyses: str | Sequence[str] = "all",
-    batch_size: int = 32,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     out: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
@@ -417,7 +436,8 @@ def analyze(
     split of the probes hashes it, else the item's place in the pass is used), "labels":
     {name: int} (for the probes), "mask": integer [S, S], 0 background, 1..254 objects, 255
     ignored (for attention_jaccard)}``; the first item is checked against this before the pass.
-    ``analyses`` is "all" (every registered analysis the data can feed), "a,b" or a list;
+    ``batch_size`` (default 32) batches data given as a spec, Dataset or list; a DataLoader
+    batches itself (another batch_size with one is an error). ``analyses`` is "all" (every registered analysis the data can feed), "a,b" or a list;
     ``analyzer_params`` maps an analysis name to its parameters (``vitprobe analyses`` lists
     them; each is an argument of its class in :mod:`vitprobe.analyzers`); ``load_options``
     (format, key, num_heads, img_size, arch) are passed to :func:`vitprobe.load_model`;

@@ -28,6 +28,15 @@ def command_modules() -> list[str]:
     return sorted(found, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
 
 
+def version_line() -> str:
+    """``vitprobe X (torch Y, timm Z)``, read from the installed packages' metadata."""
+    from importlib.metadata import version
+
+    from vitprobe import __version__
+
+    return f"vitprobe {__version__} (torch {version('torch')}, timm {version('timm')})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every sub-command registered."""
     parser = argparse.ArgumentParser(
@@ -35,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="What has a self-supervised Vision Transformer learned?",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="print vitprobe's version and those of torch and timm, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in command_modules():
         importlib.import_module(f"vitprobe.commands.{name}").register(sub)

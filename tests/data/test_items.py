@@ -70,6 +70,19 @@ def test_a_label_under_another_key_is_warned_about_naming_labels():
         check_item({"image": image}, "d")
 
 
+def test_the_first_item_of_a_dataloader_keeps_every_key_of_its_batch():
+    from torch.utils.data import DataLoader
+
+    from vitprobe.data.user_data import first_item
+
+    items = [{"image": torch.full((3, 8, 8), float(i)), "label": i, "index": 10 + i, "note": "x"} for i in range(4)]
+    first = first_item(DataLoader(items, batch_size=2))
+    assert torch.equal(first["image"], items[0]["image"])
+    assert (int(first["label"]), int(first["index"]), first["note"]) == (0, 10, "x")
+    with pytest.warns(UserWarning, match="items have 'label', which vitprobe does not read"):
+        check_item(first, "loader")
+
+
 def test_non_finite_images_are_named_by_index():
     images = torch.zeros(4, 3, 8, 8)
     check_finite_images(images, torch.arange(10, 14), "mine")

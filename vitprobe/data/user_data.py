@@ -92,9 +92,9 @@ def first_item(data: Dataset | DataLoader) -> Mapping[str, Any] | None:
         item["labels"] = {k: v[0] for k, v in batch["labels"].items()}
     elif "labels" in batch:
         item["labels"] = batch["labels"]
-    for key in ("mask", "index"):
-        if key in batch:
-            item[key] = batch[key][0]
+    for key, value in batch.items():  # mask, index, and keys the check warns about (e.g. 'label')
+        if key not in ("image", "labels"):
+            item[key] = value[0] if isinstance(value, (torch.Tensor, list, tuple)) and len(value) else value
     return item
 
 

@@ -52,14 +52,21 @@ def test_key_and_format_once_per_checkpoint(tmp_path, capsys, recwarn):
                               "--checkpoint", str(train.path), "--checkpoint", str(train.path),
                               "--checkpoint", str(ddp.path), "--key", "auto", "--key", "state_dict_ema",
                               "--key", "auto", "--format", "timm", "--format", "auto", "--format", "auto",
-                              "--label", "raw", "--label", "ema", "--label", "ddp"]) == 0
+                              "--label", "raw", "--label", "ema", "--label", "ddp",
+                              "--num-heads", "auto", "--num-heads", "4", "--num-heads", "2"]) == 0
     protocols = {t.parent.name: json.loads(t.with_suffix(".json").read_text(encoding="utf-8"))["checkpoint"]
                  for t in (tmp_path / "three").glob("*/attention_distance.csv")}
     assert {name: p["key"] for name, p in protocols.items()} == {"raw": "state_dict", "ema": "state_dict_ema",
                                                                  "ddp": None}
+    assert {name: (p["arch"]["num_heads"], p["num_heads_from"].startswith("given")) for name, p in protocols.items()} == {
+        "raw": (2, False), "ema": (4, True), "ddp": (2, True)}
     assert not [w for w in recwarn if "same file" in str(w.message)]
     capsys.readouterr()
     assert vitprobe.cli.main(["analyze", "--data", "synthetic:8", "--checkpoint", str(train.path),
                               "--checkpoint", str(ddp.path), "--checkpoint", str(ddp.path),
                               "--key", "auto", "--key", "auto"]) == 2
     assert "--key given 2 times for 3 --checkpoint; give it once" in capsys.readouterr().err
+    for wrong in ("0", "two"):
+        assert vitprobe.cli.main(["analyze", "--data", "synthetic:8", "--checkpoint", str(ddp.path),
+                                  "--num-heads", wrong]) == 2
+        assert f"--num-heads must be a whole number >= 1 (or auto), got '{wrong}'" in capsys.readouterr().err

@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto (cuda when available)")
     p.add_argument("--out", metavar="DIR", help="output folder (refused if not empty, unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace --out once the new results are complete")
-    p.add_argument("--num-heads", type=int, metavar="N",
-                   help="heads per block where the checkpoint cannot tell (e.g. MoCo v3 ViT-S: 12)")
+    p.add_argument("--num-heads", action="append", metavar="N",
+                   help="heads per block where the checkpoint cannot tell (e.g. MoCo v3 ViT-S: 12); once for "
+                        "every --checkpoint, or once per --checkpoint (auto: as the checkpoint tells)")
     p.add_argument("--format", action="append", metavar="NAME",
                    help="checkpoint format, when detection needs help (see `vitprobe models`); once for "
                         "every --checkpoint, or once per --checkpoint (auto: detect)")
@@ -81,12 +82,11 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
     if args.label is not None and len(args.label) != len(args.checkpoint):
         raise ConfigError(f"--label given {len(args.label)} times for {len(args.checkpoint)} "
                           "--checkpoint; give one --label per --checkpoint, or none")
-    if args.num_heads is not None and args.num_heads < 1:
-        raise ConfigError(f"--num-heads must be >= 1, got {args.num_heads}")
     count = len(args.checkpoint)
-    per_file = zip(per_checkpoint(args.format, "--format", count), per_checkpoint(args.key, "--key", count))
-    load_options = [{k: v for k, v in (("num_heads", args.num_heads), ("format", fmt), ("key", key),
-                                       ("img_size", args.img_size)) if v is not None} for fmt, key in per_file]
+    heads = [None if n is None else _head_count(n) for n in per_checkpoint(args.num_heads, "--num-heads", count)]
+    per_file = zip(heads, per_checkpoint(args.format, "--format", count), per_checkpoint(args.key, "--key", count))
+    load_options = [{k: v for k, v in (("num_heads", n), ("format", fmt), ("key", key),
+                                       ("img_size", args.img_size)) if v is not None} for n, fmt, key in per_file]
     params = parse_analysis_params(args.param)
     plans = [prepare_analysis(path, args.data, args.analyses, args.batch_size, args.device, args.seed,
                               args.num_workers, analyzer_params=params, load_options=options)
@@ -130,6 +130,13 @@ def per_checkpoint(values: list[str] | None, option: str, count: int) -> list[st
         raise ConfigError(f"{option} given {len(values)} times for {count} --checkpoint; give it once "
                           "(for every checkpoint) or once per --checkpoint (auto where the default fits)")
     return [None if v == "auto" else v for v in (values * count if len(values) == 1 else values)]
+
+
+def _head_count(text: str) -> int:
+    """``--num-heads`` as a whole number >= 1, or the one-line error."""
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"--num-heads must be a whole number >= 1 (or auto), got {text!r}")
+    return int(text)
 
 
 def _warn_if_repeated(plans: list, paths: list[str]) -> None:

@@ -207,7 +207,8 @@ def _analysis_names(analyses: str | Sequence[str], has_masks: bool, label_names:
         if getattr(cls, "requires_masks", False) and not has_masks:
             problem = f"needs foreground masks, which {spec} lacks; use a dataset with masks (voc:PATH, synthetic)"
         elif getattr(cls, "requires_labels", False) and not label_names:
-            problem = f"needs labels, which {spec} lacks; give its items 'labels': {{name: int}}, or use a labelled dataset (folder:PATH with class folders, digits, synthetic)"
+            problem = (f"needs labels, which {spec} lacks; give its items 'labels': {{name: int}}, or use "
+                       "a labelled dataset (folder:PATH with class folders, digits, synthetic)")
         if problem is None:
             chosen.append(name)
         elif every:
@@ -437,7 +438,8 @@ def analyze(
     {name: int} (for the probes), "mask": integer [S, S], 0 background, 1..254 objects, 255
     ignored (for attention_jaccard)}``; the first item is checked against this before the pass.
     ``batch_size`` (default 32) batches data given as a spec, Dataset or list; a DataLoader
-    batches itself (another batch_size with one is an error). ``analyses`` is "all" (every registered analysis the data can feed), "a,b" or a list;
+    batches itself (another batch_size with one is an error). ``analyses`` is "all" (every
+    registered analysis the data can feed), "a,b" or a list;
     ``analyzer_params`` maps an analysis name to its parameters (``vitprobe analyses`` lists
     them; each is an argument of its class in :mod:`vitprobe.analyzers`); ``load_options``
     (format, key, num_heads, img_size, arch) are passed to :func:`vitprobe.load_model`;

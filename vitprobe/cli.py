@@ -37,6 +37,18 @@ def version_line() -> str:
     return f"vitprobe {__version__} (torch {version('torch')}, timm {version('timm')})"
 
 
+class _PrintVersion(argparse.Action):
+    """``--version``: the version line is read only when asked for (package metadata takes
+    about 50 ms to read, which every other command would pay at start-up)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any) -> None:
+        print(version_line())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every sub-command registered."""
     parser = argparse.ArgumentParser(
@@ -44,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="What has a self-supervised Vision Transformer learned?",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    parser.add_argument("--version", action="version", version=version_line(),
+    parser.add_argument("--version", action=_PrintVersion,
                         help="print vitprobe's version and those of torch and timm, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in command_modules():

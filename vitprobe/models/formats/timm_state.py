@@ -61,7 +61,8 @@ class TimmStateDict(CheckpointFormat):
     name = "timm"
     priority = 90
     summary = ("timm keys: a bare state dict (DINO backbone release, timm .pth or .safetensors, "
-               "module.* of DDP, _orig_mod.* of torch.compile; ViT or BEiT layout), or timm train.py's state_dict (default) / state_dict_ema")
+               "module.* of DDP, _orig_mod.* of torch.compile; ViT or BEiT layout), or timm "
+               "train.py's state_dict (default) / state_dict_ema")
     keys = ("state_dict", "state_dict_ema")
 
     def detect(self, raw: RawCheckpoint) -> bool:

@@ -71,8 +71,9 @@ class ShardSampler(Sampler[int]):
 
 def _load(model_or_path: nn.Module | str | os.PathLike[str],
           load_options: Mapping[str, Any] | None) -> tuple[nn.Module, dict, str]:
-    """The model, its checkpoint info (format, arch, sha256, path) and a short label (the file's,
-    plus ``-<key>`` when a key was chosen);
+    """The model, its checkpoint info (format, arch, sha256, path; a module given as such has
+    format "module" and no arch yet) and a short label (the file's, plus ``-<key>`` when a key
+    was chosen);
     ``load_options`` (format, key, num_heads, img_size, arch) go to ``load_model``."""
     if isinstance(model_or_path, nn.Module):
         if load_options:
@@ -81,7 +82,6 @@ def _load(model_or_path: nn.Module | str | os.PathLike[str],
         _check_weights(model_or_path)
         info = dict(getattr(model_or_path, "vitprobe_info", {}) or {})
         info.setdefault("format", "module")
-        info.setdefault("arch", _module_arch(model_or_path))
         label = checkpoint_label(info["path"]) if info.get("path") else type(model_or_path).__name__
         return model_or_path.eval(), info, label
     from vitprobe.models import load_model
@@ -100,12 +100,10 @@ def _load(model_or_path: nn.Module | str | os.PathLike[str],
     return model, info, checkpoint_label(model_or_path) + (f"-{key}" if key else "")
 
 
-def _module_arch(model: nn.Module) -> dict[str, Any]:
+def _module_arch(model: nn.Module, info: Any) -> dict[str, Any]:
     """What the tables of a module given as such depend on, for its protocol: its class, and
-    depth, heads, width, patch size, image size, class token and register tokens."""
-    from vitprobe.capture import model_info
-
-    info = model_info(model)
+    (from its ModelInfo ``info``) depth, heads, width, patch size, image size, class token
+    and register tokens."""
     return {"class": type(model).__name__, "depth": info.depth, "num_heads": info.num_heads,
             "embed_dim": info.embed_dim, "patch_size": info.patch_size, "img_size": info.img_size,
             "class_token": info.class_token,
@@ -276,6 +274,7 @@ def prepare_analysis(
     with seeded(seed):  # a dataset's first read (random transforms) and a sampler draw from them
         model, checkpoint, label = _load(model_or_path, load_options)
         info = model_info(model)
+        checkpoint.setdefault("arch", _module_arch(model, info))  # a checkpoint's is its ArchSpec
         first = None
         if isinstance(data, (Dataset, list, tuple)):  # (image, label) pairs become item dicts
             data, first = as_items(data)

@@ -113,6 +113,7 @@ class _PooledFeatureProbe(Analyzer):
             labels = self._row_tensor(key)[order].numpy()
             train, test = (~held) & (labels >= 0), held & (labels >= 0)
             self._warn_if_meaningless(key[6:], labels[train], int(test.sum()))
+            train_rows, test_rows = torch.from_numpy(train), torch.from_numpy(test)
             accuracy = []
             for i in range(len(self.layers_)):
                 if not test.any() or not train.any():
@@ -120,7 +121,7 @@ class _PooledFeatureProbe(Analyzer):
                     continue
                 # One layer at a time: copies of 1/L of the features, never of all of them.
                 x = features[:, i][order]
-                predicted = self._score(x[torch.from_numpy(train)], labels[train], x[torch.from_numpy(test)])
+                predicted = self._score(x[train_rows], labels[train], x[test_rows])
                 accuracy.append(100.0 * float(np.mean(predicted == labels[test])))
             frame = tidy(self.metric, {"layer": self.layers_}, np.array(accuracy), None, int(test.sum()))
             frame.insert(2, "label", key[6:])

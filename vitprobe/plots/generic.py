@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
-from vitprobe.plots.panels import depth_curve_panel
+from vitprobe.plots.panels import depth_curve_panel, rows_of
 from vitprobe.plots.style import Items, finish, new_figure
 
 NOT_AXES = ("metric", "layer", "value", "std", "n")
@@ -29,7 +29,7 @@ def _averaged_axes(items: Items, metric: str) -> list[str]:
     some run (heads, frequencies, ...): what each point of its depth curve averages over."""
     axes: dict[str, None] = {}
     for _, result in items:
-        rows = result.table[result.table["metric"] == metric]
+        rows = rows_of(result, metric)
         for column in rows.columns:
             if column not in NOT_AXES and rows[column].nunique() > 1:
                 axes[column] = None

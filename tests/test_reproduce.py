@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from vitprobe.errors import OutputExistsError
 from vitprobe.recipes import RECIPES, Recipe, load_recipe
@@ -89,7 +90,7 @@ def test_the_command_prints_each_report_with_its_tally_of_verdicts(tmp_path: Pat
     seen = []
 
     def fake_reproduce(recipes, out, **options):
-        seen.append((options["progress"], options["checkpoints"]))
+        seen.append((options["progress"], options["checkpoints"], options["seed"]))
         reports = []
         for name, agrees in (("a", [True, None, False, None]), ("b", [True])):
             (Path(out) / name).mkdir(parents=True)
@@ -105,8 +106,8 @@ def test_the_command_prints_each_report_with_its_tally_of_verdicts(tmp_path: Pat
     assert f"{tmp_path / 'b' / 'report.html'}  (1 / 0 / 0)" in out
     assert f"index: {tmp_path / 'index.html'}" in out
     assert main(["reproduce", "cl_vs_mim", "--out", str(tmp_path / "quiet"), "--no-progress",
-                 "--model", "dino=runs/1.pth", "--model", "mae=a=b.pth"]) == 0
-    assert seen == [(True, {}), (False, {"dino": "runs/1.pth", "mae": "a=b.pth"})]
+                 "--model", "dino=runs/1.pth", "--model", "mae=a=b.pth", "--seed", "3"]) == 0
+    assert seen == [(True, {}, None), (False, {"dino": "runs/1.pth", "mae": "a=b.pth"}, 3)]
     for models in (["dino=1.pth", "dino=2.pth"], ["dino="], ["dino"]):
         code = main(["reproduce", "cl_vs_mim", "--out", str(tmp_path / "bad")] +
                     [a for m in models for a in ("--model", m)])
@@ -173,6 +174,36 @@ def test_results_are_replaced_together_or_not_at_all(tmp_path: Path, monkeypatch
     reproduce([str(_small_recipe(tmp_path, "a b"))], out, params={"knn": {"k": 5}}, progress=False)
     assert sorted(p.name for p in (root / "runs").iterdir()) == ["a", "b"]
     assert json.loads((root / "runs" / "b" / "knn.json").read_text())["k"] == 5
+
+
+def test_a_seed_replaces_every_training_seed_and_the_random_baselines(tmp_path: Path) -> None:
+    """--seed reaches every training config (quick ones too) and the random_like models: their
+    weights are those of the architecture built under that seed, and the report names it."""
+    from safetensors.torch import load_file
+
+    from vitprobe.errors import ConfigError
+    from vitprobe.models.architecture import ArchSpec, build_model
+    from vitprobe.seeding import seeded
+
+    default, seeded_recipe = load_recipe("learning_digits"), load_recipe("learning_digits", quick=True, seed=7)
+    trained = [e for e in default.models if e.train is not None]
+    assert trained and {e.train["seed"] for e in trained} == {0} and default.random_seed == 0
+    assert {e.train["seed"] for e in seeded_recipe.models if e.train is not None} == {7}
+    assert seeded_recipe.random_seed == 7
+    for bad in (-1, 2**63, 1.5, True):
+        with pytest.raises(ConfigError, match=r"^--seed must be a whole number in \[0, 2\*\*63\)"):
+            load_recipe("learning_digits", seed=bad)
+
+    recipe = _small_recipe(tmp_path, "a b")
+    weights = {}
+    for seed in (None, 3):
+        [report] = reproduce([str(recipe)], tmp_path / f"out{seed}", progress=False, seed=seed)
+        weights[seed] = load_file(report.parent / "models" / "b" / "final.safetensors")
+        assert f"seed {seed or 0})" in report.read_text(encoding="utf-8")
+    with seeded(3):
+        expected = build_model(ArchSpec(patch_size=8, embed_dim=32, depth=2, num_heads=2, img_size=32))
+    assert all(torch.equal(weights[3][name], value) for name, value in expected.state_dict().items())
+    assert not torch.equal(weights[3]["blocks.0.attn.qkv.weight"], weights[None]["blocks.0.attn.qkv.weight"])
 
 
 def test_foreign_files_and_repeated_recipes_are_refused_before_work(tmp_path: Path) -> None:

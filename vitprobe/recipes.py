@@ -69,6 +69,7 @@ class Recipe:
     claims: list[Claim] = field(default_factory=list)
     sweep: dict[str, Any] | None = None
     path: Path | None = None
+    random_seed: int = 0  # seeds the random_like models' initialisation
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -106,7 +107,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None = None,
                 checkpoints: dict[str, str] | None = None,
                 train_overrides: dict[str, Any] | None = None,
-                params: dict[str, dict[str, Any]] | None = None) -> Recipe:
+                params: dict[str, dict[str, Any]] | None = None, seed: int | None = None) -> Recipe:
     """Read, override and validate a recipe; every error is raised here, before any work.
 
     ``quick`` applies the recipe's ``quick:`` block (its ``train:`` mapping goes into every
@@ -114,7 +115,8 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     ``checkpoints`` maps model keys to checkpoint files that replace their training;
     ``train_overrides`` is merged into every training config (tests use it to shrink runs);
     ``params`` (analysis -> parameters) is merged over the recipe's ``params`` for the
-    analyses the recipe runs.
+    analyses the recipe runs; ``seed`` replaces the seed of every training config and of the
+    random_like models' initialisation (0 when not given).
     Checked here: every key and type, each checkpoint (read, and fitted to its architecture),
     each training config (:func:`vitprobe.reproduce.reproduce` checks the training data of the
     models it will train), the analysis data, the analysis parameters, and each claim's
@@ -127,6 +129,11 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     if unknown:
         raise ConfigError(f"{where}: unknown recipe keys {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
     _check_quick(raw.get("quick", {}), where)
+    if seed is not None:
+        from vitprobe.seeding import check_seed
+
+        seed = check_seed(seed)
+        train_overrides = _merge(train_overrides or {}, {"seed": seed})
     if quick and raw.get("quick"):
         quick_block = _mapping(raw["quick"], "quick", where)
         train_overrides = _merge(_mapping(quick_block.pop("train", {}), "quick.train", where),
@@ -200,7 +207,8 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     return Recipe(name=name, title=str(raw.get("title", name)),
                   paper=str(raw.get("paper", "")), data=raw["data"],
                   batch_size=batch_size, models=models, analyses=analyses, params=analysis_params,
-                  figures=figures, extra_figures=extra, claims=claims, sweep=raw.get("sweep"), path=path)
+                  figures=figures, extra_figures=extra, claims=claims, sweep=raw.get("sweep"), path=path,
+                  random_seed=0 if seed is None else seed)
 
 
 _QUICK_KEYS = {"data", "batch_size", "analyses", "params", "train"}

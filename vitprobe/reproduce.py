@@ -30,11 +30,9 @@ from typing import Any, Callable
 
 from vitprobe.claims import Verdict, evaluate
 from vitprobe.data.spec import relative_path_note
-from vitprobe.errors import ConfigError, OutputExistsError, VitprobeError, abbreviate, plural
+from vitprobe.errors import ConfigError, OutputExistsError, VitprobeError, abbreviate, is_whole, plural
 from vitprobe.output_paths import check_output_folder, is_analysis_output, temp_folder_beside, temp_prefix
 from vitprobe.recipes import SET_BY_REPRODUCE, ModelEntry, Recipe
-
-RANDOM_SEED = 0
 
 RESULTS = ("runs", "figures", "verdicts.json", "report.html")  # replaced together by each run
 _OWN_FIGURE = re.compile(r"(reconstructions_.+|sweep_(linear_probe|knn))\.(png|svg)")
@@ -132,7 +130,7 @@ def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers:
     return path
 
 
-def _random_checkpoint(reference: Path, folder: Path) -> Path:
+def _random_checkpoint(reference: Path, folder: Path, seed: int) -> Path:
     """A randomly initialised encoder (seeded) of the same architecture as ``reference``."""
     from vitprobe.models import inspect_checkpoint
     from vitprobe.models.architecture import ArchSpec, build_model
@@ -140,10 +138,10 @@ def _random_checkpoint(reference: Path, folder: Path) -> Path:
     from vitprobe.seeding import seeded
 
     arch = ArchSpec.from_dict(inspect_checkpoint(reference)["arch"])
-    with seeded(RANDOM_SEED):
+    with seeded(seed):
         model = build_model(arch)
     return save_encoder(folder / "final.safetensors", model, arch,
-                        {"objective": "random_init", "config": {"seed": RANDOM_SEED}})
+                        {"objective": "random_init", "config": {"seed": seed}})
 
 
 def prepare_checkpoints(recipe: Recipe, out: Path, device: str = "cpu", num_workers: int = 0,
@@ -158,7 +156,8 @@ def prepare_checkpoints(recipe: Recipe, out: Path, device: str = "cpu", num_work
                                                  num_workers, progress)
     for entry in recipe.models:
         if entry.random_like is not None:
-            paths[entry.key] = _random_checkpoint(paths[entry.random_like], out / "models" / entry.key)
+            paths[entry.key] = _random_checkpoint(paths[entry.random_like], out / "models" / entry.key,
+                                                  recipe.random_seed)
     return paths
 
 
@@ -305,6 +304,15 @@ def _data_text(runs: dict) -> str:
     return protocol_caption([{"dataset": p.get("dataset")} for p in protocols[:1]])
 
 
+def _seed_text(report: dict[str, Any]) -> str:
+    """``, seed N`` for a model vitprobe trained or initialised (its load report records the
+    seed of its training config); empty for other checkpoints."""
+    training = report.get("training")
+    config = training.get("config") if isinstance(training, dict) else None
+    seed = config.get("seed") if isinstance(config, dict) else None
+    return f", seed {seed}" if is_whole(seed) else ""
+
+
 def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: list[str],
                  seconds: float) -> str:
     """One page: the models (with any collapse their training warned of), the claims with their
@@ -315,7 +323,8 @@ def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: lis
     models = "".join(
         f"<li><b>{esc(e.label)}</b>{f' ({esc(e.role)})' if e.role else ''}: "
         f"{esc(str(runs[e.key].checkpoint.get('path', '')))} "
-        f"(sha256 {esc(str(runs[e.key].checkpoint.get('sha256', ''))[:12])})"
+        f"(sha256 {esc(str(runs[e.key].checkpoint.get('sha256', ''))[:12])}"
+        f"{_seed_text(runs[e.key].checkpoint.get('report', {}))})"
         + "".join(f"<br><b>training warned</b>: {esc(w)}"
                   for w in training_warnings(runs[e.key].checkpoint.get("report", {})))
         + "</li>"
@@ -351,15 +360,16 @@ def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: lis
 def reproduce(recipes: list[str], out: str | Path, quick: bool = False, data: str | None = None,
               checkpoints: dict[str, str] | None = None, device: str = "cpu", num_workers: int = 0,
               train_overrides: dict[str, Any] | None = None, progress: bool = True,
-              params: dict[str, dict[str, Any]] | None = None) -> list[Path]:
+              params: dict[str, dict[str, Any]] | None = None, seed: int | None = None) -> list[Path]:
     """Validate every recipe and its output folder first (one-line errors), then run them;
-    returns the report paths. ``params`` (analysis -> parameters) apply to every recipe."""
+    returns the report paths. ``params`` (analysis -> parameters) apply to every recipe;
+    ``seed`` replaces every training seed and the random baselines' (see load_recipe)."""
     from vitprobe.recipes import RECIPES, load_recipe
 
     if not recipes:
         raise ConfigError(f"reproduce: name a recipe ({', '.join(RECIPES)}) or use --quick")
     loaded = [load_recipe(r, quick=quick, data=data, checkpoints=checkpoints,
-                          train_overrides=train_overrides, params=params) for r in recipes]
+                          train_overrides=train_overrides, params=params, seed=seed) for r in recipes]
     unused = sorted(set(params or {}) - {a for r in loaded for a in r.analyses})
     if unused:
         raise ConfigError(f"reproduce: parameters given for {', '.join(unused)}, which no recipe runs; "

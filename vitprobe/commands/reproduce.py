@@ -35,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--param", action="append", metavar="ANALYSIS.KEY=VALUE",
                    help="an analysis parameter for every recipe that runs the analysis (over the "
                         "recipe's own `params`), e.g. knn.k=10; repeat for several")
+    p.add_argument("--seed", type=int, metavar="N",
+                   help="seed every model the recipes train and their random baselines with N (default: "
+                        "each training config's own seed, and 0); run seeds into different --out "
+                        "folders to see how far the results move")
     p.add_argument("--num-workers", type=int, default=0, metavar="N", help="data-loading worker processes")
     p.add_argument("--no-progress", action="store_true",
                    help="hide the progress bars and stage lines (the reports are still printed)")
@@ -54,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                                                      as_json=False),
                         device=args.device,
                         num_workers=args.num_workers, progress=not args.no_progress,
-                        params=parse_analysis_params(args.param))
+                        params=parse_analysis_params(args.param), seed=args.seed)
     print("reports (claims: agree / do not agree / undecided within 2 standard errors):")
     for report in reports:
         verdicts = [v["agrees"] for v in json.loads((report.parent / "verdicts.json").read_text(encoding="utf-8"))]

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from vitprobe.data.spec import absolute_spec
-from vitprobe.errors import ConfigError, check_whole, is_whole, plural
+from vitprobe.errors import ConfigError, check_whole, plural
 from vitprobe.models.architecture import ArchSpec
+from vitprobe.seeding import check_seed
 from vitprobe.train.objectives import list_objectives, objective_class
 from vitprobe.yaml_files import read_yaml_mapping
 
@@ -175,8 +176,7 @@ class TrainConfig:
             raise ConfigError(f"--lr must be a positive finite number, got {self.lr}")
         if self.lr is not None and isinstance(self.hparams, dict) and "base_lr" in self.hparams:
             raise ConfigError("give either --lr (the peak rate) or --set base_lr (per 256 images), not both")
-        if not is_whole(self.seed) or not 0 <= self.seed < 2**63:
-            raise ConfigError(f"--seed must be a whole number in [0, 2**63), got {self.seed!r}")
+        self.seed = check_seed(self.seed)
         if not isinstance(self.hparams, dict):
             raise ConfigError(f"hparams must be a dict, got {type(self.hparams).__name__}")
         if self.method == "hybrid":

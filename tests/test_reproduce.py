@@ -327,7 +327,8 @@ def test_an_interrupted_reproduce_says_a_rerun_continues(monkeypatch, capsys) ->
 
 def test_a_model_whose_training_warned_of_a_collapse_is_flagged_in_the_report(tmp_path: Path) -> None:
     """The warning a vitprobe checkpoint carries reaches the load (a warning), each result's
-    protocol and the recipe's report, beside that model alone (its random copy has none)."""
+    protocol, the recipe's report and the analysis pages (the run's and the comparison's),
+    beside that model alone (its random copy has none)."""
     from vitprobe.errors import VitprobeWarning
     from vitprobe.models.architecture import ArchSpec, build_model
     from vitprobe.models.own_format import save_encoder
@@ -343,3 +344,8 @@ def test_a_model_whose_training_warned_of_a_collapse_is_flagged_in_the_report(tm
     runs = tmp_path / "out" / "small" / "runs"
     assert json.loads((runs / "a" / "knn.json").read_text())["checkpoint"]["training_warnings"] == [said]
     assert "training_warnings" not in json.loads((runs / "b" / "knn.json").read_text())["checkpoint"]
+    shown = f"<dt>training warned</dt><dd>{said}</dd>"  # in the checkpoint block of the analyze pages
+    assert shown in (runs / "a" / "report.html").read_text(encoding="utf-8")
+    assert "training warned" not in (runs / "b" / "report.html").read_text(encoding="utf-8")
+    compared = (tmp_path / "out" / "small" / "figures" / "report.html").read_text(encoding="utf-8")
+    assert compared.count(shown) == 1 and compared.index(shown) < compared.index("<h3>b</h3>")

@@ -255,7 +255,7 @@ def test_views_do_not_depend_on_worker_count(tmp_path):
 
 
 def test_too_few_images_or_a_missing_gpu_fail_before_training(tmp_path):
-    with pytest.raises(ConfigError, match=r"global batch of 32; lower the batch size \(--batch-size\)"):
+    with pytest.raises(ConfigError, match=r"global batch of 32; lower the batch size \(--batch-size, or batch_size in a training config\)$"):
         run_toy(tmp_path / "few", batch_size=32)
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA"):

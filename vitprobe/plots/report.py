@@ -58,12 +58,18 @@ def _protocol(protocol: Mapping) -> str:
 
 
 def _checkpoint(label: str, checkpoint: Mapping) -> str:
+    """A checkpoint's path, format, hash and architecture, and each collapse its training warned
+    of (vitprobe's own checkpoints record them)."""
+    from vitprobe.models.loading import training_warnings
+
     fields = [(k, checkpoint[k]) for k in ("path", "format", "sha256") if k in checkpoint]
     arch = checkpoint.get("arch")
     if isinstance(arch, Mapping):
         fields.append(("arch", ", ".join(f"{k}={v}" for k, v in arch.items())))
     elif arch:
         fields.append(("arch", arch))
+    report = checkpoint.get("report")
+    fields += [("training warned", w) for w in training_warnings(report if isinstance(report, Mapping) else {})]
     items = "".join(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v))}</dd>" for k, v in fields)
     return f"<h3>{html.escape(label)}</h3><dl>{items}</dl>"
 

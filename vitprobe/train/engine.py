@@ -254,7 +254,8 @@ def _steps_per_epoch(images: int, data: str, global_batch: int) -> int:
     """Whole global batches in one epoch; ConfigError when not even one fits."""
     if images < global_batch:
         raise ConfigError(f"dataset {data!r} has {images} images, fewer than one global batch of "
-                          f"{global_batch}; lower the batch size (--batch-size)")
+                          f"{global_batch}; lower the batch size (--batch-size, or batch_size in a training "
+                          "config)")
     return images // global_batch
 
 

@@ -6,6 +6,8 @@ user-facing errors."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -84,13 +86,14 @@ def test_jaccard_matches_per_image_loop(info, batches):
     table = result.table
     cls_attn = data["sites"][Site("attn", DEPTH)][:, :, 0, PREFIX:]
     keep = attention_mask(cls_attn, 0.6).reshape(-1, HEADS, *info.grid)
-    per_head, best, union = [], [], []
+    per_head, best, union, area = [], [], [], []
     for b in range(keep.shape[0]):
         gt = data["mask"][b]
         pixels = keep[b].repeat_interleave(info.patch_size, -2).repeat_interleave(info.patch_size, -1)
         objects = [k for k in gt.unique().tolist() if k not in (0, 255)]
         if not objects:
             continue
+        area.append(torch.stack([keep[b, h].float().mean() for h in range(HEADS)]))
         scores = torch.stack([torch.stack([jaccard(pixels[h], gt == k, gt == 255) for k in objects]).mean()
                               for h in range(HEADS)])
         per_head.append(scores)
@@ -100,8 +103,35 @@ def test_jaccard_matches_per_image_loop(info, batches):
     _check(table, "jaccard", torch.stack(per_head))
     _check(table, "jaccard_best_head", torch.stack(best))
     _check(table, "jaccard_union", torch.stack(union))
+    _check(table, "mask_area", torch.stack(area))
     assert result.protocol["images_scored"] == len(per_head)
     assert f"images scored {len(per_head)}" in protocol_caption([result.protocol])
+
+
+@pytest.mark.parametrize("even", [True, False])
+def test_jaccard_warns_when_every_head_attends_evenly(info, batches, even):
+    """Even CLS attention keeps keep_mass of the patches whatever the object: warned, with
+    mask_area in the table; the fixture's random attention (heads that differ) is not."""
+    from vitprobe.errors import VitprobeWarning
+
+    data = concat_batches(batches)
+    attn = data["sites"][Site("attn", DEPTH)].clone()
+    if even:
+        attn[:, :, 0, PREFIX:] = (1.0 - attn[:, :, 0, :PREFIX].sum(-1, keepdim=True)) / (attn.shape[-1] - PREFIX)
+    data["sites"] = {**data["sites"], Site("attn", DEPTH): attn}
+    analyzer = get_analyzer("attention_jaccard").bind(info, {})
+    analyzer.update(data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = analyzer.compute().table
+    said = [str(w.message) for w in caught if issubclass(w.category, VitprobeWarning)]
+    areas = table[table["metric"] == "mask_area"]["value"]
+    assert len(areas) == HEADS
+    if even:
+        assert np.allclose(areas, np.ceil(0.6 * np.prod(info.grid)) / np.prod(info.grid), atol=1 / np.prod(info.grid))
+        assert len(said) == 1 and "every head of the last block attends about evenly" in said[0]
+    else:
+        assert float(areas.min()) < 0.9 * 0.6 and not said
 
 
 def test_jaccard_artifacts_are_the_lowest_indices_denormalised(info, batches):

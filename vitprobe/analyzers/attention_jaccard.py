@@ -23,12 +23,17 @@ class AttentionJaccard(Analyzer):
     """Per head, the smallest patch set holding ``keep_mass`` of the last block's CLS attention,
     upsampled (nearest) to the image; IoU with each annotated object (255 ignored), averaged
     over the image's objects; reported per head, for each image's best head, and for the
-    union of the heads' masks, averaged over images that have at least one object."""
+    union of the heads' masks, averaged over images that have at least one object.
+    ``mask_area`` is each head's kept share of the patches over the same images: a head that
+    attends evenly keeps about ``keep_mass`` of them, and its IoU then measures that share, not
+    the object (warned when every head does)."""
 
     name = "attention_jaccard"
     requires_masks = True
-    value_units = "IoU, 0..1"
-    metrics = ("jaccard", "jaccard_best_head", "jaccard_union")
+    value_units = "mask_area: share of the patches in the mask, 0..1; jaccard*: IoU, 0..1"
+    metrics = ("jaccard", "jaccard_best_head", "jaccard_union", "mask_area")
+    # A head whose mask keeps at least this share of keep_mass counts as attending evenly.
+    EVEN_SHARE = 0.9
 
     def __init__(self, keep_mass: float = 0.6, num_artifacts: int = 8) -> None:
         super().__init__()
@@ -52,7 +57,8 @@ class AttentionJaccard(Analyzer):
         return {Site("attn", self.info_.depth)}
 
     def _moment_shapes(self) -> dict[str, tuple[int, ...]]:
-        return {"jaccard": (self.info_.num_heads,), "jaccard_best_head": (), "jaccard_union": ()}
+        heads = self.info_.num_heads
+        return {"jaccard": (heads,), "jaccard_best_head": (), "jaccard_union": (), "mask_area": (heads,)}
 
     def _update(self, batch: Mapping[str, Any]) -> None:
         if batch.get("mask") is None:
@@ -71,6 +77,7 @@ class AttentionJaccard(Analyzer):
             self._add_moments("jaccard", per_head[has_objects])
             self._add_moments("jaccard_best_head", per_head[has_objects].amax(dim=1))
             self._add_moments("jaccard_union", union[has_objects])
+            self._add_moments("mask_area", patch_masks[has_objects].flatten(2).float().mean(dim=2))
         self._keep_artifacts(batch, cls_attn, gt)
 
     @staticmethod
@@ -137,8 +144,20 @@ class AttentionJaccard(Analyzer):
             warn_user(f"{self.name}: no image had an object in its mask, so every IoU is NaN; masks "
                       f"hold 0 for background, 1..254 for objects and {MASK_IGNORE} for ignored "
                       f"pixels (a 0/{MASK_IGNORE} mask marks no object: give objects as 1)")
-        per_head = tidy("jaccard", {"head": range(self.info_.num_heads)}, *self._moments("jaccard"))
+        heads = {"head": range(self.info_.num_heads)}
+        per_head = tidy("jaccard", heads, *self._moments("jaccard"))
         summary = [tidy(key, {}, *self._moments(key)) for key in ("jaccard_best_head", "jaccard_union")]
-        frame = pd.concat([per_head, *summary], ignore_index=True)
+        area = tidy("mask_area", heads, *self._moments("mask_area"))
+        self._warn_if_even(area["value"])
+        frame = pd.concat([per_head, *summary, area], ignore_index=True)
         frame.insert(1, "layer", self.info_.depth)
         return frame
+
+    def _warn_if_even(self, areas: pd.Series) -> None:
+        """Warn when every head's mask keeps about ``keep_mass`` of the patches, as attention
+        spread evenly does: the IoU then reflects the mask's share of the image."""
+        if len(areas) and areas.notna().all() and float(areas.min()) >= self.EVEN_SHARE * self.keep_mass:
+            warn_user(f"{self.name}: every head of the last block attends about evenly: its mask keeps "
+                      f"{float(areas.min()):.0%}-{float(areas.max()):.0%} of the patches (even attention keeps "
+                      f"{self.keep_mass:.0%}), so the IoU measures the masks' share of the image, not the "
+                      "object; compare with a random encoder of the same shape (table: mask_area)")

@@ -100,6 +100,7 @@ def test_compare_two_runs(two_runs, tmp_path, capsys):
     ("argv", "message"),
     [
         (["--analyses", "attention_distance,telepathy"], "unknown analysis 'telepathy'; choose from"),
+        (["--analyses", "knn,fourier,"], "analyses 'knn,fourier,' has an empty name between commas; separate"),
         (["--data", "synthetc:4"], "dataset spec 'synthetc:4'"),
         (["--data", "digits", "--analyses", "attention_jaccard"], "needs foreground masks"),
     ],
@@ -110,6 +111,20 @@ def test_user_mistakes_fail_in_one_line_before_any_work(checkpoint, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
     assert not (tmp_path / "o").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_without_class_folders_is_told_how_to_label_it(checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    for i in range(4):
+        Image.new("RGB", (32, 32), (40 * i, 0, 0)).save(tmp_path / f"{i}.png")
+    argv = ["analyze", "--checkpoint", checkpoint, "--data", f"folder:{tmp_path}", "--analyses", "knn",
+            "--out", str(tmp_path / "o"), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"analysis 'knn' needs labels, which folder:{tmp_path} lacks; put its images into one sub-folder " \
+           "per class, or use a labelled dataset" in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_misspelt_option_is_named_by_its_command_with_the_closest_option(capsys):

@@ -295,7 +295,8 @@ def test_a_retrain_keeps_the_earlier_model_until_the_new_one_is_finished(tmp_pat
     assert prepare(1).read_text() == "epochs 1"
     with pytest.raises(KeyboardInterrupt):
         prepare(2)  # the retrain is stopped part-way
-    assert f"the earlier model is kept in {kept} until the new one is finished" in capsys.readouterr().out
+    assert (f"(its training config or objective changed since {folder} was trained: epochs 1 -> 2; "
+            f"the earlier model is kept in {kept} until the new one is finished)") in capsys.readouterr().out
     assert (kept / "final.safetensors").read_text() == "epochs 1" and not (folder / "final.safetensors").exists()
     assert prepare(1).read_text() == "epochs 1"  # back to the old config: the kept model, not a retrain
     assert not kept.exists() and calls == [(1, False), (2, False)]
@@ -305,11 +306,11 @@ def test_a_retrain_keeps_the_earlier_model_until_the_new_one_is_finished(tmp_pat
     assert prepare(2).read_text() == "epochs 2"  # the rerun resumes the retrain, then drops the old model
     assert calls[-1] == (2, True) and not kept.exists()
     assert f"m: resuming mae for 2 epochs on synthetic:16 (its training config or objective changed since " \
-           f"{folder} was trained; the earlier model is kept in {kept}" in capsys.readouterr().out
+           f"{folder} was trained: epochs 1 -> 2; the earlier model is kept in {kept}" in capsys.readouterr().out
     with pytest.raises(KeyboardInterrupt):
         prepare(2, key="n")  # stopped before any model of "n" was finished
     assert prepare(3, key="n").read_text() == "epochs 3"
-    assert "the unfinished run there is started afresh)" in capsys.readouterr().out
+    assert "was started: epochs 2 -> 3; the unfinished run there is started afresh)" in capsys.readouterr().out
 
 
 def test_an_interrupted_reproduce_says_a_rerun_continues(monkeypatch, capsys) -> None:

@@ -187,7 +187,11 @@ def _analysis_names(analyses: str | Sequence[str], has_masks: bool, label_names:
 
     known = list_analyzers()
     if isinstance(analyses, str):
-        analyses = [a.strip() for a in analyses.split(",") if a.strip()]
+        given, analyses = analyses, [a.strip() for a in analyses.split(",")]
+        if "" in analyses and given.strip():
+            raise ConfigError(f"analyses {given!r} has an empty name between commas; separate the names "
+                              f"with single commas, e.g. knn,fourier (choose from {', '.join(known)})")
+        analyses = [a for a in analyses if a]
     if not isinstance(analyses, (list, tuple)) or not all(isinstance(a, str) for a in analyses):
         raise ConfigError(f"analyses must be 'all', a name or a list of names, got {analyses!r}; choose "
                           f"from {', '.join(known)}")
@@ -205,8 +209,10 @@ def _analysis_names(analyses: str | Sequence[str], has_masks: bool, label_names:
         if getattr(cls, "requires_masks", False) and not has_masks:
             problem = f"needs foreground masks, which {spec} lacks; use a dataset with masks (voc:PATH, synthetic)"
         elif getattr(cls, "requires_labels", False) and not label_names:
-            problem = (f"needs labels, which {spec} lacks; give its items 'labels': {{name: int}}, or use "
-                       "a labelled dataset (folder:PATH with class folders, digits, synthetic)")
+            how = ("put its images into one sub-folder per class" if spec.startswith("folder:")
+                   else "give its items 'labels': {name: int}")
+            problem = (f"needs labels, which {spec} lacks; {how}, or use a labelled dataset (folder:PATH "
+                       "with class folders, digits, synthetic)")
         if problem is None:
             chosen.append(name)
         elif every:

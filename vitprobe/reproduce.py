@@ -106,11 +106,12 @@ def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers:
     replacing = not resume and finished.is_file()
     why = ""
     if replacing or kept.is_dir():
-        why = (f" (its training config or objective changed since {folder} was trained; the earlier model "
-               f"is kept in {kept} until the new one is finished)")
+        before = finished if finished.is_file() else kept / "finished.json"
+        why = (f" (its training config or objective changed since {folder} was trained{_changes(before, wanted)}; "
+               f"the earlier model is kept in {kept} until the new one is finished)")
     elif not resume and started.is_file():
-        why = (f" (its training config or objective changed since {folder} was started; the unfinished "
-               "run there is started afresh)")
+        why = (f" (its training config or objective changed since {folder} was started"
+               f"{_changes(started, wanted)}; the unfinished run there is started afresh)")
     _say(progress, f"{entry.key}: {'resuming' if resume else 'training'} {config.method} for "
                    f"{plural(epochs, 'epoch')} on {config.data}{why}")
     if not resume and folder.is_dir() and any(folder.iterdir()):
@@ -128,6 +129,21 @@ def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers:
     finished.write_text(wanted, encoding="utf-8")
     shutil.rmtree(kept, ignore_errors=True)
     return path
+
+
+def _changes(record: Path, wanted: str, limit: int = 4) -> str:
+    """``: seed 1 -> 3, epochs 30 -> 2``: the fields in which the identity ``wanted`` differs
+    from the one recorded in ``record`` (a started/finished file); empty if unreadable."""
+    try:
+        old, new = json.loads(record.read_text(encoding="utf-8")), json.loads(wanted)
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(old, dict):
+        return ""
+    names = {"objective_revisions": "the objective's revision"}
+    changed = [f"{names.get(k, k)} {json.dumps(old.get(k))} -> {json.dumps(new.get(k))}"
+               for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return f": {abbreviate(changed, limit)}" if changed else ""
 
 
 def _random_checkpoint(reference: Path, folder: Path, seed: int) -> Path:

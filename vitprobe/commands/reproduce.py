@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     f"recipes: {', '.join(builtin_recipes())}; docs/recipes.md describes the YAML.")
     p.add_argument("recipes", nargs="*", metavar="RECIPE", help="recipe name or YAML path")
     p.add_argument("--quick", action="store_true",
-                   help="small-scale run (all recipes when none is named); 12-15 min on 2 CPU cores")
+                   help="small-scale run (all recipes when none is named); 10-18 min on 2 CPU cores")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default {DEFAULT_OUT}); a rerun into it reuses the models it trained "
                         "and replaces the figures and reports")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto (cuda when available), for training and analysis")

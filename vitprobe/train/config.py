@@ -156,7 +156,10 @@ class TrainConfig:
         if self.method not in list_objectives():
             raise ConfigError(f"unknown method {self.method!r}; choose one of {list_objectives()}")
         if self.method == "hybrid":
-            if self.lam is None or not 0.0 <= self.lam <= 1.0:
+            if self.lam is None:
+                raise ConfigError("--method hybrid needs --lambda, the weight of its contrastive loss in [0, 1] "
+                                  "(L = (1 - lambda) L_SimMIM + lambda L_MoCoV3); e.g. --lambda 0.5")
+            if not 0.0 <= self.lam <= 1.0:
                 raise ConfigError(f"--method hybrid needs --lambda in [0, 1], got {self.lam}")
         elif self.lam is not None:
             raise ConfigError(f"--lambda applies to --method hybrid only, not {self.method!r}")

@@ -56,6 +56,20 @@ def test_attention_tables_match_metrics(info, batches):
     assert table[table["metric"] == "head_diversity_jsd"]["head"].isna().all()
 
 
+def test_attention_distance_marks_even_attention_in_protocol_and_figure(info, batches):
+    from vitprobe.metrics import even_attention_distance
+    from vitprobe.plots import draw
+
+    analyzer = get_analyzer("attention_distance").bind(info, {})
+    analyzer.update(concat_batches(batches))
+    result = analyzer.compute()
+    even = even_attention_distance(info.grid, info.patch_size)
+    assert result.protocol["even_attention_px"] == pytest.approx(even, abs=1e-4) and even > 0
+    figure = draw("attention_distance", [("run", result)])
+    lines = [ln for ln in figure.axes[0].get_lines() if ln.get_label().startswith("even attention")]
+    assert len(lines) == 1 and lines[0].get_ydata()[0] == pytest.approx(even, abs=1e-4)
+
+
 def test_token_tables_match_metrics(info, batches):
     data = concat_batches(batches)
     tokens = [data["sites"][Site("tokens", layer)] for layer in range(DEPTH + 1)]

@@ -15,6 +15,7 @@ from vitprobe.metrics import (
     attention_distance,
     attention_nmi,
     attention_nmi_and_diversity,
+    even_attention_distance,
     head_diversity,
 )
 from vitprobe.metrics.attention import _log
@@ -43,6 +44,14 @@ def test_uniform_attention_distance_is_mean_pairwise_pixel_distance():
     expected = _mean_pairwise_distance(14, 14, 16)
     assert expected == pytest.approx(116.5, abs=0.1)
     torch.testing.assert_close(got, torch.full((2, 3), expected), rtol=1e-5, atol=0)
+    assert even_attention_distance((14, 14), 16) == pytest.approx(expected, rel=1e-6)
+
+
+def test_even_attention_distance_closed_forms():
+    # 2 x 2 cells: 4 pairs at 0, 8 at 1, 4 at sqrt(2) cells.
+    assert even_attention_distance((2, 2), 16) == pytest.approx(16 * (8 + 4 * math.sqrt(2)) / 16, rel=1e-7)
+    assert even_attention_distance((1, 3), 4) == pytest.approx(4 * (4 * 1 + 2 * 2) / 9, rel=1e-7)
+    assert even_attention_distance((3, 5), 8) == pytest.approx(_mean_pairwise_distance(3, 5, 8), rel=1e-6)
 
 
 def test_identity_attention_has_zero_distance_and_unit_nmi():

@@ -9,12 +9,14 @@ import torch
 
 from vitprobe.analyzers._registry import register_analyzer
 from vitprobe.analyzers.base import LayerAnalyzer, tidy
-from vitprobe.metrics import attention_distance, attention_nmi_and_diversity
+from vitprobe.metrics import attention_distance, attention_nmi_and_diversity, even_attention_distance
 
 
 @register_analyzer
 class AttentionDistance(LayerAnalyzer):
-    """Mean attention distance in pixels per (layer, head), averaged over all images."""
+    """Mean attention distance in pixels per (layer, head), averaged over all images; the
+    protocol holds ``even_attention_px``, the distance of attention spread evenly over the
+    patches (where a head lands that does not choose)."""
 
     name = "attention_distance"
     value_units = "pixels"
@@ -28,6 +30,11 @@ class AttentionDistance(LayerAnalyzer):
         values = [attention_distance(attn, info.patch_size, info.num_prefix_tokens, info.grid)
                   for attn in self._inputs(batch)]
         self._add_moments("attention_distance_px", torch.stack(values, dim=1))
+
+    def _learned_protocol(self) -> dict[str, Any]:
+        info = self.info_
+        return {**super()._learned_protocol(),
+                "even_attention_px": round(even_attention_distance(info.grid, info.patch_size), 4)}
 
     def _table(self) -> pd.DataFrame:
         mean, std, count = self._moments("attention_distance_px")

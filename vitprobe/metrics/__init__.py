@@ -11,6 +11,7 @@ from vitprobe.metrics.attention import (
     attention_nmi,
     attention_nmi_and_diversity,
     distance_matrix,
+    even_attention_distance,
     head_diversity,
 )
 from vitprobe.metrics.fourier import fourier_delta_log_amplitude, fourier_frequencies
@@ -35,6 +36,7 @@ __all__ = [
     "attention_nmi_and_diversity",
     "covariance_from_sums",
     "distance_matrix",
+    "even_attention_distance",
     "fit_logistic",
     "fourier_delta_log_amplitude",
     "fourier_frequencies",

@@ -56,6 +56,12 @@ def attention_distance(attn: torch.Tensor, patch_size: int, num_prefix_tokens: i
     return _over_image_chunks(per_image, attn)
 
 
+def even_attention_distance(grid: tuple[int, int], patch_size: int) -> float:
+    """``mean_ij D[i, j]`` in pixels: the attention distance of a head that spreads its
+    attention evenly over the patches, whatever the image (``A[i, j] = 1 / (h w)``)."""
+    return float(distance_matrix(tuple(grid), int(patch_size)).double().mean())
+
+
 def _log(p: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``log p`` elementwise (into ``out`` if given). On the CPU, float32 and float64 go
     through NumPy's log, which uses the CPU's vector units: measured on this project's AVX-512

@@ -66,11 +66,13 @@ def test_a_rerun_reuses_the_models_and_replaces_the_recipes_own_figures(tmp_path
     # a new revision of the objective's maths is retrained, not reused
     from vitprobe.train.objectives import objective_class
 
-    monkeypatch.setattr(objective_class("gmml"), "revision", objective_class("gmml").revision + 1)
+    revision = objective_class("gmml").revision
+    monkeypatch.setattr(objective_class("gmml"), "revision", revision + 1)
     run(progress=True)
     assert final.stat().st_mtime_ns > stamp
-    assert f"(its training config or objective changed since {final.parent} was trained; the earlier model " \
-           "is kept in" in capsys.readouterr().out
+    assert (f"(its training config or objective changed since {final.parent} was trained: the objective's "
+            f'revision {{"gmml": {revision}}} -> {{"gmml": {revision + 1}}}; the earlier model is kept in'
+            ) in capsys.readouterr().out
     assert not (final.parent.parent / ".gmml.replaced").exists()  # dropped once the retrain finished
     # given the trained model as a checkpoint, the recipe draws no reconstruction: the old one goes
     reproduce(["sit_gmml"], tmp_path, quick=True, data="synthetic:16", train_overrides=SHRINK,

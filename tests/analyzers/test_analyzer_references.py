@@ -122,6 +122,24 @@ def test_jaccard_matches_per_image_loop(info, batches):
     assert f"images scored {len(per_head)}" in protocol_caption([result.protocol])
 
 
+def test_jaccard_figure_marks_each_heads_mask_area(info, batches):
+    """Each head's bar carries a tick at its mask_area, per run, with one legend entry."""
+    from vitprobe.plots import draw
+
+    analyzer = get_analyzer("attention_jaccard").bind(info, {"num_artifacts": 0})
+    analyzer.update(concat_batches(batches))
+    result = analyzer.compute()
+    table = result.table
+    areas = table[table["metric"] == "mask_area"].sort_values("head")["value"].to_numpy()
+    figure = draw("attention_jaccard", [("a", result), ("b", result)])
+    ticks = figure.axes[0].collections
+    assert len(ticks) == 2
+    for run in ticks:
+        assert np.allclose(run.get_offsets()[:, 1], areas)
+    texts = [t.get_text() for legend in figure.legends for t in legend.get_texts()]
+    assert texts.count("mask area (share of patches kept)") == 1 and {"a", "b"} <= set(texts)
+
+
 @pytest.mark.parametrize("even", [True, False])
 def test_jaccard_warns_when_every_head_attends_evenly(info, batches, even):
     """Even CLS attention keeps keep_mass of the patches whatever the object: warned, with

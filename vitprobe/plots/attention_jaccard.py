@@ -9,7 +9,8 @@ from matplotlib.figure import Figure
 from vitprobe.plots.panels import rows_of
 from vitprobe.plots.style import PANEL, Items, finish, new_figure, run_colors
 
-METRICS = ("jaccard", "jaccard_best_head", "jaccard_union")
+METRICS = ("jaccard", "jaccard_best_head", "jaccard_union", "mask_area")
+AREA_LABEL = "mask area (share of patches kept)"
 MAX_IMAGES = 3  # rows of the image grid per run
 
 
@@ -21,10 +22,15 @@ def _upsample(mask: np.ndarray, size: int) -> np.ndarray:
     return mask[rows][:, cols]
 
 
+def _per_head(result, metric: str) -> dict[str, float]:
+    """One run's ``metric`` by head name: ``h0``, ``h1``, ..."""
+    heads = rows_of(result, metric).dropna(subset=["head"])
+    return {f"h{int(h)}": float(v) for h, v in zip(heads["head"], heads["value"])}
+
+
 def _bar_values(result) -> dict[str, float]:
     """One run's bars by name: ``h0``, ``h1``, ... per head, then ``best`` and ``union``."""
-    heads = rows_of(result, "jaccard").dropna(subset=["head"])
-    values = {f"h{int(h)}": float(v) for h, v in zip(heads["head"], heads["value"])}
+    values = _per_head(result, "jaccard")
     for metric, name in (("jaccard_best_head", "best"), ("jaccard_union", "union")):
         rows = rows_of(result, metric)
         if len(rows):
@@ -34,18 +40,25 @@ def _bar_values(result) -> dict[str, float]:
 
 def _bars(ax, items: Items) -> None:
     """Grouped bars: Jaccard of each head, then the best head per image and the union; each
-    bar sits over its own name, so runs with different head counts line up."""
-    runs = [(label, _bar_values(result)) for label, result in items]
-    heads = sorted({n for _, v in runs for n in v if n.startswith("h")}, key=lambda n: int(n[1:]))
-    names = heads + [n for n in ("best", "union") if any(n in v for _, v in runs)]
+    bar sits over its own name, so runs with different head counts line up. A black tick on a
+    head's bar marks its mask area: an IoU near a head's area, with every area near the kept
+    attention mass, is what even attention scores, not a found object."""
+    runs = [(label, _bar_values(result), _per_head(result, "mask_area")) for label, result in items]
+    heads = sorted({n for _, v, _ in runs for n in v if n.startswith("h")}, key=lambda n: int(n[1:]))
+    names = heads + [n for n in ("best", "union") if any(n in v for _, v, _ in runs)]
     width = 0.8 / max(len(runs), 1)
-    for index, ((label, values), color) in enumerate(zip(runs, run_colors(len(runs)))):
+    area_label = AREA_LABEL
+    for index, ((label, values, areas), color) in enumerate(zip(runs, run_colors(len(runs)))):
+        shift = (index - (len(runs) - 1) / 2) * width
         at = [i for i, n in enumerate(names) if n in values]
-        ax.bar(np.array(at) + (index - (len(runs) - 1) / 2) * width, [values[names[i]] for i in at], width,
-               color=color, label=label)
+        ax.bar(np.array(at) + shift, [values[names[i]] for i in at], width, color=color, label=label)
+        marked = [i for i, n in enumerate(names) if n in areas]
+        if marked:
+            ax.scatter(np.array(marked) + shift, [areas[names[i]] for i in marked], marker="_",
+                       s=(72 * width) ** 2, color="k", linewidths=1.2, zorder=3, label=area_label)
+            area_label = "_nolegend_"  # one legend entry for every run's ticks
     ax.set_xticks(np.arange(len(names)), names)
     ax.set_ylabel("Jaccard with ground truth")
-    ax.legend(frameon=False)
 
 
 def _image_row(fig, grid, row: int, label: str, artifacts: dict, index: int) -> None:

@@ -214,6 +214,32 @@ def test_differences_within_two_standard_errors_leave_the_claim_undecided() -> N
     assert evaluate(check, {"cl": per_image(17.0, 0.1), "mim": per_image(16.8, 0.1)}, {}).agrees is True
 
 
+def test_a_gap_below_min_difference_is_undecided_however_small_its_error() -> None:
+    def per_image(v: float) -> dict:
+        return {"d": _table("attention_distance_px", {4: v}, std=0.1, n=10000)}
+
+    check = {"metric": "attention_distance_px", "layers": "last", "greater": "cl", "than": "mim"}
+    tables = {"cl": per_image(17.0), "mim": per_image(16.5)}
+    assert evaluate(check, tables, {}).agrees is True  # 0.5 px is 350 standard errors
+    small = evaluate({**check, "min_difference": 1}, tables, {})
+    assert small.agrees is None and "decided beyond 2 and a difference over 1)" in small.detail
+    assert evaluate({**check, "min_difference": 0.4}, tables, {}).agrees is True
+    assert evaluate({**check, "greater": "mim", "than": "cl", "min_difference": 0.4}, tables, {}).agrees is False
+    # without errors the gap alone decides; a tie is undecided
+    bare = {k: {"d": _table("attention_distance_px", {4: v})} for k, v in (("cl", 17.0), ("mim", 16.5))}
+    assert evaluate({**check, "min_difference": 1}, bare, {}).agrees is None
+    assert evaluate({**check, "min_difference": 0.25}, bare, {}).agrees is True
+    assert evaluate(check, {"cl": bare["cl"], "mim": bare["cl"]}, {}).agrees is None
+
+    def run(v: float) -> dict:
+        return {"p": _table("linear_probe_top1", {4: v}, label="shape")}
+
+    peak = {"metric": "linear_probe_top1", "label": "shape", "layers": "last", "peak_inside": True}
+    sweep = {"0": run(50.0), "0.5": run(52.0), "1": run(40.0)}
+    assert evaluate(peak, sweep, {}).agrees is True
+    assert evaluate({**peak, "min_difference": 3}, sweep, {}).agrees is None
+
+
 def test_an_inner_peak_within_noise_of_an_end_is_undecided() -> None:
     def run(v: float) -> dict:
         return {"p": _table("linear_probe_top1", {4: v}, label="shape", n=99, std=float("nan"))}
@@ -318,6 +344,8 @@ def test_claims_read_what_the_verdicts_read_and_yaml_errors_stay_one_line(tmp_pa
     ({"quick": {"train": {"epochss": 1}}}, r"quick.train: .*epochss"),
     ({"params": {"knn": {"layers": [9]}}}, r"params: knn.layers \[9\] lie outside the blocks knn reads in every model \(0..4: the shallowest has 4\)"),
     ({"claims": [_claim(layers=[1, 99])]}, r"claim check layers \[99\] lie beyond the models' blocks \(the deepest has 4\)"),
+    ({"claims": [_claim(min_difference=-1)]}, r"claim check min_difference must be a number >= 0 in the metric's units, got -1"),
+    ({"claims": [_claim(min_difference="2 px")]}, r"min_difference must be a number >= 0 .*got '2 px'"),
     ({"data": "synthetic:64x"}, r"recipe.yaml: dataset spec 'synthetic:64x'"),
     ({"analyses": []}, r"recipe.yaml: no analyses given"),
 ])

@@ -84,12 +84,13 @@ def summary_value(tables: Mapping[str, pd.DataFrame], check: Mapping[str, Any]) 
     return None
 
 
-def _decide(a: Estimate, b: Estimate) -> bool | None:
-    """True when a exceeds b by more than ``DECISIVE_SE`` combined standard errors, False when
-    b exceeds a so, None in between; without errors, the sign of the difference."""
-    if a.se is None or b.se is None:
-        return a.value > b.value
-    margin = DECISIVE_SE * (a.se ** 2 + b.se ** 2) ** 0.5
+def _decide(a: Estimate, b: Estimate, min_difference: float = 0.0) -> bool | None:
+    """True when a exceeds b by more than ``DECISIVE_SE`` combined standard errors and by
+    more than ``min_difference`` (the metric's units), False when b exceeds a so, None in
+    between; without errors, the difference need only exceed ``min_difference``."""
+    margin = float(min_difference)
+    if a.se is not None and b.se is not None:
+        margin = max(margin, DECISIVE_SE * (a.se ** 2 + b.se ** 2) ** 0.5)
     if abs(a.value - b.value) <= margin:
         return None
     return a.value > b.value
@@ -131,10 +132,14 @@ def evaluate(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.Data
     in between. ``peak_inside: true`` agrees when the best model of a sweep is neither the
     first nor the last and beats both of them so, disagrees when an end is best and beats
     every inner model so, and is undecided otherwise.
+    A difference that exceeds the errors but not ``min_difference`` (the metric's units, 0 by
+    default) leaves the claim undecided: a gap too small to matter is not read as an effect.
     A list ``label`` uses the first of its labels the tables have (:func:`resolve_label`).
     """
     check = resolve_label(check, tables)
-    where = f" ({_protocol(check)}; +- 1 standard error, decided beyond {DECISIVE_SE:g})"
+    least = float(check.get("min_difference", 0.0))
+    where = (f" ({_protocol(check)}; +- 1 standard error, decided beyond {DECISIVE_SE:g}"
+             + (f" and a difference over {least:g}" if least else "") + ")")
     if check.get("peak_inside"):
         values = {key: summary_value(t, check) for key, t in tables.items()}
         known = {k: v for k, v in values.items() if v is not None}
@@ -145,12 +150,12 @@ def evaluate(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.Data
         listing = ", ".join(f"{labels.get(k, k)}: {known[k]}" for k in order)
         detail = f"best {labels.get(best, best)} ({listing}){where}"
         if best in (order[0], order[-1]):
-            beats_inner = [_decide(known[best], known[k]) for k in order[1:-1]]
+            beats_inner = [_decide(known[best], known[k], least) for k in order[1:-1]]
             return Verdict(False if all(beats_inner) else None, detail)
-        beats_ends = [_decide(known[best], known[end]) for end in (order[0], order[-1])]
+        beats_ends = [_decide(known[best], known[end], least) for end in (order[0], order[-1])]
         return Verdict(True if all(beats_ends) else None, detail)
     a, b = check["greater"], check["than"]
     va, vb = summary_value(tables.get(a, {}), check), summary_value(tables.get(b, {}), check)
     if va is None or vb is None:
         return Verdict(None, f"no results for {_protocol(check)}")
-    return Verdict(_decide(va, vb), f"{labels.get(a, a)} {va} vs {labels.get(b, b)} {vb}{where}")
+    return Verdict(_decide(va, vb, least), f"{labels.get(a, a)} {va} vs {labels.get(b, b)} {vb}{where}")

@@ -23,7 +23,7 @@ RECIPES = ("cl_vs_mim", "hybrid_sweep", "dino_attention", "sit_gmml")
 _TOP_KEYS = {"name", "title", "paper", "data", "batch_size", "models", "sweep", "analyses",
              "params", "figures", "claims", "quick"}
 _MODEL_KEYS = {"label", "role", "train", "checkpoint", "random_like", "num_heads"}
-_CHECK_KEYS = {"metric", "label", "layers", "frequency", "greater", "than", "peak_inside"}
+_CHECK_KEYS = {"metric", "label", "layers", "frequency", "greater", "than", "peak_inside", "min_difference"}
 _LAYER_WORDS = ("all", "last", "first_half", "last_half")
 EXTRA_FIGURES = ("reconstructions",)
 _FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")  # recipe names and model keys name folders
@@ -513,6 +513,10 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
     if check.get("frequency", "highest") != "highest" and not _reads_as_number(check["frequency"]):
         raise ConfigError(f"{where}: claim check frequency must be `highest` or a number (units of pi), "
                           f"got {check['frequency']!r}")
+    least = check.get("min_difference", 0)
+    if isinstance(least, bool) or not isinstance(least, (int, float)) or not 0 <= least < float("inf"):
+        raise ConfigError(f"{where}: claim check min_difference must be a number >= 0 in the metric's "
+                          f"units, got {least!r}")
     if "label" in check:
         _claim_label(check["label"], label_names, where, data_given)
     return Claim(figure=str(raw["figure"]), text=str(raw["text"]), check=check)

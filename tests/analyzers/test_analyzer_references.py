@@ -135,7 +135,9 @@ def test_jaccard_figure_marks_each_heads_mask_area(info, batches):
     ticks = figure.axes[0].collections
     assert len(ticks) == 2
     for run in ticks:
-        assert np.allclose(run.get_offsets()[:, 1], areas)
+        segments = np.array(run.get_segments())  # (heads, 2 ends, x/y): level, within one bar
+        assert np.allclose(segments[:, :, 1], areas[:, None])
+        assert np.all(np.diff(segments[:, :, 0], axis=1) < 0.8 / 2)
     texts = [t.get_text() for legend in figure.legends for t in legend.get_texts()]
     assert texts.count("mask area (share of patches kept)") == 1 and {"a", "b"} <= set(texts)
 

@@ -125,6 +125,18 @@ def test_a_position_embedding_without_the_class_token_is_named_as_such(tmp_path)
         load_model(path)
 
 
+def test_a_position_embedding_of_no_square_grid_says_what_to_check(tmp_path):
+    """A ViT trained on 32 x 48 images (2 x 3 patches): its 7 positions fit no square grid."""
+    wide = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=(32, 48), depth=1)
+    path = tmp_path / "wide.pth"
+    torch.save(wide.state_dict(), path)
+    with pytest.raises(CheckpointError, match=rf"checkpoint {path}: pos_embed holds 7 tokens, not 1 prefix "
+                                              r"tokens \+ a square grid; vitprobe reads ViTs trained on a square "
+                                              r"grid of patches: check that the file is whole") as err:
+        load_model(path)
+    assert "\n" not in str(err.value)
+
+
 class _Payload:
     """Unpickling this creates ``marker`` (stands for arbitrary code)."""
 

@@ -55,7 +55,8 @@ def _grid(sd: Mapping[str, torch.Tensor], prefix_tokens: int, path: Path) -> int
         side = math.isqrt(max(tokens, 0))
         if side * side != tokens or side == 0:
             total = tokens + prefix_tokens
-            layout = ""
+            layout = ("; vitprobe reads ViTs trained on a square grid of patches: check that the file is "
+                      "whole and that it holds a square-image ViT")
             if math.isqrt(total) ** 2 == total:  # the grid alone: no position for the class token
                 layout = (f"; a square grid of {total} patches with no position for the {prefix_tokens} prefix "
                           "token(s), as in DINOv2 with registers, SigLIP or timm's no_embed_class models, "

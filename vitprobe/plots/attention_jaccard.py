@@ -52,10 +52,10 @@ def _bars(ax, items: Items) -> None:
         shift = (index - (len(runs) - 1) / 2) * width
         at = [i for i, n in enumerate(names) if n in values]
         ax.bar(np.array(at) + shift, [values[names[i]] for i in at], width, color=color, label=label)
-        marked = [i for i, n in enumerate(names) if n in areas]
-        if marked:
-            ax.scatter(np.array(marked) + shift, [areas[names[i]] for i in marked], marker="_",
-                       s=(72 * width) ** 2, color="k", linewidths=1.2, zorder=3, label=area_label)
+        marked = np.array([i for i, n in enumerate(names) if n in areas]) + shift
+        if len(marked):
+            ax.hlines([areas[n] for n in names if n in areas], marked - 0.35 * width, marked + 0.35 * width,
+                      color="k", linewidths=1.2, zorder=3, label=area_label)
             area_label = "_nolegend_"  # one legend entry for every run's ticks
     ax.set_xticks(np.arange(len(names)), names)
     ax.set_ylabel("Jaccard with ground truth")

@@ -32,6 +32,9 @@ RC = {
     "axes.spines.right": False,
     "axes.grid": True,
     "grid.alpha": 0.3,
+    # Ticks show the values themselves: an offset (+1.654e1) makes noise in the 4th decimal
+    # look like structure.
+    "axes.formatter.useoffset": False,
     "svg.hashsalt": "vitprobe",
 }
 # Protocol keys shown in figure captions, in this order; the whole protocol is in <name>.json

@@ -14,7 +14,7 @@ import torch
 from official_layouts import CASES, VIT, make_case
 from PIL import Image
 
-from vitprobe.errors import CheckpointError
+from vitprobe.errors import CheckpointError, ConfigError
 from vitprobe.models import inspect_checkpoint, load_model
 
 TIMM = next(c for c in CASES if c.id == "timm-pth")
@@ -52,8 +52,15 @@ def test_wrong_depth_lists_missing_blocks(tmp_path):
 
 def test_wrong_heads_for_a_relative_position_table(tmp_path):
     made = make_case(next(c for c in CASES if c.id == "beit-shared"), tmp_path)
-    with pytest.raises(CheckpointError, match=r"relative_position_bias_table \[52, 4\] vs model \[52, 2\]"):
+    with pytest.raises(CheckpointError, match=r"relative_position_bias_table \[52, 4\] vs model \[52, 2\]\); "
+                                              r"the weights fit beit p8 d128 L2 H4 @32 \(num_heads=4\)"):
         load_model(made.path, arch=made.case.spec.replace(num_heads=2))
+    with pytest.raises(ConfigError, match=r"--num-heads 2 \(Python num_heads=\) contradicts checkpoint .*: its "
+                                          r"rel_pos_bias.relative_position_bias_table has 4 columns, one per head; "
+                                          r"drop --num-heads$") as err:
+        load_model(made.path, num_heads=2)
+    _one_line_naming(err, made.path)
+    assert load_model(made.path, num_heads=4).blocks[0].attn.num_heads == 4
 
 
 def test_heads_must_divide_width(tmp_path):

@@ -4,9 +4,9 @@ What the weights show: patch size (patch-embed kernel), width, depth (block coun
 position-embedding grid (so the image size = grid * patch), register tokens, layer scale,
 relative position bias (shared / per block / none), qkv bias, MLP ratio, classifier size.
 What they do not show is the number of heads (except through a relative position bias
-table, whose columns are heads). Heads then come from, in this order: ``num_heads`` given by
-the user; the checkpoint's own metadata (DINO ``args.arch``, MoCo v3 ``arch``) when its width
-matches; the published value for the width (ViT-T 192: 3, ViT-S 384: 6, ViT-B 768: 12,
+table, whose columns are heads, which a ``num_heads`` given by the user may not contradict).
+Heads then come from, in this order: ``num_heads`` given by the user; the table; the
+checkpoint's own metadata (DINO ``args.arch``, MoCo v3 ``arch``) when its width matches; the published value for the width (ViT-T 192: 3, ViT-S 384: 6, ViT-B 768: 12,
 ViT-L 1024: 16, ViT-H 1280: 16), reported as guessed where the format says the width is
 ambiguous in its layout (a ViT-S in the ``model`` layout: DeiT-S 6, MoCo v3 12); otherwise
 ``max(1, width // 64)`` (64-wide heads). Where the metadata names a published architecture of
@@ -24,7 +24,7 @@ from typing import Iterable, Mapping
 
 import torch
 
-from vitprobe.errors import CheckpointError
+from vitprobe.errors import CheckpointError, ConfigError
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.models.formats.base import ArchHints
 
@@ -82,10 +82,14 @@ def _heads(width: int, sd: Mapping[str, torch.Tensor], hints: ArchHints,
            num_heads: int | None, path: Path) -> tuple[int, str]:
     """Head count and where it came from (see the module docstring for the order)."""
     tables = sorted(k for k in sd if k.endswith("relative_position_bias_table"))
+    shown = _shape(sd, tables[0], 2, path)[1] if tables else None
+    if num_heads is not None and shown not in (None, num_heads):
+        raise ConfigError(f"--num-heads {num_heads} (Python num_heads=) contradicts checkpoint {path}: its "
+                          f"{tables[0]} has {shown} columns, one per head; drop --num-heads")
     if num_heads is not None:
         heads, source = num_heads, "given (--num-heads)"
-    elif tables:
-        heads, source = _shape(sd, tables[0], 2, path)[1], f"columns of {tables[0]}"
+    elif shown is not None:
+        heads, source = shown, f"columns of {tables[0]}"
     elif hints.num_heads is not None and hints.width in (None, width):
         heads, source = hints.num_heads, hints.heads_source or "checkpoint metadata"
     elif width in hints.uncertain_widths and width in PUBLISHED_HEADS:

@@ -144,7 +144,8 @@ def check_fit(path: Path, it: Interpreted, spec: ArchSpec, sd: Mapping[str, torc
         return
     try:
         inferred = infer_arch(sd, ArchHints(), path)[0]
-        if inferred.embed_dim % spec.num_heads == 0:  # weights do not show heads: keep the ones asked for
+        if inferred.rel_pos_bias == "none" and inferred.embed_dim % spec.num_heads == 0:
+            # the weights do not show heads (no relative-position table): keep the ones asked for
             inferred = inferred.replace(num_heads=spec.num_heads)
         differ = [f"{f.name}={getattr(inferred, f.name)!r}" for f in fields(ArchSpec)
                   if getattr(inferred, f.name) != getattr(spec, f.name)]

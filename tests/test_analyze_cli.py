@@ -523,6 +523,19 @@ def test_meaningless_probe_splits_are_warned_in_one_line(checkpoint, tmp_path, c
     assert (table["n"] == 0).all() and table["value"].isna().all()
 
 
+def test_the_probes_protocol_and_caption_say_how_many_images_the_split_held_out():
+    from vitprobe.analyzers._split import heldout_mask
+    from vitprobe.plots.style import protocol_caption
+
+    with pytest.warns(UserWarning, match="only"):
+        result = analyze(tiny_vit(), "synthetic:16", analyses=["linear_probe"], progress=False)["linear_probe"]
+    held = int(heldout_mask(torch.arange(16), 0.2).sum())
+    assert held != round(0.2 * 16)  # on few images the hash holds out another share than the fraction
+    assert result.protocol["held_out"] == f"{held} of 16 images"
+    assert (result.table["n"] == held).all()
+    assert f"heldout fraction 0.2 · held out {held} of 16 images" in protocol_caption([result.protocol])
+
+
 def test_analysis_parameters_from_the_command_line_reach_the_protocol(checkpoint, tmp_path, capsys):
     import json
 

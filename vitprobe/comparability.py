@@ -15,8 +15,9 @@ EXECUTION_KEYS = ("checkpoint", "dataset", "batch_size", "device", "world_size")
 # Settings that follow from the model's depth and prefix tokens: they differ between models of
 # different architectures without anyone having set them.
 ARCHITECTURE_KEYS = ("layers", "layer", "num_prefix_tokens_dropped")
-# What a run found rather than how it measured (probe fits that did not converge, images with objects).
-OUTCOME_KEYS = ("unconverged_fits", "images_scored")
+# What a run found rather than how it measured (probe fits that did not converge, images with
+# objects, images the hash split held out).
+OUTCOME_KEYS = ("unconverged_fits", "images_scored", "held_out")
 
 
 def _text(value: Any) -> str:

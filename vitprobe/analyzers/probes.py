@@ -62,8 +62,13 @@ class _PooledFeatureProbe(Analyzer):
                               "norm; use final_norm=False")
 
     def _learned_protocol(self) -> dict[str, Any]:
-        return {"layers": list(self.layers_), "split": "hash(index, split_seed) < heldout_fraction",
-                "labels_below_zero": "ignored"}
+        protocol = {"layers": list(self.layers_), "split": "hash(index, split_seed) < heldout_fraction",
+                    "labels_below_zero": "ignored"}
+        index = self._row_tensor("index")
+        if index is not None:  # the share the hash held out, which on few images is not the fraction
+            held = int(heldout_mask(index, self.heldout_fraction, self.split_seed).sum())
+            protocol["held_out"] = f"{held} of {plural(len(index), 'image')}"
+        return protocol
 
     def _sites(self) -> set[Site]:
         return {Site("tokens", layer) for layer in self.layers_}

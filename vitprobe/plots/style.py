@@ -40,7 +40,7 @@ RC = {
 # Protocol keys shown in figure captions, in this order; the whole protocol is in <name>.json
 # and in the report page.
 CAPTION_KEYS = ("dataset", "image_size", "pooling", "final_norm", "layer", "keep_mass",
-                "images_scored", "threshold", "k", "T", "heldout_fraction")
+                "images_scored", "threshold", "k", "T", "heldout_fraction", "held_out")
 
 
 def run_colors(n: int) -> list[tuple[float, float, float]]:

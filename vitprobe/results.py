@@ -321,15 +321,16 @@ class Run(Mapping[str, Result]):
     def summary(self) -> pd.DataFrame:
         """One row per metric (and label): its value at the deepest layer (at the highest
         frequency, the largest singular value) and the images n behind it (held-out ones for a
-        probe), with the dataset's spec and the analysis's own protocol."""
-        from vitprobe.plots.style import protocol_caption
+        probe), with the dataset as captions show it (spec, split, images, skipped files) and the
+        analysis's own protocol."""
+        from vitprobe.plots.style import protocol_caption, value_text
 
         rows = []
         for result in self.values():
             caption = protocol_caption([result.protocol], exclude=("dataset",))
             units = str(result.protocol.get("value_units", ""))
             dataset = result.protocol.get("dataset")
-            spec = str(dataset.get("spec", "")) if isinstance(dataset, Mapping) else str(dataset or "")
+            spec = value_text(dataset) or str(dataset or "")
             for metric, rows_m in result.table.groupby("metric", sort=False):
                 rows.extend({"run": self.label, "dataset": spec, **row} for row in _summary_rows(
                     result.name, str(metric), rows_m, caption, _metric_units(units, str(metric))))

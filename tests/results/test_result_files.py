@@ -257,7 +257,11 @@ def test_differing_values_name_their_runs():
 
 def test_summary_reads_deepest_layer(results):
     summary = Run(results, label="r").summary()
-    assert set(summary["dataset"]) == {"synthetic:8"}  # each row says what data it was measured on
+    assert set(summary["dataset"]) == {"synthetic:8 (n=8)"}  # each row says what data it was measured on
+    voc = {"spec": "voc:/data/VOC2012", "split": "val", "n": 10, "skipped": 2}
+    probe = results["linear_probe"]
+    on_voc = Run([Result(probe.name, probe.table, {**probe.protocol, "dataset": voc})]).summary()
+    assert set(on_voc["dataset"]) == {"voc:/data/VOC2012 split val (n=10, 2 skipped)"}
     row = summary[summary["metric"] == "token_cosine"].iloc[0]
     table = results["token_similarity"].table
     expected = table[(table["metric"] == "token_cosine") & (table["layer"] == DEPTH)]["value"].iloc[0]

@@ -57,7 +57,9 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float | None = None, heigh
     )
 
 
-def _value_text(value: Any) -> str | None:
+def value_text(value: Any) -> str | None:
+    """A protocol value as a caption shows it (a dataset as ``spec split s (n=N, k skipped)``), or
+    None for a value too long to show."""
     if isinstance(value, dict):
         spec = value.get("spec") or value.get("name")
         if spec is None:
@@ -117,7 +119,7 @@ def _caption_parts(protocols: Sequence[dict[str, Any]], exclude: Sequence[str] =
         if values and all(v is values[0] for v in values) and isinstance(values[0], bool):
             parts.append(name if values[0] else f"no {name}")  # "final norm" / "no final norm"
             continue
-        found = [(i, _value_text(p[key])) for i, p in enumerate(protocols) if key in p]
+        found = [(i, value_text(p[key])) for i, p in enumerate(protocols) if key in p]
         found = [(i, v) for i, v in found if v is not None]
         if found:
             runs = [labels[i] for i, _ in found] if labels is not None else None

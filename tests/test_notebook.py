@@ -36,6 +36,10 @@ def _execute(tmp_path: Path, kernel_dir: Path, checkpoint_a: str | None):
     client.execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
+    stderr = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stderr")
+    # No warning: neither tqdm's "IProgress not found" (ipywidgets is not installed here) nor
+    # one that compares models of other depths or patch sizes as if settings differed.
+    assert "IProgress not found" not in stderr and "Warning" not in stderr, stderr
     # Tables render as DataFrames (HTML) and figures as images, inline.
     assert any("text/html" in o.get("data", {}) for o in outputs)
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3

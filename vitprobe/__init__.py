@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from vitprobe.progress import import_tqdm_auto_quietly as _import_tqdm_auto_quietly
+
 __version__ = "0.1.0"
 
 # Functions and classes, each read from the module that defines it on first use.
@@ -24,6 +26,8 @@ _LAZY = {
 _SUBMODULES = ("analyzers", "capture", "heap", "metrics", "plots", "train")
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
+
+_import_tqdm_auto_quietly()
 
 
 def __getattr__(name: str) -> Any:

@@ -12,9 +12,9 @@ from vitprobe.results import jsonable
 # Protocol entries that say how a run was executed, not what was measured (the dataset is
 # checked on its own).
 EXECUTION_KEYS = ("checkpoint", "dataset", "batch_size", "device", "world_size")
-# Settings that follow from the model's depth and prefix tokens: they differ between models of
-# different architectures without anyone having set them.
-ARCHITECTURE_KEYS = ("layers", "layer", "num_prefix_tokens_dropped")
+# Settings that follow from the model's depth, prefix tokens and patch grid: they differ between
+# models of different architectures without anyone having set them.
+ARCHITECTURE_KEYS = ("layers", "layer", "num_prefix_tokens_dropped", "even_attention_px")
 # What a run found rather than how it measured (probe fits that did not converge, images with
 # objects, images the hash split held out).
 OUTCOME_KEYS = ("unconverged_fits", "images_scored", "held_out")
@@ -54,10 +54,11 @@ def data_difference(protocols: Sequence[Mapping[str, Any]]) -> str | None:
     return f"{named[0]}, with different {', '.join(keys) or 'contents'}"
 
 
-def _depth_and_registers(protocol: Mapping[str, Any]) -> Any:
-    """The checkpoint's depth and register tokens (its arch is a class name for a Module given as such)."""
+def _architecture(protocol: Mapping[str, Any]) -> Any:
+    """The checkpoint's depth, register tokens, patch size and image size (its arch is a class
+    name for a Module given as such)."""
     arch = (protocol.get("checkpoint") or {}).get("arch")
-    return [arch.get(k) for k in ("depth", "reg_tokens")] if isinstance(arch, Mapping) else arch
+    return [arch.get(k) for k in ("depth", "reg_tokens", "patch_size", "img_size")] if isinstance(arch, Mapping) else arch
 
 
 def join_by_run(values: Sequence[str], labels: Sequence[str] | None = None) -> str:
@@ -73,9 +74,9 @@ def join_by_run(values: Sequence[str], labels: Sequence[str] | None = None) -> s
 
 def setting_differences(protocols: Sequence[Mapping[str, Any]], labels: Sequence[str] | None = None) -> list[str]:
     """``key a | b`` (with ``labels``, ``key a (run) | b (run)``) for each measurement setting
-    that differs between the protocols of one analysis (between models of different depth or
-    register tokens, not the layers that those decide)."""
-    shapes = {_text(_depth_and_registers(p)) for p in protocols}
+    that differs between the protocols of one analysis (between models of different depth,
+    register tokens or patch grid, not the layers or even-attention distance that those decide)."""
+    shapes = {_text(_architecture(p)) for p in protocols}
     skip = set(EXECUTION_KEYS) | set(OUTCOME_KEYS) | (set(ARCHITECTURE_KEYS) if len(shapes) > 1 else set())
     keys = sorted({k for p in protocols for k in p} - skip)
     return [f"{k} " + join_by_run([json.dumps(jsonable(p.get(k))) for p in protocols], labels) for k in keys

@@ -9,8 +9,22 @@ stderr is a file (a batch job's log).
 from __future__ import annotations
 
 import sys
+import warnings
 from importlib.util import find_spec
 from typing import Any
+
+
+def import_tqdm_auto_quietly() -> None:
+    """In a Jupyter kernel without ipywidgets, import ``tqdm.auto`` once with its "IProgress
+    not found" warning silenced. timm imports huggingface_hub, which imports ``tqdm.auto``, so
+    that warning would greet every notebook that imports vitprobe, about bars vitprobe never
+    draws (it draws the text bar there); once imported, the module does not warn again."""
+    if "ipykernel.zmqshell" not in sys.modules or "tqdm.autonotebook" in sys.modules \
+            or find_spec("ipywidgets") is not None:
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import tqdm.auto  # noqa: F401
 
 
 def progress_bar_class() -> type:

@@ -363,6 +363,13 @@ def test_layers_that_follow_from_another_depth_are_not_a_different_setting(tmp_p
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         compare([Run(deep, label="a"), Run(shallow, label="b")], tmp_path / "cmp")
+    with warnings.catch_warnings():  # ViT-S/8 beside ViT-S/16: the even-attention distance follows from the patch
+        warnings.simplefilter("error")
+        distance = results["attention_distance"]
+        coarse, fine = ({"attention_distance": Result(distance.name, distance.table, {
+            **distance.protocol, "even_attention_px": px, "checkpoint": {"arch": {"depth": 3, "patch_size": p}}})}
+            for px, p in ((75.1, 16), (37.5, 8)))
+        compare([Run(coarse, label="a"), Run(fine, label="b")], tmp_path / "cmp3")
     chosen = with_arch(make_results(seed=2), 3, [1, 2])  # same model, fewer layers chosen: a real difference
     with pytest.warns(UserWarning, match=r"was run with different settings \(layers \[1, 2, 3\] \(a\) \| \[1, 2\] \(b\)\)"):
         compare([Run(deep, label="a"), Run(chosen, label="b")], tmp_path / "cmp2")

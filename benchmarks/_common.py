@@ -10,7 +10,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import timm
 import torch
@@ -54,11 +54,13 @@ def synthetic_batches(count: int, batch_size: int, img_size: int, num_classes: i
     return batches
 
 
-def streaming_analyzers(model: nn.Module, names: Sequence[str] = STREAMING_ANALYSES) -> list:
+def streaming_analyzers(model: nn.Module, names: Sequence[str] = STREAMING_ANALYSES,
+                        params: Mapping[str, Mapping[str, Any]] | None = None) -> list:
     """Bound analyzers for every name in ``names`` that is registered (missing ones are
-    reported by :func:`missing_analyses`)."""
+    reported by :func:`missing_analyses`), each with its ``params`` (by name) if given."""
     info = model_info(model)
-    return [get_analyzer(name).bind(info, {"benchmark": True})
+    params = params or {}
+    return [get_analyzer(name, **params.get(name, {})).bind(info, {"benchmark": True})
             for name in names if name in list_analyzers()]
 
 

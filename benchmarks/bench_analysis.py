@@ -5,7 +5,8 @@ Fourier, token similarity + spectra, k-NN features, Jaccard) costs at most 1.3x 
 forward. Bare and analysed passes are interleaved; the median ratio is printed.
 
     OMP_NUM_THREADS=2 python benchmarks/bench_analysis.py --model vit_small_patch16_224 \
-        --images 128 --batch-size 32 --rounds 5 [--breakdown] [--device cuda --amp]
+        --images 128 --batch-size 32 --rounds 5 [--breakdown] [--device cuda --amp] \
+        [--spectrum-fraction 0.125]
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", action="store_true", help="autocast bfloat16 for both passes")
+    parser.add_argument("--spectrum-fraction", type=float, default=1.0, metavar="F",
+                        help="token_similarity's spectrum_fraction: the token spectrum on this share of "
+                             "the images (default 1: every image)")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time capture alone and capture + each analyzer alone")
     args = parser.parse_args(argv)
@@ -49,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     model = build_vit(args.model, args.img_size).to(device)
     batches = [{**b, "image": b["image"].to(device), "mask": b["mask"].to(device)}
                for b in synthetic_batches(args.images, args.batch_size, args.img_size)]
-    analyzers = streaming_analyzers(model)
+    analyzers = streaming_analyzers(model, params={"token_similarity": {"spectrum_fraction": args.spectrum_fraction}})
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if args.amp
                 else contextlib.nullcontext())
 
@@ -60,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         return call
 
     print(f"# bench_analysis: {args.model} @ {args.img_size}, {args.images} images, batch "
-          f"{args.batch_size}, {args.rounds} rounds, device {device}{' AMP bf16' if args.amp else ''}")
+          f"{args.batch_size}, {args.rounds} rounds, device {device}{' AMP bf16' if args.amp else ''}, "
+          f"token spectrum on {'every image' if args.spectrum_fraction == 1 else f'a {args.spectrum_fraction:g} share of the images'}")
     print(f"# {environment(device)}")
     missing = missing_analyses()
     print(f"# analyses: {', '.join(a.name for a in analyzers)}"

@@ -16,7 +16,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 @pytest.mark.slow
 @pytest.mark.parametrize("script, args, line", [
     ("bench_analysis.py", ["--model", "vit_tiny_patch16_224", "--img-size", "32", "--images", "8",
-                           "--batch-size", "4", "--rounds", "1"], r"RATIO analysed/bare = \d+\.\d\d"),
+                           "--batch-size", "4", "--rounds", "1", "--spectrum-fraction", "0.5"],
+     r"RATIO analysed/bare = \d+\.\d\d"),
     ("bench_train.py", ["--preset", "tiny", "--batch-size", "4", "--rounds", "1", "--objectives", "mae",
                         "--loader-steps", "2", "--workers", "0"], r"mae +RATIO step / plain forward\+backward = \d"),
     ("bench_memory.py", ["--sizes", "8", "16", "--batch-size", "8"], r"RATIO peak RSS minus rows 16/8 = \d\.\d{3}"),

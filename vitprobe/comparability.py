@@ -16,8 +16,8 @@ EXECUTION_KEYS = ("checkpoint", "dataset", "batch_size", "device", "world_size")
 # models of different architectures without anyone having set them.
 ARCHITECTURE_KEYS = ("layers", "layer", "num_prefix_tokens_dropped", "even_attention_px")
 # What a run found rather than how it measured (probe fits that did not converge, images with
-# objects, images the hash split held out).
-OUTCOME_KEYS = ("unconverged_fits", "images_scored", "held_out")
+# objects, images the hash split held out, images whose token spectrum was computed).
+OUTCOME_KEYS = ("unconverged_fits", "images_scored", "held_out", "spectrum_images")
 
 
 def _text(value: Any) -> str:

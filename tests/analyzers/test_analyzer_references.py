@@ -6,6 +6,7 @@ user-facing errors."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -84,6 +85,51 @@ def test_token_tables_match_metrics(info, batches):
                 for t in tokens]
     np.testing.assert_allclose(image["value"].to_numpy(float), torch.cat(expected).numpy(), rtol=1e-6)
     assert list(image["rank"][: info.embed_dim]) == list(range(1, info.embed_dim + 1))
+
+
+def test_token_spectrum_on_a_sample_of_the_images_is_their_mean_over_any_batching(info, batches):
+    """spectrum_fraction < 1: the token spectrum over the images the index hash picks, whatever
+    the batches; the cosine and the image-level spectrum still over every image."""
+    from vitprobe.analyzers.token_stats import TokenSimilarity
+
+    data = concat_batches(batches)
+    tokens = [data["sites"][Site("tokens", layer)] for layer in range(DEPTH + 1)]
+    picked = heldout_mask(data["index"], 0.5, 3 ^ TokenSimilarity._SPECTRUM_SALT)
+    assert 0 < int(picked.sum()) < len(picked)
+    assert not torch.equal(picked, heldout_mask(data["index"], 0.5, 3))  # not the probes' split
+    streamed = get_analyzer("token_similarity", spectrum_fraction=0.5, spectrum_seed=3).bind(info, {})
+    for batch in batches:
+        streamed.update(batch)
+    result = streamed.compute()
+    _check(result.table, "log_singular_value_token",
+           torch.stack([token_covariance_log_spectrum(t[picked]) for t in tokens], 1))
+    every = _table("token_similarity", info, data)
+    for metric in ("token_cosine", "log_singular_value_image"):
+        rows = [t[t["metric"] == metric].reset_index(drop=True) for t in (result.table, every)]
+        np.testing.assert_allclose(rows[0]["value"].to_numpy(float), rows[1]["value"].to_numpy(float), rtol=1e-12)
+        assert (rows[0]["n"] == len(picked)).all()
+    assert result.protocol["spectrum_images"] == int(picked.sum())
+    assert "over the images with hash(index, spectrum_seed) < spectrum_fraction" in result.protocol["spectrum_token"]
+    assert "spectrum fraction 0.5 · spectrum seed 3" in protocol_caption([result.protocol])
+    assert "spectrum_images" not in get_analyzer("token_similarity").bind(info, {}).protocol()
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"spectrum_fraction": 0.0}, "spectrum_fraction=0.0 must lie in (0, 1]"),
+    ({"spectrum_fraction": 1.5}, "spectrum_fraction=1.5 must lie in (0, 1]"),
+    ({"spectrum_fraction": True}, "spectrum_fraction takes number, got True"),
+    ({"spectrum_seed": -1}, "spectrum_seed must be a whole number >= 0"),
+])
+def test_token_spectrum_sample_settings_are_checked(params, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        get_analyzer("token_similarity", **params)
+
+
+def test_a_token_spectrum_sample_needs_the_images_index(info, batches):
+    batch = {k: v for k, v in batches[0].items() if k != "index"}
+    get_analyzer("token_similarity").bind(info, {}).update(batch)  # every image: no index needed
+    with pytest.raises(DataError, match="spectrum_fraction < 1 picks images by their index"):
+        get_analyzer("token_similarity", spectrum_fraction=0.5).bind(info, {}).update(batch)
 
 
 def test_fourier_layers_subset_and_frequencies(info, batches):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import numbers
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from vitprobe.analyzers._registry import register_analyzer
+from vitprobe.analyzers._split import heldout_mask
 from vitprobe.analyzers.base import LayerAnalyzer, tidy
 from vitprobe.capture import ModelInfo
-from vitprobe.errors import ConfigError
+from vitprobe.errors import ConfigError, DataError, check_whole
 from vitprobe.metrics import (
     covariance_from_sums,
     fourier_delta_log_amplitude,
@@ -60,19 +62,53 @@ class Fourier(LayerAnalyzer):
 class TokenSimilarity(LayerAnalyzer):
     """Mean pairwise cosine of an image's patch tokens per layer, and log singular value
     spectra per (layer, rank): image level (covariance over images of the mean-pooled patch
-    tokens, streamed) and token level (each image's token covariance, averaged over images)."""
+    tokens, streamed) and token level (each image's token covariance, averaged over images).
+
+    The token-level spectrum costs an eigendecomposition per image and layer, most of what this
+    analysis costs on a CPU. With ``spectrum_fraction`` < 1 it is averaged over the images
+    whose index hashes below that fraction (``spectrum_seed`` picks another sample; the pick
+    does not depend on batch order or sharding, nor coincide with the probes' held-out split);
+    the table's ``n`` counts them and the other metrics still see every image."""
 
     name = "token_similarity"
     site_kind = "tokens"
     value_units = "token_cosine: cosine; log_singular_value_*: natural log"
     metrics = ("token_cosine", "log_singular_value_image", "log_singular_value_token")
+    # Mixed into spectrum_seed so that, at equal seeds and fractions, the spectrum's sample is
+    # not the probes' held-out split (both hash the index).
+    _SPECTRUM_SALT = 0x5EC7
+
+    def __init__(self, layers: Sequence[int] | None = None, spectrum_fraction: float = 1.0,
+                 spectrum_seed: int = 0) -> None:
+        super().__init__(layers)
+        if not (isinstance(spectrum_fraction, numbers.Real) and not isinstance(spectrum_fraction, bool)
+                and 0.0 < spectrum_fraction <= 1.0):
+            raise ConfigError(f"analysis 'token_similarity': spectrum_fraction={spectrum_fraction!r} must lie "
+                              "in (0, 1]: the share of the images whose token spectrum is computed")
+        self.spectrum_fraction = spectrum_fraction
+        self.spectrum_seed = check_whole(spectrum_seed, "analysis 'token_similarity': spectrum_seed", minimum=0)
 
     def _learned_protocol(self) -> dict[str, Any]:
-        return {**super()._learned_protocol(),
-                "token_cosine": "mean over off-diagonal pairs of an image's patch tokens, then over images",
-                "spectrum_image": "log singular values of the covariance over images of mean-pooled patch tokens",
-                "spectrum_token": "per rank, the mean over images of the log singular values of each "
-                                  "image's patch-token covariance (values floored at 1e-12)"}
+        over = ("every image" if self.spectrum_fraction == 1.0 else
+                "the images with hash(index, spectrum_seed) < spectrum_fraction")
+        protocol = {**super()._learned_protocol(),
+                    "token_cosine": "mean over off-diagonal pairs of an image's patch tokens, then over images",
+                    "spectrum_image": "log singular values of the covariance over images of mean-pooled patch tokens",
+                    "spectrum_token": f"per rank, the mean over {over} of the log singular values of each "
+                                      "image's patch-token covariance (values floored at 1e-12)"}
+        if self.spectrum_fraction < 1.0:
+            protocol["spectrum_images"] = int(self._sums["log_singular_value_token.count"])
+        return protocol
+
+    def _spectrum_images(self, batch: Mapping[str, Any]) -> torch.Tensor | None:
+        """The rows of the batch whose token spectrum is computed (None: all of them)."""
+        if self.spectrum_fraction == 1.0:
+            return None
+        if "index" not in batch:
+            raise DataError("analysis 'token_similarity': spectrum_fraction < 1 picks images by their "
+                            "index and this batch has none; give each item an 'index' or use spectrum_fraction=1")
+        index = torch.as_tensor(batch["index"]).long().reshape(-1)
+        return heldout_mask(index, self.spectrum_fraction, self.spectrum_seed ^ self._SPECTRUM_SALT)
 
     def _moment_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"token_cosine": (len(self.layers_),),
@@ -88,8 +124,11 @@ class TokenSimilarity(LayerAnalyzer):
         tokens = self._inputs(batch)
         self._add_moments("token_cosine",
                           torch.stack([token_cosine_similarity(t, prefix) for t in tokens], dim=1))
-        self._add_moments("log_singular_value_token", torch.stack(
-            [token_covariance_log_spectrum(t, prefix) for t in tokens], dim=1))
+        chosen = self._spectrum_images(batch)
+        if chosen is None or chosen.any():
+            picked = tokens if chosen is None else [t[chosen.to(t.device)] for t in tokens]
+            self._add_moments("log_singular_value_token", torch.stack(
+                [token_covariance_log_spectrum(t, prefix) for t in picked], dim=1))
         for i, t in enumerate(tokens):
             total, outer = moment_sums(patch_tokens(t, prefix).mean(dim=1))
             self._sums["pooled.sum"][i] += total.cpu()

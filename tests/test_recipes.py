@@ -240,6 +240,26 @@ def test_a_gap_below_min_difference_is_undecided_however_small_its_error() -> No
     assert evaluate({**peak, "min_difference": 3}, sweep, {}).agrees is None
 
 
+def test_a_value_missing_for_want_of_images_decides_nothing() -> None:
+    """A probe with no held-out image has NaN everywhere (n = 0): NaN against NaN, or against a
+    number, is undecided, not a disagreement; NaN rows beside numbers are left out of the mean."""
+    def accuracy(values: dict[int, float]) -> dict:
+        return {"k": _table("knn_top1", values, label="shape", n=0, std=float("nan"))}
+
+    nan = float("nan")
+    check = {"metric": "knn_top1", "label": "shape", "layers": "last", "greater": "cl", "than": "mim"}
+    for cl, mim in ((nan, nan), (nan, 30.0), (30.0, nan)):
+        verdict = evaluate(check, {"cl": accuracy({4: cl}), "mim": accuracy({4: mim})}, {"cl": "MoCo v3"})
+        assert verdict.agrees is None and "no value to compare (no image scored" in verdict.detail
+        assert verdict.detail.startswith("MoCo v3 ")
+    halves = {"cl": accuracy({3: 50.0, 4: nan}), "mim": accuracy({3: 20.0, 4: 10.0})}
+    assert evaluate({**check, "layers": "all"}, halves, {}).agrees is True  # 50 against 15
+    peak = {"metric": "knn_top1", "label": "shape", "layers": "last", "peak_inside": True}
+    sweep = {"0": accuracy({4: 20.0}), "0.5": accuracy({4: nan}), "1": accuracy({4: 30.0}), "2": accuracy({4: 10.0})}
+    holed = evaluate(peak, sweep, {"0.5": "lambda 0.5"})
+    assert holed.agrees is None and holed.detail.startswith("no value for lambda 0.5 (no image scored")
+
+
 def test_an_inner_peak_within_noise_of_an_end_is_undecided() -> None:
     def run(v: float) -> dict:
         return {"p": _table("linear_probe_top1", {4: v}, label="shape", n=99, std=float("nan"))}

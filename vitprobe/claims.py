@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -43,6 +44,8 @@ def select_rows(table: pd.DataFrame, check: Mapping[str, Any]) -> pd.DataFrame:
     return rows
 
 
+# Why a selected value can be NaN.
+_NO_VALUE = "no image scored, or for a probe none held out: use more images"
 # A difference decides a claim only when it exceeds this many standard errors.
 DECISIVE_SE = 2.0
 
@@ -74,9 +77,13 @@ def _row_se(row: pd.Series) -> float | None:
 def summary_value(tables: Mapping[str, pd.DataFrame], check: Mapping[str, Any]) -> Estimate | None:
     """Mean ``value`` over the selected rows of the first table that has the metric, with the
     mean of the rows' standard errors (rows share their images, so their errors are taken as
-    fully correlated: no shrinking with the number of rows)."""
+    fully correlated: no shrinking with the number of rows). Rows without a value (NaN: a probe
+    with no held-out image) are left out; where every row is such, the value is NaN."""
     for table in tables.values():
         rows = select_rows(table, check)
+        if len(rows) and rows["value"].isna().all():
+            return Estimate(float("nan"), None)
+        rows = rows[rows["value"].notna()]
         if len(rows):
             errors = [_row_se(row) for _, row in rows.iterrows()]
             se = None if any(e is None for e in errors) else sum(errors) / len(errors)
@@ -87,7 +94,10 @@ def summary_value(tables: Mapping[str, pd.DataFrame], check: Mapping[str, Any]) 
 def _decide(a: Estimate, b: Estimate, min_difference: float = 0.0) -> bool | None:
     """True when a exceeds b by more than ``DECISIVE_SE`` combined standard errors and by
     more than ``min_difference`` (the metric's units), False when b exceeds a so, None in
-    between; without errors, the difference need only exceed ``min_difference``."""
+    between; without errors, the difference need only exceed ``min_difference``. A NaN value
+    decides nothing."""
+    if math.isnan(a.value) or math.isnan(b.value):
+        return None
     margin = float(min_difference)
     if a.se is not None and b.se is not None:
         margin = max(margin, DECISIVE_SE * (a.se ** 2 + b.se ** 2) ** 0.5)
@@ -142,6 +152,9 @@ def evaluate(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.Data
              + (f" and a difference over {least:g}" if least else "") + ")")
     if check.get("peak_inside"):
         values = {key: summary_value(t, check) for key, t in tables.items()}
+        empty = [labels.get(k, k) for k, v in values.items() if v is not None and math.isnan(v.value)]
+        if empty:  # a sweep with a hole has no ends and inside to compare
+            return Verdict(None, f"no value for {', '.join(empty)} ({_NO_VALUE}){where}")
         known = {k: v for k, v in values.items() if v is not None}
         if len(known) < 3:
             return Verdict(None, "not enough models with this metric to find an inner peak")
@@ -158,4 +171,7 @@ def evaluate(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.Data
     va, vb = summary_value(tables.get(a, {}), check), summary_value(tables.get(b, {}), check)
     if va is None or vb is None:
         return Verdict(None, f"no results for {_protocol(check)}")
+    if math.isnan(va.value) or math.isnan(vb.value):
+        return Verdict(None, f"{labels.get(a, a)} {va} vs {labels.get(b, b)} {vb}: no value to compare "
+                             f"({_NO_VALUE}){where}")
     return Verdict(_decide(va, vb, least), f"{labels.get(a, a)} {va} vs {labels.get(b, b)} {vb}{where}")

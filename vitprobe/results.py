@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import uuid
+import zipfile
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +46,37 @@ COLUMN_ORDER = ("metric", "layer", "head", "frequency", "rank", "label", "value"
 # pandas < 3 parses floats exactly only when asked to; pandas 3 always does (and warns if asked).
 _EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+_DAMAGED = "the folder is incomplete or damaged; analyse again (`vitprobe analyze`) or restore it"
+
+
+def _read_json(path: Path, kind: type) -> Any:
+    """The JSON document in ``path``, which must be a ``kind`` (dict or list); a one-line
+    ConfigError naming the file otherwise."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(f"{path}: cannot read it ({type(err).__name__}: {str(err).splitlines()[0]}); {_DAMAGED}") from None
+    if not isinstance(value, kind):
+        raise ConfigError(f"{path}: holds a JSON {type(value).__name__}, not the {kind.__name__} vitprobe "
+                          f"writes; {_DAMAGED}")
+    return value
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """A result table written by :meth:`Result.save`; a file that is empty, cut short (it ends
+    mid-line) or unreadable is a one-line ConfigError naming it."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            f.seek(max(size - 1, 0))
+            last = f.read(1)
+        if size == 0 or last != b"\n":
+            raise ConfigError(f"{path}: {'is empty' if size == 0 else 'ends mid-line (cut short)'}; {_DAMAGED}")
+        return pd.read_csv(path, **_EXACT_FLOATS)
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as err:
+        raise ConfigError(f"{path}: cannot read it ({type(err).__name__}: {str(err).splitlines()[0]}); {_DAMAGED}") from None
 
 
 def _check_name(name: str, what: str) -> str:
@@ -138,7 +170,13 @@ def foreign_entries(folder: Path, own: Collection[str] = ()) -> list[str]:
 def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
     """Refuse an output folder that already holds something, unless ``overwrite`` and it is an
     analysis output holding nothing else (``--overwrite`` never replaces anything else, such as
-    a training run, a folder of images, or notes a user put beside the results)."""
+    a training run, a folder of images, or notes a user put beside the results). The working
+    folder, or one that holds it, is refused: the output is written beside it and renamed into
+    its place."""
+    here, target = Path.cwd(), Path(os.path.abspath(out))
+    if target == here or target in here.parents:
+        raise OutputExistsError(f"{out or '.'}: is the folder you are working in{'' if target == here else ' or holds it'}, "
+                                "which vitprobe would replace as a whole; name a folder below it (e.g. --out results)")
     out = check_output_folder(out)
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
@@ -261,15 +299,23 @@ class Result:
         csv = folder / f"{name}.csv"
         if not csv.is_file():
             raise ConfigError(f"{csv}: no such result table; pass a folder written by `vitprobe analyze`")
-        table = pd.read_csv(csv, **_EXACT_FLOATS)
+        table = _read_table(csv)
         protocol_path = folder / f"{name}.json"
-        protocol = json.loads(protocol_path.read_text(encoding="utf-8")) if protocol_path.is_file() else {}
+        if not protocol_path.is_file():
+            raise ConfigError(f"{protocol_path}: missing (the protocol of {csv.name}); {_DAMAGED}")
+        protocol = _read_json(protocol_path, dict)
         artifacts = None
         npz = folder / f"{name}.npz"
         if npz.is_file():
-            with np.load(npz, allow_pickle=False) as arrays:
-                artifacts = {k: arrays[k] for k in arrays.files}
-        return cls(name, table, protocol, artifacts)
+            try:
+                with np.load(npz, allow_pickle=False) as arrays:
+                    artifacts = {k: arrays[k] for k in arrays.files}
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # a zip cut short or not a zip
+                raise ConfigError(f"{npz}: cannot read it ({type(err).__name__}); {_DAMAGED}") from None
+        try:
+            return cls(name, table, protocol, artifacts)
+        except ValueError as err:  # a table without the metric and value columns
+            raise ConfigError(f"{csv}: {err}; {_DAMAGED}") from None
 
 
 class Run(Mapping[str, Result]):
@@ -370,8 +416,16 @@ class Run(Mapping[str, Result]):
         info_path = folder / "run.json"
         if not info_path.is_file():
             raise ConfigError(f"{folder}: not a vitprobe run folder (no run.json); pass a folder written by `vitprobe analyze`")
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-        results = [Result.load(folder, name) for name in info["results"]]
+        info = _read_json(info_path, dict)
+        version = info.get("format_version")
+        if not (isinstance(version, int) and 1 <= version <= RUN_FORMAT_VERSION):
+            raise ConfigError(f"{info_path}: format_version {version!r}, and this vitprobe reads "
+                              f"1..{RUN_FORMAT_VERSION}; read it with the vitprobe that wrote it, or analyse again")
+        names = info.get("results")
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise ConfigError(f"{info_path}: 'results' is {names!r}, not the list of analyses vitprobe "
+                              f"writes; {_DAMAGED}")
+        results = [Result.load(folder, name) for name in names]
         run = cls(results, info.get("checkpoint"), info.get("label", folder.name), info.get("meta"))
         run.folder = folder
         return run
@@ -504,7 +558,7 @@ def load_runs(folder: str | os.PathLike[str]) -> list[Run]:
         return load_runs(folder / "runs")
     if folder.is_dir():
         listed = folder / "runs.json"
-        order = [str(e.get("label")) for e in json.loads(listed.read_text(encoding="utf-8"))] if listed.is_file() else []
+        order = [str(e.get("label")) for e in _read_json(listed, list) if isinstance(e, dict)] if listed.is_file() else []
         subs = sorted((p for p in folder.iterdir() if (p / "run.json").is_file()),
                       key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
         if subs:
@@ -529,6 +583,11 @@ def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike
     _tell_apart_by_folder([r for x, group in zip(runs, loaded) if not isinstance(x, Run) for r in group])
     runs = [r for group in loaded for r in group]
     _refuse_repeats(runs)
+    target = Path(out).resolve()
+    for run in runs:
+        if run.folder is not None and (run.folder.resolve() == target or target in run.folder.resolve().parents):
+            raise OutputExistsError(f"{out}: holds the run {run.folder} being compared, which writing the "
+                                    "comparison there would delete; choose another --out")
     warn_if_incomparable({name: [(run.label, run[name].protocol) for run in runs if name in run]
                           for name in dict.fromkeys(n for run in runs for n in run)})
     with atomic_output(out, overwrite) as tmp:

@@ -199,3 +199,31 @@ def test_overwrite_takes_back_a_custom_analysis_that_run_json_lists(tmp_path, ru
     (out / "b" / "other_mass.csv").write_text("mine")
     with pytest.raises(OutputExistsError, match=r"did not write \(other_mass.csv\)"):
         run.save(out / "b", overwrite=True)
+
+
+@pytest.mark.parametrize("out", [".", "", ".."])
+def test_the_working_folder_or_one_holding_it_is_refused_before_any_work(tmp_path, run, monkeypatch, out):
+    """Written beside its path and renamed into place, an output cannot be the folder one works in."""
+    here = tmp_path / "work"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for overwrite in (False, True):
+        with pytest.raises(OutputExistsError, match="is the folder you are working in.*name a folder below it"):
+            run.save(out, overwrite=overwrite)
+    assert list(here.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+    run.save("results")  # a folder below it is fine
+    assert (here / "results" / "run.json").is_file()
+
+
+def test_compare_never_writes_over_a_run_it_compares(tmp_path, run):
+    from vitprobe.results import compare
+
+    run.save(tmp_path / "an" / "a")
+    Run(dict(run), label="b").save(tmp_path / "an" / "b")
+    before = sorted(p.name for p in (tmp_path / "an" / "a").iterdir())
+    for out in (tmp_path / "an" / "a", tmp_path / "an"):
+        with pytest.raises(OutputExistsError, match="holds the run .* being compared"):
+            compare([tmp_path / "an" / "a", tmp_path / "an" / "b"], out, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "an" / "a").iterdir()) == before
+    compare([tmp_path / "an" / "a", tmp_path / "an" / "b"], tmp_path / "an" / "cmp")
+    assert (tmp_path / "an" / "cmp" / "runs.json").is_file()

@@ -70,6 +70,35 @@ def test_load_missing_result_is_one_line_error(tmp_path):
     assert "\n" not in str(info.value)
 
 
+def _cut(path, keep: float) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize("damage,file,message", [
+    (lambda f: _cut(f / "run.json", 0.5), "run.json", r"cannot read it \(JSONDecodeError"),
+    (lambda f: _cut(f / "knn.json", 0.5), "knn.json", r"cannot read it \(JSONDecodeError"),
+    (lambda f: (f / "run.json").write_text("[1, 2]"), "run.json", "holds a JSON list, not the dict"),
+    (lambda f: (f / "run.json").write_text('{"format_version": 1}'), "run.json", "'results' is None"),
+    (lambda f: (f / "run.json").write_text('{"format_version": 99, "results": []}'), "run.json",
+     "format_version 99, and this vitprobe reads 1..1"),
+    (lambda f: (f / "knn.csv").write_text(""), "knn.csv", "is empty"),
+    (lambda f: _cut(f / "knn.csv", 0.7), "knn.csv", r"ends mid-line \(cut short\)"),
+    (lambda f: (f / "knn.csv").write_text("a,b\n1,2\n"), "knn.csv", r"table lacks columns \['metric', 'value'\]"),
+    (lambda f: (f / "knn.json").unlink(), "knn.json", r"missing \(the protocol of knn.csv\)"),
+    (lambda f: _cut(f / "attention_jaccard.npz", 0.5), "attention_jaccard.npz", "cannot read it"),
+])
+def test_a_damaged_run_folder_is_a_one_line_error_naming_the_file(tmp_path, results, damage, file, message):
+    folder = tmp_path / "run"
+    Run(results, label="r").save(folder)
+    damage(folder)
+    with pytest.raises(ConfigError, match=message) as info:
+        Run.load(folder)
+    text = str(info.value)
+    assert "\n" not in text and text.startswith(str(folder / file))
+    assert "incomplete or damaged" in text or "format_version" in text
+
+
 @pytest.mark.parametrize("name", list(make_results()))
 def test_every_table_shape_draws_for_one_and_two_runs(name, results):
     other = make_results(seed=1)[name]

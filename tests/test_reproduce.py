@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -343,7 +344,7 @@ def test_a_model_whose_training_warned_of_a_collapse_is_flagged_in_the_report(tm
         [report] = reproduce([str(_small_recipe(tmp_path))], tmp_path / "out", progress=False)
     page = report.read_text(encoding="utf-8")
     assert page.count("training warned") == 1
-    assert f"<b>training warned</b>: {said}</li><li><b>b</b>" in page
+    assert page.index("<li><b>a</b>") < page.index(f"<b>training warned</b>: {said}") < page.index("<li><b>b</b>")
     runs = tmp_path / "out" / "small" / "runs"
     assert json.loads((runs / "a" / "knn.json").read_text())["checkpoint"]["training_warnings"] == [said]
     assert "training_warnings" not in json.loads((runs / "b" / "knn.json").read_text())["checkpoint"]
@@ -352,3 +353,30 @@ def test_a_model_whose_training_warned_of_a_collapse_is_flagged_in_the_report(tm
     assert "training warned" not in (runs / "b" / "report.html").read_text(encoding="utf-8")
     compared = (tmp_path / "out" / "small" / "figures" / "report.html").read_text(encoding="utf-8")
     assert compared.count(shown) == 1 and compared.index(shown) < compared.index("<h3>b</h3>")
+
+
+def test_analysis_warnings_name_their_model_and_sit_beside_the_claims_they_qualify(tmp_path: Path) -> None:
+    """Two models warned alike are both named (not the first alone), in the output and in the
+    report: beside the model, and under the claim whose analysis warned."""
+    from vitprobe.errors import VitprobeWarning
+
+    path = _small_recipe(tmp_path)
+    recipe = json.loads(path.read_text())
+    recipe["claims"] = [{"figure": "knn", "text": "a beats b", "check": {"metric": "knn_top1", "label": "shape",
+                                                                        "layers": "last", "greater": "a", "than": "b"}},
+                        {"figure": "attention_distance", "text": "b attends farther",
+                         "check": {"metric": "attention_distance_px", "greater": "b", "than": "a"}}]
+    path.write_text(json.dumps(recipe))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        [report] = reproduce([str(path)], tmp_path / "out", progress=False)
+    said = [str(w.message) for w in caught if issubclass(w.category, VitprobeWarning)]
+    for label in ("a", "b"):
+        assert any(s.startswith(f"{label}: knn on label 'shape': only") for s in said), said
+    page = report.read_text(encoding="utf-8")
+    knn_claim, distance_claim = page.split("<div class='claim'>")[1:3]
+    assert "<i>Read with:</i> a: knn on label" in knn_claim and "<i>Read with:</i> b: knn on label" in knn_claim
+    assert "Read with" not in distance_claim
+    assert page.count("<b>analysis warned</b>: knn on label") == knn_claim.count("<i>Read with:</i>") >= 2
+    saved = json.loads((tmp_path / "out" / "small" / "runs" / "b" / "run.json").read_text())
+    assert any(w.startswith("knn on label 'shape'") for w in saved["meta"]["analysis_warnings"])

@@ -25,12 +25,16 @@ import re
 import shutil
 import time
 import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
 from vitprobe.claims import Verdict, evaluate
 from vitprobe.data.spec import relative_path_note
-from vitprobe.errors import ConfigError, OutputExistsError, VitprobeError, abbreviate, is_whole, plural
+from vitprobe.errors import (ConfigError, OutputExistsError, VitprobeError, VitprobeWarning, abbreviate, is_whole,
+                             plural, warn_user)
 from vitprobe.output_paths import check_output_folder, is_analysis_output, temp_folder_beside, temp_prefix
 from vitprobe.recipes import SET_BY_REPRODUCE, ModelEntry, Recipe
 
@@ -243,13 +247,15 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
         for entry in recipe.models:
             _say(progress, f"{entry.key}: analysing on {recipe.data} ({', '.join(recipe.analyses)})")
             try:
-                run = analyze(str(paths[entry.key]), recipe.data, analyses=recipe.analyses,
-                              batch_size=recipe.batch_size, device=device, progress=progress,
-                              analyzer_params=recipe.params,
-                              load_options={"num_heads": entry.num_heads} if entry.num_heads else None)
+                with _warnings_of(entry.label) as said:
+                    run = analyze(str(paths[entry.key]), recipe.data, analyses=recipe.analyses,
+                                  batch_size=recipe.batch_size, device=device, progress=progress,
+                                  analyzer_params=recipe.params,
+                                  load_options={"num_heads": entry.num_heads} if entry.num_heads else None)
             except VitprobeError as err:
                 raise type(err)(f"{recipe.path}: model {entry.key!r}: {err}") from None
             run.label = entry.label
+            run.meta["analysis_warnings"] = [text for text in said if _analysis_warned(text) in recipe.analyses]
             run.save(staged / "runs" / entry.key)
             runs[entry.key] = run
         (staged / "figures").mkdir()
@@ -270,6 +276,32 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
     report = root / "report.html"
     _say(progress, f"{recipe.name}: report at {report}")
     return report
+
+
+def _analysis_warned(text: str) -> str:
+    """The analysis an analyzer's warning names first (``knn on label 'shape': ...``,
+    ``attention_jaccard: ...``): the key by which the report files it under its claims."""
+    return text.split(":", 1)[0].split(" ", 1)[0]
+
+
+@contextmanager
+def _warnings_of(label: str) -> Iterator[list[str]]:
+    """Collect the VitprobeWarnings said inside (each text once) into the yielded list, and say
+    each again on leaving, prefixed by the model's ``label``: several models warn alike, and
+    the report shows each beside its model and the claims it qualifies. Other warnings pass."""
+    said: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", VitprobeWarning)
+        try:
+            yield said
+        finally:
+            ours = [issubclass(w.category, VitprobeWarning) for w in caught]
+            said.extend(dict.fromkeys(str(w.message) for w, mine in zip(caught, ours) if mine))
+            others = [w for w, mine in zip(caught, ours) if not mine]
+    for w in others:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for text in said:
+        warn_user(f"{label}: {text}")
 
 
 def _extra_figure_makers(recipe: Recipe, runs: dict, paths: dict[str, Path],
@@ -343,6 +375,7 @@ def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: lis
         f"{_seed_text(runs[e.key].checkpoint.get('report', {}))})"
         + "".join(f"<br><b>training warned</b>: {esc(w)}"
                   for w in training_warnings(runs[e.key].checkpoint.get("report", {})))
+        + "".join(f"<br><b>analysis warned</b>: {esc(w)}" for w in runs[e.key].meta.get("analysis_warnings", []))
         + "</li>"
         for e in recipe.models)
     parts = [
@@ -360,9 +393,11 @@ def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: lis
         shown.add(claim.figure)
         figure = (f"<img src='figures/{esc(claim.figure)}.png' alt='{esc(claim.figure)}'>"
                   if claim.figure in drawn else "<p>(not drawn: its analysis did not run on this data)</p>")
+        caveats = "".join(f"<p><i>Read with:</i> {esc(run.label)}: {esc(w)}</p>" for run in runs.values()
+                          for w in run.meta.get("analysis_warnings", []) if _analysis_warned(w) == claim.figure)
         parts.append(
             f"<div class='claim'><h2>{esc(claim.figure)}</h2><p><i>Paper:</i> {esc(claim.text)}</p>"
-            f"<p><i>Here:</i> {_verdict_badge(verdict)} ({esc(verdict.detail)})</p>{figure}</div>")
+            f"<p><i>Here:</i> {_verdict_badge(verdict)} ({esc(verdict.detail)})</p>{caveats}{figure}</div>")
     others = [name for name in drawn if name not in shown]
     for name in others:
         parts.append(f"<div class='claim'><h2>{esc(name)}</h2>"

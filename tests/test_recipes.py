@@ -198,10 +198,14 @@ def test_differences_within_two_standard_errors_leave_the_claim_undecided() -> N
         return {"k": _table("knn_top1", {4: v}, label="shape", n=n, std=float("nan"))}
 
     check = {"metric": "knn_top1", "label": "shape", "layers": "last", "greater": "cl", "than": "mim"}
-    # 23.2 vs 21.2 on 99 images: binomial SEs 4.2 and 4.1, the gap is 0.3 of 2 combined SEs
+    # 23.2 vs 21.2 on 99 images: SEs 4.2 and 4.0, the gap is 0.3 of 2 combined SEs
     close = evaluate(check, {"cl": accuracy(23.2, 99), "mim": accuracy(21.2, 99)}, {})
     assert close.agrees is None
     assert "knn_top1, label shape, layers last" in close.detail and "+- 4.2" in close.detail
+    # 10 of 10 against 7 of 10: the plain binomial error of 100% is 0, which would decide it
+    # (30 > 2 x 14.5); with Agresti-Coull's errors (9.4 and 12.8) it is undecided
+    assert evaluate(check, {"cl": accuracy(100.0, 10), "mim": accuracy(70.0, 10)}, {}).agrees is None
+    assert evaluate(check, {"cl": accuracy(100.0, 30), "mim": accuracy(0.0, 30)}, {}).agrees is True
     # the same gap on 100000 images is decided
     assert evaluate(check, {"cl": accuracy(23.2, 100000), "mim": accuracy(21.2, 100000)}, {}).agrees is True
     assert evaluate(check, {"cl": accuracy(21.2, 100000), "mim": accuracy(23.2, 100000)}, {}).agrees is False

@@ -8,6 +8,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from vitprobe.metrics.accuracy import accuracy_standard_error
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -63,7 +65,7 @@ class Estimate:
 
 def _row_se(row: pd.Series) -> float | None:
     """Standard error of one row: ``std / sqrt(n)`` over images, or for an accuracy in percent
-    (no std) the binomial ``sqrt(p (100 - p) / n)``; None without ``n``."""
+    (no std) ``accuracy_standard_error`` over its ``n`` held-out images; None without ``n``."""
     n = row.get("n")
     if n is None or pd.isna(n) or n < 1:
         return None
@@ -71,7 +73,7 @@ def _row_se(row: pd.Series) -> float | None:
     if std is not None and not pd.isna(std):
         return float(std) / float(n) ** 0.5
     p = float(row["value"])
-    return (p * (100.0 - p) / float(n)) ** 0.5 if 0.0 <= p <= 100.0 else None
+    return float(accuracy_standard_error(p, int(n), scale=100.0)) if 0.0 <= p <= 100.0 else None
 
 
 def summary_value(tables: Mapping[str, pd.DataFrame], check: Mapping[str, Any]) -> Estimate | None:

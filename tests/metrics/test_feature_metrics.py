@@ -212,3 +212,14 @@ def test_mask_helpers_refuse_bad_inputs_in_one_line():
         jaccard_matrix(torch.ones(1, 2, 4, 4), torch.ones(1, 1, 4, 4), ignore=torch.zeros(1, 8, 8))
     with pytest.raises(MetricInputError, match="side must be"):
         fourier_frequencies(0)
+
+
+def test_accuracy_standard_error_never_vanishes_and_approaches_the_binomial_one():
+    from vitprobe.metrics import accuracy_standard_error
+
+    # 1 image of 1 right: p~ = 3/5, se = sqrt(0.24 / 5), not 0
+    assert float(accuracy_standard_error(100.0, 1, scale=100.0)) == pytest.approx(100 * math.sqrt(0.24 / 5))
+    assert float(accuracy_standard_error(0.0, 1, scale=100.0)) == pytest.approx(100 * math.sqrt(0.24 / 5))
+    plain = math.sqrt(0.3 * 0.7 / 100000)
+    assert float(accuracy_standard_error(0.3, 100000)) == pytest.approx(plain, rel=1e-4)
+    assert np.isnan(accuracy_standard_error([50.0], 0, scale=100.0)).all()

@@ -6,6 +6,7 @@ metric is about patches. See each function's docstring for the definitions.
 """
 
 from vitprobe.metrics._checks import MetricInputError, ShapeError, patch_attention, patch_grid, patch_tokens
+from vitprobe.metrics.accuracy import accuracy_standard_error
 from vitprobe.metrics.attention import (
     attention_distance,
     attention_nmi,
@@ -30,6 +31,7 @@ __all__ = [
     "LogisticProbe",
     "MetricInputError",
     "ShapeError",
+    "accuracy_standard_error",
     "attention_distance",
     "attention_mask",
     "attention_nmi",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+from vitprobe.metrics.accuracy import accuracy_standard_error
 from vitprobe.plots.panels import rows_of
 from vitprobe.plots.style import Items, depth_axis, finish, legend_below, new_figure, run_colors
 
@@ -16,7 +17,7 @@ LINE_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "v"), ("-", "D"), ("-
 
 def draw(items: Items) -> Figure:
     """One line per label per run: colour names the run, line style the label; the band is
-    one binomial standard error, ``sqrt(p (1 - p) / n)`` over the ``n`` held-out images. The
+    one standard error over the ``n`` held-out images (``accuracy_standard_error``). The
     legend below names each run and each label once (n in the axis label where every curve
     has the same), else each curve."""
     from matplotlib.lines import Line2D
@@ -35,8 +36,7 @@ def draw(items: Items) -> Figure:
             layers, values = curve["layer"].to_numpy(dtype=float), curve["value"].to_numpy(dtype=float)
             held_out = int(curve["n"].max()) if "n" in curve and curve["n"].notna().any() else 0
             if held_out:
-                p = np.clip(values / scale, 0.0, 1.0)
-                se = scale * np.sqrt(p * (1 - p) / held_out)
+                se = accuracy_standard_error(values, held_out, scale)
                 ax.fill_between(layers, values - se, values + se, color=color, alpha=0.15, lw=0)
             style = styles.setdefault(str(label), LINE_STYLES[len(styles) % len(LINE_STYLES)])
             line, = ax.plot(layers, values, linestyle=style[0], marker=style[1], ms=3, color=color)

@@ -103,6 +103,7 @@ def test_compare_two_runs(two_runs, tmp_path, capsys):
         (["--analyses", "knn,fourier,"], "analyses 'knn,fourier,' has an empty name between commas; separate"),
         (["--data", "synthetc:4"], "dataset spec 'synthetc:4'"),
         (["--data", "digits", "--analyses", "attention_jaccard"], "needs foreground masks"),
+        (["--seed", "-1"], "--seed must be a whole number in [0, 2**63), got -1"),
     ],
 )
 def test_user_mistakes_fail_in_one_line_before_any_work(checkpoint, tmp_path, capsys, argv, message):
@@ -371,7 +372,8 @@ def test_every_result_says_when_the_position_embedding_was_resampled(checkpoint)
     (None, {}, "an nn.Module or a checkpoint path, got NoneType"),
     ("path", dict(load_options={"imgsize": 64}), r"unknown load option\(s\) \['imgsize'\]; known: "),
     ("path", dict(load_options={"img_size": "64"}), "img_size must be a whole number, got '64'"),
-    ("module", dict(seed="a"), "seed must be a whole number, got 'a'"),
+    ("module", dict(seed="a"), r"seed must be a whole number in \[0, 2\*\*63\), got 'a'"),
+    ("module", dict(seed=-1), r"seed must be a whole number in \[0, 2\*\*63\), got -1"),
 ])
 def test_python_misuse_is_one_config_error(checkpoint, model, kwargs, message):
     model = {"module": tiny_vit(), "path": checkpoint, None: None}[model]

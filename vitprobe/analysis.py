@@ -261,14 +261,13 @@ def prepare_analysis(
     from vitprobe.analyzers import get_analyzer, list_analyzers
     from vitprobe.capture import at_image_size, model_info
     from vitprobe.data.items import check_item
-    from vitprobe.seeding import seeded
+    from vitprobe.seeding import check_seed, seeded
 
     if isinstance(data, DataLoader) and batch_size not in (None, data.batch_size):
         raise ConfigError(f"batch_size={batch_size!r} is for data vitprobe batches itself; this DataLoader "
                           f"batches by {data.batch_size}: leave batch_size out, or pass the loader's Dataset")
     batch_size = check_whole(DEFAULT_BATCH_SIZE if batch_size is None else batch_size, "batch size")
-    if not is_whole(seed):
-        raise ConfigError(f"seed must be a whole number, got {seed!r}")
+    seed = check_seed(seed)
     if analyzer_params is not None and not (isinstance(analyzer_params, Mapping) and all(
             isinstance(values, Mapping) for name, values in analyzer_params.items()
             if name in list_analyzers())):  # a name that is no analysis gets its own error below

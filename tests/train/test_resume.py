@@ -87,6 +87,13 @@ def test_resume_compares_the_values_in_force_not_how_they_were_given(tmp_path):
         run_toy(out, resume=True, epochs=2, save_every=1, hparams={"momentum": 0.8})
     run_toy(out, resume=True, epochs=2, save_every=1, hparams={"momentum": 0.9},  # the default, named
             lr=state["in_force"]["lr"])  # the learning rate the default batch scaling gave
+    # a preset's warm-up follows from the epochs: other epochs are named alone, never as a --set
+    with pytest.raises(ConfigError, match=r"\(--epochs was 2, now 1\); give the run's own values"):
+        run_toy(out, resume=True, epochs=1, save_every=1)
+    with pytest.raises(ConfigError, match="to its own 2 epochs .* cannot be extended"):
+        run_toy(out, resume=True, epochs=20, save_every=1)  # a warm-up of 2 epochs, not 1
+    with pytest.raises(ConfigError, match=r"\(--epochs was 2, now 1; --set warmup_epochs was 1, now 0\)"):
+        run_toy(out, resume=True, epochs=1, save_every=1, hparams={"warmup_epochs": 0})  # given: named
 
 
 def test_resume_names_the_process_count_the_lambda_once_and_a_changed_recipe(tmp_path):
@@ -112,7 +119,8 @@ def test_resume_names_the_process_count_the_lambda_once_and_a_changed_recipe(tmp
     with pytest.raises(ConfigError, match=r"\(--lambda was 0.5, now 0.7\)"):  # once, not also as --set lam
         _check_resume(dataclasses.replace(config, lam=0.7), state, 1, in_force=in_force)
     newer = {**in_force, "revisions": {**in_force["revisions"], "simmim": 99}}
-    with pytest.raises(ConfigError, match=r"recipe changed since the run was saved .*resuming would mix two recipes"):
+    with pytest.raises(ConfigError, match=r"recipe changed since the run was saved .*resuming would mix two "
+                                          r"recipes; start a new --out$"):
         _check_resume(config, state, 1, in_force=newer)
 
 

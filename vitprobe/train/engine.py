@@ -210,9 +210,16 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int,
     for key in [k for k in (in_force or {}) if k in state.get("in_force", {})]:  # what both recorded
         saved[f"{key} in force"], now[f"{key} in force"] = state["in_force"][key], in_force[key]
         saved.pop(key, None), now.pop(key, None)
+    if saved["epochs"] != now["epochs"] and "warmup_epochs" not in config.hparams:
+        for side in (saved, now):  # a preset's warm-up follows from the epochs: no option of its own
+            if isinstance(side.get("hparams in force"), Mapping):
+                side["hparams in force"] = {k: v for k, v in side["hparams in force"].items() if k != "warmup_epochs"}
     changed = sorted(k for k, v in now.items()
                      if k not in RESUME_MAY_CHANGE and json.dumps(saved.get(k), sort_keys=True)
                      != json.dumps(v, sort_keys=True))
+    if "revisions in force" in changed:  # no option given now can undo it
+        raise ConfigError(f"--resume: in {config.out}, " + _option_difference(
+            "revisions in force", saved["revisions in force"], now["revisions in force"]) + "; start a new --out")
     if changed == ["epochs"] and now["epochs"] > saved["epochs"]:
         raise ConfigError(f"--resume continues the run in {config.out} to its own {saved['epochs']} "
                           "epochs (its schedules are laid out over them), so it cannot be extended; "

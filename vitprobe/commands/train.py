@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 def training_config(args: argparse.Namespace) -> "TrainConfig":
     """The TrainConfig from, in rising precedence: ``--config FILE`` (else, with --resume, the
     run's own ``config.json``), then the options given on the command line; ``--set`` values
-    are merged key by key into the file's ``hparams``."""
+    are merged key by key into the file's ``hparams``. An error in the file's options names it."""
     from vitprobe.train import TrainConfig
     from vitprobe.train.config import read_train_config
 
@@ -80,14 +80,17 @@ def training_config(args: argparse.Namespace) -> "TrainConfig":
              if getattr(args, f.name, None) is not None}
     hparams = parse_key_values(args.set, "--set", "mask_ratio=0.75")
     base: dict[str, Any] = {}
+    source: str | None = None  # the file that gave the base options, named in their errors
     if args.config is not None:
-        base = read_train_config(Path(args.config))
+        source, base = args.config, read_train_config(Path(args.config))
+    elif args.resume:
+        out = Path(given.get("out", TrainConfig.out))
+        source, base = str(out / "config.json"), _saved_options(out)
+    if source is not None:
         try:
             TrainConfig.check_names(base)
         except ConfigError as err:
-            raise ConfigError(f"{args.config}: {err}") from None
-    elif args.resume:
-        base = _saved_options(Path(given.get("out", TrainConfig.out)))
+            raise ConfigError(f"{source}: {err}") from None
     options = {**base, **given}
     if hparams:  # merged into the file's hyper-parameters (a non-mapping there is TrainConfig's error)
         earlier = options.get("hparams") or {}
@@ -97,21 +100,30 @@ def training_config(args: argparse.Namespace) -> "TrainConfig":
             raise ConfigError(f"give --{name}, or --config FILE with a {name}: key, or --resume "
                               "with the --out of a run to continue")
     try:
-        return TrainConfig.from_overrides(options)
+        return _checked_config(options)
     except ConfigError as err:
-        if args.config is None:
+        if source is None:
             raise
-        raise ConfigError(f"{_culprit(args.config, base, given, err)}: {err}") from None
+        raise ConfigError(f"{_culprit(source, base, given, err)}: {err}") from None
+
+
+def _checked_config(options: dict[str, Any]) -> "TrainConfig":
+    """The TrainConfig of ``options``, its objective's hyper-parameters checked too (here, where
+    an error can still name the file that gave them, not once training starts)."""
+    from vitprobe.train import TrainConfig
+    from vitprobe.train.objectives import objective_class
+
+    config = TrainConfig.from_overrides(options)
+    objective_class(config.method).resolve_hparams(config.hparams)
+    return config
 
 
 def _culprit(config: str, base: dict[str, Any], given: dict[str, Any], err: ConfigError) -> str:
     """``config`` where the file with only the method and data it may leave to the command
     line fails in the same way, else ``config`` with the command line's options."""
-    from vitprobe.train import TrainConfig
-
     alone = {**{k: given[k] for k in ("method", "data") if k in given}, **base}
     try:
-        TrainConfig.from_overrides(alone)
+        _checked_config(alone)
     except ConfigError as own:
         if str(own) == str(err):
             return config

@@ -403,7 +403,7 @@ def test_training_files_are_named_after_their_run_folder_and_labels_can_be_given
     from vitprobe.analysis import checkpoint_label
 
     assert checkpoint_label("runs/mae/final.safetensors") == "mae"
-    assert checkpoint_label("runs/mae/checkpoint.safetensors") == "mae"
+    assert checkpoint_label("runs/mae/checkpoint.safetensors") == "mae-checkpoint"  # told from the final one
     assert checkpoint_label("runs/mae/dino_vitbase16.pth") == "dino_vitbase16"
     assert checkpoint_label("mocov3/vit-b-300ep.pth.tar") == "vit-b-300ep"  # MoCo v3's file names
     from vitprobe.commands.analyze import folder_name

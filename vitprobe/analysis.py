@@ -131,11 +131,14 @@ _DOUBLE_SUFFIXES = (".pth.tar", ".pt.tar")
 
 def checkpoint_label(path: str | os.PathLike[str]) -> str:
     """A run label for a checkpoint file: its name without its suffix (``.pth.tar`` whole), or
-    for vitprobe's own training files (``<run>/final.safetensors``, ``<run>/checkpoint.safetensors``)
-    the run folder's name."""
+    for vitprobe's own training files the run folder's name (``<run>/final.safetensors``), and
+    ``<run>-checkpoint`` for the last checkpoint of a run (``<run>/checkpoint.safetensors``)."""
     path = Path(path)
     if path.stem in _TRAINING_FILE_STEMS:
-        return path.resolve().parent.name or path.stem
+        run = path.resolve().parent.name
+        if not run:
+            return path.stem
+        return run if path.stem == "final" else f"{run}-{path.stem}"
     double = next((s for s in _DOUBLE_SUFFIXES if path.name.lower().endswith(s) and len(path.name) > len(s)), None)
     return path.name[:-len(double)] if double else path.stem
 

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label", action="append", metavar="NAME",
                    help="name of the run in legends and tables, and of its folder with spaces and separators "
                         "as _ (repeat once per --checkpoint; default: the file's stem, or the run folder of "
-                        "a vitprobe training file)")
+                        "a vitprobe training file, with -checkpoint for its checkpoint.safetensors)")
     p.add_argument("--data", required=True, metavar="SPEC",
                    help=SPEC_HELP)
     p.add_argument("--analyses", default="all", metavar="all|a,b,c",

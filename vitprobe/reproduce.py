@@ -250,11 +250,10 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
                 with _warnings_of(entry.label) as said:
                     run = analyze(str(paths[entry.key]), recipe.data, analyses=recipe.analyses,
                                   batch_size=recipe.batch_size, device=device, progress=progress,
-                                  analyzer_params=recipe.params,
+                                  analyzer_params=recipe.params, label=entry.label,
                                   load_options={"num_heads": entry.num_heads} if entry.num_heads else None)
             except VitprobeError as err:
                 raise type(err)(f"{recipe.path}: model {entry.key!r}: {err}") from None
-            run.label = entry.label
             run.meta["analysis_warnings"] = [text for text in said if _analysis_warned(text) in recipe.analyses]
             run.save(staged / "runs" / entry.key)
             runs[entry.key] = run

@@ -52,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", default=None, metavar="MODE", help="auto (default: bf16/fp16 on CUDA, fp32 on CPU), "
                                                                "bf16, fp16 or fp32")
     p.add_argument("--save-every", type=int, default=None, metavar="N", help="checkpoint every N epochs (default 1)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar (the one-line plan of the run is still printed)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar and the one-line plan before it (where stderr is a file, "
+                        "as in a batch job's log, the bar is redrawn once a minute: no need to hide it)")
     p.add_argument("--log-every", type=int, default=None, metavar="N", help="log.csv row every N steps (default 1)")
     p.set_defaults(func=run)
 

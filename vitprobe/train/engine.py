@@ -279,7 +279,8 @@ def train(config: TrainConfig | Mapping[str, Any], *, resume: bool = False, data
           objective_factory: ObjectiveFactory | None = None, progress: bool = True) -> Path:
     """Train ``config`` (a TrainConfig or a dict of its fields) and return
     ``<out>/final.safetensors`` (loadable by load_model);
-    ``progress=False`` hides the progress bar (the plan line on stderr, log.csv and warnings are unchanged).
+    ``progress=False`` hides the progress bar and the one-line plan before it (log.csv and
+    warnings are unchanged).
 
     ``dataset`` ((image, label) pairs or items with an ``"image"``, normalised with ImageNet's mean and std, as
     vitprobe's datasets deliver it and the views assume) replaces ``config.data`` (the run
@@ -407,7 +408,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
         lock.acquire(out)  # a new folder: locked before the first file is written
         ckpt.atomic_write(out / "config.json",
                           lambda f: f.write(json.dumps(config.resolved(), sort_keys=True).encode()))
-        if not resume:  # what will run, once nothing stands in its way (a batch job's log keeps it)
+        if progress and not resume:  # what will run, once nothing stands in its way
             print(run_plan(config, arch, epochs, steps_per_epoch, global_batch, peak_lr, optim["warmup_epochs"]),
                   file=sys.stderr)
 

@@ -96,10 +96,7 @@ def summary_value(tables: Mapping[str, pd.DataFrame], check: Mapping[str, Any]) 
 def _decide(a: Estimate, b: Estimate, min_difference: float = 0.0) -> bool | None:
     """True when a exceeds b by more than ``DECISIVE_SE`` combined standard errors and by
     more than ``min_difference`` (the metric's units), False when b exceeds a so, None in
-    between; without errors, the difference need only exceed ``min_difference``. A NaN value
-    decides nothing."""
-    if math.isnan(a.value) or math.isnan(b.value):
-        return None
+    between; without errors, the difference need only exceed ``min_difference``."""
     margin = float(min_difference)
     if a.se is not None and b.se is not None:
         margin = max(margin, DECISIVE_SE * (a.se ** 2 + b.se ** 2) ** 0.5)

@@ -27,6 +27,12 @@ def is_analysis_output(folder: Path) -> bool:
     return any((folder / marker).is_file() for marker in ANALYSIS_MARKERS)
 
 
+def holds(folder: Path, path: Path) -> bool:
+    """Whether ``folder`` is ``path`` or one of its ancestors (both taken as given: resolve
+    them first where links matter)."""
+    return folder == path or folder in path.parents
+
+
 def _check_writable(path: Path, folder: Path, flag: str) -> None:
     """Refuse ``path`` when this process may not create entries in the existing ``folder``."""
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from vitprobe.errors import ConfigError, OutputExistsError, abbreviate
-from vitprobe.output_paths import (ANALYSIS_MARKERS, check_output_folder, is_analysis_output,
+from vitprobe.output_paths import (ANALYSIS_MARKERS, check_output_folder, holds, is_analysis_output,
                                    temp_folder_beside, temp_prefix)
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
     folder, or one that holds it, is refused: the output is written beside it and renamed into
     its place."""
     here, target = Path.cwd(), Path(os.path.abspath(out))
-    if target == here or target in here.parents:
+    if holds(target, here):
         raise OutputExistsError(f"{out or '.'}: is the folder you are working in{'' if target == here else ' or holds it'}, "
                                 "which vitprobe would replace as a whole; name a folder below it (e.g. --out results)")
     out = check_output_folder(out)
@@ -585,7 +585,7 @@ def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike
     _refuse_repeats(runs)
     target = Path(out).resolve()
     for run in runs:
-        if run.folder is not None and (run.folder.resolve() == target or target in run.folder.resolve().parents):
+        if run.folder is not None and holds(target, run.folder.resolve()):
             raise OutputExistsError(f"{out}: holds the run {run.folder} being compared, which writing the "
                                     "comparison there would delete; choose another --out")
     warn_if_incomparable({name: [(run.label, run[name].protocol) for run in runs if name in run]

@@ -6,9 +6,10 @@ relative position bias (shared / per block / none), qkv bias, MLP ratio, classif
 What they do not show is the number of heads (except through a relative position bias
 table, whose columns are heads, which a ``num_heads`` given by the user may not contradict).
 Heads then come from, in this order: ``num_heads`` given by the user; the table; the
-checkpoint's own metadata (DINO ``args.arch``, MoCo v3 ``arch``) when its width matches; the published value for the width (ViT-T 192: 3, ViT-S 384: 6, ViT-B 768: 12,
-ViT-L 1024: 16, ViT-H 1280: 16), reported as guessed where the format says the width is
-ambiguous in its layout (a ViT-S in the ``model`` layout: DeiT-S 6, MoCo v3 12); otherwise
+checkpoint's own metadata (DINO ``args.arch``, MoCo v3 ``arch``) when its width matches; the
+published value for the width (ViT-T 192: 3, ViT-S 384: 6, ViT-B 768: 12, ViT-L 1024: 16,
+ViT-H 1280: 16), reported as guessed where the format says the width is ambiguous in its
+layout (a ViT-S in the ``model`` layout: DeiT-S 6, MoCo v3 12); otherwise
 ``max(1, width // 64)`` (64-wide heads). Where the metadata names a published architecture of
 the weights' width, a block count other than its depth is an error (a truncated file).
 Layer scale is a flag in effect: trained gammas overwrite the init, which is reported as

@@ -202,11 +202,22 @@ def test_a_seed_replaces_every_training_seed_and_the_random_baselines(tmp_path: 
     for seed in (None, 3):
         [report] = reproduce([str(recipe)], tmp_path / f"out{seed}", progress=False, seed=seed)
         weights[seed] = load_file(report.parent / "models" / "b" / "final.safetensors")
-        assert f"seed {seed or 0})" in report.read_text(encoding="utf-8")
+        assert f"initialisation seed {seed or 0})" in report.read_text(encoding="utf-8")
     with seeded(3):
         expected = build_model(ArchSpec(patch_size=8, embed_dim=32, depth=2, num_heads=2, img_size=32))
     assert all(torch.equal(weights[3][name], value) for name, value in expected.state_dict().items())
     assert not torch.equal(weights[3]["blocks.0.attn.qkv.weight"], weights[None]["blocks.0.attn.qkv.weight"])
+
+
+def test_the_report_says_whose_seed_it_names() -> None:
+    """A trained model's seed is its training seed, a random baseline's its initialisation seed;
+    a checkpoint vitprobe did not make names none."""
+    from vitprobe.reproduce import _seed_text
+
+    assert _seed_text({"training": {"objective": "dino", "config": {"seed": 4}}}) == ", training seed 4"
+    assert _seed_text({"training": {"objective": "random_init", "config": {"seed": 0}}}) == ", initialisation seed 0"
+    assert _seed_text({"training": {"objective": "random_init"}}) == ""
+    assert _seed_text({"format": "dino"}) == ""
 
 
 def test_foreign_files_and_repeated_recipes_are_refused_before_work(tmp_path: Path) -> None:
@@ -380,3 +391,18 @@ def test_analysis_warnings_name_their_model_and_sit_beside_the_claims_they_quali
     assert page.count("<b>analysis warned</b>: knn on label") == knn_claim.count("<i>Read with:</i>") >= 2
     saved = json.loads((tmp_path / "out" / "small" / "runs" / "b" / "run.json").read_text())
     assert any(w.startswith("knn on label 'shape'") for w in saved["meta"]["analysis_warnings"])
+
+
+def test_a_failing_analysis_still_says_the_warnings_before_its_error(tmp_path: Path, monkeypatch) -> None:
+    import vitprobe.analysis
+    from vitprobe.errors import ConfigError, VitprobeWarning, warn_user
+
+    def warns_then_fails(*args, **kwargs):
+        warn_user("attention_distance: every head attends evenly")
+        raise ConfigError("the data ran out")
+
+    monkeypatch.setattr(vitprobe.analysis, "analyze", warns_then_fails)
+    with pytest.warns(VitprobeWarning, match=r"^a: attention_distance: every head attends evenly$"):
+        with pytest.raises(ConfigError, match=r"model 'a': the data ran out"):
+            reproduce([str(_small_recipe(tmp_path))], tmp_path / "out", progress=False)
+    assert sorted(p.name for p in (tmp_path / "out" / "small").iterdir()) == ["models"]  # kept for reuse

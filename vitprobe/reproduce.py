@@ -287,20 +287,22 @@ def _analysis_warned(text: str) -> str:
 def _warnings_of(label: str) -> Iterator[list[str]]:
     """Collect the VitprobeWarnings said inside (each text once) into the yielded list, and say
     each again on leaving, prefixed by the model's ``label``: several models warn alike, and
-    the report shows each beside its model and the claims it qualifies. Other warnings pass."""
+    the report shows each beside its model and the claims it qualifies. Other warnings pass.
+    An error inside still lets the warnings said before it out (they may explain it)."""
     said: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", VitprobeWarning)
-        try:
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as recorded:
+            warnings.simplefilter("always", VitprobeWarning)
+            caught = recorded
             yield said
-        finally:
-            ours = [issubclass(w.category, VitprobeWarning) for w in caught]
-            said.extend(dict.fromkeys(str(w.message) for w, mine in zip(caught, ours) if mine))
-            others = [w for w, mine in zip(caught, ours) if not mine]
-    for w in others:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    for text in said:
-        warn_user(f"{label}: {text}")
+    finally:
+        for w in caught:
+            if not issubclass(w.category, VitprobeWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        said.extend(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, VitprobeWarning)))
+        for text in said:
+            warn_user(f"{label}: {text}")
 
 
 def _extra_figure_makers(recipe: Recipe, runs: dict, paths: dict[str, Path],
@@ -352,12 +354,16 @@ def _data_text(runs: dict) -> str:
 
 
 def _seed_text(report: dict[str, Any]) -> str:
-    """``, seed N`` for a model vitprobe trained or initialised (its load report records the
-    seed of its training config); empty for other checkpoints."""
+    """``, training seed N`` for a model vitprobe trained, ``, initialisation seed N`` for a
+    random baseline (its load report records the seed of its config); empty for other
+    checkpoints. The seed is the checkpoint's own, not one this run chose."""
     training = report.get("training")
     config = training.get("config") if isinstance(training, dict) else None
     seed = config.get("seed") if isinstance(config, dict) else None
-    return f", seed {seed}" if is_whole(seed) else ""
+    if not is_whole(seed):
+        return ""
+    kind = "initialisation" if training.get("objective") == "random_init" else "training"
+    return f", {kind} seed {seed}"
 
 
 def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: list[str],

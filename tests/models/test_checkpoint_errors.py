@@ -63,6 +63,24 @@ def test_wrong_heads_for_a_relative_position_table(tmp_path):
     assert load_model(made.path, num_heads=4).blocks[0].attn.num_heads == 4
 
 
+def test_heads_given_against_a_stored_architecture_are_refused(tmp_path):
+    """vitprobe's own checkpoints store their head count: a --num-heads meant for another
+    checkpoint of the same command must not silently re-split this one's attention."""
+    from official_layouts import random_encoder
+
+    from vitprobe.models import save_encoder
+
+    path = save_encoder(tmp_path / "own.safetensors", random_encoder(VIT, seed=1), VIT, {})
+    with pytest.raises(ConfigError, match=r"--num-heads 4 \(Python num_heads=\) contradicts checkpoint .*: it "
+                                          r"stores its architecture, with 2 heads; drop --num-heads, or give it "
+                                          r"once per --checkpoint with auto for this one$") as err:
+        load_model(path, num_heads=4)
+    _one_line_naming(err, path)
+    model = load_model(path, num_heads=VIT.num_heads)
+    assert model.blocks[0].attn.num_heads == VIT.num_heads
+    assert model.vitprobe_info["report"]["num_heads_from"] == "stored in the checkpoint"
+
+
 def test_heads_must_divide_width(tmp_path):
     made = make_case(TIMM, tmp_path)
     with pytest.raises(CheckpointError, match="3 heads do not divide width 128"):

@@ -4,7 +4,8 @@ What the weights show: patch size (patch-embed kernel), width, depth (block coun
 position-embedding grid (so the image size = grid * patch), register tokens, layer scale,
 relative position bias (shared / per block / none), qkv bias, MLP ratio, classifier size.
 What they do not show is the number of heads (except through a relative position bias
-table, whose columns are heads, which a ``num_heads`` given by the user may not contradict).
+table, whose columns are heads, which a ``num_heads`` given by the user may not contradict,
+nor may it contradict the architecture that vitprobe's own checkpoints store).
 Heads then come from, in this order: ``num_heads`` given by the user; the table; the
 checkpoint's own metadata (DINO ``args.arch``, MoCo v3 ``arch``) when its width matches; the
 published value for the width (ViT-T 192: 3, ViT-S 384: 6, ViT-B 768: 12, ViT-L 1024: 16,
@@ -121,9 +122,11 @@ def infer_arch(sd: Mapping[str, torch.Tensor], hints: ArchHints, path: Path,
                num_heads: int | None = None) -> tuple[ArchSpec, str]:
     """The ArchSpec that ``sd`` (timm key names) was saved from, and the source of its heads."""
     if hints.spec is not None:
-        if num_heads is None:
-            return hints.spec, "stored in the checkpoint"
-        return hints.spec.replace(num_heads=num_heads), "given (--num-heads)"
+        if num_heads not in (None, hints.spec.num_heads):
+            raise ConfigError(f"--num-heads {num_heads} (Python num_heads=) contradicts checkpoint {path}: it "
+                              f"stores its architecture, with {hints.spec.num_heads} heads; drop --num-heads, "
+                              "or give it once per --checkpoint with auto for this one")
+        return hints.spec, "stored in the checkpoint"
     if "patch_embed.proj.weight" not in sd:
         raise CheckpointError(f"checkpoint {path}: {_why_no_patch_embedding(sd)}")
     width, chans, ph, pw = _shape(sd, "patch_embed.proj.weight", 4, path)

@@ -60,6 +60,17 @@ def test_identity_attention_has_zero_distance_and_unit_nmi():
     torch.testing.assert_close(attention_nmi(attn), torch.ones(2, 4))
 
 
+def test_exact_zeros_in_attention_raise_no_numpy_warning():
+    """0 log 0 = 0 is taken on purpose: NumPy's log(0) warning must not leak to the user."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nmi, diversity = attention_nmi_and_diversity(torch.eye(17).expand(2, 3, 17, 17))
+    torch.testing.assert_close(nmi, torch.ones(2, 3))
+    torch.testing.assert_close(diversity, torch.zeros(2))
+
+
 def test_distance_on_rectangular_grid_and_neighbour_attention():
     # every query attends its right-hand neighbour (wrapping within the row): distance 1 or w-1 cells
     h, w, p = 2, 3, 4

@@ -70,7 +70,8 @@ def _log(p: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     if p.device.type != "cpu" or p.dtype not in (torch.float32, torch.float64):
         return torch.log(p, out=out)
     out = torch.empty_like(p) if out is None else out
-    np.log(p.detach().numpy(), out=out.detach().numpy())
+    with np.errstate(divide="ignore"):  # log 0 = -inf, as torch gives it, without NumPy's warning
+        np.log(p.detach().numpy(), out=out.detach().numpy())
     return out
 
 

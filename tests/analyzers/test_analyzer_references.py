@@ -31,10 +31,14 @@ from vitprobe.metrics import (
 from vitprobe.plots.style import protocol_caption
 
 
-def _table(name, info, data, **params):
+def _result(name, info, data, **params):
     analyzer = get_analyzer(name, **params).bind(info, {})
     analyzer.update(data)
-    return analyzer.compute().table
+    return analyzer.compute()
+
+
+def _table(name, info, data, **params):
+    return _result(name, info, data, **params).table
 
 
 def _check(table, metric, per_image: torch.Tensor) -> None:
@@ -266,6 +270,24 @@ def test_probes_solve_separable_labels(name, pooling, final_norm, info):
     assert set(table["label"]) == {"cls", "half"}
     held = int(heldout_mask(torch.arange(60), 0.2).sum())
     assert (table["n"] == held).all() and 0 < held < 60
+
+
+def test_a_probe_fit_stopped_by_max_iter_is_warned_and_captioned(info):
+    """An L-BFGS fit cut short reports a low accuracy as if it were the probe's: say so."""
+    from vitprobe.errors import VitprobeWarning
+
+    batch = _separable_batch(info)
+    with pytest.warns(VitprobeWarning, match=r"^linear_probe: 2 of 2 fits stopped at max_iter 1 before "
+                                             r"converging .*raise --param linear_probe.max_iter$"):
+        result = _result("linear_probe", info, batch, layers=[1], max_iter=1)
+    assert result.protocol["unconverged_fits"] == 2
+    assert "unconverged fits 2" in protocol_caption([result.protocol])
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        converged = _result("linear_probe", info, batch, layers=[1])
+    assert not [w for w in said if "max_iter" in str(w.message)]
+    assert converged.protocol["unconverged_fits"] == 0
+    assert "unconverged" not in protocol_caption([converged.protocol])
 
 
 @pytest.mark.parametrize("global_pool,pooling", [("token", "cls"), ("avg", "mean")])

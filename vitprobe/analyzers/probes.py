@@ -172,13 +172,19 @@ class LinearProbe(_PooledFeatureProbe):
         device = "cuda" if self.protocol_.get("device") == "cuda" and torch.cuda.is_available() else "cpu"
         probe = fit_logistic(train_x.to(device, torch.float64), torch.from_numpy(train_y).to(device),
                              C=self.C, max_iter=self.max_iter, tol=PROBE_TOL)
+        self.fits_ += 1
         if not probe.converged:
             self.unconverged_fits_ += 1
         return probe.predict(test_x.to(device, torch.float64)).cpu().numpy()
 
     def _table(self) -> pd.DataFrame:
-        self.unconverged_fits_ = 0
-        return super()._table()
+        self.unconverged_fits_, self.fits_ = 0, 0
+        table = super()._table()
+        if self.unconverged_fits_:
+            warn_user(f"{self.name}: {self.unconverged_fits_} of {plural(self.fits_, 'fit')} stopped at max_iter "
+                      f"{self.max_iter} before converging (largest gradient above tol {PROBE_TOL:g}), so "
+                      f"their accuracies may be too low; raise --param {self.name}.max_iter")
+        return table
 
     def _learned_protocol(self) -> dict[str, Any]:
         return {**super()._learned_protocol(),

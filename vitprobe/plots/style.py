@@ -40,7 +40,9 @@ RC = {
 # Protocol keys shown in figure captions, in this order; the whole protocol is in <name>.json
 # and in the report page.
 CAPTION_KEYS = ("dataset", "image_size", "pooling", "final_norm", "layer", "keep_mass",
-                "images_scored", "threshold", "k", "T", "heldout_fraction", "held_out")
+                "images_scored", "threshold", "k", "T", "heldout_fraction", "held_out", "unconverged_fits")
+# Of those, the keys shown only where some run's value is not 0 (a warning, not a setting).
+CAPTION_KEYS_UNLESS_ZERO = ("unconverged_fits",)
 
 
 def run_colors(n: int) -> list[tuple[float, float, float]]:
@@ -111,7 +113,8 @@ def _changed_params(protocol: dict[str, Any]) -> list[str]:
 def _caption_parts(protocols: Sequence[dict[str, Any]], exclude: Sequence[str] = (),
                    labels: Sequence[str] | None = None) -> list[str]:
     changed = [k for p in protocols for k in _changed_params(p) if k not in CAPTION_KEYS]
-    keys = [k for k in (*CAPTION_KEYS, *dict.fromkeys(changed)) if any(k in p for p in protocols) and k not in exclude]
+    keys = [k for k in (*CAPTION_KEYS, *dict.fromkeys(changed)) if any(k in p for p in protocols) and k not in exclude
+            and not (k in CAPTION_KEYS_UNLESS_ZERO and all(not p.get(k) for p in protocols))]
     parts = []
     for key in keys:
         name = key.replace('_', ' ')

@@ -342,6 +342,10 @@ def test_user_errors_are_one_line_vitprobe_errors(info, batches):
         get_analyzer("attention_distance", layers=[0]).bind(info, {})
     with pytest.raises(ConfigError, match="pooling"):
         get_analyzer("linear_probe", pooling="max")
+    for probe in ("knn", "linear_probe"):  # the embedding's class token is one vector for all images
+        with pytest.raises(ConfigError, match=rf"^analysis '{probe}': layer 0 with pooling 'cls': .* scores chance"):
+            get_analyzer(probe, layers=[0, 1]).bind(info, {})
+        assert get_analyzer(probe, layers=[0, 1], pooling="mean").bind(info, {}).layers_ == (0, 1)
     with pytest.raises(ConfigError, match="not bound"):
         get_analyzer("fourier").update(batches[0])
     analyzer = get_analyzer("attention_nmi", layers=[2]).bind(info, {})

@@ -57,6 +57,10 @@ class _PooledFeatureProbe(Analyzer):
         if self.pooling == "cls" and not info.class_token:
             raise ConfigError(f"analysis {self.name!r}: pooling 'cls' needs a class token and this "
                               f"model has none{info.registers_note}; use pooling='mean'")
+        if self.pooling == "cls" and 0 in self.layers_:
+            raise ConfigError(f"analysis {self.name!r}: layer 0 with pooling 'cls': before the first block the "
+                              "class token is one learned vector, the same for every image, so a probe on it "
+                              "scores chance; use layers from 1, or pooling='mean' (the patch embeddings)")
         if self.final_norm and info.final_norm is None:
             raise ConfigError(f"analysis {self.name!r}: final_norm=True but this model has no final "
                               "norm; use final_norm=False")

@@ -656,6 +656,26 @@ def test_checkpoints_of_different_image_sizes_are_warned_about(checkpoint, tmp_p
     assert "different image sizes" not in capsys.readouterr().err
 
 
+def test_among_several_checkpoints_errors_and_warnings_say_whose_they_are(checkpoint, tmp_path, capsys):
+    """A warning every run gave (about the data) is said once; one run's own warning names
+    that run; an error names the --checkpoint it arose with."""
+    torch.manual_seed(0)
+    deeper = tmp_path / "deeper.safetensors"
+    spec = ArchSpec(patch_size=8, embed_dim=32, depth=4, num_heads=2, img_size=32)
+    save_encoder(deeper, timm.models.vision_transformer.VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=32, depth=4, num_heads=2, num_classes=0).eval(), spec, {})
+    argv = ["analyze", "--checkpoint", checkpoint, "--checkpoint", str(deeper), "--data", "synthetic:16",
+            "--no-progress", "--analyses", "linear_probe", "--param", "linear_probe.max_iter=1"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("vitprobe: warning: linear_probe on label 'shape': only 1 held-out image") == 1
+    assert "vitprobe: warning: tiny: linear_probe: 4 of 4 fits stopped at max_iter 1" in err
+    assert "vitprobe: warning: deeper: linear_probe: 8 of 8 fits stopped at max_iter 1" in err
+    assert main([*argv[:-4], "--analyses", "attention_distance", "--param", "attention_distance.layers=3"]) == 2
+    assert capsys.readouterr().err == (f"vitprobe: error: with --checkpoint {checkpoint}: analysis 'attention_distance': "
+                                       "layers [3] must be a non-empty subset of 1..2 for this model\n")
+
+
 @pytest.mark.parametrize("params", [["k"], {"knn": 5}, "knn.k=5"])
 def test_analyzer_params_of_the_wrong_shape_are_one_config_error(params):
     with pytest.raises(ConfigError, match=r"analyzer_params maps an analysis to a dict of its parameters, e.g. "

@@ -7,7 +7,8 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 _PACKAGE = os.path.join(str(Path(__file__).resolve().parent), "")  # with the trailing separator
@@ -104,3 +105,58 @@ def warn_user(message: str) -> None:
             outermost = level
         frame, level = frame.f_back, level + 1
     warnings.warn(message, VitprobeWarning, stacklevel=outermost + 1)
+
+
+@contextmanager
+def collected_warnings() -> Iterator[list[str]]:
+    """Collect the texts of the VitprobeWarnings said inside (each once) into the yielded
+    list instead of saying them; other warnings pass as they were, also after an error."""
+    said: list[str] = []
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as recorded:
+            warnings.simplefilter("always", VitprobeWarning)
+            caught = recorded
+            yield said
+    finally:
+        for w in caught:
+            if not issubclass(w.category, VitprobeWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        said.extend(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, VitprobeWarning)))
+
+
+def warn_labelled(said_by: dict[str, list[str]]) -> None:
+    """Say each run's warnings prefixed by its label (``said_by``: label -> texts); among
+    several runs, a text that every run said is said once, unprefixed (it is about what they
+    share: the data, the settings)."""
+    shared = set.intersection(*map(set, said_by.values())) if len(said_by) > 1 else set()
+    for text in [t for t in next(iter(said_by.values()), []) if t in shared]:
+        warn_user(text)
+    for label, said in said_by.items():
+        for text in said:
+            if text not in shared:
+                warn_user(f"{label}: {text}")
+
+
+@contextmanager
+def warnings_labelled(label: str) -> Iterator[list[str]]:
+    """``collected_warnings``, said again on leaving (an error too) prefixed by ``label``:
+    several models warn alike, and each warning must say whose it is."""
+    said: list[str] = []
+    try:
+        with collected_warnings() as said:
+            yield said
+    finally:
+        warn_labelled({label: said})
+
+
+@contextmanager
+def errors_naming(prefix: str, name: str | None = None) -> Iterator[None]:
+    """Re-raise a VitprobeError from inside as ``<prefix>: <message>`` (same type) unless its
+    message already holds ``name`` (default: the prefix): which of several inputs it is about."""
+    try:
+        yield
+    except VitprobeError as err:
+        if (prefix if name is None else name) in str(err):
+            raise
+        raise type(err)(f"{prefix}: {err}") from None

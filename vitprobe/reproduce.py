@@ -25,16 +25,13 @@ import re
 import shutil
 import time
 import uuid
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
 from vitprobe.claims import Verdict, evaluate
 from vitprobe.data.spec import relative_path_note
-from vitprobe.errors import (ConfigError, OutputExistsError, VitprobeError, VitprobeWarning, abbreviate, is_whole,
-                             plural, warn_user)
+from vitprobe.errors import (ConfigError, OutputExistsError, VitprobeError, abbreviate, errors_naming, is_whole,
+                             plural, warnings_labelled)
 from vitprobe.output_paths import check_output_folder, is_analysis_output, temp_folder_beside, temp_prefix
 from vitprobe.recipes import SET_BY_REPRODUCE, ModelEntry, Recipe
 
@@ -246,14 +243,11 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
         runs = {}
         for entry in recipe.models:
             _say(progress, f"{entry.key}: analysing on {recipe.data} ({', '.join(recipe.analyses)})")
-            try:
-                with _warnings_of(entry.label) as said:
-                    run = analyze(str(paths[entry.key]), recipe.data, analyses=recipe.analyses,
-                                  batch_size=recipe.batch_size, device=device, progress=progress,
-                                  analyzer_params=recipe.params, label=entry.label,
-                                  load_options={"num_heads": entry.num_heads} if entry.num_heads else None)
-            except VitprobeError as err:
-                raise type(err)(f"{recipe.path}: model {entry.key!r}: {err}") from None
+            with errors_naming(f"{recipe.path}: model {entry.key!r}"), warnings_labelled(entry.label) as said:
+                run = analyze(str(paths[entry.key]), recipe.data, analyses=recipe.analyses,
+                              batch_size=recipe.batch_size, device=device, progress=progress,
+                              analyzer_params=recipe.params, label=entry.label,
+                              load_options={"num_heads": entry.num_heads} if entry.num_heads else None)
             run.meta["analysis_warnings"] = [text for text in said if _analysis_warned(text) in recipe.analyses]
             run.save(staged / "runs" / entry.key)
             runs[entry.key] = run
@@ -281,28 +275,6 @@ def _analysis_warned(text: str) -> str:
     """The analysis an analyzer's warning names first (``knn on label 'shape': ...``,
     ``attention_jaccard: ...``): the key by which the report files it under its claims."""
     return text.split(":", 1)[0].split(" ", 1)[0]
-
-
-@contextmanager
-def _warnings_of(label: str) -> Iterator[list[str]]:
-    """Collect the VitprobeWarnings said inside (each text once) into the yielded list, and say
-    each again on leaving, prefixed by the model's ``label``: several models warn alike, and
-    the report shows each beside its model and the claims it qualifies. Other warnings pass.
-    An error inside still lets the warnings said before it out (they may explain it)."""
-    said: list[str] = []
-    caught: list[warnings.WarningMessage] = []
-    try:
-        with warnings.catch_warnings(record=True) as recorded:
-            warnings.simplefilter("always", VitprobeWarning)
-            caught = recorded
-            yield said
-    finally:
-        for w in caught:
-            if not issubclass(w.category, VitprobeWarning):
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        said.extend(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, VitprobeWarning)))
-        for text in said:
-            warn_user(f"{label}: {text}")
 
 
 def _extra_figure_makers(recipe: Recipe, runs: dict, paths: dict[str, Path],

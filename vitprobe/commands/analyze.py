@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import re
+from contextlib import AbstractContextManager, nullcontext
 
 import pandas as pd
 
 from vitprobe.commands._key_values import parse_analysis_params
 from vitprobe.commands._data_help import SPEC_HELP
-from vitprobe.errors import ConfigError, warn_user
+from vitprobe.errors import ConfigError, collected_warnings, errors_naming, warn_labelled, warn_user
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,15 +89,24 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
     load_options = [{k: v for k, v in (("num_heads", n), ("format", fmt), ("key", key),
                                        ("img_size", args.img_size)) if v is not None} for n, fmt, key in per_file]
     params = parse_analysis_params(args.param)
-    plans = [prepare_analysis(path, args.data, args.analyses, args.batch_size, args.device, args.seed,
-                              args.num_workers, analyzer_params=params, load_options=options)
-             for path, options in zip(args.checkpoint, load_options)]
+    plans = []
+    for path, options in zip(args.checkpoint, load_options):
+        with _naming(path, count):
+            plans.append(prepare_analysis(path, args.data, args.analyses, args.batch_size, args.device, args.seed,
+                                          args.num_workers, analyzer_params=params, load_options=options))
     for plan, label in zip(plans, unique_labels(args.label or [p.label for p in plans])):
         plan.label = label  # the legend's name, as given
     folders = unique_labels([folder_name(plan.label) for plan in plans])
     _warn_if_sizes_differ(plans)
     _warn_if_repeated(plans, args.checkpoint)
-    runs = [run_analysis(plan, progress=is_main and not args.no_progress) for plan in plans]
+    runs, said_by = [], {}
+    try:
+        for plan, path in zip(plans, args.checkpoint):
+            with _naming(path, count), collected_warnings() if count > 1 else nullcontext([]) as said:
+                said_by[plan.label] = said
+                runs.append(run_analysis(plan, progress=is_main and not args.no_progress))
+    finally:  # each warning names its run, unless every run gave it
+        warn_labelled(said_by)
     if not is_main:  # rank 0 holds the merged results and writes them
         return 0
     if args.out is not None:
@@ -108,6 +118,11 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
                              drawn_in=[tmp / folder for folder in folders])
     print_summary(runs, args.out)
     return 0
+
+
+def _naming(path: str, count: int) -> AbstractContextManager[None]:
+    """Among several checkpoints, an error names the ``--checkpoint`` it arose with."""
+    return errors_naming(f"with --checkpoint {path}", name=str(path)) if count > 1 else nullcontext()
 
 
 def _warn_if_sizes_differ(plans: list) -> None:

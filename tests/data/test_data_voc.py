@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,10 @@ def test_bad_voc_inputs_raise_one_line(voc_root: Path, tmp_path: Path) -> None:
         assert "\n" not in str(info.value)
     with pytest.raises(DataError, match="give the split once"):
         resolve_dataset(f"voc:{voc_root}:train", 32, split="val")
+    for split in ("../x", "a/b", "val?"):  # a split in the spec must be a name, as split= must
+        with pytest.raises(DataError, match=rf"^dataset 'voc:.*': split '{re.escape(split)}' is not a plain name "
+                                            rf"\(letters, digits, _ and -\); use e.g. voc:{re.escape(str(voc_root))}:train"):
+            resolve_dataset(f"voc:{voc_root}:{split}", 32)
     import shutil
 
     shutil.rmtree(voc_root / "VOCdevkit" / "VOC2012" / "SegmentationObject")

@@ -88,7 +88,8 @@ def parse_spec(spec: str) -> DataSpec:
     ``synthetic`` alone means ``synthetic:512:0``. In ``voc:PATH:split`` the part after the
     last colon is taken as the split when it is a plain name (letters, digits, ``_``, ``-``),
     unless the whole rest names an existing folder and the part before the colon does not;
-    otherwise the whole rest is the path and the split defaults to ``val`` when resolved.
+    otherwise the whole rest is the path and the split defaults to ``val`` when resolved. An
+    existing folder before the last colon, followed by no plain name, is a DataError.
     """
     if not isinstance(spec, str):
         raise DataError(f"dataset spec must be a string, got {type(spec).__name__}; "
@@ -108,6 +109,9 @@ def parse_spec(spec: str) -> DataSpec:
         head, colon, tail = rest.rpartition(":")
         if colon and head and _SPLIT_NAME.fullmatch(tail) and not _names_folder(rest, instead_of=head):
             return DataSpec("voc", spec, path=_parse_path(spec, head), split=tail)
+        if colon and head and _names_folder(head, instead_of=rest):  # a folder, then no plain split name
+            raise DataError(f"dataset {spec!r}: split {tail!r} is not a plain name (letters, digits, _ and -); "
+                            f"use e.g. voc:{head}:train or voc:{head}:val")
         return DataSpec("voc", spec, path=_parse_path(spec, rest))
     try:
         folder = Path(os.path.expanduser(text))  # unchanged when ~user names no user

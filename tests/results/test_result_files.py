@@ -206,7 +206,21 @@ def test_accuracy_curves_name_their_held_out_count_and_draw_one_standard_error(r
     table = results["knn"].table.sort_values("layer")
     shrunk = (table["value"].to_numpy() / 100 * 8 + 2) / 12  # Agresti-Coull: 2 right, 2 wrong added
     upper = band.get_paths()[0].vertices[:, 1].max()
-    assert upper == pytest.approx(max(table["value"] + 100 * np.sqrt(shrunk * (1 - shrunk) / 12)))
+    assert upper == pytest.approx(min(100.0, max(table["value"] + 100 * np.sqrt(shrunk * (1 - shrunk) / 12))))
+
+
+def test_accuracy_bands_stop_at_0_and_100_and_one_layer_gets_its_own_tick(results):
+    """1 SE around 100% of 8 images would reach 110%: the band is cut at what an accuracy can
+    be. A single layer is drawn at its own integer tick, not at fractions of a block."""
+    table = results["knn"].table
+    ends = [table.assign(value=100.0), table.assign(value=0.0)]
+    for table_at_end, limit in zip(ends, (100.0, 0.0)):
+        [band] = draw("knn", [("a", Result("knn", table_at_end, results["knn"].protocol))]).axes[0].collections
+        heights = band.get_paths()[0].vertices[:, 1]
+        assert heights.min() >= 0.0 and heights.max() <= 100.0 and limit in heights
+    one = table[table["layer"] == table["layer"].max()]
+    ax = draw("knn", [("a", Result("knn", one, results["knn"].protocol))]).axes[0]
+    assert list(ax.get_xticks()) == [float(one["layer"].iloc[0])]
 
 
 def test_fourier_axis_is_in_units_of_pi_up_to_the_last_frequency(results):

@@ -17,7 +17,8 @@ LINE_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "v"), ("-", "D"), ("-
 
 def draw(items: Items) -> Figure:
     """One line per label per run: colour names the run, line style the label; the band is
-    one standard error over the ``n`` held-out images (``accuracy_standard_error``). The
+    one standard error over the ``n`` held-out images (``accuracy_standard_error``), cut at 0
+    and 100%. The
     legend below names each run and each label once (n in the axis label where every curve
     has the same), else each curve."""
     from matplotlib.lines import Line2D
@@ -37,7 +38,8 @@ def draw(items: Items) -> Figure:
             held_out = int(curve["n"].max()) if "n" in curve and curve["n"].notna().any() else 0
             if held_out:
                 se = accuracy_standard_error(values, held_out, scale)
-                ax.fill_between(layers, values - se, values + se, color=color, alpha=0.15, lw=0)
+                ax.fill_between(layers, np.clip(values - se, 0.0, scale), np.clip(values + se, 0.0, scale),
+                                color=color, alpha=0.15, lw=0)
             style = styles.setdefault(str(label), LINE_STYLES[len(styles) % len(LINE_STYLES)])
             line, = ax.plot(layers, values, linestyle=style[0], marker=style[1], ms=3, color=color)
             curves.append((line, run_label, str(label), held_out))

@@ -177,13 +177,17 @@ def figure_bytes(fig: Figure, fmt: str) -> bytes:
 
 
 def depth_axis(ax: Axes) -> None:
-    """Integer ticks on a depth axis, labelled ``depth (0 = embedding)`` where layer 0 (the
-    patch embedding) is drawn, else ``depth (block)``."""
+    """Integer ticks on a depth axis (one layer drawn: that layer's tick alone), labelled
+    ``depth (0 = embedding)`` where layer 0 (the patch embedding) is drawn, else ``depth (block)``."""
     from matplotlib.collections import PathCollection
     from matplotlib.ticker import MaxNLocator
 
     drawn = [float(x) for line in ax.get_lines() for x in line.get_xdata()]
     drawn += [float(point[0]) for points in ax.collections if isinstance(points, PathCollection)
               for point in points.get_offsets()]
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(set(drawn)) == 1:  # one layer: its own tick, not fractions of a block around it
+        ax.set_xticks(drawn[:1])
+        ax.set_xlim(drawn[0] - 0.5, drawn[0] + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("depth (0 = embedding)" if drawn and min(drawn) < 0.5 else "depth (block)")

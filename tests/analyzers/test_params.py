@@ -42,6 +42,8 @@ def test_values_of_the_wrong_kind_are_one_line_errors(name, params, message) -> 
     ("linear_probe", {"heldout_fraction": 0.0}, "analysis 'linear_probe': heldout_fraction=0.0"),
     ("attention_jaccard", {"keep_mass": 0.0}, r"analysis 'attention_jaccard': keep_mass=0.0 must lie in \(0, 1\]; "
                                               r"DINO uses 0.6 \(--param attention_jaccard.NAME=VALUE"),
+    ("attention_jaccard", {"num_artifacts": -1}, r"analysis 'attention_jaccard': num_artifacts must be a whole "
+                                                 r"number >= 0, got -1"),
 ])
 def test_values_out_of_range_name_their_analysis(name, params, message) -> None:
     with pytest.raises(ConfigError, match=message) as err:

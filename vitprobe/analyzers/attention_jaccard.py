@@ -12,7 +12,7 @@ from vitprobe.analyzers._registry import register_analyzer
 from vitprobe.analyzers.base import Analyzer, tidy
 from vitprobe.capture import ModelInfo, Site
 from vitprobe.data.base import to_uint8_images
-from vitprobe.errors import ConfigError, DataError, warn_user
+from vitprobe.errors import ConfigError, DataError, check_whole, warn_user
 from vitprobe.data.items import MASK_IGNORE
 from vitprobe.metrics import attention_mask, jaccard_matrix, upsample_patch_mask
 from vitprobe.metrics.masks import check_keep_mass
@@ -26,7 +26,8 @@ class AttentionJaccard(Analyzer):
     union of the heads' masks, averaged over images that have at least one object.
     ``mask_area`` is each head's kept share of the patches over the same images: a head that
     attends evenly keeps about ``keep_mass`` of them, and its IoU then measures that share, not
-    the object (warned when every head does)."""
+    the object (warned when every head does). The ``num_artifacts`` images of smallest index
+    keep their pictures, masks and attention maps for the figure of example masks (0: none)."""
 
     name = "attention_jaccard"
     requires_masks = True
@@ -39,7 +40,7 @@ class AttentionJaccard(Analyzer):
         super().__init__()
         check_keep_mass(keep_mass)
         self.keep_mass = keep_mass
-        self.num_artifacts = num_artifacts
+        self.num_artifacts = check_whole(num_artifacts, "analysis 'attention_jaccard': num_artifacts", minimum=0)
 
     def _bind(self, info: ModelInfo) -> None:
         if not info.class_token:

@@ -415,6 +415,10 @@ class Run(Mapping[str, Result]):
         folder = Path(folder)
         info_path = folder / "run.json"
         if not info_path.is_file():
+            if folder.is_dir() and any((sub / "run.json").is_file() for sub in folder.iterdir()):
+                raise ConfigError(f"{folder}: holds several runs (one per sub-folder, as `vitprobe analyze "
+                                  "--out` writes for several checkpoints); load them with "
+                                  "vitprobe.results.load_runs(folder), or Run.load one sub-folder")
             raise ConfigError(f"{folder}: not a vitprobe run folder (no run.json); pass a folder written by `vitprobe analyze`")
         info = _read_json(info_path, dict)
         version = info.get("format_version")
@@ -425,6 +429,9 @@ class Run(Mapping[str, Result]):
         if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
             raise ConfigError(f"{info_path}: 'results' is {names!r}, not the list of analyses vitprobe "
                               f"writes; {_DAMAGED}")
+        for name in names:
+            if not (folder / f"{name}.csv").is_file():
+                raise ConfigError(f"{folder / (name + '.csv')}: missing (run.json lists {name}); {_DAMAGED}")
         results = [Result.load(folder, name) for name in names]
         run = cls(results, info.get("checkpoint"), info.get("label", folder.name), info.get("meta"))
         run.folder = folder

@@ -86,6 +86,7 @@ def _cut(path, keep: float) -> None:
     (lambda f: _cut(f / "knn.csv", 0.7), "knn.csv", r"ends mid-line \(cut short\)"),
     (lambda f: (f / "knn.csv").write_text("a,b\n1,2\n"), "knn.csv", r"table lacks columns \['metric', 'value'\]"),
     (lambda f: (f / "knn.json").unlink(), "knn.json", r"missing \(the protocol of knn.csv\)"),
+    (lambda f: (f / "knn.csv").unlink(), "knn.csv", r"missing \(run.json lists knn\)"),
     (lambda f: _cut(f / "attention_jaccard.npz", 0.5), "attention_jaccard.npz", "cannot read it"),
 ])
 def test_a_damaged_run_folder_is_a_one_line_error_naming_the_file(tmp_path, results, damage, file, message):
@@ -109,6 +110,16 @@ def test_every_table_shape_draws_for_one_and_two_runs(name, results):
         legends = legend_texts(fig)
         for label, _ in items:
             assert any(label in text for text in legends), (name, legends)
+
+
+def test_run_load_of_a_folder_of_several_runs_points_to_load_runs(tmp_path, results):
+    from vitprobe.results import load_runs
+
+    for label in ("a", "b"):
+        Run(results, label=label).save(tmp_path / label)
+    with pytest.raises(ConfigError, match=r"holds several runs .*load them with vitprobe.results.load_runs\(folder\)"):
+        Run.load(tmp_path)
+    assert [run.label for run in load_runs(tmp_path)] == ["a", "b"]
 
 
 def legend_texts(fig: Figure) -> list[str]:

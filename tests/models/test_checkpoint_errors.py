@@ -156,7 +156,7 @@ def test_a_position_embedding_of_no_square_grid_says_what_to_check(tmp_path):
     path = tmp_path / "wide.pth"
     torch.save(wide.state_dict(), path)
     with pytest.raises(CheckpointError, match=rf"checkpoint {path}: pos_embed holds 7 tokens, not 1 prefix "
-                                              r"tokens \+ a square grid; vitprobe reads ViTs trained on a square "
+                                              r"token \+ a square grid; vitprobe reads ViTs trained on a square "
                                               r"grid of patches: check that the file is whole") as err:
         load_model(path)
     assert "\n" not in str(err.value)

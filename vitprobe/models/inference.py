@@ -26,7 +26,7 @@ from typing import Iterable, Mapping
 
 import torch
 
-from vitprobe.errors import CheckpointError, ConfigError
+from vitprobe.errors import CheckpointError, ConfigError, plural
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.models.formats.base import ArchHints
 
@@ -60,11 +60,11 @@ def _grid(sd: Mapping[str, torch.Tensor], prefix_tokens: int, path: Path) -> int
             layout = ("; vitprobe reads ViTs trained on a square grid of patches: check that the file is "
                       "whole and that it holds a square-image ViT")
             if math.isqrt(total) ** 2 == total:  # the grid alone: no position for the class token
-                layout = (f"; a square grid of {total} patches with no position for the {prefix_tokens} prefix "
-                          "token(s), as in DINOv2 with registers, SigLIP or timm's no_embed_class models, "
+                layout = (f"; a square grid of {total} patches with no position for the "
+                          f"{plural(prefix_tokens, 'prefix token')}, as in DINOv2 with registers, SigLIP or timm's no_embed_class models, "
                           "which vitprobe does not read")
-            raise CheckpointError(f"checkpoint {path}: pos_embed holds {total} tokens, not {prefix_tokens} "
-                                  f"prefix tokens + a square grid{layout}")
+            raise CheckpointError(f"checkpoint {path}: pos_embed holds {total} tokens, not "
+                                  f"{plural(prefix_tokens, 'prefix token')} + a square grid{layout}")
         return side
     tables = [k for k in sd if k.endswith("relative_position_bias_table")]
     if tables:

@@ -104,6 +104,7 @@ def test_compare_two_runs(two_runs, tmp_path, capsys):
         (["--data", "synthetc:4"], "dataset spec 'synthetc:4'"),
         (["--data", "digits", "--analyses", "attention_jaccard"], "needs foreground masks"),
         (["--seed", "-1"], "--seed must be a whole number in [0, 2**63), got -1"),
+        (["--img-size", "8"], "--img-size 8: vitprobe's datasets are read at 16 px or more; choose --img-size 16"),
     ],
 )
 def test_user_mistakes_fail_in_one_line_before_any_work(checkpoint, tmp_path, capsys, argv, message):

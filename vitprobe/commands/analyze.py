@@ -76,10 +76,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _analyze(args: argparse.Namespace, is_main: bool) -> int:
     from vitprobe.analysis import prepare_analysis, run_analysis
+    from vitprobe.data.base import MIN_IMAGE_SIZE
     from vitprobe.results import atomic_output, check_output, unique_labels, write_comparison
 
     if args.out is not None:
         check_output(args.out, args.overwrite)
+    if args.img_size is not None and args.img_size < MIN_IMAGE_SIZE:
+        raise ConfigError(f"--img-size {args.img_size}: vitprobe's datasets are read at {MIN_IMAGE_SIZE} px or "
+                          f"more; choose --img-size {MIN_IMAGE_SIZE} or more (a multiple of the patch size)")
     if args.label is not None and len(args.label) != len(args.checkpoint):
         raise ConfigError(f"--label given {len(args.label)} times for {len(args.checkpoint)} "
                           "--checkpoint; give one --label per --checkpoint, or none")

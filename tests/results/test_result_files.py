@@ -526,6 +526,9 @@ def test_draw_refuses_what_it_cannot_draw_in_one_line(results):
             ("attention_nmi", nmi, r"draw takes a list of \(run label, Result\) pairs, got Result"),
             ("attention_nmi", [("a", distance)],
              r"draw\('attention_nmi', ...\): run 'a' holds the attention_distance result; draw it as draw\('attention_distance'"),
-            ("attn", [("a", nmi)], r"run 'a' holds the attention_nmi result")]:
+            ("attn", [("a", nmi)], r"run 'a' holds the attention_nmi result"),
+            ("attention_nmi", [("a", nmi), ("b", nmi), ("a", nmi)],
+             r"draw\('attention_nmi', ...\): label 'a' is given twice, so the legend could not tell those runs "
+             r"apart; give each run its own label")]:
         with pytest.raises(ConfigError, match=message):
             draw(name, items)

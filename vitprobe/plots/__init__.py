@@ -81,4 +81,9 @@ def _checked_items(name: str, items: Sequence[tuple[str, "Result"]]) -> list[tup
         if item[1].name != name:
             raise ConfigError(f"draw({name!r}, ...): run {item[0]!r} holds the {item[1].name} result; "
                               f"draw it as draw({item[1].name!r}, ...)")
+    labels = [label for label, _ in items]
+    twice = next((label for i, label in enumerate(labels) if label in labels[:i]), None)
+    if twice is not None:
+        raise ConfigError(f"draw({name!r}, ...): label {twice!r} is given twice, so the legend could not tell "
+                          "those runs apart; give each run its own label")
     return items

@@ -267,6 +267,7 @@ def test_run_save_load_and_report(tmp_path, results):
         assert f'id="figure-{name}"' in html and f"{name}.csv" in html
     assert html.count("data:image/svg+xml;base64,") == len(run)
     assert "cd" * 32 in html and "synthetic:8" in html
+    assert loaded["attention_nmi"].table["head"].isna().any() and "&lt;NA&gt;" not in html  # per-layer rows: blank
 
 
 def test_a_results_figure_names_its_run_and_follows_a_renamed_run():

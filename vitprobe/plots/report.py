@@ -8,6 +8,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from vitprobe.plots.style import protocol_caption
 
 if TYPE_CHECKING:
@@ -43,9 +45,15 @@ def _figure(name: str, svg: str, caption: str) -> str:
 
 
 def _table(result: "Result") -> str:
+    """The result's table as HTML, missing values blank (pandas writes ``<NA>`` for those of
+    nullable integer columns, such as ``head`` where a metric is per layer, whatever na_rep)."""
+    table = result.table.copy()
+    for column in table.columns:
+        if isinstance(table[column].dtype, pd.api.extensions.ExtensionDtype) and table[column].isna().any():
+            table[column] = table[column].astype(object).where(table[column].notna(), "")
     return (
         f"<details><summary>table {html.escape(result.name)}.csv ({len(result.table)} rows)</summary>"
-        + result.table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0)
+        + table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0)
         + "</details>"
     )
 

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from vitprobe.analysis import ShardSampler, analyze, prepare_analysis, run_analysis
 from vitprobe.analyzers import list_analyzers
 from vitprobe.cli import main
-from vitprobe.errors import ConfigError, DataError, OutputExistsError
+from vitprobe.errors import CheckpointError, ConfigError, DataError, OutputExistsError
 from vitprobe.models import ArchSpec
 from vitprobe.models.own_format import save_encoder
 
@@ -202,6 +202,11 @@ def test_probes_without_labels_and_unknown_names_are_config_errors():
                         (tiny_vit().double(), "is float64"), (tiny_vit().to("meta"), "is on the meta device")):
         with pytest.raises(ConfigError, match=said):
             analyze(model, DictImages(), analyses="knn", progress=False)
+    diverged = tiny_vit()
+    with torch.no_grad():
+        diverged.blocks[0].attn.qkv.weight[0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match=r"^the model: blocks.0.attn.qkv.weight holds 1 non-finite value "):
+        analyze(diverged, DictImages(), analyses="knn", progress=False)
     for wrong in (None, 3, ["knn", None]):
         with pytest.raises(ConfigError, match=r"analyses must be 'all', a name or a list of names, got "):
             analyze(tiny_vit(), DictImages(), analyses=wrong, progress=False)

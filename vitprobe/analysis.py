@@ -112,15 +112,19 @@ def _module_arch(model: nn.Module, info: Any) -> dict[str, Any]:
 
 def _check_weights(model: nn.Module) -> None:
     """Refuse weights that the pass cannot use as they are: not materialised (the ``meta``
-    device), or not float32 (the pass feeds float32 images, and its entropies and spectra
-    are defined on float32 features)."""
-    for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+    device), not float32 (the pass feeds float32 images, and its entropies and spectra
+    are defined on float32 features), or not finite (``check_finite``)."""
+    from vitprobe.models.loading import check_finite
+
+    named = (*model.named_parameters(), *model.named_buffers())
+    for name, tensor in named:
         if tensor.is_meta:
             raise ConfigError(f"the model's {name} is on the meta device (no values); load real weights, "
                               "e.g. vitprobe.load_model(path)")
         if tensor.is_floating_point() and tensor.dtype != torch.float32:
             raise ConfigError(f"the model's {name} is {str(tensor.dtype).replace('torch.', '')}; vitprobe "
                               "analyses float32 weights: pass model.float()")
+    check_finite("the model", named)
 
 
 # File names `vitprobe train` gives every run; such a file is named after its run folder.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -79,6 +80,23 @@ def test_heads_given_against_a_stored_architecture_are_refused(tmp_path):
     model = load_model(path, num_heads=VIT.num_heads)
     assert model.blocks[0].attn.num_heads == VIT.num_heads
     assert model.vitprobe_info["report"]["num_heads_from"] == "stored in the checkpoint"
+
+
+@pytest.mark.parametrize("case_id", ["timm-pth", "mae-training"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_weights_that_are_not_finite_are_refused_naming_the_tensor(tmp_path, case_id, value):
+    """A diverged run's NaN or inf would make every feature after it NaN: refuse at load."""
+    def damaged(sd):
+        sd["blocks.1.mlp.fc2.weight"][0, 0] = value
+        return sd
+
+    made = make_case(next(c for c in CASES if c.id == case_id), tmp_path, mutate=damaged)
+    message = (r"blocks.1.mlp.fc2.weight holds 1 non-finite value \(NaN or inf\) of \d+; the weights are damaged "
+               r"\(a training run that diverged\?\)")
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_model(made.path)
+    _one_line_naming(err, made.path)
+    assert re.search(message, inspect_checkpoint(made.path)["report"]["fits"])
 
 
 def test_heads_must_divide_width(tmp_path):

@@ -65,7 +65,8 @@ def patch_attention(attn: torch.Tensor, num_prefix_tokens: int = 1, eps: float =
     """Patch-to-patch block of ``attn`` (B, H, N, N) with rows renormalised to sum to 1.
 
     ``A = attn[:, :, P:, P:];  A[i, :] /= max(sum_j A[i, j], eps)`` (an all-zero row stays zero).
-    Negative or NaN entries (logits rather than post-softmax probabilities) are an error.
+    Negative entries (logits rather than post-softmax probabilities) and NaN entries (a forward
+    pass that overflowed) are errors.
     """
     check_rank(attn, 4, "attention (B, H, N, N)")
     if attn.shape[-1] != attn.shape[-2]:
@@ -78,7 +79,10 @@ def patch_attention(attn: torch.Tensor, num_prefix_tokens: int = 1, eps: float =
     if not block.is_floating_point():
         block = block.float()
     if block.numel() and not bool(block.amin() >= 0):  # amin propagates NaN
-        raise MetricInputError("attention has negative or NaN entries; metrics take post-softmax "
+        if bool(block.isnan().any()):
+            raise MetricInputError("attention has NaN entries: the forward pass gave non-finite values (weights "
+                                   "that are not finite, or a float16 overflow: analyse in float32)")
+        raise MetricInputError("attention has negative entries; metrics take post-softmax "
                                "probabilities (apply softmax over the last dimension first)")
     return block / block.sum(dim=-1, keepdim=True).clamp_min(eps)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -136,11 +136,25 @@ def _fit_problems(sd: Mapping[str, torch.Tensor], expected: Mapping[str, torch.T
     return problems
 
 
+def check_finite(where: str, tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+    """Raise one CheckpointError, ``<where>: <name> holds N non-finite values``, for the first
+    named tensor that holds a NaN or an inf: such weights make every feature after them
+    non-finite, and every number read from them."""
+    for name, tensor in tensors:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"{where}: {name} holds {plural(bad, 'non-finite value')} (NaN or inf) of "
+                                  f"{tensor.numel()}; the weights are damaged (a training run that diverged?), "
+                                  "so the analyses would read NaN; use weights saved before that")
+
+
 def check_fit(path: Path, it: Interpreted, spec: ArchSpec, sd: Mapping[str, torch.Tensor]) -> None:
-    """Raise one CheckpointError unless ``sd`` fills a ``spec`` model exactly (built on 'meta')."""
+    """Raise one CheckpointError unless ``sd`` fills a ``spec`` model exactly (built on 'meta')
+    with finite weights (``check_finite``)."""
     expected = _build(spec, path, "meta").state_dict()
     problems = _fit_problems(sd, expected)
     if not problems:
+        check_finite(f"checkpoint {path}", sd.items())
         return
     try:
         inferred = infer_arch(sd, ArchHints(), path)[0]

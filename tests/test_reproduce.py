@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -391,6 +392,30 @@ def test_analysis_warnings_name_their_model_and_sit_beside_the_claims_they_quali
     assert page.count("<b>analysis warned</b>: knn on label") == knn_claim.count("<i>Read with:</i>") >= 2
     saved = json.loads((tmp_path / "out" / "small" / "runs" / "b" / "run.json").read_text())
     assert any(w.startswith("knn on label 'shape'") for w in saved["meta"]["analysis_warnings"])
+
+
+def test_models_read_at_different_image_sizes_are_warned_of_and_noted_under_their_claims(tmp_path: Path) -> None:
+    """Pixel distances of a 32 px and a 48 px model do not line up: reproduce says so, as
+    analyze and compare do, and the report sets it under the claim that compares them."""
+    from vitprobe.errors import VitprobeWarning
+    from vitprobe.models.architecture import ArchSpec, build_model
+    from vitprobe.models.own_format import save_encoder
+
+    for name, size in (("small", 32), ("large", 48)):
+        arch = ArchSpec(patch_size=8, embed_dim=32, depth=2, num_heads=2, img_size=size)
+        save_encoder(tmp_path / f"{name}.safetensors", build_model(arch), arch, {"objective": "random_init"})
+    recipe = {"name": "sizes", "data": "synthetic:16", "batch_size": 8, "analyses": ["attention_distance"],
+              "models": {"a": {"checkpoint": "small.safetensors"}, "b": {"checkpoint": "large.safetensors"}},
+              "claims": [{"figure": "attention_distance", "text": "b attends farther",
+                          "check": {"metric": "attention_distance_px", "greater": "b", "than": "a"}}]}
+    path = tmp_path / "sizes.yaml"
+    path.write_text(json.dumps(recipe))
+    said = r"attention_distance was run with different settings \(image_size 32 \(a\) \| 48 \(b\)\)"
+    with pytest.warns(VitprobeWarning, match=rf"^sizes: {said}"):
+        [report] = reproduce([str(path)], tmp_path / "out", progress=False)
+    page = report.read_text(encoding="utf-8")
+    claim = page.split("<div class='claim'>")[1]
+    assert re.search(rf"<i>Read with:</i> {said}", claim) and re.search(rf"<b>measured unalike</b>: {said}", page)
 
 
 def test_a_failing_analysis_still_says_the_warnings_before_its_error(tmp_path: Path, monkeypatch) -> None:

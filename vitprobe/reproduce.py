@@ -30,8 +30,8 @@ from typing import Any, Callable
 
 from vitprobe.claims import Verdict, evaluate
 from vitprobe.data.spec import relative_path_note
-from vitprobe.errors import (ConfigError, OutputExistsError, VitprobeError, abbreviate, errors_naming, is_whole,
-                             plural, warnings_labelled)
+from vitprobe.errors import (ConfigError, OutputExistsError, VitprobeError, abbreviate, collected_warnings,
+                             errors_naming, is_whole, plural, warn_user, warnings_labelled)
 from vitprobe.output_paths import check_output_folder, is_analysis_output, temp_folder_beside, temp_prefix
 from vitprobe.recipes import SET_BY_REPRODUCE, ModelEntry, Recipe
 
@@ -251,6 +251,7 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
             run.meta["analysis_warnings"] = [text for text in said if _analysis_warned(text) in recipe.analyses]
             run.save(staged / "runs" / entry.key)
             runs[entry.key] = run
+        differences = _measured_unalike(recipe, runs)
         (staged / "figures").mkdir()
         write_comparison(list(runs.values()), staged / "figures")
         extra = _draw_figures(_extra_figure_makers(recipe, runs, paths, device), staged / "figures")
@@ -258,7 +259,7 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
         labels = {entry.key: entry.label for entry in recipe.models}
         verdicts = [evaluate(claim.check, tables, labels) for claim in recipe.claims]
         (staged / "report.html").write_text(
-            _report_html(recipe, runs, verdicts, extra, time.monotonic() - started), encoding="utf-8")
+            _report_html(recipe, runs, verdicts, extra, differences, time.monotonic() - started), encoding="utf-8")
         (staged / "verdicts.json").write_text(json.dumps(
             [{"figure": c.figure, "claim": c.text, "agrees": v.agrees, "detail": v.detail}
              for c, v in zip(recipe.claims, verdicts)], indent=2), encoding="utf-8")
@@ -269,6 +270,20 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
     report = root / "report.html"
     _say(progress, f"{recipe.name}: report at {report}")
     return report
+
+
+def _measured_unalike(recipe: Recipe, runs: dict) -> list[str]:
+    """Say (prefixed by the recipe's name) and return the comparability warnings of the runs
+    (``warn_if_incomparable``), e.g. models read at different image sizes, whose pixel
+    distances and frequencies do not line up; the report sets each under its claims."""
+    from vitprobe.comparability import warn_if_incomparable
+
+    with collected_warnings() as said:
+        warn_if_incomparable({name: [(run.label, run[name].protocol) for run in runs.values() if name in run]
+                              for name in recipe.analyses})
+    for text in said:
+        warn_user(f"{recipe.name}: {text}")
+    return said
 
 
 def _analysis_warned(text: str) -> str:
@@ -339,7 +354,7 @@ def _seed_text(report: dict[str, Any]) -> str:
 
 
 def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: list[str],
-                 seconds: float) -> str:
+                 differences: list[str], seconds: float) -> str:
     """One page: the models (with any collapse their training warned of), the claims with their
     figures and verdicts, then every other figure."""
     from vitprobe.models.loading import training_warnings
@@ -363,6 +378,7 @@ def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: lis
         f"<h1>{esc(recipe.title)}</h1><p>{esc(recipe.paper)}</p>",
         f"<p>{esc(_data_text(runs))}; analyses: {esc(', '.join(recipe.analyses))}; "
         f"{seconds:.0f} s.</p><ul>{models}</ul>",
+        *(f"<p><b>measured unalike</b>: {esc(text)}</p>" for text in differences),
     ]
     shown = set()
     drawn = [*dict.fromkeys(n for r in runs.values() for n in r), *extra]
@@ -372,6 +388,8 @@ def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: lis
                   if claim.figure in drawn else "<p>(not drawn: its analysis did not run on this data)</p>")
         caveats = "".join(f"<p><i>Read with:</i> {esc(run.label)}: {esc(w)}</p>" for run in runs.values()
                           for w in run.meta.get("analysis_warnings", []) if _analysis_warned(w) == claim.figure)
+        caveats += "".join(f"<p><i>Read with:</i> {esc(text)}</p>" for text in differences
+                           if _analysis_warned(text) == claim.figure)
         parts.append(
             f"<div class='claim'><h2>{esc(claim.figure)}</h2><p><i>Paper:</i> {esc(claim.text)}</p>"
             f"<p><i>Here:</i> {_verdict_badge(verdict)} ({esc(verdict.detail)})</p>{caveats}{figure}</div>")

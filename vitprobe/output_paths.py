@@ -97,8 +97,9 @@ def temp_prefix(path: Path, kind: str) -> str:
             if pid.isdigit() and not _is_running(int(pid)):
                 left.append(entry.name)
     if left:
-        warn_user(f"{path.parent}: {', '.join(sorted(left))} left by an interrupted run of {path.name} "
-                  "(an .old one holds the previous output); delete them once nothing in them is needed")
+        old = " (the .old one holds the previous output)" if any(name.startswith(f".{path.name}.old-") for name in left) else ""
+        warn_user(f"{path.parent}: {', '.join(sorted(left))} left by an interrupted run of {path.name}"
+                  f"{old}; delete them once nothing in them is needed")
     return f".{path.name}.{kind}-{host}+{os.getpid()}+"
 
 

@@ -214,6 +214,7 @@ def test_jaccard_warns_when_every_head_attends_evenly(info, batches, even):
     if even:
         assert np.allclose(areas, np.ceil(0.6 * np.prod(info.grid)) / np.prod(info.grid), atol=1 / np.prod(info.grid))
         assert len(said) == 1 and "every head of the last block attends about evenly" in said[0]
+        assert re.search(r"its mask keeps \d+% of the patches", said[0])  # one share, not "62%-62%"
     else:
         assert float(areas.min()) < 0.9 * 0.6 and not said
 

@@ -99,6 +99,26 @@ def test_weights_that_are_not_finite_are_refused_naming_the_tensor(tmp_path, cas
     assert re.search(message, inspect_checkpoint(made.path)["report"]["fits"])
 
 
+@pytest.mark.parametrize("version, fix", [(99, "it was written by a newer vitprobe: upgrade vitprobe to read it"),
+                                          ("1", "the file's vitprobe header is damaged or not vitprobe's")])
+def test_a_vitprobe_checkpoint_of_another_format_version_says_what_to_do(tmp_path, version, fix):
+    import json
+
+    from official_layouts import random_encoder
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from vitprobe.models import save_encoder
+
+    path = save_encoder(tmp_path / "own.safetensors", random_encoder(VIT, seed=1), VIT, {})
+    with safe_open(str(path), "pt") as f:
+        header = json.loads(f.metadata()["vitprobe"])
+    save_file(load_file(path), path, metadata={"vitprobe": json.dumps({**header, "format_version": version})})
+    with pytest.raises(CheckpointError, match=rf"vitprobe format_version {version!r} is not 1; {re.escape(fix)}") as err:
+        load_model(path)
+    _one_line_naming(err, path)
+
+
 def test_heads_must_divide_width(tmp_path):
     made = make_case(TIMM, tmp_path)
     with pytest.raises(CheckpointError, match="3 heads do not divide width 128"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 
@@ -150,7 +151,12 @@ def test_what_a_killed_process_left_is_named_and_kept(tmp_path, run):
     named = str(caught[0].message)
     assert all(p.name in named for p in (*dead, dead_file)) and live.name not in named and elsewhere.name not in named
     assert _siblings(out) == sorted(p.name for p in (*dead, dead_file, live, elsewhere))  # nothing deleted
-    assert (out / "run.json").is_file()
+    assert (out / "run.json").is_file() and "(the .old one holds the previous output)" in named
+    for folder in dead[1:]:  # no .old folder left: the note about one is not made
+        shutil.rmtree(folder)
+    with pytest.warns(UserWarning, match="left by an interrupted run of out") as caught:
+        run.save(out, overwrite=True)
+    assert ".old" not in str(caught[0].message)
 
 
 def test_a_folder_this_process_cannot_write_in_is_refused_before_any_work(tmp_path, run, monkeypatch, capsys):

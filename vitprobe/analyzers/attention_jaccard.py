@@ -158,7 +158,8 @@ class AttentionJaccard(Analyzer):
         """Warn when every head's mask keeps about ``keep_mass`` of the patches, as attention
         spread evenly does: the IoU then reflects the mask's share of the image."""
         if len(areas) and areas.notna().all() and float(areas.min()) >= self.EVEN_SHARE * self.keep_mass:
+            low, high = f"{float(areas.min()):.0%}", f"{float(areas.max()):.0%}"
             warn_user(f"{self.name}: every head of the last block attends about evenly: its mask keeps "
-                      f"{float(areas.min()):.0%}-{float(areas.max()):.0%} of the patches (even attention keeps "
+                      f"{low if low == high else f'{low}-{high}'} of the patches (even attention keeps "
                       f"{self.keep_mass:.0%}), so the IoU measures the masks' share of the image, not the "
                       "object; compare with a random encoder of the same shape (table: mask_area)")

@@ -58,8 +58,11 @@ def parse_header(path: Path, header: Any) -> tuple[ArchSpec, dict[str, Any]]:
     """The architecture and the remaining metadata of a parsed ``"vitprobe"`` header."""
     if not isinstance(header, dict) or header.get("format_version") != FORMAT_VERSION:
         version = header.get("format_version") if isinstance(header, dict) else None
+        fix = ("it was written by a newer vitprobe: upgrade vitprobe to read it"
+               if isinstance(version, int) and version > FORMAT_VERSION else
+               "the file's vitprobe header is damaged or not vitprobe's; train or export it again")
         raise CheckpointError(f"checkpoint {path}: vitprobe format_version {version!r} is not "
-                              f"{FORMAT_VERSION}; re-export it with this vitprobe version")
+                              f"{FORMAT_VERSION}; {fix}")
     try:
         arch = ArchSpec.from_dict(header["arch"])
     except (KeyError, TypeError, ValueError) as err:

@@ -22,6 +22,8 @@ from vitprobe.train.objectives import list_objectives, objective_class
 from vitprobe.yaml_files import read_yaml_mapping
 
 AMP_MODES = ("auto", "bf16", "fp16", "fp32")
+# Other names of the methods (lower case, without - _ or spaces), named in the error for them.
+METHOD_NAMES = {"sit": "gmml", "moco": "mocov3", "mocov3": "mocov3", "clmim": "hybrid", "clplusmim": "hybrid"}
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,9 @@ class TrainConfig:
         combination of options."""
         self._check_types()
         if self.method not in list_objectives():
-            raise ConfigError(f"unknown method {self.method!r}; choose one of {list_objectives()}")
+            known_as = METHOD_NAMES.get(str(self.method).lower().replace("-", "").replace("_", "").replace(" ", ""))
+            hint = f" ({self.method} is --method {known_as})" if known_as else ""
+            raise ConfigError(f"unknown method {self.method!r}{hint}; choose one of {list_objectives()}")
         if self.method == "hybrid":
             if self.lam is None:
                 raise ConfigError("--method hybrid needs --lambda, the weight of its contrastive loss in [0, 1] "

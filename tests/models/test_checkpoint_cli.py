@@ -32,6 +32,10 @@ def test_inspect_text_and_a_checkpoint_that_would_not_load(tmp_path, capsys):
     assert vitprobe.cli.main(["inspect", "--checkpoint", str(made.path)]) == 0
     assert "strict load  ok" in capsys.readouterr().out
     assert vitprobe.cli.main(["inspect", "--checkpoint", str(made.path), "--num-heads", "1"]) == 0
+    assert vitprobe.cli.main(["inspect", "--checkpoint", str(made.path), "--num-heads", "auto"]) == 0  # as analyze
+    capsys.readouterr()
+    assert vitprobe.cli.main(["inspect", "--checkpoint", str(made.path), "--num-heads", "0"]) == 2
+    assert capsys.readouterr().err == "vitprobe: error: --num-heads must be a whole number >= 1 (or auto), got '0'\n"
     odd = make_case(CASES[0], tmp_path, mutate=lambda sd: {**sd, "extra": torch.ones(1)})
     assert vitprobe.cli.main(["inspect", "--checkpoint", str(odd.path)]) == 1
     assert "strict load  FAILS" in capsys.readouterr().out

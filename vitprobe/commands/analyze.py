@@ -88,7 +88,7 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
         raise ConfigError(f"--label given {len(args.label)} times for {len(args.checkpoint)} "
                           "--checkpoint; give one --label per --checkpoint, or none")
     count = len(args.checkpoint)
-    heads = [None if n is None else _head_count(n) for n in per_checkpoint(args.num_heads, "--num-heads", count)]
+    heads = [None if n is None else head_count(n) for n in per_checkpoint(args.num_heads, "--num-heads", count)]
     per_file = zip(heads, per_checkpoint(args.format, "--format", count), per_checkpoint(args.key, "--key", count))
     load_options = [{k: v for k, v in (("num_heads", n), ("format", fmt), ("key", key),
                                        ("img_size", args.img_size)) if v is not None} for n, fmt, key in per_file]
@@ -151,8 +151,8 @@ def per_checkpoint(values: list[str] | None, option: str, count: int) -> list[st
     return [None if v == "auto" else v for v in (values * count if len(values) == 1 else values)]
 
 
-def _head_count(text: str) -> int:
-    """``--num-heads`` as a whole number >= 1, or the one-line error."""
+def head_count(text: str) -> int:
+    """``--num-heads`` as a whole number >= 1, or the one-line error (``auto`` is read before)."""
     if not text.isdigit() or int(text) < 1:
         raise ConfigError(f"--num-heads must be a whole number >= 1 (or auto), got {text!r}")
     return int(text)

@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--key", default=None,
                    help="sub-checkpoint: teacher/student (dino), base_encoder/momentum_encoder (mocov3), "
                         "state_dict/state_dict_ema (timm)")
-    p.add_argument("--num-heads", type=int, default=None, metavar="N", help="attention heads (not in the weights)")
+    p.add_argument("--num-heads", default=None, metavar="N",
+                   help="attention heads, where the weights cannot tell (auto: the default rule)")
     p.set_defaults(func=run)
 
 
@@ -57,9 +58,10 @@ def describe(info: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Print what the file holds and how it fits; exit 1 when it does not fit the architecture."""
+    from vitprobe.commands.analyze import head_count
     from vitprobe.models import inspect_checkpoint
 
-    info = inspect_checkpoint(args.checkpoint, format=args.format, key=args.key,
-                              num_heads=args.num_heads)
+    heads = None if args.num_heads in (None, "auto") else head_count(args.num_heads)
+    info = inspect_checkpoint(args.checkpoint, format=args.format, key=args.key, num_heads=heads)
     print(json.dumps(info, indent=2, sort_keys=True) if args.json else describe(info))
     return 0 if info["report"]["fits"] is True else 1

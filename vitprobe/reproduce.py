@@ -386,8 +386,10 @@ def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: lis
         shown.add(claim.figure)
         figure = (f"<img src='figures/{esc(claim.figure)}.png' alt='{esc(claim.figure)}'>"
                   if claim.figure in drawn else "<p>(not drawn: its analysis did not run on this data)</p>")
-        caveats = "".join(f"<p><i>Read with:</i> {esc(run.label)}: {esc(w)}</p>" for run in runs.values()
-                          for w in run.meta.get("analysis_warnings", []) if _analysis_warned(w) == claim.figure)
+        compared = {claim.check["greater"], claim.check["than"]} if "greater" in claim.check else set(runs)
+        caveats = "".join(f"<p><i>Read with:</i> {esc(run.label)}: {esc(w)}</p>" for key, run in runs.items()
+                          if key in compared for w in run.meta.get("analysis_warnings", [])
+                          if _analysis_warned(w) == claim.figure)
         caveats += "".join(f"<p><i>Read with:</i> {esc(text)}</p>" for text in differences
                            if _analysis_warned(text) == claim.figure)
         parts.append(

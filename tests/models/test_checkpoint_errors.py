@@ -125,6 +125,22 @@ def test_heads_must_divide_width(tmp_path):
         load_model(made.path, num_heads=3)
 
 
+def test_a_vit_with_a_convolutional_stem_is_named_as_such(tmp_path):
+    """MoCo v3's vit_conv_small: a stack of 3x3 convolutions for the patch embedding."""
+    from official_layouts import random_encoder
+
+    sd = {k: v for k, v in random_encoder(VIT).state_dict().items() if not k.startswith("patch_embed.")}
+    sd.update({"patch_embed.proj.0.weight": torch.zeros(24, 3, 3, 3), "patch_embed.proj.1.weight": torch.ones(24),
+               "patch_embed.proj.12.weight": torch.zeros(VIT.embed_dim, 192, 1, 1)})
+    for name, obj in (("bare.pth", sd),
+                      ("moco.pth.tar", {"arch": "vit_conv_small",
+                                        "state_dict": {f"module.base_encoder.{k}": v for k, v in sd.items()}})):
+        torch.save(obj, tmp_path / name)
+        with pytest.raises(CheckpointError, match=r"a ViT with a convolutional stem \(patch_embed.proj.N.\*") as err:
+            load_model(tmp_path / name)
+        _one_line_naming(err, tmp_path / name)
+
+
 def test_resnet_state_dict_is_refused(tmp_path):
     path = tmp_path / "resnet18.pth"
     resnet = timm.create_model("resnet18", pretrained=False).state_dict()

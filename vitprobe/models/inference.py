@@ -37,6 +37,16 @@ _SWIN_BLOCK = re.compile(r"(^|\.)layers\.\d+\.blocks\.\d+\.")  # Swin stages: la
 _BEIT_MARKERS = ("attn.q_bias", "relative_position_bias_table", ".gamma_1")
 
 
+_CONV_STEM_KEY = re.compile(r"(^|\.)patch_embed\.proj\.\d+\.")
+CONV_STEM = ("a ViT with a convolutional stem (patch_embed.proj.N.*, as MoCo v3's vit_conv_small/base), which "
+             "vitprobe does not read; it reads ViTs whose patch embedding is one strided convolution")
+
+
+def has_conv_stem(keys: Iterable[object]) -> bool:
+    """Keys of a patch embedding made of several layers (``patch_embed.proj.N.*``)."""
+    return any(isinstance(k, str) and _CONV_STEM_KEY.search(k) for k in keys)
+
+
 def is_beit_layout(keys: Iterable[object]) -> bool:
     """BEiT-style keys: separate q/v biases, relative position bias tables or gamma layer scale."""
     return any(isinstance(k, str) and k.endswith(_BEIT_MARKERS) for k in keys)
@@ -110,6 +120,8 @@ def _heads(width: int, sd: Mapping[str, torch.Tensor], hints: ArchHints,
 def _why_no_patch_embedding(sd: Mapping[str, torch.Tensor]) -> str:
     """Why weights without ``patch_embed.proj.weight`` are no encoder: a prefix the chosen
     layout did not strip (``--format`` that does not match the file), or no ViT at all."""
+    if has_conv_stem(sd):
+        return CONV_STEM
     nested = sorted(k[: -len("patch_embed.proj.weight")] for k in sd if k.endswith(".patch_embed.proj.weight"))
     if nested:
         return (f"the patch embedding is under {nested[0]!r}, which the chosen layout does not "

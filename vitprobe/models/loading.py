@@ -17,7 +17,7 @@ from vitprobe.errors import CheckpointError, ConfigError, abbreviate, is_whole, 
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
 from vitprobe.models.formats import BUFFER_DROPS, CheckpointFormat, formats
 from vitprobe.models.formats.base import ArchHints, split_drops
-from vitprobe.models.inference import GUESSED, infer_arch
+from vitprobe.models.inference import CONV_STEM, GUESSED, has_conv_stem, infer_arch
 from vitprobe.models.reading import RawCheckpoint, file_sha256, read_checkpoint
 
 _FIX = "pass --format, --key or --num-heads to describe the weights (Python: format=, key=, num_heads= or arch=)"
@@ -57,6 +57,9 @@ def _pick_format(raw: RawCheckpoint, name: str | None) -> CheckpointFormat:
     if isinstance(raw.obj, Mapping) and set(raw.obj) == {"state", "param_groups"}:
         raise CheckpointError(f"checkpoint {raw.path} is an optimiser state (state, param_groups), not "
                               "model weights; pass the file that holds the model")
+    nested = [raw.obj] + [v for v in raw.obj.values() if isinstance(v, Mapping)] if isinstance(raw.obj, Mapping) else []
+    if any(has_conv_stem(m) for m in nested):
+        raise CheckpointError(f"checkpoint {raw.path}: {CONV_STEM}")
     if isinstance(raw.obj, Mapping):
         held = "top-level keys " + abbreviate(sorted(str(k) for k in raw.obj)) if raw.obj else "an empty dict"
     else:

@@ -516,6 +516,12 @@ def test_meaningless_probe_splits_are_warned_in_one_line(checkpoint, tmp_path, c
     err = capsys.readouterr().err
     assert err.count("vitprobe: warning: knn on label 'shape': only") == 1  # once, not per checkpoint
     assert "only 1 held-out image," in err
+    shown = "<dt>analysis warned</dt><dd>knn on label &#x27;shape&#x27;: only 1 held-out image"
+    for page in ("tiny/report.html", "tiny-2/report.html", "report.html"):  # each run's page, the comparison's
+        assert shown in (tmp_path / "o" / page).read_text(encoding="utf-8")
+    from vitprobe.results import Run
+
+    assert any(w.startswith("knn on label 'shape': only 1") for w in Run.load(tmp_path / "o" / "tiny").meta["analysis_warnings"])
     assert "vitprobe: warning: knn on label 'shape': k = 20 neighbours of only" in err
     assert "UserWarning" not in err
 

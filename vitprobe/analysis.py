@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vitprobe.data.user_data import as_items, describe_data, first_item, loader_sampling
 from vitprobe.distributed import on_rank_zero, own_shard, rank_and_world, to_device
-from vitprobe.errors import ConfigError, check_whole, is_whole, warn_user
+from vitprobe.errors import ConfigError, check_whole, collected_warnings, is_whole, warn_user
 from vitprobe.results import Run, check_output
 
 PROGRESS_DESC = "analysing"
@@ -364,8 +364,13 @@ def _gather_states(plan: AnalysisPlan) -> None:
 
 
 def _compute(plan: AnalysisPlan) -> Run:
-    results = [analyzer.compute() for analyzer in plan.analyzers]
-    meta = {"skipped_analyses": plan.skipped, "analyzer_params": plan.params}
+    """The run of the analyzers' results; the warnings they give (about what the numbers
+    mean) are said and kept in ``meta["analysis_warnings"]``, which its report pages show."""
+    with collected_warnings() as warned:
+        results = [analyzer.compute() for analyzer in plan.analyzers]
+    for text in warned:
+        warn_user(text)
+    meta = {"skipped_analyses": plan.skipped, "analyzer_params": plan.params, "analysis_warnings": warned}
     return Run(results, checkpoint=plan.checkpoint, label=plan.label, meta=meta)
 
 

@@ -243,12 +243,11 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
         runs = {}
         for entry in recipe.models:
             _say(progress, f"{entry.key}: analysing on {recipe.data} ({', '.join(recipe.analyses)})")
-            with errors_naming(f"{recipe.path}: model {entry.key!r}"), warnings_labelled(entry.label) as said:
+            with errors_naming(f"{recipe.path}: model {entry.key!r}"), warnings_labelled(entry.label):
                 run = analyze(str(paths[entry.key]), recipe.data, analyses=recipe.analyses,
                               batch_size=recipe.batch_size, device=device, progress=progress,
                               analyzer_params=recipe.params, label=entry.label,
                               load_options={"num_heads": entry.num_heads} if entry.num_heads else None)
-            run.meta["analysis_warnings"] = [text for text in said if _analysis_warned(text) in recipe.analyses]
             run.save(staged / "runs" / entry.key)
             runs[entry.key] = run
         differences = _measured_unalike(recipe, runs)

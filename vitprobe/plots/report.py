@@ -65,9 +65,9 @@ def _protocol(protocol: Mapping) -> str:
     return f"<details><summary>protocol</summary><pre>{html.escape(text)}</pre></details>"
 
 
-def _checkpoint(label: str, checkpoint: Mapping) -> str:
-    """A checkpoint's path, format, hash and architecture, and each collapse its training warned
-    of (vitprobe's own checkpoints record them)."""
+def _checkpoint(label: str, checkpoint: Mapping, analysis_warnings: Sequence[str] = ()) -> str:
+    """A checkpoint's path, format, hash and architecture, each collapse its training warned
+    of (vitprobe's own checkpoints record them), and each warning its analyses gave."""
     from vitprobe.models.loading import training_warnings
 
     fields = [(k, checkpoint[k]) for k in ("path", "format", "sha256") if k in checkpoint]
@@ -78,13 +78,14 @@ def _checkpoint(label: str, checkpoint: Mapping) -> str:
         fields.append(("arch", arch))
     report = checkpoint.get("report")
     fields += [("training warned", w) for w in training_warnings(report if isinstance(report, Mapping) else {})]
+    fields += [("analysis warned", w) for w in analysis_warnings]
     items = "".join(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v))}</dd>" for k, v in fields)
     return f"<h3>{html.escape(label)}</h3><dl>{items}</dl>"
 
 
 def run_report(run: "Run", svgs: Mapping[str, str]) -> str:
     """The report of one run: checkpoint, then per analysis its figure, table and protocol."""
-    body = [_checkpoint(run.label, run.checkpoint)]
+    body = [_checkpoint(run.label, run.checkpoint, run.meta.get("analysis_warnings", []))]
     for name, result in run.items():
         body += [
             f'<section id="{html.escape(name)}"><h2>{html.escape(name)}</h2>',
@@ -102,7 +103,7 @@ def compare_report(runs: Sequence["Run"], labels: Sequence[str], names: Sequence
     each run's table. ``links`` maps a run label to its own report page, if there is one."""
     body = ["<h2>checkpoints</h2>"]
     for label, run in zip(labels, runs):
-        body.append(_checkpoint(label, run.checkpoint))
+        body.append(_checkpoint(label, run.checkpoint, run.meta.get("analysis_warnings", [])))
         if links and label in links:
             body.append(f'<p><a href="{html.escape(links[label])}">report of {html.escape(label)}</a></p>')
     for name in names:

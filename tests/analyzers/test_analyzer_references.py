@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from analyzer_inputs import DEPTH, HEADS, PREFIX, concat_batches, make_batch
+from analyzer_inputs import DEPTH, HEADS, PATCH, PREFIX, WIDTH, concat_batches, make_batch
 
 from vitprobe.analyzers import get_analyzer
 from vitprobe.analyzers._split import heldout_mask
@@ -89,6 +89,25 @@ def test_token_tables_match_metrics(info, batches):
                 for t in tokens]
     np.testing.assert_allclose(image["value"].to_numpy(float), torch.cat(expected).numpy(), rtol=1e-6)
     assert list(image["rank"][: info.embed_dim]) == list(range(1, info.embed_dim + 1))
+
+
+def test_spectrum_ranks_past_the_covariances_rank_are_nan_not_the_floor(info):
+    """4 images of 2 x 2 patches, 8 channels: the covariance over images has rank 3 and each
+    image's token covariance rank 3, so ranks 4..8 have no singular value (they used to read
+    log(1e-12) = -27.6, which a mean over ranks would take in)."""
+    import dataclasses
+
+    small = dataclasses.replace(info, grid=(2, 2), img_size=2 * PATCH)
+    gen = torch.Generator().manual_seed(0)
+    batch = {"index": torch.arange(4),
+             "sites": {Site("tokens", layer): torch.randn(4, PREFIX + 4, WIDTH, generator=gen) for layer in range(DEPTH + 1)}}
+    result = _result("token_similarity", small, batch)
+    for metric in ("log_singular_value_image", "log_singular_value_token"):
+        rows = result.table[result.table["metric"] == metric]
+        kept = rows[rows["rank"] <= 3]
+        assert np.isfinite(kept["value"].to_numpy(float)).all() and (kept["value"] > -20).all()
+        assert rows[rows["rank"] > 3]["value"].isna().all() and len(rows[rows["rank"] > 3]) == 5 * (DEPTH + 1)
+    assert "NaN past the covariance's rank" in result.protocol["spectrum_ranks"]
 
 
 def test_token_spectrum_on_a_sample_of_the_images_is_their_mean_over_any_batching(info, batches):

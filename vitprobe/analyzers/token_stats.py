@@ -95,7 +95,9 @@ class TokenSimilarity(LayerAnalyzer):
                     "token_cosine": "mean over off-diagonal pairs of an image's patch tokens, then over images",
                     "spectrum_image": "log singular values of the covariance over images of mean-pooled patch tokens",
                     "spectrum_token": f"per rank, the mean over {over} of the log singular values of each "
-                                      "image's patch-token covariance (values floored at 1e-12)"}
+                                      "image's patch-token covariance (values floored at 1e-12)",
+                    "spectrum_ranks": "NaN past the covariance's rank: images - 1 (image level), patches - 1 "
+                                      "(token level), at most the width"}
         if self.spectrum_fraction < 1.0:
             protocol["spectrum_images"] = int(self._sums["log_singular_value_token.count"])
         return protocol
@@ -135,6 +137,12 @@ class TokenSimilarity(LayerAnalyzer):
             self._sums["pooled.outer"][i] += outer.cpu()
         self._sums["pooled.count"] += tokens[0].shape[0]
 
+    def _ranks(self) -> tuple[int, int]:
+        """The highest rank with a singular value: ``min(images - 1, C)`` for the covariance
+        over images, ``min(patches - 1, C)`` for an image's token covariance (centring takes one)."""
+        width, patches = self.info_.embed_dim, self.info_.grid[0] * self.info_.grid[1]
+        return min(max(int(self._sums["pooled.count"]) - 1, 0), width), min(patches - 1, width)
+
     def _table(self) -> pd.DataFrame:
         ranks = np.arange(1, self.info_.embed_dim + 1)
         count = int(self._sums["pooled.count"])
@@ -143,10 +151,13 @@ class TokenSimilarity(LayerAnalyzer):
                                                      self._sums["pooled.outer"][i], count))
             if count > 1 else torch.full((len(ranks),), float("nan"), dtype=torch.float64)
             for i in range(len(self.layers_))]).numpy()
+        token_mean, token_std, token_n = self._moments("log_singular_value_token")
+        image_rank, token_rank = self._ranks()
+        for values in (image_spectrum[:, image_rank:], token_mean[:, token_rank:], token_std[:, token_rank:]):
+            values[...] = np.nan  # past the matrix's rank: no singular value, not a small one
         return pd.concat([
             tidy("token_cosine", {"layer": self.layers_}, *self._moments("token_cosine")),
             tidy("log_singular_value_image", {"layer": self.layers_, "rank": ranks},
                  image_spectrum, None, count),
-            tidy("log_singular_value_token", {"layer": self.layers_, "rank": ranks},
-                 *self._moments("log_singular_value_token")),
+            tidy("log_singular_value_token", {"layer": self.layers_, "rank": ranks}, token_mean, token_std, token_n),
         ], ignore_index=True)

@@ -12,15 +12,15 @@ from vitprobe.plots.style import PANEL, Items, finish, new_figure
 
 METRICS = ("token_cosine", "log_singular_value_image", "log_singular_value_token")
 SPECTRA = {"log_singular_value_image": "image level", "log_singular_value_token": "token level"}
-# Ranks beyond the numerical rank sit at log(SPECTRUM_EPS); drawing them would squash the curves.
+# Singular values numerically 0 sit at log(SPECTRUM_EPS); drawing them would squash the curves.
 _FLOOR = math.log(SPECTRUM_EPS) + 1e-6
 
 
 def draw(items: Items) -> Figure:
     """Left: mean pairwise cosine of an image's patch tokens against depth (all runs); right:
     per run (one row each), log singular values against rank, one curve per layer coloured
-    by depth, for the image-level and the token-level covariance (ranks past the numerical
-    rank, at the floor log(1e-12), are left out; the tables keep them)."""
+    by depth, for the image-level and the token-level covariance (ranks past the covariance's
+    rank, NaN in the tables, and values at the floor log(1e-12) are left out)."""
     spectra = [m for m in SPECTRA if has_metric(items, m)]
     rows_n = len(items) if spectra else 1
     fig = new_figure(width=PANEL[0] * (1 + len(spectra)), height=PANEL[1] * max(1, 0.75 * rows_n))

@@ -65,6 +65,9 @@ def test_cli_refuses_a_negative_clip_before_writing_anything(tmp_path, capsys):
     (["--lr", "0.001", "--set", "base_lr=0.5"], "give either --lr (the peak rate) or --set base_lr (per 256 images)"),
     (["--set", "mean=[0.5,0.5,0.5]"], "unknown hyper-parameter(s) ['mean']"),  # the data's normalisation, not a knob
     (["--method", "sit"], "unknown method 'sit' (sit is --method gmml); choose one of"),
+    (["--method", "mocov3", "--batch-size", "1"],
+     "--batch-size 1: mocov3's heads normalise over the batch (BatchNorm), which needs at least 2 images per step"),
+    (["--method", "hybrid", "--lambda", "0.5", "--batch-size", "1"], "--batch-size 1: hybrid's heads normalise"),
     (["--method", "MoCo-v3"], "unknown method 'MoCo-v3' (MoCo-v3 is --method mocov3); choose one of"),
     (["--method", "hybrid", "--lambda", "0.5", "--set", "lam=0.9"], "set by --lambda (Python lam=), not --set lam"),
     (["--method", "hybrid", "--lambda", "0.5", "--set", "mim_hparams=3"],

@@ -190,6 +190,12 @@ class TrainConfig:
             if "lam" in self.hparams:
                 raise ConfigError("the hybrid's lambda is set by --lambda (Python lam=), not --set lam")
             objective_class("hybrid").resolve_hparams(self.hparams)  # its parts are read before it is built
+        given = {**self.hparams, "lam": self.lam} if self.method == "hybrid" else self.hparams
+        least = objective_class(self.method).least_batch_size(given)
+        if self.batch_size is not None and self.batch_size < least:
+            raise ConfigError(f"--batch-size {self.batch_size}: {self.method}'s heads normalise over the batch "
+                              f"(BatchNorm), which needs at least {least} images per step and process; "
+                              f"use --batch-size {least} or more")
 
     def _check_types(self) -> None:
         """Text options are non-empty strings (arch and preset may be None); lr and lam are

@@ -51,6 +51,8 @@ class Objective(nn.Module, abc.ABC):
     the length of the published pre-training, the default of the full presets and ``--arch``.
     ``revision`` goes up whenever a change makes the objective train differently from the
     same config, so that ``vitprobe reproduce`` retrains instead of reusing an older model.
+    ``min_batch_size``: the fewest images per process a step can take (2 where a head's
+    BatchNorm normalises over the batch).
     """
 
     name: ClassVar[str]
@@ -58,6 +60,7 @@ class Objective(nn.Module, abc.ABC):
     defaults: ClassVar[dict[str, Any]]
     per_tensor_clip: ClassVar[bool] = False
     revision: ClassVar[int] = 1
+    min_batch_size: ClassVar[int] = 1
     choices: ClassVar[dict[str, tuple[str, ...]]] = {}  # hyper-parameters that name one of a few values
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
@@ -66,6 +69,11 @@ class Objective(nn.Module, abc.ABC):
         self.encoder = encoder
         self.arch = arch
         self.collapse_dim: int | None = None
+
+    @classmethod
+    def least_batch_size(cls, given: dict[str, Any]) -> int:
+        """The fewest images per process a step can take with the hyper-parameters ``given``."""
+        return cls.min_batch_size
 
     @classmethod
     def resolve_hparams(cls, given: dict[str, Any], via: str | None = None) -> dict[str, Any]:

@@ -43,6 +43,12 @@ class Hybrid(Objective):
             objective_class(out[part]).resolve_hparams(out[f"{part}_hparams"], via=f"{part}_hparams")
         return out
 
+    @classmethod
+    def least_batch_size(cls, given: dict[str, Any]) -> int:
+        """The CL part's least batch, where it runs (lam > 0); else the MIM part's."""
+        h = cls.resolve_hparams(given)
+        return objective_class(h["cl"] if h["lam"] > 0 else h["mim"]).min_batch_size
+
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__(encoder, arch, **hparams)
         h = self.hparams  # mim and cl among the choices, lam in [0, 1]: checked by resolve_hparams

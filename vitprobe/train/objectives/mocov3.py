@@ -31,6 +31,7 @@ class MoCoV3(Objective):
     name = "mocov3"
     published_epochs = 300  # MoCo v3 ViT-S/B, 300 epochs
     revision = 2  # 2: the predictor's final BatchNorm
+    min_batch_size = 2  # the projector's and predictor's BatchNorm need two images
     defaults = dict(
         base_lr=1.5e-4, min_lr=0.0, warmup_epochs=40, weight_decay=0.1, weight_decay_end=0.1,
         momentum=0.99, betas=(0.9, 0.999), clip_grad=None, drop_path=0.0,

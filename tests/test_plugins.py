@@ -74,6 +74,56 @@ def test_register_objective_requires_a_published_length() -> None:
     assert "no_length" not in base.list_objectives()
 
 
+def test_an_objective_under_a_taken_name_is_refused() -> None:
+    from vitprobe.train.objectives import base
+    from vitprobe.train.objectives.mae import MAE
+
+    class Impostor(MAE):
+        name = "mae"
+
+    with pytest.raises(TypeError, match=r"objective name 'mae' is already taken by vitprobe.train.objectives.mae.MAE"):
+        base.register_objective(Impostor)
+    assert base.objective_class("mae") is MAE
+    base.register_objective(MAE)  # the same class again (a reload) replaces itself
+
+
+def test_register_format_checks_what_detection_needs_and_refuses_a_taken_name() -> None:
+    """A format without a priority used to register, then break every load with an
+    AttributeError; one named like a built-in silently replaced it."""
+    from vitprobe.models.formats import base
+    from vitprobe.models.formats.dino import DinoTraining
+
+    before = dict(base._REGISTRY)
+
+    class NoPriority(base.CheckpointFormat):
+        name, summary = "no_priority", "a test layout"
+
+        def detect(self, raw):
+            return False
+
+        def extract(self, raw, key):
+            raise NotImplementedError
+
+    class NoDetect(base.CheckpointFormat):
+        name, summary, priority = "no_detect", "a test layout", 50
+
+    class Impostor(DinoTraining):
+        pass
+
+    try:
+        with pytest.raises(TypeError, match=r"NoPriority needs class attributes `name` and `summary` \(text\) and an int `priority`"):
+            base.register_format(NoPriority)
+        with pytest.raises(TypeError, match=r"NoDetect must implement detect\(\)"):
+            base.register_format(NoDetect)
+        with pytest.raises(TypeError, match=r"checkpoint format name 'dino' is already taken by "
+                                            r"vitprobe.models.formats.dino.DinoTraining; give .*Impostor another `name`"):
+            base.register_format(Impostor)
+        assert base._REGISTRY == before
+    finally:
+        base._REGISTRY.clear()
+        base._REGISTRY.update(before)
+
+
 def test_submodule_attributes_are_modules_on_every_access() -> None:
     for name in ("train", "capture", "heap", "metrics", "analyzers", "plots"):
         first, second = getattr(vitprobe, name), getattr(vitprobe, name)

@@ -128,7 +128,21 @@ _REGISTRY: dict[str, CheckpointFormat] = {}
 
 
 def register_format(cls: type[CheckpointFormat]) -> type[CheckpointFormat]:
-    """Class decorator: add a format to the registry."""
+    """Class decorator: add a format to the registry. It must set ``name`` and ``summary``
+    (text) and an int ``priority``, and implement ``detect`` and ``extract``; a name taken by
+    another class is refused (the same class registered again, on a reload, replaces itself)."""
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    if not all(isinstance(getattr(cls, a, None), str) and getattr(cls, a) for a in ("name", "summary")) \
+            or not isinstance(getattr(cls, "priority", None), int):
+        raise TypeError(f"{where} needs class attributes `name` and `summary` (text) and an int `priority` "
+                        "(detection tries lower first)")
+    for method in ("detect", "extract"):
+        if getattr(cls, method) is getattr(CheckpointFormat, method):
+            raise TypeError(f"{where} must implement {method}()")
+    taken = _REGISTRY.get(cls.name)
+    if taken is not None and f"{type(taken).__module__}.{type(taken).__qualname__}" != where:
+        raise TypeError(f"checkpoint format name {cls.name!r} is already taken by "
+                        f"{type(taken).__module__}.{type(taken).__qualname__}; give {cls.__qualname__} another `name`")
     _REGISTRY[cls.name] = cls()
     return cls
 

@@ -231,6 +231,10 @@ def register_objective(cls: _O) -> _O:
         raise TypeError(f"objective {cls.name!r} defaults lack engine keys {missing}")
     if not isinstance(getattr(cls, "published_epochs", None), int):
         raise TypeError(f"objective {cls.name!r} lacks an int `published_epochs`")
+    taken = _REGISTRY.get(cls.name)
+    if taken is not None and (taken.__module__, taken.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise TypeError(f"objective name {cls.name!r} is already taken by {taken.__module__}.{taken.__qualname__}; "
+                        f"give {cls.__qualname__} another `name`")
     _REGISTRY[cls.name] = cls
     return cls
 

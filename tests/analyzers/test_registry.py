@@ -1,4 +1,5 @@
-"""register_analyzer: a notebook cell run again replaces its class; a clash of names is refused."""
+"""register_analyzer: a notebook cell run again replaces its class; a clash of names, a parameter
+without a default or one named like a run protocol entry is refused."""
 
 from __future__ import annotations
 
@@ -42,3 +43,31 @@ def test_another_class_under_a_taken_name_is_refused():
         _registry.register_analyzer(Other)
     with pytest.raises(TypeError, match="already taken"):
         _registry.register_analyzer(type("Fourier", (Analyzer,), {"name": "fourier", "metrics": ("x",)}))
+
+
+@pytest.mark.parametrize("signature, message", [
+    ("def __init__(self, width): pass", r"Bad: parameter 'width' needs a default"),
+    ("def __init__(self, seed=0): pass", r"Bad: parameter 'seed' would overwrite the run's protocol entry of "
+                                          r"that name; call it e.g. bad_seed"),
+])
+def test_parameters_need_defaults_and_names_the_protocol_does_not_use(signature, message):
+    """A parameter without a default broke `vitprobe analyses`; one named seed overwrote the
+    run's seed in that result's protocol."""
+    namespace: dict = {}
+    exec(signature, namespace)  # noqa: S102 - a test-made constructor
+    cls = type("Bad", (Analyzer,), {"name": "bad", "metrics": ("x",), "__init__": namespace["__init__"]})
+    with pytest.raises(TypeError, match=message):
+        _registry.register_analyzer(cls)
+    assert "bad" not in _registry.list_analyzers()
+
+
+def test_the_reserved_names_are_those_the_run_writes():
+    from vitprobe.analysis import prepare_analysis
+
+    import timm
+
+    model = timm.models.vision_transformer.VisionTransformer(img_size=32, patch_size=8, embed_dim=16, depth=1,
+                                                             num_heads=2, num_classes=0)
+    plan = prepare_analysis(model, "synthetic:4", ["fourier"], 4, "cpu", 0, 0)
+    runner_keys = set(plan.protocol) | {"analysis", "std", "value_units"}
+    assert runner_keys <= set(_registry.RESERVED_PARAMS)

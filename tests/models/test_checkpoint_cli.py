@@ -77,6 +77,17 @@ def test_models_lists_every_format(capsys):
     assert "MoCo v3 names set heads: vit_small 12" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", ["inspect", "analyze"])
+def test_the_key_help_lists_every_formats_sub_checkpoints(command, capsys, monkeypatch):
+    monkeypatch.setattr(vitprobe.cli, "command_modules", lambda: [command])
+    with pytest.raises(SystemExit):
+        vitprobe.cli.main([command, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for fmt in formats().values():
+        if fmt.keys:
+            assert f"{fmt.name} {'|'.join(fmt.keys)}" in shown
+
+
 def test_export_command(tmp_path, capsys):
     made = make_case(next(c for c in CASES if c.id == "vitprobe"), tmp_path)
     out = tmp_path / "mocov3.pth.tar"

@@ -8,19 +8,33 @@ from typing import Any, TypeVar
 from vitprobe.errors import ConfigError
 
 _ANALYZERS: dict[str, type] = {}
+# Protocol entries that the run (vitprobe.analysis) and every analyzer write: a parameter of
+# the same name would overwrite them in its result's protocol.
+RESERVED_PARAMS = ("dataset", "image_size", "checkpoint", "batch_size", "seed", "device", "world_size",
+                   "analysis", "std", "value_units")
 
 A = TypeVar("A", bound=type)
 
 
 def register_analyzer(cls: A) -> A:
     """Class decorator: register ``cls`` under ``cls.name`` (names are unique); it must
-    declare the ``metrics`` its table holds. A class of the same module and qualified name
+    declare the ``metrics`` its table holds, and give every parameter a default and a name
+    outside ``RESERVED_PARAMS``. A class of the same module and qualified name
     replaces the one registered (a notebook cell run again, a module reloaded)."""
     name = getattr(cls, "name", "")
     if not name:
         raise TypeError(f"{cls.__name__} needs a class attribute `name` to be registered")
     if not getattr(cls, "metrics", ()):
         raise TypeError(f"{cls.__name__} needs a class attribute `metrics`: the metric names its table holds")
+    for param in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if param.default is param.empty:
+            raise TypeError(f"{cls.__name__}: parameter {param.name!r} needs a default (an analysis runs "
+                            "with no parameters given; --param sets those that differ)")
+        if param.name in RESERVED_PARAMS:
+            raise TypeError(f"{cls.__name__}: parameter {param.name!r} would overwrite the run's protocol "
+                            f"entry of that name; call it e.g. {cls.name}_{param.name}")
     taken = _ANALYZERS.get(name)
     if taken is not None and _where(taken) != _where(cls):
         raise TypeError(f"analysis name {name!r} is already taken by {_where(taken)}; give "

@@ -15,6 +15,8 @@ from vitprobe.errors import ConfigError, collected_warnings, errors_naming, warn
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``analyze`` sub-command."""
+    from vitprobe.models.formats import key_choices
+
     p = sub.add_parser(
         "analyze", help="analyse checkpoints: tables, figures and a report page",
         description="Stream a dataset once through each checkpoint and run the chosen analyses. "
@@ -45,9 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="checkpoint format, when detection needs help (see `vitprobe models`); once for "
                         "every --checkpoint, or once per --checkpoint (auto: detect)")
     p.add_argument("--key", action="append", metavar="NAME",
-                   help="which weights of a training checkpoint: DINO teacher|student, MoCo v3 "
-                        "base_encoder|momentum_encoder, timm state_dict|state_dict_ema; once for every "
-                        "--checkpoint, or once per --checkpoint (auto: the format's default), e.g. "
+                   help=f"which weights of a training checkpoint ({key_choices()}; default first); once "
+                        "for every --checkpoint, or once per --checkpoint (auto: the format's default), e.g. "
                         "--checkpoint f --checkpoint f --key auto --key state_dict_ema")
     p.add_argument("--img-size", type=int, metavar="PX",
                    help="analyse at this image size (position embeddings are resampled)")

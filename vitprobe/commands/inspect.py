@@ -11,6 +11,8 @@ from vitprobe.errors import abbreviate, plural
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``inspect`` sub-command."""
+    from vitprobe.models.formats import key_choices
+
     p = subparsers.add_parser(
         "inspect", help="show a checkpoint's format, architecture and load report",
         description="Detect the checkpoint format, infer the architecture from the weights and "
@@ -20,8 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--format", default=None, help="force a format (see `vitprobe models`)")
     p.add_argument("--key", default=None,
-                   help="sub-checkpoint: teacher/student (dino), base_encoder/momentum_encoder (mocov3), "
-                        "state_dict/state_dict_ema (timm)")
+                   help=f"which weights of a training checkpoint ({key_choices()}; default first)")
     p.add_argument("--num-heads", default=None, metavar="N",
                    help="attention heads, where the weights cannot tell (auto: the default rule)")
     p.set_defaults(func=run)

@@ -4,9 +4,10 @@ Detection tries the formats in ascending ``priority`` (most specific layouts fir
 """
 
 from vitprobe.models.formats.base import (BUFFER_DROPS, ArchHints, CheckpointFormat, Extracted,
-                                          formats, register_format)
+                                          formats, key_choices, register_format)
 from vitprobe.plugins import import_all
 
 import_all(__name__, __path__)  # each format module registers its classes
 
-__all__ = ["ArchHints", "BUFFER_DROPS", "CheckpointFormat", "Extracted", "formats", "register_format"]
+__all__ = ["ArchHints", "BUFFER_DROPS", "CheckpointFormat", "Extracted", "formats", "key_choices",
+           "register_format"]

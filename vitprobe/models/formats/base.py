@@ -152,6 +152,11 @@ def formats() -> dict[str, CheckpointFormat]:
     return {f.name: f for f in sorted(_REGISTRY.values(), key=lambda f: f.priority)}
 
 
+def key_choices() -> str:
+    """``dino teacher|student, ...``: each format's sub-checkpoints (``--key``), default first."""
+    return ", ".join(f"{f.name} {'|'.join(f.keys)}" for f in formats().values() if f.keys)
+
+
 def tensor_dict(raw: RawCheckpoint, obj: Any, where: str) -> dict[str, torch.Tensor]:
     """``obj`` as a str -> Tensor dict, or a CheckpointError saying what ``where`` holds instead."""
     if not isinstance(obj, Mapping):

@@ -6,6 +6,7 @@ interleaved on the same machine, same threads, same images), never absolute timi
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -96,6 +97,13 @@ def seconds(fn: Callable[[], None]) -> float:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number >= 1 (``--rounds 0`` would leave no time to take a median of)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def interleaved_ratio(numerator: Callable[[], None], denominator: Callable[[], None],

@@ -26,6 +26,7 @@ from _common import (  # noqa: E402
     environment,
     interleaved_ratio,
     missing_analyses,
+    positive,
     streaming_analyzers,
     synthetic_batches,
 )
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--images", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=positive, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", action="store_true", help="autocast bfloat16 for both passes")
     parser.add_argument("--spectrum-fraction", type=float, default=1.0, metavar="F",

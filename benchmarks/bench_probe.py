@@ -23,7 +23,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, interleaved_ratio  # noqa: E402
+from _common import environment, interleaved_ratio, positive  # noqa: E402
 
 from vitprobe.analyzers.probes import PROBE_TOL  # noqa: E402
 from vitprobe.metrics import fit_logistic  # noqa: E402
@@ -44,10 +44,10 @@ def layer_like_features(images: int, width: int, classes: int, seed: int = 0) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=8000, help="training rows (a fifth more are held out)")
+    parser.add_argument("--images", type=int, default=8000, help="training rows (a quarter as many more are held out)")
     parser.add_argument("--width", type=int, default=384)
     parser.add_argument("--classes", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=positive, default=3)
     parser.add_argument("--max-iter", type=int, default=1000)
     parser.add_argument("--device", default="cpu", help="where vitprobe's fit runs (scikit-learn: CPU)")
     args = parser.parse_args()

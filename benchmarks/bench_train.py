@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, interleaved_ratio  # noqa: E402
+from _common import environment, interleaved_ratio, positive  # noqa: E402
 
 from vitprobe.data import resolve_dataset  # noqa: E402
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny", choices=("tiny", "small", "vit_s16", "vit_b16"))
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=positive, default=5)
     parser.add_argument("--objectives", nargs="*", default=None)
     parser.add_argument("--heads", choices=("published", "scaled"), default="published",
                         help="objective heads at their published sizes or scaled to the preset")

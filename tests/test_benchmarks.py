@@ -29,3 +29,10 @@ def test_each_benchmark_runs_and_prints_its_ratio(script, args, line):
                           text=True, timeout=600, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     assert re.search(line, done.stdout), done.stdout + done.stderr
     assert "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("script", ["bench_analysis.py", "bench_probe.py", "bench_train.py"])
+def test_rounds_below_one_are_refused_by_the_parser(script):
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--rounds", "0"], capture_output=True,
+                          text=True, timeout=120, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2 and "argument --rounds: expected a whole number >= 1, got '0'" in done.stderr

@@ -19,6 +19,7 @@ _LAZY = {
     "Run": "vitprobe.results",
     "Result": "vitprobe.results",
     "compare": "vitprobe.results",
+    "load_runs": "vitprobe.results",
     "resolve_dataset": "vitprobe.data",
 }
 # Sub-packages and modules reachable as attributes without an import: ``vitprobe.train`` is

@@ -416,9 +416,9 @@ class Run(Mapping[str, Result]):
         info_path = folder / "run.json"
         if not info_path.is_file():
             if folder.is_dir() and any((sub / "run.json").is_file() for sub in folder.iterdir()):
-                raise ConfigError(f"{folder}: holds several runs (one per sub-folder, as `vitprobe analyze "
-                                  "--out` writes for several checkpoints); load them with "
-                                  "vitprobe.results.load_runs(folder), or Run.load one sub-folder")
+                raise ConfigError(f"{folder}: holds its runs in sub-folders, one per checkpoint (as `vitprobe "
+                                  "analyze --out` writes them); load them all with vitprobe.load_runs(folder), "
+                                  "or Run.load one sub-folder")
             raise ConfigError(f"{folder}: not a vitprobe run folder (no run.json); pass a folder written by `vitprobe analyze`")
         info = _read_json(info_path, dict)
         version = info.get("format_version")

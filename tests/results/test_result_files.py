@@ -113,11 +113,12 @@ def test_every_table_shape_draws_for_one_and_two_runs(name, results):
 
 
 def test_run_load_of_a_folder_of_several_runs_points_to_load_runs(tmp_path, results):
-    from vitprobe.results import load_runs
+    import vitprobe
 
+    load_runs = vitprobe.load_runs  # a top-level name, as the message gives it
     for label in ("a", "b"):
         Run(results, label=label).save(tmp_path / label)
-    with pytest.raises(ConfigError, match=r"holds several runs .*load them with vitprobe.results.load_runs\(folder\)"):
+    with pytest.raises(ConfigError, match=r"holds its runs in sub-folders, one per checkpoint .*load them all with vitprobe.load_runs\(folder\)"):
         Run.load(tmp_path)
     assert [run.label for run in load_runs(tmp_path)] == ["a", "b"]
 

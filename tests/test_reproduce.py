@@ -210,6 +210,24 @@ def test_a_seed_replaces_every_training_seed_and_the_random_baselines(tmp_path: 
     assert not torch.equal(weights[3]["blocks.0.attn.qkv.weight"], weights[None]["blocks.0.attn.qkv.weight"])
 
 
+def test_a_model_given_for_a_random_baseline_is_used_and_quick_without_a_block_is_warned(tmp_path: Path) -> None:
+    """--model random=FILE used to be ignored: the baseline was initialised afresh."""
+    from vitprobe.errors import VitprobeWarning
+    from vitprobe.models.architecture import ArchSpec, build_model
+    from vitprobe.models.own_format import save_encoder
+    from vitprobe.seeding import seeded
+
+    recipe = _small_recipe(tmp_path, "a b")  # b: random_like a
+    arch = ArchSpec(patch_size=8, embed_dim=32, depth=2, num_heads=2, img_size=32)
+    with seeded(5):
+        mine = save_encoder(tmp_path / "mine.safetensors", build_model(arch), arch, {"objective": "random_init"})
+    with pytest.warns(VitprobeWarning, match=r"small.yaml: --quick, but the recipe has no quick: block, so it runs at full size"):
+        [report] = reproduce([str(recipe)], tmp_path / "out", quick=True, checkpoints={"b": str(mine)}, progress=False)
+    used = json.loads((report.parent / "runs" / "b" / "run.json").read_text())["checkpoint"]
+    assert used["path"] == str(mine.resolve())
+    assert not (report.parent / "models" / "b").exists()
+
+
 def test_the_report_says_whose_seed_it_names() -> None:
     """A trained model's seed is its training seed, a random baseline's its initialisation seed;
     a checkpoint vitprobe did not make names none."""

@@ -134,6 +134,8 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
 
         seed = check_seed(seed)
         train_overrides = _merge(train_overrides or {}, {"seed": seed})
+    if quick and not raw.get("quick"):
+        warn_user(f"{where}: --quick, but the recipe has no quick: block, so it runs at full size")
     if quick and raw.get("quick"):
         quick_block = _mapping(raw["quick"], "quick", where)
         train_overrides = _merge(_mapping(quick_block.pop("train", {}), "quick.train", where),
@@ -161,7 +163,7 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
         entry = next((m for m in models if m.key == key), None)
         if entry is None:
             raise ConfigError(f"{where}: --model {key}=...: no model {key!r}; models: {sorted(keys)}")
-        entry.train, entry.checkpoint = None, Path(ckpt)
+        entry.train, entry.checkpoint, entry.random_like = None, Path(ckpt), None  # the file, not a random copy
     depths: dict[str, int] = {}  # blocks per model, for the layer numbers in params and claims
     for entry in models:
         if entry.random_like is not None:

@@ -126,6 +126,14 @@ def test_cli_reports_bad_recipe_with_exit_2(tmp_path: Path, capsys) -> None:
     assert not any(tmp_path.iterdir())  # nothing was started
 
 
+def test_reproduce_under_torchrun_is_refused_before_any_work(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Every rank would train, analyse and publish the whole job into one folder."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["reproduce", "dino_attention", "--quick", "--out", str(tmp_path)]) == 2
+    assert "vitprobe reproduce runs in one process: drop torchrun" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 def test_data_that_cannot_feed_the_recipe_fails_before_training(tmp_path: Path, capsys) -> None:
     with pytest.raises(ConfigError, match="attention_jaccard.*needs foreground masks, which digits lacks"):
         load_recipe("dino_attention", data="digits")

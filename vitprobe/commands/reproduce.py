@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import json
 from pathlib import Path
 
@@ -25,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     f"recipes: {', '.join(builtin_recipes())}; docs/recipes.md describes the YAML.")
     p.add_argument("recipes", nargs="*", metavar="RECIPE", help="recipe name or YAML path")
     p.add_argument("--quick", action="store_true",
-                   help="small-scale run (all recipes when none is named); 10-18 min on 2 CPU cores")
+                   help="small-scale run (the papers' recipes when none is named: " + ", ".join(RECIPES)
+                        + "); 10-18 min on 2 CPU cores")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default {DEFAULT_OUT}); a rerun into it reuses the models it trained "
                         "and replaces the figures and reports")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto (cuda when available), for training and analysis")
@@ -50,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from vitprobe.recipes import RECIPES
     from vitprobe.reproduce import reproduce
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # every rank would do the whole job into one folder
+        raise ConfigError("vitprobe reproduce runs in one process: drop torchrun (--device cuda uses a GPU); "
+                          "`vitprobe train` and `vitprobe analyze` take torchrun")
     recipes = list(args.recipes) or (list(RECIPES) if args.quick else [])
     if not recipes:
         raise ConfigError("reproduce: name a recipe (" + ", ".join(RECIPES) + ") or pass --quick for all")

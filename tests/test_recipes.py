@@ -192,6 +192,18 @@ def test_greater_than_verdicts() -> None:
     assert evaluate({**check, "metric": "knn_top1"}, tables, {}).agrees is None
 
 
+def test_a_metric_without_a_spread_gets_no_accuracy_error_and_the_detail_says_so() -> None:
+    """The image-level spectrum has n but no std: it used to borrow a binomial error meant for
+    percent accuracies, and the detail claimed "+- 1 standard error" either way."""
+    def spectrum(v: float) -> dict:
+        return {"t": _table("log_singular_value_image", {4: v}, rank=1, n=64, std=float("nan"))}
+
+    check = {"metric": "log_singular_value_image", "layers": "last", "greater": "a", "than": "b"}
+    verdict = evaluate(check, {"a": spectrum(1.56), "b": spectrum(1.5)}, {})
+    assert verdict.agrees is True and "+-" not in verdict.detail
+    assert "no standard error (the table gives no spread over images), decided by any difference over 0" in verdict.detail
+
+
 def test_peak_inside_verdict() -> None:
     def run(v: float) -> dict:
         return {"p": _table("linear_probe_top1", {4: v}, label="shape")}

@@ -65,7 +65,8 @@ class Estimate:
 
 def _row_se(row: pd.Series) -> float | None:
     """Standard error of one row: ``std / sqrt(n)`` over images, or for an accuracy in percent
-    (no std) ``accuracy_standard_error`` over its ``n`` held-out images; None without ``n``."""
+    (a ``*_top1`` metric, no std) ``accuracy_standard_error`` over its ``n`` held-out images;
+    None without ``n``, and for other metrics without a std (the image-level spectrum)."""
     n = row.get("n")
     if n is None or pd.isna(n) or n < 1:
         return None
@@ -73,7 +74,8 @@ def _row_se(row: pd.Series) -> float | None:
     if std is not None and not pd.isna(std):
         return float(std) / float(n) ** 0.5
     p = float(row["value"])
-    return float(accuracy_standard_error(p, int(n), scale=100.0)) if 0.0 <= p <= 100.0 else None
+    accuracy = str(row.get("metric", "")).endswith("_top1")
+    return float(accuracy_standard_error(p, int(n), scale=100.0)) if accuracy and 0.0 <= p <= 100.0 else None
 
 
 def summary_value(tables: Mapping[str, pd.DataFrame], check: Mapping[str, Any]) -> Estimate | None:
@@ -173,4 +175,7 @@ def evaluate(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.Data
     if math.isnan(va.value) or math.isnan(vb.value):
         return Verdict(None, f"{labels.get(a, a)} {va} vs {labels.get(b, b)} {vb}: no value to compare "
                              f"({_NO_VALUE}){where}")
+    if va.se is None or vb.se is None:  # say so: the usual "+- 1 standard error" would not be true
+        where = (f" ({_protocol(check)}; no standard error (the table gives no spread over images), "
+                 f"decided by any difference over {least:g})")
     return Verdict(_decide(va, vb, least), f"{labels.get(a, a)} {va} vs {labels.get(b, b)} {vb}{where}")

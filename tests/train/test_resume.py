@@ -114,7 +114,7 @@ def test_resume_names_the_process_count_the_lambda_once_and_a_changed_recipe(tmp
     assert state["in_force"]["hparams"]["drop_path"] is None  # not set: mixed from the branches (0 on tiny)
     assert state["in_force"]["drop_path"] == mixed  # the rate the encoder trained with
     in_force = state["in_force"]
-    with pytest.raises(ConfigError, match="used 1 processes, not 2"):  # not a learning-rate change
+    with pytest.raises(ConfigError, match="used 1 process, not 2"):  # not a learning-rate change
         _check_resume(config, state, 2, in_force={**in_force, "lr": in_force["lr"] * 2})
     with pytest.raises(ConfigError, match=r"\(--lambda was 0.5, now 0.7\)"):  # once, not also as --set lam
         _check_resume(dataclasses.replace(config, lam=0.7), state, 1, in_force=in_force)
@@ -164,7 +164,7 @@ def test_resume_from_an_unreadable_state_or_another_process_count_is_refused(tmp
     _check_resume(config, state, 1)  # the same run resumes
     with pytest.raises(ConfigError, match=r"--data was \"custom:list\[16\]\", now \"digits\""):
         _check_resume(toy_config(out, epochs=1, data="digits"), state, 1)
-    with pytest.raises(ConfigError, match="used 1 processes, not 2; resume with the same process count"):
+    with pytest.raises(ConfigError, match="used 1 process, not 2; resume with the same process count"):
         _check_resume(config, state, 2)
     encoder = (out / ckpt.ENCODER_FILE).read_bytes()
     (out / ckpt.ENCODER_FILE).write_bytes(encoder[:1000])  # the header says more than the file holds

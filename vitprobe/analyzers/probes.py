@@ -221,8 +221,8 @@ class KNN(_PooledFeatureProbe):
     def _warn_if_meaningless(self, label: str, train_labels: np.ndarray, n_test: int) -> None:
         super()._warn_if_meaningless(label, train_labels, n_test)
         if len(train_labels) <= self.k:
-            warn_user(f"knn on label {label!r}: k = {self.k} neighbours of only {len(train_labels)} "
-                      "training images: every image votes; use more images or a smaller k")
+            warn_user(f"knn on label {label!r}: k = {self.k} neighbours of only "
+                      f"{plural(len(train_labels), 'training image')}: every image votes; use more images or a smaller k")
 
     def _score(self, train_x: torch.Tensor, train_y: np.ndarray, test_x: torch.Tensor) -> np.ndarray:
         predicted = knn_predict(train_x, torch.from_numpy(train_y), test_x, k=self.k, T=self.T,

@@ -196,8 +196,9 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int,
     A run saved before runs recorded the values in force also recorded the default spec as its
     data when given a Dataset (``given_dataset``), so its data cannot be checked."""
     if state["world_size"] != world_size:  # first: the global batch, hence the lr, follows from it
-        raise ConfigError(f"--resume: the run in {config.out} used {state['world_size']} "
-                          f"processes, not {world_size}; resume with the same process count")
+        used = state["world_size"]
+        raise ConfigError(f"--resume: the run in {config.out} used {used} process{'es' if used != 1 else ''}, "
+                          f"not {world_size}; resume with the same process count")
     saved = TrainConfig.from_overrides(state["config"]).resolved()
     now = config.resolved()
     if saved["method"] != now["method"]:  # first: every hyper-parameter differs with it

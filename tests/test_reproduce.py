@@ -396,7 +396,10 @@ def test_analysis_warnings_name_their_model_and_sit_beside_the_claims_they_quali
     recipe["claims"] = [{"figure": "knn", "text": "a beats b", "check": {"metric": "knn_top1", "label": "shape",
                                                                         "layers": "last", "greater": "a", "than": "b"}},
                         {"figure": "attention_distance", "text": "b attends farther",
-                         "check": {"metric": "attention_distance_px", "greater": "b", "than": "a"}}]
+                         "check": {"metric": "attention_distance_px", "greater": "b", "than": "a"}},
+                        {"figure": "knn", "text": "a beats b on texture",
+                         "check": {"metric": "knn_top1", "label": ["texture", "class"], "layers": "last",
+                                   "greater": "a", "than": "b"}}]
     path.write_text(json.dumps(recipe))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -405,10 +408,12 @@ def test_analysis_warnings_name_their_model_and_sit_beside_the_claims_they_quali
     for label in ("a", "b"):
         assert any(s.startswith(f"{label}: knn on label 'shape': only") for s in said), said
     page = report.read_text(encoding="utf-8")
-    knn_claim, distance_claim = page.split("<div class='claim'>")[1:3]
+    knn_claim, distance_claim, texture_claim = page.split("<div class='claim'>")[1:4]
     assert "<i>Read with:</i> a: knn on label" in knn_claim and "<i>Read with:</i> b: knn on label" in knn_claim
     assert "Read with" not in distance_claim and "<i>Read with:</i> c:" not in knn_claim
-    assert page.count("<b>analysis warned</b>: knn on label") == 1.5 * knn_claim.count("<i>Read with:</i>") >= 3
+    for claim, label, other in ((knn_claim, "shape", "texture"), (texture_claim, "texture", "shape")):
+        assert f"knn on label &#x27;{label}&#x27;" in claim and f"&#x27;{other}&#x27;" not in claim
+    assert page.count("<b>analysis warned</b>: knn on label") == 3 * knn_claim.count("<i>Read with:</i>") >= 6
     saved = json.loads((tmp_path / "out" / "small" / "runs" / "b" / "run.json").read_text())
     assert any(w.startswith("knn on label 'shape'") for w in saved["meta"]["analysis_warnings"])
 
@@ -450,3 +455,13 @@ def test_a_failing_analysis_still_says_the_warnings_before_its_error(tmp_path: P
         with pytest.raises(ConfigError, match=r"model 'a': the data ran out"):
             reproduce([str(_small_recipe(tmp_path))], tmp_path / "out", progress=False)
     assert sorted(p.name for p in (tmp_path / "out" / "small").iterdir()) == ["models"]  # kept for reuse
+
+
+def test_a_warning_bears_on_the_claims_of_its_analysis_and_label() -> None:
+    from vitprobe.reproduce import _bears_on
+
+    warned = "knn on label 'texture': only 3 held-out images"
+    assert _bears_on(warned, "knn", "texture") and not _bears_on(warned, "knn", "shape")
+    assert not _bears_on(warned, "linear_probe", "texture")
+    assert _bears_on("linear_probe: 2 of 4 fits stopped at max_iter", "sweep_linear_probe", "shape")
+    assert _bears_on("attention_jaccard: no image has an object", "attention_jaccard", None)

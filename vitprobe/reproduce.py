@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from vitprobe.claims import Verdict, evaluate
+from vitprobe.claims import Verdict, evaluate, resolve_label
 from vitprobe.data.spec import relative_path_note
 from vitprobe.errors import (ConfigError, OutputExistsError, VitprobeError, abbreviate, collected_warnings,
                              errors_naming, is_whole, plural, warn_user, warnings_labelled)
@@ -258,7 +258,8 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
         labels = {entry.key: entry.label for entry in recipe.models}
         verdicts = [evaluate(claim.check, tables, labels) for claim in recipe.claims]
         (staged / "report.html").write_text(
-            _report_html(recipe, runs, verdicts, extra, differences, time.monotonic() - started), encoding="utf-8")
+            _report_html(recipe, runs, tables, verdicts, extra, differences, time.monotonic() - started),
+            encoding="utf-8")
         (staged / "verdicts.json").write_text(json.dumps(
             [{"figure": c.figure, "claim": c.text, "agrees": v.agrees, "detail": v.detail}
              for c, v in zip(recipe.claims, verdicts)], indent=2), encoding="utf-8")
@@ -285,10 +286,15 @@ def _measured_unalike(recipe: Recipe, runs: dict) -> list[str]:
     return said
 
 
-def _analysis_warned(text: str) -> str:
-    """The analysis an analyzer's warning names first (``knn on label 'shape': ...``,
-    ``attention_jaccard: ...``): the key by which the report files it under its claims."""
-    return text.split(":", 1)[0].split(" ", 1)[0]
+def _bears_on(text: str, figure: str, label: Any) -> bool:
+    """Whether a warning qualifies a claim drawn in ``figure`` about ``label``. A warning names
+    its analysis first and, for a probe, the label (``knn on label 'shape': ...``,
+    ``attention_jaccard: ...``); a sweep's figure ``sweep_<analysis>`` reads that analysis."""
+    name, _, about = text.split(":", 1)[0].partition(" ")
+    if name != figure.removeprefix("sweep_"):
+        return False
+    named = re.fullmatch(r"on label '(.*)'", about)
+    return named is None or label is None or named.group(1) == str(label)
 
 
 def _extra_figure_makers(recipe: Recipe, runs: dict, paths: dict[str, Path],
@@ -352,10 +358,11 @@ def _seed_text(report: dict[str, Any]) -> str:
     return f", {kind} seed {seed}"
 
 
-def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: list[str],
+def _report_html(recipe: Recipe, runs: dict, tables: dict, verdicts: list[Verdict], extra: list[str],
                  differences: list[str], seconds: float) -> str:
     """One page: the models (with any collapse their training warned of), the claims with their
-    figures and verdicts, then every other figure."""
+    figures, verdicts and the warnings that bear on them, then every other figure. ``tables``:
+    model key -> analysis -> table, as the claims were evaluated on."""
     from vitprobe.models.loading import training_warnings
 
     esc = html.escape
@@ -386,11 +393,12 @@ def _report_html(recipe: Recipe, runs: dict, verdicts: list[Verdict], extra: lis
         figure = (f"<img src='figures/{esc(claim.figure)}.png' alt='{esc(claim.figure)}'>"
                   if claim.figure in drawn else "<p>(not drawn: its analysis did not run on this data)</p>")
         compared = {claim.check["greater"], claim.check["than"]} if "greater" in claim.check else set(runs)
+        label = resolve_label(claim.check, tables).get("label")
         caveats = "".join(f"<p><i>Read with:</i> {esc(run.label)}: {esc(w)}</p>" for key, run in runs.items()
                           if key in compared for w in run.meta.get("analysis_warnings", [])
-                          if _analysis_warned(w) == claim.figure)
+                          if _bears_on(w, claim.figure, label))
         caveats += "".join(f"<p><i>Read with:</i> {esc(text)}</p>" for text in differences
-                           if _analysis_warned(text) == claim.figure)
+                           if _bears_on(text, claim.figure, label))
         parts.append(
             f"<div class='claim'><h2>{esc(claim.figure)}</h2><p><i>Paper:</i> {esc(claim.text)}</p>"
             f"<p><i>Here:</i> {_verdict_badge(verdict)} ({esc(verdict.detail)})</p>{caveats}{figure}</div>")

@@ -39,19 +39,31 @@ def _as_data(dataset: Any) -> Any:
     return {k: v for k, v in dataset.items() if k not in drop}
 
 
-def data_difference(protocols: Sequence[Mapping[str, Any]]) -> str | None:
+def _spec(dataset: Any) -> str:
+    return str(dataset.get("spec", dataset)) if isinstance(dataset, Mapping) else str(dataset)
+
+
+def data_difference(protocols: Sequence[Mapping[str, Any]], labels: Sequence[str] | None = None) -> str | None:
     """The datasets' specs, ``a; b``, when the protocols name different data (see
     :func:`_as_data`), or ``spec, with different key, key`` when one spec read different data;
-    else None."""
-    datasets = {_text(_as_data(p.get("dataset"))): p.get("dataset") for p in protocols}
-    if len(datasets) < 2:
+    else None. With ``labels`` (one per protocol) each spec names its runs, ``a (moco) | b
+    (mae)``, and the second form ends with the runs of each dataset, ``(moco | mae, random)``."""
+    datasets = [p.get("dataset") for p in protocols]
+    seen = [_text(_as_data(d)) for d in datasets]
+    if len(set(seen)) < 2:
         return None
-    named = sorted({str(d.get("spec", d)) if isinstance(d, Mapping) else str(d) for d in datasets.values()})
+    named = sorted({_spec(d) for d in datasets})
     if len(named) > 1:
-        return "; ".join(named)
-    described = [_as_data(d) for d in datasets.values() if isinstance(d, Mapping)]
+        if labels is None:
+            return "; ".join(named)
+        order = sorted(range(len(datasets)), key=lambda i: _spec(datasets[i]))
+        return join_by_run([_spec(datasets[i]) for i in order], [labels[i] for i in order])
+    described = [_as_data(d) for d in datasets if isinstance(d, Mapping)]
     keys = sorted({k for d in described for k in d if len({_text(e.get(k)) for e in described}) > 1})
-    return f"{named[0]}, with different {', '.join(keys) or 'contents'}"
+    text = f"{named[0]}, with different {', '.join(keys) or 'contents'}"
+    if labels is None:
+        return text
+    return f"{text} ({' | '.join(', '.join(named) for named in _runs_of(seen, labels).values())})"
 
 
 def _architecture(protocol: Mapping[str, Any]) -> Any:
@@ -61,13 +73,23 @@ def _architecture(protocol: Mapping[str, Any]) -> Any:
     return [arch.get(k) for k in ("depth", "reg_tokens", "patch_size", "img_size")] if isinstance(arch, Mapping) else arch
 
 
+def _runs_of(values: Sequence[str], labels: Sequence[str]) -> dict[str, list[str]]:
+    """Each distinct value (in order) -> the labels of the runs that have it, each once."""
+    runs: dict[str, list[str]] = {}
+    for value, label in zip(values, labels):
+        named = runs.setdefault(value, [])
+        if label not in named:
+            named.append(label)
+    return runs
+
+
 def join_by_run(values: Sequence[str], labels: Sequence[str] | None = None) -> str:
     """The distinct ``values`` (one per run) joined by `` | ``; where they differ and the runs
-    have ``labels``, each value names its runs: ``20 (moco) | 5 (mae, random)``."""
-    runs: dict[str, list[str]] = {}
-    for i, value in enumerate(values):
-        runs.setdefault(value, []).extend([labels[i]] if labels is not None else [])
-    if len(runs) < 2 or labels is None:
+    have ``labels``, each value names its runs once: ``20 (moco) | 5 (mae, random)``."""
+    if labels is None:
+        return " | ".join(dict.fromkeys(values))
+    runs = _runs_of(values, labels)
+    if len(runs) < 2:
         return " | ".join(runs)
     return " | ".join(f"{value} ({', '.join(named)})" for value, named in runs.items())
 
@@ -87,7 +109,8 @@ def warn_if_incomparable(protocols: Mapping[str, Sequence[tuple[str, Mapping[str
     """Warn once when results set side by side (``protocols``: analysis name -> each run's
     ``(label, protocol)``) saw different data, and once per analysis run with different
     settings, naming the runs of each value."""
-    data = data_difference([p for group in protocols.values() for _, p in group])
+    pairs = [pair for group in protocols.values() for pair in group]
+    data = data_difference([p for _, p in pairs], [label for label, _ in pairs])
     if data is not None:
         warn_user(f"the runs were analysed on different data ({data}); their numbers are not "
                   "comparable, only their shapes")

@@ -595,7 +595,8 @@ def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike
         if run.folder is not None and holds(target, run.folder.resolve()):
             raise OutputExistsError(f"{out}: holds the run {run.folder} being compared, which writing the "
                                     "comparison there would delete; choose another --out")
-    warn_if_incomparable({name: [(run.label, run[name].protocol) for run in runs if name in run]
+    labels = unique_labels([run.label for run in runs])  # as the comparison names them
+    warn_if_incomparable({name: [(label, run[name].protocol) for label, run in zip(labels, runs) if name in run]
                           for name in dict.fromkeys(n for run in runs for n in run)})
     with atomic_output(out, overwrite) as tmp:
         write_comparison(runs, tmp)

@@ -103,7 +103,7 @@ def test_analyze_takes_a_list_checks_its_first_item_and_each_batch(model, tmp_pa
     assert dataset["spec"] == "list" and dataset["size"] == 6
     other = vitprobe.analyze(model, items[1:] + items[:1], analyses=["attention_distance"], batch_size=4, progress=False)
     assert other["attention_distance"].protocol["dataset"]["first_image_sha256"] != dataset["first_image_sha256"]
-    with pytest.warns(UserWarning, match=r"different data \(list, with different first_image_sha256\)"):
+    with pytest.warns(UserWarning, match=r"different data \(list, with different first_image_sha256 \(VisionTransformer \| VisionTransformer-2\)\)"):
         vitprobe.compare([run, other], tmp_path / "cmp")
     with pytest.raises(ConfigError, match=r"dataset list: 'labels' is a int"):
         vitprobe.analyze(model, [{**items[0], "labels": 3}], analyses=["attention_distance"], progress=False)

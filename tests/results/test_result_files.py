@@ -295,7 +295,7 @@ def test_drawing_runs_side_by_side_warns_where_they_differ(results):
         warnings.simplefilter("error")  # the same data read from another folder (or before roots were kept)
         elsewhere = {**knn.protocol, "dataset": {**knn.protocol["dataset"], "root": "/mnt/elsewhere"}}
         draw("knn", [("a", results["knn"]), ("b", Result("knn", knn.table, elsewhere))])
-    for protocol, message in [({"dataset": {"spec": "digits"}}, r"different data \(digits; synthetic:8\)"),
+    for protocol, message in [({"dataset": {"spec": "digits"}}, r"different data \(digits \(b\) \| synthetic:8 \(a\)\)"),
                               ({"k": 5}, r"knn was run with different settings \(k 20 \(a\) \| 5 \(b\)\)")]:
         changed = Result("knn", knn.table, {**knn.protocol, **protocol})
         with pytest.warns(UserWarning, match=message):
@@ -380,8 +380,8 @@ def test_compare_warns_when_the_runs_saw_different_data(tmp_path, results):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         compare([Run(results, label="a"), Run(other, label="b")], tmp_path / "cmp")
-    assert [str(w.message)[:62] for w in caught] == [
-        "the runs were analysed on different data (digits; synthetic:8)"]
+    said = "the runs were analysed on different data (digits (b) | synthetic:8 (a)); their numbers"
+    assert [str(w.message)[:len(said)] for w in caught] == [said]
 
 
 def test_one_folder_named_two_ways_or_seen_at_two_image_sizes_is_the_same_data():
@@ -395,6 +395,12 @@ def test_one_folder_named_two_ways_or_seen_at_two_image_sizes_is_the_same_data()
     fewer = {**folder, "size": 18, "skipped": 2}
     assert data_difference([{"dataset": folder}, {"dataset": fewer}]) == "folder:imgs, with different size, skipped"
     assert data_difference([{"dataset": folder}, {"dataset": {"spec": "digits", "size": 20}}]) == "digits; folder:imgs"
+    # with the runs' labels (each run once, though several of its analyses name its data)
+    three = [{"dataset": folder}, {"dataset": fewer}, {"dataset": folder}, {"dataset": fewer}]
+    assert (data_difference(three, ["moco", "mae", "moco", "random"])
+            == "folder:imgs, with different size, skipped (moco | mae, random)")
+    assert (data_difference([{"dataset": folder}, {"dataset": {"spec": "digits"}}, {"dataset": folder}], ["a", "b", "a"])
+            == "digits (b) | folder:imgs (a)")
 
 
 def test_compare_warns_when_an_analysis_ran_with_other_settings(tmp_path, results):

@@ -465,3 +465,21 @@ def test_a_warning_bears_on_the_claims_of_its_analysis_and_label() -> None:
     assert not _bears_on(warned, "linear_probe", "texture")
     assert _bears_on("linear_probe: 2 of 4 fits stopped at max_iter", "sweep_linear_probe", "shape")
     assert _bears_on("attention_jaccard: no image has an object", "attention_jaccard", None)
+
+
+def test_the_report_and_verdicts_say_what_the_caller_changed_in_the_recipe(tmp_path: Path) -> None:
+    path = _small_recipe(tmp_path)
+    recipe = json.loads(path.read_text())
+    recipe["claims"] = [{"figure": "attention_distance", "text": "b attends farther",
+                         "check": {"metric": "attention_distance_px", "greater": "b", "than": "a"}}]
+    path.write_text(json.dumps(recipe))
+    as_written = reproduce([str(path)], tmp_path / "plain", progress=False)[0]
+    [verdict] = json.loads((as_written.parent / "verdicts.json").read_text())
+    assert verdict["data"] == "synthetic:16" and verdict["changes"] == []
+    assert "<p>the recipe as written.</p>" in as_written.read_text(encoding="utf-8")
+    changed = reproduce([str(path)], tmp_path / "changed", progress=False, params={"knn": {"k": 2}}, seed=3,
+                        data="synthetic:24")[0]
+    [verdict] = json.loads((changed.parent / "verdicts.json").read_text())
+    assert verdict["data"] == "synthetic:24"
+    assert verdict["changes"] == ["--data synthetic:24", "--seed 3", "--param knn.k=2"]
+    assert "<p>run with --data synthetic:24, --seed 3, --param knn.k=2.</p>" in changed.read_text(encoding="utf-8")

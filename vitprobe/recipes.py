@@ -70,6 +70,7 @@ class Recipe:
     sweep: dict[str, Any] | None = None
     path: Path | None = None
     random_seed: int = 0  # seeds the random_like models' initialisation
+    changes: list[str] = field(default_factory=list)  # what the caller changed, as reproduce's options
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -125,6 +126,7 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     path = recipe_path(name_or_path)
     raw = _read_yaml(path)
     where = str(path)
+    changes = _changes(quick, data, checkpoints, train_overrides, seed)
     unknown = set(raw) - _TOP_KEYS
     if unknown:
         raise ConfigError(f"{where}: unknown recipe keys {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
@@ -210,7 +212,18 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
                   paper=str(raw.get("paper", "")), data=raw["data"],
                   batch_size=batch_size, models=models, analyses=analyses, params=analysis_params,
                   figures=figures, extra_figures=extra, claims=claims, sweep=raw.get("sweep"), path=path,
-                  random_seed=0 if seed is None else seed)
+                  random_seed=0 if seed is None else seed,
+                  changes=[*changes, *(f"--param {a}.{k}={v}" for a, values in given.items() for k, v in values.items())])
+
+
+def _changes(quick: bool, data: str | None, checkpoints: dict[str, str] | None,
+             train_overrides: dict[str, Any] | None, seed: int | None) -> list[str]:
+    """The changes a caller made to a recipe, in the words of reproduce's options (``train
+    KEY=VALUE`` for a training override, which only the Python API takes)."""
+    return [*(["--quick"] if quick else []), *([f"--data {data}"] if data else []),
+            *(f"--model {key}={path}" for key, path in (checkpoints or {}).items()),
+            *([f"--seed {seed}"] if seed is not None else []),
+            *(f"train {key}={value}" for key, value in (train_overrides or {}).items())]
 
 
 _QUICK_KEYS = {"data", "batch_size", "analyses", "params", "train"}

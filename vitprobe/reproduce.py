@@ -261,7 +261,8 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
             _report_html(recipe, runs, tables, verdicts, extra, differences, time.monotonic() - started),
             encoding="utf-8")
         (staged / "verdicts.json").write_text(json.dumps(
-            [{"figure": c.figure, "claim": c.text, "agrees": v.agrees, "detail": v.detail}
+            [{"figure": c.figure, "claim": c.text, "agrees": v.agrees, "detail": v.detail,
+              "data": recipe.data, "changes": recipe.changes}
              for c, v in zip(recipe.claims, verdicts)], indent=2), encoding="utf-8")
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
@@ -383,7 +384,9 @@ def _report_html(recipe: Recipe, runs: dict, tables: dict, verdicts: list[Verdic
         "img{max-width:100%;border:1px solid #ddd}.claim{margin:2em 0}</style>",
         f"<h1>{esc(recipe.title)}</h1><p>{esc(recipe.paper)}</p>",
         f"<p>{esc(_data_text(runs))}; analyses: {esc(', '.join(recipe.analyses))}; "
-        f"{seconds:.0f} s.</p><ul>{models}</ul>",
+        f"{seconds:.0f} s.</p>",
+        f"<p>{esc('run with ' + ', '.join(recipe.changes) if recipe.changes else 'the recipe as written')}.</p>"
+        f"<ul>{models}</ul>",
         *(f"<p><b>measured unalike</b>: {esc(text)}</p>" for text in differences),
     ]
     shown = set()

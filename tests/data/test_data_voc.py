@@ -159,3 +159,21 @@ def test_a_colon_in_the_folder_name_is_not_a_split(voc_root: Path, tmp_path: Pat
     (voc_root / "VOCdevkit").rename(named)
     assert resolve_dataset(f"voc:{named}", 32, split="train").ids == ["a"]
     assert resolve_dataset(f"voc:{named}:train", 32).ids == ["a"]
+
+
+def test_a_class_id_outside_voc_is_an_error_not_background(voc_root: Path) -> None:
+    """A VOC-style set with more classes (id 37) must not be read as 'background' silently."""
+    from PIL import Image
+
+    dataset = _val(voc_root)
+    assert dataset[1]["labels"] == {"class": VOC_CLASSES.index("person")}  # 255 borders are no stray id
+    path = dataset.root / "SegmentationClass" / "a.png"
+    with Image.open(path) as mask:
+        ids = np.asarray(mask).copy()
+    ids[ids == VOC_CLASSES.index("person")] = 37
+    Image.fromarray(ids).save(path)  # a grey PNG of ids, as some tools write VOC-style masks
+    said = rf"{re.escape(str(path))} holds class id\(s\) 37, outside VOC 2012's 0-20 .*remove a from the split list$"
+    with pytest.raises(DataError, match=said):
+        dataset[0]
+    with pytest.raises(DataError, match=said):
+        _val(voc_root).describe()

@@ -3,7 +3,8 @@
 PATH may be the VOC2012 folder, the VOCdevkit folder holding it, or a folder holding
 VOCdevkit. Items carry ``mask`` = SegmentationObject ids (0 background, 1..K objects,
 255 border/ignore) and the label ``class`` = the VOC class (1..20) covering the most
-pixels of SegmentationClass, or 0 ("background") when no object is annotated.
+pixels of SegmentationClass, or 0 ("background") when no object is annotated; a class id
+outside 0..20 and 255 is an error, not background.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from vitprobe.errors import DataError, warn_user
 VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
                "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+VOID = 255  # the border and "difficult" pixels of VOC's masks
 DEFAULT_SPLIT = "val"
 SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _PARTS = {"image": ("JPEGImages", ".jpg"), "objects": ("SegmentationObject", ".png"),
@@ -181,13 +183,23 @@ class VocDataset(VitprobeDataset):
                             f"{objects.shape[1]}x{objects.shape[0]}, image is {width}x{height}; "
                             f"fix or remove this id from the split list")
         image = load_rgb(image_file, self.image_size, self.spec, exif_orientation=False)
-        return image, {"class": majority_class(classes)}, resize_mask(objects, self.image_size)
+        return image, {"class": self._class(index, classes)}, resize_mask(objects, self.image_size)
+
+    def _class(self, index: int, classes: np.ndarray | None = None) -> int:
+        """The label of an id: the majority class of its class mask (read unless given),
+        which must hold VOC's ids only: 0 background, 1..20 classes, 255 void."""
+        if classes is None:
+            classes = load_index_png(self._file("classes", index), self.spec, _HOLDING["classes"])
+        stray = np.unique(classes[(classes >= len(VOC_CLASSES)) & (classes != VOID)])
+        if stray.size:
+            raise DataError(f"dataset {self.spec!r}: {self._file('classes', index)} holds class id(s) "
+                            f"{', '.join(map(str, stray[:5]))}, outside VOC 2012's 0-20 (and {VOID}, void); "
+                            f"voc: reads the 20 VOC classes: fix the mask or remove {self.ids[index]} from the split list")
+        return majority_class(classes)
 
     @cached_property
     def _labels(self) -> np.ndarray:
-        return np.array([majority_class(load_index_png(self._file("classes", i), self.spec,
-                                                                _HOLDING["classes"]))
-                         for i in range(len(self))], dtype=np.int64)
+        return np.array([self._class(i) for i in range(len(self))], dtype=np.int64)
 
     def class_counts(self) -> dict[str, list[int]]:
         return {"class": np.bincount(self._labels, minlength=len(VOC_CLASSES)).tolist()}

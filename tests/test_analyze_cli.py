@@ -751,3 +751,26 @@ def test_version_names_vitprobe_torch_and_timm_and_matches_pyproject(capsys):
     out = capsys.readouterr().out
     assert re.fullmatch(rf"vitprobe {re.escape(version)} \(torch {re.escape(torch.__version__.split('+')[0])}\S*, "
                         rf"timm {re.escape(timm.__version__)}\)\n", out), out
+
+
+def test_what_the_data_warned_of_is_kept_with_the_run(checkpoint, tmp_path, capsys):
+    """A file left out of the data is said once and kept in the run's record and report page."""
+    import html
+
+    from PIL import Image
+
+    from vitprobe.results import Run
+
+    for name in ("cats", "dogs"):
+        for i in range(3):
+            (tmp_path / "imgs" / name).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (32, 32), (40 * i, 80, 120)).save(tmp_path / "imgs" / name / f"{i}.png")
+    (tmp_path / "imgs" / "dogs" / "broken.jpg").write_bytes(b"\xff\xd8\xff")
+    assert main(["analyze", "--checkpoint", checkpoint, "--data", f"folder:{tmp_path / 'imgs'}", "--analyses",
+                 "attention_distance", "--no-progress", "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    said = f"dataset 'folder:{tmp_path / 'imgs'}': skipped 1 unreadable file(s): {tmp_path / 'imgs' / 'dogs' / 'broken.jpg'}"
+    assert err.count(said) == 1
+    kept = Run.load(tmp_path / "o" / "tiny").meta["analysis_warnings"]
+    assert [w for w in kept if w.startswith("dataset ")] == [kept[0]] and kept[0].startswith(said)
+    assert f"<dt>analysis warned</dt><dd>{html.escape(said)}" in (tmp_path / "o" / "tiny" / "report.html").read_text(encoding="utf-8")

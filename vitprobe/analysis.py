@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vitprobe.data.user_data import as_items, describe_data, first_item, loader_sampling
 from vitprobe.distributed import on_rank_zero, own_shard, rank_and_world, to_device
-from vitprobe.errors import ConfigError, check_whole, collected_warnings, is_whole, warn_user
+from vitprobe.errors import ConfigError, check_whole, is_whole, warn_user, warnings_kept
 from vitprobe.results import Run, check_output
 
 PROGRESS_DESC = "analysing"
@@ -51,6 +51,7 @@ class AnalysisPlan:
     label: str
     device: torch.device
     skipped: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # said while preparing and passing (data, model)
 
 
 class ShardSampler(Sampler[int]):
@@ -264,7 +265,28 @@ def prepare_analysis(
     load_options: Mapping[str, Any] | None = None,
 ) -> AnalysisPlan:
     """Load, resolve and check everything; no image is processed yet. The global generators
-    are seeded by ``seed`` meanwhile and restored afterwards (as in :func:`run_analysis`)."""
+    are seeded by ``seed`` meanwhile and restored afterwards (as in :func:`run_analysis`).
+    What this warns of (skipped files, skipped analyses, the data's normalisation) is said and
+    kept in the plan's ``warnings``, for the run's record."""
+    with warnings_kept() as warned:
+        plan = _prepare(model_or_path, data, analyses, batch_size, device, seed, num_workers,
+                        analyzer_params, load_options)
+    plan.warnings = warned
+    return plan
+
+
+def _prepare(
+    model_or_path: nn.Module | str | os.PathLike[str],
+    data: str | Dataset | Sequence[Mapping[str, Any]] | DataLoader,
+    analyses: str | Sequence[str] = "all",
+    batch_size: int | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    num_workers: int = 0,
+    analyzer_params: Mapping[str, Mapping[str, Any]] | None = None,
+    load_options: Mapping[str, Any] | None = None,
+) -> AnalysisPlan:
+    """:func:`prepare_analysis`, its warnings said as they come."""
     from vitprobe.analyzers import get_analyzer, list_analyzers
     from vitprobe.capture import at_image_size, model_info
     from vitprobe.data.items import check_item
@@ -364,13 +386,13 @@ def _gather_states(plan: AnalysisPlan) -> None:
 
 
 def _compute(plan: AnalysisPlan) -> Run:
-    """The run of the analyzers' results; the warnings they give (about what the numbers
-    mean) are said and kept in ``meta["analysis_warnings"]``, which its report pages show."""
-    with collected_warnings() as warned:
+    """The run of the analyzers' results. The warnings they give (about what the numbers
+    mean) are said and, after the plan's (the data's, the pass's), kept in
+    ``meta["analysis_warnings"]``, which its report pages show."""
+    with warnings_kept() as warned:
         results = [analyzer.compute() for analyzer in plan.analyzers]
-    for text in warned:
-        warn_user(text)
-    meta = {"skipped_analyses": plan.skipped, "analyzer_params": plan.params, "analysis_warnings": warned}
+    meta = {"skipped_analyses": plan.skipped, "analyzer_params": plan.params,
+            "analysis_warnings": list(dict.fromkeys([*plan.warnings, *warned]))}
     return Run(results, checkpoint=plan.checkpoint, label=plan.label, meta=meta)
 
 
@@ -392,7 +414,8 @@ def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
                        disable=not progress or rank != 0, leave=False)
     sampler = plan.loader.sampler
     position = sampler.start if isinstance(sampler, ShardSampler) else 0  # this shard's first place
-    with seeded(plan.protocol["seed"]), torch.inference_mode(), capture(plan.model, sites) as cap, own_shard():
+    with (seeded(plan.protocol["seed"]), torch.inference_mode(), capture(plan.model, sites) as cap, own_shard(),
+          warnings_kept() as warned):
         for batch in bar:
             if "index" not in batch:  # items without an index are numbered by their place in the pass
                 batch["index"] = torch.arange(position, position + len(batch["image"]))
@@ -402,6 +425,7 @@ def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
             batch["sites"] = cap.run(batch["image"])
             for analyzer in plan.analyzers:
                 analyzer.update(batch)
+    plan.warnings = [*plan.warnings, *warned]
     if world > 1:
         _gather_states(plan)
     return on_rank_zero(lambda: _compute(plan))

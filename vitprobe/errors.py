@@ -139,15 +139,20 @@ def warn_labelled(said_by: dict[str, list[str]]) -> None:
 
 
 @contextmanager
-def warnings_labelled(label: str) -> Iterator[list[str]]:
-    """``collected_warnings``, said again on leaving (an error too) prefixed by ``label``:
-    several models warn alike, and each warning must say whose it is."""
+def warnings_kept(label: str | None = None) -> Iterator[list[str]]:
+    """``collected_warnings``, said again on leaving (an error too), prefixed by ``label`` if
+    given: the list keeps them for a record, and where several models warn alike, the label
+    says whose each is."""
     said: list[str] = []
     try:
         with collected_warnings() as said:
             yield said
     finally:
-        warn_labelled({label: said})
+        if label is None:
+            for text in said:
+                warn_user(text)
+        else:
+            warn_labelled({label: said})
 
 
 @contextmanager

@@ -31,7 +31,7 @@ from typing import Any, Callable
 from vitprobe.claims import Verdict, evaluate, resolve_label
 from vitprobe.data.spec import relative_path_note
 from vitprobe.errors import (ConfigError, OutputExistsError, VitprobeError, abbreviate, collected_warnings,
-                             errors_naming, is_whole, plural, warn_user, warnings_labelled)
+                             errors_naming, is_whole, plural, warn_user, warnings_kept)
 from vitprobe.output_paths import check_output_folder, is_analysis_output, temp_folder_beside, temp_prefix
 from vitprobe.recipes import SET_BY_REPRODUCE, ModelEntry, Recipe
 
@@ -243,7 +243,7 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
         runs = {}
         for entry in recipe.models:
             _say(progress, f"{entry.key}: analysing on {recipe.data} ({', '.join(recipe.analyses)})")
-            with errors_naming(f"{recipe.path}: model {entry.key!r}"), warnings_labelled(entry.label):
+            with errors_naming(f"{recipe.path}: model {entry.key!r}"), warnings_kept(entry.label):
                 run = analyze(str(paths[entry.key]), recipe.data, analyses=recipe.analyses,
                               batch_size=recipe.batch_size, device=device, progress=progress,
                               analyzer_params=recipe.params, label=entry.label,

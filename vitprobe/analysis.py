@@ -13,10 +13,11 @@ returns that Run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import itertools
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,19 @@ def _warn_if_normalised_otherwise(facts: Mapping[str, Any], info: Any) -> None:
               "pass the spec string, or resolve_dataset(spec, size, mean=..., std=...) with the model's values")
 
 
+def _keeping_warnings(prepare: Callable[..., AnalysisPlan]) -> Callable[..., AnalysisPlan]:
+    """``prepare``, its warnings said as they come and kept in the plan's ``warnings``."""
+    @functools.wraps(prepare)
+    def kept(*args: Any, **kwargs: Any) -> AnalysisPlan:
+        with warnings_kept() as warned:
+            plan = prepare(*args, **kwargs)
+        plan.warnings = warned
+        return plan
+
+    return kept
+
+
+@_keeping_warnings
 def prepare_analysis(
     model_or_path: nn.Module | str | os.PathLike[str],
     data: str | Dataset | Sequence[Mapping[str, Any]] | DataLoader,
@@ -268,25 +282,6 @@ def prepare_analysis(
     are seeded by ``seed`` meanwhile and restored afterwards (as in :func:`run_analysis`).
     What this warns of (skipped files, skipped analyses, the data's normalisation) is said and
     kept in the plan's ``warnings``, for the run's record."""
-    with warnings_kept() as warned:
-        plan = _prepare(model_or_path, data, analyses, batch_size, device, seed, num_workers,
-                        analyzer_params, load_options)
-    plan.warnings = warned
-    return plan
-
-
-def _prepare(
-    model_or_path: nn.Module | str | os.PathLike[str],
-    data: str | Dataset | Sequence[Mapping[str, Any]] | DataLoader,
-    analyses: str | Sequence[str] = "all",
-    batch_size: int | None = None,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-    num_workers: int = 0,
-    analyzer_params: Mapping[str, Mapping[str, Any]] | None = None,
-    load_options: Mapping[str, Any] | None = None,
-) -> AnalysisPlan:
-    """:func:`prepare_analysis`, its warnings said as they come."""
     from vitprobe.analyzers import get_analyzer, list_analyzers
     from vitprobe.capture import at_image_size, model_info
     from vitprobe.data.items import check_item

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vitprobe.data.user_data import as_items, describe_data, first_item, loader_sampling
+from vitprobe.data.user_data import as_items, dataset_name, describe_data, first_item, loader_sampling
 from vitprobe.distributed import on_rank_zero, own_shard, rank_and_world, to_device
 from vitprobe.errors import ConfigError, check_whole, is_whole, warn_user, warnings_kept
 from vitprobe.results import Run, check_output
@@ -312,7 +312,7 @@ def prepare_analysis(
         if first is None:
             first = first_item(given)  # read once, for the check and the description
         if first is not None:
-            name = str(getattr(loader.dataset, "spec", None) or type(loader.dataset).__name__)
+            name = dataset_name(loader.dataset)
             height, width = (tuple(getattr(first.get("image"), "shape", ())) or (0, 0))[-2:]
             info = at_image_size(info, model, int(height), int(width), f"dataset {name}")
             check_item(first, name, (info.grid[0] * info.patch_size, info.grid[1] * info.patch_size))

@@ -144,6 +144,9 @@ def test_image_label_pairs_are_read_as_items(model):
     tensors = vitprobe.analyze(model, torch.utils.data.TensorDataset(torch.stack([x for x, _ in pairs]),
                                                                       torch.tensor([y for _, y in pairs])),
                                analyses=["knn"], analyzer_params={"knn": {"k": 3}}, progress=False)
+    small = torch.utils.data.TensorDataset(torch.zeros(2, 3, 16, 16), torch.tensor([0, 1]))
+    with pytest.raises(ConfigError, match=r"^dataset TensorDataset: images are 16x16 px"):  # not the wrapper's name
+        vitprobe.analyze(model, small, analyses=["knn"], progress=False)
     with pytest.raises(ConfigError, match=r"the DataLoader's batches are lists, not dicts .* pass a Dataset of pairs"):
         vitprobe.analyze(model, torch.utils.data.DataLoader(pairs, batch_size=4), analyses=["knn"], progress=False)
 

@@ -43,6 +43,14 @@ class ImagePairs(Dataset):
         return item
 
 
+def dataset_name(dataset: Any) -> str:
+    """How messages and protocols name a dataset: its spec (vitprobe's own), else its class (of
+    the pairs an :class:`ImagePairs` reads)."""
+    if isinstance(dataset, ImagePairs):
+        return dataset_name(dataset.pairs)
+    return str(getattr(dataset, "spec", None) or type(dataset).__name__)
+
+
 def as_items(dataset: Any) -> tuple[Any, Mapping[str, Any] | None]:
     """``dataset`` itself, or wrapped in :class:`ImagePairs` when its first item is a tuple or
     list of an image (tensor or array) and at most one label; with that first item as an item
@@ -77,7 +85,7 @@ def first_item(data: Dataset | DataLoader) -> Mapping[str, Any] | None:
         raise ConfigError("the DataLoader has batch_size=None and yields single items; give it a batch_size")
     batch = next(iter(data), None)
     if batch is None:
-        name = type(data.dataset).__name__
+        name = dataset_name(data.dataset)
         if data.drop_last and data.batch_size is not None:
             raise ConfigError(f"the DataLoader over {name} yields no batch: drop_last=True drops a last batch "
                               f"smaller than batch_size={data.batch_size}, and that is all of it; use "
@@ -111,8 +119,8 @@ def describe_data(data: Dataset | DataLoader, first: Mapping[str, Any] | None
     if has_masks is None or label_names is None:
         if first is None:
             empty = hasattr(dataset, "__len__") and len(dataset) == 0
-            raise ConfigError(f"dataset {type(dataset).__name__} is empty; give it images" if empty
-                              else f"dataset {type(dataset).__name__}: {ITEM_HELP}")
+            raise ConfigError(f"dataset {dataset_name(dataset)} is empty; give it images" if empty
+                              else f"dataset {dataset_name(dataset)}: {ITEM_HELP}")
         has_masks = "mask" in first if has_masks is None else has_masks
         labels = first.get("labels", {})
         label_names = (list(labels) if isinstance(labels, Mapping) else []) if label_names is None else label_names

@@ -151,7 +151,7 @@ def test_analyses_lists_needs_and_parameters(capsys):
     out = capsys.readouterr().out
     for name in list_analyzers():
         assert f"\n{name}\n" in f"\n{out}"
-    assert "needs: masks" in out and "keep_mass = 0.6 (number)" in out
+    assert "needs: masks" in out and "keep_mass = 0.6 (finite number)" in out
 
 
 def test_images_of_another_size_than_the_model_takes_are_refused_before_the_pass():

@@ -140,7 +140,7 @@ def test_token_spectrum_on_a_sample_of_the_images_is_their_mean_over_any_batchin
 @pytest.mark.parametrize("params,message", [
     ({"spectrum_fraction": 0.0}, "spectrum_fraction=0.0 must lie in (0, 1]"),
     ({"spectrum_fraction": 1.5}, "spectrum_fraction=1.5 must lie in (0, 1]"),
-    ({"spectrum_fraction": True}, "spectrum_fraction takes number, got True"),
+    ({"spectrum_fraction": True}, "spectrum_fraction takes finite number, got True"),
     ({"spectrum_seed": -1}, "spectrum_seed must be a whole number >= 0"),
 ])
 def test_token_spectrum_sample_settings_are_checked(params, message):

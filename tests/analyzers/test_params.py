@@ -29,7 +29,11 @@ def test_values_that_fit_are_brought_to_one_form(name, params, attribute, expect
     ("attention_distance", {"layers": "1,two"}, "layers takes block numbers"),
     ("knn", {"k": 2.5}, "k takes integer, got 2.5"),
     ("knn", {"pooling": "avg"}, "pooling takes cls|mean, got 'avg'"),
-    ("attention_jaccard", {"keep_mass": "0.6"}, "keep_mass takes number"),
+    ("attention_jaccard", {"keep_mass": "0.6"}, "keep_mass takes finite number"),
+    ("knn", {"T": float("nan")}, "T takes finite number, got nan"),
+    ("knn", {"T": float("inf")}, "T takes finite number, got inf"),
+    ("attention_distance", {"layers": "[2,3"}, r"layers takes block numbers: \[1,6,12\]"),
+    ("attention_distance", {"layers": "2,3]"}, "layers takes block numbers"),
 ])
 def test_values_of_the_wrong_kind_are_one_line_errors(name, params, message) -> None:
     with pytest.raises(ConfigError, match=message) as err:

@@ -49,11 +49,16 @@ def test_another_class_under_a_taken_name_is_refused():
     ("def __init__(self, width): pass", r"Bad: parameter 'width' needs a default"),
     ("def __init__(self, seed=0): pass", r"Bad: parameter 'seed' would overwrite the run's protocol entry of "
                                           r"that name; call it e.g. bad_seed"),
+    ("def __init__(self, scale=1.0): pass", r"Bad: parameter 'scale' needs an annotation of bool, int, float, "
+                                             r"str, a Literal of choices or Sequence\[int\] \| None"),
+    ("def __init__(self, k: int = 0.5): pass", r"Bad: parameter 'k' defaults to 0.5, which its annotation does "
+                                                r"not take"),
+    ("def __init__(self, how: 'Literal[\"a\", \"b\"]' = 'c'): pass", r"parameter 'how' defaults to 'c'"),
 ])
 def test_parameters_need_defaults_and_names_the_protocol_does_not_use(signature, message):
     """A parameter without a default broke `vitprobe analyses`; one named seed overwrote the
     run's seed in that result's protocol."""
-    namespace: dict = {}
+    namespace: dict = {"Literal": __import__("typing").Literal}
     exec(signature, namespace)  # noqa: S102 - a test-made constructor
     cls = type("Bad", (Analyzer,), {"name": "bad", "metrics": ("x",), "__init__": namespace["__init__"]})
     with pytest.raises(TypeError, match=message):
@@ -71,3 +76,22 @@ def test_the_reserved_names_are_those_the_run_writes():
     plan = prepare_analysis(model, "synthetic:4", ["fourier"], 4, "cpu", 0, 0)
     runner_keys = set(plan.protocol) | {"analysis", "std", "value_units"}
     assert runner_keys <= set(_registry.RESERVED_PARAMS)
+
+
+def test_metrics_are_a_tuple_of_names_and_each_parameter_is_kept_under_its_name():
+    """A string `metrics` passed as a tuple of its letters; a parameter stored as self._scale
+    failed after the whole pass, when the protocol read self.scale."""
+    with pytest.raises(TypeError, match=r"Bad needs a class attribute `metrics`, a tuple .* got 'mass'"):
+        _registry.register_analyzer(type("Bad", (Analyzer,), {"name": "bad", "metrics": "mass"}))
+
+    class Hidden(Analyzer):
+        name = "hidden_scale"
+        metrics = ("mass",)
+
+        def __init__(self, scale: float = 1.0) -> None:
+            super().__init__()
+            self._scale = scale
+
+    _registry.register_analyzer(Hidden)
+    with pytest.raises(TypeError, match=r"Hidden does not keep its parameter 'scale' as self.scale"):
+        get_analyzer("hidden_scale", scale=2.0)

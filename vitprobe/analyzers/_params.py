@@ -9,6 +9,7 @@ reinterpreted (``"no"`` is not a boolean, ``1.5`` is not a block).
 
 from __future__ import annotations
 
+import math
 import typing
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 from vitprobe.errors import ConfigError, is_whole
 
 _BLOCKS_HELP = "block numbers: [1,6,12], 1,6,12 or 12 (null: every block)"
-_KIND_HELP = {bool: "true|false", int: "integer", float: "number", str: "text", "blocks": _BLOCKS_HELP}
+_KIND_HELP = {bool: "true|false", int: "integer", float: "finite number", str: "text", "blocks": _BLOCKS_HELP}
+KINDS_HELP = "bool, int, float, str, a Literal of choices or Sequence[int] | None (block numbers)"
 
 
 def _kind(annotation: Any) -> Any:
@@ -39,7 +41,9 @@ def _blocks(value: Any) -> list[int] | None:
     if is_whole(value):
         return [int(value)]
     if isinstance(value, str):
-        parts = [p.strip() for p in value.strip("[]").split(",")]
+        text = value.strip()
+        bracketed = text.startswith("[") and text.endswith("]")
+        parts = [p.strip() for p in (text[1:-1] if bracketed else text).split(",")]
         if all(p.lstrip("-").isdigit() for p in parts):
             return [int(p) for p in parts]
     elif isinstance(value, (list, tuple)) and value and all(is_whole(v) for v in value):
@@ -56,7 +60,7 @@ def check_value(kind: Any, value: Any) -> Any:
             raise ValueError
         return int(value)
     if kind is float:
-        if not (is_whole(value) or isinstance(value, float)):
+        if not (is_whole(value) or isinstance(value, float)) or not math.isfinite(value):
             raise ValueError
         return float(value)
     if kind is str and not isinstance(value, str):

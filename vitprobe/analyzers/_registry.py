@@ -24,8 +24,25 @@ def register_analyzer(cls: A) -> A:
     name = getattr(cls, "name", "")
     if not name:
         raise TypeError(f"{cls.__name__} needs a class attribute `name` to be registered")
-    if not getattr(cls, "metrics", ()):
-        raise TypeError(f"{cls.__name__} needs a class attribute `metrics`: the metric names its table holds")
+    metrics = getattr(cls, "metrics", ())
+    if not metrics or not isinstance(metrics, tuple) or not all(isinstance(m, str) for m in metrics):
+        raise TypeError(f"{cls.__name__} needs a class attribute `metrics`, a tuple of the metric names its "
+                        f"table holds (e.g. ('mass',)), got {metrics!r}")
+    _check_params(cls)
+    taken = _ANALYZERS.get(name)
+    if taken is not None and _where(taken) != _where(cls):
+        raise TypeError(f"analysis name {name!r} is already taken by {_where(taken)}; give "
+                        f"{cls.__qualname__} another `name`")
+    _ANALYZERS[name] = cls
+    return cls
+
+
+def _check_params(cls: type) -> None:
+    """Each parameter of ``cls.__init__`` has a default that fits its annotation (a kind that
+    ``--param`` can check: see ``_params``) and a name outside ``RESERVED_PARAMS``."""
+    from vitprobe.analyzers._params import KINDS_HELP, check_value, param_kinds
+
+    kinds = param_kinds(cls)
     for param in list(inspect.signature(cls.__init__).parameters.values())[1:]:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
@@ -35,12 +52,15 @@ def register_analyzer(cls: A) -> A:
         if param.name in RESERVED_PARAMS:
             raise TypeError(f"{cls.__name__}: parameter {param.name!r} would overwrite the run's protocol "
                             f"entry of that name; call it e.g. {cls.name}_{param.name}")
-    taken = _ANALYZERS.get(name)
-    if taken is not None and _where(taken) != _where(cls):
-        raise TypeError(f"analysis name {name!r} is already taken by {_where(taken)}; give "
-                        f"{cls.__qualname__} another `name`")
-    _ANALYZERS[name] = cls
-    return cls
+        kind = kinds.get(param.name)
+        if kind is None:
+            raise TypeError(f"{cls.__name__}: parameter {param.name!r} needs an annotation of {KINDS_HELP}, "
+                            "by which --param values are checked")
+        try:
+            check_value(kind, param.default)
+        except ValueError:
+            raise TypeError(f"{cls.__name__}: parameter {param.name!r} defaults to {param.default!r}, "
+                            f"which its annotation does not take") from None
 
 
 def _where(cls: type) -> str:
@@ -74,10 +94,15 @@ def get_analyzer(name: str, **params: Any) -> Any:
 
     params = check_params(cls, params)
     try:
-        return cls(**params)
+        analyzer = cls(**params)
     except TypeError as err:  # a value of the wrong type met a comparison or a conversion
         raise ConfigError(f"analysis {name!r}: a parameter has a value of the wrong type ({err}); "
                           f"given {params}") from None
     except MetricInputError as err:  # a value outside the range of the metric it feeds
         raise ConfigError(f"analysis {name!r}: {err} (--param {name}.NAME=VALUE; Python "
                           f"analyzer_params={{{name!r}: {{...}}}})") from None
+    unkept = [p for p in accepted if not hasattr(analyzer, p)]
+    if unkept:  # params() reads each back into the protocol, after the pass
+        raise TypeError(f"{cls.__name__} does not keep its parameter {unkept[0]!r} as self.{unkept[0]}, "
+                        "where its protocol reads it")
+    return analyzer

@@ -118,6 +118,13 @@ def test_register_format_checks_what_detection_needs_and_refuses_a_taken_name() 
         with pytest.raises(TypeError, match=r"checkpoint format name 'dino' is already taken by "
                                             r"vitprobe.models.formats.dino.DinoTraining; give .*Impostor another `name`"):
             base.register_format(Impostor)
+        for attributes, said in (({"keys": "teacher"}, r"`keys` must be a tuple of sub-checkpoint names"),
+                                 ({"drops": ["head.*"]}, r"`drops` must map a glob"),
+                                 ({"drops": {"blocks.3.*": "x"}}, r"drops 'blocks.3.\*' matches the encoder's own "
+                                                                   r"key 'blocks.3.norm1.weight'")):
+            bad = type("Bad", (NoPriority,), {"priority": 50, "name": "bad_layout", **attributes})
+            with pytest.raises(TypeError, match=said):
+                base.register_format(bad)
         assert base._REGISTRY == before
     finally:
         base._REGISTRY.clear()
@@ -152,3 +159,106 @@ def test_tab_completion_lists_the_lazy_public_names() -> None:
     assert {"analyze", "load_model", "compare", "train", "metrics"} <= set(names)
     for name in vitprobe.__all__:
         getattr(vitprobe, name)
+
+
+_PLUGIN = '''"""A test plugin: the mean norm of the patch tokens per layer."""
+import torch
+
+from vitprobe.analyzers import register_analyzer
+from vitprobe.analyzers.base import LayerAnalyzer, tidy
+
+
+@register_analyzer
+class PluginTokenNorm(LayerAnalyzer):
+    """Mean L2 norm of the patch tokens per layer."""
+
+    name = "plugin_token_norm"
+    site_kind = "tokens"
+    metrics = ("token_norm",)
+    value_units = "token_norm: L2"
+
+    def _moment_shapes(self):
+        return {"token_norm": (len(self.layers_),)}
+
+    def _update(self, batch):
+        norms = [t[:, self.info_.num_prefix_tokens:].norm(dim=-1).mean(dim=1) for t in self._inputs(batch)]
+        self._add_moments("token_norm", torch.stack(norms, dim=1))
+
+    def _table(self):
+        return tidy("token_norm", {"layer": self.layers_}, *self._moments("token_norm"))
+'''
+
+
+def test_the_command_line_runs_an_analyzer_of_ones_own_named_by_plugin(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`--plugin FILE.py` (or VITPROBE_PLUGINS=module) registers it before the command runs; its
+    table equals the same analysis run in Python; a plugin not found or failing is one line."""
+    from vitprobe.analyzers import _registry
+    from vitprobe.cli import main
+    from vitprobe.models.architecture import ArchSpec, build_model
+    from vitprobe.models.own_format import save_encoder
+    from vitprobe.results import load_runs
+
+    monkeypatch.setattr(_registry, "_ANALYZERS", dict(_registry._ANALYZERS))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "tokennorm", raising=False)
+    (tmp_path / "tokennorm.py").write_text(_PLUGIN)
+    arch = ArchSpec(patch_size=8, embed_dim=32, depth=2, num_heads=2, img_size=32)
+    model = build_model(arch)
+    save_encoder(tmp_path / "enc.safetensors", model, arch, {"objective": "random_init"})
+    argv = ["analyze", "--checkpoint", "enc.safetensors", "--data", "synthetic:8", "--analyses", "plugin_token_norm",
+            "--no-progress", "--out", "out"]
+    assert main(argv) == 2 and "unknown analysis 'plugin_token_norm'" in capsys.readouterr().err
+    assert main([*argv, "--plugin", "tokennorm.py"]) == 0
+    [run] = load_runs(tmp_path / "out")
+    direct = vitprobe.analyze(model, "synthetic:8", analyses=["plugin_token_norm"], progress=False)
+    assert run["plugin_token_norm"].table.equals(direct["plugin_token_norm"].table)
+    assert (tmp_path / "out" / "enc" / "plugin_token_norm.png").is_file()
+    monkeypatch.delitem(sys.modules, "tokennorm")
+    monkeypatch.setenv("VITPROBE_PLUGINS", "tokennorm")
+    assert main(["analyses"]) == 0 and "plugin_token_norm\n  Mean L2 norm" in capsys.readouterr().out
+    monkeypatch.delenv("VITPROBE_PLUGINS")
+    (tmp_path / "broken.py").write_text("import torch\nraise NameError('oops')\n")
+    for plugin, said in (("nothere", "--plugin nothere: no module named 'nothere' on the Python path or in the "
+                                     "current folder; give a module name or a path to a .py file"),
+                         ("nothere.py", "--plugin nothere.py: no such file"),
+                         ("broken.py", "--plugin broken.py: importing it raised NameError: oops (--debug shows")):
+        assert main(["analyses", f"--plugin={plugin}"]) == 2
+        assert capsys.readouterr().err.startswith(f"vitprobe: error: {said}")
+    assert "broken" not in sys.modules
+
+
+def test_a_format_of_ones_own_that_fails_is_named_and_other_files_still_load(tmp_path: Path) -> None:
+    """A detect() that raises used to break the loading of every file with a bare KeyError; an
+    extract() that raises did not say which format's code failed."""
+    import timm
+    import torch
+
+    from vitprobe.errors import CheckpointError, VitprobeWarning
+    from vitprobe.models.formats import base
+
+    class Fragile(base.CheckpointFormat):
+        name, summary, priority = "fragile", "a test layout", 1
+
+        def detect(self, raw):
+            return raw.obj["weights"] is not None  # KeyError on other files
+
+        def extract(self, raw, key):
+            raise ValueError("half-written")
+
+    model = timm.models.vision_transformer.VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=1,
+                                                             num_heads=2, num_classes=0)
+    torch.save(model.state_dict(), tmp_path / "plain.pth")
+    torch.save({"weights": model.state_dict()}, tmp_path / "own.pth")
+    before = dict(base._REGISTRY)
+    try:
+        base.register_format(Fragile)
+        with pytest.warns(VitprobeWarning, match=r"checkpoint format 'fragile' \(.*\) raised KeyError in detect\(\) "
+                                                 r"on .*plain.pth: 'weights'; it is passed over: fix its detect\(\)"):
+            loaded = vitprobe.load_model(tmp_path / "plain.pth", num_heads=2)
+        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+        with pytest.raises(CheckpointError, match=r"checkpoint format 'fragile' \(.*\) raised ValueError in extract\(\) "
+                                                  r"on .*own.pth: half-written; fix its extract\(\)"):
+            vitprobe.load_model(tmp_path / "own.pth", num_heads=2)
+    finally:
+        base._REGISTRY.clear()
+        base._REGISTRY.update(before)

@@ -13,11 +13,15 @@ import warnings
 from typing import Any, Callable, Sequence
 
 from vitprobe.errors import ConfigError, VitprobeError, VitprobeWarning, brief_reason
-from vitprobe.plugins import public_modules
+from vitprobe.plugins import PLUGINS_VARIABLE, load_plugin, plugin_names, public_modules
 
 # Each module of vitprobe.commands defines ``register(subparsers)``, which adds its parser and
 # sets ``func``; this order is the order of ``vitprobe --help``.
 ORDER = ("analyze", "compare", "reproduce", "train", "export", "inspect", "models", "analyses")
+
+
+PLUGIN_HELP = (f"import a module of your own analyzers, checkpoint formats or objectives first: a .py file "
+               f"or a module name (repeatable; also {PLUGINS_VARIABLE}=a,b)")
 
 
 def command_modules() -> list[str]:
@@ -56,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="What has a self-supervised Vision Transformer learned?",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--plugin", action="append", metavar="NAME", help=PLUGIN_HELP)
     parser.add_argument("--version", action=_PrintVersion,
                         help="print vitprobe's version and those of torch and timm, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -64,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     for command in sub.choices.values():  # `vitprobe analyze ... --debug` works as well
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show full tracebacks on errors")
+        command.add_argument("--plugin", action="append", metavar="NAME", default=argparse.SUPPRESS,
+                             help=PLUGIN_HELP)
         command.set_defaults(command_parser=command)
     return parser
 
@@ -138,11 +145,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     except ValueError:  # not the main thread: the signal stays as it was
         previous = None
+    given = sys.argv[1:] if argv is None else list(argv)
     try:
         try:
-            args = _parse(build_parser(), argv)  # imports torch: seconds in which Ctrl-C may come
+            for name in plugin_names(given, os.environ.get(PLUGINS_VARIABLE)):  # before the parser lists choices
+                load_plugin(name)
+            args = _parse(build_parser(), given)  # imports torch: seconds in which Ctrl-C may come
         except KeyboardInterrupt as stop:
             return _stopped(stop)
+        except ConfigError as err:  # a plugin not found, or failing on import
+            if "--debug" in given:
+                raise
+            print(f"vitprobe: error: {err}", file=sys.stderr)
+            return 2
         return _run(args)
     finally:
         if previous is not None:

@@ -6,6 +6,7 @@ import inspect
 from typing import Any, TypeVar
 
 from vitprobe.errors import ConfigError
+from vitprobe.plugins import OWN_MODULE_HINT
 
 _ANALYZERS: dict[str, type] = {}
 # Protocol entries that the run (vitprobe.analysis) and every analyzer write: a parameter of
@@ -77,8 +78,8 @@ def analyzer_class(name: str) -> type:
     try:
         return _ANALYZERS[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown analysis {name!r}; choose from {', '.join(list_analyzers())}") from None
+        raise ConfigError(f"unknown analysis {name!r}; choose from {', '.join(list_analyzers())} "
+                          f"({OWN_MODULE_HINT})") from None
 
 
 def get_analyzer(name: str, **params: Any) -> Any:

@@ -13,12 +13,14 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from vitprobe.errors import CheckpointError, ConfigError, abbreviate, is_whole, plural, warn_user
+from vitprobe.errors import (CheckpointError, ConfigError, VitprobeError, abbreviate, brief_reason, is_whole,
+                             plural, warn_user)
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
 from vitprobe.models.formats import BUFFER_DROPS, CheckpointFormat, formats
 from vitprobe.models.formats.base import ArchHints, split_drops
 from vitprobe.models.inference import CONV_STEM, GUESSED, has_conv_stem, infer_arch
 from vitprobe.models.reading import RawCheckpoint, file_sha256, read_checkpoint
+from vitprobe.plugins import OWN_MODULE_HINT
 
 _FIX = "pass --format, --key or --num-heads to describe the weights (Python: format=, key=, num_heads= or arch=)"
 
@@ -38,13 +40,13 @@ def _pick_format(raw: RawCheckpoint, name: str | None) -> CheckpointFormat:
     does not detect the file while another does is refused: it could read the weights (an MAE
     encoder release has no keys SimMIM's layout would strip) and record the wrong origin."""
     registry = formats()
-    detected = next((fmt for fmt in registry.values() if fmt.detect(raw)), None)
+    detected = next((fmt for fmt in registry.values() if _detects(fmt, raw)), None)
     if name is not None:
         if name not in registry:
             raise CheckpointError(f"unknown checkpoint format {name!r} for {raw.path}; "
-                                  f"--format choices: {', '.join(registry)}")
+                                  f"--format choices: {', '.join(registry)} ({OWN_MODULE_HINT})")
         chosen = registry[name]
-        if detected is not None and detected is not chosen and not chosen.detect(raw):
+        if detected is not None and detected is not chosen and not _detects(chosen, raw):
             raise CheckpointError(f"checkpoint {raw.path} is in the {detected.name} layout, not {name} "
                                   f"({chosen.summary}); drop --format to read it as {detected.name}")
         return chosen
@@ -66,6 +68,33 @@ def _pick_format(raw: RawCheckpoint, name: str | None) -> CheckpointFormat:
         held = f"a {type(raw.obj).__name__}"
     raise CheckpointError(f"checkpoint {raw.path}: unknown layout (it holds {held}); expected one of "
                           f"{', '.join(registry)} (see `vitprobe models`); pass --format to choose (Python: load_model(path, format=...))")
+
+
+def _format_failed(fmt: CheckpointFormat, raw: RawCheckpoint, step: str, err: Exception) -> str:
+    return (f"checkpoint format {fmt.name!r} ({type(fmt).__module__}) raised {type(err).__name__} in {step}() "
+            f"on {raw.path}: {brief_reason(err)}")
+
+
+def _detects(fmt: CheckpointFormat, raw: RawCheckpoint) -> bool:
+    """Whether ``fmt`` detects ``raw``; a format whose ``detect`` fails (one of one's own, in
+    the making) is warned of by name and passed over, so that other files still load."""
+    try:
+        return bool(fmt.detect(raw))
+    except Exception as err:
+        warn_user(f"{_format_failed(fmt, raw, 'detect', err)}; it is passed over: fix its detect()")
+        return False
+
+
+def _extract(fmt: CheckpointFormat, raw: RawCheckpoint, key: str | None) -> Any:
+    """``fmt.extract(raw, key)``; an error its code did not mean (not a CheckpointError) is
+    one naming the format."""
+    try:
+        return fmt.extract(raw, key)
+    except VitprobeError:
+        raise
+    except Exception as err:
+        raise CheckpointError(f"{_format_failed(fmt, raw, 'extract', err)}; fix its extract(), or pass "
+                              "--format to read the file as another layout") from err
 
 
 def _as_spec(arch: ArchSpec | Mapping[str, Any] | str, sd: Mapping[str, torch.Tensor],
@@ -93,7 +122,7 @@ def interpret(raw: RawCheckpoint, format: str | None = None, key: str | None = N
               arch: ArchSpec | Mapping[str, Any] | str | None = None) -> Interpreted:
     """Apply a format (given or detected) to ``raw`` and infer (or take) its architecture."""
     fmt = _pick_format(raw, format)
-    extracted = fmt.extract(raw, key)
+    extracted = _extract(fmt, raw, key)
     if extracted.key is not None and not extracted.state_dict:
         others = [k for k in fmt.keys if k != extracted.key]
         raise CheckpointError(f"checkpoint {raw.path} holds no {extracted.key} weights (the {fmt.name} "

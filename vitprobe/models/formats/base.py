@@ -126,6 +126,28 @@ class CheckpointFormat:
 
 _REGISTRY: dict[str, CheckpointFormat] = {}
 
+# timm ViT encoder keys (blocks 0..31), against which a format's drops are checked: a drop
+# rule that takes away part of the encoder would load a shallower or headless model, "ok".
+_BLOCK_KEYS = ("norm1.weight", "attn.qkv.weight", "attn.proj.weight", "ls1.gamma", "norm2.weight",
+               "mlp.fc1.weight", "mlp.fc2.weight", "ls2.gamma")
+ENCODER_KEYS = ("cls_token", "reg_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias",
+                "norm.weight", "norm.bias", *(f"blocks.{i}.{k}" for i in range(32) for k in _BLOCK_KEYS))
+
+
+def _check_layout_attributes(cls: type[CheckpointFormat], where: str) -> None:
+    """``keys``: a tuple of names; ``drops``: glob -> reason, none matching an encoder key."""
+    if not (isinstance(cls.keys, tuple) and all(isinstance(k, str) and k for k in cls.keys)):
+        raise TypeError(f"{where}: `keys` must be a tuple of sub-checkpoint names, e.g. ('teacher', 'student'), "
+                        f"got {cls.keys!r}")
+    if not (isinstance(cls.drops, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in cls.drops.items())):
+        raise TypeError(f"{where}: `drops` must map a glob on the remapped keys to why they are dropped, "
+                        f"e.g. {{'head.*': 'projection head (training only)'}}, got {cls.drops!r}")
+    for pattern in cls.drops:
+        hit = next((k for k in ENCODER_KEYS if fnmatch.fnmatchcase(k, pattern)), None)
+        if hit is not None:
+            raise TypeError(f"{where}: drops {pattern!r} matches the encoder's own key {hit!r}; drops are for "
+                            "what is not the encoder (heads, decoders, mask tokens)")
+
 
 def register_format(cls: type[CheckpointFormat]) -> type[CheckpointFormat]:
     """Class decorator: add a format to the registry. It must set ``name`` and ``summary``
@@ -139,6 +161,7 @@ def register_format(cls: type[CheckpointFormat]) -> type[CheckpointFormat]:
     for method in ("detect", "extract"):
         if getattr(cls, method) is getattr(CheckpointFormat, method):
             raise TypeError(f"{where} must implement {method}()")
+    _check_layout_attributes(cls, where)
     taken = _REGISTRY.get(cls.name)
     if taken is not None and f"{type(taken).__module__}.{type(taken).__qualname__}" != where:
         raise TypeError(f"checkpoint format name {cls.name!r} is already taken by "

@@ -216,6 +216,10 @@ def test_the_command_line_runs_an_analyzer_of_ones_own_named_by_plugin(tmp_path:
     monkeypatch.delitem(sys.modules, "tokennorm")
     monkeypatch.setenv("VITPROBE_PLUGINS", "tokennorm")
     assert main(["analyses"]) == 0 and "plugin_token_norm\n  Mean L2 norm" in capsys.readouterr().out
+    (tmp_path / "bare.py").write_text(_PLUGIN.replace('"""Mean L2 norm of the patch tokens per layer."""', "")
+                                      .replace("plugin_token_norm", "bare_token_norm").replace("PluginToken", "Bare"))
+    assert main(["analyses", "--plugin", "bare.py"]) == 0  # not LayerAnalyzer's text as its own
+    assert "bare_token_norm\n  (no description: the class has no docstring)" in capsys.readouterr().out
     monkeypatch.delenv("VITPROBE_PLUGINS")
     (tmp_path / "broken.py").write_text("import torch\nraise NameError('oops')\n")
     for plugin, said in (("nothere", "--plugin nothere: no module named 'nothere' on the Python path or in the "

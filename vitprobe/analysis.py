@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vitprobe.data.user_data import as_items, dataset_name, describe_data, first_item, loader_sampling
 from vitprobe.distributed import on_rank_zero, own_shard, rank_and_world, to_device
-from vitprobe.errors import ConfigError, check_whole, is_whole, warn_user, warnings_kept
+from vitprobe.errors import ConfigError, VitprobeError, check_whole, is_whole, warn_user, warnings_kept
 from vitprobe.results import Run, check_output
 
 PROGRESS_DESC = "analysing"
@@ -380,12 +380,28 @@ def _gather_states(plan: AnalysisPlan) -> None:
             analyzer.merge(shard)
 
 
+@contextlib.contextmanager
+def _naming_analyzer(analyzer: Any, step: str) -> Iterator[None]:
+    """A failure inside an analyzer's code that is not a vitprobe error (a bug of one's own
+    analyzer, a shape it did not expect) says, as a note under its traceback, which analysis
+    and step it came from."""
+    try:
+        yield
+    except Exception as err:
+        if not isinstance(err, VitprobeError) and hasattr(err, "add_note"):  # notes: Python 3.11+
+            err.add_note(f"vitprobe: raised in analysis {analyzer.name!r} ({type(analyzer).__module__}), {step}")
+        raise
+
+
 def _compute(plan: AnalysisPlan) -> Run:
     """The run of the analyzers' results. The warnings they give (about what the numbers
     mean) are said and, after the plan's (the data's, the pass's), kept in
     ``meta["analysis_warnings"]``, which its report pages show."""
+    results = []
     with warnings_kept() as warned:
-        results = [analyzer.compute() for analyzer in plan.analyzers]
+        for analyzer in plan.analyzers:
+            with _naming_analyzer(analyzer, "compute()"):
+                results.append(analyzer.compute())
     meta = {"skipped_analyses": plan.skipped, "analyzer_params": plan.params,
             "analysis_warnings": list(dict.fromkeys([*plan.warnings, *warned]))}
     return Run(results, checkpoint=plan.checkpoint, label=plan.label, meta=meta)
@@ -414,12 +430,13 @@ def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
         for batch in bar:
             if "index" not in batch:  # items without an index are numbered by their place in the pass
                 batch["index"] = torch.arange(position, position + len(batch["image"]))
-            position += len(batch["image"])
+            first, position = position, position + len(batch["image"])
             batch = to_device(batch, plan.device)
             check_finite_images(batch["image"], batch["index"], spec)
             batch["sites"] = cap.run(batch["image"])
             for analyzer in plan.analyzers:
-                analyzer.update(batch)
+                with _naming_analyzer(analyzer, f"update() on images {first}..{position - 1} of the pass"):
+                    analyzer.update(batch)
     plan.warnings = [*plan.warnings, *warned]
     if world > 1:
         _gather_states(plan)

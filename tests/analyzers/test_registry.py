@@ -95,3 +95,34 @@ def test_metrics_are_a_tuple_of_names_and_each_parameter_is_kept_under_its_name(
     _registry.register_analyzer(Hidden)
     with pytest.raises(TypeError, match=r"Hidden does not keep its parameter 'scale' as self.scale"):
         get_analyzer("hidden_scale", scale=2.0)
+
+
+def test_a_failure_inside_an_analyzer_names_it(monkeypatch):
+    """A bug of one's own analyzer (here a shape it did not expect) used to end in a bare
+    traceback that never said which analysis failed, nor on which images."""
+    import sys
+
+    import timm
+
+    import vitprobe
+    from vitprobe.analyzers.base import LayerAnalyzer
+
+    @_registry.register_analyzer
+    class Broken(LayerAnalyzer):
+        """Fails on its third image."""
+
+        name = "broken_norm"
+        site_kind = "tokens"
+        metrics = ("norm",)
+
+        def _update(self, batch):
+            if int(batch["index"].max()) >= 2:
+                raise ValueError("size of tensor a (5) must match")
+
+    model = timm.models.vision_transformer.VisionTransformer(img_size=32, patch_size=8, embed_dim=16, depth=1,
+                                                             num_heads=2, num_classes=0)
+    with pytest.raises(ValueError, match="must match") as failed:
+        vitprobe.analyze(model, "synthetic:4", analyses=["broken_norm", "fourier"], batch_size=2, progress=False)
+    if sys.version_info >= (3, 11):  # exception notes
+        assert failed.value.__notes__ == [f"vitprobe: raised in analysis 'broken_norm' ({__name__}), update() on "
+                                          "images 2..3 of the pass"]

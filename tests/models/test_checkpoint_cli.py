@@ -25,6 +25,11 @@ def test_inspect_json(tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["format"] == "dino" and info["arch"] == VIT.to_dict()
     assert info["report"]["key"] == "teacher" and info["report"]["fits"] is True
+    assert vitprobe.cli.main(["inspect", "--checkpoint", str(made.path)]) == 0
+    text = capsys.readouterr().out  # args is read for the heads, so it is not "not read"
+    held = next(line for line in text.splitlines() if line.startswith("also held    "))
+    assert "args" in held and "student" in held and held.endswith("(entries beside the weights, not loaded; "
+                                                                  "hints such as args or arch are read from them)")
 
 
 def test_inspect_text_and_a_checkpoint_that_would_not_load(tmp_path, capsys):

@@ -219,3 +219,13 @@ def test_an_arch_dict_replaces_only_the_fields_it_names(tmp_path):
     assert model.vitprobe_info["report"]["num_heads_from"] == "given (arch=)"
     with pytest.raises(ConfigError, match=r"unknown architecture fields: \['heads'\]"):
         load_model(made.path, arch={"heads": 4})
+
+
+def test_a_guessed_single_head_is_said_in_the_singular(tmp_path):
+    import timm
+
+    model = timm.models.vision_transformer.VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=1,
+                                                             num_heads=1, num_classes=0)
+    torch.save(model.state_dict(), tmp_path / "narrow.pth")  # width 32 // 64 -> at least 1 head
+    with pytest.warns(UserWarning, match=r"so it was guessed: .*: 1 head; per-head results assume it"):
+        load_model(tmp_path / "narrow.pth")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pandas as pd
 import pytest
@@ -535,6 +536,16 @@ def test_meaningless_probe_splits_are_warned_in_one_line(checkpoint, tmp_path, c
         table = analyze(tiny_vit(), "synthetic:3", analyses=["knn"], progress=False)["knn"].table
     assert {w.filename for w in caught} == {__file__}  # the user's line, not vitprobe's
     assert (table["n"] == 0).all() and table["value"].isna().all()
+    from vitprobe.analyzers._split import heldout_mask
+
+    assert heldout_mask(torch.arange(3), 0.95, 0).all()  # every image held out: none to train on
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        analyze(tiny_vit(), "synthetic:3", analyses=["knn"], analyzer_params={"knn": {"heldout_fraction": 0.95}},
+                progress=False)
+    said = [str(w.message) for w in caught if "knn on label 'shape'" in str(w.message)]
+    assert said == ["knn on label 'shape': no image fell in the training split (all 3 images held out), so there "
+                    "is no accuracy (NaN); use more images or a smaller heldout_fraction"]
 
 
 def test_the_probes_protocol_and_caption_say_how_many_images_the_split_held_out():

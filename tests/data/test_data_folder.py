@@ -175,22 +175,36 @@ def test_links_are_followed_once_and_macos_forks_ignored(tmp_path: Path) -> None
     with pytest.warns(UserWarning) as record:
         dataset = resolve_dataset(f"folder:{root}", 32)
     messages = " | ".join(str(w.message) for w in record)
-    assert "2 folder(s) or file(s) reached again through symbolic links" in messages  # cat/loop and dog/more
-    assert "class folder(s) dog hold no readable image" in messages
+    assert "2 folder(s) or file(s) reached again through symbolic links" in messages  # cat/loop, cat/linked/b.png
+    assert "hold no readable image" not in messages
     assert dataset.class_names == {"class": ["cat", "dog"]}
-    assert sorted(str(f.relative_to(root)) for f in dataset.files) == ["cat/a.png", "cat/linked/b.png"]
+    # b.png lies in the folder that dog links to, so it is dog's, though cat reaches it first
+    assert [(str(f.relative_to(root)), int(t)) for f, t in zip(dataset.files, dataset.targets)] == [
+        ("cat/a.png", 0), ("dog/more/b.png", 1)]
     assert dataset.describe()["root"] == str(root.resolve())
 
 
-def test_a_linked_file_is_read_once_under_the_first_class(tmp_path: Path) -> None:
+def test_a_linked_file_is_read_once_under_the_class_that_holds_it(tmp_path: Path) -> None:
+    """A link in cat to dog's image used to move that image into cat (the first class to reach
+    it), leaving dog without it; a file outside the tree linked from two classes goes to the first."""
     for name in ("cat", "dog"):
         (tmp_path / name).mkdir()
         Image.new("RGB", (16, 16)).save(tmp_path / name / "own.png")
     (tmp_path / "cat" / "z_dog.png").symlink_to(tmp_path / "dog" / "own.png")
-    with pytest.warns(UserWarning, match=r"1 folder\(s\) or file\(s\) reached again .*/dog/own.png"):
+    said = rf"1 folder\(s\) or file\(s\) reached again .*under the class folder that holds them, else the first " \
+           rf"that reaches them \(e.g. {tmp_path}/cat/z_dog.png is {tmp_path}/dog/own.png\)"
+    with pytest.warns(UserWarning, match=said):
         dataset = resolve_dataset(f"folder:{tmp_path}", 32)
     assert [(str(f.relative_to(tmp_path)), int(t)) for f, t in zip(dataset.files, dataset.targets)] == [
-        ("cat/own.png", 0), ("cat/z_dog.png", 0)]
+        ("cat/own.png", 0), ("dog/own.png", 1)]
+    (tmp_path / ".store").mkdir()  # hidden: no class, and outside every class folder
+    Image.new("RGB", (16, 16)).save(tmp_path / ".store" / "shared.png")
+    for name in ("dog", "cat"):
+        (tmp_path / name / "shared.png").symlink_to(tmp_path / ".store" / "shared.png")
+    with pytest.warns(UserWarning, match=r"2 folder\(s\) or file\(s\) reached again"):
+        dataset = resolve_dataset(f"folder:{tmp_path}", 32)
+    assert [(str(f.relative_to(tmp_path)), int(t)) for f, t in zip(dataset.files, dataset.targets)] == [
+        ("cat/own.png", 0), ("cat/shared.png", 0), ("dog/own.png", 1)]
 
 
 def test_split_folders_read_as_classes_and_formats_left_out_are_warned_about(tmp_path: Path) -> None:
@@ -297,3 +311,17 @@ def test_images_over_pils_pixel_limit_are_skipped_with_the_fix_and_large_ones_re
     assert len(messages) == 1 and "skipped 1 unreadable file(s)" in messages[0], messages
     assert "huge.png" in messages[0] and "raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file" in messages[0]
     assert image.shape == (3, 32, 32) and [f.name for f in dataset.files] == ["large.png"]
+
+
+def test_loose_images_beside_sub_folders_of_unreadable_files_are_named_in_the_error(tmp_path: Path) -> None:
+    """A flat folder with one stray sub-folder holding a broken file was refused with only
+    "no readable images under <class>/": the error now says why the loose images were not read."""
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (16, 16)).save(tmp_path / name)
+    (tmp_path / "trash").mkdir()
+    (tmp_path / "trash" / "cut.jpg").write_bytes(b"\xff\xd8\xff")
+    with pytest.warns(UserWarning, match="left out 2 image"):
+        with pytest.raises(DataError, match=rf"no readable image in the sub-folders of {tmp_path} \(trash: 1 unreadable\), "
+                                            r"and the 2 images directly in it are left out because it has sub-folders; "
+                                            rf"remove those sub-folders to read {tmp_path} without labels"):
+            resolve_dataset(f"folder:{tmp_path}", 32)

@@ -140,7 +140,10 @@ class _PooledFeatureProbe(Analyzer):
     def _warn_if_meaningless(self, label: str, train_labels: np.ndarray, n_test: int) -> None:
         """Warn (one line) where the split cannot give a meaningful accuracy."""
         where = f"{self.name} on label {label!r}"
-        if len(np.unique(train_labels)) < 2:
+        if len(train_labels) == 0:
+            warn_user(f"{where}: no image fell in the training split (all {plural(n_test, 'image')} held out), so "
+                      "there is no accuracy (NaN); use more images or a smaller heldout_fraction")
+        elif len(np.unique(train_labels)) < 2:
             warn_user(f"{where}: the training split holds {len(np.unique(train_labels))} class(es); "
                           "the accuracy is meaningless; use data with several classes")
         elif n_test == 0:
@@ -220,7 +223,7 @@ class KNN(_PooledFeatureProbe):
 
     def _warn_if_meaningless(self, label: str, train_labels: np.ndarray, n_test: int) -> None:
         super()._warn_if_meaningless(label, train_labels, n_test)
-        if len(train_labels) <= self.k:
+        if 0 < len(train_labels) <= self.k:
             warn_user(f"knn on label {label!r}: k = {self.k} neighbours of only "
                       f"{plural(len(train_labels), 'training image')}: every image votes; use more images or a smaller k")
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD, RawItem, VitprobeDataset
 from vitprobe.data.images import IMAGE_EXTENSIONS, check_images, load_rgb, other_image_suffixes
-from vitprobe.errors import DataError, abbreviate, warn_user
+from vitprobe.errors import DataError, abbreviate, plural, warn_user
 
 SHOWN_BAD_FILES = 3
 
@@ -40,44 +40,71 @@ def _is_image_name(name: str) -> bool:
 
 
 @dataclass
-class Reached:
-    """What walking the class folders met besides new images: the real paths read so far, the
-    paths reached again through symbolic links, and files in formats PIL opens but vitprobe
-    does not read (by suffix)."""
+class Walked:
+    """What walking one folder met: its image files with their real paths (in sorted order),
+    the paths it reached again through symbolic links (a link back up the tree, a second link
+    to one file), and files in formats PIL opens but vitprobe does not read (by suffix)."""
 
-    seen: set[str] = field(default_factory=set)
+    images: list[tuple[Path, str]] = field(default_factory=list)
     repeated: list[str] = field(default_factory=list)
     other_formats: Counter[str] = field(default_factory=Counter)
 
 
-def image_files(root: Path, reached: Reached) -> list[Path]:
-    """Image files under root (any depth, through symbolic links, in sorted order; hidden
-    entries and ``__MACOSX`` left out), sorted by path. A folder or file whose real path was
-    reached before (through another link, or a link back up the tree) is not read again; its
-    path goes to ``reached.repeated``."""
-    found = []
+def image_files(root: Path) -> Walked:
+    """Image files under root (any depth, through symbolic links; hidden entries and
+    ``__MACOSX`` left out), sorted by path, each with its real path. A folder or file whose
+    real path was reached before in this walk is not read again; its path goes to
+    ``repeated``."""
+    walked, seen = Walked(), set()
     for folder, subfolders, files in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
-        if real in reached.seen:
-            reached.repeated.append(folder)
+        if real in seen:
+            walked.repeated.append(folder)
             subfolders[:] = []
             continue
-        reached.seen.add(real)
+        seen.add(real)
         subfolders[:] = sorted(d for d in subfolders if _is_visible(d))
         for name in sorted(files):
             if not _is_image_name(name):
                 suffix = Path(name).suffix.lower()
                 if _is_visible(name) and suffix in other_image_suffixes():
-                    reached.other_formats[suffix] += 1
+                    walked.other_formats[suffix] += 1
                 continue
             path = os.path.join(folder, name)
             target = os.path.realpath(path) if os.path.islink(path) else os.path.join(real, name)
-            if target in reached.seen:
-                reached.repeated.append(path)
+            if target in seen:
+                walked.repeated.append(path)
                 continue
-            reached.seen.add(target)
-            found.append(Path(path))
-    return sorted(found)
+            seen.add(target)
+            walked.images.append((Path(path), target))
+    walked.images.sort()
+    return walked
+
+
+def _by_class(root: Path, classes: list[str]) -> tuple[dict[str, list[Path]], list[tuple[str, str]], Counter[str]]:
+    """The image files of each class folder, each file read once over all classes: under the
+    class whose (real) folder holds it, else the first class that reaches it through a link.
+    Also (path, real path) of each other path that reached a file or folder again, and the
+    files left out by format."""
+    walks = {name: image_files(root / name) for name in classes}
+    holders = {name: os.path.realpath(root / name) + os.sep for name in classes}
+
+    def holding(name: str, target: str) -> int:  # how deep the class's own folder holds it (0: not)
+        return len(holders[name]) if target.startswith(holders[name]) else 0
+
+    owner: dict[str, str] = {}
+    for name, walked in walks.items():
+        for _, target in walked.images:
+            if target not in owner or holding(name, target) > holding(owner[target], target):
+                owner[target] = name
+    files: dict[str, list[Path]] = {}
+    repeated: list[tuple[str, str]] = []
+    for name, walked in walks.items():
+        files[name] = [path for path, target in walked.images if owner[target] == name]
+        repeated += [(str(path), target) for path, target in walked.images if owner[target] != name]
+        repeated += [(path, os.path.realpath(path)) for path in walked.repeated]
+    other_formats = sum((walked.other_formats for walked in walks.values()), Counter())
+    return files, repeated, other_formats
 
 
 def _entries(root: Path) -> tuple[list[str], list[Path]]:
@@ -114,7 +141,7 @@ class FolderDataset(VitprobeDataset):
     (``check_image``); failures are left out, counted in ``skipped`` and warned about once, so
     indices stay stable. Files in other formats that PIL opens (.psd, .ico, ...) are left out
     with a warning; other files and hidden ones are ignored. Symbolic links are followed, and
-    a folder or file reached twice is read once. Class folders named like splits (train,
+    a folder or file reached twice is read once, under the class folder that holds it. Class folders named like splits (train,
     val) are warned about. With a split, the tree is read from ``PATH/<split>``.
     """
 
@@ -131,8 +158,7 @@ class FolderDataset(VitprobeDataset):
         except OSError as error:
             raise DataError(f"dataset {spec!r}: cannot list {root} ({error}); "
                             f"check its permissions") from error
-        reached = Reached()
-        in_folders = {name: image_files(root / name, reached) for name in folders}
+        in_folders, repeated, other_formats = _by_class(root, folders)
         flat = bool(loose) and not any(in_folders.values())  # sub-folders without images are no classes
         classes = [] if flat else folders
         if not classes and not loose:
@@ -146,13 +172,14 @@ class FolderDataset(VitprobeDataset):
             warn_user(f"dataset {spec!r}: left out {len(loose)} image(s) directly in {root} (e.g. "
                       f"{loose[0].name}): with class folders, every image must be in one")
         _warn_if_splits(spec, root, classes)
-        if reached.repeated:
-            warn_user(f"dataset {spec!r}: {len(reached.repeated)} folder(s) or file(s) reached again through "
-                      f"symbolic links (e.g. {reached.repeated[0]}) were read once, under the first class "
-                      "that reaches them")
-        if reached.other_formats:
-            formats = ", ".join(f"{s} {n}" for s, n in sorted(reached.other_formats.items()))
-            warn_user(f"dataset {spec!r}: left out {sum(reached.other_formats.values())} file(s) in formats "
+        if repeated and classes:
+            path, target = repeated[0]
+            warn_user(f"dataset {spec!r}: {len(repeated)} folder(s) or file(s) reached again through symbolic "
+                      f"links were read once, under the class folder that holds them, else the first that "
+                      f"reaches them (e.g. {path} is {target})")
+        if other_formats:
+            formats = ", ".join(f"{s} {n}" for s, n in sorted(other_formats.items()))
+            warn_user(f"dataset {spec!r}: left out {sum(other_formats.values())} file(s) in formats "
                       f"vitprobe does not read ({formats}); convert them to PNG or JPEG to include them")
         groups = [in_folders[name] for name in classes] if classes else [loose]
         verdicts = iter(check_images([file for group in groups for file in group]))
@@ -168,6 +195,11 @@ class FolderDataset(VitprobeDataset):
                 else:
                     bad.append((file, reason))
         self.skipped = len(bad)
+        if not self.files and classes and loose:
+            raise DataError(f"dataset {spec!r}: no readable image in the sub-folders of {root} "
+                            f"({abbreviate(classes, 3)}: {len(bad)} unreadable), and the {plural(len(loose), 'image')} "
+                            "directly in it are left out because it has sub-folders; remove those sub-folders to "
+                            f"read {root} without labels, or put its images in class folders")
         if not self.files:
             where = f"{root}/<class>/" if classes else str(root)
             raise DataError(f"dataset {spec!r}: no readable images under {where} "

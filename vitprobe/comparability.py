@@ -15,9 +15,6 @@ EXECUTION_KEYS = ("checkpoint", "dataset", "batch_size", "device", "world_size")
 # Settings that follow from the model's depth, prefix tokens and patch grid: they differ between
 # models of different architectures without anyone having set them.
 ARCHITECTURE_KEYS = ("layers", "layer", "num_prefix_tokens_dropped", "even_attention_px")
-# What a run found rather than how it measured (probe fits that did not converge, images with
-# objects, images the hash split held out, images whose token spectrum was computed).
-OUTCOME_KEYS = ("unconverged_fits", "images_scored", "held_out", "spectrum_images")
 
 
 def _text(value: Any) -> str:
@@ -99,7 +96,10 @@ def setting_differences(protocols: Sequence[Mapping[str, Any]], labels: Sequence
     that differs between the protocols of one analysis (between models of different depth,
     register tokens or patch grid, not the layers or even-attention distance that those decide)."""
     shapes = {_text(_architecture(p)) for p in protocols}
-    skip = set(EXECUTION_KEYS) | set(OUTCOME_KEYS) | (set(ARCHITECTURE_KEYS) if len(shapes) > 1 else set())
+    from vitprobe.analyzers import outcome_keys  # what each analysis declares it found, not set
+
+    found = {k for p in protocols for k in outcome_keys(p)}
+    skip = set(EXECUTION_KEYS) | found | (set(ARCHITECTURE_KEYS) if len(shapes) > 1 else set())
     keys = sorted({k for p in protocols for k in p} - skip)
     return [f"{k} " + join_by_run([json.dumps(jsonable(p.get(k))) for p in protocols], labels) for k in keys
             if len({_text(p.get(k)) for p in protocols}) > 1]

@@ -126,3 +126,26 @@ def test_a_failure_inside_an_analyzer_names_it(monkeypatch):
     if sys.version_info >= (3, 11):  # exception notes
         assert failed.value.__notes__ == [f"vitprobe: raised in analysis 'broken_norm' ({__name__}), update() on "
                                           "images 2..3 of the pass"]
+
+
+def test_an_analysis_of_ones_own_declares_what_it_found_apart_from_how_it_measured():
+    """A plugin's count of what it found made compare say the runs were set up differently."""
+    from vitprobe.comparability import setting_differences
+    from vitprobe.plots.style import protocol_caption
+
+    @_registry.register_analyzer
+    class Counting(Analyzer):
+        """Counts images below a threshold."""
+
+        name = "counting"
+        metrics = ("below",)
+        outcome_keys = ("images_below",)
+
+        def __init__(self, threshold: float = 0.5) -> None:
+            super().__init__()
+            self.threshold = threshold
+
+    runs = [{"analysis": "counting", "threshold": 0.5, "images_below": n} for n in (6, 0)]
+    assert setting_differences(runs, ["a", "b"]) == []
+    assert setting_differences([{**runs[0], "threshold": 0.4}, runs[1]], ["a", "b"]) == ["threshold 0.4 (a) | 0.5 (b)"]
+    assert "images below 6 (a) | 0 (b)" in protocol_caption(runs, labels=["a", "b"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, TypeVar
+from typing import Any, Mapping, TypeVar
 
 from vitprobe.errors import ConfigError
 from vitprobe.plugins import OWN_MODULE_HINT
@@ -66,6 +66,11 @@ def _check_params(cls: type) -> None:
 
 def _where(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def outcome_keys(protocol: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ``outcome_keys`` of the analysis a result's protocol names (none if not registered)."""
+    return tuple(getattr(_ANALYZERS.get(str(protocol.get("analysis"))), "outcome_keys", ()))
 
 
 def list_analyzers() -> list[str]:

@@ -33,6 +33,7 @@ class AttentionJaccard(Analyzer):
     requires_masks = True
     value_units = "mask_area: share of the patches in the mask, 0..1; jaccard*: IoU, 0..1"
     metrics = ("jaccard", "jaccard_best_head", "jaccard_union", "mask_area")
+    outcome_keys = ("images_scored",)
     # A head whose mask keeps at least this share of keep_mass counts as attending evenly.
     EVEN_SHARE = 0.9
 

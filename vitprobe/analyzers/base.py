@@ -40,6 +40,10 @@ class Analyzer:
     metrics: ClassVar[tuple[str, ...]] = ()  # the metric names its table holds (claims name them)
     # table columns beyond metric/layer that a claim may select on ("frequency", "label")
     claim_axes: ClassVar[tuple[str, ...]] = ()
+    # protocol entries that record what the run found (a count of images scored), not how it
+    # measured: runs that differ in them are not warned of as set up differently, and figure
+    # captions show them
+    outcome_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.info_: ModelInfo | None = None

@@ -34,6 +34,7 @@ class _PooledFeatureProbe(Analyzer):
 
     requires_labels = True
     claim_axes = ("label",)
+    outcome_keys = ("held_out",)
     value_units = "% top-1, held out"
     metric = ""
 
@@ -162,6 +163,7 @@ class LinearProbe(_PooledFeatureProbe):
     name = "linear_probe"
     metric = "linear_probe_top1"
     metrics = (metric,)
+    outcome_keys = ("held_out", "unconverged_fits")
 
     def __init__(self, layers: Sequence[int] | None = None, pooling: Pooling = "cls",
                  final_norm: bool = False, heldout_fraction: float = 0.2, split_seed: int = 0,

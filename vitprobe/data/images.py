@@ -72,7 +72,8 @@ def check_image(path: Path) -> str | None:
             return brief_reason(error)
         reason = brief_reason(error)
     except Image.DecompressionBombError as error:
-        reason = f"{brief_reason(error)}; downscale it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
+        reason = (f"{brief_reason(error)}; downscale it (in Python, or a --plugin module, raise "
+                  "PIL.Image.MAX_IMAGE_PIXELS if you trust the file)")
     except Exception as error:  # PIL raises many types (SyntaxError, struct.error, ...) for bad files
         reason = brief_reason(error)
     if len(_CHECKED) < _CHECKED_LIMIT:

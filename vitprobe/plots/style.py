@@ -113,7 +113,10 @@ def _changed_params(protocol: dict[str, Any]) -> list[str]:
 def _caption_parts(protocols: Sequence[dict[str, Any]], exclude: Sequence[str] = (),
                    labels: Sequence[str] | None = None) -> list[str]:
     changed = [k for p in protocols for k in _changed_params(p) if k not in CAPTION_KEYS]
-    keys = [k for k in (*CAPTION_KEYS, *dict.fromkeys(changed)) if any(k in p for p in protocols) and k not in exclude
+    from vitprobe.analyzers import outcome_keys  # what an analysis of one's own found, as the built-ins'
+
+    found = [k for p in protocols for k in outcome_keys(p) if k not in CAPTION_KEYS]
+    keys = [k for k in (*CAPTION_KEYS, *dict.fromkeys([*changed, *found])) if any(k in p for p in protocols) and k not in exclude
             and not (k in CAPTION_KEYS_UNLESS_ZERO and all(not p.get(k) for p in protocols))]
     parts = []
     for key in keys:

@@ -192,6 +192,20 @@ def test_greater_than_verdicts() -> None:
     assert evaluate({**check, "metric": "knn_top1"}, tables, {}).agrees is None
 
 
+def test_verdict_details_name_the_layers_each_model_averaged() -> None:
+    """"layers last_half" did not say which blocks; a metric without layers said "layers all"."""
+    deep = {"a": _table("nmi", {i: 0.1 * i for i in range(1, 13)}, n=8, std=0.1)}
+    shallow = {"a": _table("nmi", {i: 0.1 for i in range(1, 5)}, n=8, std=0.1)}
+    check = {"metric": "nmi", "layers": "last_half", "greater": "deep", "than": "shallow"}
+    assert "(nmi, layers last_half (7-12 | 3-4); +- 1" in evaluate(check, {"deep": deep, "shallow": shallow}, {}).detail
+    assert "layers last_half (3-4);" in evaluate({**check, "greater": "other"}, {"other": shallow, "shallow": shallow},
+                                                 {}).detail
+    assert "layers 1, 12 (1, 12 | 1);" in evaluate({**check, "layers": [1, 12]}, {"deep": deep, "shallow": shallow}, {}).detail
+    headless = {"a": pd.DataFrame([{"metric": "jaccard_best_head", "value": 0.5, "n": 8, "std": 0.1}])}
+    best = evaluate({"metric": "jaccard_best_head", "greater": "x", "than": "y"}, {"x": headless, "y": headless}, {})
+    assert best.detail.endswith("(jaccard_best_head; +- 1 standard error, decided beyond 2)")
+
+
 def test_a_metric_without_a_spread_gets_no_accuracy_error_and_the_detail_says_so() -> None:
     """The image-level spectrum has n but no std: it used to borrow a binomial error meant for
     percent accuracies, and the detail claimed "+- 1 standard error" either way."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -58,6 +58,7 @@ class Estimate:
 
     value: float
     se: float | None
+    layers: tuple[int, ...] = ()  # the layers averaged (none where the table has no layer axis)
 
     def __str__(self) -> str:
         return f"{self.value:.4g}" + ("" if self.se is None else f" +- {self.se:.2g}")
@@ -85,13 +86,14 @@ def summary_value(tables: Mapping[str, pd.DataFrame], check: Mapping[str, Any]) 
     with no held-out image) are left out; where every row is such, the value is NaN."""
     for table in tables.values():
         rows = select_rows(table, check)
+        layers = tuple(sorted(int(v) for v in rows["layer"].dropna().unique())) if "layer" in rows else ()
         if len(rows) and rows["value"].isna().all():
-            return Estimate(float("nan"), None)
+            return Estimate(float("nan"), None, layers)
         rows = rows[rows["value"].notna()]
         if len(rows):
             errors = [_row_se(row) for _, row in rows.iterrows()]
             se = None if any(e is None for e in errors) else sum(errors) / len(errors)
-            return Estimate(float(rows["value"].mean()), se)
+            return Estimate(float(rows["value"].mean()), se, layers)
     return None
 
 
@@ -123,12 +125,26 @@ def resolve_label(check: Mapping[str, Any],
     return {**check, "label": labels[0]}
 
 
-def _protocol(check: Mapping[str, Any]) -> str:
+def _span(layers: tuple[int, ...]) -> str:
+    """``7-12`` for consecutive layers, else ``1, 6, 12``."""
+    if len(layers) > 1 and layers == tuple(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}-{layers[-1]}"
+    return ", ".join(map(str, layers))
+
+
+def _protocol(check: Mapping[str, Any], estimates: Sequence[Estimate | None] = ()) -> str:
+    """``metric, label L, layers last_half (7-12), ...``: with ``estimates``, the layers each
+    model's value averaged (``7-12 | 3-4`` in the models' order where they differ), and no
+    layers at all for a metric without a layer axis."""
     parts = [str(check["metric"])]
     if "label" in check:
         parts.append(f"label {check['label']}")
     layers = check.get("layers", "all")
-    parts.append(f"layers {layers if isinstance(layers, str) else ', '.join(map(str, layers))}")
+    named = layers if isinstance(layers, str) else ", ".join(map(str, layers))
+    found = [e for e in estimates if e is not None]
+    spans = list(dict.fromkeys(_span(e.layers) for e in found if e.layers))
+    if not found or spans:
+        parts.append(f"layers {named}" + (f" ({' | '.join(spans)})" if spans and spans != [named] else ""))
     if "frequency" in check:
         parts.append(f"frequency {check['frequency']}")
     return ", ".join(parts)
@@ -149,10 +165,12 @@ def evaluate(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.Data
     """
     check = resolve_label(check, tables)
     least = float(check.get("min_difference", 0.0))
-    where = (f" ({_protocol(check)}; +- 1 standard error, decided beyond {DECISIVE_SE:g}"
+    chosen = [summary_value(t, check) for t in tables.values()] if check.get("peak_inside") else [
+        summary_value(tables.get(check["greater"], {}), check), summary_value(tables.get(check["than"], {}), check)]
+    where = (f" ({_protocol(check, chosen)}; +- 1 standard error, decided beyond {DECISIVE_SE:g}"
              + (f" and a difference over {least:g}" if least else "") + ")")
     if check.get("peak_inside"):
-        values = {key: summary_value(t, check) for key, t in tables.items()}
+        values = dict(zip(tables, chosen))
         empty = [labels.get(k, k) for k, v in values.items() if v is not None and math.isnan(v.value)]
         if empty:  # a sweep with a hole has no ends and inside to compare
             return Verdict(None, f"no value for {', '.join(empty)} ({_NO_VALUE}){where}")
@@ -169,13 +187,13 @@ def evaluate(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.Data
         beats_ends = [_decide(known[best], known[end], least) for end in (order[0], order[-1])]
         return Verdict(True if all(beats_ends) else None, detail)
     a, b = check["greater"], check["than"]
-    va, vb = summary_value(tables.get(a, {}), check), summary_value(tables.get(b, {}), check)
+    va, vb = chosen
     if va is None or vb is None:
         return Verdict(None, f"no results for {_protocol(check)}")
     if math.isnan(va.value) or math.isnan(vb.value):
         return Verdict(None, f"{labels.get(a, a)} {va} vs {labels.get(b, b)} {vb}: no value to compare "
                              f"({_NO_VALUE}){where}")
     if va.se is None or vb.se is None:  # say so: the usual "+- 1 standard error" would not be true
-        where = (f" ({_protocol(check)}; no standard error (the table gives no spread over images), "
+        where = (f" ({_protocol(check, chosen)}; no standard error (the table gives no spread over images), "
                  f"decided by any difference over {least:g})")
     return Verdict(_decide(va, vb, least), f"{labels.get(a, a)} {va} vs {labels.get(b, b)} {vb}{where}")

@@ -255,12 +255,16 @@ def _warn_if_normalised_otherwise(facts: Mapping[str, Any], info: Any) -> None:
 
 
 def _keeping_warnings(prepare: Callable[..., AnalysisPlan]) -> Callable[..., AnalysisPlan]:
-    """``prepare``, its warnings said as they come and kept in the plan's ``warnings``."""
+    """``prepare``, its warnings said as they come and kept in the plan's ``warnings`` (but for
+    those quoting the checkpoint's training warnings, which its checkpoint record shows)."""
     @functools.wraps(prepare)
     def kept(*args: Any, **kwargs: Any) -> AnalysisPlan:
+        from vitprobe.models.loading import training_warnings
+
         with warnings_kept() as warned:
             plan = prepare(*args, **kwargs)
-        plan.warnings = warned
+        shown = training_warnings(plan.checkpoint.get("report", {}))
+        plan.warnings = [text for text in warned if not any(said in text for said in shown)]
         return plan
 
     return kept

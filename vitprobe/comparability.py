@@ -91,14 +91,17 @@ def join_by_run(values: Sequence[str], labels: Sequence[str] | None = None) -> s
     return " | ".join(f"{value} ({', '.join(named)})" for value, named in runs.items())
 
 
-def setting_differences(protocols: Sequence[Mapping[str, Any]], labels: Sequence[str] | None = None) -> list[str]:
+def setting_differences(protocols: Sequence[Mapping[str, Any]], labels: Sequence[str] | None = None,
+                        analysis: str | None = None) -> list[str]:
     """``key a | b`` (with ``labels``, ``key a (run) | b (run)``) for each measurement setting
-    that differs between the protocols of one analysis (between models of different depth,
-    register tokens or patch grid, not the layers or even-attention distance that those decide)."""
+    that differs between the protocols of one analysis: not what the run found (the
+    ``outcome_keys`` of ``analysis``, or of the analysis the protocols name) and, between models
+    of different depth, register tokens or patch grid, not the layers or even-attention distance
+    that those decide."""
     shapes = {_text(_architecture(p)) for p in protocols}
     from vitprobe.analyzers import outcome_keys  # what each analysis declares it found, not set
 
-    found = {k for p in protocols for k in outcome_keys(p)}
+    found = {k for name in {analysis, *(p.get("analysis") for p in protocols)} for k in outcome_keys(name)}
     skip = set(EXECUTION_KEYS) | found | (set(ARCHITECTURE_KEYS) if len(shapes) > 1 else set())
     keys = sorted({k for p in protocols for k in p} - skip)
     return [f"{k} " + join_by_run([json.dumps(jsonable(p.get(k))) for p in protocols], labels) for k in keys
@@ -115,7 +118,7 @@ def warn_if_incomparable(protocols: Mapping[str, Sequence[tuple[str, Mapping[str
         warn_user(f"the runs were analysed on different data ({data}); their numbers are not "
                   "comparable, only their shapes")
     for name, group in protocols.items():
-        differ = setting_differences([p for _, p in group], [label for label, _ in group])
+        differ = setting_differences([p for _, p in group], [label for label, _ in group], name)
         if differ:
             warn_user(f"{name} was run with different settings ({'; '.join(differ)}); each run's "
                       f"protocol is its Result.protocol (and {name}.json of a comparison)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from vitprobe.errors import ConfigError
 from vitprobe.plugins import OWN_MODULE_HINT
@@ -68,9 +68,9 @@ def _where(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def outcome_keys(protocol: Mapping[str, Any]) -> tuple[str, ...]:
-    """The ``outcome_keys`` of the analysis a result's protocol names (none if not registered)."""
-    return tuple(getattr(_ANALYZERS.get(str(protocol.get("analysis"))), "outcome_keys", ()))
+def outcome_keys(analysis: str | None) -> tuple[str, ...]:
+    """The ``outcome_keys`` of the analysis of that name (none if not registered)."""
+    return tuple(getattr(_ANALYZERS.get(str(analysis)), "outcome_keys", ()))
 
 
 def list_analyzers() -> list[str]:

@@ -115,7 +115,7 @@ def _caption_parts(protocols: Sequence[dict[str, Any]], exclude: Sequence[str] =
     changed = [k for p in protocols for k in _changed_params(p) if k not in CAPTION_KEYS]
     from vitprobe.analyzers import outcome_keys  # what an analysis of one's own found, as the built-ins'
 
-    found = [k for p in protocols for k in outcome_keys(p) if k not in CAPTION_KEYS]
+    found = [k for p in protocols for k in outcome_keys(p.get("analysis")) if k not in CAPTION_KEYS]
     keys = [k for k in (*CAPTION_KEYS, *dict.fromkeys([*changed, *found])) if any(k in p for p in protocols) and k not in exclude
             and not (k in CAPTION_KEYS_UNLESS_ZERO and all(not p.get(k) for p in protocols))]
     parts = []

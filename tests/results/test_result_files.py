@@ -235,6 +235,26 @@ def test_accuracy_bands_stop_at_0_and_100_and_one_layer_gets_its_own_tick(result
     assert list(ax.get_xticks()) == [float(one["layer"].iloc[0])]
 
 
+def test_the_sweep_figure_bars_each_final_accuracy_by_its_standard_error(results):
+    """The sweep's left panel, which its claim reads, had no error at all."""
+    from vitprobe.metrics.accuracy import accuracy_standard_error
+    from vitprobe.plots.sweep import draw_sweep
+
+    probe = results["linear_probe"]
+    last = probe.table["layer"].max()
+    finals = (40.0, 100.0, 55.0)
+    swept = [Result("linear_probe", probe.table.assign(value=value), probe.protocol) for value in finals]
+    left = draw_sweep([0.0, 0.5, 1.0], swept).axes[0]
+    assert "bars ±1 SE" in left.get_ylabel()
+    shape = [c for c in left.containers if c.lines[0].get_linestyle() == "-"][0]  # the first label, solid
+    lows, highs = (np.array([seg[0][1] for seg in shape.lines[2][0].get_segments()]),
+                   np.array([seg[1][1] for seg in shape.lines[2][0].get_segments()]))
+    n = int(probe.table.loc[probe.table["layer"] == last, "n"].max())
+    se = accuracy_standard_error(np.array(finals), n, 100.0)
+    assert np.allclose(lows, np.clip(np.array(finals) - se, 0, 100))
+    assert np.allclose(highs, np.clip(np.array(finals) + se, 0, 100)) and highs.max() == 100.0
+
+
 def test_fourier_axis_is_in_units_of_pi_up_to_the_last_frequency(results):
     fig = draw("fourier", [("a", results["fourier"])])
     curves = fig.axes[1]

@@ -483,3 +483,23 @@ def test_the_report_and_verdicts_say_what_the_caller_changed_in_the_recipe(tmp_p
     assert verdict["data"] == "synthetic:24"
     assert verdict["changes"] == ["--data synthetic:24", "--seed 3", "--param knn.k=2"]
     assert "<p>run with --data synthetic:24, --seed 3, --param knn.k=2.</p>" in changed.read_text(encoding="utf-8")
+
+
+def test_a_model_given_for_several_recipes_replaces_it_where_a_recipe_has_that_model(tmp_path: Path) -> None:
+    """--model KEY=PATH with several recipes used to fail on the first recipe without KEY."""
+    from vitprobe.errors import ConfigError
+
+    first = _small_recipe(tmp_path, "a b")
+    second = tmp_path / "other.yaml"
+    second.write_text(json.dumps({**json.loads(first.read_text()), "name": "other",
+                                  "models": {"a": {"checkpoint": "enc.safetensors"}, "c": {"random_like": "a"}}}))
+    given = {"c": str(tmp_path / "enc.safetensors")}
+    with pytest.raises(ConfigError, match=r"--model d=\.\.\.: no recipe has a model 'd'; models: a, b, c"):
+        reproduce([str(first), str(second)], tmp_path / "out", progress=False, checkpoints={"d": "x.pt"})
+    with pytest.raises(ConfigError, match=r"no model 'c'"):  # one recipe: a key it lacks is a typo
+        reproduce([str(first)], tmp_path / "out", progress=False, checkpoints=given)
+    reports = reproduce([str(first), str(second)], tmp_path / "out", progress=False, checkpoints=given)
+    pages = [r.read_text(encoding="utf-8") for r in reports]
+    assert "the recipe as written" in pages[0] and f"run with --model c={given['c']}." in pages[1]
+    other = json.loads((tmp_path / "out" / "other" / "runs" / "c" / "run.json").read_text())
+    assert other["checkpoint"]["path"] == str(Path(given["c"]).resolve())  # the file, not a random copy

@@ -108,12 +108,14 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None = None,
                 checkpoints: dict[str, str] | None = None,
                 train_overrides: dict[str, Any] | None = None,
-                params: dict[str, dict[str, Any]] | None = None, seed: int | None = None) -> Recipe:
+                params: dict[str, dict[str, Any]] | None = None, seed: int | None = None,
+                checkpoints_may_miss: bool = False) -> Recipe:
     """Read, override and validate a recipe; every error is raised here, before any work.
 
     ``quick`` applies the recipe's ``quick:`` block (its ``train:`` mapping goes into every
     training config); ``data`` replaces the analysis data;
-    ``checkpoints`` maps model keys to checkpoint files that replace their training;
+    ``checkpoints`` maps model keys to checkpoint files that replace their training (with
+    ``checkpoints_may_miss``, as for several recipes at once, a key the recipe lacks is passed over);
     ``train_overrides`` is merged into every training config (tests use it to shrink runs);
     ``params`` (analysis -> parameters) is merged over the recipe's ``params`` for the
     analyses the recipe runs; ``seed`` replaces the seed of every training config and of the
@@ -126,7 +128,7 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     path = recipe_path(name_or_path)
     raw = _read_yaml(path)
     where = str(path)
-    changes = _changes(quick, data, checkpoints, train_overrides, seed)
+    given_train = dict(train_overrides or {})
     unknown = set(raw) - _TOP_KEYS
     if unknown:
         raise ConfigError(f"{where}: unknown recipe keys {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
@@ -161,7 +163,9 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     _refuse_repeated_labels(models, where)
     keys = {m.key for m in models}
     trains_gmml = any(m.train is not None and m.train.get("method") == "gmml" for m in models)
-    for key, ckpt in (checkpoints or {}).items():
+    checkpoints = {k: v for k, v in (checkpoints or {}).items() if not checkpoints_may_miss or k in keys}
+    changes = _changes(quick, data, checkpoints, given_train, seed)
+    for key, ckpt in checkpoints.items():
         entry = next((m for m in models if m.key == key), None)
         if entry is None:
             raise ConfigError(f"{where}: --model {key}=...: no model {key!r}; models: {sorted(keys)}")

@@ -420,14 +420,20 @@ def reproduce(recipes: list[str], out: str | Path, quick: bool = False, data: st
               train_overrides: dict[str, Any] | None = None, progress: bool = True,
               params: dict[str, dict[str, Any]] | None = None, seed: int | None = None) -> list[Path]:
     """Validate every recipe and its output folder first (one-line errors), then run them;
-    returns the report paths. ``params`` (analysis -> parameters) apply to every recipe;
+    returns the report paths. ``params`` (analysis -> parameters) apply to every recipe that
+    runs the analysis, and ``checkpoints`` (model key -> file) to every recipe with that model;
     ``seed`` replaces every training seed and the random baselines' (see load_recipe)."""
     from vitprobe.recipes import RECIPES, load_recipe
 
     if not recipes:
         raise ConfigError(f"reproduce: name a recipe ({', '.join(RECIPES)}) or use --quick")
-    loaded = [load_recipe(r, quick=quick, data=data, checkpoints=checkpoints,
-                          train_overrides=train_overrides, params=params, seed=seed) for r in recipes]
+    loaded = [load_recipe(r, quick=quick, data=data, checkpoints=checkpoints, train_overrides=train_overrides,
+                          params=params, seed=seed, checkpoints_may_miss=len(recipes) > 1) for r in recipes]
+    missed = sorted(set(checkpoints or {}) - {m.key for r in loaded for m in r.models})
+    if missed:
+        models = sorted({m.key for r in loaded for m in r.models})
+        raise ConfigError(f"reproduce: --model {missed[0]}=...: no recipe has a model {missed[0]!r}; "
+                          f"models: {', '.join(models)}")
     unused = sorted(set(params or {}) - {a for r in loaded for a in r.analyses})
     if unused:
         raise ConfigError(f"reproduce: parameters given for {', '.join(unused)}, which no recipe runs; "

@@ -159,6 +159,10 @@ def test_checkpoint_override_replaces_training(tmp_path: Path) -> None:
     assert dino.checkpoint == ckpt and dino.train is None
     with pytest.raises(ConfigError, match="no model 'dnio'"):
         load_recipe("dino_attention", checkpoints={"dnio": str(ckpt)})
+    with pytest.warns(UserWarning, match=r"--model gmml=\.\.\.: its reconstructions figure is not drawn: it "
+                                         r"needs the GMML decoder of a model the recipe trains"):
+        gmml = load_recipe("sit_gmml", checkpoints={"gmml": str(ckpt)})
+    assert "reconstructions_gmml" not in gmml.extra_figures and "reconstructions_gmml" in load_recipe("sit_gmml").extra_figures
 
 
 @pytest.mark.parametrize("write, message", [

@@ -169,6 +169,9 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
         entry = next((m for m in models if m.key == key), None)
         if entry is None:
             raise ConfigError(f"{where}: --model {key}=...: no model {key!r}; models: {sorted(keys)}")
+        if "reconstructions" in raw.get("figures", []) and (entry.train or {}).get("method") == "gmml":
+            warn_user(f"{where}: --model {key}=...: its reconstructions figure is not drawn: it needs the "
+                      "GMML decoder of a model the recipe trains, which a checkpoint file does not carry")
         entry.train, entry.checkpoint, entry.random_like = None, Path(ckpt), None  # the file, not a random copy
     depths: dict[str, int] = {}  # blocks per model, for the layer numbers in params and claims
     for entry in models:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -153,10 +154,20 @@ def _tiny_checkpoint(path: Path) -> Path:
 
 
 def test_checkpoint_override_replaces_training(tmp_path: Path) -> None:
-    ckpt = _tiny_checkpoint(tmp_path / "dino.safetensors")
-    recipe = load_recipe("dino_attention", checkpoints={"dino": str(ckpt)})
+    ckpt = _tiny_checkpoint(tmp_path / "dino.safetensors")  # a random encoder given for DINO (role cl)
+    with pytest.warns(UserWarning, match=r"model 'dino': its role is cl, but .*dino.safetensors is a random_init "
+                                         r"checkpoint \(baseline\); check that the file is meant for this model"):
+        recipe = load_recipe("dino_attention", checkpoints={"dino": str(ckpt)})
     dino = next(m for m in recipe.models if m.key == "dino")
     assert dino.checkpoint == ckpt and dino.train is None
+    from vitprobe.models.architecture import ArchSpec, build_model
+    from vitprobe.models.own_format import save_encoder
+
+    arch = ArchSpec(patch_size=8, embed_dim=32, depth=2, num_heads=2, img_size=32)
+    contrastive = save_encoder(tmp_path / "moco.safetensors", build_model(arch), arch, {"objective": "mocov3"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # another contrastive model for the cl role: nothing to say
+        load_recipe("dino_attention", checkpoints={"dino": str(contrastive)})
     with pytest.raises(ConfigError, match="no model 'dnio'"):
         load_recipe("dino_attention", checkpoints={"dnio": str(ckpt)})
     with pytest.warns(UserWarning, match=r"--model gmml=\.\.\.: its reconstructions figure is not drawn: it "

@@ -295,7 +295,24 @@ def _check_checkpoint(entry: "ModelEntry", where: str) -> int:
         raise ConfigError(f"{where}: {err}") from None
     if info["report"]["fits"] is not True:
         raise ConfigError(f"{where}: {info['report']['fits']}")
+    _warn_if_role_differs(entry, info, where)
     return int(info["arch"]["depth"])
+
+
+# What a checkpoint's format, or the objective a vitprobe checkpoint was trained with, makes it.
+_FAMILIES = {"dino": "cl", "mocov3": "cl", "mae": "mim", "simmim": "mim", "beit": "mim", "gmml": "mim",
+             "random_init": "baseline"}
+
+
+def _warn_if_role_differs(entry: "ModelEntry", info: dict[str, Any], where: str) -> None:
+    """A checkpoint whose family (cl, mim, baseline) contradicts the model's ``role``: a file
+    given for the wrong model, which would turn the recipe's comparisons around."""
+    training = info["report"].get("training")
+    source = training.get("objective") if info["format"] == "vitprobe" and isinstance(training, dict) else info["format"]
+    family = _FAMILIES.get(str(source))
+    if entry.role in set(_FAMILIES.values()) and family is not None and family != entry.role:
+        warn_user(f"{where}: its role is {entry.role}, but {entry.checkpoint} is a {source} checkpoint ({family}); "
+                  "check that the file is meant for this model")
 
 
 def _check_param_blocks(params: dict[str, dict[str, Any]], shallowest: int, where: str) -> None:

@@ -229,6 +229,10 @@ def test_the_command_line_runs_an_analyzer_of_ones_own_named_by_plugin(tmp_path:
         assert main(["analyses", f"--plugin={plugin}"]) == 2
         assert capsys.readouterr().err.startswith(f"vitprobe: error: {said}")
     assert "broken" not in sys.modules
+    (tmp_path / "json.py").write_text("raise RuntimeError('never run')\n")
+    assert main(["analyses", "--plugin", "json.py"]) == 2  # it would have replaced the standard json module
+    assert "--plugin json.py: a module named 'json' is already imported" in capsys.readouterr().err
+    assert sys.modules["json"].__name__ == "json" and hasattr(sys.modules["json"], "dumps")
 
 
 def test_a_format_of_ones_own_that_fails_is_named_and_other_files_still_load(tmp_path: Path) -> None:

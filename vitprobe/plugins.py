@@ -48,7 +48,11 @@ def load_plugin(name: str) -> None:
         if path.suffix == ".py":
             if not path.is_file():
                 raise ConfigError(f"{where}: no such file; give a .py file or a module name")
-            spec = importlib.util.spec_from_file_location(path.stem, path)
+            taken = sys.modules.get(path.stem)
+            if taken is not None and getattr(taken, "__file__", None) != str(path.resolve()):
+                raise ConfigError(f"{where}: a module named {path.stem!r} is already imported "
+                                  f"({getattr(taken, '__file__', None) or 'built in'}); rename the file")
+            spec = importlib.util.spec_from_file_location(path.stem, path.resolve())
             module = importlib.util.module_from_spec(spec)
             sys.modules[path.stem] = module  # as an import would, so that its classes can be found by module
             try:

@@ -38,3 +38,7 @@ def test_a_bar_in_a_file_is_redrawn_rarely_and_in_a_terminal_often(monkeypatch) 
             time.sleep(0.02)
         written[name] = stream.getvalue().count("\r")
     assert written["file"] <= 3 < written["terminal"]  # the first draw, the last, and no more
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    bar = vitprobe.progress.progress_bar(range(2))  # tqdm's monitor forces a redraw after maxinterval
+    assert bar.mininterval == bar.maxinterval == vitprobe.progress.FILE_INTERVAL_S
+    bar.close()

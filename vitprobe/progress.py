@@ -53,7 +53,9 @@ def redraws_in_place(stream: Any) -> bool:
 def progress_bar(iterable: Any = None, disable: bool = False, **options: Any) -> Any:
     """A bar of :func:`progress_bar_class` over ``iterable`` (``options`` go to tqdm), disabled
     when asked or when ``sys.stderr`` is closed (tqdm would write to None); where stderr is a
-    file or pipe it is redrawn at most every ``FILE_INTERVAL_S`` seconds (and at the end)."""
+    file or pipe it is redrawn at most every ``FILE_INTERVAL_S`` seconds (and at the end): also
+    by tqdm's monitor thread, which otherwise forces a redraw after ``maxinterval`` (10 s)."""
     if sys.stderr is not None and not redraws_in_place(sys.stderr):
         options.setdefault("mininterval", FILE_INTERVAL_S)
+        options.setdefault("maxinterval", FILE_INTERVAL_S)
     return progress_bar_class()(iterable, disable=disable or sys.stderr is None, **options)

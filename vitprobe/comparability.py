@@ -60,7 +60,7 @@ def data_difference(protocols: Sequence[Mapping[str, Any]], labels: Sequence[str
     text = f"{named[0]}, with different {', '.join(keys) or 'contents'}"
     if labels is None:
         return text
-    return f"{text} ({' | '.join(', '.join(named) for named in _runs_of(seen, labels).values())})"
+    return f"{text} ({' | '.join(', '.join(runs) for runs in _runs_of(seen, labels).values())})"
 
 
 def _architecture(protocol: Mapping[str, Any]) -> Any:

@@ -30,8 +30,8 @@ from typing import Any, Callable
 
 from vitprobe.claims import Verdict, evaluate, resolve_label
 from vitprobe.data.spec import relative_path_note
-from vitprobe.errors import (ConfigError, OutputExistsError, VitprobeError, abbreviate, collected_warnings,
-                             errors_naming, is_whole, plural, warn_user, warnings_kept)
+from vitprobe.errors import (ConfigError, OutputExistsError, VitprobeError, abbreviate,
+                             errors_naming, is_whole, plural, warnings_kept)
 from vitprobe.output_paths import check_output_folder, is_analysis_output, temp_folder_beside, temp_prefix
 from vitprobe.recipes import SET_BY_REPRODUCE, ModelEntry, Recipe
 
@@ -279,11 +279,9 @@ def _measured_unalike(recipe: Recipe, runs: dict) -> list[str]:
     distances and frequencies do not line up; the report sets each under its claims."""
     from vitprobe.comparability import warn_if_incomparable
 
-    with collected_warnings() as said:
+    with warnings_kept(recipe.name) as said:
         warn_if_incomparable({name: [(run.label, run[name].protocol) for run in runs.values() if name in run]
                               for name in recipe.analyses})
-    for text in said:
-        warn_user(f"{recipe.name}: {text}")
     return said
 
 

@@ -141,8 +141,9 @@ class FolderDataset(VitprobeDataset):
     (``check_image``); failures are left out, counted in ``skipped`` and warned about once, so
     indices stay stable. Files in other formats that PIL opens (.psd, .ico, ...) are left out
     with a warning; other files and hidden ones are ignored. Symbolic links are followed, and
-    a folder or file reached twice is read once, under the class folder that holds it. Class folders named like splits (train,
-    val) are warned about. With a split, the tree is read from ``PATH/<split>``.
+    a folder or file reached twice is read once, under the class folder that holds it. Class
+    folders named like splits (train, val) are warned about. With a split, the tree is read
+    from ``PATH/<split>``.
     """
 
     kind = "folder"

@@ -366,9 +366,10 @@ class Run(Mapping[str, Result]):
 
     def summary(self) -> pd.DataFrame:
         """One row per metric (and label): its value at the deepest layer (at the highest
-        frequency, the largest singular value) and the images n behind it (held-out ones for a
-        probe), with the dataset as captions show it (spec, split, images, skipped files) and the
-        analysis's own protocol."""
+        frequency, the largest singular value), its standard deviation over images where the
+        table keeps one (none for a mean over heads), and the images n behind it (held-out ones
+        for a probe), with the dataset as captions show it (spec, split, images, skipped files)
+        and the analysis's own protocol."""
         from vitprobe.plots.style import protocol_caption, value_text
 
         rows = []
@@ -381,7 +382,7 @@ class Run(Mapping[str, Result]):
                 rows.extend({"run": self.label, "dataset": spec, **row} for row in _summary_rows(
                     result.name, str(metric), rows_m, caption, _metric_units(units, str(metric))))
         return pd.DataFrame(rows, columns=["run", "dataset", "analysis", "metric", "label", "layer", "value",
-                                           "units", "n", "protocol"])
+                                           "std", "units", "n", "protocol"])
 
     def write_into(self, folder: Path) -> dict[str, str]:
         """Write every result, ``run.json`` and ``report.html`` into an existing folder.
@@ -471,10 +472,11 @@ def _summary_rows(analysis: str, metric: str, rows: pd.DataFrame, caption: str,
     out = []
     for label, group in rows.groupby(labels.fillna(""), sort=False):
         n = group["n"].max() if "n" in group and group["n"].notna().any() else pd.NA
+        std = float(group["std"].iloc[0]) if len(group) == 1 and "std" in group else np.nan
         out.append(
             {"analysis": analysis, "metric": metric, "label": label or "",
-             "layer": layer, "value": float(group["value"].mean()), "units": units, "n": n,
-             "protocol": caption}
+             "layer": layer, "value": float(group["value"].mean()), "std": std, "units": units,
+             "n": n, "protocol": caption}
         )
     return out
 
@@ -592,9 +594,14 @@ def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike
     _refuse_repeats(runs)
     target = Path(out).resolve()
     for run in runs:
-        if run.folder is not None and holds(target, run.folder.resolve()):
+        if run.folder is None:
+            continue
+        if holds(target, run.folder.resolve()):
             raise OutputExistsError(f"{out}: holds the run {run.folder} being compared, which writing the "
                                     "comparison there would delete; choose another --out")
+        if holds(run.folder.resolve(), target):
+            raise OutputExistsError(f"{out}: is inside the run {run.folder} being compared, which would then hold "
+                                    "files it did not write; choose a folder beside it")
     labels = unique_labels([run.label for run in runs])  # as the comparison names them
     warn_if_incomparable({name: [(label, run[name].protocol) for label, run in zip(labels, runs) if name in run]
                           for name in dict.fromkeys(n for run in runs for n in run)})

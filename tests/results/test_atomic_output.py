@@ -230,6 +230,8 @@ def test_compare_never_writes_over_a_run_it_compares(tmp_path, run):
     for out in (tmp_path / "an" / "a", tmp_path / "an"):
         with pytest.raises(OutputExistsError, match="holds the run .* being compared"):
             compare([tmp_path / "an" / "a", tmp_path / "an" / "b"], out, overwrite=True)
+    with pytest.raises(OutputExistsError, match="is inside the run .* being compared"):
+        compare([tmp_path / "an" / "a", tmp_path / "an" / "b"], tmp_path / "an" / "a" / "cmp")
     assert sorted(p.name for p in (tmp_path / "an" / "a").iterdir()) == before
     compare([tmp_path / "an" / "a", tmp_path / "an" / "b"], tmp_path / "an" / "cmp")
     assert (tmp_path / "an" / "cmp" / "runs.json").is_file()

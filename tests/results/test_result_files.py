@@ -340,8 +340,9 @@ def test_summary_reads_deepest_layer(results):
     assert set(on_voc["dataset"]) == {"voc:/data/VOC2012 split val (n=10, 2 skipped)"}
     row = summary[summary["metric"] == "token_cosine"].iloc[0]
     table = results["token_similarity"].table
-    expected = table[(table["metric"] == "token_cosine") & (table["layer"] == DEPTH)]["value"].iloc[0]
-    assert row["layer"] == DEPTH and row["value"] == pytest.approx(expected)
+    deepest = table[(table["metric"] == "token_cosine") & (table["layer"] == DEPTH)].iloc[0]
+    assert row["layer"] == DEPTH and row["value"] == pytest.approx(deepest["value"])
+    assert row["std"] == pytest.approx(deepest["std"]) and row["std"] > 0
     assert row["n"] == table[table["metric"] == "token_cosine"]["n"].max()
     assert set(summary[summary["metric"] == "linear_probe_top1"]["label"]) == {"shape", "texture"}
 
@@ -361,6 +362,7 @@ def test_summary_names_units_frequency_and_rank(results):
     assert per_head["protocol"].startswith(f"mean over {HEADS} heads")
     deepest = results["attention_distance"].table.query(f"layer == {DEPTH}")["value"]
     assert per_head["value"] == pytest.approx(deepest.mean())
+    assert np.isnan(per_head["std"])  # the std over images of a mean over heads is not kept
 
 
 def test_captions_name_the_image_size_and_every_parameter_moved_from_its_default(results):

@@ -163,4 +163,4 @@ class AttentionJaccard(Analyzer):
             warn_user(f"{self.name}: every head of the last block attends about evenly: its mask keeps "
                       f"{low if low == high else f'{low}-{high}'} of the patches (even attention keeps "
                       f"{self.keep_mass:.0%}), so the IoU measures the masks' share of the image, not the "
-                      "object; compare with a random encoder of the same shape (table: mask_area)")
+                      "object, as for any encoder that attends evenly (table: mask_area)")

@@ -188,7 +188,8 @@ def test_a_bad_checkpoint_fails_before_any_training(tmp_path: Path, write, messa
 
 
 def _table(metric: str, values: dict[int, float], **extra) -> pd.DataFrame:
-    return pd.DataFrame([{"metric": metric, "layer": layer, "value": v, **extra}
+    """Rows of one metric by layer; by default measured on 400 images with a small spread."""
+    return pd.DataFrame([{"metric": metric, "layer": layer, "value": v, "n": 400, "std": 0.01, **extra}
                          for layer, v in values.items()])
 
 
@@ -225,12 +226,43 @@ def test_a_metric_without_a_spread_gets_no_accuracy_error_and_the_detail_says_so
     """The image-level spectrum has n but no std: it used to borrow a binomial error meant for
     percent accuracies, and the detail claimed "+- 1 standard error" either way."""
     def spectrum(v: float) -> dict:
-        return {"t": _table("log_singular_value_image", {4: v}, rank=1, n=64, std=float("nan"))}
+        return {"token_similarity": _table("log_singular_value_image", {4: v}, rank=1, n=64, std=float("nan"))}
 
     check = {"metric": "log_singular_value_image", "layers": "last", "greater": "a", "than": "b"}
     verdict = evaluate(check, {"a": spectrum(1.56), "b": spectrum(1.5)}, {})
-    assert verdict.agrees is True and "+-" not in verdict.detail
-    assert "no standard error (the table gives no spread over images), decided by any difference over 0" in verdict.detail
+    assert verdict.agrees is None and "+-" not in verdict.detail  # any gap may be noise: a min_difference decides
+    assert ("no standard error (the table gives no spread over images), so undecided: give min_difference"
+            in verdict.detail)
+    assert "(log_singular_value_image (natural log), layers last (4), rank 1 (the largest);" in verdict.detail
+    decided = evaluate({**check, "min_difference": 0.05}, {"a": spectrum(1.56), "b": spectrum(1.5)}, {})
+    assert decided.agrees is True and "decided by a difference over 0.05" in decided.detail
+    assert evaluate({**check, "min_difference": 0.1}, {"a": spectrum(1.56), "b": spectrum(1.5)}, {}).agrees is None
+
+
+def test_spectra_and_fourier_curves_are_read_at_one_rank_and_frequency_not_averaged_over_them() -> None:
+    """Averaged over every rank, a model with 63 ranks and one with 255 were compared as if alike."""
+    def spectrum(values: list[float]) -> dict:
+        return {"t": pd.concat([_table("log_singular_value_token", {4: v}, rank=r + 1) for r, v in enumerate(values)])}
+
+    check = {"metric": "log_singular_value_token", "layers": "last", "greater": "a", "than": "b"}
+    few, many = spectrum([2.0, 1.0]), spectrum([1.0, 0.9, -5.0, -6.0])  # mean over ranks: 1.5 vs -2.3
+    assert evaluate(check, {"a": many, "b": few}, {}).agrees is False  # rank 1: 1.0 < 2.0
+    assert "rank 1 (the largest)" in evaluate(check, {"a": many, "b": few}, {}).detail
+    assert "rank 2;" in evaluate({**check, "rank": 2}, {"a": many, "b": few}, {}).detail
+    assert evaluate({**check, "rank": 2, "greater": "b", "than": "a"}, {"a": many, "b": few}, {}).agrees is True
+    missing = evaluate({**check, "rank": 3}, {"a": many, "b": few}, {})
+    assert missing.agrees is None and "b: no rank 3; it has 1, 2" in missing.detail
+
+    def fourier(values: dict[float, float]) -> dict:
+        return {"f": pd.concat([_table("delta_log_amplitude", {4: v}, frequency=f) for f, v in values.items()])}
+
+    curves = {"cl": fourier({0.0: 0.0, 0.5: -1.0, 0.75: -3.0}), "mim": fourier({0.0: 0.0, 0.5: -2.0, 0.75: -2.0})}
+    check = {"metric": "delta_log_amplitude", "layers": "last", "greater": "mim", "than": "cl"}
+    assert evaluate(check, curves, {}).agrees is True and "frequency highest" in evaluate(check, curves, {}).detail
+    assert evaluate({**check, "frequency": 0.5}, curves, {}).agrees is False
+    off_grid = evaluate({**check, "frequency": 0.3}, curves, {"mim": "SimMIM"})
+    assert off_grid.agrees is None
+    assert "SimMIM: no frequency 0.3; it has 0, 0.5, 0.75 (units of pi); cl: no frequency 0.3" in off_grid.detail
 
 
 def test_peak_inside_verdict() -> None:
@@ -279,7 +311,7 @@ def test_a_gap_below_min_difference_is_undecided_however_small_its_error() -> No
     assert evaluate({**check, "min_difference": 0.4}, tables, {}).agrees is True
     assert evaluate({**check, "greater": "mim", "than": "cl", "min_difference": 0.4}, tables, {}).agrees is False
     # without errors the gap alone decides; a tie is undecided
-    bare = {k: {"d": _table("attention_distance_px", {4: v})} for k, v in (("cl", 17.0), ("mim", 16.5))}
+    bare = {k: {"d": _table("attention_distance_px", {4: v}, std=float("nan"))} for k, v in (("cl", 17.0), ("mim", 16.5))}
     assert evaluate({**check, "min_difference": 1}, bare, {}).agrees is None
     assert evaluate({**check, "min_difference": 0.25}, bare, {}).agrees is True
     assert evaluate(check, {"cl": bare["cl"], "mim": bare["cl"]}, {}).agrees is None
@@ -305,7 +337,9 @@ def test_a_value_missing_for_want_of_images_decides_nothing() -> None:
         verdict = evaluate(check, {"cl": accuracy({4: cl}), "mim": accuracy({4: mim})}, {"cl": "MoCo v3"})
         assert verdict.agrees is None and "no value to compare (no image scored" in verdict.detail
         assert verdict.detail.startswith("MoCo v3 ")
-    halves = {"cl": accuracy({3: 50.0, 4: nan}), "mim": accuracy({3: 20.0, 4: 10.0})}
+    scored = {"k": _table("knn_top1", {3: 50.0}, label="shape", n=100, std=nan)}
+    halves = {"cl": {"k": pd.concat([scored["k"], accuracy({4: nan})["k"]])},
+              "mim": {"k": _table("knn_top1", {3: 20.0, 4: 10.0}, label="shape", n=100, std=nan)}}
     assert evaluate({**check, "layers": "all"}, halves, {}).agrees is True  # 50 against 15
     peak = {"metric": "knn_top1", "label": "shape", "layers": "last", "peak_inside": True}
     sweep = {"0": accuracy({4: 20.0}), "0.5": accuracy({4: nan}), "1": accuracy({4: 30.0}), "2": accuracy({4: 10.0})}

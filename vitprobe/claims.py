@@ -20,17 +20,22 @@ class Verdict:
 
 
 def select_rows(table: pd.DataFrame, check: Mapping[str, Any]) -> pd.DataFrame:
-    """Rows of ``metric`` (and ``label``) at the chosen ``layers`` and ``frequency``.
+    """Rows of ``metric`` (and ``label``) at the chosen ``layers``, ``frequency`` and ``rank``.
 
     layers: "all", "last", "first_half", "last_half" (the deeper half of the layers the table
-    has), or a list of layer numbers; frequency: "highest" or a number (units of pi).
+    has), or a list of layer numbers; frequency: "highest" or a number (units of pi); rank: a
+    singular value's rank (1 = the largest). A table with a frequency or rank axis that the
+    check does not name is read at the highest frequency and at rank 1, as summaries read it.
     """
     rows = table[table["metric"] == check["metric"]]
     if "label" in check and "label" in rows:
         rows = rows[rows["label"] == check["label"]]
-    if "frequency" in check and "frequency" in rows and len(rows):
-        freq = rows["frequency"].max() if check["frequency"] == "highest" else float(check["frequency"])
+    if "frequency" in rows and rows["frequency"].notna().any():
+        wanted = check.get("frequency", "highest")
+        freq = rows["frequency"].max() if wanted == "highest" else float(wanted)
         rows = rows[(rows["frequency"] - freq).abs() < 1e-9]
+    if "rank" in rows and rows["rank"].notna().any():
+        rows = rows[rows["rank"] == int(check.get("rank", 1))]
     layers = check.get("layers", "all")
     if "layer" in rows and len(rows) and layers != "all":
         present = sorted(rows["layer"].unique())
@@ -44,6 +49,34 @@ def select_rows(table: pd.DataFrame, check: Mapping[str, Any]) -> pd.DataFrame:
             keep = [int(layer) for layer in layers]
         rows = rows[rows["layer"].isin(keep)]
     return rows
+
+
+def _axes_read(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.DataFrame]]) -> dict[str, Any]:
+    """``check`` with the frequency (highest) and rank (1) that :func:`select_rows` reads where
+    a table of its metric has that axis and the check names none, so that verdicts say so."""
+    out = dict(check)
+    for axis, default in (("frequency", "highest"), ("rank", 1)):
+        if axis not in out and any(axis in t and t.loc[t["metric"] == check["metric"], axis].notna().any()
+                                   for model in tables.values() for t in model.values()):
+            out[axis] = default
+    return out
+
+
+def why_no_rows(tables: Mapping[str, pd.DataFrame], check: Mapping[str, Any]) -> str:
+    """What in ``check`` selects nothing from a model's tables: the metric, label, frequency,
+    rank or layers, with the values the tables do have."""
+    rows = pd.concat([t[t["metric"] == check["metric"]] for t in tables.values() if "metric" in t] or [pd.DataFrame()])
+    if rows.empty:
+        return "no table of it has this metric"
+    for axis in ("label", "frequency", "rank"):
+        if axis in check and axis in rows and rows[axis].notna().any():
+            have = sorted(rows[axis].dropna().unique())
+            wanted = check[axis]
+            if axis == "frequency" and wanted != "highest" and not ((rows[axis] - float(wanted)).abs() < 1e-9).any():
+                return f"no frequency {wanted}; it has {', '.join(f'{f:.4g}' for f in have)} (units of pi)"
+            if axis != "frequency" and wanted not in have:
+                return f"no {axis} {wanted}; it has {', '.join(map(str, have))}"
+    return f"no layer {check.get('layers')}; it has layers {_span(tuple(sorted(int(v) for v in rows['layer'].dropna().unique())))}"
 
 
 # Why a selected value can be NaN.
@@ -100,10 +133,13 @@ def summary_value(tables: Mapping[str, pd.DataFrame], check: Mapping[str, Any]) 
 def _decide(a: Estimate, b: Estimate, min_difference: float = 0.0) -> bool | None:
     """True when a exceeds b by more than ``DECISIVE_SE`` combined standard errors and by
     more than ``min_difference`` (the metric's units), False when b exceeds a so, None in
-    between; without errors, the difference need only exceed ``min_difference``."""
+    between. Without errors only ``min_difference`` can decide: with it 0, nothing does (a
+    gap of any size may be noise)."""
     margin = float(min_difference)
     if a.se is not None and b.se is not None:
         margin = max(margin, DECISIVE_SE * (a.se ** 2 + b.se ** 2) ** 0.5)
+    elif margin == 0:
+        return None
     if abs(a.value - b.value) <= margin:
         return None
     return a.value > b.value
@@ -132,11 +168,22 @@ def _span(layers: tuple[int, ...]) -> str:
     return ", ".join(map(str, layers))
 
 
-def _protocol(check: Mapping[str, Any], estimates: Sequence[Estimate | None] = ()) -> str:
-    """``metric, label L, layers last_half (7-12), ...``: with ``estimates``, the layers each
-    model's value averaged (``7-12 | 3-4`` in the models' order where they differ), and no
-    layers at all for a metric without a layer axis."""
-    parts = [str(check["metric"])]
+def _units(tables: Mapping[str, Mapping[str, pd.DataFrame]], metric: str) -> str:
+    """The units of ``metric`` as its analysis declares them (``value_units``), if any."""
+    from vitprobe.analyzers import analyzer_class, list_analyzers
+    from vitprobe.results import metric_units
+
+    names = {name for model in tables.values() for name in model} & set(list_analyzers())
+    units = [metric_units(analyzer_class(n).value_units, metric) for n in sorted(names)
+             if metric in analyzer_class(n).metrics and analyzer_class(n).value_units]
+    return units[0] if units else ""
+
+
+def _protocol(check: Mapping[str, Any], estimates: Sequence[Estimate | None] = (), units: str = "") -> str:
+    """``metric (units), label L, layers last_half (7-12), ...``: with ``estimates``, the layers
+    each model's value averaged (``7-12 | 3-4`` in the models' order where they differ), and
+    no layers at all for a metric without a layer axis."""
+    parts = [str(check["metric"]) + (f" ({units})" if units else "")]
     if "label" in check:
         parts.append(f"label {check['label']}")
     layers = check.get("layers", "all")
@@ -147,6 +194,8 @@ def _protocol(check: Mapping[str, Any], estimates: Sequence[Estimate | None] = (
         parts.append(f"layers {named}" + (f" ({' | '.join(spans)})" if spans and spans != [named] else ""))
     if "frequency" in check:
         parts.append(f"frequency {check['frequency']}")
+    if "rank" in check:
+        parts.append(f"rank {check['rank']}" + (" (the largest)" if int(check["rank"]) == 1 else ""))
     return ", ".join(parts)
 
 
@@ -161,14 +210,22 @@ def evaluate(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.Data
     every inner model so, and is undecided otherwise.
     A difference that exceeds the errors but not ``min_difference`` (the metric's units, 0 by
     default) leaves the claim undecided: a gap too small to matter is not read as an effect.
-    A list ``label`` uses the first of its labels the tables have (:func:`resolve_label`).
+    A metric without a standard error (the image-level spectrum) is decided only by a
+    ``min_difference`` over 0. A list ``label`` uses the first of its labels the tables have
+    (:func:`resolve_label`); tables with a frequency or rank axis are read where the check
+    says, else at the highest frequency and rank 1 (:func:`select_rows`).
     """
-    check = resolve_label(check, tables)
+    check = _axes_read(resolve_label(check, tables), tables)
     least = float(check.get("min_difference", 0.0))
+    units = _units(tables, str(check["metric"]))
     chosen = [summary_value(t, check) for t in tables.values()] if check.get("peak_inside") else [
         summary_value(tables.get(check["greater"], {}), check), summary_value(tables.get(check["than"], {}), check)]
-    where = (f" ({_protocol(check, chosen)}; +- 1 standard error, decided beyond {DECISIVE_SE:g}"
+    where = (f" ({_protocol(check, chosen, units)}; +- 1 standard error, decided beyond {DECISIVE_SE:g}"
              + (f" and a difference over {least:g}" if least else "") + ")")
+    if any(e is not None and e.se is None for e in chosen):  # "+- 1 standard error" would not be true
+        where = (f" ({_protocol(check, chosen, units)}; no standard error (the table gives no spread over images), "
+                 + (f"decided by a difference over {least:g})" if least else
+                    "so undecided: give min_difference, in the metric's units, to decide it)"))
     if check.get("peak_inside"):
         values = dict(zip(tables, chosen))
         empty = [labels.get(k, k) for k, v in values.items() if v is not None and math.isnan(v.value)]
@@ -189,11 +246,10 @@ def evaluate(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.Data
     a, b = check["greater"], check["than"]
     va, vb = chosen
     if va is None or vb is None:
-        return Verdict(None, f"no results for {_protocol(check)}")
+        lacking = [(k, why_no_rows(tables.get(k, {}), check)) for k, v in ((a, va), (b, vb)) if v is None]
+        return Verdict(None, f"no results for {_protocol(check, units=units)}: "
+                             + "; ".join(f"{labels.get(k, k)}: {why}" for k, why in lacking))
     if math.isnan(va.value) or math.isnan(vb.value):
         return Verdict(None, f"{labels.get(a, a)} {va} vs {labels.get(b, b)} {vb}: no value to compare "
                              f"({_NO_VALUE}){where}")
-    if va.se is None or vb.se is None:  # say so: the usual "+- 1 standard error" would not be true
-        where = (f" ({_protocol(check, chosen)}; no standard error (the table gives no spread over images), "
-                 f"decided by any difference over {least:g})")
     return Verdict(_decide(va, vb, least), f"{labels.get(a, a)} {va} vs {labels.get(b, b)} {vb}{where}")

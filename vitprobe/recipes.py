@@ -23,7 +23,8 @@ RECIPES = ("cl_vs_mim", "hybrid_sweep", "dino_attention", "sit_gmml")
 _TOP_KEYS = {"name", "title", "paper", "data", "batch_size", "models", "sweep", "analyses",
              "params", "figures", "claims", "quick"}
 _MODEL_KEYS = {"label", "role", "train", "checkpoint", "random_like", "num_heads"}
-_CHECK_KEYS = {"metric", "label", "layers", "frequency", "greater", "than", "peak_inside", "min_difference"}
+_CHECK_KEYS = {"metric", "label", "layers", "frequency", "rank", "greater", "than", "peak_inside",
+               "min_difference"}
 _LAYER_WORDS = ("all", "last", "first_half", "last_half")
 EXTRA_FIGURES = ("reconstructions",)
 _FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")  # recipe names and model keys name folders
@@ -540,7 +541,7 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
         raise ConfigError(f"{where}: claim check layers {beyond} lie beyond the models' blocks "
                           f"(the deepest has {deepest})")
     source = next(name for name in analyses if check["metric"] in analyzer_class(name).metrics)
-    for axis in ("frequency", "label"):
+    for axis in ("frequency", "rank", "label"):
         if axis in check and axis not in analyzer_class(source).claim_axes:
             raise ConfigError(f"{where}: claim check {axis}: metric {check['metric']} ({source}) has no "
                               f"{axis} to select; drop {axis}:")
@@ -552,6 +553,9 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
     if check.get("frequency", "highest") != "highest" and not _reads_as_number(check["frequency"]):
         raise ConfigError(f"{where}: claim check frequency must be `highest` or a number (units of pi), "
                           f"got {check['frequency']!r}")
+    if "rank" in check and not (is_whole(check["rank"]) and check["rank"] >= 1):
+        raise ConfigError(f"{where}: claim check rank must be a whole number >= 1 (1 = the largest singular "
+                          f"value), got {check['rank']!r}")
     least = check.get("min_difference", 0)
     if isinstance(least, bool) or not isinstance(least, (int, float)) or not 0 <= least < float("inf"):
         raise ConfigError(f"{where}: claim check min_difference must be a number >= 0 in the metric's "

@@ -380,7 +380,7 @@ class Run(Mapping[str, Result]):
             spec = value_text(dataset) or str(dataset or "")
             for metric, rows_m in result.table.groupby("metric", sort=False):
                 rows.extend({"run": self.label, "dataset": spec, **row} for row in _summary_rows(
-                    result.name, str(metric), rows_m, caption, _metric_units(units, str(metric))))
+                    result.name, str(metric), rows_m, caption, metric_units(units, str(metric))))
         return pd.DataFrame(rows, columns=["run", "dataset", "analysis", "metric", "label", "layer", "value",
                                            "std", "units", "n", "protocol"])
 
@@ -439,7 +439,7 @@ class Run(Mapping[str, Result]):
         return run
 
 
-def _metric_units(units: str, metric: str) -> str:
+def metric_units(units: str, metric: str) -> str:
     """The part of an analysis's ``value_units`` ("a: x; b_*: y") that names ``metric``, else all of it."""
     for part in units.split(";"):
         name, sep, unit = part.partition(":")

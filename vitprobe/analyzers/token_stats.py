@@ -74,6 +74,7 @@ class TokenSimilarity(LayerAnalyzer):
     site_kind = "tokens"
     value_units = "token_cosine: cosine; log_singular_value_*: natural log"
     metrics = ("token_cosine", "log_singular_value_image", "log_singular_value_token")
+    claim_axes = ("rank",)
     outcome_keys = ("spectrum_images",)
     # Mixed into spectrum_seed so that, at equal seeds and fractions, the spectrum's sample is
     # not the probes' held-out split (both hash the index).

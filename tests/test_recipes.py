@@ -453,6 +453,12 @@ def test_claims_read_what_the_verdicts_read_and_yaml_errors_stay_one_line(tmp_pa
     ({"claims": [_claim(layers=[1, 99])]}, r"claim check layers \[99\] lie beyond the models' blocks \(the deepest has 4\)"),
     ({"claims": [_claim(min_difference=-1)]}, r"claim check min_difference must be a number >= 0 in the metric's units, got -1"),
     ({"claims": [_claim(min_difference="2 px")]}, r"min_difference must be a number >= 0 .*got '2 px'"),
+    ({"claims": [_claim(), {"figure": "knn", "txt": "t", "check": {}}]},
+     r"recipe.yaml: claim 2: each claim needs figure, text and check; missing text; unknown keys \['txt'\]"),
+    ({"claims": [{"figure": "token_similarity", "text": "t", "check": {
+        "metric": "log_singular_value_token", "rank": 0, "greater": "mocov3", "than": "simmim"}}]},
+     r"claim 1: claim check rank must be a whole number >= 1"),
+    ({"claims": [_claim(rank=1)]}, r"claim check rank: metric knn_top1 \(knn\) has no rank to select"),
     ({"data": "synthetic:64x"}, r"recipe.yaml: dataset spec 'synthetic:64x'"),
     ({"analyses": []}, r"recipe.yaml: no analyses given"),
 ])

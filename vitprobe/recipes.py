@@ -213,9 +213,9 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
                           "model trains with method gmml; drop it or add a gmml model")
     extra = _extra_figure_stems(models, figures, analyses, "sweep" in raw)
     deepest = max(depths.values()) if depths else None
-    claims = [_claim(c, models, analyses, skipped, {*analyses, *extra}, label_names, deepest, where,
+    claims = [_claim(c, models, analyses, skipped, {*analyses, *extra}, label_names, deepest, f"{where}: claim {i}",
                      data_given=bool(data), params=analysis_params)
-              for c in _listed(raw.get("claims", []), "claims", where)]
+              for i, c in enumerate(_listed(raw.get("claims", []), "claims", where), start=1)]
     return Recipe(name=name, title=str(raw.get("title", name)),
                   paper=str(raw.get("paper", "")), data=raw["data"],
                   batch_size=batch_size, models=models, analyses=analyses, params=analysis_params,
@@ -497,8 +497,13 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
     it leaves the claim undecided, with a warning."""
     from vitprobe.analyzers import analyzer_class
 
-    if not isinstance(raw, dict) or not {"figure", "text", "check"} <= set(raw):
-        raise ConfigError(f"{where}: each claim needs figure, text and check")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a claim is a mapping of figure, text and check, got {raw!r}")
+    missing, unknown = [k for k in ("figure", "text", "check") if k not in raw], sorted(set(raw) - {"figure", "text", "check"})
+    if missing or unknown:
+        raise ConfigError(f"{where}: each claim needs figure, text and check"
+                          + (f"; missing {', '.join(missing)}" if missing else "")
+                          + (f"; unknown keys {unknown}" if unknown else ""))
     if not isinstance(raw["text"], str) or not raw["text"].strip():
         raise ConfigError(f"{where}: claim text must be the sentence the claim tests, got {raw['text']!r}")
     metric = raw["check"].get("metric") if isinstance(raw["check"], dict) else None

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                         device=args.device,
                         num_workers=args.num_workers, progress=not args.no_progress,
                         params=parse_analysis_params(args.param), seed=args.seed)
-    print("reports (claims: agree / do not agree / undecided within 2 standard errors):")
+    print("reports (claims: agree / do not agree / undecided: within 2 standard errors or min_difference, or not measured):")
     for report in reports:
         verdicts = [v["agrees"] for v in json.loads((report.parent / "verdicts.json").read_text(encoding="utf-8"))]
         tally = f"{verdicts.count(True)} / {verdicts.count(False)} / {verdicts.count(None)}"

@@ -483,3 +483,15 @@ def test_a_mistake_in_a_training_config_file_names_that_file(tmp_path: Path) -> 
 def test_a_bad_param_from_the_command_line_is_blamed_on_param_not_the_recipe(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^--param: analysis 'knn': k must be a whole number >= 1"):
         load_recipe(_write(tmp_path), params={"knn": {"k": 0}})
+
+
+def test_quick_checks_the_full_size_data_and_is_named_only_where_it_changes_something(tmp_path: Path) -> None:
+    """`data: digit` passed under --quick (its quick: block replaced it); a recipe without a
+    quick: block was reported as "run with --quick" though it ran as written."""
+    with pytest.raises(ConfigError, match=r"recipe.yaml: data: dataset spec 'digit': unknown dataset kind"):
+        load_recipe(_write(tmp_path, data="digit"), quick=True)
+    assert load_recipe(_write(tmp_path, data="folder:not_here"), quick=True).data != "folder:not_here"  # form only
+    assert load_recipe(_write(tmp_path), quick=True).changes == ["--quick"]
+    blockless = _write(tmp_path, quick={})
+    with pytest.warns(UserWarning, match="has no quick: block, so it runs at full size"):
+        assert load_recipe(blockless, quick=True, seed=3).changes == ["--seed 3"]

@@ -142,6 +142,7 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     if quick and not raw.get("quick"):
         warn_user(f"{where}: --quick, but the recipe has no quick: block, so it runs at full size")
     if quick and raw.get("quick"):
+        _check_spec(raw.get("data"), "data", where)  # the full-size data, unread under --quick, checked for form
         quick_block = _mapping(raw["quick"], "quick", where)
         train_overrides = _merge(_mapping(quick_block.pop("train", {}), "quick.train", where),
                                  train_overrides or {})
@@ -165,7 +166,7 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     keys = {m.key for m in models}
     trains_gmml = any(m.train is not None and m.train.get("method") == "gmml" for m in models)
     checkpoints = {k: v for k, v in (checkpoints or {}).items() if not checkpoints_may_miss or k in keys}
-    changes = _changes(quick, data, checkpoints, given_train, seed)
+    changes = _changes(quick and bool(raw.get("quick")), data, checkpoints, given_train, seed)  # --quick without a block changes nothing
     for key, ckpt in checkpoints.items():
         entry = next((m for m in models if m.key == key), None)
         if entry is None:
@@ -235,6 +236,20 @@ def _changes(quick: bool, data: str | None, checkpoints: dict[str, str] | None,
 
 
 _QUICK_KEYS = {"data", "batch_size", "analyses", "params", "train"}
+
+
+def _check_spec(spec: Any, key: str, where: str) -> None:
+    """A dataset spec's form (``synthetic:1024``, ``folder:PATH``), not whether its files exist."""
+    from vitprobe.data.spec import parse_spec
+
+    if spec is None:
+        return
+    if not isinstance(spec, str):
+        raise ConfigError(f"{where}: {key} must be a dataset spec such as synthetic:1024, got {spec!r}")
+    try:
+        parse_spec(spec)
+    except VitprobeError as err:
+        raise ConfigError(f"{where}: {key}: {err}") from None
 
 
 def _check_quick(block: Any, where: str) -> None:

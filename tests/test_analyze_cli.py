@@ -785,3 +785,12 @@ def test_what_the_data_warned_of_is_kept_with_the_run(checkpoint, tmp_path, caps
     kept = Run.load(tmp_path / "o" / "tiny").meta["analysis_warnings"]
     assert [w for w in kept if w.startswith("dataset ")] == [kept[0]] and kept[0].startswith(said)
     assert f"<dt>analysis warned</dt><dd>{html.escape(said)}" in (tmp_path / "o" / "tiny" / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_plan_runs_once_since_its_analyzers_keep_what_they_saw():
+    """A second run_analysis of one plan reported n = 128 for 64 images."""
+    plan = prepare_analysis(tiny_vit(), DictImages(n=6), ["attention_distance"], batch_size=4)
+    first = run_analysis(plan, progress=False)
+    assert set(first["attention_distance"].table["n"]) == {6}
+    with pytest.raises(ConfigError, match="this plan has run already.* call prepare_analysis again"):
+        run_analysis(plan, progress=False)

@@ -53,6 +53,7 @@ class AnalysisPlan:
     device: torch.device
     skipped: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # said while preparing and passing (data, model)
+    passed: bool = False  # run_analysis has begun its pass: the analyzers hold its images
 
 
 class ShardSampler(Sampler[int]):
@@ -416,7 +417,12 @@ def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
     every analyzer, then compute (merging the shards of every rank under torch.distributed).
 
     The pass runs with the global generators seeded by the protocol's seed (a Dataset's own
-    random transforms repeat from run to run) and restored afterwards."""
+    random transforms repeat from run to run) and restored afterwards. A plan runs once: its
+    analyzers keep what they saw, so a second pass would count every image twice."""
+    if plan.passed:
+        raise ConfigError("this plan has run already, and its analyzers hold that pass's images (a second pass "
+                          "would count them twice); call prepare_analysis again for another pass")
+    plan.passed = True
     from vitprobe.capture import capture
     from vitprobe.data.items import check_finite_images
     from vitprobe.progress import progress_bar

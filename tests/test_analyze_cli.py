@@ -794,3 +794,32 @@ def test_a_plan_runs_once_since_its_analyzers_keep_what_they_saw():
     assert set(first["attention_distance"].table["n"]) == {6}
     with pytest.raises(ConfigError, match="this plan has run already.* call prepare_analysis again"):
         run_analysis(plan, progress=False)
+
+
+class Uneven(DictImages):
+    """Items 4 on are 16 px larger, or lack labels (``change``), as a user's list may be."""
+
+    def __init__(self, change: str) -> None:
+        super().__init__(n=8)
+        self.change = change
+
+    def __getitem__(self, index: int) -> dict:
+        item = super().__getitem__(index)
+        if index >= 4 and self.change == "size":
+            item["image"] = torch.zeros(3, 48, 48)
+        if index >= 3 and self.change == "labels":
+            del item["labels"]
+        return item
+
+
+@pytest.mark.parametrize("batch_size", [4, 3])
+def test_items_that_change_part_way_are_named_whatever_the_batching(batch_size):
+    """A whole batch of larger images reached the model ("images are 48x48 px", naming no item);
+    an item without the first one's labels broke torch's collate with a bare KeyError."""
+    plan = prepare_analysis(tiny_vit(), Uneven("size"), ["attention_distance"], batch_size=batch_size)
+    with pytest.raises(DataError, match=r"Uneven: the (images at index 4\.\.|image of the item at index 4 has shape)"):
+        run_analysis(plan, progress=False)
+    plan = prepare_analysis(tiny_vit(), Uneven("labels"), ["attention_distance"], batch_size=4)
+    with pytest.raises(DataError, match=r"the item at index 3 has keys \['image', 'index'\] and the batch's first "
+                                        r"\['image', 'index', 'labels'\]; give every item the same keys"):
+        run_analysis(plan, progress=False)

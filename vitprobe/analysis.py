@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vitprobe.data.user_data import as_items, dataset_name, describe_data, first_item, loader_sampling
 from vitprobe.distributed import on_rank_zero, own_shard, rank_and_world, to_device
-from vitprobe.errors import ConfigError, VitprobeError, check_whole, is_whole, warn_user, warnings_kept
+from vitprobe.errors import ConfigError, DataError, VitprobeError, check_whole, is_whole, warn_user, warnings_kept
 from vitprobe.results import Run, check_output
 
 PROGRESS_DESC = "analysing"
@@ -441,6 +441,7 @@ def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
             if "index" not in batch:  # items without an index are numbered by their place in the pass
                 batch["index"] = torch.arange(position, position + len(batch["image"]))
             first, position = position, position + len(batch["image"])
+            _check_batch_size(batch["image"], batch["index"], plan.info, spec)
             batch = to_device(batch, plan.device)
             check_finite_images(batch["image"], batch["index"], spec)
             batch["sites"] = cap.run(batch["image"])
@@ -451,6 +452,17 @@ def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
     if world > 1:
         _gather_states(plan)
     return on_rank_zero(lambda: _compute(plan))
+
+
+def _check_batch_size(images: torch.Tensor, index: torch.Tensor, info: Any, spec: str) -> None:
+    """DataError unless the batch's images are the size the pass was planned at (grid x patch),
+    naming the batch's item indices: a dataset whose images change size part-way."""
+    planned = (info.grid[0] * info.patch_size, info.grid[1] * info.patch_size)
+    if tuple(images.shape[-2:]) != planned:
+        indices = index.reshape(-1).tolist()
+        raise DataError(f"dataset {spec}: the images at index {indices[0]}..{indices[-1]} are "
+                        f"{images.shape[-2]}x{images.shape[-1]} px, but the first item's and the model's are "
+                        f"{planned[0]}x{planned[1]}; give every image one size (resize it in the dataset)")
 
 
 def _parameter_device(model: nn.Module) -> torch.device:

@@ -14,6 +14,12 @@ from vitprobe.errors import DataError, check_whole
 def collate_items(items: Sequence[Mapping[str, Any]], name: str = "dataset") -> Any:
     """``default_collate(items)``; DataError naming the item when the images differ in shape
     (torch's own error names neither the item nor the fix)."""
+    keys = [sorted(item) for item in items if isinstance(item, Mapping)]
+    for position, item_keys in enumerate(keys):
+        if item_keys != keys[0]:
+            where = f"index {items[position]['index']}" if "index" in items[position] else f"batch place {position}"
+            raise DataError(f"dataset {name}: the item at {where} has keys {item_keys} and the batch's first "
+                            f"{keys[0]}; give every item the same keys (all with labels, or none)")
     shapes = [tuple(getattr(item.get("image"), "shape", ())) for item in items if isinstance(item, Mapping)]
     for position, shape in enumerate(shapes):
         if shape != shapes[0]:

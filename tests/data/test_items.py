@@ -59,6 +59,17 @@ def test_a_mask_of_only_0_and_255_is_warned_about():
         check_item({"image": IMAGE, "mask": (OBJECT * 255).to(torch.uint8)}, "mine")
 
 
+@pytest.mark.parametrize("scale, looks", [(255.0, "0..255 pixels"), (1.0, "0..1 pixels")])
+def test_raw_pixels_are_warned_of_and_normalised_images_are_not(scale, looks):
+    pixels = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0)) * scale
+    with pytest.warns(UserWarning, match=rf"dataset d: the first image's values lie in .*, like {looks}, not normalised"):
+        check_item({"image": pixels}, "d")
+    mean, std = torch.tensor([0.485, 0.456, 0.406])[:, None, None], torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_item({"image": (pixels / scale - mean) / std}, "d")
+
+
 def test_a_label_under_another_key_is_warned_about_naming_labels():
     image = torch.zeros(3, 8, 8)
     with pytest.warns(UserWarning, match=r"dataset d: items have 'label', which vitprobe does not read; the "

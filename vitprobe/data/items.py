@@ -29,6 +29,7 @@ def check_item(item: Mapping[str, Any], name: str, size: tuple[int, int] | None 
     where = f"dataset {name}"
     image = _as_tensor(item["image"])
     _check_image(image, where)
+    _warn_if_unnormalised(image, where)
     if size is not None:
         _check_image_size(image, name, size)
     if "labels" in item:
@@ -67,6 +68,17 @@ def _check_image(image: Any, where: str) -> None:
     if image.dtype != torch.float32:
         raise ConfigError(f"{where}: 'image' is {image.dtype}, not torch.float32; convert it "
                           "(uint8 pixels: image.float() / 255, then normalise)")
+
+
+def _warn_if_unnormalised(image: torch.Tensor, where: str) -> None:
+    """Warn when an image's values read as raw pixels (up to 255, or all within 0..1) rather
+    than normalised ones (x - mean) / std, which are negative wherever a pixel is below the mean."""
+    low, high = float(image.min()), float(image.max())
+    if high > 20 or (0 <= low < high <= 1):
+        looks = "0..255 pixels" if high > 20 else "0..1 pixels"
+        warn_user(f"{where}: the first image's values lie in {low:.3g}..{high:.3g}, like {looks}, not normalised "
+                  "ones; normalise with the model's mean and std, (x - mean) / std (torchvision's Normalize; "
+                  "ImageNet's for most checkpoints), or the model sees shifted inputs")
 
 
 def _check_image_size(image: Any, name: str, size: tuple[int, int]) -> None:

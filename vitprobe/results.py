@@ -588,6 +588,11 @@ def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike
         raise ConfigError("compare: no runs given; pass at least one run folder")
     from vitprobe.comparability import warn_if_incomparable
 
+    for x in runs:
+        if isinstance(x, Result):
+            raise ConfigError(f"compare takes runs, and {x!r} is one result; wrap it: Run([result], label='...')")
+        if not isinstance(x, (Run, str, os.PathLike)):
+            raise ConfigError(f"compare takes runs or run folders, got a {type(x).__name__}")
     loaded = [[x] if isinstance(x, Run) else load_runs(x) for x in runs]
     _tell_apart_by_folder([r for x, group in zip(runs, loaded) if not isinstance(x, Run) for r in group])
     runs = [r for group in loaded for r in group]

@@ -235,3 +235,15 @@ def test_compare_never_writes_over_a_run_it_compares(tmp_path, run):
     assert sorted(p.name for p in (tmp_path / "an" / "a").iterdir()) == before
     compare([tmp_path / "an" / "a", tmp_path / "an" / "b"], tmp_path / "an" / "cmp")
     assert (tmp_path / "an" / "cmp" / "runs.json").is_file()
+
+
+def test_compare_of_results_rather_than_runs_says_how_to_wrap_them(tmp_path, run):
+    from vitprobe.errors import ConfigError
+    from vitprobe.results import compare
+
+    result = next(iter(run.values()))
+    with pytest.raises(ConfigError, match=r"compare takes runs, and Result\(.*\) is one result; wrap it: Run\(\[result\]"):
+        compare([result, result], tmp_path / "cmp")
+    with pytest.raises(ConfigError, match="compare takes runs or run folders, got a int"):
+        compare([run, 3], tmp_path / "cmp")
+    assert not (tmp_path / "cmp").exists()

@@ -104,7 +104,7 @@ def test_compare_two_runs(two_runs, tmp_path, capsys):
         (["--analyses", "knn,fourier,"], "analyses 'knn,fourier,' has an empty name between commas; separate"),
         (["--data", "synthetc:4"], "dataset spec 'synthetc:4'"),
         (["--data", "digits", "--analyses", "attention_jaccard"], "needs foreground masks"),
-        (["--seed", "-1"], "--seed must be a whole number in [0, 2**63), got -1"),
+        (["--seed", "-1"], "--seed (Python: seed=) must be a whole number in [0, 2**63), got -1"),
         (["--img-size", "8"], "--img-size 8: vitprobe's datasets are read at 16 px or more; choose --img-size 16"),
     ],
 )
@@ -352,7 +352,7 @@ def test_cuda_without_cuda_is_a_config_error():
 
 @pytest.mark.parametrize("device", ["mps", "meta", "xpu", "gpu"])
 def test_devices_other_than_cpu_and_cuda_are_one_config_error(device):
-    with pytest.raises(ConfigError, match=rf"unknown --device '{device}'; use cpu, cuda, cuda:N or auto"):
+    with pytest.raises(ConfigError, match=rf"unknown --device '{device}' \(Python: device=\); use cpu, cuda, cuda:N or auto"):
         analyze(tiny_vit(), DictImages(), device=device, progress=False)
 
 
@@ -379,8 +379,8 @@ def test_every_result_says_when_the_position_embedding_was_resampled(checkpoint)
     (None, {}, "an nn.Module or a checkpoint path, got NoneType"),
     ("path", dict(load_options={"imgsize": 64}), r"unknown load option\(s\) \['imgsize'\]; known: "),
     ("path", dict(load_options={"img_size": "64"}), "img_size must be a whole number, got '64'"),
-    ("module", dict(seed="a"), r"seed must be a whole number in \[0, 2\*\*63\), got 'a'"),
-    ("module", dict(seed=-1), r"seed must be a whole number in \[0, 2\*\*63\), got -1"),
+    ("module", dict(seed="a"), r"seed \(Python: seed=\) must be a whole number in \[0, 2\*\*63\), got 'a'"),
+    ("module", dict(seed=-1), r"seed \(Python: seed=\) must be a whole number in \[0, 2\*\*63\), got -1"),
 ])
 def test_python_misuse_is_one_config_error(checkpoint, model, kwargs, message):
     model = {"module": tiny_vit(), "path": checkpoint, None: None}[model]

@@ -195,7 +195,7 @@ def test_a_seed_replaces_every_training_seed_and_the_random_baselines(tmp_path: 
     assert {e.train["seed"] for e in seeded_recipe.models if e.train is not None} == {7}
     assert seeded_recipe.random_seed == 7
     for bad in (-1, 2**63, 1.5, True):
-        with pytest.raises(ConfigError, match=r"^--seed must be a whole number in \[0, 2\*\*63\)"):
+        with pytest.raises(ConfigError, match=r"^--seed \(Python: seed=\) must be a whole number in \[0, 2\*\*63\)"):
             load_recipe("learning_digits", seed=bad)
 
     recipe = _small_recipe(tmp_path, "a b")

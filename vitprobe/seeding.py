@@ -17,7 +17,7 @@ SEED_LIMIT = 2**63  # torch's generators take seeds below 2**64; training config
 def check_seed(value: object) -> int:
     """``int(value)`` for a whole number in ``[0, 2**63)``; else a ConfigError naming --seed."""
     if not is_whole(value) or not 0 <= value < SEED_LIMIT:  # type: ignore[operator]
-        raise ConfigError(f"--seed must be a whole number in [0, 2**63), got {value!r}")
+        raise ConfigError(f"--seed (Python: seed=) must be a whole number in [0, 2**63), got {value!r}")
     return int(value)  # type: ignore[call-overload]
 
 

@@ -130,3 +130,11 @@ def test_fuzz_only_data_errors(spec: str, image_size: int, tmp_path: Path) -> No
             assert dataset.kind in ("synthetic", "digits") and len(dataset) >= 1
     finally:
         os.chdir(cwd)
+
+
+def test_a_dataset_shows_its_spec_split_size_and_image_size():
+    """Printed in a notebook, a dataset was `<...DigitsDataset object at 0x...>`."""
+    from vitprobe.data import resolve_dataset
+
+    assert repr(resolve_dataset("digits", 32)) == "DigitsDataset('digits': 1797 images at 32 px)"
+    assert repr(resolve_dataset("synthetic:64", 48, split="val")) == "SyntheticDataset('synthetic:64', split val: 64 images at 48 px)"

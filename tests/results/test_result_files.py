@@ -147,8 +147,12 @@ def test_legends_sit_below_the_panels_and_never_on_the_data(name, results):
 
 
 def test_figure_carries_analysis_protocol(results):
-    title = draw("attention_jaccard", [("a", results["attention_jaccard"])])._suptitle.get_text()
+    figure = draw("attention_jaccard", [("a VisionTransformer label", results["attention_jaccard"])])
+    title = figure._suptitle.get_text()
     assert "threshold 0.6" in title and f"layer {DEPTH}" in title
+    assert title.startswith("Last-block CLS attention masks") and "DINO" not in title  # any model's masks
+    rows = [ax.get_ylabel() for ax in figure.axes[1:] if ax.get_ylabel()]
+    assert rows and all(len(line) <= 14 for row in rows for line in row.split("\n"))  # a long label wraps
     assert "pooling cls" in draw("linear_probe", [("a", results["linear_probe"])])._suptitle.get_text()
 
 

@@ -76,6 +76,10 @@ class VitprobeDataset(Dataset, ABC):
         self._mean_t = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
         self._std_t = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
 
+    def __repr__(self) -> str:
+        split = f", split {self.split}" if self.split else ""
+        return f"{type(self).__name__}({self.spec!r}{split}: {len(self)} images at {self.image_size} px)"
+
     @abstractmethod
     def __len__(self) -> int: ...
 

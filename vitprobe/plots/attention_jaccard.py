@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -70,7 +72,7 @@ def _image_row(fig, grid, row: int, label: str, artifacts: dict, index: int) -> 
     if "masks" in artifacts:
         truth = artifacts["masks"][index]
         ax.contour((truth > 0) & (truth != 255), levels=[0.5], colors="w", linewidths=0.8)
-    ax.set_ylabel(label, fontsize=6)
+    ax.set_ylabel("\n".join(textwrap.wrap(label, 14)) or label, fontsize=6)  # a long label stays in its row
     heads = artifacts.get("head_masks")
     attn = artifacts.get("head_attn")
     count = heads.shape[1] if heads is not None else (attn.shape[1] if attn is not None else 0)
@@ -101,4 +103,4 @@ def draw(items: Items) -> Figure:
     _bars(fig.add_subplot(grid[0, :]), items)
     for row, (label, artifacts, index) in enumerate(rows, start=1):
         _image_row(fig, grid, row, label, artifacts, index)
-    return finish(fig, "DINO attention masks vs ground truth", items)
+    return finish(fig, "Last-block CLS attention masks vs ground truth", items)

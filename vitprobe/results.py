@@ -17,6 +17,7 @@ place once complete, so an interrupted save never leaves a folder that looks fin
 from __future__ import annotations
 
 import copy
+import html
 import json
 import os
 import re
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 RUN_FORMAT_VERSION = 1
 INT_COLUMNS = ("layer", "head", "rank", "n")
+_HTML_ROWS = 12  # a result's rows shown in Jupyter
 FLOAT_COLUMNS = ("frequency", "value", "std")
 COLUMN_ORDER = ("metric", "layer", "head", "frequency", "rank", "label", "value", "std", "n")
 """The documented order of a table's columns; others (an analyzer's own) follow."""
@@ -241,6 +243,16 @@ class Result:
         metrics = ", ".join(sorted(self.table["metric"].unique()))
         return f"Result({self.name!r}, {len(self.table)} rows, metrics: {metrics})"
 
+    def _repr_html_(self) -> str:
+        """In Jupyter: the name, the protocol as figure captions give it, and the first rows."""
+        from vitprobe.plots.style import protocol_caption
+
+        head = self.table.head(_HTML_ROWS).to_html(index=False, float_format="{:.4g}".format)
+        more = f"<p>... {len(self.table) - _HTML_ROWS} more rows (.table)</p>" if len(self.table) > _HTML_ROWS else ""
+        units = str(self.protocol.get("value_units", ""))
+        return (f"<p><b>{html.escape(self.name)}</b>" + (f" ({html.escape(units)})" if units else "") + "<br>"
+                f"<small>{html.escape(protocol_caption([self.protocol]))}</small></p>{head}{more}")
+
     def metric(self, metric: str) -> pd.DataFrame:
         """The rows of one metric (KeyError naming the metrics there if it has none)."""
         rows = self.table[self.table["metric"] == metric]
@@ -363,6 +375,14 @@ class Run(Mapping[str, Result]):
 
     def __repr__(self) -> str:
         return f"Run({self.label!r}, results: {', '.join(self._results)})"
+
+    def _repr_html_(self) -> str:
+        """In Jupyter: the label, the checkpoint and :meth:`summary`."""
+        path = self.checkpoint.get("path") if isinstance(self.checkpoint, dict) else None
+        table = self.summary().to_html(index=False, float_format="{:.4g}".format, na_rep="")
+        return (f"<p><b>{html.escape(self.label)}</b>" + (f" ({html.escape(str(path))})" if path else "")
+                + "<br><small>each value at the analysis's deepest layer; run[name] for a whole table</small></p>"
+                + table)
 
     def summary(self) -> pd.DataFrame:
         """One row per metric (and label): its value at the deepest layer (at the highest

@@ -566,3 +566,15 @@ def test_draw_refuses_what_it_cannot_draw_in_one_line(results):
              r"apart; give each run its own label")]:
         with pytest.raises(ConfigError, match=message):
             draw(name, items)
+
+
+def test_results_and_runs_show_their_protocol_and_values_in_jupyter(results):
+    """`run['knn']` in a notebook showed only `Result('knn', 4 rows, ...)`."""
+    result = results["token_similarity"]
+    page = result._repr_html_()
+    assert page.startswith("<p><b>token_similarity</b>") and "<table" in page
+    assert len(result.table) > 12 and f"{len(result.table) - 12} more rows" in page and page.count("<tr>") == 12  # body rows
+    assert "image size" in page  # the protocol, as captions give it
+    run = Run(results, label="mine <1>")
+    page = run._repr_html_()
+    assert "<b>mine &lt;1&gt;</b>" in page and page.count("<tr>") == len(run.summary())

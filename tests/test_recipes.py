@@ -423,6 +423,7 @@ def test_all_on_data_that_skips_an_analysis_drops_its_params_and_claims(tmp_path
     with pytest.warns(UserWarning, match=r"claim on jaccard_best_head: analysis attention_jaccard is skipped .*undecided"):
         recipe = load_recipe(path, data="digits")
     assert "attention_jaccard" not in recipe.analyses and recipe.params == {} and len(recipe.claims) == 1
+    assert list(recipe.skipped) == ["attention_jaccard"]  # the report lists it, with why
     own = _write(tmp_path, analyses="all", data="digits", claims=[jaccard])
     with pytest.raises(ConfigError, match=r"claim on jaccard_best_head: analysis attention_jaccard is skipped"):
         load_recipe(own)

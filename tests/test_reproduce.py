@@ -503,3 +503,15 @@ def test_a_model_given_for_several_recipes_replaces_it_where_a_recipe_has_that_m
     assert "the recipe as written" in pages[0] and f"run with --model c={given['c']}." in pages[1]
     other = json.loads((tmp_path / "out" / "other" / "runs" / "c" / "run.json").read_text())
     assert other["checkpoint"]["path"] == str(Path(given["c"]).resolve())  # the file, not a random copy
+
+
+def test_an_analysis_the_data_cannot_feed_is_named_in_the_report(tmp_path: Path) -> None:
+    """`analyses: all` on digits skips attention_jaccard: only the console said so."""
+    path = _small_recipe(tmp_path, "a b")
+    recipe = json.loads(path.read_text())
+    path.write_text(json.dumps({**recipe, "data": "digits", "analyses": "all",
+                                "params": {}}))
+    with pytest.warns(UserWarning, match="skipping attention_jaccard"):
+        [report] = reproduce([str(path)], tmp_path / "out", progress=False)
+    assert ("<p><b>not run</b>: attention_jaccard: it needs foreground masks, which digits lacks; use a dataset with"
+            in report.read_text(encoding="utf-8"))

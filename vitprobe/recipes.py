@@ -72,6 +72,7 @@ class Recipe:
     path: Path | None = None
     random_seed: int = 0  # seeds the random_like models' initialisation
     changes: list[str] = field(default_factory=list)  # what the caller changed, as reproduce's options
+    skipped: dict[str, str] = field(default_factory=dict)  # analyses `all` named that the data cannot feed, and why
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -221,7 +222,7 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
                   paper=str(raw.get("paper", "")), data=raw["data"],
                   batch_size=batch_size, models=models, analyses=analyses, params=analysis_params,
                   figures=figures, extra_figures=extra, claims=claims, sweep=raw.get("sweep"), path=path,
-                  random_seed=0 if seed is None else seed,
+                  random_seed=0 if seed is None else seed, skipped=dict(skipped),
                   changes=[*changes, *(f"--param {a}.{k}={v}" for a, values in given.items() for k, v in values.items())])
 
 

@@ -383,6 +383,7 @@ def _report_html(recipe: Recipe, runs: dict, tables: dict, verdicts: list[Verdic
         f"<h1>{esc(recipe.title)}</h1><p>{esc(recipe.paper)}</p>",
         f"<p>{esc(_data_text(runs))}; analyses: {esc(', '.join(recipe.analyses))}; "
         f"{seconds:.0f} s.</p>",
+        *(f"<p><b>not run</b>: {esc(name)}: it {esc(why)}</p>" for name, why in recipe.skipped.items()),
         f"<p>{esc('run with ' + ', '.join(recipe.changes) if recipe.changes else 'the recipe as written')}.</p>"
         f"<ul>{models}</ul>",
         *(f"<p><b>measured unalike</b>: {esc(text)}</p>" for text in differences),

@@ -94,6 +94,7 @@ def test_compare_two_runs(two_runs, tmp_path, capsys):
     assert set(stacked["run"]) == {"tiny (a)", "tiny (b)"}  # one label, told apart by the folder that differs
     html = (tmp_path / "c" / "report.html").read_text(encoding="utf-8")
     assert all(f'id="figure-{name}"' in html for name in list_analyzers())
+    assert "attention_distance.csv (" in html and "rows; values: pixels)</summary>" in html  # units by each table
     assert f"compared tiny (a), tiny (b): {tmp_path / 'c'}/report.html" in capsys.readouterr().out
 
 

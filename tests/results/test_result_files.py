@@ -476,6 +476,7 @@ def test_compare_two_runs(tmp_path, results):
     assert len(stacked) == 2 * len(results["fourier"].table)
     for name in results:
         assert (tmp_path / "cmp" / f"{name}.png").is_file() and f'id="figure-{name}"' in html
+    assert html.count("<summary>protocol</summary>") == 2 * len(results)  # each run's protocol under its table
     # run folders work as well as Run objects; a lone run is a one-line error
     a.save(tmp_path / "a")
     b.save(tmp_path / "b")

@@ -52,7 +52,9 @@ def _table(result: "Result") -> str:
         if isinstance(table[column].dtype, pd.api.extensions.ExtensionDtype) and table[column].isna().any():
             table[column] = table[column].astype(object).where(table[column].notna(), "")
     return (
-        f"<details><summary>table {html.escape(result.name)}.csv ({len(result.table)} rows)</summary>"
+        f"<details><summary>table {html.escape(result.name)}.csv ({len(result.table)} rows"
+        + (f"; values: {html.escape(str(result.protocol['value_units']))}" if result.protocol.get("value_units") else "")
+        + ")</summary>"
         + table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0)
         + "</details>"
     )
@@ -112,6 +114,6 @@ def compare_report(runs: Sequence["Run"], labels: Sequence[str], names: Sequence
         body.append(_figure(name, svgs[name], protocol_caption([r.protocol for _, r in present],
                                                                labels=[label for label, _ in present])))
         for label, result in present:
-            body.append(f"<h4>{html.escape(label)}</h4>" + _table(result))
+            body.append(f"<h4>{html.escape(label)}</h4>" + _table(result) + _protocol(result.protocol))
         body.append("</section>")
     return _page("vitprobe comparison: " + ", ".join(labels), body)

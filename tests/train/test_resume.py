@@ -118,6 +118,10 @@ def test_resume_names_the_process_count_the_lambda_once_and_a_changed_recipe(tmp
         _check_resume(config, state, 2, in_force={**in_force, "lr": in_force["lr"] * 2})
     with pytest.raises(ConfigError, match=r"\(--lambda was 0.5, now 0.7\)"):  # once, not also as --set lam
         _check_resume(dataclasses.replace(config, lam=0.7), state, 1, in_force=in_force)
+    assert in_force["images"] == 16
+    with pytest.raises(ConfigError, match=r"the data synthetic:16 held 16 images when the run .* was saved, and "
+                                          r"holds 12 now; .*restore the data or start a new --out$"):
+        _check_resume(config, state, 1, in_force={**in_force, "images": 12})  # a folder that lost images
     newer = {**in_force, "revisions": {**in_force["revisions"], "simmim": 99}}
     with pytest.raises(ConfigError, match=r"recipe changed since the run was saved .*resuming would mix two "
                                           r"recipes; start a new --out$"):

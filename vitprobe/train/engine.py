@@ -221,6 +221,10 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int,
     if "revisions in force" in changed:  # no option given now can undo it
         raise ConfigError(f"--resume: in {config.out}, " + _option_difference(
             "revisions in force", saved["revisions in force"], now["revisions in force"]) + "; start a new --out")
+    if "images in force" in changed:  # the data's content, which no option sets
+        raise ConfigError(f"--resume: the data {now['data']} held {saved['images in force']} images when the run "
+                          f"in {config.out} was saved, and holds {now['images in force']} now; its steps per epoch, "
+                          "and so its schedules and log, follow from them: restore the data or start a new --out")
     if changed == ["epochs"] and now["epochs"] > saved["epochs"]:
         raise ConfigError(f"--resume continues the run in {config.out} to its own {saved['epochs']} "
                           "epochs (its schedules are laid out over them), so it cannot be extended; "
@@ -377,7 +381,8 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     in_force = {"hparams": jsonable({**{k: v for k, v in objective.hparams.items() if k != "lam"},
                                      **optim}),  # the optimiser's values as used (a preset's warm-up)
                 "lr": peak_lr, "revisions": revisions,
-                "drop_path": objective.stochastic_depth()}  # the rate applied (the hybrid's hparam is None: mixed)
+                "drop_path": objective.stochastic_depth(),  # the rate applied (the hybrid's hparam is None: mixed)
+                "images": len(dataset)}  # type: ignore[arg-type]  # a folder that changed changes the steps per epoch
     start_epoch, last_ckpt = 0, None
     warned: list[str] = []  # the collapse warnings of every epoch so far, kept in each checkpoint
     # The checks above only read; from here the folder is changed.

@@ -34,10 +34,18 @@ def holds(folder: Path, path: Path) -> bool:
 
 
 def _check_writable(path: Path, folder: Path, flag: str) -> None:
-    """Refuse ``path`` when this process may not create entries in the existing ``folder``."""
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputExistsError(f"{path}: cannot write in {folder} (no permission, or a read-only "
-                                f"file system); choose another {flag}")
+    """Refuse ``path`` when this process cannot create entries in the existing ``folder``:
+    asked of the OS, then tried with an empty folder made and removed (root is "allowed" to
+    write in /sys or /proc, where nothing can be made)."""
+    problem = "no permission, or a read-only file system"
+    writable = os.access(folder, os.W_OK | os.X_OK)
+    if writable:
+        try:
+            os.rmdir(tempfile.mkdtemp(dir=folder, prefix=".vitprobe-write-check-"))
+        except OSError as err:
+            writable, problem = False, err.strerror or type(err).__name__
+    if not writable:
+        raise OutputExistsError(f"{path}: cannot write in {folder} ({problem}); choose another {flag}")
 
 
 def check_parent_folders(path: str | os.PathLike[str], flag: str = "--out") -> Path:

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 
 import pytest
 from tables import make_results
@@ -183,6 +184,9 @@ def test_a_folder_this_process_cannot_write_in_is_refused_before_any_work(tmp_pa
         assert main([*argv, "--out", str(locked / "new")]) == 2, argv
         err = capsys.readouterr().err
         assert "cannot write in" in err and err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+        if sys.platform.startswith("linux"):  # nothing can be made in /proc, though root "may" write there
+            assert main([*argv, "--out", "/proc/vitprobe-out"]) == 2, argv
+            assert "cannot write in /proc (" in capsys.readouterr().err, argv
 
 
 def test_overwrite_takes_back_a_custom_analysis_that_run_json_lists(tmp_path, run):

@@ -52,15 +52,16 @@ def test_inspect_summarises_a_vitprobe_training_in_readable_lines(tmp_path, caps
     from vitprobe.models import save_encoder
 
     config = {"method": "mocov3", "preset": "tiny", "data": "synthetic:64", "epochs": 30, "batch_size": 32,
-              "seed": 3, "hparams": {"momentum": 0.99, "tau": 0.2}}
+              "seed": 3, "lr": None, "hparams": {"momentum": 0.99, "tau": 0.2}}
     path = save_encoder(tmp_path / "final.safetensors", random_encoder(VIT), VIT,
                         {"objective": "mocov3", "objective_revision": 2, "config": config, "epoch": 30,
+                         "in_force": {"lr": 0.0005},  # no --lr given: the batch-scaled rate, not "lr null"
                          "warnings": ["epoch 12: contrastive collapse (feature std 0.001)"]})
     assert vitprobe.cli.main(["inspect", "--checkpoint", str(path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     trained = [line for line in lines if line.startswith(("trained", "  warned"))]
     assert trained == ['trained      mocov3 (revision 2), epoch 30 of 30, preset "tiny", data "synthetic:64", '
-                       'batch_size 32, seed 3 (--json shows the whole config)',
+                       'batch_size 32, lr 0.0005, seed 3 (--json shows the whole config)',
                        "  warned     epoch 12: contrastive collapse (feature std 0.001)"]
     assert max(map(len, lines)) < 160  # the whole config (hparams) is left to --json
 

@@ -292,6 +292,12 @@ def test_run_save_load_and_report(tmp_path, results):
         assert f'id="figure-{name}"' in html and f"{name}.csv" in html
     assert html.count("data:image/svg+xml;base64,") == len(run)
     assert "cd" * 32 in html and "synthetic:8" in html
+    training = {"objective": "dino", "epoch": 3, "config": {"epochs": 3, "data": "synthetic:64", "lr": None},
+                "in_force": {"lr": 0.001}}
+    Run(results, checkpoint={"path": "/x/final.safetensors", "report": {"training": training}}, label="mine").save(
+        tmp_path / "trained")
+    assert ('<dt>trained</dt><dd>dino, epoch 3 of 3, data &quot;synthetic:64&quot;, lr 0.001</dd>'
+            in (tmp_path / "trained" / "report.html").read_text(encoding="utf-8"))  # how the encoder was trained
     assert loaded["attention_nmi"].table["head"].isna().any() and "&lt;NA&gt;" not in html  # per-layer rows: blank
 
 

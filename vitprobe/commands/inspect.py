@@ -28,23 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-# The training config's entries that the text shows (--json shows the whole config).
-_SHOWN_CONFIG = ("preset", "data", "epochs", "batch_size", "lr", "seed", "lam")
-
-
 def _training_lines(training: Any) -> list[str]:
-    """``trained ...`` lines of vitprobe's own checkpoint: objective, epoch reached, the main
-    config entries, and each collapse its training warned of."""
+    """``trained ...`` lines of vitprobe's own checkpoint: its :func:`training_summary` and each
+    collapse its training warned of."""
+    from vitprobe.models.loading import training_summary
+
     if not isinstance(training, dict):
         return [f"trained      {json.dumps(training)}"]
-    config = training.get("config") if isinstance(training.get("config"), dict) else {}
-    parts = [str(training.get("objective", "?"))]
-    if training.get("objective_revision") is not None:
-        parts[0] += f" (revision {training['objective_revision']})"
-    if "epochs" in config:
-        parts.append(f"epoch {training.get('epoch', '?')} of {config['epochs']}")
-    parts += [f"{k} {json.dumps(config[k])}" for k in _SHOWN_CONFIG if k in config and k != "epochs"]
-    lines = [f"trained      {', '.join(parts)} (--json shows the whole config)"]
+    lines = [f"trained      {training_summary(training)} (--json shows the whole config)"]
     lines += [f"  warned     {w}" for w in training.get("warnings") or []]
     return lines
 

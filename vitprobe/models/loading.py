@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import warnings
@@ -288,6 +289,29 @@ def training_warnings(report: Mapping[str, Any]) -> list[str]:
     (``model.vitprobe_info["report"]``), as "epoch N: text"; none for other checkpoints."""
     training = report.get("training")
     return [str(w) for w in training.get("warnings") or []] if isinstance(training, Mapping) else []
+
+
+# The training config entries that a checkpoint's summary names (with its objective and epochs).
+_SHOWN_CONFIG = ("preset", "data", "epochs", "batch_size", "lr", "seed", "lam")
+
+
+def training_summary(training: Any) -> str:
+    """``objective (revision R), epoch E of N, data ..., batch_size ..., lr ...`` of a
+    checkpoint vitprobe trained (its load report's ``training``); the learning rate is the peak
+    one in force (batch-scaled where no --lr was given)."""
+    if not isinstance(training, Mapping):
+        return json.dumps(training)
+    config = training.get("config") if isinstance(training.get("config"), Mapping) else {}
+    in_force = training.get("in_force") if isinstance(training.get("in_force"), Mapping) else {}
+    config = {**config, **({"lr": in_force["lr"]} if in_force.get("lr") is not None else {})}
+    parts = [str(training.get("objective", "?"))]
+    if training.get("objective_revision") is not None:
+        parts[0] += f" (revision {training['objective_revision']})"
+    if "epochs" in config:
+        parts.append(f"epoch {training.get('epoch', '?')} of {config['epochs']}")
+    parts += [f"{k} {json.dumps(config[k])}" for k in _SHOWN_CONFIG
+              if k in config and k != "epochs" and config[k] is not None]
+    return ", ".join(parts)
 
 
 def inspect_checkpoint(path: str | os.PathLike[str], format: str | None = None,

@@ -70,7 +70,7 @@ def _protocol(protocol: Mapping) -> str:
 def _checkpoint(label: str, checkpoint: Mapping, analysis_warnings: Sequence[str] = ()) -> str:
     """A checkpoint's path, format, hash and architecture, each collapse its training warned
     of (vitprobe's own checkpoints record them), and each warning its analyses gave."""
-    from vitprobe.models.loading import training_warnings
+    from vitprobe.models.loading import training_summary, training_warnings
 
     fields = [(k, checkpoint[k]) for k in ("path", "format", "sha256") if k in checkpoint]
     arch = checkpoint.get("arch")
@@ -79,6 +79,8 @@ def _checkpoint(label: str, checkpoint: Mapping, analysis_warnings: Sequence[str
     elif arch:
         fields.append(("arch", arch))
     report = checkpoint.get("report")
+    if isinstance(report, Mapping) and "training" in report:
+        fields.append(("trained", training_summary(report["training"])))
     fields += [("training warned", w) for w in training_warnings(report if isinstance(report, Mapping) else {})]
     fields += [("analysis warned", w) for w in analysis_warnings]
     items = "".join(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v))}</dd>" for k, v in fields)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,6 +73,11 @@ def test_resume_with_other_options_is_refused(tmp_path):
     run_toy(tmp_path / "run", epochs=1)
     with pytest.raises(CheckpointError, match="no complete checkpoint"):
         run_toy(tmp_path / "empty", resume=True)
+    shutil.copytree(tmp_path / "run", tmp_path / "half")
+    (tmp_path / "half" / ckpt.ENCODER_FILE).unlink()  # "start without --resume" there met "pass --resume"
+    with pytest.raises(CheckpointError, match=rf"holds {ckpt.STATE_FILE} but not {ckpt.ENCODER_FILE}, so the run "
+                                              r"folder is damaged; restore the file, or start a new --out"):
+        run_toy(tmp_path / "half", resume=True, epochs=1)
     with pytest.raises(ConfigError, match=r"--resume: options differ .*\(--batch-size was 4, now 2; the peak "
                                           r"learning rate .* was 1.5625e-05, now 7.8125e-06\)"):
         run_toy(tmp_path / "run", resume=True, epochs=1, batch_size=2)

@@ -116,7 +116,11 @@ def load_train_state(out: Path) -> dict[str, Any]:
     """
     recover(out)
     state_path, encoder_path = out / STATE_FILE, out / ENCODER_FILE
-    if not state_path.exists() or not encoder_path.exists():
+    if state_path.exists() != encoder_path.exists():  # half a pair: starting afresh there is refused too
+        have, lacks = (state_path, encoder_path) if state_path.exists() else (encoder_path, state_path)
+        raise CheckpointError(f"--resume: {out} holds {have.name} but not {lacks.name}, so the run folder is "
+                              "damaged; restore the file, or start a new --out")
+    if not state_path.exists():
         raise CheckpointError(f"--resume: no complete checkpoint in {out}; start without "
                               f"--resume or point --out at the run to continue")
     try:

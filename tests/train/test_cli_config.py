@@ -100,3 +100,18 @@ def test_a_missing_or_bad_source_of_options_is_one_line(tmp_path, capsys, argv, 
     assert err.startswith("vitprobe: error: ") and message.format(**names) in err and "\n" not in err
     written = sorted(p.name for p in out.iterdir()) if out.exists() else []
     assert written == (["config.json"] if "--resume" in argv and content else [])  # only what the test wrote
+
+
+def test_a_damaged_config_json_gives_way_to_the_options_on_the_command_line(tmp_path, capsys):
+    """With config.json unreadable, --resume said to repeat the options on the command line,
+    and then failed the same way however they were given."""
+    out = tmp_path / "run"
+    options = ["--method", "mae", "--preset", "tiny", "--data", "synthetic:16", "--epochs", "1", "--batch-size", "8"]
+    assert main(["train", *options, "--out", str(out), "--no-progress"]) == 0
+    (out / "config.json").write_text("{torn")
+    assert main(["train", "--resume", "--out", str(out), "--no-progress"]) == 2
+    assert "repeat the run's options (--method, --data, ...) on the command line" in capsys.readouterr().err
+    assert main(["train", "--resume", *options, "--out", str(out), "--no-progress"]) == 0
+    assert "config.json cannot be read; resuming with the options given" in capsys.readouterr().err
+    assert main(["train", "--resume", *options[:-2], "--batch-size", "4", "--out", str(out), "--no-progress"]) == 2
+    assert "--batch-size was 8, now 4" in capsys.readouterr().err  # checked against the train state's own record

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from vitprobe.commands._key_values import parse_key_values
 from vitprobe.commands._data_help import SPEC_HELP
-from vitprobe.errors import ConfigError, plural
+from vitprobe.errors import ConfigError, plural, warn_user
 
 if TYPE_CHECKING:
     from vitprobe.train import TrainConfig
@@ -86,7 +86,7 @@ def training_config(args: argparse.Namespace) -> "TrainConfig":
         source, base = args.config, read_train_config(Path(args.config))
     elif args.resume:
         out = Path(given.get("out", TrainConfig.out))
-        source, base = str(out / "config.json"), _saved_options(out)
+        source, base = str(out / "config.json"), _saved_options(out, given_all={"method", "data"} <= set(given))
     if source is not None:
         try:
             TrainConfig.check_names(base)
@@ -131,22 +131,28 @@ def _culprit(config: str, base: dict[str, Any], given: dict[str, Any], err: Conf
     return f"{config} with the command line's options"
 
 
-def _saved_options(out: Path) -> dict[str, Any]:
-    """The options a training run in ``out`` recorded in its config.json (for --resume)."""
+def _saved_options(out: Path, given_all: bool = False) -> dict[str, Any]:
+    """The options a training run in ``out`` recorded in its config.json (for --resume). An
+    unreadable config.json is an error unless the command line gives the run's options
+    (``given_all``: method and data at least), which the train state's own record then checks."""
     import json
 
     path = out / "config.json"
-    if not path.is_file():
+    if not path.is_file() and not given_all:
         raise ConfigError(f"--resume: {out} holds no training run (no config.json); point --out at "
                           "the folder of the run to continue")
     try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
+        saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ConfigError(f"--resume: {path} cannot be read ({type(err).__name__}); repeat the run's "
-                          "options (--method, --data, ...) with --config FILE or on the command line") from None
+        saved = err
+    if given_all:  # the command line's options stand in; --resume compares them with the train state
+        if not isinstance(saved, dict):
+            warn_user(f"--resume: {path} cannot be read; resuming with the options given on the command line")
+        return saved if isinstance(saved, dict) else {}
     if not isinstance(saved, dict):
-        raise ConfigError(f"--resume: {path} is not a mapping of training options; repeat the run's "
-                          "options with --config FILE or on the command line")
+        why = f"cannot be read ({type(saved).__name__})" if isinstance(saved, Exception) else "is not a mapping of training options"
+        raise ConfigError(f"--resume: {path} {why}; repeat the run's options (--method, --data, ...) "
+                          "on the command line or with --config FILE")
     return saved
 
 

@@ -48,6 +48,9 @@ def test_dino_args_give_heads_and_patch():
     assert it.spec == spec and it.report["num_heads_from"] == "DINO args.arch 'vit_small'"
     with pytest.raises(CheckpointError, match="metadata says patch size 16 but the patch embedding kernel is 8"):
         _infer({"teacher": sd, "args": dino_args("vit_small", 16)})
+    with pytest.warns(UserWarning, match=r"--num-heads 12 .* overrides checkpoint .*: its DINO args.arch "
+                                         r"'vit_small' names 6 heads"):  # silently, before
+        assert _infer({"teacher": sd, "args": dino_args("vit_small", 8)}, num_heads=12).spec.num_heads == 12
 
 
 @pytest.mark.parametrize("obj, named", [

@@ -26,7 +26,7 @@ from typing import Iterable, Mapping
 
 import torch
 
-from vitprobe.errors import CheckpointError, ConfigError, plural
+from vitprobe.errors import CheckpointError, ConfigError, plural, warn_user
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.models.formats.base import ArchHints
 
@@ -100,6 +100,10 @@ def _heads(width: int, sd: Mapping[str, torch.Tensor], hints: ArchHints,
                           f"{tables[0]} has {shown} columns, one per head; drop --num-heads")
     if num_heads is not None:
         heads, source = num_heads, "given (--num-heads)"
+        if hints.num_heads not in (None, num_heads) and hints.width in (None, width):  # the file may be wrong
+            warn_user(f"--num-heads {num_heads} (Python num_heads=) overrides checkpoint {path}: its "
+                      f"{hints.heads_source or 'metadata'} names {hints.num_heads} heads; per-head results "
+                      "follow --num-heads")
     elif shown is not None:
         heads, source = shown, f"columns of {tables[0]}"
     elif hints.num_heads is not None and hints.width in (None, width):

@@ -33,13 +33,21 @@ def own_vit(tmp_path):
 ])
 def test_vit_export_round_trip(own_vit, tmp_path, fmt, top_keys, prefix):
     encoder, src = own_vit
-    out = export_checkpoint(src, fmt, tmp_path / f"{fmt}.pth")
+    if fmt == "dino":
+        out = export_checkpoint(src, fmt, tmp_path / f"{fmt}.pth")
+    else:
+        with pytest.warns(UserWarning, match=rf"trained with dino, exported in the {fmt} layout, which loaders will "
+                                             rf"take for a {fmt} checkpoint; its training record goes with it"):
+            out = export_checkpoint(src, fmt, tmp_path / f"{fmt}.pth")
     obj = torch.load(out)  # torch's default, weights_only: the file holds tensors and plain values only
-    assert set(obj) == top_keys
+    assert set(obj) == top_keys | {"vitprobe_training"}  # official loaders pass over the training record
     entry, key_prefix = prefix
     assert set(obj[entry]) == {key_prefix + k for k in encoder.state_dict()}
     model = load_model(out)  # the layout's architecture name carries the heads
     assert model.vitprobe_info["format"] == fmt and model.vitprobe_info["arch"] == VIT4.to_dict()
+    report = model.vitprobe_info["report"]
+    assert report["training"] == load_model(src).vitprobe_info["report"]["training"]  # survives the export
+    assert report["training"]["objective"] == "dino" and "vitprobe_training" not in report["ignored_entries"]
     for k, v in encoder.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
     if fmt == "dino":

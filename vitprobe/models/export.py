@@ -11,6 +11,9 @@ The nesting follows the published code, so their loaders (and vitprobe's) read t
   modules persist}, "epoch"}`` (SimMIM ``utils.save_checkpoint``); BEiT-family encoders with
   SimMIM's shared relative position bias only.
 
+Each file also carries vitprobe's training record (objective, config, epoch, collapse warnings)
+under ``vitprobe_training``, which the official loaders pass over and vitprobe's reads back.
+
 The training scripts pickle ``args`` as an argparse Namespace, which ``torch.load`` refuses
 under its default ``weights_only=True`` (torch >= 2.6); exports write it as a dict of the
 fields the loaders read, so a plain ``torch.load`` reads them. Only encoders that the official
@@ -25,15 +28,16 @@ from typing import Any, Callable
 
 import torch
 
-from vitprobe.errors import CheckpointError, OutputExistsError
+from vitprobe.errors import CheckpointError, OutputExistsError, warn_user
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.models.formats.base import NamedArch, custom_arch_name
 from vitprobe.models.formats.dino import DINO_ARCHS
 from vitprobe.models.formats.model_entry import MAE_MODELS
 from vitprobe.models.formats.mocov3 import MOCO_ARCHS
-from vitprobe.models.loading import interpret
+from vitprobe.models.loading import EXPORTED_TRAINING, interpret
 from vitprobe.models.reading import read_checkpoint
 from vitprobe.output_paths import check_parent_folders, publish_file, temp_file_beside
+from vitprobe.results import jsonable
 
 Tensors = dict[str, torch.Tensor]
 
@@ -100,6 +104,9 @@ def _unexportable(spec: ArchSpec, fmt: str) -> list[str]:
     return []
 
 
+# The layout each objective's official code writes (gmml and the hybrid have none of these).
+_NATURAL_FORMAT = {"dino": "dino", "mocov3": "mocov3", "mae": "mae", "simmim": "simmim"}
+
 EXPORTERS: dict[str, tuple[str, Callable[[Tensors, ArchSpec, dict[str, Any]], dict[str, Any]]]] = {
     "dino": ("vit", _dino), "mocov3": ("vit", _mocov3), "mae": ("vit", _mae), "simmim": ("beit", _simmim),
 }
@@ -135,7 +142,12 @@ def export_checkpoint(src: str | os.PathLike[str], fmt: str, out: str | os.PathL
         raise CheckpointError(f"{src}: the official {fmt} model cannot hold this encoder ({', '.join(unfit)}; "
                               f"its loader would drop or misread those weights); load the vitprobe "
                               f"file itself (vitprobe.load_model, a timm {it.spec.family} encoder) instead")
-    obj = build(it.state_dict, it.spec, it.report["training"])
+    training = it.report["training"]
+    trained_as = _NATURAL_FORMAT.get(str(training.get("objective")))
+    if trained_as not in (None, fmt):
+        warn_user(f"{src}: trained with {training['objective']}, exported in the {fmt} layout, which loaders "
+                  f"will take for a {fmt} checkpoint; its training record goes with it ({EXPORTED_TRAINING})")
+    obj = {**build(it.state_dict, it.spec, training), EXPORTED_TRAINING: jsonable(training)}
     tmp = temp_file_beside(out)
     try:
         torch.save(obj, tmp)

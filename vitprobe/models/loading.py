@@ -23,6 +23,9 @@ from vitprobe.models.inference import CONV_STEM, GUESSED, has_conv_stem, infer_a
 from vitprobe.models.reading import RawCheckpoint, file_sha256, read_checkpoint
 from vitprobe.plugins import OWN_MODULE_HINT
 
+# The entry in which `vitprobe export` carries the training record (objective, config, epoch,
+# collapse warnings) into an official layout, whose own loaders pass over it.
+EXPORTED_TRAINING = "vitprobe_training"
 _FIX = "pass --format, --key or --num-heads to describe the weights (Python: format=, key=, num_heads= or arch=)"
 
 
@@ -136,9 +139,10 @@ def interpret(raw: RawCheckpoint, format: str | None = None, key: str | None = N
         spec, heads_from = _as_spec(arch, sd, raw.path)
         if num_heads is not None:
             spec, heads_from = spec.replace(num_heads=num_heads), "given (--num-heads)"
+    carried = raw.obj.get(EXPORTED_TRAINING) if isinstance(raw.obj, Mapping) else None
     report = {"key": extracted.key, "tensors": len(sd), "num_heads_from": heads_from,
-              "dropped": dropped, "ignored_entries": extracted.ignored_entries,
-              **extracted.hints.info}
+              "dropped": dropped, "ignored_entries": [e for e in extracted.ignored_entries if e != EXPORTED_TRAINING],
+              **({"training": carried} if isinstance(carried, Mapping) else {}), **extracted.hints.info}
     return Interpreted(fmt.name, sd, spec, report)
 
 

@@ -64,6 +64,10 @@ def test_inspect_summarises_a_vitprobe_training_in_readable_lines(tmp_path, caps
                        'batch_size 32, lr 0.0005, seed 3 (--json shows the whole config)',
                        "  warned     epoch 12: contrastive collapse (feature std 0.001)"]
     assert max(map(len, lines)) < 160  # the whole config (hparams) is left to --json
+    from vitprobe.models.loading import training_summary
+
+    assert "batch_size 32 per process x 2 processes, lr 0.0005" in training_summary(
+        {"objective": "mocov3", "config": config, "in_force": {"lr": 0.0005}, "world_size": 2})
 
 
 def test_bad_file_exits_2_with_one_line(tmp_path, capsys):

@@ -131,7 +131,7 @@ def test_save_encoder_writes_header_atomically(tmp_path):
         header = json.loads(fh.metadata()["vitprobe"])
     assert header == {"format_version": 1, "arch": VIT.to_dict(), "objective": "mae",
                       "config": {"mask_ratio": 0.75}, "epoch": 2, "step": 9,
-                      "objective_revision": None, "in_force": {}, "warnings": []}  # the defaults of what was not given
+                      "objective_revision": None, "in_force": {}, "warnings": [], "world_size": 1}  # the defaults of what was not given
     with pytest.raises(TypeError):
         save_encoder(tmp_path / "run" / "bad.safetensors", encoder, VIT, {"config": {"x": object()}})
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["final.safetensors"]

@@ -67,6 +67,11 @@ def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
     assert (tmp_path / "ddp" / "log.csv").read_text(encoding="utf-8").count("\n") == 1 + 8
     state = torch.load(tmp_path / "ddp" / "checkpoint.train_state.pt", weights_only=True)
     assert state["world_size"] == 2 and state["step"] == 8
+    from vitprobe.models import load_model
+    from vitprobe.models.loading import training_summary
+
+    training = load_model(tmp_path / "ddp" / "final.safetensors").vitprobe_info["report"]["training"]
+    assert "batch_size 2 per process x 2 processes" in training_summary(training)  # the encoder says how it trained
 
 
 DATA_PARALLEL_CASES = [[m] for m in list_objectives() if m != "hybrid"] + [

@@ -301,8 +301,9 @@ _SHOWN_CONFIG = ("preset", "data", "epochs", "batch_size", "lr", "seed", "lam")
 
 def training_summary(training: Any) -> str:
     """``objective (revision R), epoch E of N, data ..., batch_size ..., lr ...`` of a
-    checkpoint vitprobe trained (its load report's ``training``); the learning rate is the peak
-    one in force (batch-scaled where no --lr was given)."""
+    checkpoint vitprobe trained (its load report's ``training``); the batch is per process (x
+    the process count, where torchrun ran several), the learning rate the peak one in force
+    (batch-scaled where no --lr was given)."""
     if not isinstance(training, Mapping):
         return json.dumps(training)
     config = training.get("config") if isinstance(training.get("config"), Mapping) else {}
@@ -315,6 +316,9 @@ def training_summary(training: Any) -> str:
         parts.append(f"epoch {training.get('epoch', '?')} of {config['epochs']}")
     parts += [f"{k} {json.dumps(config[k])}" for k in _SHOWN_CONFIG
               if k in config and k != "epochs" and config[k] is not None]
+    world = training.get("world_size")
+    if isinstance(world, int) and world > 1:
+        parts = [f"{p} per process x {world} processes" if p.startswith("batch_size ") else p for p in parts]
     return ", ".join(parts)
 
 

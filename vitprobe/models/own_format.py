@@ -26,7 +26,8 @@ from vitprobe.output_paths import publish_file, temp_file_beside
 FORMAT_VERSION = 1
 METADATA_KEY = "vitprobe"
 _META_DEFAULTS: dict[str, Any] = {"objective": "none", "objective_revision": None, "config": {},
-                                  "in_force": {}, "epoch": 0, "step": 0, "warnings": []}
+                                  "in_force": {}, "epoch": 0, "step": 0, "warnings": [],
+                                  "world_size": 1}  # the training's processes (its batch is per process)
 
 
 def save_encoder(path: str | os.PathLike[str], model: nn.Module, arch: ArchSpec,

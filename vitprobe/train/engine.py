@@ -101,7 +101,9 @@ def run_plan(config: TrainConfig, arch: ArchSpec, epochs: int, steps_per_epoch: 
     model = f"preset {config.preset_name}" if config.preset_name else config.arch
     return (f"training {config.method} ({model}: ViT {arch.img_size} px, patch {arch.patch_size}, width "
             f"{arch.embed_dim}, {arch.depth} blocks) on {config.data}: {plural(epochs, 'epoch')} x "
-            f"{plural(steps_per_epoch, 'step')} of {global_batch} images, peak lr {peak_lr:.3g} after "
+            f"{plural(steps_per_epoch, 'step')} of {global_batch} images"
+            + (f" ({global_batch // config.batch_size} processes x {config.batch_size})" if global_batch != config.batch_size else "")
+            + f", peak lr {peak_lr:.3g} after "
             f"{plural(warmup_epochs, 'warm-up epoch')} -> {config.out}")
 
 
@@ -433,7 +435,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     def meta(epoch: int) -> dict[str, Any]:
         return {"objective": config.method, "objective_revision": objective.revision,
                 "config": config.resolved(), "in_force": in_force, "epoch": epoch,
-                "step": epoch * steps_per_epoch, "warnings": warned}
+                "step": epoch * steps_per_epoch, "warnings": warned, "world_size": env.world_size}
 
     retain_freed_memory()  # each step frees its activations; the next one reuses them
     try:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -594,3 +595,12 @@ def test_an_interrupted_training_says_how_to_continue_once(tmp_path, capsys, mon
     monkeypatch.setenv("RANK", "1")  # another torchrun process: rank 0 says it
     assert main(argv) == 143
     assert capsys.readouterr().err == ""
+
+
+def test_a_run_that_leaves_many_images_out_of_each_epoch_says_so(tmp_path):
+    """synthetic:100 at --batch-size 64 trained on 64 images an epoch, said only by the plan line."""
+    with pytest.warns(UserWarning, match=r"each epoch trains on 12 of the 16 images of .*another 4 are left out"):
+        run_toy(tmp_path / "uneven", epochs=1, batch_size=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        run_toy(tmp_path / "even", epochs=1, batch_size=8)

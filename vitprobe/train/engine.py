@@ -26,7 +26,8 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD
-from vitprobe.errors import CheckpointError, ConfigError, OutputExistsError, abbreviate, brief_reason, plural
+from vitprobe.errors import (CheckpointError, ConfigError, OutputExistsError, abbreviate, brief_reason, plural,
+                             warn_user)
 from vitprobe.heap import retain_freed_memory
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
 from vitprobe.output_paths import check_output_folder, is_analysis_output
@@ -55,6 +56,10 @@ __all__ = ["train", "TrainingDivergedError", "resolve_arch", "derive_seed"]
 def derive_seed(*keys: int) -> int:
     """A 63-bit seed mixed from integer keys (numpy SeedSequence)."""
     return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0] >> 1)
+
+
+# A run whose last, incomplete global batch holds at least this share of the images is warned of.
+LEFT_OUT_WARNED = 0.1
 
 
 class EpochShard(Sampler):
@@ -365,6 +370,11 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
 
     global_batch = config.batch_size * env.world_size
     steps_per_epoch = _steps_per_epoch(len(dataset), config.data, global_batch)  # type: ignore[arg-type]
+    left_out = len(dataset) - steps_per_epoch * global_batch  # type: ignore[arg-type]
+    if env.is_main and not resume and left_out >= LEFT_OUT_WARNED * len(dataset):  # type: ignore[arg-type]
+        warn_user(f"each epoch trains on {steps_per_epoch * global_batch} of the {len(dataset)} images of "  # type: ignore[arg-type]
+                  f"{config.data} (whole global batches of {global_batch}; another {left_out} are left out each "
+                  "epoch); a batch size that divides the image count uses them all")
     epochs = config.total_epochs()
     total = epochs * steps_per_epoch
     peak_lr = config.lr if config.lr is not None else optim["base_lr"] * global_batch / 256

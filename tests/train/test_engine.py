@@ -430,7 +430,8 @@ def test_cli_trains_a_registered_objective_on_a_dataset_spec(tmp_path, capsys):
     printed = captured.out.strip().splitlines()
     assert code == 0 and printed[-1].endswith("final.safetensors")
     first_loss = pd.read_csv(out / "log.csv").query("epoch == 0")["loss"].mean()
-    assert printed[-2] == f"loss (mean of logged steps): {first_loss:.4g} over 1 epoch; log: {out / 'log.csv'}"
+    assert printed[-2] == (f"simmim loss (L1 on the masked patches' pixels), mean of logged steps: {first_loss:.4g} "
+                           f"over 1 epoch; log: {out / 'log.csv'}")  # which loss, not just "loss"
     model = load_model(out / "final.safetensors")
     assert model.vitprobe_info["format"] == "vitprobe"
     saved = TrainConfig.from_overrides(json.loads((out / "config.json").read_text(encoding="utf-8")))

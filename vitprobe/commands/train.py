@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     config = training_config(args)
     final = train(config, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(_loss_summary(final.parent / "log.csv", config.total_epochs()))
+        print(_loss_summary(final.parent / "log.csv", config.total_epochs(), config.method))
         print(final)
     return 0
 
@@ -156,12 +156,17 @@ def _saved_options(out: Path, given_all: bool = False) -> dict[str, Any]:
     return saved
 
 
-def _loss_summary(log: Path, epochs: int) -> str:
-    """``loss by epoch (mean of logged steps): first -> last over E epochs; log: PATH`` (one value
-    where one epoch was logged), saying
-    so when fewer than the run's ``epochs`` had a logged step (a large --log-every)."""
+def _loss_summary(log: Path, epochs: int, method: str) -> str:
+    """``loss (what it is) by epoch (mean of logged steps): first -> last over E epochs; log:
+    PATH`` (one value where one epoch was logged), saying so when fewer than the run's
+    ``epochs`` had a logged step (a large --log-every); the objective's ``loss_text`` says
+    what the loss is."""
     import pandas as pd
 
+    from vitprobe.train.objectives import objective_class
+
+    text = objective_class(method).loss_text
+    loss = f"{method} loss" + (f" ({text})" if text else "")
     by_epoch = pd.read_csv(log).groupby("epoch")["loss"].mean()
     if by_epoch.empty:
         return f"no step was logged; log: {log}"
@@ -169,6 +174,6 @@ def _loss_summary(log: Path, epochs: int) -> str:
     if len(by_epoch) < epochs:
         span = f"the {span} of {epochs} with a logged step (a smaller --log-every logs more)"
     if len(by_epoch) == 1:
-        return f"loss (mean of logged steps): {by_epoch.iloc[0]:.4g} over {span}; log: {log}"
-    return (f"loss by epoch (mean of logged steps): {by_epoch.iloc[0]:.4g} -> {by_epoch.iloc[-1]:.4g} "
+        return f"{loss}, mean of logged steps: {by_epoch.iloc[0]:.4g} over {span}; log: {log}"
+    return (f"{loss} by epoch, mean of logged steps: {by_epoch.iloc[0]:.4g} -> {by_epoch.iloc[-1]:.4g} "
             f"over {span}; log: {log}")

@@ -60,6 +60,7 @@ class Objective(nn.Module, abc.ABC):
     defaults: ClassVar[dict[str, Any]]
     per_tensor_clip: ClassVar[bool] = False
     revision: ClassVar[int] = 1
+    loss_text: ClassVar[str] = ""  # what the logged loss is, for the summary after training
     min_batch_size: ClassVar[int] = 1
     choices: ClassVar[dict[str, tuple[str, ...]]] = {}  # hyper-parameters that name one of a few values
 

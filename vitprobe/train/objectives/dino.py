@@ -41,6 +41,7 @@ class DINO(Objective):
     """Student = encoder + DINO head; teacher = EMA copies; released backbone = teacher."""
 
     name = "dino"
+    loss_text = "cross-entropy of the student's on the teacher's centred distribution, over crop pairs"
     published_epochs = 100  # DINO's ViT-S/16 100-epoch run
     revision = 2  # 2: main_dino.py's 8 local crops by default
     per_tensor_clip = True  # DINO clips each gradient tensor separately

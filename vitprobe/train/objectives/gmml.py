@@ -44,6 +44,7 @@ class GMML(Objective):
     """
 
     name = "gmml"
+    loss_text = "alpha x L1 on the corrupted pixels + InfoNCE of the class tokens, both view orders"
     published_epochs = 800  # SiT, 800 epochs
     revision = 2  # 2: rectangles drawn until at least h w ratio patches are masked
     per_tensor_clip = True  # SiT clips each gradient tensor separately, as DINO does

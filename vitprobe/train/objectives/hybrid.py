@@ -27,6 +27,7 @@ class Hybrid(Objective):
     """
 
     name = "hybrid"
+    loss_text = "(1 - lam) x the MIM loss + lam x the CL loss"
     published_epochs = 100  # the cl-vs-mim hybrid's short schedule
     defaults = dict(
         base_lr=1.5e-4, min_lr=0.0, warmup_epochs=40, weight_decay=0.05, weight_decay_end=0.05,

@@ -43,6 +43,7 @@ class MAE(Objective):
     """Masked autoencoder with a transformer decoder and fixed sin-cos decoder positions."""
 
     name = "mae"
+    loss_text = "MSE on the hidden patches' pixels (normalised per patch with norm_pix_loss)"
     published_epochs = 800  # MAE's 800-epoch pre-training
     revision = 2  # 2: N - int(N (1 - ratio)) masked patches
     defaults = dict(

@@ -29,6 +29,7 @@ class MoCoV3(Objective):
     """
 
     name = "mocov3"
+    loss_text = "InfoNCE of the predictor's queries on the momentum keys, both view orders summed"
     published_epochs = 300  # MoCo v3 ViT-S/B, 300 epochs
     revision = 2  # 2: the predictor's final BatchNorm
     min_batch_size = 2  # the projector's and predictor's BatchNorm need two images

@@ -32,6 +32,7 @@ class SimMIM(Objective):
     """Block-masked image modelling with a linear (1x1-conv) + pixel-shuffle decoder and L1 on masked pixels."""
 
     name = "simmim"
+    loss_text = "L1 on the masked patches' pixels"
     published_epochs = 800  # SimMIM ViT-B, 800 epochs
     revision = 2  # 2: ceil(M ratio) masked cells
     defaults = dict(

@@ -97,7 +97,7 @@ class Estimate:
         return f"{self.value:.4g}" + ("" if self.se is None else f" +- {self.se:.2g}")
 
 
-def _row_se(row: pd.Series) -> float | None:
+def row_standard_error(row: Mapping[str, Any]) -> float | None:
     """Standard error of one row: ``std / sqrt(n)`` over images, or for an accuracy in percent
     (a ``*_top1`` metric, no std) ``accuracy_standard_error`` over its ``n`` held-out images;
     None without ``n``, and for other metrics without a std (the image-level spectrum)."""
@@ -124,7 +124,7 @@ def summary_value(tables: Mapping[str, pd.DataFrame], check: Mapping[str, Any]) 
             return Estimate(float("nan"), None, layers)
         rows = rows[rows["value"].notna()]
         if len(rows):
-            errors = [_row_se(row) for _, row in rows.iterrows()]
+            errors = [row_standard_error(row) for _, row in rows.iterrows()]
             se = None if any(e is None for e in errors) else sum(errors) / len(errors)
             return Estimate(float(rows["value"].mean()), se, layers)
     return None

@@ -387,9 +387,10 @@ class Run(Mapping[str, Result]):
     def summary(self) -> pd.DataFrame:
         """One row per metric (and label): its value at the deepest layer (at the highest
         frequency, the largest singular value), its standard deviation over images where the
-        table keeps one (none for a mean over heads), and the images n behind it (held-out ones
-        for a probe), with the dataset as captions show it (spec, split, images, skipped files)
-        and the analysis's own protocol."""
+        table keeps one (none for a mean over heads), its standard error (std / sqrt(n); for a
+        probe's accuracy the binomial one over its held-out images, as recipe claims use), and
+        the images n behind it (held-out ones for a probe), with the dataset as captions show it
+        (spec, split, images, skipped files) and the analysis's own protocol."""
         from vitprobe.plots.style import protocol_caption, value_text
 
         rows = []
@@ -402,7 +403,7 @@ class Run(Mapping[str, Result]):
                 rows.extend({"run": self.label, "dataset": spec, **row} for row in _summary_rows(
                     result.name, str(metric), rows_m, caption, metric_units(units, str(metric))))
         return pd.DataFrame(rows, columns=["run", "dataset", "analysis", "metric", "label", "layer", "value",
-                                           "std", "units", "n", "protocol"])
+                                           "std", "se", "units", "n", "protocol"])
 
     def write_into(self, folder: Path) -> dict[str, str]:
         """Write every result, ``run.json`` and ``report.html`` into an existing folder.
@@ -474,6 +475,8 @@ def _summary_rows(analysis: str, metric: str, rows: pd.DataFrame, caption: str,
     """Reduce one metric to its deepest layer (highest frequency for Fourier curves, the
     largest singular value for spectra, the mean over heads for per-head metrics); the
     protocol column says which frequency or rank, and over how many heads."""
+    from vitprobe.claims import row_standard_error
+
     at = []
     if "frequency" in rows and rows["frequency"].notna().any():
         rows = rows[rows["frequency"] == rows["frequency"].max()]
@@ -493,10 +496,12 @@ def _summary_rows(analysis: str, metric: str, rows: pd.DataFrame, caption: str,
     for label, group in rows.groupby(labels.fillna(""), sort=False):
         n = group["n"].max() if "n" in group and group["n"].notna().any() else pd.NA
         std = float(group["std"].iloc[0]) if len(group) == 1 and "std" in group else np.nan
+        se = row_standard_error({"metric": metric, "value": group["value"].iloc[0], "std": std, "n": n}) if (
+            len(group) == 1 and not pd.isna(n)) else None
         out.append(
             {"analysis": analysis, "metric": metric, "label": label or "",
-             "layer": layer, "value": float(group["value"].mean()), "std": std, "units": units,
-             "n": n, "protocol": caption}
+             "layer": layer, "value": float(group["value"].mean()), "std": std,
+             "se": np.nan if se is None else se, "units": units, "n": n, "protocol": caption}
         )
     return out
 

@@ -353,6 +353,11 @@ def test_summary_reads_deepest_layer(results):
     deepest = table[(table["metric"] == "token_cosine") & (table["layer"] == DEPTH)].iloc[0]
     assert row["layer"] == DEPTH and row["value"] == pytest.approx(deepest["value"])
     assert row["std"] == pytest.approx(deepest["std"]) and row["std"] > 0
+    assert row["se"] == pytest.approx(deepest["std"] / deepest["n"] ** 0.5)
+    from vitprobe.metrics.accuracy import accuracy_standard_error
+
+    probe = summary[summary["metric"] == "linear_probe_top1"].iloc[0]  # no std: the binomial error of its n
+    assert probe["se"] == pytest.approx(accuracy_standard_error(probe["value"], int(probe["n"]), scale=100.0))
     assert row["n"] == table[table["metric"] == "token_cosine"]["n"].max()
     assert set(summary[summary["metric"] == "linear_probe_top1"]["label"]) == {"shape", "texture"}
 

@@ -39,6 +39,7 @@ def test_accepted_forms(spec: str, expected: DataSpec) -> None:
     ("synthetic:\u0661\u0662", "must be a whole number"),  # Arabic-Indic digits: int() takes them
     ("synthetic:99999999999", "must lie in"),
     ("synthetic:4:x", "seed must be a whole number"),
+    ("synthetic:4:-1", "seed must be a whole number in 0.."),  # not "a whole number, got -1"
     ("synthetic:4:1:2", "at most N and a seed"),
     ("digits:3", "digits takes no arguments"),
     ("folder", "the path is empty"),

@@ -37,7 +37,7 @@ def spec_error(spec: str, problem: str) -> DataError:
 
 def _parse_int(spec: str, text: str, what: str, low: int, high: int) -> int:
     if not _DIGITS.fullmatch(text):
-        raise spec_error(spec, f"{what} must be a whole number, got {text!r}")
+        raise spec_error(spec, f"{what} must be a whole number in {low}..{high}, got {text!r}")
     value = int(text)
     if not low <= value <= high:
         raise spec_error(spec, f"{what} must lie in {low}..{high}, got {value}")

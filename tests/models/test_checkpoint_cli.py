@@ -117,3 +117,15 @@ def test_debug_shows_the_traceback_before_or_after_the_command(tmp_path):
     for argv in (["--debug", "inspect", "--checkpoint", missing], ["inspect", "--checkpoint", missing, "--debug"]):
         with pytest.raises(CheckpointError, match="not found"):
             main(argv)
+
+
+def test_a_training_run_folder_given_as_the_checkpoint_names_its_final_file(tmp_path, capsys):
+    from official_layouts import VIT, random_encoder
+
+    from vitprobe.models import save_encoder
+
+    run = tmp_path / "runs" / "mae"
+    save_encoder(run / "final.safetensors", random_encoder(VIT), VIT, {"objective": "mae"})
+    assert vitprobe.cli.main(["inspect", "--checkpoint", str(run)]) == 2
+    assert (f"checkpoint {run} is a directory; pass the checkpoint file inside it (a vitprobe training run: "
+            f"{run / 'final.safetensors'})") in capsys.readouterr().err

@@ -38,7 +38,9 @@ def _check_file(path: Path) -> int:
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} not found; check the path")
     if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a directory; pass the checkpoint file inside it")
+        held = [path / name for name in ("final.safetensors", "checkpoint.safetensors") if (path / name).is_file()]
+        inside = f" (a vitprobe training run: {held[0]})" if held else ""
+        raise CheckpointError(f"checkpoint {path} is a directory; pass the checkpoint file inside it{inside}")
     if not os.access(path, os.R_OK):
         raise CheckpointError(f"checkpoint {path} cannot be read: permission denied; fix its permissions")
     size = path.stat().st_size

@@ -115,3 +115,16 @@ def test_a_damaged_config_json_gives_way_to_the_options_on_the_command_line(tmp_
     assert "config.json cannot be read; resuming with the options given" in capsys.readouterr().err
     assert main(["train", "--resume", *options[:-2], "--batch-size", "4", "--out", str(out), "--no-progress"]) == 2
     assert "--batch-size was 8, now 4" in capsys.readouterr().err  # checked against the train state's own record
+
+
+def test_resume_with_another_model_names_the_runs_own(tmp_path, capsys):
+    """`--resume --arch X` on a preset run said "give either --arch or --preset, not both"."""
+    out = tmp_path / "run"
+    assert main(["train", "--method", "mae", "--preset", "tiny", "--data", "synthetic:16", "--epochs", "1",
+                 "--batch-size", "8", "--out", str(out), "--no-progress"]) == 0
+    for other, named in ((["--arch", "vit_tiny_patch16_224"], "--arch vit_tiny_patch16_224"),
+                         (["--preset", "small"], "--preset small")):
+        assert main(["train", "--resume", *other, "--out", str(out), "--no-progress"]) == 2
+        assert (f"--resume: the run in {out} trains --preset tiny, not {named}; resume without it or start a new "
+                "--out") in capsys.readouterr().err
+    assert main(["train", "--resume", "--preset", "tiny", "--out", str(out), "--no-progress"]) == 0  # its own

@@ -92,6 +92,14 @@ def training_config(args: argparse.Namespace) -> "TrainConfig":
             TrainConfig.check_names(base)
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
+    if args.resume and args.config is None:  # another model is no resume (said before its options fail to fit)
+        model = {k: base.get(k) for k in ("arch", "preset") if base.get(k) is not None}
+        other = {k: given[k] for k in ("arch", "preset") if k in given and base.get(k) != given[k]}
+        if other:
+            raise ConfigError(f"--resume: the run in {given.get('out', TrainConfig.out)} trains "
+                              + ", ".join(f"--{k} {v}" for k, v in model.items())
+                              + f", not {', '.join(f'--{k} {v}' for k, v in other.items())}; resume without "
+                              "it or start a new --out")
     options = {**base, **given}
     if hparams:  # merged into the file's hyper-parameters (a non-mapping there is TrainConfig's error)
         earlier = options.get("hparams") or {}

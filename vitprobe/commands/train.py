@@ -95,7 +95,7 @@ def training_config(args: argparse.Namespace) -> "TrainConfig":
     if args.resume and args.config is None:  # another model is no resume (said before its options fail to fit)
         model = {k: base.get(k) for k in ("arch", "preset") if base.get(k) is not None}
         other = {k: given[k] for k in ("arch", "preset") if k in given and base.get(k) != given[k]}
-        if other:
+        if other and model:  # (a damaged config.json gave none: the train state checks them)
             raise ConfigError(f"--resume: the run in {given.get('out', TrainConfig.out)} trains "
                               + ", ".join(f"--{k} {v}" for k, v in model.items())
                               + f", not {', '.join(f'--{k} {v}' for k, v in other.items())}; resume without "

@@ -346,7 +346,7 @@ class Run(Mapping[str, Result]):
         self.checkpoint = dict(checkpoint or {})
         self.label = label
         self.meta = dict(meta or {})
-        self.folder: Path | None = None  # where it was read from, by :meth:`load`
+        self.folder: Path | None = None  # where it was read from (:meth:`load`) or saved to (:meth:`save`)
 
     @property
     def label(self) -> str:
@@ -426,9 +426,11 @@ class Run(Mapping[str, Result]):
 
     def save(self, folder: str | os.PathLike[str], overwrite: bool = False) -> Path:
         """Write the run atomically into ``folder`` (refused if it holds something, unless
-        ``overwrite``, in which case the old folder is replaced only once the new one is whole)."""
+        ``overwrite``, in which case the old folder is replaced only once the new one is whole);
+        the run's ``folder`` is then that one."""
         with atomic_output(folder, overwrite) as tmp:
             self.write_into(tmp)
+        self.folder = Path(folder)
         return Path(folder)
 
     @classmethod

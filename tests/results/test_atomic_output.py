@@ -251,3 +251,14 @@ def test_compare_of_results_rather_than_runs_says_how_to_wrap_them(tmp_path, run
     with pytest.raises(ConfigError, match="compare takes runs or run folders, got a int"):
         compare([run, 3], tmp_path / "cmp")
     assert not (tmp_path / "cmp").exists()
+
+
+def test_a_run_and_the_folder_it_was_saved_to_are_one_run(tmp_path, run):
+    """compare([run, its saved folder]) compared a run with itself as two runs."""
+    from vitprobe.errors import ConfigError
+    from vitprobe.results import compare
+
+    run.save(tmp_path / "saved")
+    assert run.folder == tmp_path / "saved"
+    with pytest.raises(ConfigError, match=r"compare: run folder .*saved is given twice"):
+        compare([run, tmp_path / "saved"], tmp_path / "cmp")

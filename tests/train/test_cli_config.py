@@ -112,7 +112,7 @@ def test_a_damaged_config_json_gives_way_to_the_options_on_the_command_line(tmp_
     assert main(["train", "--resume", "--out", str(out), "--no-progress"]) == 2
     assert "repeat the run's options (--method, --data, ...) on the command line" in capsys.readouterr().err
     assert main(["train", "--resume", *options, "--out", str(out), "--no-progress"]) == 0
-    assert "config.json cannot be read; resuming with the options given" in capsys.readouterr().err
+    assert "config.json cannot be read (JSONDecodeError); resuming with the options given" in capsys.readouterr().err
     assert main(["train", "--resume", *options[:-2], "--batch-size", "4", "--out", str(out), "--no-progress"]) == 2
     assert "--batch-size was 8, now 4" in capsys.readouterr().err  # checked against the train state's own record
 

@@ -151,17 +151,16 @@ def _saved_options(out: Path, given_all: bool = False) -> dict[str, Any]:
                           "the folder of the run to continue")
     try:
         saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        problem = None if isinstance(saved, dict) else "is not a mapping of training options"
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        saved = err
+        saved, problem = {}, f"cannot be read ({type(err).__name__})"
+    if problem is None:
+        return saved
     if given_all:  # the command line's options stand in; --resume compares them with the train state
-        if not isinstance(saved, dict):
-            warn_user(f"--resume: {path} cannot be read; resuming with the options given on the command line")
-        return saved if isinstance(saved, dict) else {}
-    if not isinstance(saved, dict):
-        why = f"cannot be read ({type(saved).__name__})" if isinstance(saved, Exception) else "is not a mapping of training options"
-        raise ConfigError(f"--resume: {path} {why}; repeat the run's options (--method, --data, ...) "
-                          "on the command line or with --config FILE")
-    return saved
+        warn_user(f"--resume: {path} {problem}; resuming with the options given on the command line")
+        return {}
+    raise ConfigError(f"--resume: {path} {problem}; repeat the run's options (--method, --data, ...) "
+                      "on the command line or with --config FILE")
 
 
 def _loss_summary(log: Path, epochs: int, method: str) -> str:

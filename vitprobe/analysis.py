@@ -320,7 +320,7 @@ def prepare_analysis(
             name = dataset_name(loader.dataset)
             height, width = (tuple(getattr(first.get("image"), "shape", ())) or (0, 0))[-2:]
             info = at_image_size(info, model, int(height), int(width), f"dataset {name}")
-            check_item(first, name, (info.grid[0] * info.patch_size, info.grid[1] * info.patch_size))
+            check_item(first, name, info.input_size)
         facts, has_masks, label_names = describe_data(given, first)
     if first is not None and "index" not in first:
         facts = {**facts, "index": "place in the pass (the items carry no 'index')"}
@@ -457,7 +457,7 @@ def run_analysis(plan: AnalysisPlan, progress: bool = True) -> Run:
 def _check_batch_size(images: torch.Tensor, index: torch.Tensor, info: Any, spec: str) -> None:
     """DataError unless the batch's images are the size the pass was planned at (grid x patch),
     naming the batch's item indices: a dataset whose images change size part-way."""
-    planned = (info.grid[0] * info.patch_size, info.grid[1] * info.patch_size)
+    planned = info.input_size
     if tuple(images.shape[-2:]) != planned:
         indices = index.reshape(-1).tolist()
         raise DataError(f"dataset {spec}: the images at index {indices[0]}..{indices[-1]} are "

@@ -57,6 +57,11 @@ class ModelInfo:
     class_token: bool = True  # token 0 is a class token (else the prefix holds registers only)
 
     @property
+    def input_size(self) -> tuple[int, int]:
+        """(H, W) in pixels of the images the model reads at this grid: grid x patch size."""
+        return self.grid[0] * self.patch_size, self.grid[1] * self.patch_size
+
+    @property
     def num_tokens(self) -> int:
         """N = prefix tokens + h * w patch tokens."""
         return self.num_prefix_tokens + self.grid[0] * self.grid[1]
@@ -113,8 +118,7 @@ def at_image_size(info: ModelInfo, model: nn.Module, height: int, width: int, wh
     ``dynamic_img_size=True`` runs at any multiple of its patch size p (timm resamples its
     position table each forward): its grid becomes (height / p, width / p). Any other model
     keeps its own size."""
-    if not getattr(model, "dynamic_img_size", False) or (height, width) == (
-            info.grid[0] * info.patch_size, info.grid[1] * info.patch_size):
+    if not getattr(model, "dynamic_img_size", False) or (height, width) == info.input_size:
         return info
     p = info.patch_size
     if height % p or width % p:

@@ -143,7 +143,7 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     if quick and not raw.get("quick"):
         warn_user(f"{where}: --quick, but the recipe has no quick: block, so it runs at full size")
     if quick and raw.get("quick"):
-        _check_spec(raw.get("data"), "data", where)  # the full-size data, unread under --quick, checked for form
+        _check_spec(raw.get("data"), where)  # the full-size data, unread under --quick, checked for form
         quick_block = _mapping(raw["quick"], "quick", where)
         train_overrides = _merge(_mapping(quick_block.pop("train", {}), "quick.train", where),
                                  train_overrides or {})
@@ -154,8 +154,7 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
         if key not in raw:
             raise ConfigError(f"{where}: missing required key {key!r}")
     name = _folder_name(raw["name"], "name", where)
-    if not isinstance(raw["data"], str):
-        raise ConfigError(f"{where}: data must be a dataset spec such as synthetic:1024, got {raw['data']!r}")
+    _check_spec_type(raw["data"], where)
     batch_size = check_whole(raw.get("batch_size", 32), f"{where}: batch_size")
     if ("models" in raw) == ("sweep" in raw):
         raise ConfigError(f"{where}: give either `models` or `sweep`, exactly one")
@@ -239,18 +238,24 @@ def _changes(quick: bool, data: str | None, checkpoints: dict[str, str] | None,
 _QUICK_KEYS = {"data", "batch_size", "analyses", "params", "train"}
 
 
-def _check_spec(spec: Any, key: str, where: str) -> None:
-    """A dataset spec's form (``synthetic:1024``, ``folder:PATH``), not whether its files exist."""
+def _check_spec_type(spec: Any, where: str) -> None:
+    """The recipe's ``data`` is text (a dataset spec)."""
+    if not isinstance(spec, str):
+        raise ConfigError(f"{where}: data must be a dataset spec such as synthetic:1024, got {spec!r}")
+
+
+def _check_spec(spec: Any, where: str) -> None:
+    """The form of the recipe's ``data`` (``synthetic:1024``, ``folder:PATH``), not whether its
+    files exist; nothing where the recipe names none."""
     from vitprobe.data.spec import parse_spec
 
     if spec is None:
         return
-    if not isinstance(spec, str):
-        raise ConfigError(f"{where}: {key} must be a dataset spec such as synthetic:1024, got {spec!r}")
+    _check_spec_type(spec, where)
     try:
         parse_spec(spec)
     except VitprobeError as err:
-        raise ConfigError(f"{where}: {key}: {err}") from None
+        raise ConfigError(f"{where}: data: {err}") from None
 
 
 def _check_quick(block: Any, where: str) -> None:

@@ -314,11 +314,10 @@ def training_summary(training: Any) -> str:
         parts[0] += f" (revision {training['objective_revision']})"
     if "epochs" in config:
         parts.append(f"epoch {training.get('epoch', '?')} of {config['epochs']}")
-    parts += [f"{k} {json.dumps(config[k])}" for k in _SHOWN_CONFIG
-              if k in config and k != "epochs" and config[k] is not None]
     world = training.get("world_size")
-    if isinstance(world, int) and world > 1:
-        parts = [f"{p} per process x {world} processes" if p.startswith("batch_size ") else p for p in parts]
+    per = f" per process x {world} processes" if isinstance(world, int) and world > 1 else ""
+    parts += [f"{k} {json.dumps(config[k])}{per if k == 'batch_size' else ''}" for k in _SHOWN_CONFIG
+              if k in config and k != "epochs" and config[k] is not None]
     return ", ".join(parts)
 
 

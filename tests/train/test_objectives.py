@@ -424,12 +424,12 @@ def test_dino_center_update_and_metrics() -> None:
 
 def test_collapse_warnings() -> None:
     k = 64
-    assert any("one prototype" in w for w in collapse_warnings({"teacher_batch_entropy": 0.01,
-                                                                "teacher_entropy": 0.0}, k))
-    assert any("uniform" in w for w in collapse_warnings({"teacher_batch_entropy": math.log(k),
-                                                          "teacher_entropy": 0.95 * math.log(k)}, k))
+    (one,) = collapse_warnings({"teacher_batch_entropy": 0.01, "teacher_entropy": 0.0}, k)
+    assert one.kind == "DINO collapse to one prototype" and str(one).startswith(f"{one.kind} (teacher batch entropy 0.01")
+    (uniform,) = collapse_warnings({"teacher_batch_entropy": math.log(k), "teacher_entropy": 0.95 * math.log(k)}, k)
+    assert "uniform" in uniform.kind
     assert collapse_warnings({"teacher_batch_entropy": 3.0, "teacher_entropy": 1.0}, k) == []
-    assert any("contrastive collapse" in w for w in collapse_warnings({"emb_std": 1e-4}, 256))
+    assert [w.kind for w in collapse_warnings({"emb_std": 1e-4}, 256)] == ["contrastive collapse"]
     assert collapse_warnings({"emb_std": 1 / 16}, 256) == []
 
 
@@ -437,9 +437,9 @@ def test_collapse_advice_is_worded_from_the_values_in_force() -> None:
     """Never "lower X to v" where X is v already: below the suggested values, it says how far."""
     k = 64
     uniform = {"teacher_batch_entropy": math.log(k), "teacher_entropy": 0.95 * math.log(k)}
-    (published,) = collapse_warnings({**uniform, "teacher_temp": 0.07}, k, momentum=0.996)
+    (published,) = map(str, collapse_warnings({**uniform, "teacher_temp": 0.07}, k, momentum=0.996))
     assert "warmup_teacher_temp from 0.07 to 0.04" in published and "momentum from 0.996 to 0.95" in published
-    (tiny,) = collapse_warnings({**uniform, "teacher_temp": 0.04}, k, momentum=0.95)
+    (tiny,) = map(str, collapse_warnings({**uniform, "teacher_temp": 0.04}, k, momentum=0.95))
     assert "below its 0.04 (e.g. 0.02)" in tiny and "momentum below its 0.95 (e.g. 0.9)" in tiny
     assert " to 0.04" not in tiny and " to 0.95" not in tiny
 

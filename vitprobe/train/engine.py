@@ -440,7 +440,8 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     views = ViewsDataset(dataset, objective.views, config.seed)
     K = objective.collapse_dim
     monitor = Monitor(out, env.is_main, total, start_epoch * steps_per_epoch, config.log_every,
-                      lambda means: collapse_warnings(means, K, objective.hparams.get("momentum")), progress)
+                      lambda means: collapse_warnings(means, K, objective.hparams.get("momentum")), progress,
+                      said=warned)
 
     def meta(epoch: int) -> dict[str, Any]:
         return {"objective": config.method, "objective_revision": objective.revision,

@@ -13,10 +13,11 @@ import math
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from vitprobe.errors import VitprobeError
 from vitprobe.progress import progress_bar
+from vitprobe.train.objectives.base import COLLAPSE_KINDS, Collapse
 
 BASE_COLUMNS = ["epoch", "step", "loss", "lr", "wd", "momentum"]
 LOG_FILE = "log.csv"
@@ -62,9 +63,24 @@ def read_log(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     return columns, rows
 
 
+def _first_epochs(said: Sequence[str]) -> dict[str, int]:
+    """The epoch at which each kind of collapse was first warned of, from warnings recorded as
+    "epoch N: <kind> (...": ..."."""
+    first: dict[str, int] = {}
+    for text in said:
+        epoch, _, rest = text.partition(": ")
+        kind = next((k for k in COLLAPSE_KINDS if rest.startswith(k)), None)
+        if kind is not None and epoch.removeprefix("epoch ").isdigit():
+            first.setdefault(kind, int(epoch.removeprefix("epoch ")))
+    return first
+
+
 class Monitor:
     """Progress bar, CSV log and per-epoch collapse warnings; silent where ``enabled`` is False
     (ranks other than 0), without the bar where ``progress`` is False.
+
+    A collapse is warned of with its advice the first epoch it shows (``said``: the warnings of
+    the epochs before a resume, "epoch N: text"), and in one short line each later epoch.
 
     A fresh run (``start_step`` 0) starts a new log. ``start_step`` > 0 (a resumed run) keeps
     the rows of the steps before it from the existing log, rewritten atomically (rows torn by a
@@ -73,8 +89,10 @@ class Monitor:
     """
 
     def __init__(self, out: Path, enabled: bool, total_steps: int, start_step: int,
-                 log_every: int, warn: Callable[[dict[str, float]], list[str]], progress: bool = True):
+                 log_every: int, warn: Callable[[dict[str, float]], list[Collapse]], progress: bool = True,
+                 said: Sequence[str] = ()):
         self.enabled, self.log_every, self.warn = enabled, log_every, warn
+        self.first_epoch = _first_epochs(said)
         self.path = out / LOG_FILE
         self.columns: list[str] | None = None
         self.epoch_sums: dict[str, float] = defaultdict(float)
@@ -140,11 +158,16 @@ class Monitor:
                                "start a new --out with a lower --lr or --set clip_grad=1.0")
 
     def end_epoch(self, epoch: int) -> list[str]:
-        """Print (once) and return the collapse warnings of the epoch's mean metrics."""
+        """Print (on rank 0) and return the collapse warnings of the epoch's mean metrics: with
+        the advice where the kind is new, else "<kind> persists (<values>); advice at epoch N"."""
         means = {k: v / max(self.epoch_count, 1) for k, v in self.epoch_sums.items()}
         self.epoch_sums.clear()
         self.epoch_count = 0
-        warnings = self.warn(means)
+        warnings = []
+        for collapse in self.warn(means):
+            first = self.first_epoch.setdefault(collapse.kind, epoch)
+            warnings.append(str(collapse) if first == epoch else
+                            f"{collapse.kind} persists ({collapse.measured}); its advice is at epoch {first}")
         if self.enabled:
             for text in warnings:
                 self.bar.write(f"vitprobe: warning: epoch {epoch}: {text}")

@@ -175,7 +175,24 @@ def all_reduce_mean(x: Tensor) -> Tensor:
     return y / dist.get_world_size()
 
 
-def collapse_warnings(metrics: dict[str, float], K: int | None, momentum: float | None = None) -> list[str]:
+@dataclass(frozen=True)
+class Collapse:
+    """One collapse that the health metrics show: its kind (one of ``COLLAPSE_KINDS``), the
+    values measured and the advice; ``str()`` gives all three."""
+
+    kind: str
+    measured: str
+    advice: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.measured}): {self.advice}"
+
+
+COLLAPSE_KINDS = ("DINO collapse to one prototype", "DINO collapse to the uniform distribution",
+                  "contrastive collapse")
+
+
+def collapse_warnings(metrics: dict[str, float], K: int | None, momentum: float | None = None) -> list[Collapse]:
     """The papers' advice when the health metrics show a collapse (for DINO on a short run, also
     what vitprobe measured on the tiny preset: a lower teacher momentum), worded from the values
     in force: the epoch's mean ``teacher_temp`` metric and the base teacher ``momentum``.
@@ -185,24 +202,26 @@ def collapse_warnings(metrics: dict[str, float], K: int | None, momentum: float 
     (K = embedding width): emb_std * sqrt(K) < 0.1 means the embeddings collapsed to a point
     (healthy is about 1).
     """
-    out: list[str] = []
+    one, uniform, contrastive = COLLAPSE_KINDS
+    out: list[Collapse] = []
     if K and "teacher_batch_entropy" in metrics:
         log_k = math.log(K)
         if metrics["teacher_batch_entropy"] < 0.1 * log_k:
-            out.append(f"DINO collapse to one prototype (teacher batch entropy "
-                       f"{metrics['teacher_batch_entropy']:.3g} of log K = {log_k:.3g}): centring is "
-                       f"too weak; lower center_momentum or raise teacher_temp")
+            out.append(Collapse(one, f"teacher batch entropy {metrics['teacher_batch_entropy']:.3g} of log K = "
+                                     f"{log_k:.3g}",
+                                "centring is too weak; lower center_momentum or raise teacher_temp"))
         elif metrics.get("teacher_entropy", 0.0) > 0.9 * log_k:
-            out.append(f"DINO collapse to the uniform distribution (teacher entropy "
-                       f"{metrics['teacher_entropy']:.3g} of log K = {log_k:.3g}): sharpening is too "
-                       f"weak; {_lower_advice(metrics.get('teacher_temp'), 'teacher_temp / warmup_teacher_temp', _DINO_TEMP, 'DINO code default')}, "
-                       f"and on a run of a few hundred steps "
-                       f"{_lower_advice(momentum, 'teacher momentum', _SHORT_RUN_MOMENTUM, 'measured on the tiny preset')} "
-                       f"so that the teacher leaves its random initialisation (or train for more steps)")
+            out.append(Collapse(
+                uniform, f"teacher entropy {metrics['teacher_entropy']:.3g} of log K = {log_k:.3g}",
+                f"sharpening is too weak; "
+                f"{_lower_advice(metrics.get('teacher_temp'), 'teacher_temp / warmup_teacher_temp', _DINO_TEMP, 'DINO code default')}, "
+                f"and on a run of a few hundred steps "
+                f"{_lower_advice(momentum, 'teacher momentum', _SHORT_RUN_MOMENTUM, 'measured on the tiny preset')} "
+                f"so that the teacher leaves its random initialisation (or train for more steps)"))
     if K and "emb_std" in metrics and metrics["emb_std"] * math.sqrt(K) < 0.1:
-        out.append(f"contrastive collapse (embedding std {metrics['emb_std']:.3g}, healthy about "
-                   f"{1 / math.sqrt(K):.3g}): lower the learning rate, keep the predictor and BN "
-                   f"in the projector, check the momentum schedule")
+        out.append(Collapse(contrastive, f"embedding std {metrics['emb_std']:.3g}, healthy about {1 / math.sqrt(K):.3g}",
+                            "lower the learning rate, keep the predictor and BN in the projector, check the "
+                            "momentum schedule"))
     return out
 
 

@@ -23,7 +23,8 @@ class Hybrid(Objective):
     embedding is trained (``stop_grad_patch_embed`` False) unless ``cl_hparams`` says
     otherwise, since the MIM branch needs it. The optimiser defaults are MoCo v3's (the
     default CL branch) with MIM's weight decay 0.05; unless given, ``momentum`` is the CL
-    branch's own (0.99 MoCo v3, 0.996 DINO).
+    branch's own (0.99 MoCo v3, 0.996 DINO); at lam 0 there is none (no teacher runs). The log
+    has ``mim_loss`` and ``cl_loss`` beside each branch's other health metrics.
     """
 
     name = "hybrid"
@@ -60,7 +61,9 @@ class Hybrid(Objective):
         self.mim = get_objective(h["mim"], encoder, arch, **h["mim_hparams"])
         self.cl = get_objective(h["cl"], encoder, arch, **cl_hparams)
         self.collapse_dim = self.cl.collapse_dim
-        if "momentum" not in hparams:
+        if self.lam == 0.0:  # the CL branch never runs: no teacher to move, no momentum to log
+            self.hparams["momentum"] = None
+        elif "momentum" not in hparams:
             self.hparams["momentum"] = self.cl.hparams["momentum"]
 
     def views(self, image: Tensor, g: torch.Generator) -> dict[str, Tensor]:
@@ -78,7 +81,8 @@ class Hybrid(Objective):
             prefix = "mim." if branch is self.mim else "cl."
             part, part_metrics = branch({k[len(prefix):]: v for k, v in views.items() if k.startswith(prefix)},
                                         step)
-            metrics.update(part_metrics)
+            # the branch's loss is logged as <branch>_loss; the MIM one's recon_loss is that loss again
+            metrics.update((k, v) for k, v in part_metrics.items() if k not in ("loss", "recon_loss"))
             metrics[f"{prefix[:-1]}_loss"] = part.item()
             loss = weight * part if loss is None else loss + weight * part
         assert loss is not None
@@ -97,7 +101,7 @@ class Hybrid(Objective):
         return (1.0 - self.lam) * self.mim.stochastic_depth() + self.lam * self.cl.stochastic_depth()
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        return self.cl.momentum_pairs()
+        return self.cl.momentum_pairs() if self.lam > 0.0 else []
 
     def after_backward(self, step: StepInfo) -> None:
         self.mim.after_backward(step)

@@ -83,7 +83,7 @@ def test_resume_with_only_the_out_folder_continues_exactly(tmp_path, monkeypatch
     (["--config", "{cfg}"], "- method\n", "{cfg}: a training config is a YAML mapping of training options"),
     (["--config", "{tmp}/missing.yaml"], None, "{tmp}/missing.yaml: no such training config file"),
     (["--resume"], None, "--resume: {out} holds no training run (no config.json); point --out at the folder"),
-    (["--resume"], "not json", "--resume: {out}/config.json cannot be read (JSONDecodeError); repeat the run's"),
+    (["--resume"], "not json", "--resume: {out}/config.json is not valid JSON (Expecting value: line 1 column 1 (char 0)); repeat the run's"),
 ])
 def test_a_missing_or_bad_source_of_options_is_one_line(tmp_path, capsys, argv, content, message):
     cfg, out = tmp_path / "cfg.yaml", tmp_path / "run"
@@ -112,7 +112,7 @@ def test_a_damaged_config_json_gives_way_to_the_options_on_the_command_line(tmp_
     assert main(["train", "--resume", "--out", str(out), "--no-progress"]) == 2
     assert "repeat the run's options (--method, --data, ...) on the command line" in capsys.readouterr().err
     assert main(["train", "--resume", *options, "--out", str(out), "--no-progress"]) == 0
-    assert "config.json cannot be read (JSONDecodeError); resuming with the options given" in capsys.readouterr().err
+    assert "config.json is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); resuming with the options given" in capsys.readouterr().err
     assert main(["train", "--resume", *options[:-2], "--batch-size", "4", "--out", str(out), "--no-progress"]) == 2
     assert "--batch-size was 8, now 4" in capsys.readouterr().err  # checked against the train state's own record
 

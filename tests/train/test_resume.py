@@ -182,10 +182,13 @@ def test_resume_from_an_unreadable_state_or_another_process_count_is_refused(tmp
         run_toy(out, resume=True, epochs=1)
     assert str(out / ckpt.ENCODER_FILE) in str(err.value) and "\n" not in str(err.value)
     (out / ckpt.ENCODER_FILE).write_bytes(encoder)
-    (out / ckpt.STATE_FILE).write_bytes(b"not a torch file")
-    with pytest.raises(CheckpointError, match="cannot be read") as err:
-        run_toy(out, resume=True, epochs=1)
-    assert str(out / ckpt.STATE_FILE) in str(err.value) and "\n" not in str(err.value)
+    state_bytes = (out / ckpt.STATE_FILE).read_bytes()
+    for damaged, reason in ((b"not a torch file", "Weights only load failed"),
+                            (state_bytes[:len(state_bytes) // 2], "failed reading zip archive")):  # cut by a full disk
+        (out / ckpt.STATE_FILE).write_bytes(damaged)
+        with pytest.raises(CheckpointError, match=f"cannot be read \\(.*{reason}.*\\); the run folder is damaged") as err:
+            run_toy(out, resume=True, epochs=1)
+        assert str(out / ckpt.STATE_FILE) in str(err.value) and "\n" not in str(err.value)
 
 
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from vitprobe.commands._key_values import parse_key_values
 from vitprobe.commands._data_help import SPEC_HELP
-from vitprobe.errors import ConfigError, plural, warn_user
+from vitprobe.errors import ConfigError, brief_reason, plural, warn_user
 
 if TYPE_CHECKING:
     from vitprobe.train import TrainConfig
@@ -152,8 +152,10 @@ def _saved_options(out: Path, given_all: bool = False) -> dict[str, Any]:
     try:
         saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         problem = None if isinstance(saved, dict) else "is not a mapping of training options"
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        saved, problem = {}, f"cannot be read ({type(err).__name__})"
+    except json.JSONDecodeError as err:
+        saved, problem = {}, f"is not valid JSON ({brief_reason(err)})"
+    except (OSError, UnicodeDecodeError) as err:
+        saved, problem = {}, f"cannot be read ({brief_reason(err)})"
     if problem is None:
         return saved
     if given_all:  # the command line's options stand in; --resume compares them with the train state

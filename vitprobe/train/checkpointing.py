@@ -126,7 +126,7 @@ def load_train_state(out: Path) -> dict[str, Any]:
     try:
         state = torch.load(state_path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-        raise CheckpointError(f"--resume: {state_path} cannot be read ({type(err).__name__}); "
+        raise CheckpointError(f"--resume: {state_path} cannot be read ({brief_reason(err)}); "
                               f"the run folder is damaged, start a new --out") from None
     from safetensors import safe_open
 

@@ -78,6 +78,11 @@ def test_cli_refuses_a_negative_clip_before_writing_anything(tmp_path, capsys):
     (["--method", "hybrid", "--lambda", "0.5", "--set", 'mim_hparams={"mask_ratio":2}'],
      """objective 'simmim' (in mim_hparams): mask_ratio must be in (0, 1), got 2; e.g. --set mim_hparams={"mask_ratio":0.6} """
      """(Python: hparams={'mim_hparams': {'mask_ratio': 0.6}})"""),
+    (["--method", "hybrid", "--lambda", "0.5", "--set", "mask_ratio=0.5"],
+     """objective 'hybrid': mask_ratio is a hyper-parameter of its MIM branch (simmim); give it inside mim_hparams, """
+     """e.g. --set mim_hparams={"mask_ratio":0.5} (Python: hparams={'mim_hparams': {'mask_ratio': 0.5}})"""),
+    (["--method", "hybrid", "--lambda", "0.5", "--set", "cl=dino", "--set", "teacher_temp=0.07"],
+     "teacher_temp is a hyper-parameter of its CL branch (dino); give it inside cl_hparams"),
     (["--method", "hybrid", "--lambda", "0.5", "--set", 'cl_hparams={"tau":2}'],
      "objective 'mocov3' (in cl_hparams): unknown hyper-parameter(s) ['tau']"),
 ])

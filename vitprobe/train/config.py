@@ -26,6 +26,19 @@ AMP_MODES = ("auto", "bf16", "fp16", "fp32")
 METHOD_NAMES = {"sit": "gmml", "moco": "mocov3", "mocov3": "mocov3", "clmim": "hybrid", "clplusmim": "hybrid"}
 
 
+def _hparams_hint(unknown: list[str], method: Any) -> str:
+    """Where the unknown options that are hyper-parameters of ``method`` (or, with none given,
+    of any objective) belong: under ``hparams:``, or ``--set`` on the command line."""
+    methods = [method] if method in list_objectives() else list_objectives()
+    owned = [k for k in unknown if any(k in objective_class(m).defaults for m in methods)]
+    if not owned:
+        return ""
+    whose = method if len(methods) == 1 else "an objective"
+    what = (f"{owned[0]} is a hyper-parameter of {whose}: put it" if len(owned) == 1 else
+            f"{', '.join(owned)} are hyper-parameters of {whose}: put them")
+    return f"; {what} under hparams: (command line: --set {owned[0]}=...)"
+
+
 @dataclass(frozen=True)
 class Preset:
     """An encoder size and its default length of training (None: the published schedule)."""
@@ -140,7 +153,8 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ConfigError(f"unknown training option(s) {unknown}; known: {sorted(names)}")
+            raise ConfigError(f"unknown training option(s) {unknown}; known: {sorted(names)}"
+                              f"{_hparams_hint(unknown, values.get('method'))}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field."""

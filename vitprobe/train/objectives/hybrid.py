@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
+from vitprobe.errors import ConfigError
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.objectives.base import Objective, StepInfo, get_objective, objective_class, register_objective
 
@@ -39,7 +41,19 @@ class Hybrid(Objective):
 
     @classmethod
     def resolve_hparams(cls, given: dict[str, Any], via: str | None = None) -> dict[str, Any]:
-        """As every objective's, and the hyper-parameters of each part checked by that part."""
+        """As every objective's, and the hyper-parameters of each part checked by that part; one
+        of a part's own given at the top level is refused with where it belongs."""
+        for part in ("mim", "cl"):
+            name = given.get(part, cls.defaults[part])
+            misplaced = [k for k in given if k not in cls.defaults and name in cls.choices[part]
+                         and k in objective_class(name).defaults]
+            if misplaced:
+                key, option = misplaced[0], f"{part}_hparams"
+                inside = {key: given[key]}
+                raise ConfigError(f"objective 'hybrid': {key} is a hyper-parameter of its {part.upper()} branch "
+                                  f"({name}); give it inside {option}, e.g. --set "
+                                  f"{option}={json.dumps(inside, default=repr).replace(' ', '')} "
+                                  f"(Python: hparams={{{option!r}: {inside!r}}})")
         out = super().resolve_hparams(given, via)
         for part in ("mim", "cl"):
             objective_class(out[part]).resolve_hparams(out[f"{part}_hparams"], via=f"{part}_hparams")

@@ -73,6 +73,8 @@ def test_attention_distance_marks_even_attention_in_protocol_and_figure(info, ba
     figure = draw("attention_distance", [("run", result)])
     lines = [ln for ln in figure.axes[0].get_lines() if ln.get_label().startswith("even attention")]
     assert len(lines) == 1 and lines[0].get_ydata()[0] == pytest.approx(even, abs=1e-4)
+    low, high = figure.axes[0].get_ylim()
+    assert low == 0.0 and high > max(result.table["value"].max(), even)  # not zoomed onto a random model's spread
 
 
 def test_token_tables_match_metrics(info, batches):

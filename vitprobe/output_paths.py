@@ -22,6 +22,16 @@ from vitprobe.errors import OutputExistsError, warn_user
 ANALYSIS_MARKERS = ("run.json", "runs.json")
 
 
+# Files a file browser leaves in any folder it shows (macOS Finder, Windows Explorer): not the
+# user's content, so they neither make a folder "not empty" nor stop an --overwrite.
+BROWSER_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+
+
+def user_entries(folder: Path) -> list[Path]:
+    """The entries of ``folder``, less the files a file browser left there (``BROWSER_FILES``)."""
+    return [entry for entry in folder.iterdir() if entry.name not in BROWSER_FILES]
+
+
 def is_analysis_output(folder: Path) -> bool:
     """Whether ``folder`` holds a run or comparison marker (``run.json``, ``runs.json``)."""
     return any((folder / marker).is_file() for marker in ANALYSIS_MARKERS)

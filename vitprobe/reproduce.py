@@ -32,7 +32,8 @@ from vitprobe.claims import Verdict, evaluate, resolve_label
 from vitprobe.data.spec import relative_path_note
 from vitprobe.errors import (ConfigError, OutputExistsError, VitprobeError, abbreviate,
                              errors_naming, is_whole, plural, warnings_kept)
-from vitprobe.output_paths import check_output_folder, is_analysis_output, temp_folder_beside, temp_prefix
+from vitprobe.output_paths import (check_output_folder, is_analysis_output, temp_folder_beside, temp_prefix,
+                                   user_entries)
 from vitprobe.recipes import SET_BY_REPRODUCE, ModelEntry, Recipe
 
 RESULTS = ("runs", "figures", "verdicts.json", "report.html")  # replaced together by each run
@@ -115,7 +116,7 @@ def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers:
                f"{_changes(started, wanted)}; the unfinished run there is started afresh)")
     _say(progress, f"{entry.key}: {'resuming' if resume else 'training'} {config.method} for "
                    f"{plural(epochs, 'epoch')} on {config.data}{why}")
-    if not resume and folder.is_dir() and any(folder.iterdir()):
+    if not resume and folder.is_dir() and user_entries(folder):
         if not started.is_file():
             raise OutputExistsError(f"{folder}: holds files that reproduce did not train; move them "
                                     "or choose another --out")

@@ -34,7 +34,7 @@ import pandas as pd
 
 from vitprobe.errors import ConfigError, OutputExistsError, abbreviate
 from vitprobe.output_paths import (ANALYSIS_MARKERS, check_output_folder, holds, is_analysis_output,
-                                   temp_folder_beside, temp_prefix)
+                                   temp_folder_beside, temp_prefix, user_entries)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure  # imported lazily: results load without matplotlib
@@ -157,7 +157,7 @@ def foreign_entries(folder: Path, own: Collection[str] = ()) -> list[str]:
 
     analyses = set(list_analyzers()) | _recorded_results(folder)
     found = []
-    for entry in sorted(folder.iterdir()):
+    for entry in sorted(user_entries(folder)):
         if entry.is_dir() and not entry.is_symlink():
             if is_analysis_output(entry):
                 found += [f"{entry.name}/{inner}" for inner in foreign_entries(entry)]
@@ -180,7 +180,7 @@ def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
         raise OutputExistsError(f"{out or '.'}: is the folder you are working in{'' if target == here else ' or holds it'}, "
                                 "which vitprobe would replace as a whole; name a folder below it (e.g. --out results)")
     out = check_output_folder(out)
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and user_entries(out):
         if not overwrite:
             raise OutputExistsError(f"{out}: folder exists and is not empty; pass --overwrite (Python: overwrite=True) or choose another --out")
         if not is_analysis_output(out):

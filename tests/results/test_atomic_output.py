@@ -44,6 +44,19 @@ def test_empty_folder_is_used(tmp_path, run):
     assert (out / "run.json").is_file()
 
 
+def test_a_file_browsers_own_files_neither_fill_a_folder_nor_stop_an_overwrite(tmp_path, run):
+    """macOS Finder leaves .DS_Store (Windows Explorer Thumbs.db) in every folder it shows."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    run.save(out)
+    assert (out / "run.json").is_file()
+    (out / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (out / "Thumbs.db").write_bytes(b"x")
+    run.save(out, overwrite=True)
+    assert (out / "run.json").is_file() and _siblings(out) == []
+
+
 def test_overwrite_replaces_the_old_folder(tmp_path, run):
     out = tmp_path / "out"
     run.save(out)

@@ -109,6 +109,11 @@ def test_train_refuses_an_analysis_folder_or_one_that_cannot_be_made(tmp_path, c
     assert main(argv + ["--out", str(images)]) == 2
     assert "holds cat, notes.txt, which a training run would mix with; choose an empty or new --out" in capsys.readouterr().err
     assert sorted(p.name for p in images.iterdir()) == ["cat", "notes.txt"]
+    browsed = tmp_path / "browsed"
+    browsed.mkdir()
+    (browsed / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # macOS Finder's: not the user's content
+    assert main(argv + ["--preset", "tiny", "--out", str(browsed), "--no-progress"]) == 0
+    assert (browsed / "final.safetensors").is_file()
     blocked = tmp_path / "file"
     blocked.write_text("x")
     assert main(argv + ["--out", str(blocked / "run")]) == 2

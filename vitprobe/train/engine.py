@@ -30,7 +30,7 @@ from vitprobe.errors import (CheckpointError, ConfigError, OutputExistsError, ab
                              warn_user)
 from vitprobe.heap import retain_freed_memory
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
-from vitprobe.output_paths import check_output_folder, is_analysis_output
+from vitprobe.output_paths import check_output_folder, is_analysis_output, user_entries
 from vitprobe.seeding import seeded
 from vitprobe.train import checkpointing as ckpt
 from vitprobe import distributed
@@ -337,7 +337,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     if not resume and is_analysis_output(out):
         raise OutputExistsError(f"{out} holds an analysis (run.json or runs.json), which a training run "
                                 "would mix with; choose another --out")
-    others = sorted(p.name for p in out.iterdir() if p.name not in RUN_ENTRIES) if not resume and out.is_dir() else []
+    others = sorted(p.name for p in user_entries(out) if p.name not in RUN_ENTRIES) if not resume and out.is_dir() else []
     if others:
         raise OutputExistsError(f"{out} holds {abbreviate(others, 3)}, which a training run would mix "
                                 "with; choose an empty or new --out")

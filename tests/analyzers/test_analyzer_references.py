@@ -355,6 +355,18 @@ def test_unlabelled_negative_labels_are_ignored(info):
     assert (table[table["label"] == "cls"]["n"] == expected_n).all()
 
 
+@pytest.mark.parametrize("name", ["linear_probe", "knn"])
+def test_images_that_share_an_index_are_warned_of(name, info, recwarn):
+    """The split hashes the index: items given one index by mistake all land on one side."""
+    batch = _separable_batch(info)
+    _table(name, info, batch)
+    assert not [w for w in recwarn if "share an 'index'" in str(w.message)]
+    batch["index"] = batch["index"] // 3  # each index given to three images
+    with pytest.warns(UserWarning, match=rf"^{name}: images share an 'index' \(20 shared values, e.g. 0\); the "
+                                         "held-out split is chosen by index"):
+        _table(name, info, batch)
+
+
 def test_user_errors_are_one_line_vitprobe_errors(info, batches):
     with pytest.raises(ConfigError, match="unknown analysis 'nope'; choose from"):
         get_analyzer("nope")

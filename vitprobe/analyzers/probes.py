@@ -117,6 +117,7 @@ class _PooledFeatureProbe(Analyzer):
             return pd.DataFrame({"metric": [], "layer": [], "label": [], "value": [], "std": [], "n": []})
         index = self._row_tensor("index")
         order = torch.argsort(index, stable=True)
+        self._warn_if_shared(index[order])
         held = heldout_mask(index[order], self.heldout_fraction, self.split_seed).numpy()
         frames = []
         for key in sorted(k for k in self._rows if k.startswith("label/")):
@@ -137,6 +138,15 @@ class _PooledFeatureProbe(Analyzer):
             frame.insert(2, "label", key[6:])
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
+
+    def _warn_if_shared(self, sorted_index: torch.Tensor) -> None:
+        """Warn (one line) where items share an index: the split hashes the index, so they all
+        fall on one side, and a copy of a training image may be scored as held out."""
+        shared = sorted_index[1:][sorted_index[1:] == sorted_index[:-1]].unique()
+        if len(shared):
+            warn_user(f"{self.name}: images share an 'index' ({plural(len(shared), 'shared value')}, e.g. "
+                      f"{int(shared[0])}); the held-out split is chosen by index, so images that share one fall on "
+                      "the same side together: give each item its own 'index'")
 
     def _warn_if_meaningless(self, label: str, train_labels: np.ndarray, n_test: int) -> None:
         """Warn (one line) where the split cannot give a meaningful accuracy."""

@@ -102,6 +102,7 @@ def test_compare_two_runs(two_runs, tmp_path, capsys):
     ("argv", "message"),
     [
         (["--analyses", "attention_distance,telepathy"], "unknown analysis 'telepathy'; choose from"),
+        (["--analyses", "telepathy"], "(one of your own: import its module first, or --plugin FILE.py on the command line)"),
         (["--analyses", "knn,fourier,"], "analyses 'knn,fourier,' has an empty name between commas; separate"),
         (["--data", "synthetc:4"], "dataset spec 'synthetc:4'"),
         (["--data", "digits", "--analyses", "attention_jaccard"], "needs foreground masks"),

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from vitprobe.data.user_data import as_items, dataset_name, describe_data, first_item, loader_sampling
 from vitprobe.distributed import on_rank_zero, own_shard, rank_and_world, to_device
 from vitprobe.errors import ConfigError, DataError, VitprobeError, check_whole, is_whole, warn_user, warnings_kept
+from vitprobe.plugins import OWN_MODULE_HINT
 from vitprobe.results import Run, check_output
 
 PROGRESS_DESC = "analysing"
@@ -211,7 +212,8 @@ def _analysis_names(analyses: str | Sequence[str], has_masks: bool, label_names:
         raise ConfigError(f"no analyses given; choose 'all' or some of {', '.join(known)}")
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ConfigError(f"unknown analysis {', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
+        raise ConfigError(f"unknown analysis {', '.join(map(repr, unknown))}; choose from {', '.join(known)} "
+                          f"({OWN_MODULE_HINT})")
     chosen, skipped = [], {}
     for name in dict.fromkeys(names):
         cls = analyzer_class(name)

@@ -5,8 +5,9 @@ The header metadata key ``"vitprobe"`` holds JSON
 "config": dict (the options as given, defaults filled in), "in_force": {"hparams": the
 objective's hyper-parameters after its and the preset's defaults, "lr": the peak learning
 rate}, "epoch": int, "step": int, "warnings": the collapse warnings training printed, as
-"epoch N: text"}`` (files written before ``objective_revision``, ``in_force`` and
-``warnings`` existed read as None, {} and []); the tensors are the encoder's state dict with
+"epoch N: text", "world_size": the training's processes}`` (files written before
+``objective_revision``, ``in_force``, ``warnings`` and ``world_size`` existed read as None,
+{}, [] and 1); the tensors are the encoder's state dict with
 plain timm keys.
 """
 

@@ -29,6 +29,7 @@ from vitprobe.metrics import (
     token_covariance_log_spectrum,
 )
 from vitprobe.plots.style import protocol_caption
+from vitprobe.results import Result
 
 
 def _result(name, info, data, **params):
@@ -75,6 +76,9 @@ def test_attention_distance_marks_even_attention_in_protocol_and_figure(info, ba
     assert len(lines) == 1 and lines[0].get_ydata()[0] == pytest.approx(even, abs=1e-4)
     low, high = figure.axes[0].get_ylim()
     assert low == 0.0 and high > max(result.table["value"].max(), even)  # not zoomed onto a random model's spread
+    local = Result(result.name, result.table.assign(value=result.table["value"] * 0.4), result.protocol)
+    low, high = draw("attention_distance", [("local", local)]).axes[0].get_ylim()
+    assert low == 0.0 and high > even > local.table["value"].max()  # the even line stays in view above a local model
 
 
 def test_token_tables_match_metrics(info, batches):

@@ -6,7 +6,7 @@ import math
 
 from matplotlib.figure import Figure
 
-from vitprobe.plots.panels import depth_curve_panel, has_metric, per_head_panel
+from vitprobe.plots.panels import depth_curve_panel, from_zero, has_metric, per_head_panel
 from vitprobe.plots.style import Items, finish, new_figure
 
 METRICS = ("nmi", "head_diversity_jsd")
@@ -20,6 +20,7 @@ def draw(items: Items) -> Figure:
     for ax, metric in zip(axes, panels):
         if metric == "nmi":
             per_head_panel(ax, items, metric, "NMI(query; key)")
+            from_zero(ax)
             ax.set_title("query dependence per head (0 = collapsed)")
         else:
             depth_curve_panel(ax, items, metric, "head diversity (JSD, nats)")

@@ -32,9 +32,7 @@ def per_head_panel(ax: Axes, items: Items, metric: str, ylabel: str) -> None:
     """Every head a dot and the mean over heads a line, against depth; one colour per run.
 
     Runs are shifted sideways by a small offset so that their dots do not hide each other.
-    The lines carry the run labels for the figure's legend (``finish`` places it below). The
-    value axis starts at 0 (the per-head metrics, attention distance and NMI, are non-negative):
-    an axis zoomed onto the data would make a near-uniform model's small spread look like structure.
+    The lines carry the run labels for the figure's legend (``finish`` places it below).
     """
     colors = run_colors(len(items))
     offsets = np.linspace(-0.15, 0.15, len(items)) if len(items) > 1 else [0.0]
@@ -47,8 +45,14 @@ def per_head_panel(ax: Axes, items: Items, metric: str, ylabel: str) -> None:
         mean = rows.groupby("layer", sort=True)["value"].mean()
         ax.plot(mean.index.to_numpy(dtype=float), mean.to_numpy(), "-o", ms=3, color=color, label=label)
     depth_axis(ax)
-    ax.set_ylim(bottom=0.0)
     ax.set_ylabel(ylabel)
+
+
+def from_zero(ax: Axes) -> None:
+    """Start the value axis at 0 for a non-negative metric (attention distance, NMI): an axis
+    zoomed onto the data would make a near-uniform model's small spread look like structure.
+    Call it after every line is drawn: it fixes the top where autoscaling has put it."""
+    ax.set_ylim(bottom=0.0)
 
 
 def depth_curve_panel(ax: Axes, items: Items, metric: str, ylabel: str,

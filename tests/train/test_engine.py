@@ -247,6 +247,19 @@ def test_every_objective_trains_under_bf16_autocast(tmp_path, method, lam):
     assert np.isfinite(loss).all() and len(loss) == 6
 
 
+def test_a_hybrid_logs_each_branch_once_and_no_momentum_at_lambda_0(tmp_path):
+    """log.csv: the branches' losses as mim_loss / cl_loss (not the MIM one again as recon_loss);
+    at lambda 0 no teacher moves, so the momentum column is empty."""
+    import pandas as pd
+
+    for lam in (0.0, 0.5):
+        train(toy_config(tmp_path / str(lam), method="hybrid", lam=lam, epochs=1), dataset=toy_dataset(n=8))
+    mixed, mim_only = (pd.read_csv(tmp_path / lam / "log.csv") for lam in ("0.5", "0.0"))
+    assert {"mim_loss", "cl_loss"} <= set(mixed.columns) and "recon_loss" not in mixed.columns
+    assert mixed["momentum"].notna().all() and mim_only["momentum"].isna().all()
+    assert "cl_loss" not in mim_only.columns and (mim_only["mim_loss"] == mim_only["loss"]).all()
+
+
 def test_training_keeps_freed_memory_for_reuse(tmp_path, malloc_calls):
     run_toy(tmp_path / "run", epochs=1)
     assert ("mallopt", heap.M_TRIM_THRESHOLD, heap.RETAINED_TRIM_THRESHOLD) in malloc_calls

@@ -301,8 +301,9 @@ def test_hybrid_mixes_with_lam_and_shares_one_encoder() -> None:
     assert math.isclose(loss.item(), 0.7 * m["mim_loss"] + 0.3 * m["cl_loss"], rel_tol=1e-6)
     assert "recon_loss" not in m  # the MIM branch's loss, logged once, as mim_loss
     assert hybrid.hparams["momentum"] == 0.99
-    mim_only = build("hybrid", lam=0.0)  # no teacher runs: no momentum schedule, no EMA pairs
-    assert mim_only.hparams["momentum"] is None and mim_only.momentum_pairs() == []
+    assert build("hybrid", lam=0.0).momentum_pairs() == []  # no teacher runs: the engine logs no momentum
+    with pytest.warns(UserWarning, match=r"^hybrid at lambda 0: momentum 0.9 has no effect"):
+        build("hybrid", lam=0.0, momentum=0.9)
     assert build("hybrid", cl="dino", cl_hparams=SMALL["dino"]).hparams["momentum"] == 0.996
     assert build("hybrid", cl="dino", cl_hparams=SMALL["dino"], momentum=0.9).hparams["momentum"] == 0.9
 

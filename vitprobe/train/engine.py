@@ -380,8 +380,8 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     peak_lr = config.lr if config.lr is not None else optim["base_lr"] * global_batch / 256
     lr_at = cosine_schedule(peak_lr, optim["min_lr"], total, optim["warmup_epochs"] * steps_per_epoch)
     wd_at = cosine_schedule(optim["weight_decay"], optim["weight_decay_end"], total)
-    m_at = (cosine_schedule(optim["momentum"], 1.0, total) if optim["momentum"] is not None
-            else None)
+    m_at = (cosine_schedule(optim["momentum"], 1.0, total)  # none where no teacher moves (a hybrid at lambda 0)
+            if optim["momentum"] is not None and objective.momentum_pairs() else None)
 
     groups = param_groups(objective)
     trainable = [p for g in groups for p in g["params"]]

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from vitprobe.errors import ConfigError
+from vitprobe.errors import ConfigError, warn_user
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.objectives.base import Objective, StepInfo, get_objective, objective_class, register_objective
 
@@ -25,7 +25,7 @@ class Hybrid(Objective):
     embedding is trained (``stop_grad_patch_embed`` False) unless ``cl_hparams`` says
     otherwise, since the MIM branch needs it. The optimiser defaults are MoCo v3's (the
     default CL branch) with MIM's weight decay 0.05; unless given, ``momentum`` is the CL
-    branch's own (0.99 MoCo v3, 0.996 DINO); at lam 0 there is none (no teacher runs). The log
+    branch's own (0.99 MoCo v3, 0.996 DINO), unused at lam 0 (no teacher runs). The log
     has ``mim_loss`` and ``cl_loss`` beside each branch's other health metrics.
     """
 
@@ -75,10 +75,11 @@ class Hybrid(Objective):
         self.mim = get_objective(h["mim"], encoder, arch, **h["mim_hparams"])
         self.cl = get_objective(h["cl"], encoder, arch, **cl_hparams)
         self.collapse_dim = self.cl.collapse_dim
-        if self.lam == 0.0:  # the CL branch never runs: no teacher to move, no momentum to log
-            self.hparams["momentum"] = None
-        elif "momentum" not in hparams:
+        if "momentum" not in hparams:
             self.hparams["momentum"] = self.cl.hparams["momentum"]
+        elif self.lam == 0.0:
+            warn_user(f"hybrid at lambda 0: momentum {hparams['momentum']} has no effect (the CL branch, "
+                      "whose teacher it moves, does not run)")
 
     def views(self, image: Tensor, g: torch.Generator) -> dict[str, Tensor]:
         """The MIM views under "mim.<key>", then the CL views under "cl.<key>" (drawn in that order from g)."""

@@ -239,6 +239,21 @@ def test_the_report_says_whose_seed_it_names() -> None:
     assert _seed_text({"format": "dino"}) == ""
 
 
+def test_a_file_browsers_own_files_are_not_foreign_results(tmp_path: Path) -> None:
+    """Finder leaves .DS_Store in every folder it shows (Explorer Thumbs.db, desktop.ini)."""
+    from vitprobe.reproduce import foreign_results
+
+    root = tmp_path / "small"
+    (root / "runs" / "a").mkdir(parents=True)
+    (root / "runs" / "a" / "run.json").write_text("{}")
+    for folder in (root, root / "runs", root / "runs" / "a"):
+        for name in (".DS_Store", "Thumbs.db", "desktop.ini"):
+            (folder / name).write_bytes(b"x")
+    assert foreign_results(root) == []
+    (root / "runs" / "notes.txt").write_text("mine")
+    assert foreign_results(root) == ["runs/notes.txt"]
+
+
 def test_foreign_files_and_repeated_recipes_are_refused_before_work(tmp_path: Path) -> None:
     from vitprobe.errors import ConfigError
 

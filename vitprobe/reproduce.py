@@ -182,15 +182,15 @@ def prepare_checkpoints(recipe: Recipe, out: Path, device: str = "cpu", num_work
 def foreign_results(root: Path) -> list[str]:
     """Entries of a recipe's output folder ``root`` that reproduce did not write (and that
     replacing its results would delete): anything beside ``models`` and RESULTS, a run that
-    holds other files, and other files among the figures."""
+    holds other files, and other files among the figures; a file browser's own files are not."""
     from vitprobe.results import foreign_entries
 
     if not root.is_dir():
         return []
-    found = [e.name for e in root.iterdir() if e.name not in ("models", *RESULTS) and not e.name.startswith(".")]
+    found = [e.name for e in user_entries(root) if e.name not in ("models", *RESULTS) and not e.name.startswith(".")]
     runs, figures = root / "runs", root / "figures"
     if runs.is_dir():
-        for run in runs.iterdir():
+        for run in user_entries(runs):
             ours = run.is_dir() and not run.is_symlink() and is_analysis_output(run)
             found += [f"runs/{run.name}/{e}" for e in foreign_entries(run)] if ours else [f"runs/{run.name}"]
     if figures.is_dir():

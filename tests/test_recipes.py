@@ -450,6 +450,8 @@ def test_claims_read_what_the_verdicts_read_and_yaml_errors_stay_one_line(tmp_pa
     ({"models": {"a": {"checkpoint": None}}}, r"model 'a': checkpoint must be the path of a file, got None"),
     ({"quick": {"dataa": "synthetic:32"}}, r"quick: unknown keys \['dataa'\]"),
     ({"quick": {"train": {"epochss": 1}}}, r"quick.train: .*epochss"),
+    ({"quick": {"train": {"teacher_temp": 0.1}}},  # named with the objectives that have it, not a stand-in's
+     r"quick.train: unknown training option\(s\) \['teacher_temp'\]; .*; teacher_temp \(of dino\) is a hyper-parameter: put it under hparams:$"),
     ({"params": {"knn": {"layers": [9]}}}, r"params: knn.layers \[9\] lie outside the blocks knn reads in every model \(0..4: the shallowest has 4\)"),
     ({"claims": [_claim(layers=[1, 99])]}, r"claim check layers \[99\] lie beyond the models' blocks \(the deepest has 4\)"),
     ({"claims": [_claim(min_difference=-1)]}, r"claim check min_difference must be a number >= 0 in the metric's units, got -1"),

@@ -266,7 +266,9 @@ def _check_quick(block: Any, where: str) -> None:
     from vitprobe.train import TrainConfig
 
     try:
-        TrainConfig.from_overrides({"method": "mae", **_mapping(block.get("train", {}), "quick.train", where)})
+        train = _mapping(block.get("train", {}), "quick.train", where)
+        TrainConfig.check_names(train)  # before a stand-in method, which its hints would name
+        TrainConfig.from_overrides({"method": "mae", **train})
     except ConfigError as err:
         raise ConfigError(f"{where}: quick.train: {err}") from None
 

@@ -70,9 +70,15 @@ def test_resume_with_only_the_out_folder_continues_exactly(tmp_path, monkeypatch
      "give --method, or --config FILE with a method: key, or --resume with the --out of a run to continue"),
     (["--config", "{cfg}"], "method: mae\nlrr: 0.1\n", "{cfg}: unknown training option(s) ['lrr']; known: ['amp'"),
     (["--config", "{cfg}"], "method: mae\nmask_ratio: 0.6\n",
-     "'seed']; mask_ratio is a hyper-parameter of mae: put it under hparams: (command line: --set mask_ratio=...)"),
+     "'seed']; mask_ratio is a hyper-parameter of mae: put it under hparams:"),
+    (["--config", "{cfg}", "--method", "simmim"], "data: digits\nmask_ratio: 0.6\n",
+     "'seed']; mask_ratio is a hyper-parameter of simmim: put it under hparams:"),
     (["--config", "{cfg}"], "data: digits\nmask_ratio: 0.6\nteacher_temp: 0.1\n",
-     "mask_ratio, teacher_temp are hyper-parameters of an objective: put them under hparams:"),
+     "mask_ratio (of gmml, mae, simmim) and teacher_temp (of dino) are hyper-parameters: put them under hparams:"),
+    (["--config", "{cfg}"], "method: hybrid\nlam: 0.5\nmask_ratio: 0.6\ncrop_scale: [0.3, 1]\n",
+     "; crop_scale is a hyper-parameter of both hybrid branches: put it under hparams: {{mim_hparams: {{crop_scale: "
+     "...}}}} or {{cl_hparams: {{crop_scale: ...}}}}; mask_ratio is a hyper-parameter of the hybrid's MIM branch: put "
+     "it under hparams: {{mim_hparams: {{mask_ratio: ...}}}}"),
     (["--config", "{cfg}"], "method: mae\ndata: synthetic:16\nlr: fast\n", "{cfg}: lr must be a number, got 'fast'"),
     (["--config", "{cfg}", "--epochs", "1"], "method: mae\ndata: 5\n", "{cfg}: data must be a non-empty string, got 5"),
     (["--config", "{cfg}", "--lambda", "0.5"], "method: mae\ndata: synthetic:16\n",

@@ -83,6 +83,10 @@ def test_cli_refuses_a_negative_clip_before_writing_anything(tmp_path, capsys):
      """e.g. --set mim_hparams={"mask_ratio":0.5} (Python: hparams={'mim_hparams': {'mask_ratio': 0.5}})"""),
     (["--method", "hybrid", "--lambda", "0.5", "--set", "cl=dino", "--set", "teacher_temp=0.07"],
      "teacher_temp is a hyper-parameter of its CL branch (dino); give it inside cl_hparams"),
+    (["--method", "hybrid", "--lambda", "0.5", "--set", "crop_scale=[0.3, 1]"],
+     "crop_scale is a hyper-parameter of its MIM branch (simmim) and its CL branch (mocov3); give it inside mim_hparams "
+     """or cl_hparams, e.g. --set mim_hparams={"crop_scale":[0.3,1]} (Python: hparams={'mim_hparams': {'crop_scale': [0.3, 1]}}) """
+     """or --set cl_hparams={"crop_scale":[0.3,1]}"""),
     (["--method", "hybrid", "--lambda", "0.5", "--set", 'cl_hparams={"tau":2}'],
      "objective 'mocov3' (in cl_hparams): unknown hyper-parameter(s) ['tau']"),
 ])

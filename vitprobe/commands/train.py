@@ -89,7 +89,7 @@ def training_config(args: argparse.Namespace) -> "TrainConfig":
         source, base = str(out / "config.json"), _saved_options(out, given_all={"method", "data"} <= set(given))
     if source is not None:
         try:
-            TrainConfig.check_names(base)
+            TrainConfig.check_names(base, method=given.get("method"))
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
     if args.resume and args.config is None:  # another model is no resume (said before its options fail to fit)

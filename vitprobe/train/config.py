@@ -12,7 +12,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from vitprobe.data.spec import absolute_spec
 from vitprobe.errors import ConfigError, check_whole, plural
@@ -26,17 +26,34 @@ AMP_MODES = ("auto", "bf16", "fp16", "fp32")
 METHOD_NAMES = {"sit": "gmml", "moco": "mocov3", "mocov3": "mocov3", "clmim": "hybrid", "clplusmim": "hybrid"}
 
 
+def _owners(key: str, methods: Sequence[str]) -> list[str]:
+    """The objectives among ``methods`` whose hyper-parameters include ``key``."""
+    return [m for m in methods if key in objective_class(m).defaults]
+
+
 def _hparams_hint(unknown: list[str], method: Any) -> str:
-    """Where the unknown options that are hyper-parameters of ``method`` (or, with none given,
-    of any objective) belong: under ``hparams:``, or ``--set`` on the command line."""
-    methods = [method] if method in list_objectives() else list_objectives()
-    owned = [k for k in unknown if any(k in objective_class(m).defaults for m in methods)]
-    if not owned:
-        return ""
-    whose = method if len(methods) == 1 else "an objective"
-    what = (f"{owned[0]} is a hyper-parameter of {whose}: put it" if len(owned) == 1 else
-            f"{', '.join(owned)} are hyper-parameters of {whose}: put them")
-    return f"; {what} under hparams: (command line: --set {owned[0]}=...)"
+    """Where the unknown options that are objectives' hyper-parameters belong: under
+    ``hparams:`` (a hybrid branch's, under its ``mim_hparams`` or ``cl_hparams`` there), named
+    for ``method`` where it is an objective, else with the objectives that have them."""
+    from vitprobe.train.objectives.hybrid import CL_CHOICES, MIM_CHOICES
+
+    if method not in list_objectives():
+        parts = [f"{k} (of {', '.join(_owners(k, list_objectives()))})" for k in unknown
+                 if _owners(k, list_objectives())]
+        if not parts:
+            return ""
+        if len(parts) == 1:
+            return f"; {parts[0]} is a hyper-parameter: put it under hparams:"
+        return f"; {', '.join(parts[:-1])} and {parts[-1]} are hyper-parameters: put them under hparams:"
+    hints = [f"{k} is a hyper-parameter of {method}: put it under hparams:" for k in unknown if _owners(k, [method])]
+    if method == "hybrid":
+        for key in (k for k in unknown if not _owners(k, [method])):
+            inside = [part for part, choices in (("mim", MIM_CHOICES), ("cl", CL_CHOICES)) if _owners(key, choices)]
+            if inside:
+                branches = "both hybrid branches" if len(inside) == 2 else f"the hybrid's {inside[0].upper()} branch"
+                places = " or ".join(f"{{{part}_hparams: {{{key}: ...}}}}" for part in inside)
+                hints.append(f"{key} is a hyper-parameter of {branches}: put it under hparams: {places}")
+    return "".join(f"; {hint}" for hint in hints)
 
 
 @dataclass(frozen=True)
@@ -148,13 +165,14 @@ class TrainConfig:
         return cls(**values)
 
     @classmethod
-    def check_names(cls, values: dict[str, Any]) -> None:
-        """Raise ConfigError unless every key of ``values`` names a field."""
+    def check_names(cls, values: dict[str, Any], method: str | None = None) -> None:
+        """Raise ConfigError unless every key of ``values`` names a field; one that is a
+        hyper-parameter of ``method`` (default: ``values["method"]``) is said to go under ``hparams``."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise ConfigError(f"unknown training option(s) {unknown}; known: {sorted(names)}"
-                              f"{_hparams_hint(unknown, values.get('method'))}")
+                              f"{_hparams_hint(unknown, method or values.get('method'))}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field."""

@@ -43,17 +43,17 @@ class Hybrid(Objective):
     def resolve_hparams(cls, given: dict[str, Any], via: str | None = None) -> dict[str, Any]:
         """As every objective's, and the hyper-parameters of each part checked by that part; one
         of a part's own given at the top level is refused with where it belongs."""
-        for part in ("mim", "cl"):
-            name = given.get(part, cls.defaults[part])
-            misplaced = [k for k in given if k not in cls.defaults and name in cls.choices[part]
-                         and k in objective_class(name).defaults]
-            if misplaced:
-                key, option = misplaced[0], f"{part}_hparams"
+        for key in (k for k in given if k not in cls.defaults):
+            branches = {part: given.get(part, cls.defaults[part]) for part in ("mim", "cl")}
+            owners = [part for part, name in branches.items()
+                      if name in cls.choices[part] and key in objective_class(name).defaults]
+            if owners:
                 inside = {key: given[key]}
-                raise ConfigError(f"objective 'hybrid': {key} is a hyper-parameter of its {part.upper()} branch "
-                                  f"({name}); give it inside {option}, e.g. --set "
-                                  f"{option}={json.dumps(inside, default=repr).replace(' ', '')} "
-                                  f"(Python: hparams={{{option!r}: {inside!r}}})")
+                ways = " or ".join(f"--set {part}_hparams={json.dumps(inside, default=repr, separators=(',', ':'))} "
+                                   f"(Python: hparams={{'{part}_hparams': {inside!r}}})" for part in owners)
+                whose = " and ".join(f"its {part.upper()} branch ({branches[part]})" for part in owners)
+                raise ConfigError(f"objective 'hybrid': {key} is a hyper-parameter of {whose}; give it inside "
+                                  f"{' or '.join(f'{part}_hparams' for part in owners)}, e.g. {ways}")
         out = super().resolve_hparams(given, via)
         for part in ("mim", "cl"):
             objective_class(out[part]).resolve_hparams(out[f"{part}_hparams"], via=f"{part}_hparams")

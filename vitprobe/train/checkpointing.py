@@ -109,6 +109,15 @@ def has_checkpoint(out: Path) -> bool:
     return (out / STATE_FILE).exists() or (out / STAGING_DIR / MARKER).exists()
 
 
+def _load_reason(err: BaseException) -> str:
+    """Why ``torch.load`` failed, in a few words: the weights-only unpickler's own complaint (its
+    message starts with torch's change of defaults, beside the point for a file vitprobe wrote),
+    else the error's first sentence."""
+    _, marker, detail = str(err).partition("WeightsUnpickler error:")
+    complaint = next((line.strip() for line in detail.splitlines() if line.strip()), "")
+    return f"not a train state vitprobe wrote: {complaint}" if marker and complaint else brief_reason(err)
+
+
 def load_train_state(out: Path) -> dict[str, Any]:
     """The training state of the last complete checkpoint in ``out`` (tensors on CPU).
 
@@ -126,7 +135,7 @@ def load_train_state(out: Path) -> dict[str, Any]:
     try:
         state = torch.load(state_path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-        raise CheckpointError(f"--resume: {state_path} cannot be read ({brief_reason(err)}); "
+        raise CheckpointError(f"--resume: {state_path} cannot be read ({_load_reason(err)}); "
                               f"the run folder is damaged, start a new --out") from None
     from safetensors import safe_open
 

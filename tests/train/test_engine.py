@@ -247,6 +247,32 @@ def test_every_objective_trains_under_bf16_autocast(tmp_path, method, lam):
     assert np.isfinite(loss).all() and len(loss) == 6
 
 
+def test_a_collapse_is_advised_on_where_it_starts_and_said_in_short_while_it_persists(tmp_path):
+    """Epochs 0-1 collapsed, 2 calm, 3-4 collapsed again: advice at 0 and 3, short lines at 1
+    and 4; a monitor told of epochs 0-3 (a resumed run) says epoch 4 the same way."""
+    from vitprobe.train.monitor import Monitor
+    from vitprobe.train.objectives import collapse_warnings
+
+    spread = [1e-5, 1e-5, 0.06, 1e-5, 1e-5]  # embedding std per epoch, K = 256: healthy is 1/16
+
+    def said(monitor: Monitor, epochs: range) -> list[str]:
+        out = []
+        for epoch in epochs:
+            monitor.step(epoch, epoch, 1.0, 0.1, 0.0, None, {"emb_std": spread[epoch]})
+            out += [f"epoch {epoch}: {text}" for text in monitor.end_epoch(epoch)]
+        return out
+
+    def monitor(before: list[str]) -> Monitor:
+        return Monitor(tmp_path, False, 5, 0, 1, lambda means: collapse_warnings(means, 256), False, said=before)
+
+    full = said(monitor([]), range(5))
+    assert [w.split(":")[0] for w in full] == ["epoch 0", "epoch 1", "epoch 3", "epoch 4"]
+    assert "lower the learning rate" in full[0] and "lower the learning rate" in full[2]
+    assert full[1].endswith("since epoch 0, whose warning gives the advice") and "learning rate" not in full[1]
+    assert full[3].endswith("since epoch 3, whose warning gives the advice")
+    assert said(monitor(full[:3]), range(4, 5)) == full[3:]
+
+
 def test_a_hybrid_logs_each_branch_once_and_no_momentum_at_lambda_0(tmp_path):
     """log.csv: the branches' losses as mim_loss / cl_loss (not the MIM one again as recon_loss);
     at lambda 0 no teacher moves, so the momentum column is empty."""

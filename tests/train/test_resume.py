@@ -305,7 +305,7 @@ def test_collapse_warnings_travel_with_the_checkpoint_across_a_resume(tmp_path, 
     assert [w.split(":")[0] for w in said] == ["epoch 0", "epoch 1"]
     assert "lower the learning rate" in said[0]
     assert said[1].startswith("epoch 1: contrastive collapse persists (embedding std ")
-    assert said[1].endswith("; its advice is at epoch 0")
+    assert said[1].endswith(") since epoch 0, whose warning gives the advice")
     with pytest.warns(VitprobeWarning, match=r"training warned of a collapse \(and in 1 later epoch\): epoch 0: "
                                              "contrastive collapse"):
         load_model(tmp_path / "split" / "final.safetensors")

@@ -140,8 +140,8 @@ class _PooledFeatureProbe(Analyzer):
         return pd.concat(frames, ignore_index=True)
 
     def _warn_if_shared(self, sorted_index: torch.Tensor) -> None:
-        """Warn (one line) where items share an index: the split hashes the index, so they all
-        fall on one side, and a copy of a training image may be scored as held out."""
+        """Warn (one line) where items share an index: the split hashes the index, so each group
+        that shares one (e.g. a label given as the index) lands whole in training or held out."""
         shared = sorted_index[1:][sorted_index[1:] == sorted_index[:-1]].unique()
         if len(shared):
             warn_user(f"{self.name}: images share an 'index' ({plural(len(shared), 'shared value')}, e.g. "

@@ -63,24 +63,33 @@ def read_log(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     return columns, rows
 
 
-def _first_epochs(said: Sequence[str]) -> dict[str, int]:
-    """The epoch at which each kind of collapse was first warned of, from warnings recorded as
-    "epoch N: <kind> (...": ..."."""
-    first: dict[str, int] = {}
+def _record(streaks: dict[str, tuple[int, int]], kind: str, epoch: int) -> int:
+    """Add a collapse of ``kind`` at ``epoch`` to ``streaks`` ({kind: (first, last) epoch of
+    its current run of consecutive epochs}) and return the first epoch of that run."""
+    start, last = streaks.get(kind, (epoch, epoch - 2))
+    first = start if last == epoch - 1 else epoch
+    streaks[kind] = (first, epoch)
+    return first
+
+
+def _streaks(said: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """The streaks (see ``_record``) of collapse warnings recorded as "epoch N: <kind> ..."."""
+    streaks: dict[str, tuple[int, int]] = {}
     for text in said:
         epoch, _, rest = text.partition(": ")
         kind = next((k for k in COLLAPSE_KINDS if rest.startswith(k)), None)
         if kind is not None and epoch.removeprefix("epoch ").isdigit():
-            first.setdefault(kind, int(epoch.removeprefix("epoch ")))
-    return first
+            _record(streaks, kind, int(epoch.removeprefix("epoch ")))
+    return streaks
 
 
 class Monitor:
     """Progress bar, CSV log and per-epoch collapse warnings; silent where ``enabled`` is False
     (ranks other than 0), without the bar where ``progress`` is False.
 
-    A collapse is warned of with its advice the first epoch it shows (``said``: the warnings of
-    the epochs before a resume, "epoch N: text"), and in one short line each later epoch.
+    A collapse is warned of with its advice the first epoch it shows, and in one short line
+    each following epoch while it persists (``said``: the warnings of the epochs before a
+    resume, "epoch N: text"); one that comes back after a calm epoch is advised on again.
 
     A fresh run (``start_step`` 0) starts a new log. ``start_step`` > 0 (a resumed run) keeps
     the rows of the steps before it from the existing log, rewritten atomically (rows torn by a
@@ -92,7 +101,7 @@ class Monitor:
                  log_every: int, warn: Callable[[dict[str, float]], list[Collapse]], progress: bool = True,
                  said: Sequence[str] = ()):
         self.enabled, self.log_every, self.warn = enabled, log_every, warn
-        self.first_epoch = _first_epochs(said)
+        self.streaks = _streaks(said)
         self.path = out / LOG_FILE
         self.columns: list[str] | None = None
         self.epoch_sums: dict[str, float] = defaultdict(float)
@@ -159,15 +168,17 @@ class Monitor:
 
     def end_epoch(self, epoch: int) -> list[str]:
         """Print (on rank 0) and return the collapse warnings of the epoch's mean metrics: with
-        the advice where the kind is new, else "<kind> persists (<values>); advice at epoch N"."""
+        the advice where the collapse starts, else "<kind> persists (<values>) since epoch N, whose
+        warning gives the advice"."""
         means = {k: v / max(self.epoch_count, 1) for k, v in self.epoch_sums.items()}
         self.epoch_sums.clear()
         self.epoch_count = 0
         warnings = []
         for collapse in self.warn(means):
-            first = self.first_epoch.setdefault(collapse.kind, epoch)
+            first = _record(self.streaks, collapse.kind, epoch)
             warnings.append(str(collapse) if first == epoch else
-                            f"{collapse.kind} persists ({collapse.measured}); its advice is at epoch {first}")
+                            f"{collapse.kind} persists ({collapse.measured}) since epoch {first}, whose warning "
+                            "gives the advice")
         if self.enabled:
             for text in warnings:
                 self.bar.write(f"vitprobe: warning: epoch {epoch}: {text}")

@@ -169,7 +169,9 @@ def _stopped(stop: KeyboardInterrupt, hint: Callable[[], str] = lambda: "") -> i
     is stopped), with what to do next."""
     terminated = isinstance(stop, Terminated)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"vitprobe: {'terminated' if terminated else 'interrupted'}{hint()}", file=sys.stderr)
+        why = (" (torchrun stops every process when one fails or is stopped; its report below names "
+               "which)" if terminated and int(os.environ.get("WORLD_SIZE", "1")) > 1 else "")
+        print(f"vitprobe: {'terminated' if terminated else 'interrupted'}{why}{hint()}", file=sys.stderr)
     return 143 if terminated else 130
 
 
@@ -192,12 +194,14 @@ def _train_resume_hint(args: argparse.Namespace) -> str:
     """How to go on after a stopped training: --resume where a checkpoint was written."""
     from pathlib import Path
 
+    from vitprobe.distributed import launcher
     from vitprobe.train.checkpointing import has_checkpoint
     from vitprobe.train.config import TrainConfig
 
     out = args.out or TrainConfig.out
-    if has_checkpoint(Path(out)):
-        return f"; vitprobe train --resume --out {out} continues from the last checkpoint"
+    if has_checkpoint(Path(out)):  # with the run's process count, which --resume requires
+        command = launcher(int(os.environ.get("WORLD_SIZE", "1")))
+        return f"; {command} train --resume --out {out} continues from the last checkpoint"
     return f"; no checkpoint was written to {out} yet, so the same command again starts the run over"
 
 

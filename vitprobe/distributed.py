@@ -53,6 +53,19 @@ def shard_batches(loader: Iterable[Any]) -> Iterator[Any]:
         yield from loader
 
 
+def launcher(world_size: int) -> str:
+    """The command that starts ``world_size`` vitprobe processes: ``vitprobe`` for one, else
+    torchrun's, spread over nodes as this launch is (``LOCAL_WORLD_SIZE`` per node) where
+    that divides ``world_size``, else on one node."""
+    if world_size <= 1:
+        return "vitprobe"
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+    if per_node < 1 or world_size % per_node:
+        per_node = world_size
+    nodes = f"--nnodes {world_size // per_node} " if per_node < world_size else ""
+    return f"torchrun {nodes}--nproc_per_node {per_node} -m vitprobe"
+
+
 def rank_and_world() -> tuple[int, int]:
     """(rank, world size) of the initialised process group; (0, 1) outside torch.distributed."""
     if dist.is_available() and dist.is_initialized():

@@ -632,6 +632,13 @@ def test_an_interrupted_training_says_how_to_continue_once(tmp_path, capsys, mon
     monkeypatch.setattr(train_module, "train", terminated)
     assert main(argv) == 143
     assert capsys.readouterr().err.startswith("vitprobe: terminated; vitprobe train --resume --out")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # under torchrun: the resume must be launched the same way
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert main(argv) == 143
+    assert capsys.readouterr().err == (
+        "vitprobe: terminated (torchrun stops every process when one fails or is stopped; its report below names "
+        f"which); torchrun --nproc_per_node 2 -m vitprobe train --resume --out {tmp_path / 'run'} continues from "
+        "the last checkpoint\n")
     monkeypatch.setenv("RANK", "1")  # another torchrun process: rank 0 says it
     assert main(argv) == 143
     assert capsys.readouterr().err == ""

@@ -164,7 +164,8 @@ def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, monkeypatch):
     split_then_resume(torn, tmp_path, monkeypatch)
 
 
-def test_resume_from_an_unreadable_state_or_another_process_count_is_refused(tmp_path):
+def test_resume_from_an_unreadable_state_or_another_process_count_is_refused(tmp_path, monkeypatch):
+    from vitprobe.distributed import launcher
     from vitprobe.train.engine import _check_resume
 
     out = tmp_path / "run"
@@ -174,8 +175,15 @@ def test_resume_from_an_unreadable_state_or_another_process_count_is_refused(tmp
     _check_resume(config, state, 1)  # the same run resumes
     with pytest.raises(ConfigError, match=r"--data was \"custom:list\[16\]\", now \"digits\""):
         _check_resume(toy_config(out, epochs=1, data="digits"), state, 1)
-    with pytest.raises(ConfigError, match="used 1 process, not 2; resume with the same process count"):
+    with pytest.raises(ConfigError, match="used 1 process, not 2; resume with the same process count: vitprobe train "
+                                          f"--resume --out {out}$"):
         _check_resume(config, state, 2)
+    with pytest.raises(ConfigError, match="used 2 processes, not 1; resume with the same process count: torchrun "
+                                          f"--nproc_per_node 2 -m vitprobe train --resume --out {out}$"):
+        _check_resume(config, {**state, "world_size": 2}, 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # a launch over nodes of 4 processes each
+    assert launcher(8) == "torchrun --nnodes 2 --nproc_per_node 4 -m vitprobe"
+    assert launcher(6) == "torchrun --nproc_per_node 6 -m vitprobe"  # 4 per node cannot make 6
     encoder = (out / ckpt.ENCODER_FILE).read_bytes()
     (out / ckpt.ENCODER_FILE).write_bytes(encoder[:1000])  # the header says more than the file holds
     with pytest.raises(CheckpointError, match="cannot be read") as err:

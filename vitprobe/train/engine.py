@@ -205,7 +205,8 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int,
     if state["world_size"] != world_size:  # first: the global batch, hence the lr, follows from it
         used = state["world_size"]
         raise ConfigError(f"--resume: the run in {config.out} used {used} process{'es' if used != 1 else ''}, "
-                          f"not {world_size}; resume with the same process count")
+                          f"not {world_size}; resume with the same process count: {distributed.launcher(used)} train "
+                          f"--resume --out {config.out}")
     saved = TrainConfig.from_overrides(state["config"]).resolved()
     now = config.resolved()
     if saved["method"] != now["method"]:  # first: every hyper-parameter differs with it

@@ -99,6 +99,13 @@ def seconds(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """A script's parser: its docstring's first paragraph as the description, and each option's
+    default in ``--help`` (every option has a help text for it to follow)."""
+    return argparse.ArgumentParser(description=" ".join(doc.split("\n\n")[0].split()),
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
 def positive(text: str) -> int:
     """An argparse type: a whole number >= 1 (``--rounds 0`` would leave no time to take a median of)."""
     if not text.isdigit() or int(text) < 1:

@@ -11,7 +11,6 @@ forward. Bare and analysed passes are interleaved; the median ratio is printed.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     analysed_pass,
     bare_pass,
+    bench_parser,
     build_vit,
     environment,
     interleaved_ratio,
@@ -35,17 +35,17 @@ TARGET = 1.3
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="vit_small_patch16_224")
-    parser.add_argument("--img-size", type=int, default=224)
-    parser.add_argument("--images", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--rounds", type=positive, default=5)
-    parser.add_argument("--device", default="cpu")
+    parser = bench_parser(__doc__)
+    parser.add_argument("--model", default="vit_small_patch16_224", help="timm ViT name (random weights)")
+    parser.add_argument("--img-size", type=positive, default=224, help="image side in pixels")
+    parser.add_argument("--images", type=positive, default=128, help="images per pass")
+    parser.add_argument("--batch-size", type=positive, default=32, help="images per forward")
+    parser.add_argument("--rounds", type=positive, default=5, help="bare and analysed passes each; the median ratio is printed")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--amp", action="store_true", help="autocast bfloat16 for both passes")
     parser.add_argument("--spectrum-fraction", type=float, default=1.0, metavar="F",
                         help="token_similarity's spectrum_fraction: the token spectrum on this share of "
-                             "the images (default 1: every image)")
+                             "the images (1: every image)")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time capture alone and capture + each analyzer alone")
     args = parser.parse_args(argv)

@@ -20,7 +20,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import analysed_pass, build_vit, environment, streaming_analyzers, synthetic_batches  # noqa: E402
+from _common import (  # noqa: E402
+    analysed_pass,
+    bench_parser,
+    build_vit,
+    environment,
+    positive,
+    streaming_analyzers,
+    synthetic_batches,
+)
 
 TARGET = 1.10
 # A small ViT so that 4096 images take minutes on two cores.
@@ -62,9 +70,10 @@ def child(images: int, batch_size: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs=2, default=[512, 4096])
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser = bench_parser(__doc__)
+    parser.add_argument("--sizes", type=positive, nargs=2, default=[512, 4096], metavar=("SMALL", "LARGE"),
+                        help="image counts of the two passes, each in its own process")
+    parser.add_argument("--batch-size", type=positive, default=64, help="images per forward")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:

@@ -11,7 +11,6 @@ the two predict the same held-out class and both accuracies.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -23,7 +22,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, interleaved_ratio, positive  # noqa: E402
+from _common import bench_parser, environment, interleaved_ratio, positive  # noqa: E402
 
 from vitprobe.analyzers.probes import PROBE_TOL  # noqa: E402
 from vitprobe.metrics import fit_logistic  # noqa: E402
@@ -43,14 +42,17 @@ def layer_like_features(images: int, width: int, classes: int, seed: int = 0) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=8000, help="training rows (a quarter as many more are held out)")
-    parser.add_argument("--width", type=int, default=384)
-    parser.add_argument("--classes", type=int, default=100)
-    parser.add_argument("--rounds", type=positive, default=3)
-    parser.add_argument("--max-iter", type=int, default=1000)
+    parser = bench_parser(__doc__)
+    parser.add_argument("--images", type=positive, default=8000,
+                        help="training rows (a quarter as many more are held out; at least 4)")
+    parser.add_argument("--width", type=positive, default=384, help="feature width")
+    parser.add_argument("--classes", type=positive, default=100, help="label classes")
+    parser.add_argument("--rounds", type=positive, default=3, help="fits of each; the median ratio is printed")
+    parser.add_argument("--max-iter", type=positive, default=1000, help="iteration limit of both solvers")
     parser.add_argument("--device", default="cpu", help="where vitprobe's fit runs (scikit-learn: CPU)")
     args = parser.parse_args()
+    if args.images < 4:
+        parser.error(f"argument --images: at least 4, so that a quarter as many are held out, got {args.images}")
     device = torch.device(args.device)
     held = args.images // 4
     x, y = layer_like_features(args.images + held, args.width, args.classes)

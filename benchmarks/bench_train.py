@@ -16,7 +16,6 @@ not images). Steps are interleaved with the plain passes; the median ratio is pr
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import statistics
 import sys
@@ -27,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, interleaved_ratio, positive  # noqa: E402
+from _common import bench_parser, environment, interleaved_ratio, positive  # noqa: E402
 
 from vitprobe.data import resolve_dataset  # noqa: E402
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
@@ -66,11 +65,12 @@ def image_views(views: dict[str, torch.Tensor]) -> list[torch.Tensor]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="tiny", choices=("tiny", "small", "vit_s16", "vit_b16"))
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--rounds", type=positive, default=5)
-    parser.add_argument("--objectives", nargs="*", default=None)
+    parser = bench_parser(__doc__)
+    parser.add_argument("--preset", default="tiny", choices=("tiny", "small", "vit_s16", "vit_b16"),
+                        help="encoder size, as vitprobe train --preset")
+    parser.add_argument("--batch-size", type=positive, default=32, help="images per step")
+    parser.add_argument("--rounds", type=positive, default=5, help="steps and plain passes each; the median ratio is printed")
+    parser.add_argument("--objectives", nargs="*", default=list_objectives(), help="objectives to time")
     parser.add_argument("--heads", choices=("published", "scaled"), default="published",
                         help="objective heads at their published sizes or scaled to the preset")
     parser.add_argument("--workers", type=int, default=1,
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loader-steps", type=int, default=12,
                         help="batches of the fed-by-loader check, the first (worker start-up) "
                              "not timed; 0 skips the check")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--amp", action="store_true",
                         help="autocast bfloat16 for both the step and the plain pass")
     args = parser.parse_args(argv)

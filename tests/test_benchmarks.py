@@ -31,8 +31,24 @@ def test_each_benchmark_runs_and_prints_its_ratio(script, args, line):
     assert "Traceback" not in done.stderr, done.stderr
 
 
-@pytest.mark.parametrize("script", ["bench_analysis.py", "bench_probe.py", "bench_train.py"])
-def test_rounds_below_one_are_refused_by_the_parser(script):
-    done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--rounds", "0"], capture_output=True,
+@pytest.mark.parametrize("script, option", [
+    ("bench_analysis.py", "--rounds"), ("bench_analysis.py", "--images"), ("bench_analysis.py", "--batch-size"),
+    ("bench_probe.py", "--rounds"), ("bench_probe.py", "--images"), ("bench_train.py", "--rounds"),
+    ("bench_train.py", "--batch-size"), ("bench_memory.py", "--batch-size"),
+])
+def test_sizes_below_one_are_refused_by_the_parser(script, option):
+    """Not a ratio of two empty passes, nor a traceback from deep inside."""
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), option, "0"], capture_output=True,
                           text=True, timeout=120, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
-    assert done.returncode == 2 and "argument --rounds: expected a whole number >= 1, got '0'" in done.stderr
+    assert done.returncode == 2 and f"argument {option}: expected a whole number >= 1, got '0'" in done.stderr
+
+
+@pytest.mark.parametrize("script", ["bench_analysis.py", "bench_memory.py", "bench_probe.py", "bench_train.py"])
+def test_help_gives_the_whole_description_and_each_default(script):
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--help"], capture_output=True,
+                          text=True, timeout=120, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    text = " ".join(done.stdout.split())
+    doc = " ".join(((BENCHMARKS / script).read_text().split('"""')[1]).split("\n\n")[0].split())
+    assert done.returncode == 0 and doc in text
+    options = [o for o in re.findall(r"^  (--[a-z-]+)", done.stdout, re.M) if o != "--help"]
+    assert options and text.count("(default: ") == len(options)

@@ -61,9 +61,16 @@ def test_new_objective_is_a_method_with_its_published_length() -> None:
         del base._REGISTRY["longer_mae"]
 
 
-def test_register_objective_requires_a_published_length() -> None:
+def test_register_objective_requires_a_published_length_and_a_name() -> None:
     from vitprobe.train.objectives import base
     from vitprobe.train.objectives.mae import MAE
+
+    class NoName(base.Objective):
+        defaults = dict(MAE.defaults)
+        published_epochs = 1
+
+    with pytest.raises(TypeError, match=r"objective class .*NoName lacks a `name` \(its --method value\)"):
+        base.register_objective(NoName)
 
     class NoLength(MAE):
         name = "no_length"

@@ -4,6 +4,7 @@ optimiser steps of every registered objective on a tiny ViT (img 32, patch 4, wi
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from torch.utils.data import default_collate
 
 from vitprobe.errors import ConfigError
 from vitprobe.models.architecture import ArchSpec, build_model
-from vitprobe.train.objectives import StepInfo, collapse_warnings, get_objective, list_objectives
+from vitprobe.train.objectives import StepInfo, collapse_warnings, get_objective, list_objectives, objective_class
 from vitprobe.train.objectives.base import all_reduce_mean, concat_all_gather
 from vitprobe.train.objectives._vit import cls_features, encode, set_drop_path
 from vitprobe.train.objectives._infonce import embedding_std, info_nce
@@ -211,6 +212,25 @@ def test_the_train_command_names_every_objective() -> None:
     train_command.register(subparsers)
     help_text = next(a.help for a in subparsers.choices["train"]._actions if a.dest == "method")
     assert sorted(re.findall(r"[a-z0-9]+", help_text.replace(" or ", ", "))) == list_objectives()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    synopsis = re.search(r"vitprobe train --method ([a-z0-9|]+)", readme)
+    assert synopsis is not None and sorted(synopsis.group(1).split("|")) == list_objectives()
+    import vitprobe.train.objectives as package
+
+    assert sorted(package.__doc__.split(": ", 1)[1].rstrip(".").split(", ")) == list_objectives()
+
+
+def test_every_numeric_hyper_parameter_has_a_range_or_choices() -> None:
+    """So that --set checks more than the type (a plugin's knob at -5 passed silently)."""
+    from vitprobe.train.objectives._hparam_checks import _RANGES
+
+    def numeric(value: object) -> bool:
+        values = value if isinstance(value, tuple) else (value,)
+        return all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
+
+    unchecked = [f"{name}.{key}" for name in list_objectives() for key, value in objective_class(name).defaults.items()
+                 if numeric(value) and key not in _RANGES and key not in objective_class(name).choices]
+    assert unchecked == []
 
 
 def test_registry_and_config_errors() -> None:

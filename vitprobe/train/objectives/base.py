@@ -246,6 +246,8 @@ _O = TypeVar("_O", bound=type[Objective])
 
 def register_objective(cls: _O) -> _O:
     """Class decorator: make ``cls`` available under ``cls.name``."""
+    if not isinstance(getattr(cls, "name", None), str) or not cls.name:
+        raise TypeError(f"objective class {cls.__qualname__} lacks a `name` (its --method value)")
     missing = [k for k in ENGINE_KEYS if k not in cls.defaults]
     if missing:
         raise TypeError(f"objective {cls.name!r} defaults lack engine keys {missing}")

@@ -507,6 +507,9 @@ def test_gradients_reach_only_trainable_parameters(name: str) -> None:
     for n, p in obj.encoder.named_parameters():
         if p.requires_grad:
             assert p.grad is not None and torch.isfinite(p.grad).all(), n
+    if not obj.leaves_parameters_unused():  # else DDP must search for the unused (the slow distributed test)
+        unused = [n for n, p in obj.named_parameters() if p.requires_grad and id(p) not in frozen and p.grad is None]
+        assert unused == [], f"{name}: trainable parameters without a gradient; override leaves_parameters_unused"
 
 
 def test_mocov3_stop_grad_patch_embed_and_dino_frozen_last_layer() -> None:

@@ -79,6 +79,9 @@ def test_resume_with_only_the_out_folder_continues_exactly(tmp_path, monkeypatch
      "; crop_scale is a hyper-parameter of both hybrid branches: put it under hparams: {{mim_hparams: {{crop_scale: "
      "...}}}} or {{cl_hparams: {{crop_scale: ...}}}}; mask_ratio is a hyper-parameter of the hybrid's MIM branch: put "
      "it under hparams: {{mim_hparams: {{mask_ratio: ...}}}}"),
+    (["--config", "{cfg}"], "method: hybrid\nlam: 0.5\nhparams: {mim: mae}\nnorm_pix_loss: true\n",  # the branch given
+     "; norm_pix_loss is a hyper-parameter of the hybrid's MIM branch: put it under hparams: {{mim_hparams: "
+     "{{norm_pix_loss: ...}}}}"),
     (["--config", "{cfg}"], "method: mae\ndata: synthetic:16\nlr: fast\n", "{cfg}: lr must be a number, got 'fast'"),
     (["--config", "{cfg}", "--epochs", "1"], "method: mae\ndata: 5\n", "{cfg}: data must be a non-empty string, got 5"),
     (["--config", "{cfg}", "--lambda", "0.5"], "method: mae\ndata: synthetic:16\n",

@@ -31,11 +31,12 @@ def _owners(key: str, methods: Sequence[str]) -> list[str]:
     return [m for m in methods if key in objective_class(m).defaults]
 
 
-def _hparams_hint(unknown: list[str], method: Any) -> str:
+def _hparams_hint(unknown: list[str], method: Any, hparams: Any) -> str:
     """Where the unknown options that are objectives' hyper-parameters belong: under
-    ``hparams:`` (a hybrid branch's, under its ``mim_hparams`` or ``cl_hparams`` there), named
-    for ``method`` where it is an objective, else with the objectives that have them."""
-    from vitprobe.train.objectives.hybrid import CL_CHOICES, MIM_CHOICES
+    ``hparams:`` (a hybrid branch's, by the given ``hparams``' mim and cl, under its
+    ``mim_hparams`` or ``cl_hparams`` there), named for ``method`` where it is an objective,
+    else with the objectives that have them."""
+    from vitprobe.train.objectives.hybrid import Hybrid
 
     if method not in list_objectives():
         parts = [f"{k} (of {', '.join(_owners(k, list_objectives()))})" for k in unknown
@@ -48,7 +49,7 @@ def _hparams_hint(unknown: list[str], method: Any) -> str:
     hints = [f"{k} is a hyper-parameter of {method}: put it under hparams:" for k in unknown if _owners(k, [method])]
     if method == "hybrid":
         for key in (k for k in unknown if not _owners(k, [method])):
-            inside = [part for part, choices in (("mim", MIM_CHOICES), ("cl", CL_CHOICES)) if _owners(key, choices)]
+            inside = list(Hybrid.branches_taking(key, hparams if isinstance(hparams, dict) else {}))
             if inside:
                 branches = "both hybrid branches" if len(inside) == 2 else f"the hybrid's {inside[0].upper()} branch"
                 places = " or ".join(f"{{{part}_hparams: {{{key}: ...}}}}" for part in inside)
@@ -172,7 +173,7 @@ class TrainConfig:
         unknown = sorted(set(values) - names)
         if unknown:
             raise ConfigError(f"unknown training option(s) {unknown}; known: {sorted(names)}"
-                              f"{_hparams_hint(unknown, method or values.get('method'))}")
+                              f"{_hparams_hint(unknown, method or values.get('method'), values.get('hparams'))}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field."""

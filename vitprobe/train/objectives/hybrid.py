@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -44,20 +45,27 @@ class Hybrid(Objective):
         """As every objective's, and the hyper-parameters of each part checked by that part; one
         of a part's own given at the top level is refused with where it belongs."""
         for key in (k for k in given if k not in cls.defaults):
-            branches = {part: given.get(part, cls.defaults[part]) for part in ("mim", "cl")}
-            owners = [part for part, name in branches.items()
-                      if name in cls.choices[part] and key in objective_class(name).defaults]
+            owners = cls.branches_taking(key, given)
             if owners:
                 inside = {key: given[key]}
                 ways = " or ".join(f"--set {part}_hparams={json.dumps(inside, default=repr, separators=(',', ':'))} "
                                    f"(Python: hparams={{'{part}_hparams': {inside!r}}})" for part in owners)
-                whose = " and ".join(f"its {part.upper()} branch ({branches[part]})" for part in owners)
+                whose = " and ".join(f"its {part.upper()} branch ({name})" for part, name in owners.items())
                 raise ConfigError(f"objective 'hybrid': {key} is a hyper-parameter of {whose}; give it inside "
                                   f"{' or '.join(f'{part}_hparams' for part in owners)}, e.g. {ways}")
         out = super().resolve_hparams(given, via)
         for part in ("mim", "cl"):
             objective_class(out[part]).resolve_hparams(out[f"{part}_hparams"], via=f"{part}_hparams")
         return out
+
+    @classmethod
+    def branches_taking(cls, key: str, given: Mapping[str, Any]) -> dict[str, str]:
+        """{part: objective} of the branches whose hyper-parameters include ``key``; the
+        branches are ``given``'s ``mim`` and ``cl`` (else the defaults; a name not among the
+        choices is none)."""
+        branches = {part: given.get(part, cls.defaults[part]) for part in ("mim", "cl")}
+        return {part: name for part, name in branches.items()
+                if name in cls.choices[part] and key in objective_class(name).defaults}
 
     @classmethod
     def least_batch_size(cls, given: dict[str, Any]) -> int:

@@ -168,17 +168,14 @@ class Monitor:
 
     def end_epoch(self, epoch: int) -> list[str]:
         """Print (on rank 0) and return the collapse warnings of the epoch's mean metrics: with
-        the advice where the collapse starts, else "<kind> persists (<values>) since epoch N, whose
-        warning gives the advice"."""
+        the advice where the collapse starts, else ``Collapse.persisting``'s short line."""
         means = {k: v / max(self.epoch_count, 1) for k, v in self.epoch_sums.items()}
         self.epoch_sums.clear()
         self.epoch_count = 0
         warnings = []
         for collapse in self.warn(means):
             first = _record(self.streaks, collapse.kind, epoch)
-            warnings.append(str(collapse) if first == epoch else
-                            f"{collapse.kind} persists ({collapse.measured}) since epoch {first}, whose warning "
-                            "gives the advice")
+            warnings.append(str(collapse) if first == epoch else collapse.persisting(first))
         if self.enabled:
             for text in warnings:
                 self.bar.write(f"vitprobe: warning: epoch {epoch}: {text}")

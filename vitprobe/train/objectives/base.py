@@ -178,7 +178,8 @@ def all_reduce_mean(x: Tensor) -> Tensor:
 @dataclass(frozen=True)
 class Collapse:
     """One collapse that the health metrics show: its kind (one of ``COLLAPSE_KINDS``), the
-    values measured and the advice; ``str()`` gives all three."""
+    values measured and the advice; ``str()`` gives all three. Both wordings start with the
+    kind, by which a recorded warning is recognised."""
 
     kind: str
     measured: str
@@ -186,6 +187,10 @@ class Collapse:
 
     def __str__(self) -> str:
         return f"{self.kind} ({self.measured}): {self.advice}"
+
+    def persisting(self, since: int) -> str:
+        """The short line for a collapse that has shown every epoch since epoch ``since``."""
+        return f"{self.kind} persists ({self.measured}) since epoch {since}, whose warning gives the advice"
 
 
 COLLAPSE_KINDS = ("DINO collapse to one prototype", "DINO collapse to the uniform distribution",

@@ -39,8 +39,8 @@ def _hparams_hint(unknown: list[str], method: Any, hparams: Any) -> str:
     from vitprobe.train.objectives.hybrid import Hybrid
 
     if method not in list_objectives():
-        parts = [f"{k} (of {', '.join(_owners(k, list_objectives()))})" for k in unknown
-                 if _owners(k, list_objectives())]
+        owners = {k: _owners(k, list_objectives()) for k in unknown}
+        parts = [f"{k} (of {', '.join(o)})" for k, o in owners.items() if o]
         if not parts:
             return ""
         if len(parts) == 1:

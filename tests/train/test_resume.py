@@ -164,7 +164,7 @@ def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, monkeypatch):
     split_then_resume(torn, tmp_path, monkeypatch)
 
 
-def test_resume_from_an_unreadable_state_or_another_process_count_is_refused(tmp_path, monkeypatch):
+def test_resume_from_an_unreadable_state_or_another_process_count_is_refused(tmp_path, monkeypatch, capsys):
     from vitprobe.distributed import launcher
     from vitprobe.train.engine import _check_resume
 
@@ -184,6 +184,13 @@ def test_resume_from_an_unreadable_state_or_another_process_count_is_refused(tmp
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # a launch over nodes of 4 processes each
     assert launcher(8) == "torchrun --nnodes 2 --nproc_per_node 4 -m vitprobe"
     assert launcher(6) == "torchrun --nproc_per_node 6 -m vitprobe"  # 4 per node cannot make 6
+    saved_state = (out / ckpt.STATE_FILE).read_bytes()
+    torch.save({**state, "world_size": 2}, out / ckpt.STATE_FILE)  # as a finished 2-process run saved it
+    assert run_toy(out, resume=True, epochs=1) == out / ckpt.FINAL_FILE  # nothing to run: any process count
+    assert capsys.readouterr().out == f"{out}: the run is complete (1 of 1 epochs); nothing to do\n"
+    with pytest.raises(ConfigError, match="used 2 processes, not 1"):  # more epochs: the count matters again
+        run_toy(out, resume=True, epochs=2)
+    (out / ckpt.STATE_FILE).write_bytes(saved_state)
     encoder = (out / ckpt.ENCODER_FILE).read_bytes()
     (out / ckpt.ENCODER_FILE).write_bytes(encoder[:1000])  # the header says more than the file holds
     with pytest.raises(CheckpointError, match="cannot be read") as err:

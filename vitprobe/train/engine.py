@@ -279,6 +279,13 @@ def _steps_per_epoch(images: int, data: str, global_batch: int) -> int:
     return images // global_batch
 
 
+def _report_complete(out: Path, done: int, epochs: int, is_main: bool) -> Path:
+    """Say (on the main process) that the run in ``out`` has nothing left to do; its final weights."""
+    if is_main:
+        print(f"{out}: the run is complete ({done} of {epochs} epochs); nothing to do")
+    return out / ckpt.FINAL_FILE
+
+
 def check_training_data(config: TrainConfig, world_size: int = 1) -> None:
     """Raise the one-line error that training ``config`` on its data would meet (a bad data
     spec, or fewer images than one global batch), without building or training anything."""
@@ -402,6 +409,9 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     distributed.on_rank_zero(lambda: lock.acquire(out) if out.is_dir() else None)
     if resume:
         state = ckpt.load_train_state(out)
+        complete = state["epoch"] >= epochs and (out / ckpt.FINAL_FILE).is_file()
+        if complete and state["world_size"] != env.world_size:  # nothing left to run, on any process count
+            return _report_complete(out, state["epoch"], epochs, env.is_main)
         _check_resume(config, state, env.world_size, env.device, in_force, given_dataset=given_dataset)
         try:
             objective.load_state_dict(state["objective"])
@@ -414,10 +424,8 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
         ckpt.restore_rng(state["rng"])
         start_epoch, last_ckpt = state["epoch"], out / ckpt.ENCODER_FILE
         warned = list(state.get("warnings", []))  # absent from states saved before it was kept
-        if start_epoch >= epochs and (out / ckpt.FINAL_FILE).is_file():
-            if env.is_main:
-                print(f"{out}: the run is complete ({start_epoch} of {epochs} epochs); nothing to do")
-            return out / ckpt.FINAL_FILE
+        if complete:
+            return _report_complete(out, start_epoch, epochs, env.is_main)
     def start_folder() -> None:
         try:
             out.mkdir(parents=True, exist_ok=True)

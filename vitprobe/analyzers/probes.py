@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import numbers
 import typing
-import warnings
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np

@@ -27,6 +27,10 @@ from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD
 from vitprobe.errors import CaptureError, ConfigError
 from vitprobe.heap import retain_freed_memory
 
+# The first layer of each kind of site: attention maps of blocks 1..L; tokens at depth 0
+# (the embedding) .. L.
+FIRST_LAYER = {"attn": 1, "tokens": 0}
+
 
 class Site(NamedTuple):
     """A named place in the forward pass: ``kind`` "attn" (``layer`` 1..L, the block's attention
@@ -158,9 +162,9 @@ def _check_sites(sites: object, depth: int) -> frozenset[Site]:
     checked = set()
     for site in [sites] if _is_one_site(sites) else sites:  # type: ignore[union-attr]
         site = _as_site(site)
-        lowest = 1 if site.kind == "attn" else 0
-        if site.kind not in ("attn", "tokens"):
+        if site.kind not in FIRST_LAYER:
             raise CaptureError(f"unknown site kind {site.kind!r}; use 'attn' or 'tokens'")
+        lowest = FIRST_LAYER[site.kind]
         if not lowest <= site.layer <= depth:
             raise CaptureError(
                 f"site {site} is outside this model: {site.kind} layers run {lowest}..{depth}")
@@ -314,9 +318,9 @@ def capture(model: nn.Module, sites: Site | str | Iterable[Site | str | tuple[st
 
 def attention_sites(depth: int) -> list[Site]:
     """``attn 1..L``."""
-    return [Site("attn", layer) for layer in range(1, depth + 1)]
+    return [Site("attn", layer) for layer in range(FIRST_LAYER["attn"], depth + 1)]
 
 
 def token_sites(depth: int) -> list[Site]:
     """``tokens 0..L``."""
-    return [Site("tokens", layer) for layer in range(0, depth + 1)]
+    return [Site("tokens", layer) for layer in range(FIRST_LAYER["tokens"], depth + 1)]

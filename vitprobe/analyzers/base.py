@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from vitprobe.capture import ModelInfo, Site, model_info
+from vitprobe.capture import FIRST_LAYER, ModelInfo, Site, model_info
 from vitprobe.errors import CaptureError, ConfigError
 
 if TYPE_CHECKING:
@@ -229,11 +229,6 @@ class Analyzer:
             raise ConfigError(f"analysis {self.name!r}: layers {list(layers)} must be a non-empty "
                               f"subset of {lowest}..{depth} for this model")
         return chosen
-
-
-# The first layer of each kind of site: attention maps of blocks 1..L; tokens at depth 0
-# (the embedding) .. L.
-FIRST_LAYER = {"attn": 1, "tokens": 0}
 
 
 class LayerAnalyzer(Analyzer):

@@ -15,7 +15,7 @@ MAX_SYNTHETIC_SIZE = 10**9
 MAX_SEED = 2**63 - 1
 
 _DIGITS = re.compile(r"[0-9]+")
-_SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
+SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")  # what a split may be called (VOC's ImageSets/Segmentation/NAME.txt)
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def parse_spec(spec: str) -> DataSpec:
         return DataSpec("folder", spec, path=_parse_path(spec, rest))
     if kind == "voc":
         head, colon, tail = rest.rpartition(":")
-        if colon and head and _SPLIT_NAME.fullmatch(tail) and not _names_folder(rest, instead_of=head):
+        if colon and head and SPLIT_NAME.fullmatch(tail) and not _names_folder(rest, instead_of=head):
             return DataSpec("voc", spec, path=_parse_path(spec, head), split=tail)
         if colon and head and _names_folder(head, instead_of=rest):  # a folder, then no plain split name
             raise DataError(f"dataset {spec!r}: split {tail!r} is not a plain name (letters, digits, _ and -); "

@@ -10,7 +10,6 @@ outside 0..20 and 255 is an error, not background.
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from collections.abc import Sequence
 from functools import cached_property
@@ -22,14 +21,14 @@ from PIL import Image
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD, RawItem, VitprobeDataset
 from vitprobe.data.folder import existing_dir, warn_skipped
 from vitprobe.data.images import INDEX_MODES, check_images, load_index_png, load_rgb, resize_mask, unreadable
+from vitprobe.data.items import MASK_IGNORE  # VOC's void label: the border and "difficult" pixels
+from vitprobe.data.spec import SPLIT_NAME
 from vitprobe.errors import DataError, warn_user
 
 VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
                "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
-VOID = 255  # the border and "difficult" pixels of VOC's masks
 DEFAULT_SPLIT = "val"
-SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _PARTS = {"image": ("JPEGImages", ".jpg"), "objects": ("SegmentationObject", ".png"),
           "classes": ("SegmentationClass", ".png")}
 _HOLDING = {"objects": "object ids", "classes": "class ids"}
@@ -190,10 +189,10 @@ class VocDataset(VitprobeDataset):
         which must hold VOC's ids only: 0 background, 1..20 classes, 255 void."""
         if classes is None:
             classes = load_index_png(self._file("classes", index), self.spec, _HOLDING["classes"])
-        stray = np.unique(classes[(classes >= len(VOC_CLASSES)) & (classes != VOID)])
+        stray = np.unique(classes[(classes >= len(VOC_CLASSES)) & (classes != MASK_IGNORE)])
         if stray.size:
             raise DataError(f"dataset {self.spec!r}: {self._file('classes', index)} holds class id(s) "
-                            f"{', '.join(map(str, stray[:5]))}, outside VOC 2012's 0-20 (and {VOID}, void); "
+                            f"{', '.join(map(str, stray[:5]))}, outside VOC 2012's 0-20 (and {MASK_IGNORE}, void); "
                             f"voc: reads the 20 VOC classes: fix the mask or remove {self.ids[index]} from the split list")
         return majority_class(classes)
 

@@ -9,7 +9,7 @@ from vitprobe.plots.panels import depth_colorbar, depth_colormap, depth_curve_pa
 from vitprobe.plots.style import Items, finish, new_figure
 
 METRICS = ("delta_log_amplitude",)
-METRIC = "delta_log_amplitude"
+METRIC = METRICS[0]
 
 
 def _highest_frequency(rows):

@@ -33,7 +33,7 @@ def command_modules() -> list[str]:
 
 
 def version_line() -> str:
-    """``vitprobe X (torch Y, timm Z)``, read from the installed packages' metadata."""
+    """``vitprobe X (torch Y, timm Z)``: vitprobe's ``__version__``, torch's and timm's installed versions."""
     from importlib.metadata import version
 
     from vitprobe import __version__

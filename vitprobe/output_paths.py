@@ -43,7 +43,7 @@ def holds(folder: Path, path: Path) -> bool:
     return folder == path or folder in path.parents
 
 
-def _check_writable(path: Path, folder: Path, flag: str) -> None:
+def _check_writable(path: Path, folder: Path) -> None:
     """Refuse ``path`` when this process cannot create entries in the existing ``folder``:
     asked of the OS, then tried with an empty folder made and removed (root is "allowed" to
     write in /sys or /proc, where nothing can be made)."""
@@ -55,30 +55,30 @@ def _check_writable(path: Path, folder: Path, flag: str) -> None:
         except OSError as err:
             writable, problem = False, err.strerror or type(err).__name__
     if not writable:
-        raise OutputExistsError(f"{path}: cannot write in {folder} ({problem}); choose another {flag}")
+        raise OutputExistsError(f"{path}: cannot write in {folder} ({problem}); choose another --out")
 
 
-def check_parent_folders(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+def check_parent_folders(path: str | os.PathLike[str]) -> Path:
     """Refuse ``path`` when its nearest existing ancestor is not a folder this process can
     write in (``path`` and its temp sibling could never be made)."""
     path = Path(path)
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise OutputExistsError(f"{path}: {parent} is a file, not a folder; choose another {flag}")
-            _check_writable(path, parent, flag)
+                raise OutputExistsError(f"{path}: {parent} is a file, not a folder; choose another --out")
+            _check_writable(path, parent)
             break
     return path
 
 
-def check_output_folder(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+def check_output_folder(path: str | os.PathLike[str]) -> Path:
     """Refuse a folder path that names an existing file, lies under one, or where (or inside
     which, if it exists) this process cannot write."""
-    path = check_parent_folders(path, flag)
+    path = check_parent_folders(path)
     if path.exists() and not path.is_dir():
-        raise OutputExistsError(f"{path}: exists and is not a folder; choose another {flag}")
+        raise OutputExistsError(f"{path}: exists and is not a folder; choose another --out")
     if path.is_dir():
-        _check_writable(path, path, flag)
+        _check_writable(path, path)
     return path
 
 

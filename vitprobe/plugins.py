@@ -1,7 +1,8 @@
 """Registries fill themselves: every public module of a plugin package is imported.
 
-Analyzers, checkpoint formats, training objectives and sub-commands each live in one module
-of their package and register on import, so adding a file is enough to add a plugin.
+Analyzers, checkpoint formats and training objectives each live in one module of their
+package and register on import; a sub-command module is found the same way and registered by
+the parser (``cli.build_parser`` calls its ``register``). So adding a file is enough to add a plugin.
 Modules whose name starts with ``_`` are helpers and are not imported here. A module of
 one's own, outside the package, registers the same way when imported: in Python by importing
 it, on the command line by ``--plugin NAME`` or ``VITPROBE_PLUGINS`` (:func:`load_plugin`).

@@ -36,31 +36,38 @@ def star_polygon(x: np.ndarray, y: np.ndarray, points: int, inner: float) -> np.
 
 
 def circle(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x^2 + y^2 <= 0.95^2."""
     return x * x + y * y <= 0.95**2
 
 
 def square(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """A regular 4-gon (``star_polygon`` with inner radius cos(pi/4): straight sides)."""
     return star_polygon(x, y, 4, math.cos(math.pi / 4))
 
 
 def triangle(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """A regular 3-gon (``star_polygon`` with inner radius cos(pi/3): straight sides)."""
     return star_polygon(x, y, 3, math.cos(math.pi / 3))
 
 
 def hexagon(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """A regular 6-gon (``star_polygon`` with inner radius cos(pi/6): straight sides)."""
     return star_polygon(x, y, 6, math.cos(math.pi / 6))
 
 
 def star(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """A 5-pointed star (``star_polygon`` with inner radius 0.42)."""
     return star_polygon(x, y, 5, 0.42)
 
 
 def cross(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Two bars |x| <= 0.3, |y| <= 0.93 and |y| <= 0.3, |x| <= 0.93."""
     ax, ay = np.abs(x), np.abs(y)
     return ((ax <= 0.3) & (ay <= 0.93)) | ((ay <= 0.3) & (ax <= 0.93))
 
 
 def ring(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """0.5^2 <= x^2 + y^2 <= 0.95^2."""
     r2 = x * x + y * y
     return (r2 <= 0.95**2) & (r2 >= 0.5**2)
 

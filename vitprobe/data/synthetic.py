@@ -125,7 +125,8 @@ def render_scene(scene: Scene, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def render_synthetic(index: int, seed: int = 0, size: int = 224,
                      split: str | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """One synthetic image for figures: (uint8 H x W x 3, uint8 mask, {"shape", "texture"})."""
+    """Image ``index`` of ``synthetic:N:seed`` (its ``split``) before normalisation, to look at:
+    (uint8 H x W x 3, uint8 foreground mask, {"shape", "texture"} class indices)."""
     stream = split_stream("render_synthetic", split)
     check_image_side("render_synthetic", size)
     scene = scene_for(index, seed, stream)

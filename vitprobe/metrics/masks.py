@@ -60,7 +60,8 @@ def jaccard(pred: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor | Non
 
 
 def upsample_patch_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour upsampling of a patch mask (..., h, w) to pixels (..., H, W), Bool."""
+    """Nearest-neighbour upsampling of a patch mask (..., h, w) to pixels (..., H, W), Bool:
+    ``out[..., i, j] = mask[..., floor(i h / H), floor(j w / W)]``."""
     if mask.dim() < 2:
         raise ShapeError(f"a patch mask needs at least 2 dimensions, got shape {tuple(mask.shape)}")
     lead = mask.shape[:-2]

@@ -52,11 +52,9 @@ def run_colors(n: int) -> list[tuple[float, float, float]]:
     return list(sns.color_palette("colorblind", max(n, 1)))[:n]
 
 
-def new_figure(ncols: int = 1, nrows: int = 1, width: float | None = None, height: float | None = None) -> Figure:
-    """A figure sized for ``ncols`` x ``nrows`` panels (draw inside ``matplotlib.rc_context(RC)``)."""
-    return Figure(
-        figsize=(width or PANEL[0] * ncols, height or PANEL[1] * nrows), dpi=DPI, layout="constrained"
-    )
+def new_figure(ncols: int = 1, width: float | None = None, height: float | None = None) -> Figure:
+    """A figure sized for a row of ``ncols`` panels (draw inside ``matplotlib.rc_context(RC)``)."""
+    return Figure(figsize=(width or PANEL[0] * ncols, height or PANEL[1]), dpi=DPI, layout="constrained")
 
 
 def value_text(value: Any) -> str | None:

@@ -285,13 +285,13 @@ def _report_complete(out: Path, done: int, epochs: int, is_main: bool) -> Path:
     return out / ckpt.FINAL_FILE
 
 
-def check_training_data(config: TrainConfig, world_size: int = 1) -> None:
-    """Raise the one-line error that training ``config`` on its data would meet (a bad data
-    spec, or fewer images than one global batch), without building or training anything."""
+def check_training_data(config: TrainConfig) -> None:
+    """Raise the one-line error that training ``config`` in one process on its data would meet
+    (a bad data spec, or fewer images than one batch), without building or training anything."""
     from vitprobe.data import resolve_dataset
 
     dataset = resolve_dataset(config.data, resolve_arch(config).img_size, IMAGENET_MEAN, IMAGENET_STD)
-    _steps_per_epoch(len(dataset), config.data, config.batch_size * world_size)
+    _steps_per_epoch(len(dataset), config.data, config.batch_size)
 
 
 def train(config: TrainConfig | Mapping[str, Any], *, resume: bool = False, dataset: Dataset | None = None,

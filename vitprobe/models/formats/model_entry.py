@@ -41,6 +41,7 @@ class ModelEntryFormat(CheckpointFormat):
         return ArchHints()
 
     def model_dict(self, raw: RawCheckpoint) -> object:
+        """The checkpoint's ``model`` entry (the weights of MAE, SimMIM and BEiT files), or None."""
         return raw.obj.get("model") if isinstance(raw.obj, Mapping) else None
 
     def extract(self, raw: RawCheckpoint, key: str | None) -> Extracted:

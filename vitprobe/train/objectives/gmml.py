@@ -36,7 +36,7 @@ class GMML(Objective):
     As SiT (Sara-Ahmed/SiT, main.py / datasets/datasets_utils.py): each view is corrupted,
     per image, either (probability ``replace_prob``) by pasting the same-place pixels of
     another image over a group mask of ``replace_ratio`` of the patches, or else by N(0, 1)
-    noise (SiT's code defaults to zeros; REFERENCE.md and the papers use noise) over a group
+    noise (SiT's code defaults to zeros; the SiT and GMML papers describe noise) over a group
     mask of ``mask_ratio``. The L1 is one mean over the corrupted pixels and channels of BOTH
     views pooled: sum_v sum |rec_v - clean_v| m_v / (3 * sum_v sum m_v). s_v = projector(CLS of
     corrupted view v), t_v = momentum projector(momentum CLS of clean view v); both views go

@@ -110,13 +110,14 @@ def test_typos_fail_in_one_line_before_work(tmp_path: Path, changes: dict, messa
     assert "\n" not in str(err.value)
 
 
-def test_bad_sweep_lambda(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bad", [2.0, True])  # YAML's `true` is no lambda, though Python counts it as 1
+def test_bad_sweep_lambda(tmp_path: Path, bad: object) -> None:
     raw = yaml.safe_load((RECIPE_DIR / "hybrid_sweep.yaml").read_text(encoding="utf-8"))
-    raw["sweep"]["values"] = [0.0, 2.0]
+    raw["sweep"]["values"] = [0.0, bad]
     raw["sweep"]["train"] = str(RECIPE_DIR / raw["sweep"]["train"])
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError, match="not a lambda in"):
+    with pytest.raises(ConfigError, match=f"sweep value {bad!r} is not a lambda in"):
         load_recipe(path)
 
 

@@ -62,11 +62,18 @@ def is_whole(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def check_whole(value: object, what: str, minimum: int = 1, error: type[VitprobeError] = ConfigError) -> int:
+def is_real(value: object) -> bool:
+    """True for a real number (an int or float, Python's or NumPy's; NaN and inf included), but
+    not a bool: what a rate, ratio or threshold takes before its range is checked."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_whole(value: object, what: str, minimum: int = 1, error: type[VitprobeError] = ConfigError,
+                hint: str = "") -> int:
     """``int(value)`` when ``value`` is a whole number >= ``minimum``; otherwise ``error`` saying
-    "{what} must be a whole number >= {minimum}, got {value!r}"."""
+    "{what} must be a whole number >= {minimum}, got {value!r}" (then "; {hint}" if given)."""
     if not is_whole(value) or value < minimum:  # type: ignore[operator]
-        raise error(f"{what} must be a whole number >= {minimum}, got {value!r}")
+        raise error(f"{what} must be a whole number >= {minimum}, got {value!r}" + (f"; {hint}" if hint else ""))
     return int(value)  # type: ignore[call-overload]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vitprobe.data.spec import relative_path_note
-from vitprobe.errors import ConfigError, VitprobeError, check_whole, is_whole, warn_user
+from vitprobe.errors import ConfigError, VitprobeError, check_whole, is_real, is_whole, warn_user
 from vitprobe.yaml_files import read_yaml_mapping
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "analyses"
@@ -420,7 +420,7 @@ def _sweep_models(sweep: Any, recipe: Path, where: str) -> list[ModelEntry]:
     base = _train_spec(sweep["train"], recipe, where)
     entries = []
     for value in _listed(sweep["values"], "sweep.values", where):
-        if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        if not (is_real(value) and 0.0 <= value <= 1.0):
             raise ConfigError(f"{where}: sweep value {value!r} is not a lambda in [0, 1]")
         entries.append(ModelEntry(key=f"lam_{float(value):g}", label=f"lambda = {float(value):g}",
                                   role="hybrid", train={**base, "lam": float(value)},
@@ -585,7 +585,7 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
         raise ConfigError(f"{where}: claim check rank must be a whole number >= 1 (1 = the largest singular "
                           f"value), got {check['rank']!r}")
     least = check.get("min_difference", 0)
-    if isinstance(least, bool) or not isinstance(least, (int, float)) or not 0 <= least < float("inf"):
+    if not (is_real(least) and 0 <= least < float("inf")):
         raise ConfigError(f"{where}: claim check min_difference must be a number >= 0 in the metric's "
                           f"units, got {least!r}")
     if "label" in check:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import typing
 from typing import Any, Literal, Mapping, Sequence
 
@@ -15,7 +14,7 @@ from vitprobe.analyzers._registry import register_analyzer
 from vitprobe.analyzers._split import heldout_mask
 from vitprobe.analyzers.base import Analyzer, tidy
 from vitprobe.capture import ModelInfo, Site
-from vitprobe.errors import ConfigError, DataError, check_whole, plural, warn_user
+from vitprobe.errors import ConfigError, DataError, check_whole, is_real, plural, warn_user
 from vitprobe.metrics import fit_logistic, knn_predict
 
 # Fewer held-out images than this make a probe accuracy too coarse to read (warned).
@@ -42,7 +41,7 @@ class _PooledFeatureProbe(Analyzer):
         super().__init__()
         if pooling not in POOLINGS:
             raise ConfigError(f"analysis {self.name!r}: pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
-        if not 0.0 < heldout_fraction < 1.0:
+        if not (is_real(heldout_fraction) and 0.0 < heldout_fraction < 1.0):
             raise ConfigError(f"analysis {self.name!r}: heldout_fraction={heldout_fraction} must lie "
                               "strictly between 0 and 1; 0.2 holds out a fifth")
         self.layers = layers
@@ -178,7 +177,7 @@ class LinearProbe(_PooledFeatureProbe):
                  final_norm: bool = False, heldout_fraction: float = 0.2, split_seed: int = 0,
                  C: float = 1.0, max_iter: int = 1000) -> None:
         super().__init__(layers, pooling, final_norm, heldout_fraction, split_seed)
-        if not (isinstance(C, numbers.Real) and not isinstance(C, bool) and math.isfinite(C) and C > 0):
+        if not (is_real(C) and math.isfinite(C) and C > 0):
             raise ConfigError(f"analysis 'linear_probe': C must be a finite number > 0 (the inverse L2 strength), got {C!r}")
         self.C = C
         self.max_iter = check_whole(max_iter, "analysis 'linear_probe': max_iter")
@@ -225,7 +224,7 @@ class KNN(_PooledFeatureProbe):
                  k: int = 20, T: float = 0.07) -> None:
         super().__init__(layers, pooling, final_norm, heldout_fraction, split_seed)
         self.k = check_whole(k, "analysis 'knn': k")
-        if not (isinstance(T, numbers.Real) and not isinstance(T, bool) and math.isfinite(T) and T > 0):
+        if not (is_real(T) and math.isfinite(T) and T > 0):
             raise ConfigError(f"analysis 'knn': T must be a finite number > 0 (DINO uses 0.07), got {T!r}")
         self.T = T
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -13,7 +12,7 @@ from vitprobe.analyzers._registry import register_analyzer
 from vitprobe.analyzers._split import heldout_mask
 from vitprobe.analyzers.base import LayerAnalyzer, tidy
 from vitprobe.capture import ModelInfo
-from vitprobe.errors import ConfigError, DataError, check_whole
+from vitprobe.errors import ConfigError, DataError, check_whole, is_real
 from vitprobe.metrics import (
     covariance_from_sums,
     fourier_delta_log_amplitude,
@@ -83,8 +82,7 @@ class TokenSimilarity(LayerAnalyzer):
     def __init__(self, layers: Sequence[int] | None = None, spectrum_fraction: float = 1.0,
                  spectrum_seed: int = 0) -> None:
         super().__init__(layers)
-        if not (isinstance(spectrum_fraction, numbers.Real) and not isinstance(spectrum_fraction, bool)
-                and 0.0 < spectrum_fraction <= 1.0):
+        if not (is_real(spectrum_fraction) and 0.0 < spectrum_fraction <= 1.0):
             raise ConfigError(f"analysis 'token_similarity': spectrum_fraction={spectrum_fraction!r} must lie "
                               "in (0, 1]: the share of the images whose token spectrum is computed")
         self.spectrum_fraction = spectrum_fraction

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
-from vitprobe.errors import VitprobeError, is_whole
+from vitprobe.errors import VitprobeError, check_whole, is_real
 
 
 class MetricInputError(VitprobeError, ValueError):
@@ -27,13 +26,12 @@ def check_tensor(value: object, what: str) -> None:
 
 def check_count(value: int, what: str, hint: str) -> None:
     """Raise MetricInputError unless ``value`` is a whole number >= 1 (NumPy integers too)."""
-    if not is_whole(value) or value < 1:
-        raise MetricInputError(f"{what} must be a whole number >= 1, got {value!r}; {hint}")
+    check_whole(value, what, error=MetricInputError, hint=hint)
 
 
 def check_positive(value: float, what: str, hint: str) -> None:
     """Raise MetricInputError unless ``value`` is a number > 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+    if not is_real(value) or not value > 0:
         raise MetricInputError(f"{what} must be > 0, got {value!r}; {hint}")
 
 

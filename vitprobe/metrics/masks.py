@@ -7,12 +7,13 @@ import math
 import torch
 import torch.nn.functional as F
 
+from vitprobe.errors import is_real
 from vitprobe.metrics._checks import MetricInputError, ShapeError, check_tensor
 
 
 def check_keep_mass(keep_mass: float) -> None:
     """Raise MetricInputError unless ``keep_mass`` lies in (0, 1]."""
-    if isinstance(keep_mass, bool) or not isinstance(keep_mass, (int, float)) or not 0.0 < keep_mass <= 1.0:
+    if not is_real(keep_mass) or not 0.0 < keep_mass <= 1.0:
         raise MetricInputError(f"keep_mass={keep_mass!r} must lie in (0, 1]; DINO uses 0.6")
 
 

@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-from vitprobe.errors import ConfigError, is_whole
+from vitprobe.errors import ConfigError, is_real, is_whole
 
 # key -> (low, high, low inclusive, high inclusive); tuples are checked element by element.
 _RANGES: dict[str, tuple[float, float, bool, bool]] = {key: bounds for keys, bounds in (
@@ -35,20 +35,16 @@ _NULLABLE = ("clip_grad",)  # None (no clipping) is valid whatever the default
 _PART_EXAMPLES = {"mim_hparams": {"mask_ratio": 0.6}, "cl_hparams": {"momentum": 0.99}}  # the hybrid's parts
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _type_problem(value: Any, default: Any) -> str | None:
     """What is wrong with the type of ``value`` given the ``default``, or None."""
     if default is None:
-        return None if value is None or (_is_number(value) and math.isfinite(value)) else "a finite number or null"
+        return None if value is None or (is_real(value) and math.isfinite(value)) else "a finite number or null"
     if isinstance(default, bool):
         return None if isinstance(value, bool) else "true or false"
     if isinstance(default, int):
         return None if is_whole(value) else "an integer"
     if isinstance(default, float):
-        return None if _is_number(value) and math.isfinite(value) else "a finite number"
+        return None if is_real(value) and math.isfinite(value) else "a finite number"
     if isinstance(default, str):
         return None if isinstance(value, str) else "a name"
     if isinstance(default, tuple):

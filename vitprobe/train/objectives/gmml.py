@@ -12,10 +12,9 @@ from torch import Tensor
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.heads import PixelDecoder, bn_mlp
 from vitprobe.train.masking import group_mask, upsample_mask
-from vitprobe.train.objectives._infonce import embedding_std, info_nce
+from vitprobe.train.objectives._infonce import MomentumContrast, embedding_std, info_nce
 from vitprobe.train.objectives._vit import check_encoder, cls_features, encode
-from vitprobe.train.objectives.base import Objective, StepInfo, frozen_copy, register_objective
-from vitprobe.train.objectives.mocov3 import byol_view_specs
+from vitprobe.train.objectives.base import StepInfo, register_objective
 from vitprobe.train.objectives.simmim import masked_l1
 from vitprobe.train.views import make_views
 
@@ -30,7 +29,7 @@ def corrupt(clean: Tensor, pixel_mask: Tensor, noise: Tensor, from_other: Tensor
 
 
 @register_objective
-class GMML(Objective):
+class GMML(MomentumContrast):
     """L = alpha * L1(recon, clean | corrupted pixels) + ctr(s1, t2) + ctr(s2, t1) (InfoNCE, 2T scaled).
 
     As SiT (Sara-Ahmed/SiT, main.py / datasets/datasets_utils.py): each view is corrupted,
@@ -64,10 +63,7 @@ class GMML(Objective):
                                 activations=(nn.ReLU, nn.GELU))
         self.decoder = PixelDecoder(encoder.embed_dim, arch.patch_size,
                                     h["decoder_hidden_dim"] or encoder.embed_dim, h["decoder_hidden_layers"])
-        self.momentum_encoder = frozen_copy(encoder)
-        self.momentum_projector = frozen_copy(self.projector)
-        self.collapse_dim = h["out_dim"]
-        self.view_specs = byol_view_specs(arch.img_size, h["crop_scale"])
+        self._add_momentum_branch(h["out_dim"], h["crop_scale"])
 
     def views(self, image: Tensor, g: torch.Generator) -> dict[str, Tensor]:
         """{"clean": (2, 3, S, S), "mask": bool (2, h, w) group masks, "noise": (2, 3, S, S) N(0, 1),
@@ -109,6 +105,3 @@ class GMML(Objective):
         loss = self.hparams["alpha"] * recon_loss + contrastive
         return loss, {"loss": loss.item(), "recon_loss": recon_loss.item(),
                       "contrastive_loss": contrastive.item(), "emb_std": embedding_std(student[0])}
-
-    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        return [(self.encoder, self.momentum_encoder), (self.projector, self.momentum_projector)]

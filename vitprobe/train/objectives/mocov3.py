@@ -10,19 +10,14 @@ from torch import Tensor
 
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.heads import bn_mlp
-from vitprobe.train.objectives._infonce import embedding_std, info_nce
+from vitprobe.train.objectives._infonce import MomentumContrast, embedding_std, info_nce
 from vitprobe.train.objectives._vit import check_encoder, cls_features
-from vitprobe.train.objectives.base import Objective, StepInfo, frozen_copy, register_objective
-from vitprobe.train.views import ViewSpec, make_views
-
-
-def byol_view_specs(size: int, scale: tuple[float, float]) -> list[ViewSpec]:
-    """The two asymmetric views of BYOL / MoCo v3: blur always on the first; blur 0.1 and solarise 0.2 on the second."""
-    return [ViewSpec(size, scale=scale, blur_p=1.0), ViewSpec(size, scale=scale, blur_p=0.1, solarize_p=0.2)]
+from vitprobe.train.objectives.base import StepInfo, register_objective
+from vitprobe.train.views import make_views
 
 
 @register_objective
-class MoCoV3(Objective):
+class MoCoV3(MomentumContrast):
     """L = ctr(q1, k2) + ctr(q2, k1), q = predictor(projector(cls)), k from the momentum encoder + projector.
 
     ``stop_grad_patch_embed`` freezes the random patch projection (the paper's stability trick).
@@ -48,10 +43,7 @@ class MoCoV3(Objective):
             encoder.patch_embed.proj.requires_grad_(False)
         self.projector = bn_mlp(3, encoder.embed_dim, h["proj_hidden_dim"], h["out_dim"])
         self.predictor = bn_mlp(2, h["out_dim"], h["pred_hidden_dim"], h["out_dim"])
-        self.momentum_encoder = frozen_copy(encoder)
-        self.momentum_projector = frozen_copy(self.projector)
-        self.collapse_dim = h["out_dim"]
-        self.view_specs = byol_view_specs(arch.img_size, h["crop_scale"])
+        self._add_momentum_branch(h["out_dim"], h["crop_scale"])
 
     def views(self, image: Tensor, g: torch.Generator) -> dict[str, Tensor]:
         """{"views": (2, 3, S, S)}."""
@@ -67,6 +59,3 @@ class MoCoV3(Objective):
         t = self.hparams["temperature"]
         loss = info_nce(q1, k2, t) + info_nce(q2, k1, t)
         return loss, {"loss": loss.item(), "emb_std": embedding_std(q1)}
-
-    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        return [(self.encoder, self.momentum_encoder), (self.projector, self.momentum_projector)]

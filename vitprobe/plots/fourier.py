@@ -5,7 +5,7 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from vitprobe.plots.panels import depth_colorbar, depth_colormap, depth_curve_panel, rows_of
+from vitprobe.plots.panels import depth_curve_panel, depth_curves, rows_of
 from vitprobe.plots.style import Items, finish, new_figure
 
 METRICS = ("delta_log_amplitude",)
@@ -33,17 +33,11 @@ def draw(items: Items) -> Figure:
     axes[0].set_xlabel("depth (0 = embedding)")
     for ax, (label, result) in zip(axes[1:], items):
         rows = rows_of(result, METRIC).dropna(subset=["layer", "frequency"])
-        if rows.empty:
+        if not depth_curves(fig, ax, rows, "frequency"):
             continue
-        layers = rows["layer"].unique()
-        color_of, mappable = depth_colormap(layers)
-        for layer, curve in rows.groupby("layer", sort=True):
-            curve = curve.sort_values("frequency")
-            ax.plot(curve["frequency"], curve["value"], color=color_of(float(layer)), lw=1)
         ax.xaxis.set_major_formatter(FuncFormatter(_pi_ticks))
         ax.set_xlim(0, float(rows["frequency"].max()))
         ax.set_xlabel("frequency (units of π)")
         ax.set_ylabel("Δ log amplitude")
         ax.set_title(label)
-        depth_colorbar(fig, mappable, ax)
     return finish(fig, "Fourier analysis of feature maps", items)

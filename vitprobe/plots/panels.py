@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 
 from vitprobe.plots.style import Items, depth_axis, run_colors
@@ -74,17 +73,20 @@ def depth_curve_panel(ax: Axes, items: Items, metric: str, ylabel: str,
     ax.set_ylabel(ylabel)
 
 
-def depth_colormap(layers: np.ndarray) -> tuple[Callable[[float], tuple[float, ...]], ScalarMappable]:
-    """A colour per layer (viridis, shallow dark to deep bright) and its ScalarMappable."""
+def depth_curves(fig: Figure, ax: Axes, rows: pd.DataFrame, x: str) -> bool:
+    """One curve of ``value`` against column ``x`` per layer of ``rows``, coloured by depth
+    (viridis, shallow dark to deep bright), with a colour bar labelled "depth" (ticks at whole
+    blocks); False, and nothing drawn, when ``rows`` is empty."""
     import matplotlib as mpl
-
-    norm = mpl.colors.Normalize(vmin=float(np.min(layers)), vmax=float(max(np.max(layers), np.min(layers) + 1)))
-    mappable = mpl.cm.ScalarMappable(norm=norm, cmap="viridis")
-    return mappable.to_rgba, mappable
-
-
-def depth_colorbar(fig: Figure, mappable: ScalarMappable, ax: Axes) -> None:
-    """The colour bar of :func:`depth_colormap`, labelled "depth", ticks at whole blocks only."""
     from matplotlib.ticker import MaxNLocator
 
+    if rows.empty:
+        return False
+    layers = rows["layer"].to_numpy(dtype=float)
+    norm = mpl.colors.Normalize(vmin=layers.min(), vmax=max(layers.max(), layers.min() + 1))
+    mappable = mpl.cm.ScalarMappable(norm=norm, cmap="viridis")
+    for layer, curve in rows.groupby("layer", sort=True):
+        curve = curve.sort_values(x)
+        ax.plot(curve[x], curve["value"], color=mappable.to_rgba(float(layer)), lw=1)
     fig.colorbar(mappable, ax=ax, label="depth", ticks=MaxNLocator(integer=True))
+    return True

@@ -7,7 +7,7 @@ import math
 from matplotlib.figure import Figure
 
 from vitprobe.metrics.spectrum import SPECTRUM_EPS
-from vitprobe.plots.panels import depth_colorbar, depth_colormap, depth_curve_panel, has_metric, rows_of
+from vitprobe.plots.panels import depth_curve_panel, depth_curves, has_metric, rows_of
 from vitprobe.plots.style import PANEL, Items, finish, new_figure
 
 METRICS = ("token_cosine", "log_singular_value_image", "log_singular_value_token")
@@ -30,15 +30,9 @@ def draw(items: Items) -> Figure:
         for col, metric in enumerate(spectra, start=1):
             ax = fig.add_subplot(grid[row, col])
             rows = rows_of(result, metric).dropna(subset=["layer", "rank"])
-            rows = rows[rows["value"] > _FLOOR]
-            if rows.empty:
+            if not depth_curves(fig, ax, rows[rows["value"] > _FLOOR], "rank"):
                 continue
-            color_of, mappable = depth_colormap(rows["layer"].unique())
-            for layer, curve in rows.groupby("layer", sort=True):
-                curve = curve.sort_values("rank")
-                ax.plot(curve["rank"], curve["value"], color=color_of(float(layer)), lw=1)
             ax.set_xlabel("singular value rank")
             ax.set_ylabel("log singular value")
             ax.set_title(f"{label}: {SPECTRA[metric]}")
-            depth_colorbar(fig, mappable, ax)
     return finish(fig, "Token similarity and singular value spectra", items)

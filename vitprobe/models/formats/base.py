@@ -201,6 +201,12 @@ def entry(raw: RawCheckpoint, name: str) -> Any:
     return raw.obj[name]
 
 
+def entries_beside(raw: RawCheckpoint, name: str | None) -> list[str]:
+    """The file's top-level entries other than the weights' ``name`` (an optimiser, epoch, args),
+    sorted: ``Extracted.ignored_entries``, which ``inspect`` lists as "also held"."""
+    return sorted(str(k) for k in raw.obj if k != name)
+
+
 def has_prefixed_keys(obj: Any, *prefixes: str) -> bool:
     """Whether ``obj`` is a dict with at least one string key starting with one of ``prefixes``."""
     return isinstance(obj, Mapping) and any(

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from vitprobe.errors import CheckpointError
-from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, NamedArch,
-                                          arch_name_hints, entry, has_prefixed_keys, register_format,
+from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, NamedArch, arch_name_hints,
+                                          entries_beside, entry, has_prefixed_keys, register_format,
                                           split_drops, strip_prefix, tensor_dict, training_arg)
 from vitprobe.models.reading import RawCheckpoint
 
@@ -52,8 +52,7 @@ class DinoTraining(CheckpointFormat):
         sd = tensor_dict(raw, entry(raw, key), f"entry {key!r}")
         sd = strip_prefix(strip_prefix(sd, "module."), "backbone.")
         kept, dropped = split_drops(sd, self.drops)
-        return Extracted(kept, dropped, self.hints(raw.obj.get("args")), key,
-                         sorted(str(k) for k in raw.obj if k != key))
+        return Extracted(kept, dropped, self.hints(raw.obj.get("args")), key, entries_beside(raw, key))
 
     def hints(self, args: Any) -> ArchHints:
         return dino_hints(args)

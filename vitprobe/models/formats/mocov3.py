@@ -14,9 +14,9 @@ from collections.abc import Mapping
 
 from vitprobe.errors import CheckpointError
 
-from vitprobe.models.formats.base import (CheckpointFormat, Extracted, NamedArch, arch_name_hints, entry,
-                                          has_prefixed_keys, register_format, split_drops,
-                                          strip_prefix, tensor_dict)
+from vitprobe.models.formats.base import (CheckpointFormat, Extracted, NamedArch, arch_name_hints,
+                                          entries_beside, entry, has_prefixed_keys, register_format,
+                                          split_drops, strip_prefix, tensor_dict)
 from vitprobe.models.reading import RawCheckpoint
 
 MOCO_ARCHS: dict[str, NamedArch] = {"vit_small": NamedArch(384, 12, 12), "vit_base": NamedArch(768, 12, 12)}
@@ -57,4 +57,4 @@ class MocoV3(CheckpointFormat):
         else:
             kept, dropped = split_drops(sd, {"head.*": LINCLS_HEAD})
         hints = arch_name_hints(raw.obj.get("arch"), MOCO_ARCHS, "arch", "MoCo v3")
-        return Extracted(kept, dropped, hints, key, sorted(str(k) for k in raw.obj if k != "state_dict"))
+        return Extracted(kept, dropped, hints, key, entries_beside(raw, "state_dict"))

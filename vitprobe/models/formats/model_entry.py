@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, entry,
-                                          NamedArch, arch_name_hints, has_prefixed_keys, register_format,
+from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, NamedArch, arch_name_hints,
+                                          entries_beside, entry, has_prefixed_keys, register_format,
                                           split_drops, strip_prefix, tensor_dict, training_arg)
 from vitprobe.models.inference import is_beit_layout
 from vitprobe.models.reading import RawCheckpoint
@@ -50,7 +50,7 @@ class ModelEntryFormat(CheckpointFormat):
         if self.encoder_prefix:
             sd = strip_prefix(sd, self.encoder_prefix)
         kept, dropped = split_drops(sd, self.drops)
-        return Extracted(kept, dropped, self.hints(raw), None, sorted(str(k) for k in raw.obj if k != "model"))
+        return Extracted(kept, dropped, self.hints(raw), None, entries_beside(raw, "model"))
 
 
 @register_format

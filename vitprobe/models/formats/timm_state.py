@@ -20,8 +20,8 @@ from timm.models.beit import Beit
 from timm.models.vision_transformer import VisionTransformer
 
 from vitprobe.errors import CheckpointError
-from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, register_format,
-                                          strip_wrappers, tensor_dict, training_arg,
+from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, entries_beside,
+                                          register_format, strip_wrappers, tensor_dict, training_arg,
                                           unwrapped_key)
 from vitprobe.models.reading import RawCheckpoint
 
@@ -81,5 +81,4 @@ class TimmStateDict(CheckpointFormat):
                                   "trained with --model-ema); omit --key to read 'state_dict'")
         sd = tensor_dict(raw, raw.obj[key], f"entry {key!r}")
         hints = timm_name_hints(raw.obj.get("arch"), training_arg(raw.obj.get("args"), "model_kwargs"))
-        return Extracted(strip_wrappers(sd), {}, hints, key,
-                         sorted(str(k) for k in raw.obj if k != key))
+        return Extracted(strip_wrappers(sd), {}, hints, key, entries_beside(raw, key))

@@ -93,8 +93,8 @@ def test_token_cosine_of_half_precision_tokens_beyond_their_range_of_squares():
 
 
 def test_token_cosine_survives_huge_scales():
-    tokens = torch.randn(2, 17, 8) * 1e30
-    assert torch.isfinite(token_cosine_similarity(tokens)).all()
+    tokens = torch.randn(2, 17, 8)
+    torch.testing.assert_close(token_cosine_similarity(tokens * 1e30), token_cosine_similarity(tokens))
 
 
 def test_streamed_covariance_equals_numpy():
@@ -113,7 +113,10 @@ def test_token_spectrum_matches_covariance_eigenvalues():
     for b in range(2):
         eig = torch.linalg.eigvalsh(torch.cov(tokens[b, 1:].T)).flip(0)
         torch.testing.assert_close(got[b], eig.log())
-    wide = token_covariance_log_spectrum(torch.randn(1, 1 + 4, 8))
+    wide_tokens = torch.randn(1, 1 + 4, 8, dtype=torch.float64)  # 4 patches: a covariance of rank 3 (the Gram path)
+    wide = token_covariance_log_spectrum(wide_tokens)
+    eig = torch.linalg.eigvalsh(torch.cov(wide_tokens[0, 1:].T)).flip(0)
+    torch.testing.assert_close(wide[0, :3], eig[:3].log())
     assert wide.shape == (1, 8) and torch.all(wide[0, 3:] == math.log(1e-12))
 
 
@@ -130,6 +133,8 @@ def test_attention_mask_is_minimal_and_keeps_sixty_percent():
 
 
 def test_attention_mask_known_case():
+    # exact in binary: the 0.5 patch alone holds the 50% asked for, so the 0.375 one is not kept (DINO's strict >)
+    assert attention_mask(torch.tensor([0.125, 0.375, 0.5]), 0.5).tolist() == [False, False, True]
     attn = torch.tensor([0.05, 0.5, 0.05, 0.2, 0.2])
     assert attention_mask(attn, 0.6).tolist() == [False, True, False, True, False] or \
         attention_mask(attn, 0.6).tolist() == [False, True, False, False, True]
@@ -166,6 +171,26 @@ def test_knn_weighted_vote():
     assert knn_predict(train, labels, test[:1], k=5, T=0.07).tolist() == [0]
     # at a very high temperature every vote counts alike: the majority class wins
     assert knn_predict(train, labels, test[:1], k=5, T=1e6).tolist() == [1]
+
+
+def test_knn_vote_weight_is_exp_of_cosine_over_t():
+    """One class-0 row at cosine 1 against two class-1 rows at cosine 0.8: exp(1/T) > 2 exp(0.8/T),
+    so class 0 wins exactly when T < 0.2 / ln 2 = 0.2885."""
+    train = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.8, 0.0, 0.6]])
+    labels, query = torch.tensor([0, 1, 1]), torch.tensor([[1.0, 0.0, 0.0]])
+    assert 0.25 < 0.2 / math.log(2) < 0.35
+    assert knn_predict(train, labels, query, k=3, T=0.25).tolist() == [0]
+    assert knn_predict(train, labels, query, k=3, T=0.35).tolist() == [1]
+
+
+def test_knn_ignores_the_length_of_feature_vectors():
+    """Rows are L2-normalised first: scaling any train or test row by a positive factor changes nothing."""
+    g = torch.Generator().manual_seed(0)
+    train, test = torch.randn(200, 8, generator=g), torch.randn(40, 8, generator=g)
+    labels = torch.randint(0, 4, (200,), generator=g)
+    scales = torch.exp(torch.empty(200).uniform_(math.log(0.01), math.log(100), generator=g))
+    plain = knn_predict(train, labels, test, k=10, T=0.1)
+    assert torch.equal(knn_predict(train * scales[:, None], labels, test * 7, k=10, T=0.1), plain)
 
 
 def test_knn_in_chunks_of_test_rows_equals_one_block(monkeypatch):

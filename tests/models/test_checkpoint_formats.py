@@ -132,7 +132,7 @@ def test_dino_student_is_selectable(tmp_path):
         load_model(made.path, key="model")
 
 
-@pytest.mark.parametrize("case_id", ["timm-pth", "beit-per-block", "simmim"])
+@pytest.mark.parametrize("case_id", ["timm-pth", "timm-safetensors-registers", "beit-per-block", "simmim"])
 def test_other_image_size_resamples_position_tables(case_id, tmp_path):
     case = next(c for c in CASES if c.id == case_id)
     made = make_case(case, tmp_path)
@@ -143,9 +143,11 @@ def test_other_image_size_resamples_position_tables(case_id, tmp_path):
     assert out.shape == (2, case.spec.embed_dim) and torch.isfinite(out).all()
     resampled = model.vitprobe_info["report"]["resampled"]
     if case.spec.abs_pos_emb:
-        want = resample_abs_pos_embed(made.encoder.pos_embed.detach(), [6, 6], [4, 4], num_prefix_tokens=1)
+        prefix = case.spec.num_prefix_tokens  # the class token and any registers keep their positions
+        want = resample_abs_pos_embed(made.encoder.pos_embed.detach(), [6, 6], [4, 4], num_prefix_tokens=prefix)
         assert torch.equal(model.pos_embed, want)
-        assert resampled["pos_embed"] == [[1, 17, 128], [1, 37, 128]]
+        assert torch.equal(model.pos_embed[:, :prefix], made.encoder.pos_embed[:, :prefix])
+        assert resampled["pos_embed"] == [[1, prefix + 16, 128], [1, prefix + 36, 128]]
     if case.spec.rel_pos_bias != "none":
         assert any(k.endswith("relative_position_bias_table") for k in resampled)
     assert model.vitprobe_info["arch"]["img_size"] == 48

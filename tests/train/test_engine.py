@@ -211,6 +211,10 @@ def test_train_writes_loadable_checkpoint_and_log(tmp_path):
     expected_lr = cosine_schedule(peak, 1e-5, 8, warmup_steps=4)  # tiny, 2 epochs: one warm-up epoch
     assert np.allclose(log["lr"], expected_lr)
     assert np.allclose(log["momentum"], cosine_schedule(0.9, 1.0, 8))
+    wd = cosine_schedule(0.05, 0.1, 8)  # the weight decay rises from weight_decay to weight_decay_end
+    assert np.allclose(log["wd"], wd)
+    decays = sorted(group["weight_decay"] for group in state["optimizer"]["param_groups"])
+    assert decays[0] == 0.0 and decays[-1] == pytest.approx(wd[-1])  # applied (biases, norms: none), not just logged
     assert log["loss"].iloc[-4:].mean() < log["loss"].iloc[:4].mean()
 
 

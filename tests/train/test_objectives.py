@@ -84,6 +84,8 @@ def test_info_nce_by_hand() -> None:
     assert math.isclose(float(info_nce(q, k, t)), math.log(1 + math.exp(-1 / t)) * 2 * t, rel_tol=1e-6)
     k_swapped = k.flip(0)  # positives now orthogonal: CE = log(1 + e^{1/T})
     assert math.isclose(float(info_nce(q, k_swapped, t)), math.log(1 + math.exp(1 / t)) * 2 * t, rel_tol=1e-6)
+    t = 0.2  # where the 2T scale is not 1
+    assert math.isclose(float(info_nce(q, k, t)), 0.4 * math.log(1 + math.exp(-5)), rel_tol=1e-6)
 
 
 def test_embedding_std_healthy_and_collapsed() -> None:
@@ -197,6 +199,49 @@ def test_gmml_recon_loss_pools_both_views_and_bn_sees_both() -> None:
     assert not math.isclose(pooled, per_view, rel_tol=1e-3)
     bn = obj.projector[1]  # fresh running mean 0, momentum 0.1: one update over all 2B samples
     assert torch.allclose(bn.running_mean, 0.1 * first.mean(0), atol=1e-6)
+
+
+def _momentum_keys_apart(obj) -> dict[str, torch.Tensor]:
+    """Views whose second image is noise, with the momentum encoder moved off the online one,
+    so that pairing each query with the other view's key or with its own gives different losses."""
+    obj.eval()
+    with torch.no_grad():
+        for p in obj.momentum_encoder.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    views = batch_of_views(obj)
+    key = "views" if "views" in views else "clean"
+    views[key][:, 1] = torch.randn(views[key][:, 1].shape, generator=torch.Generator().manual_seed(7))
+    return views
+
+
+def test_mocov3_pairs_each_query_with_the_other_views_key() -> None:
+    """L = ctr(q1, k2) + ctr(q2, k1) (MoCo v3's symmetrised loss), not ctr(q1, k1) + ctr(q2, k2)."""
+    obj = build("mocov3")
+    views = _momentum_keys_apart(obj)
+    with torch.no_grad():
+        loss, _ = obj(views, STEP)
+        x1, x2 = views["views"].unbind(1)
+        q1, q2 = (obj.predictor(obj.projector(cls_features(obj.encoder, x))) for x in (x1, x2))
+        k1, k2 = (obj.momentum_projector(cls_features(obj.momentum_encoder, x)) for x in (x1, x2))
+    t = obj.hparams["temperature"]
+    crossed, same = info_nce(q1, k2, t) + info_nce(q2, k1, t), info_nce(q1, k1, t) + info_nce(q2, k2, t)
+    assert torch.isclose(loss, crossed, rtol=1e-5) and not torch.isclose(crossed, same, rtol=1e-3)
+
+
+def test_gmml_pairs_each_corrupted_view_with_the_other_clean_views_key() -> None:
+    """SiT's contrastive term: ctr(s1, t2) + ctr(s2, t1), s from the corrupted views, t from the clean ones."""
+    obj = build("gmml")
+    views = _momentum_keys_apart(obj)
+    with torch.no_grad():
+        _, logged = obj(views, STEP)
+        tokens = obj.reconstruct(views, (0, 1))["tokens"]
+        s1, s2 = obj.projector(tokens[:, 0]).chunk(2)
+        clean = torch.cat([views["clean"][:, 0], views["clean"][:, 1]])
+        t1, t2 = obj.momentum_projector(cls_features(obj.momentum_encoder, clean)).chunk(2)
+    t = obj.hparams["temperature"]
+    crossed, same = info_nce(s1, t2, t) + info_nce(s2, t1, t), info_nce(s1, t1, t) + info_nce(s2, t2, t)
+    assert math.isclose(logged["contrastive_loss"], float(crossed), rel_tol=1e-5)
+    assert not torch.isclose(crossed, same, rtol=1e-3)
 
 
 # ---------------------------------------------------------------- objective behaviour

@@ -1,4 +1,5 @@
-"""Process groups for ``torchrun`` (training and sharded analysis): rank, world size, device.
+"""Process groups for ``torchrun`` (training and sharded analysis): rank, world size, device,
+and the collectives the objectives use (all-gather with the local gradient, mean).
 
 ``torchrun --nproc_per_node K -m vitprobe train|analyze ...`` sets RANK, WORLD_SIZE, LOCAL_RANK,
 MASTER_ADDR and MASTER_PORT; one process without them is a world of one.
@@ -71,6 +72,25 @@ def rank_and_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def concat_all_gather(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` (B, ...) of every process along dim 0; gradient flows into the local part only."""
+    if rank_and_world()[1] == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.detach().contiguous())
+    parts[dist.get_rank()] = x
+    return torch.cat(parts, dim=0)
+
+
+def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over processes (no gradient); ``x`` itself when not distributed."""
+    if rank_and_world()[1] == 1:
+        return x
+    y = x.detach().clone()
+    dist.all_reduce(y)
+    return y / dist.get_world_size()
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

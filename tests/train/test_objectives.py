@@ -15,7 +15,7 @@ from torch.utils.data import default_collate
 from vitprobe.errors import ConfigError
 from vitprobe.models.architecture import ArchSpec, build_model
 from vitprobe.train.objectives import StepInfo, collapse_warnings, get_objective, list_objectives, objective_class
-from vitprobe.train.objectives.base import all_reduce_mean, concat_all_gather
+from vitprobe.distributed import all_reduce_mean, concat_all_gather
 from vitprobe.train.objectives._vit import cls_features, encode, set_drop_path
 from vitprobe.train.objectives._infonce import embedding_std, info_nce
 from vitprobe.train.objectives.dino import dino_loss, entropy

@@ -36,7 +36,8 @@ from vitprobe import distributed
 from vitprobe.train.config import TrainConfig, resolve_optim
 from vitprobe.train.monitor import LOG_FILE, Monitor, TrainingDivergedError, check_finite, is_training_log
 from vitprobe.train.objectives._vit import set_drop_path
-from vitprobe.train.objectives.base import Objective, StepInfo, collapse_warnings
+from vitprobe.train.collapse import collapse_warnings
+from vitprobe.train.objectives.base import Objective, StepInfo
 from vitprobe.train.schedules import cosine_schedule
 from vitprobe.train.run_lock import LOCK_FILE, RunLock
 

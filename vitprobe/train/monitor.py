@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from vitprobe.errors import VitprobeError
 from vitprobe.progress import progress_bar
-from vitprobe.train.objectives.base import COLLAPSE_KINDS, Collapse
+from vitprobe.train.collapse import COLLAPSE_KINDS, Collapse
 
 BASE_COLUMNS = ["epoch", "step", "loss", "lr", "wd", "momentum"]
 LOG_FILE = "log.csv"

@@ -7,7 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from vitprobe.train.objectives.base import Objective, concat_all_gather, frozen_copy, rank
+from vitprobe.distributed import concat_all_gather, rank_and_world
+from vitprobe.train.objectives.base import Objective, frozen_copy
 from vitprobe.train.views import ViewSpec
 
 
@@ -43,7 +44,7 @@ def info_nce(q: Tensor, k: Tensor, temperature: float) -> Tensor:
     q = F.normalize(q, dim=1)
     keys = concat_all_gather(F.normalize(k, dim=1))
     logits = q @ keys.t() / temperature
-    labels = torch.arange(q.shape[0], device=q.device) + rank() * q.shape[0]
+    labels = torch.arange(q.shape[0], device=q.device) + rank_and_world()[0] * q.shape[0]
     return F.cross_entropy(logits, labels) * (2 * temperature)
 
 

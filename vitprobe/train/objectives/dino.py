@@ -12,8 +12,8 @@ from torch import Tensor
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.heads import DINOHead
 from vitprobe.train.objectives._vit import check_encoder, cls_features
-from vitprobe.train.objectives.base import (Objective, StepInfo, all_reduce_mean, frozen_copy,
-                                            register_objective)
+from vitprobe.distributed import all_reduce_mean
+from vitprobe.train.objectives.base import Objective, StepInfo, frozen_copy, register_objective
 from vitprobe.train.views import ViewSpec, make_views, patch_multiple
 
 

@@ -30,7 +30,8 @@ from vitprobe.data.user_data import as_items, dataset_name, describe_data, first
 from vitprobe.distributed import on_rank_zero, own_shard, rank_and_world, to_device
 from vitprobe.errors import ConfigError, DataError, VitprobeError, check_whole, warn_user, warnings_kept
 from vitprobe.plugins import OWN_MODULE_HINT
-from vitprobe.results import Run, check_output
+from vitprobe.output_paths import check_output
+from vitprobe.results import Run
 
 PROGRESS_DESC = "analysing"
 

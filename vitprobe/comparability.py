@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vitprobe.errors import warn_user
-from vitprobe.results import jsonable
+from vitprobe.json_safe import jsonable
 
 # Protocol entries that say how a run was executed, not what was measured (the dataset is
 # checked on its own).

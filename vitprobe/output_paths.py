@@ -1,4 +1,6 @@
-"""Where vitprobe writes: checks on an output path before any work, and temp files beside it.
+"""Where vitprobe writes: checks on an output path before any work, temp files beside it, and
+the analysis side's folder policy (what an ``--out`` may hold, what ``--overwrite`` may
+replace, and the atomic swap of a finished folder into place).
 
 Outputs are written to a temp file or folder next to their final path and renamed into place.
 ``tempfile`` makes those private (mode 600 / 700); they are given the permissions a plainly
@@ -10,12 +12,17 @@ named in a warning the next time the same output is written from that host.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import tempfile
+import uuid
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from vitprobe.errors import OutputExistsError, warn_user
+from vitprobe.errors import OutputExistsError, abbreviate, warn_user
 
 
 # Files that mark a folder as written by vitprobe's analysis side (a run, a comparison).
@@ -142,3 +149,92 @@ def temp_folder_beside(path: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path, "partial"), dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     return tmp
+
+
+_RESULT_SUFFIXES = (".csv", ".json", ".png", ".svg", ".npz")
+
+
+def _recorded_results(folder: Path) -> set[str]:
+    """The result names that the ``run.json`` of ``folder`` and of its sub-folders list
+    (unreadable ones list none)."""
+    names: set[str] = set()
+    for info in [folder / "run.json", *folder.glob("*/run.json")]:
+        try:
+            listed = json.loads(info.read_text(encoding="utf-8")).get("results", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        names.update(name for name in listed if isinstance(name, str))
+    return names
+
+
+def foreign_entries(folder: Path, own: Collection[str] = ()) -> list[str]:
+    """Paths under an analysis output ``folder`` that vitprobe's analysis side does not write:
+    anything but ``run.json``, ``runs.json``, ``report.html``, ``<analysis>.csv/.json/.png/
+    .svg/.npz`` (an analysis registered now, or named in the ``run.json`` of the folder or of
+    its sub-folders: a custom analysis of an earlier session), the file names in ``own`` (a
+    caller's extra files, top level only) and sub-folders that are analysis outputs themselves
+    (checked the same way)."""
+    from vitprobe.analyzers import list_analyzers
+
+    analyses = set(list_analyzers()) | _recorded_results(folder)
+    found = []
+    for entry in sorted(user_entries(folder)):
+        if entry.is_dir() and not entry.is_symlink():
+            if is_analysis_output(entry):
+                found += [f"{entry.name}/{inner}" for inner in foreign_entries(entry)]
+            else:
+                found.append(f"{entry.name}/")
+        elif not (entry.name in (*ANALYSIS_MARKERS, "report.html", *own)
+                  or (entry.suffix in _RESULT_SUFFIXES and entry.stem in analyses)):
+            found.append(entry.name)
+    return found
+
+
+def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
+    """Refuse an output folder that already holds something, unless ``overwrite`` and it is an
+    analysis output holding nothing else (``--overwrite`` never replaces anything else, such as
+    a training run, a folder of images, or notes a user put beside the results). The working
+    folder, or one that holds it, is refused: the output is written beside it and renamed into
+    its place."""
+    here, target = Path.cwd(), Path(os.path.abspath(out))
+    if holds(target, here):
+        raise OutputExistsError(f"{out or '.'}: is the folder you are working in{'' if target == here else ' or holds it'}, "
+                                "which vitprobe would replace as a whole; name a folder below it (e.g. --out results)")
+    out = check_output_folder(out)
+    if out.is_dir() and user_entries(out):
+        if not overwrite:
+            raise OutputExistsError(f"{out}: folder exists and is not empty; pass --overwrite (Python: overwrite=True) or choose another --out")
+        if not is_analysis_output(out):
+            raise OutputExistsError(
+                f"{out}: not an analysis output (no {' or '.join(ANALYSIS_MARKERS)}), so --overwrite "
+                "will not replace it; choose another --out")
+        foreign = foreign_entries(out)
+        if foreign:
+            raise OutputExistsError(
+                f"{out}: holds files vitprobe did not write ({abbreviate(foreign, 3)}), which --overwrite would "
+                "delete; move them out or choose another --out")
+    return out
+
+
+@contextmanager
+def atomic_output(out: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``out`` in one rename.
+
+    On an exception the temporary folder is removed and ``out`` is left as it was. An old
+    ``out`` (only with ``overwrite``) is moved aside and deleted after the new one is in place.
+    """
+    out = check_output(out, overwrite)
+    tmp = temp_folder_beside(out)
+    try:
+        yield tmp
+        check_output(out, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.with_name(f"{temp_prefix(out, 'old')}{uuid.uuid4().hex[:8]}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)

@@ -183,7 +183,7 @@ def foreign_results(root: Path) -> list[str]:
     """Entries of a recipe's output folder ``root`` that reproduce did not write (and that
     replacing its results would delete): anything beside ``models`` and RESULTS, a run that
     holds other files, and other files among the figures; a file browser's own files are not."""
-    from vitprobe.results import foreign_entries
+    from vitprobe.output_paths import foreign_entries
 
     if not root.is_dir():
         return []

@@ -24,17 +24,16 @@ import re
 import shutil
 import uuid
 import zipfile
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from vitprobe.errors import ConfigError, OutputExistsError, abbreviate
-from vitprobe.output_paths import (ANALYSIS_MARKERS, check_output_folder, holds, is_analysis_output,
-                                   temp_folder_beside, temp_prefix, user_entries)
+from vitprobe.errors import ConfigError, OutputExistsError
+from vitprobe.json_safe import jsonable
+from vitprobe.output_paths import atomic_output, holds
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure  # imported lazily: results load without matplotlib
@@ -101,23 +100,6 @@ def _normalise_table(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def jsonable(obj: Any) -> Any:
-    """A JSON-safe copy: numpy scalars to Python numbers, tuples to lists, paths to str."""
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return obj
-    return str(obj)
-
-
 def _write_text(path: Path, text: str) -> None:
     """Write a file through a temporary name, so it is either absent or complete; UTF-8, with a
     path that the locale could not decode (a surrogate escape) written back as its own bytes."""
@@ -128,95 +110,6 @@ def _write_text(path: Path, text: str) -> None:
 
 def _dump_json(obj: Any) -> str:
     return json.dumps(jsonable(obj), indent=2, sort_keys=True) + "\n"
-
-
-_RESULT_SUFFIXES = (".csv", ".json", ".png", ".svg", ".npz")
-
-
-def _recorded_results(folder: Path) -> set[str]:
-    """The result names that the ``run.json`` of ``folder`` and of its sub-folders list
-    (unreadable ones list none)."""
-    names: set[str] = set()
-    for info in [folder / "run.json", *folder.glob("*/run.json")]:
-        try:
-            listed = json.loads(info.read_text(encoding="utf-8")).get("results", [])
-        except (OSError, ValueError, AttributeError):
-            continue
-        names.update(name for name in listed if isinstance(name, str))
-    return names
-
-
-def foreign_entries(folder: Path, own: Collection[str] = ()) -> list[str]:
-    """Paths under an analysis output ``folder`` that vitprobe's analysis side does not write:
-    anything but ``run.json``, ``runs.json``, ``report.html``, ``<analysis>.csv/.json/.png/
-    .svg/.npz`` (an analysis registered now, or named in the ``run.json`` of the folder or of
-    its sub-folders: a custom analysis of an earlier session), the file names in ``own`` (a
-    caller's extra files, top level only) and sub-folders that are analysis outputs themselves
-    (checked the same way)."""
-    from vitprobe.analyzers import list_analyzers
-
-    analyses = set(list_analyzers()) | _recorded_results(folder)
-    found = []
-    for entry in sorted(user_entries(folder)):
-        if entry.is_dir() and not entry.is_symlink():
-            if is_analysis_output(entry):
-                found += [f"{entry.name}/{inner}" for inner in foreign_entries(entry)]
-            else:
-                found.append(f"{entry.name}/")
-        elif not (entry.name in (*ANALYSIS_MARKERS, "report.html", *own)
-                  or (entry.suffix in _RESULT_SUFFIXES and entry.stem in analyses)):
-            found.append(entry.name)
-    return found
-
-
-def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Refuse an output folder that already holds something, unless ``overwrite`` and it is an
-    analysis output holding nothing else (``--overwrite`` never replaces anything else, such as
-    a training run, a folder of images, or notes a user put beside the results). The working
-    folder, or one that holds it, is refused: the output is written beside it and renamed into
-    its place."""
-    here, target = Path.cwd(), Path(os.path.abspath(out))
-    if holds(target, here):
-        raise OutputExistsError(f"{out or '.'}: is the folder you are working in{'' if target == here else ' or holds it'}, "
-                                "which vitprobe would replace as a whole; name a folder below it (e.g. --out results)")
-    out = check_output_folder(out)
-    if out.is_dir() and user_entries(out):
-        if not overwrite:
-            raise OutputExistsError(f"{out}: folder exists and is not empty; pass --overwrite (Python: overwrite=True) or choose another --out")
-        if not is_analysis_output(out):
-            raise OutputExistsError(
-                f"{out}: not an analysis output (no {' or '.join(ANALYSIS_MARKERS)}), so --overwrite "
-                "will not replace it; choose another --out")
-        foreign = foreign_entries(out)
-        if foreign:
-            raise OutputExistsError(
-                f"{out}: holds files vitprobe did not write ({abbreviate(foreign, 3)}), which --overwrite would "
-                "delete; move them out or choose another --out")
-    return out
-
-
-@contextmanager
-def atomic_output(out: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces ``out`` in one rename.
-
-    On an exception the temporary folder is removed and ``out`` is left as it was. An old
-    ``out`` (only with ``overwrite``) is moved aside and deleted after the new one is in place.
-    """
-    out = check_output(out, overwrite)
-    tmp = temp_folder_beside(out)
-    try:
-        yield tmp
-        check_output(out, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        old = out.with_name(f"{temp_prefix(out, 'old')}{uuid.uuid4().hex[:8]}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
 
 
 class Result:

@@ -13,7 +13,8 @@ from tables import make_results
 
 import vitprobe.results as results_module
 from vitprobe.errors import OutputExistsError
-from vitprobe.results import Run, check_output
+from vitprobe.output_paths import check_output
+from vitprobe.results import Run
 
 
 @pytest.fixture

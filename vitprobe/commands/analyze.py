@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace, is_main: bool) -> int:
     from vitprobe.analysis import prepare_analysis, run_analysis
     from vitprobe.data.base import MIN_IMAGE_SIZE
-    from vitprobe.results import atomic_output, check_output, unique_labels, write_comparison
+    from vitprobe.output_paths import atomic_output, check_output
+    from vitprobe.results import unique_labels, write_comparison
 
     if args.out is not None:
         check_output(args.out, args.overwrite)

@@ -22,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
     """Load every run (checked first), then write the comparison."""
     import json
 
-    from vitprobe.results import check_output, compare
+    from vitprobe.output_paths import check_output
+    from vitprobe.results import compare
 
     check_output(args.out, args.overwrite)
     out = compare(args.runs, args.out, overwrite=args.overwrite)

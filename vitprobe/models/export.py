@@ -37,7 +37,7 @@ from vitprobe.models.formats.mocov3 import MOCO_ARCHS
 from vitprobe.models.loading import EXPORTED_TRAINING, interpret
 from vitprobe.models.reading import read_checkpoint
 from vitprobe.output_paths import check_parent_folders, publish_file, temp_file_beside
-from vitprobe.results import jsonable
+from vitprobe.json_safe import jsonable
 
 Tensors = dict[str, torch.Tensor]
 

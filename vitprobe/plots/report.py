@@ -61,7 +61,7 @@ def _table(result: "Result") -> str:
 
 
 def _protocol(protocol: Mapping) -> str:
-    from vitprobe.results import jsonable
+    from vitprobe.json_safe import jsonable
 
     text = json.dumps(jsonable(protocol), indent=1, sort_keys=True)
     return f"<details><summary>protocol</summary><pre>{html.escape(text)}</pre></details>"

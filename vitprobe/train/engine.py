@@ -396,7 +396,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     optimizer = adamw(groups, peak_lr, optim["betas"], env.device)
     scaler = torch.amp.GradScaler(env.device.type, enabled=dtype == torch.float16)
 
-    from vitprobe.results import jsonable  # tuples as lists: saved and current values compare equal
+    from vitprobe.json_safe import jsonable  # tuples as lists: saved and current values compare equal
 
     in_force = {"hparams": jsonable({**{k: v for k, v in objective.hparams.items() if k != "lam"},
                                      **optim}),  # the optimiser's values as used (a preset's warm-up)

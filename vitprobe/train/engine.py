@@ -1,4 +1,4 @@
-"""The training loop: one function, readable in one sitting.
+"""The training loop (``_run``, after the folder checks and the objective's construction).
 
 Per optimiser step ``t`` (global, 0-based): set lr[t] and wd[t]; reseed torch with
 (seed, t, rank); forward under autocast; stop on a non-finite loss (mean over processes);
@@ -335,28 +335,32 @@ def train(config: TrainConfig | Mapping[str, Any], *, resume: bool = False, data
         distributed.teardown(env)
 
 
-def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: Dataset | None,
-         objective_factory: ObjectiveFactory | None, progress: bool, lock: RunLock) -> Path:
-    given_dataset = dataset is not None
-    out = check_output_folder(config.out)
-    if not resume and (ckpt.has_checkpoint(out) or (out / ckpt.FINAL_FILE).exists()):
+def _check_new_run_folder(out: Path) -> None:
+    """Refuse to start a new run in ``out`` where it holds a run, an analysis, files a run does
+    not write, or a ``log.csv`` that is not a training log; only reads."""
+    if ckpt.has_checkpoint(out) or (out / ckpt.FINAL_FILE).exists():
         raise OutputExistsError(f"{out} already holds a training run; pass --resume to continue "
                                 f"it or choose another --out (Python: resume=True, or another out)")
-    if not resume and is_analysis_output(out):
+    if is_analysis_output(out):
         raise OutputExistsError(f"{out} holds an analysis (run.json or runs.json), which a training run "
                                 "would mix with; choose another --out")
-    others = sorted(p.name for p in user_entries(out) if p.name not in RUN_ENTRIES) if not resume and out.is_dir() else []
+    others = sorted(p.name for p in user_entries(out) if p.name not in RUN_ENTRIES) if out.is_dir() else []
     if others:
         raise OutputExistsError(f"{out} holds {abbreviate(others, 3)}, which a training run would mix "
                                 "with; choose an empty or new --out")
     log = out / LOG_FILE
-    if not resume and log.exists() and not is_training_log(log):
+    if log.exists() and not is_training_log(log):
         raise OutputExistsError(f"{log} is not a vitprobe training log and a new run would replace it; "
                                 "move it or choose another --out")
-    arch = resolve_arch(config)
-    dtype = amp_dtype(config.amp, env.device)
-    revisions = config.objective_revisions() if objective_factory is None else {}
-    if objective_factory is not None:  # a custom objective gets exactly the given hparams
+
+
+def _build_objective(config: TrainConfig, arch: ArchSpec, env: distributed.DistEnv,
+                     objective_factory: ObjectiveFactory | None) -> Objective:
+    """The objective around a fresh encoder (seeded by ``config.seed``), with the student's drop
+    path set once the EMA copies exist (so they never drop), on ``env``'s device in train mode,
+    its BatchNorms synchronised across GPUs. A custom ``objective_factory`` gets exactly the
+    given hparams; the registry's objective gets them resolved against its defaults."""
+    if objective_factory is not None:
         hparams = dict(config.hparams, **({"lam": config.lam} if config.method == "hybrid" else {}))
     else:
         from vitprobe.train.objectives import get_objective
@@ -367,9 +371,21 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
             return get_objective(config.method, encoder, arch, **hp)
     torch.manual_seed(config.seed)
     objective = objective_factory(build_model(arch), arch, **hparams)
-    set_drop_path(objective.encoder, objective.stochastic_depth())  # the EMA copies exist: they never drop
+    set_drop_path(objective.encoder, objective.stochastic_depth())
     objective = objective.to(env.device).train()
-    objective = sync_batchnorm(objective, env.device, env.world_size)
+    return sync_batchnorm(objective, env.device, env.world_size)
+
+
+def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: Dataset | None,
+         objective_factory: ObjectiveFactory | None, progress: bool, lock: RunLock) -> Path:
+    given_dataset = dataset is not None
+    out = check_output_folder(config.out)
+    if not resume:
+        _check_new_run_folder(out)
+    arch = resolve_arch(config)
+    dtype = amp_dtype(config.amp, env.device)
+    revisions = config.objective_revisions() if objective_factory is None else {}
+    objective = _build_objective(config, arch, env, objective_factory)
     optim = resolve_optim(config, objective.hparams)
     if dataset is None:
         from vitprobe.data import resolve_dataset

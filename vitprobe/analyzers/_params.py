@@ -88,21 +88,21 @@ def check_params(cls: type, params: dict[str, Any]) -> dict[str, Any]:
             out[name] = check_value(kind, value)
         except ValueError:
             raise ConfigError(f"analysis {cls.name!r}: {name} takes {describe(kind)}, got {value!r}; "
-                              f"e.g. --param {cls.name}.{name}={_example(kind)} (Python: "
-                              f"analyzer_params={{{cls.name!r}: {{{name!r}: {_python_example(kind)}}}}})") from None
+                              f"e.g. --param {cls.name}.{name}={_example(kind)[0]} (Python: "
+                              f"analyzer_params={{{cls.name!r}: {{{name!r}: {_example(kind)[1]}}}}})") from None
     return out
 
 
-def _python_example(kind: Any) -> str:
-    if isinstance(kind, tuple):
-        return repr(kind[0])
-    return {bool: "True", int: "10", float: "0.5", str: "'text'", "blocks": "[1, 6, 12]"}[kind]
+# An example value of each kind, as the command line and as Python write it.
+_EXAMPLES = {bool: ("true", "True"), int: ("10", "10"), float: ("0.5", "0.5"), str: ("text", "'text'"),
+             "blocks": ("[1,6,12]", "[1, 6, 12]")}
 
 
-def _example(kind: Any) -> str:
+def _example(kind: Any) -> tuple[str, str]:
+    """An example value of ``kind``: (command line, Python); a choice's first option."""
     if isinstance(kind, tuple):
-        return str(kind[0])
-    return {bool: "true", int: "10", float: "0.5", str: "text", "blocks": "[1,6,12]"}[kind]
+        return str(kind[0]), repr(kind[0])
+    return _EXAMPLES[kind]
 
 
 def describe(kind: Any) -> str:

@@ -41,6 +41,19 @@ def test_values_of_the_wrong_kind_are_one_line_errors(name, params, message) -> 
     assert "\n" not in str(err.value) and f"--param {name}." in str(err.value)
 
 
+@pytest.mark.parametrize("name, params, cli, python", [
+    ("knn", {"pooling": "avg"}, "--param knn.pooling=cls", "analyzer_params={'knn': {'pooling': 'cls'}}"),
+    ("linear_probe", {"final_norm": "yes"}, "--param linear_probe.final_norm=true",
+     "analyzer_params={'linear_probe': {'final_norm': True}}"),
+    ("attention_nmi", {"layers": "[2,3"}, "--param attention_nmi.layers=[1,6,12]",
+     "analyzer_params={'attention_nmi': {'layers': [1, 6, 12]}}"),
+])
+def test_a_wrong_kind_is_shown_as_the_command_line_and_python_write_it(name, params, cli, python) -> None:
+    with pytest.raises(ConfigError) as err:
+        get_analyzer(name, **params)
+    assert str(err.value).endswith(f"e.g. {cli} (Python: {python})")
+
+
 @pytest.mark.parametrize("name, params, message", [
     ("knn", {"heldout_fraction": 1.5}, "analysis 'knn': heldout_fraction=1.5 must lie strictly between"),
     ("linear_probe", {"heldout_fraction": 0.0}, "analysis 'linear_probe': heldout_fraction=0.0"),

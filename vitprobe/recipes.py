@@ -167,28 +167,7 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     trains_gmml = any(m.train is not None and m.train.get("method") == "gmml" for m in models)
     checkpoints = {k: v for k, v in (checkpoints or {}).items() if not checkpoints_may_miss or k in keys}
     changes = _changes(quick and bool(raw.get("quick")), data, checkpoints, given_train, seed)  # --quick without a block changes nothing
-    for key, ckpt in checkpoints.items():
-        entry = next((m for m in models if m.key == key), None)
-        if entry is None:
-            raise ConfigError(f"{where}: --model {key}=...: no model {key!r}; models: {sorted(keys)}")
-        if "reconstructions" in raw.get("figures", []) and (entry.train or {}).get("method") == "gmml":
-            warn_user(f"{where}: --model {key}=...: its reconstructions figure is not drawn: it needs the "
-                      "GMML decoder of a model the recipe trains, which a checkpoint file does not carry")
-        entry.train, entry.checkpoint, entry.random_like = None, Path(ckpt), None  # the file, not a random copy
-    depths: dict[str, int] = {}  # blocks per model, for the layer numbers in params and claims
-    for entry in models:
-        if entry.random_like is not None:
-            like = next((m for m in models if m.key == entry.random_like), None)
-            if like is None or like.random_like is not None:
-                raise ConfigError(f"{where}: model {entry.key!r}: random_like names {entry.random_like!r}, which is "
-                                  f"not a trained or loaded model; models: {sorted(keys)}")
-        if entry.train is not None and train_overrides:
-            entry.train = _merge(entry.train, train_overrides)
-        if entry.train is not None:
-            source = f" (training config {entry.train_file})" if entry.train_file else ""
-            depths[entry.key] = _validate_train(entry.train, f"{where}: model {entry.key!r}{source}")
-        if entry.checkpoint is not None:
-            depths[entry.key] = _check_checkpoint(entry, f"{where}: model {entry.key!r}")
+    depths = _settle_models(models, checkpoints, train_overrides, "reconstructions" in raw.get("figures", []), where)
     from vitprobe.analysis import check_data_feeds
 
     names = _analyses(raw["analyses"], where)
@@ -223,6 +202,37 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
                   figures=figures, extra_figures=extra, claims=claims, sweep=raw.get("sweep"), path=path,
                   random_seed=0 if seed is None else seed, skipped=dict(skipped),
                   changes=[*changes, *(f"--param {a}.{k}={v}" for a, values in given.items() for k, v in values.items())])
+
+
+def _settle_models(models: list[ModelEntry], checkpoints: dict[str, str], train_overrides: dict[str, Any] | None,
+                   draws_reconstructions: bool, where: str) -> dict[str, int]:
+    """Replace the training of each model in ``checkpoints`` by its file, merge ``train_overrides``
+    into every training config, check ``random_like`` references, each training config and each
+    checkpoint; the depth (blocks) of each model, for the layer numbers in params and claims."""
+    keys = sorted(m.key for m in models)
+    for key, ckpt in checkpoints.items():
+        entry = next((m for m in models if m.key == key), None)
+        if entry is None:
+            raise ConfigError(f"{where}: --model {key}=...: no model {key!r}; models: {keys}")
+        if draws_reconstructions and (entry.train or {}).get("method") == "gmml":
+            warn_user(f"{where}: --model {key}=...: its reconstructions figure is not drawn: it needs the "
+                      "GMML decoder of a model the recipe trains, which a checkpoint file does not carry")
+        entry.train, entry.checkpoint, entry.random_like = None, Path(ckpt), None  # the file, not a random copy
+    depths: dict[str, int] = {}
+    for entry in models:
+        if entry.random_like is not None:
+            like = next((m for m in models if m.key == entry.random_like), None)
+            if like is None or like.random_like is not None:
+                raise ConfigError(f"{where}: model {entry.key!r}: random_like names {entry.random_like!r}, which is "
+                                  f"not a trained or loaded model; models: {keys}")
+        if entry.train is not None and train_overrides:
+            entry.train = _merge(entry.train, train_overrides)
+        if entry.train is not None:
+            source = f" (training config {entry.train_file})" if entry.train_file else ""
+            depths[entry.key] = _validate_train(entry.train, f"{where}: model {entry.key!r}{source}")
+        if entry.checkpoint is not None:
+            depths[entry.key] = _check_checkpoint(entry, f"{where}: model {entry.key!r}")
+    return depths
 
 
 def _changes(quick: bool, data: str | None, checkpoints: dict[str, str] | None,

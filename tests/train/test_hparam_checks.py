@@ -69,6 +69,9 @@ def test_cli_refuses_a_negative_clip_before_writing_anything(tmp_path, capsys):
      "--batch-size 1: mocov3's heads normalise over the batch (BatchNorm), which needs at least 2 images per step"),
     (["--method", "hybrid", "--lambda", "0.5", "--batch-size", "1"], "--batch-size 1: hybrid's heads normalise"),
     (["--method", "MoCo-v3"], "unknown method 'MoCo-v3' (MoCo-v3 is --method mocov3); choose one of"),
+    (["--method", "BEiT"], "unknown method 'BEiT' (vitprobe does not train BEiT, whose targets are a pretrained DALL-E "
+                           "tokenizer's codes; BEiT checkpoints load for analysis, and --method simmim or mae trains "
+                           "masked image modelling); choose one of"),
     (["--method", "hybrid", "--lambda", "0.5", "--set", "lam=0.9"], "set by --lambda (Python lam=), not --set lam"),
     (["--method", "hybrid", "--lambda", "0.5", "--set", "mim_hparams=3"],
      """mim_hparams must be a mapping of that objective's hyper-parameters, got 3; e.g. --set mim_hparams={"mask_ratio":0.6}"""),

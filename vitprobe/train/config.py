@@ -24,6 +24,12 @@ from vitprobe.yaml_files import read_yaml_mapping
 AMP_MODES = ("auto", "bf16", "fp16", "fp32")
 # Other names of the methods (lower case, without - _ or spaces), named in the error for them.
 METHOD_NAMES = {"sit": "gmml", "moco": "mocov3", "mocov3": "mocov3", "clmim": "hybrid", "clplusmim": "hybrid"}
+# Methods of the papers that vitprobe reads but does not train, and the nearest it does.
+NOT_TRAINED = {
+    "beit": "vitprobe does not train BEiT, whose targets are a pretrained DALL-E tokenizer's codes; "
+            "BEiT checkpoints load for analysis, and --method simmim or mae trains masked image modelling",
+    "ibot": "vitprobe does not train iBOT; --method hybrid mixes a contrastive and a masked-image loss",
+}
 
 
 def _owners(key: str, methods: Sequence[str]) -> list[str]:
@@ -189,8 +195,10 @@ class TrainConfig:
         combination of options."""
         self._check_types()
         if self.method not in list_objectives():
-            known_as = METHOD_NAMES.get(str(self.method).lower().replace("-", "").replace("_", "").replace(" ", ""))
-            hint = f" ({self.method} is --method {known_as})" if known_as else ""
+            plain = str(self.method).lower().replace("-", "").replace("_", "").replace(" ", "")
+            known_as = METHOD_NAMES.get(plain)
+            hint = (f" ({self.method} is --method {known_as})" if known_as
+                    else f" ({NOT_TRAINED[plain]})" if plain in NOT_TRAINED else "")
             raise ConfigError(f"unknown method {self.method!r}{hint}; choose one of {list_objectives()}")
         if self.method == "hybrid":
             if self.lam is None:

@@ -24,7 +24,7 @@ from vitprobe.yaml_files import read_yaml_mapping
 AMP_MODES = ("auto", "bf16", "fp16", "fp32")
 # Other names of the methods (lower case, without - _ or spaces), named in the error for them.
 METHOD_NAMES = {"sit": "gmml", "moco": "mocov3", "mocov3": "mocov3", "clmim": "hybrid", "clplusmim": "hybrid"}
-# Methods of the papers that vitprobe reads but does not train, and the nearest it does.
+# Methods that vitprobe does not train, and the nearest objective it does.
 NOT_TRAINED = {
     "beit": "vitprobe does not train BEiT, whose targets are a pretrained DALL-E tokenizer's codes; "
             "BEiT checkpoints load for analysis, and --method simmim or mae trains masked image modelling",

@@ -32,6 +32,9 @@ from vitprobe.plots.style import protocol_caption
 from vitprobe.results import Result
 
 
+ATTN_LAYERS, TOKEN_LAYERS = range(1, DEPTH + 1), range(DEPTH + 1)  # blocks 1..L; the embedding 0, then blocks
+
+
 def _result(name, info, data, **params):
     analyzer = get_analyzer(name, **params).bind(info, {})
     analyzer.update(data)
@@ -42,23 +45,31 @@ def _table(name, info, data, **params):
     return _result(name, info, data, **params).table
 
 
-def _check(table, metric, per_image: torch.Tensor) -> None:
-    """Rows of ``metric`` (in table order) hold mean and sample std of ``per_image`` (n, ...)."""
+def _check(table, metric, per_image: torch.Tensor, layers: range | None = None) -> None:
+    """Rows of ``metric`` (in table order) hold mean and sample std of ``per_image`` (n, ...).
+    With ``layers``, ``per_image`` is (n, len(layers), ...) and each row must be labelled with
+    its layer, and for (n, L, H) per-head values with its head 0..H-1."""
     rows = table[table["metric"] == metric]
     values = per_image.double().reshape(per_image.shape[0], -1)
     np.testing.assert_allclose(rows["value"].to_numpy(float), values.mean(0).numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(rows["std"].to_numpy(float), values.std(0).numpy(), rtol=1e-4, atol=1e-6)
     assert (rows["n"] == per_image.shape[0]).all()
+    if layers is not None:
+        assert per_image.shape[1] == len(layers)
+        per_layer = values.shape[1] // len(layers)
+        assert rows["layer"].tolist() == np.repeat(list(layers), per_layer).tolist()
+        if per_image.dim() == 3 and "head" in rows and rows["head"].notna().all():
+            assert rows["head"].tolist() == np.tile(np.arange(per_image.shape[2]), len(layers)).tolist()
 
 
 def test_attention_tables_match_metrics(info, batches):
     data = concat_batches(batches)
     attn = [data["sites"][Site("attn", layer)] for layer in range(1, DEPTH + 1)]
     dist = torch.stack([attention_distance(a, info.patch_size, PREFIX, info.grid) for a in attn], 1)
-    _check(_table("attention_distance", info, data), "attention_distance_px", dist)
+    _check(_table("attention_distance", info, data), "attention_distance_px", dist, ATTN_LAYERS)
     table = _table("attention_nmi", info, data)
-    _check(table, "nmi", torch.stack([attention_nmi(a) for a in attn], 1))
-    _check(table, "head_diversity_jsd", torch.stack([head_diversity(a) for a in attn], 1))
+    _check(table, "nmi", torch.stack([attention_nmi(a) for a in attn], 1), ATTN_LAYERS)
+    _check(table, "head_diversity_jsd", torch.stack([head_diversity(a) for a in attn], 1), ATTN_LAYERS)
     assert table[table["metric"] == "head_diversity_jsd"]["head"].isna().all()
 
 
@@ -85,11 +96,11 @@ def test_token_tables_match_metrics(info, batches):
     data = concat_batches(batches)
     tokens = [data["sites"][Site("tokens", layer)] for layer in range(DEPTH + 1)]
     _check(_table("fourier", info, data), "delta_log_amplitude",
-           torch.stack([fourier_delta_log_amplitude(t) for t in tokens], 1))
+           torch.stack([fourier_delta_log_amplitude(t) for t in tokens], 1), TOKEN_LAYERS)
     table = _table("token_similarity", info, data)
-    _check(table, "token_cosine", torch.stack([token_cosine_similarity(t) for t in tokens], 1))
+    _check(table, "token_cosine", torch.stack([token_cosine_similarity(t) for t in tokens], 1), TOKEN_LAYERS)
     _check(table, "log_singular_value_token",
-           torch.stack([token_covariance_log_spectrum(t) for t in tokens], 1))
+           torch.stack([token_covariance_log_spectrum(t) for t in tokens], 1), TOKEN_LAYERS)
     image = table[table["metric"] == "log_singular_value_image"]
     expected = [torch.linalg.eigvalsh(torch.cov(t[:, PREFIX:].mean(1).double().T)).flip(0).log()
                 for t in tokens]
@@ -201,9 +212,10 @@ def test_jaccard_figure_marks_each_heads_mask_area(info, batches):
     """Each head's bar carries a tick at its mask_area, per run, with one legend entry."""
     from vitprobe.plots import draw
 
-    analyzer = get_analyzer("attention_jaccard").bind(info, {"num_artifacts": 0})
+    analyzer = get_analyzer("attention_jaccard", num_artifacts=0).bind(info, {})
     analyzer.update(concat_batches(batches))
     result = analyzer.compute()
+    assert not result.artifacts  # num_artifacts=0 keeps none
     table = result.table
     areas = table[table["metric"] == "mask_area"].sort_values("head")["value"].to_numpy()
     figure = draw("attention_jaccard", [("a", result), ("b", result)])
@@ -339,6 +351,35 @@ def test_probe_features_through_the_final_norm_are_the_models_own(global_pool, p
     with torch.no_grad():
         expected = model.forward_head(model.forward_features(images), pre_logits=True)
     torch.testing.assert_close(analyzer._row_tensor("features")[:, 0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_knn_accuracy_is_on_the_held_out_images_only(info):
+    """Random features and labels: the table's accuracy is k-NN fitted on the images outside the
+    held-out split and scored on those inside it (near chance; scoring the training images too
+    would find each image itself)."""
+    from vitprobe.metrics import knn_predict
+
+    gen = torch.Generator().manual_seed(1)
+    n, index = 200, torch.arange(200)
+    tokens = torch.randn(n, PREFIX + 16, info.embed_dim, generator=gen)
+    labels = torch.randint(0, 3, (n,), generator=gen)
+    batch = {"index": index, "labels": {"c": labels}, "sites": {Site("tokens", 1): tokens}}
+    table = _table("knn", info, batch, layers=[1])
+    held = heldout_mask(index, 0.2)
+    x = tokens[:, 0]
+    expected = 100 * (knn_predict(x[~held], labels[~held], x[held], k=20, T=0.07) == labels[held]).double().mean()
+    assert table["value"].tolist() == pytest.approx([float(expected)]) and float(expected) < 90
+
+
+def test_mean_pooling_leaves_out_every_prefix_token(info):
+    """With 3 prefix tokens (a class token and 2 registers) mean pooling averages the patches alone."""
+    import dataclasses
+
+    registers = dataclasses.replace(info, num_prefix_tokens=3)
+    tokens = torch.randn(5, 3 + 16, info.embed_dim, generator=torch.Generator().manual_seed(2))
+    analyzer = get_analyzer("knn", layers=[1], pooling="mean").bind(registers, {})
+    analyzer.update({"index": torch.arange(5), "labels": {"c": torch.zeros(5)}, "sites": {Site("tokens", 1): tokens}})
+    torch.testing.assert_close(analyzer._row_tensor("features")[:, 0], tokens[:, 3:].mean(1))
 
 
 def test_heldout_split_depends_on_index_only():

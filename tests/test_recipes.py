@@ -199,6 +199,13 @@ def test_select_rows_layers() -> None:
     assert list(select_rows(table, {"metric": "nmi", "layers": "last_half"})["layer"]) == [3, 4]
     assert list(select_rows(table, {"metric": "nmi", "layers": "last"})["layer"]) == [4]
     assert list(select_rows(table, {"metric": "nmi", "layers": [1, 3]})["layer"]) == [1, 3]
+    assert list(select_rows(table, {"metric": "nmi", "layers": "first_half"})["layer"]) == [1, 2]
+    odd = _table("nmi", {1: 0.1, 2: 0.2, 3: 0.3})  # the middle layer goes with the deeper half
+    assert list(select_rows(odd, {"metric": "nmi", "layers": "last_half"})["layer"]) == [2, 3]
+    assert list(select_rows(odd, {"metric": "nmi", "layers": "first_half"})["layer"]) == [1]
+    one = _table("nmi", {5: 0.1})
+    for half in ("first_half", "last_half"):
+        assert list(select_rows(one, {"metric": "nmi", "layers": half})["layer"]) == [5]
 
 
 def test_greater_than_verdicts() -> None:
@@ -298,6 +305,13 @@ def test_differences_within_two_standard_errors_leave_the_claim_undecided() -> N
     check = {"metric": "attention_distance_px", "layers": "last", "greater": "cl", "than": "mim"}
     assert evaluate(check, {"cl": per_image(17.0, 2.0), "mim": per_image(16.8, 2.0)}, {}).agrees is None
     assert evaluate(check, {"cl": per_image(17.0, 0.1), "mim": per_image(16.8, 0.1)}, {}).agrees is True
+    # the errors combine in quadrature: SEs 2 / sqrt(400) = 0.1 give 2 x 0.141 = 0.283 < 0.3 (summed: 0.4 > 0.3)
+    assert evaluate(check, {"cl": per_image(17.0, 2.0), "mim": per_image(16.7, 2.0)}, {}).agrees is True
+    # a value over several layers carries the mean of their errors (0.1 and 0.3: 0.2), not the smallest
+    two = {k: {"d": pd.concat([_table("attention_distance_px", {3: v}, std=1.0, n=100),
+                               _table("attention_distance_px", {4: v}, std=3.0, n=100)])} for k, v in (("cl", 10.0), ("mim", 9.5))}
+    averaged = evaluate({**check, "layers": "all"}, two, {})
+    assert averaged.agrees is None and "10 +- 0.2 vs" in averaged.detail
 
 
 def test_a_gap_below_min_difference_is_undecided_however_small_its_error() -> None:
@@ -315,6 +329,7 @@ def test_a_gap_below_min_difference_is_undecided_however_small_its_error() -> No
     bare = {k: {"d": _table("attention_distance_px", {4: v}, std=float("nan"))} for k, v in (("cl", 17.0), ("mim", 16.5))}
     assert evaluate({**check, "min_difference": 1}, bare, {}).agrees is None
     assert evaluate({**check, "min_difference": 0.25}, bare, {}).agrees is True
+    assert evaluate({**check, "min_difference": 0.5}, bare, {}).agrees is None  # a gap of exactly 0.5 is not over it
     assert evaluate(check, {"cl": bare["cl"], "mim": bare["cl"]}, {}).agrees is None
 
     def run(v: float) -> dict:
@@ -359,6 +374,8 @@ def test_an_inner_peak_within_noise_of_an_end_is_undecided() -> None:
     assert evaluate(check, {"0": run(24.2), "0.25": run(18.2), "0.5": run(22.2), "1": run(22.2)},
                     {}).agrees is None
     assert evaluate(check, {"0": run(60.0), "0.5": run(30.0), "1": run(20.0)}, {}).agrees is False
+    # an end refutes the peak only when it beats every inner model: 60 beats 20 but not 58
+    assert evaluate(check, {"0": run(60.0), "0.25": run(58.0), "0.5": run(20.0), "1": run(10.0)}, {}).agrees is None
 
 
 def test_a_list_label_reads_the_first_label_the_data_has() -> None:

@@ -137,8 +137,9 @@ def test_the_model_called_inside_a_capture_and_nested_captures_run_whole() -> No
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         plain = model(images)
-        with capture(model, [Site("attn", 1), Site("tokens", 3)]) as outer:
+        with capture(model, [Site("attn", 1), Site("tokens", 3), Site("tokens", 0)]) as outer:
             torch.testing.assert_close(model(images), plain)
+            assert outer._store == {}  # the model called outside run() kept nothing
             alone = outer.run(images)
             with capture(model, [Site("tokens", 1)]) as inner:
                 assert set(inner.run(images)) == {Site("tokens", 1)}

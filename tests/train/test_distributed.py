@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -63,8 +65,11 @@ def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
     init = build_model(toy_config(tmp_path).arch_spec())
     moved = (ddp["blocks.0.mlp.fc1.weight"] - init.state_dict()["blocks.0.mlp.fc1.weight"]).abs().max()
     assert moved > 1e-4  # the runs trained, so agreement is not trivial
-    # Rank 0 alone wrote the log: one row per global step (16 images / (2 x 2) x 2 epochs).
+    # Rank 0 alone wrote the log: one row per global step (16 images / (2 x 2) x 2 epochs), whose
+    # loss is the mean over the processes' halves of the batch: the single process's loss.
     assert (tmp_path / "ddp" / "log.csv").read_text(encoding="utf-8").count("\n") == 1 + 8
+    logs = [pd.read_csv(tmp_path / run / "log.csv") for run in ("ddp", "single")]
+    np.testing.assert_allclose(logs[0]["loss"], logs[1]["loss"], rtol=1e-4)
     state = torch.load(tmp_path / "ddp" / "checkpoint.train_state.pt", weights_only=True)
     assert state["world_size"] == 2 and state["step"] == 8
     from vitprobe.models import load_model

@@ -218,6 +218,24 @@ def test_train_writes_loadable_checkpoint_and_log(tmp_path):
     assert log["loss"].iloc[-4:].mean() < log["loss"].iloc[:4].mean()
 
 
+@pytest.mark.parametrize("method,hp,clipping", [
+    ("dino", {"out_dim": 32, "n_local": 0, "head_hidden_dim": 32, "head_bottleneck_dim": 16}, "per tensor"),
+    ("mocov3", {"proj_hidden_dim": 32, "pred_hidden_dim": 32, "out_dim": 16}, "global norm"),
+])
+def test_each_objective_clips_gradients_as_its_published_code_does(tmp_path, monkeypatch, method, hp, clipping):
+    """DINO's (and SiT's) code clips each gradient tensor separately; MoCo v3's clips the global norm."""
+    import vitprobe.train.engine as engine
+
+    calls: list[str] = []
+    per_tensor, global_norm = engine.clip_per_tensor, torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(engine, "clip_per_tensor", lambda *a, **k: (calls.append("per tensor"), per_tensor(*a, **k))[1])
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda *a, **k: (calls.append("global norm"), global_norm(*a, **k))[1])
+    train(toy_config(tmp_path / "run", method=method, epochs=1, hparams={**hp, "clip_grad": 1.0}),
+          dataset=toy_dataset(), progress=False)
+    assert calls and set(calls) == {clipping}
+
+
 def test_the_student_trains_with_stochastic_depth_and_the_teacher_without(tmp_path):
     made: list[Objective] = []
 

@@ -49,6 +49,23 @@ def test_flip_only_spec_flips() -> None:
     assert torch.allclose(make_view(img, spec, gen(0)), img.flip(-1), atol=1e-5)
 
 
+def test_solarize_only_spec_solarizes() -> None:
+    img = normalised_image()
+    spec = ViewSpec(32, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grey_p=0.0, solarize_p=1.0)
+    pixels = make_view(img, spec, gen(0)) * STD + MEAN
+    assert torch.allclose(pixels, solarize(img * STD + MEAN), atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_blur_sigma_is_given_at_224_px_and_scaled_to_the_view(size: int) -> None:
+    """A sigma of 2 at 224 px is 2 x size / 224 px on a view of ``size``: the same blur relative to the image."""
+    img = normalised_image(size=size)
+    spec = ViewSpec(size, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grey_p=0.0,
+                    blur_p=1.0, blur_sigma=(2.0, 2.0))
+    pixels = make_view(img, spec, gen(0)) * STD + MEAN
+    assert torch.allclose(pixels, gaussian_blur(img * STD + MEAN, 2.0 * size / 224), atol=1e-5)
+
+
 def test_grey_spec_gives_equal_channels() -> None:
     img = normalised_image()
     spec = ViewSpec(32, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grey_p=1.0)

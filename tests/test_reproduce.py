@@ -455,6 +455,37 @@ def test_models_read_at_different_image_sizes_are_warned_of_and_noted_under_thei
     page = report.read_text(encoding="utf-8")
     claim = page.split("<div class='claim'>")[1]
     assert re.search(rf"<i>Read with:</i> {said}", claim) and re.search(rf"<b>measured unalike</b>: {said}", page)
+    # the even-attention distances alone differ by 16 px x 1.5: pixels of two grids decide nothing
+    [verdict] = json.loads((report.parent / "verdicts.json").read_text(encoding="utf-8"))
+    assert verdict["agrees"] is None
+    assert verdict["detail"].endswith("; undecided: the models were analysed on different patch grids (48 px, patch 8 "
+                                      "(b) | 32 px, patch 8 (a)), on which attention_distance's numbers do not line "
+                                      "up; compare models of one image size and patch size")
+
+
+def test_num_heads_gives_a_checkpoint_the_head_count_its_file_does_not(tmp_path: Path, capsys) -> None:
+    """A bare timm state dict of width 32 holds no head count (guessed: 1 head, warned of with the
+    option that fixes it); reproduce --num-heads KEY=N gives it, as a recipe model's num_heads does."""
+    import timm
+
+    from vitprobe.cli import main
+
+    torch.save(timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32, depth=2,
+                                 num_heads=2, num_classes=0).state_dict(), tmp_path / "bare.pth")
+    recipe = {"name": "heads", "data": "synthetic:16", "batch_size": 8, "analyses": ["attention_nmi"],
+              "models": {"a": {"checkpoint": "bare.pth"}, "b": {"random_like": "a"}}}
+    path = tmp_path / "heads.yaml"
+    path.write_text(json.dumps(recipe))
+    assert main(["reproduce", str(path), "--out", str(tmp_path / "guessed"), "--no-progress"]) == 0
+    assert re.search(r"guessed: width 32 // 64 .*pass --num-heads \(reproduce: --num-heads KEY=N", capsys.readouterr().err)
+    assert main(["reproduce", str(path), "--out", str(tmp_path / "given"), "--no-progress", "--num-heads", "a=2"]) == 0
+    assert "head count" not in capsys.readouterr().err
+    saved = json.loads((tmp_path / "given" / "heads" / "runs" / "a" / "attention_nmi.json").read_text())
+    assert saved["checkpoint"]["arch"]["num_heads"] == 2
+    assert "--num-heads a=2" in (tmp_path / "given" / "heads" / "report.html").read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert main(["reproduce", str(path), "--out", str(tmp_path / "bad"), "--num-heads", "z=2"]) == 2
+    assert "--num-heads z=...: no model 'z'" in capsys.readouterr().err
 
 
 def test_a_failing_analysis_still_says_the_warnings_before_its_error(tmp_path: Path, monkeypatch) -> None:

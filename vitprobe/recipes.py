@@ -111,13 +111,15 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
                 checkpoints: dict[str, str] | None = None,
                 train_overrides: dict[str, Any] | None = None,
                 params: dict[str, dict[str, Any]] | None = None, seed: int | None = None,
-                checkpoints_may_miss: bool = False) -> Recipe:
+                checkpoints_may_miss: bool = False, num_heads: dict[str, int] | None = None) -> Recipe:
     """Read, override and validate a recipe; every error is raised here, before any work.
 
     ``quick`` applies the recipe's ``quick:`` block (its ``train:`` mapping goes into every
     training config); ``data`` replaces the analysis data;
     ``checkpoints`` maps model keys to checkpoint files that replace their training (with
     ``checkpoints_may_miss``, as for several recipes at once, a key the recipe lacks is passed over);
+    ``num_heads`` maps model keys to head counts, for files that do not give theirs (as a model's
+    ``num_heads:``; passed over for keys the recipe lacks as ``checkpoints`` are);
     ``train_overrides`` is merged into every training config (tests use it to shrink runs);
     ``params`` (analysis -> parameters) is merged over the recipe's ``params`` for the
     analyses the recipe runs; ``seed`` replaces the seed of every training config and of the
@@ -166,8 +168,11 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     keys = {m.key for m in models}
     trains_gmml = any(m.train is not None and m.train.get("method") == "gmml" for m in models)
     checkpoints = {k: v for k, v in (checkpoints or {}).items() if not checkpoints_may_miss or k in keys}
-    changes = _changes(quick and bool(raw.get("quick")), data, checkpoints, given_train, seed)  # --quick without a block changes nothing
-    depths = _settle_models(models, checkpoints, train_overrides, "reconstructions" in raw.get("figures", []), where)
+    num_heads = {k: v for k, v in (num_heads or {}).items() if not checkpoints_may_miss or k in keys}
+    changes = _changes(quick and bool(raw.get("quick")), data, checkpoints, given_train, seed,  # --quick without a block changes nothing
+                       num_heads)
+    depths = _settle_models(models, checkpoints, num_heads, train_overrides,
+                            "reconstructions" in raw.get("figures", []), where)
     from vitprobe.analysis import check_data_feeds
 
     names = _analyses(raw["analyses"], where)
@@ -204,12 +209,18 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
                   changes=[*changes, *(f"--param {a}.{k}={v}" for a, values in given.items() for k, v in values.items())])
 
 
-def _settle_models(models: list[ModelEntry], checkpoints: dict[str, str], train_overrides: dict[str, Any] | None,
-                   draws_reconstructions: bool, where: str) -> dict[str, int]:
-    """Replace the training of each model in ``checkpoints`` by its file, merge ``train_overrides``
-    into every training config, check ``random_like`` references, each training config and each
-    checkpoint; the depth (blocks) of each model, for the layer numbers in params and claims."""
+def _settle_models(models: list[ModelEntry], checkpoints: dict[str, str], num_heads: dict[str, int],
+                   train_overrides: dict[str, Any] | None, draws_reconstructions: bool, where: str) -> dict[str, int]:
+    """Replace the training of each model in ``checkpoints`` by its file, give the models in
+    ``num_heads`` their head count, merge ``train_overrides`` into every training config, check
+    ``random_like`` references, each training config and each checkpoint; the depth (blocks) of
+    each model, for the layer numbers in params and claims."""
     keys = sorted(m.key for m in models)
+    for key, heads in num_heads.items():
+        entry = next((m for m in models if m.key == key), None)
+        if entry is None:
+            raise ConfigError(f"{where}: --num-heads {key}=...: no model {key!r}; models: {keys}")
+        entry.num_heads = check_whole(heads, f"{where}: --num-heads {key}")
     for key, ckpt in checkpoints.items():
         entry = next((m for m in models if m.key == key), None)
         if entry is None:
@@ -236,11 +247,13 @@ def _settle_models(models: list[ModelEntry], checkpoints: dict[str, str], train_
 
 
 def _changes(quick: bool, data: str | None, checkpoints: dict[str, str] | None,
-             train_overrides: dict[str, Any] | None, seed: int | None) -> list[str]:
+             train_overrides: dict[str, Any] | None, seed: int | None,
+             num_heads: dict[str, int] | None = None) -> list[str]:
     """The changes a caller made to a recipe, in the words of reproduce's options (``train
     KEY=VALUE`` for a training override, which only the Python API takes)."""
     return [*(["--quick"] if quick else []), *([f"--data {data}"] if data else []),
             *(f"--model {key}={path}" for key, path in (checkpoints or {}).items()),
+            *(f"--num-heads {key}={heads}" for key, heads in (num_heads or {}).items()),
             *([f"--seed {seed}"] if seed is not None else []),
             *(f"train {key}={value}" for key, value in (train_overrides or {}).items())]
 

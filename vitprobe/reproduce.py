@@ -257,7 +257,8 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
         extra = _draw_figures(_extra_figure_makers(recipe, runs, paths, device), staged / "figures")
         tables = {key: {name: res.table for name, res in run.items()} for key, run in runs.items()}
         labels = {entry.key: entry.label for entry in recipe.models}
-        verdicts = [evaluate(claim.check, tables, labels) for claim in recipe.claims]
+        verdicts = [_unless_on_other_grids(evaluate(claim.check, tables, labels), claim, recipe, runs, labels)
+                    for claim in recipe.claims]
         (staged / "report.html").write_text(
             _report_html(recipe, runs, tables, verdicts, extra, differences, time.monotonic() - started),
             encoding="utf-8")
@@ -272,6 +273,28 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
     report = root / "report.html"
     _say(progress, f"{recipe.name}: report at {report}")
     return report
+
+
+def _unless_on_other_grids(verdict: Verdict, claim: Any, recipe: Recipe, runs: dict,
+                           labels: dict[str, str]) -> Verdict:
+    """``verdict``, or undecided where the claim compares models analysed on patch grids of
+    other sizes (image size / patch size) and its metric's analysis is ``grid_bound``: their
+    pixels, frequencies, ranks and entropies do not line up, so a gap may be the grid's alone."""
+    from vitprobe.analyzers import analyzer_class
+    from vitprobe.comparability import join_by_run
+
+    analysis = next((name for name in recipe.analyses if claim.check.get("metric") in analyzer_class(name).metrics), None)
+    if analysis is None or not analyzer_class(analysis).grid_bound:
+        return verdict
+    keys = [k for k in ((claim.check["greater"], claim.check["than"]) if "greater" in claim.check else runs)
+            if k in runs and isinstance(runs[k].checkpoint.get("arch"), dict)]
+    grids = [f"{runs[k].checkpoint['arch'].get('img_size')} px, patch {runs[k].checkpoint['arch'].get('patch_size')}"
+             for k in keys]
+    if len(set(grids)) < 2:
+        return verdict
+    return Verdict(None, f"{verdict.detail}; undecided: the models were analysed on different patch grids "
+                         f"({join_by_run(grids, [labels.get(k, k) for k in keys])}), on which {analysis}'s numbers "
+                         "do not line up; compare models of one image size and patch size")
 
 
 def _measured_unalike(recipe: Recipe, runs: dict) -> list[str]:
@@ -418,22 +441,26 @@ def _report_html(recipe: Recipe, runs: dict, tables: dict, verdicts: list[Verdic
 def reproduce(recipes: list[str], out: str | Path, quick: bool = False, data: str | None = None,
               checkpoints: dict[str, str] | None = None, device: str = "cpu", num_workers: int = 0,
               train_overrides: dict[str, Any] | None = None, progress: bool = True,
-              params: dict[str, dict[str, Any]] | None = None, seed: int | None = None) -> list[Path]:
+              params: dict[str, dict[str, Any]] | None = None, seed: int | None = None,
+              num_heads: dict[str, int] | None = None) -> list[Path]:
     """Validate every recipe and its output folder first (one-line errors), then run them;
     returns the report paths. ``params`` (analysis -> parameters) apply to every recipe that
-    runs the analysis, and ``checkpoints`` (model key -> file) to every recipe with that model;
+    runs the analysis, and ``checkpoints`` (model key -> file) and ``num_heads`` (model key ->
+    head count, for a file that does not give it) to every recipe with that model;
     ``seed`` replaces every training seed and the random baselines' (see load_recipe)."""
     from vitprobe.recipes import RECIPES, load_recipe
 
     if not recipes:
         raise ConfigError(f"reproduce: name a recipe ({', '.join(RECIPES)}) or use --quick")
     loaded = [load_recipe(r, quick=quick, data=data, checkpoints=checkpoints, train_overrides=train_overrides,
-                          params=params, seed=seed, checkpoints_may_miss=len(recipes) > 1) for r in recipes]
-    missed = sorted(set(checkpoints or {}) - {m.key for r in loaded for m in r.models})
-    if missed:
-        models = sorted({m.key for r in loaded for m in r.models})
-        raise ConfigError(f"reproduce: --model {missed[0]}=...: no recipe has a model {missed[0]!r}; "
-                          f"models: {', '.join(models)}")
+                          params=params, seed=seed, checkpoints_may_miss=len(recipes) > 1, num_heads=num_heads)
+              for r in recipes]
+    for flag, given in (("--model", checkpoints), ("--num-heads", num_heads)):
+        missed = sorted(set(given or {}) - {m.key for r in loaded for m in r.models})
+        if missed:
+            models = sorted({m.key for r in loaded for m in r.models})
+            raise ConfigError(f"reproduce: {flag} {missed[0]}=...: no recipe has a model {missed[0]!r}; "
+                              f"models: {', '.join(models)}")
     unused = sorted(set(params or {}) - {a for r in loaded for a in r.analyses})
     if unused:
         raise ConfigError(f"reproduce: parameters given for {', '.join(unused)}, which no recipe runs; "

@@ -73,6 +73,19 @@ def test_attention_tables_match_metrics(info, batches):
     assert table[table["metric"] == "head_diversity_jsd"]["head"].isna().all()
 
 
+def test_head_diversity_of_a_single_head_is_nan_and_said(info, batches):
+    """One head has no pair to compare: NaN (a claim on it stays undecided), not 0 ("all alike")."""
+    import dataclasses
+
+    data = concat_batches(batches)
+    data["sites"] = {site: t[:, :1] if site.kind == "attn" else t for site, t in data["sites"].items()}
+    with pytest.warns(UserWarning, match=r"^attention_nmi: head_diversity_jsd compares pairs of heads and this "
+                                         r"model has one, so it is NaN; .*\(--num-heads\)$"):
+        table = _table("attention_nmi", dataclasses.replace(info, num_heads=1), data)
+    assert table[table["metric"] == "head_diversity_jsd"]["value"].isna().all()
+    assert table[table["metric"] == "nmi"]["value"].notna().all()
+
+
 def test_attention_distance_marks_even_attention_in_protocol_and_figure(info, batches):
     from vitprobe.metrics import even_attention_distance
     from vitprobe.plots import draw

@@ -110,6 +110,7 @@ def test_identical_heads_have_zero_diversity():
     torch.manual_seed(1)
     one = torch.randn(2, 1, 17, 17).softmax(-1)
     torch.testing.assert_close(head_diversity(one.expand(2, 5, 17, 17)), torch.zeros(2), atol=1e-6, rtol=0)
+    assert head_diversity(one).isnan().all()  # a single head: no pair, so no diversity (not "all alike")
 
 
 def test_disjoint_one_hot_heads_reach_log_two():

@@ -9,6 +9,7 @@ import torch
 
 from vitprobe.analyzers._registry import register_analyzer
 from vitprobe.analyzers.base import LayerAnalyzer, tidy
+from vitprobe.errors import warn_user
 from vitprobe.metrics import attention_distance, attention_nmi_and_diversity, even_attention_distance
 
 
@@ -19,6 +20,7 @@ class AttentionDistance(LayerAnalyzer):
     patches (where a head lands that does not choose)."""
 
     name = "attention_distance"
+    grid_bound = True  # pixels
     value_units = "pixels"
     metrics = ("attention_distance_px",)
 
@@ -48,6 +50,7 @@ class AttentionNMI(LayerAnalyzer):
     heads per layer, averaged over all images."""
 
     name = "attention_nmi"
+    grid_bound = True  # entropies over the patches
     value_units = "nmi: 0..1; head_diversity_jsd: nats, 0..log 2"
     metrics = ("nmi", "head_diversity_jsd")
 
@@ -62,6 +65,9 @@ class AttentionNMI(LayerAnalyzer):
         self._add_moments("head_diversity_jsd", torch.stack([div for _, div in pairs], dim=1))
 
     def _table(self) -> pd.DataFrame:
+        if self.info_.num_heads < 2:
+            warn_user(f"{self.name}: head_diversity_jsd compares pairs of heads and this model has one, so it is "
+                      "NaN; if the checkpoint has more, give their number (--num-heads)")
         nmi = tidy("nmi", {"layer": self.layers_, "head": range(self.info_.num_heads)},
                    *self._moments("nmi"))
         jsd = tidy("head_diversity_jsd", {"layer": self.layers_}, *self._moments("head_diversity_jsd"))

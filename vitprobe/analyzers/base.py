@@ -44,6 +44,9 @@ class Analyzer:
     # measured: runs that differ in them are not warned of as set up differently, and figure
     # captions show them
     outcome_keys: ClassVar[tuple[str, ...]] = ()
+    # its numbers are pixels, frequencies, ranks or entropies of the patch grid, so runs on grids
+    # of other sizes (another image or patch size) do not line up: a claim across them is undecided
+    grid_bound: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.info_: ModelInfo | None = None

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="SPEC", help="replace every recipe's analysis data; " + SPEC_HELP)
     p.add_argument("--model", action="append", metavar="KEY=PATH",
                    help="use this checkpoint for model KEY instead of training it")
+    p.add_argument("--num-heads", action="append", metavar="KEY=N",
+                   help="the head count of model KEY's checkpoint, for a file that does not give it "
+                        "(per-head results and head diversity depend on it)")
     p.add_argument("--param", action="append", metavar="ANALYSIS.KEY=VALUE",
                    help="an analysis parameter for every recipe that runs the analysis (over the "
                         "recipe's own `params`), e.g. knn.k=10; repeat for several")
@@ -63,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
                                                      as_json=False),
                         device=args.device,
                         num_workers=args.num_workers, progress=not args.no_progress,
-                        params=parse_analysis_params(args.param), seed=args.seed)
+                        params=parse_analysis_params(args.param), seed=args.seed,
+                        num_heads=parse_key_values(args.num_heads, "--num-heads", "dino=6"))
     print("reports (claims: agree / do not agree / undecided: within 2 standard errors or min_difference, or not measured):")
     for report in reports:
         verdicts = [v["agrees"] for v in json.loads((report.parent / "verdicts.json").read_text(encoding="utf-8"))]

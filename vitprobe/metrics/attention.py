@@ -105,8 +105,8 @@ def _diversity(block: torch.Tensor, row_entropy: torch.Tensor) -> torch.Tensor:
     where the sum of s comes from the row sums.
     """
     batch, heads, n, _ = block.shape
-    if heads < 2:
-        return block.new_zeros(batch)
+    if heads < 2:  # no pair of heads: undefined, not "alike"
+        return block.new_full((batch,), float("nan"))
     row_sums = block.sum(dim=-1)
     pair_buffer = block.new_empty(batch, heads - 1, n, n)
     log_buffer = torch.empty_like(pair_buffer)
@@ -143,7 +143,7 @@ def head_diversity(attn: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tens
     ``JSD = H(M) - (H(A_a[i]) + H(A_b[i])) / 2``; averaged over the H(H-1)/2 pairs and the
     queries. Averaged over pairs the second term is the mean row entropy over heads, so
     ``diversity = mean_{pairs, i} H(M) - mean_{heads, i} H(A[i])``. 0: all heads attend
-    alike; at most log 2. A single head gives 0.
+    alike; at most log 2. A single head gives NaN (no pair to compare).
     """
     def per_image(chunk: torch.Tensor) -> torch.Tensor:
         block = patch_attention(chunk, num_prefix_tokens, eps=NMI_EPS)

@@ -169,6 +169,11 @@ def test_checkpoint_override_replaces_training(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # another contrastive model for the cl role: nothing to say
         load_recipe("dino_attention", checkpoints={"dino": str(contrastive)})
+    from vitprobe.models.export import export_checkpoint
+
+    exported = export_checkpoint(ckpt, "dino", tmp_path / "exported_dino.pth")  # DINO's layout, a random encoder
+    with pytest.warns(UserWarning, match=r"its role is cl, but .*exported_dino.pth is a random_init checkpoint"):
+        load_recipe("dino_attention", checkpoints={"dino": str(exported)})
     with pytest.raises(ConfigError, match="no model 'dnio'"):
         load_recipe("dino_attention", checkpoints={"dnio": str(ckpt)})
     with pytest.warns(UserWarning, match=r"--model gmml=\.\.\.: its reconstructions figure is not drawn: it "

@@ -353,9 +353,12 @@ _FAMILIES = {"dino": "cl", "mocov3": "cl", "mae": "mim", "simmim": "mim", "beit"
 
 def _warn_if_role_differs(entry: "ModelEntry", info: dict[str, Any], where: str) -> None:
     """A checkpoint whose family (cl, mim, baseline) contradicts the model's ``role``: a file
-    given for the wrong model, which would turn the recipe's comparisons around."""
+    given for the wrong model, which would turn the recipe's comparisons around. The objective
+    vitprobe trained it with decides where the file records one (its own format, or an export's
+    training record), else the file's format."""
     training = info["report"].get("training")
-    source = training.get("objective") if info["format"] == "vitprobe" and isinstance(training, dict) else info["format"]
+    objective = training.get("objective") if isinstance(training, dict) else None
+    source = objective if isinstance(objective, str) else info["format"]
     family = _FAMILIES.get(str(source))
     if entry.role in set(_FAMILIES.values()) and family is not None and family != entry.role:
         warn_user(f"{where}: its role is {entry.role}, but {entry.checkpoint} is a {source} checkpoint ({family}); "

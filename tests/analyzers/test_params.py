@@ -73,6 +73,7 @@ def test_the_listing_says_what_each_parameter_takes(capsys) -> None:
 
     assert main(["analyses"]) == 0
     listing = capsys.readouterr().out
+    assert "``" not in listing and "the protocol holds even_attention_px," in listing  # docstrings' reST, as text
     assert 'pooling = "cls" (cls|mean)' in listing and "final_norm = false (true|false)" in listing
     assert "layers = null (block numbers" in listing and "k = 20 (integer)" in listing
     per_analysis = listing.split("\nattention_nmi\n")[1].split("\nfourier\n")

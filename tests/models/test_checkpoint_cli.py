@@ -32,6 +32,14 @@ def test_inspect_json(tmp_path, capsys):
                                                                   "hints such as args or arch are read from them)")
 
 
+def test_inspect_lists_every_entry_a_timm_training_file_holds(tmp_path, capsys):
+    """timm's train.py saves eight entries beside its weights; the EMA weights are one to know of."""
+    made = make_case(next(c for c in CASES if c.id == "timm-train"), tmp_path)
+    assert vitprobe.cli.main(["inspect", "--checkpoint", str(made.path)]) == 0
+    held = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("also held    "))
+    assert "state_dict_ema" in held and "more)" not in held
+
+
 def test_inspect_text_and_a_checkpoint_that_would_not_load(tmp_path, capsys):
     made = make_case(CASES[0], tmp_path)
     assert vitprobe.cli.main(["inspect", "--checkpoint", str(made.path)]) == 0

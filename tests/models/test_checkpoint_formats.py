@@ -212,6 +212,10 @@ def test_timm_keys_that_the_file_lacks_are_named(tmp_path):
     bare = make_case(next(c for c in CASES if c.id == "timm-pth"), tmp_path)
     with pytest.raises(CheckpointError, match="bare state dict with no sub-checkpoints; omit --key"):
         load_model(bare.path, key="state_dict")
+    mae = make_case(next(c for c in CASES if c.format == "mae"), tmp_path)
+    with pytest.raises(CheckpointError, match=r"format mae holds one encoder, so it takes no --key \('teacher'\); "
+                                              r"omit --key$"):
+        load_model(mae.path, key="teacher")
 
 
 def test_an_arch_dict_replaces_only_the_fields_it_names(tmp_path):

@@ -38,7 +38,8 @@ def describe_analyzer(cls: type) -> dict[str, str]:
             first = "; 0 is the patch embedding" if cls().lowest_layer() == 0 else "; from 1, the first block"
         params.append(f"{name}{default} ({describe(kinds.get(name))}{first})")
     own = cls.__dict__.get("__doc__")  # not a base class's, which describes no analysis
-    doc = " ".join(inspect.cleandoc(own).split("\n\n")[0].split()) if own else "(no description: the class has no docstring)"
+    doc = (" ".join(inspect.cleandoc(own).split("\n\n")[0].split()).replace("``", "")  # reST literals read as plain names
+           if own else "(no description: the class has no docstring)")
     return {"name": cls.name, "needs": ", ".join(needs) or "images", "parameters": ", ".join(params) or "-",
             "about": doc}
 

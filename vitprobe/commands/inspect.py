@@ -61,7 +61,7 @@ def describe(info: dict[str, Any]) -> str:
     for reason, keys in report["dropped"].items():
         lines.append(f"dropped      {plural(len(keys), 'key')}: {reason} ({abbreviate(keys, 3)})")
     if report.get("ignored_entries"):
-        lines.append(f"also held    {abbreviate(report['ignored_entries'])} (entries beside the weights, "
+        lines.append(f"also held    {abbreviate(report['ignored_entries'], 12)} (entries beside the weights, "
                      "not loaded; hints such as args or arch are read from them)")
     if "training" in report:
         lines += _training_lines(report["training"])

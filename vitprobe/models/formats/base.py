@@ -117,10 +117,12 @@ class CheckpointFormat:
         """``key`` checked against :attr:`keys`, or the default."""
         if key is None:
             return self.keys[0] if self.keys else None
+        if not self.keys:
+            raise CheckpointError(f"checkpoint {raw.path}: format {self.name} holds one encoder, so it takes "
+                                  f"no --key ({key!r}); omit --key")
         if key not in self.keys:
-            options = ", ".join(self.keys) if self.keys else "none: omit --key"
             raise CheckpointError(f"checkpoint {raw.path}: format {self.name} has no sub-checkpoint "
-                                  f"{key!r}; --key choices: {options}")
+                                  f"{key!r}; --key choices: {', '.join(self.keys)}")
         return key
 
 

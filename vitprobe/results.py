@@ -369,7 +369,10 @@ def _summary_rows(analysis: str, metric: str, rows: pd.DataFrame, caption: str,
                   units: str) -> list[dict]:
     """Reduce one metric to its deepest layer (highest frequency for Fourier curves, the
     largest singular value for spectra, the mean over heads for per-head metrics); the
-    protocol column says which frequency or rank, and over how many heads."""
+    protocol column says which frequency or rank, and over how many heads. A mean over heads
+    has no std over images (its rows' covariance is not kept) and as its se the mean of the
+    heads' (the heads share their images, so their errors are taken as correlated), as recipe
+    claims read it."""
     from vitprobe.claims import row_standard_error
 
     at = []
@@ -391,8 +394,8 @@ def _summary_rows(analysis: str, metric: str, rows: pd.DataFrame, caption: str,
     for label, group in rows.groupby(labels.fillna(""), sort=False):
         n = group["n"].max() if "n" in group and group["n"].notna().any() else pd.NA
         std = float(group["std"].iloc[0]) if len(group) == 1 and "std" in group else np.nan
-        se = row_standard_error({"metric": metric, "value": group["value"].iloc[0], "std": std, "n": n}) if (
-            len(group) == 1 and not pd.isna(n)) else None
+        errors = [row_standard_error({"metric": metric, **row}) for row in group.to_dict("records")]
+        se = None if pd.isna(n) or any(e is None for e in errors) else sum(errors) / len(errors)
         out.append(
             {"analysis": analysis, "metric": metric, "label": label or "",
              "layer": layer, "value": float(group["value"].mean()), "std": std,

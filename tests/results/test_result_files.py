@@ -378,6 +378,8 @@ def test_summary_names_units_frequency_and_rank(results):
     deepest = results["attention_distance"].table.query(f"layer == {DEPTH}")["value"]
     assert per_head["value"] == pytest.approx(deepest.mean())
     assert np.isnan(per_head["std"])  # the std over images of a mean over heads is not kept
+    rows = results["attention_distance"].table.query(f"layer == {DEPTH}")
+    assert per_head["se"] == pytest.approx((rows["std"] / np.sqrt(rows["n"])).mean())  # as claims read it
 
 
 def test_captions_name_the_image_size_and_every_parameter_moved_from_its_default(results):

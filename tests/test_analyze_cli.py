@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import pandas as pd
@@ -328,6 +329,9 @@ def test_two_checkpoints_with_one_stem_get_distinct_folders(checkpoint, tmp_path
     assert (tmp_path / "o" / "tiny" / "run.json").is_file() and (tmp_path / "o" / "tiny-2" / "run.json").is_file()
     out = capsys.readouterr().out
     assert "synthetic:4 (n=4)" in out and "attention_distance_px" in out
+    rows = [line for line in out.splitlines() if "attention_distance_px" in line]
+    assert len(rows) == 2 and all(row.endswith("[1]") for row in rows)  # one protocol, noted once below
+    assert re.search(r"^\[1\] mean over \d+ heads · image size \d+", out, re.M)
 
 
 def test_a_gpu_that_is_not_there_is_a_config_error(monkeypatch):

@@ -176,7 +176,8 @@ def _warn_if_repeated(plans: list, paths: list[str]) -> None:
 
 
 def print_summary(runs: list, out: str | None) -> None:
-    """The dataset once, then one line per metric at the deepest layer with its units and protocol."""
+    """The dataset once, then one line per metric at the deepest layer with its units and a
+    numbered note, ``[k]``, whose protocol is printed below the table (so rows stay narrow)."""
     from vitprobe.plots.style import protocol_caption
 
     firsts = [next(iter(run.values())).protocol for run in runs]  # values that differ are joined by |
@@ -184,8 +185,12 @@ def print_summary(runs: list, out: str | None) -> None:
           + " · each value at the analysis's deepest layer")
     # The dataset is said once above: every run of one command reads the same --data.
     table = pd.concat([r.summary() for r in runs], ignore_index=True).drop(columns="dataset")
+    notes = list(dict.fromkeys(p for p in table["protocol"] if p))
+    table["protocol"] = [f"[{notes.index(p) + 1}]" if p else "" for p in table["protocol"]]
     with pd.option_context("display.max_colwidth", 60, "display.width", 200, "display.float_format", "{:.4g}".format):
         print(table.to_string(index=False))
+    for number, text in enumerate(notes, start=1):
+        print(f"[{number}] {text}")
     if out is not None:
         print(f"report: {out}/report.html")
     else:

@@ -293,7 +293,10 @@ BAD_FILES = {
     "cut-in-its-header": (lambda p, t: _truncated_safetensors(p, t) or p.write_bytes(p.read_bytes()[:1000]),
                           r"is a truncated safetensors file \(1000 bytes, shorter than its header says\)"),
     "corrupt-zip": (lambda p, t: p.write_bytes(b"PK\x03\x04" + os.urandom(300)), "truncated or corrupt"),
-    "garbage": (lambda p, t: p.write_bytes(b"hello, not a checkpoint"), "neither a torch.save file"),
+    "garbage": (lambda p, t: p.write_bytes(b"hello, not a checkpoint"),
+                r"neither a torch.save file nor a safetensors file \(unrecognised first bytes \(it reads as text\)\), "
+                r"whatever its name says"),
+    "binary-garbage": (lambda p, t: p.write_bytes(bytes(range(7, 40))), r"\(unrecognised first bytes\), whatever"),
     "jpeg": (lambda p, t: _jpeg(p), "is a JPEG image, not a checkpoint"),
     "unknown-layout": (lambda p, t: torch.save({"weights": [1, 2], "epoch": 3}, p),
                        r"unknown layout \(it holds top-level keys epoch, weights\)"),

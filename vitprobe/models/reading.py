@@ -96,8 +96,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> RawCheckpoint:
         if head.startswith(magic):
             raise CheckpointError(f"checkpoint {path} is {what}, not a checkpoint; expected a "
                                   ".pth/.pt (torch.save) or .safetensors file")
+    text = " (it reads as text)" if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head) else ""
     raise CheckpointError(f"checkpoint {path} is neither a torch.save file nor a safetensors "
-                          "file (unrecognised first bytes); expected a .pth/.pt or .safetensors file")
+                          f"file (unrecognised first bytes{text}), whatever its name says; give the file "
+                          "torch.save or safetensors wrote (a download that saved an error page instead?)")
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

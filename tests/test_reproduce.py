@@ -488,6 +488,16 @@ def test_num_heads_gives_a_checkpoint_the_head_count_its_file_does_not(tmp_path:
     assert "--num-heads z=...: no model 'z'" in capsys.readouterr().err
 
 
+def test_an_analysis_output_is_no_reproduce_out(tmp_path: Path) -> None:
+    out = tmp_path / "analysed"
+    out.mkdir()
+    (out / "run.json").write_text("{}")
+    with pytest.raises(OutputExistsError, match=rf"^{re.escape(str(out))} holds an analysis \(run.json or runs.json\), "
+                                                "which the recipes' folders would mix with; choose another --out$"):
+        reproduce([str(_small_recipe(tmp_path))], out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["run.json"]
+
+
 def test_a_failing_analysis_still_says_the_warnings_before_its_error(tmp_path: Path, monkeypatch) -> None:
     import vitprobe.analysis
     from vitprobe.errors import ConfigError, VitprobeWarning, warn_user

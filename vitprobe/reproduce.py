@@ -471,6 +471,9 @@ def reproduce(recipes: list[str], out: str | Path, quick: bool = False, data: st
         raise ConfigError(f"reproduce: recipes named {', '.join(repeated)} more than once would write "
                           "into one folder; give each recipe once, or give them different names")
     check_output_folder(out)
+    if is_analysis_output(Path(out)):
+        raise OutputExistsError(f"{out} holds an analysis (run.json or runs.json), which the recipes' folders "
+                                "would mix with; choose another --out")
     for recipe in loaded:
         _check_results_replaceable(Path(out) / recipe.name)
         _check_training_data(recipe, Path(out), device, num_workers)

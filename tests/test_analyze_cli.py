@@ -322,6 +322,16 @@ def test_shards_cover_every_index_once_and_merge_to_the_whole(dataset):
         assert_same_tables(mine.compute().table, whole[mine.name].table)
 
 
+def test_a_mistyped_data_spec_fails_before_the_checkpoint_is_read(tmp_path, capsys):
+    """A file without a head count is warned of when read; a typo in --data must not wait for that."""
+    path = tmp_path / "bare.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32, depth=1,
+                                 num_heads=2, num_classes=0).state_dict(), path)
+    assert main(["analyze", "--checkpoint", str(path), "--data", "synthtic:64", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vitprobe: error: dataset spec 'synthtic:64': unknown dataset kind") and "\n" not in err
+
+
 def test_two_checkpoints_with_one_stem_get_distinct_folders(checkpoint, tmp_path, capsys):
     argv = ["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, "--data", "synthetic:4",
             "--analyses", "attention_distance", "--out", str(tmp_path / "o"), "--no-progress"]

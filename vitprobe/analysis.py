@@ -308,6 +308,10 @@ def prepare_analysis(
     from vitprobe.distributed import resolve_device
 
     dev = resolve_device(str(device), int(os.environ.get("LOCAL_RANK", "0")))
+    if isinstance(data, str):  # a mistyped spec fails before the checkpoint is read (and warned of)
+        from vitprobe.data.spec import parse_spec
+
+        parse_spec(data)
     with seeded(seed):  # a dataset's first read (random transforms) and a sampler draw from them
         model, checkpoint, label = _load(model_or_path, load_options)
         info = model_info(model)

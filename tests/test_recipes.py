@@ -358,6 +358,12 @@ def test_a_value_missing_for_want_of_images_decides_nothing() -> None:
         verdict = evaluate(check, {"cl": accuracy({4: cl}), "mim": accuracy({4: mim})}, {"cl": "MoCo v3"})
         assert verdict.agrees is None and "no value to compare (no image scored" in verdict.detail
         assert verdict.detail.startswith("MoCo v3 ")
+    one_head = {"a": _table("head_diversity_jsd", {4: nan}, n=64, std=nan)}  # one head: no pair to compare
+    two_heads = {"a": _table("head_diversity_jsd", {4: 0.2}, n=64, std=0.05)}
+    verdict = evaluate({"metric": "head_diversity_jsd", "layers": "last", "greater": "b", "than": "a"},
+                       {"a": one_head, "b": two_heads}, {})
+    assert verdict.agrees is None and "head diversity of a model with one head" in verdict.detail
+    assert "no standard error" not in verdict.detail  # the value is missing, not its error
     scored = {"k": _table("knn_top1", {3: 50.0}, label="shape", n=100, std=nan)}
     halves = {"cl": {"k": pd.concat([scored["k"], accuracy({4: nan})["k"]])},
               "mim": {"k": _table("knn_top1", {3: 20.0, 4: 10.0}, label="shape", n=100, std=nan)}}

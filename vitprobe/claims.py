@@ -80,7 +80,8 @@ def why_no_rows(tables: Mapping[str, pd.DataFrame], check: Mapping[str, Any]) ->
 
 
 # Why a selected value can be NaN.
-_NO_VALUE = "no image scored, or for a probe none held out: use more images"
+_NO_VALUE = ("no image scored, or for a probe none held out: use more images; or head diversity of a model "
+             "with one head, which has no pair of heads")
 # A difference decides a claim only when it exceeds this many standard errors.
 DECISIVE_SE = 2.0
 
@@ -222,7 +223,7 @@ def evaluate(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.Data
         summary_value(tables.get(check["greater"], {}), check), summary_value(tables.get(check["than"], {}), check)]
     where = (f" ({_protocol(check, chosen, units)}; +- 1 standard error, decided beyond {DECISIVE_SE:g}"
              + (f" and a difference over {least:g}" if least else "") + ")")
-    if any(e is not None and e.se is None for e in chosen):  # "+- 1 standard error" would not be true
+    if any(e is not None and e.se is None and not math.isnan(e.value) for e in chosen):  # "+- 1 standard error" untrue
         where = (f" ({_protocol(check, chosen, units)}; no standard error (the table gives no spread over images), "
                  + (f"decided by a difference over {least:g})" if least else
                     "so undecided: give min_difference, in the metric's units, to decide it)"))

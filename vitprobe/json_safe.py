@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,3 +25,20 @@ def jsonable(obj: Any) -> Any:
     if obj is None or isinstance(obj, (str, int, float, bool)):
         return obj
     return str(obj)
+
+
+def python_numbers(obj: Any) -> Any:
+    """``obj`` with every real number as Python's own int or float (NumPy scalars and Fractions
+    converted; bools kept), through dicts, lists and tuples; anything else unchanged.
+    What a config records must survive JSON and ``torch.load(weights_only=True)``."""
+    if isinstance(obj, Mapping):
+        return {k: python_numbers(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(python_numbers(v) for v in obj)
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        return float(obj)
+    return obj

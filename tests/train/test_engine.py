@@ -236,6 +236,22 @@ def test_each_objective_clips_gradients_as_its_published_code_does(tmp_path, mon
     assert calls and set(calls) == {clipping}
 
 
+def test_numpy_numbers_in_a_config_are_recorded_as_python_numbers(tmp_path):
+    """A sweep over np.linspace (or a float32 from a tensor) trains and resumes: config.json and
+    the train state (read with weights_only=True) take Python numbers only."""
+    from fractions import Fraction
+
+    config = toy_config(tmp_path / "run", epochs=1, seed=np.int64(3), batch_size=np.int32(4),
+                        hparams={"weight_decay": np.float32(0.25), "clip_grad": Fraction(1, 2), "betas": [np.float64(0.9), 0.95]})
+    assert type(config.seed) is int and type(config.batch_size) is int
+    assert type(config.hparams["weight_decay"]) is float and config.hparams["clip_grad"] == 0.5
+    assert type(config.hparams["betas"][0]) is float
+    train(config, dataset=toy_dataset(), objective_factory=ToyMIM, progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
+    assert saved["hparams"]["weight_decay"] == 0.25 and saved["seed"] == 3
+    torch.load(tmp_path / "run" / "checkpoint.train_state.pt", weights_only=True)
+
+
 def test_the_student_trains_with_stochastic_depth_and_the_teacher_without(tmp_path):
     made: list[Objective] = []
 

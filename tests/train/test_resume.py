@@ -190,6 +190,8 @@ def test_resume_from_an_unreadable_state_or_another_process_count_is_refused(tmp
     assert capsys.readouterr().out == f"{out}: the run is complete (1 of 1 epochs); nothing to do\n"
     with pytest.raises(ConfigError, match="used 2 processes, not 1"):  # more epochs: the count matters again
         run_toy(out, resume=True, epochs=2)
+    with pytest.raises(ConfigError, match="trains mae, not simmim"):  # other options are still the run's own
+        run_toy(out, resume=True, epochs=1, method="simmim")
     (out / ckpt.STATE_FILE).write_bytes(saved_state)
     encoder = (out / ckpt.ENCODER_FILE).read_bytes()
     (out / ckpt.ENCODER_FILE).write_bytes(encoder[:1000])  # the header says more than the file holds

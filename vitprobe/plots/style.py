@@ -52,7 +52,7 @@ def run_colors(n: int) -> list[tuple[float, float, float]]:
     return list(sns.color_palette("colorblind", max(n, 1)))[:n]
 
 
-def new_figure(ncols: int = 1, width: float | None = None, height: float | None = None) -> Figure:
+def new_figure(ncols: int = 1, *, width: float | None = None, height: float | None = None) -> Figure:
     """A figure sized for a row of ``ncols`` panels (draw inside ``matplotlib.rc_context(RC)``)."""
     return Figure(figsize=(width or PANEL[0] * ncols, height or PANEL[1]), dpi=DPI, layout="constrained")
 

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from vitprobe.data.spec import absolute_spec
 from vitprobe.errors import ConfigError, check_whole, plural
+from vitprobe.json_safe import python_numbers
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.seeding import check_seed
 from vitprobe.train.objectives import list_objectives, objective_class
@@ -162,6 +163,8 @@ class TrainConfig:
     log_every: int = 1
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # NumPy scalars (a sweep's np.linspace) as Python numbers
+            setattr(self, f.name, python_numbers(getattr(self, f.name)))
         self.validate()
 
     @classmethod

@@ -427,6 +427,8 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
         state = ckpt.load_train_state(out)
         complete = state["epoch"] >= epochs and (out / ckpt.FINAL_FILE).is_file()
         if complete and state["world_size"] != env.world_size:  # nothing left to run, on any process count
+            _check_resume(config, state, state["world_size"], env.device,  # the peak lr follows the process count
+                          {k: v for k, v in in_force.items() if k != "lr"}, given_dataset=given_dataset)
             return _report_complete(out, state["epoch"], epochs, env.is_main)
         _check_resume(config, state, env.world_size, env.device, in_force, given_dataset=given_dataset)
         try:

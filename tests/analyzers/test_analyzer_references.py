@@ -81,9 +81,15 @@ def test_head_diversity_of_a_single_head_is_nan_and_said(info, batches):
     data["sites"] = {site: t[:, :1] if site.kind == "attn" else t for site, t in data["sites"].items()}
     with pytest.warns(UserWarning, match=r"^attention_nmi: head_diversity_jsd compares pairs of heads and this "
                                          r"model has one, so it is NaN; .*\(--num-heads\)$"):
-        table = _table("attention_nmi", dataclasses.replace(info, num_heads=1), data)
+        result = _result("attention_nmi", dataclasses.replace(info, num_heads=1), data)
+    table = result.table
     assert table[table["metric"] == "head_diversity_jsd"]["value"].isna().all()
     assert table[table["metric"] == "nmi"]["value"].notna().all()
+    from vitprobe.plots import draw
+
+    panel = draw("attention_nmi", [("one head", result)]).axes[1]  # says why it is empty
+    assert [t.get_text() for t in panel.texts] == ["undefined: one head,\nno pair of heads to compare"]
+    assert not draw("attention_nmi", [("heads", _result("attention_nmi", info, concat_batches(batches)))]).axes[1].texts
 
 
 def test_attention_distance_marks_even_attention_in_protocol_and_figure(info, batches):

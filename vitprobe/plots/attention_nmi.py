@@ -6,7 +6,7 @@ import math
 
 from matplotlib.figure import Figure
 
-from vitprobe.plots.panels import depth_curve_panel, from_zero, has_metric, per_head_panel
+from vitprobe.plots.panels import depth_curve_panel, from_zero, has_metric, per_head_panel, rows_of
 from vitprobe.plots.style import Items, finish, new_figure
 
 METRICS = ("nmi", "head_diversity_jsd")
@@ -26,4 +26,7 @@ def draw(items: Items) -> Figure:
             depth_curve_panel(ax, items, metric, "head diversity (JSD, nats)")
             ax.axhline(math.log(2), color="0.5", lw=0.8, ls="--")
             ax.set_title("pairwise JSD of heads (max log 2)")
+            if not any(rows_of(result, metric)["value"].notna().any() for _, result in items):
+                ax.text(0.5, 0.5, "undefined: one head,\nno pair of heads to compare", transform=ax.transAxes,
+                        ha="center", va="center", color="0.35")
     return finish(fig, "Attention NMI and head diversity", items)

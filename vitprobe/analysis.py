@@ -290,7 +290,7 @@ def prepare_analysis(
     are seeded by ``seed`` meanwhile and restored afterwards (as in :func:`run_analysis`).
     What this warns of (skipped files, skipped analyses, the data's normalisation) is said and
     kept in the plan's ``warnings``, for the run's record."""
-    from vitprobe.analyzers import get_analyzer, list_analyzers
+    from vitprobe.analyzers import list_analyzers
     from vitprobe.capture import at_image_size, model_info
     from vitprobe.data.items import check_item
     from vitprobe.seeding import check_seed, seeded
@@ -334,14 +334,7 @@ def prepare_analysis(
     _warn_if_normalised_otherwise(facts, info)
     spec = str(facts.get("spec", "the dataset"))
     names, skipped, every = _analysis_names(analyses, has_masks, label_names, spec)
-    params = {name: dict((analyzer_params or {}).get(name, {})) for name in names}
-    extra = sorted(set(analyzer_params or {}) - set(names))
-    unknown = [name for name in extra if name not in list_analyzers()]
-    if unknown:
-        raise ConfigError(f"analyzer_params: {', '.join(map(repr, unknown))} is not an analysis; it maps "
-                          "an analysis to its parameters, e.g. {'knn': {'k': 10}}")
-    if extra:
-        raise ConfigError(f"parameters given for {', '.join(extra)}, which will not run; run them or drop the parameters")
+    params = _params_of(names, analyzer_params)
     from vitprobe.models.loading import training_warnings
 
     warned = training_warnings(checkpoint.get("report", {}))  # a collapse its training saw
@@ -357,15 +350,7 @@ def prepare_analysis(
         "device": dev.type,
         "world_size": rank_and_world()[1],
     }
-    analyzers = []
-    for name in names:
-        analyzer = get_analyzer(name, **params[name])
-        try:
-            analyzers.append(analyzer.bind(info, protocol))
-        except ConfigError as err:  # the model cannot feed it (e.g. no class token)
-            if not every or params[name]:  # asked for by name, or given parameters: the user's to fix
-                raise
-            skipped[name] = f"cannot run on this model with its default parameters ({err})"
+    analyzers = _bound(names, params, info, protocol, every, skipped)
     if not analyzers:
         raise _none_can_run(f"{spec} with this model", skipped)
     for name, reason in skipped.items():
@@ -373,6 +358,39 @@ def prepare_analysis(
     params = {analyzer.name: params[analyzer.name] for analyzer in analyzers}
     return AnalysisPlan(model.to(dev).eval(), info, loader, analyzers, params, protocol, checkpoint,
                         label, dev, skipped)
+
+
+def _params_of(names: list[str], analyzer_params: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Each analysis of ``names`` with its given parameters; parameters for a name that is no
+    analysis, or for an analysis that will not run, are a ConfigError."""
+    from vitprobe.analyzers import list_analyzers
+
+    extra = sorted(set(analyzer_params or {}) - set(names))
+    unknown = [name for name in extra if name not in list_analyzers()]
+    if unknown:
+        raise ConfigError(f"analyzer_params: {', '.join(map(repr, unknown))} is not an analysis; it maps "
+                          "an analysis to its parameters, e.g. {'knn': {'k': 10}}")
+    if extra:
+        raise ConfigError(f"parameters given for {', '.join(extra)}, which will not run; run them or drop the parameters")
+    return {name: dict((analyzer_params or {}).get(name, {})) for name in names}
+
+
+def _bound(names: list[str], params: Mapping[str, Mapping[str, Any]], info: Any, protocol: dict[str, Any],
+           every: bool, skipped: dict[str, str]) -> list[Any]:
+    """The analyzers of ``names`` bound to the model; one the model cannot feed (e.g. no class
+    token) is added to ``skipped`` when it came with "all" and its defaults, else its error is raised."""
+    from vitprobe.analyzers import get_analyzer
+
+    analyzers = []
+    for name in names:
+        analyzer = get_analyzer(name, **params[name])
+        try:
+            analyzers.append(analyzer.bind(info, protocol))
+        except ConfigError as err:
+            if not every or params[name]:  # asked for by name, or given parameters: the user's to fix
+                raise
+            skipped[name] = f"cannot run on this model with its default parameters ({err})"
+    return analyzers
 
 
 def _gather_states(plan: AnalysisPlan) -> None:

@@ -839,3 +839,12 @@ def test_items_that_change_part_way_are_named_whatever_the_batching(batch_size):
     with pytest.raises(DataError, match=r"the item at index 3 has keys \['image', 'index'\] and the batch's first "
                                         r"\['image', 'index', 'labels'\]; give every item the same keys"):
         run_analysis(plan, progress=False)
+
+
+def test_data_normalised_with_another_std_alone_is_warned_of() -> None:
+    from vitprobe.data import resolve_dataset
+
+    model = tiny_vit()
+    model.pretrained_cfg = {"mean": (0.485, 0.456, 0.406), "std": (0.5, 0.5, 0.5)}  # ImageNet's mean, not its std
+    with pytest.warns(UserWarning, match=r"normalised with mean .* and std \(0\.229, 0\.224, 0\.225\), but the model"):
+        analyze(model, resolve_dataset("synthetic:8", 32), analyses="fourier", progress=False)

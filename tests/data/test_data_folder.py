@@ -325,3 +325,73 @@ def test_loose_images_beside_sub_folders_of_unreadable_files_are_named_in_the_er
                                             r"and the 2 images directly in it are left out because it has sub-folders; "
                                             rf"remove those sub-folders to read {tmp_path} without labels"):
             resolve_dataset(f"folder:{tmp_path}", 32)
+
+
+def _read_one(tmp_path: Path, image: Image.Image, name: str = "a.png", size: int = 32) -> torch.Tensor:
+    """``image`` saved alone in a flat folder and read back at ``size``, pixels in [0, 1]."""
+    (tmp_path / "flat").mkdir()
+    image.save(tmp_path / "flat" / name)
+    return resolve_dataset(f"folder:{tmp_path / 'flat'}", size, **RAW)[0]["image"]
+
+
+def test_files_are_in_path_order_whatever_the_walk_found_first(image_folder: Path) -> None:
+    with pytest.warns(UserWarning):
+        dataset = resolve_dataset(f"folder:{image_folder}", 32, **RAW)
+    assert [str(f.relative_to(image_folder)) for f in dataset.files] == [
+        "cats/grey.png", "cats/palette.png", "cats/rgba.png", "cats/sixteen.png", "cats/tiny.png",
+        "cats/wide.png", "dogs/nested/deep.png", "dogs/photo.jpg"]
+
+
+def test_one_class_named_like_a_split_among_others_is_not_warned(tmp_path: Path) -> None:
+    for name in ("cat", "test"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (16, 16)).save(tmp_path / name / "a.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # only a tree whose every class is a split name is warned of
+        dataset = resolve_dataset(f"folder:{tmp_path}", 32)
+    assert dataset.class_names == {"class": ["cat", "test"]}
+
+
+def test_an_empty_last_class_is_counted_as_zero(tmp_path: Path) -> None:
+    for name in ("cat", "dog", "zzz"):
+        (tmp_path / name).mkdir()
+    for name in ("cat", "dog"):
+        Image.new("RGB", (16, 16)).save(tmp_path / name / "a.png")
+    with pytest.warns(UserWarning, match="zzz hold no readable image"):
+        dataset = resolve_dataset(f"folder:{tmp_path}", 32)
+    assert dataset.class_counts() == {"class": [1, 1, 0]}
+    assert dataset.describe()["class_counts"] == {"class": {"cat": 1, "dog": 1, "zzz": 0}}
+
+
+def test_sixteen_bit_grey_is_scaled_by_257(tmp_path: Path) -> None:
+    image = Image.fromarray(np.full((24, 24), 200 * 257, dtype=np.uint16))  # 16-bit 200 * 257 is 8-bit 200
+    torch.testing.assert_close(_read_one(tmp_path, image), torch.full((3, 32, 32), 200 / 255))
+
+
+def test_transparent_palette_pixels_are_black_whatever_their_colour(tmp_path: Path) -> None:
+    halves = np.ones((16, 16), dtype=np.uint8)
+    halves[:8] = 0
+    palette = Image.fromarray(halves, "P")
+    palette.putpalette([255, 255, 255, 0, 255, 0] + [0] * 762)  # the transparent index is white
+    palette.info["transparency"] = 0
+    image = _read_one(tmp_path, palette)
+    assert image[:, :12].abs().max() == 0
+    torch.testing.assert_close(image[1, 20:], torch.ones(12, 32))
+
+
+def test_a_tall_image_keeps_its_vertical_centre(tmp_path: Path) -> None:
+    tall = np.zeros((90, 30, 3), dtype=np.uint8)
+    tall[:30], tall[30:60], tall[60:] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    image = _read_one(tmp_path, Image.fromarray(tall))
+    assert image[1].mean() > 0.95 and image[0].mean() < 0.05 and image[2].mean() < 0.05
+
+
+def test_a_jpeg_is_not_decoded_below_the_size_asked(tmp_path: Path) -> None:
+    """JPEG's draft mode may decode at a fraction of the size, never below the size read."""
+    from vitprobe.data.images import load_rgb
+
+    stripes = np.zeros((64, 64, 3), dtype=np.uint8)
+    stripes[:, ::4] = stripes[:, 1::4] = 255
+    Image.fromarray(stripes).save(tmp_path / "s.jpg", quality=95)
+    image = load_rgb(tmp_path / "s.jpg", 32, "x")  # 2-px stripes at 64 px are 1-px stripes at 32 px
+    assert image[0].std() > 0.3 and (image[0, :, 0::2] - image[0, :, 1::2]).abs().mean() > 0.5

@@ -177,3 +177,20 @@ def test_a_class_id_outside_voc_is_an_error_not_background(voc_root: Path) -> No
         dataset[0]
     with pytest.raises(DataError, match=said):
         _val(voc_root).describe()
+
+
+def test_an_image_without_objects_is_background(voc_root: Path) -> None:
+    from PIL import Image
+
+    ids = np.zeros((32, 32), dtype=np.uint8)
+    ids[:2] = 255  # void border only
+    mask = Image.fromarray(ids, "P")
+    mask.putpalette(list(range(256)) * 3)
+    mask.save(voc_root / "VOCdevkit" / "VOC2012" / "SegmentationClass" / "a.png")
+    assert _val(voc_root)[0]["labels"] == {"class": 0}
+
+
+def test_a_tie_goes_to_the_lowest_class_id() -> None:
+    from vitprobe.data.voc import majority_class
+
+    assert majority_class(np.array([[5, 5, 3, 3, 0, 0, 0, 255]], dtype=np.uint8)) == 3

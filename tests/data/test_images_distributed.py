@@ -53,6 +53,8 @@ def _rank(rank: int, port: int, root: str, out: str, reverse_on_rank_one: bool) 
 
 def _run_ranks(tmp_path: Path, reverse_on_rank_one: bool) -> list[dict]:
     root = write_image_folder(tmp_path)
+    for name in ("a_bad.png", "b_bad.png"):  # unreadable files on both ranks' shares, not only rank 0's
+        (root / "cats" / name).write_bytes(b"not a png")
     out = tmp_path / "out"
     out.mkdir()
     mp.spawn(_rank, args=(_free_port(), str(root), str(out), reverse_on_rank_one), nprocs=WORLD)
@@ -66,6 +68,7 @@ def test_ranks_share_the_checks_and_agree_with_one_process(tmp_path):
     paths = sorted((tmp_path / "images").rglob("*.*"))
     alone = [check_image(path) for path in paths]
     assert sum(reason is not None for reason in alone) >= 3  # the tree's bad files are found
+    assert {i % WORLD for i, reason in enumerate(alone) if reason is not None} == {0, 1}  # by both ranks
     for result in ranks:
         assert result.get("verdicts") == alone, result
     opened = [result["opened"] for result in ranks]

@@ -217,3 +217,26 @@ def test_an_item_of_another_size_later_in_the_data_is_named(model):
     with pytest.raises(DataError, match=r"dataset list: the image of the item at index 4 has shape \[3, 48, 48\] and "
                                         r"the batch's first \[3, 32, 32\]; give every image the model's size"):
         vitprobe.analyze(model, items, analyses=["fourier"], batch_size=3, progress=False)
+
+
+def test_an_image_in_0_1_with_a_black_pixel_is_warned_of() -> None:
+    pixels = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    pixels[:, 0, 0] = 0.0
+    with pytest.warns(UserWarning, match="like 0..1 pixels"):
+        check_item({"image": pixels}, "d")
+
+
+def test_a_negative_index_is_refused() -> None:
+    from vitprobe.data import resolve_dataset
+
+    with pytest.raises(IndexError, match="out of range"):
+        resolve_dataset("synthetic:4", 32)[-1]
+
+
+def test_one_tuples_are_items_without_labels() -> None:
+    from torch.utils.data import TensorDataset
+
+    from vitprobe.data.user_data import ImagePairs, as_items
+
+    wrapped, first = as_items(TensorDataset(torch.zeros(2, 3, 32, 32)))
+    assert isinstance(wrapped, ImagePairs) and first is not None and set(first) == {"image", "index"}

@@ -331,6 +331,17 @@ def test_the_first_bytes_not_the_name_decide_how_a_file_is_read(tmp_path):
     assert torch.equal(model.state_dict()["pos_embed"], encoder.state_dict()["pos_embed"])
 
 
+def test_a_safetensors_file_of_no_tensors_is_read_as_safetensors(tmp_path):
+    """The header length check is inclusive: a header that ends the file is a whole file."""
+    from safetensors.torch import save_file
+
+    from vitprobe.models.reading import read_checkpoint
+
+    save_file({}, tmp_path / "empty.safetensors", metadata={"note": "x"})
+    raw = read_checkpoint(tmp_path / "empty.safetensors")
+    assert raw.container == "safetensors" and raw.obj == {} and raw.metadata == {"note": "x"}
+
+
 def test_brief_reason_keeps_the_first_sentence_and_whole_words():
     from vitprobe.errors import brief_reason
 

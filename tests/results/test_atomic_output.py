@@ -276,3 +276,16 @@ def test_a_run_and_the_folder_it_was_saved_to_are_one_run(tmp_path, run):
     assert run.folder == tmp_path / "saved"
     with pytest.raises(ConfigError, match=r"compare: run folder .*saved is given twice"):
         compare([run, tmp_path / "saved"], tmp_path / "cmp")
+
+
+def test_a_folder_filled_while_the_output_was_written_is_not_replaced(tmp_path):
+    from vitprobe.output_paths import atomic_output
+
+    out = tmp_path / "out"
+    with pytest.raises(OutputExistsError):
+        with atomic_output(out) as tmp:
+            (tmp / "run.json").write_text("{}")
+            out.mkdir()
+            (out / "mine.txt").write_text("user")  # another process wrote here meanwhile
+    assert (out / "mine.txt").read_text() == "user"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp sibling left

@@ -592,3 +592,38 @@ def test_results_and_runs_show_their_protocol_and_values_in_jupyter(results):
     run = Run(results, label="mine <1>")
     page = run._repr_html_()
     assert "<b>mine &lt;1&gt;</b>" in page and page.count("<tr>") == len(run.summary())
+
+
+def test_n_is_a_nullable_integer_column() -> None:
+    table = Result("x", pd.DataFrame({"metric": ["a", "b"], "value": [1.0, 2.0], "n": [4, None]}), {}).table
+    assert str(table["n"].dtype) == "Int64" and table["n"].tolist()[0] == 4
+
+
+def test_the_attention_distance_line_is_the_mean_over_heads(results) -> None:
+    result = results["attention_distance"]
+    line = draw("attention_distance", [("a", result)]).axes[0].lines[0]
+    expected = result.table.groupby("layer")["value"].mean()
+    assert list(line.get_xdata()) == [float(x) for x in expected.index]
+    assert np.allclose(line.get_ydata(), expected.to_numpy())
+
+
+def test_depth_colours_run_from_shallow_dark_to_deep_bright(results) -> None:
+    from matplotlib import colormaps
+
+    lines = draw("fourier", [("a", results["fourier"])]).axes[1].lines
+    assert np.allclose(lines[0].get_color(), colormaps["viridis"](0.0))
+    assert np.allclose(lines[-1].get_color(), colormaps["viridis"](1.0))
+
+
+def test_head_diversity_marks_its_maximum_log_2(results) -> None:
+    import math
+
+    ax = draw("attention_nmi", [("a", results["attention_nmi"])]).axes[1]
+    assert any(np.allclose(line.get_ydata(), math.log(2)) for line in ax.get_lines())
+
+
+def test_twelve_heads_are_ticked_in_numeric_order(results) -> None:
+    rows = pd.DataFrame([{"metric": "jaccard", "head": h, "value": 0.5, "std": 0.1, "n": 4} for h in range(12)])
+    many = Result("attention_jaccard", rows, results["attention_jaccard"].protocol)
+    ax = draw("attention_jaccard", [("a", many)]).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"h{h}" for h in range(12)]

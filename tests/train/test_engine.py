@@ -689,3 +689,14 @@ def test_a_run_that_leaves_many_images_out_of_each_epoch_says_so(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         run_toy(tmp_path / "even", epochs=1, batch_size=8)
+
+
+def test_every_log_every_th_step_is_logged(tmp_path):
+    from vitprobe.train.monitor import Monitor, read_log
+
+    monitor = Monitor(tmp_path, True, 5, 0, 2, lambda means: [], progress=False)
+    for step in range(5):
+        monitor.step(0, step, 1.0, 0.1, 0.0, None, {})
+    monitor.close()
+    _, rows = read_log(tmp_path / "log.csv")
+    assert [r["step"] for r in rows] == ["0", "2", "4"]

@@ -327,3 +327,24 @@ def test_collapse_warnings_travel_with_the_checkpoint_across_a_resume(tmp_path, 
                                              "contrastive collapse"):
         load_model(tmp_path / "split" / "final.safetensors")
     assert warned(run_toy(tmp_path / "calm").parent) == []
+
+
+def test_a_staging_folder_without_its_marker_is_discarded(tmp_path):
+    """A save killed before it marked its staging folder complete leaves the previous pair as it was."""
+    (tmp_path / ckpt.ENCODER_FILE).write_bytes(b"old encoder")
+    (tmp_path / ckpt.STATE_FILE).write_bytes(b"old state")
+    staging = tmp_path / ckpt.STAGING_DIR
+    staging.mkdir()
+    (staging / ckpt.ENCODER_FILE).write_bytes(b"new encoder")  # killed before the state and the marker
+    ckpt.recover(tmp_path)
+    assert (tmp_path / ckpt.ENCODER_FILE).read_bytes() == b"old encoder" and not staging.exists()
+
+
+def test_an_encoder_and_a_state_of_different_steps_are_refused(tmp_path):
+    out = tmp_path / "run"
+    run_toy(out, epochs=1)
+    state = torch.load(out / ckpt.STATE_FILE, weights_only=True)
+    state["step"] += 1
+    torch.save(state, out / ckpt.STATE_FILE)
+    with pytest.raises(CheckpointError, match="do not belong together"):
+        ckpt.load_train_state(out)

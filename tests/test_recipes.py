@@ -403,7 +403,8 @@ def test_a_list_label_reads_the_first_label_the_data_has() -> None:
     shape_first = evaluate(check, both, {})
     assert shape_first.agrees is False and "label shape" in shape_first.detail
     missing = evaluate(check, {"cl": accuracy(70, "digit"), "mim": accuracy(40, "digit")}, {})
-    assert missing.agrees is None and "no results for knn_top1, label shape" in missing.detail
+    assert missing.agrees is None and "no results for knn_top1, label shape or class" in missing.detail
+    assert "cl: no label shape or class; it has digit" in missing.detail
 
 
 def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:

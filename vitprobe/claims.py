@@ -29,7 +29,8 @@ def select_rows(table: pd.DataFrame, check: Mapping[str, Any]) -> pd.DataFrame:
     """
     rows = table[table["metric"] == check["metric"]]
     if "label" in check and "label" in rows:
-        rows = rows[rows["label"] == check["label"]]
+        wanted = check["label"]
+        rows = rows[rows["label"].isin(wanted) if isinstance(wanted, list) else rows["label"] == wanted]
     if "frequency" in rows and rows["frequency"].notna().any():
         wanted = check.get("frequency", "highest")
         freq = rows["frequency"].max() if wanted == "highest" else float(wanted)
@@ -74,8 +75,8 @@ def why_no_rows(tables: Mapping[str, pd.DataFrame], check: Mapping[str, Any]) ->
             wanted = check[axis]
             if axis == "frequency" and wanted != "highest" and not ((rows[axis] - float(wanted)).abs() < 1e-9).any():
                 return f"no frequency {wanted}; it has {', '.join(f'{f:.4g}' for f in have)} (units of pi)"
-            if axis != "frequency" and wanted not in have:
-                return f"no {axis} {wanted}; it has {', '.join(map(str, have))}"
+            if axis != "frequency" and not set(wanted if isinstance(wanted, list) else [wanted]) & set(have):
+                return f"no {axis} {_either(wanted)}; it has {', '.join(map(str, have))}"
     return f"no layer {check.get('layers')}; it has layers {_span(tuple(sorted(int(v) for v in rows['layer'].dropna().unique())))}"
 
 
@@ -149,8 +150,8 @@ def _decide(a: Estimate, b: Estimate, min_difference: float = 0.0) -> bool | Non
 def resolve_label(check: Mapping[str, Any],
                   tables: Mapping[str, Mapping[str, pd.DataFrame]]) -> dict[str, Any]:
     """``check`` with a list ``label`` replaced by the first of its labels that any table has
-    rows for (``[shape, class]`` reads the synthetic set's shape, or an image folder's class),
-    or by its first label when no table has any of them."""
+    rows for (``[shape, class]`` reads the synthetic set's shape, or an image folder's class);
+    unchanged when no table has any of them (it then selects nothing and is named whole)."""
     labels = check.get("label")
     if not isinstance(labels, list):
         return dict(check)
@@ -159,7 +160,12 @@ def resolve_label(check: Mapping[str, Any],
             for table in model_tables.values():
                 if len(select_rows(table, {**check, "label": label, "layers": "all"})):
                     return {**check, "label": label}
-    return {**check, "label": labels[0]}
+    return dict(check)  # none present: the claim names them all, and selects nothing
+
+
+def _either(label: Any) -> str:
+    """A label, or a list of them as ``a or b``."""
+    return " or ".join(map(str, label)) if isinstance(label, list) else str(label)
 
 
 def _span(layers: tuple[int, ...]) -> str:
@@ -186,7 +192,7 @@ def _protocol(check: Mapping[str, Any], estimates: Sequence[Estimate | None] = (
     no layers at all for a metric without a layer axis."""
     parts = [str(check["metric"]) + (f" ({units})" if units else "")]
     if "label" in check:
-        parts.append(f"label {check['label']}")
+        parts.append(f"label {_either(check['label'])}")
     layers = check.get("layers", "all")
     named = layers if isinstance(layers, str) else ", ".join(map(str, layers))
     found = [e for e in estimates if e is not None]

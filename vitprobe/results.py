@@ -394,8 +394,9 @@ def _summary_rows(analysis: str, metric: str, rows: pd.DataFrame, caption: str,
     for label, group in rows.groupby(labels.fillna(""), sort=False):
         n = group["n"].max() if "n" in group and group["n"].notna().any() else pd.NA
         std = float(group["std"].iloc[0]) if len(group) == 1 and "std" in group else np.nan
-        errors = [row_standard_error({"metric": metric, **row}) for row in group.to_dict("records")]
-        se = None if pd.isna(n) or any(e is None for e in errors) else sum(errors) / len(errors)
+        valued = group[group["value"].notna()]  # as the mean of the values, and as claims, leaves NaN rows out
+        errors = [row_standard_error({"metric": metric, **row}) for row in valued.to_dict("records")]
+        se = None if pd.isna(n) or not errors or any(e is None for e in errors) else sum(errors) / len(errors)
         out.append(
             {"analysis": analysis, "metric": metric, "label": label or "",
              "layer": layer, "value": float(group["value"].mean()), "std": std,

@@ -380,6 +380,12 @@ def test_summary_names_units_frequency_and_rank(results):
     assert np.isnan(per_head["std"])  # the std over images of a mean over heads is not kept
     rows = results["attention_distance"].table.query(f"layer == {DEPTH}")
     assert per_head["se"] == pytest.approx((rows["std"] / np.sqrt(rows["n"])).mean())  # as claims read it
+    holed = results["attention_distance"].table.copy()
+    holed.loc[holed.index[-1], "value"] = np.nan  # a head without a value: left out of the value and the se
+    kept = holed.query(f"layer == {DEPTH}").dropna(subset=["value"])
+    row = Run([Result("attention_distance", holed, results["attention_distance"].protocol)]).summary().iloc[0]
+    assert row["value"] == pytest.approx(kept["value"].mean())
+    assert row["se"] == pytest.approx((kept["std"] / np.sqrt(kept["n"])).mean())
 
 
 def test_captions_name_the_image_size_and_every_parameter_moved_from_its_default(results):

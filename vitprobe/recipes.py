@@ -215,16 +215,18 @@ def _settle_models(models: list[ModelEntry], checkpoints: dict[str, str], num_he
     ``num_heads`` their head count, merge ``train_overrides`` into every training config, check
     ``random_like`` references, each training config and each checkpoint; the depth (blocks) of
     each model, for the layer numbers in params and claims."""
-    keys = sorted(m.key for m in models)
+    by_key = {m.key: m for m in models}
+    keys = sorted(by_key)
+
+    def given(flag: str, key: str) -> ModelEntry:
+        if key not in by_key:
+            raise ConfigError(f"{where}: {flag} {key}=...: no model {key!r}; models: {keys}")
+        return by_key[key]
+
     for key, heads in num_heads.items():
-        entry = next((m for m in models if m.key == key), None)
-        if entry is None:
-            raise ConfigError(f"{where}: --num-heads {key}=...: no model {key!r}; models: {keys}")
-        entry.num_heads = check_whole(heads, f"{where}: --num-heads {key}")
+        given("--num-heads", key).num_heads = check_whole(heads, f"{where}: --num-heads {key}")
     for key, ckpt in checkpoints.items():
-        entry = next((m for m in models if m.key == key), None)
-        if entry is None:
-            raise ConfigError(f"{where}: --model {key}=...: no model {key!r}; models: {keys}")
+        entry = given("--model", key)
         if draws_reconstructions and (entry.train or {}).get("method") == "gmml":
             warn_user(f"{where}: --model {key}=...: its reconstructions figure is not drawn: it needs the "
                       "GMML decoder of a model the recipe trains, which a checkpoint file does not carry")
@@ -232,7 +234,7 @@ def _settle_models(models: list[ModelEntry], checkpoints: dict[str, str], num_he
     depths: dict[str, int] = {}
     for entry in models:
         if entry.random_like is not None:
-            like = next((m for m in models if m.key == entry.random_like), None)
+            like = next((m for m in models if m.key == entry.random_like), None)  # any YAML value, hashable or not
             if like is None or like.random_like is not None:
                 raise ConfigError(f"{where}: model {entry.key!r}: random_like names {entry.random_like!r}, which is "
                                   f"not a trained or loaded model; models: {keys}")
@@ -544,7 +546,7 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
     axes its metric's table has, and (on the recipe's own data) its label is one the data has.
     With ``data_given`` (--data), a label the data lacks or an analysis that ``all`` skips on
     it leaves the claim undecided, with a warning."""
-    from vitprobe.analyzers import analyzer_class
+    from vitprobe.analyzers import analysis_giving, analyzer_class
 
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: a claim is a mapping of figure, text and check, got {raw!r}")
@@ -556,7 +558,7 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
     if not isinstance(raw["text"], str) or not raw["text"].strip():
         raise ConfigError(f"{where}: claim text must be the sentence the claim tests, got {raw['text']!r}")
     metric = raw["check"].get("metric") if isinstance(raw["check"], dict) else None
-    cut = next((name for name in skipped if metric in analyzer_class(name).metrics), None)
+    cut = analysis_giving(metric, skipped)
     if cut is not None:
         problem = f"claim on {metric}: analysis {cut} is skipped (it {skipped[cut]})"
         if not data_given:
@@ -594,7 +596,7 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
     if beyond:
         raise ConfigError(f"{where}: claim check layers {beyond} lie beyond the models' blocks "
                           f"(the deepest has {deepest})")
-    source = next(name for name in analyses if check["metric"] in analyzer_class(name).metrics)
+    source = analysis_giving(check["metric"], analyses)
     for axis in ("frequency", "rank", "label"):
         if axis in check and axis not in analyzer_class(source).claim_axes:
             raise ConfigError(f"{where}: claim check {axis}: metric {check['metric']} ({source}) has no "

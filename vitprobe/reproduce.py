@@ -280,10 +280,10 @@ def _unless_on_other_grids(verdict: Verdict, claim: Any, recipe: Recipe, runs: d
     """``verdict``, or undecided where the claim compares models analysed on patch grids of
     other sizes (image size / patch size) and its metric's analysis is ``grid_bound``: their
     pixels, frequencies, ranks and entropies do not line up, so a gap may be the grid's alone."""
-    from vitprobe.analyzers import analyzer_class
+    from vitprobe.analyzers import analysis_giving, analyzer_class
     from vitprobe.comparability import join_by_run
 
-    analysis = next((name for name in recipe.analyses if claim.check.get("metric") in analyzer_class(name).metrics), None)
+    analysis = analysis_giving(claim.check.get("metric"), recipe.analyses)
     if analysis is None or not analyzer_class(analysis).grid_bound:
         return verdict
     keys = [k for k in ((claim.check["greater"], claim.check["than"]) if "greater" in claim.check else runs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from vitprobe.errors import ConfigError
@@ -85,6 +86,11 @@ def analyzer_class(name: str) -> type:
     except KeyError:
         raise ConfigError(f"unknown analysis {name!r}; choose from {', '.join(list_analyzers())} "
                           f"({OWN_MODULE_HINT})") from None
+
+
+def analysis_giving(metric: Any, names: Iterable[str]) -> str | None:
+    """The first of the analyses ``names`` whose table holds ``metric``, or None."""
+    return next((name for name in names if metric in analyzer_class(name).metrics), None)
 
 
 def get_analyzer(name: str, **params: Any) -> Any:

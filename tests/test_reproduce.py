@@ -463,6 +463,40 @@ def test_models_read_at_different_image_sizes_are_warned_of_and_noted_under_thei
                                       "up; compare models of one image size and patch size")
 
 
+def test_a_claim_on_patches_compares_models_of_one_grid_and_a_claim_on_pixels_of_one_image_and_patch_size(
+        tmp_path: Path) -> None:
+    """32 px in patches of 8 and 16 px in patches of 4 are both 4 x 4 patches: NMI, an entropy
+    over them, is decided across the two, attention distance in pixels is not; a 6 x 6 grid
+    leaves NMI undecided too, its detail naming each model's grid."""
+    from vitprobe.errors import VitprobeWarning
+    from vitprobe.models.architecture import ArchSpec, build_model
+    from vitprobe.models.own_format import save_encoder
+
+    for name, size, patch in (("a", 32, 8), ("b", 16, 4), ("c", 48, 8)):
+        arch = ArchSpec(patch_size=patch, embed_dim=32, depth=2, num_heads=2, img_size=size)
+        save_encoder(tmp_path / f"{name}.safetensors", build_model(arch), arch, {"objective": "random_init"})
+    claims = [("attention_nmi", "nmi", "a", "b"), ("attention_nmi", "nmi", "c", "a"),
+              ("attention_distance", "attention_distance_px", "b", "a")]
+    recipe = {"name": "grids", "data": "synthetic:16", "batch_size": 8,
+              "analyses": ["attention_nmi", "attention_distance"],
+              "models": {k: {"checkpoint": f"{k}.safetensors"} for k in "abc"},
+              "claims": [{"figure": figure, "text": f"{one} over {other}",
+                          "check": {"metric": metric, "greater": one, "than": other}}
+                         for figure, metric, one, other in claims]}
+    path = tmp_path / "grids.yaml"
+    path.write_text(json.dumps(recipe))
+    with pytest.warns(VitprobeWarning, match="run with different settings"):
+        [report] = reproduce([str(path)], tmp_path / "out", progress=False)
+    same_grid, other_grid, pixels = json.loads((report.parent / "verdicts.json").read_text(encoding="utf-8"))
+    assert same_grid["detail"].startswith("a ") and "grid" not in same_grid["detail"]  # decided on the numbers
+    assert other_grid["agrees"] is None and other_grid["detail"].endswith(
+        "; undecided: the models were analysed on different patch grids (6x6 patches (c) | 4x4 patches (a)), on "
+        "which attention_nmi's numbers do not line up; compare models of one patch grid (image size / patch size)")
+    assert pixels["agrees"] is None and pixels["detail"].endswith(
+        "different patch grids (16 px, patch 4 (b) | 32 px, patch 8 (a)), on which attention_distance's numbers do "
+        "not line up; compare models of one image size and patch size")
+
+
 def test_num_heads_gives_a_checkpoint_the_head_count_its_file_does_not(tmp_path: Path, capsys) -> None:
     """A bare timm state dict of width 32 holds no head count (guessed: 1 head, warned of with the
     option that fixes it); reproduce --num-heads KEY=N gives it, as a recipe model's num_heads does."""

@@ -277,24 +277,38 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
 
 def _unless_on_other_grids(verdict: Verdict, claim: Any, recipe: Recipe, runs: dict,
                            labels: dict[str, str]) -> Verdict:
-    """``verdict``, or undecided where the claim compares models analysed on patch grids of
-    other sizes (image size / patch size) and its metric's analysis is ``grid_bound``: their
-    pixels, frequencies, ranks and entropies do not line up, so a gap may be the grid's alone."""
+    """``verdict``, or undecided where the claim compares models analysed on grids that its
+    metric's analysis does not line up across (``grid_bound``): for ``"pixels"`` another image or
+    patch size, for ``"patches"`` another number of patch rows and columns (224 px in patches of
+    16 and 112 px in patches of 8 are both 14 x 14). A gap there may be the grid's alone."""
     from vitprobe.analyzers import analysis_giving, analyzer_class
     from vitprobe.comparability import join_by_run
 
     analysis = analysis_giving(claim.check.get("metric"), recipe.analyses)
-    if analysis is None or not analyzer_class(analysis).grid_bound:
+    bound = None if analysis is None else analyzer_class(analysis).grid_bound
+    if bound is None:
         return verdict
     keys = [k for k in ((claim.check["greater"], claim.check["than"]) if "greater" in claim.check else runs)
             if k in runs and isinstance(runs[k].checkpoint.get("arch"), dict)]
-    grids = [f"{runs[k].checkpoint['arch'].get('img_size')} px, patch {runs[k].checkpoint['arch'].get('patch_size')}"
-             for k in keys]
+    grids = [_grid_of(runs[k], analysis, bound) for k in keys]
     if len(set(grids)) < 2:
         return verdict
+    fix = "one image size and patch size" if bound == "pixels" else "one patch grid (image size / patch size)"
     return Verdict(None, f"{verdict.detail}; undecided: the models were analysed on different patch grids "
                          f"({join_by_run(grids, [labels.get(k, k) for k in keys])}), on which {analysis}'s numbers "
-                         "do not line up; compare models of one image size and patch size")
+                         f"do not line up; compare models of {fix}")
+
+
+def _grid_of(run: Any, analysis: str, bound: str) -> str:
+    """The grid ``run`` measured ``analysis`` on: ``S px, patch P`` (``"pixels"``) or ``HxW
+    patches`` (``"patches"``); S is the image size the analysis read (a model of dynamic image size
+    reads the data's), else the model's."""
+    arch = run.checkpoint["arch"]
+    size = run[analysis].protocol.get("image_size", arch.get("img_size")) if analysis in run else arch.get("img_size")
+    patch = arch.get("patch_size")
+    if bound == "patches" and isinstance(size, int) and isinstance(patch, int) and patch > 0:
+        return f"{size // patch}x{size // patch} patches"
+    return f"{size} px, patch {patch}"
 
 
 def _measured_unalike(recipe: Recipe, runs: dict) -> list[str]:

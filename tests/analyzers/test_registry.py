@@ -83,6 +83,8 @@ def test_metrics_are_a_tuple_of_names_and_each_parameter_is_kept_under_its_name(
     failed after the whole pass, when the protocol read self.scale."""
     with pytest.raises(TypeError, match=r"Bad needs a class attribute `metrics`, a tuple .* got 'mass'"):
         _registry.register_analyzer(type("Bad", (Analyzer,), {"name": "bad", "metrics": "mass"}))
+    with pytest.raises(TypeError, match=r'Bad.grid_bound is "pixels", "patches" or None .* got True'):
+        _registry.register_analyzer(type("Bad", (Analyzer,), {"name": "bad", "metrics": ("mass",), "grid_bound": True}))
 
     class Hidden(Analyzer):
         name = "hidden_scale"

@@ -20,9 +20,10 @@ A = TypeVar("A", bound=type)
 
 def register_analyzer(cls: A) -> A:
     """Class decorator: register ``cls`` under ``cls.name`` (names are unique); it must
-    declare the ``metrics`` its table holds, and give every parameter a default and a name
-    outside ``RESERVED_PARAMS``. A class of the same module and qualified name
-    replaces the one registered (a notebook cell run again, a module reloaded)."""
+    declare the ``metrics`` its table holds, a ``grid_bound`` of None, ``"pixels"`` or
+    ``"patches"``, and give every parameter a default and a name outside ``RESERVED_PARAMS``.
+    A class of the same module and qualified name replaces the one registered (a notebook cell
+    run again, a module reloaded)."""
     name = getattr(cls, "name", "")
     if not name:
         raise TypeError(f"{cls.__name__} needs a class attribute `name` to be registered")
@@ -30,6 +31,9 @@ def register_analyzer(cls: A) -> A:
     if not metrics or not isinstance(metrics, tuple) or not all(isinstance(m, str) for m in metrics):
         raise TypeError(f"{cls.__name__} needs a class attribute `metrics`, a tuple of the metric names its "
                         f"table holds (e.g. ('mass',)), got {metrics!r}")
+    if getattr(cls, "grid_bound", None) not in (None, "pixels", "patches"):
+        raise TypeError(f"{cls.__name__}.grid_bound is \"pixels\", \"patches\" or None (what its numbers are "
+                        f"measured in), got {cls.grid_bound!r}")
     _check_params(cls)
     taken = _ANALYZERS.get(name)
     if taken is not None and _where(taken) != _where(cls):

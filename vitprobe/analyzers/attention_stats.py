@@ -20,7 +20,7 @@ class AttentionDistance(LayerAnalyzer):
     patches (where a head lands that does not choose)."""
 
     name = "attention_distance"
-    grid_bound = True  # pixels
+    grid_bound = "pixels"
     value_units = "pixels"
     metrics = ("attention_distance_px",)
 
@@ -50,7 +50,7 @@ class AttentionNMI(LayerAnalyzer):
     heads per layer, averaged over all images."""
 
     name = "attention_nmi"
-    grid_bound = True  # entropies over the patches
+    grid_bound = "patches"  # entropies over them
     value_units = "nmi: 0..1; head_diversity_jsd: nats, 0..log 2"
     metrics = ("nmi", "head_diversity_jsd")
 

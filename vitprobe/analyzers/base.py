@@ -13,7 +13,7 @@ so that mean and standard deviation over ALL images come out of the sums.
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,9 +44,10 @@ class Analyzer:
     # measured: runs that differ in them are not warned of as set up differently, and figure
     # captions show them
     outcome_keys: ClassVar[tuple[str, ...]] = ()
-    # its numbers are pixels, frequencies, ranks or entropies of the patch grid, so runs on grids
-    # of other sizes (another image or patch size) do not line up: a claim across them is undecided
-    grid_bound: ClassVar[bool] = False
+    # what its numbers are measured in, where runs on other grids do not line up (a claim across
+    # them is undecided): "pixels" (distances: the image size and the patch size both count) or
+    # "patches" (frequencies, ranks or entropies over the patch grid: its rows and columns count)
+    grid_bound: ClassVar[Literal["pixels", "patches"] | None] = None
 
     def __init__(self) -> None:
         self.info_: ModelInfo | None = None

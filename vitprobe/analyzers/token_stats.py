@@ -30,7 +30,7 @@ class Fourier(LayerAnalyzer):
     """Relative log amplitude ``delta(f)`` of the token maps per (layer, frequency)."""
 
     name = "fourier"
-    grid_bound = True  # frequencies of the grid
+    grid_bound = "patches"  # frequencies of the grid
     site_kind = "tokens"
     value_units = "delta_log_amplitude: natural log, relative to frequency 0; frequency: units of pi"
     metrics = ("delta_log_amplitude",)
@@ -71,7 +71,7 @@ class TokenSimilarity(LayerAnalyzer):
     the table's ``n`` counts them and the other metrics still see every image."""
 
     name = "token_similarity"
-    grid_bound = True  # spectra ranked over the patches
+    grid_bound = "patches"  # spectra ranked over them
     site_kind = "tokens"
     value_units = "token_cosine: cosine; log_singular_value_*: natural log"
     metrics = ("token_cosine", "log_singular_value_image", "log_singular_value_token")

@@ -84,6 +84,28 @@ def test_distance_on_rectangular_grid_and_neighbour_attention():
     torch.testing.assert_close(got, torch.tensor([[expected]]))
 
 
+def test_a_query_that_gives_almost_all_its_attention_to_the_class_token_is_renormalised_all_the_same():
+    """An attention sink: one query sends all but 4e-9 of its attention to the class token,
+    spread evenly over the patches. Renormalised, every row is uniform, so NMI is 0 and each
+    query's distance is its mean distance to the patches; a 1e-8 floor on the row sum left
+    that row at 0.4 of a distribution (NMI 0.034). With no patch mass at all, the row is
+    uniform too (as the published notebooks' additive eps makes it), not a query at distance 0."""
+    n, p = 4, 16
+    cells = torch.tensor(list(itertools.product(range(2), range(2))), dtype=torch.float64)
+    even = p * torch.cdist(cells, cells).mean(dim=1)  # each query's distance under uniform attention
+    for patch_mass in (4e-9, 0.0):
+        attn = torch.full((1, 1, n + 1, n + 1), 1.0 / (n + 1), dtype=torch.float64)
+        attn[0, 0, 1] = torch.tensor([1.0 - patch_mass] + [patch_mass / n] * n)
+        torch.testing.assert_close(attention_nmi(attn), torch.zeros(1, 1, dtype=torch.float64), atol=1e-12, rtol=0)
+        torch.testing.assert_close(attention_distance(attn, p), even.mean().reshape(1, 1), rtol=1e-7, atol=0)
+    peaked = torch.zeros(1, 1, n + 1, n + 1)  # float32: 1e-30 of mass, all on the query's own patch
+    peaked[0, 0, :, 0] = 1.0
+    for i in range(1, n + 1):
+        peaked[0, 0, i, i], peaked[0, 0, i, 0] = 1e-30, 1.0 - 1e-30
+    torch.testing.assert_close(attention_distance(peaked, p), torch.zeros(1, 1))
+    torch.testing.assert_close(attention_nmi(peaked), torch.ones(1, 1))
+
+
 def test_collapsed_attention_has_zero_nmi():
     n = 25
     uniform = torch.full((1, 2, n, n), 1.0 / n)

@@ -59,12 +59,15 @@ def check_rank(tensor: torch.Tensor, rank: int, what: str) -> None:
         raise ShapeError(f"{what} must have {rank} dimensions, got shape {tuple(tensor.shape)}")
 
 
-def patch_attention(attn: torch.Tensor, num_prefix_tokens: int = 1, eps: float = 1e-8) -> torch.Tensor:
+def patch_attention(attn: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tensor:
     """Patch-to-patch block of ``attn`` (B, H, N, N) with rows renormalised to sum to 1.
 
-    ``A = attn[:, :, P:, P:];  A[i, :] /= max(sum_j A[i, j], eps)`` (an all-zero row stays zero).
-    Negative entries (logits rather than post-softmax probabilities) and NaN entries (a forward
-    pass that overflowed) are errors.
+    ``A = attn[:, :, P:, P:];  A[i, :] /= sum_j A[i, j]``, exactly however small the sum (a query
+    that gives all but 1e-12 of its attention to the class token still has a distribution over
+    the patches). A row with no patch mass at all (below the dtype's smallest normal number:
+    every weight on prefix tokens) is uniform, 1 / N', as the published notebooks' additive eps
+    makes it. Computed in float32 at least. Negative entries (logits rather than post-softmax
+    probabilities) and NaN entries (a forward pass that overflowed) are errors.
     """
     check_rank(attn, 4, "attention (B, H, N, N)")
     if attn.shape[-1] != attn.shape[-2]:
@@ -74,7 +77,7 @@ def patch_attention(attn: torch.Tensor, num_prefix_tokens: int = 1, eps: float =
             f"num_prefix_tokens={num_prefix_tokens} leaves fewer than 2 patch tokens "
             f"out of {attn.shape[-1]}; pass the model's num_prefix_tokens")
     block = attn[:, :, num_prefix_tokens:, num_prefix_tokens:]
-    if not block.is_floating_point():
+    if block.dtype not in (torch.float32, torch.float64):
         block = block.float()
     if block.numel() and not bool(block.amin() >= 0):  # amin propagates NaN
         if bool(block.isnan().any()):
@@ -82,7 +85,12 @@ def patch_attention(attn: torch.Tensor, num_prefix_tokens: int = 1, eps: float =
                                    "that are not finite, or a float16 overflow: analyse in float32)")
         raise MetricInputError("attention has negative entries; metrics take post-softmax "
                                "probabilities (apply softmax over the last dimension first)")
-    return block / block.sum(dim=-1, keepdim=True).clamp_min(eps)
+    sums = block.sum(dim=-1, keepdim=True)
+    empty = sums < torch.finfo(block.dtype).tiny
+    rows = block / torch.where(empty, 1.0, sums)
+    if bool(empty.any()):
+        rows = torch.where(empty, 1.0 / block.shape[-1], rows)
+    return rows
 
 
 def patch_tokens(tokens: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tensor:

@@ -12,7 +12,6 @@ import torch
 from vitprobe.metrics._checks import check_count, check_rank, patch_attention, patch_grid
 from vitprobe.metrics._per_core import ChunkOutput, map_image_chunks
 
-NMI_EPS = 1e-8
 # Attention weights per chunk of images on the CPU (8 MiB of float32: 8 images at ViT-S/16,
 # 4 at ViT-B/16); measured on 2 cores, 2-4x smaller chunks were up to 1.5x slower.
 _CHUNK_ELEMENTS = 1 << 21
@@ -124,13 +123,13 @@ def _diversity(block: torch.Tensor, row_entropy: torch.Tensor) -> torch.Tensor:
 def attention_nmi(attn: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tensor:
     """Normalised mutual information between query and key per image and head, (B, H).
 
-    With A the patch-to-patch attention (rows renormalised, eps 1e-8), uniform p(q) = 1/N',
+    With A the patch-to-patch attention (rows renormalised: ``patch_attention``), uniform p(q) = 1/N',
     ``p(k) = mean_q A[q, k]``, ``I = sum_{q,k} p(q) A[q, k] log(A[q, k] / p(k))``
     (which equals ``H(k) - mean_q H(A[q, :])``), ``NMI = I / sqrt(H(q) H(k))`` with
     ``H(q) = log N'``. A head whose every query attends one same key (H(k) = 0) gets 0.
     """
     def per_image(chunk: torch.Tensor) -> torch.Tensor:
-        block = patch_attention(chunk, num_prefix_tokens, eps=NMI_EPS)
+        block = patch_attention(chunk, num_prefix_tokens)
         return _nmi(block, _entropy(block))
 
     return _over_image_chunks(per_image, attn)
@@ -146,7 +145,7 @@ def head_diversity(attn: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tens
     alike; at most log 2. A single head gives NaN (no pair to compare).
     """
     def per_image(chunk: torch.Tensor) -> torch.Tensor:
-        block = patch_attention(chunk, num_prefix_tokens, eps=NMI_EPS)
+        block = patch_attention(chunk, num_prefix_tokens)
         return _diversity(block, _entropy(block))
 
     return _over_image_chunks(per_image, attn)
@@ -157,7 +156,7 @@ def attention_nmi_and_diversity(attn: torch.Tensor,
     """``(attention_nmi(attn), head_diversity(attn))``, (B, H) and (B,), sharing the
     renormalised patch block and its row entropies (one pass fewer over the attention)."""
     def per_image(chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        block = patch_attention(chunk, num_prefix_tokens, eps=NMI_EPS)
+        block = patch_attention(chunk, num_prefix_tokens)
         row_entropy = _entropy(block)
         return _nmi(block, row_entropy), _diversity(block, row_entropy)
 

@@ -266,3 +266,21 @@ def test_model_info_reads_prefix_tokens_and_grid() -> None:
     info = model_info(_model("vit_registers"))
     assert (info.num_prefix_tokens, info.grid, info.num_heads, info.depth) == (3, (4, 4), 2, 3)
     assert info.num_tokens == 19 and info.final_norm is not None
+
+
+def test_sites_of_a_half_precision_model_come_back_in_float32() -> None:
+    """Analyzers compute in float32 whatever the model's dtype: each site is handed out as float32."""
+    model = _model("vit").to(torch.bfloat16)
+    images = torch.randn(2, 3, 32, 32, dtype=torch.bfloat16)
+    with torch.no_grad(), capture(model, [Site("attn", 2), Site("tokens", 0), Site("tokens", 3)]) as cap:
+        out = cap.run(images)
+    assert {site: t.dtype for site, t in out.items()} == {
+        Site("attn", 2): torch.float32, Site("tokens", 0): torch.float32, Site("tokens", 3): torch.float32}
+
+
+def test_model_info_of_a_model_of_oblong_images() -> None:
+    from timm.models.vision_transformer import VisionTransformer
+
+    model = VisionTransformer(img_size=(32, 48), patch_size=8, embed_dim=32, depth=1, num_heads=2, num_classes=0)
+    info = model_info(model)
+    assert (info.grid, info.input_size, info.num_tokens) == ((4, 6), (32, 48), 25)

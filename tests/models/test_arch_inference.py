@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import warnings
 from pathlib import Path
 
@@ -53,6 +54,23 @@ def test_dino_args_give_heads_and_patch():
         assert _infer({"teacher": sd, "args": dino_args("vit_small", 8)}, num_heads=12).spec.num_heads == 12
 
 
+def test_sit_args_model_gives_heads_and_depth():
+    """SiT names its ViT in ``args.model`` (DINO: ``args.arch``), from the same vit_tiny/small/base."""
+    spec = ArchSpec(patch_size=16, embed_dim=384, depth=12, num_heads=6, img_size=224)
+
+    def sit(spec: ArchSpec, model: str) -> dict:
+        net = {**{f"module.backbone.{k}": v for k, v in _meta_state(spec).items()},
+               "module.head_recons.mlp.0.weight": torch.zeros(8, spec.embed_dim, device="meta")}
+        return {"teacher": net, "student": net, "args": argparse.Namespace(model=model, epochs=800)}
+
+    it = _infer(sit(spec, "vit_small"))
+    assert it.format == "sit" and it.spec == spec
+    assert it.report["num_heads_from"] == "SiT args.model 'vit_small'" and it.report["args.model"] == "vit_small"
+    assert _infer(sit(spec.replace(num_heads=4), "vit_d384_h4")).spec.num_heads == 4
+    with pytest.raises(CheckpointError, match=r"SiT args.model 'vit_small' has 12 blocks but the weights hold 11"):
+        _infer(sit(spec.replace(depth=11), "vit_small"))
+
+
 @pytest.mark.parametrize("obj, named", [
     (lambda sd: {"teacher": {f"backbone.{k}": v for k, v in sd.items()}, "args": dino_args("vit_small", 16)},
      "DINO args.arch 'vit_small' has 12 blocks"),
@@ -102,6 +120,8 @@ def test_arch_from_timm_rebuilds_the_same_encoder():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # reading the layer scale leaks no autograd warning
         assert arch_from_timm("vit_small_patch14_dinov2").layer_scale is not None
+    with torch.device("meta"):  # ViT-g/14 (1408 wide, MLP 6144): built without weights
+        assert arch_from_timm("vit_giant_patch14_224").mlp_ratio == 6144 / 1408
 
 
 def test_load_model_takes_a_timm_name_for_arch(tmp_path):

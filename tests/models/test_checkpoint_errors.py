@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import timm
 import torch
-from official_layouts import CASES, VIT, make_case
+from official_layouts import CASES, VIT, Case, make_case
 from PIL import Image
 
 from vitprobe.errors import CheckpointError, ConfigError
@@ -51,16 +51,44 @@ def test_wrong_depth_lists_missing_blocks(tmp_path):
     assert "fit vit p8 d128 L2" in _one_line_naming(err, made.path)
 
 
+def test_a_fitting_architecture_keeps_the_heads_asked_for(tmp_path):
+    """The weights of a ViT do not show its heads: the architecture they fit is offered with
+    the head count asked for, differing only where the weights say so."""
+    made = make_case(TIMM, tmp_path)  # width 128 alone would suggest 2 heads
+    with pytest.raises(CheckpointError, match=r"missing 12 keys \(blocks\.2\..*; the weights fit vit p8 d128 L2 H4 @32 "
+                                              r"\(depth=2\); pass --format") as err:
+        load_model(made.path, arch=VIT.replace(depth=3, num_heads=4))
+    _one_line_naming(err, made.path)
+
+
+def test_a_block_missing_from_the_middle_is_named_not_the_blocks_after_it(tmp_path):
+    """Depth is read from the highest block number: a file without blocks.1.* is a 3-block
+    encoder missing its second block, not a 2-block one with a stray third."""
+    deeper = Case(TIMM.id, TIMM.format, TIMM.write, VIT.replace(depth=3))
+    made = make_case(deeper, tmp_path, mutate=lambda sd: {k: v for k, v in sd.items() if not k.startswith("blocks.1.")})
+    with pytest.raises(CheckpointError, match=r"does not fit vit p8 d128 L3 H2 @32: missing 12 keys \(blocks\.1\.") as err:
+        load_model(made.path)
+    assert "unexpected" not in _one_line_naming(err, made.path)
+    (tmp_path / "no_block_0").mkdir()
+    first_missing = make_case(deeper, tmp_path / "no_block_0",
+                              mutate=lambda sd: {k: v for k, v in sd.items() if not k.startswith("blocks.0.")})
+    with pytest.raises(CheckpointError, match=r"does not fit vit p8 d128 L3 H2 @32: missing 12 keys \(blocks\.0\.") as err:
+        load_model(first_missing.path)  # its biases and MLP width are read from block 1
+    assert "unexpected" not in _one_line_naming(err, first_missing.path)
+
+
 def test_wrong_heads_for_a_relative_position_table(tmp_path):
     made = make_case(next(c for c in CASES if c.id == "beit-shared"), tmp_path)
     with pytest.raises(CheckpointError, match=r"relative_position_bias_table \[52, 4\] vs model \[52, 2\]\); "
                                               r"the weights fit beit p8 d128 L2 H4 @32 \(num_heads=4\)"):
         load_model(made.path, arch=made.case.spec.replace(num_heads=2))
-    with pytest.raises(ConfigError, match=r"--num-heads 2 \(Python num_heads=\) contradicts checkpoint .*: its "
-                                          r"rel_pos_bias.relative_position_bias_table has 4 columns, one per head; "
-                                          r"drop --num-heads$") as err:
-        load_model(made.path, num_heads=2)
-    _one_line_naming(err, made.path)
+    said = (r"^2 heads asked for \(--num-heads; in Python num_heads= or arch=\) contradict checkpoint .*: its "
+            r"rel_pos_bias.relative_position_bias_table has 4 columns, one per head; ask for 4 or leave the head "
+            r"count out$")
+    for asked in ({"num_heads": 2}, {"arch": {"num_heads": 2}}):  # a dict's heads meet the same check
+        with pytest.raises(ConfigError, match=said) as err:
+            load_model(made.path, **asked)
+        _one_line_naming(err, made.path)
     assert load_model(made.path, num_heads=4).blocks[0].attn.num_heads == 4
 
 
@@ -119,6 +147,15 @@ def test_a_vitprobe_checkpoint_of_another_format_version_says_what_to_do(tmp_pat
     _one_line_naming(err, path)
 
 
+def test_registers_asked_of_a_beit_are_refused(tmp_path):
+    """timm's Beit has no register tokens: an arch that asks for them is not built without them."""
+    made = make_case(next(c for c in CASES if c.id == "beit-shared"), tmp_path)
+    with pytest.raises(CheckpointError, match=r"cannot build beit p8 d128 L2 H4 @32 \(BEiT encoders have no "
+                                              r"register tokens\)") as err:
+        load_model(made.path, arch=made.case.spec.replace(reg_tokens=2))
+    _one_line_naming(err, made.path)
+
+
 def test_heads_must_divide_width(tmp_path):
     made = make_case(TIMM, tmp_path)
     with pytest.raises(CheckpointError, match="3 heads do not divide width 128"):
@@ -139,6 +176,16 @@ def test_a_vit_with_a_convolutional_stem_is_named_as_such(tmp_path):
         with pytest.raises(CheckpointError, match=r"a ViT with a convolutional stem \(patch_embed.proj.N.\*") as err:
             load_model(tmp_path / name)
         _one_line_naming(err, tmp_path / name)
+
+
+def test_a_vit_of_other_than_three_colour_channels_is_named_as_such(tmp_path):
+    grey = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, depth=1, img_size=32, in_chans=1)
+    path = tmp_path / "grey.pth"
+    torch.save(grey.state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"patch embedding kernel \[192, 1, 16, 16\] is not a square patch over "
+                                              r"3 colour channels; not supported") as err:
+        load_model(path)
+    _one_line_naming(err, path)
 
 
 def test_resnet_state_dict_is_refused(tmp_path):
@@ -204,6 +251,34 @@ def test_a_position_embedding_without_the_class_token_is_named_as_such(tmp_path)
         load_model(path)
 
 
+def test_a_relative_position_table_of_an_even_span_is_named_as_such():
+    """(2 * grid - 1)^2 + 3 rows: 19 rows (a 4 x 4 span of offsets) fit no grid."""
+    from pathlib import Path
+
+    from official_layouts import BEIT_SHARED, random_encoder
+
+    from vitprobe.models.loading import interpret
+    from vitprobe.models.reading import RawCheckpoint
+
+    sd = {**random_encoder(BEIT_SHARED).state_dict(), "rel_pos_bias.relative_position_bias_table": torch.zeros(19, 4)}
+    with pytest.raises(CheckpointError, match=r"checkpoint x.pth: rel_pos_bias.relative_position_bias_table has 19 rows, "
+                                              r"not \(2\*grid-1\)\^2 \+ 3; this is not a BEiT-style bias table"):
+        interpret(RawCheckpoint(Path("x.pth"), "torch", sd))
+
+
+def test_a_beit_shown_by_its_layer_scale_alone_loads_as_a_beit(tmp_path):
+    """A BEiT of absolute positions, no q/v biases and no relative bias: its gamma_1/gamma_2
+    layer scale alone marks the BEiT layout."""
+    from official_layouts import BEIT_SHARED
+
+    spec = BEIT_SHARED.replace(rel_pos_bias="none", abs_pos_emb=True, qkv_bias=False)
+    made = make_case(Case(TIMM.id, TIMM.format, TIMM.write, spec), tmp_path)
+    model = load_model(made.path, num_heads=spec.num_heads)
+    assert model.vitprobe_info["arch"] == spec.to_dict()
+    for k, v in made.encoder.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
 def test_a_position_embedding_of_no_square_grid_says_what_to_check(tmp_path):
     """A ViT trained on 32 x 48 images (2 x 3 patches): its 7 positions fit no square grid."""
     wide = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=(32, 48), depth=1)
@@ -240,6 +315,52 @@ def test_malicious_pickle_never_runs(tmp_path):
     assert not marker.exists()
     torch.load(path, weights_only=False)  # the file is armed: an unsafe load runs the payload
     assert marker.exists()
+
+
+class _Call:
+    """Unpickling this calls ``function(*args)``."""
+
+    def __init__(self, function, *args) -> None:
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return (self.function, self.args)
+
+
+@pytest.mark.parametrize("name, payload", [
+    ("eval", lambda marker: _Call(eval, f"open({str(marker)!r}, 'w')")),
+    ("exec", lambda marker: _Call(exec, f"open({str(marker)!r}, 'w')")),
+    ("io.open", lambda marker: _Call(open, str(marker), "w")),
+    ("functools.partial", lambda marker: _Call(__import__("functools").partial, open, str(marker), "w")),
+    ("getattr", lambda marker: _Call(getattr, str(marker), "upper")),
+])
+def test_every_callable_global_is_refused_by_name(tmp_path, name, payload):
+    """The allow-list holds argparse.Namespace, numpy's rebuilders and the yacs stand-in only:
+    a pickle naming any other global is refused, the error naming the global."""
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"model": {"pos_embed": torch.zeros(1)}, "args": payload(marker)}, path)
+    with pytest.raises(CheckpointError, match=rf"refused to unpickle {re.escape(name)}, which is not a plain tensor") as err:
+        load_model(path)
+    _one_line_naming(err, path)
+    assert not marker.exists()
+
+
+def test_a_checkpoint_saved_from_gpu_tensors_is_read_onto_the_cpu(tmp_path, monkeypatch):
+    """Tensors saved on a GPU (their storages tagged cuda:0) are mapped to the CPU, so such a
+    file loads on a machine without one (and nothing lands on a GPU where there is one)."""
+    from vitprobe.models.reading import read_checkpoint
+
+    made = make_case(TIMM, tmp_path)
+    path = tmp_path / "saved_on_gpu.pth"
+    with monkeypatch.context() as patched:
+        patched.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save(made.encoder.state_dict(), path)
+    assert b"cuda:0" in path.read_bytes()
+    assert {t.device.type for t in read_checkpoint(path).obj.values()} == {"cpu"}
+    model = load_model(path)
+    for k, v in made.encoder.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
 
 
 def test_a_plain_python_pickle_is_explained_and_never_runs(tmp_path):
@@ -282,6 +403,17 @@ def _truncated_safetensors(path, tmp_path):
     path.write_bytes(data[: len(data) - 100])
 
 
+def _cut_inside_its_header(path, tmp_path):
+    """A safetensors file cut 4 bytes before its header ends: fewer bytes than the header's
+    length plus the 8 that give it, though more than the length alone."""
+    import struct
+
+    made = make_case(next(c for c in CASES if c.id == "vitprobe"), tmp_path)
+    data = made.path.read_bytes()
+    (header_len,) = struct.unpack("<Q", data[:8])
+    path.write_bytes(data[: 8 + header_len - 4])
+
+
 BAD_FILES = {
     "missing": (lambda p, t: None, "not found"),
     "directory": (lambda p, t: p.mkdir(), "is a directory"),
@@ -292,6 +424,8 @@ BAD_FILES = {
     "truncated-safetensors": (_truncated_safetensors, "corrupt or truncated safetensors"),
     "cut-in-its-header": (lambda p, t: _truncated_safetensors(p, t) or p.write_bytes(p.read_bytes()[:1000]),
                           r"is a truncated safetensors file \(1000 bytes, shorter than its header says\)"),
+    "cut-4-bytes-short-of-its-header": (_cut_inside_its_header,
+                                        r"is a truncated safetensors file \(\d+ bytes, shorter than its header says\)"),
     "corrupt-zip": (lambda p, t: p.write_bytes(b"PK\x03\x04" + os.urandom(300)), "truncated or corrupt"),
     "garbage": (lambda p, t: p.write_bytes(b"hello, not a checkpoint"),
                 r"neither a torch.save file nor a safetensors file \(unrecognised first bytes \(it reads as text\)\), "

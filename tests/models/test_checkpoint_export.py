@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -48,6 +49,7 @@ def test_vit_export_round_trip(own_vit, tmp_path, fmt, top_keys, prefix):
     report = model.vitprobe_info["report"]
     assert report["training"] == load_model(src).vitprobe_info["report"]["training"]  # survives the export
     assert report["training"]["objective"] == "dino" and "vitprobe_training" not in report["ignored_entries"]
+    assert obj["epoch"] == 7  # the training's epoch, in the entry the official code writes
     for k, v in encoder.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
     if fmt == "dino":
@@ -69,10 +71,14 @@ def test_published_sizes_export_under_their_published_names(tmp_path):
     for fmt, (holder, field, name) in names.items():
         obj = EXPORTERS[fmt][1]({}, base, {"epoch": 1})
         assert (obj[holder] if holder else obj)[field] == name
+    assert EXPORTERS["mae"][1]({}, base.replace(patch_size=8), {"epoch": 1})["args"]["model"] == "vit_d768_h12"  # not _patch16
     shallow = base.replace(depth=1)
     src = save_encoder(tmp_path / "base.safetensors", random_encoder(shallow, seed=3), shallow, {"epoch": 1})
     for fmt, (holder, field, _) in names.items():
-        obj = torch_load_safely(export_checkpoint(src, fmt, tmp_path / f"{fmt}.pth"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no objective recorded: no layout to warn against
+            obj = torch_load_safely(export_checkpoint(src, fmt, tmp_path / f"{fmt}.pth"))
+        assert obj["epoch"] == 1
         assert (obj[holder] if holder else obj)[field] == "vit_d768_h12"
         assert load_model(tmp_path / f"{fmt}.pth").vitprobe_info["arch"]["num_heads"] == 12
 
@@ -86,8 +92,9 @@ def test_asking_an_export_for_an_encoder_it_does_not_hold_says_so(own_vit, tmp_p
 
 def test_simmim_export_round_trip(tmp_path):
     encoder = random_encoder(BEIT_SHARED, seed=2)
-    src = save_encoder(tmp_path / "beit.safetensors", encoder, BEIT_SHARED, {"objective": "simmim"})
+    src = save_encoder(tmp_path / "beit.safetensors", encoder, BEIT_SHARED, {"objective": "simmim", "epoch": 5})
     out = export_checkpoint(src, "simmim", tmp_path / "simmim.pth")
+    assert torch_load_safely(out)["epoch"] == 5
     model_keys = set(torch_load_safely(out)["model"])
     assert "encoder.rel_pos_bias.relative_position_index" in model_keys
     model = load_model(out)
@@ -134,6 +141,8 @@ def test_save_encoder_writes_header_atomically(tmp_path):
                       "objective_revision": None, "in_force": {}, "warnings": [], "world_size": 1}  # the defaults of what was not given
     with pytest.raises(TypeError):
         save_encoder(tmp_path / "run" / "bad.safetensors", encoder, VIT, {"config": {"x": object()}})
+    with pytest.raises(ValueError, match=r"unknown checkpoint metadata keys: \['epochs'\]"):
+        save_encoder(tmp_path / "run" / "typo.safetensors", encoder, VIT, {"epochs": 2})
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["final.safetensors"]
 
 
@@ -162,3 +171,21 @@ def test_written_checkpoints_get_the_umask_permissions_not_private_ones(own_vit,
         os.umask(previous)
     assert exported.stat().st_mode & 0o777 == 0o644
     assert saved.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_header_from_before_the_later_fields_reads_with_their_defaults(tmp_path):
+    """Files written before objective_revision, in_force, warnings and world_size existed read
+    them as None, {}, [] and 1 (one process)."""
+    from safetensors.torch import save_file
+
+    from vitprobe.models import inspect_checkpoint
+
+    encoder = random_encoder(VIT)
+    old = {"format_version": 1, "arch": VIT.to_dict(), "objective": "mae", "config": {"mask_ratio": 0.75},
+           "epoch": 2, "step": 9}
+    path = tmp_path / "old.safetensors"
+    save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, str(path),
+              metadata={"vitprobe": json.dumps(old)})
+    assert inspect_checkpoint(path)["report"]["training"] == {
+        "objective": "mae", "objective_revision": None, "config": {"mask_ratio": 0.75}, "in_force": {},
+        "epoch": 2, "step": 9, "warnings": [], "world_size": 1}

@@ -153,10 +153,25 @@ def test_other_image_size_resamples_position_tables(case_id, tmp_path):
     assert model.vitprobe_info["arch"]["img_size"] == 48
 
 
-def test_img_size_must_be_a_multiple_of_the_patch(tmp_path):
+@pytest.mark.parametrize("img_size", [36, 0, -VIT.patch_size])
+def test_img_size_must_be_a_multiple_of_the_patch(img_size, tmp_path):
     made = make_case(CASES[0], tmp_path)
-    with pytest.raises(ConfigError, match=f"not a positive multiple of the patch size {VIT.patch_size}"):
-        load_model(made.path, img_size=36)
+    with pytest.raises(ConfigError, match=rf"image size {img_size} for .* is not a positive multiple of the patch "
+                                          rf"size {VIT.patch_size}; choose another --img-size"):
+        load_model(made.path, img_size=img_size)
+
+
+def test_a_resampled_position_table_keeps_every_register_in_the_prefix(tmp_path):
+    """With more registers than the grid is wide (8 registers, 2 x 2 patches) the old grid is
+    read from the positions after all 9 prefix tokens: sqrt(13 - 1) would give 3 x 3."""
+    from official_layouts import VIT_REG
+
+    spec = VIT_REG.replace(img_size=16, reg_tokens=8)
+    made = make_case(Case("timm-safetensors-registers", "timm", CASES[1].write, spec, ".safetensors"), tmp_path)
+    model = load_model(made.path, img_size=32)
+    want = resample_abs_pos_embed(made.encoder.pos_embed.detach(), [4, 4], [2, 2], num_prefix_tokens=9)
+    assert torch.equal(model.pos_embed, want)
+    assert model.vitprobe_info["report"]["resampled"] == {"pos_embed": [[1, 13, 128], [1, 25, 128]]}
 
 
 def test_timm_model_names_give_the_architecture():
@@ -225,6 +240,10 @@ def test_an_arch_dict_replaces_only_the_fields_it_names(tmp_path):
     assert model.vitprobe_info["report"]["num_heads_from"] == "given (arch=)"
     with pytest.raises(ConfigError, match=r"unknown architecture fields: \['heads'\]"):
         load_model(made.path, arch={"heads": 4})
+    given_both = load_model(made.path, arch=VIT, num_heads=4)  # --num-heads replaces the arch's heads
+    assert given_both.vitprobe_info["arch"] == VIT.replace(num_heads=4).to_dict()
+    assert given_both.blocks[0].attn.num_heads == 4
+    assert given_both.vitprobe_info["report"]["num_heads_from"] == "given (--num-heads)"
 
 
 def test_a_guessed_single_head_is_said_in_the_singular(tmp_path):
@@ -235,3 +254,79 @@ def test_a_guessed_single_head_is_said_in_the_singular(tmp_path):
     torch.save(model.state_dict(), tmp_path / "narrow.pth")  # width 32 // 64 -> at least 1 head
     with pytest.warns(UserWarning, match=r"so it was guessed: .*: 1 head; per-head results assume it"):
         load_model(tmp_path / "narrow.pth")
+
+
+@pytest.mark.parametrize("case_id, beside", [
+    ("dino-teacher", ["args", "dino_loss", "epoch", "fp16_scaler", "optimizer", "student"]),
+    ("mocov3", ["arch", "epoch", "optimizer", "scaler"]),
+    ("mocov3-lincls", ["arch", "best_acc1", "epoch", "optimizer"]),
+    ("timm-train", ["amp_scaler", "arch", "args", "epoch", "metric", "optimizer", "saver", "state_dict_ema", "version"]),
+    ("mae-training", ["args", "epoch", "optimizer", "scaler"]),
+    ("simmim", ["config", "epoch", "lr_scheduler", "max_accuracy", "optimizer"]),
+    ("timm-pth", []),
+])
+def test_the_entries_beside_the_weights_are_listed_and_the_weights_are_not(case_id, beside, tmp_path):
+    made = make_case(next(c for c in CASES if c.id == case_id), tmp_path)
+    assert inspect_checkpoint(made.path)["report"]["ignored_entries"] == beside
+
+
+def test_a_moco_v3_linear_classifier_is_dropped_as_such(tmp_path):
+    """main_lincls.py's head is the trained classifier, not the pre-training projector."""
+    from vitprobe.models.formats.mocov3 import LINCLS_HEAD
+
+    made = make_case(next(c for c in CASES if c.id == "mocov3-lincls"), tmp_path)
+    dropped = inspect_checkpoint(made.path)["report"]["dropped"]
+    assert dropped == {LINCLS_HEAD: ["head.weight", "head.bias"]}
+    assert "linear classifier of main_lincls.py" in LINCLS_HEAD
+    with pytest.raises(CheckpointError, match=r"is a MoCo v3 linear-classification checkpoint \(main_lincls.py\): "
+                                              r"it holds one encoder and no base_encoder or momentum_encoder; omit --key$"):
+        load_model(made.path, key="base_encoder")
+
+
+def test_a_format_that_also_detects_the_file_may_be_forced(tmp_path):
+    """A vitprobe .safetensors holds plain timm keys: --format timm reads it as a bare state dict
+    (what vitprobe's own format tells a file without its header to do), though the vitprobe
+    layout is detected first; only a format that does not detect the file is refused."""
+    made = make_case(next(c for c in CASES if c.id == "vitprobe"), tmp_path)
+    model = load_model(made.path, format="timm", num_heads=VIT.num_heads)
+    assert model.vitprobe_info["format"] == "timm"
+    assert model.vitprobe_info["report"]["num_heads_from"] == "given (--num-heads)"  # the header is not read
+    for k, v in made.encoder.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+def test_a_timm_training_state_dict_of_a_wrapped_model_is_unwrapped(tmp_path):
+    """train.py state dicts of a DDP or compiled model (module.*, _orig_mod.*) load as the bare ones do."""
+    from official_layouts import timm_train
+
+    case = Case("timm-train", "timm", lambda sd, spec, path: timm_train(
+        {f"module._orig_mod.{k}": v for k, v in sd.items()}, spec, path), VIT, ".pth.tar")
+    made = make_case(case, tmp_path)
+    model = load_model(made.path)
+    for k, v in made.encoder.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+def test_only_whole_custom_architecture_names_are_read():
+    from vitprobe.models.formats.base import NamedArch, named_arch
+    from vitprobe.models.formats.dino import DINO_ARCHS
+
+    assert named_arch("vit_d128_h4", DINO_ARCHS) == NamedArch(128, 4, None)
+    assert named_arch("vit_small", DINO_ARCHS) == NamedArch(384, 6, 12)
+    for other in ("vit_d128_h4_in21k", "deit_vit_d128_h4", "vit_d128", "vit_smallish", None, 3):
+        assert named_arch(other, DINO_ARCHS) is None, other
+
+
+def test_a_beit_without_layer_scale_loads_without_one(tmp_path):
+    """BEiT's layer scale is optional (layer_scale_init_value 0): no gamma_1/gamma_2 in the file,
+    none in the model."""
+    from official_layouts import BEIT_SHARED, beit
+
+    spec = BEIT_SHARED.replace(layer_scale=None)
+    made = make_case(Case("beit-shared", "beit", beit, spec), tmp_path)
+    model = load_model(made.path)
+    assert model.vitprobe_info["arch"] == spec.to_dict()
+    assert set(model.state_dict()) == set(made.encoder.state_dict())
+    assert not any("gamma" in k for k in model.state_dict())
+    for k, v in made.encoder.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k

@@ -96,8 +96,9 @@ def _heads(width: int, sd: Mapping[str, torch.Tensor], hints: ArchHints,
     tables = sorted(k for k in sd if k.endswith("relative_position_bias_table"))
     shown = _shape(sd, tables[0], 2, path)[1] if tables else None
     if num_heads is not None and shown not in (None, num_heads):
-        raise ConfigError(f"--num-heads {num_heads} (Python num_heads=) contradicts checkpoint {path}: its "
-                          f"{tables[0]} has {shown} columns, one per head; drop --num-heads")
+        raise ConfigError(f"{num_heads} heads asked for (--num-heads; in Python num_heads= or arch=) contradict "
+                          f"checkpoint {path}: its {tables[0]} has {shown} columns, one per head; ask for "
+                          f"{shown} or leave the head count out")
     if num_heads is not None:
         heads, source = num_heads, "given (--num-heads)"
         if hints.num_heads not in (None, num_heads) and hints.width in (None, width):  # the file may be wrong
@@ -173,7 +174,8 @@ def infer_arch(sd: Mapping[str, torch.Tensor], hints: ArchHints, path: Path,
         rel_pos = "per_block"
     else:
         rel_pos = "none"
-    fc1 = "blocks.0.mlp.fc1.weight"
+    first = f"blocks.{min(blocks)}."  # the settings of every block, read where one is (a file may lack block 0)
+    fc1 = f"{first}mlp.fc1.weight"
     mlp_ratio = _shape(sd, fc1, 2, path)[0] / width if fc1 in sd else 4.0
     has_scale = any(k.endswith((".gamma_1", ".ls1.gamma")) for k in sd)
     heads, source = _heads(width, sd, hints, num_heads, path)
@@ -181,7 +183,7 @@ def infer_arch(sd: Mapping[str, torch.Tensor], hints: ArchHints, path: Path,
     spec = ArchSpec(
         family="beit" if beit else "vit", patch_size=ph, embed_dim=width, depth=depth,
         num_heads=heads, img_size=(grid or 224 // ph) * ph, reg_tokens=reg_tokens,
-        qkv_bias=("blocks.0.attn.q_bias" if beit else "blocks.0.attn.qkv.bias") in sd,
+        qkv_bias=f"{first}attn.{'q_bias' if beit else 'qkv.bias'}" in sd,
         mlp_ratio=mlp_ratio, layer_scale=INFERRED_LAYER_SCALE if has_scale else None,
         rel_pos_bias=rel_pos, abs_pos_emb="pos_embed" in sd,
         global_pool="avg" if fc_norm else "token", fc_norm=fc_norm,

@@ -586,6 +586,8 @@ def test_analysis_parameters_from_the_command_line_reach_the_protocol(checkpoint
                  "--no-progress", "--out", str(out)]) == 0
     protocol = json.loads((out / "tiny" / "knn.json").read_text(encoding="utf-8"))
     assert json.dumps(protocol).count('"pooling": "mean"') >= 1 and '"k": 3' in json.dumps(protocol)
+    meta = json.loads((out / "tiny" / "run.json").read_text(encoding="utf-8"))["meta"]
+    assert meta["analyzer_params"] == {"knn": {"pooling": "mean", "k": 3}}  # the run's record of what was given
     capsys.readouterr()
     for bad, message in ((["--param", "pooling=mean"], "name the analysis and its parameter"),
                          (["--param", "knn.kk=3"], "has no parameter kk"),
@@ -848,3 +850,14 @@ def test_data_normalised_with_another_std_alone_is_warned_of() -> None:
     model.pretrained_cfg = {"mean": (0.485, 0.456, 0.406), "std": (0.5, 0.5, 0.5)}  # ImageNet's mean, not its std
     with pytest.warns(UserWarning, match=r"normalised with mean .* and std \(0\.229, 0\.224, 0\.225\), but the model"):
         analyze(model, resolve_dataset("synthetic:8", 32), analyses="fourier", progress=False)
+
+
+def test_compare_overwrite_replaces_an_earlier_comparison(tmp_path, capsys):
+    analyze(tiny_vit(), DictImages(n=8), analyses="attention_distance", batch_size=8, progress=False,
+            out=tmp_path / "run")
+    command = ["compare", str(tmp_path / "run"), "--out", str(tmp_path / "cmp")]
+    assert main(command) == 0
+    (tmp_path / "cmp" / "attention_distance.csv").write_text("stale\n")
+    assert main(command) == 2 and "pass --overwrite" in capsys.readouterr().err
+    assert main([*command, "--overwrite"]) == 0
+    assert (tmp_path / "cmp" / "attention_distance.csv").read_text(encoding="utf-8").startswith("metric,")

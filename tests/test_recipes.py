@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from vitprobe.claims import evaluate, select_rows
+from vitprobe.claims import Verdict, evaluate, select_rows
 from vitprobe.cli import main
 from vitprobe.errors import ConfigError, VitprobeError
 from vitprobe.recipes import RECIPE_DIR, RECIPES, load_recipe
@@ -285,6 +285,20 @@ def test_peak_inside_verdict() -> None:
     check = {"metric": "linear_probe_top1", "label": "shape", "layers": "last", "peak_inside": True}
     assert evaluate(check, {"0": run(20), "0.5": run(60), "1": run(50)}, {}).agrees is True
     assert evaluate(check, {"0": run(20), "0.5": run(40), "1": run(50)}, {}).agrees is False
+    named = evaluate(check, {"0": run(20), "0.5": run(60), "1": run(50)}, {"0": "lam 0", "0.5": "lam 0.5", "1": "lam 1"})
+    assert named.detail.startswith("best lam 0.5 (lam 0: 20 +- 0.0005, lam 0.5: 60 +- 0.0005, lam 1: 50 +- 0.0005) (")
+    lacking = evaluate(check, {"0": run(20), "0.5": run(60), "1": {}}, {})  # two ends and no inside
+    assert lacking == Verdict(None, "not enough models with this metric to find an inner peak")
+
+
+def test_a_list_label_is_resolved_over_every_layer_so_the_detail_names_the_missing_layer() -> None:
+    """The tables have shape (not class) at layer 4 only: a claim on layer 1 lacks the layer, not
+    the label."""
+    tables = {"cl": {"k": _table("knn_top1", {4: 90}, label="shape")}, "mim": {"k": _table("knn_top1", {4: 50}, label="shape")}}
+    check = {"metric": "knn_top1", "label": ["shape", "class"], "layers": [1], "greater": "cl", "than": "mim"}
+    assert evaluate(check, tables, {"cl": "CL"}) == Verdict(
+        None, "no results for knn_top1, label shape, layers 1: CL: no layer [1]; it has layers 4; mim: no layer [1]; "
+              "it has layers 4")
 
 
 def test_differences_within_two_standard_errors_leave_the_claim_undecided() -> None:
@@ -484,6 +498,9 @@ def test_claims_read_what_the_verdicts_read_and_yaml_errors_stay_one_line(tmp_pa
      r"quick.train: unknown training option\(s\) \['teacher_temp'\]; .*; teacher_temp \(of dino\) is a hyper-parameter: put it under hparams:$"),
     ({"params": {"knn": {"layers": [9]}}}, r"params: knn.layers \[9\] lie outside the blocks knn reads in every model \(0..4: the shallowest has 4\)"),
     ({"claims": [_claim(layers=[1, 99])]}, r"claim check layers \[99\] lie beyond the models' blocks \(the deepest has 4\)"),
+    ({"claims": [{"figure": "attention_distance", "text": "t", "check": {
+        "metric": "attention_distance_px", "greater": "mocov3", "than": "simmim", "layers": [0, 2]}}]},
+     r"claim check layers \[0\] lie below the first block attention_distance reads \(1: attention begins in block 1\)"),
     ({"claims": [_claim(min_difference=-1)]}, r"claim check min_difference must be a number >= 0 in the metric's units, got -1"),
     ({"claims": [_claim(min_difference="2 px")]}, r"min_difference must be a number >= 0 .*got '2 px'"),
     ({"claims": [_claim(), {"figure": "knn", "txt": "t", "check": {}}]},
@@ -494,6 +511,9 @@ def test_claims_read_what_the_verdicts_read_and_yaml_errors_stay_one_line(tmp_pa
     ({"claims": [_claim(rank=1)]}, r"claim check rank: metric knn_top1 \(knn\) has no rank to select"),
     ({"data": "synthetic:64x"}, r"recipe.yaml: dataset spec 'synthetic:64x'"),
     ({"analyses": []}, r"recipe.yaml: no analyses given"),
+    ({"claims": [{"figure": "knn", "text": "t", "check": {"metric": "knn_top1", "label": "shape", "peak_inside": True}}]},
+     r"claim 1: claim check peak_inside needs at least 3 models"),
+    ({"claims": [_claim(peak_inside=True)]}, r"claim 1: claim check peak_inside: true takes no greater/than"),
 ])
 def test_more_mistakes_fail_in_one_line_naming_the_recipe(tmp_path: Path, changes: dict, message: str) -> None:
     if "models" in changes:
@@ -528,3 +548,108 @@ def test_quick_checks_the_full_size_data_and_is_named_only_where_it_changes_some
     blockless = _write(tmp_path, quick={})
     with pytest.warns(UserWarning, match="has no quick: block, so it runs at full size"):
         assert load_recipe(blockless, quick=True, seed=3).changes == ["--seed 3"]
+
+
+def test_the_callers_training_options_win_over_the_quick_block_which_wins_over_the_config(tmp_path: Path) -> None:
+    """--quick merges quick.train into every training config, and the caller's own overrides
+    (--seed, and train_overrides, which tests use to shrink runs) go over both."""
+    path = _write(tmp_path, quick={"data": "synthetic:512", "train": {"epochs": 16, "seed": 5}})
+    quick = load_recipe(path, quick=True)
+    assert [(m.train["epochs"], m.train["seed"]) for m in quick.models] == [(16, 5), (16, 5)]
+    given = load_recipe(path, quick=True, seed=7, train_overrides={"epochs": 1})
+    assert [(m.train["epochs"], m.train["seed"]) for m in given.models] == [(1, 7), (1, 7)]
+    assert given.changes == ["--quick", "--seed 7", "train epochs=1"]
+
+
+def test_batch_size_defaults_to_32_and_models_and_sweep_exclude_each_other(tmp_path: Path) -> None:
+    raw = yaml.safe_load(_write(tmp_path).read_text(encoding="utf-8"))
+    del raw["batch_size"]
+    path = tmp_path / "default.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert load_recipe(path).batch_size == 32
+    sweep = {"parameter": "lam", "values": [0.0, 1.0], "train": str(RECIPE_DIR / "train" / "hybrid_tiny_synthetic.yaml")}
+    with pytest.raises(ConfigError, match=r"recipe.yaml: give either `models` or `sweep`, exactly one"):
+        load_recipe(_write(tmp_path, sweep=sweep))
+
+
+def test_layer_numbers_are_checked_against_the_shallowest_model_in_params_and_the_deepest_in_claims(
+        tmp_path: Path) -> None:
+    """A 2-block checkpoint beside a 4-block trained model: params' layers must exist in both
+    (every model is analysed at them), a claim's in the deeper one (each model averages what it has)."""
+    ckpt = _tiny_checkpoint(tmp_path / "two_blocks.safetensors")
+    models = {"mocov3": {"checkpoint": str(ckpt)}, "simmim": {"train": {"method": "simmim", "preset": "tiny"}}}
+    with pytest.raises(ConfigError, match=r"params: knn.layers \[3\] lie outside the blocks knn reads in every model "
+                                          r"\(0..2: the shallowest has 2\)"):
+        load_recipe(_write(tmp_path, models=models, claims=[], params={"knn": {"layers": [3]}}))
+    recipe = load_recipe(_write(tmp_path, models=models, claims=[_claim(layers=[3, 4])], params={}))
+    assert recipe.claims[0].check["layers"] == [3, 4]
+    with pytest.raises(ConfigError, match=r"claim check layers \[5\] lie beyond the models' blocks \(the deepest has 4\)"):
+        load_recipe(_write(tmp_path, models=models, claims=[_claim(layers=[5])], params={}))
+
+
+@pytest.mark.parametrize("heads", [0, "two", 2.5])
+def test_a_head_count_from_the_command_line_is_checked_in_one_line(tmp_path: Path, heads: object) -> None:
+    ckpt = _tiny_checkpoint(tmp_path / "dino.safetensors")
+    with pytest.raises(ConfigError, match=rf"--num-heads dino must be a whole number >= 1, got {heads!r}$"):
+        load_recipe("dino_attention", checkpoints={"dino": str(ckpt)}, num_heads={"dino": heads})
+
+
+def test_a_gmml_model_given_as_a_file_warns_of_its_reconstructions_only_where_the_recipe_draws_them(
+        tmp_path: Path) -> None:
+    ckpt = _tiny_checkpoint(tmp_path / "gmml.safetensors")
+    path = _write(tmp_path, models={"gmml": {"train": {"method": "gmml", "preset": "tiny"}},
+                                    "mae": {"train": {"method": "mae", "preset": "tiny"}}}, claims=[])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no reconstructions figure: nothing is lost
+        recipe = load_recipe(path, checkpoints={"gmml": str(ckpt)})
+    assert recipe.extra_figures == [] and next(m for m in recipe.models if m.key == "gmml").train is None
+
+
+@pytest.mark.parametrize("objective, role, family", [  # family: the one warned of, None for no warning
+    ("gmml", "mim", None), ("gmml", "cl", "mim"), ("mocov3", "mim", "cl"), ("random_init", "baseline", None),
+    ("dino", "baseline", "cl"), ("mae", "teacher", None),  # a role of the recipe's own words: nothing to check
+])
+def test_a_files_training_objective_is_checked_against_the_models_role(tmp_path: Path, objective: str, role: str,
+                                                                        family: str | None) -> None:
+    from vitprobe.models.architecture import ArchSpec, build_model
+    from vitprobe.models.own_format import save_encoder
+
+    arch = ArchSpec(patch_size=8, embed_dim=32, depth=2, num_heads=2, img_size=32)
+    ckpt = save_encoder(tmp_path / "given.safetensors", build_model(arch), arch, {"objective": objective})
+    path = _write(tmp_path, models={"a": {"role": role, "checkpoint": str(ckpt)}}, claims=[])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_recipe(path)
+    said = [str(w.message) for w in caught if "its role is" in str(w.message)]
+    assert said == ([f"{path}: model 'a': its role is {role}, but {ckpt} is a {objective} checkpoint ({family}); "
+                     "check that the file is meant for this model"] if family else [])
+
+
+def test_a_checkpoint_that_does_not_fit_its_architecture_fails_before_any_training(tmp_path: Path) -> None:
+    import timm
+    import torch
+
+    odd = tmp_path / "odd.pth"
+    torch.save({**timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32, depth=2,
+                                    num_heads=2, num_classes=0).state_dict(), "extra": torch.ones(1)}, odd)
+    with pytest.raises(ConfigError, match=r"recipe.yaml: model 'a': checkpoint .*odd.pth \(timm\) does not fit .*"
+                                          r"unexpected 1 keys \(extra\)"):
+        load_recipe(_write(tmp_path, models={"a": {"checkpoint": str(odd), "num_heads": 2}}, claims=[]))
+
+
+def test_params_reach_the_recipe_as_the_analysis_reads_them_and_claims_read_their_layers(tmp_path: Path) -> None:
+    """knn.layers: 2,4 (as --param writes it) is the list [2, 4], against which a claim's layers
+    (numbers, or text that reads as one) are checked."""
+    recipe = load_recipe(_write(tmp_path, params={"knn": {"layers": "2,4"}, "fourier": {"layers": 4}},
+                                claims=[_claim(layers=["2", 4])]))
+    assert recipe.params == {"knn": {"layers": [2, 4]}, "fourier": {"layers": [4]}}
+    assert recipe.claims[0].check["layers"] == ["2", 4]
+
+
+def test_a_list_label_is_accepted_where_the_data_has_any_of_its_labels(tmp_path: Path) -> None:
+    """[class, shape] on the synthetic set (shape, texture) reads shape; a list of none of them fails."""
+    recipe = load_recipe(_write(tmp_path, claims=[_claim(label=["class", "shape"])]))
+    assert recipe.claims[0].check["label"] == ["class", "shape"]
+    with pytest.raises(ConfigError, match=r"claim check label \['class', 'digit'\]: the data has shape, texture; "
+                                          r"name one of them"):
+        load_recipe(_write(tmp_path, claims=[_claim(label=["class", "digit"])]))

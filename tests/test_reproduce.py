@@ -156,7 +156,9 @@ def test_results_are_replaced_together_or_not_at_all(tmp_path: Path, monkeypatch
     reproduce([str(recipe)], out, progress=False)
     root = out / "small"
     assert sorted(p.name for p in (root / "runs").iterdir()) == ["a", "b", "c"]
+    assert sorted(p.name for p in out.iterdir()) == ["small"]  # an index.html for several recipes only
     assert json.loads((root / "runs" / "a" / "knn.json").read_text())["k"] == 3  # the recipe's params
+    assert json.loads((root / "runs" / "a" / "knn.json").read_text())["batch_size"] == 8  # the recipe's, not 32
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and "models" not in p.parts}
 
     real, calls = vitprobe.analysis.analyze, []
@@ -264,6 +266,14 @@ def test_foreign_files_and_repeated_recipes_are_refused_before_work(tmp_path: Pa
     with pytest.raises(OutputExistsError, match=r"small: holds notes.txt, which reproduce did not write"):
         reproduce([str(recipe)], out, progress=False)
     assert sorted(p.name for p in (out / "small").iterdir()) == ["notes.txt"]
+    later = tmp_path / "later.yaml"  # a later recipe's folder is checked before the first recipe runs
+    later.write_text(json.dumps({**json.loads(recipe.read_text()), "name": "later"}))
+    (out / "small" / "notes.txt").rename(tmp_path / "notes.txt")
+    (out / "later").mkdir()
+    (out / "later" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match=r"later: holds notes.txt, which reproduce did not write"):
+        reproduce([str(recipe), str(later)], out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["later", "small"] and not any((out / "small").iterdir())
     with pytest.raises(ConfigError, match="recipes named small more than once"):
         reproduce([str(recipe), str(recipe)], tmp_path / "other", progress=False)
     with pytest.raises(ConfigError, match="parameters given for fourier, which no recipe runs"):
@@ -566,7 +576,12 @@ def test_the_report_and_verdicts_say_what_the_caller_changed_in_the_recipe(tmp_p
     as_written = reproduce([str(path)], tmp_path / "plain", progress=False)[0]
     [verdict] = json.loads((as_written.parent / "verdicts.json").read_text())
     assert verdict["data"] == "synthetic:16" and verdict["changes"] == []
-    assert "<p>the recipe as written.</p>" in as_written.read_text(encoding="utf-8")
+    assert verdict["figure"] == "attention_distance" and verdict["claim"] == "b attends farther"
+    page = as_written.read_text(encoding="utf-8")
+    assert "<p>the recipe as written.</p>" in page
+    for figure in ("attention_distance", "knn"):  # beside its claim, or after the claims: once
+        assert page.count(f"<img src='figures/{figure}.png'") == 1
+    assert page.index("<img src='figures/attention_distance.png'") < page.index("<img src='figures/knn.png'")
     changed = reproduce([str(path)], tmp_path / "changed", progress=False, params={"knn": {"k": 2}}, seed=3,
                         data="synthetic:24")[0]
     [verdict] = json.loads((changed.parent / "verdicts.json").read_text())
@@ -586,9 +601,13 @@ def test_a_model_given_for_several_recipes_replaces_it_where_a_recipe_has_that_m
     given = {"c": str(tmp_path / "enc.safetensors")}
     with pytest.raises(ConfigError, match=r"--model d=\.\.\.: no recipe has a model 'd'; models: a, b, c"):
         reproduce([str(first), str(second)], tmp_path / "out", progress=False, checkpoints={"d": "x.pt"})
+    with pytest.raises(ConfigError, match=r"--num-heads z=\.\.\.: no recipe has a model 'z'; models: a, b, c"):
+        reproduce([str(first), str(second)], tmp_path / "out", progress=False, num_heads={"z": 2})
     with pytest.raises(ConfigError, match=r"no model 'c'"):  # one recipe: a key it lacks is a typo
         reproduce([str(first)], tmp_path / "out", progress=False, checkpoints=given)
     reports = reproduce([str(first), str(second)], tmp_path / "out", progress=False, checkpoints=given)
+    index = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert "<li><a href='small/report.html'>small</a></li><li><a href='other/report.html'>other</a></li>" in index
     pages = [r.read_text(encoding="utf-8") for r in reports]
     assert "the recipe as written" in pages[0] and f"run with --model c={given['c']}." in pages[1]
     other = json.loads((tmp_path / "out" / "other" / "runs" / "c" / "run.json").read_text())
@@ -599,9 +618,133 @@ def test_an_analysis_the_data_cannot_feed_is_named_in_the_report(tmp_path: Path)
     """`analyses: all` on digits skips attention_jaccard: only the console said so."""
     path = _small_recipe(tmp_path, "a b")
     recipe = json.loads(path.read_text())
-    path.write_text(json.dumps({**recipe, "data": "digits", "analyses": "all",
-                                "params": {}}))
+    path.write_text(json.dumps({**recipe, "analyses": "all", "params": {},
+                                "claims": [{"figure": "attention_jaccard", "text": "a finds objects",
+                                            "check": {"metric": "jaccard_best_head", "greater": "a", "than": "b"}}]}))
     with pytest.warns(UserWarning, match="skipping attention_jaccard"):
-        [report] = reproduce([str(path)], tmp_path / "out", progress=False)
-    assert ("<p><b>not run</b>: attention_jaccard: it needs foreground masks, which digits lacks; use a dataset with"
-            in report.read_text(encoding="utf-8"))
+        [report] = reproduce([str(path)], tmp_path / "out", data="digits", progress=False)
+    page = report.read_text(encoding="utf-8")
+    assert "<p><b>not run</b>: attention_jaccard: it needs foreground masks, which digits lacks; use a dataset with" in page
+    claim = page.split("<div class='claim'>")[1]  # its figure was not drawn: no broken image
+    assert "<p>(not drawn: its analysis did not run on this data)</p>" in claim and "<img" not in claim
+
+
+def test_a_model_kept_aside_for_its_config_is_reused_without_its_training_data(tmp_path: Path) -> None:
+    """A config that goes back to the model kept in models/.<key>.replaced/ reuses that model:
+    its training data, gone since, is not checked (as for a finished model in place)."""
+    from vitprobe.errors import ConfigError
+    from vitprobe.recipes import ModelEntry
+    from vitprobe.reproduce import _check_training_data, _training
+
+    entry = ModelEntry(key="m", label="M", train={"method": "mae", "preset": "tiny", "epochs": 1,
+                                                  "data": f"folder:{tmp_path / 'gone'}", "batch_size": 8})
+    recipe = Recipe(name="r", title="", paper="", path=tmp_path / "r.yaml", data="synthetic:16", batch_size=8,
+                    models=[entry], analyses=[], params={}, claims=[], figures=[])
+    with pytest.raises(ConfigError, match=r"r.yaml: model 'm': .*gone"):
+        _check_training_data(recipe, tmp_path / "out", "cpu", 0)  # nothing to reuse: the data is needed
+    kept = tmp_path / "out" / "r" / "models" / ".m.replaced"
+    kept.mkdir(parents=True)
+    (kept / "final.safetensors").write_text("weights")
+    _, wanted, reusable = _training(entry, kept.parent / "m", "cpu", 0)
+    assert not reusable
+    (kept / "finished.json").write_text(wanted, encoding="utf-8")
+    assert _training(entry, kept.parent / "m", "cpu", 0)[2]
+    _check_training_data(recipe, tmp_path / "out", "cpu", 0)  # reused: no data needed
+    (kept / "finished.json").write_text(wanted.replace('"epochs": 1', '"epochs": 2'), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"r.yaml: model 'm': .*gone"):
+        _check_training_data(recipe, tmp_path / "out", "cpu", 0)  # kept for another config: retrained
+
+
+def test_only_claims_on_a_grid_bound_metric_are_left_undecided_across_grids() -> None:
+    """k-NN accuracy is no measure of the patch grid: a claim on it is decided across models of
+    other image sizes, where one on attention distance (pixels) is not; a peak_inside claim
+    compares every model, so one model on another grid leaves it undecided. The grid is the image
+    size the analysis read (a model of dynamic image size reads the data's), not the file's."""
+    from types import SimpleNamespace
+
+    from vitprobe.claims import Verdict
+    from vitprobe.recipes import Claim
+    from vitprobe.reproduce import _unless_on_other_grids
+
+    class Analysed(dict):  # a Run: its checkpoint's grid and, where given, the size NMI was read at
+        def __init__(self, size: int, nmi_read_at: int | None = None) -> None:
+            super().__init__()
+            self.checkpoint = {"arch": {"img_size": size, "patch_size": 8}}
+            if nmi_read_at is not None:
+                self["attention_nmi"] = SimpleNamespace(protocol={"image_size": nmi_read_at})
+
+    runs = {"a": Analysed(32, 32), "b": Analysed(48, 48), "c": Analysed(32, 32), "d": Analysed(16, 32)}
+    recipe = Recipe(name="r", title="", paper="", path=Path("r.yaml"), data="synthetic:16", batch_size=8, models=[],
+                    analyses=["knn", "attention_distance", "attention_nmi"], params={}, claims=[], figures=[])
+    labels = {"a": "A", "b": "B", "c": "C", "d": "D"}
+    decided = Verdict(True, "A 90 vs B 80")
+
+    def judged(metric: str, **sides: object) -> Verdict:
+        return _unless_on_other_grids(decided, Claim("f", "t", {"metric": metric, **sides}), recipe, runs, labels)
+
+    assert judged("knn_top1", greater="a", than="b") == decided
+    assert judged("attention_distance_px", greater="a", than="c") == decided  # one grid
+    pixels = judged("attention_distance_px", greater="a", than="b")
+    assert pixels.agrees is None and pixels.detail.startswith("A 90 vs B 80; undecided: the models were analysed "
+                                                              "on different patch grids (32 px, patch 8 (A) | 48 px")
+    assert judged("attention_distance_px", peak_inside=True).agrees is None  # a, b, c and d
+    assert judged("knn_top1", peak_inside=True) == decided
+    assert judged("nmi", greater="d", than="a") == decided  # d's 16 px file read at the data's 32 px: 4x4 patches
+    assert "(4x4 patches (A) | 6x6 patches (B))" in judged("nmi", greater="a", than="b").detail
+
+
+def test_the_recipes_own_figures_are_not_foreign_results(tmp_path: Path) -> None:
+    """A rerun replaces the figures reproduce draws beyond the comparison (sweeps,
+    reconstructions); any other file among the figures is the user's, and is refused."""
+    from vitprobe.reproduce import foreign_results
+
+    figures = tmp_path / "study" / "figures"
+    figures.mkdir(parents=True)
+    (figures / "runs.json").write_text("[]")
+    for name in ("knn.png", "knn.csv", "report.html", "reconstructions_gmml.png", "reconstructions_gmml.svg",
+                 "sweep_knn.png", "sweep_linear_probe.svg"):
+        (figures / name).write_bytes(b"x")
+    assert foreign_results(tmp_path / "study") == []
+    for name in ("sweep_fourier.png", "reconstructions_.png", "notes.png"):
+        (figures / name).write_bytes(b"x")
+    assert foreign_results(tmp_path / "study") == ["figures/notes.png", "figures/reconstructions_.png",
+                                                   "figures/sweep_fourier.png"]
+
+
+def test_every_reproduce_option_reaches_the_run(tmp_path: Path, monkeypatch) -> None:
+    import vitprobe.reproduce as reproduce_module
+    from vitprobe.cli import main
+
+    seen: list[dict] = []
+
+    def fake_reproduce(recipes, out, **options):
+        seen.append({"recipes": recipes, "out": out, **options})
+        return []
+
+    monkeypatch.setattr(reproduce_module, "reproduce", fake_reproduce)
+    out = str(tmp_path / "o")
+    assert main(["reproduce", "cl_vs_mim", "--out", out, "--quick", "--data", "digits", "--device", "auto",
+                 "--num-workers", "2", "--param", "knn.k=5", "--num-heads", "mocov3=6", "--seed", "4",
+                 "--model", "simmim=s.pth", "--no-progress"]) == 0
+    assert seen.pop() == {"recipes": ["cl_vs_mim"], "out": out, "quick": True, "data": "digits",
+                          "checkpoints": {"simmim": "s.pth"}, "device": "auto", "num_workers": 2, "progress": False,
+                          "params": {"knn": {"k": 5}}, "seed": 4, "num_heads": {"mocov3": 6}}
+    assert main(["reproduce", "--quick", "--out", out]) == 0  # --quick alone: the papers' recipes
+    assert seen.pop()["recipes"] == list(RECIPES)
+
+
+def test_a_sweep_names_its_models_by_lambda_and_draws_each_value_beside_its_own_run(monkeypatch) -> None:
+    import vitprobe.plots.sweep
+    from vitprobe.reproduce import _extra_figure_makers
+
+    recipe = load_recipe("hybrid_sweep", quick=True)
+    assert [(m.key, m.label, m.train["lam"]) for m in recipe.models] == [
+        ("lam_0", "lambda = 0", 0.0), ("lam_0.25", "lambda = 0.25", 0.25), ("lam_0.5", "lambda = 0.5", 0.5),
+        ("lam_0.75", "lambda = 0.75", 0.75), ("lam_1", "lambda = 1", 1.0)]
+    drawn = []
+    monkeypatch.setattr(vitprobe.plots.sweep, "draw_sweep", lambda *args: drawn.append(args))
+    runs = {m.key: {name: f"{name} of {m.key}" for name in recipe.analyses} for m in recipe.models}
+    makers = _extra_figure_makers(recipe, runs, {}, "cpu")
+    assert sorted(makers) == sorted(recipe.extra_figures) and "sweep_knn" in makers
+    makers["sweep_knn"]()
+    assert drawn == [([0.0, 0.25, 0.5, 0.75, 1.0], [f"knn of {m.key}" for m in recipe.models], "lambda")]

@@ -542,11 +542,11 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
            data_given: bool, params: dict[str, dict[str, Any]] | None = None) -> Claim:
     """One claim, checked against the recipe: its text is text, its figure is drawn, its
     metric is one the analyses give, its models exist and differ, its layers exist in the
-    deepest model and among the layers ``params`` has the analysis read, it selects only on
+    deepest model, from the first block its analysis reads, and among the layers ``params`` has the analysis read, it selects only on
     axes its metric's table has, and (on the recipe's own data) its label is one the data has.
     With ``data_given`` (--data), a label the data lacks or an analysis that ``all`` skips on
     it leaves the claim undecided, with a warning."""
-    from vitprobe.analyzers import analysis_giving, analyzer_class
+    from vitprobe.analyzers import analysis_giving, analyzer_class, get_analyzer
 
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: a claim is a mapping of figure, text and check, got {raw!r}")
@@ -597,6 +597,11 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
         raise ConfigError(f"{where}: claim check layers {beyond} lie beyond the models' blocks "
                           f"(the deepest has {deepest})")
     source = analysis_giving(check["metric"], analyses)
+    lowest = get_analyzer(source, **(params or {}).get(source, {})).lowest_layer()
+    below = [v for v in listed if int(v) < lowest]
+    if below:
+        raise ConfigError(f"{where}: claim check layers {below} lie below the first block {source} reads "
+                          f"({lowest}{': attention begins in block 1' if lowest == 1 else ''})")
     for axis in ("frequency", "rank", "label"):
         if axis in check and axis not in analyzer_class(source).claim_axes:
             raise ConfigError(f"{where}: claim check {axis}: metric {check['metric']} ({source}) has no "

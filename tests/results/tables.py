@@ -36,7 +36,7 @@ def make_results(seed: int = 0) -> dict[str, Result]:
     tokens += [
         {"metric": m, "layer": l, "rank": k, "value": -k - r(), "n": 8}
         for m in ("log_singular_value_image", "log_singular_value_token")
-        for l in range(DEPTH + 1) for k in range(RANKS)
+        for l in range(DEPTH + 1) for k in range(1, RANKS + 1)  # rank 1: the largest, as the analyzer counts
     ]
     probe = [
         {"metric": "linear_probe_top1", "layer": l, "label": lab, "value": 100 * r(), "n": 8}

@@ -276,6 +276,9 @@ def test_a_run_and_the_folder_it_was_saved_to_are_one_run(tmp_path, run):
     assert run.folder == tmp_path / "saved"
     with pytest.raises(ConfigError, match=r"compare: run folder .*saved is given twice"):
         compare([run, tmp_path / "saved"], tmp_path / "cmp")
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(ConfigError, match=r"compare: run folder .*saved is given twice"):  # one folder, two paths
+        compare([tmp_path / "saved", tmp_path / "elsewhere" / ".." / "saved"], tmp_path / "cmp")
 
 
 def test_a_folder_filled_while_the_output_was_written_is_not_replaced(tmp_path):
@@ -289,3 +292,16 @@ def test_a_folder_filled_while_the_output_was_written_is_not_replaced(tmp_path):
             (out / "mine.txt").write_text("user")  # another process wrote here meanwhile
     assert (out / "mine.txt").read_text() == "user"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp sibling left
+
+
+def test_a_file_that_fails_part_way_leaves_the_previous_one_whole(tmp_path):
+    """Tables, protocols and run.json go through a temp name: a write stopped part-way (here by
+    text that cannot be encoded after the first bytes) never truncates the file it replaces."""
+    from vitprobe.results import _write_text
+
+    path = tmp_path / "run.json"
+    _write_text(path, "old\n")
+    with pytest.raises(UnicodeEncodeError):
+        _write_text(path, "new" * 10000 + "\ud800")
+    assert path.read_text(encoding="utf-8") == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # nor leaves its temp file

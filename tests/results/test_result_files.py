@@ -341,6 +341,17 @@ def test_differing_values_name_their_runs():
     assert join_by_run(["20", "5", "20"]) == "20 | 5"
 
 
+def test_how_a_run_was_executed_is_no_difference_in_its_settings():
+    """Batch size, device and process count change a table only by rounding; the checkpoint and
+    dataset are compared on their own."""
+    from vitprobe.comparability import setting_differences
+
+    executed = [{"batch_size": 8, "device": "cpu", "world_size": 1, "checkpoint": {"path": "a"}, "k": 20},
+                {"batch_size": 32, "device": "cuda", "world_size": 2, "checkpoint": {"path": "b"}, "k": 20}]
+    assert setting_differences(executed, ["a", "b"]) == []
+    assert setting_differences([executed[0], {**executed[1], "k": 5}], ["a", "b"]) == ["k 20 (a) | 5 (b)"]
+
+
 def test_summary_reads_deepest_layer(results):
     summary = Run(results, label="r").summary()
     assert set(summary["dataset"]) == {"synthetic:8 (n=8)"}  # each row says what data it was measured on
@@ -373,6 +384,11 @@ def test_summary_names_units_frequency_and_rank(results):
     assert summary.loc["log_singular_value_image", "protocol"].startswith("rank 1 (the largest)")
     highest = fourier.table["frequency"].max()
     assert summary.loc["delta_log_amplitude", "protocol"].startswith(f"frequency {highest:.3g} pi (the highest)")
+    largest = token.table.query(f"metric == 'log_singular_value_image' and layer == {DEPTH} and rank == 1")
+    assert len(largest) == 1 and summary.loc["log_singular_value_image", "value"] == largest["value"].iloc[0]
+    at_highest = fourier.table.query(f"layer == {DEPTH}")
+    at_highest = at_highest[at_highest["frequency"] == highest]
+    assert summary.loc["delta_log_amplitude", "value"] == pytest.approx(at_highest["value"].mean())
     per_head = Run([results["attention_distance"]]).summary().set_index("metric").loc["attention_distance_px"]
     assert per_head["protocol"].startswith(f"mean over {HEADS} heads")
     deepest = results["attention_distance"].table.query(f"layer == {DEPTH}")["value"]
@@ -633,3 +649,27 @@ def test_twelve_heads_are_ticked_in_numeric_order(results) -> None:
     many = Result("attention_jaccard", rows, results["attention_jaccard"].protocol)
     ax = draw("attention_jaccard", [("a", many)]).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == [f"h{h}" for h in range(12)]
+
+
+def test_a_comparison_names_runs_of_one_label_apart_in_every_file(tmp_path, results):
+    """Two runs labelled alike compare as mae and mae-2: in the stacked table, the protocols,
+    runs.json (which `vitprobe compare` prints) and the figures, of which one drawn for a run under
+    its own label is copied, and one whose run was renamed is drawn again."""
+    from vitprobe.results import write_comparison
+
+    a = Run({"knn": results["knn"], "attention_distance": results["attention_distance"]}, label="mae")
+    b = Run({"knn": make_results(seed=2)["knn"], "fourier": results["fourier"]}, label="mae")
+    drawn = [tmp_path / "a", tmp_path / "b"]
+    for folder, name in zip(drawn, ("attention_distance", "fourier")):
+        folder.mkdir()
+        for fmt in ("png", "svg"):
+            (folder / f"{name}.{fmt}").write_text(f"{folder.name}'s own drawing")
+    out = tmp_path / "cmp"
+    out.mkdir()
+    assert write_comparison([a, b], out, drawn_in=drawn) == ["mae", "mae-2"]
+    assert [e["label"] for e in json.loads((out / "runs.json").read_text(encoding="utf-8"))] == ["mae", "mae-2"]
+    assert list(dict.fromkeys(pd.read_csv(out / "knn.csv")["run"])) == ["mae", "mae-2"]
+    assert list(json.loads((out / "knn.json").read_text(encoding="utf-8"))) == ["mae", "mae-2"]
+    assert list(pd.read_csv(out / "fourier.csv")["run"].unique()) == ["mae-2"]
+    assert (out / "attention_distance.svg").read_text(encoding="utf-8") == "a's own drawing"  # a is still mae
+    assert (out / "fourier.svg").read_text(encoding="utf-8").startswith("<?xml")  # drawn as mae-2, not b's copy

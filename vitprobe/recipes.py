@@ -537,6 +537,30 @@ def _layers(value: Any, where: str) -> None:
                           f"list of layer numbers, got {value!r}")
 
 
+def _check_claim_layers(layers: Any, source: str, deepest: int | None, params: dict[str, Any], where: str) -> None:
+    """A claim's ``layers`` (a word or a list of block numbers) must exist in the deepest model,
+    start no lower than the first block analysis ``source`` reads, and be among the layers its
+    ``params`` have it read."""
+    from vitprobe.analyzers import get_analyzer
+
+    _layers(layers, where)
+    listed = layers if isinstance(layers, list) else []
+    beyond = [v for v in listed if deepest is not None and int(v) > deepest]
+    if beyond:
+        raise ConfigError(f"{where}: claim check layers {beyond} lie beyond the models' blocks "
+                          f"(the deepest has {deepest})")
+    lowest = get_analyzer(source, **params).lowest_layer()
+    below = [v for v in listed if int(v) < lowest]
+    if below:
+        raise ConfigError(f"{where}: claim check layers {below} lie below the first block {source} reads "
+                          f"({lowest}{': attention begins in block 1' if lowest == 1 else ''})")
+    read = params.get("layers")
+    unread = [v for v in listed if read is not None and int(v) not in read]
+    if unread:
+        raise ConfigError(f"{where}: claim check layers {unread}: params has {source} read only layers "
+                          f"{read}; add them there or claim on those")
+
+
 def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dict[str, str],
            drawn: set[str], label_names: list[str], deepest: int | None, where: str,
            data_given: bool, params: dict[str, dict[str, Any]] | None = None) -> Claim:
@@ -546,7 +570,7 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
     axes its metric's table has, and (on the recipe's own data) its label is one the data has.
     With ``data_given`` (--data), a label the data lacks or an analysis that ``all`` skips on
     it leaves the claim undecided, with a warning."""
-    from vitprobe.analyzers import analysis_giving, analyzer_class, get_analyzer
+    from vitprobe.analyzers import analysis_giving, analyzer_class
 
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: a claim is a mapping of figure, text and check, got {raw!r}")
@@ -590,27 +614,12 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
                                   f"models: {', '.join(keys)}")
         if check["greater"] == check["than"]:
             raise ConfigError(f"{where}: claim check compares {check['greater']!r} with itself")
-    _layers(check.get("layers", "all"), where)
-    listed = check["layers"] if isinstance(check.get("layers"), list) else []
-    beyond = [v for v in listed if deepest is not None and int(v) > deepest]
-    if beyond:
-        raise ConfigError(f"{where}: claim check layers {beyond} lie beyond the models' blocks "
-                          f"(the deepest has {deepest})")
     source = analysis_giving(check["metric"], analyses)
-    lowest = get_analyzer(source, **(params or {}).get(source, {})).lowest_layer()
-    below = [v for v in listed if int(v) < lowest]
-    if below:
-        raise ConfigError(f"{where}: claim check layers {below} lie below the first block {source} reads "
-                          f"({lowest}{': attention begins in block 1' if lowest == 1 else ''})")
+    _check_claim_layers(check.get("layers", "all"), source, deepest, (params or {}).get(source, {}), where)
     for axis in ("frequency", "rank", "label"):
         if axis in check and axis not in analyzer_class(source).claim_axes:
             raise ConfigError(f"{where}: claim check {axis}: metric {check['metric']} ({source}) has no "
                               f"{axis} to select; drop {axis}:")
-    read = (params or {}).get(source, {}).get("layers")
-    unread = [v for v in listed if read is not None and int(v) not in read]
-    if unread:
-        raise ConfigError(f"{where}: claim check layers {unread}: params has {source} read only layers "
-                          f"{read}; add them there or claim on those")
     if check.get("frequency", "highest") != "highest" and not _reads_as_number(check["frequency"]):
         raise ConfigError(f"{where}: claim check frequency must be `highest` or a number (units of pi), "
                           f"got {check['frequency']!r}")

@@ -140,6 +140,21 @@ def test_a_misspelt_option_is_named_by_its_command_with_the_closest_option(capsy
     err = capsys.readouterr().err
     assert err.startswith("usage: vitprobe analyze")
     assert "unrecognized arguments: --bach-size 3 (did you mean --batch-size?)" in err
+    with pytest.raises(SystemExit):  # the --option=value form is matched by its option alone
+        main(["analyze", "--checkpoint", "x.pth", "--data", "synthetic:4", "--lable=dino-vitb16-teacher"])
+    assert "unrecognized arguments: --lable=dino-vitb16-teacher (did you mean --label?)" in capsys.readouterr().err
+
+
+def test_a_vitprobe_warning_is_printed_once_per_command(capsys):
+    from vitprobe.cli import _warning_printer
+    from vitprobe.errors import VitprobeWarning
+
+    show = _warning_printer()
+    for _ in range(2):
+        show(VitprobeWarning("only 6 held-out images"), VitprobeWarning, "x.py", 1)
+    show(VitprobeWarning("another text"), VitprobeWarning, "x.py", 1)
+    assert capsys.readouterr().err == ("vitprobe: warning: only 6 held-out images\n"
+                                       "vitprobe: warning: another text\n")
 
 
 def test_existing_output_is_refused_before_loading(tmp_path, capsys):
@@ -156,6 +171,21 @@ def test_analyses_lists_needs_and_parameters(capsys):
     for name in list_analyzers():
         assert f"\n{name}\n" in f"\n{out}"
     assert "needs: masks" in out and "keep_mass = 0.6 (finite number)" in out
+    knn = out.split("\nknn\n", 1)[1].split("\nlinear_probe\n", 1)[0]
+    assert "  needs: labels\n" in knn and "final_norm = false (true|false)" in knn and 'pooling = "cls"' in knn
+    assert "layers = null (block numbers" in knn and "; 0 is the patch embedding)" in knn
+    assert "; from 1, the first block)" in out.split("\nattention_nmi\n", 1)[1].split("\nfourier\n", 1)[0]
+    from vitprobe.analyzers import analyzer_class
+    from vitprobe.commands.analyses import describe_analyzer
+
+    class Documented(analyzer_class("knn")):
+        """Its ``first`` paragraph,
+        over two lines.
+
+        A second paragraph, for the reader of the code."""
+
+    about = describe_analyzer(Documented)
+    assert about["about"] == "Its first paragraph, over two lines." and about["needs"] == "labels"
 
 
 def test_images_of_another_size_than_the_model_takes_are_refused_before_the_pass():
@@ -245,6 +275,7 @@ def test_all_skips_what_a_model_without_a_class_token_cannot_feed(reg_tokens):
         run = analyze(model, "synthetic:8", batch_size=8, progress=False)
     assert {"knn", "linear_probe", "attention_jaccard"} <= set(run.meta["skipped_analyses"])
     assert {"attention_distance", "attention_nmi", "fourier", "token_similarity"} <= set(run)
+    assert set(run.meta["analyzer_params"]) == set(run)  # the record names only the analyses that ran
     mean_pooled = analyze(model, "synthetic:8", batch_size=8, progress=False,
                           analyzer_params={"knn": {"pooling": "mean"}})
     assert "knn" in mean_pooled and "knn" not in mean_pooled.meta["skipped_analyses"]
@@ -432,6 +463,7 @@ def test_training_files_are_named_after_their_run_folder_and_labels_can_be_given
     from vitprobe.commands.analyze import folder_name
 
     assert folder_name("mödel ü") == "mödel_ü" and folder_name("a/../b") == "a_.._b"
+    assert folder_name("..") == "run" and folder_name(".hidden") == "hidden"  # never the parent, never hidden
     for name in ("mae", "dino"):
         (tmp_path / name).mkdir()
         shutil.copy(checkpoint, tmp_path / name / "final.safetensors")
@@ -861,3 +893,131 @@ def test_compare_overwrite_replaces_an_earlier_comparison(tmp_path, capsys):
     assert main(command) == 2 and "pass --overwrite" in capsys.readouterr().err
     assert main([*command, "--overwrite"]) == 0
     assert (tmp_path / "cmp" / "attention_distance.csv").read_text(encoding="utf-8").startswith("metric,")
+
+
+def test_main_puts_back_the_sigterm_handler_it_found(capsys):
+    import signal
+
+    def own_handler(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, own_handler)
+    try:
+        assert main(["analyses"]) == 0
+        assert signal.getsignal(signal.SIGTERM) is own_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_output_to_a_reader_that_stopped_early_exits_141_without_a_traceback():
+    """`vitprobe analyses | head -1`: the reader closes the pipe; exit 141 (as a shell's SIGPIPE), no second error."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "vitprobe", "analyses"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()  # before the command prints anything (it imports torch first)
+    err = process.stderr.read()
+    assert process.wait() == 141 and err == b""
+
+
+def test_the_least_image_size_the_datasets_read_is_accepted(checkpoint, capsys):
+    assert main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:8", "--analyses", "fourier",
+                 "--img-size", "16", "--no-progress"]) == 0
+    assert "image size 16" in capsys.readouterr().out
+
+
+def test_no_progress_hides_the_bar_and_num_workers_reaches_the_loader(checkpoint, capsys, monkeypatch):
+    import vitprobe.analysis
+
+    argv = ["analyze", "--checkpoint", checkpoint, "--data", "synthetic:8", "--analyses", "fourier", "--batch-size", "4"]
+    assert main(argv) == 0
+    assert "analysing tiny" in capsys.readouterr().err
+    assert main([*argv, "--no-progress"]) == 0
+    assert "analysing" not in capsys.readouterr().err
+    workers = []
+
+    def stop_before_the_pass(plan, progress=True):
+        workers.append(plan.loader.num_workers)
+        raise ConfigError("stopped before the pass")
+
+    monkeypatch.setattr(vitprobe.analysis, "run_analysis", stop_before_the_pass)
+    assert main([*argv, "--num-workers", "2"]) == 2 and workers == [2]
+
+
+def test_key_value_options_are_read_key_by_key():
+    from vitprobe.commands._key_values import parse_analysis_params, parse_key_values
+
+    assert parse_analysis_params(["knn.k=10", " knn.pooling=mean", "linear_probe.layers=[1, 2]",
+                                  "knn.final_norm=true", "fourier.layers=null"]) == {
+        "knn": {"k": 10, "pooling": "mean", "final_norm": True}, "linear_probe": {"layers": [1, 2]},
+        "fourier": {"layers": None}}
+    assert parse_key_values(["dino=a=b.pth", "mae=3"], "--model", "dino=x.pth", as_json=False) == {
+        "dino": "a=b.pth", "mae": "3"}  # paths stay strings, split at the first =
+    for items, flag, message in ((["knn.k=1", "knn.k =2"], "--param", "--param knn.k= is given twice"),
+                                 (["knn.=3"], "--param", "name the analysis and its parameter"),
+                                 ([".k=3"], "--param", "name the analysis and its parameter")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            parse_analysis_params(items)
+    with pytest.raises(ConfigError, match=re.escape("--model 'dino=' is not key=value; e.g. --model dino=x.pth")):
+        parse_key_values(["dino="], "--model", "dino=x.pth", as_json=False)
+
+
+def test_the_protocol_records_the_seed_the_device_and_the_loaders_batch_size():
+    run = analyze(tiny_vit(), DataLoader(DictImages(), batch_size=5), analyses="fourier", device="auto",
+                  progress=False, seed=3)
+    protocol = run["fourier"].protocol
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # auto is recorded as what it chose
+    assert (protocol["seed"], protocol["batch_size"], protocol["device"], protocol["world_size"]) == (3, 5, device, 1)
+
+
+def test_an_analysis_named_twice_runs_once():
+    plan = prepare_analysis(tiny_vit(), DictImages(), "fourier,knn,fourier")
+    assert [analyzer.name for analyzer in plan.analyzers] == ["fourier", "knn"]
+
+
+def test_a_collapse_its_training_warned_of_is_kept_in_the_checkpoint_record_alone(tmp_path):
+    path = tmp_path / "final.safetensors"
+    said = "epoch 12: contrastive collapse (feature std 0.001)"
+    save_encoder(path, tiny_vit(), ArchSpec(patch_size=8, embed_dim=32, depth=2, num_heads=2, img_size=32),
+                 {"objective": "mocov3", "warnings": [said]})
+    with pytest.warns(UserWarning, match="contrastive collapse"):  # said when it loads
+        run = analyze(str(path), DictImages(), analyses="fourier", progress=False)
+    assert run["fourier"].protocol["checkpoint"]["training_warnings"] == [said]
+    assert not [text for text in run.meta["analysis_warnings"] if "collapse" in text]  # not twice on its page
+
+
+def test_error_and_warning_helpers_keep_one_line_each_said_once():
+    from vitprobe.errors import abbreviate, check_whole
+
+    worker = DataError("Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+                       "  File \"x.py\", line 1\nvitprobe.errors.DataError: cannot read /data/3.jpg")
+    assert str(worker) == "cannot read /data/3.jpg"
+    with pytest.raises(ConfigError, match="batch size must be a whole number >= 1, got True"):
+        check_whole(True, "batch size")
+    assert abbreviate(["a", "b", "c", "d"], 3) == "a, b, c, ... (+1 more)" and abbreviate(["a", "b"], 3) == "a, b"
+    assert abbreviate(["ok", "tab\there"]) == "ok, 'tab\\there'"  # a control character cannot break the line
+    from vitprobe.errors import brief_reason, collected_warnings, errors_naming, warn_user
+
+    assert brief_reason(OSError("No space left\n on device. Try again later.")) == "No space left on device"
+
+    with collected_warnings() as said:
+        for _ in range(2):
+            warn_user("only 6 held-out images")
+    assert said == ["only 6 held-out images"]
+    with pytest.raises(CheckpointError) as named:  # a message naming the file already is not prefixed again
+        with errors_naming("with --checkpoint a.pth", name="a.pth"):
+            raise CheckpointError("checkpoint a.pth: not found")
+    assert str(named.value) == "checkpoint a.pth: not found"
+
+
+def test_a_matplotlib_backend_that_does_not_exist_is_one_line_before_any_work(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "vitprobe", "models"], capture_output=True, text=True,
+                          env={**os.environ, "MPLBACKEND": "nonsense"}, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == ("vitprobe: error: the environment variable MPLBACKEND='nonsense' names no matplotlib "
+                           "backend; unset it or set it to agg\n")

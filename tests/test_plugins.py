@@ -277,3 +277,21 @@ def test_a_format_of_ones_own_that_fails_is_named_and_other_files_still_load(tmp
     finally:
         base._REGISTRY.clear()
         base._REGISTRY.update(before)
+
+
+def test_plugin_names_and_a_plugin_whose_own_import_is_missing(tmp_path: Path, monkeypatch) -> None:
+    from vitprobe.errors import ConfigError
+    from vitprobe.plugins import load_plugin, plugin_names
+
+    assert plugin_names(["analyze", "--plugin", "a.py", "--plugin=b"], " mine , other ,") == ["mine", "other", "a.py", "b"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "needs_dep", raising=False)
+    (tmp_path / "needs_dep.py").write_text("import not_installed_dependency\n")
+    with pytest.raises(ConfigError, match=r"--plugin needs_dep.py: importing it failed \(No module named "
+                                          r"'not_installed_dependency'\); install what it imports"):
+        load_plugin("needs_dep.py")
+    monkeypatch.delitem(sys.modules, "plain_plugin", raising=False)
+    (tmp_path / "plain_plugin.py").write_text("VALUE = 1\n")
+    load_plugin("plain_plugin.py")
+    load_plugin("plain_plugin.py")  # the same file again (a second command in one session) is no clash
+    assert sys.modules["plain_plugin"].VALUE == 1

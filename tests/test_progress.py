@@ -42,3 +42,19 @@ def test_a_bar_in_a_file_is_redrawn_rarely_and_in_a_terminal_often(monkeypatch) 
     bar = vitprobe.progress.progress_bar(range(2))  # tqdm's monitor forces a redraw after maxinterval
     assert bar.mininterval == bar.maxinterval == vitprobe.progress.FILE_INTERVAL_S
     bar.close()
+
+
+class _KernelStream(io.StringIO):
+    """Where a Jupyter kernel sends stderr: no terminal, but it redraws a bar in place."""
+
+
+_KernelStream.__module__ = "ipykernel.iostream"
+
+
+def test_a_jupyter_kernels_output_redraws_in_place_and_a_closed_stderr_draws_nothing(monkeypatch) -> None:
+    assert vitprobe.progress.redraws_in_place(_KernelStream())
+    assert not vitprobe.progress.redraws_in_place(io.StringIO())
+    monkeypatch.setattr(vitprobe.progress, "find_spec", lambda name: None)
+    monkeypatch.setattr(sys, "stderr", None)  # started with 2>&-
+    bar = vitprobe.progress.progress_bar(range(3))
+    assert bar.disable and list(bar) == [0, 1, 2]

@@ -32,6 +32,18 @@ def test_inspect_json(tmp_path, capsys):
                                                                   "hints such as args or arch are read from them)")
 
 
+def test_inspect_text_names_the_key_the_heads_rule_and_the_dropped_keys(tmp_path, capsys):
+    made = make_case(next(c for c in CASES if c.id == "dino-teacher"), tmp_path)
+    assert vitprobe.cli.main(["inspect", "--checkpoint", str(made.path), "--num-heads", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "format       dino (key teacher)" in lines
+    assert next(line for line in lines if line.startswith("architecture ")).endswith("  (heads: given (--num-heads))")
+    assert f"  patch size 8, width 128, depth {VIT.depth}, heads 4, image size 32," in "\n".join(lines)
+    dropped = next(line for line in lines if line.startswith("dropped      "))
+    assert dropped.startswith(f"dropped      {len(made.dropped)} keys: DINO projection head")
+    assert dropped.endswith(f"(+{len(made.dropped) - 3} more))")
+
+
 def test_inspect_lists_every_entry_a_timm_training_file_holds(tmp_path, capsys):
     """timm's train.py saves eight entries beside its weights; the EMA weights are one to know of."""
     made = make_case(next(c for c in CASES if c.id == "timm-train"), tmp_path)
@@ -92,7 +104,11 @@ def test_models_lists_every_format(capsys):
     assert list(listing["formats"]) == list(formats())
     assert listing["formats"]["mae"]["drops"]["decoder_*"].startswith("MAE decoder")
     assert vitprobe.cli.main(["models"]) == 0
-    assert "MoCo v3 names set heads: vit_small 12" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "MoCo v3 names set heads: vit_small 12" in text
+    assert "  --key teacher|student (default teacher)" in text and "(default base_encoder)" in text
+    assert "              drops decoder_*: MAE decoder (pre-training only)" in text.splitlines()
+    assert "  every format drops *relative_position_index: relative position index buffer" in text
 
 
 @pytest.mark.parametrize("command", ["inspect", "analyze"])

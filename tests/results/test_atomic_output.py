@@ -38,6 +38,16 @@ def test_existing_non_empty_folder_is_refused(tmp_path, run):
     assert _siblings(out) == []
 
 
+def test_python_analyze_refuses_a_taken_output_before_reading_the_checkpoint(tmp_path):
+    import vitprobe
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("keep")
+    with pytest.raises(OutputExistsError, match="folder exists and is not empty"):
+        vitprobe.analyze(tmp_path / "missing.pth", "synthetic:4", out=tmp_path / "out", progress=False)
+    assert (tmp_path / "out" / "notes.txt").read_text() == "keep"
+
+
 def test_empty_folder_is_used(tmp_path, run):
     out = tmp_path / "out"
     out.mkdir()
@@ -84,6 +94,14 @@ def test_overwrite_never_deletes_what_a_user_put_beside_the_results(tmp_path, ru
     run.save(out, overwrite=True)  # only vitprobe's files left: replaced
     assert (out / "run.json").is_file() and not (out / "a").exists()
     assert _siblings(out) == []
+
+
+def test_overwrite_never_replaces_a_link_to_another_run(tmp_path, run):
+    run.save(tmp_path / "elsewhere")
+    out = run.save(tmp_path / "out")
+    (out / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(OutputExistsError, match=r"holds files vitprobe did not write \(linked\)"):
+        check_output(out, overwrite=True)
 
 
 def test_overwrite_never_replaces_what_is_not_an_analysis_output(tmp_path, run):
@@ -146,6 +164,24 @@ def test_a_saved_run_folder_gets_the_umask_permissions(tmp_path, run):
     finally:
         os.umask(previous)
     assert out.stat().st_mode & 0o777 == 0o755
+
+
+def test_a_saved_checkpoint_file_gets_the_umask_permissions(tmp_path):
+    """Checkpoints go through a private temp file (mode 600); colleagues can read the file it becomes."""
+    import timm
+
+    from vitprobe.models import ArchSpec
+    from vitprobe.models.own_format import save_encoder
+
+    model = timm.models.vision_transformer.VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=1,
+                                                             num_heads=2, num_classes=0)
+    previous = os.umask(0o022)
+    try:
+        path = save_encoder(tmp_path / "enc.safetensors", model,
+                            ArchSpec(patch_size=8, embed_dim=32, depth=1, num_heads=2, img_size=32), {})
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_what_a_killed_process_left_is_named_and_kept(tmp_path, run):

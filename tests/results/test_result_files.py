@@ -453,6 +453,14 @@ def test_one_folder_named_two_ways_or_seen_at_two_image_sizes_is_the_same_data()
     protocols = [{"dataset": folder, "image_size": 224}, {"dataset": elsewhere, "image_size": 64}]
     assert data_difference(protocols) is None
     assert setting_differences(protocols) == ["image_size 224 | 64"]
+    voc = {**folder, "kind": "voc", "spec": "voc:VOC2012"}
+    assert data_difference([{"dataset": voc}, {"dataset": {**voc, "spec": "voc:/data/VOC2012/"}}]) is None
+    # one architecture seen at two sizes: the even-attention distance follows from the size, the layers do not
+    arch = {"depth": 2, "reg_tokens": 0, "patch_size": 8}
+    sized = [{"checkpoint": {"arch": {**arch, "img_size": size}}, "image_size": size, "layers": [1, 2],
+              "even_attention_px": size / 3, "analysis": "knn", "held_out": f"{size} of 40 images"}
+             for size in (32, 64)]
+    assert setting_differences(sized) == ["image_size 32 | 64"]  # held_out: what knn found, not a setting
     fewer = {**folder, "size": 18, "skipped": 2}
     assert data_difference([{"dataset": folder}, {"dataset": fewer}]) == "folder:imgs, with different size, skipped"
     assert data_difference([{"dataset": folder}, {"dataset": {"spec": "digits", "size": 20}}]) == "digits; folder:imgs"

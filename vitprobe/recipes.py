@@ -565,9 +565,9 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
            drawn: set[str], label_names: list[str], deepest: int | None, where: str,
            data_given: bool, params: dict[str, dict[str, Any]] | None = None) -> Claim:
     """One claim, checked against the recipe: its text is text, its figure is drawn, its
-    metric is one the analyses give, its models exist and differ, its layers exist in the
-    deepest model, from the first block its analysis reads, and among the layers ``params`` has the analysis read, it selects only on
-    axes its metric's table has, and (on the recipe's own data) its label is one the data has.
+    metric is one the analyses give, its models exist and differ, its layers pass
+    :func:`_check_claim_layers`, it selects only on axes its metric's table has, and (on the
+    recipe's own data) its label is one the data has.
     With ``data_given`` (--data), a label the data lacks or an analysis that ``all`` skips on
     it leaves the claim undecided, with a warning."""
     from vitprobe.analyzers import analysis_giving, analyzer_class

@@ -18,7 +18,7 @@ import shutil
 import socket
 import tempfile
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -129,9 +129,11 @@ def temp_prefix(path: Path, kind: str) -> str:
 
 
 def temp_file_beside(path: Path) -> Path:
-    """An empty temp file in ``path``'s folder (created if missing); see :func:`publish_file`."""
+    """An empty temp file in ``path``'s folder (created if missing), with ``path``'s suffix (so
+    writers that append a missing suffix, such as ``numpy.savez``, keep the name); see
+    :func:`publish_file`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path, "tmp"))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path, "tmp"), suffix=path.suffix)
     os.close(fd)
     return Path(tmp)
 
@@ -141,6 +143,34 @@ def publish_file(tmp: Path, path: Path) -> None:
     rename it to ``path`` in one step."""
     os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's (or a folder's) contents to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, write: Callable[[Path], object], *, durable: bool = False) -> Path:
+    """``write(tmp)`` into :func:`temp_file_beside` ``path``, then :func:`publish_file` it as
+    ``path``: the file is its previous self or complete, never part-written, and a write that
+    fails leaves no temp file. ``durable`` also fsyncs the file before the rename and its folder
+    after it (a checkpoint that must survive a power cut). Returns ``path``."""
+    tmp = temp_file_beside(path)
+    try:
+        write(tmp)
+        if durable:
+            fsync_path(tmp)
+        publish_file(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_path(path.parent)
+    return path
 
 
 def temp_folder_beside(path: Path) -> Path:

@@ -22,9 +22,8 @@ import json
 import os
 import re
 import shutil
-import uuid
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,7 @@ import pandas as pd
 
 from vitprobe.errors import ConfigError, OutputExistsError
 from vitprobe.json_safe import jsonable
-from vitprobe.output_paths import atomic_output, holds
+from vitprobe.output_paths import atomic_output, holds, write_atomically
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure  # imported lazily: results load without matplotlib
@@ -100,24 +99,11 @@ def _normalise_table(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _write_through_temp(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` into a temporary sibling of ``path`` (same suffix), then rename it to
-    ``path``: the file is its previous self or complete, never part-written, and a write that
-    fails leaves no temporary file behind."""
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _write_text(path: Path, text: str) -> None:
-    """Write a text file through a temporary name (:func:`_write_through_temp`); UTF-8, with a
+    """Write a text file through a temporary name (:func:`write_atomically`); UTF-8, with a
     path that the locale could not decode (a surrogate escape) written back as its own bytes."""
-    _write_through_temp(path, lambda tmp: tmp.write_text(text, encoding="utf-8", errors="surrogateescape",
-                                                         newline="\n"))
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8", errors="surrogateescape",
+                                                      newline="\n"))
 
 
 def _dump_json(obj: Any) -> str:
@@ -194,12 +180,12 @@ class Result:
         folder.mkdir(parents=True, exist_ok=True)
         _write_text(folder / f"{self.name}.json", _dump_json(self.protocol))
         if self.artifacts:
-            _write_through_temp(folder / f"{self.name}.npz", lambda tmp: np.savez_compressed(tmp, **self.artifacts))
+            write_atomically(folder / f"{self.name}.npz", lambda tmp: np.savez_compressed(tmp, **self.artifacts))
         figure = self.plot(label)
         svg = ""
         for fmt in ("png", "svg"):
             data = figure_bytes(figure, fmt)
-            _write_through_temp(folder / f"{self.name}.{fmt}", lambda tmp: tmp.write_bytes(data))
+            write_atomically(folder / f"{self.name}.{fmt}", lambda tmp: tmp.write_bytes(data))
             if fmt == "svg":
                 svg = data.decode("utf-8")
         _write_text(folder / f"{self.name}.csv", self.table.to_csv(index=False, lineterminator="\n"))

@@ -341,3 +341,27 @@ def test_a_file_that_fails_part_way_leaves_the_previous_one_whole(tmp_path):
         _write_text(path, "new" * 10000 + "\ud800")
     assert path.read_text(encoding="utf-8") == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # nor leaves its temp file
+
+
+def test_one_atomic_writer_keeps_the_suffix_the_mode_and_fsyncs_only_when_durable(tmp_path, monkeypatch):
+    """Every file vitprobe writes goes through write_atomically: a writer that appends a missing
+    suffix (numpy.savez) still writes the named file; the file gets the umask mode; durable
+    writes fsync the file before the rename and its folder after it."""
+    import numpy as np
+
+    import vitprobe.output_paths as output_paths
+
+    synced = []
+    monkeypatch.setattr(output_paths, "fsync_path", lambda p: synced.append(p))
+    path = tmp_path / "arrays.npz"
+    output_paths.write_atomically(path, lambda tmp: np.savez_compressed(tmp, x=np.arange(3)))
+    assert [p.name for p in tmp_path.iterdir()] == ["arrays.npz"] and synced == []
+    assert np.load(path)["x"].tolist() == [0, 1, 2]
+    mask = os.umask(0o027)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~mask
+    marker = tmp_path / "COMPLETE"
+    output_paths.write_atomically(marker, lambda tmp: tmp.write_bytes(b"ok\n"), durable=True)
+    assert marker.read_bytes() == b"ok\n"
+    assert [p.parent for p in synced] == [tmp_path, tmp_path.parent] and synced[1] == tmp_path
+    assert synced[0].name.startswith(".COMPLETE.tmp-")  # the temp file, before its rename

@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from vitprobe.errors import CheckpointError
 from vitprobe.models.architecture import ArchSpec
-from vitprobe.output_paths import publish_file, temp_file_beside
+from vitprobe.output_paths import write_atomically
 
 FORMAT_VERSION = 1
 METADATA_KEY = "vitprobe"
@@ -46,14 +46,8 @@ def save_encoder(path: str | os.PathLike[str], model: nn.Module, arch: ArchSpec,
     header = {"format_version": FORMAT_VERSION, "arch": arch.to_dict(), **_META_DEFAULTS, **meta}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
-    tmp = temp_file_beside(path)
-    try:
-        save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(header, sort_keys=True)})
-        publish_file(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata={
+        METADATA_KEY: json.dumps(header, sort_keys=True)}))
 
 
 def parse_header(path: Path, header: Any) -> tuple[ArchSpec, dict[str, Any]]:

@@ -16,7 +16,7 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ import torch.nn as nn
 from vitprobe.errors import CheckpointError, brief_reason
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.models.own_format import METADATA_KEY, save_encoder
+from vitprobe.output_paths import fsync_path, write_atomically
 
 STEM = "checkpoint"
 ENCODER_FILE = f"{STEM}.safetensors"
@@ -32,30 +33,6 @@ STATE_FILE = f"{STEM}.train_state.pt"
 FINAL_FILE = "final.safetensors"
 STAGING_DIR = f".{STEM}.staging"
 MARKER = "COMPLETE"
-
-
-def _fsync_path(path: Path) -> None:
-    """Flush a file's (or a folder's) contents to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write ``path`` through ``write(file)`` into a temp file, fsync, then ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_path(path.parent)
 
 
 def save_checkpoint(out: Path, encoder: nn.Module, arch: ArchSpec, meta: Mapping[str, Any],
@@ -70,9 +47,9 @@ def save_checkpoint(out: Path, encoder: nn.Module, arch: ArchSpec, meta: Mapping
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         save_encoder(staging / ENCODER_FILE, encoder, arch, meta)
-        _fsync_path(staging / ENCODER_FILE)
-        atomic_write(staging / STATE_FILE, lambda f: torch.save(dict(train_state), f))
-        atomic_write(staging / MARKER, lambda f: f.write(b"ok\n"))
+        fsync_path(staging / ENCODER_FILE)
+        write_atomically(staging / STATE_FILE, lambda tmp: torch.save(dict(train_state), tmp), durable=True)
+        write_atomically(staging / MARKER, lambda tmp: tmp.write_bytes(b"ok\n"), durable=True)
     except OSError as err:
         shutil.rmtree(staging, ignore_errors=True)
         reason = os.strerror(err.errno) if err.errno else str(err)
@@ -93,14 +70,14 @@ def recover(out: Path) -> None:
         for name in (ENCODER_FILE, STATE_FILE):
             if (staging / name).exists():
                 os.replace(staging / name, out / name)
-        _fsync_path(out)
+        fsync_path(out)
     shutil.rmtree(staging)
 
 
 def save_final(out: Path, encoder: nn.Module, arch: ArchSpec, meta: Mapping[str, Any]) -> Path:
     """``<out>/final.safetensors``: the encoder at the end of training (atomic, fsync'd)."""
     path = save_encoder(out / FINAL_FILE, encoder, arch, meta)
-    _fsync_path(path)
+    fsync_path(path)
     return path
 
 

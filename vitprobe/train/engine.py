@@ -29,7 +29,7 @@ from vitprobe.errors import (CheckpointError, ConfigError, OutputExistsError, ab
                              warn_user)
 from vitprobe.heap import retain_freed_memory
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
-from vitprobe.output_paths import check_output_folder, is_analysis_output, user_entries
+from vitprobe.output_paths import check_output_folder, is_analysis_output, user_entries, write_atomically
 from vitprobe.seeding import seeded
 from vitprobe.train import checkpointing as ckpt
 from vitprobe import distributed
@@ -451,8 +451,9 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
             raise OutputExistsError(f"{out}: cannot create the output folder ({brief_reason(err)}); "
                                     "choose another --out") from None
         lock.acquire(out)  # a new folder: locked before the first file is written
-        ckpt.atomic_write(out / "config.json",
-                          lambda f: f.write(json.dumps(config.resolved(), sort_keys=True).encode()))
+        write_atomically(out / "config.json",
+                         lambda tmp: tmp.write_bytes(json.dumps(config.resolved(), sort_keys=True).encode()),
+                         durable=True)
         if progress and not resume:  # what will run, once nothing stands in its way
             print(run_plan(config, arch, epochs, steps_per_epoch, global_batch, peak_lr, optim["warmup_epochs"]),
                   file=sys.stderr)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from vitprobe.errors import VitprobeError
+from vitprobe.output_paths import write_atomically
 from vitprobe.progress import progress_bar
 from vitprobe.train.collapse import COLLAPSE_KINDS, Collapse
 
@@ -61,6 +61,14 @@ def read_log(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         columns = list(reader.fieldnames or [])
         rows = [r for r in reader if None not in r and None not in r.values() and str(r.get("step", "")).isdigit()]
     return columns, rows
+
+
+def _write_rows(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+    """A log file at ``path``: ``columns`` as its header, then ``rows``."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _record(streaks: dict[str, tuple[int, int]], kind: str, epoch: int) -> int:
@@ -122,12 +130,7 @@ class Monitor:
             return
         self.columns = columns
         kept = [r for r in rows if int(r["step"]) < start_step]
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(kept)
-        os.replace(tmp, self.path)
+        write_atomically(self.path, lambda tmp: _write_rows(tmp, columns, kept))
 
     def step(self, epoch: int, step: int, loss: float, lr: float, wd: float,
              momentum: float | None, metrics: dict[str, float]) -> None:

@@ -599,23 +599,40 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
     if check.get("metric") not in metrics:
         raise ConfigError(f"{where}: claim check metric {check.get('metric')!r} is none of the analyses' "
                           f"metrics: {', '.join(metrics)}")
-    keys = [m.key for m in models]
+    _check_claim_sides(check, [m.key for m in models], where)
+    source = analysis_giving(check["metric"], analyses)
+    _check_claim_layers(check.get("layers", "all"), source, deepest, (params or {}).get(source, {}), where)
+    _check_claim_selectors(check, source, where)
+    if "label" in check:
+        _claim_label(check["label"], label_names, where, data_given)
+    return Claim(figure=str(raw["figure"]), text=str(raw["text"]), check=check)
+
+
+def _check_claim_sides(check: dict[str, Any], keys: list[str], where: str) -> None:
+    """What a check compares: two different models of ``keys`` (``greater``, ``than``), or, with
+    ``peak_inside: true``, none (the peak among at least 3 models)."""
     if check.get("peak_inside") not in (None, True, False):
         raise ConfigError(f"{where}: claim check peak_inside is true or false, got {check['peak_inside']!r}")
     if check.get("peak_inside"):
         if {"greater", "than"} & set(check):
             raise ConfigError(f"{where}: claim check peak_inside: true takes no greater/than")
-        if len(models) < 3:
+        if len(keys) < 3:
             raise ConfigError(f"{where}: claim check peak_inside needs at least 3 models")
-    else:
-        for side in ("greater", "than"):
-            if check.get(side) not in keys:
-                raise ConfigError(f"{where}: claim check {side} names {check.get(side)!r}, not a model; "
-                                  f"models: {', '.join(keys)}")
-        if check["greater"] == check["than"]:
-            raise ConfigError(f"{where}: claim check compares {check['greater']!r} with itself")
-    source = analysis_giving(check["metric"], analyses)
-    _check_claim_layers(check.get("layers", "all"), source, deepest, (params or {}).get(source, {}), where)
+        return
+    for side in ("greater", "than"):
+        if check.get(side) not in keys:
+            raise ConfigError(f"{where}: claim check {side} names {check.get(side)!r}, not a model; "
+                              f"models: {', '.join(keys)}")
+    if check["greater"] == check["than"]:
+        raise ConfigError(f"{where}: claim check compares {check['greater']!r} with itself")
+
+
+def _check_claim_selectors(check: dict[str, Any], source: str, where: str) -> None:
+    """A check selects only on axes its analysis ``source``'s table has; ``frequency`` is
+    ``highest`` or a number (units of pi), ``rank`` a whole number >= 1, ``min_difference`` a
+    finite number >= 0."""
+    from vitprobe.analyzers import analyzer_class
+
     for axis in ("frequency", "rank", "label"):
         if axis in check and axis not in analyzer_class(source).claim_axes:
             raise ConfigError(f"{where}: claim check {axis}: metric {check['metric']} ({source}) has no "
@@ -630,9 +647,6 @@ def _claim(raw: Any, models: list[ModelEntry], analyses: list[str], skipped: dic
     if not (is_real(least) and 0 <= least < float("inf")):
         raise ConfigError(f"{where}: claim check min_difference must be a number >= 0 in the metric's "
                           f"units, got {least!r}")
-    if "label" in check:
-        _claim_label(check["label"], label_names, where, data_given)
-    return Claim(figure=str(raw["figure"]), text=str(raw["text"]), check=check)
 
 
 def _claim_label(label: Any, label_names: list[str], where: str, data_given: bool) -> None:

@@ -693,6 +693,36 @@ def test_only_claims_on_a_grid_bound_metric_are_left_undecided_across_grids() ->
     assert "(4x4 patches (A) | 6x6 patches (B))" in judged("nmi", greater="a", than="b").detail
 
 
+def test_a_claim_on_the_iou_of_models_that_all_spread_their_masks_evenly_is_undecided() -> None:
+    """Every head's mask keeping about keep_mass of the patches measures the mask's share of the
+    image, not the object: an IoU claim between two such models is undecided, saying why; one
+    model that attends decides it (the even one is its baseline), and mask_area itself, or a
+    verdict already undecided, is left as it is."""
+    from types import SimpleNamespace
+
+    from vitprobe.claims import Verdict
+    from vitprobe.recipes import Claim
+    from vitprobe.reproduce import _unless_uninformative
+
+    runs = {k: {"attention_jaccard": SimpleNamespace(protocol={"even_masks": even})}
+            for k, even in (("a", True), ("b", True), ("c", False))}
+    recipe = Recipe(name="r", title="", paper="", path=Path("r.yaml"), data="synthetic:16", batch_size=8, models=[],
+                    analyses=["attention_jaccard"], params={}, claims=[], figures=[])
+    labels = {"a": "A", "b": "B", "c": "C"}
+    decided = Verdict(True, "A 0.42 vs B 0.38")
+
+    def judged(metric: str, verdict: Verdict = decided, **sides: object) -> Verdict:
+        return _unless_uninformative(verdict, Claim("f", "t", {"metric": metric, **sides}), recipe, runs, labels)
+
+    even = judged("jaccard_best_head", greater="a", than="b")
+    assert even.agrees is None and even.detail.startswith("A 0.42 vs B 0.38; undecided: every model compared has "
+                                                          "even_masks (A, B): every head's mask keeps about keep_mass")
+    assert judged("jaccard_union", greater="c", than="a") == decided
+    assert judged("jaccard", peak_inside=True) == decided  # c attends
+    assert judged("mask_area", greater="a", than="b") == decided
+    assert judged("jaccard", Verdict(None, "too close"), greater="a", than="b") == Verdict(None, "too close")
+
+
 def test_the_recipes_own_figures_are_not_foreign_results(tmp_path: Path) -> None:
     """A rerun replaces the figures reproduce draws beyond the comparison (sweeps,
     reconstructions); any other file among the figures is the user's, and is refused."""

@@ -257,7 +257,8 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
         extra = _draw_figures(_extra_figure_makers(recipe, runs, paths, device), staged / "figures")
         tables = {key: {name: res.table for name, res in run.items()} for key, run in runs.items()}
         labels = {entry.key: entry.label for entry in recipe.models}
-        verdicts = [_unless_on_other_grids(evaluate(claim.check, tables, labels), claim, recipe, runs, labels)
+        verdicts = [_unless_uninformative(_unless_on_other_grids(evaluate(claim.check, tables, labels), claim, recipe,
+                                                                 runs, labels), claim, recipe, runs, labels)
                     for claim in recipe.claims]
         (staged / "report.html").write_text(
             _report_html(recipe, runs, tables, verdicts, extra, differences, time.monotonic() - started),
@@ -297,6 +298,27 @@ def _unless_on_other_grids(verdict: Verdict, claim: Any, recipe: Recipe, runs: d
     return Verdict(None, f"{verdict.detail}; undecided: the models were analysed on different patch grids "
                          f"({join_by_run(grids, [labels.get(k, k) for k in keys])}), on which {analysis}'s numbers "
                          f"do not line up; compare models of {fix}")
+
+
+def _unless_uninformative(verdict: Verdict, claim: Any, recipe: Recipe, runs: dict,
+                          labels: dict[str, str]) -> Verdict:
+    """``verdict``, or undecided where every model the claim compares has an outcome under which
+    its metric measures nothing of what it is named for (the analysis's ``uninformative_when``:
+    the IoU of masks that every head spreads evenly); against a model that attends, such a model
+    is a baseline, so one of them is not enough."""
+    from vitprobe.analyzers import analysis_giving, analyzer_class
+
+    metric = claim.check.get("metric")
+    analysis = analysis_giving(metric, recipe.analyses)
+    if analysis is None or verdict.agrees is None:
+        return verdict
+    keys = [k for k in ((claim.check["greater"], claim.check["than"]) if "greater" in claim.check else runs)
+            if k in runs and analysis in runs[k]]
+    for outcome, (metrics, why) in analyzer_class(analysis).uninformative_when.items():
+        if metric in metrics and keys and all(runs[k][analysis].protocol.get(outcome) is True for k in keys):
+            return Verdict(None, f"{verdict.detail}; undecided: every model compared has {outcome} "
+                                 f"({', '.join(labels.get(k, k) for k in keys)}): {why}")
+    return verdict
 
 
 def _grid_of(run: Any, analysis: str, bound: str) -> str:

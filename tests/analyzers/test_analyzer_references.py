@@ -251,7 +251,8 @@ def test_jaccard_figure_marks_each_heads_mask_area(info, batches):
 @pytest.mark.parametrize("even", [True, False])
 def test_jaccard_warns_when_every_head_attends_evenly(info, batches, even):
     """Even CLS attention keeps keep_mass of the patches whatever the object: warned, with
-    mask_area in the table; the fixture's random attention (heads that differ) is not."""
+    mask_area in the table and even_masks in the protocol; the fixture's random attention
+    (heads that differ) is not."""
     from vitprobe.errors import VitprobeWarning
 
     data = concat_batches(batches)
@@ -263,10 +264,10 @@ def test_jaccard_warns_when_every_head_attends_evenly(info, batches, even):
     analyzer.update(data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table = analyzer.compute().table
+        result = analyzer.compute()
     said = [str(w.message) for w in caught if issubclass(w.category, VitprobeWarning)]
-    areas = table[table["metric"] == "mask_area"]["value"]
-    assert len(areas) == HEADS
+    areas = result.table[result.table["metric"] == "mask_area"]["value"]
+    assert len(areas) == HEADS and result.protocol["even_masks"] is even  # read by claims on the IoU
     if even:
         assert np.allclose(areas, np.ceil(0.6 * np.prod(info.grid)) / np.prod(info.grid), atol=1 / np.prod(info.grid))
         assert len(said) == 1 and "every head of the last block attends about evenly" in said[0]

@@ -85,6 +85,11 @@ def test_metrics_are_a_tuple_of_names_and_each_parameter_is_kept_under_its_name(
         _registry.register_analyzer(type("Bad", (Analyzer,), {"name": "bad", "metrics": "mass"}))
     with pytest.raises(TypeError, match=r'Bad.grid_bound is "pixels", "patches" or None .* got True'):
         _registry.register_analyzer(type("Bad", (Analyzer,), {"name": "bad", "metrics": ("mass",), "grid_bound": True}))
+    for outcome, named in (("flat", ("mass",)), ("even", ("area",))):  # not an outcome; not a metric
+        with pytest.raises(TypeError, match=rf"Bad.uninformative_when maps an outcome .* got '{outcome}' -> "):
+            _registry.register_analyzer(type("Bad", (Analyzer,), {
+                "name": "bad", "metrics": ("mass",), "outcome_keys": ("even",),
+                "uninformative_when": {outcome: (named, "why")}}))
 
     class Hidden(Analyzer):
         name = "hidden_scale"

@@ -21,7 +21,8 @@ A = TypeVar("A", bound=type)
 def register_analyzer(cls: A) -> A:
     """Class decorator: register ``cls`` under ``cls.name`` (names are unique); it must
     declare the ``metrics`` its table holds, a ``grid_bound`` of None, ``"pixels"`` or
-    ``"patches"``, and give every parameter a default and a name outside ``RESERVED_PARAMS``.
+    ``"patches"``, ``uninformative_when`` keys among its ``outcome_keys`` and metrics among its
+    ``metrics``, and give every parameter a default and a name outside ``RESERVED_PARAMS``.
     A class of the same module and qualified name replaces the one registered (a notebook cell
     run again, a module reloaded)."""
     name = getattr(cls, "name", "")
@@ -34,6 +35,10 @@ def register_analyzer(cls: A) -> A:
     if getattr(cls, "grid_bound", None) not in (None, "pixels", "patches"):
         raise TypeError(f"{cls.__name__}.grid_bound is \"pixels\", \"patches\" or None (what its numbers are "
                         f"measured in), got {cls.grid_bound!r}")
+    for key, (named, _why) in getattr(cls, "uninformative_when", {}).items():
+        if key not in getattr(cls, "outcome_keys", ()) or not set(named) <= set(metrics):
+            raise TypeError(f"{cls.__name__}.uninformative_when maps an outcome of its outcome_keys to metrics "
+                            f"of its metrics, got {key!r} -> {named!r}")
     _check_params(cls)
     taken = _ANALYZERS.get(name)
     if taken is not None and _where(taken) != _where(cls):

@@ -33,7 +33,11 @@ class AttentionJaccard(Analyzer):
     requires_masks = True
     value_units = "mask_area: share of the patches in the mask, 0..1; jaccard*: IoU, 0..1"
     metrics = ("jaccard", "jaccard_best_head", "jaccard_union", "mask_area")
-    outcome_keys = ("images_scored",)
+    outcome_keys = ("images_scored", "even_masks")
+    uninformative_when = {"even_masks": (("jaccard", "jaccard_best_head", "jaccard_union"),
+                                         "every head's mask keeps about keep_mass of the patches, as attention "
+                                         "spread evenly does, so the IoU measures the masks' share of the image, "
+                                         "not the object")}
     # A head whose mask keeps at least this share of keep_mass counts as attending evenly.
     EVEN_SHARE = 0.9
 
@@ -53,7 +57,8 @@ class AttentionJaccard(Analyzer):
                 "upsampling": "nearest", "ignore_label": MASK_IGNORE,
                 "averaging": "IoU averaged over objects per image, then over images with objects",
                 "best_head": "per image, the head with the highest object-averaged IoU",
-                "images_scored": int(self._sums["jaccard_union.count"])}
+                "images_scored": int(self._sums["jaccard_union.count"]),
+                "even_masks": self._even_areas() is not None}
 
     def _sites(self) -> set[Site]:
         return {Site("attn", self.info_.depth)}
@@ -150,16 +155,25 @@ class AttentionJaccard(Analyzer):
         per_head = tidy("jaccard", heads, *self._moments("jaccard"))
         summary = [tidy(key, {}, *self._moments(key)) for key in ("jaccard_best_head", "jaccard_union")]
         area = tidy("mask_area", heads, *self._moments("mask_area"))
-        self._warn_if_even(area["value"])
+        self._warn_if_even()
         frame = pd.concat([per_head, *summary, area], ignore_index=True)
         frame.insert(1, "layer", self.info_.depth)
         return frame
 
-    def _warn_if_even(self, areas: pd.Series) -> None:
-        """Warn when every head's mask keeps about ``keep_mass`` of the patches, as attention
-        spread evenly does: the IoU then reflects the mask's share of the image."""
-        if len(areas) and areas.notna().all() and float(areas.min()) >= self.EVEN_SHARE * self.keep_mass:
-            low, high = f"{float(areas.min()):.0%}", f"{float(areas.max()):.0%}"
+    def _even_areas(self) -> tuple[float, float] | None:
+        """The least and largest of the heads' mean mask areas when every head keeps at least
+        ``EVEN_SHARE`` of ``keep_mass`` of the patches, as attention spread evenly does; else None."""
+        areas = self._moments("mask_area")[0]
+        if len(areas) and not np.isnan(areas).any() and float(areas.min()) >= self.EVEN_SHARE * self.keep_mass:
+            return float(areas.min()), float(areas.max())
+        return None
+
+    def _warn_if_even(self) -> None:
+        """Warn when every head's mask is even (:meth:`_even_areas`): the IoU then reflects the
+        mask's share of the image."""
+        even = self._even_areas()
+        if even is not None:
+            low, high = f"{even[0]:.0%}", f"{even[1]:.0%}"
             warn_user(f"{self.name}: every head of the last block attends about evenly: its mask keeps "
                       f"{low if low == high else f'{low}-{high}'} of the patches (even attention keeps "
                       f"{self.keep_mass:.0%}), so the IoU measures the masks' share of the image, not the "

@@ -44,6 +44,10 @@ class Analyzer:
     # measured: runs that differ in them are not warned of as set up differently, and figure
     # captions show them
     outcome_keys: ClassVar[tuple[str, ...]] = ()
+    # outcomes (keys of outcome_keys) that, when true, leave some of its metrics measuring nothing
+    # of what they are named for: key -> (those metrics, why); a claim on them between models
+    # that all have that outcome is undecided
+    uninformative_when: ClassVar[dict[str, tuple[tuple[str, ...], str]]] = {}
     # what its numbers are measured in, where runs on other grids do not line up (a claim across
     # them is undecided): "pixels" (distances: the image size and the patch size both count) or
     # "patches" (frequencies, ranks or entropies over the patch grid: its rows and columns count)

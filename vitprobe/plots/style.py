@@ -41,8 +41,8 @@ RC = {
 # and in the report page.
 CAPTION_KEYS = ("dataset", "image_size", "pooling", "final_norm", "layer", "keep_mass",
                 "images_scored", "threshold", "k", "T", "heldout_fraction", "held_out", "unconverged_fits")
-# Of those, the keys shown only where some run's value is not 0 (a warning, not a setting).
-CAPTION_KEYS_UNLESS_ZERO = ("unconverged_fits",)
+# Keys shown only where some run's value is not 0 or false (a warning, not a setting).
+CAPTION_KEYS_UNLESS_ZERO = ("unconverged_fits", "even_masks")
 
 
 def run_colors(n: int) -> list[tuple[float, float, float]]:

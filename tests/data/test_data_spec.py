@@ -16,8 +16,9 @@ from vitprobe.errors import DataError
 @pytest.mark.parametrize(("spec", "expected"), [
     ("synthetic", DataSpec("synthetic", "synthetic", n=512, seed=0)),
     ("synthetic:64", DataSpec("synthetic", "synthetic:64", n=64, seed=0)),
-    ("Synthetic:64:9", DataSpec("synthetic", "Synthetic:64:9", n=64, seed=9)),
-    (" digits ", DataSpec("digits", " digits ")),
+    ("Synthetic:64:9", DataSpec("synthetic", "synthetic:64:9", n=64, seed=9)),  # recorded in lower case
+    (" digits ", DataSpec("digits", "digits")),
+    ("FOLDER:Imgs", DataSpec("folder", "folder:Imgs", path=Path("Imgs"))),
     ("folder:~/imgs", DataSpec("folder", "folder:~/imgs", path=Path("~/imgs").expanduser())),
     ("folder:a:b", DataSpec("folder", "folder:a:b", path=Path("a:b"))),
     ("voc:/data/VOC", DataSpec("voc", "voc:/data/VOC", path=Path("/data/VOC"))),
@@ -27,6 +28,11 @@ from vitprobe.errors import DataError
 ])
 def test_accepted_forms(spec: str, expected: DataSpec) -> None:
     assert parse_spec(spec) == expected
+
+
+def test_a_dataset_records_its_kind_in_lower_case() -> None:
+    """``Synthetic:8`` and ``synthetic:8`` name one dataset: compare must not call them different data."""
+    assert resolve_dataset(" Synthetic:8", 16).describe() == resolve_dataset("synthetic:8", 16).describe()
 
 
 @pytest.mark.parametrize(("spec", "problem"), [

@@ -15,7 +15,7 @@ from vitprobe.errors import DataError
 
 def resolve_dataset(spec: str, image_size: int, mean: Sequence[float] = IMAGENET_MEAN,
                     std: Sequence[float] = IMAGENET_STD, split: str | None = None) -> VitprobeDataset:
-    """The dataset a spec names, with images of image_size x image_size normalised (x - mean) / std.
+    """The dataset a spec names (recorded as :class:`DataSpec` ``text``), with images of image_size x image_size normalised (x - mean) / std.
 
     ``split`` picks a part: synthetic train/val (independent streams of N images), digits
     train/val (80/20), folder ``PATH/<split>``, VOC's ImageSets list (default val). A VOC
@@ -23,12 +23,12 @@ def resolve_dataset(spec: str, image_size: int, mean: Sequence[float] = IMAGENET
     """
     parsed = parse_spec(spec)
     if parsed.kind == "synthetic":
-        return SyntheticDataset(spec, parsed.n, parsed.seed, image_size, mean, std, split)
+        return SyntheticDataset(parsed.text, parsed.n, parsed.seed, image_size, mean, std, split)
     if parsed.kind == "digits":
-        return DigitsDataset(spec, image_size, mean, std, split)
+        return DigitsDataset(parsed.text, image_size, mean, std, split)
     if parsed.kind == "folder":
-        return FolderDataset(spec, parsed.path, image_size, mean, std, split)
+        return FolderDataset(parsed.text, parsed.path, image_size, mean, std, split)
     if parsed.split and split and parsed.split != split:
         raise DataError(f"dataset {spec!r}: the spec asks for split {parsed.split!r} but "
                         f"{split!r} was requested; give the split once")
-    return VocDataset(spec, parsed.path, image_size, mean, std, split or parsed.split)
+    return VocDataset(parsed.text, parsed.path, image_size, mean, std, split or parsed.split)

@@ -20,7 +20,8 @@ SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")  # what a split may be called (VOC's 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """A parsed dataset spec; ``text`` is the string the user gave."""
+    """A parsed dataset spec; ``text`` is the spec as recorded: the string the user gave, its
+    kind in lower case and without surrounding spaces (``Synthetic:64 `` -> ``synthetic:64``)."""
 
     kind: str
     text: str
@@ -44,7 +45,7 @@ def _parse_int(spec: str, text: str, what: str, low: int, high: int) -> int:
     return value
 
 
-def _parse_synthetic(spec: str, args: list[str]) -> DataSpec:
+def _parse_synthetic(spec: str, recorded: str, args: list[str]) -> DataSpec:
     if len(args) > 2:
         raise spec_error(spec, "synthetic takes at most N and a seed")
     n = DEFAULT_SYNTHETIC_SIZE
@@ -53,7 +54,7 @@ def _parse_synthetic(spec: str, args: list[str]) -> DataSpec:
         n = _parse_int(spec, args[0], "N (number of images)", 1, MAX_SYNTHETIC_SIZE)
     if len(args) == 2:
         seed = _parse_int(spec, args[1], "seed", 0, MAX_SEED)
-    return DataSpec("synthetic", spec, n=n, seed=seed)
+    return DataSpec("synthetic", recorded, n=n, seed=seed)
 
 
 def _parse_path(spec: str, text: str) -> Path:
@@ -97,22 +98,23 @@ def parse_spec(spec: str) -> DataSpec:
     text = spec.strip()
     kind, sep, rest = text.partition(":")
     kind = kind.lower()
+    recorded = f"{kind}{sep}{rest}"
     if kind == "synthetic":
-        return _parse_synthetic(spec, rest.split(":") if sep else [])
+        return _parse_synthetic(spec, recorded, rest.split(":") if sep else [])
     if kind == "digits":
         if sep:
             raise spec_error(spec, "digits takes no arguments")
-        return DataSpec("digits", spec)
+        return DataSpec("digits", recorded)
     if kind == "folder":
-        return DataSpec("folder", spec, path=_parse_path(spec, rest))
+        return DataSpec("folder", recorded, path=_parse_path(spec, rest))
     if kind == "voc":
         head, colon, tail = rest.rpartition(":")
         if colon and head and SPLIT_NAME.fullmatch(tail) and not _names_folder(rest, instead_of=head):
-            return DataSpec("voc", spec, path=_parse_path(spec, head), split=tail)
+            return DataSpec("voc", recorded, path=_parse_path(spec, head), split=tail)
         if colon and head and _names_folder(head, instead_of=rest):  # a folder, then no plain split name
             raise DataError(f"dataset {spec!r}: split {tail!r} is not a plain name (letters, digits, _ and -); "
                             f"use e.g. voc:{head}:train or voc:{head}:val")
-        return DataSpec("voc", spec, path=_parse_path(spec, rest))
+        return DataSpec("voc", recorded, path=_parse_path(spec, rest))
     try:
         folder = Path(os.path.expanduser(text))  # unchanged when ~user names no user
     except UnicodeError:  # a name the system cannot encode is no folder here

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -63,7 +64,9 @@ def test_inspect_text_and_a_checkpoint_that_would_not_load(tmp_path, capsys):
     assert capsys.readouterr().err == "vitprobe: error: --num-heads must be a whole number >= 1 (or auto), got '0'\n"
     odd = make_case(CASES[0], tmp_path, mutate=lambda sd: {**sd, "extra": torch.ones(1)})
     assert vitprobe.cli.main(["inspect", "--checkpoint", str(odd.path)]) == 1
-    assert "strict load  FAILS" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "strict load  FAILS" in out and "unexpected 1 key (extra)" in out
+    assert re.search(r"^tensors      \d+ read$", out, re.M)  # read from the file: a failed load loaded none
 
 
 def test_inspect_summarises_a_vitprobe_training_in_readable_lines(tmp_path, capsys):

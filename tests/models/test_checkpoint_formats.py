@@ -64,7 +64,7 @@ def test_inspect_reports_arch_and_drops(case: Case, tmp_path):
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_extra_key_is_refused(case: Case, tmp_path):
     made = make_case(case, tmp_path, mutate=lambda sd: {**sd, "blocks.0.attn.extra": torch.ones(3)})
-    with pytest.raises(CheckpointError, match=r"unexpected 1 keys \(blocks\.0\.attn\.extra\)"):
+    with pytest.raises(CheckpointError, match=r"unexpected 1 key \(blocks\.0\.attn\.extra\)"):
         load_model(made.path, **case.load_kwargs)
 
 
@@ -72,7 +72,7 @@ def test_extra_key_is_refused(case: Case, tmp_path):
 def test_missing_key_is_refused(case: Case, tmp_path):
     made = make_case(case, tmp_path, mutate=lambda sd: {k: v for k, v in sd.items()
                                                          if k != "blocks.1.norm2.bias"})
-    with pytest.raises(CheckpointError, match=r"missing 1 keys \(blocks\.1\.norm2\.bias\); no other architecture "
+    with pytest.raises(CheckpointError, match=r"missing 1 key \(blocks\.1\.norm2\.bias\); no other architecture "
                                               r"explains these keys.*pass --format or --key") as err:
         load_model(made.path, **case.load_kwargs)
     assert "weights fit" not in str(err.value)  # not the architecture it has just refused

@@ -56,7 +56,7 @@ def describe(info: dict[str, Any]) -> str:
         f"bias {arch['rel_pos_bias']}, absolute position embedding "
         f"{'yes' if arch['abs_pos_emb'] else 'no'}, qkv bias {'yes' if arch['qkv_bias'] else 'no'}, "
         f"mlp ratio {arch['mlp_ratio']:g}, classifier outputs {arch['num_classes']}",
-        f"tensors      {report['tensors']} loaded",
+        f"tensors      {report['tensors']} read",
     ]
     for reason, keys in report["dropped"].items():
         lines.append(f"dropped      {plural(len(keys), 'key')}: {reason} ({abbreviate(keys, 3)})")

@@ -165,11 +165,12 @@ def _fit_problems(sd: Mapping[str, torch.Tensor], expected: Mapping[str, torch.T
               for k in sorted(set(sd) & set(expected)) if sd[k].shape != expected[k].shape]
     problems = []
     if missing:
-        problems.append(f"missing {len(missing)} keys ({abbreviate(missing)})")
+        problems.append(f"missing {plural(len(missing), 'key')} ({abbreviate(missing)})")
     if unexpected:
-        problems.append(f"unexpected {len(unexpected)} keys ({abbreviate(unexpected)})")
+        problems.append(f"unexpected {plural(len(unexpected), 'key')} ({abbreviate(unexpected)})")
     if shapes:
-        problems.append(f"{len(shapes)} shape mismatches ({abbreviate(shapes, 4)})")
+        problems.append(f"{len(shapes)} shape {'mismatch' if len(shapes) == 1 else 'mismatches'} "
+                        f"({abbreviate(shapes, 4)})")
     return problems
 
 

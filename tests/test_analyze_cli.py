@@ -479,7 +479,7 @@ def test_training_files_are_named_after_their_run_folder_and_labels_can_be_given
     assert main(["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, *common,
                  "--label", "before", "--label", "after", "--out", str(tmp_path / "named")]) == 0
     assert sorted(p.name for p in (tmp_path / "named").iterdir() if p.is_dir()) == ["after", "before"]
-    assert f"{checkpoint} (before) and {checkpoint} (after) are the same file (sha256 " in capsys.readouterr().err
+    assert f"{checkpoint} (before) and {checkpoint} (after) hold the same bytes (sha256 " in capsys.readouterr().err
     # a label that is no folder name keeps its spelling in legends, tables and run.json
     assert main(["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, *common,
                  "--label", "SimMIM 800ep", "--label", "SimMIM_800ep", "--out", str(tmp_path / "spaced")]) == 0

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from vitprobe.errors import ConfigError, OutputExistsError
+from vitprobe.errors import ConfigError, OutputExistsError, abbreviate
 from vitprobe.json_safe import jsonable
 from vitprobe.output_paths import atomic_output, holds, write_atomically
 
@@ -490,6 +490,10 @@ def load_runs(folder: str | os.PathLike[str]) -> list[Run]:
                       key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
         if subs:
             return [Run.load(p) for p in subs]
+        recipes = sorted(p.name for p in folder.iterdir() if (p / "runs").is_dir())
+        if recipes:  # the --out of vitprobe reproduce: one folder per recipe
+            raise ConfigError(f"{folder}: this holds the recipe folders of `vitprobe reproduce` "
+                              f"({abbreviate(recipes, 4)}); pass one of them, e.g. {folder / recipes[0]}")
     raise ConfigError(f"{folder}: no run.json here or in its sub-folders; pass folders written by "
                       "`vitprobe analyze --out` or a recipe's folder of `vitprobe reproduce --out`")
 

@@ -681,3 +681,18 @@ def test_a_comparison_names_runs_of_one_label_apart_in_every_file(tmp_path, resu
     assert list(pd.read_csv(out / "fourier.csv")["run"].unique()) == ["mae-2"]
     assert (out / "attention_distance.svg").read_text(encoding="utf-8") == "a's own drawing"  # a is still mae
     assert (out / "fourier.svg").read_text(encoding="utf-8").startswith("<?xml")  # drawn as mae-2, not b's copy
+
+
+def test_the_out_folder_of_reproduce_names_its_recipe_folders(tmp_path, results):
+    """A recipe's folder counts as the runs in its runs/; the folder above it holds one per
+    recipe, so loading it names them instead of saying only that no run is there."""
+    from vitprobe.results import load_runs
+
+    for recipe in ("small", "extra"):
+        Run(results, label="a").save(tmp_path / "rep" / recipe / "runs" / "a")
+    assert [run.label for run in load_runs(tmp_path / "rep" / "small")] == ["a"]
+    with pytest.raises(ConfigError, match=r"rep: this holds the recipe folders of `vitprobe reproduce` \(extra, "
+                                          r"small\); pass one of them, e.g. .*rep/extra$"):
+        load_runs(tmp_path / "rep")
+    with pytest.raises(ConfigError, match="no run.json here or in its sub-folders"):
+        load_runs(tmp_path)  # holds rep, which is no recipe's folder

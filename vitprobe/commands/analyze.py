@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, metavar="SPEC",
                    help=SPEC_HELP)
     p.add_argument("--analyses", default="all", metavar="all|a,b,c",
-                   help="analyses to run (see `vitprobe analyses`); 'all' skips those the data cannot feed")
+                   help="analyses to run (see `vitprobe analyses`; default all, which skips those the data cannot feed)")
     p.add_argument("--param", action="append", metavar="ANALYSIS.KEY=VALUE",
                    help="an analysis parameter (see `vitprobe analyses`), e.g. knn.pooling=mean, "
                         "knn.k=10, linear_probe.final_norm=true; repeat for several")
@@ -171,8 +171,8 @@ def _warn_if_repeated(plans: list, paths: list[str]) -> None:
         by_hash.setdefault(read_as, []).append(f"{path} ({plan.label})")
     for (digest, *_), same in by_hash.items():
         if len(same) > 1 and digest != "None":
-            warn_user(f"{' and '.join(same)} are the same file (sha256 {digest[:12]}), so their runs are "
-                      "identical; check the --checkpoint paths")
+            warn_user(f"{' and '.join(same)} hold the same bytes (sha256 {digest[:12]}: one file, or copies "
+                      "of one), so their runs are identical; check the --checkpoint paths")
 
 
 def print_summary(runs: list, out: str | None) -> None:

@@ -165,6 +165,23 @@ def test_existing_output_is_refused_before_loading(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
+def test_overwriting_one_run_of_an_analysis_output_is_refused_before_loading(checkpoint, tmp_path, capsys):
+    """analyze --out writes a folder of runs: written over one run of an earlier output, it would
+    nest a run inside it and leave that output without the run (compare could no longer read it)."""
+    argv = ["analyze", "--checkpoint", checkpoint, "--data", "synthetic:8", "--analyses", "fourier",
+            "--batch-size", "8", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 0
+    [run] = [p for p in (tmp_path / "o").iterdir() if (p / "run.json").is_file()]
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    capsys.readouterr()
+    assert main(["analyze", "--checkpoint", str(tmp_path / "missing.pth"), "--data", "synthetic:8",
+                 "--out", str(run), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{run}: is one run of the analysis output {run.parent}" in err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert main([*argv, "--out", str(tmp_path / "o"), "--overwrite"]) == 0  # the whole output may be replaced
+
+
 def test_analyses_lists_needs_and_parameters(capsys):
     assert main(["analyses"]) == 0
     out = capsys.readouterr().out

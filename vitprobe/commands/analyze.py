@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import re
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 
 import pandas as pd
 
 from vitprobe.commands._key_values import parse_analysis_params
 from vitprobe.commands._data_help import SPEC_HELP
-from vitprobe.errors import ConfigError, collected_warnings, errors_naming, warn_labelled, warn_user
+from vitprobe.errors import ConfigError, OutputExistsError, collected_warnings, errors_naming, warn_labelled, warn_user
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -83,6 +84,7 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
 
     if args.out is not None:
         check_output(args.out, args.overwrite)
+        _refuse_a_run_of_another_output(Path(args.out))
     if args.img_size is not None and args.img_size < MIN_IMAGE_SIZE:
         raise ConfigError(f"--img-size {args.img_size}: vitprobe's datasets are read at {MIN_IMAGE_SIZE} px or "
                           f"more; choose --img-size {MIN_IMAGE_SIZE} or more (a multiple of the patch size)")
@@ -124,6 +126,16 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
                              drawn_in=[tmp / folder for folder in folders])
     print_summary(runs, args.out)
     return 0
+
+
+def _refuse_a_run_of_another_output(out: Path) -> None:
+    """``--out`` is written as a folder of runs (one per checkpoint, beside their comparison): a
+    folder that is one run of another analysis output (it holds ``run.json``, its parent
+    ``runs.json``) would become such a folder inside it, and that output would lose the run."""
+    if (out / "run.json").is_file() and (out.parent / "runs.json").is_file():
+        raise OutputExistsError(f"{out}: is one run of the analysis output {out.parent}, which would lose it "
+                                f"(analyze writes a folder of runs there); choose another --out, or overwrite "
+                                f"{out.parent} as a whole")
 
 
 def _naming(path: str, count: int) -> AbstractContextManager[None]:

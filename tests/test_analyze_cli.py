@@ -389,7 +389,9 @@ def test_two_checkpoints_with_one_stem_get_distinct_folders(checkpoint, tmp_path
     assert "synthetic:4 (n=4)" in out and "attention_distance_px" in out
     rows = [line for line in out.splitlines() if "attention_distance_px" in line]
     assert len(rows) == 2 and all(row.endswith("[1]") for row in rows)  # one protocol, noted once below
-    assert re.search(r"^\[1\] mean over \d+ heads · image size \d+", out, re.M)
+    assert re.search(r"^\[1\] mean over \d+ heads \(no std over images; se: the heads' mean\) · image size \d+",
+                     out, re.M)
+    assert all(re.search(r" - +\d", row) and "NaN" not in row for row in rows)  # the std column: no such number
 
 
 def test_a_gpu_that_is_not_there_is_a_config_error(monkeypatch):

@@ -381,7 +381,7 @@ def _summary_rows(analysis: str, metric: str, rows: pd.DataFrame, caption: str,
         rows = rows[rows["rank"] == rows["rank"].min()]
         at.append("rank 1 (the largest)")
     if "head" in rows and rows["head"].notna().sum() > 1:
-        at.append(f"mean over {rows['head'].nunique()} heads")
+        at.append(f"mean over {rows['head'].nunique()} heads (no std over images; se: the heads' mean)")
     caption = " · ".join([*at, caption] if caption else at)
     labels = rows["label"] if "label" in rows else pd.Series([pd.NA] * len(rows), index=rows.index)
     out = []

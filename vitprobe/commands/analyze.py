@@ -200,7 +200,7 @@ def print_summary(runs: list, out: str | None) -> None:
     notes = list(dict.fromkeys(p for p in table["protocol"] if p))
     table["protocol"] = [f"[{notes.index(p) + 1}]" if p else "" for p in table["protocol"]]
     with pd.option_context("display.max_colwidth", 60, "display.width", 200, "display.float_format", "{:.4g}".format):
-        print(table.to_string(index=False))
+        print(table.to_string(index=False, na_rep="-"))  # NaN: no such number (a mean over heads has no std)
     for number, text in enumerate(notes, start=1):
         print(f"[{number}] {text}")
     if out is not None:

@@ -236,6 +236,14 @@ def test_the_command_line_runs_an_analyzer_of_ones_own_named_by_plugin(tmp_path:
         assert main(["analyses", f"--plugin={plugin}"]) == 2
         assert capsys.readouterr().err.startswith(f"vitprobe: error: {said}")
     assert "broken" not in sys.modules
+    (tmp_path / "unannotated.py").write_text(_PLUGIN.replace("plugin_token_norm", "loose_token_norm").replace(
+        "PluginToken", "Loose").replace('    value_units = "token_norm: L2"\n', '    value_units = "token_norm: L2"\n\n'
+                                        "    def __init__(self, scale=1.0):\n        super().__init__()\n"
+                                        "        self.scale = scale\n"))
+    assert main(["analyses", "--plugin", "unannotated.py"]) == 2  # vitprobe's own message, whole: it ends with the fix
+    err = capsys.readouterr().err
+    assert err.startswith("vitprobe: error: --plugin unannotated.py: Loose") and "needs an annotation of" in err
+    assert err.endswith("by which --param values are checked\n") and "--debug" not in err
     (tmp_path / "json.py").write_text("raise RuntimeError('never run')\n")
     assert main(["analyses", "--plugin", "json.py"]) == 2  # it would have replaced the standard json module
     assert "--plugin json.py: a module named 'json' is already imported" in capsys.readouterr().err

@@ -53,6 +53,11 @@ class CaptureError(VitprobeError):
     """A requested capture site did not fire during the forward pass."""
 
 
+class AnalyzerDefinitionError(TypeError):
+    """An analyzer class that cannot be registered or built as written (a programming error in
+    it, such as a parameter without a default); its message is whole and says the fix."""
+
+
 class OutputExistsError(VitprobeError):
     """The output directory already holds a run and --overwrite was not given."""
 

@@ -41,7 +41,7 @@ def load_plugin(name: str) -> None:
     import sys
     from pathlib import Path
 
-    from vitprobe.errors import ConfigError, brief_reason
+    from vitprobe.errors import AnalyzerDefinitionError, ConfigError, brief_reason
 
     where = f"--plugin {name}"
     path = Path(name).expanduser()
@@ -72,6 +72,8 @@ def load_plugin(name: str) -> None:
             raise ConfigError(f"{where}: importing it failed ({brief_reason(err)}); install what it imports") from err
         raise ConfigError(f"{where}: no module named {err.name!r} on the Python path or in the current "
                           "folder; give a module name or a path to a .py file") from err
+    except AnalyzerDefinitionError as err:  # vitprobe's own message, whole: it ends with the fix
+        raise ConfigError(f"{where}: {' '.join(str(err).split())}") from err
     except Exception as err:  # the plugin's own code failed: say whose, --debug shows where
         raise ConfigError(f"{where}: importing it raised {type(err).__name__}: {brief_reason(err)} "
                           "(--debug shows the traceback)") from err

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from vitprobe.errors import ConfigError
+from vitprobe.errors import AnalyzerDefinitionError, ConfigError
 from vitprobe.plugins import OWN_MODULE_HINT
 
 _ANALYZERS: dict[str, type] = {}
@@ -27,22 +27,22 @@ def register_analyzer(cls: A) -> A:
     run again, a module reloaded)."""
     name = getattr(cls, "name", "")
     if not name:
-        raise TypeError(f"{cls.__name__} needs a class attribute `name` to be registered")
+        raise AnalyzerDefinitionError(f"{cls.__name__} needs a class attribute `name` to be registered")
     metrics = getattr(cls, "metrics", ())
     if not metrics or not isinstance(metrics, tuple) or not all(isinstance(m, str) for m in metrics):
-        raise TypeError(f"{cls.__name__} needs a class attribute `metrics`, a tuple of the metric names its "
+        raise AnalyzerDefinitionError(f"{cls.__name__} needs a class attribute `metrics`, a tuple of the metric names its "
                         f"table holds (e.g. ('mass',)), got {metrics!r}")
     if getattr(cls, "grid_bound", None) not in (None, "pixels", "patches"):
-        raise TypeError(f"{cls.__name__}.grid_bound is \"pixels\", \"patches\" or None (what its numbers are "
+        raise AnalyzerDefinitionError(f"{cls.__name__}.grid_bound is \"pixels\", \"patches\" or None (what its numbers are "
                         f"measured in), got {cls.grid_bound!r}")
     for key, (named, _why) in getattr(cls, "uninformative_when", {}).items():
         if key not in getattr(cls, "outcome_keys", ()) or not set(named) <= set(metrics):
-            raise TypeError(f"{cls.__name__}.uninformative_when maps an outcome of its outcome_keys to metrics "
+            raise AnalyzerDefinitionError(f"{cls.__name__}.uninformative_when maps an outcome of its outcome_keys to metrics "
                             f"of its metrics, got {key!r} -> {named!r}")
     _check_params(cls)
     taken = _ANALYZERS.get(name)
     if taken is not None and _where(taken) != _where(cls):
-        raise TypeError(f"analysis name {name!r} is already taken by {_where(taken)}; give "
+        raise AnalyzerDefinitionError(f"analysis name {name!r} is already taken by {_where(taken)}; give "
                         f"{cls.__qualname__} another `name`")
     _ANALYZERS[name] = cls
     return cls
@@ -58,19 +58,19 @@ def _check_params(cls: type) -> None:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         if param.default is param.empty:
-            raise TypeError(f"{cls.__name__}: parameter {param.name!r} needs a default (an analysis runs "
+            raise AnalyzerDefinitionError(f"{cls.__name__}: parameter {param.name!r} needs a default (an analysis runs "
                             "with no parameters given; --param sets those that differ)")
         if param.name in RESERVED_PARAMS:
-            raise TypeError(f"{cls.__name__}: parameter {param.name!r} would overwrite the run's protocol "
+            raise AnalyzerDefinitionError(f"{cls.__name__}: parameter {param.name!r} would overwrite the run's protocol "
                             f"entry of that name; call it e.g. {cls.name}_{param.name}")
         kind = kinds.get(param.name)
         if kind is None:
-            raise TypeError(f"{cls.__name__}: parameter {param.name!r} needs an annotation of {KINDS_HELP}, "
+            raise AnalyzerDefinitionError(f"{cls.__name__}: parameter {param.name!r} needs an annotation of {KINDS_HELP}, "
                             "by which --param values are checked")
         try:
             check_value(kind, param.default)
         except ValueError:
-            raise TypeError(f"{cls.__name__}: parameter {param.name!r} defaults to {param.default!r}, "
+            raise AnalyzerDefinitionError(f"{cls.__name__}: parameter {param.name!r} defaults to {param.default!r}, "
                             f"which its annotation does not take") from None
 
 
@@ -124,6 +124,6 @@ def get_analyzer(name: str, **params: Any) -> Any:
                           f"analyzer_params={{{name!r}: {{...}}}})") from None
     unkept = [p for p in accepted if not hasattr(analyzer, p)]
     if unkept:  # params() reads each back into the protocol, after the pass
-        raise TypeError(f"{cls.__name__} does not keep its parameter {unkept[0]!r} as self.{unkept[0]}, "
+        raise AnalyzerDefinitionError(f"{cls.__name__} does not keep its parameter {unkept[0]!r} as self.{unkept[0]}, "
                         "where its protocol reads it")
     return analyzer

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from vitprobe.capture import FIRST_LAYER, ModelInfo, Site, model_info
-from vitprobe.errors import CaptureError, ConfigError
+from vitprobe.errors import AnalyzerDefinitionError, CaptureError, ConfigError
 
 if TYPE_CHECKING:
     from vitprobe.results import Result
@@ -249,7 +249,7 @@ class LayerAnalyzer(Analyzer):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.site_kind not in FIRST_LAYER:
-            raise TypeError(f"{cls.__name__}.site_kind is {cls.site_kind!r}; it must be one of {list(FIRST_LAYER)}")
+            raise AnalyzerDefinitionError(f"{cls.__name__}.site_kind is {cls.site_kind!r}; it must be one of {list(FIRST_LAYER)}")
 
     def __init__(self, layers: Sequence[int] | None = None) -> None:
         super().__init__()

@@ -42,6 +42,14 @@ def test_a_bar_in_a_file_is_redrawn_rarely_and_in_a_terminal_often(monkeypatch) 
     bar = vitprobe.progress.progress_bar(range(2))  # tqdm's monitor forces a redraw after maxinterval
     assert bar.mininterval == bar.maxinterval == vitprobe.progress.FILE_INTERVAL_S
     bar.close()
+    for stream, kept in ((io.StringIO(), True), (_Terminal(), False)):  # analyze's bar goes once done, but a log keeps it
+        monkeypatch.setattr(sys, "stderr", stream)
+        list(vitprobe.progress.progress_bar(range(4), desc="analysing m", leave=False))
+        last = stream.getvalue().split("\r")[-1]
+        if kept:
+            assert last.startswith("analysing m: 100%") and last.endswith("\n")
+        else:
+            assert not last.strip()  # blanked in place
 
 
 class _KernelStream(io.StringIO):

@@ -53,9 +53,11 @@ def redraws_in_place(stream: Any) -> bool:
 def progress_bar(iterable: Any = None, disable: bool = False, **options: Any) -> Any:
     """A bar of :func:`progress_bar_class` over ``iterable`` (``options`` go to tqdm), disabled
     when asked or when ``sys.stderr`` is closed (tqdm would write to None); where stderr is a
-    file or pipe it is redrawn at most every ``FILE_INTERVAL_S`` seconds (and at the end): also
-    by tqdm's monitor thread, which otherwise forces a redraw after ``maxinterval`` (10 s)."""
+    file or pipe it is redrawn at most every ``FILE_INTERVAL_S`` seconds (also by tqdm's monitor
+    thread, which otherwise forces a redraw after ``maxinterval``, 10 s) and left at its last
+    state on a line of its own (``leave=False`` would blank the line there, not remove it)."""
     if sys.stderr is not None and not redraws_in_place(sys.stderr):
         options.setdefault("mininterval", FILE_INTERVAL_S)
         options.setdefault("maxinterval", FILE_INTERVAL_S)
+        options["leave"] = True
     return progress_bar_class()(iterable, disable=disable or sys.stderr is None, **options)

@@ -188,6 +188,14 @@ def test_resume_from_an_unreadable_state_or_another_process_count_is_refused(tmp
     torch.save({**state, "world_size": 2}, out / ckpt.STATE_FILE)  # as a finished 2-process run saved it
     assert run_toy(out, resume=True, epochs=1) == out / ckpt.FINAL_FILE  # nothing to run: any process count
     assert capsys.readouterr().out == f"{out}: the run is complete (1 of 1 epochs); nothing to do\n"
+    kept = {name: (out / name).read_bytes() for name in (ckpt.STATE_FILE, ckpt.ENCODER_FILE)}
+    for name in kept:  # the pair serves only --resume: a finished run's may be deleted
+        (out / name).unlink()
+    assert run_toy(out, resume=True, epochs=1) == out / ckpt.FINAL_FILE
+    assert capsys.readouterr().out == (f"{out}: the run is complete (final.safetensors; the checkpoint pair that "
+                                       "--resume reads was deleted); nothing to do\n")
+    for name, data in kept.items():
+        (out / name).write_bytes(data)
     with pytest.raises(ConfigError, match="used 2 processes, not 1"):  # more epochs: the count matters again
         run_toy(out, resume=True, epochs=2)
     with pytest.raises(ConfigError, match="trains mae, not simmim"):  # other options are still the run's own

@@ -286,6 +286,13 @@ def _report_complete(out: Path, done: int, epochs: int, is_main: bool) -> Path:
     return out / ckpt.FINAL_FILE
 
 
+def _finished_without_its_pair(out: Path) -> bool:
+    """Whether ``out`` holds the final encoder and no part of a checkpoint pair: a finished run
+    whose resume files were deleted (they serve only --resume, which has nothing left to do)."""
+    return (out / ckpt.FINAL_FILE).is_file() and not ckpt.has_checkpoint(out) \
+        and not (out / ckpt.ENCODER_FILE).exists()
+
+
 def check_training_data(config: TrainConfig) -> None:
     """Raise the one-line error that training ``config`` in one process on its data would meet
     (a bad data spec, or fewer images than one batch), without building or training anything."""
@@ -424,6 +431,11 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     # The checks above only read; from here the folder is changed.
     distributed.on_rank_zero(lambda: lock.acquire(out) if out.is_dir() else None)
     if resume:
+        if _finished_without_its_pair(out):
+            if env.is_main:
+                print(f"{out}: the run is complete ({ckpt.FINAL_FILE}; the checkpoint pair that --resume reads "
+                      "was deleted); nothing to do")
+            return out / ckpt.FINAL_FILE
         state = ckpt.load_train_state(out)
         complete = state["epoch"] >= epochs and (out / ckpt.FINAL_FILE).is_file()
         if complete and state["world_size"] != env.world_size:  # nothing left to run, on any process count

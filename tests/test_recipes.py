@@ -633,7 +633,7 @@ def test_a_checkpoint_that_does_not_fit_its_architecture_fails_before_any_traini
     torch.save({**timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32, depth=2,
                                     num_heads=2, num_classes=0).state_dict(), "extra": torch.ones(1)}, odd)
     with pytest.raises(ConfigError, match=r"recipe.yaml: model 'a': checkpoint .*odd.pth \(timm\) does not fit .*"
-                                          r"unexpected 1 keys \(extra\)"):
+                                          r"unexpected 1 key \(extra\)"):
         load_recipe(_write(tmp_path, models={"a": {"checkpoint": str(odd), "num_heads": 2}}, claims=[]))
 
 

@@ -408,6 +408,10 @@ def test_a_gpu_that_is_not_there_is_a_config_error(monkeypatch):
     with pytest.raises(ConfigError, match=r"--device auto: local process 1 has no GPU of its own \(1 GPU visible "
                                           r"here\); start at most 1 per node \(torchrun --nproc_per_node 1\)"):
         resolve_device("auto", local_rank=1)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda", local_rank=1) == torch.device("cuda", 1)  # each local process its own GPU
+    with pytest.raises(ConfigError, match=r"there is no GPU 2 here \(2 GPUs visible\); use cuda:0 to cuda:1$"):
+        resolve_device("cuda:2")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

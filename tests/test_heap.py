@@ -31,6 +31,7 @@ def test_release_trims_and_retention_stays(malloc_calls) -> None:
 
 @pytest.mark.parametrize("name, value", [("MALLOC_TRIM_THRESHOLD_", "1000000"),
                                          ("MALLOC_MMAP_THRESHOLD_", "65536"),
+                                         ("MALLOC_TOP_PAD_", "0"),
                                          ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1000000")])
 def test_the_users_own_malloc_settings_are_left_alone(malloc_calls, monkeypatch, name, value) -> None:
     monkeypatch.setenv(name, value)
@@ -80,3 +81,34 @@ def test_memory_freed_inside_is_reused_without_page_faults() -> None:
         faults.append(_minor_faults() - start)
     assert faults[0] > pages // 2, faults  # the first cycle did take fresh pages (the test can see them)
     assert faults[-1] < pages // 10, (faults, pages)
+
+
+def test_the_thresholds_are_glibcs_own_parameter_numbers(malloc_calls) -> None:
+    """mallopt's M_MMAP_THRESHOLD is -3 and M_TRIM_THRESHOLD -1 in <malloc.h>; another number
+    sets another knob (-2 is M_TOP_PAD) and leaves the thresholds as they were."""
+    assert heap.retain_freed_memory()
+    assert malloc_calls == [("mallopt", -3, 1 << 30), ("mallopt", -1, 2**31 - 1)]
+
+
+def test_a_c_library_without_glibcs_version_call_is_not_taken_for_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    class OtherLibc:
+        def mallopt(self, param: int, value: int) -> int:
+            return 1
+
+        def malloc_trim(self, pad: int) -> int:
+            return 1
+
+    class Glibc(OtherLibc):
+        def gnu_get_libc_version(self) -> bytes:
+            return b"2.36"
+
+    def no_symbol_table(name: object) -> None:
+        raise OSError("no process-wide symbol table")
+
+    glibc = Glibc()
+    monkeypatch.setattr(heap.ctypes, "CDLL", lambda name: OtherLibc())
+    assert heap._glibc() is None
+    monkeypatch.setattr(heap.ctypes, "CDLL", lambda name: glibc)
+    assert heap._glibc() is glibc
+    monkeypatch.setattr(heap.ctypes, "CDLL", no_symbol_table)
+    assert heap._glibc() is None

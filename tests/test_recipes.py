@@ -432,6 +432,29 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
         load_recipe(path)
 
 
+def test_a_yaml_file_that_is_a_folder_missing_not_text_or_broken_is_one_line(tmp_path: Path) -> None:
+    from vitprobe.yaml_files import read_yaml_mapping
+
+    def read(path: Path) -> dict:
+        return read_yaml_mapping(path, "recipe", "a recipe is a mapping", "; built-in recipes: a, b")
+
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ConfigError, match=r"folder: is a folder; give a recipe \.yaml file$"):
+        read(tmp_path / "folder")
+    with pytest.raises(ConfigError, match=r"nope.yaml: no such recipe file; built-in recipes: a, b$"):
+        read(tmp_path / "nope.yaml")
+    path = tmp_path / "r.yaml"
+    path.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"r.yaml: not a text file; give a recipe \.yaml file$"):
+        read(path)
+    path.write_text("name: x\nmodels: [a, b\nanalyses: c\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"r.yaml \(line 3\): not valid YAML; fix the syntax$"):
+        read(path)
+    # merge keys (<<) are no repeated keys; UTF-8 text is read as such
+    path.write_text("base: &b {lr: 0.1, note: café}\nrun:\n  <<: *b\n  lr: 0.2\n", encoding="utf-8")
+    assert read(path) == {"base": {"lr": 0.1, "note": "café"}, "run": {"lr": 0.2, "note": "café"}}
+
+
 def test_all_analyses_and_params_reach_the_recipe(tmp_path: Path) -> None:
     from vitprobe.analyzers import list_analyzers
 

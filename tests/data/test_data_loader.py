@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import SequentialSampler
 
 from vitprobe.data import make_loader, resolve_dataset
-from vitprobe.errors import ConfigError
+from vitprobe.errors import ConfigError, DataError
 
 
 def _datasets(image_folder: Path, voc_root: Path) -> dict:
@@ -64,6 +64,44 @@ def test_loader_arguments_are_checked() -> None:
     dataset = resolve_dataset("synthetic:4", 16)
     sampled = make_loader(dataset, batch_size=2, sampler=SequentialSampler(dataset))
     assert len(sampled) == 2
-    for kwargs in ({"batch_size": 0}, {"batch_size": 2.5}, {"batch_size": True}, {"batch_size": 2, "num_workers": -1}):
+    for kwargs in ({"batch_size": 0}, {"batch_size": 2.5}, {"batch_size": True}, {"batch_size": 2, "num_workers": -1},
+                   {"batch_size": 2, "num_workers": None}):
         with pytest.raises(ConfigError):
             make_loader(dataset, **kwargs)
+
+
+def test_the_loader_reads_in_the_samplers_order_and_names_the_datasets_spec() -> None:
+    picked = make_loader(resolve_dataset("synthetic:6", 16), batch_size=2, sampler=[5, 0, 3])
+    assert torch.cat([b["index"] for b in picked]).tolist() == [5, 0, 3]
+
+    class Uneven(torch.utils.data.Dataset):
+        spec = "custom:uneven"
+
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, index: int) -> dict:
+            return {"image": torch.zeros(3, 4 + 4 * index, 4), "index": index}
+
+    with pytest.raises(DataError, match=r"^dataset custom:uneven: the image of the item at index 1 has shape"):
+        list(make_loader(Uneven(), batch_size=2))
+
+
+def test_items_with_keys_in_another_order_collate_and_a_mismatch_names_its_batch_place() -> None:
+    from vitprobe.data.loader import collate_items
+
+    batch = collate_items([{"image": torch.zeros(3, 4, 4), "index": 0}, {"index": 1, "image": torch.ones(3, 4, 4)}])
+    assert batch["index"].tolist() == [0, 1] and batch["image"][1].eq(1).all()
+    items = [{"image": torch.zeros(3, 4, 4)} for _ in range(3)]  # items without an index
+    items[2] = {"image": torch.zeros(3, 8, 8)}
+    with pytest.raises(DataError, match=r"^dataset mine: the image of the item at batch place 2 has shape \[3, 8, 8\] "
+                                        r"and the batch's first \[3, 4, 4\]"):
+        collate_items(items, name="mine")
+    items[2] = {"image": torch.zeros(3, 4, 4), "label": 1}
+    with pytest.raises(DataError, match=r"^dataset dataset: the item at batch place 2 has keys \['image', 'label'\]"):
+        collate_items(items)
+
+
+def test_the_default_normalisation_is_imagenets() -> None:
+    protocol = resolve_dataset("synthetic:2", 16).describe()
+    assert protocol["normalisation"] == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}

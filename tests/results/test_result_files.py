@@ -34,6 +34,20 @@ def test_table_columns_come_in_the_documented_order():
     assert list(Result("x", shuffled, {}).table.columns) == ["metric", "layer", "rank", "value", "n", "extra"]
 
 
+def test_recorded_values_are_made_json_safe():
+    from fractions import Fraction
+    from pathlib import Path
+
+    from vitprobe.json_safe import jsonable
+
+    value = {1: (np.float32(0.5), [np.int64(3), None]), "path": Path("a/b"), "array": np.arange(3),
+             "other": Fraction(1, 3), "flag": True, "name": "x"}
+    expected = {"1": [0.5, [3, None]], "path": "a/b", "array": [0, 1, 2], "other": "1/3", "flag": True, "name": "x"}
+    safe = jsonable(value)
+    assert safe == expected and json.loads(json.dumps(safe, sort_keys=True)) == expected
+    assert type(safe["1"][0]) is float and type(safe["1"][1][0]) is int
+
+
 def test_table_without_value_is_rejected():
     with pytest.raises(ValueError, match="value"):
         Result("x", pd.DataFrame({"metric": ["a"]}), {})

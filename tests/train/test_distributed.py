@@ -133,3 +133,83 @@ def test_an_error_rank_zero_alone_meets_stops_every_rank_with_one_line(tmp_path)
     assert proc.stderr.count("vitprobe: error:") == 1 and "another process" in proc.stderr, proc.stderr[-3000:]
     assert "[rank1]" not in proc.stderr and "exitcode  : 2" in proc.stderr, proc.stderr[-3000:]
     assert [p.name for p in out.iterdir()] == [".lock"]
+
+
+# ---------------------------------------------------------------- one process, the group faked
+def test_launcher_runs_on_one_node_where_the_node_size_does_not_divide_the_world(monkeypatch):
+    from vitprobe.distributed import launcher
+
+    assert launcher(1) == "vitprobe"
+    for per_node in ("3", "0", "8", "16"):
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", per_node)
+        assert launcher(8) == "torchrun --nproc_per_node 8 -m vitprobe", per_node
+
+
+def test_to_device_moves_every_tensor_of_a_nested_batch_and_keeps_its_containers():
+    from vitprobe.distributed import to_device
+
+    batch = {"image": torch.zeros(2, 3), "labels": {"shape": torch.tensor([0, 1])},
+             "pair": (torch.ones(1), [torch.ones(1), "x"]), "n": 2}
+    moved = to_device(batch, torch.device("meta"))
+    assert moved["image"].is_meta and moved["labels"]["shape"].is_meta
+    assert type(moved["pair"]) is tuple and type(moved["pair"][1]) is list
+    assert moved["pair"][0].is_meta and moved["pair"][1][0].is_meta and moved["pair"][1][1] == "x" and moved["n"] == 2
+
+
+def test_global_means_of_one_process_are_its_loss_and_metrics_by_name():
+    from vitprobe.distributed import DistEnv, global_means
+
+    loss, metrics = global_means(torch.tensor(2.5), {"b": 1.0, "a": np.float32(0.25)}, DistEnv(0, 1, torch.device("cpu")))
+    assert type(loss) is float and loss == 2.5 and metrics == {"a": 0.25, "b": 1.0}
+
+
+def test_an_error_in_reading_this_ranks_batches_is_marked_as_its_own():
+    from vitprobe.distributed import shard_batches
+    from vitprobe.errors import DataError
+
+    def batches():
+        yield 1
+        raise DataError("cannot read 7.jpg")
+
+    got = []
+    with pytest.raises(DataError) as err:
+        for batch in shard_batches(batches()):
+            got.append(batch)
+    assert got == [1] and err.value.own_shard is True
+
+
+def test_setup_joins_torchruns_group_on_the_local_gpu_and_teardown_ends_only_the_group_it_made(monkeypatch):
+    import torch.distributed as dist
+
+    from vitprobe.distributed import DistEnv, setup, teardown
+
+    calls, group = [], []
+
+    def init_process_group(backend: str, init_method: str) -> None:
+        calls.append(("init", backend, init_method))
+        group.append(True)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", device)))
+    monkeypatch.setattr(dist, "is_initialized", lambda: bool(group))
+    monkeypatch.setattr(dist, "init_process_group", init_process_group)
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append(("destroy",)))
+    monkeypatch.setattr(dist, "get_rank", lambda: 3)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 4)
+    for name, value in (("WORLD_SIZE", "4"), ("RANK", "3"), ("LOCAL_RANK", "1")):  # the second node's second process
+        monkeypatch.setenv(name, value)
+    on_cpu = setup("cpu")
+    assert on_cpu == DistEnv(rank=3, world_size=4, device=torch.device("cpu"), owns_group=True)
+    assert calls == [("init", "gloo", "env://")]
+    group.clear(), calls.clear()
+    env = setup("auto")
+    assert env == DistEnv(rank=3, world_size=4, device=torch.device("cuda", 1), owns_group=True)
+    assert calls == [("set_device", torch.device("cuda", 1)), ("init", "nccl", "env://")]
+    calls.clear()
+    joined = setup("cpu")  # the caller's own group: joined, not made
+    assert not joined.owns_group and calls == []
+    teardown(joined)
+    assert calls == []
+    teardown(env)
+    assert calls == [("destroy",)]

@@ -109,6 +109,18 @@ def test_cosine_schedule_known_values():
         cosine_schedule(1.0, 0.0, total_steps=4, warmup_steps=4)
 
 
+def test_cosine_schedule_warms_up_from_zero_or_warmup_start_and_refuses_bad_lengths():
+    s = cosine_schedule(1.0, 0.0, total_steps=6, warmup_steps=2)  # the warm-up starts at 0 by default
+    assert s[0] == 0.0 and s[1] == pytest.approx(0.5) and s[2] == pytest.approx(1.0)
+    r = cosine_schedule(1.0, 0.0, total_steps=6, warmup_steps=2, warmup_start=0.2)
+    assert np.allclose(r[:3], [0.2, 0.6, 1.0])
+    for total, warmup, message in ((0, 0, "total_steps must be positive, got 0"),
+                                   (-3, 0, "total_steps must be positive, got -3"),
+                                   (5, -1, "warm-up of -1 steps must be shorter")):
+        with pytest.raises(ValueError, match=message):
+            cosine_schedule(1.0, 0.0, total_steps=total, warmup_steps=warmup)
+
+
 def test_a_relative_data_folder_is_recorded_as_the_folder_it_names(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert TrainConfig(method="mae", data="folder:imgs").data == f"folder:{tmp_path / 'imgs'}"
@@ -252,6 +264,16 @@ def test_numpy_numbers_in_a_config_are_recorded_as_python_numbers(tmp_path):
     torch.load(tmp_path / "run" / "checkpoint.train_state.pt", weights_only=True)
 
 
+def test_python_numbers_converts_numbers_inside_containers_and_keeps_bools_and_tuples():
+    from fractions import Fraction
+
+    from vitprobe.json_safe import python_numbers
+
+    out = python_numbers({"a": (np.int64(2), np.float32(0.5)), "b": [True, np.bool_(False), Fraction(1, 4)], "c": "x"})
+    assert out == {"a": (2, 0.5), "b": [True, False, 0.25], "c": "x"}
+    assert [type(v) for v in out["a"]] == [int, float] and [type(v) for v in out["b"]] == [bool, bool, float]
+
+
 def test_the_student_trains_with_stochastic_depth_and_the_teacher_without(tmp_path):
     made: list[Objective] = []
 
@@ -362,6 +384,22 @@ def test_train_leaves_the_callers_generators_grad_mode_and_determinism_as_they_w
         torch.use_deterministic_algorithms(False)
     assert torch.equal(torch.get_rng_state(), before[0])
     assert np.array_equal(np.random.get_state()[1], before[1]) and random.getstate() == before[2]
+
+
+def test_seeded_draws_what_each_generator_seeded_alone_draws():
+    """Inside ``seeded(s)`` Python's, NumPy's and torch's global generators draw what fresh ones
+    seeded with s draw (NumPy's with s mod 2**32, the largest seed it takes)."""
+    import random
+
+    from vitprobe.seeding import check_seed, seeded
+
+    for seed in (0, 5, 2**33 + 2**31 + 7):
+        with seeded(seed):
+            drawn = (random.random(), np.random.random(), torch.rand(3))
+        assert drawn[0] == random.Random(seed).random()
+        assert drawn[1] == np.random.RandomState(seed % 2**32).random_sample()
+        assert torch.equal(drawn[2], torch.rand(3, generator=torch.Generator().manual_seed(seed)))
+    assert type(check_seed(np.int64(7))) is int and check_seed(np.int64(7)) == 7
 
 
 def test_a_given_dataset_is_recorded_as_the_runs_data(tmp_path):
@@ -689,6 +727,128 @@ def test_a_run_that_leaves_many_images_out_of_each_epoch_says_so(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         run_toy(tmp_path / "even", epochs=1, batch_size=8)
+
+
+def test_only_whole_rows_under_a_training_logs_header_are_read(tmp_path):
+    from vitprobe.train.monitor import is_training_log, read_log
+
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,step,loss,lr,wd,momentum,acc\n0,0,1,1,0,,0.5\n"
+                   "0,1,1,1,0,,0.5,7\n"  # a field too many
+                   "0,x,1,1,0,,0.5\n"  # a step that is no whole number
+                   "0,3,1,1,0,\n", encoding="utf-8")  # a field too few (the last line of a killed run)
+    assert is_training_log(log)
+    assert [r["step"] for r in read_log(log)[1]] == ["0"]
+    for text in (b"epoch,step,time\n0,0,1\n", b"epoch,step,loss,lr,wd\n", b"\xff\xfeepoch,step\n"):
+        log.write_bytes(text)
+        assert not is_training_log(log), text
+    assert not is_training_log(tmp_path / "missing.csv")
+
+
+def test_the_log_keeps_its_first_rows_columns_each_once(tmp_path):
+    """A metric named like a base column is not a second column; one the first row lacked is left out."""
+    from vitprobe.train.monitor import Monitor, read_log
+
+    monitor = Monitor(tmp_path, True, 2, 0, 1, lambda means: [], progress=False)
+    monitor.step(0, 0, 1.0, 0.1, 0.0, None, {"loss": 9.0, "acc": 0.5})
+    monitor.step(0, 1, 2.0, 0.1, 0.0, 0.99, {"acc": 0.6, "extra": 1.0})
+    monitor.close()
+    columns, rows = read_log(tmp_path / "log.csv")
+    assert columns == ["epoch", "step", "loss", "lr", "wd", "momentum", "acc"]
+    assert [(r["loss"], r["momentum"], r["acc"]) for r in rows] == [("1.0", "", "0.5"), ("2.0", "0.99", "0.6")]
+
+
+def test_a_monitor_other_than_rank_zeros_neither_writes_nor_prints_and_epoch_means_average_steps(tmp_path, capsys):
+    from vitprobe.train.monitor import Monitor, read_log
+    from vitprobe.train.objectives import collapse_warnings
+
+    log = "epoch,step,loss,lr,wd,momentum\n0,0,1,1,0,\n0,1,1,1,0,\n0,2,1,1,0,\n"
+    (tmp_path / "log.csv").write_text(log, encoding="utf-8")
+    seen = []
+
+    def warn(means: dict[str, float]) -> list:
+        seen.append(means)
+        return collapse_warnings(means, 256)
+
+    silent = Monitor(tmp_path, False, 4, 1, 1, warn, progress=False)  # rank 1 of a resumed run
+    for step, std in ((1, 1e-5), (2, 3e-5)):
+        silent.step(0, step, 1.0, 0.1, 0.0, None, {"emb_std": std})
+    said = silent.end_epoch(0)
+    silent.step(1, 3, 1.0, 0.1, 0.0, None, {"emb_std": 0.06})
+    assert silent.end_epoch(1) == []
+    silent.close()
+    assert seen == [{"emb_std": pytest.approx(2e-5)}, {"emb_std": pytest.approx(0.06)}]
+    assert len(said) == 1 and said[0].startswith("contrastive collapse")
+    assert "".join(capsys.readouterr()) == ""
+    assert (tmp_path / "log.csv").read_text(encoding="utf-8") == log  # rank 0 alone keeps the log
+    # rank 0 resuming where the log is gone starts one from the resumed step
+    (tmp_path / "new").mkdir()
+    fresh = Monitor(tmp_path / "new", True, 4, 2, 1, lambda means: [], progress=False)
+    fresh.step(0, 2, 1.0, 0.1, 0.0, None, {})
+    fresh.close()
+    assert [r["step"] for r in read_log(tmp_path / "new" / "log.csv")[1]] == ["2"]
+    # warnings said before a resume in another form are passed over, not misread
+    Monitor(tmp_path, False, 4, 0, 1, warn, progress=False, said=["epoch x: contrastive collapse", "2: x"]).close()
+
+
+def test_the_growth_warning_compares_with_the_first_loss_when_it_is_positive(tmp_path, capsys):
+    from vitprobe.train.monitor import Monitor
+
+    def warned(losses: list[float], enabled: bool = True) -> bool:
+        monitor = Monitor(tmp_path, enabled, len(losses), 0, 1, lambda means: [], progress=False)
+        for step, loss in enumerate(losses):
+            monitor.step(0, step, loss, 0.1, 0.0, None, {})
+        monitor.close()
+        return "the run is diverging" in "".join(capsys.readouterr())
+
+    assert warned([1.0, 101.0])
+    assert not warned([1.0, 99.0])
+    assert not warned([1.0, 0.001, 50.0])  # from the first loss, not the lowest
+    assert not warned([-1.0, 5.0])  # a loss that starts below 0 gives no scale
+    assert not warned([1.0, 500.0], enabled=False)  # ranks other than 0 say nothing
+
+
+def test_an_infinite_loss_stops_the_run_saying_whether_a_checkpoint_is_kept():
+    from vitprobe.train.monitor import check_finite
+
+    check_finite(3.0, 0, 0, None)
+    with pytest.raises(TrainingDivergedError, match=r"^loss became inf at epoch 1 step 7; no checkpoint was "
+                                                    r"written yet; start a new --out"):
+        check_finite(float("inf"), 1, 7, None)
+    with pytest.raises(TrainingDivergedError, match=r"^loss became -inf at epoch 0 step 2; the last checkpoint with a "
+                                                    r"finite loss, ckpt.safetensors, is kept"):
+        check_finite(float("-inf"), 0, 2, Path("ckpt.safetensors"))
+
+
+def test_a_lock_is_held_once_taken_again_after_release_and_names_its_holder(tmp_path):
+    import fcntl
+    import os
+
+    from vitprobe.train.run_lock import LOCK_FILE, RunLock
+
+    (tmp_path / LOCK_FILE).write_text("a longer line left by an earlier holder\n", encoding="ascii")
+    lock, other = RunLock(), RunLock()
+    lock.acquire(tmp_path)
+    lock.acquire(tmp_path)  # a no-op once held
+    assert (tmp_path / LOCK_FILE).read_text(encoding="ascii") == f"{os.getpid()}\n"
+    lock.release()
+    lock.acquire(tmp_path)
+    open_files = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    with pytest.raises(OutputExistsError, match=rf"another process \(pid {os.getpid()}\) is training"):
+        other.acquire(tmp_path)
+    if open_files is not None:  # the refused lock's file is closed
+        assert len(os.listdir("/proc/self/fd")) == open_files
+    lock.release()
+    fd = os.open(tmp_path / LOCK_FILE, os.O_RDWR)
+    try:
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a holder that has not written its pid yet
+        with pytest.raises(OutputExistsError, match=r"another process \(pid unknown\)"):
+            other.acquire(tmp_path)
+    finally:
+        os.close(fd)
+    other.acquire(tmp_path)
+    other.release()
 
 
 def test_every_log_every_th_step_is_logged(tmp_path):

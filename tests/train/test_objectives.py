@@ -618,6 +618,7 @@ def _gather_worker(rank: int, world: int, init: str, q: torch.Tensor, k: torch.T
         gathered.sum().backward()
         loss = info_nce(local_q.detach(), local_k, 0.2)
         center = all_reduce_mean(local_k.mean(0))
+        assert not all_reduce_mean(local_q * 2).requires_grad  # the mean carries no gradient
         out[rank] = (gathered.detach(), local_q.grad, loss, center)
     finally:
         dist.destroy_process_group()

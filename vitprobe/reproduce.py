@@ -26,7 +26,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from vitprobe.claims import Verdict, evaluate, resolve_label
 from vitprobe.data.spec import relative_path_note
@@ -276,6 +276,12 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
     return report
 
 
+def _compared(check: Mapping[str, Any], runs: Mapping[str, Any]) -> list[str]:
+    """The keys of the runs a claim's ``check`` compares: its ``greater`` and ``than``, or every
+    run (``peak_inside``)."""
+    return [k for k in ((check["greater"], check["than"]) if "greater" in check else runs) if k in runs]
+
+
 def _unless_on_other_grids(verdict: Verdict, claim: Any, recipe: Recipe, runs: dict,
                            labels: dict[str, str]) -> Verdict:
     """``verdict``, or undecided where the claim compares models analysed on grids that its
@@ -289,8 +295,7 @@ def _unless_on_other_grids(verdict: Verdict, claim: Any, recipe: Recipe, runs: d
     bound = None if analysis is None else analyzer_class(analysis).grid_bound
     if bound is None:
         return verdict
-    keys = [k for k in ((claim.check["greater"], claim.check["than"]) if "greater" in claim.check else runs)
-            if k in runs and isinstance(runs[k].checkpoint.get("arch"), dict)]
+    keys = [k for k in _compared(claim.check, runs) if isinstance(runs[k].checkpoint.get("arch"), dict)]
     grids = [_grid_of(runs[k], analysis, bound) for k in keys]
     if len(set(grids)) < 2:
         return verdict
@@ -312,8 +317,7 @@ def _unless_uninformative(verdict: Verdict, claim: Any, recipe: Recipe, runs: di
     analysis = analysis_giving(metric, recipe.analyses)
     if analysis is None or verdict.agrees is None:
         return verdict
-    keys = [k for k in ((claim.check["greater"], claim.check["than"]) if "greater" in claim.check else runs)
-            if k in runs and analysis in runs[k]]
+    keys = [k for k in _compared(claim.check, runs) if analysis in runs[k]]
     for outcome, (metrics, why) in analyzer_class(analysis).uninformative_when.items():
         if metric in metrics and keys and all(runs[k][analysis].protocol.get(outcome) is True for k in keys):
             return Verdict(None, f"{verdict.detail}; undecided: every model compared has {outcome} "
@@ -454,7 +458,7 @@ def _report_html(recipe: Recipe, runs: dict, tables: dict, verdicts: list[Verdic
         shown.add(claim.figure)
         figure = (f"<img src='figures/{esc(claim.figure)}.png' alt='{esc(claim.figure)}'>"
                   if claim.figure in drawn else "<p>(not drawn: its analysis did not run on this data)</p>")
-        compared = {claim.check["greater"], claim.check["than"]} if "greater" in claim.check else set(runs)
+        compared = _compared(claim.check, runs)
         label = resolve_label(claim.check, tables).get("label")
         caveats = "".join(f"<p><i>Read with:</i> {esc(run.label)}: {esc(w)}</p>" for key, run in runs.items()
                           if key in compared for w in run.meta.get("analysis_warnings", [])

@@ -15,7 +15,8 @@ from vitprobe.errors import DataError
 
 def resolve_dataset(spec: str, image_size: int, mean: Sequence[float] = IMAGENET_MEAN,
                     std: Sequence[float] = IMAGENET_STD, split: str | None = None) -> VitprobeDataset:
-    """The dataset a spec names (recorded as :class:`DataSpec` ``text``), with images of image_size x image_size normalised (x - mean) / std.
+    """The dataset a spec names (recorded as :class:`DataSpec` ``text``), with images of
+    image_size x image_size normalised (x - mean) / std.
 
     ``split`` picks a part: synthetic train/val (independent streams of N images), digits
     train/val (80/20), folder ``PATH/<split>``, VOC's ImageSets list (default val). A VOC

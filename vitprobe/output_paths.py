@@ -34,9 +34,16 @@ ANALYSIS_MARKERS = ("run.json", "runs.json")
 BROWSER_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 
 
+# The prefix of the empty folder made and removed at once to test that a folder is writable:
+# another process of the same command (a torchrun rank) may see it for that instant.
+WRITE_CHECK_PREFIX = ".vitprobe-write-check-"
+
+
 def user_entries(folder: Path) -> list[Path]:
-    """The entries of ``folder``, less the files a file browser left there (``BROWSER_FILES``)."""
-    return [entry for entry in folder.iterdir() if entry.name not in BROWSER_FILES]
+    """The entries of ``folder``, less the files a file browser left there (``BROWSER_FILES``)
+    and the write checks of processes testing it (``WRITE_CHECK_PREFIX``)."""
+    return [entry for entry in folder.iterdir()
+            if entry.name not in BROWSER_FILES and not entry.name.startswith(WRITE_CHECK_PREFIX)]
 
 
 def is_analysis_output(folder: Path) -> bool:
@@ -58,7 +65,7 @@ def _check_writable(path: Path, folder: Path) -> None:
     writable = os.access(folder, os.W_OK | os.X_OK)
     if writable:
         try:
-            os.rmdir(tempfile.mkdtemp(dir=folder, prefix=".vitprobe-write-check-"))
+            os.rmdir(tempfile.mkdtemp(dir=folder, prefix=WRITE_CHECK_PREFIX))
         except OSError as err:
             writable, problem = False, err.strerror or type(err).__name__
     if not writable:

@@ -68,6 +68,21 @@ def test_a_file_browsers_own_files_neither_fill_a_folder_nor_stop_an_overwrite(t
     assert (out / "run.json").is_file() and _siblings(out) == []
 
 
+def test_another_processs_write_check_does_not_fill_a_folder(tmp_path):
+    """Each torchrun rank tests that --out is writable by making and removing an empty folder in
+    it; rank 0, checking that a new run's folder is empty at that instant, must not see one."""
+    from vitprobe.output_paths import WRITE_CHECK_PREFIX, check_output_folder
+    from vitprobe.train.engine import _check_new_run_folder
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / f"{WRITE_CHECK_PREFIX}x1y2").mkdir()  # rank 1's, between its mkdtemp and rmdir
+    _check_new_run_folder(check_output_folder(out))
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="notes.txt, which a training run would mix with"):
+        _check_new_run_folder(out)
+
+
 def test_overwrite_replaces_the_old_folder(tmp_path, run):
     out = tmp_path / "out"
     run.save(out)

@@ -135,23 +135,6 @@ def temp_prefix(path: Path, kind: str) -> str:
     return f".{path.name}.{kind}-{host}+{os.getpid()}+"
 
 
-def temp_file_beside(path: Path) -> Path:
-    """An empty temp file in ``path``'s folder (created if missing), with ``path``'s suffix (so
-    writers that append a missing suffix, such as ``numpy.savez``, keep the name); see
-    :func:`publish_file`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path, "tmp"), suffix=path.suffix)
-    os.close(fd)
-    return Path(tmp)
-
-
-def publish_file(tmp: Path, path: Path) -> None:
-    """Give the written ``tmp`` mode ``0o666 & ~umask`` (writers may have recreated it) and
-    rename it to ``path`` in one step."""
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-
-
 def fsync_path(path: Path) -> None:
     """Flush a file's (or a folder's) contents to disk."""
     fd = os.open(path, os.O_RDONLY)
@@ -162,16 +145,22 @@ def fsync_path(path: Path) -> None:
 
 
 def write_atomically(path: Path, write: Callable[[Path], object], *, durable: bool = False) -> Path:
-    """``write(tmp)`` into :func:`temp_file_beside` ``path``, then :func:`publish_file` it as
+    """``write(tmp)`` into an empty temp file beside ``path`` (its folder made if missing; the
+    same suffix, so that writers which append a missing one, such as ``numpy.savez``, keep the
+    name), give it mode ``0o666 & ~umask`` (writers may have recreated it) and rename it to
     ``path``: the file is its previous self or complete, never part-written, and a write that
     fails leaves no temp file. ``durable`` also fsyncs the file before the rename and its folder
     after it (a checkpoint that must survive a power cut). Returns ``path``."""
-    tmp = temp_file_beside(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path, "tmp"), suffix=path.suffix)
+    os.close(fd)
+    tmp = Path(name)
     try:
         write(tmp)
         if durable:
             fsync_path(tmp)
-        publish_file(tmp, path)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

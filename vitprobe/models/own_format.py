@@ -32,8 +32,9 @@ _META_DEFAULTS: dict[str, Any] = {"objective": "none", "objective_revision": Non
 
 
 def save_encoder(path: str | os.PathLike[str], model: nn.Module, arch: ArchSpec,
-                 meta: Mapping[str, Any]) -> Path:
-    """Write ``model``'s weights and metadata to ``path`` atomically (temp file + os.replace).
+                 meta: Mapping[str, Any], *, durable: bool = False) -> Path:
+    """Write ``model``'s weights and metadata to ``path`` atomically (temp file + os.replace;
+    ``durable``: fsync'd, see :func:`vitprobe.output_paths.write_atomically`).
 
     ``meta`` may hold the keys of ``_META_DEFAULTS`` (missing ones take their defaults); other
     keys are a programming error.
@@ -47,7 +48,7 @@ def save_encoder(path: str | os.PathLike[str], model: nn.Module, arch: ArchSpec,
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
     return write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata={
-        METADATA_KEY: json.dumps(header, sort_keys=True)}))
+        METADATA_KEY: json.dumps(header, sort_keys=True)}), durable=durable)
 
 
 def parse_header(path: Path, header: Any) -> tuple[ArchSpec, dict[str, Any]]:

@@ -46,8 +46,7 @@ def save_checkpoint(out: Path, encoder: nn.Module, arch: ArchSpec, meta: Mapping
     try:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        save_encoder(staging / ENCODER_FILE, encoder, arch, meta)
-        fsync_path(staging / ENCODER_FILE)
+        save_encoder(staging / ENCODER_FILE, encoder, arch, meta, durable=True)
         write_atomically(staging / STATE_FILE, lambda tmp: torch.save(dict(train_state), tmp), durable=True)
         write_atomically(staging / MARKER, lambda tmp: tmp.write_bytes(b"ok\n"), durable=True)
     except OSError as err:
@@ -76,9 +75,7 @@ def recover(out: Path) -> None:
 
 def save_final(out: Path, encoder: nn.Module, arch: ArchSpec, meta: Mapping[str, Any]) -> Path:
     """``<out>/final.safetensors``: the encoder at the end of training (atomic, fsync'd)."""
-    path = save_encoder(out / FINAL_FILE, encoder, arch, meta)
-    fsync_path(path)
-    return path
+    return save_encoder(out / FINAL_FILE, encoder, arch, meta, durable=True)
 
 
 def has_checkpoint(out: Path) -> bool:

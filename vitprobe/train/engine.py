@@ -100,16 +100,64 @@ class ViewsDataset(Dataset):
         return self.views(self.base[index]["image"], g)
 
 
-def run_plan(config: TrainConfig, arch: ArchSpec, epochs: int, steps_per_epoch: int, global_batch: int,
-             peak_lr: float, warmup_epochs: int) -> str:
+@dataclasses.dataclass(frozen=True)
+class _Schedule:
+    """A run's length and its per-step values: lr[t], weight decay wd[t] and (where a teacher
+    moves) EMA momentum m[t], each a cosine from its start to its end over the run."""
+    epochs: int
+    steps_per_epoch: int
+    global_batch: int
+    peak_lr: float
+    warmup_epochs: int
+    lr: np.ndarray
+    weight_decay: np.ndarray
+    momentum: np.ndarray | None
+
+    @property
+    def total(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+def _schedule(config: TrainConfig, optim: Mapping[str, Any], images: int, world_size: int,
+              moves_teacher: bool) -> _Schedule:
+    """The schedule of ``config`` on ``images`` images in ``world_size`` processes: whole global
+    batches per epoch; peak lr = ``--lr``, else base_lr x global batch / 256, after
+    ``warmup_epochs`` of linear warm-up; momentum to 1 only where a teacher moves (not a hybrid at
+    lambda 0)."""
+    global_batch = config.batch_size * world_size
+    steps_per_epoch = _steps_per_epoch(images, config.data, global_batch)
+    epochs = config.total_epochs()
+    total = epochs * steps_per_epoch
+    peak_lr = config.lr if config.lr is not None else optim["base_lr"] * global_batch / 256
+    return _Schedule(
+        epochs=epochs, steps_per_epoch=steps_per_epoch, global_batch=global_batch, peak_lr=peak_lr,
+        warmup_epochs=optim["warmup_epochs"],
+        lr=cosine_schedule(peak_lr, optim["min_lr"], total, optim["warmup_epochs"] * steps_per_epoch),
+        weight_decay=cosine_schedule(optim["weight_decay"], optim["weight_decay_end"], total),
+        momentum=(cosine_schedule(optim["momentum"], 1.0, total)
+                  if optim["momentum"] is not None and moves_teacher else None))
+
+
+def _warn_left_out(schedule: _Schedule, images: int, data: str) -> None:
+    """Warn where whole global batches leave out at least LEFT_OUT_WARNED of the images each epoch."""
+    used = schedule.steps_per_epoch * schedule.global_batch
+    if images - used >= LEFT_OUT_WARNED * images:
+        warn_user(f"each epoch trains on {used} of the {images} images of {data} (whole global batches of "
+                  f"{schedule.global_batch}; another {images - used} are left out each epoch); a batch size "
+                  "that divides the image count uses them all")
+
+
+def run_plan(config: TrainConfig, arch: ArchSpec, schedule: _Schedule) -> str:
     """One line saying what a run will do, before it starts (a full preset runs for days)."""
     model = f"preset {config.preset_name}" if config.preset_name else config.arch
+    global_batch = schedule.global_batch
     return (f"training {config.method} ({model}: ViT {arch.img_size} px, patch {arch.patch_size}, width "
-            f"{arch.embed_dim}, {arch.depth} blocks) on {config.data}: {plural(epochs, 'epoch')} x "
-            f"{plural(steps_per_epoch, 'step')} of {global_batch} images"
-            + (f" ({global_batch // config.batch_size} processes x {config.batch_size})" if global_batch != config.batch_size else "")
-            + f", peak lr {peak_lr:.3g} after "
-            f"{plural(warmup_epochs, 'warm-up epoch')} -> {config.out}")
+            f"{arch.embed_dim}, {arch.depth} blocks) on {config.data}: {plural(schedule.epochs, 'epoch')} x "
+            f"{plural(schedule.steps_per_epoch, 'step')} of {global_batch} images"
+            + (f" ({global_batch // config.batch_size} processes x {config.batch_size})"
+               if global_batch != config.batch_size else "")
+            + f", peak lr {schedule.peak_lr:.3g} after "
+            f"{plural(schedule.warmup_epochs, 'warm-up epoch')} -> {config.out}")
 
 
 def resolve_arch(config: TrainConfig) -> ArchSpec:
@@ -279,11 +327,10 @@ def _steps_per_epoch(images: int, data: str, global_batch: int) -> int:
     return images // global_batch
 
 
-def _report_complete(out: Path, done: int, epochs: int, is_main: bool) -> Path:
-    """Say (on the main process) that the run in ``out`` has nothing left to do; its final weights."""
+def _report_complete(out: Path, what: str, is_main: bool) -> None:
+    """Say (on the main process) that the run in ``out`` has nothing left to do, and ``what`` shows it."""
     if is_main:
-        print(f"{out}: the run is complete ({done} of {epochs} epochs); nothing to do")
-    return out / ckpt.FINAL_FILE
+        print(f"{out}: the run is complete ({what}); nothing to do")
 
 
 def _finished_without_its_pair(out: Path) -> bool:
@@ -383,6 +430,84 @@ def _build_objective(config: TrainConfig, arch: ArchSpec, env: distributed.DistE
     return sync_batchnorm(objective, env.device, env.world_size)
 
 
+@dataclasses.dataclass
+class _Start:
+    """Where a run starts: its first epoch, the checkpoint a divergence falls back to, the
+    collapse warnings said so far, and whether nothing is left to run."""
+    epoch: int = 0
+    last_checkpoint: Path | None = None
+    warned: list[str] = dataclasses.field(default_factory=list)
+    complete: bool = False
+
+
+def _restore(out: Path, config: TrainConfig, env: distributed.DistEnv, epochs: int, in_force: dict[str, Any],
+             given_dataset: bool, objective: Objective, optimizer: torch.optim.Optimizer,
+             scaler: torch.amp.GradScaler) -> _Start:
+    """Check the saved run in ``out`` against ``config`` and load its objective, optimiser, scaler
+    and generators; a finished run (on any process count, or whose checkpoint pair was deleted)
+    is only checked and reported complete."""
+    if _finished_without_its_pair(out):
+        _report_complete(out, f"{ckpt.FINAL_FILE}; the checkpoint pair that --resume reads was deleted",
+                         env.is_main)
+        return _Start(complete=True)
+    state = ckpt.load_train_state(out)
+    complete = state["epoch"] >= epochs and (out / ckpt.FINAL_FILE).is_file()
+    if complete and state["world_size"] != env.world_size:  # nothing left to run, on any process count
+        _check_resume(config, state, state["world_size"], env.device,  # the peak lr follows the process count
+                      {k: v for k, v in in_force.items() if k != "lr"}, given_dataset=given_dataset)
+        _report_complete(out, f"{state['epoch']} of {epochs} epochs", env.is_main)
+        return _Start(complete=True)
+    _check_resume(config, state, env.world_size, env.device, in_force, given_dataset=given_dataset)
+    try:
+        objective.load_state_dict(state["objective"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:  # saved by another objective version
+        raise CheckpointError(f"{out}: the saved train state does not fit this version's "
+                              f"{config.method} objective ({brief_reason(err)}); start a new "
+                              "--out") from None
+    scaler.load_state_dict(state["scaler"])
+    ckpt.restore_rng(state["rng"])
+    if complete:
+        _report_complete(out, f"{state['epoch']} of {epochs} epochs", env.is_main)
+    return _Start(epoch=state["epoch"], last_checkpoint=out / ckpt.ENCODER_FILE,
+                  warned=list(state.get("warnings", [])),  # absent from states saved before it was kept
+                  complete=complete)
+
+
+def _start_folder(out: Path, config: TrainConfig, lock: RunLock, plan: str | None) -> None:
+    """Create and lock ``out`` (if new), write its config.json, and print ``plan`` if given."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputExistsError(f"{out}: cannot create the output folder ({brief_reason(err)}); "
+                                "choose another --out") from None
+    lock.acquire(out)  # a new folder: locked before the first file is written
+    write_atomically(out / "config.json",
+                     lambda tmp: tmp.write_bytes(json.dumps(config.resolved(), sort_keys=True).encode()),
+                     durable=True)
+    if plan is not None:  # what will run, once nothing stands in its way
+        print(plan, file=sys.stderr)
+
+
+def _optimiser_step(loss: torch.Tensor, objective: Objective, optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler, clip_grad: float, info: StepInfo) -> None:
+    """Backpropagate ``loss`` (scaled for fp16), clip the gradients to ``clip_grad`` (per tensor
+    or by their global norm, as the objective says; none at 0), let the objective act on them,
+    and step the optimiser."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if clip_grad:
+        scaler.unscale_(optimizer)
+        trainable = [p for group in optimizer.param_groups for p in group["params"]]
+        if objective.per_tensor_clip:
+            clip_per_tensor(trainable, clip_grad)
+        else:
+            nn.utils.clip_grad_norm_(trainable, clip_grad)
+    objective.after_backward(info)
+    scaler.step(optimizer)
+    scaler.update()
+
+
 def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: Dataset | None,
          objective_factory: ObjectiveFactory | None, progress: bool, lock: RunLock) -> Path:
     given_dataset = dataset is not None
@@ -398,79 +523,29 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
         from vitprobe.data import resolve_dataset
 
         dataset = resolve_dataset(config.data, arch.img_size, IMAGENET_MEAN, IMAGENET_STD)
-
-    global_batch = config.batch_size * env.world_size
-    steps_per_epoch = _steps_per_epoch(len(dataset), config.data, global_batch)  # type: ignore[arg-type]
-    left_out = len(dataset) - steps_per_epoch * global_batch  # type: ignore[arg-type]
-    if env.is_main and not resume and left_out >= LEFT_OUT_WARNED * len(dataset):  # type: ignore[arg-type]
-        warn_user(f"each epoch trains on {steps_per_epoch * global_batch} of the {len(dataset)} images of "  # type: ignore[arg-type]
-                  f"{config.data} (whole global batches of {global_batch}; another {left_out} are left out each "
-                  "epoch); a batch size that divides the image count uses them all")
-    epochs = config.total_epochs()
-    total = epochs * steps_per_epoch
-    peak_lr = config.lr if config.lr is not None else optim["base_lr"] * global_batch / 256
-    lr_at = cosine_schedule(peak_lr, optim["min_lr"], total, optim["warmup_epochs"] * steps_per_epoch)
-    wd_at = cosine_schedule(optim["weight_decay"], optim["weight_decay_end"], total)
-    m_at = (cosine_schedule(optim["momentum"], 1.0, total)  # none where no teacher moves (a hybrid at lambda 0)
-            if optim["momentum"] is not None and objective.momentum_pairs() else None)
-
-    groups = param_groups(objective)
-    trainable = [p for g in groups for p in g["params"]]
-    optimizer = adamw(groups, peak_lr, optim["betas"], env.device)
+    images = len(dataset)  # type: ignore[arg-type]
+    schedule = _schedule(config, optim, images, env.world_size, bool(objective.momentum_pairs()))
+    if env.is_main and not resume:
+        _warn_left_out(schedule, images, config.data)
+    optimizer = adamw(param_groups(objective), schedule.peak_lr, optim["betas"], env.device)
     scaler = torch.amp.GradScaler(env.device.type, enabled=dtype == torch.float16)
 
     from vitprobe.json_safe import jsonable  # tuples as lists: saved and current values compare equal
 
     in_force = {"hparams": jsonable({**{k: v for k, v in objective.hparams.items() if k != "lam"},
                                      **optim}),  # the optimiser's values as used (a preset's warm-up)
-                "lr": peak_lr, "revisions": revisions,
+                "lr": schedule.peak_lr, "revisions": revisions,
                 "drop_path": objective.stochastic_depth(),  # the rate applied (the hybrid's hparam is None: mixed)
-                "images": len(dataset)}  # type: ignore[arg-type]  # a folder that changed changes the steps per epoch
-    start_epoch, last_ckpt = 0, None
-    warned: list[str] = []  # the collapse warnings of every epoch so far, kept in each checkpoint
+                "images": images}  # a folder that changed changes the steps per epoch
     # The checks above only read; from here the folder is changed.
     distributed.on_rank_zero(lambda: lock.acquire(out) if out.is_dir() else None)
+    start = _Start()
     if resume:
-        if _finished_without_its_pair(out):
-            if env.is_main:
-                print(f"{out}: the run is complete ({ckpt.FINAL_FILE}; the checkpoint pair that --resume reads "
-                      "was deleted); nothing to do")
+        start = _restore(out, config, env, schedule.epochs, in_force, given_dataset, objective, optimizer, scaler)
+        if start.complete:
             return out / ckpt.FINAL_FILE
-        state = ckpt.load_train_state(out)
-        complete = state["epoch"] >= epochs and (out / ckpt.FINAL_FILE).is_file()
-        if complete and state["world_size"] != env.world_size:  # nothing left to run, on any process count
-            _check_resume(config, state, state["world_size"], env.device,  # the peak lr follows the process count
-                          {k: v for k, v in in_force.items() if k != "lr"}, given_dataset=given_dataset)
-            return _report_complete(out, state["epoch"], epochs, env.is_main)
-        _check_resume(config, state, env.world_size, env.device, in_force, given_dataset=given_dataset)
-        try:
-            objective.load_state_dict(state["objective"])
-            optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as err:  # saved by another objective version
-            raise CheckpointError(f"{out}: the saved train state does not fit this version's "
-                                  f"{config.method} objective ({brief_reason(err)}); start a new "
-                                  "--out") from None
-        scaler.load_state_dict(state["scaler"])
-        ckpt.restore_rng(state["rng"])
-        start_epoch, last_ckpt = state["epoch"], out / ckpt.ENCODER_FILE
-        warned = list(state.get("warnings", []))  # absent from states saved before it was kept
-        if complete:
-            return _report_complete(out, start_epoch, epochs, env.is_main)
-    def start_folder() -> None:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise OutputExistsError(f"{out}: cannot create the output folder ({brief_reason(err)}); "
-                                    "choose another --out") from None
-        lock.acquire(out)  # a new folder: locked before the first file is written
-        write_atomically(out / "config.json",
-                         lambda tmp: tmp.write_bytes(json.dumps(config.resolved(), sort_keys=True).encode()),
-                         durable=True)
-        if progress and not resume:  # what will run, once nothing stands in its way
-            print(run_plan(config, arch, epochs, steps_per_epoch, global_batch, peak_lr, optim["warmup_epochs"]),
-                  file=sys.stderr)
-
-    distributed.on_rank_zero(start_folder)
+    plan = run_plan(config, arch, schedule) if progress and not resume else None
+    distributed.on_rank_zero(lambda: _start_folder(out, config, lock, plan))
 
     model: nn.Module = objective
     if env.world_size > 1:
@@ -479,62 +554,53 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
             find_unused_parameters=objective.leaves_parameters_unused())
     views = ViewsDataset(dataset, objective.views, config.seed)
     K = objective.collapse_dim
-    monitor = Monitor(out, env.is_main, total, start_epoch * steps_per_epoch, config.log_every,
+    steps, total, warned = schedule.steps_per_epoch, schedule.total, start.warned
+    monitor = Monitor(out, env.is_main, total, start.epoch * steps, config.log_every,
                       lambda means: collapse_warnings(means, K, objective.hparams.get("momentum")), progress,
                       said=warned)
 
     def meta(epoch: int) -> dict[str, Any]:
         return {"objective": config.method, "objective_revision": objective.revision,
                 "config": config.resolved(), "in_force": in_force, "epoch": epoch,
-                "step": epoch * steps_per_epoch, "warnings": warned, "world_size": env.world_size}
+                "step": epoch * steps, "warnings": warned, "world_size": env.world_size}
 
+    last_ckpt = start.last_checkpoint
     retain_freed_memory()  # each step frees its activations; the next one reuses them
     try:
-        for epoch in range(start_epoch, epochs):
+        for epoch in range(start.epoch, schedule.epochs):
             loader = DataLoader(
                 views, batch_size=config.batch_size, num_workers=config.num_workers,
-                sampler=EpochShard(len(dataset), config.batch_size, env.rank,  # type: ignore[arg-type]
-                                   env.world_size, config.seed, epoch),
+                sampler=EpochShard(images, config.batch_size, env.rank, env.world_size, config.seed, epoch),
                 generator=torch.Generator().manual_seed(derive_seed(config.seed, epoch)),
                 pin_memory=env.device.type == "cuda")
             for i, batch in enumerate(distributed.shard_batches(loader)):
-                t = epoch * steps_per_epoch + i
-                info = StepInfo(epoch=epoch, step=t, steps_per_epoch=steps_per_epoch,
-                                total_steps=total, progress=t / total)
+                t = epoch * steps + i
+                info = StepInfo(epoch=epoch, step=t, steps_per_epoch=steps, total_steps=total, progress=t / total)
+                lr, wd = float(schedule.lr[t]), float(schedule.weight_decay[t])
                 for group in optimizer.param_groups:
-                    group["lr"] = float(lr_at[t])
-                    group["weight_decay"] = float(wd_at[t]) if group["decay"] else 0.0
+                    group["lr"] = lr
+                    group["weight_decay"] = wd if group["decay"] else 0.0
                 torch.manual_seed(derive_seed(config.seed, _STEP, t, env.rank))
                 with torch.autocast(env.device.type, dtype=dtype or torch.float32,
                                     enabled=dtype is not None):
                     loss, metrics = model(distributed.to_device(batch, env.device), info)
                 loss_value, metrics = distributed.global_means(loss, metrics, env)
                 check_finite(loss_value, epoch, t, last_ckpt)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if optim["clip_grad"]:
-                    scaler.unscale_(optimizer)
-                    if objective.per_tensor_clip:
-                        clip_per_tensor(trainable, optim["clip_grad"])
-                    else:
-                        nn.utils.clip_grad_norm_(trainable, optim["clip_grad"])
-                objective.after_backward(info)
-                scaler.step(optimizer)
-                scaler.update()
-                momentum = float(m_at[t]) if m_at is not None else None
+                _optimiser_step(loss, objective, optimizer, scaler, optim["clip_grad"], info)
+                momentum = float(schedule.momentum[t]) if schedule.momentum is not None else None
                 if momentum is not None:
                     objective.update_momentum(momentum)
-                monitor.step(epoch, t, loss_value, float(lr_at[t]), float(wd_at[t]), momentum,
-                             metrics)
+                monitor.step(epoch, t, loss_value, lr, wd, momentum, metrics)
             warned.extend(f"epoch {epoch}: {text}" for text in monitor.end_epoch(epoch))
-            if (epoch + 1) % config.save_every == 0 or epoch + 1 == epochs:
+            if (epoch + 1) % config.save_every == 0 or epoch + 1 == schedule.epochs:
                 last_ckpt = distributed.on_rank_zero(lambda: ckpt.save_checkpoint(
                     out, objective.export_encoder(), arch, meta(epoch + 1),
                     {"objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
                      "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                     "step": (epoch + 1) * steps_per_epoch, "rng": ckpt.capture_rng(),
+                     "step": (epoch + 1) * steps, "rng": ckpt.capture_rng(),
                      "config": config.resolved(), "in_force": in_force, "warnings": warned,
                      "world_size": env.world_size}))
     finally:
         monitor.close()
-    return distributed.on_rank_zero(lambda: ckpt.save_final(out, objective.export_encoder(), arch, meta(epochs)))
+    return distributed.on_rank_zero(lambda: ckpt.save_final(out, objective.export_encoder(), arch,
+                                                            meta(schedule.epochs)))

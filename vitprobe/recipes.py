@@ -107,6 +107,38 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _overridden(raw: dict[str, Any], quick: bool, data: str | None, train_overrides: dict[str, Any] | None,
+                seed: int | None, where: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The recipe ``raw`` with ``--quick`` (its ``quick:`` block merged over it, the block's
+    ``train:`` under ``train_overrides``) and ``--data`` applied, and the training overrides with
+    ``--seed`` in them."""
+    if seed is not None:
+        train_overrides = _merge(train_overrides or {}, {"seed": seed})
+    if quick and not raw.get("quick"):
+        warn_user(f"{where}: --quick, but the recipe has no quick: block, so it runs at full size")
+    if quick and raw.get("quick"):
+        _check_spec(raw.get("data"), where)  # the full-size data, unread under --quick, checked for form
+        quick_block = _mapping(raw["quick"], "quick", where)
+        train_overrides = _merge(_mapping(quick_block.pop("train", {}), "quick.train", where),
+                                 train_overrides or {})
+        raw = _merge(raw, quick_block)
+    if data:
+        raw["data"] = data
+    return raw, train_overrides
+
+
+def _figures(value: Any, trains_gmml: bool, where: str) -> list[str]:
+    """The recipe's ``figures:``, each one of EXTRA_FIGURES (reconstructions only beside a GMML model)."""
+    figures = list(_listed(value, "figures", where))
+    for fig in figures:
+        if fig not in EXTRA_FIGURES:
+            raise ConfigError(f"{where}: unknown figure {fig!r}; recipe figures: {list(EXTRA_FIGURES)}")
+    if "reconstructions" in figures and not trains_gmml:
+        raise ConfigError(f"{where}: figures: reconstructions draws what GMML's decoder rebuilds, and no "
+                          "model trains with method gmml; drop it or add a gmml model")
+    return figures
+
+
 def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None = None,
                 checkpoints: dict[str, str] | None = None,
                 train_overrides: dict[str, Any] | None = None,
@@ -141,17 +173,7 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
         from vitprobe.seeding import check_seed
 
         seed = check_seed(seed)
-        train_overrides = _merge(train_overrides or {}, {"seed": seed})
-    if quick and not raw.get("quick"):
-        warn_user(f"{where}: --quick, but the recipe has no quick: block, so it runs at full size")
-    if quick and raw.get("quick"):
-        _check_spec(raw.get("data"), where)  # the full-size data, unread under --quick, checked for form
-        quick_block = _mapping(raw["quick"], "quick", where)
-        train_overrides = _merge(_mapping(quick_block.pop("train", {}), "quick.train", where),
-                                 train_overrides or {})
-        raw = _merge(raw, quick_block)
-    if data:
-        raw["data"] = data
+    raw, train_overrides = _overridden(raw, quick, data, train_overrides, seed, where)
     for key in ("name", "data", "analyses"):
         if key not in raw:
             raise ConfigError(f"{where}: missing required key {key!r}")
@@ -189,13 +211,7 @@ def load_recipe(name_or_path: str | Path, quick: bool = False, data: str | None 
     analysis_params = _params(_merge(own, given), analyses, where)
     if depths:
         _check_param_blocks(analysis_params, min(depths.values()), where)
-    figures = list(_listed(raw.get("figures", []), "figures", where))
-    for fig in figures:
-        if fig not in EXTRA_FIGURES:
-            raise ConfigError(f"{where}: unknown figure {fig!r}; recipe figures: {list(EXTRA_FIGURES)}")
-    if "reconstructions" in figures and not trains_gmml:
-        raise ConfigError(f"{where}: figures: reconstructions draws what GMML's decoder rebuilds, and no "
-                          "model trains with method gmml; drop it or add a gmml model")
+    figures = _figures(raw.get("figures", []), trains_gmml, where)
     extra = _extra_figure_stems(models, figures, analyses, "sweep" in raw)
     deepest = max(depths.values()) if depths else None
     claims = [_claim(c, models, analyses, skipped, {*analyses, *extra}, label_names, deepest, f"{where}: claim {i}",

@@ -274,6 +274,36 @@ def _keeping_warnings(prepare: Callable[..., AnalysisPlan]) -> Callable[..., Ana
     return kept
 
 
+def _check_options(data: Any, batch_size: int | None,
+                   analyzer_params: Mapping[str, Mapping[str, Any]] | None) -> int:
+    """The batch size to use (DEFAULT_BATCH_SIZE if none; a DataLoader's own), after checking it
+    and that ``analyzer_params`` maps each analysis to a mapping."""
+    from vitprobe.analyzers import list_analyzers
+
+    if isinstance(data, DataLoader) and batch_size not in (None, data.batch_size):
+        raise ConfigError(f"batch_size={batch_size!r} is for data vitprobe batches itself; this DataLoader "
+                          f"batches by {data.batch_size}: leave batch_size out, or pass the loader's Dataset")
+    if analyzer_params is not None and not (isinstance(analyzer_params, Mapping) and all(
+            isinstance(values, Mapping) for name, values in analyzer_params.items()
+            if name in list_analyzers())):  # a name that is no analysis gets its own error later
+        raise ConfigError("analyzer_params maps an analysis to a dict of its parameters, e.g. "
+                          f"{{'knn': {{'k': 10}}}}, got {analyzer_params!r}")
+    return check_whole(DEFAULT_BATCH_SIZE if batch_size is None else batch_size, "batch size")
+
+
+def _checkpoint_record(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run's protocol records of its checkpoint: path, format, arch, sha256, the key it
+    was read from, where its head count came from, what was resampled, and the collapse
+    warnings its training saw."""
+    from vitprobe.models.loading import training_warnings
+
+    report = checkpoint.get("report", {})
+    warned = training_warnings(report)
+    return {**{k: checkpoint[k] for k in ("path", "format", "arch", "sha256") if k in checkpoint},
+            **{k: report[k] for k in ("key", "num_heads_from", "resampled") if k in report},
+            **({"training_warnings": warned} if warned else {})}
+
+
 @_keeping_warnings
 def prepare_analysis(
     model_or_path: nn.Module | str | os.PathLike[str],
@@ -290,21 +320,12 @@ def prepare_analysis(
     are seeded by ``seed`` meanwhile and restored afterwards (as in :func:`run_analysis`).
     What this warns of (skipped files, skipped analyses, the data's normalisation) is said and
     kept in the plan's ``warnings``, for the run's record."""
-    from vitprobe.analyzers import list_analyzers
     from vitprobe.capture import at_image_size, model_info
     from vitprobe.data.items import check_item
     from vitprobe.seeding import check_seed, seeded
 
-    if isinstance(data, DataLoader) and batch_size not in (None, data.batch_size):
-        raise ConfigError(f"batch_size={batch_size!r} is for data vitprobe batches itself; this DataLoader "
-                          f"batches by {data.batch_size}: leave batch_size out, or pass the loader's Dataset")
-    batch_size = check_whole(DEFAULT_BATCH_SIZE if batch_size is None else batch_size, "batch size")
+    batch_size = _check_options(data, batch_size, analyzer_params)
     seed = check_seed(seed)
-    if analyzer_params is not None and not (isinstance(analyzer_params, Mapping) and all(
-            isinstance(values, Mapping) for name, values in analyzer_params.items()
-            if name in list_analyzers())):  # a name that is no analysis gets its own error below
-        raise ConfigError("analyzer_params maps an analysis to a dict of its parameters, e.g. "
-                          f"{{'knn': {{'k': 10}}}}, got {analyzer_params!r}")
     from vitprobe.distributed import resolve_device
 
     dev = resolve_device(str(device), int(os.environ.get("LOCAL_RANK", "0")))
@@ -335,16 +356,10 @@ def prepare_analysis(
     spec = str(facts.get("spec", "the dataset"))
     names, skipped, every = _analysis_names(analyses, has_masks, label_names, spec)
     params = _params_of(names, analyzer_params)
-    from vitprobe.models.loading import training_warnings
-
-    warned = training_warnings(checkpoint.get("report", {}))  # a collapse its training saw
     protocol = {
         "dataset": facts,
         "image_size": info.img_size,
-        "checkpoint": {**{k: checkpoint[k] for k in ("path", "format", "arch", "sha256") if k in checkpoint},
-                       **{k: checkpoint["report"][k] for k in ("key", "num_heads_from", "resampled")
-                          if k in checkpoint.get("report", {})},
-                       **({"training_warnings": warned} if warned else {})},
+        "checkpoint": _checkpoint_record(checkpoint),
         "batch_size": loader.batch_size,
         "seed": seed,
         "device": dev.type,

@@ -133,6 +133,45 @@ def warn_skipped(spec: str, bad: list[tuple[Path, str]], what: str = "unreadable
     warn_user(f"dataset {spec!r}: skipped {len(bad)} {what}: {shown}")
 
 
+def _warn_of_layout(spec: str, root: Path, classes: list[str], loose: list[Path],
+                    repeated: list[tuple[str, str]], other_formats: Counter[str]) -> None:
+    """Warn of what the folder's layout leaves out or reads once: a VOC or split layout read as
+    classes, loose images beside class folders, files reached again through links, and files in
+    formats vitprobe does not read."""
+    _warn_if_voc(spec, root)
+    if classes and loose:
+        warn_user(f"dataset {spec!r}: left out {len(loose)} image(s) directly in {root} (e.g. "
+                  f"{loose[0].name}): with class folders, every image must be in one")
+    _warn_if_splits(spec, root, classes)
+    if repeated and classes:
+        path, target = repeated[0]
+        warn_user(f"dataset {spec!r}: {len(repeated)} folder(s) or file(s) reached again through symbolic "
+                  f"links were read once, under the class folder that holds them, else the first that "
+                  f"reaches them (e.g. {path} is {target})")
+    if other_formats:
+        formats = ", ".join(f"{s} {n}" for s, n in sorted(other_formats.items()))
+        warn_user(f"dataset {spec!r}: left out {sum(other_formats.values())} file(s) in formats "
+                  f"vitprobe does not read ({formats}); convert them to PNG or JPEG to include them")
+
+
+def _readable(groups: list[list[Path]]) -> tuple[list[Path], list[int], list[tuple[Path, str]]]:
+    """The readable files of ``groups`` (group i holds class i's images), their labels, and the
+    unreadable ones with the reason."""
+    verdicts = iter(check_images([file for group in groups for file in group]))
+    files: list[Path] = []
+    targets: list[int] = []
+    bad: list[tuple[Path, str]] = []
+    for label, group in enumerate(groups):
+        for file in group:
+            reason = next(verdicts)
+            if reason is None:
+                files.append(file)
+                targets.append(label)
+            else:
+                bad.append((file, reason))
+    return files, targets, bad
+
+
 class FolderDataset(VitprobeDataset):
     """Class sub-folders in sorted order give label ids; images are checked once when built.
 
@@ -168,33 +207,8 @@ class FolderDataset(VitprobeDataset):
         super().__init__(spec, image_size, mean, std, class_names={"class": classes} if classes else {},
                          has_masks=False, split=split)
         self.root = root
-        _warn_if_voc(spec, root)
-        if classes and loose:
-            warn_user(f"dataset {spec!r}: left out {len(loose)} image(s) directly in {root} (e.g. "
-                      f"{loose[0].name}): with class folders, every image must be in one")
-        _warn_if_splits(spec, root, classes)
-        if repeated and classes:
-            path, target = repeated[0]
-            warn_user(f"dataset {spec!r}: {len(repeated)} folder(s) or file(s) reached again through symbolic "
-                      f"links were read once, under the class folder that holds them, else the first that "
-                      f"reaches them (e.g. {path} is {target})")
-        if other_formats:
-            formats = ", ".join(f"{s} {n}" for s, n in sorted(other_formats.items()))
-            warn_user(f"dataset {spec!r}: left out {sum(other_formats.values())} file(s) in formats "
-                      f"vitprobe does not read ({formats}); convert them to PNG or JPEG to include them")
-        groups = [in_folders[name] for name in classes] if classes else [loose]
-        verdicts = iter(check_images([file for group in groups for file in group]))
-        self.files: list[Path] = []
-        targets: list[int] = []
-        bad: list[tuple[Path, str]] = []
-        for label, group in enumerate(groups):
-            for file in group:
-                reason = next(verdicts)
-                if reason is None:
-                    self.files.append(file)
-                    targets.append(label)
-                else:
-                    bad.append((file, reason))
+        _warn_of_layout(spec, root, classes, loose, repeated, other_formats)
+        self.files, targets, bad = _readable([in_folders[name] for name in classes] if classes else [loose])
         self.skipped = len(bad)
         if not self.files and classes and loose:
             raise DataError(f"dataset {spec!r}: no readable image in the sub-folders of {root} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import numbers
 import os
 import re
@@ -60,6 +61,29 @@ class AnalyzerDefinitionError(TypeError):
 
 class OutputExistsError(VitprobeError):
     """The output directory already holds a run and --overwrite was not given."""
+
+
+class OutputWriteError(VitprobeError):
+    """A file or folder of vitprobe's output could not be written (disk full, no permission):
+    "cannot write {where} ({reason}); [{note}; ]{remedy}, or choose another --out", the remedy
+    following the error number ``code``."""
+
+    def __init__(self, where: str, reason: str, code: int | None, note: str = "") -> None:
+        self.where, self.reason, self.code, self.note = where, reason, code, note
+        super().__init__(f"cannot write {where} ({reason}); {note + '; ' if note else ''}{self.remedy}, "
+                         "or choose another --out")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, int | None, str]]:  # pickled by its parts
+        return type(self), (self.where, self.reason, self.code, self.note)
+
+    @property
+    def remedy(self) -> str:
+        """What to do about it in place: free space, make the folder writable, or check it."""
+        if self.code in (errno.ENOSPC, errno.EDQUOT):
+            return "free some space on its disk"
+        if self.code in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return "make its folder writable"
+        return "check its folder"
 
 
 def is_whole(value: object) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -22,7 +23,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vitprobe.errors import OutputExistsError, abbreviate, warn_user
+from vitprobe.errors import OutputExistsError, OutputWriteError, abbreviate, warn_user
 
 
 # Files that mark a folder as written by vitprobe's analysis side (a run, a comparison).
@@ -149,11 +150,15 @@ def write_atomically(path: Path, write: Callable[[Path], object], *, durable: bo
     same suffix, so that writers which append a missing one, such as ``numpy.savez``, keep the
     name), give it mode ``0o666 & ~umask`` (writers may have recreated it) and rename it to
     ``path``: the file is its previous self or complete, never part-written, and a write that
-    fails leaves no temp file. ``durable`` also fsyncs the file before the rename and its folder
+    fails leaves no temp file; one that fails for the file system (disk full, no permission)
+    raises OutputWriteError. ``durable`` also fsyncs the file before the rename and its folder
     after it (a checkpoint that must survive a power cut). Returns ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path, "tmp"), suffix=path.suffix)
-    os.close(fd)
+    make_folder(path.parent)
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path, "tmp"), suffix=path.suffix)
+        os.close(fd)
+    except OSError as err:
+        raise write_error(path, err) from None
     tmp = Path(name)
     try:
         write(tmp)
@@ -161,12 +166,64 @@ def write_atomically(path: Path, write: Callable[[Path], object], *, durable: bo
             fsync_path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+        if durable:
+            fsync_path(path.parent)
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
-        raise
-    if durable:
-        fsync_path(path.parent)
+        failure = write_failure(err)
+        if failure is None:
+            raise
+        raise OutputWriteError(str(path), *failure) from None
     return path
+
+
+def make_folder(path: Path) -> Path:
+    """``path`` made as a folder (with its parents; one already there is kept); where the file
+    system refuses, OutputWriteError."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(path, err) from None
+    return path
+
+
+def _os_failure(err: OSError) -> tuple[str, int | None]:
+    """``(reason, error number)`` of an OSError."""
+    return (os.strerror(err.errno) if err.errno else str(err)), err.errno
+
+
+def write_error(path: Path, err: OSError) -> OutputWriteError:
+    """The OutputWriteError of an OSError met while writing ``path``."""
+    return OutputWriteError(str(path), *_os_failure(err))
+
+
+def write_torch(obj: object, path: Path, *, durable: bool = False) -> Path:
+    """``torch.save(obj)`` to ``path`` by :func:`write_atomically`, into a file Python opened, so
+    that a file system's failure arrives as its OSError (torch's own file writer says only
+    "iostream error")."""
+    import torch
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as file:
+            torch.save(obj, file)
+
+    return write_atomically(path, write, durable=durable)
+
+
+def write_failure(err: BaseException) -> tuple[str, int | None] | None:
+    """``(reason, error number)`` of an error the file system raised while writing: an OSError
+    (or another error raised while handling one, as torch's writer does), or safetensors' own
+    error around one (its "(os error N)"); None for any other error."""
+    cause = err
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    if isinstance(cause, OSError):
+        return _os_failure(cause)
+    if type(err).__name__ == "SafetensorError":  # safetensors' writer wraps the OSError in its own
+        found = re.search(r"\(os error (\d+)\)", str(err))
+        code = int(found.group(1)) if found else None
+        return (os.strerror(code) if code else str(err).splitlines()[0]), code
+    return None
 
 
 def temp_folder_beside(path: Path) -> Path:
@@ -250,10 +307,17 @@ def atomic_output(out: str | os.PathLike[str], overwrite: bool = False) -> Itera
     ``out`` (only with ``overwrite``) is moved aside and deleted after the new one is in place.
     """
     out = check_output(out, overwrite)
-    tmp = temp_folder_beside(out)
+    try:
+        tmp = temp_folder_beside(out)
+    except OSError as err:
+        raise write_error(out, err) from None
     try:
         yield tmp
         check_output(out, overwrite)
+    except OutputWriteError as err:  # named by the output, not the temp folder that is removed
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputWriteError(str(out), err.reason, err.code,
+                               "the folder there is left as it was" if out.exists() else "") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -380,3 +380,59 @@ def test_one_atomic_writer_keeps_the_suffix_the_mode_and_fsyncs_only_when_durabl
     assert marker.read_bytes() == b"ok\n"
     assert [p.parent for p in synced] == [tmp_path, tmp_path.parent] and synced[1] == tmp_path
     assert synced[0].name.startswith(".COMPLETE.tmp-")  # the temp file, before its rename
+
+
+_LIMITED = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.RLIM_INFINITY))
+from vitprobe.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _with_file_size_limit(limit: int, args: list[str], cwd) -> subprocess.CompletedProcess:
+    """``vitprobe <args>`` in a process whose files may not grow past ``limit`` bytes: the file
+    system's real failure (EFBIG; Python ignores SIGXFSZ), as a full disk would give."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "-c", _LIMITED, str(limit), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _one_line_error(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    return done.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="RLIMIT_FSIZE on Linux")
+def test_a_file_system_that_refuses_a_write_gives_one_line_and_leaves_nothing_half_written(tmp_path):
+    """Where the disk refuses a write (here a file size limit; ENOSPC alike): analyze, export and
+    train each end in one line naming the output and the reason, with no temp file left and an
+    existing output as it was. safetensors and torch.save wrap the OSError in errors of their
+    own; they are recognised."""
+    import torch
+
+    from vitprobe.models.architecture import ArchSpec, build_model
+    from vitprobe.models.own_format import save_encoder
+
+    arch = ArchSpec(family="vit", patch_size=8, embed_dim=32, depth=2, num_heads=2, img_size=32)
+    torch.manual_seed(0)
+    checkpoint = save_encoder(tmp_path / "tiny.safetensors", build_model(arch), arch, {})
+    analyze = ["analyze", "--checkpoint", str(checkpoint), "--data", "synthetic:16", "--analyses", "attention_nmi",
+               "--out", "a"]
+    old = tmp_path / "a"
+    old.mkdir()
+    (old / "run.json").write_text("{}")
+    line = _one_line_error(_with_file_size_limit(4000, [*analyze, "--overwrite"], tmp_path))  # a figure is larger
+    assert line == (f"vitprobe: error: cannot write {os.path.join('a')} (File too large); the folder there is left "
+                    "as it was; check its folder, or choose another --out")
+    assert [p.name for p in old.iterdir()] == ["run.json"]
+    line = _one_line_error(_with_file_size_limit(4000, ["export", "--checkpoint", str(checkpoint), "--format", "mae",
+                                                       "--out", "e.pth"], tmp_path))
+    assert line == "vitprobe: error: cannot write e.pth (File too large); check its folder, or choose another --out"
+    line = _one_line_error(_with_file_size_limit(60000, ["train", "--method", "mae", "--data", "synthetic:16",
+                                                        "--epochs", "1", "--batch-size", "8", "--out", "t"], tmp_path))
+    assert line == ("vitprobe: error: could not write the checkpoint in t (File too large); no checkpoint was "
+                    "written there yet: check its folder, then rerun the same command")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "t", "tiny.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == [".lock", "config.json", "log.csv"]

@@ -758,6 +758,26 @@ def test_the_log_keeps_its_first_rows_columns_each_once(tmp_path):
     assert [(r["loss"], r["momentum"], r["acc"]) for r in rows] == [("1.0", "", "0.5"), ("2.0", "0.99", "0.6")]
 
 
+def test_a_log_row_the_file_system_refuses_says_what_is_kept_and_how_to_go_on(tmp_path):
+    """A full disk between checkpoints fails the log's append: one line naming the log, the
+    reason and what to rerun (--resume where a checkpoint is kept; it drops a torn row)."""
+    from vitprobe.errors import CheckpointError
+    from vitprobe.train.checkpointing import STATE_FILE
+    from vitprobe.train.monitor import Monitor
+
+    (tmp_path / "log.csv").mkdir()  # opening it for writing fails as a refusing disk would
+    monitor = Monitor(tmp_path, True, 2, 0, 1, lambda means: [], progress=False)
+    with pytest.raises(CheckpointError) as fresh:
+        monitor.step(0, 0, 1.0, 0.1, 0.0, None, {})
+    assert str(fresh.value) == (f"could not write log.csv in {tmp_path} (Is a directory); no checkpoint was written "
+                                "there yet: check its folder, then rerun the same command")
+    (tmp_path / STATE_FILE).write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"the previous checkpoint there is kept: check its folder, then "
+                                              r"rerun with --resume$"):
+        monitor.step(0, 1, 1.0, 0.1, 0.0, None, {})
+    monitor.close()
+
+
 def test_a_monitor_other_than_rank_zeros_neither_writes_nor_prints_and_epoch_means_average_steps(tmp_path, capsys):
     from vitprobe.train.monitor import Monitor, read_log
     from vitprobe.train.objectives import collapse_warnings

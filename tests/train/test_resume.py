@@ -223,7 +223,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
     def save_until_disk_full(obj, f, *args, **kwargs):
         calls.append(1)
         if len(calls) == 2:  # the second checkpoint: half a file, then ENOSPC
-            Path(f).write_bytes(b"\0" * 1000)
+            f.write(b"\0" * 1000)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_save(obj, f, *args, **kwargs)
 

@@ -36,7 +36,7 @@ from vitprobe.models.formats.model_entry import MAE_MODELS
 from vitprobe.models.formats.mocov3 import MOCO_ARCHS
 from vitprobe.models.loading import EXPORTED_TRAINING, interpret
 from vitprobe.models.reading import read_checkpoint
-from vitprobe.output_paths import check_parent_folders, write_atomically
+from vitprobe.output_paths import check_parent_folders, write_torch
 from vitprobe.json_safe import jsonable
 
 Tensors = dict[str, torch.Tensor]
@@ -148,4 +148,4 @@ def export_checkpoint(src: str | os.PathLike[str], fmt: str, out: str | os.PathL
         warn_user(f"{src}: trained with {training['objective']}, exported in the {fmt} layout, which loaders "
                   f"will take for a {fmt} checkpoint; its training record goes with it ({EXPORTED_TRAINING})")
     obj = {**build(it.state_dict, it.spec, training), EXPORTED_TRAINING: jsonable(training)}
-    return write_atomically(out, lambda tmp: torch.save(obj, tmp))
+    return write_torch(obj, out)

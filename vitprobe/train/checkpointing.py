@@ -10,7 +10,6 @@ reader always finds two files of the same step.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import random
@@ -22,10 +21,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from vitprobe.errors import CheckpointError, brief_reason
+from vitprobe.errors import CheckpointError, OutputWriteError, brief_reason
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.models.own_format import METADATA_KEY, save_encoder
-from vitprobe.output_paths import fsync_path, write_atomically
+from vitprobe.output_paths import fsync_path, make_folder, write_atomically, write_torch
 
 STEM = "checkpoint"
 ENCODER_FILE = f"{STEM}.safetensors"
@@ -39,25 +38,31 @@ def save_checkpoint(out: Path, encoder: nn.Module, arch: ArchSpec, meta: Mapping
                     train_state: Mapping[str, Any]) -> Path:
     """Replace the checkpoint pair in ``out`` as one unit; returns the encoder path.
 
-    On an OSError (disk full, permissions) the previous pair is kept and a one-line
-    CheckpointError is raised.
+    Where the file system fails (disk full, permissions) the previous pair, if any, is kept and
+    a one-line CheckpointError is raised.
     """
     staging = out / STAGING_DIR
     try:
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        make_folder(staging)
         save_encoder(staging / ENCODER_FILE, encoder, arch, meta, durable=True)
-        write_atomically(staging / STATE_FILE, lambda tmp: torch.save(dict(train_state), tmp), durable=True)
+        write_torch(dict(train_state), staging / STATE_FILE, durable=True)
         write_atomically(staging / MARKER, lambda tmp: tmp.write_bytes(b"ok\n"), durable=True)
-    except OSError as err:
+    except OutputWriteError as err:
         shutil.rmtree(staging, ignore_errors=True)
-        reason = os.strerror(err.errno) if err.errno else str(err)
-        hint = "free some space" if err.errno == errno.ENOSPC else "check the folder"
-        raise CheckpointError(f"could not write the checkpoint in {out} ({reason}); the previous "
-                              f"checkpoint there is kept: {hint}, then rerun with --resume"
-                              ) from None
+        raise save_failed(out, "the checkpoint", err) from None
     recover(out)
     return out / ENCODER_FILE
+
+
+def save_failed(out: Path, what: str, err: OutputWriteError) -> CheckpointError:
+    """The error of a failed write of ``what`` in the run folder ``out``: what is kept there, and
+    how to go on (--resume from the kept checkpoint, else the same command again)."""
+    kept = has_checkpoint(out)
+    return CheckpointError(
+        f"could not write {what} in {out} ({err.reason}); "
+        + ("the previous checkpoint there is kept" if kept else "no checkpoint was written there yet")
+        + f": {err.remedy}, then rerun " + ("with --resume" if kept else "the same command"))
 
 
 def recover(out: Path) -> None:
@@ -75,7 +80,10 @@ def recover(out: Path) -> None:
 
 def save_final(out: Path, encoder: nn.Module, arch: ArchSpec, meta: Mapping[str, Any]) -> Path:
     """``<out>/final.safetensors``: the encoder at the end of training (atomic, fsync'd)."""
-    return save_encoder(out / FINAL_FILE, encoder, arch, meta, durable=True)
+    try:
+        return save_encoder(out / FINAL_FILE, encoder, arch, meta, durable=True)
+    except OutputWriteError as err:
+        raise save_failed(out, FINAL_FILE, err) from None
 
 
 def has_checkpoint(out: Path) -> bool:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from vitprobe.errors import VitprobeError
-from vitprobe.output_paths import write_atomically
+from vitprobe.output_paths import write_atomically, write_error
+from vitprobe.train.checkpointing import save_failed
 from vitprobe.progress import progress_bar
 from vitprobe.train.collapse import COLLAPSE_KINDS, Collapse
 
@@ -150,11 +151,14 @@ class Monitor:
         new_file = self.columns is None
         if new_file:
             self.columns = BASE_COLUMNS + sorted(set(metrics) - set(BASE_COLUMNS))
-        with open(self.path, "a" if not new_file else "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
+        try:
+            with open(self.path, "a" if not new_file else "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+                if new_file:
+                    writer.writeheader()
+                writer.writerow(row)
+        except OSError as err:  # a row torn here is dropped by --resume
+            raise save_failed(self.path.parent, LOG_FILE, write_error(self.path, err)) from None
 
     def _check_growth(self, step: int, loss: float) -> None:
         """Warn once when the loss exceeds GROWTH_WARNING times its first value: every built-in

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.util
 import io
 import sys
 import time
+import types
+import warnings
 
+import pytest
 import tqdm
 import tqdm.auto
 
@@ -66,3 +72,58 @@ def test_a_jupyter_kernels_output_redraws_in_place_and_a_closed_stderr_draws_not
     monkeypatch.setattr(sys, "stderr", None)  # started with 2>&-
     bar = vitprobe.progress.progress_bar(range(3))
     assert bar.disable and list(bar) == [0, 1, 2]
+
+
+def test_a_closed_or_bare_stream_does_not_redraw_and_the_callers_settings_are_kept(monkeypatch) -> None:
+    closed = io.StringIO()
+    closed.close()  # isatty raises ValueError
+    assert not vitprobe.progress.redraws_in_place(closed)
+    assert not vitprobe.progress.redraws_in_place(object())  # no isatty at all
+    monkeypatch.setattr(vitprobe.progress, "find_spec", lambda name: None)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    bar = vitprobe.progress.progress_bar(range(2), disable=True)
+    assert bar.disable and list(bar) == [0, 1]
+    bar = vitprobe.progress.progress_bar(range(2), mininterval=5.0)  # a caller's own interval wins
+    assert bar.mininterval == 5.0 and bar.maxinterval == vitprobe.progress.FILE_INTERVAL_S
+    bar.close()
+
+
+class _WarningTqdmAuto(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Stands in for tqdm.auto in a kernel without ipywidgets: importing it warns, and is counted."""
+
+    def __init__(self) -> None:
+        self.imported = 0
+
+    def find_spec(self, name, path=None, target=None):
+        return importlib.util.spec_from_loader(name, self) if name == "tqdm.auto" else None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module) -> None:
+        self.imported += 1
+        warnings.warn("IProgress not found. Please update jupyter and ipywidgets.", UserWarning)
+
+
+@pytest.mark.parametrize("in_kernel,notebook_imported,widgets,imports", [
+    (True, False, False, 1), (False, False, False, 0), (True, True, False, 0), (True, False, True, 0)])
+def test_tqdm_auto_is_imported_quietly_only_in_a_kernel_without_ipywidgets(monkeypatch, in_kernel: bool,
+                                                                          notebook_imported: bool, widgets: bool,
+                                                                          imports: int) -> None:
+    fake = _WarningTqdmAuto()
+    monkeypatch.setattr(sys, "meta_path", [fake, *sys.meta_path])
+    monkeypatch.setattr(tqdm, "auto", tqdm.auto)  # restored after the stand-in is bound there
+    monkeypatch.delitem(sys.modules, "tqdm.auto")
+    for name, present in (("ipykernel.zmqshell", in_kernel), ("tqdm.autonotebook", notebook_imported)):
+        if present:
+            monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+        else:
+            monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(vitprobe.progress, "find_spec", lambda name: object() if widgets else None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vitprobe.progress.import_tqdm_auto_quietly()
+    assert fake.imported == imports and not caught
+    if not imports:  # the stand-in does warn where imported plainly
+        with pytest.warns(UserWarning, match="IProgress not found"):
+            importlib.import_module("tqdm.auto")

@@ -421,6 +421,47 @@ def test_a_list_label_reads_the_first_label_the_data_has() -> None:
     assert "cl: no label shape or class; it has digit" in missing.detail
 
 
+def test_select_rows_reads_the_named_frequency_and_rank_and_ignores_a_label_the_table_lacks() -> None:
+    """A frequency is matched exactly (0.5 is not 0.55), a rank axis is read at rank 1 unless the
+    check names another, and a table without labels is read whole for a check with a label."""
+    curve = pd.concat([_table("delta_log_amplitude", {4: v}, frequency=f) for f, v in ((0.5, -1.0), (0.55, -2.0))])
+    assert list(select_rows(curve, {"metric": "delta_log_amplitude", "frequency": 0.5})["value"]) == [-1.0]
+    assert list(select_rows(curve, {"metric": "delta_log_amplitude"})["value"]) == [-2.0]  # the highest
+    spectrum = pd.concat([_table("log_singular_value_token", {4: v}, rank=r) for r, v in ((1, 3.0), (2, 1.0))])
+    assert list(select_rows(spectrum, {"metric": "log_singular_value_token"})["value"]) == [3.0]
+    assert list(select_rows(spectrum, {"metric": "log_singular_value_token", "rank": 2})["value"]) == [1.0]
+    unlabelled = _table("nmi", {1: 0.1, 2: 0.2})
+    assert list(select_rows(unlabelled, {"metric": "nmi", "label": "shape", "layers": "last"})["layer"]) == [2]
+
+
+def test_a_rows_standard_error_needs_images_and_an_accuracy_in_percent() -> None:
+    from vitprobe.claims import row_standard_error, summary_value
+
+    assert row_standard_error({"metric": "attention_distance_px", "value": 3.0, "n": 4, "std": 1.0}) == 0.5
+    assert row_standard_error({"metric": "attention_distance_px", "value": 3.0, "n": 0, "std": 1.0}) is None
+    assert row_standard_error({"metric": "knn_top1", "value": 150.0, "n": 10}) is None  # not a percentage
+    assert row_standard_error({"metric": "knn_top1", "value": 50.0, "n": 10}) is not None
+    # one row without an error: the mean has none, rather than the others' errors averaged over all rows
+    rows = pd.concat([_table("attention_distance_px", {3: 10.0}, n=100, std=1.0),
+                      _table("attention_distance_px", {4: 12.0}, n=float("nan"), std=1.0)])
+    estimate = summary_value({"d": rows}, {"metric": "attention_distance_px"})
+    assert estimate.value == 11.0 and estimate.se is None and estimate.layers == (3, 4)
+
+
+def test_a_detail_names_given_layers_once_and_a_missing_layer_of_a_curve_read_at_its_highest_frequency() -> None:
+    tables = {"cl": {"a": _table("nmi", {4: 0.5})}, "mim": {"a": _table("nmi", {4: 0.1})}}
+    verdict = evaluate({"metric": "nmi", "layers": [4], "greater": "cl", "than": "mim"}, tables, {})
+    assert verdict.agrees is True and "(nmi, layers 4; +- 1 standard error" in verdict.detail
+
+    def fourier(value: float) -> dict:
+        return {"f": pd.concat([_table("delta_log_amplitude", {4: value}, frequency=f) for f in (0.25, 0.5)])}
+
+    missing = evaluate({"metric": "delta_log_amplitude", "layers": [9], "greater": "mim", "than": "cl"},
+                       {"cl": fourier(-1.0), "mim": fourier(-2.0)}, {})
+    assert missing.agrees is None
+    assert missing.detail.endswith("mim: no layer [9]; it has layers 4; cl: no layer [9]; it has layers 4")
+
+
 def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
     text = (RECIPE_DIR / "cl_vs_mim.yaml").read_text(encoding="utf-8")
     lines = text.splitlines()

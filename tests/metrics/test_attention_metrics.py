@@ -182,6 +182,26 @@ def test_bad_shapes_raise_one_line_errors():
         attention_nmi(torch.ones(3, 3))
 
 
+def test_the_patch_block_and_its_grid_are_checked_before_any_metric():
+    from vitprobe.metrics import patch_attention
+
+    uniform = torch.full((1, 1, 17, 17), 1 / 17)
+    with pytest.raises(ShapeError, match="grid 2x3 holds 6 patches but the tensor has 16"):
+        attention_distance(uniform, 16, grid=(2, 3))
+    with pytest.raises(ShapeError, match="must have 4 dimensions"):
+        attention_nmi(uniform[None])
+    with pytest.raises(ShapeError, match="square over tokens"):
+        attention_nmi(torch.full((1, 1, 17, 16), 1 / 16))
+    for prefix in (-1, 16, 17):  # none, or fewer than 2, patch tokens left
+        with pytest.raises(ShapeError, match="fewer than 2 patch tokens"):
+            attention_nmi(uniform, num_prefix_tokens=prefix)
+    torch.testing.assert_close(patch_attention(uniform, num_prefix_tokens=15), torch.full((1, 1, 2, 2), 0.5))
+    slightly = uniform.clone()
+    slightly[0, 0, 3, 5] = -1e-3  # a small negative entry is no probability either
+    with pytest.raises(MetricInputError, match="negative entries"):
+        attention_nmi(slightly)
+
+
 @pytest.mark.parametrize("metric", [attention_nmi, head_diversity, lambda a: attention_distance(a, 16)])
 def test_logits_or_nan_instead_of_probabilities_are_refused(metric):
     """Pre-softmax logits (negative entries) and NaN used to give silent numbers (NMI 0,

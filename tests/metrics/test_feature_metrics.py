@@ -208,6 +208,8 @@ def test_knn_in_chunks_of_test_rows_equals_one_block(monkeypatch):
 @pytest.mark.parametrize("change,message", [
     (dict(k=0), "k must be a whole number >= 1"),
     (dict(T=0.0), "T must be > 0"),
+    (dict(T="0.07"), "T must be > 0"),
+    (dict(T=True), "T must be > 0"),
     (dict(labels=torch.tensor([0.0, 1.0, 1.0])), "integers >= 0"),
     (dict(labels=torch.tensor([0, -1, 1])), "integers >= 0"),
     (dict(num_classes=2, labels=torch.tensor([0, 2, 1])), "outside num_classes=2"),
@@ -219,6 +221,20 @@ def test_knn_refuses_bad_inputs_in_one_line(change, message):
     extra = {k: args.pop(k) for k in ("k", "T", "num_classes") if k in args}
     with pytest.raises(MetricInputError, match=message):
         knn_predict(args["train"], args["labels"], args["test"], **extra)
+
+
+def test_patch_tokens_leave_at_least_two_patches_and_come_as_floating_point():
+    from vitprobe.metrics import patch_tokens
+
+    tokens = torch.arange(2 * 4 * 3).reshape(2, 4, 3)  # integers
+    patches = patch_tokens(tokens, num_prefix_tokens=2)
+    assert patches.dtype == torch.float32 and patches.tolist() == tokens[:, 2:].tolist()
+    assert patch_tokens(tokens.double(), num_prefix_tokens=1).dtype == torch.float64
+    for prefix in (-1, 3, 4):
+        with pytest.raises(ShapeError, match="fewer than 2 patch tokens"):
+            patch_tokens(tokens, num_prefix_tokens=prefix)
+    with pytest.raises(ShapeError, match="must have 3 dimensions"):
+        patch_tokens(tokens[None].float())
 
 
 def test_knn_and_distance_take_numpy_integers():

@@ -486,6 +486,35 @@ def test_one_folder_named_two_ways_or_seen_at_two_image_sizes_is_the_same_data()
             == "digits (b) | folder:imgs (a)")
 
 
+def test_settings_that_follow_from_another_architecture_are_not_named_but_the_rest_are():
+    """Between models of other depth or prefix tokens, the layer chosen and the prefix tokens
+    dropped follow from the model; a setting chosen by hand still differs."""
+    from vitprobe.comparability import setting_differences
+
+    shallow = {"checkpoint": {"arch": {"depth": 2, "reg_tokens": 0}}, "layer": 2, "num_prefix_tokens_dropped": 1,
+               "k": 20}
+    deep = {"checkpoint": {"arch": {"depth": 12, "reg_tokens": 4}}, "layer": 12, "num_prefix_tokens_dropped": 5,
+            "k": 20}
+    assert setting_differences([shallow, deep], ["s", "d"]) == []
+    assert setting_differences([shallow, {**deep, "k": 5}], ["s", "d"]) == ["k 20 (s) | 5 (d)"]
+    same_model = {**shallow, "layer": 1, "num_prefix_tokens_dropped": 0}  # one architecture: a real difference
+    assert setting_differences([shallow, same_model]) == ["layer 2 | 1", "num_prefix_tokens_dropped 1 | 0"]
+
+
+def test_the_same_data_recorded_in_another_key_order_or_form_is_told_apart_only_by_its_contents():
+    """A dataset's keys in another order are the same data; one given only by its spec beside
+    one described in full differs in no one key, so its contents are said to differ."""
+    from vitprobe.comparability import data_difference, setting_differences
+
+    described = {"spec": "digits", "n": 1797, "split": "val"}
+    reordered = {"split": "val", "n": 1797, "spec": "digits"}
+    assert data_difference([{"dataset": described}, {"dataset": reordered}]) is None
+    assert setting_differences([{"data_opts": {"a": 1, "b": 2}}, {"data_opts": {"b": 2, "a": 1}}]) == []
+    assert data_difference([{"dataset": "digits"}, {"dataset": described}]) == "digits, with different contents"
+    assert (data_difference([{"dataset": "digits"}, {"dataset": described}], ["a", "b"])
+            == "digits, with different contents (a | b)")
+
+
 def test_compare_warns_when_an_analysis_ran_with_other_settings(tmp_path, results):
     """Same data, knn with another k and device: the k is named (the device is how, not what,
     was measured), and knn.json keeps each run's protocol."""
@@ -621,7 +650,9 @@ def test_draw_refuses_what_it_cannot_draw_in_one_line(results):
             ("attn", [("a", nmi)], r"run 'a' holds the attention_nmi result"),
             ("attention_nmi", [("a", nmi), ("b", nmi), ("a", nmi)],
              r"draw\('attention_nmi', ...\): label 'a' is given twice, so the legend could not tell those runs "
-             r"apart; give each run its own label")]:
+             r"apart; give each run its own label"),
+            ("attention_nmi", "a", r"draw takes a list of \(run label, Result\) pairs, got str"),
+            ("attention_nmi", [(1, nmi)], r"draw takes \(run label, Result\) pairs, got tuple")]:
         with pytest.raises(ConfigError, match=message):
             draw(name, items)
 
@@ -710,3 +741,84 @@ def test_the_out_folder_of_reproduce_names_its_recipe_folders(tmp_path, results)
         load_runs(tmp_path / "rep")
     with pytest.raises(ConfigError, match="no run.json here or in its sub-folders"):
         load_runs(tmp_path)  # holds rep, which is no recipe's folder
+
+
+def test_the_per_head_dots_of_two_runs_sit_either_side_of_their_layer():
+    table = pd.DataFrame({"metric": "attention_distance_px", "layer": [1, 1, 2, 2], "head": [0, 1, 0, 1],
+                          "value": [1.0, 2.0, 3.0, 4.0]})
+    items = [(label, Result("attention_distance", table, {})) for label in ("a", "b")]
+    ax = draw("attention_distance", items).axes[0]
+    dots = [list(c.get_offsets()[:, 0]) for c in ax.collections]
+    assert dots == [pytest.approx([0.85, 0.85, 1.85, 1.85]), pytest.approx([1.15, 1.15, 2.15, 2.15])]
+
+
+def test_nmi_starts_at_zero_and_head_diversity_is_drawn_where_any_run_has_it():
+    nmi = pd.DataFrame({"metric": "nmi", "layer": [1, 2], "head": [0, 0], "value": [0.5, 0.6]})
+    diversity = pd.DataFrame({"metric": "head_diversity_jsd", "layer": [1, 2], "value": [0.2, 0.3]})
+    nmi_only = Result("attention_nmi", nmi, {})
+    both = Result("attention_nmi", pd.concat([nmi, diversity]), {})
+    one_head = Result("attention_nmi", pd.concat([nmi, diversity.assign(value=np.nan)]), {})
+    fig = draw("attention_nmi", [("a", nmi_only), ("b", both)])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["query dependence per head (0 = collapsed)", "pairwise JSD of heads (max log 2)"]
+    assert fig.axes[0].get_ylim()[0] == 0.0  # not zoomed onto 0.5..0.6
+    undefined = "undefined: one head,\nno pair of heads to compare"
+    assert [t.get_text() for t in draw("attention_nmi", [("a", one_head)]).axes[1].texts] == [undefined]
+    assert not draw("attention_nmi", [("a", one_head), ("b", both)]).axes[1].texts  # b's heads have pairs
+
+
+def _fourier(scale: float, frequency: float | None = None) -> Result:
+    """Layers 0 and 1, rows from the highest frequency down: 0 at 0, -scale * (layer + 1) * f / 0.5."""
+    rows = [{"metric": "delta_log_amplitude", "layer": layer, "frequency": f if frequency is None else frequency,
+             "value": -scale * (layer + 1) * f / 0.5} for layer in (0, 1) for f in (0.5, 0.25, 0.0)]
+    return Result("fourier", pd.DataFrame(rows), {})
+
+
+def test_fourier_reads_the_highest_frequency_and_draws_each_runs_curves_in_its_own_panel():
+    fig = draw("fourier", [("a", _fourier(1.0)), ("b", _fourier(2.0)), ("c", _fourier(1.0, frequency=np.nan))])
+    assert list(fig.axes[0].lines[0].get_ydata()) == [-1.0, -2.0]  # at 0.5 pi, not a mean over frequencies
+    assert list(fig.axes[0].lines[1].get_ydata()) == [-2.0, -4.0]
+    assert [ax.get_title() for ax in fig.axes[1:4]] == ["a", "b", ""]  # c has no frequency: its panel stays empty
+    assert not fig.axes[3].lines
+    curve = fig.axes[2].lines[0]  # b's layer 0, drawn from low to high frequency
+    assert list(curve.get_xdata()) == [0.0, 0.25, 0.5] and list(curve.get_ydata()) == [0.0, -1.0, -2.0]
+    ticks = fig.axes[1].xaxis.get_major_formatter()
+    assert ticks(0.0, 0) == "0" and ticks(0.5, 1) == "0.5π"
+
+
+def test_one_layer_still_gets_a_colour_bar_of_whole_blocks():
+    one = _fourier(1.0).table.query("layer == 1")
+    fig = draw("fourier", [("a", Result("fourier", one, {}))])
+    [bar] = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert bar.get_ylim() == (1.0, 2.0)
+
+
+def test_the_fallback_figure_draws_every_runs_metrics_and_a_table_without_layers_at_depth_0():
+    a = Result("novel", pd.DataFrame({"metric": ["m", "m"], "layer": [1, 2], "value": [0.1, 0.2], "n": [10, 20]}), {})
+    b = Result("novel", pd.DataFrame({"metric": ["m", "extra"], "layer": [1, 1], "value": [0.3, 0.4]}), {})
+    fig = draw("novel", [("a", a), ("b", b)])
+    assert [ax.get_ylabel() for ax in fig.axes] == ["m", "extra"]  # n is a count, not an axis averaged over
+    flat = Result("flat", pd.DataFrame({"metric": ["s"], "value": [0.7]}), {})
+    line = draw("flat", [("a", flat)]).axes[0].lines[0]
+    assert list(line.get_xdata()) == [0.0] and list(line.get_ydata()) == [0.7]
+
+
+def test_accuracy_as_a_fraction_without_labels_names_its_largest_held_out_count():
+    fraction = pd.DataFrame({"metric": "knn_top1", "layer": [1, 2], "value": [0.5, np.nan], "n": [10, 20]})
+    fig = draw("knn", [("a", Result("knn", fraction, {}))])
+    assert fig.axes[0].get_ylabel() == "top-1 accuracy, band ±1 SE\n(n=20 held out)"
+    assert legend_texts(fig) == ["a"]  # no label column: no entry for a label
+    assert not fig.axes[0].texts  # one finite value is enough: no "no finite value" note
+    uncounted = pd.DataFrame({"metric": "knn_top1", "layer": [1, 2], "value": [50.0, 60.0]})
+    assert draw("knn", [("a", Result("knn", uncounted, {}))]).axes[0].get_ylabel() == "top-1 accuracy (%), band ±1 SE"
+
+
+def test_spectra_leave_out_values_at_the_floor_and_name_their_run():
+    from vitprobe.metrics.spectrum import SPECTRUM_EPS
+
+    rows = [{"metric": "token_cosine", "layer": 1, "value": 0.5}]
+    rows += [{"metric": "log_singular_value_image", "layer": 1, "rank": k, "value": v}
+             for k, v in ((1, -1.0), (2, -2.0), (3, float(np.log(SPECTRUM_EPS))))]
+    fig = draw("token_similarity", [("a", Result("token_similarity", pd.DataFrame(rows), {}))])
+    [spectrum] = [ax for ax in fig.axes if ax.get_title() == "a: image level"]
+    assert list(spectrum.lines[0].get_xdata()) == [1, 2] and list(spectrum.lines[0].get_ydata()) == [-1.0, -2.0]

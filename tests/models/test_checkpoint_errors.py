@@ -110,21 +110,51 @@ def test_heads_given_against_a_stored_architecture_are_refused(tmp_path):
     assert model.vitprobe_info["report"]["num_heads_from"] == "stored in the checkpoint"
 
 
-@pytest.mark.parametrize("case_id", ["timm-pth", "mae-training"])
-@pytest.mark.parametrize("value", [float("inf"), float("nan")])
-def test_weights_that_are_not_finite_are_refused_naming_the_tensor(tmp_path, case_id, value):
-    """A diverged run's NaN or inf would make every feature after it NaN: refuse at load."""
+def _one_not_finite(value: float):
     def damaged(sd):
         sd["blocks.1.mlp.fc2.weight"][0, 0] = value
         return sd
 
-    made = make_case(next(c for c in CASES if c.id == case_id), tmp_path, mutate=damaged)
-    message = (r"blocks.1.mlp.fc2.weight holds 1 non-finite value \(NaN or inf\) of \d+; the weights are damaged "
+    return damaged
+
+
+def _stored_as(dtype: torch.dtype):
+    def converted(sd):
+        for name in ("blocks.0.attn.qkv.weight", "blocks.1.mlp.fc1.bias"):
+            sd[name] = sd[name].to(dtype)
+        return sd
+
+    return converted
+
+
+_NOT_FINITE = (r"blocks.1.mlp.fc2.weight holds 1 non-finite value \(NaN or inf\) of \d+; the weights are damaged "
                r"\(a training run that diverged\?\)")
+
+
+@pytest.mark.parametrize("case_id", ["timm-pth", "mae-training"])
+@pytest.mark.parametrize("damage, message", [
+    # a diverged run's NaN or inf would make every feature after it NaN
+    (_one_not_finite(float("inf")), _NOT_FINITE), (_one_not_finite(float("nan")), _NOT_FINITE),
+    # cast on load, int weights would be truncated (a small ViT's to zeros), complex ones lose their imaginary part
+    *[(_stored_as(dtype), rf"2 weights stored as {str(dtype).removeprefix('torch.')} \(first blocks.0.attn.qkv"
+                          r".weight\), where the model holds floating point; .* save the weights in float32, "
+                          r"float16 or bfloat16$") for dtype in (torch.int32, torch.int64, torch.complex64)]])
+def test_damaged_weights_are_refused_at_load_naming_the_tensor(tmp_path, case_id, damage, message):
+    made = make_case(next(c for c in CASES if c.id == case_id), tmp_path, mutate=damage)
     with pytest.raises(CheckpointError, match=message) as err:
         load_model(made.path)
     _one_line_naming(err, made.path)
     assert re.search(message, inspect_checkpoint(made.path)["report"]["fits"])
+
+
+@pytest.mark.parametrize("case_id", ["timm-pth", "mae-training"])
+def test_weights_in_half_precision_load(tmp_path, case_id):
+    half = make_case(next(c for c in CASES if c.id == case_id), tmp_path,
+                     mutate=lambda sd: {k: v.to(torch.bfloat16) for k, v in sd.items()})
+    model = load_model(half.path)
+    assert model.blocks[0].attn.qkv.weight.dtype == torch.float32
+    torch.testing.assert_close(model.blocks[0].attn.qkv.weight,
+                               half.encoder.blocks[0].attn.qkv.weight.to(torch.bfloat16).float(), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("version, fix", [(99, "it was written by a newer vitprobe: upgrade vitprobe to read it"),

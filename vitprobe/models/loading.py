@@ -186,12 +186,26 @@ def check_finite(where: str, tensors: Iterable[tuple[str, torch.Tensor]]) -> Non
                                   "so the analyses would read NaN; use weights saved before that")
 
 
+def _check_real(where: str, sd: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> None:
+    """Raise one CheckpointError where a weight the model holds in floating point is stored as
+    integers, booleans or complex numbers: loading would cast it (an imaginary part dropped) and
+    analyse weights that were never trained."""
+    odd = [k for k in sorted(sd) if expected[k].is_floating_point() and not sd[k].is_floating_point()]
+    if odd:
+        dtype = str(sd[odd[0]].dtype).removeprefix("torch.")
+        raise CheckpointError(f"{where}: {plural(len(odd), 'weight')} stored as {dtype} (first {odd[0]}), where "
+                              "the model holds floating point; weights as trained are real floating-point numbers, "
+                              "so the file was converted or is damaged: save the weights in float32, float16 or "
+                              "bfloat16")
+
+
 def check_fit(path: Path, it: Interpreted, spec: ArchSpec, sd: Mapping[str, torch.Tensor]) -> None:
     """Raise one CheckpointError unless ``sd`` fills a ``spec`` model exactly (built on 'meta')
     with finite weights (``check_finite``)."""
     expected = _build(spec, path, "meta").state_dict()
     problems = _fit_problems(sd, expected)
     if not problems:
+        _check_real(f"checkpoint {path}", sd, expected)
         check_finite(f"checkpoint {path}", sd.items())
         return
     try:

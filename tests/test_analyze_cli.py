@@ -487,6 +487,9 @@ def test_training_files_are_named_after_their_run_folder_and_labels_can_be_given
 
     assert folder_name("mödel ü") == "mödel_ü" and folder_name("a/../b") == "a_.._b"
     assert folder_name("..") == "run" and folder_name(".hidden") == "hidden"  # never the parent, never hidden
+    # never where the output's own files go: runs.json, report.html, an analysis's table or figure
+    assert [folder_name(label) for label in ("runs.json", "report.HTML", "knn.png", "v1.0", "a.json.b")] == \
+        ["runs_json", "report_HTML", "knn_png", "v1.0", "a.json.b"]
     for name in ("mae", "dino"):
         (tmp_path / name).mkdir()
         shutil.copy(checkpoint, tmp_path / name / "final.safetensors")
@@ -512,6 +515,13 @@ def test_training_files_are_named_after_their_run_folder_and_labels_can_be_given
     assert set(pd.read_csv(spaced / "knn.csv")["run"]) == {"SimMIM 800ep", "SimMIM_800ep"}
     assert 'href="SimMIM_800ep-2/report.html"' in (spaced / "report.html").read_text()
     assert "SimMIM 800ep" in capsys.readouterr().out
+    # labels named like the output's own files: their folders stand beside those files
+    assert main(["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, *common,
+                 "--label", "runs.json", "--label", "knn.png", "--out", str(tmp_path / "files")]) == 0
+    files = tmp_path / "files"
+    assert sorted(p.name for p in files.iterdir() if p.is_dir()) == ["knn_png", "runs_json"]
+    assert json.loads((files / "runs.json").read_text())[0]["label"] == "runs.json"
+    assert (files / "knn.png").is_file() and (files / "knn_png" / "knn.png").is_file()
     assert main(["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, *common,
                  "--label", "only-one"]) == 2
     assert "one --label per --checkpoint" in capsys.readouterr().err

@@ -234,7 +234,8 @@ def temp_folder_beside(path: Path) -> Path:
     return tmp
 
 
-_RESULT_SUFFIXES = (".csv", ".json", ".png", ".svg", ".npz")
+# The suffixes of the files an analysis output holds beside its run folders (report.html aside).
+RESULT_SUFFIXES = (".csv", ".json", ".png", ".svg", ".npz")
 
 
 def _recorded_results(folder: Path) -> set[str]:
@@ -268,7 +269,7 @@ def foreign_entries(folder: Path, own: Collection[str] = ()) -> list[str]:
             else:
                 found.append(f"{entry.name}/")
         elif not (entry.name in (*ANALYSIS_MARKERS, "report.html", *own)
-                  or (entry.suffix in _RESULT_SUFFIXES and entry.stem in analyses)):
+                  or (entry.suffix in RESULT_SUFFIXES and entry.stem in analyses)):
             found.append(entry.name)
     return found
 

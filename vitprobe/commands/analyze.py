@@ -12,6 +12,7 @@ import pandas as pd
 from vitprobe.commands._key_values import parse_analysis_params
 from vitprobe.commands._data_help import SPEC_HELP
 from vitprobe.errors import ConfigError, OutputExistsError, collected_warnings, errors_naming, warn_labelled, warn_user
+from vitprobe.output_paths import RESULT_SUFFIXES, atomic_output, check_output
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,8 +62,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def folder_name(label: str) -> str:
     """A file-system-safe folder name for a run label: letters (of any script), digits, ``_ . -``;
-    every other run of characters (spaces, separators, undecodable bytes) becomes ``_``."""
-    return re.sub(r"[^\w.-]+", "_", label).strip("._") or "run"
+    every other run of characters (spaces, separators, undecodable bytes) becomes ``_``, and so
+    does the dot of a suffix the output's own files have (``runs.json``, ``report.html``,
+    ``knn.png``), so that a run's folder never stands where one of them is written."""
+    name = re.sub(r"[^\w.-]+", "_", label).strip("._") or "run"
+    stem, dot, suffix = name.rpartition(".")
+    return f"{stem}_{suffix}" if dot and f".{suffix.lower()}" in (*RESULT_SUFFIXES, ".html") else name
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,7 +84,6 @@ def run(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace, is_main: bool) -> int:
     from vitprobe.analysis import prepare_analysis, run_analysis
     from vitprobe.data.base import MIN_IMAGE_SIZE
-    from vitprobe.output_paths import atomic_output, check_output
     from vitprobe.results import unique_labels, write_comparison
 
     if args.out is not None:

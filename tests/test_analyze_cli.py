@@ -611,8 +611,11 @@ def test_meaningless_probe_splits_are_warned_in_one_line(checkpoint, tmp_path, c
         def __getitem__(self, index: int) -> dict:
             return {**super().__getitem__(index), "labels": {"parity": 0}}
 
-    with pytest.warns(UserWarning, match="linear_probe on label 'parity': the training split holds 1 class"):
-        analyze(tiny_vit(), OneClass(n=10), analyses=["linear_probe"], batch_size=5)
+    for probe in ("linear_probe", "knn"):  # every image would be given the one class: 100%, telling nothing
+        with pytest.warns(UserWarning, match=rf"{probe} on label 'parity': the training split holds 1 class, so "
+                                             r"every image would be given it and there is no accuracy \(NaN\)"):
+            table = analyze(tiny_vit(), OneClass(n=40), analyses=[probe], batch_size=20, progress=False)[probe].table
+        assert table["value"].isna().all() and (table["n"] > 0).all()
     with pytest.warns(UserWarning, match="knn on label 'shape': no image fell in the held-out split") as caught:
         table = analyze(tiny_vit(), "synthetic:3", analyses=["knn"], progress=False)["knn"].table
     assert {w.filename for w in caught} == {__file__}  # the user's line, not vitprobe's

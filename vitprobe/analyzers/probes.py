@@ -125,7 +125,7 @@ class _PooledFeatureProbe(Analyzer):
             train_rows, test_rows = torch.from_numpy(train), torch.from_numpy(test)
             accuracy = []
             for i in range(len(self.layers_)):
-                if not test.any() or not train.any():
+                if not test.any() or len(np.unique(labels[train])) < 2:  # nothing to tell apart: no accuracy
                     accuracy.append(np.nan)
                     continue
                 # One layer at a time: copies of 1/L of the features, never of all of them.
@@ -153,8 +153,8 @@ class _PooledFeatureProbe(Analyzer):
             warn_user(f"{where}: no image fell in the training split (all {plural(n_test, 'image')} held out), so "
                       "there is no accuracy (NaN); use more images or a smaller heldout_fraction")
         elif len(np.unique(train_labels)) < 2:
-            warn_user(f"{where}: the training split holds {len(np.unique(train_labels))} class(es); "
-                          "the accuracy is meaningless; use data with several classes")
+            warn_user(f"{where}: the training split holds 1 class, so every image would be given it and "
+                      "there is no accuracy (NaN); use data with several classes")
         elif n_test == 0:
             warn_user(f"{where}: no image fell in the held-out split ({self.heldout_fraction:g} "
                           "of the images, chosen by index), so there is no accuracy (NaN); use more "

@@ -139,6 +139,13 @@ def dino(encoder_sd: Tensors, spec: ArchSpec, path: Path) -> set[str]:
     return set(_prefixed("head.", teacher.head.state_dict()))
 
 
+def dino_network(encoder_sd: Tensors, spec: ArchSpec, path: Path) -> set[str]:
+    """``torch.save(checkpoint["teacher"])``: one MultiCropWrapper saved alone (backbone.*, head.*)."""
+    teacher = _MultiCrop(_Holder(encoder_sd), _randomised(_DinoHead(spec.embed_dim), 2))
+    torch.save(teacher.state_dict(), path)
+    return set(_prefixed("head.", teacher.head.state_dict()))
+
+
 # ---- SiT (Sara-Ahmed/SiT main.py: FullPipline(backbone, CLSHead, RECHead), both DDP-wrapped)
 
 class _SitPipeline(nn.Module):
@@ -163,6 +170,15 @@ def sit(encoder_sd: Tensors, spec: ArchSpec, path: Path) -> set[str]:
                 "optimizer": _adamw_state(student.module.head), "epoch": 5, "args": args,
                 "fp16_scaler": dict(SCALER_STATE)}, path)
     heads = teacher.module
+    return set(_prefixed("head.", heads.head.state_dict())) | set(_prefixed("head_recons.", heads.head_recons.state_dict()))
+
+
+def sit_network(encoder_sd: Tensors, spec: ArchSpec, path: Path) -> set[str]:
+    """``torch.save(student.state_dict())`` of SiT's DDP-wrapped pipeline saved alone (module.backbone.*)."""
+    student = _Wrap(_randomised(_SitPipeline(_Holder(encoder_sd), spec.embed_dim, spec.patch_size), 4))
+    student.module.backbone = _Holder(encoder_sd)
+    torch.save(student.state_dict(), path)
+    heads = student.module
     return set(_prefixed("head.", heads.head.state_dict())) | set(_prefixed("head_recons.", heads.head_recons.state_dict()))
 
 
@@ -384,7 +400,9 @@ CASES = [
     Case("timm-train", "timm", timm_train, VIT, ".pth.tar"),
     Case("timm-train-ema", "timm", timm_train_ema, VIT, ".pth.tar", {"key": "state_dict_ema"}),
     Case("dino-teacher", "dino", dino, VIT),
+    Case("dino-network", "dino", dino_network, VIT),
     Case("sit-teacher", "sit", sit, VIT),
+    Case("sit-network", "sit", sit_network, VIT),
     Case("mocov3", "mocov3", mocov3, VIT, ".pth.tar"),
     Case("mocov3-momentum", "mocov3", mocov3_momentum, VIT, ".pth.tar",
          {"key": "momentum_encoder"}),

@@ -231,6 +231,10 @@ def test_timm_keys_that_the_file_lacks_are_named(tmp_path):
     with pytest.raises(CheckpointError, match=r"format mae holds one encoder, so it takes no --key \('teacher'\); "
                                               r"omit --key$"):
         load_model(mae.path, key="teacher")
+    network = make_case(next(c for c in CASES if c.id == "dino-network"), tmp_path)  # a teacher saved alone
+    with pytest.raises(CheckpointError, match=r"holds one network saved alone \(backbone.\*\), with no teacher or "
+                                              r"student to choose; omit --key$"):
+        load_model(network.path, key="teacher")
 
 
 def test_an_arch_dict_replaces_only_the_fields_it_names(tmp_path):

@@ -3,7 +3,9 @@
 The file holds ``student`` (DDP-wrapped: ``module.backbone.*``, ``module.head.*``),
 ``teacher`` (``backbone.*``, ``head.*``), ``optimizer``, ``epoch``, ``args`` (an argparse
 Namespace with ``arch`` and ``patch_size``), ``dino_loss`` (the centre) and maybe
-``fp16_scaler``. The DINO head (MLP + weight-normalised prototypes) is dropped.
+``fp16_scaler``. The DINO head (MLP + weight-normalised prototypes) is dropped. One network
+saved alone (``torch.save(checkpoint["teacher"])``: ``backbone.*`` and ``head.*``, maybe under
+``module.``) is read the same way, with no ``--key`` to choose and no ``args``.
 """
 
 from __future__ import annotations
@@ -30,29 +32,50 @@ def dino_hints(args: Any, field: str = "arch", source: str = "DINO") -> ArchHint
                            patch_size=patch if isinstance(patch, int) else None)
 
 
+_PATCH = "patch_embed.proj.weight"
+
+
+def _is_one_network(obj: Any) -> bool:
+    """Whether ``obj`` is one network's state dict saved alone: a ViT patch embedding under
+    ``backbone.`` (or ``module.backbone.``) among its top-level keys."""
+    return isinstance(obj, Mapping) and any(k in obj for k in (f"backbone.{_PATCH}", f"module.backbone.{_PATCH}"))
+
+
 @register_format
 class DinoTraining(CheckpointFormat):
     name = "dino"
     priority = 10
-    summary = "DINO training checkpoint: teacher (default) or student, args Namespace"
+    summary = ("DINO training checkpoint: teacher (default) or student, args Namespace; or one network "
+               "(backbone.*, head.*) saved alone")
     drops = {"head.*": "DINO projection head and prototypes (training only)"}
     keys = ("teacher", "student")
 
+    def networks(self, obj: Any) -> list[Any]:
+        """The networks in ``obj``: itself where it is one saved alone, else its entries under ``keys``."""
+        if _is_one_network(obj):
+            return [obj]
+        return [obj.get(k) for k in self.keys] if isinstance(obj, Mapping) else []
+
     def detect(self, raw: RawCheckpoint) -> bool:
-        obj = raw.obj
-        return isinstance(obj, Mapping) and any(
-            has_prefixed_keys(obj.get(k), "backbone.", "module.backbone.") for k in self.keys)
+        return any(has_prefixed_keys(net, "backbone.", "module.backbone.") for net in self.networks(raw.obj))
 
     def extract(self, raw: RawCheckpoint, key: str | None) -> Extracted:
-        key = self.choose_key(raw, key)
-        held = [k for k in self.keys if isinstance(raw.obj, Mapping) and k in raw.obj]
-        if held and key not in raw.obj:  # e.g. a file saved with the student alone
-            raise CheckpointError(f"checkpoint {raw.path} has no {key!r} entry; it holds {held[0]!r}: "
-                                  f"pass --key {held[0]} (Python key={held[0]!r})")
-        sd = tensor_dict(raw, entry(raw, key), f"entry {key!r}")
+        if _is_one_network(raw.obj):
+            if key is not None:
+                raise CheckpointError(f"checkpoint {raw.path} holds one network saved alone (backbone.*), with no "
+                                      "teacher or student to choose; omit --key")
+            sd, args, beside = tensor_dict(raw, raw.obj, "the file"), None, []
+        else:
+            key = self.choose_key(raw, key)
+            held = [k for k in self.keys if isinstance(raw.obj, Mapping) and k in raw.obj]
+            if held and key not in raw.obj:  # e.g. a file saved with the student alone
+                raise CheckpointError(f"checkpoint {raw.path} has no {key!r} entry; it holds {held[0]!r}: "
+                                      f"pass --key {held[0]} (Python key={held[0]!r})")
+            sd = tensor_dict(raw, entry(raw, key), f"entry {key!r}")
+            args, beside = raw.obj.get("args"), entries_beside(raw, key)
         sd = strip_prefix(strip_prefix(sd, "module."), "backbone.")
         kept, dropped = split_drops(sd, self.drops)
-        return Extracted(kept, dropped, self.hints(raw.obj.get("args")), key, entries_beside(raw, key))
+        return Extracted(kept, dropped, self.hints(args), key, beside)
 
     def hints(self, args: Any) -> ArchHints:
         return dino_hints(args)
@@ -66,13 +89,14 @@ class SitTraining(DinoTraining):
 
     name = "sit"
     priority = 9  # before dino, which would leave head_recons.* unexplained
-    summary = "SiT training checkpoint: teacher (default) or student, DINO's nesting plus head_recons"
+    summary = ("SiT training checkpoint: teacher (default) or student, DINO's nesting plus head_recons; "
+               "or one network saved alone")
     drops = {"head.*": "SiT contrastive head (training only)",
              "head_recons.*": "SiT reconstruction head (training only)"}
 
     def detect(self, raw: RawCheckpoint) -> bool:
         return super().detect(raw) and any(
-            has_prefixed_keys(raw.obj.get(k), "head_recons.", "module.head_recons.") for k in self.keys)
+            has_prefixed_keys(net, "head_recons.", "module.head_recons.") for net in self.networks(raw.obj))
 
     def hints(self, args: Any) -> ArchHints:
         return dino_hints(args, field="model", source="SiT")

@@ -464,7 +464,12 @@ BAD_FILES = {
     "jpeg": (lambda p, t: _jpeg(p), "is a JPEG image, not a checkpoint"),
     "unknown-layout": (lambda p, t: torch.save({"weights": [1, 2], "epoch": 3}, p),
                        r"unknown layout \(it holds top-level keys epoch, weights\)"),
-    "list": (lambda p, t: torch.save([torch.ones(2)], p), r"unknown layout \(it holds a list\)"),
+    "list": (lambda p, t: torch.save([torch.ones(2)], p),
+             r"holds a list, not a dict of weights, so no format reads it; save the model's state_dict\(\)"),
+    "under-a-prefix": (lambda p, t: torch.save({"model": {"net.patch_embed.proj.weight": torch.ones(8, 3, 4, 4)}}, p),
+                       r"unknown layout \(it holds top-level keys model\); .* its ViT patch embedding is at "
+                       r"\['model'\]\['net.patch_embed.proj.weight'\], under the prefix 'net.', which no "
+                       r"format strips: save that dict again with 'net.' removed from its keys$"),
 }
 
 

@@ -66,12 +66,26 @@ def _pick_format(raw: RawCheckpoint, name: str | None) -> CheckpointFormat:
     nested = [raw.obj] + [v for v in raw.obj.values() if isinstance(v, Mapping)] if isinstance(raw.obj, Mapping) else []
     if any(has_conv_stem(m) for m in nested):
         raise CheckpointError(f"checkpoint {raw.path}: {CONV_STEM}")
-    if isinstance(raw.obj, Mapping):
-        held = "top-level keys " + abbreviate(sorted(str(k) for k in raw.obj)) if raw.obj else "an empty dict"
-    else:
-        held = f"a {type(raw.obj).__name__}"
+    if not isinstance(raw.obj, Mapping):
+        raise CheckpointError(f"checkpoint {raw.path} holds a {type(raw.obj).__name__}, not a dict of weights, so no "
+                              f"format reads it; save the model's state_dict() (formats: {', '.join(registry)})")
+    held = "top-level keys " + abbreviate(sorted(str(k) for k in raw.obj)) if raw.obj else "an empty dict"
+    found = _patch_embedding_under_a_prefix(raw.obj)
+    fix = (f"its ViT patch embedding is at {found[0]}, under the prefix {found[1]!r}, which no format strips: "
+           f"save that dict again with {found[1]!r} removed from its keys" if found else
+           "pass --format to choose (Python: load_model(path, format=...))")
     raise CheckpointError(f"checkpoint {raw.path}: unknown layout (it holds {held}); expected one of "
-                          f"{', '.join(registry)} (see `vitprobe models`); pass --format to choose (Python: load_model(path, format=...))")
+                          f"{', '.join(registry)} (see `vitprobe models`); {fix}")
+
+
+def _patch_embedding_under_a_prefix(obj: Mapping[Any, Any]) -> tuple[str, str] | None:
+    """Where a ViT patch embedding is in ``obj`` or one of its dict entries under a key prefix
+    (``encoder.patch_embed.proj.weight``): ``(its path, the prefix)``, or None."""
+    for path, inner in [("", obj)] + [(f"[{k!r}]", v) for k, v in obj.items() if isinstance(v, Mapping)]:
+        for key in inner:
+            if isinstance(key, str) and key.endswith(".patch_embed.proj.weight"):
+                return f"{path}[{key!r}]", key[: -len("patch_embed.proj.weight")]
+    return None
 
 
 def _format_failed(fmt: CheckpointFormat, raw: RawCheckpoint, step: str, err: Exception) -> str:

@@ -105,6 +105,7 @@ def test_compare_two_runs(two_runs, tmp_path, capsys):
         (["--analyses", "attention_distance,telepathy"], "unknown analysis 'telepathy'; choose from"),
         (["--analyses", "telepathy"], "(one of your own: import its module first, or --plugin FILE.py on the command line)"),
         (["--analyses", "knn,fourier,"], "analyses 'knn,fourier,' has an empty name between commas; separate"),
+        (["--analyses", "all,knn"], "analyses all, knn: 'all' runs every analysis and stands alone; give 'all', or"),
         (["--data", "synthetc:4"], "dataset spec 'synthetc:4'"),
         (["--data", "digits", "--analyses", "attention_jaccard"], "needs foreground masks"),
         (["--seed", "-1"], "--seed (Python: seed=) must be a whole number in [0, 2**63), got -1"),
@@ -382,16 +383,20 @@ def test_a_mistyped_data_spec_fails_before_the_checkpoint_is_read(tmp_path, caps
 
 def test_two_checkpoints_with_one_stem_get_distinct_folders(checkpoint, tmp_path, capsys):
     argv = ["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, "--data", "synthetic:4",
-            "--analyses", "attention_distance", "--out", str(tmp_path / "o"), "--no-progress"]
+            "--analyses", "attention_distance", "--out", f"{tmp_path / 'o'}/", "--no-progress"]
     assert main(argv) == 0
     assert (tmp_path / "o" / "tiny" / "run.json").is_file() and (tmp_path / "o" / "tiny-2" / "run.json").is_file()
     out = capsys.readouterr().out
+    assert f"report: {tmp_path / 'o' / 'report.html'}\n" in out  # one separator, not two
     assert "synthetic:4 (n=4)" in out and "attention_distance_px" in out
     rows = [line for line in out.splitlines() if "attention_distance_px" in line]
     assert len(rows) == 2 and all(row.endswith("[1]") for row in rows)  # one protocol, noted once below
-    assert re.search(r"^\[1\] mean over \d+ heads \(no std over images; se: the heads' mean\) · image size \d+",
+    assert re.search(r"^\[1\] mean over \d+ heads \(no std over images; se: the mean of the heads' se\) · image size \d+",
                      out, re.M)
     assert all(re.search(r" - +\d", row) and "NaN" not in row for row in rows)  # the std column: no such number
+    assert main([*argv[:-3], "--overwrite", "--no-progress"]) == 0  # replaces no --out: said, not passed over
+    assert "vitprobe: warning: --overwrite replaces an --out folder, and none was given: nothing is written" in \
+        capsys.readouterr().err
 
 
 def test_a_gpu_that_is_not_there_is_a_config_error(monkeypatch):

@@ -208,6 +208,9 @@ def _analysis_names(analyses: str | Sequence[str], has_masks: bool, label_names:
         raise ConfigError(f"analyses must be 'all', a name or a list of names, got {analyses!r}; choose "
                           f"from {', '.join(known)}")
     every = list(analyses) == ["all"]
+    if "all" in analyses and not every:
+        raise ConfigError(f"analyses {', '.join(analyses)}: 'all' runs every analysis and stands alone; give "
+                          f"'all', or names from {', '.join(known)}")
     names = known if every else list(analyses)
     if not names:
         raise ConfigError(f"no analyses given; choose 'all' or some of {', '.join(known)}")

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from vitprobe.errors import ConfigError, OutputExistsError, abbreviate
+from vitprobe.errors import ConfigError, OutputExistsError, abbreviate, warn_user
 from vitprobe.json_safe import jsonable
 from vitprobe.output_paths import atomic_output, holds, write_atomically
 
@@ -275,7 +275,8 @@ class Run(Mapping[str, Result]):
         """One row per metric (and label): its value at the deepest layer (at the highest
         frequency, the largest singular value), its standard deviation over images where the
         table keeps one (none for a mean over heads), its standard error (std / sqrt(n); for a
-        probe's accuracy the binomial one over its held-out images, as recipe claims use), and
+        probe's accuracy the binomial one over its held-out images, as recipe claims use; for a
+        mean over heads the mean of the heads' standard errors), and
         the images n behind it (held-out ones for a probe), with the dataset as captions show it
         (spec, split, images, skipped files) and the analysis's own protocol."""
         from vitprobe.plots.style import protocol_caption, value_text
@@ -381,7 +382,7 @@ def _summary_rows(analysis: str, metric: str, rows: pd.DataFrame, caption: str,
         rows = rows[rows["rank"] == rows["rank"].min()]
         at.append("rank 1 (the largest)")
     if "head" in rows and rows["head"].notna().sum() > 1:
-        at.append(f"mean over {rows['head'].nunique()} heads (no std over images; se: the heads' mean)")
+        at.append(f"mean over {rows['head'].nunique()} heads (no std over images; se: the mean of the heads' se)")
     caption = " · ".join([*at, caption] if caption else at)
     labels = rows["label"] if "label" in rows else pd.Series([pd.NA] * len(rows), index=rows.index)
     out = []
@@ -423,6 +424,10 @@ def write_comparison(runs: list[Run], folder: Path, links: Mapping[str, str] | N
     from vitprobe.plots.report import compare_report
 
     labels = unique_labels([run.label for run in runs])
+    renamed = [f"{run.label!r} as {label!r}" for run, label in zip(runs, labels) if label != run.label]
+    if renamed:
+        warn_user(f"runs share a label, so the comparison shows {abbreviate(renamed, 3)}; give each run its own "
+                  "label (analyze --label) to tell them apart")
     names = list(dict.fromkeys(name for run in runs for name in run))
     svgs = {}
     for name in names:

@@ -553,9 +553,10 @@ def test_layers_that_follow_from_another_depth_are_not_a_different_setting(tmp_p
 def test_compare_two_runs(tmp_path, results):
     a = Run(results, label="mae")
     b = Run(make_results(seed=2), label="mae")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # same data: no warning
+    with pytest.warns(UserWarning) as said:  # same data: not warned of; one label twice: told
         compare([a, b], tmp_path / "cmp")
+    assert [str(w.message) for w in said] == ["runs share a label, so the comparison shows 'mae' as 'mae-2'; give "
+                                              "each run its own label (analyze --label) to tell them apart"]
     html = (tmp_path / "cmp" / "report.html").read_text(encoding="utf-8")
     stacked = pd.read_csv(tmp_path / "cmp" / "fourier.csv")
     assert set(stacked["run"]) == {"mae", "mae-2"}

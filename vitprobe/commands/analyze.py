@@ -89,6 +89,9 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
     if args.out is not None:
         check_output(args.out, args.overwrite)
         _refuse_a_run_of_another_output(Path(args.out))
+    elif args.overwrite:
+        warn_user("--overwrite replaces an --out folder, and none was given: nothing is written (pass --out DIR "
+                  "to save tables, figures and a report)")
     if args.img_size is not None and args.img_size < MIN_IMAGE_SIZE:
         raise ConfigError(f"--img-size {args.img_size}: vitprobe's datasets are read at {MIN_IMAGE_SIZE} px or "
                           f"more; choose --img-size {MIN_IMAGE_SIZE} or more (a multiple of the patch size)")
@@ -208,6 +211,6 @@ def print_summary(runs: list, out: str | None) -> None:
     for number, text in enumerate(notes, start=1):
         print(f"[{number}] {text}")
     if out is not None:
-        print(f"report: {out}/report.html")
+        print(f"report: {Path(out) / 'report.html'}")
     else:
         print("(pass --out DIR to save tables, figures and a report)")

@@ -177,6 +177,34 @@ def test_a_vitprobe_checkpoint_of_another_format_version_says_what_to_do(tmp_pat
     _one_line_naming(err, path)
 
 
+@pytest.mark.parametrize("damage", [{"num_heads": 3}, {"depth": 1}])
+def test_a_vitprobe_header_that_does_not_fit_its_weights_says_how_to_read_them_alone(tmp_path, damage):
+    """The header's architecture rules (--num-heads may not replace it), so the fix offered is the
+    one that reads the weights without it, and that fix loads them."""
+    import json
+
+    from official_layouts import random_encoder
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from vitprobe.models import save_encoder
+
+    encoder = random_encoder(VIT, seed=1)
+    path = save_encoder(tmp_path / "own.safetensors", encoder, VIT, {})
+    with safe_open(str(path), "pt") as f:
+        header = json.loads(f.metadata()["vitprobe"])
+    header["arch"].update(damage)
+    save_file(load_file(path), path, metadata={"vitprobe": json.dumps(header)})
+    with pytest.raises(CheckpointError, match=r"; its stored architecture does not fit its weights, so its header is "
+                                              r"damaged: read the weights alone with --format timm and --num-heads N "
+                                              r"\(Python: arch=\)$") as err:
+        load_model(path)
+    _one_line_naming(err, path)
+    read = load_model(path, format="timm", num_heads=VIT.num_heads)
+    for name, tensor in encoder.state_dict().items():
+        assert torch.equal(read.state_dict()[name], tensor)
+
+
 def test_registers_asked_of_a_beit_are_refused(tmp_path):
     """timm's Beit has no register tokens: an arch that asks for them is not built without them."""
     made = make_case(next(c for c in CASES if c.id == "beit-shared"), tmp_path)

@@ -27,6 +27,14 @@ from vitprobe.plugins import OWN_MODULE_HINT
 # collapse warnings) into an official layout, whose own loaders pass over it.
 EXPORTED_TRAINING = "vitprobe_training"
 _FIX = "pass --format, --key or --num-heads to describe the weights (Python: format=, key=, num_heads= or arch=)"
+# Where the file stores its architecture (vitprobe's own header), --num-heads may not replace it.
+_STORED_FIX = ("its stored architecture does not fit its weights, so its header is damaged: read the weights alone "
+               "with --format timm and --num-heads N (Python: arch=)")
+
+
+def _fix(it: Interpreted) -> str:
+    """How to describe the weights otherwise: _STORED_FIX where the file stores its architecture."""
+    return _STORED_FIX if it.report.get("num_heads_from") == "stored in the checkpoint" else _FIX
 
 
 @dataclass
@@ -160,7 +168,7 @@ def interpret(raw: RawCheckpoint, format: str | None = None, key: str | None = N
     return Interpreted(fmt.name, sd, spec, report)
 
 
-def _build(spec: ArchSpec, path: Path, device: str | None = None) -> nn.Module:
+def _build(spec: ArchSpec, path: Path, device: str | None = None, fix: str = _FIX) -> nn.Module:
     """The model ``spec`` describes; its random initialisation, which the checkpoint then
     overwrites, leaves torch's global generator as it was."""
     try:
@@ -168,7 +176,7 @@ def _build(spec: ArchSpec, path: Path, device: str | None = None) -> nn.Module:
             return build_model(spec)
     except (ValueError, TypeError, AssertionError, RuntimeError) as err:
         raise CheckpointError(f"checkpoint {path}: cannot build {spec.describe()} ({err}); "
-                              f"{_FIX}") from None
+                              f"{fix}") from None
 
 
 def _fit_problems(sd: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> list[str]:
@@ -216,7 +224,7 @@ def _check_real(where: str, sd: Mapping[str, torch.Tensor], expected: Mapping[st
 def check_fit(path: Path, it: Interpreted, spec: ArchSpec, sd: Mapping[str, torch.Tensor]) -> None:
     """Raise one CheckpointError unless ``sd`` fills a ``spec`` model exactly (built on 'meta')
     with finite weights (``check_finite``)."""
-    expected = _build(spec, path, "meta").state_dict()
+    expected = _build(spec, path, "meta", _fix(it)).state_dict()
     problems = _fit_problems(sd, expected)
     if not problems:
         _check_real(f"checkpoint {path}", sd, expected)
@@ -230,7 +238,7 @@ def check_fit(path: Path, it: Interpreted, spec: ArchSpec, sd: Mapping[str, torc
         differ = [f"{f.name}={getattr(inferred, f.name)!r}" for f in fields(ArchSpec)
                   if getattr(inferred, f.name) != getattr(spec, f.name)]
         if differ and not _fit_problems(sd, _build(inferred, path, "meta").state_dict()):
-            fix = f"the weights fit {inferred.describe()} ({', '.join(differ)}); {_FIX}"
+            fix = f"the weights fit {inferred.describe()} ({', '.join(differ)}); {_fix(it)}"
         else:
             fix = ("no other architecture explains these keys: the file comes from a modified model or is "
                    "damaged, or the encoder is elsewhere in it (pass --format or --key to pick it)")

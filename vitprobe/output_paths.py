@@ -213,10 +213,13 @@ def write_torch(obj: object, path: Path, *, durable: bool = False) -> Path:
 def write_failure(err: BaseException) -> tuple[str, int | None] | None:
     """``(reason, error number)`` of an error the file system raised while writing: an OSError
     (or another error raised while handling one, as torch's writer does), or safetensors' own
-    error around one (its "(os error N)"); None for any other error."""
-    cause = err
+    error around one (its "(os error N)"); None for any other error, and for a Ctrl-C or an exit
+    (never turned into an error of the output, whatever they interrupted)."""
+    if not isinstance(err, Exception):
+        return None
+    cause: BaseException | None = err
     while cause is not None and not isinstance(cause, OSError):
-        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+        cause = cause.__cause__ or cause.__context__
     if isinstance(cause, OSError):
         return _os_failure(cause)
     if type(err).__name__ == "SafetensorError":  # safetensors' writer wraps the OSError in its own

@@ -436,3 +436,28 @@ def test_a_file_system_that_refuses_a_write_gives_one_line_and_leaves_nothing_ha
                     "written there yet: check its folder, then rerun the same command")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "t", "tiny.safetensors"]
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == [".lock", "config.json", "log.csv"]
+
+
+def test_a_ctrl_c_while_handling_a_write_error_stays_a_ctrl_c(tmp_path):
+    """Only errors become OutputWriteError: a KeyboardInterrupt raised while an OSError was being
+    handled (its context) still stops the command as a Ctrl-C, leaving no temp file."""
+    from vitprobe.errors import OutputWriteError
+    from vitprobe.output_paths import write_atomically
+
+    def interrupted(tmp):
+        try:
+            raise OSError(28, os.strerror(28))
+        except OSError:
+            raise KeyboardInterrupt from None
+
+    def refused(tmp):
+        try:
+            raise OSError(28, os.strerror(28))
+        except OSError:
+            raise RuntimeError("iostream error")  # as torch.save reports it, the OSError its context
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(tmp_path / "x.json", interrupted)
+    with pytest.raises(OutputWriteError, match=r"x.json \(No space left on device\); free some space on its disk"):
+        write_atomically(tmp_path / "x.json", refused)
+    assert list(tmp_path.iterdir()) == []

@@ -490,15 +490,15 @@ def _start_folder(out: Path, config: TrainConfig, lock: RunLock, plan: str | Non
 
 
 def _optimiser_step(loss: torch.Tensor, objective: Objective, optimizer: torch.optim.Optimizer,
-                    scaler: torch.amp.GradScaler, clip_grad: float, info: StepInfo) -> None:
-    """Backpropagate ``loss`` (scaled for fp16), clip the gradients to ``clip_grad`` (per tensor
-    or by their global norm, as the objective says; none at 0), let the objective act on them,
-    and step the optimiser."""
+                    scaler: torch.amp.GradScaler, trainable: list[nn.Parameter], clip_grad: float,
+                    info: StepInfo) -> None:
+    """Backpropagate ``loss`` (scaled for fp16), clip the gradients of ``trainable`` to
+    ``clip_grad`` (per tensor or by their global norm, as the objective says; none at 0), let the
+    objective act on them, and step the optimiser."""
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     if clip_grad:
         scaler.unscale_(optimizer)
-        trainable = [p for group in optimizer.param_groups for p in group["params"]]
         if objective.per_tensor_clip:
             clip_per_tensor(trainable, clip_grad)
         else:
@@ -527,7 +527,9 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     schedule = _schedule(config, optim, images, env.world_size, bool(objective.momentum_pairs()))
     if env.is_main and not resume:
         _warn_left_out(schedule, images, config.data)
-    optimizer = adamw(param_groups(objective), schedule.peak_lr, optim["betas"], env.device)
+    groups = param_groups(objective)
+    trainable = [p for group in groups for p in group["params"]]
+    optimizer = adamw(groups, schedule.peak_lr, optim["betas"], env.device)
     scaler = torch.amp.GradScaler(env.device.type, enabled=dtype == torch.float16)
 
     from vitprobe.json_safe import jsonable  # tuples as lists: saved and current values compare equal
@@ -586,7 +588,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
                     loss, metrics = model(distributed.to_device(batch, env.device), info)
                 loss_value, metrics = distributed.global_means(loss, metrics, env)
                 check_finite(loss_value, epoch, t, last_ckpt)
-                _optimiser_step(loss, objective, optimizer, scaler, optim["clip_grad"], info)
+                _optimiser_step(loss, objective, optimizer, scaler, trainable, optim["clip_grad"], info)
                 momentum = float(schedule.momentum[t]) if schedule.momentum is not None else None
                 if momentum is not None:
                     objective.update_momentum(momentum)

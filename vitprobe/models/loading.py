@@ -18,7 +18,7 @@ from vitprobe.errors import (CheckpointError, ConfigError, VitprobeError, abbrev
                              plural, warn_user)
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
 from vitprobe.models.formats import BUFFER_DROPS, CheckpointFormat, formats
-from vitprobe.models.formats.base import ArchHints, split_drops
+from vitprobe.models.formats.base import PATCH_KEY, ArchHints, split_drops
 from vitprobe.models.inference import CONV_STEM, GUESSED, has_conv_stem, infer_arch
 from vitprobe.models.reading import RawCheckpoint, file_sha256, read_checkpoint
 from vitprobe.plugins import OWN_MODULE_HINT
@@ -71,14 +71,16 @@ def _pick_format(raw: RawCheckpoint, name: str | None) -> CheckpointFormat:
     if isinstance(raw.obj, Mapping) and set(raw.obj) == {"state", "param_groups"}:
         raise CheckpointError(f"checkpoint {raw.path} is an optimiser state (state, param_groups), not "
                               "model weights; pass the file that holds the model")
-    nested = [raw.obj] + [v for v in raw.obj.values() if isinstance(v, Mapping)] if isinstance(raw.obj, Mapping) else []
-    if any(has_conv_stem(m) for m in nested):
+    # the file itself and its dict entries, each with where it is
+    nested = ([("", raw.obj)] + [(f"[{k!r}]", v) for k, v in raw.obj.items() if isinstance(v, Mapping)]
+              if isinstance(raw.obj, Mapping) else [])
+    if any(has_conv_stem(m) for _, m in nested):
         raise CheckpointError(f"checkpoint {raw.path}: {CONV_STEM}")
     if not isinstance(raw.obj, Mapping):
         raise CheckpointError(f"checkpoint {raw.path} holds a {type(raw.obj).__name__}, not a dict of weights, so no "
                               f"format reads it; save the model's state_dict() (formats: {', '.join(registry)})")
     held = "top-level keys " + abbreviate(sorted(str(k) for k in raw.obj)) if raw.obj else "an empty dict"
-    found = _patch_embedding_under_a_prefix(raw.obj)
+    found = _patch_embedding_under_a_prefix(nested)
     fix = (f"its ViT patch embedding is at {found[0]}, under the prefix {found[1]!r}, which no format strips: "
            f"save that dict again with {found[1]!r} removed from its keys" if found else
            "pass --format to choose (Python: load_model(path, format=...))")
@@ -86,13 +88,13 @@ def _pick_format(raw: RawCheckpoint, name: str | None) -> CheckpointFormat:
                           f"{', '.join(registry)} (see `vitprobe models`); {fix}")
 
 
-def _patch_embedding_under_a_prefix(obj: Mapping[Any, Any]) -> tuple[str, str] | None:
-    """Where a ViT patch embedding is in ``obj`` or one of its dict entries under a key prefix
-    (``encoder.patch_embed.proj.weight``): ``(its path, the prefix)``, or None."""
-    for path, inner in [("", obj)] + [(f"[{k!r}]", v) for k, v in obj.items() if isinstance(v, Mapping)]:
+def _patch_embedding_under_a_prefix(nested: list[tuple[str, Mapping[Any, Any]]]) -> tuple[str, str] | None:
+    """Where a ViT patch embedding is in one of the ``(path, dict)`` pairs ``nested`` under a key
+    prefix (``encoder.patch_embed.proj.weight``): ``(its path, the prefix)``, or None."""
+    for path, inner in nested:
         for key in inner:
-            if isinstance(key, str) and key.endswith(".patch_embed.proj.weight"):
-                return f"{path}[{key!r}]", key[: -len("patch_embed.proj.weight")]
+            if isinstance(key, str) and key.endswith(f".{PATCH_KEY}"):
+                return f"{path}[{key!r}]", key[: -len(PATCH_KEY)]
     return None
 
 

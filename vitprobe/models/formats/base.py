@@ -220,6 +220,9 @@ def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch
     return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in sd.items()}
 
 
+PATCH_KEY = "patch_embed.proj.weight"
+"""The key of a ViT/BEiT patch embedding (timm names): what formats look for to find an encoder."""
+
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 """Key prefixes that wrappers add: DistributedDataParallel and DataParallel, torch.compile."""
 

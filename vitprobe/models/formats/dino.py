@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vitprobe.errors import CheckpointError
-from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, NamedArch, arch_name_hints,
+from vitprobe.models.formats.base import (PATCH_KEY, ArchHints, CheckpointFormat, Extracted, NamedArch, arch_name_hints,
                                           entries_beside, entry, has_prefixed_keys, register_format,
                                           split_drops, strip_prefix, tensor_dict, training_arg)
 from vitprobe.models.reading import RawCheckpoint
@@ -32,13 +32,10 @@ def dino_hints(args: Any, field: str = "arch", source: str = "DINO") -> ArchHint
                            patch_size=patch if isinstance(patch, int) else None)
 
 
-_PATCH = "patch_embed.proj.weight"
-
-
 def _is_one_network(obj: Any) -> bool:
     """Whether ``obj`` is one network's state dict saved alone: a ViT patch embedding under
     ``backbone.`` (or ``module.backbone.``) among its top-level keys."""
-    return isinstance(obj, Mapping) and any(k in obj for k in (f"backbone.{_PATCH}", f"module.backbone.{_PATCH}"))
+    return isinstance(obj, Mapping) and any(k in obj for k in (f"backbone.{PATCH_KEY}", f"module.backbone.{PATCH_KEY}"))
 
 
 @register_format

@@ -20,17 +20,14 @@ from timm.models.beit import Beit
 from timm.models.vision_transformer import VisionTransformer
 
 from vitprobe.errors import CheckpointError
-from vitprobe.models.formats.base import (ArchHints, CheckpointFormat, Extracted, entries_beside,
+from vitprobe.models.formats.base import (PATCH_KEY, ArchHints, CheckpointFormat, Extracted, entries_beside,
                                           register_format, strip_wrappers, tensor_dict, training_arg,
                                           unwrapped_key)
 from vitprobe.models.reading import RawCheckpoint
 
-_PATCH_KEY = "patch_embed.proj.weight"
-
-
 def _holds_encoder(obj: Any) -> bool:
     """Whether ``obj`` is a state dict with a ViT/BEiT patch embedding (wrapper prefixes aside)."""
-    return isinstance(obj, Mapping) and any(isinstance(k, str) and unwrapped_key(k) == _PATCH_KEY for k in obj)
+    return isinstance(obj, Mapping) and any(isinstance(k, str) and unwrapped_key(k) == PATCH_KEY for k in obj)
 
 
 def timm_name_hints(name: Any, model_kwargs: Any = None) -> ArchHints:

@@ -32,7 +32,7 @@ from vitprobe.train.engine import (
 from vitprobe.train.monitor import TrainingDivergedError
 from vitprobe.train.objectives import get_objective
 from vitprobe.train.objectives.base import Objective, StepInfo, frozen_copy
-from vitprobe.train.schedules import cosine_schedule
+from vitprobe.train.schedules import cosine_schedule, step_schedule
 
 
 class ToyMIM(Objective):
@@ -165,16 +165,34 @@ def test_presets_and_published_lengths():
 
 
 # ---------------------------------------------------------------- optimiser pieces
-def test_param_groups_exclude_norms_biases_and_tokens():
+def test_param_groups_spare_biases_and_norms_by_default():
     arch = ArchSpec(patch_size=8, embed_dim=32, depth=2, num_heads=2, img_size=32)
     obj = ToyMIM(build_model(arch), arch)
     names = {id(p): n for n, p in obj.named_parameters()}
     decay, plain = ({names[id(p)] for p in g["params"]} for g in param_groups(obj))
-    assert {"encoder.pos_embed", "encoder.cls_token", "encoder.norm.weight",
-            "encoder.blocks.0.attn.qkv.bias", "decoder.bias"} <= plain
+    assert {"encoder.norm.weight", "encoder.blocks.0.attn.qkv.bias", "decoder.bias"} <= plain
     assert {"encoder.blocks.0.attn.qkv.weight", "encoder.patch_embed.proj.weight",
-            "decoder.weight"} <= decay
+            "decoder.weight", "encoder.pos_embed", "encoder.cls_token"} <= decay
     assert not any(n.startswith("decoder_ema") for n in decay | plain)
+
+
+def test_step_schedule_known_values():
+    """Warm-up 2 of 8 steps, x0.1 from step ceil(0.75 x 8) = 6 (SimMIM: epoch 700 of 800)."""
+    lr = step_schedule(1.0, 8, 2, 0.75, 0.1)
+    assert np.allclose(lr, [0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1])
+    with pytest.raises(ValueError, match="after the 2 warm-up steps"):
+        step_schedule(1.0, 8, 2, 0.25, 0.1)
+
+
+def test_lr_drop_is_checked_against_min_lr_and_the_warm_up():
+    hp = {"base_lr": 1e-4, "min_lr": None, "lr_drop": (0.875, 0.1), "warmup_epochs": 10}
+    optim = resolve_optim(TrainConfig(method="simmim", preset="vit_b16", epochs=800), hp)
+    assert optim["lr_drop"] == (0.875, 0.1) and optim["min_lr"] == 0.0
+    with pytest.raises(ConfigError, match=r"min_lr 1e-06 is the end of a cosine decay.*--set lr_drop=null"):
+        resolve_optim(TrainConfig(method="simmim", preset="vit_b16", epochs=800), {**hp, "min_lr": 1e-6})
+    with pytest.raises(ConfigError, match=r"lr_drop at 0.875 of 10 epochs falls inside the warm-up of 9 epochs; "
+                                          r"pass --set lr_drop=\[F,0.1\] with F > 0.9"):
+        resolve_optim(TrainConfig(method="simmim", preset="vit_b16", epochs=10), {**hp, "warmup_epochs": 9})
 
 
 def test_clip_per_tensor_scales_each_gradient_separately():

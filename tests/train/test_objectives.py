@@ -22,6 +22,7 @@ from vitprobe.train.objectives.dino import dino_loss, entropy
 from vitprobe.train.objectives.gmml import corrupt
 from vitprobe.train.objectives.mae import masked_mse, patchify
 from vitprobe.train.objectives.simmim import masked_l1
+from vitprobe.train.engine import param_groups
 
 ARCH = ArchSpec(img_size=32, patch_size=4, embed_dim=32, depth=2, num_heads=2)
 SMALL = {
@@ -647,3 +648,39 @@ def test_cross_process_gather_and_mean(tmp_path) -> None:
         expected = F.cross_entropy(logits, torch.arange(4) + rank * 4) * 0.4
         assert torch.allclose(loss, expected, atol=1e-6)
         assert torch.allclose(center, k.mean(0), atol=1e-6)
+
+
+def test_dino_local_crops_blur_in_the_pixels_of_the_image() -> None:
+    obj = build("dino")
+    assert obj.local_spec.size < ARCH.img_size
+    assert obj.local_spec.image_size == ARCH.img_size == obj.global_specs[0].size
+
+
+# name -> (spared weight decay, decayed) among the parameters each reference's optimiser sees
+DECAY_GROUPS = {
+    "dino": ({"encoder.norm.weight", "encoder.blocks.0.attn.qkv.bias"},
+             {"encoder.pos_embed", "encoder.cls_token", "head.last_layer.weight_v"}),
+    "gmml": ({"encoder.norm.weight", "encoder.blocks.0.attn.qkv.bias"}, {"encoder.pos_embed", "encoder.cls_token"}),
+    "mae": ({"encoder.norm.weight", "decoder.norm.bias"},
+            {"encoder.pos_embed", "encoder.cls_token", "decoder.mask_token"}),
+    "mocov3": (set(), {"encoder.norm.weight", "encoder.blocks.0.attn.qkv.bias", "encoder.pos_embed",
+                       "encoder.cls_token", "projector.1.weight"}),
+    "simmim": ({"encoder.pos_embed", "encoder.cls_token", "encoder.norm.weight"},
+               {"mask_token", "encoder.blocks.0.attn.qkv.weight"}),
+    "hybrid": ({"encoder.pos_embed", "encoder.cls_token", "mim.mask_token", "encoder.norm.weight"},
+               {"encoder.blocks.0.attn.qkv.weight"}),
+}
+
+
+@pytest.mark.parametrize("name", list_objectives())
+def test_weight_decay_spares_what_each_reference_spares(name: str) -> None:
+    """DINO and SiT (get_params_groups) and MAE (add_weight_decay) spare biases and 1-d tensors only;
+    MoCo v3 decays every tensor; SimMIM's ViT also spares pos_embed and cls_token."""
+    obj = build(name)
+    names = {id(p): n for n, p in obj.named_parameters()}
+    decay, plain = ({names[id(p)] for p in g["params"]} for g in param_groups(obj))
+    spared, decayed = DECAY_GROUPS[name]
+    assert spared <= plain and decayed <= decay
+    if name == "mocov3":
+        assert not plain
+    assert decay | plain == {n for n, p in obj.named_parameters() if p.requires_grad}

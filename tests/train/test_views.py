@@ -66,6 +66,16 @@ def test_blur_sigma_is_given_at_224_px_and_scaled_to_the_view(size: int) -> None
     assert torch.allclose(pixels, gaussian_blur(img * STD + MEAN, 2.0 * size / 224), atol=1e-5)
 
 
+def test_blur_of_a_smaller_crop_is_scaled_by_the_image_size() -> None:
+    """DINO's 96 px crops of 224 px images are blurred with sigma 0.1-2 px as its global crops:
+    a 16 px crop of a 64 px image takes sigma x 64 / 224, not x 16 / 224."""
+    img = normalised_image(size=16)
+    spec = ViewSpec(16, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grey_p=0.0,
+                    blur_p=1.0, blur_sigma=(2.0, 2.0), image_size=64)
+    pixels = make_view(img, spec, gen(0)) * STD + MEAN
+    assert torch.allclose(pixels, gaussian_blur(img * STD + MEAN, 2.0 * 64 / 224), atol=1e-5)
+
+
 def test_grey_spec_gives_equal_channels() -> None:
     img = normalised_image()
     spec = ViewSpec(32, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grey_p=1.0)

@@ -312,7 +312,8 @@ def resolve_optim(config: TrainConfig, hparams: dict[str, Any]) -> dict[str, Any
     A short preset warms up for a tenth of the run in whole epochs, at least one (none in a
     one-epoch run): ``max(1, epochs // 10)``, unless ``hparams`` were given a ``warmup_epochs``;
     a published recipe keeps its own warm-up, which must be shorter than the run.
-    ``weight_decay_end`` None means constant weight decay.
+    ``weight_decay_end`` None means constant weight decay. ``lr_drop`` (SimMIM's) = (fraction of
+    the run, factor): a constant learning rate after the warm-up, times factor from that point.
     """
     epochs = config.total_epochs()
     warmup = hparams.get("warmup_epochs") or 0
@@ -325,8 +326,24 @@ def resolve_optim(config: TrainConfig, hparams: dict[str, Any]) -> dict[str, Any
                           f"{plural(epochs, 'epoch')}; pass {fix}")
     wd = float(hparams.get("weight_decay") or 0.0)
     wd_end = hparams.get("weight_decay_end")
+    lr_drop = hparams.get("lr_drop")
+    if lr_drop is not None:
+        _check_lr_drop(tuple(lr_drop), hparams.get("min_lr"), int(warmup), epochs)
     return {"base_lr": float(hparams["base_lr"]), "min_lr": float(hparams.get("min_lr") or 0.0),
+            "lr_drop": None if lr_drop is None else tuple(float(v) for v in lr_drop),
             "warmup_epochs": int(warmup), "weight_decay": wd,
             "weight_decay_end": wd if wd_end is None else float(wd_end),
             "momentum": hparams.get("momentum"), "clip_grad": hparams.get("clip_grad") or None,
             "betas": tuple(hparams.get("betas") or (0.9, 0.999))}
+
+
+def _check_lr_drop(lr_drop: tuple[float, float], min_lr: float | None, warmup: int, epochs: int) -> None:
+    """A drop must fall after the warm-up, and it replaces the cosine decay to ``min_lr``."""
+    if min_lr:
+        raise ConfigError(f"min_lr {min_lr:g} is the end of a cosine decay, but lr_drop {list(lr_drop)} keeps "
+                          "the learning rate constant until one drop; pass --set lr_drop=null to decay "
+                          "to min_lr by a cosine, or leave min_lr out")
+    if lr_drop[0] * epochs <= warmup:
+        raise ConfigError(f"lr_drop at {lr_drop[0]:g} of {plural(epochs, 'epoch')} falls inside the warm-up of "
+                          f"{plural(warmup, 'epoch')}; pass --set lr_drop=[F,{lr_drop[1]:g}] with F > "
+                          f"{warmup / epochs:.3g}, or a shorter --set warmup_epochs")

@@ -38,11 +38,10 @@ from vitprobe.train.monitor import LOG_FILE, Monitor, TrainingDivergedError, che
 from vitprobe.train.objectives._vit import set_drop_path
 from vitprobe.train.collapse import collapse_warnings
 from vitprobe.train.objectives.base import Objective, StepInfo
-from vitprobe.train.schedules import cosine_schedule
+from vitprobe.train.schedules import cosine_schedule, step_schedule
 from vitprobe.train.run_lock import LOCK_FILE, RunLock
 
 ObjectiveFactory = Callable[..., Objective]
-NO_DECAY_NAMES = {"pos_embed", "cls_token", "reg_token", "mask_token"}
 # What a run folder holds: the trainer's files, and the notes `vitprobe reproduce` keeps beside them.
 RUN_ENTRIES = {"config.json", LOG_FILE, ckpt.ENCODER_FILE, ckpt.STATE_FILE, ckpt.FINAL_FILE, ckpt.STAGING_DIR,
                "started.json", "finished.json", LOCK_FILE}
@@ -122,17 +121,20 @@ def _schedule(config: TrainConfig, optim: Mapping[str, Any], images: int, world_
               moves_teacher: bool) -> _Schedule:
     """The schedule of ``config`` on ``images`` images in ``world_size`` processes: whole global
     batches per epoch; peak lr = ``--lr``, else base_lr x global batch / 256, after
-    ``warmup_epochs`` of linear warm-up; momentum to 1 only where a teacher moves (not a hybrid at
+    ``warmup_epochs`` of linear warm-up, then a cosine to ``min_lr`` or a constant with one
+    ``lr_drop``; momentum to 1 only where a teacher moves (not a hybrid at
     lambda 0)."""
     global_batch = config.batch_size * world_size
     steps_per_epoch = _steps_per_epoch(images, config.data, global_batch)
     epochs = config.total_epochs()
     total = epochs * steps_per_epoch
+    warmup = optim["warmup_epochs"] * steps_per_epoch
     peak_lr = config.lr if config.lr is not None else optim["base_lr"] * global_batch / 256
     return _Schedule(
         epochs=epochs, steps_per_epoch=steps_per_epoch, global_batch=global_batch, peak_lr=peak_lr,
         warmup_epochs=optim["warmup_epochs"],
-        lr=cosine_schedule(peak_lr, optim["min_lr"], total, optim["warmup_epochs"] * steps_per_epoch),
+        lr=(cosine_schedule(peak_lr, optim["min_lr"], total, warmup) if optim["lr_drop"] is None
+            else step_schedule(peak_lr, total, warmup, *optim["lr_drop"])),
         weight_decay=cosine_schedule(optim["weight_decay"], optim["weight_decay_end"], total),
         momentum=(cosine_schedule(optim["momentum"], 1.0, total)
                   if optim["momentum"] is not None and moves_teacher else None))
@@ -165,14 +167,13 @@ def resolve_arch(config: TrainConfig) -> ArchSpec:
     return config.arch_spec() or arch_from_timm(config.arch)  # type: ignore[arg-type]
 
 
-def param_groups(module: nn.Module) -> list[dict[str, Any]]:
-    """Trainable parameters in two AdamW groups: with weight decay, and without it (biases,
-    norms and other 1-d tensors, position embeddings, class/register/mask tokens)."""
+def param_groups(objective: Objective) -> list[dict[str, Any]]:
+    """Trainable parameters in two AdamW groups: with weight decay, and without it, as the
+    objective's reference decays them (:meth:`Objective.decays`)."""
     decay, plain = [], []
-    for name, p in module.named_parameters():
+    for name, p in objective.named_parameters():
         if p.requires_grad:
-            skip = p.ndim <= 1 or name.rsplit(".", 1)[-1] in NO_DECAY_NAMES
-            (plain if skip else decay).append(p)
+            (decay if objective.decays(name, p) else plain).append(p)
     return [{"params": decay, "decay": True}, {"params": plain, "decay": False}]
 
 

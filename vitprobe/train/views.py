@@ -24,8 +24,10 @@ class ViewSpec:
     """One augmented view: random resized crop, flip, then photometric changes.
 
     ``jitter`` = (brightness, contrast, saturation, hue) strengths applied with
-    probability ``jitter_p``; ``blur_sigma`` is the Gaussian sigma range at 224 px (it is
-    scaled by ``size / 224``).
+    probability ``jitter_p``; ``blur_sigma`` is the Gaussian sigma range in pixels at a 224 px
+    image size, scaled by ``image_size / 224`` (``image_size``: the run's image size, by default
+    the view's own ``size``), so that DINO's 96 px local crops of 224 px images take the same
+    0.1-2 px as its global crops, and smaller images proportionally less.
     """
 
     size: int
@@ -38,6 +40,7 @@ class ViewSpec:
     blur_p: float = 0.0
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: float = 0.0
+    image_size: int | None = None
 
 
 def _uniform(g: torch.Generator, low: float, high: float) -> float:
@@ -158,7 +161,7 @@ def make_view(image: Tensor, spec: ViewSpec, g: torch.Generator) -> Tensor:
     if _coin(g, spec.grey_p):
         x = _grey(x).expand(3, -1, -1)
     if _coin(g, spec.blur_p):
-        x = gaussian_blur(x, _uniform(g, *spec.blur_sigma) * spec.size / 224)
+        x = gaussian_blur(x, _uniform(g, *spec.blur_sigma) * (spec.image_size or spec.size) / 224)
     if _coin(g, spec.solarize_p):
         x = solarize(x)
     return ((x - m) / s).contiguous()

@@ -1,7 +1,7 @@
 """Type and range checks of objective hyper-parameters given by a user (``--set key=value``).
 
 A value must have its default's type (bool, int, float, str, a tuple of the same length; a
-default of None takes a number or None; ``clip_grad`` may always be None) and lie in the
+default of None takes a number or None; ``clip_grad`` and ``lr_drop`` may always be None) and lie in the
 range its meaning allows, so that a typo fails in one line before any work instead of deep
 inside torch, or worse, silently (a negative ``clip_grad`` scales every gradient by a
 negative factor: training ascends).
@@ -28,10 +28,11 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {key: bounds for keys, bou
     (("momentum", "center_momentum", "lam", "replace_prob"), (0.0, 1.0, True, True)),
     (("betas", "drop_path"), (0.0, 1.0, True, False)),
     (("mask_ratio", "replace_ratio"), (0.0, 1.0, False, False)),  # no patch masked: no MIM loss
-    (("max_block", "crop_scale", "global_scale", "local_scale"), (0.0, 1.0, False, True)),
+    (("max_block", "crop_scale", "global_scale", "local_scale", "lr_drop"), (0.0, 1.0, False, True)),
 ) for key in keys}
 _ORDERED_PAIRS = ("crop_scale", "global_scale", "local_scale")  # (low, high) of a random range
-_NULLABLE = ("clip_grad",)  # None (no clipping) is valid whatever the default
+_NULLABLE = ("clip_grad", "lr_drop")  # None (no clipping, a cosine decay) is valid whatever the default
+_PAIRS = {"lr_drop": (0.875, 0.1)}  # a pair of numbers even where the default is None: (type, example)
 _PART_EXAMPLES = {"mim_hparams": {"mask_ratio": 0.6}, "cl_hparams": {"momentum": 0.99}}  # the hybrid's parts
 
 
@@ -78,6 +79,7 @@ def check_hparam(objective: str, key: str, value: Any, default: Any,
     ``mim_hparams``), so that the example says where the value goes."""
     if value is None and key in _NULLABLE:
         return
+    default = _PAIRS.get(key, default) if default is None else default
     problem = _type_problem(value, default) or _range_problem(key, value)
     if problem is None and choices is not None and value not in choices:
         problem = f"one of {', '.join(choices)}"

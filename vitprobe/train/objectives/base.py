@@ -17,7 +17,7 @@ from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.objectives._hparam_checks import check_hparam
 
 # Optimiser keys every objective's ``defaults`` carries for the engine (lr per 256 images).
-ENGINE_KEYS = ("base_lr", "min_lr", "warmup_epochs", "weight_decay", "weight_decay_end",
+ENGINE_KEYS = ("base_lr", "min_lr", "lr_drop", "warmup_epochs", "weight_decay", "weight_decay_end",
                "momentum", "betas", "clip_grad")
 
 
@@ -50,7 +50,9 @@ class Objective(nn.Module, abc.ABC):
     ``revision`` goes up whenever a change makes the objective train differently from the
     same config, so that ``vitprobe reproduce`` retrains instead of reusing an older model.
     ``min_batch_size``: the fewest images per process a step can take (2 where a head's
-    BatchNorm normalises over the batch).
+    BatchNorm normalises over the batch). Weight decay spares biases and other 1-d tensors
+    (norms) unless ``decay_1d`` (MoCo v3 decays every tensor), and the tensors whose last name
+    is in ``no_decay_names``, as each reference's optimiser does.
     """
 
     name: ClassVar[str]
@@ -60,6 +62,8 @@ class Objective(nn.Module, abc.ABC):
     revision: ClassVar[int] = 1
     loss_text: ClassVar[str] = ""  # what the logged loss is, for the summary after training
     min_batch_size: ClassVar[int] = 1
+    decay_1d: ClassVar[bool] = False
+    no_decay_names: ClassVar[frozenset[str]] = frozenset()
     choices: ClassVar[dict[str, tuple[str, ...]]] = {}  # hyper-parameters that name one of a few values
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
@@ -91,6 +95,10 @@ class Objective(nn.Module, abc.ABC):
                 value = tuple(value)
             out[key] = int(value) if is_whole(value) else value  # a NumPy integer as a Python int
         return out
+
+    def decays(self, name: str, param: nn.Parameter) -> bool:
+        """Whether AdamW's weight decay applies to the parameter of that (dotted) name."""
+        return (self.decay_1d or param.ndim > 1) and name.rsplit(".", 1)[-1] not in self.no_decay_names
 
     @abc.abstractmethod
     def views(self, image: Tensor, g: torch.Generator) -> dict[str, Tensor]:

@@ -45,10 +45,11 @@ class GMML(MomentumContrast):
     name = "gmml"
     loss_text = "alpha x L1 on the corrupted pixels + InfoNCE of the class tokens, both view orders"
     published_epochs = 800  # SiT, 800 epochs
-    revision = 2  # 2: rectangles drawn until at least h w ratio patches are masked
+    revision = 3  # 2: rectangles drawn until at least h w ratio patches are masked; 3: weight decay on
+    # position embedding and class token (SiT's get_params_groups spares only 1-d tensors)
     per_tensor_clip = True  # SiT clips each gradient tensor separately, as DINO does
     defaults = dict(
-        base_lr=5e-4, min_lr=1e-6, warmup_epochs=10, weight_decay=0.04, weight_decay_end=0.1,
+        base_lr=5e-4, min_lr=1e-6, lr_drop=None, warmup_epochs=10, weight_decay=0.04, weight_decay_end=0.1,
         momentum=0.996, betas=(0.9, 0.999), clip_grad=3.0, drop_path=0.1,
         mask_ratio=0.5, replace_ratio=0.3, max_block=0.3, replace_prob=0.5, alpha=1.0, temperature=0.2,
         proj_hidden_dim=4096, out_dim=256, decoder_hidden_dim=None, decoder_hidden_layers=3, crop_scale=(0.2, 1.0),

@@ -34,11 +34,13 @@ class Hybrid(Objective):
     loss_text = "(1 - lam) x the MIM loss + lam x the CL loss"
     published_epochs = 100  # the cl-vs-mim hybrid's short schedule
     defaults = dict(
-        base_lr=1.5e-4, min_lr=0.0, warmup_epochs=40, weight_decay=0.05, weight_decay_end=0.05,
+        base_lr=1.5e-4, min_lr=0.0, lr_drop=None, warmup_epochs=40, weight_decay=0.05, weight_decay_end=0.05,
         momentum=0.99, betas=(0.9, 0.999), clip_grad=None, drop_path=None,
         mim="simmim", cl="mocov3", lam=0.5, mim_hparams={}, cl_hparams={},
     )
     choices = {"mim": MIM_CHOICES, "cl": CL_CHOICES}
+    # no reference recipe: biases, norms, position embedding and tokens are spared weight decay
+    no_decay_names = frozenset({"pos_embed", "cls_token", "reg_token", "mask_token"})
 
     @classmethod
     def resolve_hparams(cls, given: dict[str, Any], via: str | None = None) -> dict[str, Any]:

@@ -45,9 +45,9 @@ class MAE(Objective):
     name = "mae"
     loss_text = "MSE on the hidden patches' pixels (normalised per patch with norm_pix_loss)"
     published_epochs = 800  # MAE's 800-epoch pre-training
-    revision = 2  # 2: N - int(N (1 - ratio)) masked patches
+    revision = 3  # 2: N - int(N (1 - ratio)) masked patches; 3: weight decay on class and mask tokens
     defaults = dict(
-        base_lr=1.5e-4, min_lr=0.0, warmup_epochs=40, weight_decay=0.05, weight_decay_end=0.05,
+        base_lr=1.5e-4, min_lr=0.0, lr_drop=None, warmup_epochs=40, weight_decay=0.05, weight_decay_end=0.05,
         momentum=None, betas=(0.9, 0.95), clip_grad=None, drop_path=0.0,
         mask_ratio=0.75, decoder_dim=512, decoder_depth=8, decoder_heads=16, norm_pix_loss=True,
         crop_scale=(0.2, 1.0),

@@ -26,10 +26,11 @@ class MoCoV3(MomentumContrast):
     name = "mocov3"
     loss_text = "InfoNCE of the predictor's queries on the momentum keys, both view orders summed"
     published_epochs = 300  # MoCo v3 ViT-S/B, 300 epochs
-    revision = 2  # 2: the predictor's final BatchNorm
+    revision = 3  # 2: the predictor's final BatchNorm; 3: weight decay on every tensor
+    decay_1d = True  # main_moco.py: AdamW(model.parameters(), weight_decay=...) for the ViTs
     min_batch_size = 2  # the projector's and predictor's BatchNorm need two images
     defaults = dict(
-        base_lr=1.5e-4, min_lr=0.0, warmup_epochs=40, weight_decay=0.1, weight_decay_end=0.1,
+        base_lr=1.5e-4, min_lr=0.0, lr_drop=None, warmup_epochs=40, weight_decay=0.1, weight_decay_end=0.1,
         momentum=0.99, betas=(0.9, 0.999), clip_grad=None, drop_path=0.0,
         proj_hidden_dim=4096, pred_hidden_dim=4096, out_dim=256, temperature=0.2,
         stop_grad_patch_embed=True, crop_scale=(0.08, 1.0),

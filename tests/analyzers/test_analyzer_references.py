@@ -187,7 +187,7 @@ def test_token_spectrum_sample_settings_are_checked(params, message):
 def test_a_token_spectrum_sample_needs_the_images_index(info, batches):
     batch = {k: v for k, v in batches[0].items() if k != "index"}
     get_analyzer("token_similarity").bind(info, {}).update(batch)  # every image: no index needed
-    with pytest.raises(DataError, match="spectrum_fraction < 1 picks images by their index"):
+    with pytest.raises(DataError, match=r"reads each image.s .index. \(spectrum_fraction < 1 picks images by it"):
         get_analyzer("token_similarity", spectrum_fraction=0.5).bind(info, {}).update(batch)
 
 
@@ -418,6 +418,21 @@ def test_unlabelled_negative_labels_are_ignored(info):
     held = heldout_mask(batch["index"], 0.2)
     expected_n = int((held & (batch["index"] % 2 == 0)).sum())
     assert (table[table["label"] == "cls"]["n"] == expected_n).all()
+
+
+@pytest.mark.parametrize("name", ["linear_probe", "knn"])
+def test_probe_labels_must_be_class_ids_in_a_dict(name, info):
+    """A float label would be truncated to a class: refused, while whole floats are class ids."""
+    batch = _separable_batch(info)
+    whole = {**batch, "labels": {k: v.double() for k, v in batch["labels"].items()}}
+    assert _table(name, info, whole).equals(_table(name, info, batch))
+    halves = {**batch, "labels": {**batch["labels"], "cls": batch["labels"]["cls"] + 0.5}}
+    with pytest.raises(DataError, match=rf"^analysis '{name}': label 'cls' holds 0.5, not a class id; map"):
+        _table(name, info, halves)
+    with pytest.raises(DataError, match=rf"^analysis '{name}': the batch's 'labels' is a Tensor; give a dict"):
+        _table(name, info, {**batch, "labels": batch["labels"]["cls"]})
+    with pytest.raises(DataError, match=rf"^analysis '{name}' reads each image's 'index' \(to hold out"):
+        _table(name, info, {k: v for k, v in batch.items() if k != "index"})
 
 
 @pytest.mark.parametrize("name", ["linear_probe", "knn"])

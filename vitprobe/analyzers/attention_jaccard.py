@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from vitprobe.analyzers._registry import register_analyzer
-from vitprobe.analyzers.base import Analyzer, tidy
+from vitprobe.analyzers.base import Analyzer, batch_index, tidy
 from vitprobe.capture import ModelInfo, Site
 from vitprobe.data.base import to_uint8_images
 from vitprobe.errors import ConfigError, DataError, check_whole, warn_user
@@ -110,7 +110,7 @@ class AttentionJaccard(Analyzer):
         if self.num_artifacts <= 0:
             return
         info = self.info_
-        index = torch.as_tensor(batch["index"]).long().reshape(-1).cpu()
+        index = batch_index(batch, self.name, " (to keep the first images' maps)").cpu()
         kept = self._row_tensor("artifact.index")
         if kept is not None and len(kept) >= self.num_artifacts and bool((index > kept.max()).all()):
             return  # every image kept comes before these (the data is read in index order)

@@ -21,12 +21,42 @@ import torch
 import torch.nn as nn
 
 from vitprobe.capture import FIRST_LAYER, ModelInfo, Site, model_info
-from vitprobe.errors import AnalyzerDefinitionError, CaptureError, ConfigError
+from vitprobe.errors import AnalyzerDefinitionError, CaptureError, ConfigError, DataError
 
 if TYPE_CHECKING:
     from vitprobe.results import Result
 
 STD_PROTOCOL = "sample standard deviation over images (ddof=1)"
+
+
+def batch_index(batch: Mapping[str, Any], analysis: str, why: str = "") -> torch.Tensor:
+    """The batch's dataset indices as a flat int64 tensor, or a DataError naming what to give."""
+    if "index" not in batch:
+        raise DataError(f"analysis {analysis!r} reads each image's 'index'{why} and this batch has none; give "
+                        "'index': a (B,) tensor of the images' dataset indices (vitprobe.analyze adds it)")
+    return torch.as_tensor(batch["index"]).long().reshape(-1)
+
+
+def batch_labels(batch: Mapping[str, Any], analysis: str) -> dict[str, torch.Tensor]:
+    """The batch's labels {name: flat int64 tensor of class ids}; a DataError where they are no
+    mapping, or a value is not a whole number (a float label would be truncated to a class)."""
+    labels = batch.get("labels")
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping):
+        raise DataError(f"analysis {analysis!r}: the batch's 'labels' is a {type(labels).__name__}; give a dict "
+                        "{name: (B,) tensor of class ids}, e.g. {'class': y}")
+    out = {}
+    for name, values in labels.items():
+        values = torch.as_tensor(values).reshape(-1)
+        if values.is_floating_point() or values.is_complex():
+            whole = values.is_floating_point() and bool((values == values.round()).all())
+            if not whole:
+                bad = values[values != values.round()][0].item()
+                raise DataError(f"analysis {analysis!r}: label {name!r} holds {bad!r}, not a class id; map the "
+                                "labels to whole numbers 0..C-1 (negative ones are left out)")
+        out[name] = values.long()
+    return out
 
 
 class Analyzer:

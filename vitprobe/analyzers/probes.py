@@ -12,7 +12,7 @@ import torch
 
 from vitprobe.analyzers._registry import register_analyzer
 from vitprobe.analyzers._split import heldout_mask
-from vitprobe.analyzers.base import Analyzer, tidy
+from vitprobe.analyzers.base import Analyzer, batch_index, batch_labels, tidy
 from vitprobe.capture import ModelInfo, Site
 from vitprobe.errors import ConfigError, DataError, check_whole, is_real, plural, warn_user
 from vitprobe.metrics import fit_logistic, knn_predict
@@ -91,7 +91,7 @@ class _PooledFeatureProbe(Analyzer):
         return pooled.float()
 
     def _update(self, batch: Mapping[str, Any]) -> None:
-        labels = batch.get("labels") or {}
+        labels = batch_labels(batch, self.name)
         if not labels:
             raise DataError(f"analysis {self.name!r} needs labels and this dataset gives none; "
                             "drop the probe or use a labelled dataset")
@@ -101,9 +101,9 @@ class _PooledFeatureProbe(Analyzer):
         features = torch.stack([self._pool(self._site(batch, Site("tokens", layer)))
                                 for layer in self.layers_], dim=1)
         self._add_rows("features", features)
-        self._add_rows("index", torch.as_tensor(batch["index"]).long().reshape(-1))
+        self._add_rows("index", batch_index(batch, self.name, " (to hold out the same images in every run)"))
         for name, values in labels.items():
-            self._add_rows(f"label/{name}", torch.as_tensor(values).long().reshape(-1))
+            self._add_rows(f"label/{name}", values)
 
     def _score(self, train_x: torch.Tensor, train_y: np.ndarray, test_x: torch.Tensor) -> np.ndarray:
         """Predicted labels of ``test_x`` (float32 features, one row per image)."""

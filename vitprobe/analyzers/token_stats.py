@@ -10,9 +10,9 @@ import torch
 
 from vitprobe.analyzers._registry import register_analyzer
 from vitprobe.analyzers._split import heldout_mask
-from vitprobe.analyzers.base import LayerAnalyzer, tidy
+from vitprobe.analyzers.base import LayerAnalyzer, batch_index, tidy
 from vitprobe.capture import ModelInfo
-from vitprobe.errors import ConfigError, DataError, check_whole, is_real
+from vitprobe.errors import ConfigError, check_whole, is_real
 from vitprobe.metrics import (
     covariance_from_sums,
     fourier_delta_log_amplitude,
@@ -108,10 +108,7 @@ class TokenSimilarity(LayerAnalyzer):
         """The rows of the batch whose token spectrum is computed (None: all of them)."""
         if self.spectrum_fraction == 1.0:
             return None
-        if "index" not in batch:
-            raise DataError("analysis 'token_similarity': spectrum_fraction < 1 picks images by their "
-                            "index and this batch has none; give each item an 'index' or use spectrum_fraction=1")
-        index = torch.as_tensor(batch["index"]).long().reshape(-1)
+        index = batch_index(batch, self.name, " (spectrum_fraction < 1 picks images by it; or use 1)")
         return heldout_mask(index, self.spectrum_fraction, self.spectrum_seed ^ self._SPECTRUM_SALT)
 
     def _moment_shapes(self) -> dict[str, tuple[int, ...]]:

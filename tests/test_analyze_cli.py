@@ -421,13 +421,13 @@ def test_a_gpu_that_is_not_there_is_a_config_error(monkeypatch):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_a_config_error():
-    with pytest.raises(ConfigError, match="CUDA is not available"):
+    with pytest.raises(ConfigError, match=r"^--device cuda \(Python: device=.cuda.\): CUDA is not available here; use --device cpu"):
         analyze(tiny_vit(), DictImages(), device="cuda", progress=False)
 
 
 @pytest.mark.parametrize("device", ["mps", "meta", "xpu", "gpu"])
 def test_devices_other_than_cpu_and_cuda_are_one_config_error(device):
-    with pytest.raises(ConfigError, match=rf"unknown --device '{device}' \(Python: device=\); use cpu, cuda, cuda:N or auto"):
+    with pytest.raises(ConfigError, match=rf"unknown --device '{device}' \(Python: device='{device}'\); use cpu, cuda, cuda:N or auto"):
         analyze(tiny_vit(), DictImages(), device=device, progress=False)
 
 

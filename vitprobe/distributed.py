@@ -104,10 +104,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     except RuntimeError:
         device = None
     if device is None or device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"unknown --device {name!r} (Python: device=); use cpu, cuda, cuda:N or auto") from None
+        raise ConfigError(f"unknown --device {name!r} (Python: device={name!r}); use cpu, cuda, cuda:N or auto") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name} (Python: device=): CUDA is not available here; use --device cpu "
+            raise ConfigError(f"--device {name} (Python: device={name!r}): CUDA is not available here; use --device cpu "
                               "(Python: device='cpu')")
         count = torch.cuda.device_count()
         if device.index is None:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from analyzer_inputs import DEPTH, HEADS, PATCH, PREFIX, WIDTH, concat_batches, make_batch
 
-from vitprobe.analyzers import get_analyzer
+from vitprobe.analyzers import get_analyzer, list_analyzers
 from vitprobe.analyzers._split import heldout_mask
 from vitprobe.capture import Site
 from vitprobe.errors import CaptureError, ConfigError, DataError
@@ -445,6 +445,18 @@ def test_images_that_share_an_index_are_warned_of(name, info, recwarn):
     with pytest.warns(UserWarning, match=rf"^{name}: images share an 'index' \(20 shared values, e.g. 0\); the "
                                          "held-out split is chosen by index"):
         _table(name, info, batch)
+
+
+@pytest.mark.parametrize("name", list_analyzers())
+def test_compute_before_any_image_is_refused(name, info, batches):
+    """An empty state gave a table of NaN (or no rows); one batch, also through load_state_dict, computes."""
+    analyzer = get_analyzer(name).bind(info, {})
+    with pytest.raises(DataError, match=rf"^analysis '{name}' has seen no images; call update\(\)"):
+        analyzer.compute()
+    analyzer.update(batches[0])
+    fresh = get_analyzer(name).bind(info, {})
+    fresh.load_state_dict(analyzer.state_dict())
+    assert len(fresh.compute().table) > 0
 
 
 def test_user_errors_are_one_line_vitprobe_errors(info, batches):

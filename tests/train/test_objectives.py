@@ -370,6 +370,8 @@ def test_hybrid_mixes_with_lam_and_shares_one_encoder() -> None:
     assert build("hybrid", lam=0.0).momentum_pairs() == []  # no teacher runs: the engine logs no momentum
     with pytest.warns(UserWarning, match=r"^hybrid at lambda 0: momentum 0.9 has no effect"):
         build("hybrid", lam=0.0, momentum=0.9)
+    with pytest.warns(UserWarning, match=r"^objective 'simmim': momentum 0.5 has no effect \(simmim has no "):
+        build("hybrid", lam=0.5, mim_hparams={**SMALL["simmim"], "momentum": 0.5})
     assert build("hybrid", cl="dino", cl_hparams=SMALL["dino"]).hparams["momentum"] == 0.996
     assert build("hybrid", cl="dino", cl_hparams=SMALL["dino"], momentum=0.9).hparams["momentum"] == 0.9
 

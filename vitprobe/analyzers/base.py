@@ -151,6 +151,9 @@ class Analyzer:
         from vitprobe.results import Result
 
         self._check_bound()
+        if self._seen_nothing():
+            raise DataError(f"analysis {self.name!r} has seen no images; call update() with a batch (or "
+                            "load_state_dict, merge) before compute()")
         return Result(self.name, self._table(), self.protocol(), self._artifacts() or None)
 
     def _table(self) -> pd.DataFrame:
@@ -203,6 +206,11 @@ class Analyzer:
         self._sums = {k: v.detach().to("cpu", torch.float64).clone() for k, v in sums.items()}
         self._rows = {k: [v.detach().cpu().clone()] for k, v in rows.items()}
         self._after_rows_changed()
+
+    def _seen_nothing(self) -> bool:
+        """True while no batch has reached the state: every sum zero and no rows."""
+        return (all(not bool(v.any()) for v in self._sums.values())
+                and all(sum(len(part) for part in parts) == 0 for parts in self._rows.values()))
 
     def _after_rows_changed(self) -> None:
         """Hook run after rows were appended, merged or loaded (e.g. to trim them)."""

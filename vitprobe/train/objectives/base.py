@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from vitprobe.errors import ConfigError, is_whole
+from vitprobe.errors import ConfigError, is_whole, warn_user
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.objectives._hparam_checks import check_hparam
 
@@ -69,6 +69,9 @@ class Objective(nn.Module, abc.ABC):
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__()
         self.hparams = self.resolve_hparams(hparams)
+        if self.defaults.get("momentum", 0.0) is None and hparams.get("momentum") is not None:
+            warn_user(f"objective {self.name!r}: momentum {hparams['momentum']} has no effect ({self.name} has no "
+                      "momentum encoder or teacher); leave it out")
         self.encoder = encoder
         self.arch = arch
         self.collapse_dim: int | None = None

@@ -50,8 +50,11 @@ def per_head_panel(ax: Axes, items: Items, metric: str, ylabel: str) -> None:
 def from_zero(ax: Axes) -> None:
     """Start the value axis at 0 for a non-negative metric (attention distance, NMI): an axis
     zoomed onto the data would make a near-uniform model's small spread look like structure.
-    Call it after every line is drawn: it fixes the top where autoscaling has put it."""
-    ax.set_ylim(bottom=0.0)
+    The top is 5% of the axis above the highest point or line (autoscaling's margin was 5% of
+    the data's own spread, which leaves a near-uniform model's dots on the frame). Call it
+    after every line is drawn."""
+    top = ax.dataLim.y1
+    ax.set_ylim(0.0, 1.05 * top if np.isfinite(top) and top > 0 else None)
 
 
 def depth_curve_panel(ax: Axes, items: Items, metric: str, ylabel: str,

@@ -128,6 +128,9 @@ def test_resume_names_the_process_count_the_lambda_once_and_a_changed_recipe(tmp
     with pytest.raises(ConfigError, match=r"the data synthetic:16 held 16 images when the run .* was saved, and "
                                           r"holds 12 now; .*restore the data or start a new --out$"):
         _check_resume(config, state, 1, in_force={**in_force, "images": 12})  # a folder that lost images
+    with pytest.raises(ConfigError, match=r"options differ from the run in .* \(--data was \"synthetic:16\", "
+                                          r"now \"synthetic:32\"\); give the run's own values"):
+        _check_resume(dataclasses.replace(config, data="synthetic:32"), state, 1, in_force={**in_force, "images": 32})
     newer = {**in_force, "revisions": {**in_force["revisions"], "simmim": 99}}
     with pytest.raises(ConfigError, match=r"recipe changed since the run was saved .*resuming would mix two "
                                           r"recipes; start a new --out$"):

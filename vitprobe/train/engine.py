@@ -278,6 +278,8 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int,
     if "revisions in force" in changed:  # no option given now can undo it
         raise ConfigError(f"--resume: in {config.out}, " + _option_difference(
             "revisions in force", saved["revisions in force"], now["revisions in force"]) + "; start a new --out")
+    if "data" in changed and "images in force" in changed:
+        changed.remove("images in force")  # follows from the --data given now, which is named
     if "images in force" in changed:  # the data's content, which no option sets
         raise ConfigError(f"--resume: the data {now['data']} held {saved['images in force']} images when the run "
                           f"in {config.out} was saved, and holds {now['images in force']} now; its steps per epoch, "

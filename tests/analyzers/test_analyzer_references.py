@@ -228,6 +228,28 @@ def test_jaccard_matches_per_image_loop(info, batches):
     assert f"images scored {len(per_head)}" in protocol_caption([result.protocol])
 
 
+
+def test_jaccard_reads_the_class_tokens_attention_to_the_patches_past_any_register(batches):
+    """A model with a register after its class token: the patches' attention starts after both."""
+    from dataclasses import replace
+
+    from analyzer_inputs import make_info
+
+    info = replace(make_info(), num_prefix_tokens=PREFIX + 1)
+    data = concat_batches(batches)
+    tokens = info.num_tokens
+    logits = torch.randn(data["index"].numel(), HEADS, tokens, tokens, generator=torch.Generator().manual_seed(5))
+    attn = (2 * logits).softmax(-1)
+    data["sites"] = {**data["sites"], Site("attn", DEPTH): attn}
+    analyzer = get_analyzer("attention_jaccard", num_artifacts=0).bind(info, {})
+    analyzer.update(data)
+    table = analyzer.compute().table
+    keep = attention_mask(attn[:, :, 0, PREFIX + 1:], 0.6)
+    scored = torch.tensor([bool(((m != 0) & (m != 255)).any()) for m in data["mask"]])
+    _check(table, "mask_area", keep[scored].float().mean(dim=2))
+    assert set(table["layer"]) == {DEPTH}  # the last block's attention
+
+
 def test_jaccard_figure_marks_each_heads_mask_area(info, batches):
     """Each head's bar carries a tick at its mask_area, per run, with one legend entry."""
     from vitprobe.plots import draw
@@ -277,6 +299,36 @@ def test_jaccard_warns_when_every_head_attends_evenly(info, batches, even):
         assert float(areas.min()) < 0.9 * 0.6 and not said
 
 
+
+def test_jaccard_does_not_warn_of_masks_that_keep_well_under_keep_mass_of_the_patches(info, batches):
+    """Each head keeps 6 of 16 patches (6 x 0.105 >= 0.6 of its attention): 37.5% of the
+    patches, well below the 90% of keep_mass that even attention keeps; not warned."""
+    from vitprobe.errors import VitprobeWarning
+
+    data = concat_batches(batches)
+    attn = data["sites"][Site("attn", DEPTH)].clone()
+    attn[:, :, 0, :PREFIX] = 0.0
+    attn[:, :, 0, PREFIX:] = 0.265 / 9
+    attn[:, :, 0, PREFIX:PREFIX + 7] = 0.105
+    data["sites"] = {**data["sites"], Site("attn", DEPTH): attn}
+    analyzer = get_analyzer("attention_jaccard").bind(info, {})
+    analyzer.update(data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = analyzer.compute()
+    areas = result.table[result.table["metric"] == "mask_area"]["value"]
+    assert np.allclose(areas, 6 / 16) and result.protocol["even_masks"] is False
+    assert not [w for w in caught if issubclass(w.category, VitprobeWarning)]
+
+
+def test_jaccard_keeps_the_lowest_indices_when_a_later_batch_holds_some_of_them(info):
+    """The second batch holds indices both below and above those kept from the first."""
+    analyzer = get_analyzer("attention_jaccard", num_artifacts=4).bind(info, {})
+    analyzer.update(make_batch([0, 5, 6, 7], seed=1))
+    analyzer.update(make_batch([1, 2, 3, 8], seed=2))
+    assert analyzer.compute().artifacts["index"].tolist() == [0, 1, 2, 3]
+
+
 def test_jaccard_artifacts_are_the_lowest_indices_denormalised(info, batches):
     analyzer = get_analyzer("attention_jaccard", num_artifacts=4).bind(info, {})
     for batch in batches:
@@ -293,6 +345,9 @@ def test_jaccard_artifacts_are_the_lowest_indices_denormalised(info, batches):
     # Each head's kept patches hold at least 60% of its CLS attention mass.
     kept_mass = (art["head_attn"] * art["head_masks"]).sum(axis=(2, 3))
     assert (kept_mass >= 0.6 * art["head_attn"].sum(axis=(2, 3)) - 1e-6).all()
+    # ... and are the smallest such set, as the table's masks are (keep_mass 0.6)
+    smallest = attention_mask(torch.from_numpy(art["head_attn"]).flatten(2), 0.6).reshape(art["head_attn"].shape)
+    np.testing.assert_array_equal(art["head_masks"], smallest.numpy())
 
 
 def test_jaccard_artifacts_from_data_in_index_order_equal_one_batchs(info):

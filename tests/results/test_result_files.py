@@ -156,8 +156,8 @@ def test_legends_sit_below_the_panels_and_never_on_the_data(name, results):
     [legend] = fig.legends
     assert not any(ax.get_legend() for ax in fig.axes)
     box = legend.get_window_extent(renderer)
-    for ax in fig.axes:
-        assert not box.overlaps(ax.get_window_extent(renderer)), (name, ax.get_title())
+    for ax in fig.axes:  # nor on a panel's tick labels or axis labels
+        assert not box.overlaps(ax.get_tightbbox(renderer)), (name, ax.get_title())
 
 
 def test_figure_carries_analysis_protocol(results):
@@ -223,6 +223,68 @@ def test_jaccard_bars_of_runs_with_different_head_counts_sit_over_their_own_name
     assert len(bars_ax.containers[0]) == HEADS + 2 and len(bars_ax.containers[1]) == HEADS + 3
 
 
+
+def test_jaccard_bars_of_several_runs_sit_side_by_side_centred_on_their_name(results):
+    jac = results["attention_jaccard"]
+    ax = draw("attention_jaccard", [("a", jac), ("b", jac), ("c", jac)]).axes[0]
+    assert ax.get_ylabel() == "Jaccard with ground truth"
+    centres = np.array([[bar.get_x() + bar.get_width() / 2 for bar in container] for container in ax.containers])
+    assert np.allclose(centres.mean(axis=0), np.arange(HEADS + 2))  # the runs' bars straddle their name's tick
+    assert np.all(np.diff(centres, axis=0) > 0)  # in the order of the runs
+    assert all(bar.get_width() <= 0.8 / 3 + 1e-9 for container in ax.containers for bar in container)  # no overlap
+
+
+def test_jaccard_masks_upsample_by_nearest_neighbour():
+    from vitprobe.plots.attention_jaccard import _upsample
+
+    assert _upsample(np.arange(6).reshape(2, 3), 6).tolist() == [[0, 0, 1, 1, 2, 2]] * 3 + [[3, 3, 4, 4, 5, 5]] * 3
+
+
+def test_jaccard_image_rows_show_each_kept_image_its_heads_attention_and_kept_patches(results):
+    """Per kept image (at most MAX_IMAGES per run): the picture with its objects' outline (ignored
+    pixels are no object), then per head the picture under that head's attention of that image,
+    outlined where that head's kept patches are."""
+    from vitprobe.plots.attention_jaccard import MAX_IMAGES, _upsample
+
+    jac = results["attention_jaccard"]
+    size, grid, count = 32, 4, MAX_IMAGES + 1
+    patch = size // grid
+    rng = np.random.default_rng(3)
+    head_masks = np.zeros((count, HEADS, grid, grid), dtype=bool)
+    for i in range(count):
+        for h in range(HEADS):
+            head_masks[i, h, (i + h) % grid, h] = True  # one patch, its own for each image and head
+    masks = np.zeros((count, size, size), dtype=np.uint8)
+    masks[:, :8, :8] = 1
+    masks[:, 24:, :] = 255  # ignored: not an object
+    artifacts = {"images": rng.integers(0, 255, (count, size, size, 3), dtype=np.uint8), "masks": masks,
+                 "head_masks": head_masks, "head_attn": rng.random((count, HEADS, grid, grid)).astype(np.float32)}
+    fig = draw("attention_jaccard", [("a", Result("attention_jaccard", jac.table, jac.protocol, artifacts))])
+    bars, *cells = fig.axes
+    assert bars.get_subplotspec().colspan == range(0, 1 + HEADS)  # the bars span the figure
+    assert len(cells) == MAX_IMAGES * (1 + HEADS)
+    for i in range(MAX_IMAGES):
+        image_ax, *head_axes = cells[i * (1 + HEADS):(i + 1) * (1 + HEADS)]
+        [image] = image_ax.get_images()
+        np.testing.assert_array_equal(image.get_array(), artifacts["images"][i])
+        outline = np.concatenate([path.vertices for c in image_ax.collections for path in c.get_paths()])
+        assert outline[:, 0].max() < 8.5 and outline[:, 1].max() < 8.5  # the object alone
+        for h, ax in enumerate(head_axes):
+            picture, attention = ax.get_images()
+            np.testing.assert_array_equal(picture.get_array(), artifacts["images"][i])
+            np.testing.assert_array_equal(attention.get_array(), _upsample(artifacts["head_attn"][i, h], size))
+            kept = np.concatenate([path.vertices for c in ax.collections for path in c.get_paths()])
+            row, col = (i + h) % grid, h
+            assert kept[:, 0].min() >= col * patch - 1 and kept[:, 0].max() <= (col + 1) * patch
+            assert kept[:, 1].min() >= row * patch - 1 and kept[:, 1].max() <= (row + 1) * patch
+            assert ax.get_title() == (f"head {h}" if i == 0 else "")  # the first image names the heads
+        for ax in (image_ax, *head_axes):
+            assert not len(ax.get_xticks()) and not len(ax.get_yticks())
+    without_masks = {k: v for k, v in artifacts.items() if k != "masks"}
+    fig = draw("attention_jaccard", [("a", Result("attention_jaccard", jac.table, jac.protocol, without_masks))])
+    assert len(fig.axes) == 1 + MAX_IMAGES * (1 + HEADS) and not fig.axes[1].collections  # no outline to draw
+
+
 def test_accuracy_curves_name_their_held_out_count_and_draw_one_standard_error(results):
     fig = draw("knn", [("a", results["knn"])])
     ax = fig.axes[0]
@@ -260,7 +322,7 @@ def test_the_sweep_figure_bars_each_final_accuracy_by_its_standard_error(results
 
     probe = results["linear_probe"]
     last = probe.table["layer"].max()
-    finals = (40.0, 100.0, 55.0)
+    finals = (0.0, 100.0, 55.0)
     swept = [Result("linear_probe", probe.table.assign(value=value), probe.protocol) for value in finals]
     left = draw_sweep([0.0, 0.5, 1.0], swept).axes[0]
     assert "bars ±1 SE" in left.get_ylabel()
@@ -271,6 +333,93 @@ def test_the_sweep_figure_bars_each_final_accuracy_by_its_standard_error(results
     se = accuracy_standard_error(np.array(finals), n, 100.0)
     assert np.allclose(lows, np.clip(np.array(finals) - se, 0, 100))
     assert np.allclose(highs, np.clip(np.array(finals) + se, 0, 100)) and highs.max() == 100.0
+    assert lows.min() == 0.0  # 1 SE below 0% of 8 images is cut at 0 too
+
+
+def _sweep_results(values: list[float]) -> list[Result]:
+    """Probe tables whose accuracy tells its run, label and layer apart, rows shuffled."""
+    probe = make_results()["linear_probe"]
+    swept = []
+    for i, _ in enumerate(values):
+        table = probe.table.assign(value=10.0 * probe.table["layer"] + 20.0 * i + 5.0 * (probe.table["label"] == "texture"),
+                                   n=10 + i)
+        swept.append(Result("linear_probe", table.sample(frac=1.0, random_state=i), probe.protocol))
+    return swept
+
+
+def test_the_sweep_figure_plots_each_runs_table_by_label_and_value():
+    """Left: each label's accuracy at the deepest layer against the swept value; right: a curve
+    over depth per value and label, coloured as the legend's value and styled as its label."""
+    from matplotlib.colors import to_rgba
+
+    from vitprobe.plots.sweep import draw_sweep
+
+    values = [0.0, 0.5, 1.0]
+    swept = _sweep_results(values)
+    fig = draw_sweep(values, swept)
+    left, right = fig.axes
+    assert left.get_xlabel() == "lambda (0 = pure MIM, 1 = pure CL)"
+    assert right.get_xlabel() == "depth (0 = embedding)" and right.get_ylabel() == "top-1 accuracy (%)"
+    assert fig._suptitle.get_text().startswith("Linear probe against the CL weight lambda")
+    [legend] = fig.legends
+    names = [t.get_text() for t in legend.get_texts()]
+    assert names == ["shape", "texture", "lambda 0", "lambda 0.5", "lambda 1"]
+    handles = dict(zip(names, legend.legend_handles))
+    style = {label: (handles[label].get_linestyle(), handles[label].get_marker()) for label in ("shape", "texture")}
+    assert style["shape"] != style["texture"]
+    colour = {i: to_rgba(handles[f"lambda {v:g}"].get_color()) for i, v in enumerate(values)}
+    assert len(set(colour.values())) == len(values)
+
+    def table_curve(i: int, label: str) -> pd.DataFrame:
+        table = swept[i].table
+        return table[table["label"] == label].sort_values("layer")
+
+    assert len(left.containers) == 2
+    for container in left.containers:
+        line = container.lines[0]
+        [label] = [lab for lab, st in style.items() if st == (line.get_linestyle(), line.get_marker())]
+        assert list(line.get_xdata()) == values
+        finals = [float(table_curve(i, label)["value"].iloc[-1]) for i in range(len(values))]
+        assert list(line.get_ydata()) == pytest.approx(finals)  # the deepest layer's, not the first's
+    assert len(right.get_lines()) == 2 * len(values)
+    seen = set()
+    for line in right.get_lines():
+        [i] = [i for i, c in colour.items() if c == to_rgba(line.get_color())]
+        [label] = [lab for lab, st in style.items() if st == (line.get_linestyle(), line.get_marker())]
+        curve = table_curve(i, label)
+        assert list(line.get_xdata()) == list(curve["layer"].astype(float))  # in depth order
+        assert list(line.get_ydata()) == pytest.approx(list(curve["value"]))
+        seen.add((i, label))
+    assert len(seen) == 2 * len(values)
+
+
+def test_a_sweep_without_labels_names_its_curves_accuracy_and_titles_knn():
+    from vitprobe.plots.sweep import draw_sweep
+
+    knn = make_results()["knn"]
+    unlabelled = knn.table.assign(label=None)
+    fig = draw_sweep([0.0, 1.0], [Result("knn", unlabelled, knn.protocol)] * 2, "w")
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["accuracy", "w 0", "w 1"]
+    assert fig._suptitle.get_text().startswith("k-NN against the CL weight w")
+    assert fig.axes[0].get_xlabel().startswith("w ")
+
+
+def test_reconstructions_show_each_images_corrupted_input_output_and_original_in_order():
+    from vitprobe.plots.reconstructions import draw_reconstructions
+
+    rng = np.random.default_rng(0)
+    count = 4
+    examples = {key: rng.integers(0, 255, (count, 8, 8, 3), dtype=np.uint8)
+                for key in ("corrupted", "reconstruction", "clean")}
+    fig = draw_reconstructions(examples, "gmml tiny")
+    assert len(fig.axes) == 3 * count
+    axes = np.array(fig.axes).reshape(3, count)  # row by row
+    for row, key in enumerate(("corrupted", "reconstruction", "clean")):
+        for col in range(count):
+            [image] = axes[row, col].get_images()
+            np.testing.assert_array_equal(image.get_array(), examples[key][col])
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["corrupted input", "reconstruction", "original"]
+    assert fig._suptitle.get_text().startswith("gmml tiny: reconstructions")
 
 
 def test_fourier_axis_is_in_units_of_pi_up_to_the_last_frequency(results):
@@ -313,6 +462,80 @@ def test_run_save_load_and_report(tmp_path, results):
     assert ('<dt>trained</dt><dd>dino, epoch 3 of 3, data &quot;synthetic:64&quot;, lr 0.001</dd>'
             in (tmp_path / "trained" / "report.html").read_text(encoding="utf-8"))  # how the encoder was trained
     assert loaded["attention_nmi"].table["head"].isna().any() and "&lt;NA&gt;" not in html  # per-layer rows: blank
+
+
+
+def _report_runs(results):
+    """Two runs whose labels, checkpoints, warnings and settings hold HTML's special characters."""
+    knn = results["knn"]
+    units = Result("knn", knn.table, {**knn.protocol, "pooling": "a<b", "value_units": "% of <held out>"})
+    training = {"objective": "dino", "warnings": ["epoch 2: collapse <std 0>"]}
+    a = Run([units, results["attention_nmi"]], label="mae",
+            checkpoint={"path": "/x/<a>.pth", "format": "dino", "sha256": "ef" * 32, "arch": {"depth": 3, "heads": 2},
+                        "report": {"training": training}},
+            meta={"analysis_warnings": ["knn: few <images>"]})
+    b = Run([Result("knn", knn.table, {**knn.protocol, "pooling": "a<b", "k": 5})], label="mae",
+            checkpoint={"arch": "vit_small"}, meta={"analysis_warnings": ["knn: b & c warned"]})
+    return a, b
+
+
+def _embedded_svgs(page: str) -> dict[str, str]:
+    import base64
+    import re
+
+    found = re.findall(r'<figure id="figure-([^"]+)"><img alt="\1 figure" src="data:image/svg\+xml;base64,([^"]+)">'
+                       r'<figcaption>Figure <a href="\1\.svg">\1</a>: ', page)
+    return {name: base64.b64decode(data).decode("utf-8") for name, data in found}
+
+
+def test_a_run_report_escapes_what_it_shows_and_embeds_each_figure(results):
+    import html
+    import re
+
+    from vitprobe.plots.report import run_report
+
+    run, _ = _report_runs(results)
+    run.label = "mine <b>&</b>"
+    svgs = {name: f'<svg id="{name}"><text>é</text></svg>' for name in run}
+    page = run_report(run, svgs)
+    assert "<b>&</b>" not in page and "<a>" not in page and "<images>" not in page
+    assert "<title>vitprobe report: mine &lt;b&gt;&amp;&lt;/b&gt;</title>" in page
+    assert "<h1>vitprobe report: mine &lt;b&gt;&amp;&lt;/b&gt;</h1>" in page
+    assert "<h3>mine &lt;b&gt;&amp;&lt;/b&gt;</h3>" in page
+    for field in ("<dt>path</dt><dd>/x/&lt;a&gt;.pth</dd>", "<dt>format</dt><dd>dino</dd>", f"<dt>sha256</dt><dd>{'ef' * 32}</dd>",
+                  "<dt>arch</dt><dd>depth=3, heads=2</dd>", "<dt>training warned</dt><dd>epoch 2: collapse &lt;std 0&gt;</dd>",
+                  "<dt>analysis warned</dt><dd>knn: few &lt;images&gt;</dd>"):
+        assert field in page, field
+    assert _embedded_svgs(page) == svgs  # the figure itself, decoded back
+    assert "pooling a&lt;b" in page.split('id="figure-knn"')[1].split("</figcaption>")[0]  # its caption
+    table = run["knn"].table
+    summary = f"<summary>table knn.csv ({len(table)} rows; values: % of &lt;held out&gt;)</summary>"
+    assert summary in page
+    section = page.split(summary)[1].split("</details>")[0]
+    assert section.count("</th>") == len(table.columns)  # a header per column, no index
+    assert all(f"<td>{value:.4g}</td>" in section for value in table["value"])
+    protocol = page.split('<section id="knn">')[1].split("<summary>protocol</summary><pre>")[1].split("</pre>")[0]
+    keys = re.findall(r'^ "([^"]+)":', html.unescape(protocol), flags=re.M)
+    assert "&quot;pooling&quot;: &quot;a&lt;b&quot;" in protocol and keys == sorted(keys) and "value_units" in keys
+
+
+def test_a_comparison_report_names_each_runs_tables_and_links_by_its_compared_label(results):
+    from vitprobe.plots.report import compare_report
+
+    a, b = _report_runs(results)
+    labels = ["mine <1>", "b & c"]  # both runs are labelled mae: the comparison names them apart
+    svgs = {"knn": "<svg>knn</svg>", "attention_nmi": "<svg>nmi</svg>"}
+    page = compare_report([a, b], labels, ["knn", "attention_nmi"], svgs, links={"b & c": "b&c/report.html"})
+    assert "<title>vitprobe comparison: mine &lt;1&gt;, b &amp; c</title>" in page
+    assert page.count("<h3>mine &lt;1&gt;</h3>") == 1 and page.count("<h3>b &amp; c</h3>") == 1
+    assert "<dt>arch</dt><dd>vit_small</dd>" in page and "<dt>analysis warned</dt><dd>knn: b &amp; c warned</dd>" in page
+    assert '<p><a href="b&amp;c/report.html">report of b &amp; c</a></p>' in page
+    assert "report of mine" not in page  # no page of its own was given
+    assert _embedded_svgs(page) == svgs
+    knn, nmi = page.split('<section id="knn">')[1].split('<section id="attention_nmi">')
+    assert "k 20 (mine &lt;1&gt;) | 5 (b &amp; c)" in knn.split("</figcaption>")[0]
+    assert knn.count("<h4>mine &lt;1&gt;</h4>") == 1 and knn.count("<h4>b &amp; c</h4>") == 1
+    assert nmi.count("<h4>") == 1 and "<h4>mine &lt;1&gt;</h4>" in nmi  # only the run that has it
 
 
 def test_a_results_figure_names_its_run_and_follows_a_renamed_run():
@@ -444,6 +667,100 @@ def test_captions_word_switches_as_text_not_python():
     assert protocol_caption([on, on]) == "pooling cls · final norm"
     assert protocol_caption([on, off], labels=["a", "b"]) == "pooling cls · final norm yes (a) | no (b)"
     assert "False" not in protocol_caption([off]) and "True" not in protocol_caption([on, off])
+
+
+
+def test_caption_values_are_written_short_and_a_dataset_names_its_split_once():
+    from vitprobe.plots.style import value_text
+
+    assert value_text({"spec": "voc:/data/VOC2012", "split": "val", "n": 10}) == "voc:/data/VOC2012 split val (n=10)"
+    assert value_text({"spec": "voc:/data/VOC2012:val", "split": "val", "n": 10}) == "voc:/data/VOC2012:val (n=10)"
+    assert value_text({"name": "digits", "size": 7}) == "digits (n=7)" and value_text({"spec": "d"}) == "d"
+    assert value_text([1, 2, 3, 4]) == "1,2,3,4" and value_text([1, 2, 3, 4, 5]) is None  # a long list is left out
+    assert value_text(0.123456) == "0.1235" and value_text(12) == "12" and value_text(None) is None
+
+
+def test_captions_leave_out_block_lists_and_excluded_keys_and_name_a_warning_where_any_run_has_it():
+    from vitprobe.plots.style import protocol_caption
+
+    knn = {"analysis": "knn", "pooling": "cls", "k": 5, "layers": [1, 2, 3]}
+    assert protocol_caption([knn]) == "pooling cls · k 5"  # the blocks drawn are on the axis
+    assert protocol_caption([knn], exclude=["k"]) == "pooling cls"
+    assert protocol_caption([{"unconverged_fits": 0}]) == ""  # 0: nothing to warn of
+    assert protocol_caption([{"dataset": {"root": "/data"}, "k": 5}]) == "k 5"  # a value it cannot show is left out
+    assert protocol_caption([{"unconverged_fits": 0}, {"unconverged_fits": 3}], labels=["a", "b"]) == \
+        "unconverged fits 0 (a) | 3 (b)"
+
+
+def test_runs_get_colours_of_their_own_and_figures_grow_by_their_panels():
+    from vitprobe.plots.style import new_figure, run_colors
+
+    assert len(set(run_colors(5))) == 5 and run_colors(0) == []
+    assert new_figure(3).get_figwidth() == pytest.approx(3 * new_figure(1).get_figwidth())
+    assert tuple(new_figure(width=5.0, height=2.0).get_size_inches()) == (5.0, 2.0)
+
+
+
+def test_a_legend_below_takes_as_many_columns_as_fit_and_the_figure_grows_by_its_rows():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.lines import Line2D
+
+    from vitprobe.plots.style import legend_below, new_figure
+
+    for labels in (["a", "b"], ["a much longer label of a run"] * 3, [f"run {i}" for i in range(12)]):
+        fig = new_figure()
+        before = fig.get_figheight()
+        legend_below(fig, [Line2D([], []) for _ in labels], labels)
+        fig.draw(FigureCanvasAgg(fig).get_renderer())
+        rows = len({round(t.get_window_extent().y0) for t in fig.legends[0].get_texts()})
+        assert fig.get_figheight() == pytest.approx(before + 0.05 + 0.15 * rows), labels
+        if len(labels) == 2:
+            assert rows == 1  # two short labels side by side
+        else:
+            assert 1 < rows < len(labels) or len(set(labels)) == 1
+
+
+def test_the_title_has_a_line_of_its_own_above_the_protocol(results):
+    fig = draw("knn", [("a", results["knn"])])
+    title, *caption = fig._suptitle.get_text().split("\n")
+    assert title == "k-NN per layer"  # the protocol parts start on the next line
+    assert caption and "synthetic:8" in caption[0]
+
+
+def test_saved_figures_are_the_same_bytes_each_time_at_the_figure_dpi(results):
+    import struct
+
+    from vitprobe.plots.style import DPI, figure_bytes
+
+    fig = draw("knn", [("a", results["knn"])])
+    svg = figure_bytes(fig, "svg")
+    assert svg == figure_bytes(fig, "svg") and b"<dc:date>" not in svg  # no time, no random ids
+    png = figure_bytes(fig, "png")
+    width, height = struct.unpack(">II", png[16:24])
+    assert (width, height) == (round(fig.get_figwidth() * DPI), round(fig.get_figheight() * DPI))
+
+
+def test_a_single_layer_of_per_head_dots_gets_its_own_tick_and_ticks_show_whole_values(results):
+    per_head = results["attention_distance"]
+    one = Result("attention_distance", per_head.table.query("layer == 2").assign(value=lambda t: 16.5401 + 1e-4 * t["head"]),
+                 per_head.protocol)
+    fig = draw("attention_distance", [("a", one)])
+    ax = fig.axes[0]
+    assert list(ax.get_xticks()) == [2.0] and ax.get_xlim() == (1.5, 2.5)
+    fig.canvas.draw()
+    assert ax.yaxis.get_major_formatter().get_offset() == ""
+    assert ax.yaxis.get_major_formatter().get_useOffset() is False  # never a +1.654e1 offset
+
+
+def test_a_figure_whose_panel_has_a_legend_gets_no_second_one_below():
+    from vitprobe.plots.style import finish, new_figure
+
+    fig = new_figure()
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], label="mine")
+    ax.legend()
+    finish(fig, "title", [])
+    assert not fig.legends and fig._suptitle.get_text() == "title"
 
 
 def test_compare_warns_when_the_runs_saw_different_data(tmp_path, results):

@@ -271,24 +271,30 @@ def test_jaccard_figure_marks_each_heads_mask_area(info, batches):
     assert texts.count("mask area (share of patches kept)") == 1 and {"a", "b"} <= set(texts)
 
 
-@pytest.mark.parametrize("even", [True, False])
-def test_jaccard_warns_when_every_head_attends_evenly(info, batches, even):
-    """Even CLS attention keeps keep_mass of the patches whatever the object: warned, with
-    mask_area in the table and even_masks in the protocol; the fixture's random attention
-    (heads that differ) is not."""
+def _jaccard_with_last_block(info, batches, attn: torch.Tensor) -> tuple[Result, list[str]]:
+    """attention_jaccard over the fixture's images with ``attn`` as the last block's attention:
+    the result and the vitprobe warnings its compute gave."""
     from vitprobe.errors import VitprobeWarning
 
     data = concat_batches(batches)
-    attn = data["sites"][Site("attn", DEPTH)].clone()
-    if even:
-        attn[:, :, 0, PREFIX:] = (1.0 - attn[:, :, 0, :PREFIX].sum(-1, keepdim=True)) / (attn.shape[-1] - PREFIX)
     data["sites"] = {**data["sites"], Site("attn", DEPTH): attn}
     analyzer = get_analyzer("attention_jaccard").bind(info, {})
     analyzer.update(data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = analyzer.compute()
-    said = [str(w.message) for w in caught if issubclass(w.category, VitprobeWarning)]
+    return result, [str(w.message) for w in caught if issubclass(w.category, VitprobeWarning)]
+
+
+@pytest.mark.parametrize("even", [True, False])
+def test_jaccard_warns_when_every_head_attends_evenly(info, batches, even):
+    """Even CLS attention keeps keep_mass of the patches whatever the object: warned, with
+    mask_area in the table and even_masks in the protocol; the fixture's random attention
+    (heads that differ) is not."""
+    attn = concat_batches(batches)["sites"][Site("attn", DEPTH)].clone()
+    if even:
+        attn[:, :, 0, PREFIX:] = (1.0 - attn[:, :, 0, :PREFIX].sum(-1, keepdim=True)) / (attn.shape[-1] - PREFIX)
+    result, said = _jaccard_with_last_block(info, batches, attn)
     areas = result.table[result.table["metric"] == "mask_area"]["value"]
     assert len(areas) == HEADS and result.protocol["even_masks"] is even  # read by claims on the IoU
     if even:
@@ -303,22 +309,13 @@ def test_jaccard_warns_when_every_head_attends_evenly(info, batches, even):
 def test_jaccard_does_not_warn_of_masks_that_keep_well_under_keep_mass_of_the_patches(info, batches):
     """Each head keeps 6 of 16 patches (6 x 0.105 >= 0.6 of its attention): 37.5% of the
     patches, well below the 90% of keep_mass that even attention keeps; not warned."""
-    from vitprobe.errors import VitprobeWarning
-
-    data = concat_batches(batches)
-    attn = data["sites"][Site("attn", DEPTH)].clone()
+    attn = concat_batches(batches)["sites"][Site("attn", DEPTH)].clone()
     attn[:, :, 0, :PREFIX] = 0.0
     attn[:, :, 0, PREFIX:] = 0.265 / 9
     attn[:, :, 0, PREFIX:PREFIX + 7] = 0.105
-    data["sites"] = {**data["sites"], Site("attn", DEPTH): attn}
-    analyzer = get_analyzer("attention_jaccard").bind(info, {})
-    analyzer.update(data)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = analyzer.compute()
+    result, said = _jaccard_with_last_block(info, batches, attn)
     areas = result.table[result.table["metric"] == "mask_area"]["value"]
-    assert np.allclose(areas, 6 / 16) and result.protocol["even_masks"] is False
-    assert not [w for w in caught if issubclass(w.category, VitprobeWarning)]
+    assert np.allclose(areas, 6 / 16) and result.protocol["even_masks"] is False and not said
 
 
 def test_jaccard_keeps_the_lowest_indices_when_a_later_batch_holds_some_of_them(info):

@@ -563,8 +563,9 @@ def analyze(
     ``label`` names the run in legends (default: the checkpoint's file stem, or the model's
     class). ``device`` (cpu, cuda, cuda:N, auto) defaults to where a module's parameters are, and to the
     CPU for a checkpoint path. The pass runs in eval mode on ``device``; a module passed in is
-    then put back as it was (each submodule's train/eval mode, its device). Same inputs and seed
-    give byte-identical CSV tables; the seed seeds the global generators during the pass only.
+    then put back as it was (each submodule's train/eval mode, its device). Same inputs (the
+    analyses chosen among them), batch size, thread count and seed give byte-identical CSV tables;
+    the seed seeds the global generators during the pass only.
     """
     if out is not None:
         check_output(out, overwrite)

@@ -128,6 +128,9 @@ def test_jaccard_says_why_no_image_was_scored(model):
     with pytest.warns(UserWarning, match=r"attention_jaccard: no image had an object in its mask"):
         run = vitprobe.analyze(model, items, analyses=["attention_jaccard"], progress=False)
     assert run["attention_jaccard"].protocol["images_scored"] == 0
+    with pytest.warns(UserWarning, match=r"attention_jaccard: no image had an object in its mask"):  # images seen
+        vitprobe.analyze(model, items, analyses=["attention_jaccard"], progress=False,
+                         analyzer_params={"attention_jaccard": {"num_artifacts": 0}})
 
 
 def test_a_dataloader_whose_collate_builds_the_items_is_checked_on_its_first_batch(model):

@@ -67,6 +67,9 @@ class AttentionJaccard(Analyzer):
         heads = self.info_.num_heads
         return {"jaccard": (heads,), "jaccard_best_head": (), "jaccard_union": (), "mask_area": (heads,)}
 
+    def _sum_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"images": ()}  # every image seen, with objects or not
+
     def _update(self, batch: Mapping[str, Any]) -> None:
         if batch.get("mask") is None:
             raise DataError("analysis 'attention_jaccard' needs object masks and this dataset has "
@@ -79,6 +82,7 @@ class AttentionJaccard(Analyzer):
         gt = torch.as_tensor(batch["mask"]).to(attn.device).long()
         pixel_masks = upsample_patch_mask(patch_masks, tuple(gt.shape[-2:]))
         per_head, union = self._object_iou(pixel_masks, gt)
+        self._sums["images"] += batch_size
         has_objects = ~torch.isnan(union)
         if has_objects.any():
             self._add_moments("jaccard", per_head[has_objects])

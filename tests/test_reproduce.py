@@ -230,15 +230,17 @@ def test_a_model_given_for_a_random_baseline_is_used_and_quick_without_a_block_i
     assert not (report.parent / "models" / "b").exists()
 
 
-def test_the_report_says_whose_seed_it_names() -> None:
-    """A trained model's seed is its training seed, a random baseline's its initialisation seed;
-    a checkpoint vitprobe did not make names none."""
-    from vitprobe.reproduce import _seed_text
+def test_the_report_says_where_each_models_weights_come_from() -> None:
+    """A trained model names its objective (a file given for another model's role shows it)
+    and training seed, a random baseline its initialisation seed, another checkpoint its format."""
+    from vitprobe.reproduce import _origin_text
 
-    assert _seed_text({"training": {"objective": "dino", "config": {"seed": 4}}}) == ", training seed 4"
-    assert _seed_text({"training": {"objective": "random_init", "config": {"seed": 0}}}) == ", initialisation seed 0"
-    assert _seed_text({"training": {"objective": "random_init"}}) == ""
-    assert _seed_text({"format": "dino"}) == ""
+    trained = {"format": "vitprobe", "report": {"training": {"objective": "mae", "config": {"seed": 4}}}}
+    assert _origin_text(trained) == ", trained with mae, training seed 4"
+    random = {"format": "vitprobe", "report": {"training": {"objective": "random_init", "config": {"seed": 0}}}}
+    assert _origin_text(random) == ", initialisation seed 0"
+    assert _origin_text({"report": {"training": {"objective": "random_init"}}}) == ""
+    assert _origin_text({"format": "dino", "report": {}}) == ", dino format"
 
 
 def test_a_file_browsers_own_files_are_not_foreign_results(tmp_path: Path) -> None:

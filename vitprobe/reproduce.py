@@ -408,17 +408,20 @@ def _data_text(runs: dict) -> str:
     return protocol_caption([{"dataset": p.get("dataset")} for p in protocols[:1]])
 
 
-def _seed_text(report: dict[str, Any]) -> str:
-    """``, training seed N`` for a model vitprobe trained, ``, initialisation seed N`` for a
-    random baseline (its load report records the seed of its config); empty for other
-    checkpoints. The seed is the checkpoint's own, not one this run chose."""
-    training = report.get("training")
+def _origin_text(checkpoint: dict[str, Any]) -> str:
+    """Where a model's weights come from, for its line in the report: ``, trained with mae,
+    training seed N`` where a vitprobe training record names the objective (the file may be
+    given for a model of another objective: ``--model simmim=FILE``), ``, initialisation seed N``
+    for a random baseline, else ``, <format> format``. The seed is the checkpoint's own."""
+    training = checkpoint.get("report", {}).get("training")
+    objective = training.get("objective") if isinstance(training, dict) else None
     config = training.get("config") if isinstance(training, dict) else None
     seed = config.get("seed") if isinstance(config, dict) else None
-    if not is_whole(seed):
-        return ""
-    kind = "initialisation" if training.get("objective") == "random_init" else "training"
-    return f", {kind} seed {seed}"
+    if objective == "random_init":
+        return f", initialisation seed {seed}" if is_whole(seed) else ""
+    if isinstance(objective, str):
+        return f", trained with {objective}" + (f", training seed {seed}" if is_whole(seed) else "")
+    return f", {checkpoint['format']} format" if checkpoint.get("format") else ""
 
 
 def _report_html(recipe: Recipe, runs: dict, tables: dict, verdicts: list[Verdict], extra: list[str],
@@ -433,7 +436,7 @@ def _report_html(recipe: Recipe, runs: dict, tables: dict, verdicts: list[Verdic
         f"<li><b>{esc(e.label)}</b>{f' ({esc(e.role)})' if e.role else ''}: "
         f"{esc(str(runs[e.key].checkpoint.get('path', '')))} "
         f"(sha256 {esc(str(runs[e.key].checkpoint.get('sha256', ''))[:12])}"
-        f"{_seed_text(runs[e.key].checkpoint.get('report', {}))})"
+        f"{esc(_origin_text(runs[e.key].checkpoint))})"
         + "".join(f"<br><b>training warned</b>: {esc(w)}"
                   for w in training_warnings(runs[e.key].checkpoint.get("report", {})))
         + "".join(f"<br><b>analysis warned</b>: {esc(w)}" for w in runs[e.key].meta.get("analysis_warnings", []))

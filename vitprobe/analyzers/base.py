@@ -49,12 +49,11 @@ def batch_labels(batch: Mapping[str, Any], analysis: str) -> dict[str, torch.Ten
     out = {}
     for name, values in labels.items():
         values = torch.as_tensor(values).reshape(-1)
-        if values.is_floating_point() or values.is_complex():
-            whole = values.is_floating_point() and bool((values == values.round()).all())
-            if not whole:
-                bad = values[values != values.round()][0].item()
-                raise DataError(f"analysis {analysis!r}: label {name!r} holds {bad!r}, not a class id; map the "
-                                "labels to whole numbers 0..C-1 (negative ones are left out)")
+        fractional = (torch.ones_like(values, dtype=torch.bool) if values.is_complex()
+                      else values != values.round() if values.is_floating_point() else None)
+        if fractional is not None and bool(fractional.any()):
+            raise DataError(f"analysis {analysis!r}: label {name!r} holds {values[fractional][0].item()!r}, not a "
+                            "class id; map the labels to whole numbers 0..C-1 (negative ones are left out)")
         out[name] = values.long()
     return out
 

@@ -664,8 +664,8 @@ DECAY_GROUPS = {
              {"encoder.pos_embed", "encoder.cls_token", "head.last_layer.weight_v"}),
     "gmml": ({"encoder.norm.weight", "encoder.blocks.0.attn.qkv.bias"}, {"encoder.pos_embed", "encoder.cls_token"}),
     "mae": ({"encoder.norm.weight", "decoder.norm.bias"},
-            {"encoder.pos_embed", "encoder.cls_token", "decoder.mask_token"}),
-    "mocov3": (set(), {"encoder.norm.weight", "encoder.blocks.0.attn.qkv.bias", "encoder.pos_embed",
+            {"encoder.cls_token", "decoder.mask_token"}),  # pos_embed: fixed sin-cos, not trained
+    "mocov3": (set(), {"encoder.norm.weight", "encoder.blocks.0.attn.qkv.bias",
                        "encoder.cls_token", "projector.1.weight"}),
     "simmim": ({"encoder.pos_embed", "encoder.cls_token", "encoder.norm.weight"},
                {"mask_token", "encoder.blocks.0.attn.qkv.weight"}),

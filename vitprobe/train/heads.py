@@ -23,6 +23,14 @@ def _init_linear(m: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def init_xavier(m: nn.Module) -> None:
+    """A Linear's weight ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)) (Xavier uniform), bias 0."""
+    if isinstance(m, nn.Linear):
+        nn.init.xavier_uniform_(m.weight)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
 class PrototypeLinear(nn.Module):
     """Weight-normalised linear map without bias: y = (g / ||v_k||) v_k . x for every prototype k.
 
@@ -79,8 +87,9 @@ def bn_mlp(layers: int, in_dim: int, hidden_dim: int, out_dim: int,
     return nn.Sequential(*mods)
 
 
-def sincos_pos_embed_2d(dim: int, grid: tuple[int, int]) -> Tensor:
-    """Fixed 2-D sin-cos positions (h * w, dim): half the channels encode the row, half the column.
+def sincos_pos_embed_2d(dim: int, grid: tuple[int, int], rows_first: bool = False) -> Tensor:
+    """Fixed 2-D sin-cos positions (h * w, dim) in raster order: half the channels encode the
+    column, half the row (MAE's layout; ``rows_first``: the row's half first, MoCo v3's layout).
 
     For one axis with coordinate t and d = dim / 2 channels: [sin(t w_i), cos(t w_i)] with
     w_i = 10000^(-i / (d / 2)), i = 0 .. d/2 - 1.
@@ -96,7 +105,8 @@ def sincos_pos_embed_2d(dim: int, grid: tuple[int, int]) -> Tensor:
         angles = t.reshape(-1, 1) * omega
         return torch.cat([angles.sin(), angles.cos()], dim=1)
 
-    return torch.cat([axis(cols), axis(rows)], dim=1).float()
+    halves = [axis(rows), axis(cols)] if rows_first else [axis(cols), axis(rows)]
+    return torch.cat(halves, dim=1).float()
 
 
 class MAEDecoder(nn.Module):
@@ -117,7 +127,7 @@ class MAEDecoder(nn.Module):
         self.blocks = nn.Sequential(*[Block(dim, num_heads, mlp_ratio, qkv_bias=True) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
         self.pred = nn.Linear(dim, patch_size * patch_size * 3)
-        self.apply(_init_linear)
+        self.apply(init_xavier)  # MAE's initialize_weights: Xavier for every Linear
         nn.init.normal_(self.mask_token, std=0.02)
 
     def forward(self, tokens: Tensor, restore: Tensor) -> Tensor:

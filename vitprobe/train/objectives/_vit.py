@@ -44,14 +44,14 @@ def embed_patches(encoder: VisionTransformer, images: Tensor) -> tuple[Tensor, t
     return encoder.patch_embed.norm(x.flatten(2).transpose(1, 2)), grid
 
 
-def _pos_split(encoder: VisionTransformer) -> int:
+def pos_split(encoder: VisionTransformer) -> int:
     """How many leading entries of pos_embed belong to prefix tokens."""
     return 0 if encoder.no_embed_class else encoder.num_prefix_tokens
 
 
 def patch_positions(encoder: VisionTransformer, grid: tuple[int, int]) -> Tensor:
     """Position embedding (1, h * w, C) of the patch tokens, resampled to ``grid`` if needed."""
-    pos = encoder.pos_embed[:, _pos_split(encoder):]
+    pos = encoder.pos_embed[:, pos_split(encoder):]
     return resample_abs_pos_embed(pos, new_size=list(grid), old_size=list(encoder.patch_embed.grid_size),
                                   num_prefix_tokens=0)
 
@@ -62,7 +62,7 @@ def prefix_tokens(encoder: VisionTransformer, batch: int) -> Tensor:
     if encoder.reg_token is not None:
         parts.append(encoder.reg_token)
     prefix = torch.cat(parts, dim=1)
-    split = _pos_split(encoder)
+    split = pos_split(encoder)
     if split:
         prefix = prefix + encoder.pos_embed[:, :split]
     return prefix.expand(batch, -1, -1)

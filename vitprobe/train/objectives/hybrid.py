@@ -27,7 +27,10 @@ class Hybrid(Objective):
     otherwise, since the MIM branch needs it. The optimiser defaults are MoCo v3's (the
     default CL branch) with MIM's weight decay 0.05; unless given, ``momentum`` is the CL
     branch's own (0.99 MoCo v3, 0.996 DINO), unused at lam 0 (no teacher runs). The log
-    has ``mim_loss`` and ``cl_loss`` beside each branch's other health metrics.
+    has ``mim_loss`` and ``cl_loss`` beside each branch's other health metrics. The shared
+    encoder keeps timm's learned position embedding and initialisation (no hybrid reference
+    fixes one): a branch's ``encoder_init`` is "timm" unless its hparams say "reference", which
+    at most one branch may.
     """
 
     name = "hybrid"
@@ -58,6 +61,11 @@ class Hybrid(Objective):
         out = super().resolve_hparams(given, via)
         for part in ("mim", "cl"):
             objective_class(out[part]).resolve_hparams(out[f"{part}_hparams"], via=f"{part}_hparams")
+        setting_up = [out[part] for part in ("mim", "cl")
+                      if out[f"{part}_hparams"].get("encoder_init") == "reference"]
+        if len(setting_up) > 1:
+            raise ConfigError(f"objective 'hybrid': both branches ({' and '.join(setting_up)}) ask for "
+                              "encoder_init 'reference', but they share one encoder; keep it in one branch's hparams")
         return out
 
     @classmethod
@@ -78,11 +86,14 @@ class Hybrid(Objective):
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__(encoder, arch, **hparams)
         h = self.hparams  # mim and cl among the choices, lam in [0, 1]: checked by resolve_hparams
-        cl_hparams = dict(h["cl_hparams"])
+        mim_hparams, cl_hparams = dict(h["mim_hparams"]), dict(h["cl_hparams"])
         if h["cl"] == "mocov3":
             cl_hparams.setdefault("stop_grad_patch_embed", False)
+        for part, part_hparams in (("mim", mim_hparams), ("cl", cl_hparams)):
+            if "encoder_init" in objective_class(h[part]).defaults:
+                part_hparams.setdefault("encoder_init", "timm")
         self.lam = float(h["lam"])
-        self.mim = get_objective(h["mim"], encoder, arch, **h["mim_hparams"])
+        self.mim = get_objective(h["mim"], encoder, arch, **mim_hparams)
         self.cl = get_objective(h["cl"], encoder, arch, **cl_hparams)
         self.collapse_dim = self.cl.collapse_dim
         if "momentum" not in hparams:

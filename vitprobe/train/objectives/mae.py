@@ -12,6 +12,7 @@ from vitprobe.errors import ConfigError
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.heads import MAEDecoder
 from vitprobe.train.masking import random_mask
+from vitprobe.train.objectives._encoder_init import ENCODER_INITS, mae_encoder
 from vitprobe.train.objectives._vit import (check_encoder, embed_patches, patch_positions, prefix_tokens,
                                             run_blocks)
 from vitprobe.train.objectives.base import Objective, StepInfo, register_objective
@@ -40,23 +41,32 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, norm_pix: bool) -> Te
 
 @register_objective
 class MAE(Objective):
-    """Masked autoencoder with a transformer decoder and fixed sin-cos decoder positions."""
+    """Masked autoencoder with a transformer decoder and fixed sin-cos decoder positions.
+
+    ``encoder_init`` "reference" sets the encoder up as MAE's (frozen 2-D sin-cos positions,
+    Xavier weights: :func:`mae_encoder`); "timm" keeps timm's learned position embedding and
+    initialisation.
+    """
 
     name = "mae"
     loss_text = "MSE on the hidden patches' pixels (normalised per patch with norm_pix_loss)"
     published_epochs = 800  # MAE's 800-epoch pre-training
-    revision = 3  # 2: N - int(N (1 - ratio)) masked patches; 3: weight decay on class and mask tokens
+    revision = 4  # 2: N - int(N (1 - ratio)) masked patches; 3: weight decay on class and mask tokens;
+    # 4: encoder_init, and the decoder's Linears Xavier-initialised
     defaults = dict(
         base_lr=1.5e-4, min_lr=0.0, lr_drop=None, warmup_epochs=40, weight_decay=0.05, weight_decay_end=0.05,
         momentum=None, betas=(0.9, 0.95), clip_grad=None, drop_path=0.0,
         mask_ratio=0.75, decoder_dim=512, decoder_depth=8, decoder_heads=16, norm_pix_loss=True,
-        crop_scale=(0.2, 1.0),
+        crop_scale=(0.2, 1.0), encoder_init="reference",
     )
+    choices = {"encoder_init": ENCODER_INITS}
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__(encoder, arch, **hparams)
         check_encoder(encoder, self.name)
         h = self.hparams
+        if h["encoder_init"] == "reference":
+            mae_encoder(encoder)
         self.decoder = MAEDecoder(encoder.embed_dim, arch.grid, arch.patch_size, encoder.num_prefix_tokens,
                                   h["decoder_dim"], h["decoder_depth"], h["decoder_heads"])
         self.view_spec = ViewSpec(arch.img_size, scale=h["crop_scale"], jitter_p=0.0, grey_p=0.0)

@@ -1,0 +1,124 @@
+"""MoCo v3's and MAE's encoder set-up: frozen 2-D sin-cos positions in each reference's channel
+layout, and Xavier bounds that tell Q, K, V apart (MoCo v3) from one fused qkv map (MAE)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vitprobe.errors import ConfigError
+from vitprobe.models.architecture import ArchSpec, build_model
+from vitprobe.train.engine import param_groups
+from vitprobe.train.heads import sincos_pos_embed_2d
+from vitprobe.train.objectives import StepInfo, get_objective
+
+ARCH = ArchSpec(img_size=32, patch_size=4, embed_dim=32, depth=2, num_heads=2)
+SMALL = {
+    "mocov3": dict(proj_hidden_dim=64, pred_hidden_dim=64, out_dim=16),
+    "mae": dict(decoder_dim=32, decoder_depth=1, decoder_heads=2),
+}
+STEP = StepInfo(epoch=1, step=10, steps_per_epoch=10, total_steps=100, progress=0.1)
+
+
+def build(name: str, arch: ArchSpec = ARCH, **extra: object):
+    torch.manual_seed(0)
+    return get_objective(name, build_model(arch).train(), arch, **{**SMALL.get(name, {}), **extra}).train()
+
+
+def written_out_positions(dim: int, side: int, rows_first: bool) -> torch.Tensor:
+    """Token (r, c) of a side x side grid, raster order: [sin(a w), cos(a w), sin(b w), cos(b w)]
+    with (a, b) = (r, c) if rows_first else (c, r), w_i = 10000^(-4 i / dim)."""
+    omega = [10000 ** (-4 * i / dim) for i in range(dim // 4)]
+    rows = []
+    for r in range(side):
+        for c in range(side):
+            a, b = (r, c) if rows_first else (c, r)
+            rows.append([math.sin(a * w) for w in omega] + [math.cos(a * w) for w in omega]
+                        + [math.sin(b * w) for w in omega] + [math.cos(b * w) for w in omega])
+    return torch.tensor(rows)
+
+
+@pytest.mark.parametrize("rows_first", [True, False])
+def test_sincos_positions_match_the_written_out_formula(rows_first: bool) -> None:
+    got = sincos_pos_embed_2d(16, (5, 5), rows_first=rows_first)
+    torch.testing.assert_close(got, written_out_positions(16, 5, rows_first), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name, rows_first", [("mocov3", True), ("mae", False)])
+def test_reference_encoder_has_frozen_sincos_positions_that_training_leaves_alone(name: str, rows_first: bool) -> None:
+    """Zero at the class token, the reference's layout on the patches, outside every optimiser group,
+    and the same after an optimiser step (and in the momentum encoder, for MoCo v3)."""
+    obj = build(name)
+    expected = torch.cat([torch.zeros(1, 32), written_out_positions(32, 8, rows_first)]).unsqueeze(0)
+    torch.testing.assert_close(obj.encoder.pos_embed.detach(), expected, atol=1e-6, rtol=0)
+    assert not obj.encoder.pos_embed.requires_grad
+    trained = {id(p) for group in param_groups(obj) for p in group["params"]}
+    assert id(obj.encoder.pos_embed) not in trained
+    before_blocks = obj.encoder.blocks[0].attn.qkv.weight.detach().clone()
+    optimizer = torch.optim.AdamW(param_groups(obj), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    views = torch.utils.data.default_collate([obj.views(torch.randn(3, 32, 32, generator=g), g) for _ in range(4)])
+    loss, _ = obj(views, STEP)
+    loss.backward()
+    optimizer.step()
+    assert not torch.equal(obj.encoder.blocks[0].attn.qkv.weight, before_blocks)  # the step did train
+    torch.testing.assert_close(obj.encoder.pos_embed.detach(), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(obj.export_encoder().state_dict()["pos_embed"], expected, atol=1e-6, rtol=0)
+    if name == "mocov3":
+        torch.testing.assert_close(obj.momentum_encoder.pos_embed, expected, atol=1e-6, rtol=0)
+
+
+def largest(t: torch.Tensor) -> float:
+    return float(t.detach().abs().max())
+
+
+def test_mocov3_encoder_takes_q_k_v_apart_and_zeroes_the_projection_bias() -> None:
+    """U(-a, a) with a = sqrt(6 / (C + C)) for qkv (each of Q, K, V a C x C map); 3 p^2 + C for the patch
+    projection; fc1 as one map; class token ~ N(0, 1e-6^2). 3072 draws come within 5% of their bound."""
+    enc = build("mocov3").encoder
+    qkv_bound, fc1_bound = math.sqrt(6 / (32 + 32)), math.sqrt(6 / (32 + 128))
+    assert 0.95 * qkv_bound < largest(enc.blocks[0].attn.qkv.weight) <= qkv_bound
+    assert 0.95 * fc1_bound < largest(enc.blocks[1].mlp.fc1.weight) <= fc1_bound
+    proj_bound = math.sqrt(6 / (3 * 4 * 4 + 32))
+    assert 0.9 * proj_bound < largest(enc.patch_embed.proj.weight) <= proj_bound
+    assert largest(enc.patch_embed.proj.bias) == 0.0 and largest(enc.blocks[0].attn.qkv.bias) == 0.0
+    assert 0.0 < largest(enc.cls_token) < 1e-5
+
+
+def test_mae_encoder_takes_qkv_as_one_map_and_keeps_the_projection_bias() -> None:
+    """a = sqrt(6 / (3C + C)) for the fused qkv; class token ~ N(0, 0.02^2); the decoder's Linears Xavier too."""
+    obj = build("mae")
+    enc = obj.encoder
+    qkv_bound = math.sqrt(6 / (96 + 32))
+    assert 0.95 * qkv_bound < largest(enc.blocks[0].attn.qkv.weight) <= qkv_bound
+    assert largest(enc.patch_embed.proj.bias) > 0.0
+    assert 0.02 < largest(enc.cls_token) < 0.2
+    pred_bound = math.sqrt(6 / (32 + 4 * 4 * 3))
+    assert 0.95 * pred_bound < largest(obj.decoder.pred.weight) <= pred_bound
+
+
+@pytest.mark.parametrize("name", ["mocov3", "mae"])
+def test_timm_encoder_init_keeps_the_learned_position_embedding(name: str) -> None:
+    obj = build(name, encoder_init="timm")
+    assert obj.encoder.pos_embed.requires_grad
+    assert largest(obj.encoder.blocks[0].attn.qkv.weight) < 0.1  # timm: trunc_normal(std 0.02)
+
+
+def test_sincos_positions_need_a_width_divisible_by_4() -> None:
+    arch = ArchSpec(img_size=32, patch_size=4, embed_dim=18, depth=1, num_heads=3)
+    with pytest.raises(ConfigError, match="divisible by 4, not 18.*--set encoder_init=timm"):
+        build("mae", arch)
+    assert build("mae", arch, encoder_init="timm").encoder.pos_embed.requires_grad
+
+
+def test_hybrid_keeps_timm_set_up_unless_one_branch_asks_for_its_reference() -> None:
+    small = dict(mim="mae", mim_hparams=SMALL["mae"], cl_hparams=SMALL["mocov3"])
+    assert build("hybrid", **small).encoder.pos_embed.requires_grad
+    one = build("hybrid", mim="mae", mim_hparams={**SMALL["mae"], "encoder_init": "reference"},
+                cl_hparams=SMALL["mocov3"])
+    assert not one.encoder.pos_embed.requires_grad
+    with pytest.raises(ConfigError, match="both branches \\(mae and mocov3\\).*share one encoder"):
+        build("hybrid", mim="mae", mim_hparams={**SMALL["mae"], "encoder_init": "reference"},
+              cl_hparams={**SMALL["mocov3"], "encoder_init": "reference"})

@@ -248,7 +248,8 @@ def test_gmml_pairs_each_corrupted_view_with_the_other_clean_views_key() -> None
 # ---------------------------------------------------------------- objective behaviour
 
 def test_the_train_command_names_every_objective() -> None:
-    """The CLI lists the methods by hand (it imports no torch); the list must be the registry's."""
+    """The CLI lists the methods by hand (its parser does not import the objectives); the list must be the
+    registry's."""
     import argparse
     import re
 

@@ -94,7 +94,9 @@ PRESETS: dict[str, Preset] = {
 # Measured on digits with the tiny preset, 30 epochs (session 4, before MoCo v3's predictor
 # got its final BatchNorm back): MoCo v3 at base_lr 6e-3 with crops of 35-100% reached k-NN 75%
 # (random encoder 46%); at the published 1.5e-4 and 8-100% crops it stayed at chance. With the
-# predictor's BatchNorm (session 7) the same settings reach 71.5%. The tiny preset also trains without stochastic depth (the published 0.1
+# predictor's BatchNorm (session 7) the same settings reach 71.5%; with MoCo v3's own encoder
+# set-up (session 32: frozen sin-cos positions, Xavier weights) 91.8%. The tiny preset also
+# trains without stochastic depth (the published 0.1
 # of DINO, SiT and SimMIM regularises 12 blocks over hundreds of epochs; 4 blocks trained for a
 # few hundred steps are not over-fitting), and the README's measured runs used none. Full
 # presets keep the published values. --set overrides any of these.

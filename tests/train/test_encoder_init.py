@@ -1,5 +1,6 @@
-"""MoCo v3's and MAE's encoder set-up: frozen 2-D sin-cos positions in each reference's channel
-layout, and Xavier bounds that tell Q, K, V apart (MoCo v3) from one fused qkv map (MAE)."""
+"""The references' encoder set-ups: MoCo v3's and MAE's frozen 2-D sin-cos positions in each
+one's channel layout, Xavier bounds that tell Q, K, V apart (MoCo v3) from one fused qkv map
+(MAE); DINO's and SiT's class token, and SiT's head initialisation."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from vitprobe.models.architecture import ArchSpec, build_model
 from vitprobe.train.engine import param_groups
 from vitprobe.train.heads import sincos_pos_embed_2d
 from vitprobe.train.objectives import StepInfo, get_objective
+from vitprobe.train.objectives._encoder_init import xavier_weights
 
 ARCH = ArchSpec(img_size=32, patch_size=4, embed_dim=32, depth=2, num_heads=2)
 SMALL = {
     "mocov3": dict(proj_hidden_dim=64, pred_hidden_dim=64, out_dim=16),
     "mae": dict(decoder_dim=32, decoder_depth=1, decoder_heads=2),
+    "dino": dict(out_dim=64, head_hidden_dim=64, head_bottleneck_dim=16, n_local=2),
+    "gmml": dict(proj_hidden_dim=64, out_dim=16),
 }
 STEP = StepInfo(epoch=1, step=10, steps_per_epoch=10, total_steps=100, progress=0.1)
 
@@ -97,6 +101,36 @@ def test_mae_encoder_takes_qkv_as_one_map_and_keeps_the_projection_bias() -> Non
     assert 0.02 < largest(enc.cls_token) < 0.2
     pred_bound = math.sqrt(6 / (32 + 4 * 4 * 3))
     assert 0.95 * pred_bound < largest(obj.decoder.pred.weight) <= pred_bound
+
+
+def test_xavier_weights_zero_every_linear_bias_and_leave_the_projection_bias() -> None:
+    encoder = build_model(ARCH)
+    with torch.no_grad():
+        for p in encoder.parameters():
+            p.fill_(1.0)
+    xavier_weights(encoder, split_qkv=False)
+    linear_biases = [m.bias for m in encoder.modules() if isinstance(m, torch.nn.Linear) and m.bias is not None]
+    assert linear_biases and all(largest(b) == 0.0 for b in linear_biases)
+    assert bool((encoder.patch_embed.proj.bias == 1.0).all())
+    assert largest(encoder.patch_embed.proj.weight) < 1.0
+
+
+@pytest.mark.parametrize("name", ["dino", "gmml"])
+def test_dino_and_sit_draw_the_class_token_at_0_02_and_keep_timm_otherwise(name: str) -> None:
+    obj = build(name)
+    assert 0.01 < largest(obj.encoder.cls_token) < 0.2
+    assert obj.encoder.pos_embed.requires_grad
+    assert float(obj.encoder.blocks[0].attn.qkv.weight.detach().std()) < 0.03  # timm's truncated normal 0.02
+    assert largest(build(name, encoder_init="timm").encoder.cls_token) < 1e-5
+
+
+def test_gmml_heads_start_as_sits() -> None:
+    """CLSHead and RECHead's Linears: N(0, 0.02^2) (std about 0.02); the last pixel map keeps
+    PyTorch's U(+-1/sqrt(32)) (std about 0.1)."""
+    obj = build("gmml")
+    assert 0.015 < float(obj.projector[0].weight.detach().std()) < 0.025
+    assert 0.015 < float(obj.decoder.proj[0].weight.detach().std()) < 0.025
+    assert float(obj.decoder.proj[-1].weight.detach().std()) > 0.08
 
 
 @pytest.mark.parametrize("name", ["mocov3", "mae"])

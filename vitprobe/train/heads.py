@@ -16,7 +16,8 @@ from timm.models.vision_transformer import Block
 from torch import Tensor
 
 
-def _init_linear(m: nn.Module) -> None:
+def init_trunc_normal(m: nn.Module) -> None:
+    """A Linear's weight ~ N(0, 0.02^2) truncated at +-2 (DINO's and SiT's heads), bias 0."""
     if isinstance(m, nn.Linear):
         trunc_normal_(m.weight, std=0.02)
         if m.bias is not None:
@@ -63,7 +64,7 @@ class DINOHead(nn.Module):
             if i < layers - 1:
                 mods.append(nn.GELU())
         self.mlp = nn.Sequential(*mods)
-        self.mlp.apply(_init_linear)
+        self.mlp.apply(init_trunc_normal)
         self.last_layer = PrototypeLinear(bottleneck_dim, out_dim, learn_scale=not norm_last_layer)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,4 +1,5 @@
-"""The encoder set-ups of MoCo v3 and MAE: a frozen 2-D sin-cos position embedding and Xavier weights.
+"""The encoder set-ups of the references: MoCo v3's and MAE's frozen 2-D sin-cos position
+embedding and Xavier weights; DINO's and SiT's class token.
 
 Both references replace timm's learned position embedding with fixed sin-cos positions (zero
 at the class token, ``requires_grad`` False) and re-initialise every Linear with Xavier
@@ -6,7 +7,10 @@ uniform and the patch projection as a Linear of fan-in 3 p^2. They differ in det
 reproduced: MoCo v3 (vits.py) puts the row's channels first, takes Q, K and V as three
 (C, C) maps, zeroes the projection bias and draws the class token from N(0, 1e-6^2); MAE
 (models_mae.py) puts the column's channels first, takes the fused qkv as one map, keeps the
-projection bias of PyTorch's Conv2d and draws the class token from N(0, 0.02^2).
+projection bias of PyTorch's Conv2d and draws the class token from N(0, 0.02^2). DINO and SiT
+(vision_transformer.py) initialise as timm does (truncated N(0, 0.02^2) Linear weights and
+position embedding, zero biases, PyTorch's patch projection) but for the class token, which
+they draw from N(0, 0.02^2) where timm draws from N(0, 1e-6^2).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import math
 
 import torch
 import torch.nn as nn
+from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 
 from vitprobe.errors import ConfigError
@@ -80,3 +85,9 @@ def mae_encoder(encoder: VisionTransformer) -> None:
     freeze_sincos_positions(encoder, "mae", rows_first=False)
     xavier_weights(encoder, split_qkv=False)
     encoder.cls_token.normal_(std=0.02)
+
+
+@torch.no_grad()
+def dino_encoder(encoder: VisionTransformer) -> None:
+    """DINO's and SiT's ViT: timm's initialisation with the class token ~ N(0, 0.02^2), truncated at +-2."""
+    trunc_normal_(encoder.cls_token, std=0.02)

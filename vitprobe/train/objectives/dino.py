@@ -11,6 +11,7 @@ from torch import Tensor
 
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.heads import DINOHead
+from vitprobe.train.objectives._encoder_init import ENCODER_INITS, dino_encoder
 from vitprobe.train.objectives._vit import check_encoder, cls_features
 from vitprobe.distributed import all_reduce_mean
 from vitprobe.train.objectives.base import Objective, StepInfo, frozen_copy, register_objective
@@ -38,13 +39,18 @@ def entropy(p: Tensor) -> Tensor:
 
 @register_objective
 class DINO(Objective):
-    """Student = encoder + DINO head; teacher = EMA copies; released backbone = teacher."""
+    """Student = encoder + DINO head; teacher = EMA copies; released backbone = teacher.
+
+    ``encoder_init`` "reference" draws the class token as DINO's ViT does (:func:`dino_encoder`);
+    "timm" keeps timm's.
+    """
 
     name = "dino"
     loss_text = "cross-entropy of the student's on the teacher's centred distribution, over crop pairs"
     published_epochs = 100  # DINO's ViT-S/16 100-epoch run
-    revision = 3  # 2: main_dino.py's 8 local crops by default; 3: local crops blurred in the image's pixels,
-    # weight decay on position embedding and class token (get_params_groups spares only 1-d tensors)
+    revision = 4  # 2: main_dino.py's 8 local crops by default; 3: local crops blurred in the image's pixels,
+    # weight decay on position embedding and class token (get_params_groups spares only 1-d tensors);
+    # 4: encoder_init
     per_tensor_clip = True  # DINO clips each gradient tensor separately
     # main_dino.py's defaults, but the teacher temperature the paper states (0.04 -> 0.07 over 30
     # epochs), which the repository's README passes in its 300-epoch run (with norm_last_layer
@@ -55,13 +61,16 @@ class DINO(Objective):
         out_dim=65536, head_hidden_dim=2048, head_bottleneck_dim=256, norm_last_layer=True,
         student_temp=0.1, teacher_temp=0.07, warmup_teacher_temp=0.04, warmup_teacher_temp_epochs=30,
         center_momentum=0.9, drop_path=0.1, n_local=8, global_scale=(0.4, 1.0), local_scale=(0.05, 0.4),
-        local_size=None, freeze_last_layer=1,
+        local_size=None, freeze_last_layer=1, encoder_init="reference",
     )
+    choices = {"encoder_init": ENCODER_INITS}
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__(encoder, arch, **hparams)
         check_encoder(encoder, self.name)
         h = self.hparams
+        if h["encoder_init"] == "reference":
+            dino_encoder(encoder)
         self.head = DINOHead(encoder.embed_dim, h["out_dim"], h["head_hidden_dim"], h["head_bottleneck_dim"],
                              norm_last_layer=h["norm_last_layer"])
         self.teacher = frozen_copy(encoder)

@@ -10,8 +10,9 @@ import torch.nn as nn
 from torch import Tensor
 
 from vitprobe.models.architecture import ArchSpec
-from vitprobe.train.heads import PixelDecoder, bn_mlp
+from vitprobe.train.heads import PixelDecoder, bn_mlp, init_trunc_normal
 from vitprobe.train.masking import group_mask, upsample_mask
+from vitprobe.train.objectives._encoder_init import ENCODER_INITS, dino_encoder
 from vitprobe.train.objectives._infonce import MomentumContrast, embedding_std, info_nce
 from vitprobe.train.objectives._vit import check_encoder, cls_features, encode
 from vitprobe.train.objectives.base import StepInfo, register_objective
@@ -40,30 +41,41 @@ class GMML(MomentumContrast):
     views pooled: sum_v sum |rec_v - clean_v| m_v / (3 * sum_v sum m_v). s_v = projector(CLS of
     corrupted view v), t_v = momentum projector(momentum CLS of clean view v); both views go
     through each projector as one batch, so its BatchNorm statistics span 2B samples.
+    ``encoder_init`` "reference" draws the class token as SiT's ViT does (:func:`dino_encoder`);
+    "timm" keeps timm's. The projector's and the decoder's hidden Linears start as SiT's heads'
+    (truncated N(0, 0.02^2), bias 0); the decoder's last map keeps PyTorch's Linear init, where
+    SiT's transposed convolution draws from a bound 1/sqrt(3 p^2) instead of 1/sqrt(width).
     """
 
     name = "gmml"
     loss_text = "alpha x L1 on the corrupted pixels + InfoNCE of the class tokens, both view orders"
     published_epochs = 800  # SiT, 800 epochs
-    revision = 3  # 2: rectangles drawn until at least h w ratio patches are masked; 3: weight decay on
-    # position embedding and class token (SiT's get_params_groups spares only 1-d tensors)
+    revision = 4  # 2: rectangles drawn until at least h w ratio patches are masked; 3: weight decay on
+    # position embedding and class token (SiT's get_params_groups spares only 1-d tensors); 4: encoder_init,
+    # SiT's head initialisation
     per_tensor_clip = True  # SiT clips each gradient tensor separately, as DINO does
     defaults = dict(
         base_lr=5e-4, min_lr=1e-6, lr_drop=None, warmup_epochs=10, weight_decay=0.04, weight_decay_end=0.1,
         momentum=0.996, betas=(0.9, 0.999), clip_grad=3.0, drop_path=0.1,
         mask_ratio=0.5, replace_ratio=0.3, max_block=0.3, replace_prob=0.5, alpha=1.0, temperature=0.2,
         proj_hidden_dim=4096, out_dim=256, decoder_hidden_dim=None, decoder_hidden_layers=3, crop_scale=(0.2, 1.0),
+        encoder_init="reference",
     )
+    choices = {"encoder_init": ENCODER_INITS}
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__(encoder, arch, **hparams)
         check_encoder(encoder, self.name)
         h = self.hparams
+        if h["encoder_init"] == "reference":
+            dino_encoder(encoder)
         # SiT's CLSHead: Linear-BN-ReLU, Linear-BN-GELU, Linear-BN
         self.projector = bn_mlp(3, encoder.embed_dim, h["proj_hidden_dim"], h["out_dim"],
                                 activations=(nn.ReLU, nn.GELU))
         self.decoder = PixelDecoder(encoder.embed_dim, arch.patch_size,
                                     h["decoder_hidden_dim"] or encoder.embed_dim, h["decoder_hidden_layers"])
+        self.projector.apply(init_trunc_normal)
+        self.decoder.proj[:-1].apply(init_trunc_normal)
         self._add_momentum_branch(h["out_dim"], h["crop_scale"])
 
     def views(self, image: Tensor, g: torch.Generator) -> dict[str, Tensor]:

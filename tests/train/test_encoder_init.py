@@ -148,11 +148,16 @@ def test_sincos_positions_need_a_width_divisible_by_4() -> None:
 
 
 def test_hybrid_keeps_timm_set_up_unless_one_branch_asks_for_its_reference() -> None:
+    """The hparams the checkpoint records (``in_force``) say what each branch was given."""
     small = dict(mim="mae", mim_hparams=SMALL["mae"], cl_hparams=SMALL["mocov3"])
-    assert build("hybrid", **small).encoder.pos_embed.requires_grad
+    default = build("hybrid", **small)
+    assert default.encoder.pos_embed.requires_grad
+    assert default.hparams["mim_hparams"]["encoder_init"] == default.hparams["cl_hparams"]["encoder_init"] == "timm"
+    assert default.hparams["cl_hparams"]["stop_grad_patch_embed"] is False
     one = build("hybrid", mim="mae", mim_hparams={**SMALL["mae"], "encoder_init": "reference"},
                 cl_hparams=SMALL["mocov3"])
     assert not one.encoder.pos_embed.requires_grad
+    assert one.hparams["mim_hparams"]["encoder_init"] == "reference"
     with pytest.raises(ConfigError, match="both branches \\(mae and mocov3\\).*share one encoder"):
         build("hybrid", mim="mae", mim_hparams={**SMALL["mae"], "encoder_init": "reference"},
               cl_hparams={**SMALL["mocov3"], "encoder_init": "reference"})

@@ -41,7 +41,8 @@ def freeze_sincos_positions(encoder: VisionTransformer, objective: str, rows_fir
     if width % 4:
         raise ConfigError(f"objective {objective!r}: its reference encoder fixes a 2-D sin-cos position embedding, "
                           f"which needs a width divisible by 4, not {width}; choose another width or "
-                          f"--set encoder_init=timm (a learned position embedding)")
+                          f"--set encoder_init=timm (a learned position embedding; in a hybrid, inside "
+                          f"that branch's hparams)")
     grid = tuple(encoder.patch_embed.grid_size)
     pos = sincos_pos_embed_2d(width, grid, rows_first=rows_first)
     prefix = torch.zeros(pos_split(encoder), width)

@@ -92,6 +92,7 @@ class Hybrid(Objective):
         for part, part_hparams in (("mim", mim_hparams), ("cl", cl_hparams)):
             if "encoder_init" in objective_class(h[part]).defaults:
                 part_hparams.setdefault("encoder_init", "timm")
+            self.hparams[f"{part}_hparams"] = dict(part_hparams)  # what the branch gets, for the record
         self.lam = float(h["lam"])
         self.mim = get_objective(h["mim"], encoder, arch, **mim_hparams)
         self.cl = get_objective(h["cl"], encoder, arch, **cl_hparams)

@@ -3,6 +3,7 @@ on class tokens against a momentum encoder of the clean views (Atito et al. 2021
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -43,8 +44,8 @@ class GMML(MomentumContrast):
     through each projector as one batch, so its BatchNorm statistics span 2B samples.
     ``encoder_init`` "reference" draws the class token as SiT's ViT does (:func:`dino_encoder`);
     "timm" keeps timm's. The projector's and the decoder's hidden Linears start as SiT's heads'
-    (truncated N(0, 0.02^2), bias 0); the decoder's last map keeps PyTorch's Linear init, where
-    SiT's transposed convolution draws from a bound 1/sqrt(3 p^2) instead of 1/sqrt(width).
+    (truncated N(0, 0.02^2), bias 0), and the decoder's last map as SiT's transposed convolution
+    (weight and bias ~ U(+-1/sqrt(3 p^2))).
     """
 
     name = "gmml"
@@ -76,6 +77,12 @@ class GMML(MomentumContrast):
                                     h["decoder_hidden_dim"] or encoder.embed_dim, h["decoder_hidden_layers"])
         self.projector.apply(init_trunc_normal)
         self.decoder.proj[:-1].apply(init_trunc_normal)
+        # SiT's last map is ConvTranspose2d(width, 3, p, stride p), whose PyTorch init draws weight and
+        # bias from U(+-1/sqrt(fan_in)) with fan_in = 3 p^2 (its second axis times the kernel)
+        last = self.decoder.proj[-1]
+        bound = 1.0 / math.sqrt(last.out_features)
+        nn.init.uniform_(last.weight, -bound, bound)
+        nn.init.uniform_(last.bias, -bound, bound)
         self._add_momentum_branch(h["out_dim"], h["crop_scale"])
 
     def views(self, image: Tensor, g: torch.Generator) -> dict[str, Tensor]:

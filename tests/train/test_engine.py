@@ -25,12 +25,13 @@ from vitprobe.train.config import resolve_optim
 from vitprobe.train.engine import (
     EpochShard,
     _check_resume,
+    _schedule,
     clip_per_tensor,
     param_groups,
     sync_batchnorm,
 )
 from vitprobe.train.monitor import TrainingDivergedError
-from vitprobe.train.objectives import get_objective
+from vitprobe.train.objectives import get_objective, objective_class
 from vitprobe.train.objectives.base import Objective, StepInfo, frozen_copy
 from vitprobe.train.schedules import cosine_schedule, step_schedule
 
@@ -193,6 +194,34 @@ def test_lr_drop_is_checked_against_min_lr_and_the_warm_up():
     with pytest.raises(ConfigError, match=r"lr_drop at 0.875 of 10 epochs falls inside the warm-up of 9 epochs; "
                                           r"pass --set lr_drop=\[F,0.1\] with F > 0.9"):
         resolve_optim(TrainConfig(method="simmim", preset="vit_b16", epochs=10), {**hp, "warmup_epochs": 9})
+
+
+@pytest.mark.parametrize("lr", [None, 1e-3])
+def test_simmim_warms_up_from_its_warmup_lr_scaled_as_the_peak(lr):
+    """SimMIM's ViT config: WARMUP_LR 5e-7 and BASE_LR 1e-4 per 512 images, both scaled by the
+    batch, so the warm-up starts at peak x 5e-7 / 1e-4; --lr keeps that ratio. MAE starts at 0."""
+    config = TrainConfig(method="simmim", preset="vit_b16", epochs=800, batch_size=128, lr=lr)
+    hparams = objective_class("simmim").resolve_hparams({})
+    s = _schedule(config, resolve_optim(config, hparams), images=1024, world_size=2, moves_teacher=False)
+    peak = 1e-4 * 256 / 512 if lr is None else lr  # global batch 2 x 128
+    assert s.peak_lr == pytest.approx(peak)
+    start = peak * 5e-7 / 1e-4
+    w = 10 * 4  # 10 warm-up epochs of 1024 / 256 steps
+    assert s.lr[0] == pytest.approx(start)
+    assert np.allclose(s.lr[:w], start + (peak - start) * np.arange(w) / w)
+    assert s.lr[w] == pytest.approx(peak)
+    mae = TrainConfig(method="mae", preset="vit_b16", epochs=800, batch_size=128, lr=lr)
+    m = _schedule(mae, resolve_optim(mae, objective_class("mae").resolve_hparams({})), 1024, 2, False)
+    assert m.lr[0] == 0.0 and m.lr[1] > 0.0
+
+
+def test_warmup_lr_above_base_lr_is_refused():
+    config = TrainConfig(method="simmim", preset="vit_b16", epochs=800)
+    hparams = objective_class("simmim").resolve_hparams({"warmup_lr": 1e-3})
+    with pytest.raises(ConfigError, match=r"warmup_lr 0.001 exceeds base_lr 5e-05.*--set warmup_lr=V with V <= 5e-05"):
+        resolve_optim(config, hparams)
+    with pytest.raises(ConfigError, match="warmup_lr"):
+        objective_class("simmim").resolve_hparams({"warmup_lr": -1e-7})
 
 
 def test_clip_per_tensor_scales_each_gradient_separately():

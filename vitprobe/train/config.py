@@ -316,6 +316,8 @@ def resolve_optim(config: TrainConfig, hparams: dict[str, Any]) -> dict[str, Any
     a published recipe keeps its own warm-up, which must be shorter than the run.
     ``weight_decay_end`` None means constant weight decay. ``lr_drop`` (SimMIM's) = (fraction of
     the run, factor): a constant learning rate after the warm-up, times factor from that point.
+    ``warmup_lr`` (SimMIM's; 0 where an objective has none) is where the warm-up starts, per 256
+    images as ``base_lr``.
     """
     epochs = config.total_epochs()
     warmup = hparams.get("warmup_epochs") or 0
@@ -331,7 +333,12 @@ def resolve_optim(config: TrainConfig, hparams: dict[str, Any]) -> dict[str, Any
     lr_drop = hparams.get("lr_drop")
     if lr_drop is not None:
         _check_lr_drop(tuple(lr_drop), hparams.get("min_lr"), int(warmup), epochs)
-    return {"base_lr": float(hparams["base_lr"]), "min_lr": float(hparams.get("min_lr") or 0.0),
+    warmup_lr = float(hparams.get("warmup_lr") or 0.0)
+    if warmup_lr > float(hparams["base_lr"]):
+        raise ConfigError(f"warmup_lr {warmup_lr:g} exceeds base_lr {hparams['base_lr']:g}, the rate its warm-up "
+                          f"rises to; pass --set warmup_lr=V with V <= {hparams['base_lr']:g}")
+    return {"base_lr": float(hparams["base_lr"]), "warmup_lr": warmup_lr,
+            "min_lr": float(hparams.get("min_lr") or 0.0),
             "lr_drop": None if lr_drop is None else tuple(float(v) for v in lr_drop),
             "warmup_epochs": int(warmup), "weight_decay": wd,
             "weight_decay_end": wd if wd_end is None else float(wd_end),

@@ -121,20 +121,21 @@ def _schedule(config: TrainConfig, optim: Mapping[str, Any], images: int, world_
               moves_teacher: bool) -> _Schedule:
     """The schedule of ``config`` on ``images`` images in ``world_size`` processes: whole global
     batches per epoch; peak lr = ``--lr``, else base_lr x global batch / 256, after
-    ``warmup_epochs`` of linear warm-up, then a cosine to ``min_lr`` or a constant with one
-    ``lr_drop``; momentum to 1 only where a teacher moves (not a hybrid at
-    lambda 0)."""
+    ``warmup_epochs`` of linear warm-up from peak lr x warmup_lr / base_lr, then a cosine to
+    ``min_lr`` or a constant with one ``lr_drop``; momentum to 1 only where a teacher moves (not
+    a hybrid at lambda 0)."""
     global_batch = config.batch_size * world_size
     steps_per_epoch = _steps_per_epoch(images, config.data, global_batch)
     epochs = config.total_epochs()
     total = epochs * steps_per_epoch
     warmup = optim["warmup_epochs"] * steps_per_epoch
     peak_lr = config.lr if config.lr is not None else optim["base_lr"] * global_batch / 256
+    warmup_start = peak_lr * optim["warmup_lr"] / optim["base_lr"]
     return _Schedule(
         epochs=epochs, steps_per_epoch=steps_per_epoch, global_batch=global_batch, peak_lr=peak_lr,
         warmup_epochs=optim["warmup_epochs"],
-        lr=(cosine_schedule(peak_lr, optim["min_lr"], total, warmup) if optim["lr_drop"] is None
-            else step_schedule(peak_lr, total, warmup, *optim["lr_drop"])),
+        lr=(cosine_schedule(peak_lr, optim["min_lr"], total, warmup, warmup_start) if optim["lr_drop"] is None
+            else step_schedule(peak_lr, total, warmup, *optim["lr_drop"], warmup_start=warmup_start)),
         weight_decay=cosine_schedule(optim["weight_decay"], optim["weight_decay_end"], total),
         momentum=(cosine_schedule(optim["momentum"], 1.0, total)
                   if optim["momentum"] is not None and moves_teacher else None))

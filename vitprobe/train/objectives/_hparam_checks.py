@@ -22,7 +22,7 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {key: bounds for keys, bou
     (("out_dim", "decoder_dim", "decoder_depth", "decoder_heads", "head_hidden_dim",
       "head_bottleneck_dim", "proj_hidden_dim", "pred_hidden_dim", "mask_patch_size",
       "decoder_hidden_dim", "local_size"), (1, math.inf, True, True)),
-    (("min_lr", "weight_decay", "weight_decay_end", "warmup_epochs", "warmup_teacher_temp_epochs",
+    (("min_lr", "warmup_lr", "weight_decay", "weight_decay_end", "warmup_epochs", "warmup_teacher_temp_epochs",
       "freeze_last_layer", "alpha", "clip_grad", "n_local", "decoder_hidden_layers"),
      (0.0, math.inf, True, True)),
     (("momentum", "center_momentum", "lam", "replace_prob"), (0.0, 1.0, True, True)),

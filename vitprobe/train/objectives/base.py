@@ -16,7 +16,8 @@ from vitprobe.errors import ConfigError, is_whole, warn_user
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.objectives._hparam_checks import check_hparam
 
-# Optimiser keys every objective's ``defaults`` carries for the engine (lr per 256 images).
+# Optimiser keys every objective's ``defaults`` carries for the engine (lr per 256 images); an
+# objective may also carry ``warmup_lr``, where its warm-up starts (per 256 images; else 0).
 ENGINE_KEYS = ("base_lr", "min_lr", "lr_drop", "warmup_epochs", "weight_decay", "weight_decay_end",
                "momentum", "betas", "clip_grad")
 

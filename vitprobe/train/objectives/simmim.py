@@ -34,10 +34,12 @@ class SimMIM(Objective):
     name = "simmim"
     loss_text = "L1 on the masked patches' pixels"
     published_epochs = 800  # SimMIM ViT-B, 800 epochs
-    revision = 3  # 2: ceil(M ratio) masked cells; 3: the ViT recipe's lr drop, its weight-decay groups
+    revision = 4  # 2: ceil(M ratio) masked cells; 3: the ViT recipe's lr drop, its weight-decay groups; 4: warmup_lr
     no_decay_names = frozenset({"pos_embed", "cls_token"})  # SimMIM's ViT no_weight_decay(); its mask token decays
-    defaults = dict(  # the ViT-B 800-epoch config: warm-up 10, then x0.1 at epoch 700 (lr_drop)
-        base_lr=5e-5, min_lr=None, lr_drop=(0.875, 0.1), warmup_epochs=10, weight_decay=0.05, weight_decay_end=0.05,
+    defaults = dict(  # the ViT-B 800-epoch config: warm-up 10 from WARMUP_LR, then x0.1 at epoch 700 (lr_drop);
+        # its BASE_LR 1e-4 and WARMUP_LR 5e-7 are per 512 images
+        base_lr=5e-5, warmup_lr=2.5e-7, min_lr=None, lr_drop=(0.875, 0.1), warmup_epochs=10,
+        weight_decay=0.05, weight_decay_end=0.05,
         momentum=None, betas=(0.9, 0.999), clip_grad=5.0,
         drop_path=0.1, mask_ratio=0.6, mask_patch_size=32, crop_scale=(0.67, 1.0),
     )

@@ -93,6 +93,24 @@ def test_inspect_summarises_a_vitprobe_training_in_readable_lines(tmp_path, caps
         {"objective": "mocov3", "config": config, "in_force": {"lr": 0.0005}, "world_size": 2})
 
 
+@pytest.mark.parametrize("hparams,shown", [
+    ({"encoder_init": "reference"}, "encoder_init reference"),
+    ({"mim": "mae", "cl": "mocov3", "mim_hparams": {"encoder_init": "timm"},
+      "cl_hparams": {"encoder_init": "timm"}}, "encoder_init timm"),
+    ({"mim": "mae", "cl": "mocov3", "mim_hparams": {"encoder_init": "reference"},
+      "cl_hparams": {"encoder_init": "timm"}}, "encoder_init mae reference, mocov3 timm"),
+    ({"mim": "simmim", "cl": "mocov3", "mim_hparams": {}, "cl_hparams": {"encoder_init": "timm"}},
+     "encoder_init timm"),
+    ({"mask_ratio": 0.6}, None),  # SimMIM records no set-up of its own
+])
+def test_training_summary_says_how_the_encoder_was_set_up(hparams, shown):
+    from vitprobe.models.loading import training_summary
+
+    summary = training_summary({"objective": "x", "config": {"epochs": 1}, "epoch": 1,
+                                "in_force": {"hparams": hparams}})
+    assert summary.endswith(shown) if shown else "encoder_init" not in summary
+
+
 def test_bad_file_exits_2_with_one_line(tmp_path, capsys):
     path = tmp_path / "photo.pth"
     path.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")

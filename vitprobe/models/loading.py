@@ -338,11 +338,26 @@ def training_warnings(report: Mapping[str, Any]) -> list[str]:
 _SHOWN_CONFIG = ("preset", "data", "epochs", "batch_size", "lr", "seed", "lam")
 
 
+def _encoder_init(hparams: Any) -> str | None:
+    """How the encoder was set up (its ``encoder_init`` in force; a hybrid's, per branch where
+    they differ), or None where the run recorded none."""
+    if not isinstance(hparams, Mapping):
+        return None
+    if hparams.get("encoder_init") is not None:
+        return str(hparams["encoder_init"])
+    branches = {hparams.get(part): hparams.get(f"{part}_hparams") for part in ("mim", "cl")}
+    inits = {str(name): h["encoder_init"] for name, h in branches.items()
+             if isinstance(h, Mapping) and h.get("encoder_init") is not None}
+    if len(set(inits.values())) == 1:
+        return str(next(iter(inits.values())))
+    return ", ".join(f"{name} {init}" for name, init in inits.items()) or None
+
+
 def training_summary(training: Any) -> str:
-    """``objective (revision R), epoch E of N, data ..., batch_size ..., lr ...`` of a
-    checkpoint vitprobe trained (its load report's ``training``); the batch is per process (x
-    the process count, where torchrun ran several), the learning rate the peak one in force
-    (batch-scaled where no --lr was given)."""
+    """``objective (revision R), epoch E of N, data ..., batch_size ..., lr ..., encoder_init ...``
+    of a checkpoint vitprobe trained (its load report's ``training``); the batch is per process
+    (x the process count, where torchrun ran several), the learning rate the peak one in force
+    (batch-scaled where no --lr was given), the encoder set-up the one in force."""
     if not isinstance(training, Mapping):
         return json.dumps(training)
     config = training.get("config") if isinstance(training.get("config"), Mapping) else {}
@@ -357,7 +372,8 @@ def training_summary(training: Any) -> str:
     per = f" per process x {world} processes" if isinstance(world, int) and world > 1 else ""
     parts += [f"{k} {json.dumps(config[k])}{per if k == 'batch_size' else ''}" for k in _SHOWN_CONFIG
               if k in config and k != "epochs" and config[k] is not None]
-    return ", ".join(parts)
+    init = _encoder_init(in_force.get("hparams"))
+    return ", ".join(parts + ([f"encoder_init {init}"] if init else []))
 
 
 def inspect_checkpoint(path: str | os.PathLike[str], format: str | None = None,

@@ -92,6 +92,15 @@ def test_head_diversity_of_a_single_head_is_nan_and_said(info, batches):
     assert not draw("attention_nmi", [("heads", _result("attention_nmi", info, concat_batches(batches)))]).axes[1].texts
 
 
+@pytest.mark.parametrize("given,shown", [({}, "unnamed"), ({"dataset": "digits"}, "digits")])
+def test_a_standalone_result_names_its_dataset_or_says_it_has_none(info, batches, given, shown):
+    analyzer = get_analyzer("attention_distance").bind(info, given)
+    analyzer.update(concat_batches(batches))
+    result = analyzer.compute()
+    assert result.protocol["dataset"] == shown
+    assert protocol_caption([result.protocol]).split(" · ")[0] == f"dataset {shown}"
+
+
 def test_attention_distance_marks_even_attention_in_protocol_and_figure(info, batches):
     from vitprobe.metrics import even_attention_distance
     from vitprobe.plots import draw

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from vitprobe.results import Result
 
 STD_PROTOCOL = "sample standard deviation over images (ddof=1)"
+UNNAMED_DATASET = "unnamed"  # a standalone analysis bound without protocol={"dataset": ...}
 
 
 def batch_index(batch: Mapping[str, Any], analysis: str, why: str = "") -> torch.Tensor:
@@ -162,12 +163,13 @@ class Analyzer:
         return {}
 
     def protocol(self) -> dict[str, Any]:
-        """The runner's protocol merged with this analysis's own parameters."""
+        """The runner's protocol merged with this analysis's own parameters; ``dataset`` is
+        "unnamed" where :meth:`bind` was given none, so that no caption leaves it out unsaid."""
         own = {"analysis": self.name, **self.params(), **self._learned_protocol(),
                "std": STD_PROTOCOL}
         if self.value_units:
             own["value_units"] = self.value_units
-        return {**self.protocol_, **own}
+        return {"dataset": UNNAMED_DATASET, **self.protocol_, **own}
 
     def _learned_protocol(self) -> dict[str, Any]:
         return {}

@@ -80,6 +80,16 @@ def test_register_objective_requires_a_published_length_and_a_name() -> None:
         base.register_objective(NoLength)
     assert "no_length" not in base.list_objectives()
 
+    class BadText(base.Objective):
+        name = "bad_text"
+        defaults = dict(MAE.defaults)
+        published_epochs = 1
+        loss_text = "L2 with {no_such_hparam} and a {brace"
+
+    with pytest.raises(TypeError, match=r"objective 'bad_text': loss_text .* does not fill from its defaults"):
+        base.register_objective(BadText)
+    assert "bad_text" not in base.list_objectives()
+
 
 def test_an_objective_under_a_taken_name_is_refused() -> None:
     from vitprobe.train.objectives import base

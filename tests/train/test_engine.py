@@ -584,7 +584,8 @@ def test_cli_trains_a_registered_objective_on_a_dataset_spec(tmp_path, capsys):
 
     out = tmp_path / "run"
     code = main(["train", "--method", "simmim", "--data", "synthetic:16", "--epochs", "1",
-                 "--batch-size", "8", "--out", str(out), "--set", "clip_grad=1.0", "--no-progress"])
+                 "--batch-size", "8", "--out", str(out), "--set", "clip_grad=1.0", "--set", "mask_ratio=0.5",
+                 "--no-progress"])
     import pandas as pd
 
     captured = capsys.readouterr()
@@ -592,12 +593,13 @@ def test_cli_trains_a_registered_objective_on_a_dataset_spec(tmp_path, capsys):
     printed = captured.out.strip().splitlines()
     assert code == 0 and printed[-1].endswith("final.safetensors")
     first_loss = pd.read_csv(out / "log.csv").query("epoch == 0")["loss"].mean()
-    assert printed[-2] == (f"simmim loss (L1 on the masked patches' pixels), mean of logged steps: {first_loss:.4g} "
-                           f"over 1 epoch; log: {out / 'log.csv'}")  # which loss, not just "loss"
+    assert printed[-2] == (f"simmim loss (L1 on the masked patches' pixels, mask ratio 0.5 in 8-px mask patches) "
+                           f"on synthetic:16, mean of logged steps: {first_loss:.4g} over 1 epoch; "
+                           f"log: {out / 'log.csv'}")  # which loss, under which hparams, not just "loss"
     model = load_model(out / "final.safetensors")
     assert model.vitprobe_info["format"] == "vitprobe"
     saved = TrainConfig.from_overrides(json.loads((out / "config.json").read_text(encoding="utf-8")))
-    assert saved.hparams == {"clip_grad": 1.0} and saved.method == "simmim"
+    assert saved.hparams == {"clip_grad": 1.0, "mask_ratio": 0.5} and saved.method == "simmim"
     assert json.loads((out / "config.json").read_text(encoding="utf-8"))["preset"] == "tiny"  # the default, named
     # resuming the finished run changes nothing (but the lock file, which names the last process)
     files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir() if p.is_file() and p.name != ".lock"}

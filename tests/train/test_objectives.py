@@ -24,6 +24,27 @@ from vitprobe.train.objectives.mae import masked_mse, patchify
 from vitprobe.train.objectives.simmim import masked_l1
 from vitprobe.train.engine import param_groups
 
+
+@pytest.mark.parametrize("method,given,text", [
+    ("mae", {}, "MSE on the hidden patches' per-patch normalised pixels, mask ratio 0.75"),
+    ("mae", {"norm_pix_loss": False, "mask_ratio": 0.5}, "MSE on the hidden patches' raw pixels, mask ratio 0.5"),
+    ("simmim", {"mask_patch_size": 16}, "L1 on the masked patches' pixels, mask ratio 0.6 in 16-px mask patches"),
+    ("mocov3", {"temperature": 0.5}, "InfoNCE x 2T, T 0.5, of the predictor's queries on the momentum keys, both "
+                                     "view orders summed"),
+    ("gmml", {"alpha": 2.0}, "2 x L1 on the corrupted pixels + InfoNCE x 2T, T 0.2, of the class tokens, both "
+                             "view orders"),
+    ("dino", {}, "cross-entropy of the student's distribution at T 0.1 on the teacher's centred one at "
+                 "T 0.04 -> 0.07, over crop pairs"),
+    ("dino", {"warmup_teacher_temp_epochs": 0}, "cross-entropy of the student's distribution at T 0.1 on the "
+                                                "teacher's centred one at T 0.07, over crop pairs"),
+    ("hybrid", {"lam": 0.25, "mim": "mae", "cl": "dino"}, "0.75 x the mae loss + 0.25 x the dino loss"),
+])
+def test_the_loss_is_described_under_the_hyper_parameters_in_force(method, given, text):
+    """The summary after training names the loss as the run computed it (MAE's targets, the
+    temperatures, the hybrid's weights), not as the defaults would."""
+    objective = objective_class(method)
+    assert objective.describe_loss(objective.resolve_hparams(given)) == text
+
 ARCH = ArchSpec(img_size=32, patch_size=4, embed_dim=32, depth=2, num_heads=2)
 SMALL = {
     "dino": dict(out_dim=64, head_hidden_dim=64, head_bottleneck_dim=16, n_local=2),

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     config = training_config(args)
     final = train(config, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(_loss_summary(final.parent / "log.csv", config.total_epochs(), config.method))
+        print(_loss_summary(final.parent / "log.csv", config))
         print(final)
     return 0
 
@@ -165,17 +165,19 @@ def _saved_options(out: Path, given_all: bool = False) -> dict[str, Any]:
                       "on the command line or with --config FILE")
 
 
-def _loss_summary(log: Path, epochs: int, method: str) -> str:
-    """``loss (what it is) by epoch (mean of logged steps): first -> last over E epochs; log:
-    PATH`` (one value where one epoch was logged), saying so when fewer than the run's
-    ``epochs`` had a logged step (a large --log-every); the objective's ``loss_text`` says
-    what the loss is."""
+def _loss_summary(log: Path, config: "TrainConfig") -> str:
+    """``loss (what it is) on DATA by epoch (mean of logged steps): first -> last over E epochs;
+    log: PATH`` (one value where one epoch was logged), saying so when fewer than the run's
+    epochs had a logged step (a large --log-every); the objective's ``describe_loss`` says
+    what the loss is under the run's hyper-parameters."""
     import pandas as pd
 
     from vitprobe.train.objectives import objective_class
 
-    text = objective_class(method).loss_text
-    loss = f"{method} loss" + (f" ({text})" if text else "")
+    method, epochs = config.method, config.total_epochs()
+    objective = objective_class(method)
+    text = objective.describe_loss(objective.resolve_hparams(config.objective_hparams()))
+    loss = f"{method} loss" + (f" ({text})" if text else "") + f" on {config.data}"
     by_epoch = pd.read_csv(log).groupby("epoch")["loss"].mean()
     if by_epoch.empty:
         return f"no step was logged; log: {log}"

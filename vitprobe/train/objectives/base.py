@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import copy
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -61,7 +62,8 @@ class Objective(nn.Module, abc.ABC):
     defaults: ClassVar[dict[str, Any]]
     per_tensor_clip: ClassVar[bool] = False
     revision: ClassVar[int] = 1
-    loss_text: ClassVar[str] = ""  # what the logged loss is, for the summary after training
+    # what the logged loss is, for the summary after training; a {key} field shows that hyper-parameter
+    loss_text: ClassVar[str] = ""
     min_batch_size: ClassVar[int] = 1
     decay_1d: ClassVar[bool] = False
     no_decay_names: ClassVar[frozenset[str]] = frozenset()
@@ -81,6 +83,12 @@ class Objective(nn.Module, abc.ABC):
     def least_batch_size(cls, given: dict[str, Any]) -> int:
         """The fewest images per process a step can take with the hyper-parameters ``given``."""
         return cls.min_batch_size
+
+    @classmethod
+    def describe_loss(cls, hparams: Mapping[str, Any]) -> str:
+        """What the logged loss is under the resolved ``hparams``: ``loss_text`` with its
+        ``{key}`` fields filled from them."""
+        return cls.loss_text.format_map(hparams)
 
     @classmethod
     def resolve_hparams(cls, given: dict[str, Any], via: str | None = None) -> dict[str, Any]:
@@ -169,6 +177,11 @@ def register_objective(cls: _O) -> _O:
         raise TypeError(f"objective {cls.name!r} defaults lack engine keys {missing}")
     if not isinstance(getattr(cls, "published_epochs", None), int):
         raise TypeError(f"objective {cls.name!r} lacks an int `published_epochs`")
+    try:  # said after a run that may take days: a bad field fails here instead
+        cls.describe_loss(dict(cls.defaults))
+    except (KeyError, IndexError, ValueError, AttributeError) as err:
+        raise TypeError(f"objective {cls.name!r}: loss_text {cls.loss_text!r} does not fill from its defaults "
+                        f"({type(err).__name__}: {err}); name hyper-parameters in {{}} and write a brace as {{{{") from None
     taken = _REGISTRY.get(cls.name)
     if taken is not None and (taken.__module__, taken.__qualname__) != (cls.__module__, cls.__qualname__):
         raise TypeError(f"objective name {cls.name!r} is already taken by {taken.__module__}.{taken.__qualname__}; "

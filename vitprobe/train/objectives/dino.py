@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -46,7 +47,8 @@ class DINO(Objective):
     """
 
     name = "dino"
-    loss_text = "cross-entropy of the student's on the teacher's centred distribution, over crop pairs"
+    loss_text = ("cross-entropy of the student's distribution at T {student_temp} on the teacher's centred one "
+                 "at T {teacher}, over crop pairs")
     published_epochs = 100  # DINO's ViT-S/16 100-epoch run
     revision = 4  # 2: main_dino.py's 8 local crops by default; 3: local crops blurred in the image's pixels,
     # weight decay on position embedding and class token (get_params_groups spares only 1-d tensors);
@@ -64,6 +66,13 @@ class DINO(Objective):
         local_size=None, freeze_last_layer=1, encoder_init="reference",
     )
     choices = {"encoder_init": ENCODER_INITS}
+
+    @classmethod
+    def describe_loss(cls, hparams: Mapping[str, Any]) -> str:
+        """``loss_text`` with the teacher temperature, and its warm-up where it has one."""
+        start, end = hparams["warmup_teacher_temp"], hparams["teacher_temp"]
+        ramps = hparams["warmup_teacher_temp_epochs"] > 0 and start != end
+        return cls.loss_text.format_map({**hparams, "teacher": f"{start:g} -> {end:g}" if ramps else f"{end:g}"})
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__(encoder, arch, **hparams)

@@ -49,7 +49,8 @@ class GMML(MomentumContrast):
     """
 
     name = "gmml"
-    loss_text = "alpha x L1 on the corrupted pixels + InfoNCE of the class tokens, both view orders"
+    loss_text = ("{alpha:g} x L1 on the corrupted pixels + InfoNCE x 2T, T {temperature}, of the class tokens, "
+                 "both view orders")
     published_epochs = 800  # SiT, 800 epochs
     revision = 4  # 2: rectangles drawn until at least h w ratio patches are masked; 3: weight decay on
     # position embedding and class token (SiT's get_params_groups spares only 1-d tensors); 4: encoder_init,

@@ -34,7 +34,7 @@ class Hybrid(Objective):
     """
 
     name = "hybrid"
-    loss_text = "(1 - lam) x the MIM loss + lam x the CL loss"
+    loss_text = "{mim_weight:g} x the {mim} loss + {lam:g} x the {cl} loss"
     published_epochs = 100  # the cl-vs-mim hybrid's short schedule
     defaults = dict(
         base_lr=1.5e-4, min_lr=0.0, lr_drop=None, warmup_epochs=40, weight_decay=0.05, weight_decay_end=0.05,
@@ -44,6 +44,11 @@ class Hybrid(Objective):
     choices = {"mim": MIM_CHOICES, "cl": CL_CHOICES}
     # no reference recipe: biases, norms, position embedding and tokens are spared weight decay
     no_decay_names = frozenset({"pos_embed", "cls_token", "reg_token", "mask_token"})
+
+    @classmethod
+    def describe_loss(cls, hparams: Mapping[str, Any]) -> str:
+        """``loss_text`` with the weights 1 - lambda and lambda and the branches' names."""
+        return cls.loss_text.format_map({**hparams, "mim_weight": 1.0 - hparams["lam"]})
 
     @classmethod
     def resolve_hparams(cls, given: dict[str, Any], via: str | None = None) -> dict[str, Any]:

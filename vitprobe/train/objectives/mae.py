@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -49,7 +50,7 @@ class MAE(Objective):
     """
 
     name = "mae"
-    loss_text = "MSE on the hidden patches' pixels (normalised per patch with norm_pix_loss)"
+    loss_text = "MSE on the hidden patches' {pixels}, mask ratio {mask_ratio}"
     published_epochs = 800  # MAE's 800-epoch pre-training
     revision = 4  # 2: N - int(N (1 - ratio)) masked patches; 3: weight decay on class and mask tokens;
     # 4: encoder_init, and the decoder's Linears Xavier-initialised
@@ -60,6 +61,12 @@ class MAE(Objective):
         crop_scale=(0.2, 1.0), encoder_init="reference",
     )
     choices = {"encoder_init": ENCODER_INITS}
+
+    @classmethod
+    def describe_loss(cls, hparams: Mapping[str, Any]) -> str:
+        """``loss_text``, naming the targets: pixels normalised per patch (norm_pix_loss) or raw."""
+        pixels = "per-patch normalised pixels" if hparams["norm_pix_loss"] else "raw pixels"
+        return cls.loss_text.format_map({**hparams, "pixels": pixels})
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__(encoder, arch, **hparams)

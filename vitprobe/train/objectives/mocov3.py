@@ -28,7 +28,8 @@ class MoCoV3(MomentumContrast):
     """
 
     name = "mocov3"
-    loss_text = "InfoNCE of the predictor's queries on the momentum keys, both view orders summed"
+    loss_text = ("InfoNCE x 2T, T {temperature}, of the predictor's queries on the momentum keys, both view "
+                 "orders summed")
     published_epochs = 300  # MoCo v3 ViT-S/B, 300 epochs
     revision = 4  # 2: the predictor's final BatchNorm; 3: weight decay on every tensor; 4: encoder_init
     decay_1d = True  # main_moco.py: AdamW(model.parameters(), weight_decay=...) for the ViTs

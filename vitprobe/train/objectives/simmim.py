@@ -32,7 +32,7 @@ class SimMIM(Objective):
     """Block-masked image modelling with a linear (1x1-conv) + pixel-shuffle decoder and L1 on masked pixels."""
 
     name = "simmim"
-    loss_text = "L1 on the masked patches' pixels"
+    loss_text = "L1 on the masked patches' pixels, mask ratio {mask_ratio} in {mask_patch_size}-px mask patches"
     published_epochs = 800  # SimMIM ViT-B, 800 epochs
     revision = 4  # 2: ceil(M ratio) masked cells; 3: the ViT recipe's lr drop, its weight-decay groups; 4: warmup_lr
     no_decay_names = frozenset({"pos_embed", "cls_token"})  # SimMIM's ViT no_weight_decay(); its mask token decays

@@ -443,6 +443,10 @@ def test_analysis_warnings_name_their_model_and_sit_beside_the_claims_they_quali
     assert page.count("<b>analysis warned</b>: knn on label") == 3 * knn_claim.count("<i>Read with:</i>") >= 6
     saved = json.loads((tmp_path / "out" / "small" / "runs" / "b" / "run.json").read_text())
     assert any(w.startswith("knn on label 'shape'") for w in saved["meta"]["analysis_warnings"])
+    verdicts = json.loads((report.parent / "verdicts.json").read_text(encoding="utf-8"))
+    knn = ("dataset synthetic:16 (n=16) · image size 32 · pooling cls · no final norm · k 3 · T 0.07 · "
+           "heldout fraction 0.2 · held out 1 of 16 images")  # each verdict carries the protocol of its numbers
+    assert [v["protocol"] for v in verdicts] == [knn, "dataset synthetic:16 (n=16) · image size 32", knn]
 
 
 def test_models_read_at_different_image_sizes_are_warned_of_and_noted_under_their_claims(tmp_path: Path) -> None:
@@ -470,6 +474,7 @@ def test_models_read_at_different_image_sizes_are_warned_of_and_noted_under_thei
     # the even-attention distances alone differ by 16 px x 1.5: pixels of two grids decide nothing
     [verdict] = json.loads((report.parent / "verdicts.json").read_text(encoding="utf-8"))
     assert verdict["agrees"] is None
+    assert verdict["protocol"] == "dataset synthetic:16 (n=16) · image size 48 (b) | 32 (a)"
     assert verdict["detail"].endswith("; undecided: the models were analysed on different patch grids (48 px, patch 8 "
                                       "(b) | 32 px, patch 8 (a)), on which attention_distance's numbers do not line "
                                       "up; compare models of one image size and patch size")

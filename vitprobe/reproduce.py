@@ -265,7 +265,7 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
             encoding="utf-8")
         (staged / "verdicts.json").write_text(json.dumps(
             [{"figure": c.figure, "claim": c.text, "agrees": v.agrees, "detail": v.detail,
-              "data": recipe.data, "changes": recipe.changes}
+              "protocol": _claim_protocol(c.check, runs, labels), "data": recipe.data, "changes": recipe.changes}
              for c, v in zip(recipe.claims, verdicts)], indent=2), encoding="utf-8")
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
@@ -406,6 +406,18 @@ def _data_text(runs: dict) -> str:
 
     protocols = [result.protocol for run in runs.values() for result in run.values()]
     return protocol_caption([{"dataset": p.get("dataset")} for p in protocols[:1]])
+
+
+def _claim_protocol(check: Mapping[str, Any], runs: dict, labels: Mapping[str, str]) -> str:
+    """The protocol of the numbers a claim compares, as the figure captions give it (dataset,
+    image size, pooling, k, threshold, held-out images, ...; ``|`` between the models where
+    they differ): that of the analysis holding the claim's metric, in each model compared."""
+    from vitprobe.plots.style import protocol_caption
+
+    keys = list(runs) if check.get("peak_inside") else [check["greater"], check["than"]]
+    found = [(labels.get(key, key), result.protocol) for key in keys if key in runs
+             for result in runs[key].values() if check["metric"] in set(result.table["metric"])]
+    return protocol_caption([p for _, p in found], labels=[label for label, _ in found])
 
 
 def _origin_text(checkpoint: dict[str, Any]) -> str:

@@ -690,6 +690,11 @@ def test_captions_leave_out_block_lists_and_excluded_keys_and_name_a_warning_whe
     assert protocol_caption([{"dataset": {"root": "/data"}, "k": 5}]) == "k 5"  # a value it cannot show is left out
     assert protocol_caption([{"unconverged_fits": 0}, {"unconverged_fits": 3}], labels=["a", "b"]) == \
         "unconverged fits 0 (a) | 3 (b)"
+    subsampled = {"analysis": "token_similarity", "spectrum_fraction": 0.5, "spectrum_images": 67}
+    every = {"analysis": "token_similarity", "spectrum_fraction": 1.0}
+    assert protocol_caption([every, subsampled], labels=["moco", "mae"]) == \
+        "spectrum fraction 1 (moco) | 0.5 (mae) · spectrum images 67 (mae)"  # not also moco's
+    assert protocol_caption([every, subsampled]) == "spectrum fraction 1 | 0.5 · spectrum images 67"
 
 
 def test_runs_get_colours_of_their_own_and_figures_grow_by_their_panels():

@@ -89,7 +89,7 @@ def protocol_caption(protocols: Sequence[dict[str, Any]], exclude: Sequence[str]
     """``key value · key value`` of the protocol entries that define the measurement (the
     keys in CAPTION_KEYS, and any analysis parameter set away from its default); where runs
     differ, their values are joined with ``|``, each naming its runs when ``labels`` are given
-    (``k 20 (moco) | 5 (mae)``)."""
+    (``k 20 (moco) | 5 (mae)``), as is a value that only some runs have (``spectrum images 67 (mae)``)."""
     return " · ".join(_caption_parts(protocols, exclude, labels))
 
 
@@ -127,7 +127,10 @@ def _caption_parts(protocols: Sequence[dict[str, Any]], exclude: Sequence[str] =
         found = [(i, v) for i, v in found if v is not None]
         if found:
             runs = [labels[i] for i, _ in found] if labels is not None else None
-            parts.append(f"{name} {join_by_run([v for _, v in found], runs)}")
+            text = join_by_run([v for _, v in found], runs)
+            if runs is not None and len(found) < len(protocols) and len({v for _, v in found}) == 1:
+                text += f" ({', '.join(runs)})"  # one value, but only some runs have it: name them
+            parts.append(f"{name} {text}")
     return parts
 
 

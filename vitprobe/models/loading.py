@@ -354,10 +354,11 @@ def _encoder_init(hparams: Any) -> str | None:
 
 
 def training_summary(training: Any) -> str:
-    """``objective (revision R), epoch E of N, data ..., batch_size ..., lr ..., encoder_init ...``
-    of a checkpoint vitprobe trained (its load report's ``training``); the batch is per process
-    (x the process count, where torchrun ran several), the learning rate the peak one in force
-    (batch-scaled where no --lr was given), the encoder set-up the one in force."""
+    """``objective (revision R), epoch E of N, data ..., batch_size ..., lr ..., set key=value ...,
+    encoder_init ...`` of a checkpoint vitprobe trained (its load report's ``training``); the
+    batch is per process (x the process count, where torchrun ran several), the learning rate
+    the peak one in force (batch-scaled where no --lr was given), ``set`` the hyper-parameters
+    given (``--set``; the rest are the objective's defaults), the encoder set-up the one in force."""
     if not isinstance(training, Mapping):
         return json.dumps(training)
     config = training.get("config") if isinstance(training.get("config"), Mapping) else {}
@@ -372,6 +373,9 @@ def training_summary(training: Any) -> str:
     per = f" per process x {world} processes" if isinstance(world, int) and world > 1 else ""
     parts += [f"{k} {json.dumps(config[k])}{per if k == 'batch_size' else ''}" for k in _SHOWN_CONFIG
               if k in config and k != "epochs" and config[k] is not None]
+    given = config.get("hparams")
+    if isinstance(given, Mapping) and given:
+        parts.append("set " + " ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in given.items()))
     init = _encoder_init(in_force.get("hparams"))
     return ", ".join(parts + ([f"encoder_init {init}"] if init else []))
 

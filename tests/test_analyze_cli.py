@@ -394,6 +394,7 @@ def test_two_checkpoints_with_one_stem_get_distinct_folders(checkpoint, tmp_path
     assert re.search(r"^\[1\] mean over \d+ heads \(no std over images; se: the mean of the heads' se\) · image size \d+",
                      out, re.M)
     assert all(re.search(r" - +\d", row) and "NaN" not in row for row in rows)  # the std column: no such number
+    assert "\nse: std / sqrt(n) over the n images; for a top-1 accuracy, Agresti and Coull's plus-four" in out
     assert main([*argv[:-3], "--overwrite", "--no-progress"]) == 0  # replaces no --out: said, not passed over
     assert "vitprobe: warning: --overwrite replaces an --out folder, and none was given: nothing is written" in \
         capsys.readouterr().err
@@ -764,8 +765,9 @@ def test_checkpoints_of_different_image_sizes_are_warned_about(checkpoint, tmp_p
     argv = ["analyze", "--checkpoint", checkpoint, "--checkpoint", str(larger), "--data", "synthetic:8",
             "--analyses", "fourier", "--no-progress"]
     assert main(argv) == 0
-    assert ("vitprobe: warning: the checkpoints take different image sizes (tiny 32 px, larger 48 px)"
-            in capsys.readouterr().err)
+    said = capsys.readouterr()
+    assert "vitprobe: warning: the checkpoints take different image sizes (tiny 32 px, larger 48 px)" in said.err
+    assert said.out.startswith("dataset synthetic:8 (n=8) · image size 32 (tiny) | 48 (larger) · each value at")
     assert main(argv + ["--img-size", "48"]) == 0  # one size for both: nothing to warn about
     assert "different image sizes" not in capsys.readouterr().err
 

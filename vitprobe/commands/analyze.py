@@ -194,14 +194,19 @@ def _warn_if_repeated(plans: list, paths: list[str]) -> None:
                       "of one), so their runs are identical; check the --checkpoint paths")
 
 
+SE_NOTE = ("se: std / sqrt(n) over the n images; for a top-1 accuracy, Agresti and Coull's plus-four "
+           "estimate over the n held-out images")
+
+
 def print_summary(runs: list, out: str | None) -> None:
     """The dataset once, then one line per metric at the deepest layer with its units and a
-    numbered note, ``[k]``, whose protocol is printed below the table (so rows stay narrow)."""
+    numbered note, ``[k]``, whose protocol is printed below the table (so rows stay narrow),
+    and how the standard errors were estimated."""
     from vitprobe.plots.style import protocol_caption
 
     firsts = [next(iter(run.values())).protocol for run in runs]  # values that differ are joined by |
-    print(protocol_caption([{k: p[k] for k in ("dataset", "image_size") if k in p} for p in firsts])
-          + " · each value at the analysis's deepest layer")
+    print(protocol_caption([{k: p[k] for k in ("dataset", "image_size") if k in p} for p in firsts],
+                           labels=[run.label for run in runs]) + " · each value at the analysis's deepest layer")
     # The dataset is said once above: every run of one command reads the same --data.
     table = pd.concat([r.summary() for r in runs], ignore_index=True).drop(columns="dataset")
     notes = list(dict.fromkeys(p for p in table["protocol"] if p))
@@ -210,6 +215,7 @@ def print_summary(runs: list, out: str | None) -> None:
         print(table.to_string(index=False, na_rep="-"))  # NaN: no such number (a mean over heads has no std)
     for number, text in enumerate(notes, start=1):
         print(f"[{number}] {text}")
+    print(SE_NOTE)
     if out is not None:
         print(f"report: {Path(out) / 'report.html'}")
     else:

@@ -441,6 +441,23 @@ def test_unknown_name_is_drawn_by_metric_or_generic(results):
     assert list(fig.axes[0].lines[0].get_ydata()) == pytest.approx([0.2, 0.3])
 
 
+def test_a_metric_without_layers_is_drawn_per_run_not_at_a_depth():
+    """A plugin's whole-model metric (no layer column) is a point per run over the run labels,
+    not a point at depth 0 under "depth (0 = embedding)"."""
+    whole = [Result("whole", pd.DataFrame({"metric": ["acc"], "value": [v], "std": [s]}), {"dataset": "d"})
+             for v, s in ((0.5, 0.1), (0.7, 0.2))]
+    fig = draw("whole", [("a", whole[0]), ("b", whole[1])])
+    ax = fig.axes[0]
+    assert "depth" not in ax.get_xlabel() and [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+    points = [line.get_ydata()[0] for line in ax.lines if len(line.get_ydata()) == 1 and line.get_marker() == "o"]
+    assert points == pytest.approx([0.5, 0.7])
+    bars = [seg for coll in ax.collections for seg in coll.get_segments()]
+    assert sorted(abs(seg[1][1] - seg[0][1]) for seg in bars) == pytest.approx([0.2, 0.4])  # +- std
+    layered = Result("whole", pd.DataFrame({"metric": ["acc"] * 2, "layer": [1, 2], "value": [0.1, 0.2]}), {"dataset": "d"})
+    mixed = draw("whole", [("a", whole[0]), ("c", layered)])  # measured per layer in one run: a depth axis
+    assert "depth" in mixed.axes[0].get_xlabel() and len(mixed.axes[0].lines) == 1
+
+
 def test_run_save_load_and_report(tmp_path, results):
     run = Run(results, checkpoint={"path": "/x/dino.pth", "format": "dino", "sha256": "cd" * 32}, label="dino")
     run.save(tmp_path / "run")

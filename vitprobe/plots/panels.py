@@ -61,10 +61,13 @@ def depth_curve_panel(ax: Axes, items: Items, metric: str, ylabel: str,
                       select: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> None:
     """One line per run: ``metric`` (mean over the remaining columns) against depth.
 
-    ``select``, if given, filters each run's rows first (e.g. the highest frequency).
+    ``select``, if given, filters each run's rows first (e.g. the highest frequency). A run
+    whose table has no layer column has no curve here.
     """
     colors = run_colors(len(items))
     for (label, result), color in zip(items, colors):
+        if "layer" not in result.table:
+            continue
         rows = rows_of(result, metric).dropna(subset=["layer"])
         if select is not None:
             rows = select(rows)

@@ -279,15 +279,16 @@ class Run(Mapping[str, Result]):
         mean over heads the mean of the heads' standard errors), and
         the images n behind it (held-out ones for a probe), with the dataset as captions show it
         (spec, split, images, skipped files) and the analysis's own protocol."""
+        from vitprobe.analyzers import protocol_of_metric
         from vitprobe.plots.style import protocol_caption, value_text
 
         rows = []
         for result in self.values():
-            caption = protocol_caption([result.protocol], exclude=("dataset",))
             units = str(result.protocol.get("value_units", ""))
             dataset = result.protocol.get("dataset")
             spec = value_text(dataset) or str(dataset or "")
             for metric, rows_m in result.table.groupby("metric", sort=False):
+                caption = protocol_caption([protocol_of_metric(result.protocol, str(metric))], exclude=("dataset",))
                 rows.extend({"run": self.label, "dataset": spec, **row} for row in _summary_rows(
                     result.name, str(metric), rows_m, caption, metric_units(units, str(metric))))
         return pd.DataFrame(rows, columns=["run", "dataset", "analysis", "metric", "label", "layer", "value",

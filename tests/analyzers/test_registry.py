@@ -90,6 +90,10 @@ def test_metrics_are_a_tuple_of_names_and_each_parameter_is_kept_under_its_name(
             _registry.register_analyzer(type("Bad", (Analyzer,), {
                 "name": "bad", "metrics": ("mass",), "outcome_keys": ("even",),
                 "uninformative_when": {outcome: (named, "why")}}))
+    for named in (("area",), "mass", ()):  # not a metric; not a tuple; none
+        with pytest.raises(TypeError, match=r"Bad.keys_of_metrics maps a protocol key to a tuple of its metrics"):
+            _registry.register_analyzer(type("Bad", (Analyzer,), {
+                "name": "bad", "metrics": ("mass",), "keys_of_metrics": {"k": named}}))
 
     class Hidden(Analyzer):
         name = "hidden_scale"

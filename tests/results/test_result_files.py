@@ -627,6 +627,17 @@ def test_summary_reads_deepest_layer(results):
     assert set(summary[summary["metric"] == "linear_probe_top1"]["label"]) == {"shape", "texture"}
 
 
+def test_a_summary_note_names_only_the_settings_of_its_metric(results):
+    """A token spectrum over a sample of the images: only the token-level spectrum's note says
+    so; the token cosine and the image-level spectrum saw every image."""
+    token = results["token_similarity"]
+    sampled = {**token.protocol, "analysis": "token_similarity", "spectrum_fraction": 0.5, "spectrum_images": 67}
+    notes = Run([Result(token.name, token.table, sampled)]).summary().set_index("metric")["protocol"]
+    assert "spectrum fraction 0.5 · spectrum images 67" in notes["log_singular_value_token"]
+    for metric in ("token_cosine", "log_singular_value_image"):
+        assert "spectrum" not in notes[metric], notes[metric]
+
+
 def test_summary_names_units_frequency_and_rank(results):
     units = "token_cosine: cosine; log_singular_value_*: natural log of covariance singular values"
     token = results["token_similarity"]

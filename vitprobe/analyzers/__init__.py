@@ -10,10 +10,10 @@ and computes a tidy :class:`vitprobe.results.Result`. The maths lives in
 
 from vitprobe.plugins import import_all
 from vitprobe.analyzers._registry import (analysis_giving, analyzer_class, get_analyzer, list_analyzers, outcome_keys,
-                                          register_analyzer)
+                                          protocol_of_metric, register_analyzer)
 from vitprobe.analyzers.base import Analyzer, LayerAnalyzer, tidy
 
 import_all(__name__, __path__)  # each analyzer module registers its classes
 
 __all__ = ["Analyzer", "LayerAnalyzer", "analysis_giving", "analyzer_class", "get_analyzer", "list_analyzers", "outcome_keys",
-           "register_analyzer", "tidy"]
+           "protocol_of_metric", "register_analyzer", "tidy"]

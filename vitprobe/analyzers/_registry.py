@@ -22,7 +22,7 @@ def register_analyzer(cls: A) -> A:
     """Class decorator: register ``cls`` under ``cls.name`` (names are unique); it must
     declare the ``metrics`` its table holds, a ``grid_bound`` of None, ``"pixels"`` or
     ``"patches"``, ``uninformative_when`` keys among its ``outcome_keys`` and metrics among its
-    ``metrics``, and give every parameter a default and a name outside ``RESERVED_PARAMS``.
+    ``metrics``, ``keys_of_metrics`` naming metrics among its ``metrics``, and give every parameter a default and a name outside ``RESERVED_PARAMS``.
     A class of the same module and qualified name replaces the one registered (a notebook cell
     run again, a module reloaded)."""
     name = getattr(cls, "name", "")
@@ -39,6 +39,10 @@ def register_analyzer(cls: A) -> A:
         if key not in getattr(cls, "outcome_keys", ()) or not set(named) <= set(metrics):
             raise AnalyzerDefinitionError(f"{cls.__name__}.uninformative_when maps an outcome of its outcome_keys to metrics "
                             f"of its metrics, got {key!r} -> {named!r}")
+    for key, named in getattr(cls, "keys_of_metrics", {}).items():
+        if not isinstance(named, tuple) or not named or not set(named) <= set(metrics):
+            raise AnalyzerDefinitionError(f"{cls.__name__}.keys_of_metrics maps a protocol key to a tuple of its metrics, "
+                                          f"got {key!r} -> {named!r}")
     _check_params(cls)
     taken = _ANALYZERS.get(name)
     if taken is not None and _where(taken) != _where(cls):
@@ -81,6 +85,13 @@ def _where(cls: type) -> str:
 def outcome_keys(analysis: str | None) -> tuple[str, ...]:
     """The ``outcome_keys`` of the analysis of that name (none if not registered)."""
     return tuple(getattr(_ANALYZERS.get(str(analysis)), "outcome_keys", ()))
+
+
+def protocol_of_metric(protocol: dict[str, Any], metric: str) -> dict[str, Any]:
+    """``protocol`` without the keys that its analysis (``protocol["analysis"]``) says concern
+    only other metrics than ``metric`` (its ``keys_of_metrics``)."""
+    concern = getattr(_ANALYZERS.get(str(protocol.get("analysis"))), "keys_of_metrics", {})
+    return {k: v for k, v in protocol.items() if k not in concern or metric in concern[k]}
 
 
 def list_analyzers() -> list[str]:

@@ -74,6 +74,9 @@ class Analyzer:
     # measured: runs that differ in them are not warned of as set up differently, and figure
     # captions show them
     outcome_keys: ClassVar[tuple[str, ...]] = ()
+    # protocol keys that concern only some of its metrics: key -> those metrics (the summary's
+    # note on another metric leaves the key out)
+    keys_of_metrics: ClassVar[dict[str, tuple[str, ...]]] = {}
     # outcomes (keys of outcome_keys) that, when true, leave some of its metrics measuring nothing
     # of what they are named for: key -> (those metrics, why); a claim on them between models
     # that all have that outcome is undecided

@@ -77,6 +77,8 @@ class TokenSimilarity(LayerAnalyzer):
     metrics = ("token_cosine", "log_singular_value_image", "log_singular_value_token")
     claim_axes = ("rank",)
     outcome_keys = ("spectrum_images",)
+    # only the token-level spectrum is averaged over a sample; cosine and image spectrum see every image
+    keys_of_metrics = {key: ("log_singular_value_token",) for key in ("spectrum_fraction", "spectrum_images")}
     # Mixed into spectrum_seed so that, at equal seeds and fractions, the spectrum's sample is
     # not the probes' held-out split (both hash the index).
     _SPECTRUM_SALT = 0x5EC7

@@ -104,6 +104,23 @@ def test_simmim_export_round_trip(tmp_path):
         assert torch.equal(model.state_dict()[k], v), k
 
 
+def test_a_simmim_vitprobe_trained_exports_to_simmims_layout_and_is_analysed_as_one(tmp_path):
+    """vitprobe trains SimMIM's own ViT (shared relative position bias): the export is SimMIM's
+    official layout, which loads back to the trained weights and runs the attention analyses."""
+    from vitprobe import analyze
+    from vitprobe.train import TrainConfig, train
+
+    final = train(TrainConfig(method="simmim", data="synthetic:16", epochs=1, batch_size=8, out=str(tmp_path / "r")),
+                  progress=False)
+    out = export_checkpoint(final, "simmim", tmp_path / "simmim.pth")
+    trained, official = load_model(final), load_model(out)
+    assert official.vitprobe_info["format"] == "simmim" and official.vitprobe_info["arch"]["rel_pos_bias"] == "shared"
+    assert trained.state_dict().keys() == official.state_dict().keys()
+    assert all(torch.equal(v, official.state_dict()[k]) for k, v in trained.state_dict().items())
+    run = analyze(str(out), "synthetic:8", analyses=["attention_distance"], batch_size=8, progress=False)
+    assert run["attention_distance"].table["value"].notna().all()
+
+
 def test_export_refusals(own_vit, tmp_path):
     _, src = own_vit
     with pytest.raises(CheckpointError, match="holds a vit encoder but simmim.*dino, mocov3, mae"):

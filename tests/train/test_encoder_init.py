@@ -163,3 +163,46 @@ def test_hybrid_keeps_timm_set_up_unless_one_branch_asks_for_its_reference() -> 
     with pytest.raises(ConfigError, match="both branches \\(mae and mocov3\\).*share one encoder"):
         build("hybrid", mim="mae", mim_hparams={**SMALL["mae"], "encoder_init": "reference"},
               cl_hparams={**SMALL["mocov3"], "encoder_init": "reference"})
+
+
+def test_simmim_trains_its_own_vit_initialised_as_its_code_does() -> None:
+    """SimMIM's ViT-B config (USE_APE False, USE_SHARED_RPB True, INIT_VALUES 0.1) in timm's BEiT
+    layout: no absolute positions, one zero-initialised relative position bias for all blocks,
+    layer scale 0.1, Q and V biases only; Linears truncated N(0, 0.02^2) with the attention and
+    MLP output maps of block l divided by sqrt(2 l), the patch projection N(0, 0.02^2), bias 0."""
+    from timm.models.beit import Beit
+
+    from vitprobe.train import TrainConfig
+    from vitprobe.train.engine import resolve_arch
+
+    config = TrainConfig(method="simmim", preset="tiny")
+    arch = resolve_arch(config)
+    assert (arch.family, arch.abs_pos_emb, arch.rel_pos_bias, arch.layer_scale) == ("beit", False, "shared", 0.1)
+    assert (arch.embed_dim, arch.depth, arch.img_size) == (64, 4, 32)  # the preset's size
+    obj = build("simmim", arch, **config.objective_hparams())
+    enc = obj.encoder
+    assert isinstance(enc, Beit) and enc.pos_embed is None
+    assert torch.count_nonzero(enc.rel_pos_bias.relative_position_bias_table) == 0
+    assert all(torch.all(b.gamma_1 == 0.1) and torch.all(b.gamma_2 == 0.1) for b in enc.blocks)
+    proj = enc.patch_embed.proj
+    assert float(proj.weight.detach().std()) == pytest.approx(0.02, rel=0.1) and torch.count_nonzero(proj.bias) == 0
+    first, last = (float(enc.blocks[i].attn.proj.weight.detach().std()) for i in (0, 3))
+    assert first == pytest.approx(0.02 / math.sqrt(2), rel=0.1) and last / first == pytest.approx(0.5, rel=0.1)
+    assert torch.count_nonzero(enc.blocks[0].attn.q_bias) == 0 and enc.blocks[0].attn.qkv.bias is None
+    timm = resolve_arch(TrainConfig(method="simmim", preset="tiny", hparams={"encoder_init": "timm"}))
+    assert timm == config.arch_spec() and timm.family == "vit"  # the preset's ViT, as before
+
+
+def test_simmims_reference_vit_is_refused_in_a_hybrid_and_on_a_timm_encoder() -> None:
+    with pytest.raises(ConfigError, match=r"its MIM branch \(simmim\) with encoder_init 'reference' trains a ViT of "
+                                          r"its own.*keep encoder_init 'timm' in mim_hparams"):
+        build("hybrid", mim="simmim", mim_hparams={"mask_patch_size": 8, "encoder_init": "reference"},
+              cl_hparams=SMALL["mocov3"])
+    assert build("hybrid", mim="simmim", mim_hparams={"mask_patch_size": 8},
+                 cl_hparams=SMALL["mocov3"]).hparams["mim_hparams"]["encoder_init"] == "timm"
+    with pytest.raises(ConfigError, match="trains SimMIM's ViT, a timm Beit.*--set encoder_init=timm"):
+        build("simmim", mask_patch_size=8)  # a timm VisionTransformer handed to the reference set-up
+    from vitprobe.train.objectives import objective_class
+
+    with pytest.raises(ConfigError, match="no register tokens.*--set encoder_init=timm"):
+        objective_class("simmim").encoder_arch(ARCH.replace(reg_tokens=4), {"encoder_init": "reference"})

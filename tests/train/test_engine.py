@@ -612,7 +612,8 @@ def test_cli_trains_a_registered_objective_on_a_dataset_spec(tmp_path, capsys):
     assert main(["train", "--method", "simmim", "--data", "synthetic:16", "--epochs", "2", "--batch-size", "8",
                  "--out", str(tmp_path / "shown")]) == 0
     first = capsys.readouterr().err.splitlines()[0]
-    assert first.startswith("training simmim (preset tiny: ViT 32 px, patch 4, width 64, 4 blocks) on synthetic:16: "
+    assert first.startswith("training simmim (preset tiny: ViT in BEiT layout (relative position bias shared, layer "
+                            "scale 0.1, no absolute position embedding) 32 px, patch 4, width 64, 4 blocks) on synthetic:16: "
                             "2 epochs x 2 steps of 8 images, peak lr ") and first.endswith(
                             f"after 1 warm-up epoch -> {tmp_path / 'shown'}")
 

@@ -59,8 +59,11 @@ STEP = StepInfo(epoch=1, step=10, steps_per_epoch=10, total_steps=100, progress=
 
 
 def build(name: str, seed: int = 0, **extra: object):
+    """The objective around the encoder it trains at ARCH's size (SimMIM's reference: its own ViT)."""
+    hparams = {**SMALL[name], **extra}
+    arch = objective_class(name).encoder_arch(ARCH, objective_class(name).resolve_hparams(hparams))
     torch.manual_seed(seed)
-    return get_objective(name, build_model(ARCH).train(), ARCH, **{**SMALL[name], **extra}).train()
+    return get_objective(name, build_model(arch).train(), arch, **hparams).train()
 
 
 def batch_of_views(obj, n: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -365,7 +368,8 @@ def test_hybrid_limits_equal_pure_losses(mim: str, cl: str) -> None:
     for lam, branch in ((0.0, "mim"), (1.0, "cl")):
         hybrid = build("hybrid", lam=lam, **hp)
         views = batch_of_views(hybrid)
-        pure = get_objective(hp[branch], build_model(ARCH), ARCH, **SMALL[hp[branch]]).train()
+        timm = {"encoder_init": "timm"} if hp[branch] == "simmim" else {}  # the hybrid's shared timm ViT
+        pure = get_objective(hp[branch], build_model(ARCH), ARCH, **SMALL[hp[branch]], **timm).train()
         pure.load_state_dict(getattr(hybrid, branch).state_dict())
         # With each objective's own stochastic depth (simmim and dino 0.1, mae and mocov3 0),
         # drawn from the same seed.
@@ -689,8 +693,9 @@ DECAY_GROUPS = {
             {"encoder.cls_token", "decoder.mask_token"}),  # pos_embed: fixed sin-cos, not trained
     "mocov3": (set(), {"encoder.norm.weight", "encoder.blocks.0.attn.qkv.bias",
                        "encoder.cls_token", "projector.1.weight"}),
-    "simmim": ({"encoder.pos_embed", "encoder.cls_token", "encoder.norm.weight"},
-               {"mask_token", "encoder.blocks.0.attn.qkv.weight"}),
+    "simmim": ({"encoder.cls_token", "encoder.norm.weight", "encoder.blocks.0.gamma_1", "encoder.blocks.0.attn.q_bias"},
+               {"mask_token", "encoder.blocks.0.attn.qkv.weight",  # SimMIM's ViT has no_weight_decay_keywords:
+                "encoder.rel_pos_bias.relative_position_bias_table"}),  # its 2-d bias table decays
     "hybrid": ({"encoder.pos_embed", "encoder.cls_token", "mim.mask_token", "encoder.norm.weight"},
                {"encoder.blocks.0.attn.qkv.weight"}),
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from vitprobe.models.architecture import build_model
 from vitprobe.train import TrainConfig
 from vitprobe.train.objectives import get_objective
+from vitprobe.train.engine import resolve_arch
 
 
 def test_tiny_preset_sizes_heads_and_user_values_win() -> None:
@@ -25,7 +26,7 @@ def test_tiny_preset_trains_without_stochastic_depth_full_presets_keep_it() -> N
 
 def test_tiny_simmim_masks_blocks_smaller_than_the_image() -> None:
     cfg = TrainConfig(method="simmim", preset="tiny")
-    arch = cfg.arch_spec()
+    arch = resolve_arch(cfg)
     objective = get_objective("simmim", build_model(arch), arch, **cfg.objective_hparams())
     assert objective.hparams["mask_patch_size"] < arch.img_size
 

@@ -154,7 +154,10 @@ def run_plan(config: TrainConfig, arch: ArchSpec, schedule: _Schedule) -> str:
     """One line saying what a run will do, before it starts (a full preset runs for days)."""
     model = f"preset {config.preset_name}" if config.preset_name else config.arch
     global_batch = schedule.global_batch
-    return (f"training {config.method} ({model}: ViT {arch.img_size} px, patch {arch.patch_size}, width "
+    layout = "" if arch.family == "vit" else (
+        f" in BEiT layout (relative position bias {arch.rel_pos_bias}, layer scale {arch.layer_scale:g}"
+        + ("" if arch.abs_pos_emb else ", no absolute position embedding") + ")")
+    return (f"training {config.method} ({model}: ViT{layout} {arch.img_size} px, patch {arch.patch_size}, width "
             f"{arch.embed_dim}, {arch.depth} blocks) on {config.data}: {plural(schedule.epochs, 'epoch')} x "
             f"{plural(schedule.steps_per_epoch, 'step')} of {global_batch} images"
             + (f" ({global_batch // config.batch_size} processes x {config.batch_size})"
@@ -163,9 +166,17 @@ def run_plan(config: TrainConfig, arch: ArchSpec, schedule: _Schedule) -> str:
             f"{plural(schedule.warmup_epochs, 'warm-up epoch')} -> {config.out}")
 
 
-def resolve_arch(config: TrainConfig) -> ArchSpec:
-    """The encoder architecture of a run: the preset's, else the timm ``--arch``'s."""
-    return config.arch_spec() or arch_from_timm(config.arch)  # type: ignore[arg-type]
+def resolve_arch(config: TrainConfig, registered: bool = True) -> ArchSpec:
+    """The encoder architecture of a run: the preset's, else the timm ``--arch``'s, as its
+    registered objective builds it (SimMIM's reference: its own ViT of that size,
+    :meth:`Objective.encoder_arch`); as it is for a custom objective (``registered`` False)."""
+    from vitprobe.train.objectives import objective_class
+
+    base = config.arch_spec() or arch_from_timm(config.arch)  # type: ignore[arg-type]
+    if not registered:
+        return base
+    objective = objective_class(config.method)
+    return objective.encoder_arch(base, objective.resolve_hparams(config.objective_hparams()))
 
 
 def param_groups(objective: Objective) -> list[dict[str, Any]]:
@@ -349,7 +360,8 @@ def check_training_data(config: TrainConfig) -> None:
     (a bad data spec, or fewer images than one batch), without building or training anything."""
     from vitprobe.data import resolve_dataset
 
-    dataset = resolve_dataset(config.data, resolve_arch(config).img_size, IMAGENET_MEAN, IMAGENET_STD)
+    dataset = resolve_dataset(config.data, resolve_arch(config, registered=False).img_size, IMAGENET_MEAN,
+                              IMAGENET_STD)  # the image size: the same in every objective's build
     _steps_per_epoch(len(dataset), config.data, config.batch_size)
 
 
@@ -518,7 +530,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     out = check_output_folder(config.out)
     if not resume:
         _check_new_run_folder(out)
-    arch = resolve_arch(config)
+    arch = resolve_arch(config, registered=objective_factory is None)
     dtype = amp_dtype(config.amp, env.device)
     revisions = config.objective_revisions() if objective_factory is None else {}
     objective = _build_objective(config, arch, env, objective_factory)

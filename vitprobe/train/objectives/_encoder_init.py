@@ -10,7 +10,13 @@ reproduced: MoCo v3 (vits.py) puts the row's channels first, takes Q, K and V as
 projection bias of PyTorch's Conv2d and draws the class token from N(0, 0.02^2). DINO and SiT
 (vision_transformer.py) initialise as timm does (truncated N(0, 0.02^2) Linear weights and
 position embedding, zero biases, PyTorch's patch projection) but for the class token, which
-they draw from N(0, 0.02^2) where timm draws from N(0, 1e-6^2).
+they draw from N(0, 0.02^2) where timm draws from N(0, 1e-6^2). SimMIM's ViT
+(models/vision_transformer.py, its ViT-B config) is another architecture, timm's BEiT layout
+(:data:`SIMMIM_VIT`): no absolute position embedding, one relative position bias shared by
+all blocks (zero at init), layer scale 0.1, Q and V biases only; timm's Beit initialises it
+as SimMIM does (truncated N(0, 0.02^2) Linears, attention and MLP output maps divided by
+sqrt(2 l) in block l) but for the patch projection, which SimMIM also draws from truncated
+N(0, 0.02^2) with a zero bias.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from vitprobe.train.heads import sincos_pos_embed_2d
 from vitprobe.train.objectives._vit import pos_split
 
 ENCODER_INITS = ("reference", "timm")
+# SimMIM's ViT-B pre-training config: USE_APE False, USE_SHARED_RPB True, INIT_VALUES 0.1
+SIMMIM_VIT = {"family": "beit", "abs_pos_emb": False, "rel_pos_bias": "shared", "layer_scale": 0.1}
 
 
 def _xavier_bound(fan_in: int, fan_out: int) -> float:
@@ -92,3 +100,11 @@ def mae_encoder(encoder: VisionTransformer) -> None:
 def dino_encoder(encoder: VisionTransformer) -> None:
     """DINO's and SiT's ViT: timm's initialisation with the class token ~ N(0, 0.02^2), truncated at +-2."""
     trunc_normal_(encoder.cls_token, std=0.02)
+
+
+@torch.no_grad()
+def simmim_encoder(encoder: nn.Module) -> None:
+    """SimMIM's patch projection: weight ~ truncated N(0, 0.02^2), bias 0 (the rest of its ViT
+    is timm's Beit built as :data:`SIMMIM_VIT`)."""
+    trunc_normal_(encoder.patch_embed.proj.weight, std=0.02)
+    nn.init.zeros_(encoder.patch_embed.proj.bias)

@@ -12,14 +12,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import Attention, DropPath, resample_abs_pos_embed
+from timm.models.beit import Beit
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor
 
 from vitprobe.errors import ConfigError
 
 
-def check_encoder(encoder: nn.Module, objective: str) -> None:
-    """Objectives train timm VisionTransformers with a class token and absolute positions."""
+def check_encoder(encoder: nn.Module, objective: str, beit: bool = False) -> None:
+    """Objectives train timm VisionTransformers with a class token and absolute positions;
+    with ``beit``, timm's Beit (SimMIM's reference ViT)."""
+    if beit:
+        if not isinstance(encoder, Beit):
+            raise ConfigError(f"objective {objective!r} with encoder_init 'reference' trains SimMIM's ViT, a timm Beit "
+                              "(family 'beit'); build the encoder so, or --set encoder_init=timm")
+        return
     if not isinstance(encoder, VisionTransformer) or encoder.cls_token is None or encoder.pos_embed is None:
         raise ConfigError(f"objective {objective!r} trains a timm VisionTransformer with a class token "
                           f"and absolute position embedding; build the encoder with family 'vit'")
@@ -79,6 +86,24 @@ def input_tokens(encoder: VisionTransformer, images: Tensor) -> Tensor:
     x, grid = embed_patches(encoder, images)
     x = x + patch_positions(encoder, grid)
     return torch.cat([prefix_tokens(encoder, x.shape[0]), x], dim=1)
+
+
+def encode_patch_tokens(encoder: VisionTransformer | Beit, tokens: Tensor, grid: tuple[int, int]) -> Tensor:
+    """Every output token (B, 1 + h * w, C) from patch embeddings (B, h * w, C) without
+    positions: a ViT adds its absolute positions and prefix tokens and runs :func:`run_blocks`;
+    timm's Beit prepends its class token, adds its absolute embedding if it has one, and gives
+    every block its shared relative position bias if it has one, as its forward does."""
+    if not isinstance(encoder, Beit):
+        x = tokens + patch_positions(encoder, grid)
+        return run_blocks(encoder, torch.cat([prefix_tokens(encoder, x.shape[0]), x], dim=1))
+    x = torch.cat([encoder.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+    if encoder.pos_embed is not None:
+        x = x + encoder.pos_embed
+    x = encoder.pos_drop(x)
+    bias = encoder.rel_pos_bias() if encoder.rel_pos_bias is not None else None
+    for block in encoder.blocks:
+        x = block(x, shared_rel_pos_bias=bias)
+    return encoder.norm(x)
 
 
 def encode(encoder: VisionTransformer, images: Tensor) -> Tensor:

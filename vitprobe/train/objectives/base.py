@@ -85,6 +85,12 @@ class Objective(nn.Module, abc.ABC):
         return cls.min_batch_size
 
     @classmethod
+    def encoder_arch(cls, arch: ArchSpec, hparams: Mapping[str, Any]) -> ArchSpec:
+        """The encoder this objective trains, from the run's preset or ``--arch`` and its
+        resolved ``hparams``: ``arch`` itself, unless its reference builds another ViT."""
+        return arch
+
+    @classmethod
     def describe_loss(cls, hparams: Mapping[str, Any]) -> str:
         """What the logged loss is under the resolved ``hparams``: ``loss_text`` with its
         ``{key}`` fields filled from them."""

@@ -66,6 +66,14 @@ class Hybrid(Objective):
         out = super().resolve_hparams(given, via)
         for part in ("mim", "cl"):
             objective_class(out[part]).resolve_hparams(out[f"{part}_hparams"], via=f"{part}_hparams")
+        for part in ("mim", "cl"):
+            branch = objective_class(out[part])
+            own = branch.resolve_hparams({"encoder_init": "timm", **out[f"{part}_hparams"]}
+                                         if "encoder_init" in branch.defaults else out[f"{part}_hparams"])
+            if branch.encoder_arch(ArchSpec(), own) != ArchSpec():
+                raise ConfigError(f"objective 'hybrid': its {part.upper()} branch ({out[part]}) with encoder_init "
+                                  "'reference' trains a ViT of its own, but the branches share one timm ViT; keep "
+                                  f"encoder_init 'timm' in {part}_hparams")
         setting_up = [out[part] for part in ("mim", "cl")
                       if out[f"{part}_hparams"].get("encoder_init") == "reference"]
         if len(setting_up) > 1:

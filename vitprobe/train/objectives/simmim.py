@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -12,8 +13,9 @@ from torch import Tensor
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.heads import PixelDecoder
 from vitprobe.train.masking import block_mask, upsample_mask
-from vitprobe.train.objectives._vit import (check_encoder, embed_patches, patch_positions, prefix_tokens,
-                                            run_blocks)
+from vitprobe.errors import ConfigError
+from vitprobe.train.objectives._encoder_init import ENCODER_INITS, SIMMIM_VIT, simmim_encoder
+from vitprobe.train.objectives._vit import check_encoder, embed_patches, encode_patch_tokens
 from vitprobe.train.objectives.base import Objective, StepInfo, register_objective
 from vitprobe.train.views import ViewSpec, make_view
 
@@ -34,20 +36,35 @@ class SimMIM(Objective):
     name = "simmim"
     loss_text = "L1 on the masked patches' pixels, mask ratio {mask_ratio} in {mask_patch_size}-px mask patches"
     published_epochs = 800  # SimMIM ViT-B, 800 epochs
-    revision = 4  # 2: ceil(M ratio) masked cells; 3: the ViT recipe's lr drop, its weight-decay groups; 4: warmup_lr
+    revision = 5  # 2: ceil(M ratio) masked cells; 3: the ViT recipe's lr drop, its weight-decay groups; 4: warmup_lr;
+    # 5: SimMIM's own ViT (encoder_init)
     no_decay_names = frozenset({"pos_embed", "cls_token"})  # SimMIM's ViT no_weight_decay(); its mask token decays
     defaults = dict(  # the ViT-B 800-epoch config: warm-up 10 from WARMUP_LR, then x0.1 at epoch 700 (lr_drop);
         # its BASE_LR 1e-4 and WARMUP_LR 5e-7 are per 512 images
         base_lr=5e-5, warmup_lr=2.5e-7, min_lr=None, lr_drop=(0.875, 0.1), warmup_epochs=10,
         weight_decay=0.05, weight_decay_end=0.05,
         momentum=None, betas=(0.9, 0.999), clip_grad=5.0,
-        drop_path=0.1, mask_ratio=0.6, mask_patch_size=32, crop_scale=(0.67, 1.0),
+        drop_path=0.1, mask_ratio=0.6, mask_patch_size=32, crop_scale=(0.67, 1.0), encoder_init="reference",
     )
+    choices = {"encoder_init": ENCODER_INITS}
+
+    @classmethod
+    def encoder_arch(cls, arch: ArchSpec, hparams: Mapping[str, Any]) -> ArchSpec:
+        """SimMIM's ViT (timm's BEiT layout, :data:`SIMMIM_VIT`) of ``arch``'s size with
+        ``encoder_init`` "reference"; ``arch`` as it is with "timm"."""
+        if hparams["encoder_init"] != "reference":
+            return arch
+        if arch.reg_tokens or arch.global_pool != "token" or arch.fc_norm:
+            raise ConfigError("objective 'simmim': its reference ViT has a class token and no register tokens or "
+                              "pooled norm; choose a plain ViT, or --set encoder_init=timm to train this one")
+        return arch.replace(**SIMMIM_VIT)
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__(encoder, arch, **hparams)
-        check_encoder(encoder, self.name)
         h = self.hparams
+        check_encoder(encoder, self.name, beit=h["encoder_init"] == "reference")
+        if h["encoder_init"] == "reference":
+            simmim_encoder(encoder)
         block_mask(arch.img_size, arch.patch_size, h["mask_patch_size"], h["mask_ratio"],
                    torch.Generator().manual_seed(0))  # rejects a bad mask geometry now, not in a worker
         self.mask_token = nn.Parameter(torch.zeros(1, 1, encoder.embed_dim))
@@ -65,10 +82,8 @@ class SimMIM(Objective):
         """Predicted image (B, 3, S, S) from the encoder run with masked embeddings replaced by the mask token."""
         tokens, grid = embed_patches(self.encoder, images)
         w = mask.flatten(1).unsqueeze(-1).to(tokens.dtype)
-        tokens = tokens * (1 - w) + self.mask_token * w + patch_positions(self.encoder, grid)
-        prefix = prefix_tokens(self.encoder, len(images))
-        out = run_blocks(self.encoder, torch.cat([prefix, tokens], dim=1))[:, prefix.shape[1]:]
-        return self.decoder(out, grid)
+        out = encode_patch_tokens(self.encoder, tokens * (1 - w) + self.mask_token * w, grid)
+        return self.decoder(out[:, -grid[0] * grid[1]:], grid)
 
     def forward(self, views: dict[str, Tensor], step: StepInfo) -> tuple[Tensor, dict[str, float]]:
         images, mask = views["image"], views["mask"]

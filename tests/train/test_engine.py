@@ -930,3 +930,44 @@ def test_every_log_every_th_step_is_logged(tmp_path):
     monitor.close()
     _, rows = read_log(tmp_path / "log.csv")
     assert [r["step"] for r in rows] == ["0", "2", "4"]
+
+
+def test_gmml_reconstructions_show_view_0_of_the_seeded_views_through_the_trained_objective(tmp_path) -> None:
+    from vitprobe.data import resolve_dataset
+    from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD
+    from vitprobe.train.checkpointing import STATE_FILE
+    from vitprobe.train.masking import upsample_mask
+    from vitprobe.train.reconstruct import load_objective, reconstruct_examples
+
+    final = train(TrainConfig(method="gmml", preset="tiny", data="synthetic:16", epochs=1, batch_size=16,
+                              out=str(tmp_path / "gmml")), progress=False)
+    objective = load_objective(final.parent)
+    saved = torch.load(final.parent / STATE_FILE, weights_only=True)["objective"]
+    assert saved.keys() == objective.state_dict().keys()
+    assert all(torch.equal(v, saved[k]) for k, v in objective.state_dict().items())  # the trained weights
+    assert not any(m.training for m in objective.modules())  # eval: no drop path, BN running statistics
+
+    out = reconstruct_examples(final, "synthetic:4", count=6, seed=3)  # 6 asked, the dataset has 4
+    size, patch = objective.arch.img_size, objective.arch.patch_size
+    for key in ("clean", "corrupted", "reconstruction"):
+        assert out[key].shape == (4, size, size, 3) and out[key].dtype == np.uint8
+    assert out["pixel_mask"].shape == (4, size, size) and out["pixel_mask"].dtype == bool
+
+    # replayed independently: the views of generator seed 3, view 0, pixels round(255 (x std + mean))
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    dataset = resolve_dataset("synthetic:4", size, IMAGENET_MEAN, IMAGENET_STD)
+    g = torch.Generator().manual_seed(3)
+    views = [objective.views(dataset[i]["image"], g) for i in range(4)]
+
+    def uint8(x: torch.Tensor) -> np.ndarray:
+        return ((x * std + mean) * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+    for i, v in enumerate(views):
+        assert np.array_equal(out["clean"][i], uint8(v["clean"][0]))
+        assert np.array_equal(out["pixel_mask"][i], upsample_mask(v["mask"][0], patch).numpy())
+    keep = ~out["pixel_mask"]
+    assert keep.any() and (~keep).any()
+    assert np.array_equal(out["corrupted"][keep], out["clean"][keep])  # only the masked groups change
+    with torch.no_grad():
+        rec = objective.reconstruct(torch.utils.data.default_collate(views), 0)["reconstruction"]
+    assert np.array_equal(out["reconstruction"], np.stack([uint8(r) for r in rec]))

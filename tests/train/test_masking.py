@@ -104,3 +104,57 @@ def test_upsample_mask() -> None:
     up = upsample_mask(m, 3)
     assert up.shape == (6, 6)
     assert np.array_equal(up.numpy(), np.kron(m.numpy(), np.ones((3, 3), dtype=bool)))
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1.0])
+def test_every_mask_refuses_a_ratio_of_0_or_1(ratio: float) -> None:
+    """Ratios lie in the open interval (0, 1): 0 leaves the masked-patch loss empty, 1 hides the image."""
+    for make in (lambda: random_mask(16, ratio, gen(0)), lambda: block_mask(32, 4, 8, ratio, gen(0)),
+                 lambda: group_mask((8, 8), ratio, gen(0))):
+        with pytest.raises(ConfigError, match=r"must lie in \(0, 1\)"):
+            make()
+
+
+def _single_rectangles(grid: tuple[int, int], max_block: float, seeds) -> list[tuple[int, int, int, int]]:
+    """(height, width, top, left) of the one rectangle group_mask draws when h w ratio < 1."""
+    h, w = grid
+    out = []
+    for s in seeds:
+        m = group_mask(grid, 0.5 / (h * w), gen(s), max_block)
+        rows, cols = m.any(1).nonzero().flatten(), m.any(0).nonzero().flatten()
+        top, left = int(rows.min()), int(cols.min())
+        height, width = int(rows.max()) - top + 1, int(cols.max()) - left + 1
+        assert int(m.sum()) == height * width  # one filled rectangle
+        out.append((height, width, top, left))
+    return out
+
+
+def test_group_mask_bounds_height_and_width_separately_on_a_non_square_grid() -> None:
+    """SiT: height uniform in 1..floor(0.3 h), width independently in 1..floor(0.3 w): on a
+    20 x 10 grid heights 1..6 and widths 1..3 (clipping at the border only shortens a side)."""
+    rects = _single_rectangles((20, 10), 0.3, range(400))
+    assert {r[0] for r in rects} == set(range(1, 7))
+    assert {r[1] for r in rects} == {1, 2, 3}
+
+
+def test_group_mask_top_left_is_uniform_over_the_grid_and_clipped_at_the_border() -> None:
+    """The top-left patch is uniform over all 14 rows and the rectangle is clipped: it touches
+    the first row with P(top = 0) = 1/14 but the last row with P(top >= 14 - height) =
+    E[height] / 14 = 2.5 / 14 (heights 1..4). A top-left drawn only where the whole rectangle
+    fits would touch both borders equally often."""
+    rects = _single_rectangles((14, 14), 0.3, range(3000))
+    first = sum(top == 0 for _, _, top, _ in rects) + sum(left == 0 for _, _, _, left in rects)
+    last = (sum(top + hh == 14 for hh, _, top, _ in rects) + sum(left + ww == 14 for _, ww, _, left in rects))
+    assert 1.9 < last / first < 3.3  # 2.5 expected (2.68 with these seeds); 1.0 if rectangles were never clipped
+
+
+def test_group_mask_side_bound_is_floor_of_the_exact_product() -> None:
+    """floor(0.58 * 50) = 29 although 0.58 * 50 is 28.999999999999996 in floating point."""
+    rects = _single_rectangles((50, 2), 0.58, range(600))
+    assert max(r[0] for r in rects) == 29
+
+
+def test_group_mask_accepts_max_block_1() -> None:
+    """max_block lies in (0, 1]: 1 lets a rectangle span the whole grid."""
+    m = group_mask((4, 4), 0.5, gen(0), max_block=1.0)
+    assert int(m.sum()) >= 8

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath
 from torch.utils.data import default_collate
@@ -23,6 +24,7 @@ from vitprobe.train.objectives.gmml import corrupt
 from vitprobe.train.objectives.mae import masked_mse, patchify
 from vitprobe.train.objectives.simmim import masked_l1
 from vitprobe.train.engine import param_groups
+from vitprobe.train.heads import DINOHead, MAEDecoder, sincos_pos_embed_2d
 
 
 @pytest.mark.parametrize("method,given,text", [
@@ -713,3 +715,79 @@ def test_weight_decay_spares_what_each_reference_spares(name: str) -> None:
     if name == "mocov3":
         assert not plain
     assert decay | plain == {n for n, p in obj.named_parameters() if p.requires_grad}
+
+
+def test_dino_head_mlp_starts_as_dinos_trunc_normal_002_with_zero_bias() -> None:
+    """main_dino.py DINOHead._init_weights: trunc_normal_(w, std=.02), bias 0 (timm truncates at
+    +-2 absolute, i.e. +-100 std: the sample std is 0.02). PyTorch's default would give
+    std 1/sqrt(3 fan_in) = 0.036 at fan_in 256 and a non-zero bias."""
+    torch.manual_seed(0)
+    head = DINOHead(256, 64, hidden_dim=512, bottleneck_dim=128)
+    linears = [m for m in head.mlp if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(256, 512), (512, 512), (512, 128)]
+    for m in linears:
+        assert torch.count_nonzero(m.bias) == 0
+        assert float(m.weight.detach().std()) == pytest.approx(0.02, rel=0.03)
+
+
+def test_dino_head_is_mlp_then_l2_norm_then_unit_prototypes() -> None:
+    """DINO: Linear-GELU-Linear-GELU-Linear (no activation on the bottleneck), L2 normalise,
+    then the weight-normalised prototypes with g fixed at 1 (norm_last_layer=True), learned
+    otherwise; written out by hand."""
+    torch.manual_seed(0)
+    head = DINOHead(16, 10, hidden_dim=32, bottleneck_dim=8, layers=3)
+    l1, l2, l3 = [m for m in head.mlp if isinstance(m, nn.Linear)]
+    x = torch.randn(5, 16)
+    with torch.no_grad():
+        z = l3(F.gelu(l2(F.gelu(l1(x)))))
+        z = z / z.norm(dim=-1, keepdim=True)
+        v = head.last_layer.weight_v
+        expected = z @ (v / v.norm(dim=1, keepdim=True)).T
+        assert torch.allclose(head(x), expected, atol=1e-6)
+    assert not head.last_layer.weight_g.requires_grad
+    assert DINOHead(16, 10, 32, 8, norm_last_layer=False).last_layer.weight_g.requires_grad
+
+
+def test_mae_decoder_unshuffles_mask_tokens_and_adds_maes_positions() -> None:
+    """With no decoder block, patch i of the output is pred(norm(e_i + pos_i)), e_i the embedded
+    visible token or the mask token (MAE's x_ = cat(x, mask_tokens); gather(ids_restore)),
+    pos the 2-D sin-cos table in MAE's layout (the column's half first)."""
+    torch.manual_seed(0)
+    grid = (2, 3)
+    dec = MAEDecoder(embed_dim=8, grid=grid, patch_size=1, num_prefix=1, dim=8, depth=0, num_heads=2).eval()
+    mask = torch.tensor([[True, False, True, False, False, True]])  # raster order
+    order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)  # visible first, as MAE.reconstruct
+    restore = torch.argsort(order, dim=1)
+    tokens = torch.randn(1, 1 + 3, 8)  # the class token, then the 3 visible patches in raster order
+    pos = sincos_pos_embed_2d(8, grid)
+    with torch.no_grad():
+        emb = dec.embed(tokens[0])
+        visible = iter(range(1, 4))
+        expected = torch.stack([dec.pred(dec.norm((dec.mask_token[0, 0] if hidden else emb[next(visible)]) + pos[i]))
+                                for i, hidden in enumerate(mask[0].tolist())])
+        assert torch.allclose(dec(tokens, restore)[0], expected, atol=1e-6)
+
+
+def test_mae_decoder_mask_token_starts_as_normal_002() -> None:
+    """MAE: torch.nn.init.normal_(self.mask_token, std=.02)."""
+    torch.manual_seed(0)
+    token = MAEDecoder(8, (2, 2), 1, 1, dim=4096, depth=0, num_heads=2).mask_token
+    assert token.shape == (1, 1, 4096)
+    assert float(token.detach().std()) == pytest.approx(0.02, rel=0.05) and abs(float(token.detach().mean())) < 0.002
+
+def test_collapse_thresholds_are_a_tenth_and_nine_tenths_of_log_k_and_a_tenth_over_sqrt_k() -> None:
+    """Just either side of each documented threshold: batch entropy 0.1 log K, mean entropy
+    0.9 log K (DINO, K prototypes), emb_std sqrt(K) = 0.1 (contrastive: healthy std 1/sqrt K)."""
+    k = 64
+    log_k = math.log(k)
+    kinds = lambda metrics, kk=k: [w.kind for w in collapse_warnings(metrics, kk)]  # noqa: E731
+    assert kinds({"teacher_batch_entropy": 0.098 * log_k, "teacher_entropy": 0.05}) == ["DINO collapse to one prototype"]
+    assert kinds({"teacher_batch_entropy": 0.102 * log_k, "teacher_entropy": 0.05}) == []
+    assert kinds({"teacher_batch_entropy": log_k, "teacher_entropy": 0.902 * log_k}) == ["DINO collapse to the uniform distribution"]
+    assert kinds({"teacher_batch_entropy": log_k, "teacher_entropy": 0.898 * log_k}) == []
+    assert kinds({"emb_std": 0.098 / 16}, 256) == ["contrastive collapse"]
+    assert kinds({"emb_std": 0.102 / 16}, 256) == []
+    (w,) = collapse_warnings({"emb_std": 0.001}, 256)
+    assert "healthy about 0.0625" in str(w)
+    # K unknown (an objective without a collapse dimension): nothing to compare with, no warning
+    assert collapse_warnings({"teacher_batch_entropy": 0.0, "teacher_entropy": 0.0, "emb_std": 0.0}, None) == []

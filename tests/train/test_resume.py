@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -359,3 +360,68 @@ def test_an_encoder_and_a_state_of_different_steps_are_refused(tmp_path):
     torch.save(state, out / ckpt.STATE_FILE)
     with pytest.raises(CheckpointError, match="do not belong together"):
         ckpt.load_train_state(out)
+
+
+def test_rng_states_round_trip_through_capture_and_restore() -> None:
+    import random
+
+    state = ckpt.capture_rng()
+    first = (random.random(), float(np.random.rand()), np.random.normal(), float(torch.rand(())))
+    ckpt.restore_rng(state)
+    assert (random.random(), float(np.random.rand()), np.random.normal(), float(torch.rand(()))) == first
+
+
+def test_a_marked_staging_folder_counts_as_a_checkpoint(tmp_path) -> None:
+    """A run killed between the marker and the swap has a checkpoint: recover() will roll it forward."""
+    assert not ckpt.has_checkpoint(tmp_path)
+    (tmp_path / ckpt.STAGING_DIR).mkdir()
+    (tmp_path / ckpt.STAGING_DIR / ckpt.MARKER).write_bytes(b"ok\n")
+    assert ckpt.has_checkpoint(tmp_path)
+
+
+def test_the_swap_is_made_durable_with_an_fsync_of_the_run_folder(tmp_path, monkeypatch) -> None:
+    staging = tmp_path / ckpt.STAGING_DIR
+    staging.mkdir()
+    for name in (ckpt.ENCODER_FILE, ckpt.STATE_FILE, ckpt.MARKER):
+        (staging / name).write_bytes(name.encode())
+    synced = []
+    monkeypatch.setattr(ckpt, "fsync_path", lambda p: synced.append((p, sorted(x.name for x in p.iterdir()))))
+    ckpt.recover(tmp_path)
+    assert (tmp_path, sorted([ckpt.ENCODER_FILE, ckpt.STATE_FILE, ckpt.STAGING_DIR])) in synced
+
+
+def test_a_save_killed_midway_never_rolls_forward_a_stale_marked_staging(tmp_path, monkeypatch) -> None:
+    """A staging folder left marked COMPLETE by an older run must not be reused: a save killed
+    after writing the new encoder but before the state would otherwise roll forward the new
+    encoder with the stale state."""
+    for name, data in ((ckpt.ENCODER_FILE, b"old encoder"), (ckpt.STATE_FILE, b"old state")):
+        (tmp_path / name).write_bytes(data)
+    staging = tmp_path / ckpt.STAGING_DIR
+    staging.mkdir()
+    for name in (ckpt.ENCODER_FILE, ckpt.STATE_FILE, ckpt.MARKER):
+        (staging / name).write_bytes(b"stale")
+
+    def kill(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies while writing the state
+
+    monkeypatch.setattr(ckpt, "save_encoder", lambda path, *a, **k: path.write_bytes(b"new encoder"))
+    monkeypatch.setattr(ckpt, "write_torch", kill)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(tmp_path, None, None, {}, {})
+    ckpt.recover(tmp_path)  # what the next --resume does first
+    assert (tmp_path / ckpt.ENCODER_FILE).read_bytes() == b"old encoder"
+    assert (tmp_path / ckpt.STATE_FILE).read_bytes() == b"old state"
+
+
+def test_the_final_encoder_is_written_durably(tmp_path, monkeypatch) -> None:
+    """final.safetensors is fsync'd before its rename and its folder after it (save_final's docstring)."""
+    from vitprobe import output_paths
+    from vitprobe.models.architecture import ArchSpec, build_model
+
+    arch = ArchSpec(img_size=32, patch_size=4, embed_dim=32, depth=1, num_heads=2)
+    synced = []
+    monkeypatch.setattr(output_paths, "fsync_path", lambda p: synced.append(Path(p)))
+    path = ckpt.save_final(tmp_path, build_model(arch), arch, {})
+    assert path == tmp_path / ckpt.FINAL_FILE and path.is_file()
+    assert tmp_path in synced  # the folder, after the rename
+    assert any(p.parent == tmp_path and p.suffix == ".safetensors" for p in synced)  # the temp file, before it

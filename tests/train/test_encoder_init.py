@@ -168,8 +168,9 @@ def test_hybrid_keeps_timm_set_up_unless_one_branch_asks_for_its_reference() -> 
 def test_simmim_trains_its_own_vit_initialised_as_its_code_does() -> None:
     """SimMIM's ViT-B config (USE_APE False, USE_SHARED_RPB True, INIT_VALUES 0.1) in timm's BEiT
     layout: no absolute positions, one zero-initialised relative position bias for all blocks,
-    layer scale 0.1, Q and V biases only; Linears truncated N(0, 0.02^2) with the attention and
-    MLP output maps of block l divided by sqrt(2 l), the patch projection N(0, 0.02^2), bias 0."""
+    layer scale 0.1, Q and V biases only; Linears, patch projection, class and mask tokens drawn
+    from N(0, 0.02^2) truncated at +-1 std (std 0.02 x 0.5396), biases 0, the attention and MLP
+    output maps of block l then divided by sqrt(2 l)."""
     from timm.models.beit import Beit
 
     from vitprobe.train import TrainConfig
@@ -184,10 +185,14 @@ def test_simmim_trains_its_own_vit_initialised_as_its_code_does() -> None:
     assert isinstance(enc, Beit) and enc.pos_embed is None
     assert torch.count_nonzero(enc.rel_pos_bias.relative_position_bias_table) == 0
     assert all(torch.all(b.gamma_1 == 0.1) and torch.all(b.gamma_2 == 0.1) for b in enc.blocks)
+    cut = 0.02 * 0.5396  # the std of N(0, 1) truncated at +-1
     proj = enc.patch_embed.proj
-    assert float(proj.weight.detach().std()) == pytest.approx(0.02, rel=0.1) and torch.count_nonzero(proj.bias) == 0
+    assert float(proj.weight.detach().std()) == pytest.approx(cut, rel=0.1) and torch.count_nonzero(proj.bias) == 0
+    for weight in (proj.weight, enc.cls_token, obj.mask_token, enc.blocks[0].mlp.fc1.weight):
+        assert float(weight.detach().abs().max()) <= 0.02
+    assert float(enc.blocks[0].mlp.fc1.weight.detach().std()) == pytest.approx(cut, rel=0.05)
     first, last = (float(enc.blocks[i].attn.proj.weight.detach().std()) for i in (0, 3))
-    assert first == pytest.approx(0.02 / math.sqrt(2), rel=0.1) and last / first == pytest.approx(0.5, rel=0.1)
+    assert first == pytest.approx(cut / math.sqrt(2), rel=0.1) and last / first == pytest.approx(0.5, rel=0.1)
     assert torch.count_nonzero(enc.blocks[0].attn.q_bias) == 0 and enc.blocks[0].attn.qkv.bias is None
     timm = resolve_arch(TrainConfig(method="simmim", preset="tiny", hparams={"encoder_init": "timm"}))
     assert timm == config.arch_spec() and timm.family == "vit"  # the preset's ViT, as before

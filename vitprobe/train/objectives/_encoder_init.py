@@ -13,10 +13,11 @@ position embedding, zero biases, PyTorch's patch projection) but for the class t
 they draw from N(0, 0.02^2) where timm draws from N(0, 1e-6^2). SimMIM's ViT
 (models/vision_transformer.py, its ViT-B config) is another architecture, timm's BEiT layout
 (:data:`SIMMIM_VIT`): no absolute position embedding, one relative position bias shared by
-all blocks (zero at init), layer scale 0.1, Q and V biases only; timm's Beit initialises it
-as SimMIM does (truncated N(0, 0.02^2) Linears, attention and MLP output maps divided by
-sqrt(2 l) in block l) but for the patch projection, which SimMIM also draws from truncated
-N(0, 0.02^2) with a zero bias.
+all blocks (zero at init), layer scale 0.1, Q and V biases only. Its initialisation differs
+from timm's Beit in the truncation: SimMIM's ``_trunc_normal_`` cuts N(0, 0.02^2) at +-1 std
+(``a=-std, b=std``; effective std 0.0108) where timm cuts at +-2 absolute (none in effect), for
+every Linear weight, the patch projection (timm leaves PyTorch's), the class and mask tokens;
+biases 0; then the attention and MLP output maps of block l divided by sqrt(2 l).
 """
 
 from __future__ import annotations
@@ -102,9 +103,20 @@ def dino_encoder(encoder: VisionTransformer) -> None:
     trunc_normal_(encoder.cls_token, std=0.02)
 
 
+def simmim_trunc_normal(tensor: torch.Tensor, std: float = 0.02) -> None:
+    """SimMIM's ``_trunc_normal_``: N(0, std^2) truncated at +-1 std (``a=-std, b=std``)."""
+    trunc_normal_(tensor, std=std, a=-std, b=std)
+
+
 @torch.no_grad()
 def simmim_encoder(encoder: nn.Module) -> None:
-    """SimMIM's patch projection: weight ~ truncated N(0, 0.02^2), bias 0 (the rest of its ViT
-    is timm's Beit built as :data:`SIMMIM_VIT`)."""
-    trunc_normal_(encoder.patch_embed.proj.weight, std=0.02)
-    nn.init.zeros_(encoder.patch_embed.proj.bias)
+    """SimMIM's ViT initialisation on timm's Beit (:data:`SIMMIM_VIT`): every Linear and the
+    patch projection :func:`simmim_trunc_normal`, bias 0, the class token likewise, then the
+    attention and MLP output maps of block l divided by sqrt(2 l) (``fix_init_weight``)."""
+    for module in encoder.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            simmim_trunc_normal(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    simmim_trunc_normal(encoder.cls_token)
+    encoder.fix_init_weight()

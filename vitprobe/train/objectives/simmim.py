@@ -14,7 +14,7 @@ from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.heads import PixelDecoder
 from vitprobe.train.masking import block_mask, upsample_mask
 from vitprobe.errors import ConfigError
-from vitprobe.train.objectives._encoder_init import ENCODER_INITS, SIMMIM_VIT, simmim_encoder
+from vitprobe.train.objectives._encoder_init import ENCODER_INITS, SIMMIM_VIT, simmim_encoder, simmim_trunc_normal
 from vitprobe.train.objectives._vit import check_encoder, embed_patches, encode_patch_tokens
 from vitprobe.train.objectives.base import Objective, StepInfo, register_objective
 from vitprobe.train.views import ViewSpec, make_view
@@ -36,8 +36,8 @@ class SimMIM(Objective):
     name = "simmim"
     loss_text = "L1 on the masked patches' pixels, mask ratio {mask_ratio} in {mask_patch_size}-px mask patches"
     published_epochs = 800  # SimMIM ViT-B, 800 epochs
-    revision = 5  # 2: ceil(M ratio) masked cells; 3: the ViT recipe's lr drop, its weight-decay groups; 4: warmup_lr;
-    # 5: SimMIM's own ViT (encoder_init)
+    revision = 6  # 2: ceil(M ratio) masked cells; 3: the ViT recipe's lr drop, its weight-decay groups; 4: warmup_lr;
+    # 5: SimMIM's own ViT (encoder_init); 6: its truncation of the initial weights at +-1 std
     no_decay_names = frozenset({"pos_embed", "cls_token"})  # SimMIM's ViT no_weight_decay(); its mask token decays
     defaults = dict(  # the ViT-B 800-epoch config: warm-up 10 from WARMUP_LR, then x0.1 at epoch 700 (lr_drop);
         # its BASE_LR 1e-4 and WARMUP_LR 5e-7 are per 512 images
@@ -68,7 +68,10 @@ class SimMIM(Objective):
         block_mask(arch.img_size, arch.patch_size, h["mask_patch_size"], h["mask_ratio"],
                    torch.Generator().manual_seed(0))  # rejects a bad mask geometry now, not in a worker
         self.mask_token = nn.Parameter(torch.zeros(1, 1, encoder.embed_dim))
-        trunc_normal_(self.mask_token, std=0.02)
+        if h["encoder_init"] == "reference":
+            simmim_trunc_normal(self.mask_token)
+        else:
+            trunc_normal_(self.mask_token, std=0.02)
         self.decoder = PixelDecoder(encoder.embed_dim, arch.patch_size)
         self.view_spec = ViewSpec(arch.img_size, scale=h["crop_scale"], jitter_p=0.0, grey_p=0.0)
 

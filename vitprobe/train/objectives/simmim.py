@@ -62,13 +62,13 @@ class SimMIM(Objective):
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__(encoder, arch, **hparams)
         h = self.hparams
-        check_encoder(encoder, self.name, beit=h["encoder_init"] == "reference")
-        if h["encoder_init"] == "reference":
-            simmim_encoder(encoder)
+        reference = h["encoder_init"] == "reference"
+        check_encoder(encoder, self.name, beit=reference)
         block_mask(arch.img_size, arch.patch_size, h["mask_patch_size"], h["mask_ratio"],
                    torch.Generator().manual_seed(0))  # rejects a bad mask geometry now, not in a worker
         self.mask_token = nn.Parameter(torch.zeros(1, 1, encoder.embed_dim))
-        if h["encoder_init"] == "reference":
+        if reference:  # SimMIM's ViT and its mask token, as its code draws them
+            simmim_encoder(encoder)
             simmim_trunc_normal(self.mask_token)
         else:
             trunc_normal_(self.mask_token, std=0.02)

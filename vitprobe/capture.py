@@ -4,7 +4,9 @@ Sites (numbered as in the papers, blocks 1..L):
 
 - ``Site("attn", l)``   post-softmax attention probabilities of block l, (B, H, N, N).
 - ``Site("tokens", l)`` residual stream after block l, (B, N, C); ``tokens 0`` is the input of
-  block 1 (patch embedding + position embedding). The final norm is not applied.
+  block 1 (patch embedding + absolute position embedding; a BEiT-layout model without one, as
+  SimMIM's, has only the patch embedding there: its positions enter each block's attention as
+  a relative bias). The final norm is not applied.
 
 Attention: timm's attention modules use fused scaled-dot-product attention, which never
 materialises the probabilities. Inside :func:`capture`, ``fused_attn`` is switched off on the

@@ -117,6 +117,10 @@ def test_arch_from_timm_rebuilds_the_same_encoder():
         arch_from_timm("vit_base_patch32_clip_224")  # CLIP's pre-norm
     with pytest.raises(ConfigError, match="the builder's has cls_token"):
         arch_from_timm("vit_medium_patch16_reg4_gap_256")  # no class token
+    with pytest.raises(ConfigError, match=r"timm's model has pos_embed \(1, 1369, 384\); the builder's has pos_embed "
+                                          r"\(1, 1374, 384\): its position embedding leaves out the class and "
+                                          r"register tokens \(no_embed_class\)\); use a plain vit_\* model, e\.g\. "):
+        arch_from_timm("vit_small_patch14_reg4_dinov2")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # reading the layer scale leaks no autograd warning
         assert arch_from_timm("vit_small_patch14_dinov2").layer_scale is not None

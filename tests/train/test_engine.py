@@ -215,6 +215,13 @@ def test_simmim_warms_up_from_its_warmup_lr_scaled_as_the_peak(lr):
     assert m.lr[0] == 0.0 and m.lr[1] > 0.0
 
 
+@pytest.mark.parametrize("preset", ["tiny", "small", "vit_s16", "vit_b16"])
+def test_every_preset_keeps_simmims_warm_up_start_at_1_200_of_its_base_rate(preset):
+    """A preset that raises SimMIM's base_lr raises its warmup_lr with it."""
+    hparams = objective_class("simmim").resolve_hparams(TrainConfig(method="simmim", preset=preset).objective_hparams())
+    assert hparams["warmup_lr"] / hparams["base_lr"] == pytest.approx(5e-7 / 1e-4)
+
+
 def test_warmup_lr_above_base_lr_is_refused():
     config = TrainConfig(method="simmim", preset="vit_b16", epochs=800)
     hparams = objective_class("simmim").resolve_hparams({"warmup_lr": 1e-3})

@@ -13,9 +13,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export", help="write a vitprobe checkpoint's encoder as a DINO/MAE/MoCo v3/SimMIM file",
         description="Write the encoder of a vitprobe .safetensors checkpoint nested as the "
                     "official training code saves it, so that their loaders read it. ViT "
-                    "encoders export to dino, mae, mocov3; BEiT-layout encoders to simmim "
-                    "(SimMIM's code trains a BEiT-style encoder; vitprobe trains every method, "
-                    "simmim included, on a timm ViT, so its own runs export to dino, mae or mocov3).")
+                    "encoders export to dino, mae, mocov3; BEiT-layout encoders with a shared "
+                    "relative position bias to simmim (what `train --method simmim` trains, as "
+                    "SimMIM's code does; with --set encoder_init=timm it trains a ViT, which "
+                    "exports to dino, mae or mocov3).")
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="vitprobe .safetensors checkpoint")
     p.add_argument("--format", required=True, choices=sorted(EXPORTERS), help="target layout")
     p.add_argument("--out", required=True, metavar="PATH", help="output .pth file")

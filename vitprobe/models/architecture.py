@@ -121,15 +121,18 @@ def arch_from_timm(name: str) -> ArchSpec:
         mlp_ratio=block.mlp.fc1.out_features / model.embed_dim,
         layer_scale=float(block.ls1.gamma.detach().flatten()[0]) if isinstance(block.ls1, LayerScale) else None,
         global_pool=model.global_pool, fc_norm=not isinstance(model.fc_norm, nn.Identity))
-    want = {k: v.shape for k, v in model.state_dict().items()}
-    got = {k: v.shape for k, v in build_model(spec).state_dict().items()}
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in build_model(spec).state_dict().items()}
     if want != got:
-        def first(keys: list[str]) -> str:
-            return ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "") or "nothing else"
+        def first(keys: list[str], shapes: dict[str, tuple[int, ...]]) -> str:
+            named = [f"{k} {shapes[k]}" if k in want and k in got else k for k in keys[:3]]
+            return ", ".join(named) + (" ..." if len(keys) > 3 else "") or "nothing else"
 
         timm_only = sorted(k for k in want if got.get(k) != want[k])
         builder_only = sorted(k for k in got if want.get(k) != got[k])
+        why = ("its position embedding leaves out the class and register tokens (no_embed_class)"
+               if model.no_embed_class else "e.g. no class token, or a pre-norm")
         raise ConfigError(f"architecture {name!r} is not what vitprobe's ViT builder makes (timm's model has "
-                          f"{first(timm_only)}; the builder's has {first(builder_only)}: e.g. no class "
-                          "token, or a pre-norm); use a plain vit_* model")
+                          f"{first(timm_only, want)}; the builder's has {first(builder_only, got)}: {why}); use a "
+                          "plain vit_* model, e.g. vit_small_patch16_224")
     return spec

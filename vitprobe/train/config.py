@@ -121,7 +121,8 @@ PRESET_HPARAMS: dict[str, dict[str, dict[str, Any]]] = {
         "mocov3": {**_TINY_CL, "pred_hidden_dim": 512},
         "mae": {"decoder_dim": 64, "decoder_depth": 2, "decoder_heads": 4, "base_lr": 6e-3,
                 "drop_path": 0.0},
-        "simmim": {"mask_patch_size": 8, "base_lr": 6e-3, "drop_path": 0.0},
+        # SimMIM's warm-up starts at 1/200 of its base rate (WARMUP_LR 5e-7, BASE_LR 1e-4)
+        "simmim": {"mask_patch_size": 8, "base_lr": 6e-3, "warmup_lr": 3e-5, "drop_path": 0.0},
         "gmml": dict(_TINY_CL),
         "hybrid": {"base_lr": 6e-3},
     },

@@ -36,8 +36,9 @@ class SimMIM(Objective):
     name = "simmim"
     loss_text = "L1 on the masked patches' pixels, mask ratio {mask_ratio} in {mask_patch_size}-px mask patches"
     published_epochs = 800  # SimMIM ViT-B, 800 epochs
-    revision = 6  # 2: ceil(M ratio) masked cells; 3: the ViT recipe's lr drop, its weight-decay groups; 4: warmup_lr;
-    # 5: SimMIM's own ViT (encoder_init); 6: its truncation of the initial weights at +-1 std
+    revision = 7  # 2: ceil(M ratio) masked cells; 3: the ViT recipe's lr drop, its weight-decay groups; 4: warmup_lr;
+    # 5: SimMIM's own ViT (encoder_init); 6: its truncation of the initial weights at +-1 std; 7: the tiny
+    # preset's warmup_lr at 1/200 of its base_lr
     no_decay_names = frozenset({"pos_embed", "cls_token"})  # SimMIM's ViT no_weight_decay(); its mask token decays
     defaults = dict(  # the ViT-B 800-epoch config: warm-up 10 from WARMUP_LR, then x0.1 at epoch 700 (lr_drop);
         # its BASE_LR 1e-4 and WARMUP_LR 5e-7 are per 512 images

@@ -22,7 +22,8 @@ def register_analyzer(cls: A) -> A:
     """Class decorator: register ``cls`` under ``cls.name`` (names are unique); it must
     declare the ``metrics`` its table holds, a ``grid_bound`` of None, ``"pixels"`` or
     ``"patches"``, ``uninformative_when`` keys among its ``outcome_keys`` and metrics among its
-    ``metrics``, ``keys_of_metrics`` naming metrics among its ``metrics``, and give every parameter a default and a name outside ``RESERVED_PARAMS``.
+    ``metrics``, ``keys_of_metrics`` naming metrics among its ``metrics``, and give every
+    parameter a default and a name outside ``RESERVED_PARAMS``.
     A class of the same module and qualified name replaces the one registered (a notebook cell
     run again, a module reloaded)."""
     name = getattr(cls, "name", "")

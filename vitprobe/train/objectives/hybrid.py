@@ -65,12 +65,9 @@ class Hybrid(Objective):
                                   f"{' or '.join(f'{part}_hparams' for part in owners)}, e.g. {ways}")
         out = super().resolve_hparams(given, via)
         for part in ("mim", "cl"):
-            objective_class(out[part]).resolve_hparams(out[f"{part}_hparams"], via=f"{part}_hparams")
-        for part in ("mim", "cl"):
             branch = objective_class(out[part])
-            own = branch.resolve_hparams({"encoder_init": "timm", **out[f"{part}_hparams"]}
-                                         if "encoder_init" in branch.defaults else out[f"{part}_hparams"])
-            if branch.encoder_arch(ArchSpec(), own) != ArchSpec():
+            applied = branch.resolve_hparams(cls.branch_hparams(out, part), via=f"{part}_hparams")
+            if branch.encoder_arch(ArchSpec(), applied) != ArchSpec():
                 raise ConfigError(f"objective 'hybrid': its {part.upper()} branch ({out[part]}) with encoder_init "
                                   "'reference' trains a ViT of its own, but the branches share one timm ViT; keep "
                                   f"encoder_init 'timm' in {part}_hparams")
@@ -80,6 +77,19 @@ class Hybrid(Objective):
             raise ConfigError(f"objective 'hybrid': both branches ({' and '.join(setting_up)}) ask for "
                               "encoder_init 'reference', but they share one encoder; keep it in one branch's hparams")
         return out
+
+    @staticmethod
+    def branch_hparams(h: Mapping[str, Any], part: str) -> dict[str, Any]:
+        """What branch ``part`` ("mim" or "cl") of the hybrid with hyper-parameters ``h`` is
+        given: its ``<part>_hparams``, with MoCo v3's patch projection trained
+        (``stop_grad_patch_embed`` False) and timm's encoder set-up (``encoder_init`` "timm")
+        unless they say otherwise."""
+        given = dict(h[f"{part}_hparams"])
+        if part == "cl" and h["cl"] == "mocov3":
+            given.setdefault("stop_grad_patch_embed", False)
+        if "encoder_init" in objective_class(h[part]).defaults:
+            given.setdefault("encoder_init", "timm")
+        return given
 
     @classmethod
     def branches_taking(cls, key: str, given: Mapping[str, Any]) -> dict[str, str]:
@@ -99,13 +109,8 @@ class Hybrid(Objective):
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__(encoder, arch, **hparams)
         h = self.hparams  # mim and cl among the choices, lam in [0, 1]: checked by resolve_hparams
-        mim_hparams, cl_hparams = dict(h["mim_hparams"]), dict(h["cl_hparams"])
-        if h["cl"] == "mocov3":
-            cl_hparams.setdefault("stop_grad_patch_embed", False)
-        for part, part_hparams in (("mim", mim_hparams), ("cl", cl_hparams)):
-            if "encoder_init" in objective_class(h[part]).defaults:
-                part_hparams.setdefault("encoder_init", "timm")
-            self.hparams[f"{part}_hparams"] = dict(part_hparams)  # what the branch gets, for the record
+        mim_hparams, cl_hparams = self.branch_hparams(h, "mim"), self.branch_hparams(h, "cl")
+        self.hparams.update(mim_hparams=dict(mim_hparams), cl_hparams=dict(cl_hparams))  # what each branch gets
         self.lam = float(h["lam"])
         self.mim = get_objective(h["mim"], encoder, arch, **mim_hparams)
         self.cl = get_objective(h["cl"], encoder, arch, **cl_hparams)

@@ -48,7 +48,7 @@ def test_recipe_end_to_end(tmp_path: Path, name: str) -> None:
 def test_a_rerun_reuses_the_models_and_replaces_the_recipes_own_figures(tmp_path: Path, monkeypatch,
                                                                        capsys) -> None:
     """sit_gmml draws figures beyond the comparison (reconstructions): a second run over the
-    first reuses the trained model (unless its objective's revision went up) and replaces them
+    first reuses the trained model (unless its objective's revision or a preset value went up) and replaces them
     (they once counted as foreign files); a file of the user's own in figures/ is still never
     deleted."""
     def run(progress: bool = False) -> None:
@@ -76,6 +76,27 @@ def test_a_rerun_reuses_the_models_and_replaces_the_recipes_own_figures(tmp_path
             f'revision {{"gmml": {revision}}} -> {{"gmml": {revision + 1}}}; the earlier model is kept in'
             ) in capsys.readouterr().out
     assert not (final.parent.parent / ".gmml.replaced").exists()  # dropped once the retrain finished
+    # so is a preset value that changed in code (not in the recipe's config, and not by a revision)
+    from vitprobe.train import config as train_config
+
+    stamp = final.stat().st_mtime_ns
+    tiny = train_config.PRESET_HPARAMS["tiny"]
+    monkeypatch.setitem(tiny, "gmml", {**tiny["gmml"], "out_dim": tiny["gmml"]["out_dim"] * 2})
+    run(progress=True)
+    assert final.stat().st_mtime_ns > stamp
+    assert (f"hyper-parameter out_dim {tiny['gmml']['out_dim'] // 2} -> {tiny['gmml']['out_dim']}; "
+            "the earlier model is kept in") in capsys.readouterr().out
+    # a model whose record predates the encoder and hyper-parameters in it is not trusted
+    record = json.loads((final.parent / "finished.json").read_text(encoding="utf-8"))
+    for name in ("started.json", "finished.json"):
+        (final.parent / name).write_text(json.dumps({k: v for k, v in record.items()
+                                                     if k not in ("encoder", "hparams_in_force")},
+                                                    sort_keys=True), encoding="utf-8")
+    stamp = final.stat().st_mtime_ns
+    run(progress=True)
+    assert final.stat().st_mtime_ns > stamp
+    assert ("encoders not recorded (trained by an earlier vitprobe), hyper-parameters not recorded"
+            in capsys.readouterr().out)
     # given the trained model as a checkpoint, the recipe draws no reconstruction: the old one goes
     reproduce(["sit_gmml"], tmp_path, quick=True, data="synthetic:16", train_overrides=SHRINK,
               checkpoints={"gmml": str(final)}, progress=False)
@@ -355,7 +376,8 @@ def test_a_retrain_keeps_the_earlier_model_until_the_new_one_is_finished(tmp_pat
     assert prepare(1).read_text() == "epochs 1"
     with pytest.raises(KeyboardInterrupt):
         prepare(2)  # the retrain is stopped part-way
-    assert (f"(its training config or objective changed since {folder} was trained: epochs 1 -> 2; "
+    assert (f"(its training config or objective changed since {folder} was trained: epochs 1 -> 2, "
+            f"hyper-parameter warmup_epochs 0 -> 1; "
             f"the earlier model is kept in {kept} until the new one is finished)") in capsys.readouterr().out
     assert (kept / "final.safetensors").read_text() == "epochs 1" and not (folder / "final.safetensors").exists()
     assert prepare(1).read_text() == "epochs 1"  # back to the old config: the kept model, not a retrain
@@ -366,7 +388,8 @@ def test_a_retrain_keeps_the_earlier_model_until_the_new_one_is_finished(tmp_pat
     assert prepare(2).read_text() == "epochs 2"  # the rerun resumes the retrain, then drops the old model
     assert calls[-1] == (2, True) and not kept.exists()
     assert f"m: resuming mae for 2 epochs on synthetic:16 (its training config or objective changed since " \
-           f"{folder} was trained: epochs 1 -> 2; the earlier model is kept in {kept}" in capsys.readouterr().out
+           f"{folder} was trained: epochs 1 -> 2, hyper-parameter warmup_epochs 0 -> 1; the earlier model is " \
+           f"kept in {kept}" in capsys.readouterr().out
     with pytest.raises(KeyboardInterrupt):
         prepare(2, key="n")  # stopped before any model of "n" was finished
     assert prepare(3, key="n").read_text() == "epochs 3"

@@ -2,8 +2,9 @@
 
 Output of one recipe, under ``OUT/<recipe>/``::
 
-    models/<key>/final.safetensors        trained (reused while its config and objective revision are
-                                          unchanged, else trained afresh) or random
+    models/<key>/final.safetensors        trained (reused while its config, objective revision,
+                                          encoder and hyper-parameters in force are unchanged,
+                                          else trained afresh) or random
     models/.<key>.replaced/               the finished model of another config, kept while a retrain
                                           replaces it (reused if the config goes back to it)
     runs/<key>/                           one analysis run per model (tables, figures, report)
@@ -46,15 +47,23 @@ def _say(progress: bool, message: str) -> None:
 
 
 def _training(entry: ModelEntry, folder: Path, device: str, num_workers: int) -> tuple[Any, str, bool]:
-    """The TrainConfig of ``entry`` in ``folder``, its identity (the config and the objective's
-    revisions, as ``started.json``/``finished.json`` record it) and whether a finished run of
-    it is there to reuse."""
+    """The TrainConfig of ``entry`` in ``folder``, its identity (the config, the objective's
+    revisions, the encoder's architecture and the hyper-parameters in force with a preset's
+    values filled in, as ``started.json``/``finished.json`` record it) and whether a finished
+    run of it is there to reuse."""
     from vitprobe.train import TrainConfig
+    from vitprobe.train.config import resolve_optim
+    from vitprobe.train.engine import hparams_in_force, resolve_arch
+    from vitprobe.train.objectives import objective_class
 
     config = TrainConfig.from_overrides({**(entry.train or {}), "out": str(folder), "device": device,
                                          "num_workers": num_workers})
+    hparams = objective_class(config.method).resolve_hparams(config.objective_hparams())
     wanted = json.dumps({**{k: v for k, v in config.to_dict().items() if k not in SET_BY_REPRODUCE},
-                         "objective_revisions": config.objective_revisions()}, sort_keys=True)
+                         "objective_revisions": config.objective_revisions(),
+                         "encoder": resolve_arch(config).to_dict(),
+                         "hparams_in_force": hparams_in_force(hparams, resolve_optim(config, hparams))},
+                        sort_keys=True)
     return config, wanted, _finished_as(folder, wanted) or _finished_as(_replaced(folder), wanted)
 
 
@@ -143,8 +152,19 @@ def _changes(record: Path, wanted: str, limit: int = 4) -> str:
     if not isinstance(old, dict):
         return ""
     names = {"objective_revisions": "the objective's revision"}
-    changed = [f"{names.get(k, k)} {json.dumps(old.get(k))} -> {json.dumps(new.get(k))}"
-               for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    nested = {"hparams_in_force": "hyper-parameter", "encoder": "encoder"}  # compared key by key
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        was, now = old.get(key), new.get(key)
+        if was == now:
+            continue
+        if key in nested and isinstance(was, dict) and isinstance(now, dict):
+            changed += [f"{nested[key]} {k} {json.dumps(was.get(k))} -> {json.dumps(now.get(k))}"
+                        for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
+        elif key in nested and was is None:
+            changed.append(f"{nested[key]}s not recorded (trained by an earlier vitprobe)")
+        else:
+            changed.append(f"{names.get(key, key)} {json.dumps(was)} -> {json.dumps(now)}")
     return f": {abbreviate(changed, limit)}" if changed else ""
 
 

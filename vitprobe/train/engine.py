@@ -179,6 +179,15 @@ def resolve_arch(config: TrainConfig, registered: bool = True) -> ArchSpec:
     return objective.encoder_arch(base, objective.resolve_hparams(config.objective_hparams()))
 
 
+def hparams_in_force(hparams: dict[str, Any], optim: dict[str, Any]) -> dict[str, Any]:
+    """The objective's resolved ``hparams`` updated with the optimiser's values as used
+    (``resolve_optim``: a preset's warm-up), as JSON values (tuples as lists, so saved and current
+    values compare equal); the hybrid's weight ``lam`` left out (the config holds it)."""
+    from vitprobe.json_safe import jsonable
+
+    return jsonable({**{k: v for k, v in hparams.items() if k != "lam"}, **optim})
+
+
 def param_groups(objective: Objective) -> list[dict[str, Any]]:
     """Trainable parameters in two AdamW groups: with weight decay, and without it, as the
     objective's reference decays them (:meth:`Objective.decays`)."""
@@ -548,10 +557,7 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     optimizer = adamw(groups, schedule.peak_lr, optim["betas"], env.device)
     scaler = torch.amp.GradScaler(env.device.type, enabled=dtype == torch.float16)
 
-    from vitprobe.json_safe import jsonable  # tuples as lists: saved and current values compare equal
-
-    in_force = {"hparams": jsonable({**{k: v for k, v in objective.hparams.items() if k != "lam"},
-                                     **optim}),  # the optimiser's values as used (a preset's warm-up)
+    in_force = {"hparams": hparams_in_force(objective.hparams, optim),
                 "lr": schedule.peak_lr, "revisions": revisions,
                 "drop_path": objective.stochastic_depth(),  # the rate applied (the hybrid's hparam is None: mixed)
                 "images": images}  # a folder that changed changes the steps per epoch

@@ -6,7 +6,8 @@ Sites (numbered as in the papers, blocks 1..L):
 - ``Site("tokens", l)`` residual stream after block l, (B, N, C); ``tokens 0`` is the input of
   block 1 (patch embedding + absolute position embedding; a BEiT-layout model without one, as
   SimMIM's, has only the patch embedding there: its positions enter each block's attention as
-  a relative bias). The final norm is not applied.
+  a relative bias; ``ModelInfo.absolute_positions`` says which, and the analyses that read
+  layer 0 name it in their protocol). The final norm is not applied.
 
 Attention: timm's attention modules use fused scaled-dot-product attention, which never
 materialises the probabilities. Inside :func:`capture`, ``fused_attn`` is switched off on the
@@ -61,6 +62,7 @@ class ModelInfo:
     final_norm: nn.Module | None = None
     final_norm_after_pooling: bool = False  # timm's ``fc_norm``: applied to the pooled vector
     class_token: bool = True  # token 0 is a class token (else the prefix holds registers only)
+    absolute_positions: bool = True  # tokens 0 hold an absolute position embedding (not BEiT's without)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -116,6 +118,7 @@ def model_info(model: nn.Module) -> ModelInfo:
         final_norm=norm or fc_norm,
         final_norm_after_pooling=norm is None and fc_norm is not None,
         class_token=bool(getattr(model, "has_class_token", getattr(model, "cls_token", None) is not None)),
+        absolute_positions=getattr(model, "pos_embed", None) is not None,
     )
 
 

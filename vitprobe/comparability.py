@@ -15,6 +15,9 @@ EXECUTION_KEYS = ("checkpoint", "dataset", "batch_size", "device", "world_size")
 # Settings that follow from the model's depth, prefix tokens and patch grid: they differ between
 # models of different architectures without anyone having set them.
 ARCHITECTURE_KEYS = ("layers", "layer", "num_prefix_tokens_dropped", "even_attention_px")
+# What the model's layer 0 holds (a BEiT layout without position embeddings): a property of the
+# model, named in captions, never a setting that differs.
+MODEL_KEYS = ("layer_0",)
 
 
 def _text(value: Any) -> str:
@@ -102,7 +105,7 @@ def setting_differences(protocols: Sequence[Mapping[str, Any]], labels: Sequence
     from vitprobe.analyzers import outcome_keys  # what each analysis declares it found, not set
 
     found = {k for name in {analysis, *(p.get("analysis") for p in protocols)} for k in outcome_keys(name)}
-    skip = set(EXECUTION_KEYS) | found | (set(ARCHITECTURE_KEYS) if len(shapes) > 1 else set())
+    skip = set(EXECUTION_KEYS) | set(MODEL_KEYS) | found | (set(ARCHITECTURE_KEYS) if len(shapes) > 1 else set())
     keys = sorted({k for p in protocols for k in p} - skip)
     return [f"{k} " + join_by_run([json.dumps(jsonable(p.get(k))) for p in protocols], labels) for k in keys
             if len({_text(p.get(k)) for p in protocols}) > 1]

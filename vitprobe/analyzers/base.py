@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from vitprobe.results import Result
 
 STD_PROTOCOL = "sample standard deviation over images (ddof=1)"
+LAYER_0_WITHOUT_POSITIONS = "patch embedding, no positions"
 UNNAMED_DATASET = "unnamed"  # a standalone analysis bound without protocol={"dataset": ...}
 
 
@@ -281,6 +282,14 @@ class Analyzer:
         return chosen
 
 
+def layer_0_protocol(info: ModelInfo, layers: Sequence[int]) -> dict[str, str]:
+    """``{"layer_0": "patch embedding, no positions"}`` where layer 0 (the tokens before block 1)
+    is among ``layers`` and the model adds no absolute position embedding there (a BEiT layout
+    such as SimMIM's, whose positions enter each block's attention as a relative bias), so that
+    its layer-0 numbers are not read as a ViT's; else ``{}``."""
+    return {"layer_0": LAYER_0_WITHOUT_POSITIONS} if 0 in layers and not info.absolute_positions else {}
+
+
 class LayerAnalyzer(Analyzer):
     """An analysis of one kind of captured site (``site_kind``: "attn" or "tokens") at the
     chosen ``layers`` (block numbers; None: every one, see ``FIRST_LAYER``). ``_inputs(batch)``
@@ -307,6 +316,7 @@ class LayerAnalyzer(Analyzer):
         protocol = {"layers": list(self.layers_), "num_prefix_tokens_dropped": self.info_.num_prefix_tokens}
         if self.site_kind == "tokens":
             protocol["final_norm"] = False  # block outputs as the residual stream carries them
+            protocol.update(layer_0_protocol(self.info_, self.layers_))
         return protocol
 
     def _sites(self) -> set[Site]:

@@ -12,7 +12,7 @@ import torch
 
 from vitprobe.analyzers._registry import register_analyzer
 from vitprobe.analyzers._split import heldout_mask
-from vitprobe.analyzers.base import Analyzer, batch_index, batch_labels, tidy
+from vitprobe.analyzers.base import Analyzer, batch_index, batch_labels, layer_0_protocol, tidy
 from vitprobe.capture import ModelInfo, Site
 from vitprobe.errors import ConfigError, DataError, check_whole, is_real, plural, warn_user
 from vitprobe.metrics import fit_logistic, knn_predict
@@ -66,7 +66,7 @@ class _PooledFeatureProbe(Analyzer):
 
     def _learned_protocol(self) -> dict[str, Any]:
         protocol = {"layers": list(self.layers_), "split": "hash(index, split_seed) < heldout_fraction",
-                    "labels_below_zero": "ignored"}
+                    "labels_below_zero": "ignored", **layer_0_protocol(self.info_, self.layers_)}
         index = self._row_tensor("index")
         if index is not None:  # the share the hash held out, which on few images is not the fraction
             held = int(heldout_mask(index, self.heldout_fraction, self.split_seed).sum())

@@ -344,34 +344,49 @@ def test_a_finished_model_is_reused_without_its_training_data(tmp_path: Path) ->
     assert {p: p.read_bytes() for p in models.rglob("*") if p.is_file()} == trained
 
 
-def test_a_retrain_keeps_the_earlier_model_until_the_new_one_is_finished(tmp_path: Path, monkeypatch,
-                                                                        capsys) -> None:
-    """A changed training config retrains; the finished model of the old config is moved aside,
-    not deleted, until the new training finishes: an interrupted retrain loses nothing, a rerun
-    resumes it, and going back to the old config reuses the kept model."""
-    import vitprobe.train
-    from vitprobe.recipes import ModelEntry
-    from vitprobe.reproduce import prepare_checkpoints
+class FakeTraining:
+    """``prepare(epochs, key)``: prepare_checkpoints of a one-model recipe (MAE, tiny preset)
+    whose training is faked: each call of ``train`` is recorded in ``calls`` as (epochs, resume),
+    writes a partial checkpoint (unless ``stop_before_checkpoint``), stops there on a fresh
+    2-epoch run, and otherwise writes ``final.safetensors`` saying its epochs."""
 
-    calls: list[tuple[int, bool]] = []
+    def __init__(self, tmp_path: Path, monkeypatch) -> None:
+        import vitprobe.train
 
-    def fake_train(config, resume: bool, progress: bool) -> str:
-        calls.append((config.epochs, resume))
+        self.root, self.calls, self.stop_before_checkpoint = tmp_path, [], False
+        monkeypatch.setattr(vitprobe.train, "train", self.train)
+
+    def train(self, config, resume: bool, progress: bool) -> str:
+        self.calls.append((config.epochs, resume))
+        if self.stop_before_checkpoint:
+            raise KeyboardInterrupt
         (Path(config.out) / "checkpoint.safetensors").write_text("partial")
         if config.epochs == 2 and not resume:
             raise KeyboardInterrupt
         (Path(config.out) / "final.safetensors").write_text(f"epochs {config.epochs}")
         return str(Path(config.out) / "final.safetensors")
 
-    monkeypatch.setattr(vitprobe.train, "train", fake_train)
+    def prepare(self, epochs: int = 1, key: str = "m", **options) -> Path:
+        from vitprobe.recipes import ModelEntry
+        from vitprobe.reproduce import prepare_checkpoints
 
-    def prepare(epochs: int, key: str = "m") -> Path:
         entry = ModelEntry(key=key, label="M", train={"method": "mae", "preset": "tiny", "epochs": epochs,
                                                       "data": "synthetic:16", "batch_size": 8})
-        recipe = Recipe(name="r", title="", paper="", path=tmp_path / "r.yaml", data="synthetic:16", batch_size=8,
+        recipe = Recipe(name="r", title="", paper="", path=self.root / "r.yaml", data="synthetic:16", batch_size=8,
                         models=[entry], analyses=[], params={}, claims=[], figures=[])
-        return prepare_checkpoints(recipe, tmp_path / "out", progress=True)[key]
+        return prepare_checkpoints(recipe, self.root / "out", progress=True, **options)[key]
 
+
+@pytest.fixture
+def faked(tmp_path: Path, monkeypatch) -> FakeTraining:
+    return FakeTraining(tmp_path, monkeypatch)
+
+
+def test_a_retrain_keeps_the_earlier_model_until_the_new_one_is_finished(tmp_path: Path, faked, capsys) -> None:
+    """A changed training config retrains; the finished model of the old config is moved aside,
+    not deleted, until the new training finishes: an interrupted retrain loses nothing, a rerun
+    resumes it, and going back to the old config reuses the kept model."""
+    prepare, calls = faked.prepare, faked.calls
     folder, kept = tmp_path / "out" / "models" / "m", tmp_path / "out" / "models" / ".m.replaced"
     assert prepare(1).read_text() == "epochs 1"
     with pytest.raises(KeyboardInterrupt):
@@ -394,6 +409,52 @@ def test_a_retrain_keeps_the_earlier_model_until_the_new_one_is_finished(tmp_pat
         prepare(2, key="n")  # stopped before any model of "n" was finished
     assert prepare(3, key="n").read_text() == "epochs 3"
     assert "was started: epochs 2 -> 3; the unfinished run there is started afresh)" in capsys.readouterr().out
+
+
+def test_what_decides_reuse(faked, monkeypatch, capsys) -> None:
+    """A finished model is reused across --num-workers; it is retrained when the objective's
+    revision, a preset value in force or the preset's encoder changed, or its file is gone."""
+    from dataclasses import replace
+
+    from vitprobe.train import config as train_config
+    from vitprobe.train.objectives import objective_class
+
+    prepare, calls = faked.prepare, faked.calls
+    prepare(num_workers=0)
+    prepare(num_workers=2)
+    assert calls == [(1, False)]
+    mae = objective_class("mae")
+    monkeypatch.setattr(mae, "revision", mae.revision + 1)
+    prepare()
+    assert len(calls) == 2 and "the objective's revision" in capsys.readouterr().out
+    tiny = train_config.PRESET_HPARAMS["tiny"]
+    monkeypatch.setitem(tiny, "mae", {**tiny["mae"], "decoder_depth": 1})
+    prepare()
+    assert len(calls) == 3 and "hyper-parameter decoder_depth 2 -> 1" in capsys.readouterr().out
+    monkeypatch.setitem(train_config.PRESETS, "tiny", replace(train_config.PRESETS["tiny"], depth=3))
+    prepare()
+    assert len(calls) == 4 and "encoder depth 4 -> 3" in capsys.readouterr().out
+    (faked.root / "out" / "models" / "m" / "final.safetensors").unlink()
+    assert prepare().read_text() == "epochs 1" and len(calls) == 5
+    assert "changed since" not in capsys.readouterr().out  # the same config: its model was only missing
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_afresh(faked) -> None:
+    faked.stop_before_checkpoint = True
+    with pytest.raises(KeyboardInterrupt):
+        faked.prepare()
+    faked.stop_before_checkpoint = False
+    faked.prepare()
+    assert faked.calls == [(1, False), (1, False)]  # nothing to resume from
+
+
+@pytest.mark.parametrize("text", ["", "{", "[]", "null"])
+def test_a_damaged_started_record_is_started_afresh(faked, capsys, text: str) -> None:
+    folder = faked.root / "out" / "models" / "m"
+    folder.mkdir(parents=True)
+    (folder / "started.json").write_text(text)
+    assert faked.prepare().read_text() == "epochs 1"
+    assert f"since {folder} was started; the unfinished run there is started afresh)" in capsys.readouterr().out
 
 
 def test_an_interrupted_reproduce_says_a_rerun_continues(monkeypatch, capsys) -> None:

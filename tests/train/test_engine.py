@@ -158,6 +158,12 @@ def test_presets_and_published_lengths():
     for epochs, warmup in ((1, 0), (2, 1), (9, 1), (19, 1), (20, 2)):  # a tenth, at least one epoch
         assert resolve_optim(TrainConfig(method="mae", epochs=epochs), hp)["warmup_epochs"] == warmup
     assert resolve_optim(TrainConfig(method="mae", preset="vit_b16"), hp)["warmup_epochs"] == 40
+    # a warm-up given under a short preset is kept; one as long as the run is refused
+    given = TrainConfig(method="mae", epochs=10, hparams={"warmup_epochs": 3})
+    assert resolve_optim(given, {**hp, "warmup_epochs": 3})["warmup_epochs"] == 3
+    with pytest.raises(ConfigError, match=r"warm-up of 10 epochs does not fit in 10 epochs"):
+        resolve_optim(TrainConfig(method="mae", epochs=10, hparams={"warmup_epochs": 10}),
+                      {**hp, "warmup_epochs": 10})
     with pytest.raises(ConfigError, match=r"warm-up of 40 epochs does not fit in 20 epochs; pass "
                                           r"--set warmup_epochs=N with 0 <= N < 20"):
         resolve_optim(TrainConfig(method="mae", preset="vit_b16", epochs=20), hp)
@@ -227,6 +233,8 @@ def test_warmup_lr_above_base_lr_is_refused():
     hparams = objective_class("simmim").resolve_hparams({"warmup_lr": 1e-3})
     with pytest.raises(ConfigError, match=r"warmup_lr 0.001 exceeds base_lr 5e-05.*--set warmup_lr=V with V <= 5e-05"):
         resolve_optim(config, hparams)
+    at_peak = objective_class("simmim").resolve_hparams({"warmup_lr": 5e-5})  # V <= base_lr, as it says
+    assert resolve_optim(config, at_peak)["warmup_lr"] == 5e-5
     with pytest.raises(ConfigError, match="warmup_lr"):
         objective_class("simmim").resolve_hparams({"warmup_lr": -1e-7})
 

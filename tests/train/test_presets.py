@@ -40,6 +40,11 @@ def test_hybrid_gets_the_sizes_of_its_parts() -> None:
     assert hp["cl_hparams"]["out_dim"] == 64 and hp["cl_hparams"]["proj_hidden_dim"] == 512
     arch = cfg.arch_spec()
     get_objective("hybrid", build_model(arch), arch, **hp)  # accepted as a whole
+    # other branches get their own sizes, under the user's values
+    hp = TrainConfig(method="hybrid", lam=0.5, preset="tiny", hparams={
+        "mim": "mae", "cl": "dino", "mim_hparams": {"decoder_dim": 32}}).objective_hparams()
+    assert hp["mim_hparams"]["decoder_dim"] == 32 and hp["mim_hparams"]["decoder_depth"] == 2
+    assert hp["cl_hparams"]["n_local"] == 4 and "proj_hidden_dim" not in hp["cl_hparams"]
 
 
 def test_cpu_presets_give_dino_a_teacher_that_follows_a_short_run() -> None:

@@ -95,7 +95,7 @@ def test_a_rerun_reuses_the_models_and_replaces_the_recipes_own_figures(tmp_path
     stamp = final.stat().st_mtime_ns
     run(progress=True)
     assert final.stat().st_mtime_ns > stamp
-    assert ("encoders not recorded (trained by an earlier vitprobe), hyper-parameters not recorded"
+    assert ("encoder not recorded (by an older vitprobe), hyper-parameter not recorded (by an older vitprobe)"
             in capsys.readouterr().out)
     # given the trained model as a checkpoint, the recipe draws no reconstruction: the old one goes
     reproduce(["sit_gmml"], tmp_path, quick=True, data="synthetic:16", train_overrides=SHRINK,

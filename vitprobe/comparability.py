@@ -98,9 +98,9 @@ def setting_differences(protocols: Sequence[Mapping[str, Any]], labels: Sequence
                         analysis: str | None = None) -> list[str]:
     """``key a | b`` (with ``labels``, ``key a (run) | b (run)``) for each measurement setting
     that differs between the protocols of one analysis: not what the run found (the
-    ``outcome_keys`` of ``analysis``, or of the analysis the protocols name) and, between models
-    of different depth, register tokens or patch grid, not the layers or even-attention distance
-    that those decide."""
+    ``outcome_keys`` of ``analysis``, or of the analysis the protocols name), not what a model's
+    layer 0 holds (``MODEL_KEYS``) and, between models of different depth, register tokens or
+    patch grid, not the layers or even-attention distance that those decide."""
     shapes = {_text(_architecture(p)) for p in protocols}
     from vitprobe.analyzers import outcome_keys  # what each analysis declares it found, not set
 

@@ -484,7 +484,6 @@ def _validate_train(spec: dict[str, Any], where: str) -> int:
     from vitprobe.train import TrainConfig
     from vitprobe.train.config import resolve_optim
     from vitprobe.train.engine import resolve_arch
-    from vitprobe.train.objectives import objective_class
 
     ignored = sorted(set(spec) & set(SET_BY_REPRODUCE))
     if ignored:
@@ -492,7 +491,7 @@ def _validate_train(spec: dict[str, Any], where: str) -> int:
                           f"({', '.join(SET_BY_REPRODUCE[k] for k in ignored)}); drop it from the training config")
     try:
         config = TrainConfig.from_overrides(spec)
-        resolve_optim(config, objective_class(config.method).resolve_hparams(config.objective_hparams()))
+        resolve_optim(config, config.resolved_hparams())
         return resolve_arch(config).depth
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None

@@ -54,12 +54,11 @@ def _training(entry: ModelEntry, folder: Path, device: str, num_workers: int) ->
     from vitprobe.train import TrainConfig
     from vitprobe.train.config import resolve_optim
     from vitprobe.train.engine import hparams_in_force, resolve_arch
-    from vitprobe.train.objectives import objective_class
 
     config = TrainConfig.from_overrides({**(entry.train or {}), "out": str(folder), "device": device,
                                          "num_workers": num_workers})
-    hparams = objective_class(config.method).resolve_hparams(config.objective_hparams())
-    wanted = json.dumps({**{k: v for k, v in config.to_dict().items() if k not in SET_BY_REPRODUCE},
+    hparams = config.resolved_hparams()
+    wanted = json.dumps({**{k: v for k, v in config.resolved().items() if k not in SET_BY_REPRODUCE},
                          "objective_revisions": config.objective_revisions(),
                          "encoder": resolve_arch(config).to_dict(),
                          "hparams_in_force": hparams_in_force(hparams, resolve_optim(config, hparams))},
@@ -144,7 +143,9 @@ def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers:
 
 def _changes(record: Path, wanted: str, limit: int = 4) -> str:
     """``: seed 1 -> 3, epochs 30 -> 2``: the fields in which the identity ``wanted`` differs
-    from the one recorded in ``record`` (a started/finished file); empty if unreadable."""
+    from the one recorded in ``record`` (a started/finished file), the encoder and the
+    hyper-parameters in force key by key (``hyper-parameter out_dim 256 -> 512``); empty if
+    unreadable."""
     try:
         old, new = json.loads(record.read_text(encoding="utf-8")), json.loads(wanted)
     except (OSError, ValueError):
@@ -162,7 +163,7 @@ def _changes(record: Path, wanted: str, limit: int = 4) -> str:
             changed += [f"{nested[key]} {k} {json.dumps(was.get(k))} -> {json.dumps(now.get(k))}"
                         for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
         elif key in nested and was is None:
-            changed.append(f"{nested[key]}s not recorded (trained by an earlier vitprobe)")
+            changed.append(f"{nested[key]} not recorded (by an older vitprobe)")
         else:
             changed.append(f"{names.get(key, key)} {json.dumps(was)} -> {json.dumps(now)}")
     return f": {abbreviate(changed, limit)}" if changed else ""
@@ -255,7 +256,7 @@ def run_recipe(recipe: Recipe, out: str | Path, device: str = "cpu", num_workers
     _check_results_replaceable(root)
     if (root / "report.html").exists():
         _say(progress, f"{recipe.name}: replacing the results of an earlier run in {root} "
-                       "(its models are reused where their config is unchanged)")
+                       "(its models are reused where nothing that trains them changed)")
     root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     paths = prepare_checkpoints(recipe, root, device, num_workers, progress)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from vitprobe.models.architecture import build_model
 from vitprobe.train import TrainConfig
-from vitprobe.train.objectives import get_objective
+from vitprobe.train.objectives import get_objective, objective_class
 from vitprobe.train.engine import resolve_arch
 
 
@@ -45,6 +47,19 @@ def test_hybrid_gets_the_sizes_of_its_parts() -> None:
         "mim": "mae", "cl": "dino", "mim_hparams": {"decoder_dim": 32}}).objective_hparams()
     assert hp["mim_hparams"]["decoder_dim"] == 32 and hp["mim_hparams"]["decoder_depth"] == 2
     assert hp["cl_hparams"]["n_local"] == 4 and "proj_hidden_dim" not in hp["cl_hparams"]
+
+
+@pytest.mark.parametrize("cl", ["mocov3", "dino"])
+def test_a_hybrid_resolves_to_what_it_trains_with(cl: str) -> None:
+    """What reproduce records (the config's resolved hparams) is the built objective's: each
+    branch's hparams in full, defaults included, and the CL branch's momentum."""
+    cfg = TrainConfig(method="hybrid", lam=0.5, preset="tiny", hparams={"cl": cl})
+    resolved, arch = cfg.resolved_hparams(), cfg.arch_spec()
+    built = get_objective("hybrid", build_model(arch), arch, **cfg.objective_hparams())
+    assert built.hparams == resolved
+    assert resolved["cl_hparams"] == built.cl.hparams and resolved["mim_hparams"] == built.mim.hparams
+    assert resolved["momentum"] == built.cl.hparams["momentum"] == (0.95 if cl == "dino" else 0.99)
+    assert resolved["mim_hparams"]["mask_ratio"] == objective_class("simmim").defaults["mask_ratio"]
 
 
 def test_cpu_presets_give_dino_a_teacher_that_follows_a_short_run() -> None:

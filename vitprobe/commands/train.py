@@ -176,7 +176,7 @@ def _loss_summary(log: Path, config: "TrainConfig") -> str:
 
     method, epochs = config.method, config.total_epochs()
     objective = objective_class(method)
-    text = objective.describe_loss(objective.resolve_hparams(config.objective_hparams()))
+    text = objective.describe_loss(config.resolved_hparams())
     loss = f"{method} loss" + (f" ({text})" if text else "") + f" on {config.data}"
     by_epoch = pd.read_csv(log).groupby("epoch")["loss"].mean()
     if by_epoch.empty:

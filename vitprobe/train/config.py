@@ -284,6 +284,11 @@ class TrainConfig:
                 "mim_hparams": {**sizes.get(mim, {}), **self.hparams.get("mim_hparams", {})},
                 "cl_hparams": {**sizes.get(cl, {}), **self.hparams.get("cl_hparams", {})}}
 
+    def resolved_hparams(self) -> dict[str, Any]:
+        """What the objective trains with: :meth:`objective_hparams` resolved by its class
+        (its defaults filled in, each value checked; ``Objective.resolve_hparams``)."""
+        return objective_class(self.method).resolve_hparams(self.objective_hparams())
+
     def objective_revisions(self) -> dict[str, int]:
         """The ``revision`` of each objective the run trains with (a hybrid's parts as well)."""
         names = [self.method]

@@ -176,7 +176,7 @@ def resolve_arch(config: TrainConfig, registered: bool = True) -> ArchSpec:
     if not registered:
         return base
     objective = objective_class(config.method)
-    return objective.encoder_arch(base, objective.resolve_hparams(config.objective_hparams()))
+    return objective.encoder_arch(base, config.resolved_hparams())
 
 
 def hparams_in_force(hparams: dict[str, Any], optim: dict[str, Any]) -> dict[str, Any]:

@@ -52,8 +52,10 @@ class Hybrid(Objective):
 
     @classmethod
     def resolve_hparams(cls, given: dict[str, Any], via: str | None = None) -> dict[str, Any]:
-        """As every objective's, and the hyper-parameters of each part checked by that part; one
-        of a part's own given at the top level is refused with where it belongs."""
+        """As every objective's, with ``<part>_hparams`` resolved by that part (its defaults filled,
+        what :meth:`branch_hparams` gives it, checked) and ``momentum``, where not given, the CL
+        part's (the teacher it moves): what each branch trains with. One of a part's own given at
+        the top level is refused with where it belongs."""
         for key in (k for k in given if k not in cls.defaults):
             owners = cls.branches_taking(key, given)
             if owners:
@@ -71,6 +73,9 @@ class Hybrid(Objective):
                 raise ConfigError(f"objective 'hybrid': its {part.upper()} branch ({out[part]}) with encoder_init "
                                   "'reference' trains a ViT of its own, but the branches share one timm ViT; keep "
                                   f"encoder_init 'timm' in {part}_hparams")
+            out[f"{part}_hparams"] = applied
+        if "momentum" not in given:
+            out["momentum"] = out["cl_hparams"]["momentum"]
         setting_up = [out[part] for part in ("mim", "cl")
                       if out[f"{part}_hparams"].get("encoder_init") == "reference"]
         if len(setting_up) > 1:
@@ -108,16 +113,12 @@ class Hybrid(Objective):
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__(encoder, arch, **hparams)
-        h = self.hparams  # mim and cl among the choices, lam in [0, 1]: checked by resolve_hparams
-        mim_hparams, cl_hparams = self.branch_hparams(h, "mim"), self.branch_hparams(h, "cl")
-        self.hparams.update(mim_hparams=dict(mim_hparams), cl_hparams=dict(cl_hparams))  # what each branch gets
+        h = self.hparams  # resolved: each branch's hparams in full, the CL part's momentum unless given
         self.lam = float(h["lam"])
-        self.mim = get_objective(h["mim"], encoder, arch, **mim_hparams)
-        self.cl = get_objective(h["cl"], encoder, arch, **cl_hparams)
+        self.mim = get_objective(h["mim"], encoder, arch, **h["mim_hparams"])
+        self.cl = get_objective(h["cl"], encoder, arch, **h["cl_hparams"])
         self.collapse_dim = self.cl.collapse_dim
-        if "momentum" not in hparams:
-            self.hparams["momentum"] = self.cl.hparams["momentum"]
-        elif self.lam == 0.0:
+        if "momentum" in hparams and self.lam == 0.0:
             warn_user(f"hybrid at lambda 0: momentum {hparams['momentum']} has no effect (the CL branch, "
                       "whose teacher it moves, does not run)")
 

@@ -869,3 +869,22 @@ def test_a_sweep_names_its_models_by_lambda_and_draws_each_value_beside_its_own_
     assert sorted(makers) == sorted(recipe.extra_figures) and "sweep_knn" in makers
     makers["sweep_knn"]()
     assert drawn == [([0.0, 0.25, 0.5, 0.75, 1.0], [f"knn of {m.key}" for m in recipe.models], "lambda")]
+
+
+def test_a_claims_protocol_names_what_layer_0_holds_only_where_the_claim_reads_layer_0() -> None:
+    import pandas as pd
+
+    from vitprobe.reproduce import _claim_protocol
+    from vitprobe.results import Result
+
+    table = pd.DataFrame({"metric": ["token_cosine"] * 3, "layer": [0, 1, 2], "value": [0.1, 0.2, 0.3]})
+    protocol = {"analysis": "token_similarity", "dataset": "d"}
+    runs = {"vit": {"token_similarity": Result("token_similarity", table, protocol)},
+            "simmim": {"token_similarity": Result("token_similarity", table,
+                                                  {**protocol, "layer_0": "patch embedding, no positions"})}}
+    labels = {"vit": "ViT", "simmim": "SimMIM"}
+    check = {"metric": "token_cosine", "greater": "vit", "than": "simmim"}
+    assert _claim_protocol({**check, "layers": "last"}, runs, labels) == "dataset d"
+    assert _claim_protocol({**check, "layers": [0, 1]}, runs, labels) == \
+        "dataset d · layer 0 patch embedding, no positions (SimMIM)"
+    assert "layer 0 patch embedding" in _claim_protocol(check, runs, labels)  # every layer: 0 among them

@@ -432,11 +432,18 @@ def _data_text(runs: dict) -> str:
 def _claim_protocol(check: Mapping[str, Any], runs: dict, labels: Mapping[str, str]) -> str:
     """The protocol of the numbers a claim compares, as the figure captions give it (dataset,
     image size, pooling, k, threshold, held-out images, ...; ``|`` between the models where
-    they differ): that of the analysis holding the claim's metric, in each model compared."""
+    they differ): that of the analysis holding the claim's metric, in each model compared; what
+    a model's layer 0 holds only where the claim reads layer 0."""
+    from vitprobe.claims import select_rows
     from vitprobe.plots.style import protocol_caption
 
+    def read(table: Any, protocol: dict[str, Any]) -> dict[str, Any]:
+        rows = select_rows(table, check)
+        reads_0 = "layer" in rows and bool((rows["layer"] == 0).any())
+        return protocol if reads_0 else {k: v for k, v in protocol.items() if k != "layer_0"}
+
     keys = list(runs) if check.get("peak_inside") else [check["greater"], check["than"]]
-    found = [(labels.get(key, key), result.protocol) for key in keys if key in runs
+    found = [(labels.get(key, key), read(result.table, result.protocol)) for key in keys if key in runs
              for result in runs[key].values() if check["metric"] in set(result.table["metric"])]
     return protocol_caption([p for _, p in found], labels=[label for label, _ in found])
 

@@ -434,13 +434,13 @@ def _claim_protocol(check: Mapping[str, Any], runs: dict, labels: Mapping[str, s
     image size, pooling, k, threshold, held-out images, ...; ``|`` between the models where
     they differ): that of the analysis holding the claim's metric, in each model compared; what
     a model's layer 0 holds only where the claim reads layer 0."""
+    from vitprobe.analyzers.base import protocol_of_layers
     from vitprobe.claims import select_rows
     from vitprobe.plots.style import protocol_caption
 
     def read(table: Any, protocol: dict[str, Any]) -> dict[str, Any]:
         rows = select_rows(table, check)
-        reads_0 = "layer" in rows and bool((rows["layer"] == 0).any())
-        return protocol if reads_0 else {k: v for k, v in protocol.items() if k != "layer_0"}
+        return protocol_of_layers(protocol, rows["layer"] if "layer" in rows else ())
 
     keys = list(runs) if check.get("peak_inside") else [check["greater"], check["than"]]
     found = [(labels.get(key, key), read(result.table, result.protocol)) for key in keys if key in runs

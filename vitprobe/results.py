@@ -280,6 +280,7 @@ class Run(Mapping[str, Result]):
         the images n behind it (held-out ones for a probe), with the dataset as captions show it
         (spec, split, images, skipped files) and the analysis's own protocol."""
         from vitprobe.analyzers import protocol_of_metric
+        from vitprobe.analyzers.base import protocol_of_layers
         from vitprobe.plots.style import protocol_caption, value_text
 
         rows = []
@@ -288,7 +289,9 @@ class Run(Mapping[str, Result]):
             dataset = result.protocol.get("dataset")
             spec = value_text(dataset) or str(dataset or "")
             for metric, rows_m in result.table.groupby("metric", sort=False):
-                caption = protocol_caption([protocol_of_metric(result.protocol, str(metric))], exclude=("dataset",))
+                deepest = [rows_m["layer"].max()] if "layer" in rows_m and rows_m["layer"].notna().any() else []
+                protocol = protocol_of_layers(protocol_of_metric(result.protocol, str(metric)), deepest)
+                caption = protocol_caption([protocol], exclude=("dataset",))
                 rows.extend({"run": self.label, "dataset": spec, **row} for row in _summary_rows(
                     result.name, str(metric), rows_m, caption, metric_units(units, str(metric))))
         return pd.DataFrame(rows, columns=["run", "dataset", "analysis", "metric", "label", "layer", "value",

@@ -39,3 +39,12 @@ def test_captions_name_the_runs_whose_layer_0_has_no_positions_and_no_setting_is
     caption = protocol_caption(protocols, labels=["MoCo v3", "SimMIM"])
     assert "layer 0 patch embedding, no positions (SimMIM)" in caption
     assert setting_differences(protocols, ["MoCo v3", "SimMIM"]) == []
+
+
+def test_a_summary_row_names_it_only_when_its_deepest_layer_is_0(runs):
+    rows = runs["simmim"].summary()
+    assert len(rows) and not rows["protocol"].str.contains("layer 0").any()  # read at block 2
+    model = build_model(ArchSpec(family="beit", abs_pos_emb=False, rel_pos_bias="shared", **SIZE))
+    only_0 = analyze(model, "synthetic:16", ["knn"], batch_size=8, progress=False,
+                     analyzer_params={"knn": {"layers": [0], "pooling": "mean", "k": 3}})
+    assert only_0.summary()["protocol"].str.contains("layer 0 patch embedding, no positions").all()

@@ -290,6 +290,14 @@ def layer_0_protocol(info: ModelInfo, layers: Sequence[int]) -> dict[str, str]:
     return {"layer_0": LAYER_0_WITHOUT_POSITIONS} if 0 in layers and not info.absolute_positions else {}
 
 
+def protocol_of_layers(protocol: Mapping[str, Any], layers_read: Iterable[Any]) -> dict[str, Any]:
+    """``protocol`` as it bears on numbers read at ``layers_read`` (a summary's deepest layer, a
+    claim's layers): without what layer 0 holds unless layer 0 is among them."""
+    if any(layer == 0 for layer in layers_read):
+        return dict(protocol)
+    return {k: v for k, v in protocol.items() if k != "layer_0"}
+
+
 class LayerAnalyzer(Analyzer):
     """An analysis of one kind of captured site (``site_kind``: "attn" or "tokens") at the
     chosen ``layers`` (block numbers; None: every one, see ``FIRST_LAYER``). ``_inputs(batch)``

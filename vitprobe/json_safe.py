@@ -27,6 +27,24 @@ def jsonable(obj: Any) -> Any:
     return str(obj)
 
 
+def changed_entries(was: Mapping[str, Any], now: Mapping[str, Any]) -> list[tuple[tuple[str, ...], Any, Any]]:
+    """``(name, was value, now value)`` of each entry that differs between two JSON-like
+    mappings (compared as JSON, keys sorted), by name; an entry that is a mapping on both
+    sides (a hybrid's ``mim_hparams``) is compared entry by entry, named ``(outer, inner)``."""
+    import json
+
+    out: list[tuple[tuple[str, ...], Any, Any]] = []
+    for key in sorted(set(was) | set(now)):
+        a, b = was.get(key), now.get(key)
+        if json.dumps(jsonable(a), sort_keys=True) == json.dumps(jsonable(b), sort_keys=True):
+            continue
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += [((key, *inner), x, y) for inner, x, y in changed_entries(a, b)]
+        else:
+            out.append(((key,), a, b))
+    return out
+
+
 def python_numbers(obj: Any) -> Any:
     """``obj`` with every real number as Python's own int or float (NumPy scalars and Fractions
     converted; bools kept), through dicts, lists and tuples; anything else unchanged.

@@ -152,6 +152,8 @@ def _changes(record: Path, wanted: str, limit: int = 4) -> str:
         return ""
     if not isinstance(old, dict):
         return ""
+    from vitprobe.json_safe import changed_entries
+
     names = {"objective_revisions": "the objective's revision"}
     nested = {"hparams_in_force": "hyper-parameter", "encoder": "encoder"}  # compared key by key
     changed = []
@@ -160,8 +162,8 @@ def _changes(record: Path, wanted: str, limit: int = 4) -> str:
         if was == now:
             continue
         if key in nested and isinstance(was, dict) and isinstance(now, dict):
-            changed += [f"{nested[key]} {k} {json.dumps(was.get(k))} -> {json.dumps(now.get(k))}"
-                        for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
+            changed += [f"{nested[key]} {'.'.join(name)} {json.dumps(a)} -> {json.dumps(b)}"
+                        for name, a, b in changed_entries(was, now)]
         elif key in nested and was is None:
             changed.append(f"{nested[key]} not recorded (by an older vitprobe)")
         else:

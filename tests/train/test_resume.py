@@ -425,3 +425,12 @@ def test_the_final_encoder_is_written_durably(tmp_path, monkeypatch) -> None:
     assert path == tmp_path / ckpt.FINAL_FILE and path.is_file()
     assert tmp_path in synced  # the folder, after the rename
     assert any(p.parent == tmp_path and p.suffix == ".safetensors" for p in synced)  # the temp file, before it
+
+
+def test_a_changed_branch_hparam_is_named_inside_its_branch() -> None:
+    from vitprobe.train.engine import _option_difference
+
+    saved = {"momentum": 0.99, "mim_hparams": {"mask_ratio": 0.6, "base_lr": 1e-4}}
+    now = {"momentum": 0.9, "mim_hparams": {"mask_ratio": 0.5, "base_lr": 1e-4}}
+    assert _option_difference("hparams in force", saved, now) == \
+        "mask_ratio in --set mim_hparams was 0.6, now 0.5; --set momentum was 0.99, now 0.9"  # by name

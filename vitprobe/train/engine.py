@@ -241,11 +241,16 @@ _OPTION_FLAGS = {"lam": "--lambda", "hparams": "--set"}
 
 def _option_difference(key: str, saved: Any, now: Any) -> str:
     """``--flag was X, now Y`` for one option; for the hyper-parameters in force, one
-    ``--set name was X, now Y`` per differing name."""
+    ``--set name was X, now Y`` per differing name (``mask_ratio in --set mim_hparams was X,
+    now Y`` inside a hybrid's branch)."""
     if key == "hparams in force" and isinstance(saved, Mapping) and isinstance(now, Mapping):
-        names = sorted(n for n in set(saved) | set(now)
-                       if json.dumps(saved.get(n), sort_keys=True) != json.dumps(now.get(n), sort_keys=True))
-        return "; ".join(f"--set {n} was {json.dumps(saved.get(n))}, now {json.dumps(now.get(n))}" for n in names)
+        from vitprobe.json_safe import changed_entries
+
+        def named(name: tuple[str, ...]) -> str:
+            return f"--set {name[0]}" if len(name) == 1 else f"{'.'.join(name[1:])} in --set {name[0]}"
+
+        return "; ".join(f"{named(name)} was {json.dumps(a)}, now {json.dumps(b)}"
+                         for name, a, b in changed_entries(saved, now))
     if key == "revisions in force":
         return (f"the objective's recipe changed since the run was saved (revisions {json.dumps(saved)}, "
                 f"now {json.dumps(now)}), so resuming would mix two recipes")

@@ -27,19 +27,26 @@ def jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def changed_entries(was: Mapping[str, Any], now: Mapping[str, Any]) -> list[tuple[tuple[str, ...], Any, Any]]:
-    """``(name, was value, now value)`` of each entry that differs between two JSON-like
-    mappings (compared as JSON, keys sorted), by name; an entry that is a mapping on both
-    sides (a hybrid's ``mim_hparams``) is compared entry by entry, named ``(outer, inner)``."""
+NOT_RECORDED = "(not recorded)"
+
+
+def changed_entries(was: Mapping[str, Any], now: Mapping[str, Any]) -> list[tuple[tuple[str, ...], str, str]]:
+    """``(name, was, now)`` of each entry that differs between two JSON-like mappings, by name,
+    each side as JSON text (``NOT_RECORDED`` where that side lacks the entry: a record of an
+    older vitprobe); an entry that is a mapping on both sides (a hybrid's ``mim_hparams``) is
+    compared entry by entry, named ``(outer, inner)``."""
     import json
 
-    out: list[tuple[tuple[str, ...], Any, Any]] = []
+    def text(side: Mapping[str, Any], key: str) -> str:
+        return json.dumps(jsonable(side[key]), sort_keys=True) if key in side else NOT_RECORDED
+
+    out: list[tuple[tuple[str, ...], str, str]] = []
     for key in sorted(set(was) | set(now)):
-        a, b = was.get(key), now.get(key)
-        if json.dumps(jsonable(a), sort_keys=True) == json.dumps(jsonable(b), sort_keys=True):
+        a, b = text(was, key), text(now, key)
+        if a == b:
             continue
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            out += [((key, *inner), x, y) for inner, x, y in changed_entries(a, b)]
+        if isinstance(was.get(key), Mapping) and isinstance(now.get(key), Mapping):
+            out += [((key, *inner), x, y) for inner, x, y in changed_entries(was[key], now[key])]
         else:
             out.append(((key,), a, b))
     return out

@@ -162,8 +162,7 @@ def _changes(record: Path, wanted: str, limit: int = 4) -> str:
         if was == now:
             continue
         if key in nested and isinstance(was, dict) and isinstance(now, dict):
-            changed += [f"{nested[key]} {'.'.join(name)} {json.dumps(a)} -> {json.dumps(b)}"
-                        for name, a, b in changed_entries(was, now)]
+            changed += [f"{nested[key]} {'.'.join(name)} {a} -> {b}" for name, a, b in changed_entries(was, now)]
         elif key in nested and was is None:
             changed.append(f"{nested[key]} not recorded (by an older vitprobe)")
         else:

@@ -431,6 +431,9 @@ def test_a_changed_branch_hparam_is_named_inside_its_branch() -> None:
     from vitprobe.train.engine import _option_difference
 
     saved = {"momentum": 0.99, "mim_hparams": {"mask_ratio": 0.6, "base_lr": 1e-4}}
-    now = {"momentum": 0.9, "mim_hparams": {"mask_ratio": 0.5, "base_lr": 1e-4}}
-    assert _option_difference("hparams in force", saved, now) == \
-        "mask_ratio in --set mim_hparams was 0.6, now 0.5; --set momentum was 0.99, now 0.9"  # by name
+    now = {"momentum": 0.9, "mim_hparams": {"mask_ratio": 0.5, "base_lr": 1e-4, "betas": [0.9, 0.999]}}
+    assert _option_difference("hparams in force", saved, now) == (  # by name
+        "betas in --set mim_hparams was (not recorded), now [0.9, 0.999]; "  # saved by an older vitprobe
+        "mask_ratio in --set mim_hparams was 0.6, now 0.5; --set momentum was 0.99, now 0.9")
+    assert _option_difference("hparams in force", {"clip_grad": None}, {"clip_grad": 1.0}) == \
+        "--set clip_grad was null, now 1.0"  # recorded as None: not "not recorded"

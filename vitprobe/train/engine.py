@@ -249,8 +249,7 @@ def _option_difference(key: str, saved: Any, now: Any) -> str:
         def named(name: tuple[str, ...]) -> str:
             return f"--set {name[0]}" if len(name) == 1 else f"{'.'.join(name[1:])} in --set {name[0]}"
 
-        return "; ".join(f"{named(name)} was {json.dumps(a)}, now {json.dumps(b)}"
-                         for name, a, b in changed_entries(saved, now))
+        return "; ".join(f"{named(name)} was {a}, now {b}" for name, a, b in changed_entries(saved, now))
     if key == "revisions in force":
         return (f"the objective's recipe changed since the run was saved (revisions {json.dumps(saved)}, "
                 f"now {json.dumps(now)}), so resuming would mix two recipes")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitprobe.errors import OutputExistsError
+from vitprobe.errors import OutputExistsError, VitprobeWarning
 from vitprobe.recipes import RECIPES, Recipe, load_recipe
 from vitprobe.reproduce import reproduce
 
@@ -366,15 +366,16 @@ class FakeTraining:
         (Path(config.out) / "final.safetensors").write_text(f"epochs {config.epochs}")
         return str(Path(config.out) / "final.safetensors")
 
-    def prepare(self, epochs: int = 1, key: str = "m", **options) -> Path:
+    def prepare(self, epochs: int = 1, key: str = "m", hparams: dict | None = None, progress: bool = True,
+                **options) -> Path:
         from vitprobe.recipes import ModelEntry
         from vitprobe.reproduce import prepare_checkpoints
 
         entry = ModelEntry(key=key, label="M", train={"method": "mae", "preset": "tiny", "epochs": epochs,
-                                                      "data": "synthetic:16", "batch_size": 8})
+                                                      "data": "synthetic:16", "batch_size": 8, "hparams": hparams or {}})
         recipe = Recipe(name="r", title="", paper="", path=self.root / "r.yaml", data="synthetic:16", batch_size=8,
                         models=[entry], analyses=[], params={}, claims=[], figures=[])
-        return prepare_checkpoints(recipe, self.root / "out", progress=True, **options)[key]
+        return prepare_checkpoints(recipe, self.root / "out", progress=progress, **options)[key]
 
 
 @pytest.fixture
@@ -422,20 +423,26 @@ def test_what_decides_reuse(faked, monkeypatch, capsys) -> None:
     prepare, calls = faked.prepare, faked.calls
     prepare(num_workers=0)
     prepare(num_workers=2)
+    prepare(hparams={"mask_ratio": objective_class("mae").defaults["mask_ratio"]})  # a default written out
     assert calls == [(1, False)]
+    with pytest.warns(VitprobeWarning, match=r"^m: retraining \(its training config .*: hyper-parameter "
+                                             r"mask_ratio 0.75 -> 0.5; the earlier model is kept in"):
+        prepare(hparams={"mask_ratio": 0.5}, progress=False)  # said even when quiet
+    prepare()
+    assert len(calls) == 3
     mae = objective_class("mae")
     monkeypatch.setattr(mae, "revision", mae.revision + 1)
     prepare()
-    assert len(calls) == 2 and "the objective's revision" in capsys.readouterr().out
+    assert len(calls) == 4 and "the objective's revision" in capsys.readouterr().out
     tiny = train_config.PRESET_HPARAMS["tiny"]
     monkeypatch.setitem(tiny, "mae", {**tiny["mae"], "decoder_depth": 1})
     prepare()
-    assert len(calls) == 3 and "hyper-parameter decoder_depth 2 -> 1" in capsys.readouterr().out
+    assert len(calls) == 5 and "hyper-parameter decoder_depth 2 -> 1" in capsys.readouterr().out
     monkeypatch.setitem(train_config.PRESETS, "tiny", replace(train_config.PRESETS["tiny"], depth=3))
     prepare()
-    assert len(calls) == 4 and "encoder depth 4 -> 3" in capsys.readouterr().out
+    assert len(calls) == 6 and "encoder depth 4 -> 3" in capsys.readouterr().out
     (faked.root / "out" / "models" / "m" / "final.safetensors").unlink()
-    assert prepare().read_text() == "epochs 1" and len(calls) == 5
+    assert prepare().read_text() == "epochs 1" and len(calls) == 7
     assert "changed since" not in capsys.readouterr().out  # the same config: its model was only missing
 
 

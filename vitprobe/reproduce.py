@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping
 from vitprobe.claims import Verdict, evaluate, resolve_label
 from vitprobe.data.spec import relative_path_note
 from vitprobe.errors import (ConfigError, OutputExistsError, VitprobeError, abbreviate,
-                             errors_naming, is_whole, plural, warnings_kept)
+                             errors_naming, is_whole, plural, warn_user, warnings_kept)
 from vitprobe.output_paths import (check_output_folder, is_analysis_output, temp_folder_beside, temp_prefix,
                                    user_entries)
 from vitprobe.recipes import SET_BY_REPRODUCE, ModelEntry, Recipe
@@ -58,7 +58,9 @@ def _training(entry: ModelEntry, folder: Path, device: str, num_workers: int) ->
     config = TrainConfig.from_overrides({**(entry.train or {}), "out": str(folder), "device": device,
                                          "num_workers": num_workers})
     hparams = config.resolved_hparams()
-    wanted = json.dumps({**{k: v for k, v in config.resolved().items() if k not in SET_BY_REPRODUCE},
+    # hparams as given are left out: the values in force hold them (a default written out changes nothing)
+    recorded = {k: v for k, v in config.resolved().items() if k not in {*SET_BY_REPRODUCE, "hparams"}}
+    wanted = json.dumps({**recorded,
                          "objective_revisions": config.objective_revisions(),
                          "encoder": resolve_arch(config).to_dict(),
                          "hparams_in_force": hparams_in_force(hparams, resolve_optim(config, hparams))},
@@ -124,6 +126,8 @@ def _train_checkpoint(entry: ModelEntry, folder: Path, device: str, num_workers:
                f"{_changes(started, wanted)}; the unfinished run there is started afresh)")
     _say(progress, f"{entry.key}: {'resuming' if resume else 'training'} {config.method} for "
                    f"{plural(epochs, 'epoch')} on {config.data}{why}")
+    if replacing and not progress:  # a finished model is about to be set aside: said even when quiet
+        warn_user(f"{entry.key}: retraining{why}")
     if not resume and folder.is_dir() and user_entries(folder):
         if not started.is_file():
             raise OutputExistsError(f"{folder}: holds files that reproduce did not train; move them "

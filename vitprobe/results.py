@@ -280,8 +280,7 @@ class Run(Mapping[str, Result]):
         the images n behind it (held-out ones for a probe), with the dataset as captions show it
         (spec, split, images, skipped files) and the analysis's own protocol."""
         from vitprobe.analyzers import protocol_of_metric
-        from vitprobe.analyzers.base import protocol_of_layers
-        from vitprobe.plots.style import protocol_caption, value_text
+        from vitprobe.plots.style import value_text
 
         rows = []
         for result in self.values():
@@ -289,11 +288,9 @@ class Run(Mapping[str, Result]):
             dataset = result.protocol.get("dataset")
             spec = value_text(dataset) or str(dataset or "")
             for metric, rows_m in result.table.groupby("metric", sort=False):
-                deepest = [rows_m["layer"].max()] if "layer" in rows_m and rows_m["layer"].notna().any() else []
-                protocol = protocol_of_layers(protocol_of_metric(result.protocol, str(metric)), deepest)
-                caption = protocol_caption([protocol], exclude=("dataset",))
                 rows.extend({"run": self.label, "dataset": spec, **row} for row in _summary_rows(
-                    result.name, str(metric), rows_m, caption, metric_units(units, str(metric))))
+                    result.name, str(metric), rows_m, protocol_of_metric(result.protocol, str(metric)),
+                    metric_units(units, str(metric))))
         return pd.DataFrame(rows, columns=["run", "dataset", "analysis", "metric", "label", "layer", "value",
                                            "std", "se", "units", "n", "protocol"])
 
@@ -364,15 +361,18 @@ def metric_units(units: str, metric: str) -> str:
     return units
 
 
-def _summary_rows(analysis: str, metric: str, rows: pd.DataFrame, caption: str,
+def _summary_rows(analysis: str, metric: str, rows: pd.DataFrame, protocol: dict[str, Any],
                   units: str) -> list[dict]:
     """Reduce one metric to its deepest layer (highest frequency for Fourier curves, the
     largest singular value for spectra, the mean over heads for per-head metrics); the
-    protocol column says which frequency or rank, and over how many heads. A mean over heads
-    has no std over images (its rows' covariance is not kept) and as its se the mean of the
-    heads' (the heads share their images, so their errors are taken as correlated), as recipe
-    claims read it."""
+    protocol column says which frequency or rank, and over how many heads, then the metric's
+    ``protocol`` as captions give it (dataset aside; what layer 0 holds only if read there). A
+    mean over heads has no std over images (its rows' covariance is not kept) and as its se the
+    mean of the heads' (the heads share their images, so their errors are taken as correlated),
+    as recipe claims read it."""
+    from vitprobe.analyzers.base import protocol_of_layers
     from vitprobe.claims import row_standard_error
+    from vitprobe.plots.style import protocol_caption
 
     at = []
     if "frequency" in rows and rows["frequency"].notna().any():
@@ -382,6 +382,8 @@ def _summary_rows(analysis: str, metric: str, rows: pd.DataFrame, caption: str,
     if "layer" in rows and rows["layer"].notna().any():
         layer = rows["layer"].max()
         rows = rows[rows["layer"] == layer]
+    caption = protocol_caption([protocol_of_layers(protocol, [] if pd.isna(layer) else [layer])],
+                               exclude=("dataset",))
     if "rank" in rows and rows["rank"].notna().any():
         rows = rows[rows["rank"] == rows["rank"].min()]
         at.append("rank 1 (the largest)")

@@ -938,6 +938,27 @@ def test_compare_overwrite_replaces_an_earlier_comparison(tmp_path, capsys):
     assert (tmp_path / "cmp" / "attention_distance.csv").read_text(encoding="utf-8").startswith("metric,")
 
 
+def test_compare_prints_the_summary_of_every_run_under_its_own_dataset(tmp_path, capsys):
+    from vitprobe.data.resolve import resolve_dataset
+    from vitprobe.results import load_runs
+
+    for name, spec, seed in (("a", "synthetic:8", 0), ("b", "synthetic:12", 1)):
+        analyze(tiny_vit(seed), resolve_dataset(spec, 32), analyses="attention_distance", batch_size=8,
+                progress=False, out=tmp_path / name)
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    runs = [run for name in ("a", "b") for run in load_runs(tmp_path / name)]
+    labels = ["VisionTransformer (a)", "VisionTransformer (b)"]  # one label, told apart by their folders
+    assert out.startswith(f"dataset synthetic:8 (n=8) ({labels[0]}) | synthetic:12 (n=12) ({labels[1]}) · ")
+    rows = [line.split() for line in out.splitlines() if "attention_distance_px" in line]
+    for row, run, label in zip(rows, runs, labels, strict=True):
+        expected = run.summary().iloc[0]
+        assert " ".join(row[:2]) == label and float(row[5]) == pytest.approx(expected["value"], rel=1e-3)
+        assert row[-1] == "[1]" and int(row[-2]) == expected["n"]
+    assert re.search(r"^\[1\] mean over 2 heads", out, re.M) and "\nse: std / sqrt(n) over the n images" in out
+    assert out.rstrip().endswith(f"compared {', '.join(labels)}: {tmp_path / 'cmp'}/report.html")
+
+
 def test_main_puts_back_the_sigterm_handler_it_found(capsys):
     import signal
 

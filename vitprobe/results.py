@@ -509,18 +509,14 @@ def load_runs(folder: str | os.PathLike[str]) -> list[Run]:
                       "`vitprobe analyze --out` or a recipe's folder of `vitprobe reproduce --out`")
 
 
-def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike[str],
-            overwrite: bool = False) -> Path:
-    """Write a comparison of ``runs`` (Run objects, run folders, or `analyze --out` folders,
-    which count as all their runs) atomically into ``out``
-    (see :func:`write_comparison`); warns when the runs were analysed on different data, or
-    an analysis with different settings."""
+def gather_runs(runs: Sequence[Run | str | os.PathLike[str]]) -> list[Run]:
+    """The runs that :func:`compare` compares, in order: Run objects as given, and every run in
+    each folder (:func:`load_runs`); runs read from folders that share a label are told apart by
+    their folders. One run given twice is an error."""
     if isinstance(runs, (Run, str, os.PathLike)):
         raise ConfigError("compare takes a list of runs or run folders, e.g. compare([run_a, run_b], out)")
     if not runs:
         raise ConfigError("compare: no runs given; pass at least one run folder")
-    from vitprobe.comparability import warn_if_incomparable
-
     for x in runs:
         if isinstance(x, Result):
             raise ConfigError(f"compare takes runs, and {x!r} is one result; wrap it: Run([result], label='...')")
@@ -528,8 +524,20 @@ def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike
             raise ConfigError(f"compare takes runs or run folders, got a {type(x).__name__}")
     loaded = [[x] if isinstance(x, Run) else load_runs(x) for x in runs]
     _tell_apart_by_folder([r for x, group in zip(runs, loaded) if not isinstance(x, Run) for r in group])
-    runs = [r for group in loaded for r in group]
-    _refuse_repeats(runs)
+    gathered = [r for group in loaded for r in group]
+    _refuse_repeats(gathered)
+    return gathered
+
+
+def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike[str],
+            overwrite: bool = False) -> Path:
+    """Write a comparison of ``runs`` (Run objects, run folders, or `analyze --out` folders,
+    which count as all their runs) atomically into ``out``
+    (see :func:`write_comparison`); warns when the runs were analysed on different data, or
+    an analysis with different settings."""
+    from vitprobe.comparability import warn_if_incomparable
+
+    runs = gather_runs(runs)
     target = Path(out).resolve()
     for run in runs:
         if run.folder is None:

@@ -7,9 +7,8 @@ import re
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
-import pandas as pd
-
 from vitprobe.commands._key_values import parse_analysis_params
+from vitprobe.commands._summary import print_summary
 from vitprobe.commands._data_help import SPEC_HELP
 from vitprobe.errors import ConfigError, OutputExistsError, collected_warnings, errors_naming, warn_labelled, warn_user
 from vitprobe.output_paths import RESULT_SUFFIXES, atomic_output, check_output
@@ -131,7 +130,9 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
                 run_.write_into(tmp / folder)
             write_comparison(runs, tmp, links={r.label: f"{folder}/report.html" for r, folder in zip(runs, folders)},
                              drawn_in=[tmp / folder for folder in folders])
-    print_summary(runs, args.out)
+    print_summary(runs)
+    print(f"report: {Path(args.out) / 'report.html'}" if args.out is not None
+          else "(pass --out DIR to save tables, figures and a report)")
     return 0
 
 
@@ -192,31 +193,3 @@ def _warn_if_repeated(plans: list, paths: list[str]) -> None:
         if len(same) > 1 and digest != "None":
             warn_user(f"{' and '.join(same)} hold the same bytes (sha256 {digest[:12]}: one file, or copies "
                       "of one), so their runs are identical; check the --checkpoint paths")
-
-
-SE_NOTE = ("se: std / sqrt(n) over the n images; for a top-1 accuracy, Agresti and Coull's plus-four "
-           "estimate over the n held-out images")
-
-
-def print_summary(runs: list, out: str | None) -> None:
-    """The dataset once, then one line per metric at the deepest layer with its units and a
-    numbered note, ``[k]``, whose protocol is printed below the table (so rows stay narrow),
-    and how the standard errors were estimated."""
-    from vitprobe.plots.style import protocol_caption
-
-    firsts = [next(iter(run.values())).protocol for run in runs]  # values that differ are joined by |
-    print(protocol_caption([{k: p[k] for k in ("dataset", "image_size") if k in p} for p in firsts],
-                           labels=[run.label for run in runs]) + " · each value at the analysis's deepest layer")
-    # The dataset is said once above: every run of one command reads the same --data.
-    table = pd.concat([r.summary() for r in runs], ignore_index=True).drop(columns="dataset")
-    notes = list(dict.fromkeys(p for p in table["protocol"] if p))
-    table["protocol"] = [f"[{notes.index(p) + 1}]" if p else "" for p in table["protocol"]]
-    with pd.option_context("display.max_colwidth", 60, "display.width", 200, "display.float_format", "{:.4g}".format):
-        print(table.to_string(index=False, na_rep="-"))  # NaN: no such number (a mean over heads has no std)
-    for number, text in enumerate(notes, start=1):
-        print(f"[{number}] {text}")
-    print(SE_NOTE)
-    if out is not None:
-        print(f"report: {Path(out) / 'report.html'}")
-    else:
-        print("(pass --out DIR to save tables, figures and a report)")

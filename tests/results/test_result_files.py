@@ -548,6 +548,8 @@ def test_a_comparison_report_names_each_runs_tables_and_links_by_its_compared_la
     assert "<dt>arch</dt><dd>vit_small</dd>" in page and "<dt>analysis warned</dt><dd>knn: b &amp; c warned</dd>" in page
     assert '<p><a href="b&amp;c/report.html">report of b &amp; c</a></p>' in page
     assert "report of mine" not in page  # no page of its own was given
+    alone = compare_report([a], ["mine"], ["knn"], svgs)  # what analyze of one checkpoint writes at the top
+    assert "<title>vitprobe report: mine</title>" in alone and "comparison" not in alone
     assert _embedded_svgs(page) == svgs
     knn, nmi = page.split('<section id="knn">')[1].split('<section id="attention_nmi">')
     assert "k 20 (mine &lt;1&gt;) | 5 (b &amp; c)" in knn.split("</figcaption>")[0]

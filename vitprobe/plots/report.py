@@ -103,8 +103,8 @@ def run_report(run: "Run", svgs: Mapping[str, str]) -> str:
 
 def compare_report(runs: Sequence["Run"], labels: Sequence[str], names: Sequence[str],
                    svgs: Mapping[str, str], links: Mapping[str, str] | None = None) -> str:
-    """A report of several runs: their checkpoints, then per analysis the overlaid figure and
-    each run's table. ``links`` maps a run label to its own report page, if there is one."""
+    """A report of several runs (titled a comparison; of one run, a report): their checkpoints,
+    then per analysis the overlaid figure and each run's table. ``links`` maps a run label to its own report page, if there is one."""
     body = ["<h2>checkpoints</h2>"]
     for label, run in zip(labels, runs):
         body.append(_checkpoint(label, run.checkpoint, run.meta.get("analysis_warnings", [])))
@@ -118,4 +118,5 @@ def compare_report(runs: Sequence["Run"], labels: Sequence[str], names: Sequence
         for label, result in present:
             body.append(f"<h4>{html.escape(label)}</h4>" + _table(result) + _protocol(result.protocol))
         body.append("</section>")
-    return _page("vitprobe comparison: " + ", ".join(labels), body)
+    kind = "comparison" if len(labels) > 1 else "report"  # analyze of one checkpoint compares nothing
+    return _page(f"vitprobe {kind}: " + ", ".join(labels), body)

@@ -129,14 +129,15 @@ def _checked_config(options: dict[str, Any]) -> "TrainConfig":
 
 def _culprit(config: str, base: dict[str, Any], given: dict[str, Any], err: ConfigError) -> str:
     """``config`` where the file with only the method and data it may leave to the command
-    line fails in the same way, else ``config`` with the command line's options."""
+    line fails in the same way, else the command line's options (over ``config``): the file
+    alone is sound, so the fault is in what the command line adds."""
     alone = {**{k: given[k] for k in ("method", "data") if k in given}, **base}
     try:
         _checked_config(alone)
     except ConfigError as own:
         if str(own) == str(err):
             return config
-    return f"{config} with the command line's options"
+    return f"the command line's options (over {config})"
 
 
 def _saved_options(out: Path, given_all: bool = False) -> dict[str, Any]:

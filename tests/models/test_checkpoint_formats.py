@@ -10,6 +10,7 @@ import torch
 from official_layouts import CASES, VIT, Case, make_case
 from timm.layers import resample_abs_pos_embed
 
+from vitprobe.analysis import prepare_analysis
 from vitprobe.errors import CheckpointError, ConfigError
 from vitprobe.models import inspect_checkpoint, load_model
 from vitprobe.models.formats import formats
@@ -96,11 +97,15 @@ def test_a_missing_key_is_not_blamed_on_the_head_count(tmp_path):
 
 def test_a_guessed_head_count_is_warned_and_a_given_one_is_not(tmp_path):
     made = make_case(next(c for c in CASES if c.id == "timm-pth"), tmp_path)  # width 128: no published heads
-    with pytest.warns(UserWarning, match=r"does not give the head count, so it was guessed: width 128 // 64.*2 heads.*--num-heads"):
+    with pytest.warns(UserWarning, match=r"does not give the head count, so it was guessed: width 128 // 64.*2 heads.*--num-heads") as said:
         load_model(made.path)
-    with warnings.catch_warnings():
+    hint = str(said[0].message).split("Python: ")[1]
+    assert hint.startswith("load_model(num_heads=N), analyze(load_options={'num_heads': N}))")
+    with warnings.catch_warnings():  # each way the warning names takes the head count without a guess
         warnings.simplefilter("error")
         assert load_model(made.path, num_heads=2).vitprobe_info["report"]["num_heads_from"] == "given (--num-heads)"
+        plan = prepare_analysis(made.path, "synthetic:4", "fourier", load_options={"num_heads": 2})
+        assert plan.info.num_heads == 2
 
 
 @pytest.mark.parametrize("case_id, warned", [("mae-finetuned", True), ("timm-pth", False)])

@@ -318,7 +318,8 @@ def load_model(path: str | os.PathLike[str], arch: ArchSpec | Mapping[str, Any] 
     if str(it.report["num_heads_from"]).startswith(GUESSED):
         warn_user(f"{path}: the file does not give the head count, so it was {it.report['num_heads_from']}: "
                   f"{plural(spec.num_heads, 'head')}; per-head results assume it; pass --num-heads (reproduce: --num-heads "
-                  "KEY=N; Python num_heads=) if the model was trained with another")
+                  "KEY=N; Python: load_model(num_heads=N), analyze(load_options={'num_heads': N})) if the model "
+                  "was trained with another")
     said = training_warnings(it.report)
     if said:
         more = f" (and in {plural(len(said) - 1, 'later epoch')})" if len(said) > 1 else ""

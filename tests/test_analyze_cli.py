@@ -531,6 +531,10 @@ def test_training_files_are_named_after_their_run_folder_and_labels_can_be_given
     assert main(["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, *common,
                  "--label", "only-one"]) == 2
     assert "one --label per --checkpoint" in capsys.readouterr().err
+    assert main(["analyze", "--checkpoint", checkpoint, "--checkpoint", checkpoint, *common,
+                 "--label", "X", "--label", "X", "--out", str(tmp_path / "twice")]) == 2
+    assert ("vitprobe: error: --label 'X' is given 2 times; give each --checkpoint its own label"
+            in capsys.readouterr().err) and not (tmp_path / "twice").exists()
 
 
 def test_sigterm_cleans_up_like_ctrl_c(checkpoint, tmp_path, capsys, monkeypatch):

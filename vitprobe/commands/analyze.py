@@ -97,6 +97,10 @@ def _analyze(args: argparse.Namespace, is_main: bool) -> int:
     if args.label is not None and len(args.label) != len(args.checkpoint):
         raise ConfigError(f"--label given {len(args.label)} times for {len(args.checkpoint)} "
                           "--checkpoint; give one --label per --checkpoint, or none")
+    repeated = [label for label in dict.fromkeys(args.label or []) if args.label.count(label) > 1]
+    if repeated:  # typed twice: not made distinct behind the user's back, as file stems are
+        raise ConfigError(f"--label {repeated[0]!r} is given {args.label.count(repeated[0])} times; give each "
+                          "--checkpoint its own label (the legends, tables and run folders go by it)")
     count = len(args.checkpoint)
     heads = [None if n is None else head_count(n) for n in per_checkpoint(args.num_heads, "--num-heads", count)]
     per_file = zip(heads, per_checkpoint(args.format, "--format", count), per_checkpoint(args.key, "--key", count))

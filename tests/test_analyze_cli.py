@@ -113,7 +113,8 @@ def test_compare_two_runs(two_runs, tmp_path, capsys):
     ],
 )
 def test_user_mistakes_fail_in_one_line_before_any_work(checkpoint, tmp_path, capsys, argv, message):
-    base = ["analyze", "--checkpoint", checkpoint, "--data", "synthetic:4", "--out", str(tmp_path / "o"), "--no-progress"]
+    data = [] if "--data" in argv else ["--data", "synthetic:4"]  # an option is given once
+    base = ["analyze", "--checkpoint", checkpoint, *data, "--out", str(tmp_path / "o"), "--no-progress"]
     assert main(base + argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
@@ -961,6 +962,22 @@ def test_compare_prints_the_summary_of_every_run_under_its_own_dataset(tmp_path,
         assert row[-1] == "[1]" and int(row[-2]) == expected["n"]
     assert re.search(r"^\[1\] mean over 2 heads", out, re.M) and "\nse: std / sqrt(n) over the n images" in out
     assert out.rstrip().endswith(f"compared {', '.join(labels)}: {tmp_path / 'cmp'}/report.html")
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["inspect", "--checkpoint", "a.pth", "--checkpoint", "b.pth"], "argument --checkpoint: given twice (a.pth, then b.pth)"),
+    (["analyze", "--checkpoint", "a.pth", "--data=digits", "--data", "synthetic:8"],
+     "argument --data: given twice (digits, then synthetic:8)"),
+    (["train", "--method", "mae", "--data", "digits", "--epochs", "1", "--epochs", "2"],
+     "argument --epochs: given twice (1, then 2)"),
+])
+def test_a_single_value_option_given_twice_is_a_usage_error(argv, said, capsys):
+    """argparse would keep the last value without a word (inspect would read b.pth alone)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"vitprobe {argv[0]}: error: {said}; give it once" in err and "no such" not in err
 
 
 def test_main_puts_back_the_sigterm_handler_it_found(capsys):

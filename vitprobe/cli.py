@@ -53,6 +53,29 @@ class _PrintVersion(argparse.Action):
         parser.exit()
 
 
+class _StoreOnce(argparse._StoreAction):
+    """A single-value option (``--data X``), which argparse would let a second occurrence
+    overwrite silently (``inspect --checkpoint A --checkpoint B`` reading B alone): given twice,
+    it is a usage error naming both values."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if getattr(self, "given", None) is not None:
+            parser.error(f"argument {'/'.join(self.option_strings)}: given twice ({self.given}, then {values}); "
+                         "give it once")
+        self.given = values
+        super().__call__(parser, namespace, values, option_string)
+
+
+class _Parser(argparse.ArgumentParser):
+    """A sub-command's parser: its plain options take one value once (``_StoreOnce``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every sub-command registered."""
     parser = argparse.ArgumentParser(
@@ -63,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plugin", action="append", metavar="NAME", help=PLUGIN_HELP)
     parser.add_argument("--version", action=_PrintVersion,
                         help="print vitprobe's version and those of torch and timm, then exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for name in command_modules():
         importlib.import_module(f"vitprobe.commands.{name}").register(sub)
     for command in sub.choices.values():  # `vitprobe analyze ... --debug` works as well

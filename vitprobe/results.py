@@ -501,6 +501,10 @@ def load_runs(folder: str | os.PathLike[str]) -> list[Run]:
                       key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
         if subs:
             return [Run.load(p) for p in subs]
+        if listed.is_file():  # compare's output: the overlaid figures and stacked tables, no run folders
+            raise ConfigError(f"{folder}: a comparison (of {abbreviate(order, 4)}), which keeps the overlaid "
+                              "figures and tables but not the runs; load the run folders it was made from (runs "
+                              "compared from Python: save each first, run.save(folder))")
         recipes = sorted(p.name for p in folder.iterdir() if (p / "runs").is_dir())
         if recipes:  # the --out of vitprobe reproduce: one folder per recipe
             raise ConfigError(f"{folder}: this holds the recipe folders of `vitprobe reproduce` "

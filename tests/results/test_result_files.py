@@ -1096,6 +1096,15 @@ def test_the_out_folder_of_reproduce_names_its_recipe_folders(tmp_path, results)
         load_runs(tmp_path)  # holds rep, which is no recipe's folder
 
 
+def test_loading_a_comparison_says_it_keeps_no_runs(tmp_path, results):
+    from vitprobe.results import compare, load_runs
+
+    compare([Run(results, label="a"), Run(results, label="b")], tmp_path / "cmp")
+    with pytest.raises(ConfigError, match=r"cmp: a comparison \(of a, b\), which keeps the overlaid figures and "
+                                          r"tables but not the runs; load the run folders it was made from"):
+        load_runs(tmp_path / "cmp")
+
+
 def test_the_per_head_dots_of_two_runs_sit_either_side_of_their_layer():
     table = pd.DataFrame({"metric": "attention_distance_px", "layer": [1, 1, 2, 2], "head": [0, 1, 0, 1],
                           "value": [1.0, 2.0, 3.0, 4.0]})

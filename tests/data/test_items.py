@@ -149,6 +149,28 @@ def test_a_dataloader_whose_collate_builds_the_items_is_checked_on_its_first_bat
         vitprobe.analyze(model, small, analyses=["attention_distance"], progress=False)
 
 
+def test_a_torchvision_image_folder_is_read_and_named_by_its_root(model, tmp_path):
+    """torchvision's ImageFolder: a transform that stops before ToTensor gives PIL images, which
+    the error names with the fix; with it, the protocol records the folder read (``root``)."""
+    from PIL import Image
+    from torchvision import datasets, transforms
+
+    for index in range(4):
+        (tmp_path / f"c{index % 2}").mkdir(exist_ok=True)
+        Image.new("RGB", (32, 32), (60 * index, 0, 0)).save(tmp_path / f"c{index % 2}" / f"{index}.png")
+    pil = datasets.ImageFolder(str(tmp_path), transform=transforms.Resize((32, 32)))
+    with pytest.raises(ConfigError, match=r"^dataset ImageFolder: its images are PIL images, not tensors; end its "
+                                          r"transform with transforms.ToTensor\(\) and transforms.Normalize\(mean, std\)"):
+        vitprobe.analyze(model, pil, analyses=["fourier"], progress=False)
+    with pytest.raises(ConfigError, match=r"^dataset list: items must be \(image, label\) pairs"):  # other items
+        vitprobe.analyze(model, [("not an image", 0)], analyses=["fourier"], progress=False)
+    tensors = datasets.ImageFolder(str(tmp_path), transform=transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]))
+    run = vitprobe.analyze(model, tensors, analyses=["fourier"], progress=False)
+    described = run["fourier"].protocol["dataset"]
+    assert described["spec"] == "ImageFolder" and described["root"] == str(tmp_path) and described["size"] == 4
+
+
 def test_image_label_pairs_are_read_as_items(model):
     """A dataset of (image, label) pairs (torchvision's shape) gives the tables of the same data
     as item dicts through a collate_fn; a DataLoader over pairs is refused, naming the fix."""

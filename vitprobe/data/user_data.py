@@ -6,6 +6,7 @@ chosen from the dataset (``sampled``)."""
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -110,7 +111,8 @@ def describe_data(data: Dataset | DataLoader, first: Mapping[str, Any] | None
                   ) -> tuple[dict[str, Any], bool, list[str]]:
     """The protocol's description of ``data``, whether its items carry masks, and its label
     names (a vitprobe dataset says so; others are read off ``first``). A dataset of one's own
-    is described by its class, size and a hash of its first image; a Subset, or a DataLoader
+    is described by its class, size, folder (``root``, as torchvision's datasets keep it) and a
+    hash of its first image; a Subset, or a DataLoader
     that samples, by the dataset it reads from, with ``size`` the images read and ``sampled``
     how they were chosen (that dataset's class counts are dropped: they count other images)."""
     dataset = data.dataset if isinstance(data, DataLoader) else data
@@ -120,7 +122,7 @@ def describe_data(data: Dataset | DataLoader, first: Mapping[str, Any] | None
         if first is None:
             empty = hasattr(dataset, "__len__") and len(dataset) == 0
             raise ConfigError(f"dataset {dataset_name(dataset)} is empty; give it images" if empty
-                              else f"dataset {dataset_name(dataset)}: {ITEM_HELP}")
+                              else f"dataset {dataset_name(dataset)}: {_item_help(dataset)}")
         has_masks = "mask" in first if has_masks is None else has_masks
         labels = first.get("labels", {})
         label_names = (list(labels) if isinstance(labels, Mapping) else []) if label_names is None else label_names
@@ -129,6 +131,18 @@ def describe_data(data: Dataset | DataLoader, first: Mapping[str, Any] | None
     if how is not None:
         facts = _sampled(facts, sum(len(batch) for batch in data.batch_sampler), how)
     return facts, bool(has_masks), list(label_names)
+
+
+def _item_help(dataset: Any) -> str:
+    """What a dataset whose items vitprobe cannot read should give: the fix for PIL images (a
+    torchvision dataset whose transform stops before ``ToTensor``), else :data:`ITEM_HELP`."""
+    first = dataset[0] if hasattr(dataset, "__getitem__") else None
+    image = (first[0] if isinstance(first, (tuple, list)) and first
+             else first.get("image") if isinstance(first, Mapping) else None)
+    if type(image).__module__.startswith("PIL."):
+        return ("its images are PIL images, not tensors; end its transform with transforms.ToTensor() and "
+                "transforms.Normalize(mean, std) (the model's; ImageNet's for the published checkpoints)")
+    return ITEM_HELP
 
 
 def _describe(dataset: Any, first: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -147,6 +161,9 @@ def _describe(dataset: Any, first: Mapping[str, Any] | None) -> dict[str, Any]:
     if callable(describe):
         return describe()
     facts: dict[str, Any] = {"spec": type(dataset).__name__, "size": len(dataset)}
+    root = getattr(dataset, "root", None)  # torchvision's datasets keep the folder they read
+    if isinstance(root, (str, os.PathLike)):
+        facts["root"] = os.fspath(root)
     if first is not None and isinstance(first.get("image"), (torch.Tensor, np.ndarray)):
         pixels = torch.as_tensor(first["image"]).detach().cpu().contiguous().numpy().tobytes()
         facts["first_image_sha256"] = hashlib.sha256(pixels).hexdigest()[:16]

@@ -358,8 +358,8 @@ def _check_checkpoint(entry: "ModelEntry", where: str) -> int:
         info = inspect_checkpoint(path, num_heads=entry.num_heads)
     except VitprobeError as err:
         raise ConfigError(f"{where}: {err}") from None
-    if info["report"]["fits"] is not True:
-        raise ConfigError(f"{where}: {info['report']['fits']}")
+    if not info["report"]["fits"]:
+        raise ConfigError(f"{where}: {info['report']['fit_error']}")
     _warn_if_role_differs(entry, info, where)
     return int(info["arch"]["depth"])
 

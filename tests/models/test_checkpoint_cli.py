@@ -25,7 +25,7 @@ def test_inspect_json(tmp_path, capsys):
     assert vitprobe.cli.main(["inspect", "--checkpoint", str(made.path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["format"] == "dino" and info["arch"] == VIT.to_dict()
-    assert info["report"]["key"] == "teacher" and info["report"]["fits"] is True
+    assert info["report"]["key"] == "teacher" and info["report"]["fits"] is True and info["report"]["fit_error"] is None
     assert vitprobe.cli.main(["inspect", "--checkpoint", str(made.path)]) == 0
     text = capsys.readouterr().out  # args is read for the heads, so it is not "not read"
     held = next(line for line in text.splitlines() if line.startswith("also held    "))

@@ -144,7 +144,8 @@ def test_damaged_weights_are_refused_at_load_naming_the_tensor(tmp_path, case_id
     with pytest.raises(CheckpointError, match=message) as err:
         load_model(made.path)
     _one_line_naming(err, made.path)
-    assert re.search(message, inspect_checkpoint(made.path)["report"]["fits"])
+    report = inspect_checkpoint(made.path)["report"]
+    assert report["fits"] is False and re.search(message, report["fit_error"])
 
 
 @pytest.mark.parametrize("case_id", ["timm-pth", "mae-training"])

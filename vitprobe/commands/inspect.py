@@ -65,8 +65,7 @@ def describe(info: dict[str, Any]) -> str:
                      "not loaded; hints such as args or arch are read from them)")
     if "training" in report:
         lines += _training_lines(report["training"])
-    fits = report["fits"]
-    lines.append("strict load  ok" if fits is True else f"strict load  FAILS: {fits}")
+    lines.append("strict load  ok" if report["fits"] else f"strict load  FAILS: {report['fit_error']}")
     return "\n".join(lines)
 
 
@@ -78,4 +77,4 @@ def run(args: argparse.Namespace) -> int:
     heads = None if args.num_heads in (None, "auto") else head_count(args.num_heads)
     info = inspect_checkpoint(args.checkpoint, format=args.format, key=args.key, num_heads=heads)
     print(json.dumps(info, indent=2, sort_keys=True) if args.json else describe(info))
-    return 0 if info["report"]["fits"] is True else 1
+    return 0 if info["report"]["fits"] else 1

@@ -386,15 +386,16 @@ def inspect_checkpoint(path: str | os.PathLike[str], format: str | None = None,
                        arch: ArchSpec | Mapping[str, Any] | str | None = None) -> dict[str, Any]:
     """Detected format, inferred architecture and load report of ``path``, without a real model.
 
-    ``report["fits"]`` is True when a strict load would succeed, else the error it would give.
+    ``report["fits"]`` is whether a strict load would succeed, and ``report["fit_error"]`` the
+    error it would give (None when it fits).
     """
     path = Path(path)
     it = interpret(read_checkpoint(path), format, key, num_heads, arch)
     try:
         check_fit(path, it, it.spec, it.state_dict)
-        it.report["fits"] = True
+        it.report["fits"], it.report["fit_error"] = True, None
     except CheckpointError as err:
-        it.report["fits"] = str(err)
+        it.report["fits"], it.report["fit_error"] = False, str(err)
     return {"path": str(path.resolve()), "sha256": file_sha256(path), "format": it.format,
             "arch": it.spec.to_dict(), "num_prefix_tokens": it.spec.num_prefix_tokens,
             "summary": it.spec.describe(), "report": it.report}

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_resume import assert_same_run, stop_after_first_save  # noqa: E402
 
 from vitprobe.cli import main  # noqa: E402
+from vitprobe.errors import ConfigError  # noqa: E402
 
 SMALL = ["--epochs", "2", "--batch-size", "8", "--no-progress"]
 
@@ -47,8 +48,16 @@ def test_the_shipped_training_configs_are_valid(tmp_path):
         assert config.method in file.stem and config.preset == "tiny"
 
 
-def test_resume_with_only_the_out_folder_continues_exactly(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("way", ["command line", "python"])
+def test_resume_with_only_the_out_folder_continues_exactly(tmp_path, monkeypatch, capsys, way):
+    """``vitprobe train --resume --out DIR`` and ``train({"out": DIR}, resume=True)`` take the
+    run's own options from its config.json."""
+    from vitprobe.train import train
+
     def run(out: Path, resume: bool) -> None:
+        if resume and way == "python":
+            assert train({"out": str(out)}, resume=True, progress=False) == out / "final.safetensors"
+            return
         argv = ["--resume", "--out", str(out), "--no-progress"] if resume else [
             "--method", "mae", "--data", "synthetic:16", "--set", "mask_ratio=0.5", "--seed", "3",
             "--out", str(out), *SMALL]
@@ -60,6 +69,10 @@ def test_resume_with_only_the_out_folder_continues_exactly(tmp_path, monkeypatch
     assert_same_run(tmp_path / "full", tmp_path / "split")
     # options that may change on resume are taken; the others are refused with the saved value named
     capsys.readouterr()
+    if way == "python":
+        with pytest.raises(ConfigError, match="--batch-size was 8, now 4"):
+            train({"out": str(tmp_path / "split"), "batch_size": 4}, resume=True, progress=False)
+        return
     assert main(["train", "--resume", "--out", str(tmp_path / "split"), "--batch-size", "4"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--batch-size was 8, now 4" in err and "\n" not in err
@@ -97,7 +110,7 @@ def test_resume_with_only_the_out_folder_continues_exactly(tmp_path, monkeypatch
      "{out}/config.json: unknown training option(s) ['grad_accum']"),
     (["--config", "{cfg}"], "- method\n", "{cfg}: a training config is a YAML mapping of training options"),
     (["--config", "{tmp}/missing.yaml"], None, "{tmp}/missing.yaml: no such training config file"),
-    (["--resume"], None, "--resume: {out} holds no training run (no config.json); point --out at the folder"),
+    (["--resume"], None, "--resume (Python: resume=True): {out} holds no training run (no config.json); point --out (out=) at the folder"),
     (["--resume"], "not json", "--resume: {out}/config.json is not valid JSON (Expecting value: line 1 column 1 (char 0)); repeat the run's"),
 ])
 def test_a_missing_or_bad_source_of_options_is_one_line(tmp_path, capsys, argv, content, message):

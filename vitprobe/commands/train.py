@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from vitprobe.commands._key_values import parse_key_values
 from vitprobe.commands._data_help import SPEC_HELP
-from vitprobe.errors import ConfigError, brief_reason, plural, warn_user
+from vitprobe.errors import ConfigError, plural
 
 if TYPE_CHECKING:
     from vitprobe.train import TrainConfig
@@ -75,7 +75,7 @@ def training_config(args: argparse.Namespace) -> "TrainConfig":
     run's own ``config.json``), then the options given on the command line; ``--set`` values
     are merged key by key into the file's ``hparams``. An error in the file's options names it."""
     from vitprobe.train import TrainConfig
-    from vitprobe.train.config import read_train_config
+    from vitprobe.train.config import read_train_config, saved_options
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)  # options named as fields
              if getattr(args, f.name, None) is not None}
@@ -86,7 +86,7 @@ def training_config(args: argparse.Namespace) -> "TrainConfig":
         source, base = args.config, read_train_config(Path(args.config))
     elif args.resume:
         out = Path(given.get("out", TrainConfig.out))
-        source, base = str(out / "config.json"), _saved_options(out, given_all={"method", "data"} <= set(given))
+        source, base = str(out / "config.json"), saved_options(out, given_all={"method", "data"} <= set(given))
     if source is not None:
         try:
             TrainConfig.check_names(base, method=given.get("method"))
@@ -138,32 +138,6 @@ def _culprit(config: str, base: dict[str, Any], given: dict[str, Any], err: Conf
         if str(own) == str(err):
             return config
     return f"the command line's options (over {config})"
-
-
-def _saved_options(out: Path, given_all: bool = False) -> dict[str, Any]:
-    """The options a training run in ``out`` recorded in its config.json (for --resume). An
-    unreadable config.json is an error unless the command line gives the run's options
-    (``given_all``: method and data at least), which the train state's own record then checks."""
-    import json
-
-    path = out / "config.json"
-    if not path.is_file() and not given_all:
-        raise ConfigError(f"--resume: {out} holds no training run (no config.json); point --out at "
-                          "the folder of the run to continue")
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        problem = None if isinstance(saved, dict) else "is not a mapping of training options"
-    except json.JSONDecodeError as err:
-        saved, problem = {}, f"is not valid JSON ({brief_reason(err)})"
-    except (OSError, UnicodeDecodeError) as err:
-        saved, problem = {}, f"cannot be read ({brief_reason(err)})"
-    if problem is None:
-        return saved
-    if given_all:  # the command line's options stand in; --resume compares them with the train state
-        warn_user(f"--resume: {path} {problem}; resuming with the options given on the command line")
-        return {}
-    raise ConfigError(f"--resume: {path} {problem}; repeat the run's options (--method, --data, ...) "
-                      "on the command line or with --config FILE")
 
 
 def _loss_summary(log: Path, config: "TrainConfig") -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vitprobe.data.spec import absolute_spec
-from vitprobe.errors import ConfigError, check_whole, plural
+from vitprobe.errors import ConfigError, brief_reason, check_whole, plural, warn_user
 from vitprobe.json_safe import python_numbers
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.seeding import check_seed
@@ -312,6 +312,49 @@ def read_train_config(path: Path) -> dict[str, Any]:
     config is built), as ``analyses/train/*.yaml`` and ``vitprobe train --config`` use them."""
     return read_yaml_mapping(path, "training config",
                              "a training config is a YAML mapping of training options (vitprobe train --help)")
+
+
+def saved_options(out: Path, given_all: bool = False) -> dict[str, Any]:
+    """The options a training run in ``out`` recorded in its config.json (for a resume). An
+    unreadable config.json is an error unless the caller gives the run's options
+    (``given_all``: method and data at least), which the train state's own record then checks."""
+    import json
+
+    path = out / "config.json"
+    if not path.is_file() and not given_all:
+        raise ConfigError(f"--resume (Python: resume=True): {out} holds no training run (no config.json); point "
+                          "--out (out=) at the folder of the run to continue")
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        problem = None if isinstance(saved, dict) else "is not a mapping of training options"
+    except json.JSONDecodeError as err:
+        saved, problem = {}, f"is not valid JSON ({brief_reason(err)})"
+    except (OSError, UnicodeDecodeError) as err:
+        saved, problem = {}, f"cannot be read ({brief_reason(err)})"
+    if problem is None:
+        return saved
+    if given_all:  # the options given stand in; the resume compares them with the train state
+        warn_user(f"--resume: {path} {problem}; resuming with the options given")
+        return {}
+    raise ConfigError(f"--resume: {path} {problem}; repeat the run's options (--method, --data, ...) "
+                      "on the command line, with --config FILE, or in the config given to train()")
+
+
+def resumed_options(given: dict[str, Any]) -> dict[str, Any]:
+    """The options of a run resumed from Python with only some given (``train({"out": DIR},
+    resume=True)``, as ``vitprobe train --resume --out DIR``): the run's config.json with the
+    given options over it, ``hparams`` merged key by key."""
+    out = Path(given.get("out", TrainConfig.out))
+    base = saved_options(out, given_all={"method", "data"} <= set(given))
+    try:
+        TrainConfig.check_names(base, method=given.get("method"))
+    except ConfigError as err:
+        raise ConfigError(f"{out / 'config.json'}: {err}") from None
+    options = {**base, **given}
+    earlier, added = base.get("hparams"), given.get("hparams")
+    if isinstance(earlier, dict) and isinstance(added, dict):
+        options["hparams"] = {**earlier, **added}
+    return options
 
 
 def resolve_optim(config: TrainConfig, hparams: dict[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from vitprobe.output_paths import check_output_folder, is_analysis_output, user_
 from vitprobe.seeding import seeded
 from vitprobe.train import checkpointing as ckpt
 from vitprobe import distributed
-from vitprobe.train.config import TrainConfig, resolve_optim
+from vitprobe.train.config import TrainConfig, resolve_optim, resumed_options
 from vitprobe.train.monitor import LOG_FILE, Monitor, TrainingDivergedError, check_finite, is_training_log
 from vitprobe.train.objectives._vit import set_drop_path
 from vitprobe.train.collapse import collapse_warnings
@@ -381,7 +381,8 @@ def check_training_data(config: TrainConfig) -> None:
 def train(config: TrainConfig | Mapping[str, Any], *, resume: bool = False, dataset: Dataset | None = None,
           objective_factory: ObjectiveFactory | None = None, progress: bool = True) -> Path:
     """Train ``config`` (a TrainConfig or a dict of its fields) and return
-    ``<out>/final.safetensors`` (loadable by load_model);
+    ``<out>/final.safetensors`` (loadable by load_model); with ``resume``, a dict may give only
+    ``out`` (and what it changes, such as ``device``): the rest comes from the run's config.json;
     ``progress=False`` hides the progress bar and the one-line plan before it (log.csv and
     warnings are unchanged).
 
@@ -393,8 +394,8 @@ def train(config: TrainConfig | Mapping[str, Any], *, resume: bool = False, data
     (Python, NumPy, torch), gradient mode, determinism setting and process group are left as
     they were.
     """
-    if isinstance(config, Mapping):
-        config = TrainConfig.from_overrides(dict(config))
+    if isinstance(config, Mapping):  # with resume, the options not given are the run's own
+        config = TrainConfig.from_overrides(resumed_options(dict(config)) if resume else dict(config))
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"train takes a TrainConfig (or a dict of its fields), got "
                           f"{type(config).__name__}; e.g. train(TrainConfig(method='mae'))")

@@ -43,6 +43,9 @@ def _execute(tmp_path: Path, kernel_dir: Path, checkpoint_a: str | None):
     # Tables render as DataFrames (HTML) and figures as images, inline.
     assert any("text/html" in o.get("data", {}) for o in outputs)
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
+    # The summary shows each row's protocol whole (pandas cuts cells at 50 characters by default).
+    summary = "".join(o.get("data", {}).get("text/html", "") for o in notebook.cells[-1].outputs)
+    assert "mean over 2 heads (no std over images; se: the mean of the heads' se)" in summary, summary
     return "".join(o.get("data", {}).get("text/plain", "") for o in notebook.cells[2].outputs)
 
 

@@ -220,7 +220,11 @@ def test_sites_can_be_given_as_they_print_or_as_pairs() -> None:
     with torch.no_grad():
         for given in ("attn.2", ("attn", 2), ["attn.2", ("tokens", 1)], [Site("attn", 2)]):
             with capture(model, given) as cap:
-                assert Site("attn", 2) in cap.run(images)
+                found = cap.run(images)
+            assert Site("attn", 2) in found  # and indexed as it was given, printed or as a pair
+            assert found["attn.2"] is found[("attn", 2)] is found[Site("attn", 2)]
+        with pytest.raises(KeyError, match=r"'tokens.2' was not captured; the capture holds attn.2\b"):  # the last capture's sites
+            found["tokens.2"]
         for bad in ("attn", "attn.two", [("attn", "2")], [3]):
             with pytest.raises(CaptureError, match=r"is not a site; give Site\('attn', 3\), \('attn', 3\) or 'attn.3'"):
                 capture(model, bad).__enter__()

@@ -158,6 +158,17 @@ def _as_site(site: object) -> Site:
                        "(kinds 'attn' and 'tokens', blocks numbered from 1)")
 
 
+class Captured(dict):
+    """What :meth:`Capture.run` returns: tensors by Site, also indexed as the sites may be given,
+    ``("attn", 3)`` (equal to the Site) or ``"attn.3"``."""
+
+    def __missing__(self, key: object) -> torch.Tensor:
+        site = _as_site(key) if isinstance(key, str) else None
+        if site is not None and site in self:
+            return self[site]
+        raise KeyError(f"{key!r} was not captured; the capture holds {', '.join(str(s) for s in sorted(self))}")
+
+
 def _is_one_site(sites: object) -> bool:
     """A single site given alone (not in a list): a Site, ``"attn.3"`` or ``("attn", 3)``."""
     return isinstance(sites, (Site, str)) or (isinstance(sites, tuple) and _is_pair(sites))
@@ -257,9 +268,9 @@ class Capture:
             self._handles.append(self.blocks[self.last_block - 1].register_forward_hook(stop))
 
     # -- running ---------------------------------------------------------------------------
-    def run(self, images: torch.Tensor) -> dict[Site, torch.Tensor]:
+    def run(self, images: torch.Tensor) -> Captured:
         """One forward pass over ``images`` (B, 3, H, W) of the model's dtype; returns every
-        requested site (nothing is kept)."""
+        requested site (nothing is kept), by Site or as given (``"attn.3"``)."""
         if not self._handles and self.sites:
             raise CaptureError("the capture's hooks are not installed: call run inside `with capture(model, "
                                "sites) as cap:` (a capture is done when its block ends), or cap.install() first")
@@ -283,7 +294,7 @@ class Capture:
             raise CaptureError(
                 f"capture sites did not fire: {names}; the model's forward does not pass "
                 "through its timm blocks/attention as expected")
-        return found
+        return Captured(found)
 
 
 def _check_images(images: object, model: nn.Module) -> None:

@@ -12,7 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Read run folders written by `vitprobe analyze` (a folder with several "
                     "checkpoint sub-folders counts as all of them), write overlaid figures, stacked "
                     "tables and a report.html, and print the summary table analyze prints.")
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                   help="a run folder (it holds run.json), an analyze --out folder (all its runs), or a recipe "
+                        "folder of reproduce --out (the runs in its runs/)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (refused if not empty)")
     p.add_argument("--overwrite", action="store_true", help="replace --out once the comparison is complete")
     p.set_defaults(func=run)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from vitprobe.errors import ConfigError, OutputExistsError, abbreviate, warn_user
+from vitprobe.errors import ConfigError, OutputExistsError, abbreviate, collected_warnings, warn_user
 from vitprobe.json_safe import jsonable
 from vitprobe.output_paths import atomic_output, holds, write_atomically
 
@@ -417,7 +417,7 @@ def unique_labels(labels: list[str]) -> list[str]:
 
 
 def write_comparison(runs: list[Run], folder: Path, links: Mapping[str, str] | None = None,
-                     drawn_in: Sequence[Path] | None = None) -> list[str]:
+                     drawn_in: Sequence[Path] | None = None, warned: Sequence[str] = ()) -> list[str]:
     """Into an existing folder, draw every analysis of several runs into one figure each (a
     legend names each checkpoint), write the stacked tables (with a ``run`` column), each
     run's protocol per analysis (``<analysis>.json``: run label -> protocol), ``runs.json``
@@ -425,7 +425,8 @@ def write_comparison(runs: list[Run], folder: Path, links: Mapping[str, str] | N
 
     ``drawn_in`` names, per run, the folder where :meth:`Run.write_into` has just drawn that
     run's own figures: an analysis that only that run has, under its own label, is the same
-    figure, and is copied instead of drawn again (half the drawing of a one-checkpoint analyze)."""
+    figure, and is copied instead of drawn again (half the drawing of a one-checkpoint analyze).
+    ``warned`` (what comparing the runs warned of) heads the report."""
     from vitprobe.plots import draw, figure_bytes
     from vitprobe.plots.report import compare_report
 
@@ -451,7 +452,7 @@ def write_comparison(runs: list[Run], folder: Path, links: Mapping[str, str] | N
         stacked = pd.concat([r.table.assign(run=label) for label, r in items], ignore_index=True)
         stacked.to_csv(folder / f"{name}.csv", index=False, lineterminator="\n")
         _write_text(folder / f"{name}.json", _dump_json({label: r.protocol for label, r in items}))
-    _write_text(folder / "report.html", compare_report(runs, labels, names, svgs, links))
+    _write_text(folder / "report.html", compare_report(runs, labels, names, svgs, links, warned))
     _write_text(folder / "runs.json", _dump_json([{"label": l, "checkpoint": r.checkpoint} for l, r in zip(labels, runs)]))
     return labels
 
@@ -553,8 +554,11 @@ def compare(runs: Sequence[Run | str | os.PathLike[str]], out: str | os.PathLike
             raise OutputExistsError(f"{out}: is inside the run {run.folder} being compared, which would then hold "
                                     "files it did not write; choose a folder beside it")
     labels = unique_labels([run.label for run in runs])  # as the comparison names them
-    warn_if_incomparable({name: [(label, run[name].protocol) for label, run in zip(labels, runs) if name in run]
-                          for name in dict.fromkeys(n for run in runs for n in run)})
+    with collected_warnings() as warned:  # said, and written at the head of the report
+        warn_if_incomparable({name: [(label, run[name].protocol) for label, run in zip(labels, runs) if name in run]
+                              for name in dict.fromkeys(n for run in runs for n in run)})
+    for text in warned:
+        warn_user(text)
     with atomic_output(out, overwrite) as tmp:
-        write_comparison(runs, tmp)
+        write_comparison(runs, tmp, warned=warned)
     return Path(out)

@@ -809,6 +809,12 @@ def test_compare_warns_when_the_runs_saw_different_data(tmp_path, results):
         compare([Run(results, label="a"), Run(other, label="b")], tmp_path / "cmp")
     said = "the runs were analysed on different data (digits (b) | synthetic:8 (a)); their numbers"
     assert [str(w.message)[:len(said)] for w in caught] == [said]
+    page = (tmp_path / "cmp" / "report.html").read_text(encoding="utf-8")  # and at the head of its report
+    head = page.split("<h2>checkpoints</h2>")[0]
+    assert "<h2>comparison warned</h2><ul><li>" + said in head and head.count("<li>") == 1
+    alike = tmp_path / "alike"
+    compare([Run(results, label="a"), Run(results, label="b")], alike)
+    assert "comparison warned" not in (alike / "report.html").read_text(encoding="utf-8")
 
 
 def test_one_folder_named_two_ways_or_seen_at_two_image_sizes_is_the_same_data():

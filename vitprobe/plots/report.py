@@ -102,10 +102,15 @@ def run_report(run: "Run", svgs: Mapping[str, str]) -> str:
 
 
 def compare_report(runs: Sequence["Run"], labels: Sequence[str], names: Sequence[str],
-                   svgs: Mapping[str, str], links: Mapping[str, str] | None = None) -> str:
-    """A report of several runs (titled a comparison; of one run, a report): their checkpoints,
-    then per analysis the overlaid figure and each run's table. ``links`` maps a run label to its own report page, if there is one."""
-    body = ["<h2>checkpoints</h2>"]
+                   svgs: Mapping[str, str], links: Mapping[str, str] | None = None,
+                   warned: Sequence[str] = ()) -> str:
+    """A report of several runs (titled a comparison; of one run, a report): what comparing
+    them warned of (``warned``: different data or settings), their checkpoints, then per
+    analysis the overlaid figure and each run's table. ``links`` maps a run label to its own
+    report page, if there is one."""
+    body = ([f"<h2>comparison warned</h2><ul>{''.join(f'<li>{html.escape(w)}</li>' for w in warned)}</ul>"]
+            if warned else [])
+    body.append("<h2>checkpoints</h2>")
     for label, run in zip(labels, runs):
         body.append(_checkpoint(label, run.checkpoint, run.meta.get("analysis_warnings", [])))
         if links and label in links:

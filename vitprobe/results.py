@@ -135,10 +135,13 @@ class Result:
         return f"Result({self.name!r}, {len(self.table)} rows, metrics: {metrics})"
 
     def _repr_html_(self) -> str:
-        """In Jupyter: the name, the protocol as figure captions give it, and the first rows."""
+        """In Jupyter: the name, the protocol as figure captions give it, and the first rows (a
+        cell with no such number, such as the head of a row over all heads, reads ``-``, as the
+        command line's summary shows it)."""
+        from vitprobe.plots.report import frame_html
         from vitprobe.plots.style import protocol_caption
 
-        head = self.table.head(_HTML_ROWS).to_html(index=False, float_format="{:.4g}".format)
+        head = frame_html(self.table.head(_HTML_ROWS))
         more = f"<p>... {len(self.table) - _HTML_ROWS} more rows (.table)</p>" if len(self.table) > _HTML_ROWS else ""
         units = str(self.protocol.get("value_units", ""))
         return (f"<p><b>{html.escape(self.name)}</b>" + (f" ({html.escape(units)})" if units else "") + "<br>"
@@ -265,8 +268,10 @@ class Run(Mapping[str, Result]):
 
     def _repr_html_(self) -> str:
         """In Jupyter: the label, the checkpoint and :meth:`summary`."""
+        from vitprobe.plots.report import frame_html
+
         path = self.checkpoint.get("path") if isinstance(self.checkpoint, dict) else None
-        table = self.summary().to_html(index=False, float_format="{:.4g}".format, na_rep="")
+        table = frame_html(self.summary())
         return (f"<p><b>{html.escape(self.label)}</b>" + (f" ({html.escape(str(path))})" if path else "")
                 + "<br><small>each value at the analysis's deepest layer; run[name] for a whole table</small></p>"
                 + table)

@@ -1024,8 +1024,11 @@ def test_results_and_runs_show_their_protocol_and_values_in_jupyter(results):
     assert len(result.table) > 12 and f"{len(result.table) - 12} more rows" in page and page.count("<tr>") == 12  # body rows
     assert "image size" in page  # the protocol, as captions give it
     run = Run(results, label="mine <1>")
-    page = run._repr_html_()
-    assert "<b>mine &lt;1&gt;</b>" in page and page.count("<tr>") == len(run.summary())
+    run_page = run._repr_html_()
+    assert "<b>mine &lt;1&gt;</b>" in run_page and run_page.count("<tr>") == len(run.summary())
+    for shown, table in ((page, result.table.head(12)), (run_page, run.summary())):  # no number: "-", as printed
+        assert table.isna().any().any() and "<td>-</td>" in shown
+        assert "NaN" not in shown and "&lt;NA&gt;" not in shown
 
 
 def test_n_is_a_nullable_integer_column() -> None:

@@ -6,7 +6,7 @@ import base64
 import html
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -44,18 +44,25 @@ def _figure(name: str, svg: str, caption: str) -> str:
     )
 
 
+def frame_html(table: pd.DataFrame, **options: Any) -> str:
+    """``table`` as HTML (``options`` go to ``to_html``), floats to 4 significant digits, ``-``
+    where there is no such number, as the command line's summary prints it (pandas' ``na_rep``
+    passes over the NA of nullable integer and object columns, such as ``head`` where a metric
+    is per layer)."""
+    shown = table.copy()
+    for column in shown.columns:
+        if not pd.api.types.is_float_dtype(shown[column].dtype):
+            shown[column] = shown[column].astype(object).where(shown[column].notna(), "-")
+    return shown.to_html(index=False, na_rep="-", float_format="{:.4g}".format, **options)
+
+
 def _table(result: "Result") -> str:
-    """The result's table as HTML, missing values blank (pandas writes ``<NA>`` for those of
-    nullable integer columns, such as ``head`` where a metric is per layer, whatever na_rep)."""
-    table = result.table.copy()
-    for column in table.columns:
-        if isinstance(table[column].dtype, pd.api.extensions.ExtensionDtype) and table[column].isna().any():
-            table[column] = table[column].astype(object).where(table[column].notna(), "")
+    """The result's table, folded under its name, row count and units."""
     return (
         f"<details><summary>table {html.escape(result.name)}.csv ({len(result.table)} rows"
         + (f"; values: {html.escape(str(result.protocol['value_units']))}" if result.protocol.get("value_units") else "")
         + ")</summary>"
-        + table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0)
+        + frame_html(result.table, border=0)
         + "</details>"
     )
 

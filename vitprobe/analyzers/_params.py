@@ -14,7 +14,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from vitprobe.errors import ConfigError, is_whole
+from vitprobe.errors import ConfigError, is_real, is_whole
 
 _BLOCKS_HELP = "block numbers: [1,6,12], 1,6,12 or 12 (null: every block)"
 _KIND_HELP = {bool: "true|false", int: "integer", float: "finite number", str: "text", "blocks": _BLOCKS_HELP}
@@ -60,7 +60,7 @@ def check_value(kind: Any, value: Any) -> Any:
             raise ValueError
         return int(value)
     if kind is float:
-        if not (is_whole(value) or isinstance(value, float)) or not math.isfinite(value):
+        if not is_real(value) or not math.isfinite(value):  # a NumPy float too (a sweep's value)
             raise ValueError
         return float(value)
     if kind is str and not isinstance(value, str):

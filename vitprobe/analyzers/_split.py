@@ -23,6 +23,6 @@ def heldout_mask(index: torch.Tensor, fraction: float, seed: int = 0) -> torch.T
     """True for the samples held out: ``u(index, seed) < fraction`` with u a uniform hash in [0, 1)."""
     idx = index.detach().cpu().numpy().astype(np.int64).view(np.uint64)
     with np.errstate(over="ignore"):
-        mixed = _splitmix64(_splitmix64(idx) ^ np.uint64(seed & 0xFFFFFFFFFFFFFFFF))
+        mixed = _splitmix64(_splitmix64(idx) ^ np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF))  # NumPy ints too
     uniform = (mixed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     return torch.from_numpy(uniform < fraction)

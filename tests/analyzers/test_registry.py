@@ -160,3 +160,24 @@ def test_an_analysis_of_ones_own_declares_what_it_found_apart_from_how_it_measur
     assert setting_differences(runs, ["a", "b"]) == []
     assert setting_differences([{**runs[0], "threshold": 0.4}, runs[1]], ["a", "b"]) == ["threshold 0.4 (a) | 0.5 (b)"]
     assert "images below 6 (a) | 0 (b)" in protocol_caption(runs, labels=["a", "b"])
+
+
+def test_a_metric_is_read_from_the_first_named_analysis_that_holds_it():
+    """A plugin whose table also holds 'nmi': the order in which a recipe names its analyses decides."""
+    class OwnNMI(Analyzer):
+        name = "own_nmi"
+        metrics = ("nmi",)
+
+    _registry.register_analyzer(OwnNMI)
+    assert _registry.analysis_giving("nmi", ["fourier", "own_nmi", "attention_nmi"]) == "own_nmi"
+    assert _registry.analysis_giving("nmi", ["attention_nmi", "own_nmi"]) == "attention_nmi"
+    assert _registry.analysis_giving("knn_top1", ["fourier", "attention_nmi"]) is None
+
+
+def test_a_metrics_protocol_keeps_the_keys_that_concern_it_and_drops_those_of_other_metrics():
+    protocol = {"analysis": "token_similarity", "layers": [1, 2], "spectrum_fraction": 0.5, "spectrum_images": 12}
+    token = _registry.protocol_of_metric(protocol, "log_singular_value_token")
+    assert token == protocol
+    assert _registry.protocol_of_metric(protocol, "token_cosine") == {"analysis": "token_similarity", "layers": [1, 2]}
+    other = {"analysis": "fourier", "spectrum_fraction": 0.5}  # another analysis declares no such keys
+    assert _registry.protocol_of_metric(other, "delta_log_amplitude") == other

@@ -106,6 +106,8 @@ def test_resume_with_only_the_out_folder_continues_exactly(tmp_path, monkeypatch
      "{cfg}: objective 'mae': mask_ratio"),
     (["--config", "{cfg}"], "method: mae\ndata: synthetic:16\nhparams: {mask_ratoi: 0.5}\n",
      "{cfg}: objective 'mae': unknown hyper-parameter(s) ['mask_ratoi']"),
+    (["--resume", "--set", "mask_ratio=0.5"], '{"method": "mae", "data": "synthetic:16", "hparams": [1]}',
+     "{out}/config.json: hparams must be a dict, got list"),  # the file's, not replaced by --set's
     (["--resume"], '{"method": "mae", "data": "synthetic:16", "grad_accum": 2}',
      "{out}/config.json: unknown training option(s) ['grad_accum']"),
     (["--config", "{cfg}"], "- method\n", "{cfg}: a training config is a YAML mapping of training options"),
@@ -155,4 +157,7 @@ def test_resume_with_another_model_names_the_runs_own(tmp_path, capsys):
         assert main(["train", "--resume", *other, "--out", str(out), "--no-progress"]) == 2
         assert (f"--resume: the run in {out} trains --preset tiny, not {named}; resume without it or start a new "
                 "--out") in capsys.readouterr().err
+    from vitprobe.train import train
+    with pytest.raises(ConfigError, match=f"--resume: the run in {out} trains --preset tiny, not --preset small;"):
+        train({"out": str(out), "preset": "small"}, resume=True, progress=False)  # Python: the same check
     assert main(["train", "--resume", "--preset", "tiny", "--out", str(out), "--no-progress"]) == 0  # its own

@@ -75,35 +75,23 @@ def training_config(args: argparse.Namespace) -> "TrainConfig":
     run's own ``config.json``), then the options given on the command line; ``--set`` values
     are merged key by key into the file's ``hparams``. An error in the file's options names it."""
     from vitprobe.train import TrainConfig
-    from vitprobe.train.config import read_train_config, saved_options
+    from vitprobe.train.config import layered_options, read_train_config, resumed_base
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)  # options named as fields
-             if getattr(args, f.name, None) is not None}
+    given: dict[str, Any] = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                             if getattr(args, f.name, None) is not None}  # options named as fields
     hparams = parse_key_values(args.set, "--set", "mask_ratio=0.75")
     base: dict[str, Any] = {}
     source: str | None = None  # the file that gave the base options, named in their errors
     if args.config is not None:
         source, base = args.config, read_train_config(Path(args.config))
-    elif args.resume:
-        out = Path(given.get("out", TrainConfig.out))
-        source, base = str(out / "config.json"), saved_options(out, given_all={"method", "data"} <= set(given))
-    if source is not None:
         try:
             TrainConfig.check_names(base, method=given.get("method"))
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
-    if args.resume and args.config is None:  # another model is no resume (said before its options fail to fit)
-        model = {k: base.get(k) for k in ("arch", "preset") if base.get(k) is not None}
-        other = {k: given[k] for k in ("arch", "preset") if k in given and base.get(k) != given[k]}
-        if other and model:  # (a damaged config.json gave none: the train state checks them)
-            raise ConfigError(f"--resume: the run in {given.get('out', TrainConfig.out)} trains "
-                              + ", ".join(f"--{k} {v}" for k, v in model.items())
-                              + f", not {', '.join(f'--{k} {v}' for k, v in other.items())}; resume without "
-                              "it or start a new --out")
-    options = {**base, **given}
-    if hparams:  # merged into the file's hyper-parameters (a non-mapping there is TrainConfig's error)
-        earlier = options.get("hparams") or {}
-        options["hparams"] = {**earlier, **hparams} if isinstance(earlier, dict) else earlier
+    elif args.resume:
+        source = str(Path(given.get("out", TrainConfig.out)) / "config.json")
+        base = resumed_base(given)
+    options = layered_options(base, {**given, **({"hparams": hparams} if hparams else {})})
     for name in ("method", "data"):
         if name not in options:
             raise ConfigError(f"give --{name}, or --config FILE with a {name}: key, or --resume "

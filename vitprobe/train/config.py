@@ -340,21 +340,42 @@ def saved_options(out: Path, given_all: bool = False) -> dict[str, Any]:
                       "on the command line, with --config FILE, or in the config given to train()")
 
 
-def resumed_options(given: dict[str, Any]) -> dict[str, Any]:
-    """The options of a run resumed from Python with only some given (``train({"out": DIR},
-    resume=True)``, as ``vitprobe train --resume --out DIR``): the run's config.json with the
-    given options over it, ``hparams`` merged key by key."""
+def resumed_base(given: dict[str, Any]) -> dict[str, Any]:
+    """The options the run in ``given``'s out recorded (its config.json), their names checked,
+    refusing another model (``arch``/``preset``) before its weights fail to fit; errors in the
+    file name it."""
     out = Path(given.get("out", TrainConfig.out))
     base = saved_options(out, given_all={"method", "data"} <= set(given))
     try:
         TrainConfig.check_names(base, method=given.get("method"))
     except ConfigError as err:
         raise ConfigError(f"{out / 'config.json'}: {err}") from None
+    model = {k: base[k] for k in ("arch", "preset") if base.get(k) is not None}
+    other = {k: given[k] for k in ("arch", "preset") if k in given and base.get(k) != given[k]}
+    if other and model:  # (a damaged config.json gave none: the train state checks them)
+        raise ConfigError(f"--resume: the run in {out} trains "
+                          + ", ".join(f"--{k} {v}" for k, v in model.items())
+                          + f", not {', '.join(f'--{k} {v}' for k, v in other.items())}; resume without "
+                          "it or start a new --out")
+    return base
+
+
+def layered_options(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` over ``base``, ``hparams`` merged key by key (where ``base``'s are not a
+    mapping they stay, for TrainConfig to refuse, not to be replaced unseen)."""
     options = {**base, **given}
     earlier, added = base.get("hparams"), given.get("hparams")
     if isinstance(earlier, dict) and isinstance(added, dict):
         options["hparams"] = {**earlier, **added}
+    elif earlier is not None and not isinstance(earlier, dict):
+        options["hparams"] = earlier
     return options
+
+
+def resumed_options(given: dict[str, Any]) -> dict[str, Any]:
+    """The options of a run resumed with only some given (``train({"out": DIR}, resume=True)``,
+    ``vitprobe train --resume --out DIR``): the run's config.json with the given ones over it."""
+    return layered_options(resumed_base(given), given)
 
 
 def resolve_optim(config: TrainConfig, hparams: dict[str, Any]) -> dict[str, Any]:

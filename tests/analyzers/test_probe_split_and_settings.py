@@ -52,6 +52,25 @@ def test_the_split_seed_and_fraction_choose_the_held_out_images(info):
     assert result.protocol["held_out"] == f"{int(held.sum())} of 200 images"
 
 
+@pytest.mark.parametrize("name", ["knn", "linear_probe"])
+def test_the_majority_class_baseline_is_the_held_out_share_of_the_training_splits_most_common_class(info, name):
+    """Labels drawn 60/30/10 over three classes, one unlabelled (-1) image in five: the protocol
+    gives, per label, the share of held-out labelled images in the training split's commonest
+    class; a second label whose held-out images are all of its training majority gives 100."""
+    batch = _random_batch(n=300)
+    gen = torch.Generator().manual_seed(7)
+    skewed = torch.multinomial(torch.tensor([0.1, 0.6, 0.3]), 300, replacement=True, generator=gen)
+    skewed[::5] = -1
+    held = heldout_mask(batch["index"], 0.2, 0)
+    batch["labels"] = {"c": skewed, "d": torch.where(held, 2, torch.tensor([0, 2, 2])[torch.arange(300) % 3])}
+    result, _ = _compute(name, info, batch, layers=[1])
+    train, test = skewed[~held & (skewed >= 0)], skewed[held & (skewed >= 0)]
+    commonest = max(range(3), key=lambda c: int((train == c).sum()))
+    assert commonest == 1
+    expected = 100.0 * float((test == commonest).double().mean())
+    assert result.protocol["majority_class_top1"] == f"c {expected:.3g}, d 100"
+
+
 def test_each_layers_accuracy_reads_that_layers_features(info):
     """Layer 1 random, layer 2 separable by class: each row is k-NN on its own layer."""
     batch = _random_batch(layers=(1, 2))

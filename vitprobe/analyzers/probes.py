@@ -32,7 +32,7 @@ class _PooledFeatureProbe(Analyzer):
 
     requires_labels = True
     claim_axes = ("label",)
-    outcome_keys = ("held_out",)
+    outcome_keys = ("held_out", "majority_class_top1")
     value_units = "% top-1, held out"
     metric = ""
 
@@ -71,7 +71,23 @@ class _PooledFeatureProbe(Analyzer):
         if index is not None:  # the share the hash held out, which on few images is not the fraction
             held = int(heldout_mask(index, self.heldout_fraction, self.split_seed).sum())
             protocol["held_out"] = f"{held} of {plural(len(index), 'image')}"
+            baselines = self._majority_baselines(index)
+            if baselines:
+                protocol["majority_class_top1"] = ", ".join(f"{k} {v:.3g}" for k, v in baselines.items())
         return protocol
+
+    def _majority_baselines(self, index: torch.Tensor) -> dict[str, float]:
+        """Per label, the accuracy (%) of always answering the training split's most common
+        class (the smallest of those tied): 100 * mean(y_test == argmax_c count_train(c)), the
+        chance level a probe's accuracy is read against (12.5 for a balanced 8-way label)."""
+        held = heldout_mask(index, self.heldout_fraction, self.split_seed).numpy()
+        baselines = {}
+        for key in sorted(k for k in self._rows if k.startswith("label/")):
+            labels = self._row_tensor(key).numpy()
+            train, test = labels[~held & (labels >= 0)], labels[held & (labels >= 0)]
+            if len(train) and len(test):
+                baselines[key[6:]] = 100.0 * float(np.mean(test == np.bincount(train).argmax()))
+        return baselines
 
     def _sites(self) -> set[Site]:
         return {Site("tokens", layer) for layer in self.layers_}
@@ -171,7 +187,7 @@ class LinearProbe(_PooledFeatureProbe):
     name = "linear_probe"
     metric = "linear_probe_top1"
     metrics = (metric,)
-    outcome_keys = ("held_out", "unconverged_fits")
+    outcome_keys = (*_PooledFeatureProbe.outcome_keys, "unconverged_fits")
 
     def __init__(self, layers: Sequence[int] | None = None, pooling: Pooling = "cls",
                  final_norm: bool = False, heldout_fraction: float = 0.2, split_seed: int = 0,

@@ -204,7 +204,29 @@ def test_analyses_lists_needs_and_parameters(capsys):
         A second paragraph, for the reader of the code."""
 
     about = describe_analyzer(Documented)
-    assert about["about"] == "Its first paragraph, over two lines." and about["needs"] == "labels"
+    assert about["about"] == "Its first paragraph, over two lines." and about["needs"] == ["labels"]
+
+
+def test_analyses_json_lists_each_analysis_with_its_parameters_defaults_and_metrics(capsys):
+    import inspect
+    import json
+
+    from vitprobe.analyzers import analyzer_class
+
+    assert main(["analyses", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert [a["name"] for a in listing] == list_analyzers()
+    for entry in listing:
+        cls = analyzer_class(entry["name"])
+        signature = inspect.signature(cls.__init__).parameters
+        assert [p["name"] for p in entry["parameters"]] == [n for n in signature if n != "self"]
+        assert all(p["default"] == signature[p["name"]].default for p in entry["parameters"])
+        assert entry["metrics"] == list(cls.metrics) and entry["units"] == cls.value_units
+    knn = next(a for a in listing if a["name"] == "knn")
+    assert knn["needs"] == ["labels"] and {"name": "k", "takes": "integer", "default": 20} in knn["parameters"]
+    assert next(a for a in listing if a["name"] == "fourier")["needs"] == ["images"]
+    assert main(["analyses"]) == 0
+    assert "  metrics: knn_top1 (% top-1, held out)\n" in capsys.readouterr().out
 
 
 def test_images_of_another_size_than_the_model_takes_are_refused_before_the_pass():

@@ -638,6 +638,13 @@ def test_train_takes_a_dict_and_refuses_other_inputs_in_one_line(tmp_path):
                "out": str(tmp_path / "run")}
     out = train(options, progress=False)
     assert out.is_file()
+    import pandas as pd
+
+    from vitprobe.train import loss_summary
+    loss = pd.read_csv(out.parent / "log.csv")["loss"].mean()
+    assert loss_summary(out.parent) == (  # what the command line prints, from the run's config.json
+        "simmim loss (L1 on the masked patches' pixels, mask ratio 0.6 in 8-px mask patches) on synthetic:16, mean of "
+        f"logged steps: {loss:.4g} over 1 epoch; log: {out.parent / 'log.csv'}")
     # a train state saved by another version of the objective (a head gained a layer)
     from vitprobe.errors import CheckpointError
     from vitprobe.train.checkpointing import STATE_FILE

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from vitprobe.commands._key_values import parse_key_values
 from vitprobe.commands._data_help import SPEC_HELP
-from vitprobe.errors import ConfigError, plural
+from vitprobe.errors import ConfigError
 
 if TYPE_CHECKING:
     from vitprobe.train import TrainConfig
@@ -60,12 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the TrainConfig (one-line ConfigError on bad options), then train."""
-    from vitprobe.train import train
+    from vitprobe.train import loss_summary, train
 
     config = training_config(args)
     final = train(config, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(_loss_summary(final.parent / "log.csv", config))
+        print(loss_summary(final.parent, config))
         print(final)
     return 0
 
@@ -126,28 +126,3 @@ def _culprit(config: str, base: dict[str, Any], given: dict[str, Any], err: Conf
         if str(own) == str(err):
             return config
     return f"the command line's options (over {config})"
-
-
-def _loss_summary(log: Path, config: "TrainConfig") -> str:
-    """``loss (what it is) on DATA by epoch (mean of logged steps): first -> last over E epochs;
-    log: PATH`` (one value where one epoch was logged), saying so when fewer than the run's
-    epochs had a logged step (a large --log-every); the objective's ``describe_loss`` says
-    what the loss is under the run's hyper-parameters."""
-    import pandas as pd
-
-    from vitprobe.train.objectives import objective_class
-
-    method, epochs = config.method, config.total_epochs()
-    objective = objective_class(method)
-    text = objective.describe_loss(config.resolved_hparams())
-    loss = f"{method} loss" + (f" ({text})" if text else "") + f" on {config.data}"
-    by_epoch = pd.read_csv(log).groupby("epoch")["loss"].mean()
-    if by_epoch.empty:
-        return f"no step was logged; log: {log}"
-    span = plural(len(by_epoch), "epoch")
-    if len(by_epoch) < epochs:
-        span = f"the {span} of {epochs} with a logged step (a smaller --log-every logs more)"
-    if len(by_epoch) == 1:
-        return f"{loss}, mean of logged steps: {by_epoch.iloc[0]:.4g} over {span}; log: {log}"
-    return (f"{loss} by epoch, mean of logged steps: {by_epoch.iloc[0]:.4g} -> {by_epoch.iloc[-1]:.4g} "
-            f"over {span}; log: {log}")

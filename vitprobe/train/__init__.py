@@ -2,5 +2,6 @@
 
 from vitprobe.train.config import TrainConfig
 from vitprobe.train.engine import train
+from vitprobe.train.monitor import loss_summary
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["TrainConfig", "loss_summary", "train"]

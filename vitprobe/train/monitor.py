@@ -12,13 +12,16 @@ import csv
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from vitprobe.errors import VitprobeError
+from vitprobe.errors import VitprobeError, plural
 from vitprobe.output_paths import write_atomically, write_error
 from vitprobe.train.checkpointing import save_failed
 from vitprobe.progress import progress_bar
 from vitprobe.train.collapse import COLLAPSE_KINDS, Collapse
+
+if TYPE_CHECKING:
+    from vitprobe.train.config import TrainConfig
 
 BASE_COLUMNS = ["epoch", "step", "loss", "lr", "wd", "momentum"]
 LOG_FILE = "log.csv"
@@ -39,6 +42,37 @@ def check_finite(loss: float, epoch: int, step: int, last_checkpoint: Path | Non
 
 
 GROWTH_WARNING = 100.0
+
+
+def loss_summary(run: str | Path, config: TrainConfig | None = None) -> str:
+    """``loss (what it is) on DATA by epoch (mean of logged steps): first -> last over E epochs;
+    log: PATH`` for the training run in folder ``run`` (one value where one epoch was logged),
+    saying so when fewer than the run's epochs had a logged step (a large --log-every); the
+    objective's ``describe_loss`` says what the loss is under the run's hyper-parameters, read
+    from ``config`` (default: the run's config.json)."""
+    import json
+
+    import pandas as pd
+
+    from vitprobe.train.config import TrainConfig
+    from vitprobe.train.objectives import objective_class
+
+    log = Path(run) / LOG_FILE
+    if config is None:
+        config = TrainConfig.from_overrides(json.loads((Path(run) / "config.json").read_text(encoding="utf-8")))
+    method, epochs = config.method, config.total_epochs()
+    text = objective_class(method).describe_loss(config.resolved_hparams())
+    loss = f"{method} loss" + (f" ({text})" if text else "") + f" on {config.data}"
+    by_epoch = pd.read_csv(log).groupby("epoch")["loss"].mean()
+    if by_epoch.empty:
+        return f"no step was logged; log: {log}"
+    span = plural(len(by_epoch), "epoch")
+    if len(by_epoch) < epochs:
+        span = f"the {span} of {epochs} with a logged step (a smaller --log-every logs more)"
+    if len(by_epoch) == 1:
+        return f"{loss}, mean of logged steps: {by_epoch.iloc[0]:.4g} over {span}; log: {log}"
+    return (f"{loss} by epoch, mean of logged steps: {by_epoch.iloc[0]:.4g} -> {by_epoch.iloc[-1]:.4g} "
+            f"over {span}; log: {log}")
 
 
 def _is_log_header(columns: list[str]) -> bool:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -237,6 +238,24 @@ def test_warmup_lr_above_base_lr_is_refused():
     assert resolve_optim(config, at_peak)["warmup_lr"] == 5e-5
     with pytest.raises(ConfigError, match="warmup_lr"):
         objective_class("simmim").resolve_hparams({"warmup_lr": -1e-7})
+
+
+def test_min_lr_above_the_peak_lr_is_refused_before_the_rate_would_rise():
+    """MAE at batch 64: peak = 1.5e-4 x 64 / 256 = 3.75e-5; a min_lr above it made the cosine
+    climb (the run trained, its loss rising); at the peak itself the rate stays flat."""
+    mae = TrainConfig(method="mae", preset="vit_s16", epochs=100, batch_size=64)
+
+    def schedule(min_lr, config=mae):
+        hparams = objective_class("mae").resolve_hparams({"min_lr": min_lr})
+        return _schedule(config, resolve_optim(config, hparams), 1024, 1, False)
+
+    with pytest.raises(ConfigError, match=r"min_lr 0.0001 exceeds the peak lr 3.75e-05 \(base_lr 0.00015 x global "
+                                          r"batch 64 / 256\).*--set min_lr=V with V <= 3.75e-05"):
+        schedule(1e-4)
+    flat = schedule(3.75e-5)
+    assert flat.lr.max() == pytest.approx(3.75e-5) and flat.lr[-1] == pytest.approx(3.75e-5)
+    with pytest.raises(ConfigError, match=r"exceeds the peak lr 1e-05 \(--lr\)"):
+        schedule(1e-4, dataclasses.replace(mae, lr=1e-5))
 
 
 def test_clip_per_tensor_scales_each_gradient_separately():

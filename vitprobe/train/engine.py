@@ -130,6 +130,10 @@ def _schedule(config: TrainConfig, optim: Mapping[str, Any], images: int, world_
     total = epochs * steps_per_epoch
     warmup = optim["warmup_epochs"] * steps_per_epoch
     peak_lr = config.lr if config.lr is not None else optim["base_lr"] * global_batch / 256
+    if optim["lr_drop"] is None and optim["min_lr"] > peak_lr:
+        source = "--lr" if config.lr is not None else f"base_lr {optim['base_lr']:g} x global batch {global_batch} / 256"
+        raise ConfigError(f"min_lr {optim['min_lr']:g} exceeds the peak lr {peak_lr:.3g} ({source}) that its cosine "
+                          f"decays from, so the rate would rise; pass --set min_lr=V with V <= {peak_lr:.3g}")
     warmup_start = peak_lr * optim["warmup_lr"] / optim["base_lr"]
     return _Schedule(
         epochs=epochs, steps_per_epoch=steps_per_epoch, global_batch=global_batch, peak_lr=peak_lr,

@@ -92,6 +92,15 @@ def test_cli_refuses_a_negative_clip_before_writing_anything(tmp_path, capsys):
      """or --set cl_hparams={"crop_scale":[0.3,1]}"""),
     (["--method", "hybrid", "--lambda", "0.5", "--set", 'cl_hparams={"tau":2}'],
      "objective 'mocov3' (in cl_hparams): unknown hyper-parameter(s) ['tau']"),
+    # combinations that failed deep in timm or the position embedding (a traceback), or trained wrongly
+    (["--set", "decoder_heads=3"], "objective 'mae': decoder_dim 512 must be divisible by decoder_heads 3 and by 4"),
+    (["--set", "decoder_dim=30", "--set", "decoder_heads=2"],
+     "decoder_dim 30 must be divisible by decoder_heads 2 and by 4 (MAE: 512 and 16); e.g. decoder_dim=32"),
+    (["--method", "hybrid", "--lambda", "0.5", "--set", "mim=mae", "--set", 'mim_hparams={"decoder_dim":30}'],
+     "objective 'mae' (in mim_hparams): decoder_dim 30 must be divisible"),
+    (["--method", "dino", "--set", "local_size=40"],  # larger than the tiny preset's 32 px images
+     "objective 'dino': local_size 40 must be a multiple of the patch size 4 no larger than the images' 32 px"),
+    (["--method", "dino", "--set", "local_size=10"], "local_size 10 must be a multiple of the patch size 4"),
 ])
 def test_impossible_training_options_are_one_line_before_anything_is_written(tmp_path, capsys, extra, message):
     out = tmp_path / "run"

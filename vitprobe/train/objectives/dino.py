@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from vitprobe.errors import ConfigError
 from vitprobe.models.architecture import ArchSpec
 from vitprobe.train.heads import DINOHead
 from vitprobe.train.objectives._encoder_init import ENCODER_INITS, dino_encoder
@@ -88,6 +89,10 @@ class DINO(Objective):
         self.collapse_dim = h["out_dim"]
         size = arch.img_size
         local = h["local_size"] or patch_multiple(size * 96 / 224, arch.patch_size)
+        if local > size or local % arch.patch_size:
+            raise ConfigError(f"objective 'dino': local_size {local} must be a multiple of the patch size "
+                              f"{arch.patch_size} no larger than the images' {size} px (DINO: 96 of 224), e.g. "
+                              f"{patch_multiple(size * 96 / 224, arch.patch_size)}")
         self.global_specs = [ViewSpec(size, scale=h["global_scale"], blur_p=1.0),
                              ViewSpec(size, scale=h["global_scale"], blur_p=0.1, solarize_p=0.2)]
         self.local_spec = ViewSpec(local, scale=h["local_scale"], blur_p=0.5, image_size=size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -67,6 +68,19 @@ class MAE(Objective):
         """``loss_text``, naming the targets: pixels normalised per patch (norm_pix_loss) or raw."""
         pixels = "per-patch normalised pixels" if hparams["norm_pix_loss"] else "raw pixels"
         return cls.loss_text.format_map({**hparams, "pixels": pixels})
+
+    @classmethod
+    def resolve_hparams(cls, given: dict[str, Any], via: str | None = None) -> dict[str, Any]:
+        """As every objective's, and the decoder's width divisible by its heads and by 4 (its 2-D
+        sin-cos position embedding gives each axis a sine and a cosine half of half the width)."""
+        h = super().resolve_hparams(given, via)
+        dim, heads = h["decoder_dim"], h["decoder_heads"]
+        step = math.lcm(heads, 4)
+        if dim % step:
+            where = f" (in {via})" if via else ""
+            raise ConfigError(f"objective 'mae'{where}: decoder_dim {dim} must be divisible by decoder_heads {heads} "
+                              f"and by 4 (MAE: 512 and 16); e.g. decoder_dim={max(step, round(dim / step) * step)}")
+        return h
 
     def __init__(self, encoder: nn.Module, arch: ArchSpec, **hparams: Any):
         super().__init__(encoder, arch, **hparams)

@@ -106,6 +106,8 @@ def test_resume_with_only_the_out_folder_continues_exactly(tmp_path, monkeypatch
      "{cfg}: objective 'mae': mask_ratio"),
     (["--config", "{cfg}"], "method: mae\ndata: synthetic:16\nhparams: {mask_ratoi: 0.5}\n",
      "{cfg}: objective 'mae': unknown hyper-parameter(s) ['mask_ratoi']"),
+    (["--resume", "--method", "mae"], '{"method": "dino", "data": "synthetic:16", "hparams": {"out_dim": 1024}}',
+     "--resume: the run in {out} trains dino, not mae; resume without --method (Python: method=) or start a new --out"),
     (["--resume", "--set", "mask_ratio=0.5"], '{"method": "mae", "data": "synthetic:16", "hparams": [1]}',
      "{out}/config.json: hparams must be a dict, got list"),  # the file's, not replaced by --set's
     (["--resume"], '{"method": "mae", "data": "synthetic:16", "grad_accum": 2}',

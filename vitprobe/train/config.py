@@ -342,10 +342,13 @@ def saved_options(out: Path, given_all: bool = False) -> dict[str, Any]:
 
 def resumed_base(given: dict[str, Any]) -> dict[str, Any]:
     """The options the run in ``given``'s out recorded (its config.json), their names checked,
-    refusing another model (``arch``/``preset``) before its weights fail to fit; errors in the
-    file name it."""
+    refusing another method or model (``arch``/``preset``) before its hyper-parameters or
+    weights fail to fit; errors in the file name it."""
     out = Path(given.get("out", TrainConfig.out))
     base = saved_options(out, given_all={"method", "data"} <= set(given))
+    if "method" in given and base.get("method") not in (None, given["method"]):  # before its hparams fail to fit
+        raise ConfigError(f"--resume: the run in {out} trains {base['method']}, not {given['method']}; resume "
+                          "without --method (Python: method=) or start a new --out")
     try:
         TrainConfig.check_names(base, method=given.get("method"))
     except ConfigError as err:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -526,6 +527,12 @@ def test_a_fresh_run_starts_its_own_log_and_keeps_a_foreign_one(tmp_path):
     run_toy(out, epochs=1)
     header, first = (out / "log.csv").read_text(encoding="utf-8").splitlines()[:2]
     assert "other" not in header and "masked" in header and first.startswith("0,0,")
+    for torn in ("", "epoch,st"):  # a header torn by a kill before the first row is the start of a log
+        shutil.rmtree(out)
+        out.mkdir()
+        (out / "log.csv").write_text(torn, encoding="utf-8")
+        run_toy(out, epochs=1)
+        assert (out / "log.csv").read_text(encoding="utf-8").startswith("epoch,step,loss,")
 
 
 def test_existing_run_is_not_overwritten(tmp_path):
@@ -650,6 +657,20 @@ def test_cli_trains_a_registered_objective_on_a_dataset_spec(tmp_path, capsys):
                             "scale 0.1, no absolute position embedding) 32 px, patch 4, width 64, 4 blocks) on synthetic:16: "
                             "2 epochs x 2 steps of 8 images, peak lr ") and first.endswith(
                             f"after 1 warm-up epoch -> {tmp_path / 'shown'}")
+
+
+@pytest.mark.parametrize("log_every,why", [(1, "log.csv lost the others' rows"),
+                                           (4, "a smaller --log-every logs more")])
+def test_the_loss_summary_says_why_epochs_lack_a_logged_step(tmp_path, log_every, why):
+    """Epochs 0 and 2 of 4 logged: a large --log-every skips whole epochs, but at 1 every epoch
+    logs, so the missing rows were lost (it blamed --log-every either way)."""
+    from vitprobe.train import loss_summary
+
+    (tmp_path / "log.csv").write_text("epoch,step,loss,lr,wd,momentum\n0,0,3.0,1,0,\n0,1,2.0,1,0,\n2,8,1.5,1,0,\n")
+    config = TrainConfig(method="mae", data="synthetic:16", epochs=4, log_every=log_every)
+    assert loss_summary(tmp_path, config).endswith(
+        f"by epoch, mean of logged steps: 2.5 -> 1.5 over the 2 epochs of 4 with a logged step ({why}); "
+        f"log: {tmp_path / 'log.csv'}")
 
 
 def test_train_takes_a_dict_and_refuses_other_inputs_in_one_line(tmp_path):

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).parent))
 from test_engine import run_toy, toy_config, toy_dataset  # noqa: E402
 
-from vitprobe.errors import CheckpointError, ConfigError  # noqa: E402
+from vitprobe.errors import CheckpointError, ConfigError, OutputExistsError  # noqa: E402
 from vitprobe.models import load_model  # noqa: E402
 from vitprobe.train import checkpointing as ckpt  # noqa: E402
 from vitprobe.train import TrainConfig, train  # noqa: E402
@@ -156,6 +156,19 @@ def test_a_torn_log_header_starts_the_log_afresh_on_resume(tmp_path, monkeypatch
     lines = (out / "log.csv").read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("epoch,step,loss") and len(lines) == 1 + 4  # the second epoch's steps
     assert lines[1].startswith("1,4,")
+
+
+def test_a_foreign_log_is_kept_and_refused_on_resume_as_by_a_new_run(tmp_path, monkeypatch):
+    """A log.csv that is not a training log (nor the start of one's header) was replaced by
+    --resume, which a new run refuses to do."""
+    out = tmp_path / "run"
+    stop_after_first_save(lambda: run_toy(out), monkeypatch)
+    (out / "log.csv").write_text("garbage,line\n", encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+    with pytest.raises(OutputExistsError, match=r"log.csv is not a vitprobe training log and resuming would "
+                                                r"replace it; move it or choose another --out$"):
+        run_toy(out, resume=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"} == before
 
 
 def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, monkeypatch):

@@ -34,7 +34,8 @@ from vitprobe.seeding import seeded
 from vitprobe.train import checkpointing as ckpt
 from vitprobe import distributed
 from vitprobe.train.config import TrainConfig, resolve_optim, resumed_options
-from vitprobe.train.monitor import LOG_FILE, Monitor, TrainingDivergedError, check_finite, is_training_log
+from vitprobe.train.monitor import (LOG_FILE, Monitor, TrainingDivergedError, check_finite,
+                                    check_log_replaceable)
 from vitprobe.train.objectives._vit import set_drop_path
 from vitprobe.train.collapse import collapse_warnings
 from vitprobe.train.objectives.base import Objective, StepInfo
@@ -436,10 +437,7 @@ def _check_new_run_folder(out: Path) -> None:
     if others:
         raise OutputExistsError(f"{out} holds {abbreviate(others, 3)}, which a training run would mix "
                                 "with; choose an empty or new --out")
-    log = out / LOG_FILE
-    if log.exists() and not is_training_log(log):
-        raise OutputExistsError(f"{log} is not a vitprobe training log and a new run would replace it; "
-                                "move it or choose another --out")
+    check_log_replaceable(out / LOG_FILE, "a new run")
 
 
 def _build_objective(config: TrainConfig, arch: ArchSpec, env: distributed.DistEnv,
@@ -548,6 +546,8 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     out = check_output_folder(config.out)
     if not resume:
         _check_new_run_folder(out)
+    else:
+        check_log_replaceable(out / LOG_FILE, "resuming")
     arch = resolve_arch(config, registered=objective_factory is None)
     dtype = amp_dtype(config.amp, env.device)
     revisions = config.objective_revisions() if objective_factory is None else {}

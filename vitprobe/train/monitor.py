@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from vitprobe.errors import VitprobeError, plural
+from vitprobe.errors import OutputExistsError, VitprobeError, plural
 from vitprobe.output_paths import write_atomically, write_error
 from vitprobe.train.checkpointing import save_failed
 from vitprobe.progress import progress_bar
@@ -47,7 +47,8 @@ GROWTH_WARNING = 100.0
 def loss_summary(run: str | Path, config: TrainConfig | None = None) -> str:
     """``loss (what it is) on DATA by epoch (mean of logged steps): first -> last over E epochs;
     log: PATH`` for the training run in folder ``run`` (one value where one epoch was logged),
-    saying so when fewer than the run's epochs had a logged step (a large --log-every); the
+    saying so when fewer than the run's epochs have a logged step (a large --log-every, or
+    rows lost); the
     objective's ``describe_loss`` says what the loss is under the run's hyper-parameters, read
     from ``config`` (default: the run's config.json)."""
     import json
@@ -67,8 +68,9 @@ def loss_summary(run: str | Path, config: TrainConfig | None = None) -> str:
     if by_epoch.empty:
         return f"no step was logged; log: {log}"
     span = plural(len(by_epoch), "epoch")
-    if len(by_epoch) < epochs:
-        span = f"the {span} of {epochs} with a logged step (a smaller --log-every logs more)"
+    if len(by_epoch) < epochs:  # every epoch logs a step at --log-every 1: the others' rows were lost
+        why = "a smaller --log-every logs more" if config.log_every > 1 else "log.csv lost the others' rows"
+        span = f"the {span} of {epochs} with a logged step ({why})"
     if len(by_epoch) == 1:
         return f"{loss}, mean of logged steps: {by_epoch.iloc[0]:.4g} over {span}; log: {log}"
     return (f"{loss} by epoch, mean of logged steps: {by_epoch.iloc[0]:.4g} -> {by_epoch.iloc[-1]:.4g} "
@@ -86,6 +88,22 @@ def is_training_log(path: Path) -> bool:
             return _is_log_header(next(csv.reader(f), []))
     except (OSError, UnicodeDecodeError, csv.Error):
         return False
+
+
+def check_log_replaceable(path: Path, by: str) -> None:
+    """Raise OutputExistsError where ``path`` holds something other than a training log or the
+    start of one's header (torn by a kill), which ``by`` (a new run, resuming) would replace."""
+    if not path.exists() or is_training_log(path):
+        return
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        head = "\n"  # unreadable: not known to be a torn header
+    if "\n" not in head and ",".join(BASE_COLUMNS).startswith(head):
+        return
+    raise OutputExistsError(f"{path} is not a vitprobe training log and {by} would replace it; move it "
+                            "or choose another --out")
 
 
 def read_log(path: Path) -> tuple[list[str], list[dict[str, str]]]:

@@ -134,19 +134,43 @@ def test_a_missing_or_bad_source_of_options_is_one_line(tmp_path, capsys, argv, 
     assert written == (["config.json"] if "--resume" in argv and content else [])  # only what the test wrote
 
 
-def test_a_damaged_config_json_gives_way_to_the_options_on_the_command_line(tmp_path, capsys):
-    """With config.json unreadable, --resume said to repeat the options on the command line,
-    and then failed the same way however they were given."""
+@pytest.mark.parametrize("damage", ["torn", "deleted"])
+def test_a_damaged_or_missing_config_json_gives_way_to_the_checkpoints_own_record(tmp_path, capsys, monkeypatch,
+                                                                                  damage):
+    """With config.json torn or deleted, --resume said to repeat the options (or that the folder
+    held no run), and repeated options took the default epochs; now the checkpoint's header,
+    which records the run's options, stands in (warned), and the run ends as an uninterrupted
+    one; options given are still checked against the train state."""
+    options = ["--method", "mae", "--preset", "tiny", "--data", "synthetic:16", "--set", "mask_ratio=0.5", *SMALL]
+    assert main(["train", *options, "--out", str(tmp_path / "full")]) == 0
+    split = tmp_path / "split"
+    stop_after_first_save(lambda: main(["train", *options, "--out", str(split)]), monkeypatch)
+    if damage == "torn":
+        (split / "config.json").write_text("{torn")
+    else:
+        (split / "config.json").unlink()
+    capsys.readouterr()
+    assert main(["train", "--resume", *options[:-3], "--batch-size", "4", "--out", str(split), "--no-progress"]) == 2
+    assert "--batch-size was 8, now 4" in capsys.readouterr().err  # checked against the train state's own record
+    assert main(["train", "--resume", "--out", str(split), "--no-progress"]) == 0
+    problem = ("is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"
+               if damage == "torn" else "is missing")
+    assert (f"--resume: {split / 'config.json'} {problem}; resuming with the options that "
+            f"{split / 'checkpoint.safetensors'} records") in capsys.readouterr().err
+    assert_same_run(tmp_path / "full", split)
+
+
+def test_with_neither_config_json_nor_a_checkpoint_the_options_given_stand_in(tmp_path, capsys):
     out = tmp_path / "run"
-    options = ["--method", "mae", "--preset", "tiny", "--data", "synthetic:16", "--epochs", "1", "--batch-size", "8"]
-    assert main(["train", *options, "--out", str(out), "--no-progress"]) == 0
+    out.mkdir()
     (out / "config.json").write_text("{torn")
     assert main(["train", "--resume", "--out", str(out), "--no-progress"]) == 2
     assert "repeat the run's options (--method, --data, ...) on the command line" in capsys.readouterr().err
-    assert main(["train", "--resume", *options, "--out", str(out), "--no-progress"]) == 0
-    assert "config.json is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); resuming with the options given" in capsys.readouterr().err
-    assert main(["train", "--resume", *options[:-2], "--batch-size", "4", "--out", str(out), "--no-progress"]) == 2
-    assert "--batch-size was 8, now 4" in capsys.readouterr().err  # checked against the train state's own record
+    assert main(["train", "--resume", "--method", "mae", "--data", "synthetic:16", "--batch-size", "8",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "config.json is not valid JSON" in err and "resuming with the options given" in err
+    assert f"no complete checkpoint in {out}" in err  # what the train state then says
 
 
 def test_resume_with_another_model_names_the_runs_own(tmp_path, capsys):

@@ -134,6 +134,23 @@ def load_train_state(out: Path) -> dict[str, Any]:
     return state
 
 
+def recorded_options(out: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The training options (``TrainConfig.resolved()``) that the checkpoint in ``out`` records
+    in its header, and that file: the pair's encoder, else the final encoder; None where
+    neither can be read (only the header is read)."""
+    from safetensors import safe_open
+
+    for path in (out / ENCODER_FILE, out / FINAL_FILE):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                options = json.loads((f.metadata() or {}).get(METADATA_KEY, "{}")).get("config")
+        except Exception:  # noqa: BLE001 - missing or damaged: try the next, then give none
+            continue
+        if isinstance(options, dict) and options:
+            return path, options
+    return None
+
+
 def capture_rng() -> dict[str, Any]:
     """The torch, CUDA, numpy and python RNG states as tensors and plain containers."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()

@@ -315,26 +315,36 @@ def read_train_config(path: Path) -> dict[str, Any]:
 
 
 def saved_options(out: Path, given_all: bool = False) -> dict[str, Any]:
-    """The options a training run in ``out`` recorded in its config.json (for a resume). An
-    unreadable config.json is an error unless the caller gives the run's options
+    """The options a training run in ``out`` recorded in its config.json (for a resume). Where
+    config.json is missing or unreadable, those its checkpoint's header records (warned);
+    where neither can be read, an error unless the caller gives the run's options
     (``given_all``: method and data at least), which the train state's own record then checks."""
     import json
 
+    from vitprobe.train.checkpointing import recorded_options
+
     path = out / "config.json"
-    if not path.is_file() and not given_all:
-        raise ConfigError(f"--resume (Python: resume=True): {out} holds no training run (no config.json); point "
-                          "--out (out=) at the folder of the run to continue")
     try:
-        saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        saved = json.loads(path.read_text(encoding="utf-8"))
         problem = None if isinstance(saved, dict) else "is not a mapping of training options"
+    except FileNotFoundError:
+        problem = "is missing"
     except json.JSONDecodeError as err:
-        saved, problem = {}, f"is not valid JSON ({brief_reason(err)})"
+        problem = f"is not valid JSON ({brief_reason(err)})"
     except (OSError, UnicodeDecodeError) as err:
-        saved, problem = {}, f"cannot be read ({brief_reason(err)})"
+        problem = f"cannot be read ({brief_reason(err)})"
     if problem is None:
         return saved
+    recorded = recorded_options(out)
+    if recorded is not None:
+        warn_user(f"--resume: {path} {problem}; resuming with the options that {recorded[0]} records")
+        return recorded[1]
+    if problem == "is missing" and not given_all:
+        raise ConfigError(f"--resume (Python: resume=True): {out} holds no training run (no config.json); point "
+                          "--out (out=) at the folder of the run to continue")
     if given_all:  # the options given stand in; the resume compares them with the train state
-        warn_user(f"--resume: {path} {problem}; resuming with the options given")
+        if problem != "is missing":
+            warn_user(f"--resume: {path} {problem}; resuming with the options given")
         return {}
     raise ConfigError(f"--resume: {path} {problem}; repeat the run's options (--method, --data, ...) "
                       "on the command line, with --config FILE, or in the config given to train()")
@@ -346,6 +356,7 @@ def resumed_base(given: dict[str, Any]) -> dict[str, Any]:
     weights fail to fit; errors in the file name it."""
     out = Path(given.get("out", TrainConfig.out))
     base = saved_options(out, given_all={"method", "data"} <= set(given))
+    base = {**base, "out": str(out)} if base else base  # the folder read, wherever the run was when saved
     if "method" in given and base.get("method") not in (None, given["method"]):  # before its hparams fail to fit
         raise ConfigError(f"--resume: the run in {out} trains {base['method']}, not {given['method']}; resume "
                           "without --method (Python: method=) or start a new --out")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,14 @@ def _mapping_without_repeats(loader: _StrictLoader, node: yaml.MappingNode) -> d
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)
+# YAML 1.1 (PyYAML) reads 1e-3 and 1.0e3 as strings: a float needs a dot and a signed exponent.
+# YAML 1.2 and JSON read them as numbers, as a user writing a learning rate means; the lists of
+# the inherited resolvers are copied first, so that yaml.SafeLoader itself is left unchanged.
+_StrictLoader.yaml_implicit_resolvers = {first: list(resolvers) for first, resolvers
+                                         in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+                                    list("-+.0123456789"))
 
 
 def read_yaml_mapping(path: Path, kind: str, shape: str, missing: str = "") -> dict[str, Any]:

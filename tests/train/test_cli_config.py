@@ -48,6 +48,25 @@ def test_the_shipped_training_configs_are_valid(tmp_path):
         assert config.method in file.stem and config.preset == "tiny"
 
 
+def test_numbers_in_exponent_form_are_numbers_in_a_training_config(tmp_path):
+    """PyYAML's YAML 1.1 read `lr: 1e-3` as the string '1e-3' ("lr must be a number, got
+    '1e-3'"); YAML 1.2 and JSON read a number, and so does vitprobe, leaving PyYAML's own
+    SafeLoader as it was."""
+    import yaml
+
+    from vitprobe.train import TrainConfig
+    from vitprobe.train.config import read_train_config
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("method: mae\ndata: synthetic:16\nlr: 1e-3\nhparams: {min_lr: 1.0e-6, weight_decay: 5E-2, "
+                   "mask_ratio: .6e0}\nseed: 12\n")
+    options = read_train_config(cfg)
+    assert options["lr"] == 0.001 and options["hparams"] == {"min_lr": 1e-6, "weight_decay": 0.05, "mask_ratio": 0.6}
+    assert options["seed"] == 12 and isinstance(options["seed"], int)
+    assert TrainConfig.from_overrides(options).lr == 0.001
+    assert yaml.safe_load("lr: 1e-3") == {"lr": "1e-3"}  # PyYAML itself unchanged
+
+
 @pytest.mark.parametrize("way", ["command line", "python"])
 def test_resume_with_only_the_out_folder_continues_exactly(tmp_path, monkeypatch, capsys, way):
     """``vitprobe train --resume --out DIR`` and ``train({"out": DIR}, resume=True)`` take the

@@ -511,6 +511,13 @@ def test_a_dataset_of_image_label_pairs_trains_as_its_item_dicts(tmp_path):
 
     left, right = load_file(as_dicts), load_file(as_pairs)
     assert left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
+    # a resume must be given the dataset again (it met "unknown dataset kind 'custom'")
+    with pytest.raises(ConfigError, match=r"--resume: the run in \S+ trained on a dataset given to train\(\) "
+                                          r"\(custom:TensorDataset\[16\]\), which no spec names; pass the same one "
+                                          r"again: train\(\.\.\., resume=True, dataset=\.\.\.\)$"):
+        train({"out": str(tmp_path / "pairs")}, resume=True, objective_factory=ToyMIM, progress=False)
+    assert train({"out": str(tmp_path / "pairs")}, resume=True, dataset=pairs, objective_factory=ToyMIM,
+                 progress=False) == as_pairs  # complete: nothing to do
 
 
 def test_a_fresh_run_starts_its_own_log_and_keeps_a_foreign_one(tmp_path):

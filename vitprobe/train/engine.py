@@ -351,6 +351,12 @@ def dataset_label(dataset: Any) -> str:
     return spec if not split or spec.endswith(f":{split}") else f"{spec} [split {split}]"
 
 
+def _recorded_from_a_dataset(data: str) -> bool:
+    """Whether ``data`` is what :func:`dataset_label` records for a Dataset that is no spec
+    (``custom:...``) or whose spec leaves out its split (``... [split S]``)."""
+    return data.startswith("custom:") or (data.endswith("]") and " [split " in data)
+
+
 def _steps_per_epoch(images: int, data: str, global_batch: int) -> int:
     """Whole global batches in one epoch; ConfigError when not even one fits."""
     if images < global_batch:
@@ -556,6 +562,9 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
     if dataset is None:
         from vitprobe.data import resolve_dataset
 
+        if resume and _recorded_from_a_dataset(config.data):
+            raise ConfigError(f"--resume: the run in {out} trained on a dataset given to train() ({config.data}), "
+                              "which no spec names; pass the same one again: train(..., resume=True, dataset=...)")
         dataset = resolve_dataset(config.data, arch.img_size, IMAGENET_MEAN, IMAGENET_STD)
     images = len(dataset)  # type: ignore[arg-type]
     schedule = _schedule(config, optim, images, env.world_size, bool(objective.momentum_pairs()))

@@ -133,7 +133,7 @@ def test_resume_with_only_the_out_folder_continues_exactly(tmp_path, monkeypatch
      "{out}/config.json: unknown training option(s) ['grad_accum']"),
     (["--config", "{cfg}"], "- method\n", "{cfg}: a training config is a YAML mapping of training options"),
     (["--config", "{tmp}/missing.yaml"], None, "{tmp}/missing.yaml: no such training config file"),
-    (["--resume"], None, "--resume (Python: resume=True): {out} holds no training run (no config.json); point --out (out=) at the folder"),
+    (["--resume"], None, "--resume (Python: resume=True): {out} does not exist; point --out (out=) at the folder"),
     (["--resume"], "not json", "--resume: {out}/config.json is not valid JSON (Expecting value: line 1 column 1 (char 0)); repeat the run's"),
 ])
 def test_a_missing_or_bad_source_of_options_is_one_line(tmp_path, capsys, argv, content, message):
@@ -177,6 +177,19 @@ def test_a_damaged_or_missing_config_json_gives_way_to_the_checkpoints_own_recor
     assert (f"--resume: {split / 'config.json'} {problem}; resuming with the options that "
             f"{split / 'checkpoint.safetensors'} records") in capsys.readouterr().err
     assert_same_run(tmp_path / "full", split)
+
+
+def test_resume_says_what_the_out_it_was_pointed_at_is(tmp_path, capsys):
+    """An empty folder, a file (a checkpoint given as --out) and a missing path each said
+    "holds no training run"."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "final.safetensors").write_bytes(b"x")
+    for name, what in (("empty", "holds no training run (no config.json)"),
+                       ("final.safetensors", "is a file, not a run folder"), ("missing", "does not exist")):
+        assert main(["train", "--resume", "--out", str(tmp_path / name)]) == 2
+        assert (f"vitprobe: error: --resume (Python: resume=True): {tmp_path / name} {what}; point --out (out=) at "
+                "the folder of the run to continue\n") == capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "final.safetensors"]
 
 
 def test_with_neither_config_json_nor_a_checkpoint_the_options_given_stand_in(tmp_path, capsys):

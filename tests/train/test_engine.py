@@ -562,7 +562,7 @@ def test_a_second_training_into_a_folder_in_use_is_refused_before_it_touches_it(
     held.acquire(out)
     held_fresh.acquire(fresh)  # a new run that has not saved anything yet
     try:
-        for folder, resume in ((out, True), (fresh, False)):
+        for folder, resume in ((out, True), (out, False), (fresh, False)):  # a new run was told "pass --resume"
             with pytest.raises(OutputExistsError, match=rf"{folder}: another process \(pid \d+\) is training "
                                                         "into this folder; wait for it to end"):
                 run_toy(folder, resume=resume, epochs=1)

@@ -327,7 +327,7 @@ def saved_options(out: Path, given_all: bool = False) -> dict[str, Any]:
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
         problem = None if isinstance(saved, dict) else "is not a mapping of training options"
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # (out itself a file)
         problem = "is missing"
     except json.JSONDecodeError as err:
         problem = f"is not valid JSON ({brief_reason(err)})"
@@ -340,8 +340,10 @@ def saved_options(out: Path, given_all: bool = False) -> dict[str, Any]:
         warn_user(f"--resume: {path} {problem}; resuming with the options that {recorded[0]} records")
         return recorded[1]
     if problem == "is missing" and not given_all:
-        raise ConfigError(f"--resume (Python: resume=True): {out} holds no training run (no config.json); point "
-                          "--out (out=) at the folder of the run to continue")
+        what = ("does not exist" if not out.exists() else "is a file, not a run folder" if not out.is_dir()
+                else "holds no training run (no config.json)")
+        raise ConfigError(f"--resume (Python: resume=True): {out} {what}; point --out (out=) at the folder of "
+                          "the run to continue")
     if given_all:  # the options given stand in; the resume compares them with the train state
         if problem != "is missing":
             warn_user(f"--resume: {path} {problem}; resuming with the options given")

@@ -40,7 +40,7 @@ from vitprobe.train.objectives._vit import set_drop_path
 from vitprobe.train.collapse import collapse_warnings
 from vitprobe.train.objectives.base import Objective, StepInfo
 from vitprobe.train.schedules import cosine_schedule, step_schedule
-from vitprobe.train.run_lock import LOCK_FILE, RunLock
+from vitprobe.train.run_lock import LOCK_FILE, RunLock, busy_error, lock_holder
 
 ObjectiveFactory = Callable[..., Objective]
 # What a run folder holds: the trainer's files, and the notes `vitprobe reproduce` keeps beside them.
@@ -432,7 +432,11 @@ def train(config: TrainConfig | Mapping[str, Any], *, resume: bool = False, data
 
 def _check_new_run_folder(out: Path) -> None:
     """Refuse to start a new run in ``out`` where it holds a run, an analysis, files a run does
-    not write, or a ``log.csv`` that is not a training log; only reads."""
+    not write, or a ``log.csv`` that is not a training log, or where another process is
+    training (its lock held); only reads."""
+    holder = lock_holder(out)
+    if holder is not None:
+        raise busy_error(out, holder)
     if ckpt.has_checkpoint(out) or (out / ckpt.FINAL_FILE).exists():
         raise OutputExistsError(f"{out} already holds a training run; pass --resume to continue "
                                 f"it or choose another --out (Python: resume=True, or another out)")

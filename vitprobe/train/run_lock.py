@@ -38,10 +38,9 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            holder = _pid_in(fd)
             os.close(fd)
-            raise OutputExistsError(f"{out}: another process (pid {holder}) is training into this folder; "
-                                    "wait for it to end (then --resume) or choose another --out") from None
+            raise busy_error(out, holder) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode("ascii"))
         self._fd = fd
@@ -51,3 +50,32 @@ class RunLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _pid_in(fd: int) -> str:
+    return os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+
+
+def busy_error(out: Path, holder: str) -> OutputExistsError:
+    """The error for a folder that process ``holder`` is training into."""
+    return OutputExistsError(f"{out}: another process (pid {holder}) is training into this folder; "
+                             "wait for it to end (then --resume) or choose another --out")
+
+
+def lock_holder(out: Path) -> str | None:
+    """The process id of the process training into ``out`` (holding its lock), or None;
+    only reads (no lock file is made)."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(out / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except BlockingIOError:
+        return _pid_in(fd)
+    finally:
+        os.close(fd)

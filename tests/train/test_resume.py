@@ -136,6 +136,9 @@ def test_resume_names_the_process_count_the_lambda_once_and_a_changed_recipe(tmp
     with pytest.raises(ConfigError, match=r"recipe changed since the run was saved .*resuming would mix two "
                                           r"recipes; start a new --out$"):
         _check_resume(config, state, 1, in_force=newer)
+    with pytest.raises(ConfigError) as other_branch:  # another branch is an option, not a changed recipe
+        train(dataclasses.replace(config, hparams={"mim": "mae"}), resume=True, progress=False)
+    assert "(--set mim was \"simmim\", now \"mae\"); give the run's own values" in str(other_branch.value)
 
 
 def test_a_run_saved_before_values_in_force_resumes_with_its_dataset(tmp_path):

@@ -247,14 +247,17 @@ _OPTION_FLAGS = {"lam": "--lambda", "hparams": "--set"}
 def _option_difference(key: str, saved: Any, now: Any) -> str:
     """``--flag was X, now Y`` for one option; for the hyper-parameters in force, one
     ``--set name was X, now Y`` per differing name (``mask_ratio in --set mim_hparams was X,
-    now Y`` inside a hybrid's branch)."""
+    now Y`` inside a hybrid's branch, unless the branch itself differs)."""
     if key == "hparams in force" and isinstance(saved, Mapping) and isinstance(now, Mapping):
         from vitprobe.json_safe import changed_entries
 
         def named(name: tuple[str, ...]) -> str:
             return f"--set {name[0]}" if len(name) == 1 else f"{'.'.join(name[1:])} in --set {name[0]}"
 
-        return "; ".join(f"{named(name)} was {a}, now {b}" for name, a, b in changed_entries(saved, now))
+        entries = changed_entries(saved, now)
+        switched = {f"{name[0]}_hparams" for name, _, _ in entries if name in (("mim",), ("cl",))}
+        return "; ".join(f"{named(name)} was {a}, now {b}" for name, a, b in entries
+                         if name[0] not in switched)  # another branch: its own hparams differ with it
     if key == "revisions in force":
         return (f"the objective's recipe changed since the run was saved (revisions {json.dumps(saved)}, "
                 f"now {json.dumps(now)}), so resuming would mix two recipes")
@@ -305,7 +308,12 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int,
     changed = sorted(k for k, v in now.items()
                      if k not in RESUME_MAY_CHANGE and json.dumps(saved.get(k), sort_keys=True)
                      != json.dumps(v, sort_keys=True))
-    if "revisions in force" in changed:  # no option given now can undo it
+    if "revisions in force" in changed:
+        before, after = saved["revisions in force"], now["revisions in force"]
+        other_code = any(before[k] != after[k] for k in before.keys() & after.keys())
+        if not other_code and "hparams in force" in changed:  # other branches, from the --set named below
+            changed.remove("revisions in force")
+    if "revisions in force" in changed:  # the same objective's recipe changed: no option given now can undo it
         raise ConfigError(f"--resume: in {config.out}, " + _option_difference(
             "revisions in force", saved["revisions in force"], now["revisions in force"]) + "; start a new --out")
     if "data" in changed and "images in force" in changed:

@@ -680,6 +680,24 @@ def test_the_loss_summary_says_why_epochs_lack_a_logged_step(tmp_path, log_every
         f"log: {tmp_path / 'log.csv'}")
 
 
+def test_a_dataset_given_to_train_is_checked_as_analysis_checks_it_and_replaces_data_said(tmp_path):
+    """train(dataset=...) read images unchecked (0..255 values trained silently) and ignored a
+    data given beside it unsaid."""
+    from vitprobe.errors import VitprobeWarning
+
+    with pytest.warns(VitprobeWarning, match=r"train: data 'digits' is not read: the dataset given replaces it "
+                                             r"\(the run records it as 'custom:list\[16\]'\); leave data out"):
+        train(toy_config(tmp_path / "a", epochs=1, data="digits"), dataset=toy_dataset(), objective_factory=ToyMIM,
+              progress=False)
+    raw = [{"image": torch.rand(3, 32, 32) * 255} for _ in range(16)]
+    with pytest.warns(VitprobeWarning, match=r"dataset list: the first image's values lie in .*like 0..255 pixels"):
+        train(toy_config(tmp_path / "b", epochs=1), dataset=raw, objective_factory=ToyMIM, progress=False)
+    with pytest.raises(ConfigError, match=r"dataset list: 'image' is torch.uint8, not torch.float32"):
+        train(toy_config(tmp_path / "c", epochs=1), dataset=[{"image": torch.zeros(3, 32, 32, dtype=torch.uint8)}] * 16,
+              objective_factory=ToyMIM, progress=False)
+    assert not (tmp_path / "c").exists()
+
+
 def test_train_takes_a_dict_and_refuses_other_inputs_in_one_line(tmp_path):
     options = {"method": "simmim", "data": "synthetic:16", "epochs": 1, "batch_size": 8,
                "out": str(tmp_path / "run")}

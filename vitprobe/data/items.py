@@ -27,9 +27,7 @@ def check_item(item: Mapping[str, Any], name: str, size: tuple[int, int] | None 
     reads it (NumPy arrays are taken as tensors); with ``size``, the image must be ``size`` =
     (H, W) pixels (the model's input)."""
     where = f"dataset {name}"
-    image = _as_tensor(item["image"])
-    _check_image(image, where)
-    _warn_if_unnormalised(image, where)
+    image = check_image_of(item, name)
     if size is not None:
         _check_image_size(image, name, size)
     if "labels" in item:
@@ -41,6 +39,15 @@ def check_item(item: Mapping[str, Any], name: str, size: tuple[int, int] | None 
                       f"'labels': {{name: int}}, e.g. {{'labels': {{'class': item[{near[0]!r}]}}}}")
     if "mask" in item and item["mask"] is not None:
         _check_mask(_as_tensor(item["mask"]), tuple(image.shape[-2:]), where)
+
+
+def check_image_of(item: Mapping[str, Any], name: str) -> torch.Tensor:
+    """``item``'s image, checked as :func:`check_item` checks it (a float32 (3, H, W) tensor;
+    warned where its values read as raw pixels): all that training reads of an item."""
+    image = _as_tensor(item["image"])
+    _check_image(image, f"dataset {name}")
+    _warn_if_unnormalised(image, f"dataset {name}")
+    return image
 
 
 def _as_tensor(value: Any) -> Any:

@@ -419,13 +419,19 @@ def train(config: TrainConfig | Mapping[str, Any], *, resume: bool = False, data
         raise ConfigError(f"train takes a TrainConfig (or a dict of its fields), got "
                           f"{type(config).__name__}; e.g. train(TrainConfig(method='mae'))")
     if dataset is not None:
-        from vitprobe.data.user_data import as_items
+        from vitprobe.data.items import check_image_of
+        from vitprobe.data.user_data import as_items, dataset_name
 
         dataset, first = as_items(dataset)  # (image, label) pairs as item dicts
         if first is None:
             raise ConfigError(f"dataset must be a sized Dataset whose items are (image, label) pairs or dicts "
                               f"with an 'image', got {type(dataset).__name__}")
-        config = dataclasses.replace(config, data=dataset_label(dataset))
+        check_image_of(first, dataset_name(dataset))
+        label = dataset_label(dataset)
+        if config.data not in (TrainConfig.data, label):
+            warn_user(f"train: data {config.data!r} is not read: the dataset given replaces it (the run records "
+                      f"it as {label!r}); leave data out where a dataset is given")
+        config = dataclasses.replace(config, data=label)
     env = distributed.setup(config.device)
     lock = RunLock()
     try:

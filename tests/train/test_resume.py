@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).parent))
 from test_engine import run_toy, toy_config, toy_dataset  # noqa: E402
 
-from vitprobe.errors import CheckpointError, ConfigError, OutputExistsError  # noqa: E402
+from vitprobe.errors import CheckpointError, ConfigError, DataError, OutputExistsError  # noqa: E402
 from vitprobe.models import load_model  # noqa: E402
 from vitprobe.train import checkpointing as ckpt  # noqa: E402
 from vitprobe.train import TrainConfig, train  # noqa: E402
@@ -68,6 +68,37 @@ def split_then_resume(run, tmp_path: Path, monkeypatch) -> None:
 
 def test_one_epoch_then_resume_equals_two_epochs(tmp_path, monkeypatch):
     split_then_resume(lambda out, resume: run_toy(out, resume), tmp_path, monkeypatch)
+
+
+def test_a_run_whose_image_folder_moved_resumes_from_its_new_place(tmp_path, monkeypatch):
+    """The folder a run read moved (or is mounted elsewhere on another machine): --resume said
+    only that the folder did not exist, and refused its new place as other data; now the
+    error names the way out, and the new place of as many images resumes (warned), exactly."""
+    from PIL import Image
+
+    from vitprobe.cli import main
+    from vitprobe.errors import VitprobeWarning
+
+    gen = np.random.default_rng(0)
+    for i in range(16):
+        path = tmp_path / "imgs" / f"c{i % 2}" / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(gen.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
+    options = ["--method", "mae", "--preset", "tiny", "--epochs", "2", "--batch-size", "8", "--no-progress"]
+    assert main(["train", *options, "--data", f"folder:{tmp_path / 'imgs'}", "--out", str(tmp_path / "full")]) == 0
+    split = tmp_path / "split"
+    stop_after_first_save(lambda: main(["train", *options, "--data", f"folder:{tmp_path / 'imgs'}",
+                                        "--out", str(split)]), monkeypatch)
+    (tmp_path / "imgs").rename(tmp_path / "moved")
+    with pytest.raises(DataError, match=r"^--resume: .*imgs.*; if the run's data moved, give its new place as --data "
+                                        r"\(Python: data=\), of the same kind$"):
+        train({"out": str(split)}, resume=True, progress=False)
+    with pytest.raises(ConfigError, match=r"--data was \"folder:.*\", now \"synthetic:16\""):  # another kind: other data
+        train({"out": str(split), "data": "synthetic:16"}, resume=True, progress=False)
+    with pytest.warns(VitprobeWarning, match=rf"--resume: the run in {split} read folder:{tmp_path / 'imgs'}; "
+                                             rf"resuming on folder:{tmp_path / 'moved'} as the same 16 images moved"):
+        train({"out": str(split), "data": f"folder:{tmp_path / 'moved'}"}, resume=True, progress=False)
+    assert_same_run(tmp_path / "full", split)
 
 
 def test_resume_with_other_options_is_refused(tmp_path):

@@ -25,8 +25,9 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vitprobe.data.base import IMAGENET_MEAN, IMAGENET_STD
-from vitprobe.errors import (CheckpointError, ConfigError, OutputExistsError, abbreviate, brief_reason, plural,
-                             warn_user)
+from vitprobe.data.spec import DataSpec, parse_spec
+from vitprobe.errors import (CheckpointError, ConfigError, DataError, OutputExistsError, abbreviate, brief_reason,
+                             plural, warn_user)
 from vitprobe.heap import retain_freed_memory
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
 from vitprobe.output_paths import check_output_folder, is_analysis_output, user_entries, write_atomically
@@ -316,6 +317,11 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int,
     if "revisions in force" in changed:  # the same objective's recipe changed: no option given now can undo it
         raise ConfigError(f"--resume: in {config.out}, " + _option_difference(
             "revisions in force", saved["revisions in force"], now["revisions in force"]) + "; start a new --out")
+    if "data" in changed and "images in force" in saved and "images in force" not in changed \
+            and _moved(saved["data"], now["data"]):
+        changed.remove("data")
+        warn_user(f"--resume: the run in {config.out} read {saved['data']}; resuming on {now['data']} as the same "
+                  f"{saved['images in force']} images moved (their number is checked, not their content)")
     if "data" in changed and "images in force" in changed:
         changed.remove("images in force")  # follows from the --data given now, which is named
     if "images in force" in changed:  # the data's content, which no option sets
@@ -357,6 +363,22 @@ def dataset_label(dataset: Any) -> str:
     if not isinstance(spec, str) or not spec:
         return f"custom:{type(dataset).__name__}[{len(dataset)}]"
     return spec if not split or spec.endswith(f":{split}") else f"{spec} [split {split}]"
+
+
+def _folder_spec(spec: str) -> DataSpec | None:
+    """``spec`` parsed where it names a folder (``folder:``, ``voc:``), else None."""
+    try:
+        parsed = parse_spec(spec)
+    except DataError:
+        return None
+    return parsed if parsed.path is not None else None
+
+
+def _moved(before: str, after: str) -> bool:
+    """Whether two data specs name a folder of one kind (and split) at two paths: the same data
+    moved, or seen from another machine."""
+    a, b = _folder_spec(before), _folder_spec(after)
+    return a is not None and b is not None and (a.kind, a.split) == (b.kind, b.split) and a.path != b.path
 
 
 def _recorded_from_a_dataset(data: str) -> bool:
@@ -583,7 +605,13 @@ def _run(config: TrainConfig, env: distributed.DistEnv, resume: bool, dataset: D
         if resume and _recorded_from_a_dataset(config.data):
             raise ConfigError(f"--resume: the run in {out} trained on a dataset given to train() ({config.data}), "
                               "which no spec names; pass the same one again: train(..., resume=True, dataset=...)")
-        dataset = resolve_dataset(config.data, arch.img_size, IMAGENET_MEAN, IMAGENET_STD)
+        try:
+            dataset = resolve_dataset(config.data, arch.img_size, IMAGENET_MEAN, IMAGENET_STD)
+        except DataError as err:
+            if resume and _folder_spec(config.data) is not None:  # the folder the run read is gone
+                raise DataError(f"--resume: {err}; if the run's data moved, give its new place as --data "
+                                "(Python: data=), of the same kind") from None
+            raise
     images = len(dataset)  # type: ignore[arg-type]
     schedule = _schedule(config, optim, images, env.world_size, bool(objective.momentum_pairs()))
     if env.is_main and not resume:

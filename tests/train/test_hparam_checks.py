@@ -61,6 +61,8 @@ def test_cli_refuses_a_negative_clip_before_writing_anything(tmp_path, capsys):
 @pytest.mark.parametrize("extra,message", [
     (["--seed", "-5"], "--seed (Python: seed=) must be a whole number in [0, 2**63)"),
     (["--seed", "99999999999999999999"], "--seed (Python: seed=) must be a whole number in [0, 2**63)"),
+    (["--batch-size", "0"], "--batch-size (Python: batch_size=) must be a whole number >= 1, got 0"),  # "batch_size must"
+    (["--num-workers", "-1"], "--num-workers (Python: num_workers=) must be a whole number >= 0, got -1"),
     (["--lr", "inf"], "--lr must be a positive finite number"),
     (["--lr", "0.001", "--set", "base_lr=0.5"], "give either --lr (the peak rate) or --set base_lr (per 256 images)"),
     (["--set", "mean=[0.5,0.5,0.5]"], "unknown hyper-parameter(s) ['mean']"),  # the data's normalisation, not a knob

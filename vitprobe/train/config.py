@@ -222,10 +222,10 @@ class TrainConfig:
             raise ConfigError(f"unknown --amp {self.amp!r}; choose one of {list(AMP_MODES)}")
         if isinstance(self.data, str):  # a relative folder, recorded as the folder it names
             self.data = absolute_spec(self.data)
-        for name in ("batch_size", "save_every", "log_every", "epochs"):
-            if getattr(self, name) is not None:
-                setattr(self, name, check_whole(getattr(self, name), name))
-        self.num_workers = check_whole(self.num_workers, "num_workers", minimum=0)
+        for name in ("batch_size", "save_every", "log_every", "epochs", "num_workers"):
+            if getattr(self, name) is not None:  # named as given on the command line and from Python
+                setattr(self, name, check_whole(getattr(self, name), f"--{name.replace('_', '-')} (Python: {name}=)",
+                                                minimum=0 if name == "num_workers" else 1))
         if self.lr is not None and not 0 < self.lr < math.inf:
             raise ConfigError(f"--lr must be a positive finite number, got {self.lr}")
         if self.lr is not None and isinstance(self.hparams, dict) and "base_lr" in self.hparams:

@@ -22,7 +22,8 @@ from vitprobe.train.views import make_views
 
 
 def corrupt(clean: Tensor, pixel_mask: Tensor, noise: Tensor, from_other: Tensor) -> Tensor:
-    """Masked pixels take, per image, either ``noise`` or the pixels of the next image of the batch (cyclic).
+    """Masked pixels take, per image, either ``noise`` or the pixels of the previous image of the
+    batch (cyclic: image i takes image i - 1's).
 
     ``pixel_mask`` (B, 1, H, W) bool, ``from_other`` (B,) bool.
     """

@@ -596,6 +596,30 @@ def test_ctrl_c_while_the_command_line_starts_is_one_line(capsys, monkeypatch, r
     assert capsys.readouterr().err == ("vitprobe: interrupted\n" if rank == "0" else "")
 
 
+def test_an_interrupted_command_line_ignores_a_second_ctrl_c_while_the_process_ends(monkeypatch):
+    """A second Ctrl-C during the interpreter's shutdown (torch's atexit hooks) printed a
+    traceback after the one-line message; the process now ignores SIGINT once main returns 130.
+    main(argv) called in a program (as here, in-process) leaves the program's SIGINT alone."""
+    import signal
+    import subprocess
+    import sys
+
+    script = ("import signal, sys, vitprobe.cli as cli\n"
+              "def stop():\n    raise KeyboardInterrupt\n"
+              "cli.build_parser = stop\nsys.argv = ['vitprobe', 'analyses']\n"
+              "code = cli.main()\nprint(code, signal.getsignal(signal.SIGINT) is signal.SIG_IGN)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (done.stdout, done.stderr) == ("130 True\n", "vitprobe: interrupted\n")
+    import vitprobe.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vitprobe.cli, "build_parser", interrupted)
+    before = signal.getsignal(signal.SIGINT)
+    assert main(["analyses"]) == 130 and signal.getsignal(signal.SIGINT) is before
+
+
 def test_only_rank_zero_prints_warnings(checkpoint, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("RANK", "1")  # what torchrun sets in the second process
     assert main(["analyze", "--checkpoint", checkpoint, "--data", "synthetic:16", "--analyses", "knn",

@@ -170,21 +170,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = None
     given = sys.argv[1:] if argv is None else list(argv)
     try:
-        try:
-            for name in plugin_names(given, os.environ.get(PLUGINS_VARIABLE)):  # before the parser lists choices
-                load_plugin(name)
-            args = _parse(build_parser(), given)  # imports torch: seconds in which Ctrl-C may come
-        except KeyboardInterrupt as stop:
-            return _stopped(stop)
-        except ConfigError as err:  # a plugin not found, or failing on import
-            if "--debug" in given:
-                raise
-            print(f"vitprobe: error: {err}", file=sys.stderr)
-            return 2
-        return _run(args)
+        code = _parse_and_run(given)
+        if code in (130, 143) and argv is None:  # the process ends: a second Ctrl-C in the interpreter's
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # shutdown (torch's atexit) printed a traceback
+            previous = None
+        return code
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _parse_and_run(given: list[str]) -> int:
+    """Load the plugins named, parse ``given`` and run the command (exit code)."""
+    try:
+        for name in plugin_names(given, os.environ.get(PLUGINS_VARIABLE)):  # before the parser lists choices
+            load_plugin(name)
+        args = _parse(build_parser(), given)  # imports torch: seconds in which Ctrl-C may come
+    except KeyboardInterrupt as stop:
+        return _stopped(stop)
+    except ConfigError as err:  # a plugin not found, or failing on import
+        if "--debug" in given:
+            raise
+        print(f"vitprobe: error: {err}", file=sys.stderr)
+        return 2
+    return _run(args)
 
 
 def _stopped(stop: KeyboardInterrupt, hint: Callable[[], str] = lambda: "") -> int:

@@ -173,10 +173,15 @@ def interpret(raw: RawCheckpoint, format: str | None = None, key: str | None = N
 def _build(spec: ArchSpec, path: Path, device: str | None = None, fix: str = _FIX) -> nn.Module:
     """The model ``spec`` describes; its random initialisation, which the checkpoint then
     overwrites, leaves torch's global generator as it was."""
+    sizes = {name: getattr(spec, name) for name in ("patch_size", "embed_dim", "depth", "num_heads", "img_size")}
+    bad = [f"{name} {value!r}" for name, value in sizes.items() if not (is_whole(value) and value >= 1)]
+    if bad:  # timm divides by some (num_heads 0) and builds others unusable (num_heads -2)
+        raise CheckpointError(f"checkpoint {path}: cannot build {spec.describe()} ({', '.join(bad)}: each must be "
+                              f"a whole number >= 1); {fix}")
     try:
         with torch.device(device or "cpu"), torch.random.fork_rng(devices=[]):
             return build_model(spec)
-    except (ValueError, TypeError, AssertionError, RuntimeError) as err:
+    except (ValueError, TypeError, AssertionError, RuntimeError, ZeroDivisionError) as err:
         raise CheckpointError(f"checkpoint {path}: cannot build {spec.describe()} ({err}); "
                               f"{fix}") from None
 
@@ -296,9 +301,10 @@ def load_model(path: str | os.PathLike[str], arch: ArchSpec | Mapping[str, Any] 
     """
     if not isinstance(path, (str, os.PathLike)):
         raise ConfigError(f"load_model takes a checkpoint path, got {type(path).__name__}")
-    for name, value in (("img_size", img_size), ("num_heads", num_heads)):
-        if value is not None and not is_whole(value):
-            raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    if img_size is not None and not is_whole(img_size):  # (one that no patch grid fits is said below)
+        raise ConfigError(f"img_size must be a whole number, got {img_size!r}")
+    if num_heads is not None and not (is_whole(num_heads) and num_heads >= 1):
+        raise ConfigError(f"num_heads must be a whole number >= 1, got {num_heads!r}")
     path = Path(path)
     it = interpret(read_checkpoint(path), format, key, num_heads, arch)
     spec = it.spec

@@ -13,6 +13,7 @@ plain timm keys.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -65,5 +66,6 @@ def parse_header(path: Path, header: Any) -> tuple[ArchSpec, dict[str, Any]]:
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint {path}: its vitprobe architecture metadata is invalid "
                               f"({err}); the file is damaged or from another vitprobe") from None
-    meta = {k: header.get(k, default) for k, default in _META_DEFAULTS.items()}
+    meta = {k: header[k] if k in header else copy.deepcopy(default)  # a model's own, never the shared defaults
+            for k, default in _META_DEFAULTS.items()}
     return arch, meta

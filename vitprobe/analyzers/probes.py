@@ -69,18 +69,18 @@ class _PooledFeatureProbe(Analyzer):
                     "labels_below_zero": "ignored", **layer_0_protocol(self.info_, self.layers_)}
         index = self._row_tensor("index")
         if index is not None:  # the share the hash held out, which on few images is not the fraction
-            held = int(heldout_mask(index, self.heldout_fraction, self.split_seed).sum())
-            protocol["held_out"] = f"{held} of {plural(len(index), 'image')}"
-            baselines = self._majority_baselines(index)
+            held = heldout_mask(index, self.heldout_fraction, self.split_seed).numpy()
+            protocol["held_out"] = f"{int(held.sum())} of {plural(len(index), 'image')}"
+            baselines = self._majority_baselines(held)
             if baselines:
                 protocol["majority_class_top1"] = ", ".join(f"{k} {v:.3g}" for k, v in baselines.items())
         return protocol
 
-    def _majority_baselines(self, index: torch.Tensor) -> dict[str, float]:
-        """Per label, the accuracy (%) of always answering the training split's most common
-        class (the smallest of those tied): 100 * mean(y_test == argmax_c count_train(c)), the
-        chance level a probe's accuracy is read against (12.5 for a balanced 8-way label)."""
-        held = heldout_mask(index, self.heldout_fraction, self.split_seed).numpy()
+    def _majority_baselines(self, held: np.ndarray) -> dict[str, float]:
+        """Per label, the accuracy (%) on the ``held`` rows of always answering the training
+        split's most common class (the smallest of those tied): 100 * mean(y_test ==
+        argmax_c count_train(c)), the chance level a probe's accuracy is read against (12.5 for
+        a balanced 8-way label)."""
         baselines = {}
         for key in sorted(k for k in self._rows if k.startswith("label/")):
             labels = self._row_tensor(key).numpy()

@@ -119,11 +119,8 @@ def load_train_state(out: Path) -> dict[str, Any]:
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
         raise CheckpointError(f"--resume: {state_path} cannot be read ({_load_reason(err)}); "
                               f"the run folder is damaged, start a new --out") from None
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(encoder_path), framework="pt") as f:
-            header = json.loads((f.metadata() or {}).get(METADATA_KEY, "{}"))
+        header = _header(encoder_path)
     except Exception as err:  # noqa: BLE001 - safetensors, JSON and OS errors alike: a damaged file
         raise CheckpointError(f"--resume: {encoder_path} cannot be read ({brief_reason(err)}); "
                               f"the run folder is damaged, start a new --out") from None
@@ -138,17 +135,24 @@ def recorded_options(out: Path) -> tuple[Path, dict[str, Any]] | None:
     """The training options (``TrainConfig.resolved()``) that the checkpoint in ``out`` records
     in its header, and that file: the pair's encoder, else the final encoder; None where
     neither can be read (only the header is read)."""
-    from safetensors import safe_open
-
     for path in (out / ENCODER_FILE, out / FINAL_FILE):
         try:
-            with safe_open(str(path), framework="pt") as f:
-                options = json.loads((f.metadata() or {}).get(METADATA_KEY, "{}")).get("config")
+            options = _header(path).get("config")
         except Exception:  # noqa: BLE001 - missing or damaged: try the next, then give none
             continue
         if isinstance(options, dict) and options:
             return path, options
     return None
+
+
+def _header(path: Path) -> dict[str, Any]:
+    """The vitprobe header of a safetensors encoder file (only the header is read; any error of
+    the file, safetensors or JSON is raised as it is)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        header = json.loads((f.metadata() or {}).get(METADATA_KEY, "{}"))
+    return header if isinstance(header, dict) else {}
 
 
 def capture_rng() -> dict[str, Any]:

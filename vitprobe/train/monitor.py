@@ -48,9 +48,8 @@ def loss_summary(run: str | Path, config: TrainConfig | None = None) -> str:
     """``loss (what it is) on DATA by epoch (mean of logged steps): first -> last over E epochs;
     log: PATH`` for the training run in folder ``run`` (one value where one epoch was logged),
     saying so when fewer than the run's epochs have a logged step (a large --log-every, or
-    rows lost); the
-    objective's ``describe_loss`` says what the loss is under the run's hyper-parameters, read
-    from ``config`` (default: the run's config.json)."""
+    rows lost); the objective's ``describe_loss`` says what the loss is under the run's
+    hyper-parameters, read from ``config`` (default: the run's config.json)."""
     import json
 
     import pandas as pd

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/models: offici
 import pytest
 import torch
 from official_layouts import VIT, VIT_FINETUNED, Case, make_case, timm_train
+from test_checkpoint_errors import _Call
 
 from vitprobe.errors import CheckpointError
 from vitprobe.models import ArchSpec, inspect_checkpoint, load_model
@@ -165,16 +166,6 @@ def test_an_encoder_with_no_position_grid_is_built_for_224_pixels(tmp_path):
     model = load_model(made.path, num_heads=spec.num_heads)
     assert model.vitprobe_info["arch"] == spec.to_dict()
     _assert_same_weights(model, made.encoder)
-
-
-class _Call:
-    """Unpickling this calls ``function(*args)``."""
-
-    def __init__(self, function, *args) -> None:
-        self.function, self.args = function, args
-
-    def __reduce__(self):
-        return (self.function, self.args)
 
 
 @pytest.mark.parametrize("function, args", [

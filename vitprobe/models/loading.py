@@ -181,7 +181,7 @@ def _build(spec: ArchSpec, path: Path, device: str | None = None, fix: str = _FI
     try:
         with torch.device(device or "cpu"), torch.random.fork_rng(devices=[]):
             return build_model(spec)
-    except (ValueError, TypeError, AssertionError, RuntimeError, ZeroDivisionError) as err:
+    except (ValueError, TypeError, AssertionError, RuntimeError) as err:
         raise CheckpointError(f"checkpoint {path}: cannot build {spec.describe()} ({err}); "
                               f"{fix}") from None
 

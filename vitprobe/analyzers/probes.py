@@ -73,20 +73,22 @@ class _PooledFeatureProbe(Analyzer):
             protocol["held_out"] = f"{int(held.sum())} of {plural(len(index), 'image')}"
             baselines = self._majority_baselines(held)
             if baselines:
-                protocol["majority_class_top1"] = ", ".join(f"{k} {v:.3g}" for k, v in baselines.items())
+                protocol["majority_class_top1"] = ", ".join(f"{k}: {v:.3g}" for k, v in baselines.items())
         return protocol
 
     def _majority_baselines(self, held: np.ndarray) -> dict[str, float]:
-        """Per label, the accuracy (%) on the ``held`` rows of always answering the training
-        split's most common class (the smallest of those tied): 100 * mean(y_test ==
-        argmax_c count_train(c)), the chance level a probe's accuracy is read against (12.5 for
-        a balanced 8-way label)."""
+        """Per label scored on some ``held`` rows, the share (%) of all its labelled images, both
+        splits, in its commonest class: 100 * max_c count(c) / n, what always answering that
+        class scores on a held-out split in expectation over splits (100 / K for a balanced
+        K-way label), the chance level a probe's accuracy is read against. (The training
+        split's commonest class scored on the held-out rows reads low on a balanced set: the
+        class with the most training images has the fewest held out.)"""
         baselines = {}
         for key in sorted(k for k in self._rows if k.startswith("label/")):
             labels = self._row_tensor(key).numpy()
-            train, test = labels[~held & (labels >= 0)], labels[held & (labels >= 0)]
-            if len(train) and len(test):
-                baselines[key[6:]] = 100.0 * float(np.mean(test == np.bincount(train).argmax()))
+            known = labels >= 0
+            if (known & held).any() and (known & ~held).any():
+                baselines[key[6:]] = 100.0 * float(np.bincount(labels[known]).max()) / int(known.sum())
         return baselines
 
     def _sites(self) -> set[Site]:

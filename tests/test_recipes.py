@@ -211,6 +211,12 @@ def test_select_rows_layers() -> None:
     one = _table("nmi", {5: 0.1})
     for half in ("first_half", "last_half"):
         assert list(select_rows(one, {"metric": "nmi", "layers": half})["layer"]) == [5]
+    tokens = _table("cos", {0: 1.0, 1: 0.1, 2: 0.2, 3: 0.3, 4: 0.4})  # layer 0: the patch embedding
+    assert list(select_rows(tokens, {"metric": "cos", "layers": "last_half"})["layer"]) == [3, 4]
+    assert list(select_rows(tokens, {"metric": "cos", "layers": "first_half"})["layer"]) == [0, 1, 2]
+    embedding_and_one = _table("cos", {0: 1.0, 1: 0.1})
+    assert list(select_rows(embedding_and_one, {"metric": "cos", "layers": "last_half"})["layer"]) == [1]
+    assert list(select_rows(embedding_and_one, {"metric": "cos", "layers": "first_half"})["layer"]) == [0]
 
 
 def test_greater_than_verdicts() -> None:

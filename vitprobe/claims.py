@@ -22,8 +22,10 @@ class Verdict:
 def select_rows(table: pd.DataFrame, check: Mapping[str, Any]) -> pd.DataFrame:
     """Rows of ``metric`` (and ``label``) at the chosen ``layers``, ``frequency`` and ``rank``.
 
-    layers: "all", "last", "first_half", "last_half" (the deeper half of the layers the table
-    has), or a list of layer numbers; frequency: "highest" or a number (units of pi); rank: a
+    layers: "all", "last", "first_half", "last_half" (the halves of the blocks the table has,
+    the middle one of an odd count in the deeper half, layer 0 (the patch embedding) in the
+    first: an analysis of tokens (layers 0..L) and one of attention (1..L) read the same
+    blocks), or a list of layer numbers; frequency: "highest" or a number (units of pi); rank: a
     singular value's rank (1 = the largest). A table with a frequency or rank axis that the
     check does not name is read at the highest frequency and at rank 1, as summaries read it.
     """
@@ -42,14 +44,20 @@ def select_rows(table: pd.DataFrame, check: Mapping[str, Any]) -> pd.DataFrame:
         present = sorted(rows["layer"].unique())
         if layers == "last":
             keep = present[-1:]
-        elif layers == "last_half":
-            keep = present[len(present) // 2:]
-        elif layers == "first_half":
-            keep = present[: max(1, len(present) // 2)]
+        elif layers in ("first_half", "last_half"):
+            keep = _half(present, layers == "last_half")
         else:
             keep = [int(layer) for layer in layers]
         rows = rows[rows["layer"].isin(keep)]
     return rows
+
+
+def _half(present: list[int], deeper: bool) -> list[int]:
+    """The deeper half of the blocks among ``present`` layers (sorted), or the layers before it
+    (the first of ``present`` where none are), as select_rows reads them."""
+    blocks = [layer for layer in present if layer >= 1] or present
+    last = blocks[len(blocks) // 2:]
+    return last if deeper else [layer for layer in present if layer < last[0]] or present[:1]
 
 
 def _axes_read(check: Mapping[str, Any], tables: Mapping[str, Mapping[str, pd.DataFrame]]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 open (found by a mutation round): MoCo v3 files saved without DDP or holding only the momentum
 encoder, timm files of a DDP model or a Beit, a forced format missing its entry, prefixes,
 architecture given whole or in part, BEiT markers, reports, exports without qkv bias, the
-unpickler's refusals, head counts that cannot build a model, an old vitprobe header's defaults."""
+unpickler's refusals, head counts that cannot build a model, an old vitprobe header's defaults, a file without a
+class token."""
 
 from __future__ import annotations
 
@@ -365,3 +366,18 @@ def test_the_defaults_of_an_old_vitprobe_header_are_not_shared_between_loads(tmp
     assert not [w for w in said if "collapse" in str(w.message)]  # b.safetensors never warned of one
     training = second.vitprobe_info["report"]["training"]
     assert training["warnings"] == [] and training["in_force"] == {}
+
+
+@pytest.mark.parametrize("reg_tokens", [0, 4])
+def test_a_vit_file_without_a_class_token_is_refused_as_that(tmp_path, reg_tokens):
+    """timm's class_token=False: the file has no cls_token, and the error says so and how to
+    analyse the model (pass it in Python), not that its pos_embed lacks a prefix token."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    model = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0,
+                              class_token=False, global_pool="avg", reg_tokens=reg_tokens)
+    path = tmp_path / "no_cls.pth"
+    torch.save(model.state_dict(), path)
+    with pytest.raises(CheckpointError, match=rf"^checkpoint {re.escape(str(path))}: no cls_token, a ViT "
+                                              r"without a class token .*vitprobe\.analyze\(model, \.\.\.\)$"):
+        load_model(path)

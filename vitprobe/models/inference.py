@@ -157,6 +157,10 @@ def infer_arch(sd: Mapping[str, torch.Tensor], hints: ArchHints, path: Path,
     if not blocks:
         raise CheckpointError(f"checkpoint {path}: no transformer blocks (blocks.N.*) found; "
                               "pass --format/--key to pick the encoder weights inside the file (Python: format=, key=)")
+    if "cls_token" not in sd:
+        raise CheckpointError(f"checkpoint {path}: no cls_token, a ViT without a class token (as timm's "
+                              "class_token=False), which vitprobe does not read from a file; build the model in "
+                              "Python, load its weights and pass it: vitprobe.analyze(model, ...)")
     beit = is_beit_layout(sd)
     reg_tokens = _shape(sd, "reg_token", 3, path)[1] if "reg_token" in sd else 0
     grid = _grid(sd, 1 + reg_tokens, path)

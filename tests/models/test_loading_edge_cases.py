@@ -2,8 +2,8 @@
 open (found by a mutation round): MoCo v3 files saved without DDP or holding only the momentum
 encoder, timm files of a DDP model or a Beit, a forced format missing its entry, prefixes,
 architecture given whole or in part, BEiT markers, reports, exports without qkv bias, the
-unpickler's refusals, head counts that cannot build a model, an old vitprobe header's defaults, a file without a
-class token."""
+unpickler's refusals, head counts that cannot build a model, an old vitprobe header's defaults,
+a file without a class token."""
 
 from __future__ import annotations
 

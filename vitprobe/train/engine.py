@@ -329,8 +329,8 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], world_size: int,
                           f"in {config.out} was saved, and holds {now['images in force']} now; its steps per epoch, "
                           "and so its schedules and log, follow from them: restore the data or start a new --out")
     if changed == ["epochs"] and now["epochs"] > saved["epochs"]:
-        raise ConfigError(f"--resume continues the run in {config.out} to its own {saved['epochs']} "
-                          "epochs (its schedules are laid out over them), so it cannot be extended; "
+        raise ConfigError(f"--resume continues the run in {config.out} to its own {plural(saved['epochs'], 'epoch')} "
+                          "(its schedules are laid out over them), so it cannot be extended; "
                           "train longer in a new --out with more --epochs")
     if changed:
         flags = "; ".join(_option_difference(k, saved.get(k), now[k]) for k in changed)

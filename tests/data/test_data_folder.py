@@ -60,6 +60,19 @@ def test_modes_are_converted_to_8_bit_rgb(image_folder: Path) -> None:
     torch.testing.assert_close(palette[1, 20:], torch.ones(12, 32))
 
 
+def test_float_images_are_read_as_0_to_1_where_every_value_lies_there_else_as_0_to_255(tmp_path: Path) -> None:
+    """32-bit float (TIFF mode F): values within [0, 1] are the float convention (0.5 -> 128),
+    any beyond it the 8-bit one, clipped (100 -> 100, 300 -> 255)."""
+    for name, values in (("unit", [0.0, 0.5, 1.0]), ("eight_bit", [100.0, 300.0, -5.0])):
+        (tmp_path / name).mkdir()
+        for i, v in enumerate(values):
+            Image.fromarray(np.full((8, 8), v, dtype=np.float32), "F").save(tmp_path / name / f"{i}.tif")
+    dataset = resolve_dataset(f"folder:{tmp_path}", 16, **RAW)
+    read = {f"{f.parent.name}/{f.stem}": float(dataset[i]["image"].mean()) * 255 for i, f in enumerate(dataset.files)}
+    assert read == pytest.approx({"unit/0": 0, "unit/1": 128, "unit/2": 255,
+                                  "eight_bit/0": 100, "eight_bit/1": 255, "eight_bit/2": 0}, abs=1e-4)
+
+
 def test_tiny_image_is_upscaled_and_wide_one_centre_cropped(image_folder: Path) -> None:
     dataset = _open(image_folder, size=48)
     tiny = _image(dataset, "tiny.png")

@@ -120,14 +120,17 @@ def _check_here(paths: Sequence[Path]) -> list[str | None]:
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode as 8-bit RGB.
 
-    16-bit grey (``I;16*``, and ``I`` as PNG opens it) is scaled v / 257 to 0..255, 32-bit float
-    ``F`` is clipped to 0..255; alpha is composited on black (rgb * alpha / 255); palette
-    images go through RGBA when they carry transparency.
+    16-bit grey (``I;16*``, and ``I`` as PNG opens it) is scaled v / 257 to 0..255; 32-bit float
+    ``F`` is read as 0..1 (v * 255) where every value lies in [0, 1], else clipped to 0..255;
+    alpha is composited on black (rgb * alpha / 255); palette images go through RGBA when they
+    carry transparency.
     """
     if image.mode in SIXTEEN_BIT_MODES or image.mode == "F":
         values = np.asarray(image, dtype=np.float64)
         if image.mode != "F":
             values = values / 257.0
+        elif values.size and 0.0 <= values.min() and values.max() <= 1.0:  # the 0..1 convention of float images
+            values = values * 255.0
         grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
         return Image.fromarray(grey, "L").convert("RGB")
     if image.mode == "P" and "transparency" in image.info:

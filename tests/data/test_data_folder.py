@@ -197,6 +197,29 @@ def test_links_are_followed_once_and_macos_forks_ignored(tmp_path: Path) -> None
     assert dataset.describe()["root"] == str(root.resolve())
 
 
+def test_a_link_back_up_to_the_root_is_not_followed_and_links_to_nothing_are_warned_of(tmp_path: Path) -> None:
+    """cat/up -> .. reached the image loose in the root (left out: no class) as cat/up/stray.png,
+    and every class again; a class folder and a sub-folder linked to what does not exist were
+    dropped unwarned."""
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (16, 16)).save(tmp_path / name / "own.png")
+    Image.new("RGB", (16, 16)).save(tmp_path / "stray.png")
+    (tmp_path / "cat" / "up").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "cow").symlink_to(tmp_path / "gone", target_is_directory=True)
+    (tmp_path / "dog" / "more").symlink_to(tmp_path / "gone too", target_is_directory=True)
+    with pytest.warns(UserWarning) as record:
+        dataset = resolve_dataset(f"folder:{tmp_path}", 32)
+    messages = " | ".join(str(w.message) for w in record)
+    assert [(str(f.relative_to(tmp_path)), int(t)) for f, t in zip(dataset.files, dataset.targets)] == [
+        ("cat/own.png", 0), ("dog/own.png", 1)]
+    assert "left out 1 image(s) directly in" in messages
+    assert f"1 folder(s) or file(s) reached again through symbolic links were read once, under the class folder " \
+           f"that holds them, else the first that reaches them (e.g. {tmp_path}/cat/up is {tmp_path})" in messages
+    assert f"left out 2 symbolic link(s) whose target does not exist (e.g. {tmp_path}/cow -> {tmp_path}/gone); " \
+           "restore the target or remove the link" in messages
+
+
 def test_a_linked_file_is_read_once_under_the_class_that_holds_it(tmp_path: Path) -> None:
     """A link in cat to dog's image used to move that image into cat (the first class to reach
     it), leaving dog without it; a file outside the tree linked from two classes goes to the first."""

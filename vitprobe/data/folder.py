@@ -43,34 +43,40 @@ def _is_image_name(name: str) -> bool:
 class Walked:
     """What walking one folder met: its image files with their real paths (in sorted order),
     the paths it reached again through symbolic links (a link back up the tree, a second link
-    to one file), and files in formats PIL opens but vitprobe does not read (by suffix)."""
+    to one file), files in formats PIL opens but vitprobe does not read (by suffix), and
+    symbolic links without an image's name whose target does not exist (a class folder moved
+    away); a broken link with an image's name is an image, which checking finds unreadable."""
 
     images: list[tuple[Path, str]] = field(default_factory=list)
     repeated: list[str] = field(default_factory=list)
     other_formats: Counter[str] = field(default_factory=Counter)
+    broken_links: list[str] = field(default_factory=list)
 
 
-def image_files(root: Path) -> Walked:
+def image_files(root: Path, within: str | None = None) -> Walked:
     """Image files under root (any depth, through symbolic links; hidden entries and
     ``__MACOSX`` left out), sorted by path, each with its real path. A folder or file whose
-    real path was reached before in this walk is not read again; its path goes to
+    real path was reached before in this walk, or a folder whose real path is ``within`` (the
+    real dataset folder that holds root) or holds it, is not read (again); its path goes to
     ``repeated``."""
     walked, seen = Walked(), set()
     for folder, subfolders, files in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
-        if real in seen:
+        if real in seen or (within is not None and (within + os.sep).startswith(real + os.sep)):
             walked.repeated.append(folder)
             subfolders[:] = []
             continue
         seen.add(real)
         subfolders[:] = sorted(d for d in subfolders if _is_visible(d))
         for name in sorted(files):
+            path = os.path.join(folder, name)
             if not _is_image_name(name):
                 suffix = Path(name).suffix.lower()
                 if _is_visible(name) and suffix in other_image_suffixes():
                     walked.other_formats[suffix] += 1
+                elif _is_visible(name) and _is_broken_link(path):
+                    walked.broken_links.append(path)
                 continue
-            path = os.path.join(folder, name)
             target = os.path.realpath(path) if os.path.islink(path) else os.path.join(real, name)
             if target in seen:
                 walked.repeated.append(path)
@@ -81,12 +87,19 @@ def image_files(root: Path) -> Walked:
     return walked
 
 
-def _by_class(root: Path, classes: list[str]) -> tuple[dict[str, list[Path]], list[tuple[str, str]], Counter[str]]:
+def _is_broken_link(path: str) -> bool:
+    """A symbolic link whose target does not exist."""
+    return os.path.islink(path) and not os.path.exists(path)
+
+
+def _by_class(root: Path, classes: list[str]) -> tuple[dict[str, list[Path]], list[tuple[str, str]], Walked]:
     """The image files of each class folder, each file read once over all classes: under the
-    class whose (real) folder holds it, else the first class that reaches it through a link.
-    Also (path, real path) of each other path that reached a file or folder again, and the
-    files left out by format."""
-    walks = {name: image_files(root / name) for name in classes}
+    class whose (real) folder holds it, else the first class that reaches it through a link
+    (a link back up to root or above it is not followed: it would reach the images directly in
+    root, which belong to no class, and every class). Also (path, real path) of each other
+    path that reached a file or folder again, and what the walks left out (``other_formats``,
+    ``broken_links``)."""
+    walks = {name: image_files(root / name, within=os.path.realpath(root)) for name in classes}
     holders = {name: os.path.realpath(root / name) + os.sep for name in classes}
 
     def holding(name: str, target: str) -> int:  # how deep the class's own folder holds it (0: not)
@@ -103,15 +116,16 @@ def _by_class(root: Path, classes: list[str]) -> tuple[dict[str, list[Path]], li
         files[name] = [path for path, target in walked.images if owner[target] == name]
         repeated += [(str(path), target) for path, target in walked.images if owner[target] != name]
         repeated += [(path, os.path.realpath(path)) for path in walked.repeated]
-    other_formats = sum((walked.other_formats for walked in walks.values()), Counter())
-    return files, repeated, other_formats
+    left_out = Walked(other_formats=sum((walked.other_formats for walked in walks.values()), Counter()),
+                      broken_links=[link for walked in walks.values() for link in walked.broken_links])
+    return files, repeated, left_out
 
 
-def _entries(root: Path) -> tuple[list[str], list[Path]]:
-    """The visible sub-folders of root (names, sorted) and the image files directly in it; an
-    entry that cannot be examined (a link loop) counts as a file, so that checking it says why
-    it is left out."""
-    folders, files = [], []
+def _entries(root: Path) -> tuple[list[str], list[Path], list[str]]:
+    """The visible sub-folders of root (names, sorted), the image files directly in it, and its
+    other visible symbolic links whose target does not exist; an entry that cannot be examined
+    (a link loop) counts as a file, so that checking it says why it is left out."""
+    folders, files, broken = [], [], []
     with os.scandir(root) as entries:
         for entry in entries:
             try:
@@ -122,7 +136,9 @@ def _entries(root: Path) -> tuple[list[str], list[Path]]:
                 folders.append(entry.name)
             elif not is_dir and _is_image_name(entry.name):
                 files.append(Path(entry.path))
-    return sorted(folders), sorted(files)
+            elif _is_visible(entry.name) and _is_broken_link(entry.path):
+                broken.append(entry.path)
+    return sorted(folders), sorted(files), sorted(broken)
 
 
 def warn_skipped(spec: str, bad: list[tuple[Path, str]], what: str = "unreadable file(s)") -> None:
@@ -134,10 +150,10 @@ def warn_skipped(spec: str, bad: list[tuple[Path, str]], what: str = "unreadable
 
 
 def _warn_of_layout(spec: str, root: Path, classes: list[str], loose: list[Path],
-                    repeated: list[tuple[str, str]], other_formats: Counter[str]) -> None:
+                    repeated: list[tuple[str, str]], left_out: Walked) -> None:
     """Warn of what the folder's layout leaves out or reads once: a VOC or split layout read as
-    classes, loose images beside class folders, files reached again through links, and files in
-    formats vitprobe does not read."""
+    classes, loose images beside class folders, files reached again through links, files in
+    formats vitprobe does not read, and links to nothing (a class folder moved away)."""
     _warn_if_voc(spec, root)
     if classes and loose:
         warn_user(f"dataset {spec!r}: left out {len(loose)} image(s) directly in {root} (e.g. "
@@ -148,10 +164,14 @@ def _warn_of_layout(spec: str, root: Path, classes: list[str], loose: list[Path]
         warn_user(f"dataset {spec!r}: {len(repeated)} folder(s) or file(s) reached again through symbolic "
                   f"links were read once, under the class folder that holds them, else the first that "
                   f"reaches them (e.g. {path} is {target})")
-    if other_formats:
-        formats = ", ".join(f"{s} {n}" for s, n in sorted(other_formats.items()))
-        warn_user(f"dataset {spec!r}: left out {sum(other_formats.values())} file(s) in formats "
+    if left_out.other_formats:
+        formats = ", ".join(f"{s} {n}" for s, n in sorted(left_out.other_formats.items()))
+        warn_user(f"dataset {spec!r}: left out {sum(left_out.other_formats.values())} file(s) in formats "
                   f"vitprobe does not read ({formats}); convert them to PNG or JPEG to include them")
+    if left_out.broken_links:
+        link = left_out.broken_links[0]
+        warn_user(f"dataset {spec!r}: left out {len(left_out.broken_links)} symbolic link(s) whose target does "
+                  f"not exist (e.g. {link} -> {os.readlink(link)}); restore the target or remove the link")
 
 
 def _readable(groups: list[list[Path]]) -> tuple[list[Path], list[int], list[tuple[Path, str]]]:
@@ -179,8 +199,9 @@ class FolderDataset(VitprobeDataset):
     that need labels cannot run on it). Every file with an image extension is checked once
     (``check_image``); failures are left out, counted in ``skipped`` and warned about once, so
     indices stay stable. Files in other formats that PIL opens (.psd, .ico, ...) are left out
-    with a warning; other files and hidden ones are ignored. Symbolic links are followed, and
-    a folder or file reached twice is read once, under the class folder that holds it. Class
+    with a warning; other files and hidden ones are ignored. Symbolic links are followed (not
+    back up to PATH), a folder or file reached twice is read once, under the class folder that
+    holds it, and links to nothing are warned of. Class
     folders named like splits (train, val) are warned about. With a split, the tree is read
     from ``PATH/<split>``.
     """
@@ -194,11 +215,12 @@ class FolderDataset(VitprobeDataset):
         if split is not None:
             root = existing_dir(spec, root / split, f"split {split!r}: folder")
         try:
-            folders, loose = _entries(root)
+            folders, loose, broken = _entries(root)
         except OSError as error:
             raise DataError(f"dataset {spec!r}: cannot list {root} ({error}); "
                             f"check its permissions") from error
-        in_folders, repeated, other_formats = _by_class(root, folders)
+        in_folders, repeated, left_out = _by_class(root, folders)
+        left_out.broken_links[:0] = broken
         flat = bool(loose) and not any(in_folders.values())  # sub-folders without images are no classes
         classes = [] if flat else folders
         if not classes and not loose:
@@ -207,7 +229,7 @@ class FolderDataset(VitprobeDataset):
         super().__init__(spec, image_size, mean, std, class_names={"class": classes} if classes else {},
                          has_masks=False, split=split)
         self.root = root
-        _warn_of_layout(spec, root, classes, loose, repeated, other_formats)
+        _warn_of_layout(spec, root, classes, loose, repeated, left_out)
         self.files, targets, bad = _readable([in_folders[name] for name in classes] if classes else [loose])
         self.skipped = len(bad)
         if not self.files and classes and loose:

@@ -1,8 +1,9 @@
 """Filled shapes as inside-tests on local coordinates.
 
 Each function takes arrays x, y in units of the object radius (origin at the object centre,
-y up) and returns a boolean array: True inside. Every shape lies within the unit disc, so an
-object of radius r centred at least r from every border is wholly in the image.
+y up) and returns a boolean array: True inside. Every shape lies within the unit disc but
+the heart, whose lobes reach 1.011, so an object of radius r <= 0.45 (of the image side)
+centred at least r + 0.02 from every border, as scenes place them, is wholly in the image.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def ring(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def heart(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(u^2 + v^2 - 1)^3 - u^2 v^3 <= 0 with u = 1.3 x, v = 1.3 y + 0.15 (fits the unit disc)."""
+    """(u^2 + v^2 - 1)^3 - u^2 v^3 <= 0 with u = 1.3 x, v = 1.3 y + 0.15 (within 1.011 of the centre)."""
     u2 = (1.3 * x) ** 2
     v = 1.3 * y + 0.15
     w = u2 + v * v - 1

@@ -143,8 +143,9 @@ def test_config_rejects_unknown_and_round_trips():
         with pytest.raises(ConfigError) as err:
             TrainConfig(**bad)
         assert "\n" not in str(err.value)
-    with pytest.raises(ConfigError, match=r"^--method hybrid needs --lambda, the weight of its contrastive loss"):
-        TrainConfig(method="hybrid")  # not "got None"
+    with pytest.raises(ConfigError, match=r"^--method hybrid needs --lambda, the weight of its contrastive loss.*"
+                                          r"\(in a --config file lam: 0\.5; Python: lam=0\.5\)$"):
+        TrainConfig(method="hybrid")  # not "got None"; each way of giving it named
     with pytest.raises(ConfigError, match=r"^--method hybrid needs --lambda in \[0, 1\], got 1.5$"):
         TrainConfig(method="hybrid", lam=1.5)
 

@@ -209,7 +209,8 @@ class TrainConfig:
         if self.method == "hybrid":
             if self.lam is None:
                 raise ConfigError("--method hybrid needs --lambda, the weight of its contrastive loss in [0, 1] "
-                                  "(L = (1 - lambda) L_SimMIM + lambda L_MoCoV3); e.g. --lambda 0.5")
+                                  "(L = (1 - lambda) L_SimMIM + lambda L_MoCoV3); e.g. --lambda 0.5 (in a "
+                                  "--config file lam: 0.5; Python: lam=0.5)")
             if not 0.0 <= self.lam <= 1.0:
                 raise ConfigError(f"--method hybrid needs --lambda in [0, 1], got {self.lam}")
         elif self.lam is not None:

@@ -307,6 +307,15 @@ def _checkpoint_record(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
             **({"training_warnings": warned} if warned else {})}
 
 
+def _heads_guessed(checkpoint: Mapping[str, Any], heads: int) -> dict[str, str]:
+    """``{"heads_guessed": "1 from width 64 // 64 (...)"}`` where the file gave no head count and
+    loading guessed it (every per-head number follows the guess), else nothing."""
+    from vitprobe.models.inference import GUESSED
+
+    source = str(checkpoint.get("report", {}).get("num_heads_from", ""))
+    return {"heads_guessed": f"{heads} from {source[len(GUESSED):].strip()}"} if source.startswith(GUESSED) else {}
+
+
 @_keeping_warnings
 def prepare_analysis(
     model_or_path: nn.Module | str | os.PathLike[str],
@@ -362,6 +371,7 @@ def prepare_analysis(
     protocol = {
         "dataset": facts,
         "image_size": info.img_size,
+        **_heads_guessed(checkpoint, info.num_heads),
         "checkpoint": _checkpoint_record(checkpoint),
         "batch_size": loader.batch_size,
         "seed": seed,

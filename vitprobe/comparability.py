@@ -15,9 +15,9 @@ EXECUTION_KEYS = ("checkpoint", "dataset", "batch_size", "device", "world_size")
 # Settings that follow from the model's depth, prefix tokens and patch grid: they differ between
 # models of different architectures without anyone having set them.
 ARCHITECTURE_KEYS = ("layers", "layer", "num_prefix_tokens_dropped", "even_attention_px")
-# What the model's layer 0 holds (a BEiT layout without position embeddings): a property of the
-# model, named in captions, never a setting that differs.
-MODEL_KEYS = ("layer_0",)
+# What the model's layer 0 holds (a BEiT layout without position embeddings) and a head count
+# that loading guessed: properties of the model, named in captions, never settings that differ.
+MODEL_KEYS = ("layer_0", "heads_guessed")
 
 
 def _text(value: Any) -> str:

@@ -108,6 +108,25 @@ def test_a_guessed_head_count_is_warned_and_a_given_one_is_not(tmp_path):
         assert plan.info.num_heads == 2
 
 
+def test_a_guessed_head_count_is_in_every_results_protocol_and_caption(tmp_path):
+    """Per-head numbers follow the guess: the summary's protocol, the figure caption and the
+    notebook display say "heads guessed 2 from width 128 // 64 ...", once for two runs of it and
+    never as a setting that differs from a run whose count was given."""
+    from vitprobe import analyze
+    from vitprobe.comparability import setting_differences
+    from vitprobe.plots.style import protocol_caption
+
+    made = make_case(next(c for c in CASES if c.id == "timm-pth"), tmp_path)
+    said = "heads guessed 2 from width 128 // 64 (no published value for this width)"
+    with pytest.warns(UserWarning, match="guessed"):
+        guessed = analyze(made.path, "synthetic:4", "attention_nmi", progress=False)
+    given = analyze(made.path, "synthetic:4", "attention_nmi", progress=False, load_options={"num_heads": 2})
+    protocols = [guessed["attention_nmi"].protocol, given["attention_nmi"].protocol]
+    assert all(said in caption for caption in guessed.summary()["protocol"]) and said in guessed._repr_html_()
+    assert said in protocol_caption(protocols[:1]) and "guessed" not in protocol_caption(protocols[1:])
+    assert not any(d.startswith("heads_guessed") for d in setting_differences(protocols))
+
+
 @pytest.mark.parametrize("case_id, warned", [("mae-finetuned", True), ("timm-pth", False)])
 def test_a_vit_s_in_the_model_layout_warns_that_moco_v3_has_12_heads(case_id, warned, tmp_path):
     """{"model": ViT-S} is DeiT-S (6 heads) or MoCo v3's convert_to_deit.py output (12 heads);

@@ -39,7 +39,7 @@ RC = {
 }
 # Protocol keys shown in figure captions, in this order; the whole protocol is in <name>.json
 # and in the report page.
-CAPTION_KEYS = ("dataset", "image_size", "pooling", "final_norm", "layer", "layer_0", "keep_mass",
+CAPTION_KEYS = ("dataset", "image_size", "heads_guessed", "pooling", "final_norm", "layer", "layer_0", "keep_mass",
                 "images_scored", "threshold", "k", "T", "heldout_fraction", "held_out", "unconverged_fits")
 # Keys shown only where some run's value is not 0 or false (a warning, not a setting).
 CAPTION_KEYS_UNLESS_ZERO = ("unconverged_fits", "even_masks")

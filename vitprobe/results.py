@@ -195,9 +195,15 @@ class Result:
         return svg
 
     @classmethod
-    def load(cls, folder: str | os.PathLike[str], name: str) -> "Result":
-        """Read a result written by :meth:`save`."""
+    def load(cls, folder: str | os.PathLike[str], name: str | None = None) -> "Result":
+        """Read a result written by :meth:`save`: ``load(folder, name)``, or ``load(csv)`` with
+        the path :meth:`save` returned (its ``.json`` beside it)."""
         folder = Path(folder)
+        if name is None:
+            if folder.suffix not in (".csv", ".json"):
+                raise ConfigError(f"{folder}: name the result, Result.load(folder, name), or pass the "
+                                  "<name>.csv that Result.save returned")
+            folder, name = folder.parent, folder.stem
         csv = folder / f"{name}.csv"
         if not csv.is_file():
             raise ConfigError(f"{csv}: no such result table; pass a folder written by `vitprobe analyze`")

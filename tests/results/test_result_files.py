@@ -71,6 +71,11 @@ def test_result_save_load_round_trip(tmp_path, results):
     loaded.save(again)
     assert (again / "attention_jaccard.csv").read_bytes() == (tmp_path / "attention_jaccard.csv").read_bytes()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+    by_path = Result.load(original.save(tmp_path, overwrite=True))  # the path save returned
+    pd.testing.assert_frame_equal(by_path.table, original.table)
+    assert by_path.name == "attention_jaccard" and by_path.protocol == original.protocol
+    with pytest.raises(ConfigError, match=r"name the result, Result\.load\(folder, name\), or pass the <name>\.csv"):
+        Result.load(tmp_path)
 
 
 def test_no_npz_without_artifacts(tmp_path, results):

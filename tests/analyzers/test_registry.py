@@ -45,6 +45,28 @@ def test_another_class_under_a_taken_name_is_refused():
         _registry.register_analyzer(type("Fourier", (Analyzer,), {"name": "fourier", "metrics": ("x",)}))
 
 
+def test_a_renamed_class_of_main_replaces_the_one_it_renames_with_a_warning():
+    """A notebook (module __main__) whose cell's class was renamed and run again: the new class
+    replaces the old one, saying so (it was refused until the kernel restarted)."""
+    first = type("TokenNorm", (Analyzer,), {"name": "cell_norm", "metrics": ("norm",), "__module__": "__main__"})
+    renamed = type("TokenNorms", (Analyzer,), {"name": "cell_norm", "metrics": ("norm",), "__module__": "__main__"})
+    _registry.register_analyzer(first)
+    with pytest.warns(UserWarning, match=r"^analysis 'cell_norm': TokenNorms replaces TokenNorm, registered earlier "
+                                         r"under that name in __main__$"):
+        _registry.register_analyzer(renamed)
+    assert type(get_analyzer("cell_norm")) is renamed
+
+
+def test_an_annotation_naming_what_its_module_lacks_is_one_line():
+    """'Sequence[int] | None' without importing Sequence: get_type_hints' NameError traceback."""
+    namespace: dict = {}
+    exec("def __init__(self, layers: 'Sequence[int] | None' = None): pass", namespace)
+    bad = type("Bad", (Analyzer,), {"name": "bad", "metrics": ("x",), "__init__": namespace["__init__"]})
+    with pytest.raises(TypeError, match=r"^Bad: the annotations of __init__ cannot be read \(NameError: name "
+                                        r"'Sequence' is not defined\); import what they name"):
+        _registry.register_analyzer(bad)
+
+
 @pytest.mark.parametrize("signature, message", [
     ("def __init__(self, width): pass", r"Bad: parameter 'width' needs a default"),
     ("def __init__(self, seed=0): pass", r"Bad: parameter 'seed' would overwrite the run's protocol entry of "

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from vitprobe.errors import AnalyzerDefinitionError, ConfigError
+from vitprobe.errors import AnalyzerDefinitionError, ConfigError, warn_user
 from vitprobe.plugins import OWN_MODULE_HINT
 
 _ANALYZERS: dict[str, type] = {}
@@ -25,7 +25,8 @@ def register_analyzer(cls: A) -> A:
     ``metrics``, ``keys_of_metrics`` naming metrics among its ``metrics``, and give every
     parameter a default and a name outside ``RESERVED_PARAMS``.
     A class of the same module and qualified name replaces the one registered (a notebook cell
-    run again, a module reloaded)."""
+    run again, a module reloaded), as does, with a warning, another class of ``__main__`` (a
+    notebook's or script's class renamed and its cell run again)."""
     name = getattr(cls, "name", "")
     if not name:
         raise AnalyzerDefinitionError(f"{cls.__name__} needs a class attribute `name` to be registered")
@@ -46,7 +47,10 @@ def register_analyzer(cls: A) -> A:
                                           f"got {key!r} -> {named!r}")
     _check_params(cls)
     taken = _ANALYZERS.get(name)
-    if taken is not None and _where(taken) != _where(cls):
+    if taken is not None and _where(taken) != _where(cls) and taken.__module__ == cls.__module__ == "__main__":
+        warn_user(f"analysis {name!r}: {cls.__qualname__} replaces {taken.__qualname__}, registered earlier "
+                  "under that name in __main__")
+    elif taken is not None and _where(taken) != _where(cls):
         raise AnalyzerDefinitionError(f"analysis name {name!r} is already taken by {_where(taken)}; give "
                         f"{cls.__qualname__} another `name`")
     _ANALYZERS[name] = cls
@@ -58,7 +62,12 @@ def _check_params(cls: type) -> None:
     ``--param`` can check: see ``_params``) and a name outside ``RESERVED_PARAMS``."""
     from vitprobe.analyzers._params import KINDS_HELP, check_value, param_kinds
 
-    kinds = param_kinds(cls)
+    try:
+        kinds = param_kinds(cls)
+    except (NameError, TypeError, SyntaxError) as err:  # an annotation naming what its module lacks
+        raise AnalyzerDefinitionError(f"{cls.__name__}: the annotations of __init__ cannot be read "
+                                      f"({type(err).__name__}: {err}); import what they name (e.g. "
+                                      "from collections.abc import Sequence)") from None
     for param in list(inspect.signature(cls.__init__).parameters.values())[1:]:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue

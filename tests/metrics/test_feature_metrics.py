@@ -264,3 +264,16 @@ def test_accuracy_standard_error_never_vanishes_and_approaches_the_binomial_one(
     plain = math.sqrt(0.3 * 0.7 / 100000)
     assert float(accuracy_standard_error(0.3, 100000)) == pytest.approx(plain, rel=1e-4)
     assert np.isnan(accuracy_standard_error([50.0], 0, scale=100.0)).all()
+
+
+@pytest.mark.parametrize("accuracy, scale, message", [
+    (1.5, 1.0, r"accuracy must lie in \[0, scale=1\], got 1\.5; pass scale=100 for percent"),
+    ([50.0, -0.5], 100.0, r"accuracy must lie in \[0, scale=100\], got \[50\.0, -0\.5\]"),
+    (0.5, 0.0, r"scale must be > 0, got 0\.0"),
+])
+def test_accuracy_standard_error_refuses_an_accuracy_beyond_its_scale(accuracy, scale, message):
+    """An accuracy of 1.5 on scale 1 (a percentage given without scale=100) was clipped to 1."""
+    from vitprobe.metrics import MetricInputError, accuracy_standard_error
+
+    with pytest.raises(MetricInputError, match=message):
+        accuracy_standard_error(accuracy, 10, scale=scale)

@@ -89,6 +89,7 @@ def test_head_diversity_of_a_single_head_is_nan_and_said(info, batches):
 
     panel = draw("attention_nmi", [("one head", result)]).axes[1]  # says why it is empty
     assert [t.get_text() for t in panel.texts] == ["undefined: one head,\nno pair of heads to compare"]
+    assert not panel.get_xticks().size and not panel.get_yticks().size  # no scale of nothing
     assert not draw("attention_nmi", [("heads", _result("attention_nmi", info, concat_batches(batches)))]).axes[1].texts
 
 

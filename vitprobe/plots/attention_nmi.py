@@ -24,9 +24,12 @@ def draw(items: Items) -> Figure:
             ax.set_title("query dependence per head (0 = collapsed)")
         else:
             depth_curve_panel(ax, items, metric, "head diversity (JSD, nats)")
-            ax.axhline(math.log(2), color="0.5", lw=0.8, ls="--")
             ax.set_title("pairwise JSD of heads (max log 2)")
-            if not any(rows_of(result, metric)["value"].notna().any() for _, result in items):
+            if any(rows_of(result, metric)["value"].notna().any() for _, result in items):
+                ax.axhline(math.log(2), color="0.5", lw=0.8, ls="--")
+            else:  # no values: no axis scale to read either
+                ax.set_xticks([])
+                ax.set_yticks([])
                 ax.text(0.5, 0.5, "undefined: one head,\nno pair of heads to compare", transform=ax.transAxes,
                         ha="center", va="center", color="0.35")
     return finish(fig, "Attention NMI and head diversity", items)

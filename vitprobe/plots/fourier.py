@@ -37,7 +37,7 @@ def draw(items: Items) -> Figure:
             continue
         ax.xaxis.set_major_formatter(FuncFormatter(_pi_ticks))
         ax.set_xlim(0, float(rows["frequency"].max()))
-        ax.set_xlabel("frequency (units of π)")
+        ax.set_xlabel("frequency")
         ax.set_ylabel("Δ log amplitude")
         ax.set_title(label)
     return finish(fig, "Fourier analysis of feature maps", items)

@@ -278,9 +278,12 @@ class Run(Mapping[str, Result]):
 
         path = self.checkpoint.get("path") if isinstance(self.checkpoint, dict) else None
         table = frame_html(self.summary())
+        skipped = self.meta.get("skipped_analyses") or {}
+        said = "".join(f"<br><small>skipped {html.escape(str(name))}: it {html.escape(str(why))}</small>"
+                       for name, why in skipped.items()) if isinstance(skipped, dict) else ""
         return (f"<p><b>{html.escape(self.label)}</b>" + (f" ({html.escape(str(path))})" if path else "")
-                + "<br><small>each value at the analysis's deepest layer; run[name] for a whole table</small></p>"
-                + table)
+                + "<br><small>each value at the analysis's deepest layer; run[name] for a whole table</small>"
+                + said + "</p>" + table)
 
     def summary(self) -> pd.DataFrame:
         """One row per metric (and label): its value at the deepest layer (at the highest

@@ -1035,6 +1035,9 @@ def test_results_and_runs_show_their_protocol_and_values_in_jupyter(results):
     for shown, table in ((page, result.table.head(12)), (run_page, run.summary())):  # no number: "-", as printed
         assert table.isna().any().any() and "<td>-</td>" in shown
         assert "NaN" not in shown and "&lt;NA&gt;" not in shown
+    assert "skipped" not in run_page
+    skipping = Run(results, label="r", meta={"skipped_analyses": {"knn": "needs labels & the data has none"}})
+    assert "<small>skipped knn: it needs labels &amp; the data has none</small>" in skipping._repr_html_()
 
 
 def test_n_is_a_nullable_integer_column() -> None:

@@ -102,7 +102,7 @@ def test_num_heads_overrides_and_image_size_from_grid():
     spec = ArchSpec(patch_size=14, embed_dim=384, depth=2, num_heads=12, img_size=518, reg_tokens=4,
                     qkv_bias=False, layer_scale=0.1, mlp_ratio=2.0)
     it = _infer(_meta_state(spec), num_heads=12)
-    assert it.spec == spec and it.report["num_heads_from"] == "given (--num-heads)"
+    assert it.spec == spec and it.report["num_heads_from"] == "given (--num-heads; Python num_heads=)"
 
 
 def test_arch_from_timm_rebuilds_the_same_encoder():

@@ -38,7 +38,7 @@ def test_inspect_text_names_the_key_the_heads_rule_and_the_dropped_keys(tmp_path
     assert vitprobe.cli.main(["inspect", "--checkpoint", str(made.path), "--num-heads", "4"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "format       dino (key teacher)" in lines
-    assert next(line for line in lines if line.startswith("architecture ")).endswith("  (heads: given (--num-heads))")
+    assert next(line for line in lines if line.startswith("architecture ")).endswith("  (heads: given (--num-heads; Python num_heads=))")
     assert f"  patch size 8, width 128, depth {VIT.depth}, heads 4, image size 32," in "\n".join(lines)
     dropped = next(line for line in lines if line.startswith("dropped      "))
     assert dropped.startswith(f"dropped      {len(made.dropped)} keys: DINO projection head")

@@ -103,7 +103,7 @@ def test_a_guessed_head_count_is_warned_and_a_given_one_is_not(tmp_path):
     assert hint.startswith("load_model(num_heads=N), analyze(load_options={'num_heads': N}))")
     with warnings.catch_warnings():  # each way the warning names takes the head count without a guess
         warnings.simplefilter("error")
-        assert load_model(made.path, num_heads=2).vitprobe_info["report"]["num_heads_from"] == "given (--num-heads)"
+        assert load_model(made.path, num_heads=2).vitprobe_info["report"]["num_heads_from"] == "given (--num-heads; Python num_heads=)"
         plan = prepare_analysis(made.path, "synthetic:4", "fourier", load_options={"num_heads": 2})
         assert plan.info.num_heads == 2
 
@@ -271,7 +271,7 @@ def test_an_arch_dict_replaces_only_the_fields_it_names(tmp_path):
     given_both = load_model(made.path, arch=VIT, num_heads=4)  # --num-heads replaces the arch's heads
     assert given_both.vitprobe_info["arch"] == VIT.replace(num_heads=4).to_dict()
     assert given_both.blocks[0].attn.num_heads == 4
-    assert given_both.vitprobe_info["report"]["num_heads_from"] == "given (--num-heads)"
+    assert given_both.vitprobe_info["report"]["num_heads_from"] == "given (--num-heads; Python num_heads=)"
 
 
 def test_a_guessed_single_head_is_said_in_the_singular(tmp_path):
@@ -318,7 +318,7 @@ def test_a_format_that_also_detects_the_file_may_be_forced(tmp_path):
     made = make_case(next(c for c in CASES if c.id == "vitprobe"), tmp_path)
     model = load_model(made.path, format="timm", num_heads=VIT.num_heads)
     assert model.vitprobe_info["format"] == "timm"
-    assert model.vitprobe_info["report"]["num_heads_from"] == "given (--num-heads)"  # the header is not read
+    assert model.vitprobe_info["report"]["num_heads_from"] == "given (--num-heads; Python num_heads=)"  # the header is not read
     for k, v in made.encoder.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
 

@@ -195,7 +195,7 @@ def test_model_kwargs_timm_refuses_give_no_hints_and_the_weights_still_load(tmp_
     made = make_case(case, tmp_path)
     model = load_model(made.path, num_heads=VIT.num_heads)
     assert model.vitprobe_info["arch"] == VIT.to_dict()
-    assert model.vitprobe_info["report"]["num_heads_from"] == "given (--num-heads)"
+    assert model.vitprobe_info["report"]["num_heads_from"] == "given (--num-heads; Python num_heads=)"
     _assert_same_weights(model, made.encoder)
 
 

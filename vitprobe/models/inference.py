@@ -88,6 +88,7 @@ def _grid(sd: Mapping[str, torch.Tensor], prefix_tokens: int, path: Path) -> int
 
 
 GUESSED = "guessed:"  # how a head count that no file, table or paper gives is reported
+GIVEN = "given (--num-heads; Python num_heads=)"  # how a head count the user gave is reported
 
 
 def _heads(width: int, sd: Mapping[str, torch.Tensor], hints: ArchHints,
@@ -100,7 +101,7 @@ def _heads(width: int, sd: Mapping[str, torch.Tensor], hints: ArchHints,
                           f"checkpoint {path}: its {tables[0]} has {shown} columns, one per head; ask for "
                           f"{shown} or leave the head count out")
     if num_heads is not None:
-        heads, source = num_heads, "given (--num-heads)"
+        heads, source = num_heads, GIVEN
         if hints.num_heads not in (None, num_heads) and hints.width in (None, width):  # the file may be wrong
             warn_user(f"--num-heads {num_heads} (Python num_heads=) overrides checkpoint {path}: its "
                       f"{hints.heads_source or 'metadata'} names {hints.num_heads} heads; per-head results "

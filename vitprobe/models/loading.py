@@ -19,7 +19,7 @@ from vitprobe.errors import (CheckpointError, ConfigError, VitprobeError, abbrev
 from vitprobe.models.architecture import ArchSpec, arch_from_timm, build_model
 from vitprobe.models.formats import BUFFER_DROPS, CheckpointFormat, formats
 from vitprobe.models.formats.base import PATCH_KEY, ArchHints, split_drops
-from vitprobe.models.inference import CONV_STEM, GUESSED, has_conv_stem, infer_arch
+from vitprobe.models.inference import CONV_STEM, GIVEN, GUESSED, has_conv_stem, infer_arch
 from vitprobe.models.reading import RawCheckpoint, file_sha256, read_checkpoint
 from vitprobe.plugins import OWN_MODULE_HINT
 
@@ -162,7 +162,7 @@ def interpret(raw: RawCheckpoint, format: str | None = None, key: str | None = N
     else:
         spec, heads_from = _as_spec(arch, sd, raw.path)
         if num_heads is not None:
-            spec, heads_from = spec.replace(num_heads=num_heads), "given (--num-heads)"
+            spec, heads_from = spec.replace(num_heads=num_heads), GIVEN
     carried = raw.obj.get(EXPORTED_TRAINING) if isinstance(raw.obj, Mapping) else None
     report = {"key": extracted.key, "tensors": len(sd), "num_heads_from": heads_from,
               "dropped": dropped, "ignored_entries": [e for e in extracted.ignored_entries if e != EXPORTED_TRAINING],

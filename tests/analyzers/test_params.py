@@ -80,3 +80,9 @@ def test_the_listing_says_what_each_parameter_takes(capsys) -> None:
     assert "layers = null (block numbers" in per_analysis[0] and "; from 1, the first block)" in per_analysis[0]
     assert "; 0 is the patch embedding)" in per_analysis[1].split("\nknn\n")[0]
 
+
+
+def test_an_analyzer_shows_its_class_and_parameters() -> None:
+    """get_analyzer('knn') in a notebook printed only <...KNN object at 0x...>."""
+    assert repr(get_analyzer("knn", k=5)) == ("KNN(layers=None, pooling='cls', final_norm=False, heldout_fraction=0.2, "
+                                              "split_seed=0, k=5, T=0.07)")

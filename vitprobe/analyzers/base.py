@@ -99,6 +99,10 @@ class Analyzer:
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
         return {name: getattr(self, name) for name in names}
 
+    def __repr__(self) -> str:
+        """``KNN(layers=None, pooling='cls', ...)``: the class and its parameters."""
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
+
     # ----------------------------------------------------------------- lifecycle
     def bind(self, info: ModelInfo | nn.Module, protocol: Mapping[str, Any] | None = None) -> "Analyzer":
         """Attach the model description (a ModelInfo, or the model to read it from) and the

@@ -194,8 +194,7 @@ def test_analyses_lists_needs_and_parameters(capsys):
     assert "  needs: labels\n" in knn and "final_norm = false (true|false)" in knn and 'pooling = "cls"' in knn
     assert "layers = null (block numbers" in knn and "; 0 is the patch embedding)" in knn
     assert "; from 1, the first block)" in out.split("\nattention_nmi\n", 1)[1].split("\nfourier\n", 1)[0]
-    from vitprobe.analyzers import analyzer_class
-    from vitprobe.commands.analyses import describe_analyzer
+    from vitprobe.analyzers import analyzer_class, describe_analyzer
 
     class Documented(analyzer_class("knn")):
         """Its ``first`` paragraph,
@@ -205,6 +204,7 @@ def test_analyses_lists_needs_and_parameters(capsys):
 
     about = describe_analyzer(Documented)
     assert about["about"] == "Its first paragraph, over two lines." and about["needs"] == ["labels"]
+    assert describe_analyzer("knn") == describe_analyzer(analyzer_class("knn"))  # by name, from Python
 
 
 def test_analyses_json_lists_each_analysis_with_its_parameters_defaults_and_metrics(capsys):

@@ -11,9 +11,10 @@ and computes a tidy :class:`vitprobe.results.Result`. The maths lives in
 from vitprobe.plugins import import_all
 from vitprobe.analyzers._registry import (analysis_giving, analyzer_class, get_analyzer, list_analyzers, outcome_keys,
                                           protocol_of_metric, register_analyzer)
+from vitprobe.analyzers._describe import describe_analyzer
 from vitprobe.analyzers.base import Analyzer, LayerAnalyzer, tidy
 
 import_all(__name__, __path__)  # each analyzer module registers its classes
 
-__all__ = ["Analyzer", "LayerAnalyzer", "analysis_giving", "analyzer_class", "get_analyzer", "list_analyzers", "outcome_keys",
-           "protocol_of_metric", "register_analyzer", "tidy"]
+__all__ = ["Analyzer", "LayerAnalyzer", "analysis_giving", "analyzer_class", "describe_analyzer", "get_analyzer",
+           "list_analyzers", "outcome_keys", "protocol_of_metric", "register_analyzer", "tidy"]

@@ -39,6 +39,18 @@ def _as_data(dataset: Any) -> Any:
     return {k: v for k, v in dataset.items() if k not in drop}
 
 
+# What tells two draws of the synthetic set apart without changing what they are drawn from.
+_DRAW_KEYS = {"spec", "size", "class_counts"}
+
+
+def draws_of_one_generator(datasets: Sequence[Any]) -> bool:
+    """Whether ``datasets`` are all draws of vitprobe's synthetic set (other sizes or seeds, one
+    normalisation and image size): samples of one distribution, comparable up to sampling error."""
+    drawn = [{k: v for k, v in _as_data(d).items() if k not in _DRAW_KEYS} for d in datasets
+             if isinstance(d, Mapping) and d.get("kind") == "synthetic"]
+    return len(drawn) == len(datasets) and len({_text(d) for d in drawn}) == 1
+
+
 def _spec(dataset: Any) -> str:
     return str(dataset.get("spec", dataset)) if isinstance(dataset, Mapping) else str(dataset)
 
@@ -117,7 +129,10 @@ def warn_if_incomparable(protocols: Mapping[str, Sequence[tuple[str, Mapping[str
     settings, naming the runs of each value."""
     pairs = [pair for group in protocols.values() for pair in group]
     data = data_difference([p for _, p in pairs], [label for label, _ in pairs])
-    if data is not None:
+    if data is not None and draws_of_one_generator([p.get("dataset") for _, p in pairs]):
+        warn_user(f"the runs were analysed on different draws of the synthetic set ({data}); their numbers "
+                  "differ by sampling error as well as by model")
+    elif data is not None:
         warn_user(f"the runs were analysed on different data ({data}); their numbers are not "
                   "comparable, only their shapes")
     for name, group in protocols.items():

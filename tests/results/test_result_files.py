@@ -823,6 +823,28 @@ def test_compare_warns_when_the_runs_saw_different_data(tmp_path, results):
     assert "comparison warned" not in (alike / "report.html").read_text(encoding="utf-8")
 
 
+def test_draws_of_the_synthetic_set_are_samples_of_one_distribution_not_other_data():
+    """synthetic:64 beside synthetic:64:1 or synthetic:128 was said to be 'not comparable, only
+    their shapes'; other normalisation or another kind of data still is."""
+    from vitprobe.comparability import warn_if_incomparable
+    from vitprobe.data import resolve_dataset
+
+    def said(*specs, **options):
+        protocols = [{"dataset": resolve_dataset(spec, 32, **options.get(spec, {})).describe()} for spec in specs]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warn_if_incomparable({"knn": [(spec, p) for spec, p in zip(specs, protocols)]})
+        return [str(w.message) for w in caught]
+
+    assert said("synthetic:64", "synthetic:64:1", "synthetic:128") == [
+        "the runs were analysed on different draws of the synthetic set (synthetic:128 (synthetic:128) | synthetic:64 "
+        "(synthetic:64) | synthetic:64:1 (synthetic:64:1)); their numbers differ by sampling error as well as by model"]
+    assert said("synthetic:64", "synthetic:64") == []
+    for other in said("synthetic:64", "digits"), said("synthetic:64", "synthetic:64:1",
+                                                      **{"synthetic:64:1": {"mean": (0.5,) * 3, "std": (0.5,) * 3}}):
+        assert len(other) == 1 and other[0].endswith("their numbers are not comparable, only their shapes")
+
+
 def test_one_folder_named_two_ways_or_seen_at_two_image_sizes_is_the_same_data():
     from vitprobe.comparability import data_difference, setting_differences
 

@@ -79,6 +79,10 @@ def test_bad_voc_inputs_raise_one_line(voc_root: Path, tmp_path: Path) -> None:
         with pytest.raises(DataError, match=rf"^dataset 'voc:.*': split '{re.escape(split)}' is not a plain name "
                                             rf"\(letters, digits, _ and -\); use e.g. voc:{re.escape(str(voc_root))}:train"):
             resolve_dataset(f"voc:{voc_root}:{split}", 32)
+    with pytest.raises(DataError, match=rf"^dataset 'voc:.*:val:x': a VOC spec takes one split after its folder, "
+                                        rf"voc:PATH\[:split\], and {re.escape(str(voc_root))} is followed by 'val' "
+                                        rf"and 'x'; use e.g. voc:{re.escape(str(voc_root))}:x$"):
+        resolve_dataset(f"voc:{voc_root}:val:x", 32)  # it said that the folder '<root>:val' does not exist
     import shutil
 
     shutil.rmtree(voc_root / "VOCdevkit" / "VOC2012" / "SegmentationObject")

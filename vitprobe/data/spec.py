@@ -110,6 +110,10 @@ def parse_spec(spec: str) -> DataSpec:
     if kind == "voc":
         head, colon, tail = rest.rpartition(":")
         if colon and head and SPLIT_NAME.fullmatch(tail) and not _names_folder(rest, instead_of=head):
+            folder, _, extra = head.rpartition(":")
+            if folder and _names_folder(folder, instead_of=head):  # voc:ROOT:a:b, two names after the folder
+                raise DataError(f"dataset {spec!r}: a VOC spec takes one split after its folder, voc:PATH[:split], "
+                                f"and {folder} is followed by {extra!r} and {tail!r}; use e.g. voc:{folder}:{tail}")
             return DataSpec("voc", recorded, path=_parse_path(spec, head), split=tail)
         if colon and head and _names_folder(head, instead_of=rest):  # a folder, then no plain split name
             raise DataError(f"dataset {spec!r}: split {tail!r} is not a plain name (letters, digits, _ and -); "

@@ -571,8 +571,9 @@ def analyze(
     them; each is an argument of its class in :mod:`vitprobe.analyzers`); ``load_options``
     (format, key, num_heads, img_size, arch) are passed to :func:`vitprobe.load_model`;
     ``label`` names the run in legends (default: the checkpoint's file stem, the run folder's
-    name for vitprobe's own ``<run>/final.safetensors``, or the model's class). ``device`` (cpu, cuda, cuda:N, auto) defaults to where a module's parameters are, and to the
-    CPU for a checkpoint path. The pass runs in eval mode on ``device``; a module passed in is
+    name for vitprobe's own ``<run>/final.safetensors``, or the model's class). ``device``
+    (cpu, cuda, cuda:N, auto) defaults to where a module's parameters are, and to the CPU for a
+    checkpoint path. The pass runs in eval mode on ``device``; a module passed in is
     then put back as it was (each submodule's train/eval mode, its device). Same inputs (the
     analyses chosen among them), batch size, thread count and seed give byte-identical CSV tables;
     the seed seeds the global generators during the pass only.

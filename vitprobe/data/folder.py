@@ -201,9 +201,8 @@ class FolderDataset(VitprobeDataset):
     indices stay stable. Files in other formats that PIL opens (.psd, .ico, ...) are left out
     with a warning; other files and hidden ones are ignored. Symbolic links are followed (not
     back up to PATH), a folder or file reached twice is read once, under the class folder that
-    holds it, and links to nothing are warned of. Class
-    folders named like splits (train, val) are warned about. With a split, the tree is read
-    from ``PATH/<split>``.
+    holds it, and links to nothing are warned of. Class folders named like splits (train, val)
+    are warned about. With a split, the tree is read from ``PATH/<split>``.
     """
 
     kind = "folder"

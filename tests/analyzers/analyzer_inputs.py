@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
+from vitprobe.analyzers import get_analyzer
 from vitprobe.capture import ModelInfo, Site
+from vitprobe.errors import VitprobeWarning
 
 DEPTH, HEADS, PREFIX, PATCH, GRID, WIDTH, IMG = 2, 3, 1, 4, (4, 4), 8, 16
 
@@ -52,3 +56,14 @@ def concat_batches(batches: list[dict]) -> dict:
     out["labels"] = {k: torch.cat([b["labels"][k] for b in batches]) for k in batches[0]["labels"]}
     out["sites"] = {s: torch.cat([b["sites"][s] for b in batches]) for s in batches[0]["sites"]}
     return out
+
+
+def compute_warned(name: str, info: ModelInfo, batch: dict, **params) -> tuple:
+    """Analysis ``name`` bound to ``info`` and fed ``batch``: its Result and the vitprobe
+    warnings its compute() gave."""
+    analyzer = get_analyzer(name, **params).bind(info, {})
+    analyzer.update(batch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = analyzer.compute()
+    return result, [str(w.message) for w in caught if issubclass(w.category, VitprobeWarning)]

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pytest
 import torch
+from analyzer_inputs import compute_warned
 
 from vitprobe.analyzers import analyzer_class, get_analyzer
 from vitprobe.analyzers._params import _kind, check_value
@@ -102,19 +102,11 @@ def test_token_analyses_read_past_every_register(info):
     np.testing.assert_allclose(image[:, :5], torch.stack(pooled).numpy(), rtol=1e-6)
 
 
-def _probe_result(name, info, index, labels, features=None, **params):
-    """``name`` on one batch of layer-1 tokens (random unless ``features`` (n, C) sets the
-    class token), with warnings caught: (result, messages)."""
-    n = len(index)
-    tokens = torch.randn(n, info.num_tokens, info.embed_dim, generator=torch.Generator().manual_seed(3))
-    if features is not None:
-        tokens[:, 0] = features
-    analyzer = get_analyzer(name, layers=[1], **params).bind(info, {})
-    analyzer.update({"index": index, "labels": {"c": labels}, "sites": {Site("tokens", 1): tokens}})
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = analyzer.compute()
-    return result, [str(w.message) for w in caught]
+def _probe_result(name, info, index, labels, **params):
+    """``name`` on one batch of random layer-1 tokens: (result, warnings)."""
+    tokens = torch.randn(len(index), info.num_tokens, info.embed_dim, generator=torch.Generator().manual_seed(3))
+    batch = {"index": index, "labels": {"c": labels}, "sites": {Site("tokens", 1): tokens}}
+    return compute_warned(name, info, batch, layers=[1], **params)
 
 
 def test_fifty_held_out_images_are_enough_and_forty_nine_are_warned_of(info):

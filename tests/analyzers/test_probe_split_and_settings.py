@@ -4,17 +4,16 @@ vitprobe.metrics applied to the known split."""
 from __future__ import annotations
 
 import re
-import warnings
 
 import pytest
 import torch
-from analyzer_inputs import PREFIX, WIDTH
+from analyzer_inputs import PREFIX, WIDTH, compute_warned
 
 from vitprobe.analyzers import get_analyzer
 from vitprobe.analyzers._split import heldout_mask
 from vitprobe.analyzers.probes import PROBE_TOL
 from vitprobe.capture import Site
-from vitprobe.errors import DataError, VitprobeWarning
+from vitprobe.errors import DataError
 from vitprobe.metrics import fit_logistic, knn_predict
 
 
@@ -23,15 +22,6 @@ def _random_batch(n=200, classes=3, layers=(1,), seed=1):
     labels = torch.randint(0, classes, (n,), generator=gen)
     sites = {Site("tokens", layer): torch.randn(n, PREFIX + 16, WIDTH, generator=gen) for layer in layers}
     return {"index": torch.arange(n), "labels": {"c": labels}, "sites": sites}
-
-
-def _compute(name, info, batch, **params):
-    analyzer = get_analyzer(name, **params).bind(info, {})
-    analyzer.update(batch)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = analyzer.compute()
-    return result, [str(w.message) for w in caught if issubclass(w.category, VitprobeWarning)]
 
 
 def _accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> float:
@@ -44,7 +34,7 @@ def test_the_split_seed_and_fraction_choose_the_held_out_images(info):
     batch = _random_batch()
     held = heldout_mask(batch["index"], 0.3, 5)
     assert int(held.sum()) != int(heldout_mask(batch["index"], 0.3, 0).sum())
-    result, _ = _compute("knn", info, batch, layers=[1], heldout_fraction=0.3, split_seed=5)
+    result, _ = compute_warned("knn", info, batch, layers=[1], heldout_fraction=0.3, split_seed=5)
     x, y = batch["sites"][Site("tokens", 1)][:, 0], batch["labels"]["c"]
     expected = _accuracy(knn_predict(x[~held], y[~held], x[held], k=20, T=0.07), y[held])
     assert result.table["value"].tolist() == pytest.approx([expected])
@@ -67,7 +57,7 @@ def test_the_majority_class_baseline_is_the_share_of_the_commonest_class_over_bo
     held = heldout_mask(batch["index"], 0.2, 0)
     train_counts = torch.bincount(balanced[~held], minlength=4)
     assert (balanced[held] == train_counts.argmax()).double().mean() < 0.25  # the old reading's bias
-    result, _ = _compute(name, info, batch, layers=[1])
+    result, _ = compute_warned(name, info, batch, layers=[1])
     known = skewed[skewed >= 0]
     expected = 100.0 * float((known == 1).double().mean())
     assert max(range(3), key=lambda c: int((known == c).sum())) == 1
@@ -81,7 +71,7 @@ def test_each_layers_accuracy_reads_that_layers_features(info):
     separable = torch.randn(200, PREFIX + 16, WIDTH) * 0.1
     separable[torch.arange(200), :, y] += 5.0
     batch["sites"][Site("tokens", 2)] = separable
-    result, _ = _compute("knn", info, batch, layers=[1, 2])
+    result, _ = compute_warned("knn", info, batch, layers=[1, 2])
     held = heldout_mask(batch["index"], 0.2)
     expected = []
     for layer in (1, 2):
@@ -95,7 +85,7 @@ def test_each_layers_accuracy_reads_that_layers_features(info):
 @pytest.mark.parametrize("params, C, other_C", [({}, 1.0, 0.1), ({"C": 0.002}, 0.002, 1.0)])  # 1.0: scikit-learn's default
 def test_the_linear_probe_is_fitted_with_its_C(info, params, C, other_C):
     batch = _random_batch(seed=5)
-    result, _ = _compute("linear_probe", info, batch, layers=[1], **params)
+    result, _ = compute_warned("linear_probe", info, batch, layers=[1], **params)
     held = heldout_mask(batch["index"], 0.2)
     x, y = batch["sites"][Site("tokens", 1)][:, 0].double(), batch["labels"]["c"]
     probe = fit_logistic(x[~held], y[~held], C=C, max_iter=1000, tol=PROBE_TOL)
@@ -107,7 +97,7 @@ def test_the_linear_probe_is_fitted_with_its_C(info, params, C, other_C):
 
 def test_knn_votes_with_its_temperature(info):
     batch = _random_batch()
-    result, _ = _compute("knn", info, batch, layers=[1], T=5.0, k=50)
+    result, _ = compute_warned("knn", info, batch, layers=[1], T=5.0, k=50)
     held = heldout_mask(batch["index"], 0.2)
     x, y = batch["sites"][Site("tokens", 1)][:, 0], batch["labels"]["c"]
     expected = _accuracy(knn_predict(x[~held], y[~held], x[held], k=50, T=5.0), y[held])
@@ -121,7 +111,7 @@ def test_a_training_split_of_one_class_has_no_accuracy(name, info):
     so there is no accuracy (NaN, warned), not 0%."""
     batch = _random_batch()
     batch["labels"]["c"] = heldout_mask(batch["index"], 0.2).long()
-    result, said = _compute(name, info, batch, layers=[1])
+    result, said = compute_warned(name, info, batch, layers=[1])
     assert result.table["value"].isna().all()
     assert any("the training split holds 1 class" in s for s in said)
 
@@ -129,9 +119,9 @@ def test_a_training_split_of_one_class_has_no_accuracy(name, info):
 def test_knn_warns_when_k_reaches_the_number_of_training_images(info):
     batch = _random_batch(n=60)
     train = int((~heldout_mask(batch["index"], 0.2)).sum())
-    _, said = _compute("knn", info, batch, layers=[1], k=train)
+    _, said = compute_warned("knn", info, batch, layers=[1], k=train)
     assert any(s.startswith(f"knn on label 'c': k = {train} neighbours of only {train} training images") for s in said)
-    _, said = _compute("knn", info, batch, layers=[1], k=train - 1)
+    _, said = compute_warned("knn", info, batch, layers=[1], k=train - 1)
     assert not any("neighbours of only" in s for s in said)
 
 
@@ -139,10 +129,10 @@ def test_few_held_out_images_are_warned_with_what_one_image_moves(info):
     batch = _random_batch(n=60)
     held = int(heldout_mask(batch["index"], 0.2).sum())
     assert 5 <= held < 50
-    _, said = _compute("knn", info, batch, layers=[1])
+    _, said = compute_warned("knn", info, batch, layers=[1])
     assert any(re.search(rf"only {held} held-out images, so one image moves the accuracy by "
                          rf"{100 / held:.1f} points", s) for s in said)
-    _, said = _compute("knn", info, _random_batch(n=400), layers=[1])  # about 80 held out
+    _, said = compute_warned("knn", info, _random_batch(n=400), layers=[1])  # about 80 held out
     assert not any("held-out images, so one image" in s for s in said)
 
 
@@ -159,7 +149,7 @@ def test_images_that_share_an_index_are_warned_of_in_any_order(name, info):
     """Indices shared but not next to each other (shuffled data, or across shards): still found."""
     batch = _random_batch(n=60)
     batch["index"] = batch["index"] % 20  # each index given to three images, 20 apart
-    _, said = _compute(name, info, batch, layers=[1])
+    _, said = compute_warned(name, info, batch, layers=[1])
     assert [s for s in said if re.match(rf"{name}: images share an 'index' \(20 shared values, e.g. 0\)", s)]
 
 

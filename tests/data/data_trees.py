@@ -11,6 +11,7 @@ GREY = 200
 SIXTEEN_BIT = 128 * 257  # scales to 128 in 8 bits
 RGBA_RED_ALPHA = 128
 VOC_ID_CLASS = {1: 15, 2: 12}  # object 1 is a person, object 2 a dog
+RAW = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}  # normalisation that leaves images in [0, 1]
 
 
 def _save(image: Image.Image, path: Path) -> Path:

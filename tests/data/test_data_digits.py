@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from data_trees import RAW
 from sklearn.datasets import load_digits
 
 from vitprobe.data import resolve_dataset
 from vitprobe.errors import DataError
-
-RAW = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
 
 
 def _bilinear(small: np.ndarray, size: int) -> np.ndarray:

@@ -12,11 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from data_trees import GREY, RGBA_RED_ALPHA
+from data_trees import GREY, RAW, RGBA_RED_ALPHA
 from vitprobe.data import resolve_dataset
 from vitprobe.errors import DataError
-
-RAW = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}  # images come back in [0, 1]
 
 
 def _open(root: Path, size: int = 32):

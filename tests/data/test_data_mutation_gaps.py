@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_trees import RAW, _save
 from PIL import Image
 from sklearn.datasets import load_digits
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, Subset
@@ -38,14 +39,10 @@ from vitprobe.data.user_data import as_items, describe_data, first_item, loader_
 from vitprobe.data.voc import VOC_CLASSES
 from vitprobe.errors import ConfigError, DataError
 
-RAW = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}  # images come back in [0, 1]
-
 
 def _png(path: Path) -> Path:
     """A 16 x 16 one-colour PNG at ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (16, 16), (10, 20, 30)).save(path)
-    return path
+    return _save(Image.new("RGB", (16, 16), (10, 20, 30)), path)
 
 
 def _quiet(spec: str, size: int = 16, **kwargs):
